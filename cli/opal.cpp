@@ -1,0 +1,193 @@
+// The `opal` command: check, ast, ir, emit, replay, run, list.
+#include <cstdio>
+#include <iostream>
+#include <map>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "compiler/codegen/c_emitter.h"
+#include "compiler/pipeline.h"
+#include "lang/parser.h"
+#include "runtime/error.h"
+#include "runtime/executable.h"
+#include "runtime/replay.h"
+#include "runtime/toy_problem.h"
+
+#ifndef OPAL_VERSION
+#define OPAL_VERSION "0.1.0"
+#endif
+
+namespace {
+
+using namespace opal;
+
+std::map<std::string, double> parse_hparams(const std::vector<std::string>& kvs) {
+  std::map<std::string, double> out;
+  for (const auto& kv : kvs) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0) throw Error(fmt::format("--hparam takes NAME=VALUE, got `{}`", kv));
+    try {
+      size_t used = 0;
+      double v = std::stod(kv.substr(eq + 1), &used);
+      if (used != kv.size() - eq - 1) throw std::invalid_argument("trailing");
+      out[kv.substr(0, eq)] = v;
+    } catch (const std::exception&) {
+      throw Error(fmt::format("--hparam `{}`: `{}` is not a number", kv.substr(0, eq), kv.substr(eq + 1)));
+    }
+  }
+  return out;
+}
+
+// Prints diagnostics; returns the exit code (1 when there are errors).
+int finish(const Diagnostics& d) {
+  std::string r = d.render();
+  if (!r.empty()) std::fputs(r.c_str(), stderr);
+  return d.has_errors() ? 1 : 0;
+}
+
+int cmd_check(const std::vector<std::string>& files) {
+  Diagnostics d;
+  LoadRequest req;
+  req.files = files;
+  std::shared_ptr<Program> p(load_program(req, d));
+  if (!d.has_errors()) check_program(p, d);
+  int rc = finish(d);
+  if (rc == 0) std::printf("ok: %zu optimizer%s, %zu component%s checked\n", p->user_optimizers.size(), p->user_optimizers.size() == 1 ? "" : "s",
+                           p->user_components.size(), p->user_components.size() == 1 ? "" : "s");
+  return rc;
+}
+
+int cmd_ast(const std::string& file) {
+  Diagnostics d;
+  SourceManager sm;
+  std::string err;
+  const SourceFile* f = sm.load(file, err);
+  if (!f) {
+    std::fprintf(stderr, "error: %s\n", err.c_str());
+    return 1;
+  }
+  Module m = parse(*f, d);
+  std::fputs(dump_ast(m).c_str(), stdout);
+  return finish(d);
+}
+
+int cmd_ir(const SpecRef& ref, const std::string& after) {
+  Diagnostics d;
+  auto program = load_spec_program(ref, d);
+  const OptimizerDecl* o = d.has_errors() ? nullptr : pick_optimizer(*program, ref, d);
+  if (!o) return finish(d);
+  const auto& names = pass_names();
+  if (std::find(names.begin(), names.end(), after) == names.end() && after != "all") {
+    std::fprintf(stderr, "error: unknown pass `%s`; passes: %s, all\n", after.c_str(), fmt::format("{}", fmt::join(names, ", ")).c_str());
+    return 2;
+  }
+  std::vector<PassDump> dumps;
+  CompileOptions opts{after};
+  compile_optimizer(program, *o, d, opts, &dumps);
+  for (const auto& dump : dumps) {
+    std::printf("// after %s (route %s)%s\n", dump.pass.c_str(), dump.route.c_str(), dump.changed ? "" : " (unchanged)");
+    std::fputs(dump.text.c_str(), stdout);
+  }
+  return finish(d);
+}
+
+int cmd_emit(const SpecRef& ref, const std::string& target) {
+  auto c = compile_spec(ref);
+  EmitInput in{c->name, c->hparams.size(), {}};
+  for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
+  std::fputs(emit_program(in, target == "cuda" ? Target::Cuda : Target::Cpu).c_str(), stdout);
+  return 0;
+}
+
+int cmd_run(const SpecRef& ref, ToyConfig cfg, const std::vector<std::string>& hps) {
+  auto hp = parse_hparams(hps);
+  std::printf("%s on the built-in linear regression (W %dx%d, batch %d, %d steps)\n", ref.spec.c_str(), cfg.out, cfg.in, cfg.batch, cfg.steps);
+  ToyResult r = run_toy(ref, cfg, hp, [](int step, double loss) { std::printf("  step %4d  loss %.6f\n", step, loss); });
+  std::printf("  final loss %.6f (from %.6f)\n", r.final_loss, r.losses.front().second);
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Opal: a compiler for neural-network optimizers"};
+  app.set_version_flag("--version", std::string("opal ") + OPAL_VERSION);
+  app.require_subcommand(1);
+
+  std::vector<std::string> check_files;
+  auto* check = app.add_subcommand("check", "Report diagnostics for spec files (exit 1 on errors)");
+  check->add_option("files", check_files, "Spec files")->required();
+
+  std::string ast_file;
+  auto* ast = app.add_subcommand("ast", "Print the parsed syntax tree of a spec file");
+  ast->add_option("file", ast_file, "Spec file")->required();
+
+  SpecRef ref;
+  auto add_spec = [&](CLI::App* c) {
+    c->add_option("spec", ref.spec, "A stdlib optimizer name, a .opal file, or spec text")->required();
+    c->add_option("--optimizer", ref.optimizer, "Which optimizer of the file");
+  };
+  std::string after = "memory";
+  auto* ir = app.add_subcommand("ir", "Print the IR of an optimizer after a pass");
+  add_spec(ir);
+  ir->add_option("--after", after, "lower, fold, dce, fuse, memory (the final plan) or all");
+
+  std::string target = "cpu";
+  auto* emit = app.add_subcommand("emit", "Print the generated kernel source");
+  add_spec(emit);
+  emit->add_option("--target", target, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+
+  std::string init, grads, out_path;
+  int steps = 1;
+  std::vector<std::string> hps;
+  auto* rep = app.add_subcommand("replay", "Apply recorded gradients and write the final parameters and state");
+  add_spec(rep);
+  rep->add_option("--init", init, "safetensors with tensor NAME per parameter")->required();
+  rep->add_option("--grads", grads, "safetensors with tensor NAME@t per parameter and step")->required();
+  rep->add_option("--steps", steps, "Number of steps")->required();
+  rep->add_option("-o,--output", out_path, "Output safetensors (NAME and NAME/slot)")->required();
+  rep->add_option("--hparam", hps, "NAME=VALUE, repeatable");
+
+  ToyConfig cfg;
+  auto* run = app.add_subcommand("run", "Train the built-in linear regression and print the loss");
+  add_spec(run);
+  run->add_option("--steps", cfg.steps, "Steps");
+  run->add_option("--seed", cfg.seed, "Seed of data and initial weights");
+  run->add_option("--hparam", hps, "NAME=VALUE, repeatable");
+
+  auto* list = app.add_subcommand("list", "List the stdlib optimizers and components");
+
+  CLI11_PARSE(app, argc, argv);
+  try {
+    if (*check) return cmd_check(check_files);
+    if (*ast) return cmd_ast(ast_file);
+    if (*ir) return cmd_ir(ref, after);
+    if (*emit) return cmd_emit(ref, target);
+    if (*rep) {
+      ReplayRequest req{ref, read_safetensors(init), read_safetensors(grads), steps, parse_hparams(hps)};
+      write_safetensors(out_path, replay(req));
+      return 0;
+    }
+    if (*run) return cmd_run(ref, cfg, hps);
+    if (*list) {
+      Diagnostics d;
+      std::shared_ptr<Program> p(load_program({}, d));
+      std::printf("optimizers:");
+      for (const auto& [n, o] : p->optimizers) std::printf(" %s", n.c_str());
+      std::printf("\ncomponents:");
+      for (const auto& [n, c] : p->components) std::printf(" %s", n.c_str());
+      std::printf("\nfns:");
+      for (const auto& [n, f] : p->fns) std::printf(" %s", n.c_str());
+      std::printf("\n");
+      return finish(d);
+    }
+  } catch (const CompileError& e) {
+    std::fputs(e.what(), stderr);
+    return 1;
+  } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  }
+  return 0;
+}

@@ -1,0 +1,231 @@
+// The shared C emitter. Values are named after their IR ids: `sN` (double, per-parameter
+// scalar, computed before the loop) and `vN` (float, per element). Every statement carries a
+// comment naming its IR value and spec location.
+#include "compiler/codegen/c_emitter.h"
+
+#include <algorithm>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "compiler/check.h"
+#include "compiler/codegen/targets.h"
+
+namespace opal {
+
+using ir::Op;
+using ir::Shape;
+using ir::ValueId;
+
+std::string kernel_symbol(size_t route, size_t kernel) { return fmt::format("opal_r{}_k{}", route, kernel); }
+
+std::string CEmitter::literal(double v) {
+  if (v == (long long)v && std::abs(v) < 1e15) return fmt::format("{}.0", (long long)v);
+  return fmt::format("{:.17g}", v);
+}
+
+std::string CEmitter::comment(const ir::Graph& g, ValueId v) {
+  const ir::Node& n = g.at(v);
+  std::string s = fmt::format("%{} {}", v.v, ir::op_name(n.op));
+  if (n.op == Op::HParam) s += " " + g.hparams[n.iattr];
+  if (n.op == Op::StateRead || n.op == Op::StateWrite) s += " " + g.slots[n.iattr].name;
+  if (n.loc.valid()) {
+    std::string path = n.loc.file->path();
+    auto slash = path.find_last_of('/');
+    auto [l, c] = n.loc.file->line_col(n.loc.offset);
+    s += fmt::format(" @{}:{}:{}", slash == std::string::npos ? path : path.substr(slash + 1), l, c);
+  }
+  return s;
+}
+
+// Index of a buffer of shape `s` inside a kernel iterating `d`.
+std::string CEmitter::index(Domain d, Shape s, bool indexed) const {
+  switch (s) {
+    case Shape::Full: return indexed ? "(i * cols + j)" : "e";
+    case Shape::Rows: return "i";
+    case Shape::Cols: return "j";
+    case Shape::Scalar: return "0";
+  }
+  (void)d;
+  return "?";
+}
+
+std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) const {
+  const ir::Node& n = g.at(v);
+  auto a = [&](int k) { return fmt::format("s{}", n.operands[k].v); };
+  switch (n.op) {
+    case Op::Const: return literal(n.fattr);
+    case Op::HParam: return fmt::format("U_hp({})", n.iattr);
+    case Op::Step: return "U_t";
+    case Op::Dim: return n.iattr == 0 ? "(double)rows" : n.iattr == 1 ? "(double)cols" : "(double)numel";
+    case Op::Sum: return fmt::format("(double)sb{}[0]", 2 + g.slots.size() + p.temp_buffer(v));
+    case Op::Neg: return "-" + a(0);
+    case Op::Not: return fmt::format("({} == 0.0 ? 1.0 : 0.0)", a(0));
+    case Op::Sqrt: return fmt::format("sqrt({})", a(0));
+    case Op::Abs: return fmt::format("fabs({})", a(0));
+    case Op::Sign: return fmt::format("(double)(({0} > 0.0) - ({0} < 0.0))", a(0));
+    case Op::Exp: return fmt::format("exp({})", a(0));
+    case Op::Log: return fmt::format("log({})", a(0));
+    case Op::Cos: return fmt::format("cos({})", a(0));
+    case Op::Sin: return fmt::format("sin({})", a(0));
+    case Op::Tanh: return fmt::format("tanh({})", a(0));
+    case Op::Floor: return fmt::format("floor({})", a(0));
+    case Op::Add: return fmt::format("{} + {}", a(0), a(1));
+    case Op::Sub: return fmt::format("{} - {}", a(0), a(1));
+    case Op::Mul: return fmt::format("{} * {}", a(0), a(1));
+    case Op::Div: return fmt::format("{} / {}", a(0), a(1));
+    case Op::Pow: return fmt::format("pow({}, {})", a(0), a(1));
+    case Op::Min: return fmt::format("fmin({}, {})", a(0), a(1));
+    case Op::Max: return fmt::format("fmax({}, {})", a(0), a(1));
+    case Op::Lt: return fmt::format("({} < {} ? 1.0 : 0.0)", a(0), a(1));
+    case Op::Le: return fmt::format("({} <= {} ? 1.0 : 0.0)", a(0), a(1));
+    case Op::Gt: return fmt::format("({} > {} ? 1.0 : 0.0)", a(0), a(1));
+    case Op::Ge: return fmt::format("({} >= {} ? 1.0 : 0.0)", a(0), a(1));
+    case Op::Eq: return fmt::format("({} == {} ? 1.0 : 0.0)", a(0), a(1));
+    case Op::Ne: return fmt::format("({} != {} ? 1.0 : 0.0)", a(0), a(1));
+    case Op::And: return fmt::format("({} != 0.0 && {} != 0.0 ? 1.0 : 0.0)", a(0), a(1));
+    case Op::Or: return fmt::format("({} != 0.0 || {} != 0.0 ? 1.0 : 0.0)", a(0), a(1));
+    case Op::Select: return fmt::format("({} != 0.0 ? {} : {})", a(0), a(1), a(2));
+    default: OPAL_CHECK(false, "op %s is not a scalar op", ir::op_name(n.op));
+  }
+  return {};
+}
+
+// A float operand inside the loop: a per-element value, or a scalar narrowed to float.
+std::string CEmitter::operand(const ir::Graph& g, ValueId v) const {
+  return g.at(v).shape == Shape::Scalar ? fmt::format("(float)s{}", v.v) : fmt::format("v{}", v.v);
+}
+
+std::string CEmitter::element_expr(const ir::Graph& g, ValueId v) const {
+  const ir::Node& n = g.at(v);
+  auto a = [&](int k) { return operand(g, n.operands[k]); };
+  switch (n.op) {
+    case Op::Neg: return "-" + a(0);
+    case Op::Not: return fmt::format("({} == 0.0f ? 1.0f : 0.0f)", a(0));
+    case Op::Sqrt: return fmt::format("sqrtf({})", a(0));
+    case Op::Abs: return fmt::format("fabsf({})", a(0));
+    case Op::Sign: return fmt::format("(float)(({0} > 0.0f) - ({0} < 0.0f))", a(0));
+    case Op::Exp: return fmt::format("expf({})", a(0));
+    case Op::Log: return fmt::format("logf({})", a(0));
+    case Op::Cos: return fmt::format("cosf({})", a(0));
+    case Op::Sin: return fmt::format("sinf({})", a(0));
+    case Op::Tanh: return fmt::format("tanhf({})", a(0));
+    case Op::Floor: return fmt::format("floorf({})", a(0));
+    case Op::Add: return fmt::format("{} + {}", a(0), a(1));
+    case Op::Sub: return fmt::format("{} - {}", a(0), a(1));
+    case Op::Mul: return fmt::format("{} * {}", a(0), a(1));
+    case Op::Div: return fmt::format("{} / {}", a(0), a(1));
+    case Op::Pow: return fmt::format("powf({}, {})", a(0), a(1));
+    case Op::Min: return fmt::format("fminf({}, {})", a(0), a(1));
+    case Op::Max: return fmt::format("fmaxf({}, {})", a(0), a(1));
+    case Op::Lt: return fmt::format("({} < {} ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::Le: return fmt::format("({} <= {} ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::Gt: return fmt::format("({} > {} ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::Ge: return fmt::format("({} >= {} ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::Eq: return fmt::format("({} == {} ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::Ne: return fmt::format("({} != {} ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::And: return fmt::format("({} != 0.0f && {} != 0.0f ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::Or: return fmt::format("({} != 0.0f || {} != 0.0f ? 1.0f : 0.0f)", a(0), a(1));
+    case Op::Select: return fmt::format("({} != 0.0f ? {} : {})", a(0), a(1), a(2));
+    default: OPAL_CHECK(false, "op %s is not elementwise", ir::op_name(n.op));
+  }
+  return {};
+}
+
+void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) const {
+  const ir::Graph& g = p.graph;
+  const Kernel& K = p.kernels[k];
+  const size_t n_slots = g.slots.size();
+  auto buf_of_slot = [&](int64_t s) { return 2 + s; };
+  auto buf_of_temp = [&](ValueId v) { return 2 + n_slots + p.temp_buffer(v); };
+  out += fmt::format("// {} kernel {}: {} space, level {}\n", g.name, k, domain_name(K.domain), K.level);
+  out += signature(kernel_symbol(route, k)) + " {\n";
+  out += open_tensor();
+  out += "  const long long rows = T.rows, cols = T.cols, numel = rows * cols;\n";
+  out += "  (void)rows; (void)cols; (void)numel;\n";
+  // buffers this kernel touches
+  std::set<size_t> bufs;
+  std::vector<std::string> decls;
+  auto use_buf = [&](size_t b) { bufs.insert(b); };
+  for (ValueId v : K.body) {
+    const ir::Node& n = g.at(v);
+    if (n.op == Op::Param) use_buf(0);
+    if (n.op == Op::Grad) use_buf(1);
+    if (n.op == Op::StateRead) use_buf(buf_of_slot(n.iattr));
+  }
+  std::vector<ValueId> temp_reads;
+  auto note_temp_reads = [&](ValueId v) {
+    const ir::Node& n = g.at(v);
+    for (int i = 0; i < n.n_operands; ++i) {
+      ValueId o = n.operands[i];
+      if (p.is_temp(o) && !std::binary_search(K.body.begin(), K.body.end(), o, [](ValueId a, ValueId b) { return a.v < b.v; })) {
+        use_buf(buf_of_temp(o));
+        if (g.at(o).shape != Shape::Scalar && std::find(temp_reads.begin(), temp_reads.end(), o) == temp_reads.end()) temp_reads.push_back(o);
+      }
+    }
+  };
+  for (ValueId v : K.scalars) note_temp_reads(v);
+  for (ValueId v : K.body) note_temp_reads(v);
+  for (ValueId v : K.effects) {
+    note_temp_reads(v);
+    const ir::Node& n = g.at(v);
+    use_buf(n.op == Op::ParamWrite ? 0 : buf_of_slot(n.iattr));
+  }
+  for (ValueId v : K.reductions) {
+    note_temp_reads(v);
+    use_buf(buf_of_temp(v));
+  }
+  for (ValueId v : K.stores) use_buf(buf_of_temp(v));
+  std::sort(temp_reads.begin(), temp_reads.end(), [](ValueId a, ValueId b) { return a.v < b.v; });
+  for (size_t b : bufs) out += fmt::format("  float* {} sb{} = T.buf[{}];\n", restrict_kw(), b, b);
+  // scalars
+  for (ValueId v : K.scalars) out += fmt::format("  const double s{} = {};  // {}\n", v.v, scalar_expr(g, v, p), comment(g, v));
+  // total reductions accumulate in double
+  for (ValueId r : K.reductions)
+    if (g.at(r).op == Op::Sum) out += fmt::format("  double acc{} = 0.0;\n", r.v);
+  // the loop
+  out += loop_open(K);
+  std::string ind = K.indexed && K.domain == Domain::Full ? "      " : "    ";
+  auto idx = [&](Shape s) { return index(K.domain, s, K.indexed); };
+  for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
+  for (ValueId v : K.body) {
+    const ir::Node& n = g.at(v);
+    std::string rhs;
+    if (n.op == Op::Param) rhs = fmt::format("sb0[{}]", idx(Shape::Full));
+    else if (n.op == Op::Grad) rhs = fmt::format("sb1[{}]", idx(Shape::Full));
+    else if (n.op == Op::StateRead) rhs = fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));
+    else rhs = element_expr(g, v);
+    out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
+  }
+  for (ValueId r : K.reductions) {
+    const ir::Node& n = g.at(r);
+    std::string val = operand(g, n.operands[0]);
+    if (n.op == Op::Sum) out += fmt::format("{}{}\n", ind, accumulate_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)), val));
+    else
+      out += fmt::format("{}{}  // {}\n", ind, accumulate(fmt::format("sb{}[{}]", buf_of_temp(r), n.op == Op::RowSum ? "i" : "j"), val), comment(g, r));
+  }
+  for (ValueId s : K.stores) out += fmt::format("{}sb{}[{}] = v{};  // temp\n", ind, buf_of_temp(s), idx(g.at(s).shape), s.v);
+  for (ValueId e : K.effects) {
+    const ir::Node& n = g.at(e);
+    std::string val = operand(g, n.operands[0]);
+    if (n.op == Op::ParamWrite) out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, idx(Shape::Full), val, comment(g, e));
+    else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val, comment(g, e));
+  }
+  out += loop_close(K);
+  for (ValueId r : K.reductions)
+    if (g.at(r).op == Op::Sum) out += finish_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)));
+  out += close_tensor();
+  out += "}\n\n";
+}
+
+std::string emit_program(const EmitInput& in, Target target) {
+  std::unique_ptr<CEmitter> em = target == Target::Cpu ? make_cpu_emitter() : make_cuda_emitter();
+  std::string out = fmt::format("// Generated by Opal from optimizer `{}` for the {} target. Do not edit.\n", in.optimizer,
+                                target == Target::Cpu ? "cpu" : "cuda");
+  out += em->prelude(in.n_hparams);
+  for (size_t r = 0; r < in.routes.size(); ++r)
+    for (size_t k = 0; k < in.routes[r].plan->kernels.size(); ++k) em->kernel(out, *in.routes[r].plan, r, k);
+  return out;
+}
+
+}  // namespace opal

@@ -1,0 +1,35 @@
+// The kernel emitter: one C-like renderer of plans, shared by the CPU and CUDA targets.
+// A target is a small subclass overriding the kernel signature, the loops and a few spellings.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler/plan.h"
+
+namespace opal {
+
+enum class Target { Cpu, Cuda };
+
+// The kernels of one compiled optimizer, route by route, as the emitter sees them.
+struct EmitRoute {
+  std::string label;
+  const Plan* plan;
+};
+
+struct EmitInput {
+  std::string optimizer;
+  size_t n_hparams = 0;
+  std::vector<EmitRoute> routes;
+};
+
+// Kernel entry points: `void NAME(const opal_tensor_t* ts, long long n, const opal_uniforms_t* U)`
+// on the CPU; `__global__ void NAME(const opal_tensor_t* ts, opal_uniforms_t U)` with one
+// blockIdx.y per tensor on CUDA. Each tensor's buffer table is: 0 w, 1 g, 2.. the state slots,
+// then the plan's scratch buffers.
+std::string kernel_symbol(size_t route, size_t kernel);
+
+// The whole translation unit (prelude, ABI structs, every kernel of every route).
+std::string emit_program(const EmitInput& in, Target target);
+
+}  // namespace opal

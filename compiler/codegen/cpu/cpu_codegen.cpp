@@ -1,0 +1,63 @@
+// CPU target: plain C++ loops over each tensor, OpenMP-parallel and vectorizable.
+#include <fmt/format.h>
+
+#include "compiler/codegen/targets.h"
+
+namespace opal {
+
+namespace {
+
+class CpuEmitter final : public CEmitter {
+ public:
+  std::string prelude(size_t n_hparams) const override {
+    return fmt::format(R"(#include <math.h>
+typedef struct {{ float* const* buf; long long rows, cols; }} opal_tensor_t;
+typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
+#define U_hp(k) (U->hp[k])
+#define U_t (U->t)
+#ifndef OPAL_CACHE_KEY
+#define OPAL_CACHE_KEY ""
+#endif
+extern "C" const char* opal_cache_key(void) {{ return OPAL_CACHE_KEY; }}
+
+)", n_hparams == 0 ? 1 : n_hparams);
+  }
+
+ protected:
+  std::string signature(const std::string& name) const override {
+    return fmt::format("extern \"C\" void {}(const opal_tensor_t* ts, long long n, const opal_uniforms_t* U)", name);
+  }
+  std::string open_tensor() const override { return "  for (long long p = 0; p < n; ++p) {\n  const opal_tensor_t T = ts[p];\n"; }
+  std::string close_tensor() const override { return "  }\n"; }
+  std::string loop_open(const Kernel& k) const override {
+    // the threshold keeps small tensors off the thread pool
+    std::string par = k.serial ? "" : "  #pragma omp parallel for schedule(static) if(numel >= 65536)\n";
+    switch (k.domain) {
+      case Domain::Full:
+        if (!k.indexed)
+          return k.serial ? "  for (long long e = 0; e < numel; ++e) {\n"
+                          : "  #pragma omp parallel for simd schedule(static) if(numel >= 65536)\n  for (long long e = 0; e < numel; ++e) {\n";
+        return par + "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
+      case Domain::Rows: return "  for (long long i = 0; i < rows; ++i) {\n";
+      case Domain::Cols: return "  for (long long j = 0; j < cols; ++j) {\n";
+    }
+    return {};
+  }
+  std::string loop_close(const Kernel& k) const override {
+    return k.domain == Domain::Full && k.indexed ? "    }\n  }\n" : "  }\n";
+  }
+  std::string restrict_kw() const override { return "__restrict__"; }
+  std::string accumulate(const std::string& lhs, const std::string& val) const override { return fmt::format("{} += {};", lhs, val); }
+  std::string accumulate_total(const std::string& acc, const std::string&, const std::string& val) const override {
+    return fmt::format("{} += (double){};", acc, val);
+  }
+  std::string finish_total(const std::string& acc, const std::string& buf) const override {
+    return fmt::format("  {}[0] = (float)({} + (double){}[0]);\n", buf, acc, buf);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<CEmitter> make_cpu_emitter() { return std::make_unique<CpuEmitter>(); }
+
+}  // namespace opal

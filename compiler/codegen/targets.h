@@ -1,0 +1,39 @@
+// The emitter's target interface (private to codegen): the shared CEmitter renders values and
+// statements; a target subclass renders signatures, loops, reductions and the prelude.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "compiler/codegen/c_emitter.h"
+
+namespace opal {
+
+class CEmitter {
+ public:
+  virtual ~CEmitter() = default;
+  void kernel(std::string& out, const Plan& p, size_t route, size_t k) const;
+  virtual std::string prelude(size_t n_hparams) const = 0;
+
+ protected:
+  virtual std::string signature(const std::string& name) const = 0;
+  virtual std::string open_tensor() const = 0;   // binds `T` (and opens the per-tensor loop)
+  virtual std::string close_tensor() const = 0;
+  virtual std::string loop_open(const Kernel& k) const = 0;
+  virtual std::string loop_close(const Kernel& k) const = 0;
+  virtual std::string restrict_kw() const = 0;
+  virtual std::string accumulate(const std::string& lhs, const std::string& val) const = 0;
+  virtual std::string accumulate_total(const std::string& acc, const std::string& buf, const std::string& val) const = 0;
+  virtual std::string finish_total(const std::string& acc, const std::string& buf) const = 0;
+
+  static std::string literal(double v);
+  static std::string comment(const ir::Graph& g, ir::ValueId v);
+  std::string index(Domain d, ir::Shape s, bool indexed) const;
+  std::string scalar_expr(const ir::Graph& g, ir::ValueId v, const Plan& p) const;
+  std::string element_expr(const ir::Graph& g, ir::ValueId v) const;
+  std::string operand(const ir::Graph& g, ir::ValueId v) const;
+};
+
+std::unique_ptr<CEmitter> make_cpu_emitter();
+std::unique_ptr<CEmitter> make_cuda_emitter();
+
+}  // namespace opal

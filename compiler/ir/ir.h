@@ -1,0 +1,96 @@
+// The IR: a typed SSA graph per parameter class. One node struct, one op enum (ops.def),
+// nodes interned by the Builder so that structurally equal values share an id (CSE for free).
+#pragma once
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "lang/source.h"
+
+namespace opal::ir {
+
+enum class Op : uint8_t {
+#define OPAL_OP(name, cat, arity, str) name,
+#include "compiler/ir/ops.def"
+#undef OPAL_OP
+};
+
+enum class Category : uint8_t { Leaf, Unary, Binary, Ternary, Reduce, Effect };
+
+Category category(Op op);
+int arity(Op op);
+const char* op_name(Op op);
+bool is_elementwise(Op op);  // Unary, Binary or Ternary
+
+// Shape class of a value, symbolic in the parameter's size: a per-parameter scalar, one value
+// per row [m], one per column [n], or the full [m,n]. Vectors are 1 x n parameters.
+enum class Shape : uint8_t { Scalar, Rows, Cols, Full };
+const char* shape_name(Shape s);
+// numpy-style broadcasting: Scalar with X -> X, Rows with Cols -> Full. Always defined.
+Shape broadcast(Shape a, Shape b);
+
+struct ValueId {
+  uint32_t v = UINT32_MAX;
+  bool valid() const { return v != UINT32_MAX; }
+  bool operator==(const ValueId& o) const { return v == o.v; }
+  bool operator!=(const ValueId& o) const { return v != o.v; }
+  bool operator<(const ValueId& o) const { return v < o.v; }
+};
+
+struct Node {
+  Op op;
+  Shape shape;
+  uint8_t n_operands = 0;
+  ValueId operands[3];
+  int64_t iattr = 0;
+  double fattr = 0;
+  SourceLoc loc;
+};
+
+// A persistent per-parameter buffer the pipeline reads and writes.
+struct Slot {
+  std::string name;  // "<stage>.<state>", e.g. "adapt.v"
+  Shape shape;
+  SourceLoc loc;
+};
+
+struct Graph {
+  std::string name;                       // e.g. "adamw.matrix"
+  std::vector<std::string> hparams;       // the optimizer's hyperparameters, by HParam index
+  std::vector<Slot> slots;
+  std::vector<Node> nodes;                // operands always precede their users
+  std::vector<ValueId> effects;           // roots, in program order
+  bool matrix_only = false;               // uses row/column structure: vectors may not use it
+
+  const Node& at(ValueId id) const { return nodes[id.v]; }
+};
+
+// Builds a Graph, interning every non-effect node on (op, shape, operands, attributes).
+class Builder {
+ public:
+  explicit Builder(Graph& g);
+  ValueId add(Op op, Shape shape, std::initializer_list<ValueId> operands, int64_t iattr = 0, double fattr = 0, SourceLoc loc = {});
+  ValueId add_node(const Node& n);  // interns a prepared node (operands must already be in this graph)
+  ValueId constant(double v, SourceLoc loc = {}) { return add(Op::Const, Shape::Scalar, {}, 0, v, loc); }
+  Graph& graph() { return g_; }
+
+ private:
+  struct Key {
+    Op op; Shape shape; uint8_t n; uint32_t a, b, c; int64_t i; uint64_t f;
+    bool operator==(const Key&) const = default;
+  };
+  struct KeyHash { size_t operator()(const Key& k) const; };
+  Graph& g_;
+  std::unordered_map<Key, ValueId, KeyHash> interned_;
+};
+
+// The textual form: `%7 = mul %3, %5 : full   @adamw.opal:4:12`.
+std::string print(const Graph& g);
+std::string print_node(const Graph& g, ValueId id);
+
+// Checks the graph's invariants (operand order, arities, shapes, slots, effects). Returns an
+// empty string when valid, else a description of the first violation.
+std::string verify(const Graph& g);
+
+}  // namespace opal::ir

@@ -1,0 +1,39 @@
+// Textual IR: one node a line, with its source location.
+#include <fmt/format.h>
+
+#include "compiler/ir/ir.h"
+
+namespace opal::ir {
+
+std::string print_node(const Graph& g, ValueId id) {
+  const Node& n = g.at(id);
+  std::string s = fmt::format("%{} = {}", id.v, op_name(n.op));
+  switch (n.op) {
+    case Op::Const: s += fmt::format(" {}", n.fattr); break;
+    case Op::HParam: s += fmt::format(" {}", n.iattr < (int64_t)g.hparams.size() ? g.hparams[n.iattr] : "?"); break;
+    case Op::Dim: s += n.iattr == 0 ? " rows" : n.iattr == 1 ? " cols" : " numel"; break;
+    case Op::StateRead:
+    case Op::StateWrite: s += fmt::format(" {}", n.iattr < (int64_t)g.slots.size() ? g.slots[n.iattr].name : "?"); break;
+    default: break;
+  }
+  for (int i = 0; i < n.n_operands; ++i) s += fmt::format("{}%{}", i == 0 && n.op != Op::StateWrite ? " " : ", ", n.operands[i].v);
+  s += fmt::format(" : {}", shape_name(n.shape));
+  if (n.loc.valid()) {
+    auto [l, c] = n.loc.file->line_col(n.loc.offset);
+    std::string path = n.loc.file->path();
+    auto slash = path.find_last_of('/');
+    s += fmt::format("   @{}:{}:{}", slash == std::string::npos ? path : path.substr(slash + 1), l, c);
+  }
+  return s;
+}
+
+std::string print(const Graph& g) {
+  std::string s = fmt::format("graph {}", g.name);
+  if (g.matrix_only) s += " (matrix only)";
+  s += "\n";
+  for (size_t i = 0; i < g.slots.size(); ++i) s += fmt::format("  slot {} {} : {}\n", i, g.slots[i].name, shape_name(g.slots[i].shape));
+  for (uint32_t i = 0; i < g.nodes.size(); ++i) s += "  " + print_node(g, ValueId{i}) + "\n";
+  return s;
+}
+
+}  // namespace opal::ir

@@ -1,0 +1,87 @@
+// The pass pipeline.
+#include "compiler/pipeline.h"
+
+#include <set>
+
+#include <fmt/format.h>
+
+#include "compiler/check.h"
+#include "compiler/passes/dce.h"
+#include "compiler/passes/fold_constants.h"
+#include "compiler/passes/fuse_elementwise.h"
+#include "compiler/passes/plan_memory.h"
+#include "compiler/passes/rebuild.h"
+
+namespace opal {
+
+const std::vector<std::string>& pass_names() {
+  static const std::vector<std::string> names = {"lower", "fold", "dce", "fuse", "memory"};
+  return names;
+}
+
+namespace {
+
+struct GraphPass {
+  const char* name;
+  ir::Graph (*run)(const ir::Graph&);
+};
+
+constexpr GraphPass kGraphPasses[] = {
+    {"fold", passes::fold_constants},
+    {"dce", passes::dce},
+};
+
+void verify_or_die(const ir::Graph& g, const char* after) {
+  std::string err = ir::verify(g);
+  OPAL_CHECK(err.empty(), "IR invalid after %s: %s\n%s", after, err.c_str(), ir::print(g).c_str());
+}
+
+}  // namespace
+
+std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program> program, const OptimizerDecl& decl, Diagnostics& diags,
+                                                   const CompileOptions& opts, std::vector<PassDump>* dumps) {
+  size_t errors_before = diags.error_count();
+  LoweredOptimizer lowered = lower_optimizer(*program, decl, diags);
+  if (diags.error_count() > errors_before) return std::nullopt;
+  auto want = [&](const std::string& pass) { return dumps && (opts.dump_after == pass || opts.dump_after == "all"); };
+  CompiledOptimizer out;
+  out.program = program;
+  out.decl = &decl;
+  out.name = decl.name;
+  out.hparams = lowered.hparams;
+  out.defaults = lowered.defaults;
+  std::set<int64_t> used_hparams;
+  for (auto& rg : lowered.routes) {
+    ir::Graph g = std::move(rg.graph);
+    verify_or_die(g, "lower");
+    if (want("lower")) dumps->push_back({rg.label, "lower", ir::print(g), true});
+    for (const auto& pass : kGraphPasses) {
+      ir::Graph next = pass.run(g);
+      verify_or_die(next, pass.name);
+      bool changed = !passes::same_graph(g, next);
+      if (want(pass.name)) dumps->push_back({rg.label, pass.name, ir::print(next), changed});
+      g = std::move(next);
+    }
+    for (const auto& n : g.nodes)
+      if (n.op == ir::Op::HParam) used_hparams.insert(n.iattr);
+    Plan plan = passes::fuse_elementwise(g);
+    if (want("fuse")) dumps->push_back({rg.label, "fuse", print_plan(plan), true});
+    plan = passes::plan_memory(std::move(plan));
+    if (want("memory")) dumps->push_back({rg.label, "memory", print_plan(plan), true});
+    out.routes.push_back({rg.label, rg.path, std::move(plan)});
+  }
+  for (size_t i = 0; i < out.hparams.size(); ++i)
+    if (!used_hparams.count(int64_t(i)))
+      diags.report(DiagKind::UnusedHyperparameter, lowered.hparam_locs[i],
+                   fmt::format("hyperparameter `{}` of `{}` is never used", out.hparams[i], decl.name),
+                   "remove it, or pass it to a stage: sweeping it would change nothing");
+  if (diags.error_count() > errors_before) return std::nullopt;
+  return out;
+}
+
+void check_program(const std::shared_ptr<const Program>& program, Diagnostics& diags) {
+  for (const ComponentDecl* c : program->user_components) check_component(*program, *c, diags);
+  for (const OptimizerDecl* o : program->user_optimizers) compile_optimizer(program, *o, diags);
+}
+
+}  // namespace opal

@@ -1,0 +1,52 @@
+// The compiler driver: resolved optimizer -> lowered route graphs -> passes -> plans.
+// The pass list is a plain ordered list; each pass can be dumped (`opal ir --after PASS`).
+#pragma once
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "compiler/lower/ast_to_ir.h"
+#include "compiler/plan.h"
+
+namespace opal {
+
+struct CompiledRoute {
+  std::string label;
+  std::vector<RouteStep> path;
+  Plan plan;
+};
+
+struct CompiledOptimizer {
+  std::shared_ptr<const Program> program;  // keeps the AST and source text alive
+  const OptimizerDecl* decl = nullptr;
+  std::string name;
+  std::vector<std::string> hparams;
+  std::vector<double> defaults;
+  std::vector<CompiledRoute> routes;
+};
+
+// Graph passes in order; `fuse` and `memory` follow them and produce the plan.
+const std::vector<std::string>& pass_names();  // lower, fold, dce, fuse, memory
+
+struct PassDump {
+  std::string route;
+  std::string pass;
+  std::string text;
+  bool changed = true;
+};
+
+struct CompileOptions {
+  std::string dump_after;  // a pass name, "all", or "" for none
+};
+
+// Compiles one optimizer of the program. Reports errors (including unused hyperparameters)
+// to `diags` and returns nullopt when there are any.
+std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program> program, const OptimizerDecl& decl, Diagnostics& diags,
+                                                   const CompileOptions& opts = {}, std::vector<PassDump>* dumps = nullptr);
+
+// Checks every user declaration of the program (components on their own, every optimizer),
+// as `opal check` does.
+void check_program(const std::shared_ptr<const Program>& program, Diagnostics& diags);
+
+}  // namespace opal

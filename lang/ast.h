@@ -1,0 +1,95 @@
+// The AST of a spec file. Every node carries the SourceLoc of the text it came from.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lang/source.h"
+
+namespace opal {
+
+struct Expr;
+using ExprPtr = std::unique_ptr<Expr>;
+
+// A call argument; `name` is empty for positional arguments.
+struct Arg {
+  std::string name;
+  SourceLoc name_loc;
+  ExprPtr value;
+};
+
+struct Expr {
+  enum class Kind { Number, Name, Unary, Binary, Call };
+  Kind kind;
+  SourceLoc loc;
+  double number = 0;      // Number
+  std::string name;       // Name; callee of Call; operator spelling of Unary/Binary
+  std::vector<Arg> args;  // Call arguments; the operands of Unary (1) and Binary (2)
+};
+
+struct Param {
+  std::string name;
+  SourceLoc loc;
+  ExprPtr default_value;  // null: required
+};
+
+// `state v = init`, `let x = e`, `x = e`
+struct Stmt {
+  enum class Kind { State, Let, Assign };
+  Kind kind;
+  SourceLoc loc;
+  std::string name;
+  SourceLoc name_loc;
+  ExprPtr value;
+};
+
+struct ComponentDecl {
+  std::string name;
+  SourceLoc loc;
+  std::vector<Param> params;
+  std::vector<Stmt> body;
+};
+
+struct FnDecl {
+  std::string name;
+  SourceLoc loc;
+  std::vector<Param> params;
+  ExprPtr body;
+};
+
+// One stage of a pipeline: a component (or, alone in its route, an optimizer) with arguments.
+struct Stage {
+  std::string name;
+  SourceLoc loc;
+  std::vector<Arg> args;
+};
+
+// `matrix:`, `vector:`, `other:` or `"pattern", ...:` followed by a pipeline.
+struct Route {
+  enum class Kind { Matrix, Vector, Other, Pattern };
+  Kind kind;
+  SourceLoc loc;
+  std::vector<std::string> patterns;
+  std::vector<Stage> pipeline;
+  std::string label() const;  // "matrix", "other", "\"embed*\""
+};
+
+struct OptimizerDecl {
+  std::string name;
+  SourceLoc loc;
+  std::vector<Param> params;
+  std::vector<Route> routes;
+};
+
+struct Module {
+  const SourceFile* file = nullptr;
+  std::vector<ComponentDecl> components;
+  std::vector<FnDecl> fns;
+  std::vector<OptimizerDecl> optimizers;
+};
+
+// S-expression dump used by `opal ast` and the golden tests.
+std::string dump_ast(const Module& m);
+std::string dump_expr(const Expr& e);
+
+}  // namespace opal

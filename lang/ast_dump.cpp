@@ -1,0 +1,73 @@
+// S-expression dump of the AST (`opal ast`).
+#include <fmt/format.h>
+
+#include "lang/ast.h"
+
+namespace opal {
+
+namespace {
+std::string num(double v) { return fmt::format("{}", v); }
+
+std::string dump_args(const std::vector<Arg>& args) {
+  std::string s;
+  for (const auto& a : args) s += " " + (a.name.empty() ? "" : a.name + "=") + dump_expr(*a.value);
+  return s;
+}
+
+std::string dump_params(const std::vector<Param>& ps) {
+  std::string s = "(params";
+  for (const auto& p : ps) s += " " + p.name + (p.default_value ? "=" + dump_expr(*p.default_value) : "");
+  return s + ")";
+}
+}  // namespace
+
+std::string Route::label() const {
+  switch (kind) {
+    case Kind::Matrix: return "matrix";
+    case Kind::Vector: return "vector";
+    case Kind::Other: return "other";
+    case Kind::Pattern: {
+      std::string s;
+      for (const auto& p : patterns) s += (s.empty() ? "" : ",") + ("\"" + p + "\"");
+      return s;
+    }
+  }
+  return "?";
+}
+
+std::string dump_expr(const Expr& e) {
+  switch (e.kind) {
+    case Expr::Kind::Number: return num(e.number);
+    case Expr::Kind::Name: return e.name;
+    case Expr::Kind::Unary: return fmt::format("({} {})", e.name, dump_expr(*e.args[0].value));
+    case Expr::Kind::Binary: return fmt::format("({} {} {})", e.name, dump_expr(*e.args[0].value), dump_expr(*e.args[1].value));
+    case Expr::Kind::Call: return fmt::format("(call {}{})", e.name, dump_args(e.args));
+  }
+  return "?";
+}
+
+std::string dump_ast(const Module& m) {
+  std::string s;
+  auto at = [](SourceLoc l) { return l.str(); };
+  for (const auto& f : m.fns) s += fmt::format("(fn {} {} {})  @{}\n", f.name, dump_params(f.params), dump_expr(*f.body), at(f.loc));
+  for (const auto& c : m.components) {
+    s += fmt::format("(component {} {}  @{}\n", c.name, dump_params(c.params), at(c.loc));
+    for (const auto& st : c.body) {
+      const char* k = st.kind == Stmt::Kind::State ? "state" : st.kind == Stmt::Kind::Let ? "let" : "assign";
+      s += fmt::format("  ({} {} {})  @{}\n", k, st.name, dump_expr(*st.value), at(st.loc));
+    }
+    s += ")\n";
+  }
+  for (const auto& o : m.optimizers) {
+    s += fmt::format("(optimizer {} {}  @{}\n", o.name, dump_params(o.params), at(o.loc));
+    for (const auto& r : o.routes) {
+      s += fmt::format("  (route {}", r.label());
+      for (const auto& st : r.pipeline) s += fmt::format(" (stage {}{})", st.name, dump_args(st.args));
+      s += fmt::format(")  @{}\n", at(r.loc));
+    }
+    s += ")\n";
+  }
+  return s;
+}
+
+}  // namespace opal

@@ -1,0 +1,323 @@
+// Recursive-descent parser for the spec language.
+//
+//   file      := decl*
+//   decl      := component | optimizer | fn
+//   component := 'component' IDENT params '{' stmt* '}'
+//   optimizer := 'optimizer' IDENT params '{' route* '}'
+//   fn        := 'fn' IDENT params '=' expr
+//   params    := '(' [IDENT ['=' expr] {',' ...}] ')'
+//   stmt      := 'state' IDENT '=' expr | 'let' IDENT '=' expr | IDENT '=' expr   (';' optional)
+//   route     := selector ':' stage {'->' stage}
+//   selector  := 'matrix' | 'vector' | 'other' | STRING {',' STRING}
+//   stage     := IDENT ['(' args ')']
+//   expr      := precedence climbing over || && (== !=) (< <= > >=) (+ -) (* /) unary ^ primary
+#include "lang/parser.h"
+#include "lang/lexer.h"
+
+#include <fmt/format.h>
+
+namespace opal {
+
+namespace {
+
+struct ParseError {};
+
+class Parser {
+ public:
+  Parser(const SourceFile& file, std::vector<Token> toks, Diagnostics& d) : file_(file), toks_(std::move(toks)), d_(d) {}
+
+  Module run() {
+    Module m;
+    m.file = &file_;
+    while (!at(Tok::Eof)) {
+      try {
+        if (at(Tok::KwComponent)) m.components.push_back(component());
+        else if (at(Tok::KwOptimizer)) m.optimizers.push_back(optimizer());
+        else if (at(Tok::KwFn)) m.fns.push_back(fn());
+        else {
+          d_.report(DiagKind::ExpectedDeclaration, peek().loc,
+                    fmt::format("expected `component`, `optimizer` or `fn`, found {}", describe(peek())),
+                    "every definition starts with one of these keywords");
+          throw ParseError{};
+        }
+      } catch (ParseError&) {
+        recover();
+      }
+    }
+    return m;
+  }
+
+ private:
+  const Token& peek(size_t k = 0) const { return toks_[std::min(pos_ + k, toks_.size() - 1)]; }
+  bool at(Tok k) const { return peek().kind == k; }
+  Token take() {
+    Token t = peek();
+    if (pos_ + 1 < toks_.size()) ++pos_;
+    return t;
+  }
+  bool accept(Tok k) {
+    if (!at(k)) return false;
+    take();
+    return true;
+  }
+  static std::string describe(const Token& t) {
+    switch (t.kind) {
+      case Tok::Eof: return "end of file";
+      case Tok::Ident: return fmt::format("identifier `{}`", t.text);
+      case Tok::Number: return fmt::format("number `{}`", t.text);
+      case Tok::String: return fmt::format("string \"{}\"", t.text);
+      default: return fmt::format("`{}`", tok_spelling(t.kind));
+    }
+  }
+  Token expect(Tok k, const char* context) {
+    if (!at(k)) {
+      d_.report(DiagKind::ExpectedToken, peek().loc,
+                fmt::format("expected `{}` {}, found {}", tok_spelling(k), context, describe(peek())));
+      throw ParseError{};
+    }
+    return take();
+  }
+  // Skip to the next top-level keyword.
+  void recover() {
+    if (!at(Tok::Eof)) take();
+    while (!at(Tok::Eof) && !at(Tok::KwComponent) && !at(Tok::KwOptimizer) && !at(Tok::KwFn)) take();
+  }
+  SourceLoc span(SourceLoc a, SourceLoc b) const {
+    if (a.file != b.file || b.offset + b.length < a.offset) return a;
+    return {a.file, a.offset, b.offset + b.length - a.offset};
+  }
+  SourceLoc last_loc() const { return toks_[pos_ > 0 ? pos_ - 1 : 0].loc; }
+
+  std::vector<Param> params() {
+    std::vector<Param> ps;
+    expect(Tok::LParen, "to open the parameter list");
+    if (!at(Tok::RParen)) {
+      do {
+        Token n = expect(Tok::Ident, "naming a parameter");
+        Param p{n.text, n.loc, nullptr};
+        if (accept(Tok::Assign)) p.default_value = expr();
+        ps.push_back(std::move(p));
+      } while (accept(Tok::Comma));
+    }
+    expect(Tok::RParen, "to close the parameter list");
+    return ps;
+  }
+
+  ComponentDecl component() {
+    take();
+    Token n = expect(Tok::Ident, "after `component`");
+    ComponentDecl c{n.text, n.loc, params(), {}};
+    expect(Tok::LBrace, "to open the component body");
+    while (!at(Tok::RBrace) && !at(Tok::Eof)) {
+      c.body.push_back(stmt());
+      accept(Tok::Semi);
+    }
+    expect(Tok::RBrace, "to close the component body");
+    return c;
+  }
+
+  Stmt stmt() {
+    SourceLoc start = peek().loc;
+    Stmt::Kind kind = Stmt::Kind::Assign;
+    if (accept(Tok::KwState)) kind = Stmt::Kind::State;
+    else if (accept(Tok::KwLet)) kind = Stmt::Kind::Let;
+    Token n = expect(Tok::Ident, kind == Stmt::Kind::Assign ? "to start a statement (`state`, `let` or `name = ...`)" : "naming the variable");
+    expect(Tok::Assign, fmt::format("after `{}`", n.text).c_str());
+    ExprPtr e = expr();
+    return Stmt{kind, span(start, e->loc), n.text, n.loc, std::move(e)};
+  }
+
+  OptimizerDecl optimizer() {
+    take();
+    Token n = expect(Tok::Ident, "after `optimizer`");
+    OptimizerDecl o{n.text, n.loc, params(), {}};
+    expect(Tok::LBrace, "to open the optimizer body");
+    while (!at(Tok::RBrace) && !at(Tok::Eof)) {
+      o.routes.push_back(route());
+      accept(Tok::Semi);
+    }
+    expect(Tok::RBrace, "to close the optimizer body");
+    return o;
+  }
+
+  Route route() {
+    Route r;
+    r.loc = peek().loc;
+    if (at(Tok::String)) {
+      r.kind = Route::Kind::Pattern;
+      do r.patterns.push_back(expect(Tok::String, "as a name pattern").text);
+      while (accept(Tok::Comma));
+    } else {
+      Token sel = expect(Tok::Ident, "to start a route (`matrix:`, `vector:`, `other:` or \"pattern\":)");
+      if (sel.text == "matrix") r.kind = Route::Kind::Matrix;
+      else if (sel.text == "vector") r.kind = Route::Kind::Vector;
+      else if (sel.text == "other") r.kind = Route::Kind::Other;
+      else {
+        d_.report(DiagKind::ExpectedToken, sel.loc, fmt::format("unknown parameter class `{}`", sel.text),
+                  "routes start with `matrix:`, `vector:`, `other:` or a quoted name pattern like \"embed*\":");
+        throw ParseError{};
+      }
+    }
+    r.loc = span(r.loc, last_loc());
+    expect(Tok::Colon, "after the route's parameter class");
+    do r.pipeline.push_back(stage());
+    while (accept(Tok::Arrow));
+    return r;
+  }
+
+  Stage stage() {
+    Token n = expect(Tok::Ident, "naming a pipeline stage");
+    Stage s{n.text, n.loc, {}};
+    if (accept(Tok::LParen)) s.args = args();
+    return s;
+  }
+
+  std::vector<Arg> args() {
+    std::vector<Arg> as;
+    if (!at(Tok::RParen)) {
+      do {
+        Arg a;
+        if (at(Tok::Ident) && peek(1).kind == Tok::Assign) {
+          Token n = take();
+          take();
+          a.name = n.text;
+          a.name_loc = n.loc;
+        }
+        a.value = expr();
+        if (a.name.empty()) a.name_loc = a.value->loc;
+        as.push_back(std::move(a));
+      } while (accept(Tok::Comma));
+    }
+    expect(Tok::RParen, "to close the argument list");
+    return as;
+  }
+
+  FnDecl fn() {
+    take();
+    Token n = expect(Tok::Ident, "after `fn`");
+    FnDecl f{n.text, n.loc, params(), nullptr};
+    expect(Tok::Assign, "before the fn body");
+    f.body = expr();
+    return f;
+  }
+
+  // ---- expressions ----
+  struct DepthGuard {
+    Parser& p;
+    explicit DepthGuard(Parser& p_) : p(p_) {
+      if (++p.depth_ > kMaxNesting) {
+        p.d_.report(DiagKind::NestingTooDeep, p.peek().loc, fmt::format("expression nested deeper than {} levels", kMaxNesting),
+                    "split it with `let` bindings");
+        --p.depth_;
+        throw ParseError{};
+      }
+    }
+    ~DepthGuard() { --p.depth_; }
+  };
+
+  static int precedence(Tok k) {
+    switch (k) {
+      case Tok::OrOr: return 1;
+      case Tok::AndAnd: return 2;
+      case Tok::EqEq: case Tok::NotEq: return 3;
+      case Tok::Lt: case Tok::Le: case Tok::Gt: case Tok::Ge: return 4;
+      case Tok::Plus: case Tok::Minus: return 5;
+      case Tok::Star: case Tok::Slash: return 6;
+      default: return 0;
+    }
+  }
+
+  ExprPtr make_binary(const Token& op, ExprPtr l, ExprPtr r) {
+    auto e = std::make_unique<Expr>();
+    e->kind = Expr::Kind::Binary;
+    e->loc = span(l->loc, r->loc);
+    e->name = tok_spelling(op.kind);
+    e->args.push_back({"", {}, std::move(l)});
+    e->args.push_back({"", {}, std::move(r)});
+    return e;
+  }
+
+  ExprPtr expr(int min_prec = 1) {
+    DepthGuard g(*this);
+    ExprPtr lhs = unary();
+    while (true) {
+      int p = precedence(peek().kind);
+      if (p < min_prec || p == 0) return lhs;
+      Token op = take();
+      ExprPtr rhs = expr(p + 1);
+      lhs = make_binary(op, std::move(lhs), std::move(rhs));
+    }
+  }
+
+  ExprPtr unary() {
+    DepthGuard g(*this);
+    if (at(Tok::Minus) || at(Tok::Bang)) {
+      Token op = take();
+      ExprPtr operand = unary();
+      auto e = std::make_unique<Expr>();
+      e->kind = Expr::Kind::Unary;
+      e->loc = span(op.loc, operand->loc);
+      e->name = tok_spelling(op.kind);
+      e->args.push_back({"", {}, std::move(operand)});
+      return e;
+    }
+    return power();
+  }
+
+  // `^` binds tighter than unary minus on its left (-x^2 = -(x^2)) and is right-associative.
+  ExprPtr power() {
+    ExprPtr base = primary();
+    if (at(Tok::Caret)) {
+      Token op = take();
+      ExprPtr exp = unary();
+      return make_binary(op, std::move(base), std::move(exp));
+    }
+    return base;
+  }
+
+  ExprPtr primary() {
+    DepthGuard g(*this);
+    auto e = std::make_unique<Expr>();
+    if (at(Tok::Number)) {
+      Token t = take();
+      e->kind = Expr::Kind::Number;
+      e->loc = t.loc;
+      e->number = t.number;
+      return e;
+    }
+    if (at(Tok::Ident)) {
+      Token t = take();
+      e->loc = t.loc;
+      e->name = t.text;
+      if (accept(Tok::LParen)) {
+        e->kind = Expr::Kind::Call;
+        e->args = args();
+        e->loc = span(t.loc, last_loc());
+      } else {
+        e->kind = Expr::Kind::Name;
+      }
+      return e;
+    }
+    if (accept(Tok::LParen)) {
+      ExprPtr inner = expr();
+      expect(Tok::RParen, "to close the parenthesis");
+      return inner;
+    }
+    d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected an expression, found {}", describe(peek())));
+    throw ParseError{};
+  }
+
+  const SourceFile& file_;
+  std::vector<Token> toks_;
+  Diagnostics& d_;
+  size_t pos_ = 0;
+  int depth_ = 0;
+};
+
+}  // namespace
+
+Module parse(const SourceFile& file, Diagnostics& diags) {
+  return Parser(file, lex(file, diags), diags).run();
+}
+
+}  // namespace opal

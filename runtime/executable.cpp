@@ -1,0 +1,83 @@
+// Spec reference -> compiled optimizer -> loaded CPU kernels.
+#include "runtime/executable.h"
+
+#include <filesystem>
+
+#include <fmt/format.h>
+
+#include "compiler/codegen/c_emitter.h"
+#include "runtime/error.h"
+
+namespace opal {
+
+namespace {
+bool is_spec_text(const std::string& s) { return s.find('{') != std::string::npos; }
+}  // namespace
+
+std::shared_ptr<Program> load_spec_program(const SpecRef& ref, Diagnostics& diags) {
+  LoadRequest req;
+  if (!ref.stdlib_dir.empty()) req.stdlib_dir = ref.stdlib_dir;
+  std::error_code ec;
+  if (is_spec_text(ref.spec)) req.texts.push_back({"<spec>", ref.spec});
+  else if (ref.spec.find(".opal") != std::string::npos || std::filesystem::exists(ref.spec, ec)) req.files.push_back(ref.spec);
+  return std::shared_ptr<Program>(load_program(req, diags));
+}
+
+const OptimizerDecl* pick_optimizer(const Program& p, const SpecRef& ref, Diagnostics& diags) {
+  std::string name = ref.optimizer;
+  bool named_stdlib = !is_spec_text(ref.spec) && p.user_optimizers.empty() && ref.spec.find(".opal") == std::string::npos;
+  if (name.empty() && named_stdlib) name = ref.spec;
+  if (name.empty()) {
+    if (p.user_optimizers.empty()) {
+      diags.report(DiagKind::UnknownOptimizer, {}, fmt::format("`{}` defines no optimizer", ref.spec), "add `optimizer NAME(...) { ... }`");
+      return nullptr;
+    }
+    if (p.user_optimizers.size() > 1) {
+      std::vector<std::string> names;
+      for (auto* o : p.user_optimizers) names.push_back(o->name);
+      diags.report(DiagKind::UnknownOptimizer, p.user_optimizers[1]->loc,
+                   fmt::format("`{}` defines several optimizers: {}", ref.spec, fmt::join(names, ", ")), "choose one with --optimizer NAME");
+      return nullptr;
+    }
+    return p.user_optimizers[0];
+  }
+  if (const OptimizerDecl* o = p.find_optimizer(name)) return o;
+  std::string m = closest_match(name, p.optimizer_names());
+  diags.report(DiagKind::UnknownOptimizer, {}, fmt::format("unknown optimizer `{}`", name),
+               m.empty() ? "`opal list` shows the stdlib optimizers" : fmt::format("did you mean `{}`?", m));
+  return nullptr;
+}
+
+std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::string* warnings) {
+  Diagnostics diags;
+  std::shared_ptr<Program> program = load_spec_program(ref, diags);
+  const OptimizerDecl* decl = diags.has_errors() ? nullptr : pick_optimizer(*program, ref, diags);
+  std::optional<CompiledOptimizer> c;
+  if (decl) c = compile_optimizer(program, *decl, diags);
+  if (!c || diags.has_errors()) throw CompileError(diags.render());
+  if (warnings) *warnings = diags.render();
+  return std::make_shared<const CompiledOptimizer>(std::move(*c));
+}
+
+std::shared_ptr<const Executable> build_executable(const SpecRef& ref) {
+  auto exe = std::make_shared<Executable>();
+  exe->optimizer = compile_spec(ref);
+  EmitInput in{exe->optimizer->name, exe->optimizer->hparams.size(), {}};
+  for (const auto& r : exe->optimizer->routes) in.routes.push_back({r.label, &r.plan});
+  exe->source = emit_program(in, Target::Cpu);
+  HostCompileResult hc = compile_host(exe->source);
+  if (!hc.module) throw Error(fmt::format("cannot compile the kernels of `{}`: {}", exe->optimizer->name, hc.error));
+  exe->module = hc.module;
+  exe->from_cache = hc.from_cache;
+  for (size_t r = 0; r < exe->optimizer->routes.size(); ++r) {
+    exe->kernels.emplace_back();
+    for (size_t k = 0; k < exe->optimizer->routes[r].plan.kernels.size(); ++k) {
+      auto fn = reinterpret_cast<KernelFn>(hc.module->symbol(kernel_symbol(r, k)));
+      if (!fn) throw Error(fmt::format("kernel `{}` is missing from `{}`", kernel_symbol(r, k), hc.path));
+      exe->kernels.back().push_back(fn);
+    }
+  }
+  return exe;
+}
+
+}  // namespace opal

@@ -1,0 +1,43 @@
+// From a spec reference to loaded kernels: the compiled optimizer, its generated CPU source
+// and the shared object holding its kernels.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "compiler/codegen/cpu/host_compile.h"
+#include "compiler/pipeline.h"
+
+namespace opal {
+
+using KernelFn = void (*)(const void* tensors, long long n, const double* uniforms);
+
+struct Executable {
+  std::shared_ptr<const CompiledOptimizer> optimizer;
+  std::string source;                        // generated CPU code
+  std::shared_ptr<HostModule> module;
+  std::vector<std::vector<KernelFn>> kernels;  // [route][kernel]
+  bool from_cache = false;
+};
+
+struct SpecRef {
+  // A stdlib optimizer name (`adamw`), a path to a .opal file, or spec text (contains `{`).
+  std::string spec;
+  std::string optimizer;  // which optimizer of a file; empty: the file's only (or last) one
+  std::string stdlib_dir;  // empty: default_stdlib_dir()
+};
+
+// Parses, resolves and compiles; throws CompileError with the rendered diagnostics.
+std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::string* warnings = nullptr);
+
+// compile_spec + CPU code generation + host compilation (cached on disk).
+std::shared_ptr<const Executable> build_executable(const SpecRef& ref);
+
+// Builds the program for `ref` (stdlib + the user's file or text), for the CLI's front-end
+// commands. Diagnostics go to `diags`.
+std::shared_ptr<Program> load_spec_program(const SpecRef& ref, Diagnostics& diags);
+
+// Picks the optimizer `ref` names; reports UnknownOptimizer (with "did you mean").
+const OptimizerDecl* pick_optimizer(const Program& p, const SpecRef& ref, Diagnostics& diags);
+
+}  // namespace opal

@@ -1,0 +1,262 @@
+// The CPU runtime: routing, buffers, and the step loop (kernel calls only: no interpretation).
+#include "runtime/optimizer.h"
+
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+
+namespace opal {
+
+namespace {
+
+// Mirrors the generated `opal_tensor_t`.
+struct KernelTensor {
+  float* const* buf;
+  long long rows, cols;
+};
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  return fmt::format("[{}]", fmt::join(s, ", "));
+}
+
+bool route_accepts(const Route& r, const ParamDesc& p) {
+  switch (r.kind) {
+    case Route::Kind::Matrix: return p.shape.size() >= 2;
+    case Route::Kind::Vector: return p.shape.size() <= 1;
+    case Route::Kind::Other: return true;
+    case Route::Kind::Pattern:
+      for (const auto& pat : r.patterns)
+        if (fnmatch(pat.c_str(), p.name.c_str(), FNM_CASEFOLD) == 0) return true;
+      return false;
+  }
+  return false;
+}
+
+// Name patterns first (in spec order), then the shape classes, then `other`.
+int select_route(const OptimizerDecl& o, const ParamDesc& p) {
+  for (int pass = 0; pass < 3; ++pass)
+    for (size_t i = 0; i < o.routes.size(); ++i) {
+      Route::Kind k = o.routes[i].kind;
+      bool in_pass = pass == 0 ? k == Route::Kind::Pattern : pass == 1 ? (k == Route::Kind::Matrix || k == Route::Kind::Vector) : k == Route::Kind::Other;
+      if (in_pass && route_accepts(o.routes[i], p)) return int(i);
+    }
+  return -1;
+}
+
+}  // namespace
+
+struct Optimizer::Impl {
+  struct Tensor {
+    ParamDesc desc;
+    long long rows = 1, cols = 1;
+    std::vector<float> owned_w, owned_g;
+    std::vector<std::vector<float>> slots;
+    std::vector<std::vector<float>> scratch;
+    std::vector<float*> bufs;
+    size_t route = 0;
+  };
+  struct RouteExec {
+    std::vector<size_t> tensors;
+    std::vector<KernelTensor> table;
+  };
+  std::vector<Tensor> tensors;
+  std::map<std::string, size_t> by_name;
+  std::vector<RouteExec> routes;
+  std::vector<double> uniforms;  // [t, hp...], the layout of `opal_uniforms_t`
+
+  Tensor& get(const std::string& name) {
+    auto it = by_name.find(name);
+    if (it == by_name.end()) {
+      std::vector<std::string> names;
+      for (const auto& [n, _] : by_name) names.push_back(n);
+      std::string m = closest_match(name, names);
+      throw Error(fmt::format("no parameter `{}`{}", name, m.empty() ? "" : fmt::format("; did you mean `{}`?", m)));
+    }
+    return tensors[it->second];
+  }
+};
+
+Optimizer::Optimizer(const SpecRef& spec, std::vector<ParamDesc> params) : Optimizer(build_executable(spec), std::move(params)) {}
+
+Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) : impl_(std::make_unique<Impl>()), exe_(std::move(exe)) {
+  const CompiledOptimizer& co = *exe_->optimizer;
+  impl_->uniforms.assign(1 + co.hparams.size(), 0.0);
+  for (size_t i = 0; i < co.defaults.size(); ++i) impl_->uniforms[1 + i] = co.defaults[i];
+  impl_->routes.resize(co.routes.size());
+  for (auto& p : params) {
+    if (p.name.empty()) throw Error("a parameter has an empty name");
+    if (impl_->by_name.count(p.name)) throw Error(fmt::format("parameter `{}` is given twice", p.name));
+    int64_t numel = 1;
+    for (int64_t d : p.shape) {
+      if (d <= 0) throw Error(fmt::format("parameter `{}` has shape {}: every dimension must be positive", p.name, shape_str(p.shape)));
+      if (numel > kMaxTensorElements / d) throw Error(fmt::format("parameter `{}` has more than {} elements", p.name, kMaxTensorElements));
+      numel *= d;
+    }
+    // route: follow delegations down to a compiled route
+    std::vector<RouteStep> path;
+    const OptimizerDecl* o = co.decl;
+    while (true) {
+      int r = select_route(*o, p);
+      if (r < 0) {
+        throw Error(fmt::format("parameter `{}` ({}) matches no route of optimizer `{}` [UnroutedParameter]\n  = help: add an `other:` route, or a "
+                                "pattern route such as \"{}\": ...",
+                                p.name, p.shape.size() >= 2 ? "matrix " + shape_str(p.shape) : "vector " + shape_str(p.shape), o->name, p.name));
+      }
+      path.push_back({o, size_t(r)});
+      const Route& route = o->routes[r];
+      auto inner = co.program->optimizers.find(route.pipeline.size() == 1 ? route.pipeline[0].name : "");
+      if (inner == co.program->optimizers.end() || co.program->components.count(route.pipeline[0].name)) break;
+      o = inner->second;
+    }
+    size_t ri = co.routes.size();
+    for (size_t i = 0; i < co.routes.size(); ++i) {
+      const auto& cp = co.routes[i].path;
+      if (cp.size() == path.size() && std::equal(cp.begin(), cp.end(), path.begin(), [](const RouteStep& a, const RouteStep& b) {
+            return a.optimizer == b.optimizer && a.route == b.route;
+          }))
+        ri = i;
+    }
+    if (ri == co.routes.size()) throw Error(fmt::format("internal: no compiled route for parameter `{}`", p.name));
+    const Plan& plan = co.routes[ri].plan;
+    if (plan.graph.matrix_only && p.shape.size() < 2) {
+      std::string stage = "this route";
+      for (const auto& s : plan.graph.slots)
+        if (s.shape == ir::Shape::Rows || s.shape == ir::Shape::Cols) {
+          stage = "`" + s.name.substr(0, s.name.find('.')) + "`";
+          break;
+        }
+      throw Error(fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route vectors elsewhere with "
+                              "`vector:` or `other:` in optimizer `{}`",
+                              stage, p.name, shape_str(p.shape), co.name));
+    }
+    Impl::Tensor t;
+    t.desc = p;
+    t.route = ri;
+    if (p.shape.size() >= 2) {
+      t.rows = p.shape[0];
+      t.cols = numel / p.shape[0];
+    } else {
+      t.rows = 1;
+      t.cols = numel;
+    }
+    if (!t.desc.data) {
+      t.owned_w.assign(numel, 0.f);
+      t.desc.data = t.owned_w.data();
+    }
+    if (!t.desc.grad) {
+      t.owned_g.assign(numel, 0.f);
+      t.desc.grad = t.owned_g.data();
+    }
+    auto size_of = [&](ir::Shape s) -> size_t {
+      switch (s) {
+        case ir::Shape::Scalar: return 1;
+        case ir::Shape::Rows: return size_t(t.rows);
+        case ir::Shape::Cols: return size_t(t.cols);
+        case ir::Shape::Full: return size_t(numel);
+      }
+      return 0;
+    };
+    for (const auto& s : plan.graph.slots) t.slots.emplace_back(size_of(s.shape), 0.f);
+    for (ir::Shape s : plan.buffers) t.scratch.emplace_back(size_of(s), 0.f);
+    impl_->by_name[p.name] = impl_->tensors.size();
+    impl_->tensors.push_back(std::move(t));
+  }
+  // buffer tables: w, g, slots, scratch
+  for (size_t i = 0; i < impl_->tensors.size(); ++i) {
+    auto& t = impl_->tensors[i];
+    t.bufs = {t.desc.data, t.desc.grad};
+    for (auto& s : t.slots) t.bufs.push_back(s.data());
+    for (auto& s : t.scratch) t.bufs.push_back(s.data());
+    impl_->routes[t.route].tensors.push_back(i);
+  }
+  for (auto& r : impl_->routes)
+    for (size_t i : r.tensors) {
+      const auto& t = impl_->tensors[i];
+      r.table.push_back({t.bufs.data(), t.rows, t.cols});
+    }
+}
+
+Optimizer::~Optimizer() = default;
+
+void Optimizer::step() {
+  ++t_;
+  impl_->uniforms[0] = double(t_);
+  const CompiledOptimizer& co = *exe_->optimizer;
+  for (size_t r = 0; r < impl_->routes.size(); ++r) {
+    auto& R = impl_->routes[r];
+    if (R.tensors.empty()) continue;
+    const Plan& plan = co.routes[r].plan;
+    for (size_t k = 0; k < plan.kernels.size(); ++k) {
+      for (ir::ValueId red : plan.kernels[k].reductions) {
+        int b = plan.temp_buffer(red);
+        for (size_t i : R.tensors) {
+          auto& s = impl_->tensors[i].scratch[b];
+          std::fill(s.begin(), s.end(), 0.f);
+        }
+      }
+      exe_->kernels[r][k](R.table.data(), (long long)R.table.size(), impl_->uniforms.data());
+    }
+  }
+}
+
+void Optimizer::set_step_count(int64_t t) {
+  if (t < 0) throw Error("the step count cannot be negative");
+  t_ = t;
+}
+
+void Optimizer::set_hparam(const std::string& name, double value) {
+  const auto& names = exe_->optimizer->hparams;
+  auto it = std::find(names.begin(), names.end(), name);
+  if (it == names.end()) {
+    std::string m = closest_match(name, names);
+    throw Error(fmt::format("optimizer `{}` has no hyperparameter `{}`{}", exe_->optimizer->name, name,
+                            m.empty() ? fmt::format("; it has: {}", fmt::join(names, ", ")) : fmt::format("; did you mean `{}`?", m)));
+  }
+  impl_->uniforms[1 + (it - names.begin())] = value;
+}
+
+double Optimizer::hparam(const std::string& name) const {
+  const auto& names = exe_->optimizer->hparams;
+  auto it = std::find(names.begin(), names.end(), name);
+  if (it == names.end()) throw Error(fmt::format("optimizer `{}` has no hyperparameter `{}`", exe_->optimizer->name, name));
+  return impl_->uniforms[1 + (it - names.begin())];
+}
+
+const std::vector<std::string>& Optimizer::hparam_names() const { return exe_->optimizer->hparams; }
+size_t Optimizer::num_params() const { return impl_->tensors.size(); }
+const std::string& Optimizer::param_name(size_t i) const { return impl_->tensors.at(i).desc.name; }
+const std::vector<int64_t>& Optimizer::param_shape(const std::string& name) const { return impl_->get(name).desc.shape; }
+
+std::span<float> Optimizer::param(const std::string& name) {
+  auto& t = impl_->get(name);
+  return {t.desc.data, size_t(t.rows * t.cols)};
+}
+std::span<float> Optimizer::grad(const std::string& name) {
+  auto& t = impl_->get(name);
+  return {t.desc.grad, size_t(t.rows * t.cols)};
+}
+std::string Optimizer::route_of(const std::string& name) const { return exe_->optimizer->routes[impl_->get(name).route].label; }
+
+std::vector<std::string> Optimizer::slots(const std::string& name) const {
+  std::vector<std::string> out;
+  for (const auto& s : exe_->optimizer->routes[impl_->get(name).route].plan.graph.slots) out.push_back(s.name);
+  return out;
+}
+
+std::span<float> Optimizer::state(const std::string& name, const std::string& slot) {
+  auto& t = impl_->get(name);
+  const auto& slots = exe_->optimizer->routes[t.route].plan.graph.slots;
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (slots[i].name == slot) return {t.slots[i].data(), t.slots[i].size()};
+  throw Error(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+}
+
+const CompiledOptimizer& Optimizer::compiled() const { return *exe_->optimizer; }
+
+}  // namespace opal

@@ -1,0 +1,66 @@
+// opal::Optimizer: a compiled spec bound to a set of parameters, stepped on the CPU.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "runtime/executable.h"
+
+namespace opal {
+
+// A parameter to optimize. Null `data`/`grad` means the optimizer owns (zeroed) buffers.
+struct ParamDesc {
+  std::string name;
+  std::vector<int64_t> shape;  // [] scalar, [n] vector, [rows, cols...] matrix (trailing dims flattened)
+  float* data = nullptr;
+  float* grad = nullptr;
+};
+
+// Limit on one tensor's element count (a clear error, never an overflow).
+inline constexpr int64_t kMaxTensorElements = int64_t(1) << 34;
+
+class Optimizer {
+ public:
+  // Compiles (or loads from the cache) and routes every parameter. Throws CompileError for a
+  // bad spec and Error for a parameter no route takes, a vector on a matrix-only route,
+  // duplicate names or bad shapes.
+  Optimizer(const SpecRef& spec, std::vector<ParamDesc> params);
+  Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
+  ~Optimizer();
+  Optimizer(const Optimizer&) = delete;
+  Optimizer& operator=(const Optimizer&) = delete;
+
+  // One update of every parameter from its current gradient.
+  void step();
+  int64_t step_count() const { return t_; }
+  void set_step_count(int64_t t);
+
+  // Hyperparameters are runtime values: changing one never recompiles.
+  void set_hparam(const std::string& name, double value);
+  double hparam(const std::string& name) const;
+  const std::vector<std::string>& hparam_names() const;
+
+  size_t num_params() const;
+  const std::string& param_name(size_t i) const;
+  const std::vector<int64_t>& param_shape(const std::string& name) const;
+  std::span<float> param(const std::string& name);
+  std::span<float> grad(const std::string& name);
+  // The route a parameter took, e.g. "matrix" or "other>vector".
+  std::string route_of(const std::string& name) const;
+  // State slots of a parameter ("momentum.m", "adapt.v") and their contents.
+  std::vector<std::string> slots(const std::string& name) const;
+  std::span<float> state(const std::string& name, const std::string& slot);
+
+  const CompiledOptimizer& compiled() const;
+  const Executable& executable() const { return *exe_; }
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<const Executable> exe_;
+  int64_t t_ = 0;
+};
+
+}  // namespace opal

@@ -1,0 +1,51 @@
+// opal replay.
+#include "runtime/replay.h"
+
+#include <fmt/format.h>
+
+#include "runtime/error.h"
+#include "runtime/optimizer.h"
+
+namespace opal {
+
+SafetensorsFile replay(const ReplayRequest& req) {
+  if (req.steps < 0) throw Error("--steps must be at least 0");
+  if (req.init.tensors.empty()) throw Error("the init file has no tensors");
+  for (const auto& [name, t] : req.init.tensors)
+    for (int s = 1; s <= req.steps; ++s) {
+      auto it = req.grads.tensors.find(fmt::format("{}@{}", name, s));
+      if (it == req.grads.tensors.end()) throw Error(fmt::format("the grads file has no tensor `{}@{}`", name, s));
+      if (it->second.shape != t.shape)
+        throw Error(fmt::format("gradient `{}@{}` has shape [{}], but the parameter has [{}]", name, s, fmt::join(it->second.shape, ", "),
+                                fmt::join(t.shape, ", ")));
+    }
+  std::map<std::string, std::vector<float>> w;
+  std::vector<ParamDesc> params;
+  for (const auto& [name, t] : req.init.tensors) w[name] = t.values;
+  for (auto& [name, v] : w) params.push_back({name, req.init.tensors.at(name).shape, v.data(), nullptr});
+  Optimizer opt(req.spec, params);
+  for (const auto& [k, v] : req.hparams) opt.set_hparam(k, v);
+  for (int s = 1; s <= req.steps; ++s) {
+    for (const auto& [name, _] : req.init.tensors) {
+      const auto& g = req.grads.tensors.at(fmt::format("{}@{}", name, s)).values;
+      auto dst = opt.grad(name);
+      std::copy(g.begin(), g.end(), dst.begin());
+    }
+    opt.step();
+  }
+  SafetensorsFile out;
+  for (const auto& [name, t] : req.init.tensors) {
+    out.tensors[name] = {t.shape, w[name]};
+    for (const auto& slot : opt.slots(name)) {
+      auto s = opt.state(name, slot);
+      std::vector<int64_t> shape = s.size() == w[name].size() ? t.shape : std::vector<int64_t>{int64_t(s.size())};
+      out.tensors[name + "/" + slot] = {shape, std::vector<float>(s.begin(), s.end())};
+    }
+  }
+  out.metadata["optimizer"] = opt.compiled().name;
+  out.metadata["steps"] = std::to_string(req.steps);
+  for (const auto& h : opt.hparam_names()) out.metadata["hparam." + h] = fmt::format("{}", opt.hparam(h));
+  return out;
+}
+
+}  // namespace opal

@@ -1,0 +1,169 @@
+// safetensors reading (validated) and writing (atomic).
+#include "runtime/safetensors.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "runtime/error.h"
+
+namespace opal {
+
+using json = nlohmann::json;
+
+namespace {
+float half_to_float(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+  uint32_t bits;
+  if (exp == 0) {
+    if (man == 0) bits = sign;
+    else {  // subnormal
+      exp = 127 - 15 + 1;
+      while (!(man & 0x400)) { man <<= 1; --exp; }
+      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
+    }
+  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
+  else bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+}  // namespace
+
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& what) {
+  auto fail = [&](const std::string& why) { return Error(fmt::format("`{}` is not a valid safetensors file: {}", what, why)); };
+  if (bytes.size() < 8) throw fail(fmt::format("{} bytes is shorter than the 8-byte header length", bytes.size()));
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(bytes[i]);
+  if (n > kMaxHeaderBytes) throw fail(fmt::format("header length {} exceeds the limit of {} bytes", n, kMaxHeaderBytes));
+  if (n > bytes.size() - 8) throw fail(fmt::format("header length {} runs past the end of the file ({} bytes): truncated?", n, bytes.size()));
+  json header;
+  try {
+    header = json::parse(bytes.begin() + 8, bytes.begin() + 8 + n);
+  } catch (const json::exception& e) {
+    throw fail(fmt::format("header is not JSON ({})", e.what()));
+  }
+  if (!header.is_object()) throw fail("header is not a JSON object");
+  const uint64_t data_size = bytes.size() - 8 - n;
+  const char* data = bytes.data() + 8 + n;
+  SafetensorsFile f;
+  std::vector<std::pair<uint64_t, uint64_t>> ranges;
+  for (auto& [name, entry] : header.items()) {
+    if (name == "__metadata__") {
+      if (!entry.is_object()) throw fail("__metadata__ is not an object");
+      for (auto& [k, v] : entry.items()) {
+        if (!v.is_string()) throw fail(fmt::format("metadata `{}` is not a string", k));
+        f.metadata[k] = v.get<std::string>();
+      }
+      continue;
+    }
+    if (!entry.is_object() || !entry.contains("dtype") || !entry.contains("shape") || !entry.contains("data_offsets"))
+      throw fail(fmt::format("tensor `{}` lacks dtype, shape or data_offsets", name));
+    const json &dt = entry["dtype"], &sh = entry["shape"], &off = entry["data_offsets"];
+    if (!dt.is_string() || !sh.is_array() || !off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
+      throw fail(fmt::format("tensor `{}` has a malformed entry", name));
+    std::string dtype = dt.get<std::string>();
+    size_t width = dtype == "F32" ? 4 : dtype == "F64" ? 8 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
+    if (!width) throw fail(fmt::format("tensor `{}` has dtype {}; Opal reads F32, F64, F16 and BF16", name, dtype));
+    TensorData t;
+    uint64_t count = 1;
+    for (const auto& d : sh) {
+      if (!d.is_number_unsigned()) throw fail(fmt::format("tensor `{}` has a non-integer dimension", name));
+      uint64_t v = d.get<uint64_t>();
+      if (v != 0 && count > (uint64_t(1) << 40) / v) throw fail(fmt::format("tensor `{}` is too large", name));
+      count *= v;
+      t.shape.push_back(int64_t(v));
+    }
+    uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
+    if (b > e || e > data_size) throw fail(fmt::format("tensor `{}` has data offsets [{}, {}) outside the {} data bytes", name, b, e, data_size));
+    if (e - b != count * width)
+      throw fail(fmt::format("tensor `{}` has {} data bytes, but shape and dtype need {}", name, e - b, count * width));
+    ranges.push_back({b, e});
+    t.values.resize(count);
+    const char* src = data + b;
+    for (uint64_t i = 0; i < count; ++i) {
+      if (dtype == "F32") std::memcpy(&t.values[i], src + 4 * i, 4);
+      else if (dtype == "F64") {
+        double d;
+        std::memcpy(&d, src + 8 * i, 8);
+        t.values[i] = float(d);
+      } else {
+        uint16_t h;
+        std::memcpy(&h, src + 2 * i, 2);
+        if (dtype == "F16") t.values[i] = half_to_float(h);
+        else {
+          uint32_t bits = uint32_t(h) << 16;
+          std::memcpy(&t.values[i], &bits, 4);
+        }
+      }
+    }
+    f.tensors[name] = std::move(t);
+  }
+  std::sort(ranges.begin(), ranges.end());
+  for (size_t i = 1; i < ranges.size(); ++i)
+    if (ranges[i].first < ranges[i - 1].second) throw fail("two tensors overlap in the data section");
+  return f;
+}
+
+SafetensorsFile read_safetensors(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot read `{}`", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return parse_safetensors(ss.str(), path);
+}
+
+std::string serialize_safetensors(const SafetensorsFile& f) {
+  json header = json::object();
+  uint64_t offset = 0;
+  for (const auto& [name, t] : f.tensors) {
+    uint64_t bytes = t.values.size() * 4;
+    header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  if (!f.metadata.empty()) header["__metadata__"] = f.metadata;
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8) h += ' ';  // align the data section as the format recommends
+  std::string out(8, '\0');
+  uint64_t n = h.size();
+  for (int i = 0; i < 8; ++i) out[i] = char((n >> (8 * i)) & 0xff);
+  out += h;
+  for (const auto& [_, t] : f.tensors) out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4);
+  return out;
+}
+
+void write_safetensors(const std::string& path, const SafetensorsFile& f) {
+  std::string bytes = serialize_safetensors(f);
+  std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) throw Error(fmt::format("cannot write `{}`: {}", tmp, std::strerror(errno)));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      throw Error(fmt::format("cannot write `{}`: {}", tmp, std::strerror(err)));
+    }
+    done += size_t(w);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(fmt::format("cannot flush `{}`", tmp));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    ::unlink(tmp.c_str());
+    throw Error(fmt::format("cannot rename `{}` to `{}`: {}", tmp, path, std::strerror(errno)));
+  }
+}
+
+}  // namespace opal

@@ -1,0 +1,31 @@
+// safetensors files: an 8-byte little-endian header length, a JSON header, raw tensor data.
+// Reading validates everything (sizes, offsets, dtypes, overlap) before trusting it; writing
+// is atomic (temp file, fsync, rename), so a crash never leaves a half-written file.
+#pragma once
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace opal {
+
+struct TensorData {
+  std::vector<int64_t> shape;
+  std::vector<float> values;  // stored as F32; F64/F16/BF16 inputs are converted on read
+};
+
+struct SafetensorsFile {
+  std::map<std::string, TensorData> tensors;
+  std::map<std::string, std::string> metadata;
+};
+
+// Limits: header size and per-file byte size, each a clear error beyond.
+inline constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+
+// Throws opal::Error naming the file and what is wrong.
+SafetensorsFile read_safetensors(const std::string& path);
+SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& what);
+void write_safetensors(const std::string& path, const SafetensorsFile& f);
+std::string serialize_safetensors(const SafetensorsFile& f);
+
+}  // namespace opal

@@ -1,0 +1,34 @@
+# Adam-style variance adaptation:
+#   v <- beta*v + (1-beta)*of^2;  u <- u / (sqrt(v / (1 - beta^t)) + eps)
+# `of` names the signal whose second moment is tracked: g (the gradient in the current basis,
+# the default: Adam, SOAP) or u (the stream: AdaMuon, SPA). eps_inside puts eps under the root.
+component adapt(beta = 0.999, eps = 1e-8, of = g, bias_correction = true, zero_init = true, eps_inside = false) {
+  state v = select(zero_init, zeros, of * of)
+  v = beta * v + (1 - beta) * of * of
+  let vh = select(bias_correction, v / (1 - beta ^ t), v)
+  u = u / select(eps_inside, sqrt(vh + eps), sqrt(vh) + eps)
+}
+
+# Adafactor's factored second moment (Shazeer & Stern): row and column sums of of^2,
+#   V = r c^T / sum(r);  u <- u / sqrt(V + eps). Needs a matrix.
+component adapt_factored(beta = 0.999, eps = 1e-30, of = g, bias_correction = false) {
+  state r = zeros(rows)
+  state c = zeros(cols)
+  r = beta * r + (1 - beta) * row_sum(of * of)
+  c = beta * c + (1 - beta) * col_sum(of * of)
+  let v = r * c / sum(r)
+  u = u / sqrt(select(bias_correction, v / (1 - beta ^ t), v) + eps)
+}
+
+# The seed paper's factored variance, exactly as its reference code (MW adam.py, v_adafactor):
+# row and column *means* of of^2, V = rows * r c^T / sum(c) in Opal's (out, in) layout, which
+# is n/m times true Adafactor (a quirk included in the paper's numbers), bias-corrected like a
+# full v, eps after the root.
+component adapt_factored_ref(beta = 0.99, eps = 1e-8, of = g) {
+  state r = zeros(rows)
+  state c = zeros(cols)
+  r = beta * r + (1 - beta) * row_mean(of * of)
+  c = beta * c + (1 - beta) * col_mean(of * of)
+  let v = rows * r * c / sum(c) / (1 - beta ^ t)
+  u = u / (sqrt(v) + eps)
+}

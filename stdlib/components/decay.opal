@@ -1,0 +1,18 @@
+# The last stages of most pipelines. The route ends with w <- w - u.
+
+# Decoupled weight decay (AdamW, the reference harness): u <- u + wd*w, before scale(lr).
+component decay(wd = 0.0) {
+  u = u + wd * w
+}
+
+# Coupled L2 decay (torch Adam, SGD weight_decay): adds wd*w to the gradient itself, so later
+# statistics of g see it too. Put it first.
+component l2(wd = 0.0) {
+  g = g + wd * w
+  u = u + wd * w
+}
+
+# Learning rate (or any schedule expression of t): u <- lr*u.
+component scale(lr = 1e-3) {
+  u = lr * u
+}

@@ -1,0 +1,18 @@
+# Elementwise normalizations and mixes of the update stream.
+
+# u <- sign(u), with sign(0) = 0 (jnp.sign, torch.sign).
+component sign() {
+  u = sign(u)
+}
+
+# Lookahead (Lion, Nesterov): u <- (1-l)*u + l*g. Momentum state keeps its own value.
+component lookahead(l = 0.0) {
+  u = (1 - l) * u + l * g
+}
+
+# Cautious mask (Liang et al.): keep only the coordinates where the update agrees in sign
+# with the gradient, rescaled by numel / (kept + 1).
+component cautious() {
+  let mask = u * g > 0
+  u = u * mask * (numel / (sum(mask) + 1))
+}

@@ -292,6 +292,7 @@ class Lowerer {
     scope.vars["w"] = {st.w, VarKind::Builtin};
     std::vector<std::pair<int, const Stmt*>> states;  // slot, declaration
     std::vector<int> assigned;
+    std::vector<std::string> failed;  // assignments that errored: no "never updated" noise
     for (const Stmt& s : c.body) {
       if (s.kind == Stmt::Kind::State) {
         if (scope.vars.count(s.name) && scope.vars[s.name].kind != VarKind::Param) {
@@ -314,6 +315,7 @@ class Lowerer {
         continue;
       }
       ValueId v = lower(*s.value, scope);
+      if (!v.valid()) failed.push_back(s.name);
       if (s.kind == Stmt::Kind::Let) {
         if (scope.vars.count(s.name)) {
           d_.report(DiagKind::Redefinition, s.name_loc, fmt::format("`{}` is already defined in `{}`", s.name, c.name), "assign to it without `let`");
@@ -338,6 +340,7 @@ class Lowerer {
       Shape want = target->kind == VarKind::State ? g_.slots[target->slot].shape : target->kind == VarKind::Stream ? Shape::Full : shape(v);
       if (ir::broadcast(shape(v), want) != want) {
         d_.report(DiagKind::TypeMismatch, s.value->loc, fmt::format("`{}` holds {}, but this is {}", s.name, describe(want), describe(shape(v))));
+        failed.push_back(s.name);
         continue;
       }
       target->value = v;
@@ -346,7 +349,8 @@ class Lowerer {
     for (auto [slot, decl] : states) {
       const Var& v = scope.vars[decl->name];
       bool written = std::find(assigned.begin(), assigned.end(), slot) != assigned.end();
-      if (!written) {
+      if (!written && std::find(failed.begin(), failed.end(), decl->name) != failed.end()) continue;
+      if (!written && std::find(failed.begin(), failed.end(), decl->name) == failed.end()) {
         d_.report(DiagKind::UnusedState, decl->name_loc, fmt::format("state `{}` of `{}` is never updated", decl->name, c.name),
                   "assign to it, or make it a `let`");
         continue;

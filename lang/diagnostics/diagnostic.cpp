@@ -44,7 +44,8 @@ void Diagnostics::report(DiagKind kind, SourceLoc loc, std::string message, std:
 
 std::string render_diagnostic(const Diagnostic& d) {
   const char* sev = diag_kind_severity(d.kind) == Severity::Error ? "error" : "warning";
-  std::string out = fmt::format("{}: {}: {} [{}]\n", d.loc.str(), sev, d.message, diag_kind_name(d.kind));
+  std::string out = d.loc.valid() ? fmt::format("{}: {}: {} [{}]\n", d.loc.str(), sev, d.message, diag_kind_name(d.kind))
+                                  : fmt::format("{}: {} [{}]\n", sev, d.message, diag_kind_name(d.kind));
   if (d.loc.valid()) {
     auto [line, col] = d.loc.file->line_col(d.loc.offset);
     std::string_view text = d.loc.file->line(line);

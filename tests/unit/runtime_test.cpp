@@ -1,1 +1,139 @@
+// The runtime: routing, hyperparameters at run time, state, errors that change nothing; and
+// the CLI end to end.
 #include <doctest/doctest.h>
+
+#include <cstdio>
+#include <fstream>
+#include <functional>
+#include <filesystem>
+#include <memory>
+
+#include "runtime/error.h"
+#include "runtime/optimizer.h"
+#include "runtime/replay.h"
+
+using namespace opal;
+
+namespace {
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+// Runs the opal binary; returns (exit code, stdout+stderr).
+std::pair<int, std::string> run_cli(const std::string& args) {
+  std::string cmd = std::string(OPAL_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int rc = pclose(p);
+  return {WEXITSTATUS(rc), out};
+}
+}  // namespace
+
+TEST_SUITE("runtime") {
+TEST_CASE("routes: name patterns first, then shape classes, through delegation") {
+  std::vector<ParamDesc> ps = {{"h.0.mlp.weight", {4, 6}}, {"embed.weight", {10, 4}}, {"h.0.ln.bias", {4}}, {"head.weight", {3, 4}}};
+  Optimizer opt({"paper_adam", "", ""}, ps);
+  CHECK(opt.route_of("h.0.mlp.weight") == "matrix");
+  CHECK(opt.route_of("embed.weight") == "\"*embed*\",\"*head*\",\"*output*\">\"*bias*\",\"*embed*\",\"*norm*\"");
+  CHECK(opt.route_of("h.0.ln.bias") == "other>\"*bias*\",\"*embed*\",\"*norm*\"");
+  CHECK(opt.route_of("head.weight") == "\"*embed*\",\"*head*\",\"*output*\">other");
+}
+
+TEST_CASE("hyperparameters change at run time without recompiling") {
+  std::vector<float> w(8, 1.f), g(8, 1.f);
+  auto exe = build_executable({"signum", "", ""});
+  Optimizer opt(exe, {{"p", {8}, w.data(), g.data()}});
+  opt.set_hparam("lr", 0.5);
+  opt.step();
+  CHECK(w[0] == doctest::Approx(0.5f));
+  opt.set_hparam("lr", 0.25);
+  opt.step();
+  CHECK(w[0] == doctest::Approx(0.25f));
+  CHECK(&opt.executable() == exe.get());  // the same compiled kernels throughout
+  CHECK(error_of([&] { opt.set_hparam("lrr", 1); }).find("did you mean `lr`?") != std::string::npos);
+}
+
+TEST_CASE("schedules are expressions of t: the paper harness warms up linearly") {
+  std::vector<float> w(4, 0.f), g(4, 1.f);
+  Optimizer opt({"paper_signum", "", ""}, {{"h.w", {2, 2}, w.data(), g.data()}});
+  opt.set_hparam("wd", 0);
+  opt.set_hparam("lr", 1.0);
+  opt.set_hparam("warmup", 4);
+  float prev = 0;
+  for (int t = 1; t <= 4; ++t) {
+    opt.step();
+    CHECK(prev - w[0] == doctest::Approx((t - 1) / 4.0));  // lr(k = t - 1) = k / warmup
+    prev = w[0];
+  }
+}
+
+TEST_CASE("state is inspectable by slot name") {
+  std::vector<float> w(6, 0.f), g(6, 2.f);
+  Optimizer opt({"adamw", "", ""}, {{"p", {2, 3}, w.data(), g.data()}});
+  opt.step();
+  CHECK(opt.slots("p") == std::vector<std::string>{"momentum.m", "adapt.v"});
+  CHECK(opt.state("p", "momentum.m")[0] == doctest::Approx(0.2f));
+  CHECK(opt.state("p", "adapt.v")[5] == doctest::Approx(0.004f));
+  CHECK(error_of([&] { opt.state("p", "nope"); }).find("no state slot") != std::string::npos);
+}
+
+TEST_CASE("bad parameters are refused before anything runs") {
+  CHECK(error_of([] { Optimizer({"adamw", "", ""}, {{"a", {2}}, {"a", {3}}}); }).find("given twice") != std::string::npos);
+  CHECK(error_of([] { Optimizer({"adamw", "", ""}, {{"a", {2, 0}}}); }).find("must be positive") != std::string::npos);
+  CHECK(error_of([] { Optimizer({"adamw", "", ""}, {{"a", {1 << 20, 1 << 20, 1 << 20}}}); }).find("more than") != std::string::npos);
+  CHECK(error_of([] { Optimizer({"adamx", "", ""}, {}); }).find("did you mean `adam") != std::string::npos);
+}
+
+TEST_CASE("replay refuses a missing or mis-shaped gradient before stepping") {
+  ReplayRequest req;
+  req.spec = {"adamw", "", ""};
+  req.steps = 2;
+  req.init.tensors["w"] = {{2}, {1, 2}};
+  req.grads.tensors["w@1"] = {{2}, {1, 1}};
+  CHECK(error_of([&] { replay(req); }).find("no tensor `w@2`") != std::string::npos);
+  req.grads.tensors["w@2"] = {{3}, {1, 1, 1}};
+  CHECK(error_of([&] { replay(req); }).find("has shape [3]") != std::string::npos);
+}
+}
+
+TEST_SUITE("cli") {
+TEST_CASE("opal --version and check") {
+  CHECK(run_cli("--version").second.find("opal 0.1.0") != std::string::npos);
+  auto [rc, out] = run_cli(std::string("check ") + OPAL_TESTS_DIR + "/golden/errors/UnknownComponent.opal");
+  CHECK(rc == 1);
+  CHECK(out.find("did you mean `adapt`?") != std::string::npos);
+  auto ok = run_cli(std::string("check ") + OPAL_TESTS_DIR + "/../stdlib/adamw.opal");
+  CHECK(ok.first == 0);
+}
+
+TEST_CASE("opal replay end to end, and a corrupt input file") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / "opal-cli-test";
+  fs::create_directories(dir);
+  SafetensorsFile init, grads;
+  init.tensors["w"] = {{2, 2}, {1, 2, 3, 4}};
+  for (int t = 1; t <= 3; ++t) grads.tensors["w@" + std::to_string(t)] = {{2, 2}, {1, -1, 0.5f, 0}};
+  write_safetensors((dir / "init.safetensors").string(), init);
+  write_safetensors((dir / "grads.safetensors").string(), grads);
+  auto [rc, out] = run_cli("replay signum --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
+                           " --steps 3 --hparam lr=0.1 -o " + (dir / "out.safetensors").string());
+  INFO(out);
+  REQUIRE(rc == 0);
+  SafetensorsFile r = read_safetensors((dir / "out.safetensors").string());
+  CHECK(r.tensors.at("w").values[0] == doctest::Approx(0.7f));
+  CHECK(r.tensors.at("w").values[3] == doctest::Approx(4.0f));  // sign(0) = 0
+  CHECK(r.tensors.count("w/momentum.m") == 1);
+  { std::ofstream(dir / "bad.safetensors") << "garbage!"; }
+  auto bad = run_cli("replay signum --init " + (dir / "bad.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
+                     " --steps 1 -o " + (dir / "x.safetensors").string());
+  CHECK(bad.first == 1);
+  CHECK(bad.second.find("not a valid safetensors file") != std::string::npos);
+  fs::remove_all(dir);
+}
+}

@@ -7,6 +7,7 @@
 
 #include "compiler/check.h"
 #include "compiler/passes/dce.h"
+#include "compiler/passes/expand_macros.h"
 #include "compiler/passes/fold_constants.h"
 #include "compiler/passes/fuse_elementwise.h"
 #include "compiler/passes/plan_memory.h"
@@ -15,7 +16,7 @@
 namespace opal {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"lower", "fold", "dce", "fuse", "memory"};
+  static const std::vector<std::string> names = {"lower", "expand", "fold", "dce", "fuse", "memory"};
   return names;
 }
 
@@ -27,6 +28,7 @@ struct GraphPass {
 };
 
 constexpr GraphPass kGraphPasses[] = {
+    {"expand", passes::expand_macros},
     {"fold", passes::fold_constants},
     {"dce", passes::dce},
 };
@@ -64,6 +66,13 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     }
     for (const auto& n : g.nodes)
       if (n.op == ir::Op::HParam) used_hparams.insert(n.iattr);
+    // a `vector:` route that needs matrices can never run: say so at compile time
+    const Route& route = rg.path.back().optimizer->routes[rg.path.back().route];
+    if (route.kind == Route::Kind::Vector && g.matrix_only) {
+      diags.report(DiagKind::MatrixOnly, route.loc, fmt::format("{} needs a matrix, but this route takes vectors", g.matrix_reason),
+                   "route vectors through elementwise stages; matrix components belong in `matrix:` routes");
+      continue;
+    }
     Plan plan = passes::fuse_elementwise(g);
     if (want("fuse")) dumps->push_back({rg.label, "fuse", print_plan(plan), true});
     plan = passes::plan_memory(std::move(plan));

@@ -10,12 +10,25 @@
 
 namespace opal {
 
-// The iteration space of a kernel: every element [m,n], every row [m], every column [n].
-enum class Domain : uint8_t { Full, Rows, Cols };
+// The iteration space of a kernel: every element [m,n], every row [m], every column [n], or
+// every element of a square matrix: left [m,m], right [n,n], small [k,k].
+enum class Domain : uint8_t { Full, Rows, Cols, Left, Right, Small };
 const char* domain_name(Domain d);
+
+// When a kernel or call runs: always (cond invalid), or on the steps where the uniform scalar
+// `cond` (a function of t, hyperparameters and sizes, evaluated on the host) is nonzero
+// (zero when `negated`). every(N) regions become guards.
+struct Guard {
+  ir::ValueId cond;
+  bool negated = false;
+  bool always() const { return !cond.valid(); }
+  bool operator==(const Guard& o) const { return cond == o.cond && negated == o.negated; }
+  bool operator<(const Guard& o) const { return cond.v != o.cond.v ? cond.v < o.cond.v : negated < o.negated; }
+};
 
 struct Kernel {
   Domain domain = Domain::Full;
+  Guard guard;
   int level = 0;                      // kernels of a level depend only on earlier levels
   std::vector<ir::ValueId> scalars;   // per-parameter scalars computed before the loop
   std::vector<ir::ValueId> body;      // elementwise values computed per iteration, in order
@@ -26,18 +39,34 @@ struct Kernel {
   bool serial = false;                // has column or total reductions: no parallel loop on the CPU
 };
 
-// A value passed between kernels through memory.
+// A library op (matmul, eigh, qr, ...) run by the backend between kernels. Its tensor operands
+// are leaves read in place (w, g, states) or temps; its result is a temp.
+struct Call {
+  ir::ValueId value;
+  int level = 0;
+  Guard guard;
+};
+
+// One entry of the execution order: a kernel launch or a library call.
+struct Launch {
+  bool is_call = false;
+  int index = 0;
+};
+
+// A value passed between kernels and calls through memory.
 struct Temp {
   ir::ValueId value;
-  ir::Shape shape;      // Rows, Cols, Full, or Scalar (a total reduction)
-  int producer = -1;    // kernel index
-  int last_use = -1;    // kernel index
+  ir::Shape shape;      // Rows, Cols, Full, a square, or Scalar (a total reduction)
+  int producer = -1;    // schedule position
+  int last_use = -1;    // schedule position
   int buffer = -1;      // assigned by plan_memory
 };
 
 struct Plan {
   ir::Graph graph;
-  std::vector<Kernel> kernels;       // in execution order
+  std::vector<Kernel> kernels;
+  std::vector<Call> calls;
+  std::vector<Launch> schedule;      // execution order of kernels and calls
   std::vector<Temp> temps;
   std::map<uint32_t, int> temp_of;   // value id -> temp index
   std::vector<ir::Shape> buffers;    // scratch buffers (after plan_memory)

@@ -33,14 +33,16 @@ struct Param {
   ExprPtr default_value;  // null: required
 };
 
-// `state v = init`, `let x = e`, `x = e`
+// `state v = init`, `let x = e`, `x = e`, `every(N) { ... }` (value = N; name "every"),
+// `when(c) { ... }` (kind Every, value = c, name "when"), `inverse { ... }`
 struct Stmt {
-  enum class Kind { State, Let, Assign };
+  enum class Kind { State, Let, Assign, Every, Inverse };
   Kind kind;
   SourceLoc loc;
   std::string name;
   SourceLoc name_loc;
   ExprPtr value;
+  std::vector<Stmt> body;  // Every, Inverse
 };
 
 struct ComponentDecl {
@@ -58,10 +60,14 @@ struct FnDecl {
 };
 
 // One stage of a pipeline: a component (or, alone in its route, an optimizer) with arguments.
+// `rotate(B(...))` enters the basis of component B (one with an `inverse` block); `unrotate`
+// leaves the innermost basis entered.
 struct Stage {
+  enum class Role { Plain, Rotate, Unrotate };
   std::string name;
   SourceLoc loc;
   std::vector<Arg> args;
+  Role role = Role::Plain;
 };
 
 // `matrix:`, `vector:`, `other:` or `"pattern", ...:` followed by a pipeline.

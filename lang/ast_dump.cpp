@@ -1,4 +1,6 @@
 // S-expression dump of the AST (`opal ast`).
+#include <functional>
+
 #include <fmt/format.h>
 
 #include "lang/ast.h"
@@ -52,17 +54,27 @@ std::string dump_ast(const Module& m) {
   for (const auto& f : m.fns) s += fmt::format("(fn {} {} {})  @{}\n", f.name, dump_params(f.params), dump_expr(*f.body), at(f.loc));
   for (const auto& c : m.components) {
     s += fmt::format("(component {} {}  @{}\n", c.name, dump_params(c.params), at(c.loc));
-    for (const auto& st : c.body) {
-      const char* k = st.kind == Stmt::Kind::State ? "state" : st.kind == Stmt::Kind::Let ? "let" : "assign";
-      s += fmt::format("  ({} {} {})  @{}\n", k, st.name, dump_expr(*st.value), at(st.loc));
-    }
+    std::function<void(const std::vector<Stmt>&, const std::string&)> stmts = [&](const std::vector<Stmt>& body, const std::string& ind) {
+      for (const auto& st : body) {
+        if (st.kind == Stmt::Kind::Every || st.kind == Stmt::Kind::Inverse) {
+          s += fmt::format("{}({}{}  @{}\n", ind, st.name, st.value ? " " + dump_expr(*st.value) : "", at(st.loc));
+          stmts(st.body, ind + "  ");
+          s += ind + ")\n";
+          continue;
+        }
+        const char* k = st.kind == Stmt::Kind::State ? "state" : st.kind == Stmt::Kind::Let ? "let" : "assign";
+        s += fmt::format("{}({} {} {})  @{}\n", ind, k, st.name, dump_expr(*st.value), at(st.loc));
+      }
+    };
+    stmts(c.body, "  ");
     s += ")\n";
   }
   for (const auto& o : m.optimizers) {
     s += fmt::format("(optimizer {} {}  @{}\n", o.name, dump_params(o.params), at(o.loc));
     for (const auto& r : o.routes) {
       s += fmt::format("  (route {}", r.label());
-      for (const auto& st : r.pipeline) s += fmt::format(" (stage {}{})", st.name, dump_args(st.args));
+      for (const auto& st : r.pipeline)
+        s += fmt::format(" ({} {}{})", st.role == Stage::Role::Rotate ? "rotate" : "stage", st.name, dump_args(st.args));
       s += fmt::format(")  @{}\n", at(r.loc));
     }
     s += ")\n";

@@ -33,6 +33,7 @@ const char* tok_spelling(Tok t) {
     case Tok::Plus: return "+";
     case Tok::Minus: return "-";
     case Tok::Star: return "*";
+    case Tok::At: return "@";
     case Tok::Slash: return "/";
     case Tok::Caret: return "^";
     case Tok::Lt: return "<";
@@ -133,6 +134,7 @@ std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
         case '+': k = Tok::Plus; break;
         case '-': k = Tok::Minus; break;
         case '*': k = Tok::Star; break;
+        case '@': k = Tok::At; break;
         case '/': k = Tok::Slash; break;
         case '^': k = Tok::Caret; break;
         case '<': k = Tok::Lt; break;

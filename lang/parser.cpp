@@ -118,13 +118,32 @@ class Parser {
 
   Stmt stmt() {
     SourceLoc start = peek().loc;
+    // `every(N) { ... }` and `inverse { ... }`: contextual, so both words stay usable as names
+    if (at(Tok::Ident) && (((peek().text == "every" || peek().text == "when") && peek(1).kind == Tok::LParen) ||
+                           (peek().text == "inverse" && peek(1).kind == Tok::LBrace))) {
+      Token kw = take();
+      Stmt st{kw.text == "inverse" ? Stmt::Kind::Inverse : Stmt::Kind::Every, kw.loc, kw.text, kw.loc, nullptr, {}};
+      if (st.kind == Stmt::Kind::Every) {
+        take();
+        st.value = expr();
+        expect(Tok::RParen, kw.text == "every" ? "to close `every(`" : "to close `when(`");
+      }
+      expect(Tok::LBrace, fmt::format("to open the `{}` block", kw.text).c_str());
+      while (!at(Tok::RBrace) && !at(Tok::Eof)) {
+        st.body.push_back(stmt());
+        accept(Tok::Semi);
+      }
+      expect(Tok::RBrace, fmt::format("to close the `{}` block", kw.text).c_str());
+      st.loc = span(start, last_loc());
+      return st;
+    }
     Stmt::Kind kind = Stmt::Kind::Assign;
     if (accept(Tok::KwState)) kind = Stmt::Kind::State;
     else if (accept(Tok::KwLet)) kind = Stmt::Kind::Let;
     Token n = expect(Tok::Ident, kind == Stmt::Kind::Assign ? "to start a statement (`state`, `let` or `name = ...`)" : "naming the variable");
     expect(Tok::Assign, fmt::format("after `{}`", n.text).c_str());
     ExprPtr e = expr();
-    return Stmt{kind, span(start, e->loc), n.text, n.loc, std::move(e)};
+    return Stmt{kind, span(start, e->loc), n.text, n.loc, std::move(e), {}};
   }
 
   OptimizerDecl optimizer() {
@@ -167,8 +186,17 @@ class Parser {
 
   Stage stage() {
     Token n = expect(Tok::Ident, "naming a pipeline stage");
+    if (n.text == "rotate" && at(Tok::LParen)) {
+      take();
+      Stage inner = stage();
+      expect(Tok::RParen, "to close `rotate(`");
+      inner.role = Stage::Role::Rotate;
+      inner.loc = span(n.loc, last_loc());
+      return inner;
+    }
     Stage s{n.text, n.loc, {}};
-    if (accept(Tok::LParen)) s.args = args();
+    if (n.text == "unrotate") s.role = Stage::Role::Unrotate;
+    else if (accept(Tok::LParen)) s.args = args();
     return s;
   }
 
@@ -222,7 +250,7 @@ class Parser {
       case Tok::EqEq: case Tok::NotEq: return 3;
       case Tok::Lt: case Tok::Le: case Tok::Gt: case Tok::Ge: return 4;
       case Tok::Plus: case Tok::Minus: return 5;
-      case Tok::Star: case Tok::Slash: return 6;
+      case Tok::Star: case Tok::Slash: case Tok::At: return 6;
       default: return 0;
     }
   }

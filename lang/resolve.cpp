@@ -120,7 +120,15 @@ class Resolver {
     for (const auto& r : o.routes) {
       for (const auto& st : r.pipeline) {
         bool ok;
+        if (st.role == Stage::Role::Unrotate) continue;  // balanced against `rotate` by the lowering
         if (auto c = p_.components.find(st.name); c != p_.components.end()) {
+          bool basis = std::any_of(c->second->body.begin(), c->second->body.end(), [](const Stmt& s) { return s.kind == Stmt::Kind::Inverse; });
+          if (st.role == Stage::Role::Rotate && !basis)
+            d_.report(DiagKind::UnbalancedBasis, st.loc, fmt::format("`{}` is not a basis: it has no `inverse {{ ... }}` block", st.name),
+                      "`rotate(...)` takes a basis component such as `eigenbasis(b2, every)`");
+          if (st.role == Stage::Role::Plain && basis)
+            d_.report(DiagKind::UnbalancedBasis, st.loc, fmt::format("`{}` is a basis: enter it with `rotate({}(...))`", st.name, st.name),
+                      "a basis changes u and g until the matching `unrotate`");
           bind_arguments(c->second->params, st.args, st.name, st.loc, d_, ok);
         } else if (auto inner = p_.optimizers.find(st.name); inner != p_.optimizers.end()) {
           if (r.pipeline.size() != 1)

@@ -10,7 +10,7 @@ enum class Tok {
   Eof, Ident, Number, String,
   KwComponent, KwOptimizer, KwFn, KwState, KwLet,
   LParen, RParen, LBrace, RBrace, Comma, Semi, Colon, Assign, Arrow,
-  Plus, Minus, Star, Slash, Caret, Lt, Le, Gt, Ge, EqEq, NotEq, AndAnd, OrOr, Bang,
+  Plus, Minus, Star, Slash, At, Caret, Lt, Le, Gt, Ge, EqEq, NotEq, AndAnd, OrOr, Bang,
 };
 
 const char* tok_spelling(Tok t);

@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "compiler/passes/fold_constants.h"
+#include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -125,15 +127,9 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
     if (ri == co.routes.size()) throw Error(fmt::format("internal: no compiled route for parameter `{}`", p.name));
     const Plan& plan = co.routes[ri].plan;
     if (plan.graph.matrix_only && p.shape.size() < 2) {
-      std::string stage = "this route";
-      for (const auto& s : plan.graph.slots)
-        if (s.shape == ir::Shape::Rows || s.shape == ir::Shape::Cols) {
-          stage = "`" + s.name.substr(0, s.name.find('.')) + "`";
-          break;
-        }
-      throw Error(fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route vectors elsewhere with "
-                              "`vector:` or `other:` in optimizer `{}`",
-                              stage, p.name, shape_str(p.shape), co.name));
+      throw Error(fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route "
+                              "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
+                              plan.graph.matrix_reason, p.name, shape_str(p.shape), co.name));
     }
     Impl::Tensor t;
     t.desc = p;
@@ -154,15 +150,21 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
       t.desc.grad = t.owned_g.data();
     }
     auto size_of = [&](ir::Shape s) -> size_t {
-      switch (s) {
-        case ir::Shape::Scalar: return 1;
-        case ir::Shape::Rows: return size_t(t.rows);
-        case ir::Shape::Cols: return size_t(t.cols);
-        case ir::Shape::Full: return size_t(numel);
-      }
-      return 0;
+      long long r, c;
+      cpu::shape_dims(s, t.rows, t.cols, r, c);
+      if (ir::is_square(s) && r > kMaxSideForSquares)
+        throw Error(fmt::format("parameter `{}` {} would need a {} x {} matrix in route `{}`: the limit is {} [LimitExceeded]\n  = help: route "
+                                "it to an elementwise pipeline by name or shape",
+                                p.name, shape_str(p.shape), r, r, co.routes[ri].label, kMaxSideForSquares));
+      return size_t(r * c);
     };
-    for (const auto& s : plan.graph.slots) t.slots.emplace_back(size_of(s.shape), 0.f);
+    for (const auto& s : plan.graph.slots) {
+      t.slots.emplace_back(size_of(s.shape), 0.f);
+      if (s.identity) {
+        long long n = s.shape == ir::Shape::Left ? t.rows : t.cols;
+        for (long long i = 0; i < n; ++i) t.slots.back()[i * n + i] = 1.f;
+      }
+    }
     for (ir::Shape s : plan.buffers) t.scratch.emplace_back(size_of(s), 0.f);
     impl_->by_name[p.name] = impl_->tensors.size();
     impl_->tensors.push_back(std::move(t));
@@ -188,19 +190,69 @@ void Optimizer::step() {
   ++t_;
   impl_->uniforms[0] = double(t_);
   const CompiledOptimizer& co = *exe_->optimizer;
+  std::vector<KernelTensor> subset;
+  std::vector<size_t> running;
   for (size_t r = 0; r < impl_->routes.size(); ++r) {
     auto& R = impl_->routes[r];
     if (R.tensors.empty()) continue;
     const Plan& plan = co.routes[r].plan;
-    for (size_t k = 0; k < plan.kernels.size(); ++k) {
-      for (ir::ValueId red : plan.kernels[k].reductions) {
+    const ir::Graph& g = plan.graph;
+    // the tensors of this route for which a guard holds (all of them for unguarded work)
+    auto select = [&](const Guard& gd) {
+      running.clear();
+      for (size_t k = 0; k < R.tensors.size(); ++k) {
+        const auto& t = impl_->tensors[R.tensors[k]];
+        bool on = true;
+        if (!gd.always()) {
+          passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
+          on = (passes::eval_uniform(g, gd.cond, env) != 0) != gd.negated;
+        }
+        if (on) running.push_back(k);
+      }
+    };
+    for (const Launch& L : plan.schedule) {
+      if (L.is_call) {
+        const Call& C = plan.calls[L.index];
+        select(C.guard);
+        const ir::Node& n = g.at(C.value);
+        for (size_t k : running) {
+          auto& t = impl_->tensors[R.tensors[k]];
+          const float* in[3] = {nullptr, nullptr, nullptr};
+          double scalars[3] = {0, 0, 0};
+          ir::Shape shapes[3];
+          for (int o = 0; o < n.n_operands; ++o) {
+            ir::ValueId v = n.operands[o];
+            const ir::Node& on = g.at(v);
+            shapes[o] = on.shape;
+            if (on.shape == ir::Shape::Scalar) {
+              passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
+              scalars[o] = passes::eval_uniform(g, v, env);
+            } else if (on.op == ir::Op::Grad) in[o] = t.bufs[1];
+            else if (on.op == ir::Op::Param) in[o] = t.bufs[0];
+            else if (on.op == ir::Op::StateRead) in[o] = t.bufs[2 + on.iattr];
+            else in[o] = t.bufs[2 + g.slots.size() + plan.temp_buffer(v)];
+          }
+          cpu::run_library_op(n, shapes, in, scalars, t.bufs[2 + g.slots.size() + plan.temp_buffer(C.value)], t.rows, t.cols);
+        }
+        continue;
+      }
+      const Kernel& K = plan.kernels[L.index];
+      select(K.guard);
+      if (running.empty()) continue;
+      for (ir::ValueId red : K.reductions) {
         int b = plan.temp_buffer(red);
-        for (size_t i : R.tensors) {
-          auto& s = impl_->tensors[i].scratch[b];
+        for (size_t k : running) {
+          auto& s = impl_->tensors[R.tensors[k]].scratch[b];
           std::fill(s.begin(), s.end(), 0.f);
         }
       }
-      exe_->kernels[r][k](R.table.data(), (long long)R.table.size(), impl_->uniforms.data());
+      const KernelTensor* table = R.table.data();
+      if (running.size() != R.tensors.size()) {
+        subset.clear();
+        for (size_t k : running) subset.push_back(R.table[k]);
+        table = subset.data();
+      }
+      exe_->kernels[r][L.index](table, (long long)running.size(), impl_->uniforms.data());
     }
   }
 }

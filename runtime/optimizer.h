@@ -20,6 +20,8 @@ struct ParamDesc {
 
 // Limit on one tensor's element count (a clear error, never an overflow).
 inline constexpr int64_t kMaxTensorElements = int64_t(1) << 34;
+// Limit on the side of a square matrix a route keeps per parameter (Kronecker factors, bases).
+inline constexpr int64_t kMaxSideForSquares = 16384;
 
 class Optimizer {
  public:

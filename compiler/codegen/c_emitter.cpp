@@ -28,7 +28,7 @@ std::string CEmitter::comment(const ir::Graph& g, ValueId v) {
   const ir::Node& n = g.at(v);
   std::string s = fmt::format("%{} {}", v.v, ir::op_name(n.op));
   if (n.op == Op::HParam) s += " " + g.hparams[n.iattr];
-  if (n.op == Op::StateRead || n.op == Op::StateWrite) s += " " + g.slots[n.iattr].name;
+  if (n.op == Op::StateRead || n.op == Op::StateWrite || n.op == Op::StateWriteIf) s += " " + g.slots[n.iattr].name;
   if (n.loc.valid()) {
     std::string path = n.loc.file->path();
     auto slash = path.find_last_of('/');
@@ -45,6 +45,9 @@ std::string CEmitter::index(Domain d, Shape s, bool indexed) const {
     case Shape::Rows: return "i";
     case Shape::Cols: return "j";
     case Shape::Scalar: return "0";
+    case Shape::Left:
+    case Shape::Right:
+    case Shape::Small: return "e";  // only ever read in their own space
   }
   (void)d;
   return "?";
@@ -70,6 +73,8 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
     case Op::Sin: return fmt::format("sin({})", a(0));
     case Op::Tanh: return fmt::format("tanh({})", a(0));
     case Op::Floor: return fmt::format("floor({})", a(0));
+    case Op::Bf16: return fmt::format("(double)opal_bf16((float){})", a(0));
+    case Op::Mod: return fmt::format("({0} - {1} * floor({0} / {1}))", a(0), a(1));
     case Op::Add: return fmt::format("{} + {}", a(0), a(1));
     case Op::Sub: return fmt::format("{} - {}", a(0), a(1));
     case Op::Mul: return fmt::format("{} * {}", a(0), a(1));
@@ -111,6 +116,8 @@ std::string CEmitter::element_expr(const ir::Graph& g, ValueId v) const {
     case Op::Sin: return fmt::format("sinf({})", a(0));
     case Op::Tanh: return fmt::format("tanhf({})", a(0));
     case Op::Floor: return fmt::format("floorf({})", a(0));
+    case Op::Bf16: return fmt::format("opal_bf16({})", a(0));
+    case Op::Mod: return fmt::format("({0} - {1} * floorf({0} / {1}))", a(0), a(1));
     case Op::Add: return fmt::format("{} + {}", a(0), a(1));
     case Op::Sub: return fmt::format("{} - {}", a(0), a(1));
     case Op::Mul: return fmt::format("{} * {}", a(0), a(1));
@@ -142,7 +149,9 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   out += signature(kernel_symbol(route, k)) + " {\n";
   out += open_tensor();
   out += "  const long long rows = T.rows, cols = T.cols, numel = rows * cols;\n";
-  out += "  (void)rows; (void)cols; (void)numel;\n";
+  static const char* extent[] = {"numel", "rows", "cols", "rows * rows", "cols * cols", "(rows < cols ? rows : cols) * (rows < cols ? rows : cols)"};
+  out += fmt::format("  const long long n_e = {};  // elements of the {} space\n", extent[int(K.domain)], domain_name(K.domain));
+  out += "  (void)rows; (void)cols; (void)numel; (void)n_e;\n";
   // buffers this kernel touches
   std::set<size_t> bufs;
   std::vector<std::string> decls;
@@ -191,7 +200,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   for (ValueId v : K.body) {
     const ir::Node& n = g.at(v);
     std::string rhs;
-    if (n.op == Op::Param) rhs = fmt::format("sb0[{}]", idx(Shape::Full));
+    if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
+    else if (n.op == Op::Param) rhs = fmt::format("sb0[{}]", idx(Shape::Full));
     else if (n.op == Op::Grad) rhs = fmt::format("sb1[{}]", idx(Shape::Full));
     else if (n.op == Op::StateRead) rhs = fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));
     else rhs = element_expr(g, v);
@@ -209,6 +219,9 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     const ir::Node& n = g.at(e);
     std::string val = operand(g, n.operands[0]);
     if (n.op == Op::ParamWrite) out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, idx(Shape::Full), val, comment(g, e));
+    else if (n.op == Op::StateWriteIf)
+      out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val,
+                         comment(g, e));
     else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val, comment(g, e));
   }
   out += loop_close(K);

@@ -34,15 +34,113 @@ const char* shape_name(Shape s) {
     case Shape::Rows: return "rows";
     case Shape::Cols: return "cols";
     case Shape::Full: return "full";
+    case Shape::Left: return "left";
+    case Shape::Right: return "right";
+    case Shape::Small: return "small";
   }
   return "?";
 }
 
+bool is_square(Shape s) { return s == Shape::Left || s == Shape::Right || s == Shape::Small; }
+
+bool try_broadcast(Shape a, Shape b, Shape& out) {
+  if (a == b || b == Shape::Scalar) { out = a; return true; }
+  if (a == Shape::Scalar) { out = b; return true; }
+  if (is_square(a) || is_square(b)) return false;
+  out = Shape::Full;  // rows x cols, or anything with full
+  return true;
+}
+
 Shape broadcast(Shape a, Shape b) {
-  if (a == b) return a;
-  if (a == Shape::Scalar) return b;
-  if (b == Shape::Scalar) return a;
-  return Shape::Full;  // rows x cols, or anything with full
+  Shape s;
+  OPAL_CHECK(try_broadcast(a, b, s), "shapes %s and %s do not broadcast", shape_name(a), shape_name(b));
+  return s;
+}
+
+namespace {
+// Symbolic dimensions of square-or-full matrices: M rows, N cols, K = min(M, N).
+enum Dim : uint8_t { M, N, K, None };
+bool dims_of(Shape s, Dim& r, Dim& c) {
+  switch (s) {
+    case Shape::Full: r = M; c = N; return true;
+    case Shape::Left: r = M; c = M; return true;
+    case Shape::Right: r = N; c = N; return true;
+    case Shape::Small: r = K; c = K; return true;
+    default: return false;
+  }
+}
+bool shape_of(Dim r, Dim c, Shape& out) {
+  if (r == M && c == N) out = Shape::Full;
+  else if (r == M && c == M) out = Shape::Left;
+  else if (r == N && c == N) out = Shape::Right;
+  else if (r == K && c == K) out = Shape::Small;
+  else return false;
+  return true;
+}
+Dim index_dim(Shape idx) { return idx == Shape::Rows ? M : idx == Shape::Cols ? N : None; }
+}  // namespace
+
+bool library_shape(Op op, int64_t iattr, const Shape* in, int n, Shape& out) {
+  if (n != arity(op)) return false;
+  Dim r0, c0, r1, c1;
+  switch (op) {
+    case Op::MatMul:
+      if (!dims_of(in[0], r0, c0) || !dims_of(in[1], r1, c1)) return false;
+      if (iattr & 1) std::swap(r0, c0);
+      if (iattr & 2) std::swap(r1, c1);
+      return c0 == r1 && shape_of(r0, c1, out);
+    case Op::Gram: out = Shape::Small; return in[0] == Shape::Full;
+    case Op::GramApply: out = Shape::Full; return in[0] == Shape::Small && in[1] == Shape::Full;
+    case Op::Eigh:
+    case Op::Qr: out = in[0]; return is_square(in[0]);
+    case Op::InvRoot: out = in[0]; return is_square(in[0]) && in[1] == Shape::Scalar;
+    case Op::Diag:
+      out = in[0] == Shape::Left ? Shape::Rows : Shape::Cols;
+      return in[0] == Shape::Left || in[0] == Shape::Right;
+    case Op::Argsort: out = in[0]; return in[0] == Shape::Rows || in[0] == Shape::Cols;
+    case Op::PermuteRows:
+      out = in[0];
+      return dims_of(in[0], r0, c0) && r0 != K && index_dim(in[1]) == r0;
+    case Op::PermuteCols:
+      out = in[0];
+      return dims_of(in[0], r0, c0) && c0 != K && index_dim(in[1]) == c0;
+    case Op::NewtonSchulz: out = Shape::Full; return in[0] == Shape::Full;
+    default: return false;
+  }
+}
+
+void infer_matrix_only(Graph& g) {
+  std::string given = g.matrix_reason;  // set by the lowering: the stage that needs a matrix
+  g.matrix_only = false;
+  g.matrix_reason.clear();
+  struct Keep {
+    Graph& g;
+    const std::string& given;
+    ~Keep() {
+      if (g.matrix_only && !given.empty()) g.matrix_reason = given;
+    }
+  } keep{g, given};
+  // a state with row, column or square shape names its stage: "`adapt_factored`"
+  for (const Slot& s : g.slots)
+    if (s.shape == Shape::Rows || s.shape == Shape::Cols || is_square(s.shape)) {
+      g.matrix_only = true;
+      g.matrix_reason = "`" + s.name.substr(0, s.name.find('.')) + "`";
+      return;
+    }
+  for (const Node& n : g.nodes) {
+    bool structured = n.shape == Shape::Rows || n.shape == Shape::Cols || is_square(n.shape) || category(n.op) == Category::Library ||
+                      category(n.op) == Category::Macro;
+    if (!structured) continue;
+    g.matrix_only = true;
+    g.matrix_reason = std::string("`") + op_name(n.op) + "`";
+    if (n.loc.valid()) {
+      auto [l, c] = n.loc.file->line_col(n.loc.offset);
+      std::string path = n.loc.file->path();
+      auto slash = path.find_last_of('/');
+      g.matrix_reason += " (" + (slash == std::string::npos ? path : path.substr(slash + 1)) + ":" + std::to_string(l) + ":" + std::to_string(c) + ")";
+    }
+    return;
+  }
 }
 
 size_t Builder::KeyHash::operator()(const Key& k) const {

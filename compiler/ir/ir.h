@@ -16,19 +16,24 @@ enum class Op : uint8_t {
 #undef OPAL_OP
 };
 
-enum class Category : uint8_t { Leaf, Unary, Binary, Ternary, Reduce, Effect };
+enum class Category : uint8_t { Leaf, Unary, Binary, Ternary, Reduce, Library, Macro, Effect };
 
 Category category(Op op);
 int arity(Op op);
 const char* op_name(Op op);
 bool is_elementwise(Op op);  // Unary, Binary or Ternary
 
-// Shape class of a value, symbolic in the parameter's size: a per-parameter scalar, one value
-// per row [m], one per column [n], or the full [m,n]. Vectors are 1 x n parameters.
-enum class Shape : uint8_t { Scalar, Rows, Cols, Full };
+// Shape class of a value, symbolic in the parameter's size m x n: a per-parameter scalar, one
+// value per row [m], one per column [n], the full [m,n], or a square matrix: left [m,m] (a
+// Kronecker factor acting on rows), right [n,n], small [k,k] with k = min(m,n) (Newton-Schulz
+// Gram matrices). Vectors are 1 x n parameters.
+enum class Shape : uint8_t { Scalar, Rows, Cols, Full, Left, Right, Small };
 const char* shape_name(Shape s);
-// numpy-style broadcasting: Scalar with X -> X, Rows with Cols -> Full. Always defined.
-Shape broadcast(Shape a, Shape b);
+bool is_square(Shape s);  // left, right or small
+// numpy-style broadcasting: Scalar with X -> X, Rows with Cols -> Full; squares only with
+// themselves and scalars. Returns false where shapes do not combine.
+bool try_broadcast(Shape a, Shape b, Shape& out);
+Shape broadcast(Shape a, Shape b);  // try_broadcast that must succeed
 
 struct ValueId {
   uint32_t v = UINT32_MAX;
@@ -53,6 +58,7 @@ struct Slot {
   std::string name;  // "<stage>.<state>", e.g. "adapt.v"
   Shape shape;
   SourceLoc loc;
+  bool identity = false;  // starts as the identity (`state Q = eye(rows)`), else zeros
 };
 
 struct Graph {
@@ -62,6 +68,7 @@ struct Graph {
   std::vector<Node> nodes;                // operands always precede their users
   std::vector<ValueId> effects;           // roots, in program order
   bool matrix_only = false;               // uses row/column structure: vectors may not use it
+  std::string matrix_reason;              // the op that makes it matrix-only, for errors
 
   const Node& at(ValueId id) const { return nodes[id.v]; }
 };
@@ -84,6 +91,13 @@ class Builder {
   Graph& g_;
   std::unordered_map<Key, ValueId, KeyHash> interned_;
 };
+
+// Result shape of a Library or Macro op from its operands' shapes; false when they do not fit
+// (the single source of these rules for the lowering and the verifier).
+bool library_shape(Op op, int64_t iattr, const Shape* operands, int n, Shape& out);
+
+// Sets g.matrix_only (and matrix_reason) from the shapes and ops the graph uses.
+void infer_matrix_only(Graph& g);
 
 // The textual form: `%7 = mul %3, %5 : full   @adamw.opal:4:12`.
 std::string print(const Graph& g);

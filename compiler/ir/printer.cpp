@@ -13,10 +13,25 @@ std::string print_node(const Graph& g, ValueId id) {
     case Op::HParam: s += fmt::format(" {}", n.iattr < (int64_t)g.hparams.size() ? g.hparams[n.iattr] : "?"); break;
     case Op::Dim: s += n.iattr == 0 ? " rows" : n.iattr == 1 ? " cols" : " numel"; break;
     case Op::StateRead:
-    case Op::StateWrite: s += fmt::format(" {}", n.iattr < (int64_t)g.slots.size() ? g.slots[n.iattr].name : "?"); break;
+    case Op::StateWrite:
+    case Op::StateWriteIf: s += fmt::format(" {}", n.iattr < (int64_t)g.slots.size() ? g.slots[n.iattr].name : "?"); break;
+    case Op::MatMul:
+    case Op::Gram:
+    case Op::GramApply:
+      if (n.iattr & 1) s += " ta";
+      if (n.iattr & 2) s += " tb";
+      if (n.iattr & 4) s += " bf16";
+      break;
+    case Op::Eigh:
+    case Op::Argsort: s += n.iattr & 1 ? " desc" : " asc"; break;
+    case Op::InvRoot: s += fmt::format(" p={}{}", n.iattr & 0xff, n.iattr >> 8 ? " damped" : ""); break;
+    case Op::NewtonSchulz:
+      s += fmt::format(" steps={} coeffs={} eps={}{}", n.iattr & 0xff, (n.iattr >> 8) & 0xf ? "you" : "keller", n.fattr, (n.iattr >> 12) & 1 ? " bf16" : "");
+      break;
     default: break;
   }
-  for (int i = 0; i < n.n_operands; ++i) s += fmt::format("{}%{}", i == 0 && n.op != Op::StateWrite ? " " : ", ", n.operands[i].v);
+  bool named = n.op == Op::StateWrite || n.op == Op::StateWriteIf;
+  for (int i = 0; i < n.n_operands; ++i) s += fmt::format("{}%{}", i == 0 && !named ? " " : ", ", n.operands[i].v);
   s += fmt::format(" : {}", shape_name(n.shape));
   if (n.loc.valid()) {
     auto [l, c] = n.loc.file->line_col(n.loc.offset);

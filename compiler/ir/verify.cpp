@@ -13,9 +13,12 @@ std::string verify(const Graph& g) {
     auto where = [&] { return fmt::format("%{} ({})", i, op_name(n.op)); };
     if (n.n_operands != arity(n.op)) return fmt::format("{}: {} operands, expected {}", where(), n.n_operands, arity(n.op));
     Shape expect = Shape::Scalar;
+    bool fits = true;
+    Shape in[3];
     for (int k = 0; k < n.n_operands; ++k) {
       if (n.operands[k].v >= i) return fmt::format("{}: operand %{} does not precede its user", where(), n.operands[k].v);
-      expect = broadcast(expect, g.nodes[n.operands[k].v].shape);
+      in[k] = g.nodes[n.operands[k].v].shape;
+      if (fits) fits = try_broadcast(expect, in[k], expect);
     }
     switch (category(n.op)) {
       case Category::Leaf:
@@ -23,10 +26,12 @@ std::string verify(const Graph& g) {
         if (n.op == Op::StateRead && n.shape != g.slots[n.iattr].shape) return where() + ": shape differs from its slot";
         if (n.op == Op::HParam && (n.iattr < 0 || n.iattr >= (int64_t)g.hparams.size())) return where() + ": no such hyperparameter";
         if ((n.op == Op::Param || n.op == Op::Grad) && n.shape != Shape::Full) return where() + ": inputs are full tensors";
+        if (n.op == Op::Eye && n.shape != Shape::Left && n.shape != Shape::Right) return where() + ": eye is left or right";
         break;
       case Category::Unary:
       case Category::Binary:
       case Category::Ternary:
+        if (!fits) return where() + ": operand shapes do not broadcast";
         if (n.shape != expect) return fmt::format("{}: shape {} but operands broadcast to {}", where(), shape_name(n.shape), shape_name(expect));
         break;
       case Category::Reduce: {
@@ -37,10 +42,19 @@ std::string verify(const Graph& g) {
         if (n.op == Op::Sum && in == Shape::Scalar) return where() + ": sum of a scalar";
         break;
       }
+      case Category::Library:
+      case Category::Macro: {
+        Shape out;
+        if (!library_shape(n.op, n.iattr, in, n.n_operands, out)) return where() + ": operand shapes do not fit";
+        if (out != n.shape) return fmt::format("{}: shape {} but the operands give {}", where(), shape_name(n.shape), shape_name(out));
+        break;
+      }
       case Category::Effect:
-        if (n.op == Op::StateWrite) {
+        if (n.op == Op::StateWriteIf && in[1] != Shape::Scalar) return where() + ": the condition is a scalar";
+        if (n.op == Op::StateWrite || n.op == Op::StateWriteIf) {
           if (n.iattr < 0 || n.iattr >= (int64_t)g.slots.size()) return where() + ": no such slot";
-          if (broadcast(g.nodes[n.operands[0].v].shape, g.slots[n.iattr].shape) != g.slots[n.iattr].shape)
+          Shape b;
+          if (!try_broadcast(g.nodes[n.operands[0].v].shape, g.slots[n.iattr].shape, b) || b != g.slots[n.iattr].shape)
             return where() + ": value does not fit its slot";
           if (++writes[n.iattr] > 1) return where() + ": slot written twice";
         } else if (++param_writes > 1) {

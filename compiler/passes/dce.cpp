@@ -33,9 +33,7 @@ ir::Graph dce(const ir::Graph& g) {
       },
       [&](ir::ValueId v) { return live[v.v] != 0; });
   out.slots = std::move(slots);
-  out.matrix_only = false;
-  for (const auto& n : out.nodes)
-    if (n.shape == ir::Shape::Rows || n.shape == ir::Shape::Cols) out.matrix_only = true;
+  ir::infer_matrix_only(out);
   return out;
 }
 

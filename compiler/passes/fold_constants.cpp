@@ -4,14 +4,14 @@
 #include <cmath>
 #include <optional>
 
+#include "compiler/ir/bf16.h"
 #include "compiler/passes/rebuild.h"
 
 namespace opal::passes {
 
-namespace {
 using ir::Op;
 
-std::optional<double> eval(Op op, const double* a) {
+std::optional<double> eval_op(Op op, const double* a) {
   switch (op) {
     case Op::Neg: return -a[0];
     case Op::Not: return double(a[0] == 0);
@@ -24,6 +24,8 @@ std::optional<double> eval(Op op, const double* a) {
     case Op::Sin: return std::sin(a[0]);
     case Op::Tanh: return std::tanh(a[0]);
     case Op::Floor: return std::floor(a[0]);
+    case Op::Bf16: return double(round_bf16(float(a[0])));
+    case Op::Mod: return a[0] - a[1] * std::floor(a[0] / a[1]);
     case Op::Add: return a[0] + a[1];
     case Op::Sub: return a[0] - a[1];
     case Op::Mul: return a[0] * a[1];
@@ -43,7 +45,34 @@ std::optional<double> eval(Op op, const double* a) {
     default: return std::nullopt;
   }
 }
-}  // namespace
+
+std::optional<double> constant_value(const ir::Graph& g, ir::ValueId v) {
+  const ir::Node& n = g.at(v);
+  if (n.op == Op::Const) return n.fattr;
+  if (n.shape != ir::Shape::Scalar || !ir::is_elementwise(n.op)) return std::nullopt;
+  double a[3];
+  for (int i = 0; i < n.n_operands; ++i) {
+    auto x = constant_value(g, n.operands[i]);
+    if (!x) return std::nullopt;
+    a[i] = *x;
+  }
+  return eval_op(n.op, a);
+}
+
+double eval_uniform(const ir::Graph& g, ir::ValueId v, const UniformEnv& env) {
+  const ir::Node& n = g.at(v);
+  switch (n.op) {
+    case Op::Const: return n.fattr;
+    case Op::HParam: return env.hparams[n.iattr];
+    case Op::Step: return env.t;
+    case Op::Dim: return n.iattr == 0 ? env.rows : n.iattr == 1 ? env.cols : env.rows * env.cols;
+    default: break;
+  }
+  double a[3];
+  for (int i = 0; i < n.n_operands; ++i) a[i] = eval_uniform(g, n.operands[i], env);
+  auto r = eval_op(n.op, a);
+  return r ? *r : 0.0;
+}
 
 ir::Graph fold_constants(const ir::Graph& g) {
   return rebuild(g, [](ir::Builder& b, const ir::Node& n, const ir::ValueId* ops) -> ir::ValueId {
@@ -59,7 +88,7 @@ ir::Graph fold_constants(const ir::Graph& g) {
         else vals[i] = o.fattr;
       }
       if (all && n.shape == ir::Shape::Scalar)
-        if (auto v = eval(n.op, vals)) return b.constant(*v, n.loc);
+        if (auto v = eval_op(n.op, vals)) return b.constant(*v, n.loc);
       // identities; each keeps the result's shape, so broadcasting is never lost
       switch (n.op) {
         case Op::Mul:
@@ -78,6 +107,14 @@ ir::Graph fold_constants(const ir::Graph& g) {
         case Op::Neg:
           if (out.at(ops[0]).op == Op::Neg) return out.at(ops[0]).operands[0];
           break;
+        case Op::And:  // false && x, x && false (logical values are exactly 0 or 1)
+          if (n.shape == ir::Shape::Scalar && (is_const(ops[0], 0) || is_const(ops[1], 0))) return b.constant(0, n.loc);
+          break;
+        case Op::Or:
+          if (n.shape == ir::Shape::Scalar && ((out.at(ops[0]).op == Op::Const && out.at(ops[0]).fattr != 0) ||
+                                               (out.at(ops[1]).op == Op::Const && out.at(ops[1]).fattr != 0)))
+            return b.constant(1, n.loc);
+          break;
         case Op::Select:
           if (out.at(ops[0]).op == Op::Const) {
             ir::ValueId pick = out.at(ops[0]).fattr != 0 ? ops[1] : ops[2];
@@ -87,6 +124,19 @@ ir::Graph fold_constants(const ir::Graph& g) {
           break;
         default: break;
       }
+    }
+    // writing back the value just read is a conditional write: no copy on the other steps
+    if (n.op == Op::StateWrite) {
+      const ir::Node& v = out.at(ops[0]);
+      if (v.op == Op::Select && v.shape == n.shape) {
+        const ir::Node& keep = out.at(v.operands[2]);
+        if (keep.op == Op::StateRead && keep.iattr == n.iattr) return b.add(Op::StateWriteIf, n.shape, {v.operands[1], v.operands[0]}, n.iattr, 0, n.loc);
+      }
+    }
+    // a write under a constant condition: always (a plain write) or never (dropped)
+    if (n.op == Op::StateWriteIf && out.at(ops[1]).op == Op::Const) {
+      if (out.at(ops[1]).fattr == 0) return b.constant(0);  // the slot keeps its value
+      return b.add(Op::StateWrite, n.shape, {ops[0]}, n.iattr, 0, n.loc);
     }
     return {};  // keep the node
   });

@@ -5,6 +5,21 @@
 #pragma once
 #include "compiler/ir/ir.h"
 
+#include <optional>
+
 namespace opal::passes {
 ir::Graph fold_constants(const ir::Graph& g);
+// The value of an elementwise op on constant operands (nullopt for other ops).
+std::optional<double> eval_op(ir::Op op, const double* operands);
+// The value of a scalar subgraph of constants, if it is one.
+std::optional<double> constant_value(const ir::Graph& g, ir::ValueId v);
+
+// Evaluates a uniform scalar (constants, hyperparameters, the step, the sizes) on the host, as
+// the runtime does for guards. `hparams` is indexed like g.hparams.
+struct UniformEnv {
+  double t = 0;
+  const double* hparams = nullptr;
+  double rows = 1, cols = 1;
+};
+double eval_uniform(const ir::Graph& g, ir::ValueId v, const UniformEnv& env);
 }

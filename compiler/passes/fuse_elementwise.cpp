@@ -1,20 +1,27 @@
-// Kernel formation by level and iteration space.
+// Kernel formation by level, iteration space and guard, with library calls between kernels.
 //
 // Algorithm:
+//  0. Guards: walking users before operands, each value gets the guard under which it is
+//     needed: a `state_write_if` needs its value only when its uniform condition holds, a
+//     `select` with a uniform condition needs each branch only on its side; a value needed
+//     under different guards is needed always. Library calls and kernels whose sinks are all
+//     guarded run only when their guard holds (every(N) refreshes).
 //  1. level(v): for an elementwise tensor value, the max over its operands of avail(op, space(v));
 //     avail(x, s) is 0 for leaves; level(x) for a same-space elementwise x (recomputed);
-//     level(x)+1 for another space (materialized) and for a reduction result (its kernel is at
-//     the level of its input, so its result is ready one level later); for a per-parameter
-//     scalar, the max over its operands.
-//  2. Sinks (effects, reductions) are placed in kernel (level, space); each kernel's closure is
-//     collected; values from another space become temporaries stored by their own kernel, which
-//     may add sinks (worklist until stable).
-//  3. Hazards: a state write placed before a kernel that reads the old state is moved to that
-//     kernel's level (or the next when the reader comes later at the same level); repeat from 2.
-//  4. Kernels are ordered by (level, space); temporaries record producer and last use.
+//     level(x)+1 for another space (materialized), for a reduction result (its kernel is at the
+//     level of its input) and for a library result (a call runs once its operands are in memory);
+//     for a per-parameter scalar, the max over its operands.
+//  2. Sinks (effects, reductions, stores) are placed in kernel (level, space, guard); each
+//     kernel's closure is collected; values from another space, reductions and library results
+//     become temporaries produced by their own kernel or call (worklist until stable).
+//  3. Hazards: a state write placed before a kernel or call that reads the old state is moved to
+//     that reader's level (or the next); repeat from 2.
+//  4. The schedule orders by level; within a level calls run first, then kernels by (space,
+//     guard). Temporaries record producer and last use as schedule positions.
 #include "compiler/passes/fuse_elementwise.h"
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include <fmt/format.h>
@@ -28,20 +35,37 @@ const char* domain_name(Domain d) {
     case Domain::Full: return "full";
     case Domain::Rows: return "rows";
     case Domain::Cols: return "cols";
+    case Domain::Left: return "left";
+    case Domain::Right: return "right";
+    case Domain::Small: return "small";
   }
   return "?";
 }
 
+namespace {
+std::string guard_str(const Guard& g) {
+  if (g.always()) return "";
+  return fmt::format(", when {}%{}", g.negated ? "!" : "", g.cond.v);
+}
+}  // namespace
+
 std::string print_plan(const Plan& p) {
   std::string s = ir::print(p.graph);
-  for (size_t k = 0; k < p.kernels.size(); ++k) {
-    const Kernel& K = p.kernels[k];
-    auto ids = [](const std::vector<ir::ValueId>& v) {
-      std::string o;
-      for (auto x : v) o += fmt::format(" %{}", x.v);
-      return o;
-    };
-    s += fmt::format("kernel {} [{}{}{}] level {}\n", k, domain_name(K.domain), K.indexed ? ", indexed" : "", K.serial ? ", serial" : "", K.level);
+  auto ids = [](const std::vector<ir::ValueId>& v) {
+    std::string o;
+    for (auto x : v) o += fmt::format(" %{}", x.v);
+    return o;
+  };
+  for (size_t i = 0; i < p.schedule.size(); ++i) {
+    const Launch& L = p.schedule[i];
+    if (L.is_call) {
+      const Call& C = p.calls[L.index];
+      s += fmt::format("{}: call %{} {} [level {}{}]\n", i, C.value.v, ir::op_name(p.graph.at(C.value).op), C.level, guard_str(C.guard));
+      continue;
+    }
+    const Kernel& K = p.kernels[L.index];
+    s += fmt::format("{}: kernel {} [{}{}{}{}] level {}\n", i, L.index, domain_name(K.domain), K.indexed ? ", indexed" : "", K.serial ? ", serial" : "",
+                     guard_str(K.guard), K.level);
     if (!K.scalars.empty()) s += "  scalars:" + ids(K.scalars) + "\n";
     s += "  body:" + ids(K.body) + "\n";
     if (!K.reductions.empty()) s += "  reduce:" + ids(K.reductions) + "\n";
@@ -50,7 +74,7 @@ std::string print_plan(const Plan& p) {
   }
   for (size_t t = 0; t < p.temps.size(); ++t) {
     const Temp& T = p.temps[t];
-    s += fmt::format("temp {} = %{} : {} (kernels {}..{}){}\n", t, T.value.v, ir::shape_name(T.shape), T.producer, T.last_use,
+    s += fmt::format("temp {} = %{} : {} (steps {}..{}){}\n", t, T.value.v, ir::shape_name(T.shape), T.producer, T.last_use,
                      T.buffer >= 0 ? fmt::format(" -> buffer {}", T.buffer) : "");
   }
   return s;
@@ -65,32 +89,71 @@ using ir::Shape;
 using ir::ValueId;
 
 Domain domain_of(Shape s) {
-  OPAL_CHECK(s != Shape::Scalar, "scalars have no iteration space");
-  return s == Shape::Rows ? Domain::Rows : s == Shape::Cols ? Domain::Cols : Domain::Full;
+  switch (s) {
+    case Shape::Rows: return Domain::Rows;
+    case Shape::Cols: return Domain::Cols;
+    case Shape::Full: return Domain::Full;
+    case Shape::Left: return Domain::Left;
+    case Shape::Right: return Domain::Right;
+    case Shape::Small: return Domain::Small;
+    case Shape::Scalar: break;
+  }
+  OPAL_CHECK(false, "scalars have no iteration space");
+  return Domain::Full;
 }
+
+// Leaves a library call reads in place from their buffers.
+bool in_place_leaf(const ir::Node& n) { return n.op == Op::Grad || n.op == Op::Param || n.op == Op::StateRead; }
+
+}  // namespace
+
+bool is_uniform(const ir::Graph& g, ValueId v) {
+  const ir::Node& n = g.at(v);
+  if (n.shape != Shape::Scalar) return false;
+  if (n.op == Op::Const || n.op == Op::HParam || n.op == Op::Step || n.op == Op::Dim) return true;
+  if (!ir::is_elementwise(n.op)) return false;
+  for (int k = 0; k < n.n_operands; ++k)
+    if (!is_uniform(g, n.operands[k])) return false;
+  return true;
+}
+
+namespace {
 
 class Fuser {
  public:
-  explicit Fuser(const ir::Graph& g) : g_(g), level_(g.nodes.size(), -1) {}
+  explicit Fuser(const ir::Graph& g) : g_(g), level_(g.nodes.size(), -1), guard_(g.nodes.size()) { compute_guards(); }
 
   Plan run() {
     std::map<uint32_t, int> min_level;  // effect -> level forced by hazards
     for (int iter = 0; iter < 64; ++iter) {
       build(min_level);
+      order();
       bool changed = false;
-      for (size_t k = 0; k < kernels_.size() && !changed; ++k)
-        for (ValueId e : kernels_[k].effects) {
+      for (size_t pos = 0; pos < schedule_.size() && !changed; ++pos) {
+        if (schedule_[pos].is_call) continue;
+        const Kernel& W = kernels_[schedule_[pos].index];
+        for (ValueId e : W.effects) {
           const ir::Node& n = g_.at(e);
-          if (n.op != Op::StateWrite) continue;
-          for (size_t r = k + 1; r < kernels_.size(); ++r)
-            if (reads_slot(kernels_[r], int(n.iattr))) {
-              int lvl = kernels_[r].level + (kernels_[r].domain > kernels_[k].domain ? 1 : 0);
-              if (lvl > min_level[e.v]) {
-                min_level[e.v] = lvl;
-                changed = true;
-              }
+          if (n.op != Op::StateWrite && n.op != Op::StateWriteIf) continue;
+          for (size_t r = pos + 1; r < schedule_.size(); ++r) {
+            int lvl;
+            if (schedule_[r].is_call) {
+              const Call& C = calls_[schedule_[r].index];
+              if (!call_reads_slot(C, int(n.iattr))) continue;
+              lvl = C.level;  // calls run first in their level
+            } else {
+              const Kernel& R = kernels_[schedule_[r].index];
+              if (!reads_slot(R, int(n.iattr))) continue;
+              lvl = R.level + (std::make_pair(R.domain, R.guard) < std::make_pair(W.domain, W.guard) ? 0 : 1);
+              if (R.domain == W.domain && R.guard == W.guard) lvl = R.level;  // the same kernel: reads come first
             }
+            if (lvl > min_level[e.v]) {
+              min_level[e.v] = lvl;
+              changed = true;
+            }
+          }
         }
+      }
       if (!changed) return finish();
     }
     OPAL_CHECK(false, "fusion did not converge for %s", g_.name.c_str());
@@ -103,14 +166,47 @@ class Fuser {
     return n.shape == Shape::Scalar && ir::category(n.op) != Category::Reduce;
   }
   bool leaf(ValueId v) const { return ir::category(g_.at(v).op) == Category::Leaf; }
+  bool library(ValueId v) const { return ir::category(g_.at(v).op) == Category::Library; }
+
+  void compute_guards() {
+    std::vector<char> seen(g_.nodes.size(), 0), mixed(g_.nodes.size(), 0);
+    std::vector<Guard> acc(g_.nodes.size());
+    auto use = [&](ValueId v, Guard gd) {
+      if (!seen[v.v]) {
+        seen[v.v] = 1;
+        acc[v.v] = gd;
+      } else if (!(acc[v.v] == gd)) {
+        mixed[v.v] = 1;
+      }
+    };
+    for (size_t i = g_.nodes.size(); i-- > 0;) {
+      const ir::Node& n = g_.nodes[i];
+      Guard mine = (seen[i] && !mixed[i]) ? acc[i] : Guard{};
+      if (n.op == Op::StateWriteIf && is_uniform(g_, n.operands[1])) mine = Guard{n.operands[1], false};
+      guard_[i] = mine;
+      for (int k = 0; k < n.n_operands; ++k) {
+        Guard gd = mine;
+        if (n.op == Op::Select && k > 0 && mine.always() && n.shape != Shape::Scalar && is_uniform(g_, n.operands[0]))
+          gd = Guard{n.operands[0], k == 2};
+        if (n.op == Op::StateWriteIf && k == 1) gd = Guard{};
+        use(n.operands[k], gd);
+      }
+    }
+  }
 
   int level(ValueId v) {
     if (level_[v.v] >= 0) return level_[v.v];
     const ir::Node& n = g_.at(v);
     int l = 0;
-    if (n.op == Op::RowSum || n.op == Op::ColSum || n.op == Op::Sum) {
+    if (ir::category(n.op) == Category::Reduce) {
       ValueId in = n.operands[0];
-      l = g_.at(in).shape == Shape::Scalar ? avail(in, Domain::Full) : avail(in, domain_of(g_.at(in).shape));
+      l = avail(in, domain_of(g_.at(in).shape));
+    } else if (library(v)) {
+      for (int k = 0; k < n.n_operands; ++k) {
+        ValueId o = n.operands[k];
+        if (g_.at(o).shape == Shape::Scalar) continue;
+        l = std::max(l, in_place_leaf(g_.at(o)) ? 0 : library(o) || ir::category(g_.at(o).op) == Category::Reduce ? level(o) + 1 : level(o) + 1);
+      }
     } else if (!leaf(v)) {
       for (int k = 0; k < n.n_operands; ++k)
         l = std::max(l, inline_scalar(v) ? avail(n.operands[k], Domain::Full) : avail(n.operands[k], domain_of(n.shape)));
@@ -121,7 +217,7 @@ class Fuser {
   int avail(ValueId v, Domain d) {
     const ir::Node& n = g_.at(v);
     if (leaf(v)) return 0;
-    if (ir::category(n.op) == Category::Reduce) return level(v) + 1;
+    if (ir::category(n.op) == Category::Reduce || library(v)) return level(v) + 1;
     if (inline_scalar(v)) return level(v);
     return domain_of(n.shape) == d ? level(v) : level(v) + 1;
   }
@@ -129,42 +225,69 @@ class Fuser {
   struct Key {
     int level;
     Domain d;
-    bool operator<(const Key& o) const { return level != o.level ? level < o.level : d < o.d; }
+    Guard guard;
+    bool operator<(const Key& o) const {
+      if (level != o.level) return level < o.level;
+      if (d != o.d) return d < o.d;
+      return guard < o.guard;
+    }
   };
 
   void build(const std::map<uint32_t, int>& min_level) {
     std::map<Key, Kernel> ks;
-    std::set<uint32_t> materialized;
+    std::set<uint32_t> materialized, placed_reductions, placed_calls;
     std::vector<std::pair<Key, ValueId>> work;  // (kernel, sink)
+    calls_.clear();
     auto sink_domain = [&](ValueId e) {
       const ir::Node& n = g_.at(e);
-      if (n.op == Op::StateWrite) return domain_of(g_.slots[n.iattr].shape);
+      if (n.op == Op::StateWrite || n.op == Op::StateWriteIf) return domain_of(g_.slots[n.iattr].shape);
       if (n.op == Op::ParamWrite) return Domain::Full;
       Shape in = g_.at(n.operands[0]).shape;  // reductions run in their input's space
-      return in == Shape::Scalar ? Domain::Full : domain_of(in);
+      return domain_of(in);
+    };
+    // a value some call or kernel reads from memory: stored by the kernel that computes it
+    auto materialize = [&](ValueId v) {
+      const ir::Node& n = g_.at(v);
+      if (leaf(v) && (in_place_leaf(n) || n.shape == Shape::Scalar)) return;
+      if (ir::category(n.op) == Category::Reduce || library(v)) return;  // already a temp
+      if (materialized.insert(v.v).second) work.push_back({{level(v), domain_of(n.shape), guard_[v.v]}, v});
+    };
+    std::function<void(ValueId)> place_call = [&](ValueId v) {
+      if (!placed_calls.insert(v.v).second) return;
+      const ir::Node& n = g_.at(v);
+      calls_.push_back({v, level(v), guard_[v.v]});
+      for (int k = 0; k < n.n_operands; ++k) {
+        ValueId o = n.operands[k];
+        if (g_.at(o).shape == Shape::Scalar) continue;  // uniform: evaluated on the host
+        if (library(o)) place_call(o);
+        else if (ir::category(g_.at(o).op) == Category::Reduce) place_reduction(o, work, placed_reductions);
+        else materialize(o);
+      }
     };
     for (ValueId e : g_.effects) {
       Domain d = sink_domain(e);
       int l = avail(g_.at(e).operands[0], d);
       if (auto it = min_level.find(e.v); it != min_level.end()) l = std::max(l, it->second);
-      work.push_back({{l, d}, e});
+      work.push_back({{l, d, guard_[e.v]}, e});
     }
-    std::set<uint32_t> placed_reductions;
     while (!work.empty()) {
       auto [key, sink] = work.back();
       work.pop_back();
       Kernel& K = ks[key];
       K.domain = key.d;
       K.level = key.level;
+      K.guard = key.guard;
       const ir::Node& sn = g_.at(sink);
       if (ir::category(sn.op) == Category::Effect) K.effects.push_back(sink);
       else if (ir::category(sn.op) == Category::Reduce) K.reductions.push_back(sink);
       else K.stores.push_back(sink);
       // collect the closure
       std::vector<ValueId> stack;
-      if (ir::category(sn.op) == Category::Effect || ir::category(sn.op) == Category::Reduce) stack.push_back(sn.operands[0]);
+      if (ir::category(sn.op) == Category::Effect || ir::category(sn.op) == Category::Reduce)
+        for (int k = 0; k < sn.n_operands; ++k) stack.push_back(sn.operands[k]);
       else stack.push_back(sink);
-      std::set<uint32_t> seen(K_seen_[key].begin(), K_seen_[key].end());
+      auto& seen_list = K_seen_[key];
+      std::set<uint32_t> seen(seen_list.begin(), seen_list.end());
       while (!stack.empty()) {
         ValueId v = stack.back();
         stack.pop_back();
@@ -177,13 +300,14 @@ class Fuser {
           continue;
         }
         if (ir::category(n.op) == Category::Reduce) {
-          if (placed_reductions.insert(v.v).second) {
-            ValueId in = n.operands[0];
-            Domain d = g_.at(in).shape == Shape::Scalar ? Domain::Full : domain_of(g_.at(in).shape);
-            work.push_back({{avail(in, d), d}, v});
-          }
+          place_reduction(v, work, placed_reductions);
           if (n.shape == Shape::Scalar) K.scalars.push_back(v);  // loaded before the loop
           else if (domain_of(n.shape) != key.d) K.indexed = true;
+          continue;  // read from its temp
+        }
+        if (library(v)) {
+          place_call(v);
+          if (domain_of(n.shape) != key.d) K.indexed = true;
           continue;  // read from its temp
         }
         if (inline_scalar(v)) {
@@ -193,13 +317,13 @@ class Fuser {
         }
         if (domain_of(n.shape) != key.d) {
           K.indexed = true;
-          if (materialized.insert(v.v).second) work.push_back({{level(v), domain_of(n.shape)}, v});
+          materialize(v);
           continue;  // read from its temp
         }
         K.body.push_back(v);
         for (int k = 0; k < n.n_operands; ++k) stack.push_back(n.operands[k]);
       }
-      K_seen_[key].assign(seen.begin(), seen.end());
+      seen_list.assign(seen.begin(), seen.end());
     }
     K_seen_.clear();
     kernels_.clear();
@@ -216,9 +340,37 @@ class Fuser {
     }
   }
 
+  void place_reduction(ValueId v, std::vector<std::pair<Key, ValueId>>& work, std::set<uint32_t>& placed) {
+    if (!placed.insert(v.v).second) return;
+    ValueId in = g_.at(v).operands[0];
+    Domain d = domain_of(g_.at(in).shape);
+    work.push_back({{avail(in, d), d, guard_[v.v]}, v});
+  }
+
+  // calls first within a level, then kernels by (space, guard)
+  void order() {
+    schedule_.clear();
+    for (size_t i = 0; i < calls_.size(); ++i) schedule_.push_back({true, int(i)});
+    for (size_t i = 0; i < kernels_.size(); ++i) schedule_.push_back({false, int(i)});
+    auto key = [&](const Launch& L) {
+      if (L.is_call) return std::make_tuple(calls_[L.index].level, 0, 0, int(calls_[L.index].value.v));
+      const Kernel& K = kernels_[L.index];
+      return std::make_tuple(K.level, 1, int(K.domain), L.index);
+    };
+    std::stable_sort(schedule_.begin(), schedule_.end(), [&](const Launch& a, const Launch& b) { return key(a) < key(b); });
+  }
+
   bool reads_slot(const Kernel& K, int slot) const {
     for (ValueId v : K.body)
       if (g_.at(v).op == Op::StateRead && g_.at(v).iattr == slot) return true;
+    return false;
+  }
+  bool call_reads_slot(const Call& C, int slot) const {
+    const ir::Node& n = g_.at(C.value);
+    for (int k = 0; k < n.n_operands; ++k) {
+      const ir::Node& o = g_.at(n.operands[k]);
+      if (o.op == Op::StateRead && o.iattr == slot) return true;
+    }
     return false;
   }
 
@@ -226,41 +378,57 @@ class Fuser {
     Plan p;
     p.graph = g_;
     p.kernels = kernels_;
-    // temporaries: reductions and stores, with producer and last use
-    for (size_t k = 0; k < p.kernels.size(); ++k) {
-      for (ValueId v : p.kernels[k].reductions) add_temp(p, v, int(k));
-      for (ValueId v : p.kernels[k].stores) add_temp(p, v, int(k));
+    p.calls = calls_;
+    p.schedule = schedule_;
+    // temporaries: reductions, stores and call results, with producer and last use
+    for (size_t pos = 0; pos < p.schedule.size(); ++pos) {
+      const Launch& L = p.schedule[pos];
+      if (L.is_call) {
+        add_temp(p, p.calls[L.index].value, int(pos));
+        continue;
+      }
+      for (ValueId v : p.kernels[L.index].reductions) add_temp(p, v, int(pos));
+      for (ValueId v : p.kernels[L.index].stores) add_temp(p, v, int(pos));
     }
-    auto use = [&](ValueId v, int k) {
-      if (auto it = p.temp_of.find(v.v); it != p.temp_of.end()) p.temps[it->second].last_use = std::max(p.temps[it->second].last_use, k);
+    auto use = [&](ValueId v, int pos) {
+      if (auto it = p.temp_of.find(v.v); it != p.temp_of.end()) p.temps[it->second].last_use = std::max(p.temps[it->second].last_use, pos);
     };
-    for (size_t k = 0; k < p.kernels.size(); ++k) {
-      const Kernel& K = p.kernels[k];
+    for (size_t pos = 0; pos < p.schedule.size(); ++pos) {
+      const Launch& L = p.schedule[pos];
+      if (L.is_call) {
+        const ir::Node& n = g_.at(p.calls[L.index].value);
+        for (int i = 0; i < n.n_operands; ++i) use(n.operands[i], int(pos));
+        continue;
+      }
+      const Kernel& K = p.kernels[L.index];
       // an operand not computed in this kernel's body is read from memory: a temp use
       auto scan = [&](ValueId v) {
         const ir::Node& n = g_.at(v);
         for (int i = 0; i < n.n_operands; ++i)
           if (!std::binary_search(K.body.begin(), K.body.end(), n.operands[i], [](ValueId a, ValueId b) { return a.v < b.v; }))
-            use(n.operands[i], int(k));
+            use(n.operands[i], int(pos));
       };
       for (ValueId v : K.scalars) scan(v);
       for (ValueId v : K.body) scan(v);
       for (ValueId v : K.effects) scan(v);
       for (ValueId v : K.reductions) scan(v);
     }
-    for (auto& t : p.temps) OPAL_CHECK(t.last_use > t.producer, "temp %%%u is never read after kernel %d", t.value.v, t.producer);
+    for (auto& t : p.temps) OPAL_CHECK(t.last_use > t.producer, "temp %%%u is never read after step %d", t.value.v, t.producer);
     return p;
   }
 
-  static void add_temp(Plan& p, ValueId v, int k) {
+  static void add_temp(Plan& p, ValueId v, int pos) {
     if (p.temp_of.count(v.v)) return;
     p.temp_of[v.v] = int(p.temps.size());
-    p.temps.push_back({v, p.graph.at(v).shape, k, -1, -1});
+    p.temps.push_back({v, p.graph.at(v).shape, pos, -1, -1});
   }
 
   const ir::Graph& g_;
   std::vector<int> level_;
+  std::vector<Guard> guard_;
   std::vector<Kernel> kernels_;
+  std::vector<Call> calls_;
+  std::vector<Launch> schedule_;
   std::map<Key, std::vector<uint32_t>> K_seen_;
 };
 

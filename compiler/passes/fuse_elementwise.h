@@ -1,6 +1,9 @@
 // Fusion: partitions a graph into the fewest kernels the data dependencies allow.
 //
-// Every elementwise value belongs to the iteration space of its shape (full, rows, cols).
+// Every elementwise value belongs to the iteration space of its shape (full, rows, cols, or a
+// square: left, right, small). Library ops (matmul, eigh, QR, ...) run as calls between
+// kernels; their operands are stored by the kernels that compute them. Work needed only on
+// the steps an every(N) region names is guarded, and skipped on the others.
 // A kernel runs one space at one level; a value is available to a kernel of its own space at
 // the level it is computed (it is recomputed there: elementwise work is cheaper than memory),
 // and to other spaces or through a reduction one level later, via a temporary buffer. State
@@ -13,4 +16,7 @@
 
 namespace opal::passes {
 Plan fuse_elementwise(const ir::Graph& g);
+// A scalar the host can evaluate before launching anything: built from constants,
+// hyperparameters, the step and the sizes only (guards must be uniform).
+bool is_uniform(const ir::Graph& g, ir::ValueId v);
 }

@@ -16,7 +16,7 @@ Plan plan_memory(Plan p) {
     Temp& T = p.temps[t];
     int chosen = -1;
     for (size_t b = 0; b < p.buffers.size(); ++b)
-      // a buffer is free for a temp produced in kernel k if its last reader ran before k
+      // a buffer is free for a temp produced at step k if its last reader ran before k
       if (p.buffers[b] == T.shape && free_after[b] < T.producer) {
         chosen = int(b);
         break;

@@ -12,6 +12,7 @@ ir::Graph rebuild(const ir::Graph& g, const std::function<ir::ValueId(ir::Builde
   out.hparams = g.hparams;
   out.slots = g.slots;
   out.matrix_only = g.matrix_only;
+  out.matrix_reason = g.matrix_reason;
   ir::Builder b(out);
   std::vector<ir::ValueId> map(g.nodes.size());
   for (uint32_t i = 0; i < g.nodes.size(); ++i) {

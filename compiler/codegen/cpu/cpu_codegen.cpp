@@ -11,6 +11,7 @@ class CpuEmitter final : public CEmitter {
  public:
   std::string prelude(size_t n_hparams) const override {
     return fmt::format(R"(#include <math.h>
+#include <string.h>
 typedef struct {{ float* const* buf; long long rows, cols; }} opal_tensor_t;
 typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
 #define U_hp(k) (U->hp[k])
@@ -19,6 +20,15 @@ typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
 #define OPAL_CACHE_KEY ""
 #endif
 extern "C" const char* opal_cache_key(void) {{ return OPAL_CACHE_KEY; }}
+
+static inline float opal_bf16(float x) {{
+  unsigned int b;
+  memcpy(&b, &x, 4);
+  if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return x;
+  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+  memcpy(&x, &b, 4);
+  return x;
+}}
 
 )", n_hparams == 0 ? 1 : n_hparams);
   }
@@ -33,10 +43,13 @@ extern "C" const char* opal_cache_key(void) {{ return OPAL_CACHE_KEY; }}
     // the threshold keeps small tensors off the thread pool
     std::string par = k.serial ? "" : "  #pragma omp parallel for schedule(static) if(numel >= 65536)\n";
     switch (k.domain) {
+      case Domain::Left:
+      case Domain::Right:
+      case Domain::Small:
       case Domain::Full:
         if (!k.indexed)
-          return k.serial ? "  for (long long e = 0; e < numel; ++e) {\n"
-                          : "  #pragma omp parallel for simd schedule(static) if(numel >= 65536)\n  for (long long e = 0; e < numel; ++e) {\n";
+          return k.serial ? "  for (long long e = 0; e < n_e; ++e) {\n"
+                          : "  #pragma omp parallel for simd schedule(static) if(n_e >= 65536)\n  for (long long e = 0; e < n_e; ++e) {\n";
         return par + "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
       case Domain::Rows: return "  for (long long i = 0; i < rows; ++i) {\n";
       case Domain::Cols: return "  for (long long j = 0; j < cols; ++j) {\n";

@@ -109,6 +109,8 @@ const std::string& toolchain_identity() {
 }
 
 std::shared_ptr<HostModule> load_validated(const std::string& path, const std::string& key) {
+  // The OpenMP runtime the module uses is linked into opal_core too (CMakeLists.txt), so
+  // unloading a module never unmaps libgomp under its idle worker threads.
   void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) return nullptr;
   auto mod = std::make_shared<HostModule>(h);

@@ -16,6 +16,12 @@ class CudaEmitter final : public CEmitter {
 typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
 #define U_hp(k) (U.hp[k])
 #define U_t (U.t)
+__device__ static inline float opal_bf16(float x) {{
+  unsigned int b = __float_as_uint(x);
+  if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return x;
+  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+  return __uint_as_float(b);
+}}
 
 )", n_hparams == 0 ? 1 : n_hparams);
   }
@@ -28,7 +34,7 @@ typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
   std::string close_tensor() const override { return ""; }
   std::string loop_open(const Kernel& k) const override {
     const char* var = k.domain == Domain::Rows ? "i" : k.domain == Domain::Cols ? "j" : "e";
-    const char* bound = k.domain == Domain::Rows ? "rows" : k.domain == Domain::Cols ? "cols" : "numel";
+    const char* bound = k.domain == Domain::Rows ? "rows" : k.domain == Domain::Cols ? "cols" : "n_e";
     std::string s = fmt::format(
         "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * blockDim.x) {{\n",
         var, bound);

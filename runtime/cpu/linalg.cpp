@@ -1,0 +1,189 @@
+// Eigen implementations of the library ops (see linalg.h).
+#include "runtime/cpu/linalg.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+#include <vector>
+
+#include <Eigen/Dense>
+
+#include "compiler/check.h"
+#include "compiler/ir/bf16.h"
+
+namespace opal::cpu {
+
+using ir::Op;
+using ir::Shape;
+using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+using MapF = Eigen::Map<MatF>;
+using CMapF = Eigen::Map<const MatF>;
+
+void shape_dims(Shape s, long long rows, long long cols, long long& r, long long& c) {
+  long long k = std::min(rows, cols);
+  switch (s) {
+    case Shape::Full: r = rows; c = cols; return;
+    case Shape::Left: r = c = rows; return;
+    case Shape::Right: r = c = cols; return;
+    case Shape::Small: r = c = k; return;
+    case Shape::Rows: r = rows; c = 1; return;
+    case Shape::Cols: r = cols; c = 1; return;
+    case Shape::Scalar: r = c = 1; return;
+  }
+}
+
+namespace {
+
+MatF bf16_copy(const CMapF& m) { return m.unaryExpr([](float x) { return round_bf16(x); }); }
+
+void round_out(MapF& m) { m = m.unaryExpr([](float x) { return round_bf16(x); }); }
+
+}  // namespace
+
+void canonical_eigh(const float* S, long long n, bool descending, double* values, double* vectors) {
+  MatD A = CMapF(S, n, n).cast<double>();
+  A = 0.5 * (A + A.transpose());  // exactly symmetric
+  Eigen::SelfAdjointEigenSolver<MatD> es(A);
+  Eigen::VectorXd lam = es.eigenvalues();
+  MatD V = es.eigenvectors();
+  double mx = lam.cwiseAbs().maxCoeff();
+  double tol = double(n) * double(std::numeric_limits<float>::epsilon()) * mx;
+  // the null block is contiguous in ascending order
+  long long lo = n, hi = -1;
+  for (long long i = 0; i < n; ++i)
+    if (std::abs(lam(i)) <= tol) {
+      lo = std::min(lo, i);
+      hi = std::max(hi, i);
+    }
+  if (hi >= lo) {
+    long long k = hi - lo + 1;
+    MatD N = V.middleCols(lo, k);  // orthonormal basis of the null space
+    MatD out(n, k);
+    long long got = 0;
+    for (long long j = 0; j < n && got < k; ++j) {
+      Eigen::VectorXd x = N * N.row(j).transpose();  // P e_j
+      for (long long q = 0; q < got; ++q) x -= out.col(q).dot(x) * out.col(q);
+      for (long long q = 0; q < got; ++q) x -= out.col(q).dot(x) * out.col(q);  // twice is enough
+      double nx = x.norm();
+      if (nx > 1e-6) out.col(got++) = x / nx;
+    }
+    OPAL_CHECK(got == k, "null-space canonicalization found %lld of %lld vectors", got, k);
+    V.middleCols(lo, k) = out;
+    for (long long i = lo; i <= hi; ++i) lam(i) = 0;
+  }
+  for (long long i = 0; i < n; ++i) {
+    if (i >= lo && i <= hi) continue;
+    Eigen::Index arg;
+    V.col(i).cwiseAbs().maxCoeff(&arg);
+    if (V(arg, i) < 0) V.col(i) = -V.col(i);
+  }
+  for (long long i = 0; i < n; ++i) {
+    long long src = descending ? n - 1 - i : i;
+    values[i] = lam(src);
+    for (long long r = 0; r < n; ++r) vectors[r * n + i] = V(r, src);
+  }
+}
+
+void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* in, const double* scalars, float* out, long long rows,
+                    long long cols) {
+  long long r0, c0, r1 = 1, c1 = 1, ro, co;
+  shape_dims(shapes[0], rows, cols, r0, c0);
+  if (n.n_operands > 1) shape_dims(shapes[1], rows, cols, r1, c1);
+  shape_dims(n.shape, rows, cols, ro, co);
+  const bool bf = n.iattr & 4;
+  switch (n.op) {
+    case Op::MatMul: {
+      CMapF a(in[0], r0, c0), b(in[1], r1, c1);
+      MapF o(out, ro, co);
+      MatF ab, bb;
+      if (bf) {
+        ab = bf16_copy(a);
+        bb = bf16_copy(b);
+      }
+      const auto& A = bf ? static_cast<const MatF&>(ab) : MatF(a);
+      const auto& B = bf ? static_cast<const MatF&>(bb) : MatF(b);
+      switch (n.iattr & 3) {
+        case 0: o.noalias() = A * B; break;
+        case 1: o.noalias() = A.transpose() * B; break;
+        case 2: o.noalias() = A * B.transpose(); break;
+        case 3: o.noalias() = A.transpose() * B.transpose(); break;
+      }
+      if (bf) round_out(o);
+      return;
+    }
+    case Op::Gram: {
+      CMapF x(in[0], rows, cols);
+      MapF o(out, ro, co);
+      MatF X = bf ? bf16_copy(x) : MatF(x);
+      if (rows <= cols) o.noalias() = X * X.transpose();
+      else o.noalias() = X.transpose() * X;
+      if (bf) round_out(o);
+      return;
+    }
+    case Op::GramApply: {
+      CMapF bm(in[0], r0, c0), x(in[1], rows, cols);
+      MapF o(out, rows, cols);
+      MatF B = bf ? bf16_copy(bm) : MatF(bm), X = bf ? bf16_copy(x) : MatF(x);
+      if (rows <= cols) o.noalias() = B * X;
+      else o.noalias() = X * B;
+      if (bf) round_out(o);
+      return;
+    }
+    case Op::Eigh: {
+      std::vector<double> lam(r0), V(r0 * r0);
+      canonical_eigh(in[0], r0, n.iattr & 1, lam.data(), V.data());
+      for (long long i = 0; i < r0 * r0; ++i) out[i] = float(V[i]);
+      return;
+    }
+    case Op::InvRoot: {
+      std::vector<double> lam(r0), V(r0 * r0);
+      canonical_eigh(in[0], r0, false, lam.data(), V.data());
+      const double p = double(n.iattr & 0xff), eps = scalars[1];
+      const bool damped = n.iattr >> 8;
+      Eigen::Map<MatD> Vm(V.data(), r0, r0);
+      Eigen::VectorXd f(r0);
+      for (long long i = 0; i < r0; ++i)
+        f(i) = damped ? std::pow(std::max(lam[i], 0.0) + eps, -1.0 / p) : 1.0 / (std::pow(std::abs(lam[i]), 1.0 / p) + eps);
+      MatD P = Vm * f.asDiagonal() * Vm.transpose();
+      MapF(out, r0, r0) = P.cast<float>();
+      return;
+    }
+    case Op::Qr: {
+      MatD A = CMapF(in[0], r0, c0).cast<double>();
+      Eigen::HouseholderQR<MatD> qr(A);
+      MatD Q = qr.householderQ() * MatD::Identity(r0, c0);
+      MapF(out, r0, c0) = Q.cast<float>();
+      return;
+    }
+    case Op::Diag:
+      for (long long i = 0; i < r0; ++i) out[i] = in[0][i * r0 + i];
+      return;
+    case Op::Argsort: {
+      std::vector<long long> idx(r0);
+      std::iota(idx.begin(), idx.end(), 0);
+      const float* x = in[0];
+      if (n.iattr & 1) std::stable_sort(idx.begin(), idx.end(), [&](long long a, long long b) { return x[a] > x[b]; });
+      else std::stable_sort(idx.begin(), idx.end(), [&](long long a, long long b) { return x[a] < x[b]; });
+      for (long long i = 0; i < r0; ++i) out[i] = float(idx[i]);
+      return;
+    }
+    case Op::PermuteRows:
+    case Op::PermuteCols: {
+      const float* x = in[0];
+      const float* idx = in[1];
+      std::vector<float> tmp(x, x + r0 * c0);  // out may alias nothing, but keep reads safe
+      for (long long i = 0; i < r0; ++i)
+        for (long long j = 0; j < c0; ++j) {
+          long long si = n.op == Op::PermuteRows ? (long long)idx[i] : i, sj = n.op == Op::PermuteCols ? (long long)idx[j] : j;
+          OPAL_CHECK(si >= 0 && si < r0 && sj >= 0 && sj < c0, "permutation index out of range");
+          out[i * c0 + j] = tmp[si * c0 + sj];
+        }
+      return;
+    }
+    default: OPAL_CHECK(false, "op %s is not a library op", ir::op_name(n.op));
+  }
+}
+
+}  // namespace opal::cpu

@@ -1,0 +1,29 @@
+// The CPU backend's matrix work: one function per IR library op, over row-major float
+// buffers, through Eigen. Symmetric eigendecompositions run in double precision.
+//
+// Canonical eigenbases (so that results do not depend on solver noise):
+//  - eigenvalues ascending (descending on request);
+//  - eigenvalues with |lambda| <= n * eps_f32 * max|lambda| are the numerical null space: they
+//    are set to 0 and their eigenvectors replaced by the Gram-Schmidt orthonormalization of
+//    the projections P e_1, P e_2, ... of the standard basis onto that space (P its projector);
+//  - every other eigenvector is signed so that its largest-magnitude entry is positive.
+#pragma once
+#include <cstdint>
+
+#include "compiler/ir/ir.h"
+
+namespace opal::cpu {
+
+// Rows and columns of a value of shape `s` for a parameter of rows x cols.
+void shape_dims(ir::Shape s, long long rows, long long cols, long long& r, long long& c);
+
+// Runs library op `n` for one tensor: `in` are its operands' buffers, `out` its result buffer.
+// Scalar operands (uniform) arrive evaluated in `scalars`, by operand position.
+void run_library_op(const ir::Node& n, const ir::Shape* in_shapes, const float* const* in, const double* scalars, float* out, long long rows,
+                    long long cols);
+
+// The canonical eigendecomposition described above, of a symmetric n x n row-major matrix.
+// `vectors` receives the eigenvectors as columns (row-major n x n), `values` n eigenvalues.
+void canonical_eigh(const float* S, long long n, bool descending, double* values, double* vectors);
+
+}  // namespace opal::cpu

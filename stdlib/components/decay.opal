@@ -16,3 +16,15 @@ component l2(wd = 0.0) {
 component scale(lr = 1e-3) {
   u = lr * u
 }
+
+# Cautious weight decay (NorMuon's official code): decay only where the update agrees in sign
+# with the weight, u <- u + wd * w * [u * w >= 0].
+component decay_cautious(wd = 0.0) {
+  u = u + wd * w * (u * w >= 0)
+}
+
+# Weight decay applied to the already-updated weight, as SOAP's authors' code does
+# (p <- p - step; p <- p - lr*wd*p): put it after scale(lr) with k = lr * wd.
+component decay_after(k = 0.0) {
+  u = u + k * (w - u)
+}

@@ -16,3 +16,10 @@ component cautious() {
   let mask = u * g > 0
   u = u * mask * (numel / (sum(mask) + 1))
 }
+
+# Makes the first step a no-op for the stages after it: u = 0 on step 1, so momentum absorbs
+# nothing. The seed paper's SOAP and SPA zero their state after step 1 this way (their bases
+# still see g).
+component skip_first() {
+  u = select(t == 1, 0, u)
+}

@@ -8,18 +8,25 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 # typedef struct { double t; double hp[2]; } opal_uniforms_t;
 # #define U_hp(k) (U.hp[k])
 # #define U_t (U.t)
+# __device__ static inline float opal_bf16(float x) {
+#   unsigned int b = __float_as_uint(x);
+#   if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return x;
+#   b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+#   return __uint_as_float(b);
+# }
 #
 # // sgdm.other kernel 0: full space, level 0
 # extern "C" __global__ void opal_r0_k0(const opal_tensor_t* __restrict__ ts, opal_uniforms_t U) {
 #   const opal_tensor_t T = ts[blockIdx.y];
 #   const long long rows = T.rows, cols = T.cols, numel = rows * cols;
-#   (void)rows; (void)cols; (void)numel;
+#   const long long n_e = numel;  // elements of the full space
+#   (void)rows; (void)cols; (void)numel; (void)n_e;
 #   float* __restrict__ sb0 = T.buf[0];
 #   float* __restrict__ sb1 = T.buf[1];
 #   float* __restrict__ sb2 = T.buf[2];
 #   const double s0 = U_hp(1);  // %0 hparam b1
 #   const double s1 = U_hp(0);  // %1 hparam lr
-#   for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < numel; e += (long long)gridDim.x * blockDim.x) {
+#   for (long long e = (long long)blockIdx.x * blockDim.x + threadIdx.x; e < n_e; e += (long long)gridDim.x * blockDim.x) {
 #     const float v2 = sb1[e];  // %2 grad
 #     const float v3 = sb0[e];  // %3 param
 #     const float v4 = sb2[e];  // %4 state_read heavy_ball.m @momentum.opal:16:9

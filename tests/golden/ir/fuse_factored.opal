@@ -37,26 +37,26 @@ optimizer fact(lr = 1e-2, b2 = 0.999) {
 #   %26 = mul %2, %23 : full   @decay.opal:17:7
 #   %27 = sub %4, %26 : full   @fuse_factored.opal:4:40
 #   %28 = param_write %27 : full   @fuse_factored.opal:4:40
-# kernel 0 [full, indexed, serial] level 0
+# 0: kernel 0 [full, indexed, serial] level 0
 #   body: %3 %10
 #   reduce: %11 %15
-# kernel 1 [rows, serial] level 1
+# 1: kernel 1 [rows, serial] level 1
 #   scalars: %0 %1 %9
 #   body: %6 %8 %12 %13
 #   reduce: %19
 #   store: %13
 #   effects: %24
-# kernel 2 [cols] level 1
+# 2: kernel 2 [cols] level 1
 #   scalars: %0 %1 %9
 #   body: %7 %14 %16 %17
 #   store: %17
 #   effects: %25
-# kernel 3 [full, indexed] level 2
+# 3: kernel 3 [full, indexed] level 2
 #   scalars: %2 %5 %19
 #   body: %3 %4 %18 %20 %21 %22 %23 %26 %27
 #   effects: %28
-# temp 0 = %11 : rows (kernels 0..1)
-# temp 1 = %15 : cols (kernels 0..2)
-# temp 2 = %19 : scalar (kernels 1..3)
-# temp 3 = %13 : rows (kernels 1..3)
-# temp 4 = %17 : cols (kernels 2..3)
+# temp 0 = %11 : rows (steps 0..1)
+# temp 1 = %15 : cols (steps 0..2)
+# temp 2 = %19 : scalar (steps 1..3)
+# temp 3 = %13 : rows (steps 1..3)
+# temp 4 = %17 : cols (steps 2..3)

@@ -37,6 +37,39 @@ optimizer tiny(lr = 1e-2, b1 = 0.9) {
 #   %27 = mul %8, %25 : full   @decay.opal:17:7
 #   %28 = sub %10, %27 : full   @passes_all.opal:4:59
 #   %29 = param_write %28 : full   @passes_all.opal:4:59
+# // after expand (route other) (unchanged)
+# graph tiny.other
+#   slot 0 momentum.m : full
+#   %0 = step : scalar
+#   %1 = dim rows : scalar
+#   %2 = dim cols : scalar
+#   %3 = dim numel : scalar
+#   %4 = const 3.141592653589793 : scalar
+#   %5 = const 1 : scalar
+#   %6 = const 0 : scalar
+#   %7 = hparam b1 : scalar
+#   %8 = hparam lr : scalar
+#   %9 = grad : full
+#   %10 = param : full
+#   %11 = const 0.9 : scalar   @momentum.opal:5:27
+#   %12 = state_read momentum.m : full   @momentum.opal:7:9
+#   %13 = mul %7, %12 : full   @momentum.opal:8:7
+#   %14 = sub %5, %7 : scalar   @momentum.opal:8:19
+#   %15 = mul %14, %9 : full   @momentum.opal:8:19
+#   %16 = add %13, %15 : full   @momentum.opal:8:7
+#   %17 = pow %7, %0 : scalar   @momentum.opal:9:45
+#   %18 = sub %5, %17 : scalar   @momentum.opal:9:41
+#   %19 = div %16, %18 : full   @momentum.opal:9:36
+#   %20 = select %6, %19, %16 : full   @momentum.opal:9:12
+#   %21 = mul %7, %20 : full   @momentum.opal:10:24
+#   %22 = add %21, %15 : full   @momentum.opal:10:24
+#   %23 = select %6, %22, %20 : full   @momentum.opal:10:7
+#   %24 = state_write momentum.m, %16 : full   @passes_all.opal:4:10
+#   %25 = sign %23 : full   @elementwise.opal:5:7
+#   %26 = const 0.001 : scalar   @decay.opal:16:22
+#   %27 = mul %8, %25 : full   @decay.opal:17:7
+#   %28 = sub %10, %27 : full   @passes_all.opal:4:59
+#   %29 = param_write %28 : full   @passes_all.opal:4:59
 # // after fold (route other)
 # graph tiny.other
 #   slot 0 momentum.m : full
@@ -104,7 +137,7 @@ optimizer tiny(lr = 1e-2, b1 = 0.9) {
 #   %12 = mul %2, %11 : full   @decay.opal:17:7
 #   %13 = sub %4, %12 : full   @passes_all.opal:4:59
 #   %14 = param_write %13 : full   @passes_all.opal:4:59
-# kernel 0 [full] level 0
+# 0: kernel 0 [full] level 0
 #   scalars: %0 %1 %2 %7
 #   body: %3 %4 %5 %6 %8 %9 %11 %12 %13
 #   effects: %14 %10
@@ -126,7 +159,7 @@ optimizer tiny(lr = 1e-2, b1 = 0.9) {
 #   %12 = mul %2, %11 : full   @decay.opal:17:7
 #   %13 = sub %4, %12 : full   @passes_all.opal:4:59
 #   %14 = param_write %13 : full   @passes_all.opal:4:59
-# kernel 0 [full] level 0
+# 0: kernel 0 [full] level 0
 #   scalars: %0 %1 %2 %7
 #   body: %3 %4 %5 %6 %8 %9 %11 %12 %13
 #   effects: %14 %10

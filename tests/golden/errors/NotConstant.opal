@@ -1,0 +1,11 @@
+# Newton-Schulz's step count shapes the generated code: it cannot be a runtime hyperparameter.
+optimizer o(lr = 0.02, steps = 5) {
+  matrix: momentum(0.95) -> ns(steps = steps) -> scale(lr)
+  other: scale(lr)
+}
+# CHECK:STDERR
+# NotConstant.opal:3:29: error: the step count of `newton_schulz` must be known at compile time (in `ns`, matrix.opal:12:24) [NotConstant]
+#  3 |   matrix: momentum(0.95) -> ns(steps = steps) -> scale(lr)
+#    |                             ^~
+#    = help: pass a number or a component parameter with a numeric default, not a hyperparameter
+# 1 error reported

@@ -1,4 +1,4 @@
-// The `opal` command: check, ast, ir, emit, replay, run, list.
+// The `opal` command: check, ast, ir, emit, replay, routes, run, list.
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -12,6 +12,7 @@
 #include "runtime/error.h"
 #include "runtime/executable.h"
 #include "runtime/replay.h"
+#include "runtime/routes.h"
 #include "runtime/toy_problem.h"
 
 #ifndef OPAL_VERSION
@@ -148,6 +149,13 @@ int main(int argc, char** argv) {
   rep->add_option("--steps", steps, "Number of steps")->required();
   rep->add_option("-o,--output", out_path, "Output safetensors (NAME and NAME/slot)")->required();
   rep->add_option("--hparam", hps, "NAME=VALUE, repeatable");
+  std::string diag_path;
+  rep->add_option("--diagnostics", diag_path, "Write per-parameter, per-step update statistics (JSON lines: update RMS, max/mean singular value)");
+
+  std::string params_path;
+  auto* routes = app.add_subcommand("routes", "Print the route, pipeline, view, learning-rate scales and state of each parameter");
+  add_spec(routes);
+  routes->add_option("--params", params_path, "safetensors file whose tensors name and shape the parameters (e.g. a replay --init file)")->required();
 
   ToyConfig cfg;
   auto* run = app.add_subcommand("run", "Train the built-in linear regression and print the loss");
@@ -166,7 +174,24 @@ int main(int argc, char** argv) {
     if (*emit) return cmd_emit(ref, target);
     if (*rep) {
       ReplayRequest req{ref, read_safetensors(init), read_safetensors(grads), steps, parse_hparams(hps)};
+      std::vector<UpdateStats> stats;
+      if (!diag_path.empty()) req.diagnostics = &stats;
       write_safetensors(out_path, replay(req));
+      if (!diag_path.empty()) {
+        std::FILE* f = std::fopen(diag_path.c_str(), "w");
+        if (!f) throw Error(fmt::format("cannot write `{}`", diag_path));
+        std::string text = to_json_lines(stats);
+        std::fwrite(text.data(), 1, text.size(), f);
+        std::fclose(f);
+      }
+      return 0;
+    }
+    if (*routes) {
+      SafetensorsFile pf = read_safetensors(params_path);
+      std::vector<ParamDesc> params;
+      for (const auto& [name, t] : pf.tensors) params.push_back({name, t.shape, nullptr, nullptr});
+      Optimizer opt(ref, params);
+      std::fputs(format_routes(describe_routes(opt)).c_str(), stdout);
       return 0;
     }
     if (*run) return cmd_run(ref, cfg, hps);

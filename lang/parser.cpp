@@ -326,9 +326,11 @@ class Parser {
       }
       return e;
     }
-    if (accept(Tok::LParen)) {
+    if (at(Tok::LParen)) {
+      SourceLoc open = take().loc;
       ExprPtr inner = expr();
       expect(Tok::RParen, "to close the parenthesis");
+      inner->loc = span(open, last_loc());  // the parentheses belong to the expression's text
       return inner;
     }
     d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected an expression, found {}", describe(peek())));

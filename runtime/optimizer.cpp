@@ -71,6 +71,9 @@ struct Optimizer::Impl {
   std::map<std::string, size_t> by_name;
   std::vector<RouteExec> routes;
   std::vector<double> uniforms;  // [t, hp...], the layout of `opal_uniforms_t`
+  bool diagnostics = false;
+  std::vector<UpdateStats> stats;
+  std::vector<std::vector<float>> before;
 
   Tensor& get(const std::string& name) {
     auto it = by_name.find(name);
@@ -187,6 +190,43 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
 Optimizer::~Optimizer() = default;
 
 void Optimizer::step() {
+  if (impl_->diagnostics) {
+    impl_->before.resize(impl_->tensors.size());
+    for (size_t i = 0; i < impl_->tensors.size(); ++i) {
+      const auto& t = impl_->tensors[i];
+      impl_->before[i].assign(t.desc.data, t.desc.data + t.rows * t.cols);
+    }
+  }
+  step_kernels();
+  if (impl_->diagnostics) {
+    impl_->stats.clear();
+    for (size_t i = 0; i < impl_->tensors.size(); ++i) {
+      const auto& t = impl_->tensors[i];
+      UpdateStats s = update_stats(impl_->before[i].data(), t.desc.data, t.rows, t.cols, t.desc.shape.size() >= 2);
+      s.param = t.desc.name;
+      s.step = t_;
+      impl_->stats.push_back(std::move(s));
+    }
+  }
+}
+
+void Optimizer::set_diagnostics(bool on) { impl_->diagnostics = on; }
+const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->stats; }
+
+std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
+  auto& t = impl_->get(name);
+  for (const auto& s : exe_->optimizer->routes[t.route].plan.graph.slots)
+    if (s.name == slot) {
+      if (s.shape == ir::Shape::Full) return t.desc.shape;
+      long long r, c;
+      cpu::shape_dims(s.shape, t.rows, t.cols, r, c);
+      if (s.shape == ir::Shape::Rows || s.shape == ir::Shape::Cols) return {r};
+      return {r, c};
+    }
+  throw Error(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+}
+
+void Optimizer::step_kernels() {
   ++t_;
   impl_->uniforms[0] = double(t_);
   const CompiledOptimizer& co = *exe_->optimizer;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/diagnostics.h"
 #include "runtime/executable.h"
 
 namespace opal {
@@ -51,14 +52,22 @@ class Optimizer {
   std::span<float> grad(const std::string& name);
   // The route a parameter took, e.g. "matrix" or "other>vector".
   std::string route_of(const std::string& name) const;
-  // State slots of a parameter ("momentum.m", "adapt.v") and their contents.
+  // State slots of a parameter ("momentum.m", "adapt.v"), their contents and shapes
+  // ([rows, cols] for full slots, [rows] per row, [rows, rows] for a left factor, ...).
   std::vector<std::string> slots(const std::string& name) const;
   std::span<float> state(const std::string& name, const std::string& slot);
+  std::vector<int64_t> state_shape(const std::string& name, const std::string& slot) const;
+
+  // Update statistics of every parameter after each step (update RMS; singular-value spread
+  // of matrices), off by default: it copies each parameter before the step and runs an SVD.
+  void set_diagnostics(bool on);
+  const std::vector<UpdateStats>& diagnostics() const;  // of the last step
 
   const CompiledOptimizer& compiled() const;
   const Executable& executable() const { return *exe_; }
 
  private:
+  void step_kernels();
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::shared_ptr<const Executable> exe_;

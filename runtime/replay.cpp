@@ -25,6 +25,7 @@ SafetensorsFile replay(const ReplayRequest& req) {
   for (auto& [name, v] : w) params.push_back({name, req.init.tensors.at(name).shape, v.data(), nullptr});
   Optimizer opt(req.spec, params);
   for (const auto& [k, v] : req.hparams) opt.set_hparam(k, v);
+  opt.set_diagnostics(req.diagnostics != nullptr);
   for (int s = 1; s <= req.steps; ++s) {
     for (const auto& [name, _] : req.init.tensors) {
       const auto& g = req.grads.tensors.at(fmt::format("{}@{}", name, s)).values;
@@ -32,14 +33,14 @@ SafetensorsFile replay(const ReplayRequest& req) {
       std::copy(g.begin(), g.end(), dst.begin());
     }
     opt.step();
+    if (req.diagnostics) req.diagnostics->insert(req.diagnostics->end(), opt.diagnostics().begin(), opt.diagnostics().end());
   }
   SafetensorsFile out;
   for (const auto& [name, t] : req.init.tensors) {
     out.tensors[name] = {t.shape, w[name]};
     for (const auto& slot : opt.slots(name)) {
       auto s = opt.state(name, slot);
-      std::vector<int64_t> shape = s.size() == w[name].size() ? t.shape : std::vector<int64_t>{int64_t(s.size())};
-      out.tensors[name + "/" + slot] = {shape, std::vector<float>(s.begin(), s.end())};
+      out.tensors[name + "/" + slot] = {opt.state_shape(name, slot), std::vector<float>(s.begin(), s.end())};
     }
   }
   out.metadata["optimizer"] = opt.compiled().name;

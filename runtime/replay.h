@@ -4,6 +4,7 @@
 #include <map>
 #include <string>
 
+#include "runtime/diagnostics.h"
 #include "runtime/executable.h"
 #include "runtime/safetensors.h"
 
@@ -15,6 +16,7 @@ struct ReplayRequest {
   SafetensorsFile grads;  // tensor NAME@t: gradient of step t (1-based)
   int steps = 1;
   std::map<std::string, double> hparams;
+  std::vector<UpdateStats>* diagnostics = nullptr;  // when set: every parameter's stats, every step
 };
 
 // Returns the final parameters (NAME) and every state slot (NAME/slot); metadata records the

@@ -136,4 +136,55 @@ TEST_CASE("opal replay end to end, and a corrupt input file") {
   CHECK(bad.second.find("not a valid safetensors file") != std::string::npos);
   fs::remove_all(dir);
 }
+
+TEST_CASE("opal replay of a matrix optimizer with --diagnostics, and opal routes") {
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / "opal-cli-matrix-test";
+  fs::create_directories(dir);
+  SafetensorsFile init, grads;
+  std::vector<float> w(8 * 4), b(8, 0.5f);
+  for (size_t i = 0; i < w.size(); ++i) w[i] = float(i % 7) * 0.1f - 0.3f;
+  init.tensors["blocks.0.w"] = {{8, 4}, w};
+  init.tensors["blocks.0.ln.bias"] = {{8}, b};
+  init.tensors["wte.embed"] = {{10, 4}, std::vector<float>(40, 0.1f)};
+  for (int t = 1; t <= 4; ++t) {
+    std::vector<float> g(32), gb(8), ge(40);
+    for (size_t i = 0; i < g.size(); ++i) g[i] = float((i * 7 + t * 3) % 11) * 0.1f - 0.5f;
+    for (size_t i = 0; i < gb.size(); ++i) gb[i] = float(i) * 0.01f * float(t);
+    for (size_t i = 0; i < ge.size(); ++i) ge[i] = float(i % 3) * 0.01f;
+    grads.tensors["blocks.0.w@" + std::to_string(t)] = {{8, 4}, g};
+    grads.tensors["blocks.0.ln.bias@" + std::to_string(t)] = {{8}, gb};
+    grads.tensors["wte.embed@" + std::to_string(t)] = {{10, 4}, ge};
+  }
+  write_safetensors((dir / "init.safetensors").string(), init);
+  write_safetensors((dir / "grads.safetensors").string(), grads);
+  auto [rc, out] = run_cli("replay paper_soap10 --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
+                           " --steps 4 --hparam every=2 --hparam warmup=0 -o " + (dir / "out.safetensors").string() + " --diagnostics " +
+                           (dir / "diag.jsonl").string());
+  INFO(out);
+  REQUIRE(rc == 0);
+  SafetensorsFile r = read_safetensors((dir / "out.safetensors").string());
+  CHECK(r.tensors.at("blocks.0.w/eigenbasis.QL").shape == std::vector<int64_t>{8, 8});
+  CHECK(r.tensors.at("blocks.0.w/eigenbasis.QR").shape == std::vector<int64_t>{4, 4});
+  CHECK(r.tensors.at("blocks.0.w/adapt.v").shape == std::vector<int64_t>{8, 4});
+  std::ifstream diag(dir / "diag.jsonl");
+  std::string line;
+  int lines = 0, with_sv = 0;
+  while (std::getline(diag, line)) {
+    ++lines;
+    if (line.find("\"sv_ratio\"") != std::string::npos) ++with_sv;
+  }
+  CHECK(lines == 12);   // 3 parameters x 4 steps
+  CHECK(with_sv == 8);  // matrices only
+  auto routes = run_cli("routes paper_splus10 --params " + (dir / "init.safetensors").string());
+  INFO(routes.second);
+  REQUIRE(routes.first == 0);
+  CHECK(routes.second.find("rotate(eigenbasis(b2, every)) -> sign -> unrotate") != std::string::npos);
+  CHECK(routes.second.find("scale:    2 / (rows + cols) = 0.166667") != std::string::npos);
+  CHECK(routes.second.find("paper_other: momentum(b1, bias_correction = true)") != std::string::npos);
+  CHECK(routes.second.find("eigenbasis.L [8, 8]") != std::string::npos);
+  auto bad = run_cli("routes muon --params " + (dir / "init.safetensors").string() + " -o x");
+  CHECK(bad.first != 0);
+  fs::remove_all(dir);
+}
 }

@@ -17,14 +17,14 @@ optimizer fact(lr = 1e-2, b2 = 0.999) {
 #   %6 = state_read adapt_factored.r : rows   @adapt.opal:15:9
 #   %7 = state_read adapt_factored.c : cols   @adapt.opal:16:9
 #   %8 = mul %1, %6 : rows   @adapt.opal:17:7
-#   %9 = sub %0, %1 : scalar   @adapt.opal:17:19
+#   %9 = sub %0, %1 : scalar   @adapt.opal:17:18
 #   %10 = mul %3, %3 : full   @adapt.opal:17:39
 #   %11 = row_sum %10 : rows   @adapt.opal:17:31
-#   %12 = mul %9, %11 : rows   @adapt.opal:17:19
+#   %12 = mul %9, %11 : rows   @adapt.opal:17:18
 #   %13 = add %8, %12 : rows   @adapt.opal:17:7
 #   %14 = mul %1, %7 : cols   @adapt.opal:18:7
 #   %15 = col_sum %10 : cols   @adapt.opal:18:31
-#   %16 = mul %9, %15 : cols   @adapt.opal:18:19
+#   %16 = mul %9, %15 : cols   @adapt.opal:18:18
 #   %17 = add %14, %16 : cols   @adapt.opal:18:7
 #   %18 = mul %13, %17 : full   @adapt.opal:19:11
 #   %19 = sum %13 : scalar   @adapt.opal:19:19

@@ -1,0 +1,30 @@
+// What each parameter gets from an optimizer (`opal routes`): its route, pipeline, view,
+// learning-rate scales and state, resolved through delegation.
+#pragma once
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "runtime/optimizer.h"
+
+namespace opal {
+
+struct RouteInfo {
+  std::string param;
+  std::vector<int64_t> shape;
+  std::string route;     // "matrix", "\"*embed*\">other"
+  std::string view;      // "matrix 768 x 2304" or "vector 1 x 768"
+  std::string pipeline;  // stages as written, innermost route
+  struct Scale {
+    std::string expr;             // the argument of a `scale` stage
+    std::optional<double> value;  // when it depends on constants and sizes only
+  };
+  std::vector<Scale> scales;
+  std::vector<std::string> slots;  // "adapt.v [768, 2304]"
+  int64_t state_bytes = 0;
+};
+
+std::vector<RouteInfo> describe_routes(const Optimizer& opt);
+std::string format_routes(const std::vector<RouteInfo>& routes);
+
+}  // namespace opal

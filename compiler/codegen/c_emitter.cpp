@@ -17,6 +17,20 @@ using ir::Op;
 using ir::Shape;
 using ir::ValueId;
 
+std::string randn_prelude(const std::string& q) {
+  return fmt::format(R"({0} float opal_randn(double t, long long e) {{
+  unsigned long long x = ((unsigned long long)t << 40) ^ (unsigned long long)e;
+  x += 0x9e3779b97f4a7c15ull;
+  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+  x = x ^ (x >> 31);
+  const float u1 = ((float)(x >> 40) + 0.5f) * (1.0f / 16777216.0f);
+  const float u2 = ((float)(x & 0xffffffull) + 0.5f) * (1.0f / 16777216.0f);
+  return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
+}}
+)", q);
+}
+
 std::string kernel_symbol(size_t route, size_t kernel) { return fmt::format("opal_r{}_k{}", route, kernel); }
 
 std::string CEmitter::literal(double v) {
@@ -61,7 +75,8 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
     case Op::HParam: return fmt::format("U_hp({})", n.iattr);
     case Op::Step: return "U_t";
     case Op::Dim: return n.iattr == 0 ? "(double)rows" : n.iattr == 1 ? "(double)cols" : "(double)numel";
-    case Op::Sum: return fmt::format("(double)sb{}[0]", 2 + g.slots.size() + p.temp_buffer(v));
+    case Op::Sum:
+    case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", 2 + g.slots.size() + p.temp_buffer(v));
     case Op::Neg: return "-" + a(0);
     case Op::Not: return fmt::format("({} == 0.0 ? 1.0 : 0.0)", a(0));
     case Op::Sqrt: return fmt::format("sqrt({})", a(0));
@@ -117,6 +132,10 @@ std::string CEmitter::element_expr(const ir::Graph& g, ValueId v) const {
     case Op::Tanh: return fmt::format("tanhf({})", a(0));
     case Op::Floor: return fmt::format("floorf({})", a(0));
     case Op::Bf16: return fmt::format("opal_bf16({})", a(0));
+    case Op::Triu: {
+      const char* side = n.shape == Shape::Left ? "rows" : n.shape == Shape::Right ? "cols" : "(rows < cols ? rows : cols)";
+      return fmt::format("(e % {0} >= e / {0} ? {1} : 0.0f)", side, a(0));
+    }
     case Op::Mod: return fmt::format("({0} - {1} * floorf({0} / {1}))", a(0), a(1));
     case Op::Add: return fmt::format("{} + {}", a(0), a(1));
     case Op::Sub: return fmt::format("{} - {}", a(0), a(1));
@@ -200,7 +219,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   for (ValueId v : K.body) {
     const ir::Node& n = g.at(v);
     std::string rhs;
-    if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
+    if (n.op == Op::RandN) rhs = fmt::format("opal_randn(U_t, {})", idx(Shape::Full));
+    else if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
     else if (n.op == Op::Param) rhs = fmt::format("sb0[{}]", idx(Shape::Full));
     else if (n.op == Op::Grad) rhs = fmt::format("sb1[{}]", idx(Shape::Full));
     else if (n.op == Op::StateRead) rhs = fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));

@@ -33,6 +33,12 @@ class CEmitter {
   std::string operand(const ir::Graph& g, ir::ValueId v) const;
 };
 
+// The counter-based normal generator both targets define (`qualifier`: "static inline" or
+// "__device__ static inline"): opal_randn(t, e) = Box-Muller of two 24-bit uniforms taken
+// from splitmix64((t << 40) ^ e). Same numbers on every backend; tensors of equal shape
+// draw equal noise.
+std::string randn_prelude(const std::string& qualifier);
+
 std::unique_ptr<CEmitter> make_cpu_emitter();
 std::unique_ptr<CEmitter> make_cuda_emitter();
 

@@ -27,11 +27,13 @@ std::string verify(const Graph& g) {
         if (n.op == Op::HParam && (n.iattr < 0 || n.iattr >= (int64_t)g.hparams.size())) return where() + ": no such hyperparameter";
         if ((n.op == Op::Param || n.op == Op::Grad) && n.shape != Shape::Full) return where() + ": inputs are full tensors";
         if (n.op == Op::Eye && n.shape != Shape::Left && n.shape != Shape::Right) return where() + ": eye is left or right";
+        if (n.op == Op::RandN && n.shape != Shape::Full) return where() + ": randn is full";
         break;
       case Category::Unary:
       case Category::Binary:
       case Category::Ternary:
         if (!fits) return where() + ": operand shapes do not broadcast";
+        if (n.op == Op::Triu && !is_square(n.shape)) return where() + ": triu takes a square matrix";
         if (n.shape != expect) return fmt::format("{}: shape {} but operands broadcast to {}", where(), shape_name(n.shape), shape_name(expect));
         break;
       case Category::Reduce: {

@@ -116,6 +116,9 @@ constexpr BuiltinFn kBuiltins[] = {
     {"permute_rows", 2, Op::PermuteRows, BuiltinFn::Matrix}, {"permute_cols", 2, Op::PermuteCols, BuiltinFn::Matrix},
     {"newton_schulz", 5, Op::NewtonSchulz, BuiltinFn::Matrix}, {"eye", 1, Op::Eye, BuiltinFn::Matrix},
     {"transpose", 1, Op::MatMul, BuiltinFn::Matrix},
+    {"tri_solve_left", 2, Op::TriSolveLeft, BuiltinFn::Matrix}, {"tri_solve_right", 2, Op::TriSolveRight, BuiltinFn::Matrix},
+    {"nlb", 1, Op::NormLowerBound, BuiltinFn::Matrix}, {"triu", 1, Op::Triu, BuiltinFn::Matrix},
+    {"randn", 0, Op::RandN, BuiltinFn::Matrix},
 };
 
 const BuiltinFn* find_builtin(const std::string& n) {
@@ -302,6 +305,14 @@ class Lowerer {
       iattr = int64_t(*steps) | (int64_t(*coeffs) << 8) | (int64_t(*bf != 0) << 12);
       fattr = *eps;
     }
+    if (n == "randn") return b_.add(Op::RandN, Shape::Full, {}, 0, 0, e.loc);
+    if (n == "triu") {
+      if (!ir::is_square(shape(a[0]))) {
+        d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`triu` takes a square matrix, but this is {}", describe(shape(a[0]))));
+        return {};
+      }
+      return b_.add(Op::Triu, shape(a[0]), {a[0]}, 0, 0, e.loc);
+    }
     if (n == "eye") {
       const Expr& x = arg(0);
       if (x.kind == Expr::Kind::Name && (x.name == "rows" || x.name == "cols"))
@@ -311,13 +322,14 @@ class Lowerer {
     }
     Shape in[1] = {shape(a[0])}, out;
     Shape in2[2] = {shape(a[0]), a.size() > 1 ? shape(a[1]) : Shape::Scalar};
-    bool two = bf.op == Op::PermuteRows || bf.op == Op::PermuteCols;
+    bool two = bf.op == Op::PermuteRows || bf.op == Op::PermuteCols || bf.op == Op::TriSolveLeft || bf.op == Op::TriSolveRight;
     if (!ir::library_shape(bf.op, iattr, two ? in2 : in, two ? 2 : 1, out)) {
       static const std::map<std::string, std::string> need = {
           {"eigh", "a square matrix"}, {"eigh_desc", "a square matrix"}, {"inv_root", "a square matrix"}, {"inv_root_damped", "a square matrix"},
           {"qr", "a square matrix"}, {"diag", "a rows x rows or cols x cols matrix"}, {"argsort_desc", "one value per row or per column"},
           {"permute_rows", "a matrix and indices of its rows"}, {"permute_cols", "a matrix and indices of its columns"},
-          {"newton_schulz", "a full rows x cols tensor"}};
+          {"newton_schulz", "a full rows x cols tensor"}, {"tri_solve_left", "an upper-triangular square and a matrix with as many rows"},
+          {"tri_solve_right", "a matrix and an upper-triangular square with as many rows as it has columns"}, {"nlb", "a square matrix"}};
       d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`{}` takes {}, but this is {}", n, need.at(n), describe(in[0])));
       return {};
     }

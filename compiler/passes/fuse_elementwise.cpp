@@ -163,7 +163,7 @@ class Fuser {
  private:
   bool inline_scalar(ValueId v) const {
     const ir::Node& n = g_.at(v);
-    return n.shape == Shape::Scalar && ir::category(n.op) != Category::Reduce;
+    return n.shape == Shape::Scalar && ir::category(n.op) != Category::Reduce && ir::category(n.op) != Category::Library;
   }
   bool leaf(ValueId v) const { return ir::category(g_.at(v).op) == Category::Leaf; }
   bool library(ValueId v) const { return ir::category(g_.at(v).op) == Category::Library; }
@@ -307,7 +307,8 @@ class Fuser {
         }
         if (library(v)) {
           place_call(v);
-          if (domain_of(n.shape) != key.d) K.indexed = true;
+          if (n.shape == Shape::Scalar) K.scalars.push_back(v);  // loaded before the loop
+          else if (domain_of(n.shape) != key.d) K.indexed = true;
           continue;  // read from its temp
         }
         if (inline_scalar(v)) {

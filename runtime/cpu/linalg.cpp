@@ -182,6 +182,42 @@ void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* 
         }
       return;
     }
+    case Op::TriSolveLeft: {  // Q^-T X, Q upper triangular (only its upper triangle is read)
+      MatD Q = CMapF(in[0], r0, c0).cast<double>(), X = CMapF(in[1], r1, c1).cast<double>();
+      MatD Y = Q.triangularView<Eigen::Upper>().transpose().solve(X);
+      MapF(out, ro, co) = Y.cast<float>();
+      return;
+    }
+    case Op::TriSolveRight: {  // X Q^-1
+      MatD X = CMapF(in[0], r0, c0).cast<double>(), Q = CMapF(in[1], r1, c1).cast<double>();
+      MatD Y = Q.triangularView<Eigen::Upper>().solve<Eigen::OnTheRight>(X);
+      MapF(out, ro, co) = Y.cast<float>();
+      return;
+    }
+    case Op::NormLowerBound: {
+      // psgd_jax's _norm_lower_bound: scale by max|A|, take the row or column of largest norm,
+      // one step of power iteration from it
+      MatD A = CMapF(in[0], r0, c0).cast<double>();
+      double s = A.cwiseAbs().maxCoeff();
+      if (!(s > 0)) {
+        out[0] = 0.f;
+        return;
+      }
+      A /= s;
+      Eigen::Index i, j;
+      double v0 = A.cwiseAbs2().colwise().sum().maxCoeff(&i);
+      double v1 = A.cwiseAbs2().rowwise().sum().maxCoeff(&j);
+      double r;
+      if (v0 > v1) {
+        Eigen::RowVectorXd x = A.col(i).transpose() * A;
+        r = (x / x.norm() * A.transpose()).norm();
+      } else {
+        Eigen::VectorXd x = A * A.row(j).transpose();
+        r = (A.transpose() * (x / x.norm())).norm();
+      }
+      out[0] = float(s * r);
+      return;
+    }
     default: OPAL_CHECK(false, "op %s is not a library op", ir::op_name(n.op));
   }
 }

@@ -139,3 +139,28 @@ component adapt_rows(beta = 0.95, eps = 1e-10, preserve_norm = true) {
   u = u / (sqrt(v) + eps)
   u = select(preserve_norm, u * (norm(o) / (norm(u) + eps)), u)
 }
+
+# PSGD's Kronecker preconditioner (psgd_jax, as the seed paper's code runs it): upper-triangular
+# factors Q_L, Q_R (identity at first) fitted every step on the damped input
+# G = u + damping * mean|u| * V (V ~ N(0,1), Opal's counter-based randn):
+#   A = Q_L G Q_R^T,  B = Q_L^-T V Q_R^-1 (triangular solves),
+#   Q <- Q - lr_precond / nlb(T1 + T2) * triu(T1 - T2) Q, with (T1, T2) = (A A^T, B B^T) for
+#   Q_L and (A^T A, B^T B) for Q_R, both from the old factors (nlb: a cheap lower bound of
+#   the spectral norm); then u <- Q_L^T Q_L u Q_R^T Q_R, clipped to RMS at most `clip`.
+# The reference's occasional factor balancing is a no-op in exact arithmetic and is omitted.
+component psgd_kron(lr_precond = 0.1, damping = 3.4526698e-4, clip = 1.1) {
+  state QL = eye(rows)
+  state QR = eye(cols)
+  let v = randn()
+  let gd = u + damping * mean(abs(u)) * v
+  let a = QL @ gd @ transpose(QR)
+  let b = tri_solve_right(tri_solve_left(QL, v), QR)
+  let t1l = a @ transpose(a)
+  let t2l = b @ transpose(b)
+  let t1r = transpose(a) @ a
+  let t2r = transpose(b) @ b
+  QL = QL - lr_precond / (nlb(t1l + t2l) + 1.1754944e-38) * (triu(t1l - t2l) @ QL)
+  QR = QR - lr_precond / (nlb(t1r + t2r) + 1.1754944e-38) * (triu(t1r - t2r) @ QR)
+  let p = transpose(QL) @ QL @ u @ transpose(QR) @ QR
+  u = p / max(1, rms(p) / clip)
+}

@@ -30,7 +30,7 @@ static inline float opal_bf16(float x) {{
   return x;
 }}
 
-)", n_hparams == 0 ? 1 : n_hparams);
+)", n_hparams == 0 ? 1 : n_hparams) + randn_prelude("static inline") + "\n";
   }
 
  protected:

@@ -23,7 +23,7 @@ __device__ static inline float opal_bf16(float x) {{
   return __uint_as_float(b);
 }}
 
-)", n_hparams == 0 ? 1 : n_hparams);
+)", n_hparams == 0 ? 1 : n_hparams) + randn_prelude("__device__ static inline") + "\n";
   }
 
  protected:

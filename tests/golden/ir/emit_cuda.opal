@@ -15,6 +15,17 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #   return __uint_as_float(b);
 # }
 #
+# __device__ static inline float opal_randn(double t, long long e) {
+#   unsigned long long x = ((unsigned long long)t << 40) ^ (unsigned long long)e;
+#   x += 0x9e3779b97f4a7c15ull;
+#   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+#   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+#   x = x ^ (x >> 31);
+#   const float u1 = ((float)(x >> 40) + 0.5f) * (1.0f / 16777216.0f);
+#   const float u2 = ((float)(x & 0xffffffull) + 0.5f) * (1.0f / 16777216.0f);
+#   return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
+# }
+#
 # // sgdm.other kernel 0: full space, level 0
 # extern "C" __global__ void opal_r0_k0(const opal_tensor_t* __restrict__ ts, opal_uniforms_t U) {
 #   const opal_tensor_t T = ts[blockIdx.y];

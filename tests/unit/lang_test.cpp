@@ -28,6 +28,39 @@ TEST_CASE("parser: precedence and the AST dump") {
   CHECK(dump_expr(*m.fns[0].body) == "(+ (- (^ x 2)) (/ (* 3 x) 4))");
 }
 
+TEST_CASE("parser: matrix syntax: @, every/when/inverse blocks, rotate(...) and unrotate") {
+  SourceFile f("t.opal", R"(component b(beta = 0.9, every = 10) {
+  state Q = eye(rows)
+  u = transpose(Q) @ u * 2
+  every(every) { Q = eigh(Q) }
+  when(t > 3) { let z = 1 }
+  inverse { u = Q @ u }
+}
+optimizer o(lr = 1) { matrix: rotate(b(0.5)) -> sign -> unrotate -> scale(lr) })");
+  Diagnostics d;
+  Module m = parse(f, d);
+  REQUIRE(!d.has_errors());
+  REQUIRE(m.components.size() == 1);
+  const auto& body = m.components[0].body;
+  REQUIRE(body.size() == 5);
+  CHECK(dump_expr(*body[1].value) == "(* (@ (call transpose Q) u) 2)");  // @ binds like *
+  CHECK(body[2].kind == Stmt::Kind::Every);
+  CHECK(body[2].name == "every");
+  CHECK(body[3].kind == Stmt::Kind::Every);
+  CHECK(body[3].name == "when");
+  CHECK(body[4].kind == Stmt::Kind::Inverse);
+  const auto& pipe = m.optimizers[0].routes[0].pipeline;
+  REQUIRE(pipe.size() == 4);
+  CHECK(pipe[0].role == Stage::Role::Rotate);
+  CHECK(pipe[0].name == "b");
+  CHECK(pipe[0].args.size() == 1);
+  CHECK(pipe[2].role == Stage::Role::Unrotate);
+  // `every` stays usable as a name
+  SourceFile g("u.opal", "fn h(every) = every * 2");
+  Module m2 = parse(g, d);
+  CHECK(!d.has_errors());
+}
+
 TEST_CASE("parser: one run reports every broken declaration") {
   SourceFile f("t.opal", "optimizer a(lr = 1) { other: scale(lr }\noptimizer b(lr = 1) { other: : }\noptimizer c(lr = 1) { other: scale(lr) }");
   Diagnostics d;

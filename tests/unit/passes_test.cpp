@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "compiler/passes/dce.h"
+#include "compiler/passes/expand_macros.h"
 #include "compiler/passes/fold_constants.h"
 #include "compiler/passes/fuse_elementwise.h"
 #include "compiler/passes/plan_memory.h"
@@ -107,5 +108,111 @@ TEST_CASE("a state write waits for a later kernel that reads the old state") {
   bool written_last = false;
   for (ValueId e : last.effects) written_last |= p.graph.at(e).op == Op::StateWrite && p.graph.at(e).iattr == m_slot;
   CHECK(written_last);
+}
+}
+
+TEST_SUITE("passes") {
+TEST_CASE("expand_macros: Newton-Schulz becomes steps x (gram, matmul, gram_apply) plus elementwise work") {
+  Graph g;
+  Builder b(g);
+  ValueId x = b.add(Op::Grad, Shape::Full, {});
+  ValueId ns = b.add(Op::NewtonSchulz, Shape::Full, {x}, 5 | (1 << 8), 1e-8);
+  b.add(Op::ParamWrite, Shape::Full, {ns});
+  Graph e = passes::expand_macros(g);
+  CHECK(verify(e).empty());
+  int gram = 0, mm = 0, apply = 0, macro = 0, rounds = 0;
+  for (const auto& n : e.nodes) {
+    gram += n.op == Op::Gram;
+    mm += n.op == Op::MatMul;
+    apply += n.op == Op::GramApply;
+    macro += n.op == Op::NewtonSchulz;
+    rounds += n.op == Op::Bf16;
+  }
+  CHECK(macro == 0);
+  CHECK(gram == 5);
+  CHECK(mm == 5);
+  CHECK(apply == 5);
+  CHECK(rounds == 0);
+  // bf16: operands and results rounded, matmuls flagged
+  Graph g2;
+  Builder b2(g2);
+  ValueId x2 = b2.add(Op::Grad, Shape::Full, {});
+  b2.add(Op::ParamWrite, Shape::Full, {b2.add(Op::NewtonSchulz, Shape::Full, {x2}, 3 | (1 << 12), 1e-7)});
+  Graph e2 = passes::expand_macros(g2);
+  int flagged = 0, r2 = 0;
+  for (const auto& n : e2.nodes) {
+    flagged += (n.op == Op::Gram || n.op == Op::MatMul || n.op == Op::GramApply) && (n.iattr & 4);
+    r2 += n.op == Op::Bf16;
+  }
+  CHECK(flagged == 9);
+  CHECK(r2 == 2 + 2 * 3);
+  CHECK(passes::ns_coefficients(1, 7)[6] == passes::ns_coefficients(1, 5)[4]);  // past the fifth: the last triple
+}
+
+TEST_CASE("fold turns a write of select(c, new, old) into a conditional write") {
+  Graph g;
+  g.slots.push_back({"s.q", Shape::Left, {}, true});
+  Builder b(g);
+  ValueId q = b.add(Op::StateRead, Shape::Left, {}, 0);
+  ValueId c = b.add(Op::Eq, Shape::Scalar, {b.add(Op::Step, Shape::Scalar, {}), b.constant(1)});
+  ValueId e = b.add(Op::Eigh, Shape::Left, {q});
+  b.add(Op::StateWrite, Shape::Left, {b.add(Op::Select, Shape::Left, {c, e, q})}, 0);
+  b.add(Op::ParamWrite, Shape::Full, {b.add(Op::Grad, Shape::Full, {})});
+  Graph f = passes::dce(passes::fold_constants(g));
+  CHECK(verify(f).empty());
+  int cond = 0;
+  for (const auto& n : f.nodes) cond += n.op == Op::StateWriteIf;
+  CHECK(cond == 1);
+  // the eigendecomposition and the write run only when t == 1
+  Plan p = passes::fuse_elementwise(f);
+  int guarded_calls = 0;
+  for (const auto& call : p.calls) guarded_calls += !call.guard.always();
+  CHECK(guarded_calls == 1);
+  bool guarded_kernel = false;
+  for (const auto& k : p.kernels)
+    for (ValueId v : k.effects)
+      if (p.graph.at(v).op == Op::StateWriteIf) guarded_kernel = !k.guard.always();
+  CHECK(guarded_kernel);
+}
+
+TEST_CASE("every(N) refreshes are guarded: SOAP's eigendecompositions run only on refresh steps") {
+  auto c = compile_spec({"paper_soap10", "", ""});
+  const Plan& p = route_plan(*c, "matrix");
+  int eigh = 0, guarded = 0;
+  for (const auto& call : p.calls)
+    if (p.graph.at(call.value).op == Op::Eigh) {
+      ++eigh;
+      guarded += !call.guard.always();
+    }
+  CHECK(eigh == 2);
+  CHECK(guarded == 2);
+  // the rotated gradient feeds only the variance, zeroed on step 1: computed on other steps
+  bool rot_g_guarded = false;
+  for (const auto& call : p.calls)
+    if (p.graph.at(call.value).op == Op::MatMul && call.guard.negated) rot_g_guarded = true;
+  CHECK(rot_g_guarded);
+  // state reads by calls come before the kernels that write the same slots
+  std::map<int64_t, int> first_read, write_pos;
+  for (size_t pos = 0; pos < p.schedule.size(); ++pos) {
+    const Launch& L = p.schedule[pos];
+    if (L.is_call) {
+      const Node& n = p.graph.at(p.calls[L.index].value);
+      for (int k = 0; k < n.n_operands; ++k)
+        if (p.graph.at(n.operands[k]).op == Op::StateRead && !first_read.count(p.graph.at(n.operands[k]).iattr))
+          first_read[p.graph.at(n.operands[k]).iattr] = int(pos);
+    } else {
+      for (ValueId v : p.kernels[L.index].effects)
+        if (p.graph.at(v).op != Op::ParamWrite) write_pos[p.graph.at(v).iattr] = int(pos);
+    }
+  }
+  for (auto [slot, pos] : first_read) CHECK(write_pos.at(slot) > pos);
+}
+
+TEST_CASE("Muon: matrix route has 5 x 3 library calls and no library work in the vector route") {
+  auto c = compile_spec({"paper_muon", "", ""});
+  const Plan& p = route_plan(*c, "matrix");
+  CHECK(p.calls.size() == 15);
+  CHECK(p.graph.matrix_only);
+  CHECK(p.graph.matrix_reason == "`ns`");
 }
 }

@@ -71,8 +71,9 @@ void canonical_eigh(const float* S, long long n, bool descending, double* values
     }
     OPAL_CHECK(got == k, "null-space canonicalization found %lld of %lld vectors", got, k);
     V.middleCols(lo, k) = out;
-    for (long long i = lo; i <= hi; ++i) lam(i) = 0;
   }
+  // soft threshold: noise maps to exactly 0, and the values stay continuous at the threshold
+  for (long long i = 0; i < n; ++i) lam(i) = lam(i) > 0 ? std::max(lam(i) - tol, 0.0) : std::min(lam(i) + tol, 0.0);
   for (long long i = 0; i < n; ++i) {
     if (i >= lo && i <= hi) continue;
     Eigen::Index arg;
@@ -138,10 +139,12 @@ void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* 
       return;
     }
     case Op::InvRoot: {
+      // the canonical (soft-thresholded) eigenvalues: rounding noise is exactly 0, so the
+      // large multipliers of a rank-deficient factor's null space do not depend on it
       std::vector<double> lam(r0), V(r0 * r0);
-      canonical_eigh(in[0], r0, false, lam.data(), V.data());
       const double p = double(n.iattr & 0xff), eps = scalars[1];
       const bool damped = n.iattr >> 8;
+      canonical_eigh(in[0], r0, false, lam.data(), V.data());
       Eigen::Map<MatD> Vm(V.data(), r0, r0);
       Eigen::VectorXd f(r0);
       for (long long i = 0; i < r0; ++i)

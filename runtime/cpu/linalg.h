@@ -3,9 +3,11 @@
 //
 // Canonical eigenbases (so that results do not depend on solver noise):
 //  - eigenvalues ascending (descending on request);
-//  - eigenvalues with |lambda| <= n * eps_f32 * max|lambda| are the numerical null space: they
-//    are set to 0 and their eigenvectors replaced by the Gram-Schmidt orthonormalization of
-//    the projections P e_1, P e_2, ... of the standard basis onto that space (P its projector);
+//  - eigenvalues with |lambda| <= tol = n * eps_f32 * max|lambda| are the numerical null space:
+//    their eigenvectors are replaced by the Gram-Schmidt orthonormalization of the projections
+//    P e_1, P e_2, ... of the standard basis onto that space (P its projector);
+//  - the eigenvalues returned are soft-thresholded, sign(lambda) max(|lambda| - tol, 0): noise
+//    is exactly 0 and matrix functions (inv_root) stay continuous at the threshold;
 //  - every other eigenvector is signed so that its largest-magnitude entry is positive.
 #pragma once
 #include <cstdint>

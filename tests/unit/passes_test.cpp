@@ -216,3 +216,19 @@ TEST_CASE("Muon: matrix route has 5 x 3 library calls and no library work in the
   CHECK(p.graph.matrix_reason == "`ns`");
 }
 }
+
+TEST_SUITE("passes") {
+TEST_CASE("a basis transforms g only when a stage inside reads it") {
+  auto count_matmuls = [](const char* spec) {
+    auto c = compile_spec({spec, "", ""});
+    const Plan& p = route_plan(*c, "matrix");
+    int n = 0;
+    for (const auto& call : p.calls) n += p.graph.at(call.value).op == Op::MatMul;
+    return n;
+  };
+  // SPlus: sign inside the basis reads only u: rot(u) 2, unrot 2, the factors 2
+  CHECK(count_matmuls("paper_splus10") == 6);
+  // SOAP: adapt reads g inside the basis: rot(g) adds 2
+  CHECK(count_matmuls("paper_soap10") == 8);
+}
+}

@@ -2,6 +2,7 @@
 // buffers they live in. Produced by fuse_elementwise, completed by plan_memory, consumed by
 // codegen and the runtime.
 #pragma once
+#include <algorithm>
 #include <map>
 #include <string>
 #include <vector>
@@ -15,15 +16,28 @@ namespace opal {
 enum class Domain : uint8_t { Full, Rows, Cols, Left, Right, Small };
 const char* domain_name(Domain d);
 
-// When a kernel or call runs: always (cond invalid), or on the steps where the uniform scalar
-// `cond` (a function of t, hyperparameters and sizes, evaluated on the host) is nonzero
-// (zero when `negated`). every(N) regions become guards.
-struct Guard {
+// When a kernel or call runs: always (no literals), or on the steps where every literal holds:
+// a uniform scalar `cond` (a function of t, hyperparameters and sizes, evaluated on the host)
+// that is nonzero (zero when `negated`). every(N)/when regions and selects on uniform
+// conditions become guards; nested ones are conjunctions.
+struct GuardLiteral {
   ir::ValueId cond;
   bool negated = false;
-  bool always() const { return !cond.valid(); }
-  bool operator==(const Guard& o) const { return cond == o.cond && negated == o.negated; }
-  bool operator<(const Guard& o) const { return cond.v != o.cond.v ? cond.v < o.cond.v : negated < o.negated; }
+  bool operator==(const GuardLiteral& o) const { return cond == o.cond && negated == o.negated; }
+  bool operator<(const GuardLiteral& o) const { return cond.v != o.cond.v ? cond.v < o.cond.v : negated < o.negated; }
+};
+struct Guard {
+  std::vector<GuardLiteral> all;  // sorted, unique
+  bool always() const { return all.empty(); }
+  // this guard and one more literal (a contradiction keeps both: it never runs)
+  Guard with(GuardLiteral l) const {
+    Guard g = *this;
+    auto it = std::lower_bound(g.all.begin(), g.all.end(), l);
+    if (it == g.all.end() || !(*it == l)) g.all.insert(it, l);
+    return g;
+  }
+  bool operator==(const Guard& o) const { return all == o.all; }
+  bool operator<(const Guard& o) const { return all < o.all; }
 };
 
 struct Kernel {

@@ -243,10 +243,8 @@ void Optimizer::step_kernels() {
       for (size_t k = 0; k < R.tensors.size(); ++k) {
         const auto& t = impl_->tensors[R.tensors[k]];
         bool on = true;
-        if (!gd.always()) {
-          passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
-          on = (passes::eval_uniform(g, gd.cond, env) != 0) != gd.negated;
-        }
+        passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
+        for (const auto& l : gd.all) on = on && ((passes::eval_uniform(g, l.cond, env) != 0) != l.negated);
         if (on) running.push_back(k);
       }
     };

@@ -44,8 +44,9 @@ const char* domain_name(Domain d) {
 
 namespace {
 std::string guard_str(const Guard& g) {
-  if (g.always()) return "";
-  return fmt::format(", when {}%{}", g.negated ? "!" : "", g.cond.v);
+  std::string s;
+  for (const auto& l : g.all) s += fmt::format("{}{}%{}", s.empty() ? ", when " : " && ", l.negated ? "!" : "", l.cond.v);
+  return s;
 }
 }  // namespace
 
@@ -182,12 +183,12 @@ class Fuser {
     for (size_t i = g_.nodes.size(); i-- > 0;) {
       const ir::Node& n = g_.nodes[i];
       Guard mine = (seen[i] && !mixed[i]) ? acc[i] : Guard{};
-      if (n.op == Op::StateWriteIf && is_uniform(g_, n.operands[1])) mine = Guard{n.operands[1], false};
+      if (n.op == Op::StateWriteIf && is_uniform(g_, n.operands[1])) mine = Guard{}.with({n.operands[1], false});
       guard_[i] = mine;
       for (int k = 0; k < n.n_operands; ++k) {
         Guard gd = mine;
-        if (n.op == Op::Select && k > 0 && mine.always() && n.shape != Shape::Scalar && is_uniform(g_, n.operands[0]))
-          gd = Guard{n.operands[0], k == 2};
+        // a select on a uniform condition needs each branch on its side only
+        if (n.op == Op::Select && k > 0 && n.shape != Shape::Scalar && is_uniform(g_, n.operands[0])) gd = mine.with({n.operands[0], k == 2});
         if (n.op == Op::StateWriteIf && k == 1) gd = Guard{};
         use(n.operands[k], gd);
       }

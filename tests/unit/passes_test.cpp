@@ -189,7 +189,7 @@ TEST_CASE("every(N) refreshes are guarded: SOAP's eigendecompositions run only o
   // the rotated gradient feeds only the variance, zeroed on step 1: computed on other steps
   bool rot_g_guarded = false;
   for (const auto& call : p.calls)
-    if (p.graph.at(call.value).op == Op::MatMul && call.guard.negated) rot_g_guarded = true;
+    if (p.graph.at(call.value).op == Op::MatMul && call.guard.all.size() == 1 && call.guard.all[0].negated) rot_g_guarded = true;
   CHECK(rot_g_guarded);
   // state reads by calls come before the kernels that write the same slots
   std::map<int64_t, int> first_read, write_pos;
@@ -230,5 +230,25 @@ TEST_CASE("a basis transforms g only when a stage inside reads it") {
   CHECK(count_matmuls("paper_splus10") == 6);
   // SOAP: adapt reads g inside the basis: rot(g) adds 2
   CHECK(count_matmuls("paper_soap10") == 8);
+}
+}
+
+TEST_SUITE("passes") {
+TEST_CASE("nested conditions are conjunctions: power-iteration refreshes skip the eigendecomposition") {
+  auto c = compile_spec({"optimizer o(lr = 0.1, every = 10) { matrix: rotate(eigenbasis(0.99, every, power_qr = true)) -> sign -> unrotate -> scale(lr) }",
+                         "", ""});
+  const Plan& p = route_plan(*c, "matrix");
+  int eigh = 0, qr = 0;
+  for (const auto& call : p.calls) {
+    Op op = p.graph.at(call.value).op;
+    if (op != Op::Eigh && op != Op::Qr) continue;
+    (op == Op::Eigh ? eigh : qr)++;
+    // (every-cadence) and (t > 1) for QR, (every-cadence) and not (t > 1) for eigh
+    REQUIRE(call.guard.all.size() == 2);
+    bool negated = call.guard.all[0].negated || call.guard.all[1].negated;
+    CHECK(negated == (op == Op::Eigh));
+  }
+  CHECK(eigh == 2);
+  CHECK(qr == 2);
 }
 }

@@ -1,0 +1,259 @@
+// Lowering of components: parameters, states and their initialization, statements,
+// every/when blocks (assignments merged as select(cond, new, old)), and basis frames whose
+// `inverse` block runs at `unrotate`.
+#include <algorithm>
+#include <numbers>
+
+#include <fmt/format.h>
+
+#include "compiler/lower/lowerer.h"
+
+namespace opal::lowering {
+
+// Lowers one stage; `stage_key` names its state slots ("adapt", "adapt#2"). A basis
+// component fills `frame`.
+void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& bound, const Scope& caller, Stream& st,
+               const std::string& stage_key, SourceLoc call_loc, BasisFrame* frame) {
+  auto scope = std::make_shared<Scope>();
+  scope->parent = &builtins_;
+  // Parameters: the argument or the default, both evaluated in the caller's scope. A parameter
+  // whose default is a tensor (`of = g`) takes tensors; every other one takes scalars.
+  for (size_t i = 0; i < c.params.size(); ++i) {
+    const Param& prm = c.params[i];
+    ValueId dflt;
+    if (prm.default_value) dflt = lower(*prm.default_value, caller);
+    ValueId v = bound[i] ? lower(*bound[i], caller) : dflt;
+    if (!v.valid()) continue;
+    bool tensor_param = dflt.valid() && shape(dflt) != Shape::Scalar;
+    if (bound[i] && !tensor_param && shape(v) != Shape::Scalar)
+      d_.report(DiagKind::TypeMismatch, bound[i]->loc, fmt::format("`{}` of `{}` takes a scalar, but this is {}", prm.name, c.name, describe(shape(v))),
+                "pass a hyperparameter or a number");
+    scope->vars[prm.name] = {v, VarKind::Param};
+  }
+  scope->vars["u"] = {st.u, VarKind::Stream};
+  scope->vars["g"] = {st.g, VarKind::Stream};
+  scope->vars["w"] = {st.w, VarKind::Builtin};
+  ComponentCtx ctx{&c, {}, {}, {}, nullptr};
+  stage_name_ = c.name;
+  stage_loc_ = call_loc;
+  statements(c.body, *scope, ctx, stage_key, {});
+  for (auto [slot, decl] : ctx.states) {
+    const Var& v = scope->vars[decl->name];
+    if (!ctx.assigned.count(slot)) {
+      if (!ctx.failed.count(decl->name))
+        d_.report(DiagKind::UnusedState, decl->name_loc, fmt::format("state `{}` of `{}` is never updated", decl->name, c.name),
+                  "assign to it, or make it a `let`");
+      continue;
+    }
+    b_.add(Op::StateWrite, g_.slots[slot].shape, {v.value}, slot, 0, call_loc);
+  }
+  st.u = scope->vars["u"].value;
+  st.g = scope->vars["g"].value;
+  if (frame) {
+    frame->decl = &c;
+    frame->inverse = ctx.inverse;
+    frame->scope = scope;
+    frame->loc = call_loc;
+  }
+}
+
+// The `inverse` block of a basis, at `unrotate`: maps u back; g returns to the outer basis.
+void Lowerer::leave_basis(const BasisFrame& f, Stream& st) {
+  Scope scope;
+  scope.parent = f.scope.get();
+  scope.vars["u"] = {st.u, VarKind::Stream};
+  scope.vars["g"] = {f.outer_g, VarKind::Stream};
+  ComponentCtx ctx{f.decl, {}, {}, {}, nullptr};
+  statements(f.inverse->body, scope, ctx, "", {}, /*in_inverse=*/true);
+  st.u = scope.vars["u"].value;
+  st.g = f.outer_g;
+}
+
+// Lowers a statement list. Inside `every(N)` (guard valid), assignments are kept in a child
+// scope and merged back as select(guard, new, old), so later statements see the refreshed
+// value on refresh steps and the old one otherwise; the fusion pass runs the work that only
+// feeds such selects on refresh steps only.
+void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentCtx& ctx, const std::string& stage_key, ValueId guard,
+                bool in_inverse) {
+  const ComponentDecl& c = *ctx.decl;
+  for (const Stmt& s : body) {
+    if (s.kind == Stmt::Kind::Inverse) {
+      if (in_inverse || guard.valid() || &body != &c.body) {
+        d_.report(DiagKind::UnbalancedBasis, s.loc, "`inverse` blocks belong at the top level of a component");
+        continue;
+      }
+      if (ctx.inverse) {
+        d_.report(DiagKind::Redefinition, s.name_loc, fmt::format("`{}` has two `inverse` blocks", c.name));
+        continue;
+      }
+      ctx.inverse = &s;
+      continue;
+    }
+    if (s.kind == Stmt::Kind::Every) {
+      if (in_inverse) {
+        d_.report(DiagKind::UnbalancedBasis, s.loc, fmt::format("`{}` cannot appear in an `inverse` block", s.name));
+        continue;
+      }
+      ValueId n = lower(*s.value, scope);
+      if (!n.valid()) continue;
+      if (shape(n) != Shape::Scalar) {
+        d_.report(DiagKind::TypeMismatch, s.value->loc, fmt::format("the argument of `{}` must be a scalar, but this is {}", s.name, describe(shape(n))));
+        continue;
+      }
+      ValueId cond;
+      if (s.name == "when") {
+        cond = b_.add(Op::Ne, Shape::Scalar, {n, b_.constant(0)}, 0, 0, s.loc);
+      } else {
+        // the reference cadence: after step 1, then after every N-th step
+        ValueId t = builtins_.vars["t"].value;
+        ValueId first = b_.add(Op::Eq, Shape::Scalar, {t, b_.constant(1)}, 0, 0, s.loc);
+        ValueId nth = b_.add(Op::Eq, Shape::Scalar, {b_.add(Op::Mod, Shape::Scalar, {t, n}, 0, 0, s.loc), b_.constant(0)}, 0, 0, s.loc);
+        cond = b_.add(Op::Or, Shape::Scalar, {first, nth}, 0, 0, s.loc);
+      }
+      if (guard.valid()) cond = b_.add(Op::And, Shape::Scalar, {guard, cond}, 0, 0, s.loc);
+      Scope inner;
+      inner.parent = &scope;
+      std::set<std::string> before_failed = ctx.failed;
+      statements(s.body, inner, ctx, stage_key, cond);
+      for (auto& [name, var] : inner.vars) {
+        if (var.kind == VarKind::Local && !scope.find(name)) continue;  // a `let` of the block
+        Var* outer = scope.find_mut(name);
+        if (!outer || outer->value == var.value) continue;
+        Shape sh = ir::broadcast(shape(var.value), shape(outer->value));
+        outer->value = b_.add(Op::Select, sh, {cond, var.value, outer->value}, 0, 0, s.loc);
+      }
+      continue;
+    }
+    if (s.kind == Stmt::Kind::State) {
+      if (guard.valid() || in_inverse) {
+        d_.report(DiagKind::Redefinition, s.name_loc, "states are declared at the top level of a component", "move the `state` line out of the block");
+        continue;
+      }
+      if (scope.vars.count(s.name) && scope.vars[s.name].kind != VarKind::Param) {
+        d_.report(DiagKind::Redefinition, s.name_loc, fmt::format("`{}` is already defined in `{}`", s.name, c.name));
+        continue;
+      }
+      StateInit init = state_init(*s.value, scope);
+      if (!init.ok) continue;
+      int slot = int(g_.slots.size());
+      g_.slots.push_back({stage_key + "." + s.name, init.shape, s.name_loc, init.identity});
+      ValueId read = b_.add(Op::StateRead, init.shape, {}, slot, 0, s.name_loc);
+      ValueId cur = read;
+      if (init.value.valid()) {
+        // not zero-initialized: the state holds `init` before the first update
+        ValueId first = b_.add(Op::Eq, Shape::Scalar, {b_.add(Op::Step, Shape::Scalar, {}), b_.constant(1)});
+        cur = b_.add(Op::Select, init.shape, {first, init.value, read}, 0, 0, s.loc);
+      }
+      scope.vars[s.name] = {cur, VarKind::State, slot};
+      ctx.states.push_back({slot, &s});
+      continue;
+    }
+    ValueId v = lower(*s.value, scope);
+    if (!v.valid()) ctx.failed.insert(s.name);
+    if (s.kind == Stmt::Kind::Let) {
+      if (scope.vars.count(s.name) || (guard.valid() && scope.find(s.name))) {
+        d_.report(DiagKind::Redefinition, s.name_loc, fmt::format("`{}` is already defined in `{}`", s.name, c.name), "assign to it without `let`");
+        continue;
+      }
+      if (v.valid()) scope.vars[s.name] = {v, VarKind::Local};
+      continue;
+    }
+    const Var* target = scope.find(s.name);
+    if (!target) {
+      std::string m = closest_match(s.name, scope.names());
+      d_.report(DiagKind::UnknownName, s.name_loc, fmt::format("assignment to unknown name `{}`", s.name),
+                m.empty() ? fmt::format("declare it with `let {0} = ...` or `state {0} = zeros`", s.name) : fmt::format("did you mean `{}`?", m));
+      continue;
+    }
+    if (target->kind == VarKind::Param || target->kind == VarKind::Builtin || target->kind == VarKind::HParam) {
+      d_.report(DiagKind::AssignToReadOnly, s.name_loc, fmt::format("cannot assign to `{}`", s.name),
+                target->kind == VarKind::Param ? "parameters are read-only: copy it with `let`" : "only states, `let` bindings, u and g can be assigned");
+      continue;
+    }
+    if (in_inverse && s.name != "u" && target->kind != VarKind::Local) {
+      d_.report(DiagKind::AssignToReadOnly, s.name_loc, fmt::format("an `inverse` block cannot assign to `{}`", s.name),
+                "it maps the stream back: assign `u` (and `let` bindings) only");
+      continue;
+    }
+    if (!v.valid()) continue;
+    Shape want = target->kind == VarKind::State ? g_.slots[target->slot].shape : target->kind == VarKind::Stream ? Shape::Full : shape(v);
+    Shape got;
+    if (!ir::try_broadcast(shape(v), want, got) || got != want) {
+      d_.report(DiagKind::TypeMismatch, s.value->loc, fmt::format("`{}` holds {}, but this is {}", s.name, describe(want), describe(shape(v))));
+      ctx.failed.insert(s.name);
+      continue;
+    }
+    Var updated = *target;
+    updated.value = v;
+    // inside a block the assignment lands in the block's scope, merged back afterwards
+    if (guard.valid() && !scope.vars.count(s.name)) scope.vars[s.name] = updated;
+    else *scope.find_mut(s.name) = updated;
+    if (target->kind == VarKind::State) ctx.assigned.insert(target->slot);
+  }
+}
+
+// `zeros` -> Full; `zeros(rows)`, `zeros(cols)`, `zeros(rows, rows)`, `zeros(cols, cols)`,
+// `eye(rows)`, `eye(cols)` -> set up by the runtime; an expression -> (its shape, value).
+// `select(c, zeros, x)` with a compile-time `c` picks a branch here, so a zero-init toggle
+// costs nothing; with a runtime `c` both branches are kept (zeros as 0).
+Lowerer::StateInit Lowerer::state_init(const Expr& e, const Scope& s) {
+  auto ok = [](Shape sh, bool identity = false) { return StateInit{true, sh, {}, identity}; };
+  if (e.kind == Expr::Kind::Name && e.name == "zeros") return ok(Shape::Full);
+  if (e.kind == Expr::Kind::Call && e.name == "select" && e.args.size() == 3) {
+    ValueId c = lower(*e.args[0].value, s);
+    if (!c.valid()) return {};
+    if (g_.at(c).op == Op::Const) return state_init(*e.args[g_.at(c).fattr != 0 ? 1 : 2].value, s);
+    StateInit a = state_init(*e.args[1].value, s), b = state_init(*e.args[2].value, s);
+    if (!a.ok || !b.ok) return {};
+    if (a.identity || b.identity) {
+      d_.report(DiagKind::NotConstant, e.args[0].value->loc, "choosing an identity initialization needs a compile-time condition");
+      return {};
+    }
+    ValueId av = a.value.valid() ? a.value : b_.constant(0), bv = b.value.valid() ? b.value : b_.constant(0);
+    Shape sh;
+    if (!ir::try_broadcast(a.shape, b.shape, sh)) {
+      d_.report(DiagKind::TypeMismatch, e.loc, "the two initializations have different shapes");
+      return {};
+    }
+    return {true, sh, b_.add(Op::Select, sh, {c, av, bv}, 0, 0, e.loc), false};
+  }
+  if (e.kind == Expr::Kind::Call && (e.name == "zeros" || e.name == "eye")) {
+    std::vector<std::string> dims;
+    for (const auto& a : e.args)
+      dims.push_back(a.value->kind == Expr::Kind::Name && a.name.empty() ? a.value->name : "?");
+    bool eye = e.name == "eye";
+    if (!eye && dims == std::vector<std::string>{"rows"}) return ok(Shape::Rows);
+    if (!eye && dims == std::vector<std::string>{"cols"}) return ok(Shape::Cols);
+    if (!eye && dims == std::vector<std::string>{"rows", "rows"}) return ok(Shape::Left);
+    if (!eye && dims == std::vector<std::string>{"cols", "cols"}) return ok(Shape::Right);
+    if (eye && dims == std::vector<std::string>{"rows"}) return ok(Shape::Left, true);
+    if (eye && dims == std::vector<std::string>{"cols"}) return ok(Shape::Right, true);
+    d_.report(DiagKind::TypeMismatch, e.loc,
+              eye ? "`eye` takes `rows` or `cols`" : "`zeros` takes nothing, `rows`, `cols`, `rows, rows` or `cols, cols`",
+              "`zeros` is full-sized; `zeros(rows)` holds one value per row; `zeros(rows, rows)` and `eye(rows)` are rows x rows");
+    return {};
+  }
+  ValueId v = lower(e, s);
+  if (!v.valid()) return {};
+  if (shape(v) == Shape::Scalar) {
+    d_.report(DiagKind::TypeMismatch, e.loc, "a state must be a tensor, but this is a scalar",
+              "initialize it with `zeros`, `zeros(rows)`, `zeros(cols)` or a tensor expression such as `g`");
+    return {};
+  }
+  return {true, shape(v), v, false};
+}
+
+void Lowerer::init_builtins() {
+  builtins_.vars["t"] = {b_.add(Op::Step, Shape::Scalar, {}), VarKind::Builtin};
+  builtins_.vars["rows"] = {b_.add(Op::Dim, Shape::Scalar, {}, 0), VarKind::Builtin};
+  builtins_.vars["cols"] = {b_.add(Op::Dim, Shape::Scalar, {}, 1), VarKind::Builtin};
+  builtins_.vars["numel"] = {b_.add(Op::Dim, Shape::Scalar, {}, 2), VarKind::Builtin};
+  builtins_.vars["pi"] = {b_.constant(std::numbers::pi), VarKind::Builtin};
+  builtins_.vars["true"] = {b_.constant(1), VarKind::Builtin};
+  builtins_.vars["false"] = {b_.constant(0), VarKind::Builtin};
+  // Newton-Schulz coefficient sets
+  builtins_.vars["keller"] = {b_.constant(0), VarKind::Builtin};
+  builtins_.vars["you"] = {b_.constant(1), VarKind::Builtin};
+}
+
+}  // namespace opal::lowering

@@ -1,0 +1,351 @@
+// Lowering of expressions: names, operators (`@` included), fns and builtins.
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "compiler/lower/lowerer.h"
+#include "compiler/passes/fold_constants.h"
+#include "compiler/passes/fuse_elementwise.h"
+
+namespace opal::lowering {
+
+namespace {
+
+constexpr BuiltinFn kBuiltins[] = {
+    {"sqrt", 1, Op::Sqrt, BuiltinFn::Elementwise}, {"abs", 1, Op::Abs, BuiltinFn::Elementwise},
+    {"sign", 1, Op::Sign, BuiltinFn::Elementwise}, {"exp", 1, Op::Exp, BuiltinFn::Elementwise},
+    {"log", 1, Op::Log, BuiltinFn::Elementwise},   {"cos", 1, Op::Cos, BuiltinFn::Elementwise},
+    {"sin", 1, Op::Sin, BuiltinFn::Elementwise},   {"tanh", 1, Op::Tanh, BuiltinFn::Elementwise},
+    {"floor", 1, Op::Floor, BuiltinFn::Elementwise}, {"min", 2, Op::Min, BuiltinFn::Elementwise},
+    {"max", 2, Op::Max, BuiltinFn::Elementwise},   {"pow", 2, Op::Pow, BuiltinFn::Elementwise},
+    {"select", 3, Op::Select, BuiltinFn::Elementwise},
+    {"row_sum", 1, Op::RowSum, BuiltinFn::RowSum}, {"row_mean", 1, Op::RowSum, BuiltinFn::RowMean},
+    {"col_sum", 1, Op::ColSum, BuiltinFn::ColSum}, {"col_mean", 1, Op::ColSum, BuiltinFn::ColMean},
+    {"sum", 1, Op::Sum, BuiltinFn::Sum},           {"mean", 1, Op::Sum, BuiltinFn::Mean},
+    {"norm", 1, Op::Sum, BuiltinFn::Norm},         {"rms", 1, Op::Sum, BuiltinFn::Rms},
+    {"bf16", 1, Op::Bf16, BuiltinFn::Elementwise}, {"mod", 2, Op::Mod, BuiltinFn::Elementwise},
+    // matrix work (run by the backend's linear algebra between fused kernels)
+    {"eigh", 1, Op::Eigh, BuiltinFn::Matrix},      {"eigh_desc", 1, Op::Eigh, BuiltinFn::Matrix},
+    {"inv_root", 3, Op::InvRoot, BuiltinFn::Matrix}, {"inv_root_damped", 3, Op::InvRoot, BuiltinFn::Matrix},
+    {"qr", 1, Op::Qr, BuiltinFn::Matrix},          {"diag", 1, Op::Diag, BuiltinFn::Matrix},
+    {"argsort_desc", 1, Op::Argsort, BuiltinFn::Matrix},
+    {"permute_rows", 2, Op::PermuteRows, BuiltinFn::Matrix}, {"permute_cols", 2, Op::PermuteCols, BuiltinFn::Matrix},
+    {"newton_schulz", 5, Op::NewtonSchulz, BuiltinFn::Matrix}, {"eye", 1, Op::Eye, BuiltinFn::Matrix},
+    {"transpose", 1, Op::MatMul, BuiltinFn::Matrix},
+    {"tri_solve_left", 2, Op::TriSolveLeft, BuiltinFn::Matrix}, {"tri_solve_right", 2, Op::TriSolveRight, BuiltinFn::Matrix},
+    {"nlb", 1, Op::NormLowerBound, BuiltinFn::Matrix}, {"triu", 1, Op::Triu, BuiltinFn::Matrix},
+    {"randn", 0, Op::RandN, BuiltinFn::Matrix},
+};
+
+const BuiltinFn* find_builtin(const std::string& n) {
+  for (const auto& b : kBuiltins)
+    if (n == b.name) return &b;
+  return nullptr;
+}
+
+}  // namespace
+
+// ---- expressions ----
+ValueId Lowerer::lower(const Expr& e, const Scope& s, int depth) {
+  switch (e.kind) {
+    case Expr::Kind::Number: return b_.constant(e.number, e.loc);
+    case Expr::Kind::Name: return name(e, s);
+    case Expr::Kind::Unary: {
+      ValueId a = lower(*e.args[0].value, s, depth);
+      if (!a.valid()) return a;
+      return b_.add(e.name == "-" ? Op::Neg : Op::Not, shape(a), {a}, 0, 0, e.loc);
+    }
+    case Expr::Kind::Binary: {
+      if (e.name == "@") return matmul(e, s, depth);
+      ValueId a = lower(*e.args[0].value, s, depth), b = lower(*e.args[1].value, s, depth);
+      if (!a.valid() || !b.valid()) return {};
+      static const std::map<std::string, Op> ops = {
+          {"+", Op::Add}, {"-", Op::Sub}, {"*", Op::Mul}, {"/", Op::Div}, {"^", Op::Pow}, {"<", Op::Lt},
+          {"<=", Op::Le}, {">", Op::Gt},  {">=", Op::Ge}, {"==", Op::Eq}, {"!=", Op::Ne}, {"&&", Op::And}, {"||", Op::Or}};
+      Shape sh;
+      if (!ir::try_broadcast(shape(a), shape(b), sh)) {
+        d_.report(DiagKind::TypeMismatch, e.loc, fmt::format("`{}` combines {} with {}", e.name, describe(shape(a)), describe(shape(b))),
+                  "square matrices combine elementwise only with their own kind and scalars; use `@` to multiply");
+        return {};
+      }
+      return b_.add(ops.at(e.name), sh, {a, b}, 0, 0, e.loc);
+    }
+    case Expr::Kind::Call: return call(e, s, depth);
+  }
+  return {};
+}
+
+// `a @ b`, with `transpose(x)` operands folded into the op's flags.
+ValueId Lowerer::matmul(const Expr& e, const Scope& s, int depth) {
+  int flags = 0;
+  ValueId v[2];
+  for (int k = 0; k < 2; ++k) {
+    const Expr& x = *e.args[k].value;
+    bool t = x.kind == Expr::Kind::Call && x.name == "transpose" && x.args.size() == 1;
+    v[k] = lower(t ? *x.args[0].value : x, s, depth);
+    if (!v[k].valid()) return {};
+    if (t) flags |= k == 0 ? 1 : 2;
+  }
+  Shape in[2] = {shape(v[0]), shape(v[1])}, out;
+  if (!ir::library_shape(Op::MatMul, flags, in, 2, out)) {
+    d_.report(DiagKind::TypeMismatch, e.loc,
+              fmt::format("cannot multiply {}{} by {}{}", describe(in[0]), flags & 1 ? " (transposed)" : "", describe(in[1]), flags & 2 ? " (transposed)" : ""),
+              "`@` multiplies matrices whose inner sizes agree: rows x cols by cols x cols, rows x rows by rows x cols, and their "
+              "transposes; the result must be rows x cols or square");
+    return {};
+  }
+  note_matrix();
+  return b_.add(Op::MatMul, out, {v[0], v[1]}, flags, 0, e.loc);
+}
+
+// A compile-time constant argument (folded from constants), or a NotConstant error.
+std::optional<double> Lowerer::constant_arg(ValueId v, const Expr& at, const char* what) {
+  if (auto c = passes::constant_value(g_, v)) return c;
+  report_at_stage(DiagKind::NotConstant, at.loc, fmt::format("{} must be known at compile time", what),
+                  "pass a number or a component parameter with a numeric default, not a hyperparameter");
+  return std::nullopt;
+}
+
+ValueId Lowerer::name(const Expr& e, const Scope& s) {
+  if (const Var* v = s.find(e.name)) return v->value;
+  if (e.name == "zeros") {
+    d_.report(DiagKind::TypeMismatch, e.loc, "`zeros` only initializes a state", "write `state m = zeros`");
+    return {};
+  }
+  std::string m = closest_match(e.name, s.names());
+  d_.report(DiagKind::UnknownName, e.loc, fmt::format("unknown name `{}`", e.name),
+            m.empty() ? "names in scope are parameters, states, `let` bindings, u, g, w, t, rows, cols, numel" : fmt::format("did you mean `{}`?", m));
+  return {};
+}
+
+ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
+  if (const BuiltinFn* bf = find_builtin(e.name)) {
+    if ((int)e.args.size() != bf->arity) {
+      d_.report(DiagKind::WrongArity, e.loc, fmt::format("`{}` takes {} argument{}, got {}", e.name, bf->arity, bf->arity == 1 ? "" : "s", e.args.size()));
+      return {};
+    }
+    std::vector<ValueId> a;
+    for (const auto& arg : e.args) {
+      if (!arg.name.empty()) {
+        d_.report(DiagKind::UnknownArgument, arg.name_loc, fmt::format("builtin `{}` takes positional arguments only", e.name));
+        return {};
+      }
+      a.push_back(lower(*arg.value, s, depth));
+      if (!a.back().valid()) return {};
+    }
+    return builtin(*bf, a, e);
+  }
+  auto it = p_.fns.find(e.name);
+  if (it == p_.fns.end()) {
+    std::vector<std::string> cands;
+    for (const auto& b : kBuiltins) cands.push_back(b.name);
+    for (const auto& [n, _] : p_.fns) cands.push_back(n);
+    std::string m = closest_match(e.name, cands);
+    if (p_.components.count(e.name))
+      d_.report(DiagKind::UnknownFunction, e.loc, fmt::format("`{}` is a component, not a function", e.name),
+                "components are pipeline stages: `a -> " + e.name + "(...) -> b`");
+    else
+      d_.report(DiagKind::UnknownFunction, e.loc, fmt::format("unknown function `{}`", e.name),
+                m.empty() ? "builtins: sqrt abs sign exp log cos sin tanh floor min max pow select row_sum row_mean col_sum col_mean sum mean norm rms"
+                          : fmt::format("did you mean `{}`?", m));
+    return {};
+  }
+  const FnDecl& f = *it->second;
+  if (depth > 64) return {};  // fn cycles are reported by the resolver
+  bool ok;
+  auto bound = bind_arguments(f.params, e.args, f.name, e.loc, d_, ok);
+  if (!ok) return {};
+  Scope fs;
+  fs.parent = &builtins_;
+  for (size_t i = 0; i < f.params.size(); ++i) {
+    ValueId v = bound[i] ? lower(*bound[i], s, depth) : lower(*f.params[i].default_value, fs, depth + 1);
+    if (!v.valid()) return {};
+    fs.vars[f.params[i].name] = {v, VarKind::Param};
+  }
+  return lower(*f.body, fs, depth + 1);
+}
+
+ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, const Expr& e) {
+  const std::string& n = e.name;
+  auto arg = [&](int k) -> const Expr& { return *e.args[k].value; };
+  if (n == "transpose") {
+    d_.report(DiagKind::TypeMismatch, e.loc, "`transpose(x)` is only allowed as an operand of `@`",
+              "write `transpose(a) @ b` or `a @ transpose(b)`; a transposed rows x cols matrix has no shape class of its own");
+    return {};
+  }
+  int64_t iattr = 0;
+  double fattr = 0;
+  if (n == "eigh_desc" || n == "argsort_desc") iattr = 1;
+  if (n == "inv_root" || n == "inv_root_damped") {
+    auto p = constant_arg(a[1], arg(1), "the root of `inv_root`");
+    if (!p) return {};
+    if (!passes::is_uniform(g_, a[2])) {
+      report_at_stage(DiagKind::NotConstant, arg(2).loc, "the epsilon of `inv_root` must be a scalar of hyperparameters and constants",
+                      "it is applied on the host before the eigendecomposition; it cannot depend on tensor values");
+      return {};
+    }
+    if (*p < 1 || *p > 64 || *p != std::floor(*p)) {
+      d_.report(DiagKind::TypeMismatch, arg(1).loc, "the root of `inv_root` must be a whole number from 1 to 64");
+      return {};
+    }
+    iattr = int64_t(*p) | (n == "inv_root_damped" ? 256 : 0);
+    Shape in2[2] = {shape(a[0]), Shape::Scalar};
+    Shape out;
+    if (!ir::library_shape(Op::InvRoot, iattr, in2, 2, out)) {
+      d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`{}` takes a square matrix, but this is {}", n, describe(shape(a[0]))));
+      return {};
+    }
+    note_matrix();
+    return b_.add(Op::InvRoot, out, {a[0], a[2]}, iattr, 0, e.loc);
+  }
+  if (n == "newton_schulz") {
+    auto steps = constant_arg(a[1], arg(1), "the step count of `newton_schulz`");
+    auto coeffs = constant_arg(a[2], arg(2), "the coefficient set of `newton_schulz`");
+    auto bf = constant_arg(a[3], arg(3), "the bf16 flag of `newton_schulz`");
+    auto eps = constant_arg(a[4], arg(4), "the epsilon of `newton_schulz`");
+    if (!steps || !coeffs || !bf || !eps) return {};
+    if (*steps < 1 || *steps > 100 || *steps != std::floor(*steps)) {
+      d_.report(DiagKind::TypeMismatch, arg(1).loc, "Newton-Schulz takes 1 to 100 steps");
+      return {};
+    }
+    if (*coeffs != 0 && *coeffs != 1) {
+      d_.report(DiagKind::TypeMismatch, arg(2).loc, "the coefficient set is `keller` or `you`");
+      return {};
+    }
+    iattr = int64_t(*steps) | (int64_t(*coeffs) << 8) | (int64_t(*bf != 0) << 12);
+    fattr = *eps;
+  }
+  if (n == "randn") return b_.add(Op::RandN, Shape::Full, {}, 0, 0, e.loc);
+  if (n == "triu") {
+    if (!ir::is_square(shape(a[0]))) {
+      d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`triu` takes a square matrix, but this is {}", describe(shape(a[0]))));
+      return {};
+    }
+    return b_.add(Op::Triu, shape(a[0]), {a[0]}, 0, 0, e.loc);
+  }
+  if (n == "eye") {
+    const Expr& x = arg(0);
+    if (x.kind == Expr::Kind::Name && (x.name == "rows" || x.name == "cols"))
+      return b_.add(Op::Eye, x.name == "rows" ? Shape::Left : Shape::Right, {}, 0, 0, e.loc);
+    d_.report(DiagKind::TypeMismatch, x.loc, "`eye` takes `rows` or `cols`", "`eye(rows)` is the rows x rows identity");
+    return {};
+  }
+  Shape in[1] = {shape(a[0])}, out;
+  Shape in2[2] = {shape(a[0]), a.size() > 1 ? shape(a[1]) : Shape::Scalar};
+  bool two = bf.op == Op::PermuteRows || bf.op == Op::PermuteCols || bf.op == Op::TriSolveLeft || bf.op == Op::TriSolveRight;
+  if (!ir::library_shape(bf.op, iattr, two ? in2 : in, two ? 2 : 1, out)) {
+    static const std::map<std::string, std::string> need = {
+        {"eigh", "a square matrix"}, {"eigh_desc", "a square matrix"}, {"inv_root", "a square matrix"}, {"inv_root_damped", "a square matrix"},
+        {"qr", "a square matrix"}, {"diag", "a rows x rows or cols x cols matrix"}, {"argsort_desc", "one value per row or per column"},
+        {"permute_rows", "a matrix and indices of its rows"}, {"permute_cols", "a matrix and indices of its columns"},
+        {"newton_schulz", "a full rows x cols tensor"}, {"tri_solve_left", "an upper-triangular square and a matrix with as many rows"},
+        {"tri_solve_right", "a matrix and an upper-triangular square with as many rows as it has columns"}, {"nlb", "a square matrix"}};
+    d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`{}` takes {}, but this is {}", n, need.at(n), describe(in[0])));
+    return {};
+  }
+  note_matrix();
+  if (two) return b_.add(bf.op, out, {a[0], a[1]}, iattr, fattr, e.loc);
+  return b_.add(bf.op, out, {a[0]}, iattr, fattr, e.loc);
+}
+
+ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, const Expr& e) {
+  if (bf.rule == BuiltinFn::Matrix) return matrix_builtin(bf, a, e);
+  auto dim = [&](int k) { return b_.add(Op::Dim, Shape::Scalar, {}, k); };
+  auto need_full = [&]() {
+    if (shape(a[0]) == Shape::Full) return true;
+    d_.report(DiagKind::TypeMismatch, e.args[0].value->loc, fmt::format("`{}` reduces a full tensor, but this is {}", bf.name, describe(shape(a[0]))));
+    return false;
+  };
+  auto need_tensor = [&]() {
+    if (shape(a[0]) != Shape::Scalar) return true;
+    d_.report(DiagKind::TypeMismatch, e.args[0].value->loc, fmt::format("`{}` reduces a tensor, but this is a scalar", bf.name));
+    return false;
+  };
+  auto count = [&](Shape s) {
+    switch (s) {
+      case Shape::Rows: return dim(0);
+      case Shape::Cols: return dim(1);
+      case Shape::Left: return b_.add(Op::Mul, Shape::Scalar, {dim(0), dim(0)});
+      case Shape::Right: return b_.add(Op::Mul, Shape::Scalar, {dim(1), dim(1)});
+      case Shape::Small: {
+        ValueId k = b_.add(Op::Min, Shape::Scalar, {dim(0), dim(1)});
+        return b_.add(Op::Mul, Shape::Scalar, {k, k});
+      }
+      default: return dim(2);
+    }
+  };
+  switch (bf.rule) {
+    case BuiltinFn::Elementwise: {
+      Shape sh = Shape::Scalar;
+      for (ValueId v : a)
+        if (!ir::try_broadcast(sh, shape(v), sh)) {
+          d_.report(DiagKind::TypeMismatch, e.loc, fmt::format("the arguments of `{}` do not combine elementwise", bf.name),
+                    "square matrices combine only with their own kind and scalars");
+          return {};
+        }
+      if (a.size() == 1) return b_.add(bf.op, sh, {a[0]}, 0, 0, e.loc);
+      if (a.size() == 2) return b_.add(bf.op, sh, {a[0], a[1]}, 0, 0, e.loc);
+      return b_.add(bf.op, sh, {a[0], a[1], a[2]}, 0, 0, e.loc);
+    }
+    case BuiltinFn::RowSum:
+    case BuiltinFn::RowMean: {
+      if (!need_full()) return {};
+      ValueId r = b_.add(Op::RowSum, Shape::Rows, {a[0]}, 0, 0, e.loc);
+      return bf.rule == BuiltinFn::RowSum ? r : b_.add(Op::Div, Shape::Rows, {r, dim(1)}, 0, 0, e.loc);
+    }
+    case BuiltinFn::ColSum:
+    case BuiltinFn::ColMean: {
+      if (!need_full()) return {};
+      ValueId r = b_.add(Op::ColSum, Shape::Cols, {a[0]}, 0, 0, e.loc);
+      return bf.rule == BuiltinFn::ColSum ? r : b_.add(Op::Div, Shape::Cols, {r, dim(0)}, 0, 0, e.loc);
+    }
+    case BuiltinFn::Sum:
+    case BuiltinFn::Mean: {
+      if (!need_tensor()) return {};
+      ValueId r = b_.add(Op::Sum, Shape::Scalar, {a[0]}, 0, 0, e.loc);
+      return bf.rule == BuiltinFn::Sum ? r : b_.add(Op::Div, Shape::Scalar, {r, count(shape(a[0]))}, 0, 0, e.loc);
+    }
+    case BuiltinFn::Norm:
+    case BuiltinFn::Rms: {
+      if (!need_tensor()) return {};
+      ValueId sq = b_.add(Op::Mul, shape(a[0]), {a[0], a[0]}, 0, 0, e.loc);
+      ValueId r = b_.add(Op::Sum, Shape::Scalar, {sq}, 0, 0, e.loc);
+      if (bf.rule == BuiltinFn::Rms) r = b_.add(Op::Div, Shape::Scalar, {r, count(shape(a[0]))}, 0, 0, e.loc);
+      return b_.add(Op::Sqrt, Shape::Scalar, {r}, 0, 0, e.loc);
+    }
+  }
+  return {};
+}
+
+std::string Lowerer::describe(Shape s) {
+  switch (s) {
+    case Shape::Scalar: return "a scalar";
+    case Shape::Rows: return "one value per row";
+    case Shape::Cols: return "one value per column";
+    case Shape::Full: return "a full tensor";
+    case Shape::Left: return "a rows x rows matrix";
+    case Shape::Right: return "a cols x cols matrix";
+    case Shape::Small: return "a min(rows, cols) square matrix";
+  }
+  return "?";
+}
+
+// Errors about arguments found inside a component of another file (the stdlib) are reported
+// at the stage that passed them, naming the place inside.
+void Lowerer::report_at_stage(DiagKind k, SourceLoc at, const std::string& msg, const std::string& help) {
+  if (stage_loc_.valid() && at.valid() && at.file != stage_loc_.file) {
+    auto [l, c] = at.file->line_col(at.offset);
+    std::string path = at.file->path();
+    auto slash = path.find_last_of('/');
+    d_.report(k, stage_loc_, fmt::format("{} (in `{}`, {}:{}:{})", msg, stage_name_, slash == std::string::npos ? path : path.substr(slash + 1), l, c), help);
+    return;
+  }
+  d_.report(k, at, msg, help);
+}
+
+// The first matrix op of a route names the stage that needs a matrix.
+void Lowerer::note_matrix() {
+  if (g_.matrix_reason.empty() && !stage_name_.empty()) g_.matrix_reason = "`" + stage_name_ + "`";
+}
+
+}  // namespace opal::lowering

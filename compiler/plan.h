@@ -85,6 +85,17 @@ struct Plan {
   std::map<uint32_t, int> temp_of;   // value id -> temp index
   std::vector<ir::Shape> buffers;    // scratch buffers (after plan_memory)
   int temp_buffer(ir::ValueId v) const { return temps[temp_of.at(v.v)].buffer; }
+  // Indices into a tensor's buffer table (the kernel ABI): 0 w, 1 g, 2.. state slots, then
+  // scratch buffers. `table_index` maps a value read from memory: w, g, a state read or a temp.
+  size_t slot_index(int64_t slot) const { return 2 + size_t(slot); }
+  size_t temp_index(ir::ValueId v) const { return 2 + graph.slots.size() + size_t(temp_buffer(v)); }
+  size_t table_index(ir::ValueId v) const {
+    const ir::Node& n = graph.at(v);
+    if (n.op == ir::Op::Param) return 0;
+    if (n.op == ir::Op::Grad) return 1;
+    if (n.op == ir::Op::StateRead) return slot_index(n.iattr);
+    return temp_index(v);
+  }
   bool is_temp(ir::ValueId v) const { return temp_of.count(v.v) != 0; }
 };
 

@@ -265,12 +265,11 @@ void Optimizer::step_kernels() {
             if (on.shape == ir::Shape::Scalar) {
               passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
               scalars[o] = passes::eval_uniform(g, v, env);
-            } else if (on.op == ir::Op::Grad) in[o] = t.bufs[1];
-            else if (on.op == ir::Op::Param) in[o] = t.bufs[0];
-            else if (on.op == ir::Op::StateRead) in[o] = t.bufs[2 + on.iattr];
-            else in[o] = t.bufs[2 + g.slots.size() + plan.temp_buffer(v)];
+            } else {
+              in[o] = t.bufs[plan.table_index(v)];
+            }
           }
-          cpu::run_library_op(n, shapes, in, scalars, t.bufs[2 + g.slots.size() + plan.temp_buffer(C.value)], t.rows, t.cols);
+          cpu::run_library_op(n, shapes, in, scalars, t.bufs[plan.temp_index(C.value)], t.rows, t.cols);
         }
         continue;
       }

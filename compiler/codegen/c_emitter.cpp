@@ -76,7 +76,7 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
     case Op::Step: return "U_t";
     case Op::Dim: return n.iattr == 0 ? "(double)rows" : n.iattr == 1 ? "(double)cols" : "(double)numel";
     case Op::Sum:
-    case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", 2 + g.slots.size() + p.temp_buffer(v));
+    case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", p.temp_index(v));
     case Op::Neg: return "-" + a(0);
     case Op::Not: return fmt::format("({} == 0.0 ? 1.0 : 0.0)", a(0));
     case Op::Sqrt: return fmt::format("sqrt({})", a(0));
@@ -161,9 +161,8 @@ std::string CEmitter::element_expr(const ir::Graph& g, ValueId v) const {
 void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) const {
   const ir::Graph& g = p.graph;
   const Kernel& K = p.kernels[k];
-  const size_t n_slots = g.slots.size();
-  auto buf_of_slot = [&](int64_t s) { return 2 + s; };
-  auto buf_of_temp = [&](ValueId v) { return 2 + n_slots + p.temp_buffer(v); };
+  auto buf_of_slot = [&](int64_t s) { return p.slot_index(s); };
+  auto buf_of_temp = [&](ValueId v) { return p.temp_index(v); };
   out += fmt::format("// {} kernel {}: {} space, level {}\n", g.name, k, domain_name(K.domain), K.level);
   out += signature(kernel_symbol(route, k)) + " {\n";
   out += open_tensor();

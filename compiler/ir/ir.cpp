@@ -116,38 +116,33 @@ bool library_shape(Op op, int64_t iattr, const Shape* in, int n, Shape& out) {
   }
 }
 
-void infer_matrix_only(Graph& g) {
-  std::string given = g.matrix_reason;  // set by the lowering: the stage that needs a matrix
-  g.matrix_only = false;
-  g.matrix_reason.clear();
-  struct Keep {
-    Graph& g;
-    const std::string& given;
-    ~Keep() {
-      if (g.matrix_only && !given.empty()) g.matrix_reason = given;
-    }
-  } keep{g, given};
-  // a state with row, column or square shape names its stage: "`adapt_factored`"
+// What makes the graph matrix-only, or "" when nothing does: a state with row, column or
+// square shape names its stage; else the first structured op.
+static std::string matrix_use(const Graph& g) {
   for (const Slot& s : g.slots)
-    if (s.shape == Shape::Rows || s.shape == Shape::Cols || is_square(s.shape)) {
-      g.matrix_only = true;
-      g.matrix_reason = "`" + s.name.substr(0, s.name.find('.')) + "`";
-      return;
-    }
+    if (s.shape == Shape::Rows || s.shape == Shape::Cols || is_square(s.shape)) return "`" + s.name.substr(0, s.name.find('.')) + "`";
   for (const Node& n : g.nodes) {
     bool structured = n.shape == Shape::Rows || n.shape == Shape::Cols || is_square(n.shape) || category(n.op) == Category::Library ||
                       category(n.op) == Category::Macro;
     if (!structured) continue;
-    g.matrix_only = true;
-    g.matrix_reason = std::string("`") + op_name(n.op) + "`";
+    std::string r = std::string("`") + op_name(n.op) + "`";
     if (n.loc.valid()) {
       auto [l, c] = n.loc.file->line_col(n.loc.offset);
       std::string path = n.loc.file->path();
       auto slash = path.find_last_of('/');
-      g.matrix_reason += " (" + (slash == std::string::npos ? path : path.substr(slash + 1)) + ":" + std::to_string(l) + ":" + std::to_string(c) + ")";
+      r += " (" + (slash == std::string::npos ? path : path.substr(slash + 1)) + ":" + std::to_string(l) + ":" + std::to_string(c) + ")";
     }
-    return;
+    return r;
   }
+  return "";
+}
+
+void infer_matrix_only(Graph& g) {
+  std::string use = matrix_use(g);
+  g.matrix_only = !use.empty();
+  // a reason the lowering gave (the stage that needs a matrix) is kept while it still applies
+  if (!g.matrix_only) g.matrix_reason.clear();
+  else if (g.matrix_reason.empty()) g.matrix_reason = use;
 }
 
 size_t Builder::KeyHash::operator()(const Key& k) const {

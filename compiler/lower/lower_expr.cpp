@@ -249,7 +249,6 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
 }
 
 ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, const Expr& e) {
-  if (bf.rule == BuiltinFn::Matrix) return matrix_builtin(bf, a, e);
   auto dim = [&](int k) { return b_.add(Op::Dim, Shape::Scalar, {}, k); };
   auto need_full = [&]() {
     if (shape(a[0]) == Shape::Full) return true;
@@ -275,6 +274,7 @@ ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, con
     }
   };
   switch (bf.rule) {
+    case BuiltinFn::Matrix: return matrix_builtin(bf, a, e);
     case BuiltinFn::Elementwise: {
       Shape sh = Shape::Scalar;
       for (ValueId v : a)

@@ -206,7 +206,7 @@ class Fuser {
       for (int k = 0; k < n.n_operands; ++k) {
         ValueId o = n.operands[k];
         if (g_.at(o).shape == Shape::Scalar) continue;
-        l = std::max(l, in_place_leaf(g_.at(o)) ? 0 : library(o) || ir::category(g_.at(o).op) == Category::Reduce ? level(o) + 1 : level(o) + 1);
+        l = std::max(l, in_place_leaf(g_.at(o)) ? 0 : level(o) + 1);  // operands are in memory one level later
       }
     } else if (!leaf(v)) {
       for (int k = 0; k < n.n_operands; ++k)

@@ -36,7 +36,20 @@ void shape_dims(Shape s, long long rows, long long cols, long long& r, long long
 
 namespace {
 
-MatF bf16_copy(const CMapF& m) { return m.unaryExpr([](float x) { return round_bf16(x); }); }
+// An operand in place, or (bf16) over its rounded copy kept in `keep`: no copy in fp32.
+CMapF operand(const float* p, long long r, long long c, bool bf, MatF& keep) {
+  if (!bf) return CMapF(p, r, c);
+  keep = CMapF(p, r, c).unaryExpr([](float x) { return round_bf16(x); });
+  return CMapF(keep.data(), r, c);
+}
+
+// o = op(A) op(B)
+void product(MapF& o, const CMapF& A, bool ta, const CMapF& B, bool tb) {
+  if (!ta && !tb) o.noalias() = A * B;
+  else if (ta && !tb) o.noalias() = A.transpose() * B;
+  else if (!ta && tb) o.noalias() = A * B.transpose();
+  else o.noalias() = A.transpose() * B.transpose();
+}
 
 void round_out(MapF& m) { m = m.unaryExpr([](float x) { return round_bf16(x); }); }
 
@@ -98,41 +111,26 @@ void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* 
   if (n.n_operands > 1) shape_dims(shapes[1], rows, cols, r1, c1);
   shape_dims(n.shape, rows, cols, ro, co);
   const bool bf = n.iattr & 4;
+  MatF keep[2];
   switch (n.op) {
     case Op::MatMul: {
-      CMapF a(in[0], r0, c0), b(in[1], r1, c1);
       MapF o(out, ro, co);
-      MatF ab, bb;
-      if (bf) {
-        ab = bf16_copy(a);
-        bb = bf16_copy(b);
-      }
-      const auto& A = bf ? static_cast<const MatF&>(ab) : MatF(a);
-      const auto& B = bf ? static_cast<const MatF&>(bb) : MatF(b);
-      switch (n.iattr & 3) {
-        case 0: o.noalias() = A * B; break;
-        case 1: o.noalias() = A.transpose() * B; break;
-        case 2: o.noalias() = A * B.transpose(); break;
-        case 3: o.noalias() = A.transpose() * B.transpose(); break;
-      }
+      product(o, operand(in[0], r0, c0, bf, keep[0]), n.iattr & 1, operand(in[1], r1, c1, bf, keep[1]), n.iattr & 2);
       if (bf) round_out(o);
       return;
     }
-    case Op::Gram: {
-      CMapF x(in[0], rows, cols);
+    case Op::Gram: {  // X X^T on the wide side
       MapF o(out, ro, co);
-      MatF X = bf ? bf16_copy(x) : MatF(x);
-      if (rows <= cols) o.noalias() = X * X.transpose();
-      else o.noalias() = X.transpose() * X;
+      CMapF X = operand(in[0], rows, cols, bf, keep[0]);
+      product(o, X, rows > cols, X, rows <= cols);
       if (bf) round_out(o);
       return;
     }
-    case Op::GramApply: {
-      CMapF bm(in[0], r0, c0), x(in[1], rows, cols);
+    case Op::GramApply: {  // B X when wide, X B when tall
       MapF o(out, rows, cols);
-      MatF B = bf ? bf16_copy(bm) : MatF(bm), X = bf ? bf16_copy(x) : MatF(x);
-      if (rows <= cols) o.noalias() = B * X;
-      else o.noalias() = X * B;
+      CMapF B = operand(in[0], r0, c0, bf, keep[0]), X = operand(in[1], rows, cols, bf, keep[1]);
+      if (rows <= cols) product(o, B, false, X, false);
+      else product(o, X, false, B, false);
       if (bf) round_out(o);
       return;
     }
@@ -178,15 +176,14 @@ void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* 
     }
     case Op::PermuteRows:
     case Op::PermuteCols: {
-      const float* x = in[0];
+      const float* x = in[0];  // never the output buffer: plan_memory reuses a buffer only after its last reader
       const float* idx = in[1];
-      std::vector<float> tmp(x, x + r0 * c0);  // out may alias nothing, but keep reads safe
       for (long long i = 0; i < r0; ++i)
         for (long long j = 0; j < c0; ++j) {
           const float fi = n.op == Op::PermuteRows ? idx[i] : float(i), fj = n.op == Op::PermuteCols ? idx[j] : float(j);
           // an index that is not one (NaN, out of range) gives NaN rather than a wild read
           const bool ok = fi >= 0 && fi < float(r0) && fj >= 0 && fj < float(c0);
-          out[i * c0 + j] = ok ? tmp[(long long)fi * c0 + (long long)fj] : std::numeric_limits<float>::quiet_NaN();
+          out[i * c0 + j] = ok ? x[(long long)fi * c0 + (long long)fj] : std::numeric_limits<float>::quiet_NaN();
         }
       return;
     }

@@ -253,13 +253,30 @@ TEST_CASE("paper_adamuon, _b1b1, _factored: MW adamuon.py (variance of NS(m_hat)
   }
 }
 
+// The reference's eigenbasis (algorithms.md 3.3): factors of the raw gradient with the variance's
+// b2, Q_L, Q_R refreshed by eigh after step 1 and every N steps, after the step's update.
+struct RefBasis {
+  M L, R, QL, QR;
+  explicit RefBasis(const ParamCase& p)
+      : L(M::Zero(p.rows(), p.rows())), R(M::Zero(p.cols(), p.cols())), QL(M::Identity(p.rows(), p.rows())), QR(M::Identity(p.cols(), p.cols())) {}
+  M rot(const M& X) const { return QL.transpose() * X * QR; }
+  M unrot(const M& X) const { return QL * X * QR.transpose(); }
+  void update(const M& G, double b2, int t, double every) {
+    L = b2 * L + (1 - b2) * G * G.transpose();
+    R = b2 * R + (1 - b2) * G.transpose() * G;
+    if (refresh(t, every)) {
+      QL = ref_eigh(L);
+      QR = ref_eigh(R);
+    }
+  }
+};
+
 // MW soap.py (4.6) and the Table 2 cells built on it
-M soap_mw_step(const ParamCase& p, const Paper& h, int variant, const M& G, const M& W, int t, M& m, M& v, M& L, M& R, M& QL, M& QR,
-               FactoredRef& fr) {
+M soap_mw_step(const ParamCase& p, const Paper& h, int variant, const M& G, const M& W, int t, M& m, M& v, RefBasis& q, FactoredRef& fr) {
   M u = M::Zero(p.rows(), p.cols());
   if (t > 1) {  // step 1: u, m, v := 0
     m = h.b1 * m + (1 - h.b1) * G;
-    M gr = QL.transpose() * G * QR;
+    M gr = q.rot(G);
     M vh;
     if (variant == 1) {
       vh = fr.update(gr, h.b2, t);
@@ -267,15 +284,10 @@ M soap_mw_step(const ParamCase& p, const Paper& h, int variant, const M& G, cons
       v = h.b2 * v + (1 - h.b2) * gr.cwiseProduct(gr);
       vh = v / (1 - std::pow(h.b2, t));
     }
-    M mh = QL.transpose() * m * QR / (1 - std::pow(h.b1, t));
-    u = QL * M(mh.array() / (vh.array().sqrt() + 1e-8)) * QR.transpose();
+    M mh = q.rot(m) / (1 - std::pow(h.b1, t));
+    u = q.unrot(M(mh.array() / (vh.array().sqrt() + 1e-8)));
   }
-  L = h.b2 * L + (1 - h.b2) * G * G.transpose();
-  R = h.b2 * R + (1 - h.b2) * G.transpose() * G;
-  if (refresh(t, h.every)) {
-    QL = ref_eigh(L);
-    QR = ref_eigh(R);
-  }
+  q.update(G, h.b2, t, h.every);
   return h.lr_at(t) * (u + h.wd * W);
 }
 
@@ -292,12 +304,12 @@ TEST_CASE("paper_soap10/100, _b1b1, _factored: MW soap.py with refreshes after s
     for (const auto* shapes : {&kShapes, &kBigShapes}) {
       double err = compare_run(c.spec, *shapes, hp, [&](const ParamCase& p) -> RefStep {
         struct S {
-          M m, v, L, R, QL, QR;
+          M m, v;
+          RefBasis q;
           FactoredRef fr;
         };
-        auto s = std::make_shared<S>(S{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.rows()), M::Zero(p.cols(), p.cols()),
-                                       M::Identity(p.rows(), p.rows()), M::Identity(p.cols(), p.cols()), {}});
-        return [=](const M& G, const M& W, int t) { return soap_mw_step(p, h, c.variant, G, W, t, s->m, s->v, s->L, s->R, s->QL, s->QR, s->fr); };
+        auto s = std::make_shared<S>(S{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols()), RefBasis(p), {}});
+        return [=](const M& G, const M& W, int t) { return soap_mw_step(p, h, c.variant, G, W, t, s->m, s->v, s->q, s->fr); };
       });
       CHECK(err < 1e-4);
     }
@@ -352,19 +364,13 @@ TEST_CASE("paper_splus10/100 and paper_splus_lookahead: MW splus.py") {
       // zeros off its diagonal, so fp32 noise decides signs there: two exact implementations
       // differ by sign flips (3e-4..2e-2). The small shapes are well-determined.
       double err = compare_run(spec, kShapes, hp, [&](const ParamCase& p) -> RefStep {
-        auto st = std::make_shared<std::array<M, 5>>(std::array<M, 5>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.rows()), M::Zero(p.cols(), p.cols()),
-                                                                       M::Identity(p.rows(), p.rows()), M::Identity(p.cols(), p.cols())});
+        auto m = std::make_shared<M>(M::Zero(p.rows(), p.cols()));
+        auto q = std::make_shared<RefBasis>(p);
         return [=](const M& G, const M& W, int t) {
-          auto& [m, L, R, QL, QR] = *st;
-          m = h.b1 * m + (1 - h.b1) * G;
-          M c = (1 - lam) * m + lam * G;
-          M u = QL * sgnm(QL.transpose() * c * QR) * QR.transpose() * (2.0 / double(p.rows() + p.cols()));
-          L = h.b2 * L + (1 - h.b2) * G * G.transpose();
-          R = h.b2 * R + (1 - h.b2) * G.transpose() * G;
-          if (refresh(t, h.every)) {
-            QL = ref_eigh(L);
-            QR = ref_eigh(R);
-          }
+          *m = h.b1 * *m + (1 - h.b1) * G;
+          M c = (1 - lam) * *m + lam * G;
+          M u = q->unrot(sgnm(q->rot(c))) * (2.0 / double(p.rows() + p.cols()));
+          q->update(G, h.b2, t, h.every);
           return M(h.lr_at(t) * (u + h.wd * W));
         };
       }, 11, true);
@@ -377,23 +383,18 @@ TEST_CASE("paper_spa: MW spa.py (variance of the unrotated sign, step-1 zeroing)
   Paper h{1.75e-3, 0.316, 0.9, 0.99, 4};
   // sign in an eigenbasis: well-determined shapes only (see paper_splus)
   double err = compare_run("paper_spa", kShapes, h.hp(), [&](const ParamCase& p) -> RefStep {
-    auto st = std::make_shared<std::array<M, 6>>(std::array<M, 6>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.rows()),
-                                                                   M::Zero(p.cols(), p.cols()), M::Identity(p.rows(), p.rows()), M::Identity(p.cols(), p.cols())});
+    auto st = std::make_shared<std::array<M, 2>>(std::array<M, 2>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols())});
+    auto q = std::make_shared<RefBasis>(p);
     return [=](const M& G, const M& W, int t) {
-      auto& [m, v, L, R, QL, QR] = *st;
+      auto& [m, v] = *st;
       M u = M::Zero(p.rows(), p.cols());
       if (t > 1) {
         m = h.b1 * m + (1 - h.b1) * G;
-        M S = QL * sgnm(QL.transpose() * m * QR) * QR.transpose();
+        M S = q->unrot(sgnm(q->rot(m)));
         v = h.b2 * v + (1 - h.b2) * S.cwiseProduct(S);
         u = S.array() / ((v / (1 - std::pow(h.b2, t))).array().sqrt() + 1e-16);
       }
-      L = h.b2 * L + (1 - h.b2) * G * G.transpose();
-      R = h.b2 * R + (1 - h.b2) * G.transpose() * G;
-      if (refresh(t, h.every)) {
-        QL = ref_eigh(L);
-        QR = ref_eigh(R);
-      }
+      q->update(G, h.b2, t, h.every);
       return M(h.lr_at(t) * (u + h.wd * W));
     };
   });

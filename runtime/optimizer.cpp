@@ -51,6 +51,15 @@ int select_route(const OptimizerDecl& o, const ParamDesc& p) {
   return -1;
 }
 
+// A state slot's initial value: zeros, or the identity for `state Q = eye(...)`.
+void init_slot(const ir::Slot& s, long long rows, long long cols, std::vector<float>& v) {
+  std::fill(v.begin(), v.end(), 0.f);
+  if (s.identity) {
+    long long n = s.shape == ir::Shape::Left ? rows : cols;
+    for (long long i = 0; i < n; ++i) v[i * n + i] = 1.f;
+  }
+}
+
 }  // namespace
 
 struct Optimizer::Impl {
@@ -162,11 +171,8 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
       return size_t(r * c);
     };
     for (const auto& s : plan.graph.slots) {
-      t.slots.emplace_back(size_of(s.shape), 0.f);
-      if (s.identity) {
-        long long n = s.shape == ir::Shape::Left ? t.rows : t.cols;
-        for (long long i = 0; i < n; ++i) t.slots.back()[i * n + i] = 1.f;
-      }
+      t.slots.emplace_back(size_of(s.shape));
+      init_slot(s, t.rows, t.cols, t.slots.back());
     }
     for (ir::Shape s : plan.buffers) t.scratch.emplace_back(size_of(s), 0.f);
     impl_->by_name[p.name] = impl_->tensors.size();
@@ -242,7 +248,7 @@ void Optimizer::step_kernels() {
       running.clear();
       for (size_t k = 0; k < R.tensors.size(); ++k) {
         const auto& t = impl_->tensors[R.tensors[k]];
-        bool on = true;
+        bool on = t.desc.grad != nullptr;
         passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
         for (const auto& l : gd.all) on = on && ((passes::eval_uniform(g, l.cond, env) != 0) != l.negated);
         if (on) running.push_back(k);
@@ -326,6 +332,12 @@ std::span<float> Optimizer::param(const std::string& name) {
   auto& t = impl_->get(name);
   return {t.desc.data, size_t(t.rows * t.cols)};
 }
+std::span<const float> Optimizer::param(const std::string& name) const { return const_cast<Optimizer*>(this)->param(name); }
+std::span<const float> Optimizer::state(const std::string& name, const std::string& slot) const {
+  return const_cast<Optimizer*>(this)->state(name, slot);
+}
+bool Optimizer::has_param(const std::string& name) const { return impl_->by_name.count(name) != 0; }
+
 std::span<float> Optimizer::grad(const std::string& name) {
   auto& t = impl_->get(name);
   return {t.desc.grad, size_t(t.rows * t.cols)};
@@ -337,6 +349,26 @@ std::vector<std::string> Optimizer::slots(const std::string& name) const {
   for (const auto& s : exe_->optimizer->routes[impl_->get(name).route].plan.graph.slots) out.push_back(s.name);
   return out;
 }
+
+void Optimizer::reset_state(const std::string& name, const std::string& slot) {
+  auto& t = impl_->get(name);
+  const auto& slots = exe_->optimizer->routes[t.route].plan.graph.slots;
+  for (size_t i = 0; i < slots.size(); ++i)
+    if (slots[i].name == slot) {
+      init_slot(slots[i], t.rows, t.cols, t.slots[i]);
+      return;
+    }
+  throw Error(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+}
+
+void Optimizer::bind(const std::string& name, float* data, float* grad) {
+  auto& t = impl_->get(name);
+  if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", name));
+  t.desc.data = t.bufs[0] = data;
+  t.desc.grad = t.bufs[1] = grad;
+}
+
+bool Optimizer::active(const std::string& name) const { return impl_->get(name).desc.grad != nullptr; }
 
 std::span<float> Optimizer::state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "runtime/checkpoint_types.h"
 #include "runtime/diagnostics.h"
 #include "runtime/executable.h"
 
@@ -48,7 +49,9 @@ class Optimizer {
   size_t num_params() const;
   const std::string& param_name(size_t i) const;
   const std::vector<int64_t>& param_shape(const std::string& name) const;
+  bool has_param(const std::string& name) const;
   std::span<float> param(const std::string& name);
+  std::span<const float> param(const std::string& name) const;
   std::span<float> grad(const std::string& name);
   // The route a parameter took, e.g. "matrix" or "other>vector".
   std::string route_of(const std::string& name) const;
@@ -56,7 +59,21 @@ class Optimizer {
   // ([rows, cols] for full slots, [rows] per row, [rows, rows] for a left factor, ...).
   std::vector<std::string> slots(const std::string& name) const;
   std::span<float> state(const std::string& name, const std::string& slot);
+  std::span<const float> state(const std::string& name, const std::string& slot) const;
   std::vector<int64_t> state_shape(const std::string& name, const std::string& slot) const;
+
+  // Starts a slot over as the spec initializes it (zeros, or the identity for `eye` states).
+  void reset_state(const std::string& name, const std::string& slot);
+
+  // Points a parameter at new memory (a host trainer that reallocates its gradients). A null
+  // `grad` leaves the parameter out of the following steps (PyTorch's `grad is None`) until a
+  // gradient is bound again. The memory must hold as many floats as the parameter.
+  void bind(const std::string& name, float* data, float* grad);
+  bool active(const std::string& name) const;
+
+  // Checkpoints (runtime/checkpoint.h): optimizer state keyed by parameter and slot name.
+  void save(const std::string& path, const CheckpointOptions& opts = {}) const;
+  LoadReport load(const std::string& path);
 
   // Update statistics of every parameter after each step (update RMS; singular-value spread
   // of matrices), off by default: it copies each parameter before the step and runs an SVD.

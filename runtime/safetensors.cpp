@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -73,6 +74,7 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
     size_t width = dtype == "F32" ? 4 : dtype == "F64" ? 8 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
     if (!width) throw fail(fmt::format("tensor `{}` has dtype {}; Opal reads F32, F64, F16 and BF16", name, dtype));
     TensorData t;
+    t.dtype = dtype;
     uint64_t count = 1;
     for (const auto& d : sh) {
       if (!d.is_number_unsigned()) throw fail(fmt::format("tensor `{}` has a non-integer dimension", name));
@@ -139,10 +141,19 @@ std::string serialize_safetensors(const SafetensorsFile& f) {
   return out;
 }
 
-void write_safetensors(const std::string& path, const SafetensorsFile& f) {
-  std::string bytes = serialize_safetensors(f);
+std::string_view safetensors_data(std::string_view bytes) {
+  if (bytes.size() < 8) return {};
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(bytes[i]);
+  if (n > bytes.size() - 8) return {};
+  return bytes.substr(8 + n);
+}
+
+void write_safetensors(const std::string& path, const SafetensorsFile& f) { write_file_atomically(path, serialize_safetensors(f)); }
+
+void write_file_atomically(const std::string& path, std::string_view bytes) {
   std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw Error(fmt::format("cannot write `{}`: {}", tmp, std::strerror(errno)));
   size_t done = 0;
   while (done < bytes.size()) {
@@ -161,8 +172,16 @@ void write_safetensors(const std::string& path, const SafetensorsFile& f) {
     throw Error(fmt::format("cannot flush `{}`", tmp));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
+    int err = errno;
     ::unlink(tmp.c_str());
-    throw Error(fmt::format("cannot rename `{}` to `{}`: {}", tmp, path, std::strerror(errno)));
+    throw Error(fmt::format("cannot rename `{}` to `{}`: {}", tmp, path, std::strerror(err)));
+  }
+  // make the rename itself durable
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
   }
 }
 

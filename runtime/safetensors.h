@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <map>
+#include <string_view>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@ namespace opal {
 struct TensorData {
   std::vector<int64_t> shape;
   std::vector<float> values;  // stored as F32; F64/F16/BF16 inputs are converted on read
+  std::string dtype = "F32";  // the dtype the file stored (writing always stores F32)
 };
 
 struct SafetensorsFile {
@@ -27,5 +29,10 @@ SafetensorsFile read_safetensors(const std::string& path);
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& what);
 void write_safetensors(const std::string& path, const SafetensorsFile& f);
 std::string serialize_safetensors(const SafetensorsFile& f);
+// Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename, and
+// an fsync of the folder, so a crash leaves either the old file or the new one.
+void write_file_atomically(const std::string& path, std::string_view bytes);
+// The data section of a serialized file (the bytes after the header).
+std::string_view safetensors_data(std::string_view bytes);
 
 }  // namespace opal

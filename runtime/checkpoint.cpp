@@ -1,0 +1,260 @@
+// Checkpoints: save (atomic), validate, then apply.
+#include "runtime/checkpoint.h"
+
+#include <algorithm>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+
+#include "compiler/codegen/cpu/host_compile.h"
+#include "runtime/error.h"
+#include "runtime/optimizer.h"
+
+namespace opal {
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string state_key(const std::string& param, const std::string& slot) { return "state/" + param + "/" + slot; }
+std::string param_key(const std::string& param) { return "param/" + param; }
+
+// A 64-bit checksum of the whole checkpoint: metadata (but the checksum itself), tensor names,
+// dtypes, shapes and bytes, in name order. 8 bytes per round, so that a multi-gigabyte state is
+// checked at memory speed.
+std::string checksum(const SafetensorsFile& f) {
+  uint64_t h = 0x9e3779b97f4a7c15ull;
+  auto mix = [&](uint64_t w) {
+    h ^= w + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+    h *= 0xff51afd7ed558ccdull;
+  };
+  auto mix_bytes = [&](const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    mix(n);
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+      uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      mix(w);
+    }
+    for (; i < n; ++i) mix(uint8_t(p[i]));
+  };
+  for (const auto& [k, v] : f.metadata) {
+    if (k == "opal.checksum") continue;
+    mix_bytes(k.data(), k.size());
+    mix_bytes(v.data(), v.size());
+  }
+  for (const auto& [name, t] : f.tensors) {
+    mix_bytes(name.data(), name.size());
+    mix_bytes(t.dtype.data(), t.dtype.size());
+    mix_bytes(t.shape.data(), t.shape.size() * sizeof(int64_t));
+    mix_bytes(t.values.data(), t.values.size() * sizeof(float));
+  }
+  h ^= h >> 33;
+  return fmt::format("{:016x}", h);
+}
+
+std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+
+// The source text of the file that declares the optimizer (the spec a person wrote).
+std::string spec_text(const CompiledOptimizer& co) {
+  return co.decl && co.decl->loc.file ? co.decl->loc.file->text() : std::string();
+}
+
+}  // namespace
+
+std::string LoadReport::summary() const {
+  std::string s = fmt::format("restored {} state slot{} at step {}", restored.size(), restored.size() == 1 ? "" : "s", step);
+  if (params_restored) s += " and the parameters";
+  if (spec_changed) s += "; the spec changed since the save";
+  if (!initialized.empty()) s += fmt::format("; initialized as the spec says: {}", fmt::join(initialized, ", "));
+  if (!dropped.empty()) s += fmt::format("; dropped (not in this spec): {}", fmt::join(dropped, ", "));
+  if (!hparams_ignored.empty()) s += fmt::format("; ignored saved hyperparameters: {}", fmt::join(hparams_ignored, ", "));
+  return s;
+}
+
+std::string program_hash(const Optimizer& opt) {
+  const auto& co = opt.compiled();
+  return content_hash(fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), opt.executable().source));
+}
+
+SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opts) {
+  SafetensorsFile f;
+  json params = json::array();
+  for (size_t i = 0; i < opt.num_params(); ++i) {
+    const std::string& name = opt.param_name(i);
+    json slots = json::array();
+    for (const auto& slot : opt.slots(name)) {
+      auto v = opt.state(name, slot);
+      f.tensors[state_key(name, slot)] = {opt.state_shape(name, slot), std::vector<float>(v.begin(), v.end())};
+      slots.push_back(slot);
+    }
+    if (opts.params) {
+      auto w = opt.param(name);
+      f.tensors[param_key(name)] = {opt.param_shape(name), std::vector<float>(w.begin(), w.end())};
+    }
+    params.push_back({{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}});
+  }
+  json hp = json::object();
+  for (const auto& h : opt.hparam_names()) hp[h] = opt.hparam(h);
+  f.metadata["opal.format"] = std::to_string(kCheckpointFormat);
+  f.metadata["opal.optimizer"] = opt.compiled().name;
+  f.metadata["opal.program_hash"] = program_hash(opt);
+  f.metadata["opal.spec"] = spec_text(opt.compiled());
+  f.metadata["opal.step"] = std::to_string(opt.step_count());
+  f.metadata["opal.hparams"] = hp.dump();
+  f.metadata["opal.params"] = params.dump();
+  return f;
+}
+
+std::string serialize_checkpoint(const Optimizer& opt, const CheckpointOptions& opts) {
+  SafetensorsFile f = checkpoint_of(opt, opts);
+  f.metadata["opal.checksum"] = checksum(f);
+  return serialize_safetensors(f);
+}
+
+void Optimizer::save(const std::string& path, const CheckpointOptions& opts) const {
+  write_file_atomically(path, serialize_checkpoint(*this, opts));
+}
+
+PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::string& what) {
+  auto fail = [&](const std::string& why) { return Error(fmt::format("cannot load checkpoint `{}`: {}", what, why)); };
+  auto meta = [&](const char* key) -> const std::string& {
+    auto it = file.metadata.find(key);
+    if (it == file.metadata.end()) throw fail(fmt::format("its metadata has no `{}`; is it an Opal checkpoint?", key));
+    return it->second;
+  };
+  if (meta("opal.format") != std::to_string(kCheckpointFormat))
+    throw fail(fmt::format("it has format {}, and this Opal reads format {}", meta("opal.format"), kCheckpointFormat));
+  PendingLoad p;
+  LoadReport& r = p.report;
+  json params, hparams;
+  try {
+    params = json::parse(meta("opal.params"));
+    hparams = json::parse(meta("opal.hparams"));
+    size_t used = 0;
+    r.step = std::stoll(meta("opal.step"), &used);
+    if (used != meta("opal.step").size() || r.step < 0) throw std::invalid_argument("step");
+  } catch (const Error&) {
+    throw;
+  } catch (const std::exception&) {
+    throw fail("its metadata (opal.params, opal.hparams or opal.step) is malformed");
+  }
+  if (!params.is_array() || !hparams.is_object()) throw fail("its metadata (opal.params or opal.hparams) is malformed");
+  r.spec_changed = meta("opal.program_hash") != program_hash(opt);
+
+  // parameters: the same names with the same shapes, both ways
+  std::map<std::string, std::vector<int64_t>> saved;
+  for (const auto& e : params) {
+    if (!e.is_object() || !e.contains("name") || !e["name"].is_string() || !e.contains("shape") || !e["shape"].is_array())
+      throw fail("its parameter table (opal.params) is malformed");
+    std::vector<int64_t> shape;
+    for (const auto& d : e["shape"]) {
+      if (!d.is_number_integer()) throw fail("its parameter table (opal.params) is malformed");
+      shape.push_back(d.get<int64_t>());
+    }
+    if (!saved.emplace(e["name"].get<std::string>(), shape).second)
+      throw fail(fmt::format("parameter `{}` appears twice in its table", e["name"].get<std::string>()));
+  }
+  std::set<std::string> consumed;
+  for (size_t i = 0; i < opt.num_params(); ++i) {
+    const std::string& name = opt.param_name(i);
+    auto it = saved.find(name);
+    if (it == saved.end()) throw fail(fmt::format("it has no parameter `{}` (it has {} others)", name, saved.size()));
+    if (it->second != opt.param_shape(name))
+      throw fail(fmt::format("parameter `{}` has shape {} in the checkpoint but {} here", name, shape_str(it->second), shape_str(opt.param_shape(name))));
+    for (const auto& slot : opt.slots(name)) {
+      std::string key = state_key(name, slot);
+      auto t = file.tensors.find(key);
+      std::vector<int64_t> want = opt.state_shape(name, slot);
+      if (t == file.tensors.end()) {
+        if (!r.spec_changed) throw fail(fmt::format("state `{}/{}` is missing", name, slot));
+        r.initialized.push_back(name + "/" + slot);
+        continue;
+      }
+      if (t->second.dtype != "F32") throw fail(fmt::format("state `{}/{}` has dtype {}; Opal state is F32", name, slot, t->second.dtype));
+      if (t->second.shape != want) {
+        if (!r.spec_changed)
+          throw fail(fmt::format("state `{}/{}` has shape {} in the checkpoint but {} here", name, slot, shape_str(t->second.shape), shape_str(want)));
+        r.initialized.push_back(fmt::format("{}/{} (shape {} now {})", name, slot, shape_str(t->second.shape), shape_str(want)));
+        consumed.insert(key);
+        continue;
+      }
+      r.restored.push_back(name + "/" + slot);
+      consumed.insert(key);
+    }
+    if (auto w = file.tensors.find(param_key(name)); w != file.tensors.end()) {
+      if (w->second.dtype != "F32") throw fail(fmt::format("parameter `{}` has dtype {}; Opal parameters are F32", name, w->second.dtype));
+      if (w->second.shape != opt.param_shape(name))
+        throw fail(fmt::format("the values of parameter `{}` have shape {}, not {}", name, shape_str(w->second.shape), shape_str(opt.param_shape(name))));
+      consumed.insert(param_key(name));
+      r.params_restored = true;
+    } else if (r.params_restored) {
+      throw fail(fmt::format("it has values for some parameters, but none for `{}`", name));
+    }
+  }
+  if (saved.size() != opt.num_params())
+    for (const auto& [name, _] : saved)
+      if (!opt.has_param(name)) throw fail(fmt::format("it has parameter `{}`, which this optimizer does not have", name));
+  for (const auto& [key, _] : file.tensors) {
+    if (consumed.count(key)) continue;
+    if (key.rfind("state/", 0) != 0) throw fail(fmt::format("it has an unexpected tensor `{}`", key));
+    if (!r.spec_changed) throw fail(fmt::format("it has state `{}` that this spec does not keep", key.substr(6)));
+    r.dropped.push_back(key.substr(6));
+  }
+  for (auto& [name, v] : hparams.items()) {
+    if (!v.is_number()) throw fail(fmt::format("hyperparameter `{}` is not a number", name));
+    const auto& names = opt.hparam_names();
+    if (std::find(names.begin(), names.end(), name) == names.end()) r.hparams_ignored.push_back(name);
+  }
+  p.file = std::move(file);
+  return p;
+}
+
+PendingLoad prepare_load_bytes(const Optimizer& opt, const std::string& bytes, const std::string& what) {
+  SafetensorsFile f = parse_safetensors(bytes, what);
+  auto it = f.metadata.find("opal.checksum");
+  if (it == f.metadata.end()) throw Error(fmt::format("cannot load checkpoint `{}`: it has no checksum (opal.checksum); is it an Opal checkpoint?", what));
+  if (checksum(f) != it->second) throw Error(fmt::format("cannot load checkpoint `{}`: its data does not match its checksum (the file is corrupt)", what));
+  return prepare_load(opt, std::move(f), what);
+}
+
+LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
+  const auto& tensors = p.file.tensors;
+  for (size_t i = 0; i < opt.num_params(); ++i) {
+    const std::string& name = opt.param_name(i);
+    for (const auto& slot : opt.slots(name)) {
+      auto t = tensors.find(state_key(name, slot));
+      if (t != tensors.end() && t->second.shape == opt.state_shape(name, slot)) {
+        auto dst = opt.state(name, slot);
+        std::copy(t->second.values.begin(), t->second.values.end(), dst.begin());
+      } else {
+        opt.reset_state(name, slot);
+      }
+    }
+    if (auto w = tensors.find(param_key(name)); w != tensors.end()) {
+      auto dst = opt.param(name);
+      std::copy(w->second.values.begin(), w->second.values.end(), dst.begin());
+    }
+  }
+  opt.set_step_count(p.report.step);
+  json hparams = json::parse(p.file.metadata.at("opal.hparams"));
+  const auto& names = opt.hparam_names();
+  for (auto& [name, v] : hparams.items())
+    if (std::find(names.begin(), names.end(), name) != names.end()) opt.set_hparam(name, v.get<double>());
+  return std::move(p.report);
+}
+
+LoadReport Optimizer::load(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw Error(fmt::format("cannot read checkpoint `{}`", path));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return apply_load(*this, prepare_load_bytes(*this, ss.str(), path));
+}
+
+}  // namespace opal

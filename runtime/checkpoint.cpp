@@ -122,7 +122,7 @@ void Optimizer::save(const std::string& path, const CheckpointOptions& opts) con
 }
 
 PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::string& what) {
-  auto fail = [&](const std::string& why) { return Error(fmt::format("cannot load checkpoint `{}`: {}", what, why)); };
+  auto fail = [&](const std::string& why) { return CheckpointError(fmt::format("cannot load checkpoint `{}`: {}", what, why)); };
   auto meta = [&](const char* key) -> const std::string& {
     auto it = file.metadata.find(key);
     if (it == file.metadata.end()) throw fail(fmt::format("its metadata has no `{}`; is it an Opal checkpoint?", key));
@@ -216,10 +216,15 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
 }
 
 PendingLoad prepare_load_bytes(const Optimizer& opt, const std::string& bytes, const std::string& what) {
-  SafetensorsFile f = parse_safetensors(bytes, what);
+  SafetensorsFile f;
+  try {
+    f = parse_safetensors(bytes, what);
+  } catch (const Error& e) {
+    throw CheckpointError(fmt::format("cannot load checkpoint: {}", e.what()));
+  }
   auto it = f.metadata.find("opal.checksum");
-  if (it == f.metadata.end()) throw Error(fmt::format("cannot load checkpoint `{}`: it has no checksum (opal.checksum); is it an Opal checkpoint?", what));
-  if (checksum(f) != it->second) throw Error(fmt::format("cannot load checkpoint `{}`: its data does not match its checksum (the file is corrupt)", what));
+  if (it == f.metadata.end()) throw CheckpointError(fmt::format("cannot load checkpoint `{}`: it has no checksum (opal.checksum); is it an Opal checkpoint?", what));
+  if (checksum(f) != it->second) throw CheckpointError(fmt::format("cannot load checkpoint `{}`: its data does not match its checksum (the file is corrupt)", what));
   return prepare_load(opt, std::move(f), what);
 }
 
@@ -251,7 +256,7 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
 
 LoadReport Optimizer::load(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("cannot read checkpoint `{}`", path));
+  if (!in) throw IoError(fmt::format("cannot read checkpoint `{}`", path));
   std::stringstream ss;
   ss << in.rdbuf();
   return apply_load(*this, prepare_load_bytes(*this, ss.str(), path));

@@ -17,4 +17,22 @@ class CompileError : public Error {
   using Error::Error;
 };
 
+// A name that is not there: a parameter, state slot or hyperparameter.
+class NotFoundError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A checkpoint that cannot be loaded (corrupt, or not of this optimizer's parameters).
+class CheckpointError : public Error {
+ public:
+  using Error::Error;
+};
+
+// A file that cannot be read or written.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace opal

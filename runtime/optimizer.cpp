@@ -51,6 +51,70 @@ int select_route(const OptimizerDecl& o, const ParamDesc& p) {
   return -1;
 }
 
+// Where a parameter goes and how it is viewed, with every check that can fail (names, shapes,
+// routes, size limits) and no allocation: the constructor and Optimizer::check_param share it.
+struct RoutedParam {
+  size_t route;
+  long long rows, cols;
+};
+
+RoutedParam route_param(const CompiledOptimizer& co, const ParamDesc& p) {
+  if (p.name.empty()) throw Error("a parameter has an empty name");
+  int64_t numel = 1;
+  for (int64_t d : p.shape) {
+    if (d <= 0) throw Error(fmt::format("parameter `{}` has shape {}: every dimension must be positive", p.name, shape_str(p.shape)));
+    if (numel > kMaxTensorElements / d) throw Error(fmt::format("parameter `{}` has more than {} elements", p.name, kMaxTensorElements));
+    numel *= d;
+  }
+  // route: follow delegations down to a compiled route
+  std::vector<RouteStep> path;
+  const OptimizerDecl* o = co.decl;
+  while (true) {
+    int r = select_route(*o, p);
+    if (r < 0) {
+      throw Error(fmt::format("parameter `{}` ({}) matches no route of optimizer `{}` [UnroutedParameter]\n  = help: add an `other:` route, or a "
+                              "pattern route such as \"{}\": ...",
+                              p.name, p.shape.size() >= 2 ? "matrix " + shape_str(p.shape) : "vector " + shape_str(p.shape), o->name, p.name));
+    }
+    path.push_back({o, size_t(r)});
+    const Route& route = o->routes[r];
+    auto inner = co.program->optimizers.find(route.pipeline.size() == 1 ? route.pipeline[0].name : "");
+    if (inner == co.program->optimizers.end() || co.program->components.count(route.pipeline[0].name)) break;
+    o = inner->second;
+  }
+  size_t ri = co.routes.size();
+  for (size_t i = 0; i < co.routes.size(); ++i) {
+    const auto& cp = co.routes[i].path;
+    if (cp.size() == path.size() && std::equal(cp.begin(), cp.end(), path.begin(), [](const RouteStep& a, const RouteStep& b) {
+          return a.optimizer == b.optimizer && a.route == b.route;
+        }))
+      ri = i;
+  }
+  if (ri == co.routes.size()) throw Error(fmt::format("internal: no compiled route for parameter `{}`", p.name));
+  const Plan& plan = co.routes[ri].plan;
+  if (plan.graph.matrix_only && p.shape.size() < 2) {
+    throw Error(fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route "
+                            "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
+                            plan.graph.matrix_reason, p.name, shape_str(p.shape), co.name));
+  }
+  RoutedParam rp{ri, 1, numel};
+  if (p.shape.size() >= 2) {
+    rp.rows = p.shape[0];
+    rp.cols = numel / p.shape[0];
+  }
+  auto check_size = [&](ir::Shape s) {
+    long long r, c;
+    cpu::shape_dims(s, rp.rows, rp.cols, r, c);
+    if (ir::is_square(s) && r > kMaxSideForSquares)
+      throw Error(fmt::format("parameter `{}` {} would need a {} x {} matrix in route `{}`: the limit is {} [LimitExceeded]\n  = help: route "
+                              "it to an elementwise pipeline by name or shape",
+                              p.name, shape_str(p.shape), r, r, co.routes[ri].label, kMaxSideForSquares));
+  };
+  for (const auto& s : plan.graph.slots) check_size(s.shape);
+  for (ir::Shape s : plan.buffers) check_size(s);
+  return rp;
+}
+
 // A state slot's initial value: zeros, or the identity for `state Q = eye(...)`.
 void init_slot(const ir::Slot& s, long long rows, long long cols, std::vector<float>& v) {
   std::fill(v.begin(), v.end(), 0.f);
@@ -90,7 +154,7 @@ struct Optimizer::Impl {
       std::vector<std::string> names;
       for (const auto& [n, _] : by_name) names.push_back(n);
       std::string m = closest_match(name, names);
-      throw Error(fmt::format("no parameter `{}`{}", name, m.empty() ? "" : fmt::format("; did you mean `{}`?", m)));
+      throw NotFoundError(fmt::format("no parameter `{}`{}", name, m.empty() ? "" : fmt::format("; did you mean `{}`?", m)));
     }
     return tensors[it->second];
   }
@@ -104,55 +168,15 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
   for (size_t i = 0; i < co.defaults.size(); ++i) impl_->uniforms[1 + i] = co.defaults[i];
   impl_->routes.resize(co.routes.size());
   for (auto& p : params) {
-    if (p.name.empty()) throw Error("a parameter has an empty name");
     if (impl_->by_name.count(p.name)) throw Error(fmt::format("parameter `{}` is given twice", p.name));
-    int64_t numel = 1;
-    for (int64_t d : p.shape) {
-      if (d <= 0) throw Error(fmt::format("parameter `{}` has shape {}: every dimension must be positive", p.name, shape_str(p.shape)));
-      if (numel > kMaxTensorElements / d) throw Error(fmt::format("parameter `{}` has more than {} elements", p.name, kMaxTensorElements));
-      numel *= d;
-    }
-    // route: follow delegations down to a compiled route
-    std::vector<RouteStep> path;
-    const OptimizerDecl* o = co.decl;
-    while (true) {
-      int r = select_route(*o, p);
-      if (r < 0) {
-        throw Error(fmt::format("parameter `{}` ({}) matches no route of optimizer `{}` [UnroutedParameter]\n  = help: add an `other:` route, or a "
-                                "pattern route such as \"{}\": ...",
-                                p.name, p.shape.size() >= 2 ? "matrix " + shape_str(p.shape) : "vector " + shape_str(p.shape), o->name, p.name));
-      }
-      path.push_back({o, size_t(r)});
-      const Route& route = o->routes[r];
-      auto inner = co.program->optimizers.find(route.pipeline.size() == 1 ? route.pipeline[0].name : "");
-      if (inner == co.program->optimizers.end() || co.program->components.count(route.pipeline[0].name)) break;
-      o = inner->second;
-    }
-    size_t ri = co.routes.size();
-    for (size_t i = 0; i < co.routes.size(); ++i) {
-      const auto& cp = co.routes[i].path;
-      if (cp.size() == path.size() && std::equal(cp.begin(), cp.end(), path.begin(), [](const RouteStep& a, const RouteStep& b) {
-            return a.optimizer == b.optimizer && a.route == b.route;
-          }))
-        ri = i;
-    }
-    if (ri == co.routes.size()) throw Error(fmt::format("internal: no compiled route for parameter `{}`", p.name));
-    const Plan& plan = co.routes[ri].plan;
-    if (plan.graph.matrix_only && p.shape.size() < 2) {
-      throw Error(fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route "
-                              "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
-                              plan.graph.matrix_reason, p.name, shape_str(p.shape), co.name));
-    }
+    RoutedParam rp = route_param(co, p);
+    const Plan& plan = co.routes[rp.route].plan;
     Impl::Tensor t;
     t.desc = p;
-    t.route = ri;
-    if (p.shape.size() >= 2) {
-      t.rows = p.shape[0];
-      t.cols = numel / p.shape[0];
-    } else {
-      t.rows = 1;
-      t.cols = numel;
-    }
+    t.route = rp.route;
+    t.rows = rp.rows;
+    t.cols = rp.cols;
+    const int64_t numel = rp.rows * rp.cols;
     if (!t.desc.data) {
       t.owned_w.assign(numel, 0.f);
       t.desc.data = t.owned_w.data();
@@ -164,10 +188,6 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
     auto size_of = [&](ir::Shape s) -> size_t {
       long long r, c;
       cpu::shape_dims(s, t.rows, t.cols, r, c);
-      if (ir::is_square(s) && r > kMaxSideForSquares)
-        throw Error(fmt::format("parameter `{}` {} would need a {} x {} matrix in route `{}`: the limit is {} [LimitExceeded]\n  = help: route "
-                                "it to an elementwise pipeline by name or shape",
-                                p.name, shape_str(p.shape), r, r, co.routes[ri].label, kMaxSideForSquares));
       return size_t(r * c);
     };
     for (const auto& s : plan.graph.slots) {
@@ -194,6 +214,8 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
 }
 
 Optimizer::~Optimizer() = default;
+
+void Optimizer::check_param(const CompiledOptimizer& co, const ParamDesc& p) { route_param(co, p); }
 
 void Optimizer::step() {
   if (impl_->diagnostics) {
@@ -229,7 +251,7 @@ std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::
       if (s.shape == ir::Shape::Rows || s.shape == ir::Shape::Cols) return {r};
       return {r, c};
     }
-  throw Error(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+  throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
 }
 
 void Optimizer::step_kernels() {
@@ -310,7 +332,7 @@ void Optimizer::set_hparam(const std::string& name, double value) {
   auto it = std::find(names.begin(), names.end(), name);
   if (it == names.end()) {
     std::string m = closest_match(name, names);
-    throw Error(fmt::format("optimizer `{}` has no hyperparameter `{}`{}", exe_->optimizer->name, name,
+    throw NotFoundError(fmt::format("optimizer `{}` has no hyperparameter `{}`{}", exe_->optimizer->name, name,
                             m.empty() ? fmt::format("; it has: {}", fmt::join(names, ", ")) : fmt::format("; did you mean `{}`?", m)));
   }
   impl_->uniforms[1 + (it - names.begin())] = value;
@@ -319,7 +341,7 @@ void Optimizer::set_hparam(const std::string& name, double value) {
 double Optimizer::hparam(const std::string& name) const {
   const auto& names = exe_->optimizer->hparams;
   auto it = std::find(names.begin(), names.end(), name);
-  if (it == names.end()) throw Error(fmt::format("optimizer `{}` has no hyperparameter `{}`", exe_->optimizer->name, name));
+  if (it == names.end()) throw NotFoundError(fmt::format("optimizer `{}` has no hyperparameter `{}`", exe_->optimizer->name, name));
   return impl_->uniforms[1 + (it - names.begin())];
 }
 
@@ -358,7 +380,7 @@ void Optimizer::reset_state(const std::string& name, const std::string& slot) {
       init_slot(slots[i], t.rows, t.cols, t.slots[i]);
       return;
     }
-  throw Error(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+  throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
 }
 
 void Optimizer::bind(const std::string& name, float* data, float* grad) {
@@ -375,7 +397,7 @@ std::span<float> Optimizer::state(const std::string& name, const std::string& sl
   const auto& slots = exe_->optimizer->routes[t.route].plan.graph.slots;
   for (size_t i = 0; i < slots.size(); ++i)
     if (slots[i].name == slot) return {t.slots[i].data(), t.slots[i].size()};
-  throw Error(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+  throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
 }
 
 const CompiledOptimizer& Optimizer::compiled() const { return *exe_->optimizer; }

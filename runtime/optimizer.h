@@ -36,6 +36,10 @@ class Optimizer {
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
+  // The checks the constructor makes of one parameter (name, shape, route, size limits), with
+  // its errors, allocating nothing.
+  static void check_param(const CompiledOptimizer& co, const ParamDesc& p);
+
   // One update of every parameter from its current gradient.
   void step();
   int64_t step_count() const { return t_; }

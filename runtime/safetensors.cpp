@@ -116,7 +116,7 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
 
 SafetensorsFile read_safetensors(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(fmt::format("cannot read `{}`", path));
+  if (!in) throw IoError(fmt::format("cannot read `{}`", path));
   std::stringstream ss;
   ss << in.rdbuf();
   return parse_safetensors(ss.str(), path);
@@ -154,7 +154,7 @@ void write_safetensors(const std::string& path, const SafetensorsFile& f) { writ
 void write_file_atomically(const std::string& path, std::string_view bytes) {
   std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) throw Error(fmt::format("cannot write `{}`: {}", tmp, std::strerror(errno)));
+  if (fd < 0) throw IoError(fmt::format("cannot write `{}`: {}", tmp, std::strerror(errno)));
   size_t done = 0;
   while (done < bytes.size()) {
     ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
@@ -163,18 +163,18 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
       int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
-      throw Error(fmt::format("cannot write `{}`: {}", tmp, std::strerror(err)));
+      throw IoError(fmt::format("cannot write `{}`: {}", tmp, std::strerror(err)));
     }
     done += size_t(w);
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp.c_str());
-    throw Error(fmt::format("cannot flush `{}`", tmp));
+    throw IoError(fmt::format("cannot flush `{}`", tmp));
   }
   if (std::rename(tmp.c_str(), path.c_str()) != 0) {
     int err = errno;
     ::unlink(tmp.c_str());
-    throw Error(fmt::format("cannot rename `{}` to `{}`: {}", tmp, path, std::strerror(err)));
+    throw IoError(fmt::format("cannot rename `{}` to `{}`: {}", tmp, path, std::strerror(err)));
   }
   // make the rename itself durable
   std::string dir = std::filesystem::path(path).parent_path().string();

@@ -1,0 +1,308 @@
+// The C ABI over opal::Optimizer: argument checks, two-phase construction, and every C++
+// exception turned into a status and a thread-local message.
+#include "runtime/c_api/opal.h"
+
+#include <map>
+#include <memory>
+#include <new>
+#include <optional>
+#include <set>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "runtime/checkpoint.h"
+#include "runtime/error.h"
+#include "runtime/optimizer.h"
+
+struct opal_optimizer {
+  std::shared_ptr<const opal::Executable> exe;
+  std::vector<opal::ParamDesc> params;  // until the optimizer is built
+  std::map<std::string, double> hparams;  // set before it is built
+  std::unique_ptr<opal::Optimizer> opt;
+  std::set<std::string> strings;  // returned names, alive as long as the handle
+  std::string report;
+
+  const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
+  opal::Optimizer& built() {
+    if (!opt) {
+      auto o = std::make_unique<opal::Optimizer>(exe, params);
+      for (const auto& [k, v] : hparams) o->set_hparam(k, v);
+      opt = std::move(o);
+      params.clear();
+    }
+    return *opt;
+  }
+};
+
+namespace {
+
+thread_local std::string last_error;
+
+struct Failure {
+  opal_status status;
+  std::string message;
+};
+
+opal_status fail(opal_status s, std::string message) {
+  last_error = std::move(message);
+  return s;
+}
+
+// Runs `f`, turning every exception into a status; nothing escapes.
+template <class F>
+opal_status guarded(F&& f) noexcept {
+  try {
+    f();
+    return OPAL_OK;
+  } catch (const Failure& e) {
+    return fail(e.status, e.message);
+  } catch (const opal::CompileError& e) {
+    return fail(OPAL_ERROR_SPEC, e.what());
+  } catch (const opal::NotFoundError& e) {
+    return fail(OPAL_ERROR_NOT_FOUND, e.what());
+  } catch (const opal::CheckpointError& e) {
+    return fail(OPAL_ERROR_CHECKPOINT, e.what());
+  } catch (const opal::IoError& e) {
+    return fail(OPAL_ERROR_IO, e.what());
+  } catch (const opal::Error& e) {
+    return fail(OPAL_ERROR_ARGUMENT, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(OPAL_ERROR_INTERNAL, "out of memory");
+  } catch (const std::exception& e) {
+    return fail(OPAL_ERROR_INTERNAL, fmt::format("internal error: {}", e.what()));
+  } catch (...) {
+    return fail(OPAL_ERROR_INTERNAL, "internal error: unknown exception");
+  }
+}
+
+void need(bool ok, const char* what) {
+  if (!ok) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("{} must not be NULL", what)};
+}
+
+const char* dtype_name(opal_dtype d) {
+  switch (d) {
+    case OPAL_F32: return "f32";
+    case OPAL_F16: return "f16";
+    case OPAL_BF16: return "bf16";
+    case OPAL_F64: return "f64";
+  }
+  return "an unknown dtype";
+}
+
+}  // namespace
+
+extern "C" {
+
+const char* opal_version(void) { return OPAL_VERSION; }
+int opal_abi_version(void) { return OPAL_ABI_VERSION; }
+const char* opal_last_error(void) { return last_error.c_str(); }
+
+const char* opal_status_name(opal_status s) {
+  switch (s) {
+    case OPAL_OK: return "OPAL_OK";
+    case OPAL_ERROR_SPEC: return "OPAL_ERROR_SPEC";
+    case OPAL_ERROR_ARGUMENT: return "OPAL_ERROR_ARGUMENT";
+    case OPAL_ERROR_NOT_FOUND: return "OPAL_ERROR_NOT_FOUND";
+    case OPAL_ERROR_IO: return "OPAL_ERROR_IO";
+    case OPAL_ERROR_CHECKPOINT: return "OPAL_ERROR_CHECKPOINT";
+    case OPAL_ERROR_UNSUPPORTED: return "OPAL_ERROR_UNSUPPORTED";
+    case OPAL_ERROR_STATE: return "OPAL_ERROR_STATE";
+    case OPAL_ERROR_INTERNAL: return "OPAL_ERROR_INTERNAL";
+  }
+  return "an unknown status";
+}
+
+opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer** out) {
+  return guarded([&] {
+    need(spec, "spec");
+    need(out, "out");
+    auto h = std::make_unique<opal_optimizer>();
+    h->exe = opal::build_executable({spec, optimizer ? optimizer : "", ""});
+    *out = h.release();
+  });
+}
+
+void opal_destroy(opal_optimizer* opt) { delete opt; }
+
+opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype, opal_device device,
+                           void* data, void* grad) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    need(ndim == 0 || shape, "shape");
+    if (opt->opt) throw Failure{OPAL_ERROR_STATE, fmt::format("cannot add parameter `{}`: the parameter list was fixed by an earlier call", name)};
+    if (ndim < 0 || ndim > 8) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` has {} dimensions; 0 to 8 are allowed", name, ndim)};
+    if (device != OPAL_CPU)
+      throw Failure{OPAL_ERROR_UNSUPPORTED, fmt::format("parameter `{}` is on a CUDA device, and this build steps CPU memory only", name)};
+    if (dtype != OPAL_F32)
+      throw Failure{OPAL_ERROR_UNSUPPORTED, fmt::format("parameter `{}` is {}; Opal steps f32 parameters (keep an f32 master copy)", name, dtype_name(dtype))};
+    for (const auto& p : opt->params)
+      if (p.name == name) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is given twice", name)};
+    opal::ParamDesc p{name, std::vector<int64_t>(shape, shape + ndim), static_cast<float*>(data), static_cast<float*>(grad)};
+    // check shape and routing now, so that the error names this call
+    opal::Optimizer::check_param(*opt->exe->optimizer, p);
+    opt->params.push_back(std::move(p));
+  });
+}
+
+opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, void* grad) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    need(data, "data");
+    opt->built().bind(name, static_cast<float*>(data), static_cast<float*>(grad));
+  });
+}
+
+opal_status opal_param_data(opal_optimizer* opt, const char* name, float** data, float** grad, int64_t* numel) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    auto& o = opt->built();
+    auto w = o.param(name);
+    auto g = o.grad(name);
+    if (data) *data = w.data();
+    if (grad) *grad = g.data();
+    if (numel) *numel = int64_t(w.size());
+  });
+}
+
+opal_status opal_step(opal_optimizer* opt, void* stream) {
+  return guarded([&] {
+    need(opt, "opt");
+    if (stream) throw Failure{OPAL_ERROR_UNSUPPORTED, "a CUDA stream was given, and this build steps CPU memory only"};
+    opt->built().step();
+  });
+}
+
+opal_status opal_step_count(opal_optimizer* opt, int64_t* out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(out, "out");
+    *out = opt->opt ? opt->opt->step_count() : 0;
+  });
+}
+
+opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    if (opt->opt) {
+      opt->opt->set_hparam(name, value);
+      return;
+    }
+    opal::Optimizer probe(opt->exe, {});  // checks the name, with "did you mean"
+    probe.set_hparam(name, value);
+    opt->hparams[name] = value;
+  });
+}
+
+opal_status opal_get_hparam(opal_optimizer* opt, const char* name, double* out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    need(out, "out");
+    if (opt->opt) {
+      *out = opt->opt->hparam(name);
+      return;
+    }
+    opal::Optimizer probe(opt->exe, {});
+    for (const auto& [k, v] : opt->hparams) probe.set_hparam(k, v);
+    *out = probe.hparam(name);
+  });
+}
+
+opal_status opal_num_hparams(opal_optimizer* opt, size_t* out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(out, "out");
+    *out = opt->exe->optimizer->hparams.size();
+  });
+}
+
+opal_status opal_hparam_name(opal_optimizer* opt, size_t index, const char** out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(out, "out");
+    const auto& names = opt->exe->optimizer->hparams;
+    if (index >= names.size())
+      throw Failure{OPAL_ERROR_NOT_FOUND, fmt::format("hyperparameter index {} is out of range (there are {})", index, names.size())};
+    *out = names[index].c_str();
+  });
+}
+
+opal_status opal_save(opal_optimizer* opt, const char* path, unsigned flags) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(path, "path");
+    if (flags & ~OPAL_SAVE_PARAMS) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("unknown save flags {:#x}", flags & ~OPAL_SAVE_PARAMS)};
+    opt->built().save(path, {.params = (flags & OPAL_SAVE_PARAMS) != 0});
+  });
+}
+
+opal_status opal_load(opal_optimizer* opt, const char* path, const char** report) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(path, "path");
+    opt->report = opt->built().load(path).summary();
+    if (report) *report = opt->report.c_str();
+  });
+}
+
+opal_status opal_num_slots(opal_optimizer* opt, const char* param, size_t* out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(out, "out");
+    *out = opt->built().slots(param).size();
+  });
+}
+
+opal_status opal_slot_name(opal_optimizer* opt, const char* param, size_t index, const char** out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(out, "out");
+    auto slots = opt->built().slots(param);
+    if (index >= slots.size())
+      throw Failure{OPAL_ERROR_NOT_FOUND, fmt::format("parameter `{}` has {} state slots; index {} is out of range", param, slots.size(), index)};
+    *out = opt->keep(slots[index]);
+  });
+}
+
+opal_status opal_state(opal_optimizer* opt, const char* param, const char* slot, float** data, int64_t* numel) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(slot, "slot");
+    auto s = opt->built().state(param, slot);
+    if (data) *data = s.data();
+    if (numel) *numel = int64_t(s.size());
+  });
+}
+
+opal_status opal_state_shape(opal_optimizer* opt, const char* param, const char* slot, int* ndim, int64_t shape[8]) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(slot, "slot");
+    need(ndim, "ndim");
+    auto s = opt->built().state_shape(param, slot);
+    if (s.size() > 8) throw Failure{OPAL_ERROR_INTERNAL, "a state slot with more than 8 dimensions"};
+    *ndim = int(s.size());
+    if (shape)
+      for (size_t i = 0; i < s.size(); ++i) shape[i] = s[i];
+  });
+}
+
+opal_status opal_route(opal_optimizer* opt, const char* param, const char** out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(out, "out");
+    *out = opt->keep(opt->built().route_of(param));
+  });
+}
+
+}  // extern "C"

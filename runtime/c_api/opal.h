@@ -1,0 +1,104 @@
+/* Opal's C ABI: build an optimizer from a spec, hand it parameters, step it, checkpoint it.
+ *
+ * Every function returns an opal_status. After a failing call, opal_last_error() gives a
+ * message for people (for a bad spec: the rendered diagnostics, file:line:col with a caret);
+ * it belongs to the calling thread and stays valid until that thread's next failing call.
+ * No C++ exception crosses this interface, and a failing call changes nothing.
+ *
+ * Lifecycle: opal_create, then opal_add_param for every parameter, then opal_step as often as
+ * needed. The parameter list is fixed by the first call that needs it (step, save, load, state,
+ * route); adding a parameter after that is OPAL_ERROR_STATE. One optimizer must not be used
+ * from two threads at once; different optimizers may.
+ */
+#ifndef OPAL_H
+#define OPAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define OPAL_API __attribute__((visibility("default")))
+#else
+#define OPAL_API
+#endif
+
+#define OPAL_ABI_VERSION 1
+
+typedef enum opal_status {
+  OPAL_OK = 0,
+  OPAL_ERROR_SPEC = 1,        /* the spec does not compile; the message has the diagnostics */
+  OPAL_ERROR_ARGUMENT = 2,    /* a bad argument: null pointer, bad shape, duplicate name, no route */
+  OPAL_ERROR_NOT_FOUND = 3,   /* no such parameter, state slot or hyperparameter */
+  OPAL_ERROR_IO = 4,          /* a file that cannot be read or written */
+  OPAL_ERROR_CHECKPOINT = 5,  /* a checkpoint that is corrupt or does not fit this optimizer */
+  OPAL_ERROR_UNSUPPORTED = 6, /* a dtype or device this build cannot step */
+  OPAL_ERROR_STATE = 7,       /* a call out of order (a parameter added after the first step) */
+  OPAL_ERROR_INTERNAL = 8     /* a bug in Opal: please report it with the message */
+} opal_status;
+
+typedef enum opal_dtype { OPAL_F32 = 0, OPAL_F16 = 1, OPAL_BF16 = 2, OPAL_F64 = 3 } opal_dtype;
+typedef enum opal_device { OPAL_CPU = 0, OPAL_CUDA = 1 } opal_device;
+
+/* opal_save flags */
+#define OPAL_SAVE_PARAMS 1u /* also store the parameters' values (restored by opal_load) */
+
+typedef struct opal_optimizer opal_optimizer;
+
+OPAL_API const char* opal_version(void);
+OPAL_API int opal_abi_version(void);
+OPAL_API const char* opal_last_error(void);
+OPAL_API const char* opal_status_name(opal_status status);
+
+/* `spec` is a stdlib optimizer's name ("adamw"), a path to a .opal file, or spec text.
+ * `optimizer` picks one optimizer of a file that defines several; NULL for the only one. */
+OPAL_API opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer** out);
+OPAL_API void opal_destroy(opal_optimizer* opt);
+
+/* A parameter: its name (routes match it, checkpoints key by it), its shape (ndim 0 for a
+ * scalar; trailing dimensions past the first are flattened for matrix work), dtype and device
+ * of its memory, and pointers to its values and gradient. A NULL pointer makes the optimizer
+ * own zeroed memory, reachable with opal_param_data. Only OPAL_F32 on OPAL_CPU is stepped by
+ * this build; anything else is OPAL_ERROR_UNSUPPORTED. */
+OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype,
+                                    opal_device device, void* data, void* grad);
+/* Points a parameter at new memory (a host that reallocates its gradients). A NULL `grad`
+ * leaves the parameter out of the following steps until a gradient is bound again. */
+OPAL_API opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, void* grad);
+OPAL_API opal_status opal_param_data(opal_optimizer* opt, const char* name, float** data, float** grad, int64_t* numel);
+
+/* One update of every parameter from its gradient. `stream` is a cudaStream_t for CUDA
+ * parameters; it must be NULL for CPU ones. */
+OPAL_API opal_status opal_step(opal_optimizer* opt, void* stream);
+OPAL_API opal_status opal_step_count(opal_optimizer* opt, int64_t* out);
+
+/* Hyperparameters are run-time values: setting one never recompiles. */
+OPAL_API opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value);
+OPAL_API opal_status opal_get_hparam(opal_optimizer* opt, const char* name, double* out);
+OPAL_API opal_status opal_num_hparams(opal_optimizer* opt, size_t* out);
+OPAL_API opal_status opal_hparam_name(opal_optimizer* opt, size_t index, const char** out);
+
+/* Checkpoints (safetensors; state keyed by parameter and slot name). Saving is atomic. Loading
+ * validates the whole file first; on error nothing changes. `report` (may be NULL) receives a
+ * sentence saying what was restored and, after a spec change, what was initialized or dropped;
+ * it stays valid until the next call on `opt`. */
+OPAL_API opal_status opal_save(opal_optimizer* opt, const char* path, unsigned flags);
+OPAL_API opal_status opal_load(opal_optimizer* opt, const char* path, const char** report);
+
+/* State slots of a parameter ("momentum.m", "adapt.v"), their memory and shape (at most 8
+ * dimensions). Strings returned stay valid until the optimizer is destroyed. */
+OPAL_API opal_status opal_num_slots(opal_optimizer* opt, const char* param, size_t* out);
+OPAL_API opal_status opal_slot_name(opal_optimizer* opt, const char* param, size_t index, const char** out);
+OPAL_API opal_status opal_state(opal_optimizer* opt, const char* param, const char* slot, float** data, int64_t* numel);
+OPAL_API opal_status opal_state_shape(opal_optimizer* opt, const char* param, const char* slot, int* ndim, int64_t shape[8]);
+/* The route a parameter took ("matrix", "other>vector"). */
+OPAL_API opal_status opal_route(opal_optimizer* opt, const char* param, const char** out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* OPAL_H */

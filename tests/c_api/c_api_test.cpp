@@ -1,0 +1,178 @@
+// The C ABI, linked against libopal.so alone: lifecycle, every error path with its status and
+// message (and no change), checkpoints, and no exception across the boundary.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <unistd.h>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "opal.h"
+
+extern "C" int opal_c_smoke(void);
+
+namespace {
+std::string err() { return opal_last_error(); }
+std::string temp_path(const char* name) {
+  auto d = std::filesystem::temp_directory_path() / ("opal-c-api-" + std::to_string(getpid()));
+  std::filesystem::create_directories(d);
+  return (d / name).string();
+}
+}  // namespace
+
+TEST_CASE("a C translation unit drives the ABI") { CHECK(opal_c_smoke() == 0); }
+
+TEST_CASE("versions and status names") {
+  CHECK(opal_abi_version() == OPAL_ABI_VERSION);
+  CHECK(std::string(opal_version()).size() > 0);
+  CHECK(std::string(opal_status_name(OPAL_ERROR_CHECKPOINT)) == "OPAL_ERROR_CHECKPOINT");
+}
+
+TEST_CASE("a bad spec is OPAL_ERROR_SPEC with rendered diagnostics; no handle is made") {
+  opal_optimizer* opt = nullptr;
+  CHECK(opal_create("optimizer o(lr = 1) {\n  other: momentum(0.9) -> sclae(lr)\n}\n", nullptr, &opt) == OPAL_ERROR_SPEC);
+  CHECK(opt == nullptr);
+  CHECK(err().find("sclae") != std::string::npos);
+  CHECK(err().find("^") != std::string::npos);  // a caret under the bad name
+  CHECK(err().find("did you mean `scale`") != std::string::npos);
+  CHECK(opal_create("adamww", nullptr, &opt) == OPAL_ERROR_SPEC);
+  CHECK(err().find("adamw") != std::string::npos);
+  CHECK(opal_create(nullptr, nullptr, &opt) == OPAL_ERROR_ARGUMENT);
+  CHECK(err() == "spec must not be NULL");
+}
+
+TEST_CASE("parameters: bad ones are refused with a reason, good ones train") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("muon", nullptr, &opt) == OPAL_OK);
+  std::vector<float> w(12, 0.5f), g(12), b(4, 0.f), gb(4);
+  int64_t ws[2] = {4, 3}, bs[1] = {4}, bad[2] = {4, 0};
+  CHECK(opal_add_param(opt, "w", 2, ws, OPAL_BF16, OPAL_CPU, w.data(), g.data()) == OPAL_ERROR_UNSUPPORTED);
+  CHECK(err().find("bf16") != std::string::npos);
+  CHECK(opal_add_param(opt, "w", 2, ws, OPAL_F32, OPAL_CUDA, w.data(), g.data()) == OPAL_ERROR_UNSUPPORTED);
+  CHECK(opal_add_param(opt, "w", 2, bad, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("every dimension must be positive") != std::string::npos);
+  CHECK(opal_add_param(opt, "w", 9, ws, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_add_param(opt, "w", 2, ws, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_OK);
+  CHECK(opal_add_param(opt, "w", 2, ws, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("given twice") != std::string::npos);
+  CHECK(opal_add_param(opt, "b", 1, bs, OPAL_F32, OPAL_CPU, b.data(), gb.data()) == OPAL_OK);
+  CHECK(opal_set_hparam(opt, "lrr", 1.0) == OPAL_ERROR_NOT_FOUND);
+  CHECK(err().find("did you mean `lr`") != std::string::npos);
+  CHECK(opal_set_hparam(opt, "lr", 0.01) == OPAL_OK);  // before the parameter list is fixed
+  for (int s = 0; s < 3; ++s) {
+    for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(float(i + s));
+    for (size_t i = 0; i < gb.size(); ++i) gb[i] = 1.f;
+    REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  }
+  double lr = 0;
+  CHECK(opal_get_hparam(opt, "lr", &lr) == OPAL_OK);
+  CHECK(lr == 0.01);
+  CHECK(w[0] != 0.5f);
+  CHECK(b[0] < 0.f);
+  const char* route = nullptr;
+  CHECK(opal_route(opt, "w", &route) == OPAL_OK);
+  CHECK(std::string(route) == "matrix");
+  CHECK(opal_add_param(opt, "late", 1, bs, OPAL_F32, OPAL_CPU, b.data(), gb.data()) == OPAL_ERROR_STATE);
+  CHECK(opal_step(opt, reinterpret_cast<void*>(0x1)) == OPAL_ERROR_UNSUPPORTED);
+  // state slots
+  size_t n = 0;
+  CHECK(opal_num_slots(opt, "w", &n) == OPAL_OK);
+  REQUIRE(n == 1);
+  const char* slot = nullptr;
+  CHECK(opal_slot_name(opt, "w", 0, &slot) == OPAL_OK);
+  CHECK(std::string(slot) == "momentum.m");
+  CHECK(opal_slot_name(opt, "w", 1, &slot) == OPAL_ERROR_NOT_FOUND);
+  float* m = nullptr;
+  int64_t numel = 0;
+  CHECK(opal_state(opt, "w", "momentum.m", &m, &numel) == OPAL_OK);
+  CHECK(numel == 12);
+  CHECK(m[0] != 0.f);
+  int ndim = 0;
+  int64_t shape[8];
+  CHECK(opal_state_shape(opt, "w", "momentum.m", &ndim, shape) == OPAL_OK);
+  CHECK(ndim == 2);
+  CHECK(shape[1] == 3);
+  CHECK(opal_state(opt, "v", "momentum.m", &m, &numel) == OPAL_ERROR_NOT_FOUND);
+  CHECK(err().find("no parameter `v`") != std::string::npos);
+  CHECK(opal_state(opt, "w", "momentum.v", &m, &numel) == OPAL_ERROR_NOT_FOUND);
+  CHECK(opal_num_slots(nullptr, "w", &n) == OPAL_ERROR_ARGUMENT);
+  opal_destroy(opt);
+  opal_destroy(nullptr);  // a no-op, like free
+}
+
+TEST_CASE("owned buffers, rebinding, and a parameter without a gradient sits out") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("signum", nullptr, &opt) == OPAL_OK);
+  int64_t s[1] = {3};
+  REQUIRE(opal_add_param(opt, "a", 1, s, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  REQUIRE(opal_add_param(opt, "b", 1, s, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  REQUIRE(opal_set_hparam(opt, "lr", 1.0) == OPAL_OK);
+  float *wa, *ga, *wb, *gb;
+  int64_t n;
+  REQUIRE(opal_param_data(opt, "a", &wa, &ga, &n) == OPAL_OK);
+  REQUIRE(opal_param_data(opt, "b", &wb, &gb, &n) == OPAL_OK);
+  CHECK(n == 3);
+  for (int i = 0; i < 3; ++i) ga[i] = gb[i] = 1.f;
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  CHECK(wa[0] == -1.f);
+  CHECK(wb[0] == -1.f);
+  std::vector<float> mine = {5, 5, 5};
+  REQUIRE(opal_bind_param(opt, "b", mine.data(), nullptr) == OPAL_OK);  // no gradient: skipped
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  CHECK(wa[0] == -2.f);
+  CHECK(mine[0] == 5.f);
+  CHECK(opal_bind_param(opt, "b", nullptr, nullptr) == OPAL_ERROR_ARGUMENT);
+  opal_destroy(opt);
+}
+
+TEST_CASE("checkpoints through the ABI: save, load with a report, refuse a corrupt file unchanged") {
+  auto make = [](opal_optimizer** opt, std::vector<float>& w, std::vector<float>& g) {
+    REQUIRE(opal_create("adamw", nullptr, opt) == OPAL_OK);
+    int64_t s[2] = {3, 4};
+    REQUIRE(opal_add_param(*opt, "layer.weight", 2, s, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_OK);
+  };
+  std::vector<float> w1(12, 1.f), g1(12), w2(12, 1.f), g2(12);
+  opal_optimizer *a, *b;
+  make(&a, w1, g1);
+  make(&b, w2, g2);
+  for (int s = 1; s <= 4; ++s) {
+    for (int i = 0; i < 12; ++i) g1[i] = std::cos(float(i * s));
+    REQUIRE(opal_step(a, nullptr) == OPAL_OK);
+  }
+  std::string path = temp_path("abi.safetensors");
+  CHECK(opal_save(a, path.c_str(), 7u) == OPAL_ERROR_ARGUMENT);
+  REQUIRE(opal_save(a, path.c_str(), OPAL_SAVE_PARAMS) == OPAL_OK);
+  const char* report = nullptr;
+  REQUIRE(opal_load(b, path.c_str(), &report) == OPAL_OK);
+  CHECK(std::string(report).find("restored 1 state slot") == std::string::npos);  // adamw has two
+  CHECK(std::string(report).find("restored 2 state slots at step 4 and the parameters") != std::string::npos);
+  CHECK(w2 == w1);
+  int64_t t = 0;
+  CHECK(opal_step_count(b, &t) == OPAL_OK);
+  CHECK(t == 4);
+  // a corrupt copy: refused, b unchanged
+  std::string bad = temp_path("abi-bad.safetensors");
+  {
+    FILE* in = std::fopen(path.c_str(), "rb");
+    std::vector<char> bytes(1 << 16);
+    size_t n = std::fread(bytes.data(), 1, bytes.size(), in);
+    std::fclose(in);
+    bytes[n - 3] ^= 0x10;
+    FILE* out = std::fopen(bad.c_str(), "wb");
+    std::fwrite(bytes.data(), 1, n, out);
+    std::fclose(out);
+  }
+  float* v = nullptr;
+  int64_t numel = 0;
+  REQUIRE(opal_state(b, "layer.weight", "adapt.v", &v, &numel) == OPAL_OK);
+  std::vector<float> before(v, v + numel);
+  CHECK(opal_load(b, bad.c_str(), &report) == OPAL_ERROR_CHECKPOINT);
+  CHECK(err().find("checksum") != std::string::npos);
+  CHECK(std::vector<float>(v, v + numel) == before);
+  CHECK(opal_load(b, temp_path("missing.safetensors").c_str(), nullptr) == OPAL_ERROR_IO);
+  opal_destroy(a);
+  opal_destroy(b);
+}

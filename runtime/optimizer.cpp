@@ -177,11 +177,12 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
     t.rows = rp.rows;
     t.cols = rp.cols;
     const int64_t numel = rp.rows * rp.cols;
+    if (p.external && !p.data) throw Error(fmt::format("parameter `{}`: the data pointer is null", p.name));
     if (!t.desc.data) {
       t.owned_w.assign(numel, 0.f);
       t.desc.data = t.owned_w.data();
     }
-    if (!t.desc.grad) {
+    if (!t.desc.grad && !p.external) {
       t.owned_g.assign(numel, 0.f);
       t.desc.grad = t.owned_g.data();
     }
@@ -362,6 +363,7 @@ bool Optimizer::has_param(const std::string& name) const { return impl_->by_name
 
 std::span<float> Optimizer::grad(const std::string& name) {
   auto& t = impl_->get(name);
+  if (!t.desc.grad) return {};
   return {t.desc.grad, size_t(t.rows * t.cols)};
 }
 std::string Optimizer::route_of(const std::string& name) const { return exe_->optimizer->routes[impl_->get(name).route].label; }

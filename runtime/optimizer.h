@@ -12,12 +12,15 @@
 
 namespace opal {
 
-// A parameter to optimize. Null `data`/`grad` means the optimizer owns (zeroed) buffers.
+// A parameter to optimize. Null `data`/`grad` means the optimizer owns (zeroed) buffers, unless
+// `external`: then the host binds memory later (Optimizer::bind) and a null gradient means the
+// parameter sits out of steps (PyTorch, whose gradients come and go).
 struct ParamDesc {
   std::string name;
   std::vector<int64_t> shape;  // [] scalar, [n] vector, [rows, cols...] matrix (trailing dims flattened)
   float* data = nullptr;
   float* grad = nullptr;
+  bool external = false;
 };
 
 // Limit on one tensor's element count (a clear error, never an overflow).

@@ -1,0 +1,204 @@
+// The `opal._opal` extension: compiled specs, optimizers stepping host memory given by address,
+// zero-copy views of state, and checkpoints. The PyTorch-facing class is Python
+// (runtime/python/opal/torch.py); this layer knows nothing of torch.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "compiler/pipeline.h"
+#include "runtime/checkpoint.h"
+#include "runtime/error.h"
+#include "runtime/executable.h"
+#include "runtime/optimizer.h"
+
+namespace py = pybind11;
+using namespace opal;
+
+namespace {
+
+// A compiled spec: shared by every optimizer built from it (one per PyTorch parameter group).
+struct Compiled {
+  std::shared_ptr<const Executable> exe;
+};
+
+// A contiguous float32 block owned by an optimizer, exposed through the buffer protocol; it
+// keeps the optimizer alive as long as any view of it is.
+struct StateView {
+  std::shared_ptr<Optimizer> owner;
+  float* data;
+  size_t size;
+};
+
+struct Pending {
+  std::shared_ptr<Optimizer> target;
+  std::unique_ptr<PendingLoad> load;
+};
+
+py::dict report_dict(const LoadReport& r) {
+  py::dict d;
+  d["spec_changed"] = r.spec_changed;
+  d["step"] = r.step;
+  d["restored"] = r.restored;
+  d["initialized"] = r.initialized;
+  d["dropped"] = r.dropped;
+  d["hparams_ignored"] = r.hparams_ignored;
+  d["params_restored"] = r.params_restored;
+  d["summary"] = r.summary();
+  return d;
+}
+
+std::string dtype_code(const std::string& torch_dtype) {
+  if (torch_dtype == "torch.float32") return "F32";
+  if (torch_dtype == "torch.float16") return "F16";
+  if (torch_dtype == "torch.bfloat16") return "BF16";
+  if (torch_dtype == "torch.float64") return "F64";
+  return torch_dtype;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_opal, m) {
+  m.doc() = "Opal runtime bindings (use opal.torch.Optimizer from PyTorch)";
+  m.attr("__version__") = OPAL_VERSION;
+
+  static py::exception<Error> error(m, "OpalError", PyExc_RuntimeError);
+  static py::exception<CompileError> spec_error(m, "SpecError", error.ptr());
+  static py::exception<CheckpointError> checkpoint_error(m, "CheckpointError", error.ptr());
+  static py::exception<NotFoundError> not_found(m, "NotFoundError", error.ptr());
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const CompileError& e) {
+      spec_error(e.what());
+    } catch (const CheckpointError& e) {
+      checkpoint_error(e.what());
+    } catch (const NotFoundError& e) {
+      not_found(e.what());
+    } catch (const Error& e) {
+      error(e.what());
+    }
+  });
+
+  m.def(
+      "check",
+      [](const std::string& spec) {
+        Diagnostics d;
+        SpecRef ref{spec, "", ""};
+        auto program = load_spec_program(ref, d);
+        if (program && !d.has_errors()) check_program(program, d);
+        if (d.has_errors()) throw CompileError(d.render());
+        return d.render();  // warnings, if any
+      },
+      py::arg("spec"), "Checks every declaration of a spec (name, path or text); raises SpecError, returns warnings.");
+
+  py::class_<Compiled>(m, "Compiled")
+      .def(py::init([](const std::string& spec, const std::string& optimizer) { return Compiled{build_executable({spec, optimizer, ""})}; }),
+           py::arg("spec"), py::arg("optimizer") = "")
+      .def_property_readonly("name", [](const Compiled& c) { return c.exe->optimizer->name; })
+      .def_property_readonly("hparams",
+                             [](const Compiled& c) {
+                               py::dict d;
+                               const auto& co = *c.exe->optimizer;
+                               for (size_t i = 0; i < co.hparams.size(); ++i) d[py::str(co.hparams[i])] = co.defaults[i];
+                               return d;
+                             })
+      .def_property_readonly("routes",
+                             [](const Compiled& c) {
+                               std::vector<std::string> out;
+                               for (const auto& r : c.exe->optimizer->routes) out.push_back(r.label);
+                               return out;
+                             })
+      .def_property_readonly("source", [](const Compiled& c) { return c.exe->source; })
+      .def_property_readonly("from_cache", [](const Compiled& c) { return c.exe->from_cache; })
+      .def("__repr__", [](const Compiled& c) { return fmt::format("<opal.Compiled {}>", c.exe->optimizer->name); });
+
+  py::class_<StateView>(m, "StateView", py::buffer_protocol()).def_buffer([](StateView& v) {
+    return py::buffer_info(v.data, sizeof(float), py::format_descriptor<float>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(sizeof(float))});
+  });
+
+  py::class_<Pending>(m, "PendingLoad")
+      .def_property_readonly("report", [](const Pending& p) { return report_dict(p.load->report); });
+
+  py::class_<Optimizer, std::shared_ptr<Optimizer>>(m, "Optimizer")
+      // params: [(name, shape, data address)]; gradients are bound at each step
+      .def(py::init([](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t>>& params) {
+             std::vector<ParamDesc> ps;
+             for (const auto& [name, shape, data] : params) ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true});
+             return std::make_shared<Optimizer>(c.exe, std::move(ps));
+           }),
+           py::arg("compiled"), py::arg("params"))
+      .def(
+          "step",
+          [](Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads) {
+            if (data.size() != o.num_params() || grads.size() != o.num_params())
+              throw Error(fmt::format("step needs {} data and gradient addresses, got {} and {}", o.num_params(), data.size(), grads.size()));
+            for (size_t i = 0; i < data.size(); ++i)
+              o.bind(o.param_name(i), reinterpret_cast<float*>(data[i]), reinterpret_cast<float*>(grads[i]));
+            py::gil_scoped_release release;
+            o.step();
+          },
+          py::arg("data"), py::arg("grads"), "Binds every parameter's memory (grad address 0: sits out) and steps.")
+      .def_property("step_count", &Optimizer::step_count, &Optimizer::set_step_count)
+      .def("set_hparam", &Optimizer::set_hparam)
+      .def("hparam", &Optimizer::hparam)
+      .def_property_readonly("hparam_names", &Optimizer::hparam_names)
+      .def_property_readonly("param_names",
+                             [](const Optimizer& o) {
+                               std::vector<std::string> out;
+                               for (size_t i = 0; i < o.num_params(); ++i) out.push_back(o.param_name(i));
+                               return out;
+                             })
+      .def("route", &Optimizer::route_of)
+      .def("slots", &Optimizer::slots)
+      .def("state_shape", &Optimizer::state_shape)
+      .def("state_view",
+           [](std::shared_ptr<Optimizer> o, const std::string& name, const std::string& slot) {
+             auto s = o->state(name, slot);
+             return StateView{o, s.data(), s.size()};
+           })
+      .def(
+          "save", [](const Optimizer& o, const std::string& path, bool params) { o.save(path, {.params = params}); }, py::arg("path"),
+          py::arg("params") = false)
+      .def("load", [](Optimizer& o, const std::string& path) { return report_dict(o.load(path)); })
+      // (metadata, {key: (shape, bytes)}): the checkpoint as Python values
+      .def("export_state",
+           [](const Optimizer& o) {
+             SafetensorsFile f = checkpoint_of(o);
+             py::dict tensors;
+             for (const auto& [k, t] : f.tensors)
+               tensors[py::str(k)] = py::make_tuple(t.shape, py::bytes(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4));
+             return py::make_tuple(f.metadata, tensors);
+           })
+      // tensors: {key: (shape, torch dtype name, address, numel)}; checks everything, changes nothing
+      .def("prepare_load",
+           [](std::shared_ptr<Optimizer> o, const std::map<std::string, std::string>& metadata,
+              const std::map<std::string, std::tuple<std::vector<int64_t>, std::string, uintptr_t, int64_t>>& tensors, const std::string& what) {
+             SafetensorsFile f;
+             f.metadata = metadata;
+             for (const auto& [k, v] : tensors) {
+               const auto& [shape, dtype, addr, numel] = v;
+               TensorData t;
+               t.shape = shape;
+               t.dtype = dtype_code(dtype);
+               int64_t want = 1;
+               for (int64_t d : shape) want *= d;
+               if (numel != want) throw CheckpointError(fmt::format("cannot load `{}`: tensor `{}` has {} elements for shape [{}]", what, k, numel, fmt::join(shape, ", ")));
+               if (t.dtype == "F32" && numel > 0) {
+                 const float* p = reinterpret_cast<const float*>(addr);
+                 t.values.assign(p, p + numel);
+               }
+               f.tensors[k] = std::move(t);
+             }
+             return Pending{o, std::make_unique<PendingLoad>(prepare_load(*o, std::move(f), what))};
+           })
+      .def("apply_load", [](Optimizer& o, Pending& p) {
+        if (!p.load) throw Error("this pending load was applied already");
+        if (p.target.get() != &o) throw Error("this pending load was prepared for another optimizer");
+        LoadReport r = apply_load(o, std::move(*p.load));
+        p.load.reset();
+        return report_dict(r);
+      });
+}

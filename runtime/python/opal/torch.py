@@ -1,0 +1,232 @@
+"""opal.torch.Optimizer: an Opal spec as a torch.optim.Optimizer that steps tensors in place.
+
+    opt = opal.torch.Optimizer(model.named_parameters(), spec="adamw", lr=1e-3, wd=0.1)
+    loss.backward(); opt.step(); opt.zero_grad()
+
+Parameters are routed by name (`"*embed*": ...` routes of the spec) and by shape. Each
+parameter group is its own Opal optimizer with its own hyperparameters, so PyTorch's LR
+schedulers work through param_groups[i]["lr"]. The kernels read and write the tensors' memory
+directly: no copies. state_dict() keys state by parameter name and slot name and works with
+torch.save / torch.load.
+"""
+import difflib
+import warnings
+
+import torch
+
+from . import _opal
+
+__all__ = ["Optimizer"]
+
+# PyTorch's names for hyperparameters Opal specs call otherwise.
+_ALIASES = {"weight_decay": "wd", "momentum": "b1"}
+_GROUP_KEYS = ("params", "param_names", "opal")
+
+
+def _hint(name, candidates):
+    close = difflib.get_close_matches(name, list(candidates), n=1)
+    return f"; did you mean `{close[0]}`?" if close else f"; it has: {', '.join(candidates)}"
+
+
+class Optimizer(torch.optim.Optimizer):
+    """A torch.optim.Optimizer running an Opal spec.
+
+    params: model.named_parameters(), a list of (name, tensor), a list of tensors (named by
+        position), or a list of parameter-group dicts whose "params" are any of those.
+    spec: a stdlib optimizer name ("adamw", "soap", "muon"), a path to a .opal file, or spec text.
+    optimizer: which optimizer of a file defining several.
+    **hparams: the spec's hyperparameters (torch spellings betas=(b1, b2) and weight_decay=
+        are accepted where the spec has b1/b2/wd).
+    """
+
+    def __init__(self, params, spec="adamw", optimizer=None, **hparams):
+        self._compiled = _opal.Compiled(str(spec), optimizer or "")
+        self._spec = str(spec)
+        self._engines = []
+        self._unnamed = 0
+        defaults = dict(self._compiled.hparams)
+        defaults.update(self._normalize(hparams, "Optimizer()"))
+        super().__init__(self._split_names(params), defaults)
+
+    # -- construction -------------------------------------------------------------------
+    def _normalize(self, hp, where):
+        names = self._compiled.hparams
+        out = {}
+        for k, v in hp.items():
+            if k == "betas" and "b1" in names:
+                out["b1"], out["b2"] = float(v[0]), float(v[1])
+                continue
+            k2 = _ALIASES.get(k, k) if k not in names else k
+            if k2 not in names:
+                raise TypeError(f"{where}: optimizer `{self._compiled.name}` has no hyperparameter `{k}`{_hint(k, names)}")
+            out[k2] = v
+        return out
+
+    def _split_names(self, params):
+        if isinstance(params, torch.Tensor):
+            raise TypeError("params must be an iterable of tensors, (name, tensor) pairs or dicts, not a tensor")
+        params = list(params)
+        if not params:
+            raise ValueError("the optimizer got an empty parameter list")
+        groups = params if isinstance(params[0], dict) else [{"params": params}]
+        return [self._named_group(dict(g)) for g in groups]
+
+    def _named_group(self, group):
+        ps = group["params"]
+        ps = [ps] if isinstance(ps, torch.Tensor) else list(ps)
+        if "param_names" in group:
+            names = list(group["param_names"])
+            tensors = ps
+        elif ps and isinstance(ps[0], tuple):
+            names = [n for n, _ in ps]
+            tensors = [p for _, p in ps]
+        else:
+            names = []
+            for _ in ps:
+                names.append(str(self._unnamed))
+                self._unnamed += 1
+            tensors = ps
+        if len(names) != len(tensors):
+            raise ValueError(f"a parameter group has {len(tensors)} tensors and {len(names)} names")
+        group["params"], group["param_names"] = tensors, names
+        return group
+
+    def add_param_group(self, param_group):
+        group = param_group if "param_names" in param_group else self._named_group(dict(param_group))
+        extra = self._normalize({k: v for k, v in group.items() if k not in _GROUP_KEYS}, "add_param_group")
+        group = {**{k: v for k, v in group.items() if k in _GROUP_KEYS}, **extra}
+        taken = {n for g in self.param_groups for n in g["param_names"]}
+        for n in group["param_names"]:
+            if n in taken:
+                raise ValueError(f"parameter `{n}` appears in two parameter groups")
+        for n, p in zip(group["param_names"], group["params"]):
+            self._check_tensor(n, p)
+        super().add_param_group(group)
+        group = self.param_groups[-1]
+        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr()) for n, p in zip(group["param_names"], group["params"])])
+        for k in engine.hparam_names:
+            engine.set_hparam(k, float(group[k]))
+        self._engines.append(engine)
+        for n, p in zip(group["param_names"], group["params"]):
+            self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
+
+    @staticmethod
+    def _check_tensor(name, p):
+        if not isinstance(p, torch.Tensor):
+            raise TypeError(f"parameter `{name}` is a {type(p).__name__}, not a tensor")
+        if p.dtype != torch.float32:
+            raise TypeError(f"parameter `{name}` is {p.dtype}; Opal steps torch.float32 parameters (keep an fp32 master copy)")
+        if p.device.type != "cpu":
+            raise TypeError(f"parameter `{name}` is on {p.device}; this build of Opal steps CPU tensors only (the CUDA backend is not built in)")
+        if not p.is_contiguous():
+            raise ValueError(f"parameter `{name}` is not contiguous; Opal updates parameters in place and needs contiguous memory")
+
+    @staticmethod
+    def _view(engine, name, slot):
+        """A live, zero-copy view of one state slot."""
+        return torch.frombuffer(engine.state_view(name, slot), dtype=torch.float32).view(engine.state_shape(name, slot))
+
+    # -- stepping -----------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        bump = getattr(torch.autograd.graph, "increment_version", None) if hasattr(torch.autograd, "graph") else None
+        for group, engine in zip(self.param_groups, self._engines):
+            for k in engine.hparam_names:
+                v = float(group[k])
+                if v != engine.hparam(k):
+                    engine.set_hparam(k, v)
+            data, grads, keep = [], [], []
+            for n, p in zip(group["param_names"], group["params"]):
+                self._check_tensor(n, p)
+                g = p.grad
+                if g is None:
+                    grads.append(0)
+                else:
+                    if g.is_sparse:
+                        raise TypeError(f"parameter `{n}` has a sparse gradient; Opal needs dense gradients")
+                    if g.shape != p.shape:
+                        raise ValueError(f"parameter `{n}` has shape {list(p.shape)} but its gradient {list(g.shape)}")
+                    if g.dtype != torch.float32 or g.device != p.device or not g.is_contiguous():
+                        g = g.to(device=p.device, dtype=torch.float32).contiguous()
+                        keep.append(g)
+                    grads.append(g.data_ptr())
+                data.append(p.data_ptr())
+            engine.step(data, grads)
+            if bump is not None:
+                for p in group["params"]:
+                    bump(p)
+        return loss
+
+    # -- introspection ------------------------------------------------------------------
+    @property
+    def compiled(self):
+        return self._compiled
+
+    def route(self, name):
+        """The route a parameter took, e.g. "matrix" or "other>vector"."""
+        return self._engine_of(name).route(name)
+
+    def step_count(self):
+        return self._engines[0].step_count if self._engines else 0
+
+    def _engine_of(self, name):
+        for g, e in zip(self.param_groups, self._engines):
+            if name in g["param_names"]:
+                return e
+        names = [n for g in self.param_groups for n in g["param_names"]]
+        raise KeyError(f"no parameter `{name}`{_hint(name, names)}")
+
+    # -- checkpoints --------------------------------------------------------------------
+    def state_dict(self):
+        """{"state": {param name: {slot: tensor}}, "param_groups": [...]}: state keyed by names,
+        never by position; each group carries its step, hyperparameters, spec text and hash."""
+        state, groups, index = {}, [], 0
+        for group, engine in zip(self.param_groups, self._engines):
+            meta, tensors = engine.export_state()
+            for key, (shape, raw) in tensors.items():
+                name, slot = key[len("state/"):].rsplit("/", 1)
+                state.setdefault(name, {})[slot] = torch.frombuffer(bytearray(raw), dtype=torch.float32).view(shape)
+            g = {k: v for k, v in group.items() if k not in ("params", "opal")}
+            g["params"] = list(range(index, index + len(group["params"])))
+            g["opal"] = meta
+            index += len(group["params"])
+            groups.append(g)
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict):
+        """Restores a state_dict. Everything is checked before anything changes: a wrong shape,
+        dtype or parameter name raises opal.CheckpointError and leaves the optimizer as it was.
+        After a spec change, slots whose name and shape match are kept and the rest start as the
+        spec says; `self.last_load_reports` says what happened (and a warning is issued)."""
+        if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
+            raise _opal.CheckpointError("cannot load state_dict: it needs 'state' and 'param_groups' (is it an Opal state_dict?)")
+        saved = state_dict["param_groups"]
+        if len(saved) != len(self.param_groups):
+            raise _opal.CheckpointError(f"cannot load state_dict: it has {len(saved)} parameter groups, this optimizer {len(self.param_groups)}")
+        state = state_dict["state"]
+        pending, alive = [], []
+        for i, (sg, engine) in enumerate(zip(saved, self._engines)):
+            if "opal" not in sg or "param_names" not in sg:
+                raise _opal.CheckpointError(f"cannot load state_dict: parameter group {i} has no Opal metadata (was it saved by opal.torch.Optimizer?)")
+            tensors = {}
+            for name in sg["param_names"]:
+                for slot, t in state.get(name, {}).items():
+                    if not isinstance(t, torch.Tensor):
+                        raise _opal.CheckpointError(f"cannot load state_dict: state `{name}/{slot}` is not a tensor")
+                    t = t.detach().cpu().contiguous()
+                    alive.append(t)
+                    tensors[f"state/{name}/{slot}"] = (list(t.shape), str(t.dtype), t.data_ptr(), t.numel())
+            pending.append(engine.prepare_load(dict(sg["opal"]), tensors, f"state_dict group {i}"))
+        reports = [engine.apply_load(p) for engine, p in zip(self._engines, pending)]
+        for group, sg in zip(self.param_groups, saved):
+            for k, v in sg.items():
+                if k not in _GROUP_KEYS:
+                    group[k] = v
+        self.last_load_reports = reports
+        for r in reports:
+            if r["spec_changed"]:
+                warnings.warn(f"opal: {r['summary']}")

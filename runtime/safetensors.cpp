@@ -2,6 +2,7 @@
 #include "runtime/safetensors.h"
 
 #include <fcntl.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -151,7 +152,27 @@ std::string_view safetensors_data(std::string_view bytes) {
 
 void write_safetensors(const std::string& path, const SafetensorsFile& f) { write_file_atomically(path, serialize_safetensors(f)); }
 
+namespace {
+// Temporary files of earlier saves to `path` whose process is gone (killed mid-save).
+void remove_stale_temporaries(const std::string& path) {
+  namespace fs = std::filesystem;
+  fs::path p(path);
+  std::string prefix = p.filename().string() + ".tmp.";
+  std::error_code ec;
+  fs::path dir = p.parent_path().empty() ? fs::path(".") : p.parent_path();
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    std::string pid = name.substr(prefix.size());
+    if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    pid_t id = pid_t(std::stol(pid));
+    if (id != getpid() && ::kill(id, 0) != 0 && errno == ESRCH) fs::remove(it->path(), ec);
+  }
+}
+}  // namespace
+
 void write_file_atomically(const std::string& path, std::string_view bytes) {
+  remove_stale_temporaries(path);
   std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw IoError(fmt::format("cannot write `{}`: {}", tmp, std::strerror(errno)));

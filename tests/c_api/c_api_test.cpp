@@ -16,10 +16,17 @@ extern "C" int opal_c_smoke(void);
 
 namespace {
 std::string err() { return opal_last_error(); }
+// This process's scratch folder, removed when the tests end.
+struct ScratchDir {
+  std::filesystem::path path = std::filesystem::temp_directory_path() / ("opal-c-api-" + std::to_string(getpid()));
+  ~ScratchDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+  }
+} scratch;
 std::string temp_path(const char* name) {
-  auto d = std::filesystem::temp_directory_path() / ("opal-c-api-" + std::to_string(getpid()));
-  std::filesystem::create_directories(d);
-  return (d / name).string();
+  std::filesystem::create_directories(scratch.path);
+  return (scratch.path / name).string();
 }
 }  // namespace
 

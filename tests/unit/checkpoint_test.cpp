@@ -67,10 +67,19 @@ bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
 }
 
+// This process's scratch folder, removed when the tests end.
+struct ScratchDir {
+  fs::path path = fs::temp_directory_path() / fmt::format("opal-ckpt-{}", getpid());
+  ~ScratchDir() {
+    std::error_code ec;
+    if (getpid() == owner) fs::remove_all(path, ec);
+  }
+  pid_t owner = getpid();
+} scratch;
+
 std::string temp_path(const std::string& name) {
-  fs::path d = fs::temp_directory_path() / fmt::format("opal-ckpt-{}", getpid());
-  fs::create_directories(d);
-  return (d / name).string();
+  fs::create_directories(scratch.path);
+  return (scratch.path / name).string();
 }
 
 // A trained optimizer whose checkpoint has non-trivial state in every slot.

@@ -3,9 +3,7 @@
 
 #include <algorithm>
 #include <cstring>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
@@ -254,12 +252,6 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
   return std::move(p.report);
 }
 
-LoadReport Optimizer::load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("cannot read checkpoint `{}`", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return apply_load(*this, prepare_load_bytes(*this, ss.str(), path));
-}
+LoadReport Optimizer::load(const std::string& path) { return apply_load(*this, prepare_load_bytes(*this, read_file(path), path)); }
 
 }  // namespace opal

@@ -158,6 +158,14 @@ struct Optimizer::Impl {
     }
     return tensors[it->second];
   }
+
+  // The position of a state slot in a tensor's slot list; NotFoundError when it has none.
+  size_t slot_index(const CompiledOptimizer& co, const Tensor& t, const std::string& slot) const {
+    const auto& slots = co.routes[t.route].plan.graph.slots;
+    for (size_t i = 0; i < slots.size(); ++i)
+      if (slots[i].name == slot) return i;
+    throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", t.desc.name, slot));
+  }
 };
 
 Optimizer::Optimizer(const SpecRef& spec, std::vector<ParamDesc> params) : Optimizer(build_executable(spec), std::move(params)) {}
@@ -244,15 +252,12 @@ const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->s
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  for (const auto& s : exe_->optimizer->routes[t.route].plan.graph.slots)
-    if (s.name == slot) {
-      if (s.shape == ir::Shape::Full) return t.desc.shape;
-      long long r, c;
-      cpu::shape_dims(s.shape, t.rows, t.cols, r, c);
-      if (s.shape == ir::Shape::Rows || s.shape == ir::Shape::Cols) return {r};
-      return {r, c};
-    }
-  throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+  const ir::Slot& s = exe_->optimizer->routes[t.route].plan.graph.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  if (s.shape == ir::Shape::Full) return t.desc.shape;
+  long long r, c;
+  cpu::shape_dims(s.shape, t.rows, t.cols, r, c);
+  if (s.shape == ir::Shape::Rows || s.shape == ir::Shape::Cols) return {r};
+  return {r, c};
 }
 
 void Optimizer::step_kernels() {
@@ -376,30 +381,26 @@ std::vector<std::string> Optimizer::slots(const std::string& name) const {
 
 void Optimizer::reset_state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  const auto& slots = exe_->optimizer->routes[t.route].plan.graph.slots;
-  for (size_t i = 0; i < slots.size(); ++i)
-    if (slots[i].name == slot) {
-      init_slot(slots[i], t.rows, t.cols, t.slots[i]);
-      return;
-    }
-  throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+  size_t i = impl_->slot_index(*exe_->optimizer, t, slot);
+  init_slot(exe_->optimizer->routes[t.route].plan.graph.slots[i], t.rows, t.cols, t.slots[i]);
 }
 
 void Optimizer::bind(const std::string& name, float* data, float* grad) {
-  auto& t = impl_->get(name);
-  if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", name));
+  impl_->get(name);  // NotFoundError, with "did you mean"
+  bind(impl_->by_name.at(name), data, grad);
+}
+
+void Optimizer::bind(size_t index, float* data, float* grad) {
+  auto& t = impl_->tensors.at(index);
+  if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", t.desc.name));
   t.desc.data = t.bufs[0] = data;
   t.desc.grad = t.bufs[1] = grad;
 }
 
-bool Optimizer::active(const std::string& name) const { return impl_->get(name).desc.grad != nullptr; }
-
 std::span<float> Optimizer::state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  const auto& slots = exe_->optimizer->routes[t.route].plan.graph.slots;
-  for (size_t i = 0; i < slots.size(); ++i)
-    if (slots[i].name == slot) return {t.slots[i].data(), t.slots[i].size()};
-  throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", name, slot));
+  auto& v = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  return {v.data(), v.size()};
 }
 
 const CompiledOptimizer& Optimizer::compiled() const { return *exe_->optimizer; }

@@ -76,7 +76,7 @@ class Optimizer {
   // `grad` leaves the parameter out of the following steps (PyTorch's `grad is None`) until a
   // gradient is bound again. The memory must hold as many floats as the parameter.
   void bind(const std::string& name, float* data, float* grad);
-  bool active(const std::string& name) const;
+  void bind(size_t index, float* data, float* grad);  // the index-th parameter, as given
 
   // Checkpoints (runtime/checkpoint.h): optimizer state keyed by parameter and slot name.
   void save(const std::string& path, const CheckpointOptions& opts = {}) const;

@@ -115,13 +115,15 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
   return f;
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
+std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw IoError(fmt::format("cannot read `{}`", path));
   std::stringstream ss;
   ss << in.rdbuf();
-  return parse_safetensors(ss.str(), path);
+  return ss.str();
 }
+
+SafetensorsFile read_safetensors(const std::string& path) { return parse_safetensors(read_file(path), path); }
 
 std::string serialize_safetensors(const SafetensorsFile& f) {
   json header = json::object();
@@ -140,14 +142,6 @@ std::string serialize_safetensors(const SafetensorsFile& f) {
   out += h;
   for (const auto& [_, t] : f.tensors) out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4);
   return out;
-}
-
-std::string_view safetensors_data(std::string_view bytes) {
-  if (bytes.size() < 8) return {};
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(bytes[i]);
-  if (n > bytes.size() - 8) return {};
-  return bytes.substr(8 + n);
 }
 
 void write_safetensors(const std::string& path, const SafetensorsFile& f) { write_file_atomically(path, serialize_safetensors(f)); }

@@ -32,7 +32,7 @@ std::string serialize_safetensors(const SafetensorsFile& f);
 // Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename, and
 // an fsync of the folder, so a crash leaves either the old file or the new one.
 void write_file_atomically(const std::string& path, std::string_view bytes);
-// The data section of a serialized file (the bytes after the header).
-std::string_view safetensors_data(std::string_view bytes);
+// A whole file's bytes; IoError naming the file when it cannot be read.
+std::string read_file(const std::string& path);
 
 }  // namespace opal

@@ -136,7 +136,7 @@ PYBIND11_MODULE(_opal, m) {
             if (data.size() != o.num_params() || grads.size() != o.num_params())
               throw Error(fmt::format("step needs {} data and gradient addresses, got {} and {}", o.num_params(), data.size(), grads.size()));
             for (size_t i = 0; i < data.size(); ++i)
-              o.bind(o.param_name(i), reinterpret_cast<float*>(data[i]), reinterpret_cast<float*>(grads[i]));
+              o.bind(i, reinterpret_cast<float*>(data[i]), reinterpret_cast<float*>(grads[i]));
             py::gil_scoped_release release;
             o.step();
           },

@@ -19,19 +19,12 @@
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 
+#include "error_of.h"
+
 using namespace opal;
 namespace fs = std::filesystem;
 
 namespace {
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 
 // A deterministic gradient for parameter `k` at step `s`: smooth in the weights, so that a
 // continuation that differs anywhere in its state differs in its numbers.

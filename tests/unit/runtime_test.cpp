@@ -13,17 +13,11 @@
 #include "runtime/optimizer.h"
 #include "runtime/replay.h"
 
+#include "error_of.h"
+
 using namespace opal;
 
 namespace {
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "";
-}
 // Runs the opal binary; returns (exit code, stdout+stderr).
 std::pair<int, std::string> run_cli(const std::string& args) {
   std::string cmd = std::string(OPAL_BINARY) + " " + args + " 2>&1";

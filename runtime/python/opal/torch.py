@@ -21,6 +21,8 @@ __all__ = ["Optimizer"]
 # PyTorch's names for hyperparameters Opal specs call otherwise.
 _ALIASES = {"weight_decay": "wd", "momentum": "b1"}
 _GROUP_KEYS = ("params", "param_names", "opal")
+# Tells autograd that a tensor changed in place (torch >= 2.x; absent in 1.13).
+_bump_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
 
 
 def _hint(name, candidates):
@@ -133,7 +135,6 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        bump = getattr(torch.autograd.graph, "increment_version", None) if hasattr(torch.autograd, "graph") else None
         for group, engine in zip(self.param_groups, self._engines):
             for k in engine.hparam_names:
                 v = float(group[k])
@@ -156,9 +157,9 @@ class Optimizer(torch.optim.Optimizer):
                     grads.append(g.data_ptr())
                 data.append(p.data_ptr())
             engine.step(data, grads)
-            if bump is not None:
+            if _bump_version is not None:
                 for p in group["params"]:
-                    bump(p)
+                    _bump_version(p)
         return loss
 
     # -- introspection ------------------------------------------------------------------

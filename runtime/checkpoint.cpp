@@ -208,6 +208,7 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
     if (!v.is_number()) throw fail(fmt::format("hyperparameter `{}` is not a number", name));
     const auto& names = opt.hparam_names();
     if (std::find(names.begin(), names.end(), name) == names.end()) r.hparams_ignored.push_back(name);
+    else p.hparams.emplace_back(name, v.get<double>());
   }
   p.file = std::move(file);
   return p;
@@ -245,10 +246,7 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
     }
   }
   opt.set_step_count(p.report.step);
-  json hparams = json::parse(p.file.metadata.at("opal.hparams"));
-  const auto& names = opt.hparam_names();
-  for (auto& [name, v] : hparams.items())
-    if (std::find(names.begin(), names.end(), name) != names.end()) opt.set_hparam(name, v.get<double>());
+  for (const auto& [name, v] : p.hparams) opt.set_hparam(name, v);
   return std::move(p.report);
 }
 

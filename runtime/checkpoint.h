@@ -29,6 +29,7 @@ std::string serialize_checkpoint(const Optimizer& opt, const CheckpointOptions& 
 struct PendingLoad {
   LoadReport report;
   SafetensorsFile file;
+  std::vector<std::pair<std::string, double>> hparams;  // the saved ones this spec has
 };
 PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::string& what);
 LoadReport apply_load(Optimizer& opt, PendingLoad&& pending);

@@ -207,9 +207,8 @@ opal_status opal_get_hparam(opal_optimizer* opt, const char* name, double* out) 
       *out = opt->opt->hparam(name);
       return;
     }
-    opal::Optimizer probe(opt->exe, {});
-    for (const auto& [k, v] : opt->hparams) probe.set_hparam(k, v);
-    *out = probe.hparam(name);
+    auto it = opt->hparams.find(name);
+    *out = it != opt->hparams.end() ? it->second : opal::Optimizer(opt->exe, {}).hparam(name);
   });
 }
 

@@ -1,4 +1,6 @@
-// The `opal` command: check, ast, ir, emit, replay, routes, run, list.
+// The `opal` command: check, ast, ir, emit, replay, routes, run, list, grid, ablate.
+#include <unistd.h>
+
 #include <cstdio>
 #include <iostream>
 #include <map>
@@ -6,6 +8,9 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "ablate/grid.h"
+#include "ablate/report.h"
+#include "ablate/runner.h"
 #include "compiler/codegen/c_emitter.h"
 #include "compiler/pipeline.h"
 #include "lang/parser.h"
@@ -109,6 +114,41 @@ int cmd_run(const SpecRef& ref, ToyConfig cfg, const std::vector<std::string>& h
   return 0;
 }
 
+int cmd_grid(const std::string& file, const std::string& name) {
+  ExpandedGrid g = load_grid(file, name);
+  std::fputs(format_grid(g).c_str(), stdout);
+  // Every cell must compile; cells whose programs are identical run once.
+  auto hashes = cell_hashes(g);
+  std::map<std::string, size_t> first;
+  size_t present = 0;
+  for (size_t i = 0; i < g.cells.size(); ++i) {
+    if (hashes[i].empty()) continue;
+    ++present;
+    auto [it, fresh] = first.emplace(hashes[i], i);
+    if (!fresh) std::printf("note: %s compiles to the same program as %s: it runs once\n", g.cells[i].label.c_str(), g.cells[it->second].label.c_str());
+  }
+  std::printf("ok: %zu cells compile (%zu distinct programs)\n", present, first.size());
+  return 0;
+}
+
+int cmd_ablate(const std::string& file, const std::string& name, AblateOptions o) {
+  ExpandedGrid g = load_grid(file, name);
+  if (o.out_dir.empty()) {
+    std::string wl = o.workload.rfind("external:", 0) == 0 ? "external" : o.workload;
+    o.out_dir = fmt::format("ablations/{}-{}", g.name, wl);
+  }
+  o.progress = o.progress && isatty(fileno(stderr));
+  std::fprintf(stderr, "opal ablate: grid %s, %zu cells, workload %s; journal and reports in %s/\n", g.name.c_str(), g.cells.size(), o.workload.c_str(),
+               o.out_dir.c_str());
+  AblateResult r = run_ablation(g, o);
+  write_reports(r, o.out_dir);
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  std::fputs(report_markdown(r, summarize(r)).c_str(), stdout);
+  std::fprintf(stderr, "%d runs done now, %d taken from the journal; reports: %s/report.{md,csv,json}, curves.svg, sweeps.svg\n", r.runs_executed,
+               r.runs_from_journal, o.out_dir.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -166,6 +206,27 @@ int main(int argc, char** argv) {
 
   auto* list = app.add_subcommand("list", "List the stdlib optimizers and components");
 
+  std::string grid_file, grid_name;
+  auto* grid = app.add_subcommand("grid", "List the cells of a grid and their pipelines (and check that each compiles)");
+  grid->add_option("file", grid_file, "Spec file with a `grid` declaration")->required();
+  grid->add_option("--grid", grid_name, "Which grid of the file (default: the last)");
+
+  AblateOptions ab;
+  auto* ablate = app.add_subcommand("ablate", "Run a grid on a workload: sweeps, seeds, journal, reports");
+  ablate->add_option("file", grid_file, "Spec file with a `grid` declaration")->required();
+  ablate->add_option("--grid", grid_name, "Which grid of the file (default: the last)");
+  ablate->add_option("--workload", ab.workload, "linreg, quadratic, softmax, mlp, gpt, or external:COMMAND")->capture_default_str();
+  ablate->add_option("--steps", ab.workload_options.steps, "Training steps per run (default: the workload's)");
+  ablate->add_option("--eval-every", ab.workload_options.eval_every, "Steps between validations (default: the workload's)");
+  ablate->add_option("--data", ab.workload_options.data_dir, "Folder of brown.txt (gpt)")->capture_default_str();
+  ablate->add_option("--seeds", ab.seeds, "Seeds per configuration (default: the grid's)");
+  ablate->add_option("--per-decade", ab.per_decade, "Sweep points per decade (default: each sweep's)");
+  ablate->add_option("--max-extensions", ab.max_extensions, "Points added past a sweep edge before warning")->capture_default_str();
+  ablate->add_option("-j,--jobs", ab.jobs, "Runs in parallel (default: one per core)");
+  ablate->add_option("-o,--out", ab.out_dir, "Folder of the journal and reports (default: ablations/GRID-WORKLOAD)");
+  bool no_progress = false;
+  ablate->add_flag("--no-progress", no_progress, "No progress bar");
+
   CLI11_PARSE(app, argc, argv);
   try {
     if (*check) return cmd_check(check_files);
@@ -195,6 +256,11 @@ int main(int argc, char** argv) {
       return 0;
     }
     if (*run) return cmd_run(ref, cfg, hps);
+    if (*grid) return cmd_grid(grid_file, grid_name);
+    if (*ablate) {
+      ab.progress = !no_progress;
+      return cmd_ablate(grid_file, grid_name, ab);
+    }
     if (*list) {
       Diagnostics d;
       std::shared_ptr<Program> p(load_program({}, d));

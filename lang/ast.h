@@ -68,6 +68,7 @@ struct Stage {
   SourceLoc loc;
   std::vector<Arg> args;
   Role role = Role::Plain;
+  SourceLoc text;  // the whole stage as written, arguments included
 };
 
 // `matrix:`, `vector:`, `other:` or `"pattern", ...:` followed by a pipeline.
@@ -87,11 +88,69 @@ struct OptimizerDecl {
   std::vector<Route> routes;
 };
 
+// A grid of optimizers (ablate/grid.h expands it): axes of named alternatives substituted into
+// template routes, with per-cell overrides, hyperparameter sweeps and seeds.
+//
+//   grid whitening(lr = 1e-3, b1 = 0.9) {
+//     norm  = { sign: sign, variance(lr = 3e-3): adapt(b2) }
+//     basis = { elementwise: norm, newton_schulz: ns -> norm }
+//     matrix: momentum(b1) -> basis -> scale(lr)
+//     cell(newton_schulz, sign): momentum(b1) -> ns -> scale(lr)
+//     cell(eigenbasis, factored): absent
+//     sweep lr = around(10, per_decade = 8)
+//     seeds = 3
+//     baseline(elementwise, variance)
+//   }
+struct GridAlt {
+  std::string name;
+  SourceLoc loc;
+  std::vector<Param> params;  // hyperparameter defaults this alternative sets
+  std::vector<Stage> pipeline;
+};
+
+struct GridAxis {
+  std::string name;
+  SourceLoc loc;
+  std::vector<GridAlt> alts;
+};
+
+struct GridCell {
+  std::vector<std::string> coords;  // one alternative per axis, in axis order
+  std::vector<SourceLoc> coord_locs;
+  SourceLoc loc;
+  std::vector<Param> params;
+  std::string note;  // shown as a footnote, e.g. "not in the reference code"
+  bool absent = false;
+  bool has_pipeline = false;
+  std::vector<Stage> pipeline;
+};
+
+struct GridSweep {
+  std::string hparam;
+  SourceLoc loc;
+  ExprPtr value;  // logspace(lo, hi, per_decade = N) | around(factor, per_decade = N) | values(a, b, ...)
+};
+
+struct GridDecl {
+  std::string name;
+  SourceLoc loc;
+  std::vector<Param> params;
+  std::vector<GridAxis> axes;
+  std::vector<Route> routes;  // templates: a stage named after an axis takes its alternative
+  std::vector<GridCell> cells;
+  std::vector<GridSweep> sweeps;
+  int seeds = 0;  // 0: not set
+  SourceLoc seeds_loc;
+  std::vector<std::string> baseline;
+  SourceLoc baseline_loc;
+};
+
 struct Module {
   const SourceFile* file = nullptr;
   std::vector<ComponentDecl> components;
   std::vector<FnDecl> fns;
   std::vector<OptimizerDecl> optimizers;
+  std::vector<GridDecl> grids;
 };
 
 // S-expression dump used by `opal ast` and the golden tests.

@@ -2,6 +2,7 @@
 #include <functional>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "lang/ast.h"
 
@@ -69,14 +70,30 @@ std::string dump_ast(const Module& m) {
     stmts(c.body, "  ");
     s += ")\n";
   }
+  auto pipeline = [](const std::vector<Stage>& p) {
+    std::string t;
+    for (const auto& st : p) t += fmt::format(" ({} {}{})", st.role == Stage::Role::Rotate ? "rotate" : "stage", st.name, dump_args(st.args));
+    return t;
+  };
   for (const auto& o : m.optimizers) {
     s += fmt::format("(optimizer {} {}  @{}\n", o.name, dump_params(o.params), at(o.loc));
-    for (const auto& r : o.routes) {
-      s += fmt::format("  (route {}", r.label());
-      for (const auto& st : r.pipeline)
-        s += fmt::format(" ({} {}{})", st.role == Stage::Role::Rotate ? "rotate" : "stage", st.name, dump_args(st.args));
-      s += fmt::format(")  @{}\n", at(r.loc));
+    for (const auto& r : o.routes) s += fmt::format("  (route {}{})  @{}\n", r.label(), pipeline(r.pipeline), at(r.loc));
+    s += ")\n";
+  }
+  for (const auto& g : m.grids) {
+    s += fmt::format("(grid {} {}  @{}\n", g.name, dump_params(g.params), at(g.loc));
+    for (const auto& ax : g.axes) {
+      s += fmt::format("  (axis {}\n", ax.name);
+      for (const auto& a : ax.alts) s += fmt::format("    (alt {} {}{})\n", a.name, dump_params(a.params), pipeline(a.pipeline));
+      s += "  )\n";
     }
+    for (const auto& r : g.routes) s += fmt::format("  (route {}{})  @{}\n", r.label(), pipeline(r.pipeline), at(r.loc));
+    for (const auto& c : g.cells)
+      s += fmt::format("  (cell ({}) {}{}{}{})\n", fmt::join(c.coords, " "), dump_params(c.params), c.note.empty() ? "" : " \"" + c.note + "\"",
+                       c.absent ? " absent" : "", pipeline(c.pipeline));
+    for (const auto& sw : g.sweeps) s += fmt::format("  (sweep {} {})\n", sw.hparam, dump_expr(*sw.value));
+    if (g.seeds) s += fmt::format("  (seeds {})\n", g.seeds);
+    if (!g.baseline.empty()) s += fmt::format("  (baseline {})\n", fmt::join(g.baseline, " "));
     s += ")\n";
   }
   return s;

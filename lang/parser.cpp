@@ -1,7 +1,12 @@
 // Recursive-descent parser for the spec language.
 //
 //   file      := decl*
-//   decl      := component | optimizer | fn
+//   decl      := component | optimizer | fn | grid
+//   grid      := 'grid' IDENT [params] '{' gitem* '}'          ('grid' is contextual)
+//   gitem     := IDENT '=' '{' IDENT [params] ':' pipeline {',' ...} [','] '}'     an axis
+//              | 'cell' '(' IDENT {',' IDENT} ')' [params] [STRING] [':' (pipeline | 'absent')]
+//              | 'sweep' IDENT '=' expr | 'seeds' '=' NUMBER | 'baseline' '(' IDENT {',' IDENT} ')'
+//              | route                                          a template route
 //   component := 'component' IDENT params '{' stmt* '}'
 //   optimizer := 'optimizer' IDENT params '{' route* '}'
 //   fn        := 'fn' IDENT params '=' expr
@@ -34,9 +39,10 @@ class Parser {
         if (at(Tok::KwComponent)) m.components.push_back(component());
         else if (at(Tok::KwOptimizer)) m.optimizers.push_back(optimizer());
         else if (at(Tok::KwFn)) m.fns.push_back(fn());
+        else if (at_grid()) m.grids.push_back(grid());
         else {
           d_.report(DiagKind::ExpectedDeclaration, peek().loc,
-                    fmt::format("expected `component`, `optimizer` or `fn`, found {}", describe(peek())),
+                    fmt::format("expected `component`, `optimizer`, `fn` or `grid`, found {}", describe(peek())),
                     "every definition starts with one of these keywords");
           throw ParseError{};
         }
@@ -80,8 +86,10 @@ class Parser {
   // Skip to the next top-level keyword.
   void recover() {
     if (!at(Tok::Eof)) take();
-    while (!at(Tok::Eof) && !at(Tok::KwComponent) && !at(Tok::KwOptimizer) && !at(Tok::KwFn)) take();
+    while (!at(Tok::Eof) && !at(Tok::KwComponent) && !at(Tok::KwOptimizer) && !at(Tok::KwFn) && !at_grid()) take();
   }
+  bool at_grid() const { return at(Tok::Ident) && peek().text == "grid" && peek(1).kind == Tok::Ident; }
+  bool at_word(const char* w, Tok next) const { return at(Tok::Ident) && peek().text == w && peek(1).kind == next; }
   SourceLoc span(SourceLoc a, SourceLoc b) const {
     if (a.file != b.file || b.offset + b.length < a.offset) return a;
     return {a.file, a.offset, b.offset + b.length - a.offset};
@@ -179,8 +187,7 @@ class Parser {
     }
     r.loc = span(r.loc, last_loc());
     expect(Tok::Colon, "after the route's parameter class");
-    do r.pipeline.push_back(stage());
-    while (accept(Tok::Arrow));
+    r.pipeline = pipeline();
     return r;
   }
 
@@ -192,12 +199,104 @@ class Parser {
       expect(Tok::RParen, "to close `rotate(`");
       inner.role = Stage::Role::Rotate;
       inner.loc = span(n.loc, last_loc());
+      inner.text = inner.loc;
       return inner;
     }
-    Stage s{n.text, n.loc, {}};
+    Stage s{n.text, n.loc, {}, Stage::Role::Plain, {}};
     if (n.text == "unrotate") s.role = Stage::Role::Unrotate;
     else if (accept(Tok::LParen)) s.args = args();
+    s.text = span(n.loc, last_loc());
     return s;
+  }
+
+  std::vector<Stage> pipeline() {
+    std::vector<Stage> p;
+    do p.push_back(stage());
+    while (accept(Tok::Arrow));
+    return p;
+  }
+
+  GridDecl grid() {
+    take();
+    Token n = expect(Tok::Ident, "after `grid`");
+    GridDecl g{n.text, n.loc, {}, {}, {}, {}, {}, 0, {}, {}, {}};
+    if (at(Tok::LParen)) g.params = params();
+    expect(Tok::LBrace, "to open the grid body");
+    while (!at(Tok::RBrace) && !at(Tok::Eof)) {
+      grid_item(g);
+      accept(Tok::Semi);
+    }
+    expect(Tok::RBrace, "to close the grid body");
+    return g;
+  }
+
+  std::vector<std::string> name_list(std::vector<SourceLoc>* locs, const char* what) {
+    std::vector<std::string> names;
+    expect(Tok::LParen, what);
+    do {
+      Token t = expect(Tok::Ident, "naming an alternative");
+      names.push_back(t.text);
+      if (locs) locs->push_back(t.loc);
+    } while (accept(Tok::Comma));
+    expect(Tok::RParen, "to close the list of alternatives");
+    return names;
+  }
+
+  void grid_item(GridDecl& g) {
+    if (at_word("cell", Tok::LParen)) {
+      GridCell c;
+      c.loc = take().loc;
+      c.coords = name_list(&c.coord_locs, "after `cell`");
+      if (at(Tok::LParen)) c.params = params();
+      if (at(Tok::String)) c.note = take().text;
+      if (accept(Tok::Colon)) {
+        if (at(Tok::Ident) && peek().text == "absent" && peek(1).kind != Tok::LParen && peek(1).kind != Tok::Arrow) {
+          take();
+          c.absent = true;
+        } else {
+          c.pipeline = pipeline();
+          c.has_pipeline = true;
+        }
+      }
+      c.loc = span(c.loc, last_loc());
+      g.cells.push_back(std::move(c));
+    } else if (at_word("sweep", Tok::Ident)) {
+      take();
+      Token h = expect(Tok::Ident, "naming the hyperparameter to sweep");
+      expect(Tok::Assign, "after the swept hyperparameter");
+      g.sweeps.push_back({h.text, h.loc, expr()});
+    } else if (at_word("seeds", Tok::Assign)) {
+      g.seeds_loc = take().loc;
+      take();
+      Token v = expect(Tok::Number, "giving the number of seeds");
+      if (v.number < 1 || v.number > 1000 || v.number != int(v.number)) {
+        d_.report(DiagKind::ExpectedToken, v.loc, "`seeds` takes a whole number from 1 to 1000");
+        throw ParseError{};
+      }
+      g.seeds = int(v.number);
+    } else if (at_word("baseline", Tok::LParen)) {
+      g.baseline_loc = take().loc;
+      g.baseline = name_list(nullptr, "after `baseline`");
+      g.baseline_loc = span(g.baseline_loc, last_loc());
+    } else if (at(Tok::Ident) && peek(1).kind == Tok::Assign) {
+      Token n = take();
+      take();
+      GridAxis ax{n.text, n.loc, {}};
+      expect(Tok::LBrace, "to open the axis' alternatives");
+      while (!at(Tok::RBrace)) {
+        Token an = expect(Tok::Ident, "naming an alternative");
+        GridAlt alt{an.text, an.loc, {}, {}};
+        if (at(Tok::LParen)) alt.params = params();
+        expect(Tok::Colon, "after the alternative's name");
+        alt.pipeline = pipeline();
+        ax.alts.push_back(std::move(alt));
+        if (!accept(Tok::Comma)) break;
+      }
+      expect(Tok::RBrace, "to close the axis' alternatives");
+      g.axes.push_back(std::move(ax));
+    } else {
+      g.routes.push_back(route());
+    }
   }
 
   std::vector<Arg> args() {

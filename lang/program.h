@@ -16,10 +16,12 @@ struct Program {
   std::map<std::string, const ComponentDecl*> components;
   std::map<std::string, const FnDecl*> fns;
   std::map<std::string, const OptimizerDecl*> optimizers;
+  std::map<std::string, const GridDecl*> grids;
   // Declarations of the user's files, in source order (for `opal check` and default choice).
   std::vector<const ComponentDecl*> user_components;
   std::vector<const FnDecl*> user_fns;
   std::vector<const OptimizerDecl*> user_optimizers;
+  std::vector<const GridDecl*> user_grids;
 
   const OptimizerDecl* find_optimizer(const std::string& name) const;
   std::vector<std::string> optimizer_names() const;

@@ -92,7 +92,7 @@ class Resolver {
         return;
       }
       here.insert(name);
-      bool exists = p_.components.count(name) || p_.fns.count(name) || p_.optimizers.count(name);
+      bool exists = p_.components.count(name) || p_.fns.count(name) || p_.optimizers.count(name) || p_.grids.count(name);
       if (exists && !user) {
         d_.report(DiagKind::Redefinition, loc, fmt::format("`{}` is defined twice in the stdlib", name));
         return;
@@ -105,12 +105,14 @@ class Resolver {
       p_.components.erase(name);
       p_.fns.erase(name);
       p_.optimizers.erase(name);
+      p_.grids.erase(name);
       if (user) user_names_.insert(name);
       insert();
     };
     for (const auto& c : m.components) add(c.name, c.loc, [&] { p_.components[c.name] = &c; if (user) p_.user_components.push_back(&c); });
     for (const auto& f : m.fns) add(f.name, f.loc, [&] { p_.fns[f.name] = &f; if (user) p_.user_fns.push_back(&f); });
     for (const auto& o : m.optimizers) add(o.name, o.loc, [&] { p_.optimizers[o.name] = &o; if (user) p_.user_optimizers.push_back(&o); });
+    for (const auto& g : m.grids) add(g.name, g.loc, [&] { p_.grids[g.name] = &g; if (user) p_.user_grids.push_back(&g); });
   }
 
   void check_optimizer(const OptimizerDecl& o) {

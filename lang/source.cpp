@@ -36,6 +36,11 @@ std::string SourceLoc::str() const {
   return fmt::format("{}:{}:{}", file->path(), l, c);
 }
 
+std::string_view SourceLoc::text() const {
+  if (!file || offset > file->text().size()) return {};
+  return std::string_view(file->text()).substr(offset, length);
+}
+
 const SourceFile& SourceManager::add(std::string path, std::string text) {
   total_bytes_ += text.size();
   files_.push_back(std::make_unique<SourceFile>(std::move(path), std::move(text)));

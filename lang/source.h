@@ -31,6 +31,7 @@ struct SourceLoc {
   uint32_t length = 0;
   bool valid() const { return file != nullptr; }
   std::string str() const;  // "path:line:col" or "<builtin>"
+  std::string_view text() const;  // the text it spans ("" for nowhere)
 };
 
 // Owns every source file of a compilation so that SourceLocs stay valid.

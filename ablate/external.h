@@ -5,7 +5,7 @@
 #pragma once
 #include <string>
 
-#include "ablate/grid.h"
+#include "lang/grid.h"
 #include "ablate/journal.h"
 #include "ablate/workload.h"
 

@@ -8,7 +8,7 @@
 #include <string>
 #include <vector>
 
-#include "ablate/grid.h"
+#include "lang/grid.h"
 #include "ablate/journal.h"
 #include "ablate/workload.h"
 

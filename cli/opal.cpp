@@ -8,7 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
-#include "ablate/grid.h"
+#include "ablate/grid_file.h"
 #include "ablate/report.h"
 #include "ablate/runner.h"
 #include "compiler/codegen/c_emitter.h"
@@ -59,8 +59,9 @@ int cmd_check(const std::vector<std::string>& files) {
   std::shared_ptr<Program> p(load_program(req, d));
   if (!d.has_errors()) check_program(p, d);
   int rc = finish(d);
-  if (rc == 0) std::printf("ok: %zu optimizer%s, %zu component%s checked\n", p->user_optimizers.size(), p->user_optimizers.size() == 1 ? "" : "s",
-                           p->user_components.size(), p->user_components.size() == 1 ? "" : "s");
+  if (rc == 0)
+    std::printf("ok: %zu optimizer%s, %zu component%s, %zu grid%s checked\n", p->user_optimizers.size(), p->user_optimizers.size() == 1 ? "" : "s",
+                p->user_components.size(), p->user_components.size() == 1 ? "" : "s", p->user_grids.size(), p->user_grids.size() == 1 ? "" : "s");
   return rc;
 }
 

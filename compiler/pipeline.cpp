@@ -11,6 +11,7 @@
 #include "compiler/passes/fold_constants.h"
 #include "compiler/passes/fuse_elementwise.h"
 #include "compiler/passes/plan_memory.h"
+#include "lang/grid.h"
 #include "compiler/passes/rebuild.h"
 
 namespace opal {
@@ -91,6 +92,8 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
 void check_program(const std::shared_ptr<const Program>& program, Diagnostics& diags) {
   for (const ComponentDecl* c : program->user_components) check_component(*program, *c, diags);
   for (const OptimizerDecl* o : program->user_optimizers) compile_optimizer(program, *o, diags);
+  // Grids: their structure (axes, cells, sweeps); `opal grid` compiles every cell.
+  for (const GridDecl* g : program->user_grids) expand_grid(*program, *g, diags);
 }
 
 }  // namespace opal

@@ -12,7 +12,7 @@
 
 #include <fmt/format.h>
 
-#include "ablate/grid.h"
+#include "ablate/grid_file.h"
 #include "ablate/journal.h"
 #include "ablate/report.h"
 #include "ablate/runner.h"

@@ -2,7 +2,7 @@ optimiser o(lr = 1e-3) {
   other: scale(lr)
 }
 # CHECK:STDERR
-# ExpectedDeclaration.opal:1:1: error: expected `component`, `optimizer` or `fn`, found identifier `optimiser` [ExpectedDeclaration]
+# ExpectedDeclaration.opal:1:1: error: expected `component`, `optimizer`, `fn` or `grid`, found identifier `optimiser` [ExpectedDeclaration]
 #  1 | optimiser o(lr = 1e-3) {
 #    | ^~~~~~~~~
 #    = help: every definition starts with one of these keywords

@@ -1,4 +1,4 @@
-// Grid expansion: a `grid` declaration -> one optimizer spec per cell. Axes are substituted into
+// Grid expansion: a `grid` declaration -> one optimizer spec per cell (ablate/ runs them). Axes are substituted into
 // the template routes at the level of source text, so every cell is an ordinary optimizer that
 // `opal check`, the compiler and external trainers read like any other (a stage named after an
 // axis becomes the chosen alternative's pipeline, which may name another axis: `basis(norm)`).
@@ -50,9 +50,6 @@ struct ExpandedGrid {
 
 // Expands `grid` (declared in `program`); reports errors in the grid's own text to `diags`.
 ExpandedGrid expand_grid(const Program& program, const GridDecl& grid, Diagnostics& diags);
-
-// Loads a file and expands its grid `name` (or its only/last grid); throws CompileError.
-ExpandedGrid load_grid(const std::string& path, const std::string& name = {});
 
 // `opal grid`: the cells and their pipelines, one block per cell.
 std::string format_grid(const ExpandedGrid& g);

@@ -1,5 +1,5 @@
 // Grid expansion by substitution of source text (see grid.h).
-#include "ablate/grid.h"
+#include "lang/grid.h"
 
 #include <cctype>
 #include <cmath>
@@ -9,7 +9,6 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "runtime/error.h"
 
 namespace opal {
 
@@ -338,35 +337,6 @@ class Expander {
 }  // namespace
 
 ExpandedGrid expand_grid(const Program& program, const GridDecl& grid, Diagnostics& diags) { return Expander(program, grid, diags).run(); }
-
-ExpandedGrid load_grid(const std::string& path, const std::string& name) {
-  Diagnostics d;
-  LoadRequest req;
-  req.files = {path};
-  auto p = load_program(req, d);
-  const GridDecl* g = nullptr;
-  if (!d.has_errors()) {
-    if (p->user_grids.empty()) {
-      d.report(DiagKind::BadGrid, {}, fmt::format("`{}` defines no grid", path), "add `grid NAME { ... }`");
-    } else if (name.empty()) {
-      g = p->user_grids.back();
-    } else {
-      auto it = p->grids.find(name);
-      if (it != p->grids.end()) g = it->second;
-      else {
-        std::vector<std::string> names;
-        for (auto* x : p->user_grids) names.push_back(x->name);
-        std::string m = closest_match(name, names);
-        d.report(DiagKind::BadGrid, {}, fmt::format("no grid `{}` in `{}`", name, path),
-                 m.empty() ? fmt::format("its grids: {}", fmt::join(names, ", ")) : fmt::format("did you mean `{}`?", m));
-      }
-    }
-  }
-  ExpandedGrid out;
-  if (g) out = expand_grid(*p, *g, d);
-  if (d.has_errors()) throw CompileError(d.render());
-  return out;
-}
 
 std::string format_grid(const ExpandedGrid& g) {
   std::string s = fmt::format("grid {}: {} cells", g.name, g.cells.size());

@@ -284,7 +284,6 @@ class Engine {
       --running_;
       res_.journal->append(r);
       ++res_.runs_executed;
-      run_seconds_ += r.wall_s;
       Search& s = *search_of_[t.cell];
       record(s, res_.journal->find(r.key), t.point);
       drain();
@@ -429,7 +428,6 @@ class Engine {
   std::condition_variable cv_;
   std::deque<Task> queue_;
   int running_ = 0, planned_ = 0, finished_ = 0;
-  double run_seconds_ = 0;
   std::exception_ptr failure_;
   std::mutex exe_mu_;
   std::map<int, std::shared_future<std::shared_ptr<const Executable>>> exes_;

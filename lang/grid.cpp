@@ -203,8 +203,7 @@ class Expander {
 
   std::vector<SweepSpec> sweeps() {
     std::vector<SweepSpec> out;
-    std::set<std::string> names;
-    for (const auto& p : g_.params) names.insert(p.name);
+    std::set<std::string> swept;
     for (const auto& sw : g_.sweeps) {
       SweepSpec s;
       s.hparam = sw.hparam;
@@ -240,7 +239,7 @@ class Expander {
         s.hi = pos.empty() ? 10.0 : pos[0];
         if (pos.size() > 1 || !(s.hi > 1)) d_.report(DiagKind::BadGrid, e.loc, "`around` takes one factor above 1 (default 10)", usage);
       }
-      if (!names.insert(sw.hparam + "#sweep").second) d_.report(DiagKind::Redefinition, sw.loc, fmt::format("`{}` is swept twice", sw.hparam));
+      if (!swept.insert(sw.hparam).second) d_.report(DiagKind::Redefinition, sw.loc, fmt::format("`{}` is swept twice", sw.hparam));
       out.push_back(std::move(s));
     }
     return out;

@@ -324,7 +324,7 @@ class Engine {
     }
     if (build) {
       try {
-        p.set_value(build_executable(cell_ref(g_.cells[cell])));
+        p.set_value(build_executable(search_of_.at(cell)->compiled));
       } catch (...) {
         p.set_exception(std::current_exception());
       }

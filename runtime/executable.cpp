@@ -59,9 +59,11 @@ std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::s
   return std::make_shared<const CompiledOptimizer>(std::move(*c));
 }
 
-std::shared_ptr<const Executable> build_executable(const SpecRef& ref) {
+std::shared_ptr<const Executable> build_executable(const SpecRef& ref) { return build_executable(compile_spec(ref)); }
+
+std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled) {
   auto exe = std::make_shared<Executable>();
-  exe->optimizer = compile_spec(ref);
+  exe->optimizer = std::move(compiled);
   EmitInput in{exe->optimizer->name, exe->optimizer->hparams.size(), {}};
   for (const auto& r : exe->optimizer->routes) in.routes.push_back({r.label, &r.plan});
   exe->source = emit_program(in, Target::Cpu);

@@ -32,6 +32,8 @@ std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::s
 
 // compile_spec + CPU code generation + host compilation (cached on disk).
 std::shared_ptr<const Executable> build_executable(const SpecRef& ref);
+// The same from an optimizer already compiled (an ablation cell, compiled once to hash it).
+std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled);
 
 // Builds the program for `ref` (stdlib + the user's file or text), for the CLI's front-end
 // commands. Diagnostics go to `diags`.

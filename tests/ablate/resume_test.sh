@@ -5,7 +5,8 @@ set -euo pipefail
 opal=$1
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
-trap 'rm -rf "$dir"' EXIT
+pid=
+trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
 grid=$here/../../examples/whitening.opal
 args=(--workload linreg --steps 120 --eval-every 40 --seeds 2 -j 2 --no-progress)
 
@@ -16,7 +17,8 @@ total=$(wc -l < "$dir/whole/journal.jsonl")
 pid=$!
 # kill it once a third of the runs are in the journal
 for _ in $(seq 1 600); do
-  n=$(cat "$dir/killed/journal.jsonl" 2>/dev/null | wc -l)
+  # the journal does not exist until the first run ends (and cat failing must not end the script)
+  n=0; [ -f "$dir/killed/journal.jsonl" ] && n=$(wc -l < "$dir/killed/journal.jsonl")
   [ "$n" -ge $((total / 3)) ] && break
   sleep 0.05
 done

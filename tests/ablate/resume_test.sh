@@ -6,7 +6,7 @@ opal=$1
 here=$(cd "$(dirname "$0")" && pwd)
 dir=$(mktemp -d)
 pid=
-trap '[ -n "$pid" ] && kill -9 $pid 2>/dev/null; rm -rf "$dir"' EXIT
+trap 'if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi; rm -rf "$dir"' EXIT
 grid=$here/../../examples/whitening.opal
 args=(--workload linreg --steps 120 --eval-every 40 --seeds 2 -j 2 --no-progress)
 

@@ -99,9 +99,9 @@ int cmd_ir(const SpecRef& ref, const std::string& after) {
   return finish(d);
 }
 
-int cmd_emit(const SpecRef& ref, const std::string& target) {
+int cmd_emit(const SpecRef& ref, const std::string& target, bool check_finite) {
   auto c = compile_spec(ref);
-  EmitInput in{c->name, c->hparams.size(), {}};
+  EmitInput in{c->name, c->hparams.size(), {}, check_finite};
   for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
   std::fputs(emit_program(in, target == "cuda" ? Target::Cuda : Target::Cpu).c_str(), stdout);
   return 0;
@@ -179,6 +179,8 @@ int main(int argc, char** argv) {
   auto* emit = app.add_subcommand("emit", "Print the generated kernel source");
   add_spec(emit);
   emit->add_option("--target", target, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
+  bool check_finite = false;
+  emit->add_flag("--check-finite", check_finite, "The kernels with fused NaN/Inf checks (a non-finite policy other than off)");
 
   std::string init, grads, out_path;
   int steps = 1;
@@ -233,7 +235,7 @@ int main(int argc, char** argv) {
     if (*check) return cmd_check(check_files);
     if (*ast) return cmd_ast(ast_file);
     if (*ir) return cmd_ir(ref, after);
-    if (*emit) return cmd_emit(ref, target);
+    if (*emit) return cmd_emit(ref, target, check_finite);
     if (*rep) {
       ReplayRequest req{ref, read_safetensors(init), read_safetensors(grads), steps, parse_hparams(hps)};
       std::vector<UpdateStats> stats;

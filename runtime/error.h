@@ -29,6 +29,12 @@ class CheckpointError : public Error {
   using Error::Error;
 };
 
+// A step that met a NaN or an infinity under NonFinitePolicy::Raise; the step was undone.
+class NonFiniteError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A file that cannot be read or written.
 class IoError : public Error {
  public:

@@ -61,10 +61,11 @@ std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::s
 
 std::shared_ptr<const Executable> build_executable(const SpecRef& ref) { return build_executable(compile_spec(ref)); }
 
-std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled) {
+std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite) {
   auto exe = std::make_shared<Executable>();
   exe->optimizer = std::move(compiled);
-  EmitInput in{exe->optimizer->name, exe->optimizer->hparams.size(), {}};
+  exe->check_finite = check_finite;
+  EmitInput in{exe->optimizer->name, exe->optimizer->hparams.size(), {}, check_finite};
   for (const auto& r : exe->optimizer->routes) in.routes.push_back({r.label, &r.plan});
   exe->source = emit_program(in, Target::Cpu);
   HostCompileResult hc = compile_host(exe->source);

@@ -18,6 +18,7 @@ struct Executable {
   std::shared_ptr<HostModule> module;
   std::vector<std::vector<KernelFn>> kernels;  // [route][kernel]
   bool from_cache = false;
+  bool check_finite = false;  // kernels with fused non-finite checks (EmitInput::check_finite)
 };
 
 struct SpecRef {
@@ -32,8 +33,9 @@ std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::s
 
 // compile_spec + CPU code generation + host compilation (cached on disk).
 std::shared_ptr<const Executable> build_executable(const SpecRef& ref);
-// The same from an optimizer already compiled (an ablation cell, compiled once to hash it).
-std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled);
+// The same from an optimizer already compiled (an ablation cell, compiled once to hash it);
+// `check_finite` builds the variant whose kernels flag non-finite probes.
+std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite = false);
 
 // Builds the program for `ref` (stdlib + the user's file or text), for the CLI's front-end
 // commands. Diagnostics go to `diags`.

@@ -21,6 +21,7 @@ namespace {
 struct KernelTensor {
   float* const* buf;
   long long rows, cols;
+  unsigned* chk;
 };
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -135,6 +136,9 @@ struct Optimizer::Impl {
     std::vector<std::vector<float>> scratch;
     std::vector<float*> bufs;
     size_t route = 0;
+    unsigned chk = 0;  // non-finite probe flags of the last checked step
+    std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
+    std::vector<std::vector<float>> saved_slots;
   };
   struct RouteExec {
     std::vector<size_t> tensors;
@@ -145,6 +149,10 @@ struct Optimizer::Impl {
   std::vector<RouteExec> routes;
   std::vector<double> uniforms;  // [t, hp...], the layout of `opal_uniforms_t`
   bool diagnostics = false;
+  NonFinitePolicy nonfinite = NonFinitePolicy::Off;
+  std::shared_ptr<const Executable> checked;  // the kernels with fused non-finite checks
+  std::vector<NonFiniteEvent> events;
+  int64_t skipped = 0;
   std::vector<UpdateStats> stats;
   std::vector<std::vector<float>> before;
 
@@ -218,7 +226,7 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
   for (auto& r : impl_->routes)
     for (size_t i : r.tensors) {
       const auto& t = impl_->tensors[i];
-      r.table.push_back({t.bufs.data(), t.rows, t.cols});
+      r.table.push_back({t.bufs.data(), t.rows, t.cols, &impl_->tensors[i].chk});
     }
 }
 
@@ -234,7 +242,8 @@ void Optimizer::step() {
       impl_->before[i].assign(t.desc.data, t.desc.data + t.rows * t.cols);
     }
   }
-  step_kernels();
+  if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(*exe_, nullptr);
+  else step_checked();
   if (impl_->diagnostics) {
     impl_->stats.clear();
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
@@ -260,7 +269,78 @@ std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::
   return {r, c};
 }
 
-void Optimizer::step_kernels() {
+void Optimizer::set_nonfinite_policy(NonFinitePolicy p) {
+  if (p != NonFinitePolicy::Off && !impl_->checked) impl_->checked = build_executable(exe_->optimizer, true);
+  impl_->nonfinite = p;
+}
+NonFinitePolicy Optimizer::nonfinite_policy() const { return impl_->nonfinite; }
+const std::vector<NonFiniteEvent>& Optimizer::nonfinite_events() const { return impl_->events; }
+int64_t Optimizer::skipped_steps() const { return impl_->skipped; }
+
+// A step through the checked kernels. Each stepped parameter and its state are copied first;
+// where a flag comes back set, the policy decides: undo everything (raise, skip) or zero that
+// parameter's gradient and redo its step alone (zero).
+void Optimizer::step_checked() {
+  auto& ts = impl_->tensors;
+  impl_->events.clear();
+  for (auto& t : ts) {
+    t.chk = 0;
+    if (!t.desc.grad) continue;
+    t.saved_w.assign(t.desc.data, t.desc.data + t.rows * t.cols);
+    t.saved_slots.resize(t.slots.size());
+    for (size_t s = 0; s < t.slots.size(); ++s) t.saved_slots[s] = t.slots[s];
+  }
+  auto restore = [](Impl::Tensor& t) {
+    std::copy(t.saved_w.begin(), t.saved_w.end(), t.desc.data);
+    for (size_t s = 0; s < t.slots.size(); ++s) t.slots[s] = t.saved_slots[s];
+  };
+  auto first_stage = [&](const Impl::Tensor& t) {
+    const auto& probes = exe_->optimizer->routes[t.route].plan.graph.probes;
+    size_t bit = size_t(__builtin_ctz(t.chk));
+    return bit < probes.size() ? probes[bit].stage : std::string("?");
+  };
+  step_kernels(*impl_->checked, nullptr);
+  std::vector<size_t> bad;
+  for (size_t i = 0; i < ts.size(); ++i)
+    if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
+  if (bad.empty()) return;
+  const char* action = impl_->nonfinite == NonFinitePolicy::Raise ? "raised" : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped" : "gradient zeroed";
+  for (size_t i : bad)
+    impl_->events.push_back({t_, ts[i].desc.name, exe_->optimizer->routes[ts[i].route].label, first_stage(ts[i]), action});
+  if (impl_->nonfinite != NonFinitePolicy::Zero) {
+    for (auto& t : ts)
+      if (t.desc.grad) restore(t);
+    --t_;
+    impl_->uniforms[0] = double(t_);
+    if (impl_->nonfinite == NonFinitePolicy::Raise) {
+      std::string msg = describe(impl_->events[0]);
+      if (bad.size() > 1) msg += fmt::format(" (and {} more parameter{})", bad.size() - 1, bad.size() > 2 ? "s" : "");
+      throw NonFiniteError(msg + "; the step was undone [NonFinite]\n  = help: " +
+                           (impl_->events[0].stage == "gradient" ? "the gradient came in non-finite: check the loss and its scale"
+                                                                 : "the gradient was finite: the stage divides by or takes the root of something that reached zero or overflowed"));
+    }
+    ++impl_->skipped;
+    return;
+  }
+  // zero: those parameters again, from their saved state, with a zero gradient
+  std::vector<char> only(ts.size(), 0);
+  for (size_t i : bad) {
+    restore(ts[i]);
+    std::fill(ts[i].desc.grad, ts[i].desc.grad + ts[i].rows * ts[i].cols, 0.f);
+    ts[i].chk = 0;
+    only[i] = 1;
+  }
+  --t_;
+  step_kernels(*impl_->checked, &only);
+  for (size_t k = 0; k < bad.size(); ++k) {
+    auto& t = ts[bad[k]];
+    if (!t.chk) continue;
+    restore(t);  // non-finite even from a zero gradient (its state was already): no update
+    impl_->events[k].action = "left unchanged";
+  }
+}
+
+void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* only) {
   ++t_;
   impl_->uniforms[0] = double(t_);
   const CompiledOptimizer& co = *exe_->optimizer;
@@ -276,7 +356,7 @@ void Optimizer::step_kernels() {
       running.clear();
       for (size_t k = 0; k < R.tensors.size(); ++k) {
         const auto& t = impl_->tensors[R.tensors[k]];
-        bool on = t.desc.grad != nullptr;
+        bool on = t.desc.grad != nullptr && (!only || (*only)[R.tensors[k]]);
         passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
         for (const auto& l : gd.all) on = on && ((passes::eval_uniform(g, l.cond, env) != 0) != l.negated);
         if (on) running.push_back(k);
@@ -323,7 +403,7 @@ void Optimizer::step_kernels() {
         for (size_t k : running) subset.push_back(R.table[k]);
         table = subset.data();
       }
-      exe_->kernels[r][L.index](table, (long long)running.size(), impl_->uniforms.data());
+      exe.kernels[r][L.index](table, (long long)running.size(), impl_->uniforms.data());
     }
   }
 }

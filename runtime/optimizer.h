@@ -9,6 +9,7 @@
 #include "runtime/checkpoint_types.h"
 #include "runtime/diagnostics.h"
 #include "runtime/executable.h"
+#include "runtime/nonfinite.h"
 
 namespace opal {
 
@@ -43,8 +44,16 @@ class Optimizer {
   // its errors, allocating nothing.
   static void check_param(const CompiledOptimizer& co, const ParamDesc& p);
 
-  // One update of every parameter from its current gradient.
+  // One update of every parameter from its current gradient. Under NonFinitePolicy::Raise a
+  // non-finite value undoes the step and throws NonFiniteError.
   void step();
+
+  // NaN/Inf handling (runtime/nonfinite.h). Turning it on compiles the checked kernels once;
+  // raise, skip and zero keep a copy of each stepped parameter and its state per step, to undo.
+  void set_nonfinite_policy(NonFinitePolicy p);
+  NonFinitePolicy nonfinite_policy() const;
+  const std::vector<NonFiniteEvent>& nonfinite_events() const;  // of the last step
+  int64_t skipped_steps() const;
   int64_t step_count() const { return t_; }
   void set_step_count(int64_t t);
 
@@ -91,7 +100,8 @@ class Optimizer {
   const Executable& executable() const { return *exe_; }
 
  private:
-  void step_kernels();
+  void step_kernels(const Executable& exe, const std::vector<char>* only);
+  void step_checked();
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::shared_ptr<const Executable> exe_;

@@ -21,12 +21,15 @@ struct EmitInput {
   std::string optimizer;
   size_t n_hparams = 0;
   std::vector<EmitRoute> routes;
+  // Fused non-finite checks: every kernel ORs bit i into its tensor's flag word (`chk`) where
+  // probe i of the route's graph holds a NaN or an infinity. Off: no check is emitted at all.
+  bool check_finite = false;
 };
 
 // Kernel entry points: `void NAME(const opal_tensor_t* ts, long long n, const opal_uniforms_t* U)`
 // on the CPU; `__global__ void NAME(const opal_tensor_t* ts, opal_uniforms_t U)` with one
 // blockIdx.y per tensor on CUDA. Each tensor's buffer table is: 0 w, 1 g, 2.. the state slots,
-// then the plan's scratch buffers.
+// then the plan's scratch buffers; `chk` points at its non-finite flag word (checked kernels).
 std::string kernel_symbol(size_t route, size_t kernel);
 
 // The whole translation unit (prelude, ABI structs, every kernel of every route).

@@ -13,6 +13,9 @@ class CEmitter {
   virtual ~CEmitter() = default;
   void kernel(std::string& out, const Plan& p, size_t route, size_t k) const;
   virtual std::string prelude(size_t n_hparams) const = 0;
+  // Checked kernels: each probe (ir::Probe) a kernel computes or reads is tested for NaN/Inf,
+  // into a per-thread flag word `opal_chk` merged into the tensor's `*T.chk` after the loop.
+  bool checked = false;
 
  protected:
   virtual std::string signature(const std::string& name) const = 0;
@@ -24,6 +27,7 @@ class CEmitter {
   virtual std::string accumulate(const std::string& lhs, const std::string& val) const = 0;
   virtual std::string accumulate_total(const std::string& acc, const std::string& buf, const std::string& val) const = 0;
   virtual std::string finish_total(const std::string& acc, const std::string& buf) const = 0;
+  virtual std::string merge_flags() const = 0;  // after the loop: `opal_chk` into *T.chk
 
   static std::string literal(double v);
   static std::string comment(const ir::Graph& g, ir::ValueId v);

@@ -61,12 +61,23 @@ struct Slot {
   bool identity = false;  // starts as the identity (`state Q = eye(rows)`), else zeros
 };
 
+// A value worth naming when it goes non-finite: the gradient, each pipeline stage's output u
+// (in pipeline order) and the new parameter. Checked kernels (EmitInput::check_finite) set bit
+// i of a per-tensor flag word when probe i holds a NaN or an infinity; the lowest bit set names
+// where a non-finite value first appeared.
+struct Probe {
+  ValueId value;
+  std::string stage;  // "gradient", a stage key ("momentum", "adapt#2"), "unrotate", "new parameter"
+};
+inline constexpr size_t kMaxProbes = 32;
+
 struct Graph {
   std::string name;                       // e.g. "adamw.matrix"
   std::vector<std::string> hparams;       // the optimizer's hyperparameters, by HParam index
   std::vector<Slot> slots;
   std::vector<Node> nodes;                // operands always precede their users
   std::vector<ValueId> effects;           // roots, in program order
+  std::vector<Probe> probes;              // in pipeline order; passes keep those still live
   bool matrix_only = false;               // uses row/column structure: vectors may not use it
   std::string matrix_reason;              // the op that makes it matrix-only, for errors
 

@@ -139,6 +139,10 @@ struct OptimizerLowering {
     ValueId grad = L.builder().add(Op::Grad, Shape::Full, {});
     ValueId w = L.builder().add(Op::Param, Shape::Full, {});
     Lowerer::Stream st{grad, grad, w};
+    auto probe = [&](const std::string& stage) {
+      if (st.u.valid() && g.probes.size() < ir::kMaxProbes) g.probes.push_back({st.u, stage});
+    };
+    probe("gradient");
     std::map<std::string, int> seen;
     std::vector<Lowerer::BasisFrame> bases;  // entered by rotate(...), innermost last
     for (const Stage& stage : route.pipeline) {
@@ -150,6 +154,7 @@ struct OptimizerLowering {
         }
         if (bases.back().inverse) L.leave_basis(bases.back(), st);
         bases.pop_back();
+        probe("unrotate");
         continue;
       }
       auto it = p.components.find(stage.name);
@@ -170,9 +175,11 @@ struct OptimizerLowering {
         L.component(*it->second, bound, caller, st, key, stage.loc, &f);
         f.loc = stage.loc;
         bases.push_back(std::move(f));
+        probe(key);
         continue;
       }
       L.component(*it->second, bound, caller, st, key, stage.loc);
+      probe(key);
     }
     for (const auto& f : bases)
       d.report(DiagKind::UnbalancedBasis, f.loc, fmt::format("`rotate({})` is never undone", f.decl ? f.decl->name : "?"),
@@ -180,6 +187,7 @@ struct OptimizerLowering {
     SourceLoc end = route.pipeline.empty() ? route.loc : route.pipeline.back().loc;
     ValueId neww = L.builder().add(Op::Sub, Shape::Full, {w, st.u}, 0, 0, end);
     L.builder().add(Op::ParamWrite, Shape::Full, {neww}, 0, 0, end);
+    if (g.probes.size() < ir::kMaxProbes) g.probes.push_back({neww, "new parameter"});
   }
 };
 

@@ -23,6 +23,8 @@ ir::Graph rebuild(const ir::Graph& g, const std::function<ir::ValueId(ir::Builde
     ir::ValueId r = replace ? replace(b, n, ops) : ir::ValueId{};
     map[i] = r.valid() ? r : b.add_node(n);
   }
+  for (const ir::Probe& pr : g.probes)
+    if (map[pr.value.v].valid()) out.probes.push_back({map[pr.value.v], pr.stage});
   return out;
 }
 

@@ -98,9 +98,10 @@ std::string run_golden(const Golden& g) {
     } else if (args.rfind("emit --target ", 0) == 0) {
       auto c = compile_optimizer(p, *o, d);
       if (c) {
-        EmitInput in{c->name, c->hparams.size(), {}};
+        const bool checked = args.find(" --check-finite") != std::string::npos;
+        EmitInput in{c->name, c->hparams.size(), {}, checked};
         for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
-        out = emit_program(in, args.substr(14) == "cuda" ? Target::Cuda : Target::Cpu);
+        out = emit_program(in, args.rfind("emit --target cuda", 0) == 0 ? Target::Cuda : Target::Cpu);
       }
     }
     return out + d.render();

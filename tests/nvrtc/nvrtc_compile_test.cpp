@@ -30,22 +30,25 @@ std::string compile(const std::string& src, const std::string& arch, size_t& ptx
 }
 }  // namespace
 
-TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90") {
+TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90, with and without non-finite checks") {
   Diagnostics d;
   auto program = load_program({}, d);
   REQUIRE_FALSE(d.has_errors());
   REQUIRE(program->optimizers.size() >= 10);
   for (const auto& [name, _] : program->optimizers) {
     auto c = compile_spec({name, "", ""});
-    EmitInput in{c->name, c->hparams.size(), {}};
-    for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
-    std::string src = emit_program(in, Target::Cuda);
-    for (const char* arch : {"compute_80", "compute_90"}) {
-      size_t ptx = 0;
-      std::string err = compile(src, arch, ptx);
-      INFO(name << " for " << arch << ":\n" << err);
-      CHECK(err.empty());
-      CHECK(ptx > 0);
+    for (bool checked : {false, true}) {
+      EmitInput in{c->name, c->hparams.size(), {}, checked};
+      for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
+      std::string src = emit_program(in, Target::Cuda);
+      CHECK((src.find("atomicOr(T.chk") != std::string::npos) == checked);
+      for (const char* arch : {"compute_80", "compute_90"}) {
+        size_t ptx = 0;
+        std::string err = compile(src, arch, ptx);
+        INFO(name << (checked ? " (checked)" : "") << " for " << arch << ":\n" << err);
+        CHECK(err.empty());
+        CHECK(ptx > 0);
+      }
     }
   }
 }

@@ -12,7 +12,7 @@ class CpuEmitter final : public CEmitter {
   std::string prelude(size_t n_hparams) const override {
     return fmt::format(R"(#include <math.h>
 #include <string.h>
-typedef struct {{ float* const* buf; long long rows, cols; }} opal_tensor_t;
+typedef struct {{ float* const* buf; long long rows, cols; unsigned* chk; }} opal_tensor_t;
 typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
 #define U_hp(k) (U->hp[k])
 #define U_t (U->t)
@@ -29,6 +29,11 @@ static inline float opal_bf16(float x) {{
   memcpy(&x, &b, 4);
   return x;
 }}
+static inline int opal_nonfinite(float x) {{
+  unsigned int b;
+  memcpy(&b, &x, 4);
+  return (b & 0x7f800000u) == 0x7f800000u;
+}}
 
 )", n_hparams == 0 ? 1 : n_hparams) + randn_prelude("static inline") + "\n";
   }
@@ -41,7 +46,8 @@ static inline float opal_bf16(float x) {{
   std::string close_tensor() const override { return "  }\n"; }
   std::string loop_open(const Kernel& k) const override {
     // the threshold keeps small tensors off the thread pool
-    std::string par = k.serial ? "" : "  #pragma omp parallel for schedule(static) if(numel >= 65536)\n";
+    const std::string chk = checked ? " reduction(|:opal_chk)" : "";
+    std::string par = k.serial ? "" : "  #pragma omp parallel for schedule(static) if(numel >= 65536)" + chk + "\n";
     switch (k.domain) {
       case Domain::Left:
       case Domain::Right:
@@ -49,7 +55,7 @@ static inline float opal_bf16(float x) {{
       case Domain::Full:
         if (!k.indexed)
           return k.serial ? "  for (long long e = 0; e < n_e; ++e) {\n"
-                          : "  #pragma omp parallel for simd schedule(static) if(n_e >= 65536)\n  for (long long e = 0; e < n_e; ++e) {\n";
+                          : "  #pragma omp parallel for simd schedule(static) if(n_e >= 65536)" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n";
         return par + "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
       case Domain::Rows: return "  for (long long i = 0; i < rows; ++i) {\n";
       case Domain::Cols: return "  for (long long j = 0; j < cols; ++j) {\n";
@@ -60,6 +66,7 @@ static inline float opal_bf16(float x) {{
     return k.domain == Domain::Full && k.indexed ? "    }\n  }\n" : "  }\n";
   }
   std::string restrict_kw() const override { return "__restrict__"; }
+  std::string merge_flags() const override { return "  if (opal_chk) *T.chk |= opal_chk;\n"; }
   std::string accumulate(const std::string& lhs, const std::string& val) const override { return fmt::format("{} += {};", lhs, val); }
   std::string accumulate_total(const std::string& acc, const std::string&, const std::string& val) const override {
     return fmt::format("{} += (double){};", acc, val);

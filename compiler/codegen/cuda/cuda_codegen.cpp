@@ -12,7 +12,7 @@ namespace {
 class CudaEmitter final : public CEmitter {
  public:
   std::string prelude(size_t n_hparams) const override {
-    return fmt::format(R"(typedef struct {{ float* const* buf; long long rows, cols; }} opal_tensor_t;
+    return fmt::format(R"(typedef struct {{ float* const* buf; long long rows, cols; unsigned* chk; }} opal_tensor_t;
 typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
 #define U_hp(k) (U.hp[k])
 #define U_t (U.t)
@@ -22,6 +22,7 @@ __device__ static inline float opal_bf16(float x) {{
   b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
   return __uint_as_float(b);
 }}
+__device__ static inline int opal_nonfinite(float x) {{ return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }}
 
 )", n_hparams == 0 ? 1 : n_hparams) + randn_prelude("__device__ static inline") + "\n";
   }
@@ -43,6 +44,7 @@ __device__ static inline float opal_bf16(float x) {{
   }
   std::string loop_close(const Kernel& k) const override { return k.domain == Domain::Full && k.indexed ? "    }\n  }\n" : "  }\n"; }
   std::string restrict_kw() const override { return "__restrict__"; }
+  std::string merge_flags() const override { return "  if (opal_chk) atomicOr(T.chk, opal_chk);\n"; }
   std::string accumulate(const std::string& lhs, const std::string& val) const override { return fmt::format("atomicAdd(&{}, {});", lhs, val); }
   std::string accumulate_total(const std::string& acc, const std::string&, const std::string& val) const override {
     return fmt::format("{} += (double){};", acc, val);

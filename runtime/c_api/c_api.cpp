@@ -19,6 +19,7 @@ struct opal_optimizer {
   std::shared_ptr<const opal::Executable> exe;
   std::vector<opal::ParamDesc> params;  // until the optimizer is built
   std::map<std::string, double> hparams;  // set before it is built
+  opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
   std::unique_ptr<opal::Optimizer> opt;
   std::set<std::string> strings;  // returned names, alive as long as the handle
   std::string report;
@@ -28,6 +29,7 @@ struct opal_optimizer {
     if (!opt) {
       auto o = std::make_unique<opal::Optimizer>(exe, params);
       for (const auto& [k, v] : hparams) o->set_hparam(k, v);
+      o->set_nonfinite_policy(nonfinite);
       opt = std::move(o);
       params.clear();
     }
@@ -65,6 +67,8 @@ opal_status guarded(F&& f) noexcept {
     return fail(OPAL_ERROR_CHECKPOINT, e.what());
   } catch (const opal::IoError& e) {
     return fail(OPAL_ERROR_IO, e.what());
+  } catch (const opal::NonFiniteError& e) {
+    return fail(OPAL_ERROR_NONFINITE, e.what());
   } catch (const opal::Error& e) {
     return fail(OPAL_ERROR_ARGUMENT, e.what());
   } catch (const std::bad_alloc&) {
@@ -108,6 +112,7 @@ const char* opal_status_name(opal_status s) {
     case OPAL_ERROR_CHECKPOINT: return "OPAL_ERROR_CHECKPOINT";
     case OPAL_ERROR_UNSUPPORTED: return "OPAL_ERROR_UNSUPPORTED";
     case OPAL_ERROR_STATE: return "OPAL_ERROR_STATE";
+    case OPAL_ERROR_NONFINITE: return "OPAL_ERROR_NONFINITE";
     case OPAL_ERROR_INTERNAL: return "OPAL_ERROR_INTERNAL";
   }
   return "an unknown status";
@@ -173,6 +178,24 @@ opal_status opal_step(opal_optimizer* opt, void* stream) {
     need(opt, "opt");
     if (stream) throw Failure{OPAL_ERROR_UNSUPPORTED, "a CUDA stream was given, and this build steps CPU memory only"};
     opt->built().step();
+  });
+}
+
+opal_status opal_set_nonfinite(opal_optimizer* opt, const char* policy) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(policy, "policy");
+    opal::NonFinitePolicy p = opal::parse_nonfinite_policy(policy);
+    if (opt->opt) opt->opt->set_nonfinite_policy(p);
+    opt->nonfinite = p;
+  });
+}
+
+opal_status opal_skipped_steps(opal_optimizer* opt, int64_t* out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(out, "out");
+    *out = opt->opt ? opt->opt->skipped_steps() : 0;
   });
 }
 

@@ -37,7 +37,8 @@ typedef enum opal_status {
   OPAL_ERROR_CHECKPOINT = 5,  /* a checkpoint that is corrupt or does not fit this optimizer */
   OPAL_ERROR_UNSUPPORTED = 6, /* a dtype or device this build cannot step */
   OPAL_ERROR_STATE = 7,       /* a call out of order (a parameter added after the first step) */
-  OPAL_ERROR_INTERNAL = 8     /* a bug in Opal: please report it with the message */
+  OPAL_ERROR_INTERNAL = 8,    /* a bug in Opal: please report it with the message */
+  OPAL_ERROR_NONFINITE = 9    /* a NaN or Inf under the "raise" policy; the step was undone */
 } opal_status;
 
 typedef enum opal_dtype { OPAL_F32 = 0, OPAL_F16 = 1, OPAL_BF16 = 2, OPAL_F64 = 3 } opal_dtype;
@@ -74,6 +75,13 @@ OPAL_API opal_status opal_param_data(opal_optimizer* opt, const char* name, floa
  * parameters; it must be NULL for CPU ones. */
 OPAL_API opal_status opal_step(opal_optimizer* opt, void* stream);
 OPAL_API opal_status opal_step_count(opal_optimizer* opt, int64_t* out);
+
+/* NaN/Inf handling: "off" (default), "raise" (opal_step undoes the step and returns
+ * OPAL_ERROR_NONFINITE naming the parameter and the stage), "skip" (the step is undone for every
+ * parameter and counted in opal_skipped_steps), "zero" (the offending gradient is zeroed and that
+ * parameter steps with it). The checks are fused into the kernels; "off" runs none. */
+OPAL_API opal_status opal_set_nonfinite(opal_optimizer* opt, const char* policy);
+OPAL_API opal_status opal_skipped_steps(opal_optimizer* opt, int64_t* out);
 
 /* Hyperparameters are run-time values: setting one never recompiles. */
 OPAL_API opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value);

@@ -68,6 +68,7 @@ PYBIND11_MODULE(_opal, m) {
   static py::exception<CompileError> spec_error(m, "SpecError", error.ptr());
   static py::exception<CheckpointError> checkpoint_error(m, "CheckpointError", error.ptr());
   static py::exception<NotFoundError> not_found(m, "NotFoundError", error.ptr());
+  static py::exception<NonFiniteError> nonfinite_error(m, "NonFiniteError", error.ptr());
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -77,6 +78,8 @@ PYBIND11_MODULE(_opal, m) {
       checkpoint_error(e.what());
     } catch (const NotFoundError& e) {
       not_found(e.what());
+    } catch (const NonFiniteError& e) {
+      nonfinite_error(e.what());
     } catch (const Error& e) {
       error(e.what());
     }
@@ -143,6 +146,25 @@ PYBIND11_MODULE(_opal, m) {
           py::arg("data"), py::arg("grads"), "Binds every parameter's memory (grad address 0: sits out) and steps.")
       .def_property("step_count", &Optimizer::step_count, &Optimizer::set_step_count)
       .def("set_hparam", &Optimizer::set_hparam)
+      .def_property(
+          "nonfinite", [](const Optimizer& o) { return std::string(nonfinite_policy_name(o.nonfinite_policy())); },
+          [](Optimizer& o, const std::string& p) { o.set_nonfinite_policy(parse_nonfinite_policy(p)); })
+      .def_property_readonly("skipped_steps", &Optimizer::skipped_steps)
+      .def_property_readonly("nonfinite_events",
+                             [](const Optimizer& o) {
+                               py::list out;
+                               for (const auto& e : o.nonfinite_events()) {
+                                 py::dict d;
+                                 d["step"] = e.step;
+                                 d["param"] = e.param;
+                                 d["route"] = e.route;
+                                 d["stage"] = e.stage;
+                                 d["action"] = e.action;
+                                 d["message"] = describe(e);
+                                 out.append(d);
+                               }
+                               return out;
+                             })
       .def("hparam", &Optimizer::hparam)
       .def_property_readonly("hparam_names", &Optimizer::hparam_names)
       .def_property_readonly("param_names",

@@ -183,3 +183,32 @@ TEST_CASE("checkpoints through the ABI: save, load with a report, refuse a corru
   opal_destroy(a);
   opal_destroy(b);
 }
+
+TEST_CASE("non-finite policy through the ABI: raise is OPAL_ERROR_NONFINITE and changes nothing; skip counts") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("signum", nullptr, &opt) == OPAL_OK);
+  int64_t s[1] = {3};
+  REQUIRE(opal_add_param(opt, "a", 1, s, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  CHECK(opal_set_nonfinite(opt, "sometimes") == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("unknown non-finite policy `sometimes`") != std::string::npos);
+  REQUIRE(opal_set_nonfinite(opt, "raise") == OPAL_OK);  // before the optimizer is built
+  float *w, *g;
+  int64_t n;
+  REQUIRE(opal_param_data(opt, "a", &w, &g, &n) == OPAL_OK);
+  g[0] = 1.f, g[1] = NAN, g[2] = 1.f;
+  CHECK(opal_step(opt, nullptr) == OPAL_ERROR_NONFINITE);
+  CHECK(err().find("parameter `a`") != std::string::npos);
+  CHECK(err().find("the gradient holds NaN or Inf") != std::string::npos);
+  CHECK(std::string(opal_status_name(OPAL_ERROR_NONFINITE)) == "OPAL_ERROR_NONFINITE");
+  int64_t t = -1;
+  REQUIRE(opal_step_count(opt, &t) == OPAL_OK);
+  CHECK(t == 0);
+  CHECK(w[0] == 0.f);
+  REQUIRE(opal_set_nonfinite(opt, "skip") == OPAL_OK);
+  CHECK(opal_step(opt, nullptr) == OPAL_OK);
+  int64_t skipped = 0;
+  REQUIRE(opal_skipped_steps(opt, &skipped) == OPAL_OK);
+  CHECK(skipped == 1);
+  CHECK(w[0] == 0.f);
+  opal_destroy(opt);
+}

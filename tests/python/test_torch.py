@@ -219,6 +219,40 @@ class Errors(unittest.TestCase):
         with self.assertRaisesRegex(ValueError, "appears in two parameter groups"):
             Optimizer([{"params": [("w", p)]}, {"params": [("w", torch.zeros(2, requires_grad=True))]}], spec="adamw")
 
+    def test_nonfinite_policies(self):
+        def model_with_nan():
+            m = make_model()
+            x, y = batch(0)
+            torch.nn.functional.mse_loss(m(x), y).backward()
+            m[2].weight.grad[3, 4] = float("nan")
+            return m
+        with self.assertRaisesRegex(ValueError, "nonfinite must be off, raise, skip or zero"):
+            Optimizer(make_model().named_parameters(), spec="adamw", nonfinite="maybe")
+        m = model_with_nan()
+        opt = Optimizer(m.named_parameters(), spec="adamw", nonfinite="raise")
+        before = copy.deepcopy(m.state_dict())
+        with self.assertRaisesRegex(opal.NonFiniteError, r"step 1: parameter `2.weight` \(route other\): the gradient holds NaN or Inf"):
+            opt.step()
+        for k, v in m.state_dict().items():
+            self.assertTrue(torch.equal(v, before[k]), k)
+        self.assertEqual(opt.step_count(), 0)
+        m = model_with_nan()
+        opt = Optimizer(m.named_parameters(), spec="adamw", nonfinite="skip")
+        before = copy.deepcopy(m.state_dict())
+        opt.step()
+        self.assertEqual(opt.skipped_steps, 1)
+        self.assertEqual([(e["param"], e["stage"], e["action"]) for e in opt.nonfinite_events], [("2.weight", "gradient", "step skipped")])
+        for k, v in m.state_dict().items():
+            self.assertTrue(torch.equal(v, before[k]), k)
+        m = model_with_nan()
+        opt = Optimizer(m.named_parameters(), spec="adamw", nonfinite="zero")
+        before = copy.deepcopy(m.state_dict())
+        opt.step()
+        self.assertEqual(opt.nonfinite_events[0]["action"], "gradient zeroed")
+        self.assertTrue(all(torch.isfinite(p).all() for p in m.parameters()))
+        self.assertFalse(torch.equal(m[0].weight, before["0.weight"]))  # the others stepped
+        self.assertTrue(torch.equal(m[2].weight.grad, torch.zeros_like(m[2].weight)))
+
     def test_check_and_compile(self):
         self.assertEqual(opal.check("adamw"), "")
         c = opal.compile("adamw")

@@ -37,11 +37,20 @@ class Optimizer(torch.optim.Optimizer):
         position), or a list of parameter-group dicts whose "params" are any of those.
     spec: a stdlib optimizer name ("adamw", "soap", "muon"), a path to a .opal file, or spec text.
     optimizer: which optimizer of a file defining several.
+    nonfinite: what a step does with a NaN or Inf in a gradient or an update: "off" (no check,
+        the default), "raise" (opal.NonFiniteError naming the parameter and the stage; that
+        group's step is undone), "skip" (the group's step is undone and counted in
+        skipped_steps), "zero" (the offending gradient is zeroed and that parameter steps
+        with it). Policies act per parameter group: groups stepped before a raise keep
+        their step.
     **hparams: the spec's hyperparameters (torch spellings betas=(b1, b2) and weight_decay=
         are accepted where the spec has b1/b2/wd).
     """
 
-    def __init__(self, params, spec="adamw", optimizer=None, **hparams):
+    def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", **hparams):
+        self._nonfinite = str(nonfinite)
+        if self._nonfinite not in ("off", "raise", "skip", "zero"):
+            raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
         self._compiled = _opal.Compiled(str(spec), optimizer or "")
         self._spec = str(spec)
         self._engines = []
@@ -108,6 +117,7 @@ class Optimizer(torch.optim.Optimizer):
         engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr()) for n, p in zip(group["param_names"], group["params"])])
         for k in engine.hparam_names:
             engine.set_hparam(k, float(group[k]))
+        engine.nonfinite = self._nonfinite
         self._engines.append(engine)
         for n, p in zip(group["param_names"], group["params"]):
             self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
@@ -163,6 +173,17 @@ class Optimizer(torch.optim.Optimizer):
         return loss
 
     # -- introspection ------------------------------------------------------------------
+    @property
+    def skipped_steps(self):
+        """Steps undone under nonfinite="skip" (of the first group; all groups skip alike)."""
+        return self._engines[0].skipped_steps if self._engines else 0
+
+    @property
+    def nonfinite_events(self):
+        """The parameters whose last step met a NaN or Inf: dicts with step, param, route,
+        stage (the first value checked to go non-finite), action and message."""
+        return [e for engine in self._engines for e in engine.nonfinite_events]
+
     @property
     def compiled(self):
         return self._compiled

@@ -14,9 +14,11 @@
 
 namespace {
 
+// Never destroyed: unloading its kernel module at exit would unmap the libgomp that module
+// pulled into this (libomp-linked, clang) process and turn libgomp's allocations into leaks.
 opal::Optimizer& optimizer() {
-  static opal::Optimizer opt(opal::SpecRef{"adamw", "", OPAL_SOURCE_STDLIB}, {{"w", {4, 3}}, {"b", {3}}});
-  return opt;
+  static opal::Optimizer* opt = new opal::Optimizer(opal::SpecRef{"adamw", "", OPAL_SOURCE_STDLIB}, {{"w", {4, 3}}, {"b", {3}}});
+  return *opt;
 }
 
 }  // namespace

@@ -129,6 +129,7 @@ class Parser {
     // `every(N) { ... }` and `inverse { ... }`: contextual, so both words stay usable as names
     if (at(Tok::Ident) && (((peek().text == "every" || peek().text == "when") && peek(1).kind == Tok::LParen) ||
                            (peek().text == "inverse" && peek(1).kind == Tok::LBrace))) {
+      DepthGuard guard(*this, "`every`/`when`/`inverse` blocks");
       Token kw = take();
       Stmt st{kw.text == "inverse" ? Stmt::Kind::Inverse : Stmt::Kind::Every, kw.loc, kw.text, kw.loc, nullptr, {}};
       if (st.kind == Stmt::Kind::Every) {
@@ -331,10 +332,10 @@ class Parser {
   // ---- expressions ----
   struct DepthGuard {
     Parser& p;
-    explicit DepthGuard(Parser& p_) : p(p_) {
+    explicit DepthGuard(Parser& p_, const char* what = "expression") : p(p_) {
       if (++p.depth_ > kMaxNesting) {
-        p.d_.report(DiagKind::NestingTooDeep, p.peek().loc, fmt::format("expression nested deeper than {} levels", kMaxNesting),
-                    "split it with `let` bindings");
+        p.d_.report(DiagKind::NestingTooDeep, p.peek().loc, fmt::format("{} nested deeper than {} levels", what, kMaxNesting),
+                    std::string(what) == "expression" ? "split it with `let` bindings" : "merge the conditions into one block");
         --p.depth_;
         throw ParseError{};
       }

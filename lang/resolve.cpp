@@ -150,76 +150,101 @@ class Resolver {
     }
   }
 
-  // Delegation cycles (a: other: b(...); b: other: a(...)).
+  // Delegation cycles (a: other: b(...); b: other: a(...)) and chains of delegation longer
+  // than kMaxCallDepth (the lowering follows them by recursion).
   void check_delegation_cycles() {
-    std::map<const OptimizerDecl*, int> state;  // 1 = on stack, 2 = done
-    std::function<void(const OptimizerDecl*, std::vector<const OptimizerDecl*>&)> visit =
-        [&](const OptimizerDecl* o, std::vector<const OptimizerDecl*>& stack) {
-          state[o] = 1;
-          stack.push_back(o);
-          for (const auto& r : o->routes) {
-            if (r.pipeline.size() != 1) continue;
-            auto it = p_.optimizers.find(r.pipeline[0].name);
-            if (it == p_.optimizers.end()) continue;
-            if (state[it->second] == 1) {
-              std::string path;
-              bool on = false;
-              for (auto* s : stack) {
-                if (s == it->second) on = true;
-                if (on) path += s->name + " -> ";
-              }
-              d_.report(DiagKind::Cycle, r.pipeline[0].loc, fmt::format("optimizers delegate in a cycle: {}{}", path, it->second->name),
-                        "one of them must route the parameters through components");
-            } else if (state[it->second] == 0) {
-              visit(it->second, stack);
-            }
-          }
-          stack.pop_back();
-          state[o] = 2;
-        };
-    for (const auto& [_, o] : p_.optimizers)
-      if (state[o] == 0) {
-        std::vector<const OptimizerDecl*> stack;
-        visit(o, stack);
+    CallGraph cg;
+    std::map<const OptimizerDecl*, int> index;
+    for (const auto& [name, o] : p_.optimizers) {
+      index[o] = int(cg.names.size());
+      cg.names.push_back(name);
+      cg.locs.push_back(o->loc);
+    }
+    cg.edges.resize(cg.names.size());
+    for (const auto& [o, i] : index)
+      for (const auto& r : o->routes) {
+        if (r.pipeline.size() != 1) continue;
+        auto it = p_.optimizers.find(r.pipeline[0].name);
+        if (it != p_.optimizers.end()) cg.edges[i].push_back({index[it->second], r.pipeline[0].loc});
       }
+    check_call_graph(cg, "optimizers delegate in a cycle", "one of them must route the parameters through components",
+                     "optimizer `{}` starts a chain of delegations deeper than the limit of {}",
+                     "route parameters through components instead of a chain of optimizers");
   }
 
-  // fn call cycles (fn a(x) = b(x); fn b(x) = a(x)): inlining would never end.
+  // fn call cycles (fn a(x) = b(x); fn b(x) = a(x)): inlining would never end; and chains of
+  // calls longer than kMaxCallDepth (inlining recurses once per call).
   void check_fn_cycles() {
-    std::map<const FnDecl*, int> state;
-    std::function<void(const FnDecl*, const Expr&, std::vector<const FnDecl*>&)> walk;
-    std::function<void(const FnDecl*, std::vector<const FnDecl*>&)> visit = [&](const FnDecl* f, std::vector<const FnDecl*>& stack) {
-      state[f] = 1;
-      stack.push_back(f);
-      walk(f, *f->body, stack);
-      stack.pop_back();
-      state[f] = 2;
-    };
-    walk = [&](const FnDecl* f, const Expr& e, std::vector<const FnDecl*>& stack) {
+    CallGraph cg;
+    std::map<const FnDecl*, int> index;
+    for (const auto& [name, f] : p_.fns) {
+      index[f] = int(cg.names.size());
+      cg.names.push_back(name);
+      cg.locs.push_back(f->loc);
+    }
+    cg.edges.resize(cg.names.size());
+    // expressions nest at most kMaxNesting deep (the parser's limit), so this recursion is bounded
+    std::function<void(int, const Expr&)> calls = [&](int i, const Expr& e) {
       if (e.kind == Expr::Kind::Call) {
         auto it = p_.fns.find(e.name);
-        if (it != p_.fns.end()) {
-          if (state[it->second] == 1) {
+        if (it != p_.fns.end()) cg.edges[i].push_back({index[it->second], e.loc});
+      }
+      for (const auto& a : e.args) calls(i, *a.value);
+    };
+    for (const auto& [f, i] : index) calls(i, *f->body);
+    check_call_graph(cg, "fns call each other in a cycle", "fns are inlined, so they cannot recurse",
+                     "fn `{}` starts a chain of calls deeper than the limit of {}", "fns are inlined: flatten the chain");
+  }
+
+  // Declarations calling (or delegating to) one another.
+  struct CallGraph {
+    std::vector<std::string> names;
+    std::vector<SourceLoc> locs;
+    std::vector<std::vector<std::pair<int, SourceLoc>>> edges;  // callee, where it is called
+  };
+
+  // Reports every cycle (at the call that closes it, with the path) and the declarations where
+  // a chain first grows past kMaxCallDepth. Iterative: hostile input cannot overflow the stack.
+  void check_call_graph(const CallGraph& cg, const char* cycle_msg, const char* cycle_help, const char* deep_fmt, const char* deep_help) {
+    const size_t n = cg.names.size();
+    std::vector<int> state(n, 0);      // 1 = on the stack, 2 = done
+    std::vector<size_t> height(n, 1);  // the longest chain starting here (cycles cut)
+    struct Frame {
+      int node;
+      size_t next = 0;
+    };
+    for (size_t root = 0; root < n; ++root) {
+      if (state[root]) continue;
+      std::vector<Frame> stack{{int(root)}};
+      state[root] = 1;
+      while (!stack.empty()) {
+        Frame& f = stack.back();
+        if (f.next < cg.edges[f.node].size()) {
+          auto [c, loc] = cg.edges[f.node][f.next++];
+          if (state[c] == 1) {
             std::string path;
             bool on = false;
-            for (auto* s : stack) {
-              if (s == it->second) on = true;
-              if (on) path += s->name + " -> ";
+            for (const Frame& s : stack) {
+              if (s.node == c) on = true;
+              if (on) path += cg.names[s.node] + " -> ";
             }
-            d_.report(DiagKind::Cycle, e.loc, fmt::format("fns call each other in a cycle: {}{}", path, e.name),
-                      "fns are inlined, so they cannot recurse");
-          } else if (state[it->second] == 0) {
-            visit(it->second, stack);
+            d_.report(DiagKind::Cycle, loc, fmt::format("{}: {}{}", cycle_msg, path, cg.names[c]), cycle_help);
+          } else if (state[c] == 2) {
+            height[f.node] = std::max(height[f.node], 1 + height[c]);
+          } else {
+            state[c] = 1;
+            stack.push_back({c});
           }
+          continue;
         }
+        int done = f.node;
+        state[done] = 2;
+        stack.pop_back();
+        if (!stack.empty()) height[stack.back().node] = std::max(height[stack.back().node], 1 + height[done]);
       }
-      for (const auto& a : e.args) walk(f, *a.value, stack);
-    };
-    for (const auto& [_, f] : p_.fns)
-      if (state[f] == 0) {
-        std::vector<const FnDecl*> stack;
-        visit(f, stack);
-      }
+    }
+    for (size_t i = 0; i < n; ++i)
+      if (height[i] == kMaxCallDepth + 1) d_.report(DiagKind::LimitExceeded, cg.locs[i], fmt::format(fmt::runtime(deep_fmt), cg.names[i], kMaxCallDepth), deep_help);
   }
 
  private:

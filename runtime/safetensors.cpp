@@ -77,10 +77,12 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
     TensorData t;
     t.dtype = dtype;
     uint64_t count = 1;
+    if (sh.size() > kMaxTensorRank) throw fail(fmt::format("tensor `{}` has {} dimensions; the limit is {}", name, sh.size(), kMaxTensorRank));
     for (const auto& d : sh) {
       if (!d.is_number_unsigned()) throw fail(fmt::format("tensor `{}` has a non-integer dimension", name));
       uint64_t v = d.get<uint64_t>();
-      if (v != 0 && count > (uint64_t(1) << 40) / v) throw fail(fmt::format("tensor `{}` is too large", name));
+      if (v != 0 && count > kMaxFileTensorElements / v)
+        throw fail(fmt::format("tensor `{}` has more elements than the limit of {}", name, kMaxFileTensorElements));
       count *= v;
       t.shape.push_back(int64_t(v));
     }

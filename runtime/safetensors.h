@@ -21,8 +21,11 @@ struct SafetensorsFile {
   std::map<std::string, std::string> metadata;
 };
 
-// Limits: header size and per-file byte size, each a clear error beyond.
+// Limits, each a clear error naming it: the JSON header's size, a tensor's rank and element
+// count (also bounded by the bytes actually present: nothing is allocated before that check).
 inline constexpr uint64_t kMaxHeaderBytes = 100u << 20;
+inline constexpr size_t kMaxTensorRank = 16;
+inline constexpr uint64_t kMaxFileTensorElements = uint64_t(1) << 40;
 
 // Throws opal::Error naming the file and what is wrong.
 SafetensorsFile read_safetensors(const std::string& path);

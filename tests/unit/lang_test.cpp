@@ -1,6 +1,8 @@
 // Front end: lexer, parser (with recovery), resolver, limits.
 #include <doctest/doctest.h>
 
+#include <fmt/format.h>
+
 #include "lang/lexer.h"
 #include "lang/parser.h"
 #include "lang/program.h"
@@ -89,6 +91,47 @@ TEST_CASE("a spec beyond the size limit is refused with the limit named") {
   REQUIRE(d.has_errors());
   CHECK(d.all().back().kind == DiagKind::LimitExceeded);
   CHECK(d.all().back().message.find(std::to_string(kMaxSpecBytes)) != std::string::npos);
+}
+
+TEST_CASE("chains of fns and of delegating optimizers are bounded (no recursion a spec can overflow)") {
+  auto load = [](const std::string& text, Diagnostics& d) {
+    LoadRequest req;
+    req.texts.push_back({"chain.opal", text});
+    return load_program(req, d);
+  };
+  auto fns = [](size_t n) {
+    std::string s = "fn f0(x) = x * 2\n";
+    for (size_t i = 1; i < n; ++i) s += fmt::format("fn f{}(x) = f{}(x) + 1\n", i, i - 1);
+    return s;
+  };
+  Diagnostics ok;
+  load(fns(kMaxCallDepth), ok);
+  CHECK_FALSE(ok.has_errors());
+  // 20000 deep, however the search enters the chain: one error, at the fn where it gets too deep
+  Diagnostics d;
+  load(fns(20000), d);
+  REQUIRE(d.error_count() == 1);
+  CHECK(d.all()[0].kind == DiagKind::LimitExceeded);
+  CHECK(d.all()[0].message == fmt::format("fn `f{}` starts a chain of calls deeper than the limit of {}", kMaxCallDepth, kMaxCallDepth));
+  std::string opts = "optimizer o0(lr = 1) {\n  other: scale(lr)\n}\n";
+  for (int i = 1; i < 5000; ++i) opts += fmt::format("optimizer o{}(lr = 1) {{\n  other: o{}(lr)\n}}\n", i, i - 1);
+  Diagnostics d2;
+  load(opts, d2);
+  REQUIRE(d2.error_count() == 1);
+  CHECK(d2.all()[0].message == fmt::format("optimizer `o{}` starts a chain of delegations deeper than the limit of {}", kMaxCallDepth, kMaxCallDepth));
+}
+
+TEST_CASE("blocks nested past the limit are an error, not a stack overflow") {
+  std::string s = "component c() {\n";
+  for (int i = 0; i < 5000; ++i) s += "every(1) {\n";
+  s += "u = u\n";
+  for (int i = 0; i < 5000; ++i) s += "}\n";
+  s += "}\n";
+  SourceFile f("deep.opal", s);
+  Diagnostics d;
+  parse(f, d);
+  REQUIRE(d.has_errors());
+  CHECK(d.all()[0].kind == DiagKind::NestingTooDeep);
 }
 
 TEST_CASE("closest_match suggests within a small edit distance only") {

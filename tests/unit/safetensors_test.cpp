@@ -61,6 +61,11 @@ TEST_CASE("bad headers, dtypes, sizes and overlaps are named") {
   CHECK(error_of(with_header(R"({"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", 4)).find("outside") != std::string::npos);
   std::string huge(8, '\xff');
   CHECK(error_of(huge).find("exceeds the limit") != std::string::npos);
+  // limits on a tensor's shape, before anything is allocated for it
+  CHECK(error_of(with_header(R"({"a":{"dtype":"F32","shape":[1048576,1048576,2],"data_offsets":[0,4]}})", 4))
+            .find("tensor `a` has more elements than the limit of 1099511627776") != std::string::npos);
+  std::string rank17 = R"({"a":{"dtype":"F32","shape":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],"data_offsets":[0,4]}})";
+  CHECK(error_of(with_header(rank17, 4)).find("tensor `a` has 17 dimensions; the limit is 16") != std::string::npos);
 }
 
 TEST_CASE("F64, F16 and BF16 tensors are converted to float") {

@@ -112,11 +112,10 @@ const std::string& toolchain_identity() {
 }
 
 std::shared_ptr<HostModule> load_validated(const std::string& path, const std::string& key) {
-  // RTLD_NODELETE: a module stays mapped once loaded (paths are content hashes, so reloading
-  // one returns the same handle). Unloading would unmap the libgomp it pulled in, under its
-  // idle worker threads, wherever opal_core was not itself linked against libgomp (a clang
-  // build links libomp), and would hide its allocations from LeakSanitizer's scan.
-  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
+  // The OpenMP runtime the module uses is linked into opal_core too (CMakeLists.txt), so
+  // unloading a module never unmaps libgomp under its idle worker threads. (Not in a clang
+  // build, which links libomp: there, keep modules loaded while their kernels may run.)
+  void* h = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) return nullptr;
   auto mod = std::make_shared<HostModule>(h);
   auto fn = reinterpret_cast<const char* (*)()>(mod->symbol("opal_cache_key"));

@@ -1,20 +1,18 @@
 #!/usr/bin/env bash
 # Runs one libFuzzer target for a while: scripts/fuzz.sh TARGET SECONDS (TARGET: spec,
 # safetensors or journal; default 60 s). Builds the clang + ASan + UBSan + libFuzzer targets in
-# build-fuzz/, keeps the growing corpus in build-fuzz/corpus/TARGET, and exits non-zero on a
-# crash, hang, leak or sanitizer report, whose input lands in build-fuzz/artifacts/TARGET/
-# (copy it to fuzz/regressions/TARGET/ once fixed: the fuzz_replay test runs those forever).
+# build-san/ (scripts/build_san.sh), keeps the growing corpus in build-san/corpus/TARGET, and
+# exits non-zero on a crash, hang, leak or sanitizer report, whose input lands in
+# build-san/artifacts/TARGET/ (copy it to fuzz/regressions/TARGET/ once fixed: the fuzz_replay
+# test runs those in every build). docs/reliability.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 target=${1:?usage: scripts/fuzz.sh spec|safetensors|journal [SECONDS]}
 secs=${2:-60}
 case "$target" in spec|safetensors|journal) ;; *) echo "fuzz.sh: unknown target '$target' (spec, safetensors, journal)" >&2; exit 2;; esac
-bash scripts/setup.sh
-cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \
-      -DOPAL_FUZZ=ON -DOPAL_NATIVE=OFF >/dev/null
-cmake --build build-fuzz -j"$(nproc)" --target "fuzz_$target" >/dev/null
+bash scripts/build_san.sh "fuzz_$target" >/dev/null
 
-b=build-fuzz
+b=build-san
 seeds=$b/seeds/$target
 rm -rf "$seeds"; mkdir -p "$seeds" "$b/corpus/$target" "$b/artifacts/$target"
 extra=()
@@ -31,7 +29,7 @@ case "$target" in
   safetensors) export OPAL_FUZZ_SEEDS=$seeds ;;
   journal) cp fuzz/seeds/journal/* "$seeds/" ;;
 esac
-export OPAL_CACHE_DIR=$PWD/$b/kernel-cache
+export OPAL_CACHE_DIR=$PWD/$b/kernel-cache OPAL_CXX=clang++
 log=$b/fuzz-$target.log
 echo "fuzz.sh: fuzz_$target for ${secs}s (log: $log)"
 set +e

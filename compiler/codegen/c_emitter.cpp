@@ -4,6 +4,7 @@
 #include "compiler/codegen/c_emitter.h"
 
 #include <algorithm>
+#include <cmath>
 #include <set>
 
 #include <fmt/format.h>
@@ -34,7 +35,11 @@ std::string randn_prelude(const std::string& q) {
 std::string kernel_symbol(size_t route, size_t kernel) { return fmt::format("opal_r{}_k{}", route, kernel); }
 
 std::string CEmitter::literal(double v) {
-  if (v == (long long)v && std::abs(v) < 1e15) return fmt::format("{}.0", (long long)v);
+  // non-finite constants (a folded 1/0) as IEEE expressions both targets accept
+  if (std::isnan(v)) return "(0.0 / 0.0)";
+  if (std::isinf(v)) return v > 0 ? "(1.0 / 0.0)" : "(-1.0 / 0.0)";
+  // the range check first: casting a double beyond long long's range is undefined
+  if (std::abs(v) < 1e15 && v == double((long long)v)) return fmt::format("{}.0", (long long)v);
   return fmt::format("{:.17g}", v);
 }
 

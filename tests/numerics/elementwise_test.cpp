@@ -34,10 +34,11 @@ std::map<std::string, std::vector<float>> run_ref(const Trace& tr, const Ref& re
 
 // Compares every tensor the reference produced.
 void compare(const std::map<std::string, std::vector<float>>& opal, const std::map<std::string, std::vector<float>>& ref, double tol = kTol) {
-  for (const auto& [k, v] : ref) {
+  for (const auto& kv : ref) {
+    const std::string& k = kv.first;  // named: clang 14 lambdas (INFO) cannot capture bindings
     INFO("tensor " << k);
     REQUIRE(opal.count(k));
-    CHECK(rel_err(opal.at(k), v) <= tol);
+    CHECK(rel_err(opal.at(k), kv.second) <= tol);
   }
 }
 
@@ -114,7 +115,9 @@ TEST_CASE("sgd matches torch.optim.SGD, plain and Nesterov") {
 
 TEST_CASE("signum and tiger: the sign of an EMA momentum") {
   Trace tr = make_trace(kShapes, kSteps);
-  for (auto [name, b, wd] : {std::tuple{"signum", 0.9f, 0.1f}, std::tuple{"tiger", 0.945f, 0.01f}}) {
+  for (auto c : {std::tuple{"signum", 0.9f, 0.1f}, std::tuple{"tiger", 0.945f, 0.01f}}) {
+    const char* name = std::get<0>(c);
+    const float b = std::get<1>(c), wd = std::get<2>(c);
     float lr = 1e-3f;
     Ref ref = [=](const ParamCase&, std::vector<float>& w, const std::vector<float>& g, int, auto& st) {
       auto& m = slot(st, "momentum.m", w.size());

@@ -215,7 +215,9 @@ TEST_CASE("workloads: analytic gradients match finite differences") {
   std::vector<std::pair<std::string, std::unique_ptr<Workload>>> wls;
   wls.emplace_back("gpt", workloads::make_gpt_from_text(text, cfg, {}));
   for (const char* n : {"linreg", "softmax", "quadratic"}) wls.emplace_back(n, make_workload(n, {}));
-  for (auto& [name, wl] : wls) {
+  for (auto& entry : wls) {
+    const std::string name = entry.first;  // named: clang 14 lambdas (CAPTURE) cannot capture bindings
+    auto& wl = entry.second;
     CAPTURE(name);
     auto run = wl->start(7);
     auto ps = run->params();

@@ -156,10 +156,10 @@ TEST_CASE("checked kernels step exactly as the unchecked ones on finite gradient
     b.opt.step();
   }
   auto sa = snapshot(a.opt), sb = snapshot(b.opt);
-  for (const auto& [k, v] : sa)
-    for (size_t i = 0; i < v.size(); ++i) {
-      INFO(k << "[" << i << "]");
-      CHECK(v[i] == sb[k][i]);
+  for (const auto& kv : sa)
+    for (size_t i = 0; i < kv.second.size(); ++i) {
+      INFO(kv.first << "[" << i << "]");
+      CHECK(kv.second[i] == sb[kv.first][i]);
     }
   CHECK(a.opt.nonfinite_events().empty());
 }

@@ -205,7 +205,7 @@ TEST_CASE("every(N) refreshes are guarded: SOAP's eigendecompositions run only o
         if (p.graph.at(v).op != Op::ParamWrite) write_pos[p.graph.at(v).iattr] = int(pos);
     }
   }
-  for (auto [slot, pos] : first_read) CHECK(write_pos.at(slot) > pos);
+  for (const auto& sp : first_read) CHECK(write_pos.at(sp.first) > sp.second);
 }
 
 TEST_CASE("Muon: matrix route has 5 x 3 library calls and no library work in the vector route") {

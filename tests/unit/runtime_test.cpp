@@ -8,6 +8,7 @@
 #include <functional>
 #include <filesystem>
 #include <memory>
+#include <tuple>
 
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
@@ -100,7 +101,9 @@ TEST_CASE("replay refuses a missing or mis-shaped gradient before stepping") {
 TEST_SUITE("cli") {
 TEST_CASE("opal --version and check") {
   CHECK(run_cli("--version").second.find("opal 0.1.0") != std::string::npos);
-  auto [rc, out] = run_cli(std::string("check ") + OPAL_TESTS_DIR + "/golden/errors/UnknownComponent.opal");
+  int rc;
+  std::string out;
+  std::tie(rc, out) = run_cli(std::string("check ") + OPAL_TESTS_DIR + "/golden/errors/UnknownComponent.opal");
   CHECK(rc == 1);
   CHECK(out.find("did you mean `adapt`?") != std::string::npos);
   auto ok = run_cli(std::string("check ") + OPAL_TESTS_DIR + "/../stdlib/adamw.opal");
@@ -116,7 +119,9 @@ TEST_CASE("opal replay end to end, and a corrupt input file") {
   for (int t = 1; t <= 3; ++t) grads.tensors["w@" + std::to_string(t)] = {{2, 2}, {1, -1, 0.5f, 0}};
   write_safetensors((dir / "init.safetensors").string(), init);
   write_safetensors((dir / "grads.safetensors").string(), grads);
-  auto [rc, out] = run_cli("replay signum --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
+  int rc;
+  std::string out;
+  std::tie(rc, out) = run_cli("replay signum --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
                            " --steps 3 --hparam lr=0.1 -o " + (dir / "out.safetensors").string());
   INFO(out);
   REQUIRE(rc == 0);
@@ -153,7 +158,9 @@ TEST_CASE("opal replay of a matrix optimizer with --diagnostics, and opal routes
   }
   write_safetensors((dir / "init.safetensors").string(), init);
   write_safetensors((dir / "grads.safetensors").string(), grads);
-  auto [rc, out] = run_cli("replay paper_soap10 --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
+  int rc;
+  std::string out;
+  std::tie(rc, out) = run_cli("replay paper_soap10 --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
                            " --steps 4 --hparam every=2 --hparam warmup=0 -o " + (dir / "out.safetensors").string() + " --diagnostics " +
                            (dir / "diag.jsonl").string());
   INFO(out);
@@ -213,7 +220,8 @@ TEST_CASE("Table 2 from components: all 15 cells run, and match the stdlib paper
       {"t2_s_fact", "paper_soap_factored"}, {"t2_s_var", "paper_soap100"},   {"t2_n_sign", "paper_muon"},  {"t2_n_look", "paper_muon_lookahead"},
       {"t2_n_var11", "paper_adamuon_b1b1"}, {"t2_n_fact", "paper_adamuon_factored"}, {"t2_n_var", "paper_adamuon"}};
   CHECK(cells.size() == 15);
-  for (const auto& [cell, paper] : cells) {
+  for (const auto& cp : cells) {
+    const std::string &cell = cp.first, &paper = cp.second;  // named: clang 14 lambdas (INFO) cannot capture bindings
     INFO(cell << " vs " << paper);
     auto a = run({file, cell, ""});
     auto b = run({paper, "", ""});

@@ -14,38 +14,14 @@
 #include "runtime/optimizer.h"
 
 #include "error_of.h"
+#include "snapshot.h"
 
 using namespace opal;
+using namespace opal::testing;
 
 namespace {
 
 const float kNaN = std::numeric_limits<float>::quiet_NaN();
-
-// Every parameter value and state slot, by name: what "nothing changed" compares.
-std::map<std::string, std::vector<float>> snapshot(const Optimizer& o) {
-  std::map<std::string, std::vector<float>> s;
-  for (size_t i = 0; i < o.num_params(); ++i) {
-    const std::string& p = o.param_name(i);
-    auto w = o.param(p);
-    s[p] = {w.begin(), w.end()};
-    for (const auto& slot : o.slots(p)) {
-      auto v = o.state(p, slot);
-      s[p + "/" + slot] = {v.begin(), v.end()};
-    }
-  }
-  return s;
-}
-
-// Bitwise equality (NaN == NaN), so a snapshot compares equal to itself.
-bool same(const std::map<std::string, std::vector<float>>& a, const std::map<std::string, std::vector<float>>& b) {
-  if (a.size() != b.size()) return false;
-  for (const auto& [k, v] : a) {
-    auto it = b.find(k);
-    if (it == b.end() || it->second.size() != v.size()) return false;
-    if (std::memcmp(v.data(), it->second.data(), v.size() * sizeof(float)) != 0) return false;
-  }
-  return true;
-}
 
 bool all_finite(std::span<const float> v) {
   for (float x : v)

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <fstream>
 
 #include <fmt/format.h>
@@ -18,6 +20,20 @@ namespace {
 using nlohmann::json;
 json num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 double num_of(const json& j) { return j.is_number() ? j.get<double>() : NAN; }
+
+// An integer field, range-checked: nlohmann's get<int> of 1e75 (or of -1 as unsigned) would be
+// an out-of-range conversion, undefined behaviour.
+template <class T>
+T int_of(const json& j, const char* what) {
+  if (j.is_number_unsigned()) {
+    uint64_t v = j.get<uint64_t>();
+    if (v <= uint64_t(std::numeric_limits<T>::max())) return T(v);
+  } else if (j.is_number_integer()) {
+    int64_t v = j.get<int64_t>();
+    if (std::is_signed_v<T> && v >= int64_t(std::numeric_limits<T>::min()) && v <= int64_t(std::numeric_limits<T>::max())) return T(v);
+  }
+  throw std::runtime_error(std::string(what) + " is not an integer in range");
+}
 }  // namespace
 
 std::string to_json_line(const RunRecord& r) {
@@ -55,7 +71,7 @@ bool parse_json_line(const std::string& line, RunRecord& r, std::string& why) {
     r.cell = j.at("cell").get<std::string>();
     r.hparams.clear();
     for (const auto& [k, v] : j.at("hparams").items()) r.hparams[k] = num_of(v);
-    r.seed = j.at("seed").get<uint64_t>();
+    r.seed = int_of<uint64_t>(j.at("seed"), "seed");
     r.status = j.at("status").get<std::string>();
     if (r.status != "ok" && r.status != "diverged" && r.status != "failed") throw std::runtime_error("unknown status `" + r.status + "`");
     r.error = j.value("error", "");
@@ -64,10 +80,10 @@ bool parse_json_line(const std::string& line, RunRecord& r, std::string& why) {
     r.curve.clear();
     for (const auto& q : j.at("curve")) {
       if (!q.is_array() || q.size() < 3 || q.size() > 4) throw std::runtime_error("a curve point is not [step, train, val(, acc)]");
-      r.curve.push_back({q[0].get<int>(), num_of(q[1]), num_of(q[2]), q.size() == 4 ? num_of(q[3]) : -1});
+      r.curve.push_back({int_of<int>(q[0], "a curve point's step"), num_of(q[1]), num_of(q[2]), q.size() == 4 ? num_of(q[3]) : -1});
     }
-    r.wall_s = j.at("wall_s").get<double>();
-    r.state_bytes = j.at("state_bytes").get<int64_t>();
+    r.wall_s = num_of(j.at("wall_s"));
+    r.state_bytes = int_of<int64_t>(j.at("state_bytes"), "state_bytes");
   } catch (const std::exception& e) {
     why = e.what();
     return false;

@@ -5,6 +5,11 @@
 
 namespace opal::passes {
 
+namespace {
+// Every op naming a slot: its index is renumbered with the slots that stay.
+bool is_slot_op(ir::Op op) { return op == ir::Op::StateRead || op == ir::Op::StateWrite || op == ir::Op::StateWriteIf; }
+}  // namespace
+
 ir::Graph dce(const ir::Graph& g) {
   std::vector<char> live(g.nodes.size(), 0);
   for (ir::ValueId e : g.effects) live[e.v] = 1;
@@ -16,7 +21,7 @@ ir::Graph dce(const ir::Graph& g) {
   std::vector<ir::Slot> slots;
   for (size_t i = 0; i < g.nodes.size(); ++i) {
     const ir::Node& n = g.nodes[i];
-    if (live[i] && (n.op == ir::Op::StateRead || n.op == ir::Op::StateWrite) && slot_map[n.iattr] < 0) slot_map[n.iattr] = 0;
+    if (live[i] && is_slot_op(n.op) && slot_map[n.iattr] < 0) slot_map[n.iattr] = 0;
   }
   for (size_t s = 0; s < g.slots.size(); ++s)
     if (slot_map[s] == 0) {
@@ -26,7 +31,7 @@ ir::Graph dce(const ir::Graph& g) {
   ir::Graph out = rebuild(
       g,
       [&](ir::Builder& b, const ir::Node& n, const ir::ValueId*) -> ir::ValueId {
-        if (n.op != ir::Op::StateRead && n.op != ir::Op::StateWrite) return {};
+        if (!is_slot_op(n.op)) return {};
         ir::Node m = n;
         m.iattr = slot_map[n.iattr];
         return b.add_node(m);

@@ -42,9 +42,7 @@ std::string hp_text(const HParams& hp) {
 // The hash of what a cell computes: its generated program with its own name taken out, and
 // its hyperparameters' names and defaults.
 std::string program_hash(const CompiledOptimizer& c) {
-  EmitInput in{c.name, c.hparams.size(), {}};
-  for (const auto& r : c.routes) in.routes.push_back({r.label, &r.plan});
-  std::string s = emit_program(in, Target::Cpu);
+  std::string s = emit_optimizer(c, Target::Cpu);
   for (size_t at = s.find(c.name); at != std::string::npos; at = s.find(c.name, at + 4)) s.replace(at, c.name.size(), "cell");
   for (size_t i = 0; i < c.hparams.size(); ++i) s += fmt::format("\n{}={:.17g}", c.hparams[i], c.defaults[i]);
   return content_hash(s).substr(0, 16);

@@ -101,9 +101,7 @@ int cmd_ir(const SpecRef& ref, const std::string& after) {
 
 int cmd_emit(const SpecRef& ref, const std::string& target, bool check_finite) {
   auto c = compile_spec(ref);
-  EmitInput in{c->name, c->hparams.size(), {}, check_finite};
-  for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
-  std::fputs(emit_program(in, target == "cuda" ? Target::Cuda : Target::Cpu).c_str(), stdout);
+  std::fputs(emit_optimizer(*c, target == "cuda" ? Target::Cuda : Target::Cpu, check_finite).c_str(), stdout);
   return 0;
 }
 

@@ -89,6 +89,12 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
   return out;
 }
 
+std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite) {
+  EmitInput in{c.name, c.hparams.size(), {}, check_finite};
+  for (const auto& r : c.routes) in.routes.push_back({r.label, &r.plan});
+  return emit_program(in, target);
+}
+
 void check_program(const std::shared_ptr<const Program>& program, Diagnostics& diags) {
   for (const ComponentDecl* c : program->user_components) check_component(*program, *c, diags);
   for (const OptimizerDecl* o : program->user_optimizers) compile_optimizer(program, *o, diags);

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/codegen/c_emitter.h"
 #include "compiler/lower/ast_to_ir.h"
 #include "compiler/plan.h"
 
@@ -44,6 +45,10 @@ struct CompileOptions {
 // to `diags` and returns nullopt when there are any.
 std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program> program, const OptimizerDecl& decl, Diagnostics& diags,
                                                    const CompileOptions& opts = {}, std::vector<PassDump>* dumps = nullptr);
+
+// The generated source of every route's kernels for `target` (emit_program over the routes);
+// `check_finite` adds the fused non-finite checks.
+std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite = false);
 
 // Checks every user declaration of the program (components on their own, every optimizer),
 // as `opal check` does.

@@ -16,10 +16,8 @@
 namespace {
 
 void emit(const opal::CompiledOptimizer& c) {
-  opal::EmitInput in{c.name, c.hparams.size(), {}};
-  for (const auto& r : c.routes) in.routes.push_back({r.label, &r.plan});
-  (void)opal::emit_program(in, opal::Target::Cpu);
-  (void)opal::emit_program(in, opal::Target::Cuda);
+  (void)opal::emit_optimizer(c, opal::Target::Cpu);
+  (void)opal::emit_optimizer(c, opal::Target::Cuda);
 }
 
 }  // namespace

@@ -65,9 +65,7 @@ std::shared_ptr<const Executable> build_executable(std::shared_ptr<const Compile
   auto exe = std::make_shared<Executable>();
   exe->optimizer = std::move(compiled);
   exe->check_finite = check_finite;
-  EmitInput in{exe->optimizer->name, exe->optimizer->hparams.size(), {}, check_finite};
-  for (const auto& r : exe->optimizer->routes) in.routes.push_back({r.label, &r.plan});
-  exe->source = emit_program(in, Target::Cpu);
+  exe->source = emit_optimizer(*exe->optimizer, Target::Cpu, check_finite);
   HostCompileResult hc = compile_host(exe->source);
   if (!hc.module) throw Error(fmt::format("cannot compile the kernels of `{}`: {}", exe->optimizer->name, hc.error));
   exe->module = hc.module;

@@ -99,9 +99,7 @@ std::string run_golden(const Golden& g) {
       auto c = compile_optimizer(p, *o, d);
       if (c) {
         const bool checked = args.find(" --check-finite") != std::string::npos;
-        EmitInput in{c->name, c->hparams.size(), {}, checked};
-        for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
-        out = emit_program(in, args.rfind("emit --target cuda", 0) == 0 ? Target::Cuda : Target::Cpu);
+        out = emit_optimizer(*c, args.rfind("emit --target cuda", 0) == 0 ? Target::Cuda : Target::Cpu, checked);
       }
     }
     return out + d.render();

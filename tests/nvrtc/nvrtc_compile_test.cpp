@@ -38,9 +38,7 @@ TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90
   for (const auto& [name, _] : program->optimizers) {
     auto c = compile_spec({name, "", ""});
     for (bool checked : {false, true}) {
-      EmitInput in{c->name, c->hparams.size(), {}, checked};
-      for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
-      std::string src = emit_program(in, Target::Cuda);
+      std::string src = emit_optimizer(*c, Target::Cuda, checked);
       CHECK((src.find("atomicOr(T.chk") != std::string::npos) == checked);
       for (const char* arch : {"compute_80", "compute_90"}) {
         size_t ptx = 0;

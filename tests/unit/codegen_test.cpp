@@ -13,9 +13,7 @@ using namespace opal;
 namespace {
 std::string emit(const std::string& spec, Target t) {
   auto c = compile_spec({spec, "", ""});
-  EmitInput in{c->name, c->hparams.size(), {}};
-  for (const auto& r : c->routes) in.routes.push_back({r.label, &r.plan});
-  return emit_program(in, t);
+  return emit_optimizer(*c, t);
 }
 size_t count(const std::string& s, const std::string& what) {
   size_t n = 0;

@@ -2,6 +2,8 @@
 // the thread pool, the journal and the progress line.
 #include "ablate/runner.h"
 
+#include "compiler/codegen/disk_cache.h"
+
 #include <omp.h>
 #include <unistd.h>
 

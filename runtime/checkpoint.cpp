@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "compiler/codegen/cpu/host_compile.h"
+#include "compiler/codegen/disk_cache.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 
@@ -77,7 +77,7 @@ std::string LoadReport::summary() const {
 
 std::string program_hash(const Optimizer& opt) {
   const auto& co = opt.compiled();
-  return content_hash(fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), opt.executable().source));
+  return content_hash(fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), emit_optimizer(co, Target::Cpu, false)));  // the same on every device
 }
 
 SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opts) {
@@ -87,13 +87,11 @@ SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opt
     const std::string& name = opt.param_name(i);
     json slots = json::array();
     for (const auto& slot : opt.slots(name)) {
-      auto v = opt.state(name, slot);
-      f.tensors[state_key(name, slot)] = {opt.state_shape(name, slot), std::vector<float>(v.begin(), v.end())};
+      f.tensors[state_key(name, slot)] = {opt.state_shape(name, slot), opt.read_state(name, slot)};
       slots.push_back(slot);
     }
     if (opts.params) {
-      auto w = opt.param(name);
-      f.tensors[param_key(name)] = {opt.param_shape(name), std::vector<float>(w.begin(), w.end())};
+      f.tensors[param_key(name)] = {opt.param_shape(name), opt.read_param(name)};
     }
     params.push_back({{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}});
   }
@@ -234,15 +232,13 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
     for (const auto& slot : opt.slots(name)) {
       auto t = tensors.find(state_key(name, slot));
       if (t != tensors.end() && t->second.shape == opt.state_shape(name, slot)) {
-        auto dst = opt.state(name, slot);
-        std::copy(t->second.values.begin(), t->second.values.end(), dst.begin());
+        opt.write_state(name, slot, t->second.values);
       } else {
         opt.reset_state(name, slot);
       }
     }
     if (auto w = tensors.find(param_key(name)); w != tensors.end()) {
-      auto dst = opt.param(name);
-      std::copy(w->second.values.begin(), w->second.values.end(), dst.begin());
+      opt.write_param(name, w->second.values);
     }
   }
   opt.set_step_count(p.report.step);

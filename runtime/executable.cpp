@@ -5,7 +5,6 @@
 
 #include <fmt/format.h>
 
-#include "compiler/codegen/c_emitter.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -59,25 +58,30 @@ std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::s
   return std::make_shared<const CompiledOptimizer>(std::move(*c));
 }
 
-std::shared_ptr<const Executable> build_executable(const SpecRef& ref) { return build_executable(compile_spec(ref)); }
+std::shared_ptr<const Executable> build_executable(const SpecRef& ref, Backend* backend) {
+  return build_executable(compile_spec(ref), false, backend);
+}
 
-std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite) {
+std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite, Backend* backend) {
+  std::unique_ptr<Backend> cpu;
+  if (!backend) backend = (cpu = make_cpu_backend()).get();
   auto exe = std::make_shared<Executable>();
   exe->optimizer = std::move(compiled);
   exe->check_finite = check_finite;
-  exe->source = emit_optimizer(*exe->optimizer, Target::Cpu, check_finite);
-  HostCompileResult hc = compile_host(exe->source);
-  if (!hc.module) throw Error(fmt::format("cannot compile the kernels of `{}`: {}", exe->optimizer->name, hc.error));
-  exe->module = hc.module;
-  exe->from_cache = hc.from_cache;
+  exe->device = backend->device();
+  exe->target = exe->device.kind == DeviceKind::Cpu ? Target::Cpu : Target::Cuda;
+  exe->source = emit_optimizer(*exe->optimizer, exe->target, check_finite);
+  std::vector<std::string> symbols;
   for (size_t r = 0; r < exe->optimizer->routes.size(); ++r) {
-    exe->kernels.emplace_back();
-    for (size_t k = 0; k < exe->optimizer->routes[r].plan.kernels.size(); ++k) {
-      auto fn = reinterpret_cast<KernelFn>(hc.module->symbol(kernel_symbol(r, k)));
-      if (!fn) throw Error(fmt::format("kernel `{}` is missing from `{}`", kernel_symbol(r, k), hc.path));
-      exe->kernels.back().push_back(fn);
-    }
+    exe->route_offset.push_back(symbols.size());
+    for (size_t k = 0; k < exe->optimizer->routes[r].plan.kernels.size(); ++k) symbols.push_back(kernel_symbol(r, k));
   }
+  try {
+    exe->module = backend->compile(exe->source, symbols);
+  } catch (const Error& e) {
+    throw Error(fmt::format("cannot compile the kernels of `{}` for {}: {}", exe->optimizer->name, backend->describe(), e.what()));
+  }
+  exe->from_cache = exe->module->from_cache;
   return exe;
 }
 

@@ -1,22 +1,23 @@
-// From a spec reference to loaded kernels: the compiled optimizer, its generated CPU source
-// and the shared object holding its kernels.
+// From a spec reference to loaded kernels: the compiled optimizer, its generated source for
+// one backend's target, and the module holding its kernels.
 #pragma once
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "compiler/codegen/cpu/host_compile.h"
+#include "compiler/codegen/c_emitter.h"
 #include "compiler/pipeline.h"
+#include "runtime/backend.h"
 
 namespace opal {
 
-using KernelFn = void (*)(const void* tensors, long long n, const double* uniforms);
-
 struct Executable {
   std::shared_ptr<const CompiledOptimizer> optimizer;
-  std::string source;                        // generated CPU code
-  std::shared_ptr<HostModule> module;
-  std::vector<std::vector<KernelFn>> kernels;  // [route][kernel]
+  Target target = Target::Cpu;
+  Device device;                             // the backend the module was loaded for
+  std::string source;                        // generated code
+  std::shared_ptr<KernelModule> module;
+  std::vector<size_t> route_offset;          // kernel k of route r is the module's symbol route_offset[r] + k
   bool from_cache = false;
   bool check_finite = false;  // kernels with fused non-finite checks (EmitInput::check_finite)
 };
@@ -31,11 +32,13 @@ struct SpecRef {
 // Parses, resolves and compiles; throws CompileError with the rendered diagnostics.
 std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::string* warnings = nullptr);
 
-// compile_spec + CPU code generation + host compilation (cached on disk).
-std::shared_ptr<const Executable> build_executable(const SpecRef& ref);
+// compile_spec + code generation for `backend`'s target + its compiler (cached on disk).
+// `backend` null: the CPU.
+std::shared_ptr<const Executable> build_executable(const SpecRef& ref, Backend* backend = nullptr);
 // The same from an optimizer already compiled (an ablation cell, compiled once to hash it);
 // `check_finite` builds the variant whose kernels flag non-finite probes.
-std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite = false);
+std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite = false,
+                                                   Backend* backend = nullptr);
 
 // Builds the program for `ref` (stdlib + the user's file or text), for the CLI's front-end
 // commands. Diagnostics go to `diags`.

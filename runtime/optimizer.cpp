@@ -1,4 +1,5 @@
-// The CPU runtime: routing, buffers, and the step loop (kernel calls only: no interpretation).
+// The runtime: routing, buffers, and the step loop (kernel launches and library calls on the
+// optimizer's backend: no interpretation).
 #include "runtime/optimizer.h"
 
 #include <fnmatch.h>
@@ -12,17 +13,11 @@
 #include "compiler/passes/fold_constants.h"
 #include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
+#include "runtime/library_calls.h"
 
 namespace opal {
 
 namespace {
-
-// Mirrors the generated `opal_tensor_t`.
-struct KernelTensor {
-  float* const* buf;
-  long long rows, cols;
-  unsigned* chk;
-};
 
 std::string shape_str(const std::vector<int64_t>& s) {
   return fmt::format("[{}]", fmt::join(s, ", "));
@@ -125,25 +120,46 @@ void init_slot(const ir::Slot& s, long long rows, long long cols, std::vector<fl
   }
 }
 
+// A buffer of the backend's memory, in floats.
+struct Buffer {
+  float* p = nullptr;
+  size_t n = 0;
+};
+
+long long domain_extent(Domain d, long long rows, long long cols) {
+  long long k = std::min(rows, cols);
+  switch (d) {
+    case Domain::Full: return rows * cols;
+    case Domain::Rows: return rows;
+    case Domain::Cols: return cols;
+    case Domain::Left: return rows * rows;
+    case Domain::Right: return cols * cols;
+    case Domain::Small: return k * k;
+  }
+  return rows * cols;
+}
+
 }  // namespace
 
 struct Optimizer::Impl {
   struct Tensor {
     ParamDesc desc;
     long long rows = 1, cols = 1;
-    std::vector<float> owned_w, owned_g;
-    std::vector<std::vector<float>> slots;
-    std::vector<std::vector<float>> scratch;
+    Buffer owned_w, owned_g;
+    std::vector<Buffer> slots;
+    std::vector<Buffer> scratch;
     std::vector<float*> bufs;
     size_t route = 0;
     unsigned chk = 0;  // non-finite probe flags of the last checked step
     std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
     std::vector<std::vector<float>> saved_slots;
+    size_t numel() const { return size_t(rows * cols); }
   };
   struct RouteExec {
     std::vector<size_t> tensors;
     std::vector<KernelTensor> table;
   };
+  std::unique_ptr<Backend> backend;
   std::vector<Tensor> tensors;
   std::map<std::string, size_t> by_name;
   std::vector<RouteExec> routes;
@@ -155,6 +171,17 @@ struct Optimizer::Impl {
   int64_t skipped = 0;
   std::vector<UpdateStats> stats;
   std::vector<std::vector<float>> before;
+
+  ~Impl() {
+    for (auto& t : tensors) {
+      for (Buffer* b : {&t.owned_w, &t.owned_g})
+        if (b->p) backend->release(b->p);
+      for (auto& b : t.slots) backend->release(b.p);
+      for (auto& b : t.scratch) backend->release(b.p);
+    }
+  }
+
+  Buffer alloc(size_t n) { return {backend->alloc(n), n}; }
 
   Tensor& get(const std::string& name) {
     auto it = by_name.find(name);
@@ -174,11 +201,42 @@ struct Optimizer::Impl {
       if (slots[i].name == slot) return i;
     throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", t.desc.name, slot));
   }
+
+  // Host views of backend memory exist only on host backends.
+  void need_host(const std::string& what) const {
+    if (!backend->host_memory())
+      throw Error(fmt::format("{} lives on {}, not in host memory: copy it with read_param/read_state and write_param/write_state", what,
+                              backend->describe()));
+  }
+
+  void reset_slot(const CompiledOptimizer& co, Tensor& t, size_t i) {
+    std::vector<float> v(t.slots[i].n);
+    init_slot(co.routes[t.route].plan.graph.slots[i], t.rows, t.cols, v);
+    backend->upload(t.slots[i].p, v.data(), v.size());
+  }
 };
 
-Optimizer::Optimizer(const SpecRef& spec, std::vector<ParamDesc> params) : Optimizer(build_executable(spec), std::move(params)) {}
+Optimizer::Optimizer(const SpecRef& spec, std::vector<ParamDesc> params, Device device) {
+  auto backend = make_backend(device);
+  auto exe = build_executable(spec, backend.get());
+  init(std::move(backend), std::move(exe), std::move(params));
+}
 
-Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) : impl_(std::make_unique<Impl>()), exe_(std::move(exe)) {
+Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
+  auto backend = make_backend(exe->device);
+  init(std::move(backend), std::move(exe), std::move(params));
+}
+
+Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, Device device) {
+  auto backend = make_backend(device);
+  if (exe->device.kind != device.kind || exe->device.ordinal != device.ordinal) exe = build_executable(exe->optimizer, exe->check_finite, backend.get());
+  init(std::move(backend), std::move(exe), std::move(params));
+}
+
+void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
+  impl_ = std::make_unique<Impl>();
+  impl_->backend = std::move(backend);
+  exe_ = std::move(exe);
   const CompiledOptimizer& co = *exe_->optimizer;
   impl_->uniforms.assign(1 + co.hparams.size(), 0.0);
   for (size_t i = 0; i < co.defaults.size(); ++i) impl_->uniforms[1 + i] = co.defaults[i];
@@ -187,40 +245,33 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
     if (impl_->by_name.count(p.name)) throw Error(fmt::format("parameter `{}` is given twice", p.name));
     RoutedParam rp = route_param(co, p);
     const Plan& plan = co.routes[rp.route].plan;
-    Impl::Tensor t;
+    impl_->by_name[p.name] = impl_->tensors.size();
+    impl_->tensors.emplace_back();  // owned by impl_ from here: released even if a later parameter fails
+    Impl::Tensor& t = impl_->tensors.back();
     t.desc = p;
     t.route = rp.route;
     t.rows = rp.rows;
     t.cols = rp.cols;
-    const int64_t numel = rp.rows * rp.cols;
     if (p.external && !p.data) throw Error(fmt::format("parameter `{}`: the data pointer is null", p.name));
-    if (!t.desc.data) {
-      t.owned_w.assign(numel, 0.f);
-      t.desc.data = t.owned_w.data();
-    }
-    if (!t.desc.grad && !p.external) {
-      t.owned_g.assign(numel, 0.f);
-      t.desc.grad = t.owned_g.data();
-    }
+    if (!t.desc.data) t.desc.data = (t.owned_w = impl_->alloc(t.numel())).p;
+    if (!t.desc.grad && !p.external) t.desc.grad = (t.owned_g = impl_->alloc(t.numel())).p;
     auto size_of = [&](ir::Shape s) -> size_t {
       long long r, c;
       cpu::shape_dims(s, t.rows, t.cols, r, c);
       return size_t(r * c);
     };
     for (const auto& s : plan.graph.slots) {
-      t.slots.emplace_back(size_of(s.shape));
-      init_slot(s, t.rows, t.cols, t.slots.back());
+      t.slots.push_back(impl_->alloc(size_of(s.shape)));
+      if (s.identity) impl_->reset_slot(co, t, t.slots.size() - 1);
     }
-    for (ir::Shape s : plan.buffers) t.scratch.emplace_back(size_of(s), 0.f);
-    impl_->by_name[p.name] = impl_->tensors.size();
-    impl_->tensors.push_back(std::move(t));
+    for (ir::Shape s : plan.buffers) t.scratch.push_back(impl_->alloc(size_of(s)));
   }
   // buffer tables: w, g, slots, scratch
   for (size_t i = 0; i < impl_->tensors.size(); ++i) {
     auto& t = impl_->tensors[i];
     t.bufs = {t.desc.data, t.desc.grad};
-    for (auto& s : t.slots) t.bufs.push_back(s.data());
-    for (auto& s : t.scratch) t.bufs.push_back(s.data());
+    for (auto& s : t.slots) t.bufs.push_back(s.p);
+    for (auto& s : t.scratch) t.bufs.push_back(s.p);
     impl_->routes[t.route].tensors.push_back(i);
   }
   for (auto& r : impl_->routes)
@@ -234,12 +285,17 @@ Optimizer::~Optimizer() = default;
 
 void Optimizer::check_param(const CompiledOptimizer& co, const ParamDesc& p) { route_param(co, p); }
 
-void Optimizer::step() {
+Device Optimizer::device() const { return impl_->backend->device(); }
+std::string Optimizer::describe_device() const { return impl_->backend->describe(); }
+void Optimizer::sync() { impl_->backend->sync(); }
+
+void Optimizer::step(void* stream) {
+  impl_->backend->set_stream(stream);
   if (impl_->diagnostics) {
     impl_->before.resize(impl_->tensors.size());
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
       const auto& t = impl_->tensors[i];
-      impl_->before[i].assign(t.desc.data, t.desc.data + t.rows * t.cols);
+      impl_->before[i].assign(t.desc.data, t.desc.data + t.numel());
     }
   }
   if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(*exe_, nullptr);
@@ -256,7 +312,10 @@ void Optimizer::step() {
   }
 }
 
-void Optimizer::set_diagnostics(bool on) { impl_->diagnostics = on; }
+void Optimizer::set_diagnostics(bool on) {
+  if (on) impl_->need_host("update diagnostics: every parameter");
+  impl_->diagnostics = on;
+}
 const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->stats; }
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
@@ -270,7 +329,8 @@ std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::
 }
 
 void Optimizer::set_nonfinite_policy(NonFinitePolicy p) {
-  if (p != NonFinitePolicy::Off && !impl_->checked) impl_->checked = build_executable(exe_->optimizer, true);
+  if (p != NonFinitePolicy::Off) impl_->need_host("the non-finite policy: every parameter");
+  if (p != NonFinitePolicy::Off && !impl_->checked) impl_->checked = build_executable(exe_->optimizer, true, impl_->backend.get());
   impl_->nonfinite = p;
 }
 NonFinitePolicy Optimizer::nonfinite_policy() const { return impl_->nonfinite; }
@@ -286,13 +346,13 @@ void Optimizer::step_checked() {
   for (auto& t : ts) {
     t.chk = 0;
     if (!t.desc.grad) continue;
-    t.saved_w.assign(t.desc.data, t.desc.data + t.rows * t.cols);
+    t.saved_w.assign(t.desc.data, t.desc.data + t.numel());
     t.saved_slots.resize(t.slots.size());
-    for (size_t s = 0; s < t.slots.size(); ++s) t.saved_slots[s] = t.slots[s];
+    for (size_t s = 0; s < t.slots.size(); ++s) t.saved_slots[s].assign(t.slots[s].p, t.slots[s].p + t.slots[s].n);
   }
   auto restore = [](Impl::Tensor& t) {
     std::copy(t.saved_w.begin(), t.saved_w.end(), t.desc.data);
-    for (size_t s = 0; s < t.slots.size(); ++s) t.slots[s] = t.saved_slots[s];
+    for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), t.slots[s].p);
   };
   auto first_stage = [&](const Impl::Tensor& t) {
     const auto& probes = exe_->optimizer->routes[t.route].plan.graph.probes;
@@ -344,21 +404,24 @@ void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* onl
   ++t_;
   impl_->uniforms[0] = double(t_);
   const CompiledOptimizer& co = *exe_->optimizer;
+  Backend& backend = *impl_->backend;
   std::vector<KernelTensor> subset;
   std::vector<size_t> running;
+  std::vector<CallTensor> call_tensors;
+  std::vector<std::pair<float*, size_t>> zeroed;
   for (size_t r = 0; r < impl_->routes.size(); ++r) {
     auto& R = impl_->routes[r];
     if (R.tensors.empty()) continue;
     const Plan& plan = co.routes[r].plan;
     const ir::Graph& g = plan.graph;
+    auto env_of = [&](const Impl::Tensor& t) { return passes::UniformEnv{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)}; };
     // the tensors of this route for which a guard holds (all of them for unguarded work)
     auto select = [&](const Guard& gd) {
       running.clear();
       for (size_t k = 0; k < R.tensors.size(); ++k) {
         const auto& t = impl_->tensors[R.tensors[k]];
         bool on = t.desc.grad != nullptr && (!only || (*only)[R.tensors[k]]);
-        passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
-        for (const auto& l : gd.all) on = on && ((passes::eval_uniform(g, l.cond, env) != 0) != l.negated);
+        for (const auto& l : gd.all) on = on && ((passes::eval_uniform(g, l.cond, env_of(t)) != 0) != l.negated);
         if (on) running.push_back(k);
       }
     };
@@ -367,43 +430,38 @@ void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* onl
         const Call& C = plan.calls[L.index];
         select(C.guard);
         const ir::Node& n = g.at(C.value);
+        call_tensors.clear();
         for (size_t k : running) {
-          auto& t = impl_->tensors[R.tensors[k]];
-          const float* in[3] = {nullptr, nullptr, nullptr};
-          double scalars[3] = {0, 0, 0};
-          ir::Shape shapes[3];
-          for (int o = 0; o < n.n_operands; ++o) {
-            ir::ValueId v = n.operands[o];
-            const ir::Node& on = g.at(v);
-            shapes[o] = on.shape;
-            if (on.shape == ir::Shape::Scalar) {
-              passes::UniformEnv env{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)};
-              scalars[o] = passes::eval_uniform(g, v, env);
-            } else {
-              in[o] = t.bufs[plan.table_index(v)];
-            }
-          }
-          cpu::run_library_op(n, shapes, in, scalars, t.bufs[plan.temp_index(C.value)], t.rows, t.cols);
+          const auto& t = impl_->tensors[R.tensors[k]];
+          CallTensor ct{t.bufs.data(), t.rows, t.cols, {0, 0, 0}};
+          for (int o = 0; o < n.n_operands; ++o)
+            if (g.at(n.operands[o]).shape == ir::Shape::Scalar) ct.scalars[o] = passes::eval_uniform(g, n.operands[o], env_of(t));
+          call_tensors.push_back(ct);
         }
+        if (!call_tensors.empty()) run_library_call(backend, plan, C, call_tensors);
         continue;
       }
       const Kernel& K = plan.kernels[L.index];
       select(K.guard);
       if (running.empty()) continue;
-      for (ir::ValueId red : K.reductions) {
-        int b = plan.temp_buffer(red);
-        for (size_t k : running) {
-          auto& s = impl_->tensors[R.tensors[k]].scratch[b];
-          std::fill(s.begin(), s.end(), 0.f);
+      zeroed.clear();
+      long long max_n = 1;
+      for (size_t k : running) {
+        auto& t = impl_->tensors[R.tensors[k]];
+        max_n = std::max(max_n, domain_extent(K.domain, t.rows, t.cols));
+        for (ir::ValueId red : K.reductions) {
+          const Buffer& b = t.scratch[plan.temp_buffer(red)];
+          zeroed.push_back({b.p, b.n});
         }
       }
+      if (!zeroed.empty()) backend.zero(zeroed);
       const KernelTensor* table = R.table.data();
       if (running.size() != R.tensors.size()) {
         subset.clear();
         for (size_t k : running) subset.push_back(R.table[k]);
         table = subset.data();
       }
-      exe.kernels[r][L.index](table, (long long)running.size(), impl_->uniforms.data());
+      backend.launch(*exe.module, exe.route_offset[r] + L.index, table, running.size(), max_n, impl_->uniforms.data(), impl_->uniforms.size());
     }
   }
 }
@@ -438,7 +496,8 @@ const std::vector<int64_t>& Optimizer::param_shape(const std::string& name) cons
 
 std::span<float> Optimizer::param(const std::string& name) {
   auto& t = impl_->get(name);
-  return {t.desc.data, size_t(t.rows * t.cols)};
+  impl_->need_host(fmt::format("parameter `{}`", name));
+  return {t.desc.data, t.numel()};
 }
 std::span<const float> Optimizer::param(const std::string& name) const { return const_cast<Optimizer*>(this)->param(name); }
 std::span<const float> Optimizer::state(const std::string& name, const std::string& slot) const {
@@ -448,8 +507,9 @@ bool Optimizer::has_param(const std::string& name) const { return impl_->by_name
 
 std::span<float> Optimizer::grad(const std::string& name) {
   auto& t = impl_->get(name);
+  impl_->need_host(fmt::format("the gradient of `{}`", name));
   if (!t.desc.grad) return {};
-  return {t.desc.grad, size_t(t.rows * t.cols)};
+  return {t.desc.grad, t.numel()};
 }
 std::string Optimizer::route_of(const std::string& name) const { return exe_->optimizer->routes[impl_->get(name).route].label; }
 
@@ -461,8 +521,7 @@ std::vector<std::string> Optimizer::slots(const std::string& name) const {
 
 void Optimizer::reset_state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  size_t i = impl_->slot_index(*exe_->optimizer, t, slot);
-  init_slot(exe_->optimizer->routes[t.route].plan.graph.slots[i], t.rows, t.cols, t.slots[i]);
+  impl_->reset_slot(*exe_->optimizer, t, impl_->slot_index(*exe_->optimizer, t, slot));
 }
 
 void Optimizer::bind(const std::string& name, float* data, float* grad) {
@@ -479,8 +538,38 @@ void Optimizer::bind(size_t index, float* data, float* grad) {
 
 std::span<float> Optimizer::state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  auto& v = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
-  return {v.data(), v.size()};
+  const Buffer& b = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  impl_->need_host(fmt::format("state `{}` of `{}`", slot, name));
+  return {b.p, b.n};
+}
+
+std::vector<float> Optimizer::read_param(const std::string& name) const {
+  auto& t = impl_->get(name);
+  std::vector<float> v(t.numel());
+  impl_->backend->download(v.data(), t.desc.data, v.size());
+  return v;
+}
+
+std::vector<float> Optimizer::read_state(const std::string& name, const std::string& slot) const {
+  auto& t = impl_->get(name);
+  const Buffer& b = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  std::vector<float> v(b.n);
+  impl_->backend->download(v.data(), b.p, v.size());
+  return v;
+}
+
+void Optimizer::write_param(const std::string& name, std::span<const float> values) {
+  auto& t = impl_->get(name);
+  if (values.size() != t.numel())
+    throw Error(fmt::format("parameter `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
+  impl_->backend->upload(t.desc.data, values.data(), values.size());
+}
+
+void Optimizer::write_state(const std::string& name, const std::string& slot, std::span<const float> values) {
+  auto& t = impl_->get(name);
+  const Buffer& b = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  if (values.size() != b.n) throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, b.n, values.size()));
+  impl_->backend->upload(b.p, values.data(), values.size());
 }
 
 const CompiledOptimizer& Optimizer::compiled() const { return *exe_->optimizer; }

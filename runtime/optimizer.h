@@ -1,4 +1,5 @@
-// opal::Optimizer: a compiled spec bound to a set of parameters, stepped on the CPU.
+// opal::Optimizer: a compiled spec bound to a set of parameters, stepped on a backend (the CPU,
+// or a CUDA device: runtime/backend.h).
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -13,7 +14,8 @@
 
 namespace opal {
 
-// A parameter to optimize. Null `data`/`grad` means the optimizer owns (zeroed) buffers, unless
+// A parameter to optimize, in the memory of the optimizer's device (host pointers on the CPU,
+// device pointers on CUDA). Null `data`/`grad` means the optimizer owns (zeroed) buffers, unless
 // `external`: then the host binds memory later (Optimizer::bind) and a null gradient means the
 // parameter sits out of steps (PyTorch, whose gradients come and go).
 struct ParamDesc {
@@ -33,9 +35,11 @@ class Optimizer {
  public:
   // Compiles (or loads from the cache) and routes every parameter. Throws CompileError for a
   // bad spec and Error for a parameter no route takes, a vector on a matrix-only route,
-  // duplicate names or bad shapes.
-  Optimizer(const SpecRef& spec, std::vector<ParamDesc> params);
+  // duplicate names or bad shapes, and for a device this build or machine does not have.
+  Optimizer(const SpecRef& spec, std::vector<ParamDesc> params, Device device = {});
+  // On the executable's device, or on `device` (recompiled for it when it differs).
   Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
+  Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, Device device);
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -45,8 +49,13 @@ class Optimizer {
   static void check_param(const CompiledOptimizer& co, const ParamDesc& p);
 
   // One update of every parameter from its current gradient. Under NonFinitePolicy::Raise a
-  // non-finite value undoes the step and throws NonFiniteError.
-  void step();
+  // non-finite value undoes the step and throws NonFiniteError. On CUDA the step is queued on
+  // `stream` (a cudaStream_t; null: the backend's own) and returns before it has run.
+  void step(void* stream = nullptr);
+
+  Device device() const;
+  std::string describe_device() const;  // "cpu", "cuda:0 NVIDIA H100 ... (sm_90)"
+  void sync();                          // waits for queued device work
 
   // NaN/Inf handling (runtime/nonfinite.h). Turning it on compiles the checked kernels once;
   // raise, skip and zero keep a copy of each stepped parameter and its state per step, to undo.
@@ -74,8 +83,14 @@ class Optimizer {
   // State slots of a parameter ("momentum.m", "adapt.v"), their contents and shapes
   // ([rows, cols] for full slots, [rows] per row, [rows, rows] for a left factor, ...).
   std::vector<std::string> slots(const std::string& name) const;
+  // param(), grad() and state() view host memory: on a device they throw Error; read_* and
+  // write_* copy on every backend (sizes checked).
   std::span<float> state(const std::string& name, const std::string& slot);
   std::span<const float> state(const std::string& name, const std::string& slot) const;
+  std::vector<float> read_param(const std::string& name) const;
+  std::vector<float> read_state(const std::string& name, const std::string& slot) const;
+  void write_param(const std::string& name, std::span<const float> values);
+  void write_state(const std::string& name, const std::string& slot, std::span<const float> values);
   std::vector<int64_t> state_shape(const std::string& name, const std::string& slot) const;
 
   // Starts a slot over as the spec initializes it (zeros, or the identity for `eye` states).
@@ -93,6 +108,7 @@ class Optimizer {
 
   // Update statistics of every parameter after each step (update RMS; singular-value spread
   // of matrices), off by default: it copies each parameter before the step and runs an SVD.
+  // CPU only for now.
   void set_diagnostics(bool on);
   const std::vector<UpdateStats>& diagnostics() const;  // of the last step
 
@@ -100,6 +116,7 @@ class Optimizer {
   const Executable& executable() const { return *exe_; }
 
  private:
+  void init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
   void step_kernels(const Executable& exe, const std::vector<char>* only);
   void step_checked();
   struct Impl;

@@ -55,17 +55,14 @@ void round_out(MapF& m) { m = m.unaryExpr([](float x) { return round_bf16(x); })
 
 }  // namespace
 
-void canonical_eigh(const float* S, long long n, bool descending, double* values, double* vectors) {
-  MatD A = CMapF(S, n, n).cast<double>();
-  if (!A.allFinite()) {  // a non-finite gradient reached the factor: propagate, never abort
+void canonicalize_eigh(long long n, const double* raw_values, const double* raw_vectors, bool descending, double* values, double* vectors) {
+  Eigen::VectorXd lam = Eigen::Map<const Eigen::VectorXd>(raw_values, n);
+  MatD V = Eigen::Map<const MatD>(raw_vectors, n, n);
+  if (!lam.allFinite() || !V.allFinite()) {
     for (long long i = 0; i < n; ++i) values[i] = std::numeric_limits<double>::quiet_NaN();
     for (long long i = 0; i < n * n; ++i) vectors[i] = std::numeric_limits<double>::quiet_NaN();
     return;
   }
-  A = 0.5 * (A + A.transpose());  // exactly symmetric
-  Eigen::SelfAdjointEigenSolver<MatD> es(A);
-  Eigen::VectorXd lam = es.eigenvalues();
-  MatD V = es.eigenvectors();
   double mx = lam.cwiseAbs().maxCoeff();
   double tol = double(n) * double(std::numeric_limits<float>::epsilon()) * mx;
   // the null block is contiguous in ascending order
@@ -104,6 +101,27 @@ void canonical_eigh(const float* S, long long n, bool descending, double* values
   }
 }
 
+void finish_eigh_op(const ir::Node& n, long long r0, const double* raw_values, const double* raw_vectors, const double* scalars, float* out) {
+  std::vector<double> lam(r0), V(r0 * r0);
+  if (n.op == Op::Eigh) {
+    canonicalize_eigh(r0, raw_values, raw_vectors, n.iattr & 1, lam.data(), V.data());
+    for (long long i = 0; i < r0 * r0; ++i) out[i] = float(V[i]);
+    return;
+  }
+  OPAL_CHECK(n.op == Op::InvRoot, "finish_eigh_op of %s", ir::op_name(n.op));
+  // the canonical (soft-thresholded) eigenvalues: rounding noise is exactly 0, so the large
+  // multipliers of a rank-deficient factor's null space do not depend on it
+  const double p = double(n.iattr & 0xff), eps = scalars[1];
+  const bool damped = n.iattr >> 8;
+  canonicalize_eigh(r0, raw_values, raw_vectors, false, lam.data(), V.data());
+  Eigen::Map<MatD> Vm(V.data(), r0, r0);
+  Eigen::VectorXd f(r0);
+  for (long long i = 0; i < r0; ++i)
+    f(i) = damped ? std::pow(std::max(lam[i], 0.0) + eps, -1.0 / p) : 1.0 / (std::pow(std::abs(lam[i]), 1.0 / p) + eps);
+  MatD P = Vm * f.asDiagonal() * Vm.transpose();
+  MapF(out, r0, r0) = P.cast<float>();
+}
+
 void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* in, const double* scalars, float* out, long long rows,
                     long long cols) {
   long long r0, c0, r1 = 1, c1 = 1, ro, co;
@@ -134,25 +152,17 @@ void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* 
       if (bf) round_out(o);
       return;
     }
-    case Op::Eigh: {
-      std::vector<double> lam(r0), V(r0 * r0);
-      canonical_eigh(in[0], r0, n.iattr & 1, lam.data(), V.data());
-      for (long long i = 0; i < r0 * r0; ++i) out[i] = float(V[i]);
-      return;
-    }
+    case Op::Eigh:
     case Op::InvRoot: {
-      // the canonical (soft-thresholded) eigenvalues: rounding noise is exactly 0, so the
-      // large multipliers of a rank-deficient factor's null space do not depend on it
-      std::vector<double> lam(r0), V(r0 * r0);
-      const double p = double(n.iattr & 0xff), eps = scalars[1];
-      const bool damped = n.iattr >> 8;
-      canonical_eigh(in[0], r0, false, lam.data(), V.data());
-      Eigen::Map<MatD> Vm(V.data(), r0, r0);
-      Eigen::VectorXd f(r0);
-      for (long long i = 0; i < r0; ++i)
-        f(i) = damped ? std::pow(std::max(lam[i], 0.0) + eps, -1.0 / p) : 1.0 / (std::pow(std::abs(lam[i]), 1.0 / p) + eps);
-      MatD P = Vm * f.asDiagonal() * Vm.transpose();
-      MapF(out, r0, r0) = P.cast<float>();
+      std::vector<double> lam(r0, std::numeric_limits<double>::quiet_NaN()), V(r0 * r0, std::numeric_limits<double>::quiet_NaN());
+      MatD A = CMapF(in[0], r0, r0).cast<double>();
+      if (A.allFinite()) {
+        A = 0.5 * (A + A.transpose());
+        Eigen::SelfAdjointEigenSolver<MatD> es(A);
+        Eigen::Map<Eigen::VectorXd>(lam.data(), r0) = es.eigenvalues();
+        Eigen::Map<MatD>(V.data(), r0, r0) = es.eigenvectors();
+      }
+      finish_eigh_op(n, r0, lam.data(), V.data(), scalars, out);
       return;
     }
     case Op::Qr: {

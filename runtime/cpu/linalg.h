@@ -24,8 +24,12 @@ void shape_dims(ir::Shape s, long long rows, long long cols, long long& r, long 
 void run_library_op(const ir::Node& n, const ir::Shape* in_shapes, const float* const* in, const double* scalars, float* out, long long rows,
                     long long cols);
 
-// The canonical eigendecomposition described above, of a symmetric n x n row-major matrix.
-// `vectors` receives the eigenvectors as columns (row-major n x n), `values` n eigenvalues.
-void canonical_eigh(const float* S, long long n, bool descending, double* values, double* vectors);
+// The canonical form of a raw decomposition (ascending values, eigenvectors as columns,
+// row-major), from any solver: Eigen here, cuSOLVER on the GPU. Non-finite input gives NaN.
+void canonicalize_eigh(long long n, const double* raw_values, const double* raw_vectors, bool descending, double* values, double* vectors);
+
+// The result of an Eigh or InvRoot node from the raw decomposition of its n x n operand
+// (`scalars` as for run_library_op).
+void finish_eigh_op(const ir::Node& n, long long r0, const double* raw_values, const double* raw_vectors, const double* scalars, float* out);
 
 }  // namespace opal::cpu

@@ -30,22 +30,6 @@ HostModule::~HostModule() {
 
 void* HostModule::symbol(const std::string& name) const { return dlsym(handle_, name.c_str()); }
 
-std::string content_hash(const std::string& data) {
-  uint64_t h1 = 1469598103934665603ull, h2 = 0x9e3779b97f4a7c15ull;
-  for (unsigned char c : data) {
-    h1 = (h1 ^ c) * 1099511628211ull;
-    h2 = (h2 ^ c) * 0x100000001b3ull + (h2 >> 29);
-  }
-  return fmt::format("{:016x}{:016x}", h1, h2);
-}
-
-std::string cache_dir() {
-  if (const char* d = std::getenv("OPAL_CACHE_DIR"); d && *d) return d;
-  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return std::string(x) + "/opal";
-  if (const char* h = std::getenv("HOME"); h && *h) return std::string(h) + "/.cache/opal";
-  return "/tmp/opal-cache";
-}
-
 namespace {
 
 std::string compiler() {

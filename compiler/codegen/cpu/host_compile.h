@@ -5,6 +5,8 @@
 #include <memory>
 #include <string>
 
+#include "compiler/codegen/disk_cache.h"
+
 namespace opal {
 
 class HostModule {
@@ -26,13 +28,7 @@ struct HostCompileResult {
   std::string path;         // the cached shared object
 };
 
-// Directory of the disk cache: $OPAL_CACHE_DIR, else $XDG_CACHE_HOME/opal, else ~/.cache/opal.
-std::string cache_dir();
-
 // The compiler command used: $OPAL_CXX or `c++`, with flags chosen for vectorized loops.
 HostCompileResult compile_host(const std::string& source);
-
-// A stable 128-bit content hash (hex).
-std::string content_hash(const std::string& data);
 
 }  // namespace opal

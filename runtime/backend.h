@@ -1,0 +1,101 @@
+// The backend interface: where an optimizer's memory lives and how its kernels and matrix work
+// run. The runtime (runtime/optimizer.cpp) drives it and does not know which backend it has:
+// the CPU one (host memory, kernels from the host compiler, Eigen) or the CUDA one (device
+// memory, kernels from NVRTC, cuBLAS and cuSOLVER), which lives in a plugin (libopal_cuda.so)
+// so that builds and processes without a GPU never load the CUDA libraries.
+//
+// This header is all the plugin shares with the core: plain data and one abstract class.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace opal {
+
+// Mirrors the generated `opal_tensor_t` (compiler/codegen/*_codegen.cpp). `buf` points at the
+// tensor's buffer table (w, g, state slots, scratch), in host memory: a device backend copies
+// the tables it launches with.
+struct KernelTensor {
+  float* const* buf;
+  long long rows, cols;
+  unsigned* chk;
+};
+
+enum class DeviceKind { Cpu, Cuda };
+struct Device {
+  DeviceKind kind = DeviceKind::Cpu;
+  int ordinal = 0;
+};
+// "cpu", "cuda", "cuda:1"; throws opal::Error for anything else.
+Device parse_device(const std::string& s);
+std::string device_name(Device d);
+
+// Kernels compiled for one backend (a loaded shared object, a CUDA module).
+class KernelModule {
+ public:
+  virtual ~KernelModule() = default;
+  bool from_cache = false;
+};
+
+// C_b = op(A_b) op(B_b) for every b, row-major; C is m x n, the inner dimension k. `bf16`:
+// operands rounded to bf16, f32 accumulation, result rounded to bf16 (Newton-Schulz `@bf16`).
+struct GemmBatch {
+  bool ta = false, tb = false, bf16 = false;
+  long long m = 0, n = 0, k = 0;
+  std::vector<const float*> A, B;
+  std::vector<float*> C;
+};
+
+// Increased whenever this interface changes: a plugin built against another one is refused.
+inline constexpr int kBackendAbi = 1;
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual Device device() const = 0;
+  virtual std::string describe() const = 0;  // "cpu", "cuda:0 NVIDIA H100 80GB HBM3 (sm_90)"
+  virtual bool host_memory() const = 0;      // buffers are plain host memory
+
+  // Memory, in floats. alloc returns zeroed memory; transfers are ordered with the kernels.
+  virtual float* alloc(size_t n) = 0;
+  virtual void release(float* p) = 0;
+  virtual void upload(float* dst, const float* src, size_t n) = 0;    // host -> backend
+  virtual void download(float* dst, const float* src, size_t n) = 0;  // backend -> host (waits)
+  virtual void copy(float* dst, const float* src, size_t n) = 0;      // backend -> backend
+  // Zeroes every (pointer, length) pair, in one launch where the backend can.
+  virtual void zero(const std::vector<std::pair<float*, size_t>>& bufs) = 0;
+
+  // Compiles the generated translation unit for this backend (cached on disk) and resolves
+  // `symbols`; throws opal::Error with the compiler's log when it does not compile.
+  virtual std::shared_ptr<KernelModule> compile(const std::string& source, const std::vector<std::string>& symbols) = 0;
+  // Runs kernel `symbol_index` of `m` over `n` tensors (one launch for all of them). `max_n`
+  // bounds every tensor's iteration space (grid sizing); `uniforms` is `opal_uniforms_t`.
+  virtual void launch(const KernelModule& m, size_t symbol_index, const KernelTensor* tensors, size_t n, long long max_n,
+                      const double* uniforms, size_t n_uniforms) = 0;
+
+  // Matrix work on backend memory. Each returns false where this backend has no
+  // implementation; the runtime then runs the host one on copies.
+  virtual bool gemm(const GemmBatch& b) = 0;
+  // Symmetric eigendecompositions of n x n matrices (read as symmetrized), in double: values
+  // ascending into `values` (count * n) and eigenvectors as columns, row-major, into `vectors`
+  // (count * n * n), both host memory. The runtime makes the basis canonical (runtime/cpu/linalg.h).
+  virtual bool eigh(long long n, const std::vector<const float*>& in, double* values, double* vectors) = 0;
+
+  // The stream later work goes on (a cudaStream_t; nullptr: the backend's default). Work is
+  // asynchronous on it; `sync` waits for everything issued.
+  virtual void set_stream(void* stream) = 0;
+  virtual void sync() = 0;
+};
+
+// The backend for `d`: the CPU one, or the CUDA plugin (opal::Error when this build has none,
+// the plugin does not load, or there is no such device, with the reason).
+std::unique_ptr<Backend> make_backend(Device d);
+std::unique_ptr<Backend> make_cpu_backend();
+
+// The path the CUDA plugin is loaded from: $OPAL_CUDA_PLUGIN, else libopal_cuda.so beside the
+// library or executable holding the runtime, else the build tree's.
+std::string cuda_plugin_path();
+
+}  // namespace opal

@@ -1,0 +1,69 @@
+// The CPU backend: host memory, kernels built by the host compiler and loaded with dlopen.
+// Matrix work has no entry here: the runtime runs the Eigen implementations (runtime/cpu/
+// linalg.h) on host memory directly.
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "compiler/codegen/cpu/host_compile.h"
+#include "runtime/backend.h"
+#include "runtime/error.h"
+
+namespace opal {
+
+namespace {
+
+using KernelFn = void (*)(const void* tensors, long long n, const double* uniforms);
+
+struct CpuModule final : KernelModule {
+  std::shared_ptr<HostModule> so;
+  std::vector<KernelFn> fns;
+};
+
+class CpuBackend final : public Backend {
+ public:
+  Device device() const override { return {}; }
+  std::string describe() const override { return "cpu"; }
+  bool host_memory() const override { return true; }
+
+  float* alloc(size_t n) override { return new float[n == 0 ? 1 : n](); }
+  void release(float* p) override { delete[] p; }
+  void upload(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
+  void download(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
+  void copy(float* dst, const float* src, size_t n) override {
+    if (n && dst != src) std::memmove(dst, src, n * sizeof(float));
+  }
+  void zero(const std::vector<std::pair<float*, size_t>>& bufs) override {
+    for (auto [p, n] : bufs) std::memset(p, 0, n * sizeof(float));
+  }
+
+  std::shared_ptr<KernelModule> compile(const std::string& source, const std::vector<std::string>& symbols) override {
+    HostCompileResult hc = compile_host(source);
+    if (!hc.module) throw Error(fmt::format("cannot compile the kernels: {}", hc.error));
+    auto m = std::make_shared<CpuModule>();
+    m->so = hc.module;
+    m->from_cache = hc.from_cache;
+    for (const auto& s : symbols) {
+      auto fn = reinterpret_cast<KernelFn>(hc.module->symbol(s));
+      if (!fn) throw Error(fmt::format("kernel `{}` is missing from `{}`", s, hc.path));
+      m->fns.push_back(fn);
+    }
+    return m;
+  }
+  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, long long, const double* uniforms, size_t) override {
+    static_cast<const CpuModule&>(m).fns[i](tensors, (long long)n, uniforms);
+  }
+
+  bool gemm(const GemmBatch&) override { return false; }
+  bool eigh(long long, const std::vector<const float*>&, double*, double*) override { return false; }
+  void set_stream(void* stream) override {
+    if (stream) throw Error("a CUDA stream was given to an optimizer on the CPU");
+  }
+  void sync() override {}
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend() { return std::make_unique<CpuBackend>(); }
+
+}  // namespace opal

@@ -44,7 +44,7 @@ std::string cuda_plugin_path() {
 std::unique_ptr<Backend> make_backend(Device d) {
   if (d.kind == DeviceKind::Cpu) return make_cpu_backend();
 #ifndef OPAL_HAVE_CUDA
-  throw Error(fmt::format("{} was asked for, but this build of Opal has no CUDA backend (it was configured without the CUDA toolkit)",
+  throw DeviceError(fmt::format("{} was asked for, but this build of Opal has no CUDA backend (it was configured without the CUDA toolkit)",
                           device_name(d)));
 #else
   // loaded once and never unloaded: the CUDA libraries do not support being unmapped
@@ -56,17 +56,17 @@ std::unique_ptr<Backend> make_backend(Device d) {
     handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
     if (!handle) load_error = dlerror() ? dlerror() : "dlopen failed";
   }
-  if (!handle) throw Error(fmt::format("cannot load the CUDA backend `{}`: {} (set OPAL_CUDA_PLUGIN to its path)", path, load_error));
+  if (!handle) throw DeviceError(fmt::format("cannot load the CUDA backend `{}`: {} (set OPAL_CUDA_PLUGIN to its path)", path, load_error));
   using AbiFn = int (*)();
   using CreateFn = Backend* (*)(int ordinal, char* error, size_t error_size);
   auto abi = reinterpret_cast<AbiFn>(dlsym(handle, "opal_cuda_backend_abi"));
   auto create = reinterpret_cast<CreateFn>(dlsym(handle, "opal_cuda_backend_create"));
-  if (!abi || !create) throw Error(fmt::format("`{}` is not an Opal CUDA backend", path));
+  if (!abi || !create) throw DeviceError(fmt::format("`{}` is not an Opal CUDA backend", path));
   if (abi() != kBackendAbi)
-    throw Error(fmt::format("the CUDA backend `{}` was built for backend ABI {}, this runtime has {}: rebuild it", path, abi(), kBackendAbi));
+    throw DeviceError(fmt::format("the CUDA backend `{}` was built for backend ABI {}, this runtime has {}: rebuild it", path, abi(), kBackendAbi));
   char err[1024] = {0};
   Backend* b = create(d.ordinal, err, sizeof err);
-  if (!b) throw Error(fmt::format("no CUDA backend on {}: {}", device_name(d), err));
+  if (!b) throw DeviceError(fmt::format("no CUDA backend on {}: {}", device_name(d), err));
   return std::unique_ptr<Backend>(b);
 #endif
 }

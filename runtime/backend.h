@@ -70,9 +70,10 @@ class Backend {
   // Compiles the generated translation unit for this backend (cached on disk) and resolves
   // `symbols`; throws opal::Error with the compiler's log when it does not compile.
   virtual std::shared_ptr<KernelModule> compile(const std::string& source, const std::vector<std::string>& symbols) = 0;
-  // Runs kernel `symbol_index` of `m` over `n` tensors (one launch for all of them). `max_n`
-  // bounds every tensor's iteration space (grid sizing); `uniforms` is `opal_uniforms_t`.
-  virtual void launch(const KernelModule& m, size_t symbol_index, const KernelTensor* tensors, size_t n, long long max_n,
+  // Runs kernel `symbol_index` of `m` over `n` tensors (one launch for all of them), each with
+  // a buffer table of `n_buffers` pointers. `max_n` bounds every tensor's iteration space
+  // (grid sizing); `uniforms` is `opal_uniforms_t`.
+  virtual void launch(const KernelModule& m, size_t symbol_index, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n,
                       const double* uniforms, size_t n_uniforms) = 0;
 
   // Matrix work on backend memory. Each returns false where this backend has no

@@ -35,6 +35,13 @@ class NonFiniteError : public Error {
   using Error::Error;
 };
 
+// A device this build or machine cannot use: no CUDA backend built in, no driver, no such
+// device, or a CUDA stream given to an optimizer on the CPU.
+class DeviceError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A file that cannot be read or written.
 class IoError : public Error {
  public:

@@ -233,6 +233,11 @@ Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDes
   init(std::move(backend), std::move(exe), std::move(params));
 }
 
+Optimizer::Optimizer(std::unique_ptr<Backend> backend, const SpecRef& spec, std::vector<ParamDesc> params) {
+  auto exe = build_executable(spec, backend.get());
+  init(std::move(backend), std::move(exe), std::move(params));
+}
+
 void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
   impl_ = std::make_unique<Impl>();
   impl_->backend = std::move(backend);
@@ -461,7 +466,8 @@ void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* onl
         for (size_t k : running) subset.push_back(R.table[k]);
         table = subset.data();
       }
-      backend.launch(*exe.module, exe.route_offset[r] + L.index, table, running.size(), max_n, impl_->uniforms.data(), impl_->uniforms.size());
+      backend.launch(*exe.module, exe.route_offset[r] + L.index, table, running.size(), 2 + g.slots.size() + plan.buffers.size(), max_n,
+                     impl_->uniforms.data(), impl_->uniforms.size());
     }
   }
 }
@@ -563,6 +569,14 @@ void Optimizer::write_param(const std::string& name, std::span<const float> valu
   if (values.size() != t.numel())
     throw Error(fmt::format("parameter `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
   impl_->backend->upload(t.desc.data, values.data(), values.size());
+}
+
+void Optimizer::write_grad(const std::string& name, std::span<const float> values) {
+  auto& t = impl_->get(name);
+  if (!t.desc.grad) throw Error(fmt::format("parameter `{}` has no gradient bound", name));
+  if (values.size() != t.numel())
+    throw Error(fmt::format("the gradient of `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
+  impl_->backend->upload(t.desc.grad, values.data(), values.size());
 }
 
 void Optimizer::write_state(const std::string& name, const std::string& slot, std::span<const float> values) {

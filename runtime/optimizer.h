@@ -40,6 +40,8 @@ class Optimizer {
   // On the executable's device, or on `device` (recompiled for it when it differs).
   Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
   Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, Device device);
+  // On a backend of the caller's (tests drive the device code paths with a host-memory stand-in).
+  Optimizer(std::unique_ptr<Backend> backend, const SpecRef& spec, std::vector<ParamDesc> params);
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -90,6 +92,7 @@ class Optimizer {
   std::vector<float> read_param(const std::string& name) const;
   std::vector<float> read_state(const std::string& name, const std::string& slot) const;
   void write_param(const std::string& name, std::span<const float> values);
+  void write_grad(const std::string& name, std::span<const float> values);  // Error when it has none bound
   void write_state(const std::string& name, const std::string& slot, std::span<const float> values);
   std::vector<int64_t> state_shape(const std::string& name, const std::string& slot) const;
 

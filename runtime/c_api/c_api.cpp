@@ -20,6 +20,7 @@ struct opal_optimizer {
   std::vector<opal::ParamDesc> params;  // until the optimizer is built
   std::map<std::string, double> hparams;  // set before it is built
   opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
+  opal::Device device;  // of the parameters added so far
   std::unique_ptr<opal::Optimizer> opt;
   std::set<std::string> strings;  // returned names, alive as long as the handle
   std::string report;
@@ -27,7 +28,7 @@ struct opal_optimizer {
   const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
   opal::Optimizer& built() {
     if (!opt) {
-      auto o = std::make_unique<opal::Optimizer>(exe, params);
+      auto o = std::make_unique<opal::Optimizer>(exe, params, device);
       for (const auto& [k, v] : hparams) o->set_hparam(k, v);
       o->set_nonfinite_policy(nonfinite);
       opt = std::move(o);
@@ -69,6 +70,8 @@ opal_status guarded(F&& f) noexcept {
     return fail(OPAL_ERROR_IO, e.what());
   } catch (const opal::NonFiniteError& e) {
     return fail(OPAL_ERROR_NONFINITE, e.what());
+  } catch (const opal::DeviceError& e) {
+    return fail(OPAL_ERROR_UNSUPPORTED, e.what());
   } catch (const opal::Error& e) {
     return fail(OPAL_ERROR_ARGUMENT, e.what());
   } catch (const std::bad_alloc&) {
@@ -138,8 +141,12 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
     need(ndim == 0 || shape, "shape");
     if (opt->opt) throw Failure{OPAL_ERROR_STATE, fmt::format("cannot add parameter `{}`: the parameter list was fixed by an earlier call", name)};
     if (ndim < 0 || ndim > 8) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` has {} dimensions; 0 to 8 are allowed", name, ndim)};
-    if (device != OPAL_CPU)
-      throw Failure{OPAL_ERROR_UNSUPPORTED, fmt::format("parameter `{}` is on a CUDA device, and this build steps CPU memory only", name)};
+    if (device != OPAL_CPU && device != OPAL_CUDA) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}`: unknown device {}", name, int(device))};
+    const opal::Device dev{device == OPAL_CUDA ? opal::DeviceKind::Cuda : opal::DeviceKind::Cpu, 0};
+    if (!opt->params.empty() && dev.kind != opt->device.kind)
+      throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is on {}, and the earlier ones on {}: one optimizer steps one device", name,
+                                                     opal::device_name(dev), opal::device_name(opt->device))};
+    if (dev.kind == opal::DeviceKind::Cuda && opt->params.empty()) opal::make_backend(dev);  // no CUDA here: say so now (DeviceError)
     if (dtype != OPAL_F32)
       throw Failure{OPAL_ERROR_UNSUPPORTED, fmt::format("parameter `{}` is {}; Opal steps f32 parameters (keep an f32 master copy)", name, dtype_name(dtype))};
     for (const auto& p : opt->params)
@@ -148,6 +155,7 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
     // check shape and routing now, so that the error names this call
     opal::Optimizer::check_param(*opt->exe->optimizer, p);
     opt->params.push_back(std::move(p));
+    opt->device = dev;
   });
 }
 
@@ -176,8 +184,7 @@ opal_status opal_param_data(opal_optimizer* opt, const char* name, float** data,
 opal_status opal_step(opal_optimizer* opt, void* stream) {
   return guarded([&] {
     need(opt, "opt");
-    if (stream) throw Failure{OPAL_ERROR_UNSUPPORTED, "a CUDA stream was given, and this build steps CPU memory only"};
-    opt->built().step();
+    opt->built().step(stream);
   });
 }
 

@@ -62,8 +62,10 @@ OPAL_API void opal_destroy(opal_optimizer* opt);
 /* A parameter: its name (routes match it, checkpoints key by it), its shape (ndim 0 for a
  * scalar; trailing dimensions past the first are flattened for matrix work), dtype and device
  * of its memory, and pointers to its values and gradient. A NULL pointer makes the optimizer
- * own zeroed memory, reachable with opal_param_data. Only OPAL_F32 on OPAL_CPU is stepped by
- * this build; anything else is OPAL_ERROR_UNSUPPORTED. */
+ * own zeroed memory, reachable with opal_param_data (CPU only). OPAL_F32 is stepped, on
+ * OPAL_CPU (host pointers) or OPAL_CUDA (device pointers, device 0; every parameter of one
+ * optimizer on the same device). Another dtype, or CUDA where this build has no CUDA backend
+ * or the machine no device, is OPAL_ERROR_UNSUPPORTED with the reason. */
 OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype,
                                     opal_device device, void* data, void* grad);
 /* Points a parameter at new memory (a host that reallocates its gradients). A NULL `grad`
@@ -71,8 +73,9 @@ OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int n
 OPAL_API opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, void* grad);
 OPAL_API opal_status opal_param_data(opal_optimizer* opt, const char* name, float** data, float** grad, int64_t* numel);
 
-/* One update of every parameter from its gradient. `stream` is a cudaStream_t for CUDA
- * parameters; it must be NULL for CPU ones. */
+/* One update of every parameter from its gradient. For CUDA parameters the step is queued on
+ * `stream` (a cudaStream_t; NULL: Opal's own) and the call returns before it has run; it must
+ * be NULL for CPU ones (else OPAL_ERROR_UNSUPPORTED). */
 OPAL_API opal_status opal_step(opal_optimizer* opt, void* stream);
 OPAL_API opal_status opal_step_count(opal_optimizer* opt, int64_t* out);
 

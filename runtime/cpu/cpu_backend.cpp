@@ -50,14 +50,14 @@ class CpuBackend final : public Backend {
     }
     return m;
   }
-  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, long long, const double* uniforms, size_t) override {
+  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t, long long, const double* uniforms, size_t) override {
     static_cast<const CpuModule&>(m).fns[i](tensors, (long long)n, uniforms);
   }
 
   bool gemm(const GemmBatch&) override { return false; }
   bool eigh(long long, const std::vector<const float*>&, double*, double*) override { return false; }
   void set_stream(void* stream) override {
-    if (stream) throw Error("a CUDA stream was given to an optimizer on the CPU");
+    if (stream) throw DeviceError("a CUDA stream was given to an optimizer on the CPU");
   }
   void sync() override {}
 };

@@ -55,6 +55,13 @@ void round_out(MapF& m) { m = m.unaryExpr([](float x) { return round_bf16(x); })
 
 }  // namespace
 
+void matmul(const float* A, bool ta, const float* B, bool tb, long long m, long long n, long long k, bool bf16, float* C) {
+  MatF keep[2];
+  MapF o(C, m, n);
+  product(o, operand(A, ta ? k : m, ta ? m : k, bf16, keep[0]), ta, operand(B, tb ? n : k, tb ? k : n, bf16, keep[1]), tb);
+  if (bf16) round_out(o);
+}
+
 void canonicalize_eigh(long long n, const double* raw_values, const double* raw_vectors, bool descending, double* values, double* vectors) {
   Eigen::VectorXd lam = Eigen::Map<const Eigen::VectorXd>(raw_values, n);
   MatD V = Eigen::Map<const MatD>(raw_vectors, n, n);

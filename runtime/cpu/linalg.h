@@ -24,6 +24,10 @@ void shape_dims(ir::Shape s, long long rows, long long cols, long long& r, long 
 void run_library_op(const ir::Node& n, const ir::Shape* in_shapes, const float* const* in, const double* scalars, float* out, long long rows,
                     long long cols);
 
+// C = op(A) op(B), row-major, C m x n, inner dimension k (bf16: operands and result rounded),
+// exactly as the MatMul/Gram/GramApply ops compute it.
+void matmul(const float* A, bool ta, const float* B, bool tb, long long m, long long n, long long k, bool bf16, float* C);
+
 // The canonical form of a raw decomposition (ascending values, eigenvectors as columns,
 // row-major), from any solver: Eigen here, cuSOLVER on the GPU. Non-finite input gives NaN.
 void canonicalize_eigh(long long n, const double* raw_values, const double* raw_vectors, bool descending, double* values, double* vectors);

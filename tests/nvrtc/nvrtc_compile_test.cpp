@@ -1,33 +1,44 @@
-// Every stdlib optimizer's generated CUDA compiles with NVRTC to PTX for sm_80 and sm_90.
-// NVRTC needs no GPU, so this runs on the CPU-only CI machine.
+// The CUDA target without a GPU: every stdlib optimizer's generated CUDA (and the backend's own
+// helper kernels) compiles with NVRTC for sm_80 and sm_90; the compile cache hits, rejects
+// corrupt entries, and keys by architecture; compile errors carry NVRTC's log; asking for a
+// CUDA device on a machine without one is a clear DeviceError.
 #include <doctest/doctest.h>
-#include <nvrtc.h>
 
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
 #include "compiler/codegen/c_emitter.h"
+#include "runtime/backend.h"
+#include "runtime/cuda/nvrtc_compile.h"
+#include "runtime/error.h"
 #include "runtime/executable.h"
 
 using namespace opal;
+namespace fs = std::filesystem;
 
 namespace {
-// Returns the NVRTC log on failure, "" on success.
-std::string compile(const std::string& src, const std::string& arch, size_t& ptx_size) {
-  nvrtcProgram prog;
-  if (nvrtcCreateProgram(&prog, src.c_str(), "opal.cu", 0, nullptr, nullptr) != NVRTC_SUCCESS) return "create failed";
-  std::string opt = "--gpu-architecture=" + arch;
-  const char* opts[] = {opt.c_str(), "--std=c++17"};
-  nvrtcResult r = nvrtcCompileProgram(prog, 2, opts);
-  size_t log_size = 0;
-  nvrtcGetProgramLogSize(prog, &log_size);
-  std::string log(log_size, '\0');
-  nvrtcGetProgramLog(prog, log.data());
-  ptx_size = 0;
-  if (r == NVRTC_SUCCESS) nvrtcGetPTXSize(prog, &ptx_size);
-  nvrtcDestroyProgram(&prog);
-  return r == NVRTC_SUCCESS ? "" : (log.empty() ? "compile failed" : log);
-}
+const char kHelpers[] =
+#include "runtime/cuda/helpers.cu.inc"
+    ;
+
+// A fresh cache folder for one test, restored afterwards.
+struct TempCache {
+  std::string dir, old;
+  TempCache() {
+    dir = (fs::temp_directory_path() / fs::path("opal-nvrtc-test-" + std::to_string(::getpid()))).string();
+    fs::remove_all(dir);
+    if (const char* o = std::getenv("OPAL_CACHE_DIR")) old = o;
+    setenv("OPAL_CACHE_DIR", dir.c_str(), 1);
+  }
+  ~TempCache() {
+    fs::remove_all(dir);
+    if (old.empty()) unsetenv("OPAL_CACHE_DIR");
+    else setenv("OPAL_CACHE_DIR", old.c_str(), 1);
+  }
+};
 }  // namespace
 
 TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90, with and without non-finite checks") {
@@ -41,12 +52,87 @@ TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90
       std::string src = emit_optimizer(*c, Target::Cuda, checked);
       CHECK((src.find("atomicOr(T.chk") != std::string::npos) == checked);
       for (const char* arch : {"compute_80", "compute_90"}) {
-        size_t ptx = 0;
-        std::string err = compile(src, arch, ptx);
-        INFO(name << (checked ? " (checked)" : "") << " for " << arch << ":\n" << err);
-        CHECK(err.empty());
-        CHECK(ptx > 0);
+        cuda::NvrtcOutput out = cuda::nvrtc_compile(src, arch, false);
+        INFO(name << (checked ? " (checked)" : "") << " for " << arch << ":\n" << out.log);
+        CHECK(out.ok);
+        CHECK(out.image.find(".entry opal_r0_k0") != std::string::npos);  // PTX text with the first kernel
       }
     }
+  }
+}
+
+TEST_CASE("the CUDA backend's helper kernels compile to CUBINs for sm_80 and sm_90") {
+  for (const char* arch : {"sm_80", "sm_90"}) {
+    cuda::NvrtcOutput out = cuda::nvrtc_compile(kHelpers, arch, false);
+    INFO(arch << ":\n" << out.log);
+    CHECK(out.ok);
+    CHECK(out.image.size() > 1000);
+    CHECK(out.image.compare(0, 4, "\x7f" "ELF") == 0);
+  }
+}
+
+TEST_CASE("NVRTC results are cached by source, architecture and NVRTC version; a corrupt entry is recompiled") {
+  TempCache cache;
+  auto c = compile_spec({"adamw", "", ""});
+  std::string src = emit_optimizer(*c, Target::Cuda, false);
+  cuda::NvrtcOutput a = cuda::nvrtc_compile(src, "sm_90");
+  REQUIRE(a.ok);
+  CHECK_FALSE(a.from_cache);
+  cuda::NvrtcOutput b = cuda::nvrtc_compile(src, "sm_90");
+  REQUIRE(b.ok);
+  CHECK(b.from_cache);
+  CHECK(b.image == a.image);
+  CHECK(b.key == a.key);
+  // another architecture is another entry
+  cuda::NvrtcOutput c80 = cuda::nvrtc_compile(src, "sm_80");
+  REQUIRE(c80.ok);
+  CHECK_FALSE(c80.from_cache);
+  CHECK(c80.key != a.key);
+  // one flipped byte in the stored CUBIN: detected, recompiled, rewritten
+  std::string path;
+  for (const auto& e : fs::directory_iterator(cache.dir))
+    if (e.path().filename().string().rfind(a.key, 0) == 0 && e.path().string().find("sm_90") != std::string::npos) path = e.path().string();
+  REQUIRE_FALSE(path.empty());
+  {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(-10, std::ios::end);
+    f.put('\x5a');
+  }
+  cuda::NvrtcOutput d = cuda::nvrtc_compile(src, "sm_90");
+  REQUIRE(d.ok);
+  CHECK_FALSE(d.from_cache);
+  CHECK(d.image == a.image);
+  // a truncated entry likewise
+  fs::resize_file(path, fs::file_size(path) / 2);
+  CHECK_FALSE(cuda::nvrtc_compile(src, "sm_90").from_cache);
+  CHECK(cuda::nvrtc_compile(src, "sm_90").from_cache);
+}
+
+TEST_CASE("a CUDA compile error reports NVRTC's log with the line") {
+  TempCache cache;
+  cuda::NvrtcOutput out = cuda::nvrtc_compile("extern \"C\" __global__ void k(float* x) {\n  x[0] = undefined_name;\n}\n", "sm_90");
+  CHECK_FALSE(out.ok);
+  CHECK(out.image.empty());
+  CHECK(out.log.find("undefined_name") != std::string::npos);
+  CHECK(out.log.find("(2)") != std::string::npos);  // NVRTC's "opal_kernels.cu(2): error ..."
+  CHECK((!fs::exists(cache.dir) || fs::is_empty(cache.dir)));  // nothing cached for a failed compile
+}
+
+TEST_CASE("devices: names parse, and a machine without a GPU says so") {
+  CHECK(parse_device("cpu").kind == DeviceKind::Cpu);
+  CHECK(parse_device("cuda").kind == DeviceKind::Cuda);
+  CHECK(parse_device("cuda:3").ordinal == 3);
+  CHECK_THROWS_AS(parse_device("gpu"), Error);
+  CHECK_THROWS_AS(parse_device("cuda:x"), Error);
+  CHECK(make_backend({})->host_memory());
+  if (std::getenv("OPAL_EXPECT_GPU")) return;  // the gpu suite covers machines with one
+  try {
+    make_backend({DeviceKind::Cuda, 0});
+    MESSAGE("a CUDA device is present: nothing to check here");
+  } catch (const DeviceError& e) {
+    std::string m = e.what();
+    INFO(m);
+    CHECK(m.find("cuda:0") != std::string::npos);
+    CHECK(m.size() > 30);  // with the reason (no driver, no device)
   }
 }

@@ -1,0 +1,374 @@
+// The CUDA backend (libopal_cuda.so): device memory, kernels compiled by NVRTC and loaded as
+// CUDA libraries, multi-tensor launches (one launch per kernel for every tensor of a route:
+// blockIdx.y picks the tensor), cuBLAS batched GEMMs (fp32, or bf16 with fp32 accumulation)
+// and cuSOLVER eigendecompositions in double (batched Jacobi for small matrices, syevd for
+// large). Only the CUDA runtime API is used: no libcuda at link time, so this plugin loads on
+// machines without a driver and reports that cleanly.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cusolverDn.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include <fmt/format.h>
+
+#include "runtime/backend.h"
+#include "runtime/cuda/gemm_layout.h"
+#include "runtime/cuda/nvrtc_compile.h"
+#include "runtime/error.h"
+
+namespace opal::cuda {
+
+namespace {
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw Error(fmt::format("CUDA: {} failed: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e)));
+}
+void check(cublasStatus_t s, const char* what) {
+  if (s != CUBLAS_STATUS_SUCCESS) throw Error(fmt::format("cuBLAS: {} failed: {}", what, cublasGetStatusString(s)));
+}
+void check(cusolverStatus_t s, const char* what) {
+  if (s != CUSOLVER_STATUS_SUCCESS) throw Error(fmt::format("cuSOLVER: {} failed (status {})", what, int(s)));
+}
+#define CK(expr) check((expr), #expr)
+
+const char kHelpers[] =
+#include "runtime/cuda/helpers.cu.inc"
+    ;
+
+struct CudaModule final : KernelModule {
+  cudaLibrary_t lib = nullptr;
+  std::vector<cudaKernel_t> kernels;
+  ~CudaModule() override {
+    if (lib) cudaLibraryUnload(lib);
+  }
+};
+
+// Device memory that grows and is reused (staging tables, workspaces).
+struct Scratch {
+  void* p = nullptr;
+  size_t bytes = 0;
+  void* get(size_t n) {
+    if (n > bytes) {
+      if (p) cudaFree(p);
+      p = nullptr;
+      bytes = 0;
+      CK(cudaMalloc(&p, std::max<size_t>(n, 4096)));
+      bytes = std::max<size_t>(n, 4096);
+    }
+    return p;
+  }
+  void release() {
+    if (p) cudaFree(p);
+    p = nullptr;
+    bytes = 0;
+  }
+};
+
+constexpr int kBlock = 256;
+
+// Owners of staged tables other than kernel modules (TableKey::owner).
+const char kZeroTables = 0, kGemmTables = 0, kRoundTables = 0, kEighTables = 0, kBf16Tables = 0;
+
+unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kBlock - 1) / kBlock, 1, 1024)); }
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int ordinal) : ordinal_(ordinal) {
+    CK(cudaSetDevice(ordinal));
+    CK(cudaGetDeviceProperties(&props_, ordinal));
+    CK(cudaFree(nullptr));  // creates the primary context now, not in the first step
+    arch_ = fmt::format("sm_{}{}", props_.major, props_.minor);
+    CK(cublasCreate(&blas_));
+    CK(cusolverDnCreate(&solver_));
+    CK(cusolverDnCreateSyevjInfo(&syevj_));
+    helpers_ = load(kHelpers, {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many"});
+  }
+  ~CudaBackend() override {
+    cudaSetDevice(ordinal_);
+    cudaDeviceSynchronize();
+    for (auto& [_, t] : tables_) t.dev.release();
+    for (Scratch* s : {&work_, &work2_, &solver_work_, &info_}) s->release();
+    if (syevj_) cusolverDnDestroySyevjInfo(syevj_);
+    if (solver_) cusolverDnDestroy(solver_);
+    if (blas_) cublasDestroy(blas_);
+  }
+
+  Device device() const override { return {DeviceKind::Cuda, ordinal_}; }
+  std::string describe() const override { return fmt::format("cuda:{} {} ({})", ordinal_, props_.name, arch_); }
+  bool host_memory() const override { return false; }
+
+  float* alloc(size_t n) override {
+    CK(cudaSetDevice(ordinal_));
+    void* p = nullptr;
+    size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
+    cudaError_t e = cudaMalloc(&p, bytes);
+    if (e != cudaSuccess)
+      throw Error(fmt::format("cannot allocate {:.1f} MiB on {}: {}", double(bytes) / (1 << 20), describe(), cudaGetErrorString(e)));
+    CK(cudaMemset(p, 0, bytes));
+    CK(cudaDeviceSynchronize());
+    return static_cast<float*>(p);
+  }
+  void release(float* p) override {
+    if (p) cudaFree(p);
+  }
+  void upload(float* dst, const float* src, size_t n) override {
+    CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
+    CK(cudaStreamSynchronize(stream_));
+  }
+  void download(float* dst, const float* src, size_t n) override {
+    CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+    CK(cudaStreamSynchronize(stream_));
+  }
+  void copy(float* dst, const float* src, size_t n) override {
+    if (n && dst != src) CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  }
+  void zero(const std::vector<std::pair<float*, size_t>>& bufs) override {
+    if (bufs.empty()) return;
+    for (size_t at = 0; at < bufs.size(); at += 65535) {
+      const size_t count = std::min<size_t>(65535, bufs.size() - at);
+      std::vector<char> host(count * 16);
+      unsigned long long max_n = 1;
+      for (size_t i = 0; i < count; ++i) {
+        float* p = bufs[at + i].first;
+        unsigned long long n = bufs[at + i].second;
+        std::memcpy(host.data() + i * 8, &p, 8);
+        std::memcpy(host.data() + (count + i) * 8, &n, 8);
+        max_n = std::max(max_n, n);
+      }
+      char* dev = stage(TableKey{&kZeroTables, at, bufs[at].first}, host);
+      float* const* ptrs = reinterpret_cast<float* const*>(dev);
+      const unsigned long long* sizes = reinterpret_cast<const unsigned long long*>(dev + count * 8);
+      void* args[] = {&ptrs, &sizes};
+      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[0]), dim3(blocks_for((long long)max_n), unsigned(count)), dim3(kBlock),
+                          args, 0, stream_));
+    }
+  }
+
+  std::shared_ptr<KernelModule> compile(const std::string& source, const std::vector<std::string>& symbols) override {
+    return load(source, symbols);
+  }
+
+  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n, const double* uniforms,
+              size_t n_uniforms) override {
+    const auto& mod = static_cast<const CudaModule&>(m);
+    // opal_uniforms_t { double t; double hp[max(1, H)]; }: pass at least two doubles
+    std::vector<double> U(uniforms, uniforms + n_uniforms);
+    if (U.size() < 2) U.resize(2, 0.0);
+    for (size_t at = 0; at < n; at += 65535) {
+      const size_t count = std::min<size_t>(65535, n - at);
+      // [count x opal_tensor_t][every tensor's buffer table], tables pointing into the device copy
+      size_t bytes = count * sizeof(KernelTensor);
+      std::vector<size_t> offset(count);
+      for (size_t k = 0; k < count; ++k) {
+        offset[k] = bytes;
+        bytes += n_buffers * sizeof(float*);
+      }
+      TableKey key{&m, i * 1000003 + at, nullptr};
+      std::vector<char> host(bytes);
+      char* base = reserve(key, bytes);
+      for (size_t k = 0; k < count; ++k) {
+        KernelTensor t = tensors[at + k];
+        std::memcpy(host.data() + offset[k], t.buf, n_buffers * sizeof(float*));
+        t.buf = reinterpret_cast<float* const*>(base + offset[k]);
+        t.chk = nullptr;  // the checked kernels are CPU-only for now (Optimizer::set_nonfinite_policy)
+        std::memcpy(host.data() + k * sizeof(KernelTensor), &t, sizeof t);
+      }
+      const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(stage(key, host));
+      void* args[] = {&dev, U.data()};
+      CK(cudaLaunchKernel(reinterpret_cast<const void*>(mod.kernels[i]), dim3(blocks_for(max_n), unsigned(count)), dim3(kBlock), args, 0, stream_));
+    }
+  }
+
+  bool gemm(const GemmBatch& b) override {
+    const size_t count = b.C.size();
+    if (count == 0) return true;
+    CK(cublasSetStream(blas_, stream_));
+    const float one = 1.f, zero = 0.f;
+    const ColumnMajorGemm cm = column_major(b);
+    const cublasOperation_t op1 = cm.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = cm.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int m = int(cm.m), n = int(cm.n), k = int(cm.k), ld1 = int(cm.ld_first), ld2 = int(cm.ld_second), ldc = int(cm.ldc);
+    const long long a_n = b.m * b.k, b_n = b.k * b.n;
+    std::vector<const void*> A(b.A.begin(), b.A.end()), B(b.B.begin(), b.B.end());
+    cudaDataType_t in_type = CUDA_R_32F;
+    if (b.bf16) {  // operands rounded to bf16 into a workspace, f32 accumulation
+      in_type = CUDA_R_16BF;
+      auto* w = static_cast<unsigned short*>(work2_.get(size_t(count) * size_t(a_n + b_n) * 2));
+      to_bf16(b.A, w, a_n, 1);
+      to_bf16(b.B, w + count * a_n, b_n, 2);
+      for (size_t i = 0; i < count; ++i) {
+        A[i] = w + i * a_n;
+        B[i] = w + count * a_n + i * b_n;
+      }
+    }
+    if (count == 1) {
+      CK(cublasGemmEx(blas_, op1, op2, m, n, k, &one, B[0], in_type, ld1, A[0], in_type, ld2, &zero, b.C[0], CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+                      CUBLAS_GEMM_DEFAULT));
+    } else {
+      std::vector<char> host(3 * count * sizeof(void*));
+      std::memcpy(host.data(), B.data(), count * sizeof(void*));
+      std::memcpy(host.data() + count * sizeof(void*), A.data(), count * sizeof(void*));
+      std::memcpy(host.data() + 2 * count * sizeof(void*), b.C.data(), count * sizeof(void*));
+      char* dev = stage(TableKey{&kGemmTables, 0, b.C[0]}, host);
+      auto ptrs = reinterpret_cast<const void* const*>(dev);
+      CK(cublasGemmBatchedEx(blas_, op1, op2, m, n, k, &one, ptrs, in_type, ld1, ptrs + count, in_type, ld2, &zero,
+                             const_cast<void* const*>(ptrs + 2 * count), CUDA_R_32F, ldc, int(count), CUBLAS_COMPUTE_32F,
+                             CUBLAS_GEMM_DEFAULT));
+    }
+    if (b.bf16) {
+      std::vector<char> host(count * sizeof(float*));
+      std::memcpy(host.data(), b.C.data(), host.size());
+      float* const* ptrs = reinterpret_cast<float* const*>(stage(TableKey{&kRoundTables, 0, b.C[0]}, host));
+      long long n = b.m * b.n;
+      void* args[] = {&ptrs, &n};
+      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[2]), dim3(blocks_for(n), unsigned(count)), dim3(kBlock), args, 0, stream_));
+    }
+    return true;
+  }
+
+  bool eigh(long long n, const std::vector<const float*>& in, double* values, double* vectors) override {
+    const size_t count = in.size();
+    if (count == 0) return true;
+    CK(cusolverDnSetStream(solver_, stream_));
+    auto* A = static_cast<double*>(work_.get(count * n * n * sizeof(double) + count * n * sizeof(double)));
+    double* W = A + count * n * n;
+    {
+      std::vector<char> host(count * sizeof(float*));
+      std::memcpy(host.data(), in.data(), host.size());
+      const float* const* S = reinterpret_cast<const float* const*>(stage(TableKey{&kEighTables, 0, in[0]}, host));
+      void* args[] = {&S, &A, &n};
+      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[3]), dim3(blocks_for(n * n), unsigned(count)), dim3(kBlock), args, 0,
+                          stream_));
+    }
+    int* info = static_cast<int*>(info_.get(count * sizeof(int)));
+    if (n <= 32 && count > 1) {  // batched Jacobi
+      int lwork = 0;
+      CK(cusolverDnDsyevjBatched_bufferSize(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork, syevj_, int(count)));
+      auto* work = static_cast<double*>(solver_work_.get(size_t(lwork) * sizeof(double)));
+      CK(cusolverDnDsyevjBatched(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, work, lwork, info, syevj_,
+                                 int(count)));
+    } else {
+      int lwork = 0;
+      CK(cusolverDnDsyevd_bufferSize(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork));
+      auto* work = static_cast<double*>(solver_work_.get(size_t(lwork) * sizeof(double)));
+      for (size_t b = 0; b < count; ++b)
+        CK(cusolverDnDsyevd(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A + b * n * n, int(n), W + b * n, work, lwork,
+                            info + b));
+    }
+    std::vector<double> colmajor(count * n * n);
+    std::vector<int> host_info(count);
+    CK(cudaMemcpyAsync(colmajor.data(), A, colmajor.size() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    CK(cudaMemcpyAsync(values, W, count * n * sizeof(double), cudaMemcpyDeviceToHost, stream_));
+    CK(cudaMemcpyAsync(host_info.data(), info, count * sizeof(int), cudaMemcpyDeviceToHost, stream_));
+    CK(cudaStreamSynchronize(stream_));
+    for (size_t b = 0; b < count; ++b) {
+      const double* c = colmajor.data() + b * n * n;
+      double* v = vectors + b * n * n;
+      for (long long r = 0; r < n; ++r)
+        for (long long i = 0; i < n; ++i) v[r * n + i] = c[r + i * n];  // column i = eigenvector i
+      if (host_info[b] != 0)  // not converged, or non-finite input: NaN, as the CPU gives
+        std::fill(values + b * n, values + (b + 1) * n, std::numeric_limits<double>::quiet_NaN());
+    }
+    return true;
+  }
+
+  void set_stream(void* stream) override {
+    auto s = static_cast<cudaStream_t>(stream);
+    if (s != stream_) {
+      CK(cudaStreamSynchronize(stream_));  // staging buffers are reused in stream order
+      stream_ = s;
+    }
+  }
+  void sync() override { CK(cudaStreamSynchronize(stream_)); }
+
+ private:
+  struct TableKey {
+    const void* owner;
+    size_t index;
+    const void* first;
+    bool operator<(const TableKey& o) const {
+      return owner != o.owner ? owner < o.owner : index != o.index ? index < o.index : first < o.first;
+    }
+  };
+  struct Table {
+    Scratch dev;
+    std::vector<char> last;  // what the device copy holds
+  };
+
+  // Device memory for a launch table, stable across launches with the same key.
+  char* reserve(const TableKey& key, size_t bytes) {
+    Table& t = tables_[key];
+    if (bytes > t.dev.bytes) t.last.clear();
+    return static_cast<char*>(t.dev.get(bytes));
+  }
+  // Copies `host` into the key's device table unless it already holds exactly that.
+  char* stage(const TableKey& key, const std::vector<char>& host) {
+    char* dev = reserve(key, host.size());
+    Table& t = tables_[key];
+    if (t.last != host) {
+      CK(cudaMemcpyAsync(dev, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
+      t.last = host;
+    }
+    return dev;
+  }
+
+  void to_bf16(const std::vector<const float*>& src, unsigned short* dst, long long n, size_t slot) {
+    std::vector<char> host(src.size() * sizeof(float*));
+    std::memcpy(host.data(), src.data(), host.size());
+    const float* const* ptrs = reinterpret_cast<const float* const*>(stage(TableKey{&kBf16Tables, slot, src[0]}, host));
+    void* args[] = {&ptrs, &dst, &n};
+    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[1]), dim3(blocks_for(n), unsigned(src.size())), dim3(kBlock), args, 0, stream_));
+  }
+
+  std::shared_ptr<CudaModule> load(const std::string& source, const std::vector<std::string>& symbols) {
+    NvrtcOutput out = nvrtc_compile(source, arch_);
+    if (!out.ok) throw Error(fmt::format("NVRTC {} could not compile the kernels for {}:\n{}", nvrtc_version(), arch_, out.log));
+    auto m = std::make_shared<CudaModule>();
+    m->from_cache = out.from_cache;
+    CK(cudaLibraryLoadData(&m->lib, out.image.data(), nullptr, nullptr, 0, nullptr, nullptr, 0));
+    for (const auto& s : symbols) {
+      cudaKernel_t k = nullptr;
+      if (cudaLibraryGetKernel(&k, m->lib, s.c_str()) != cudaSuccess) throw Error(fmt::format("kernel `{}` is missing from the compiled module", s));
+      m->kernels.push_back(k);
+    }
+    return m;
+  }
+
+  int ordinal_;
+  cudaDeviceProp props_{};
+  std::string arch_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  cusolverDnHandle_t solver_ = nullptr;
+  syevjInfo_t syevj_ = nullptr;
+  std::shared_ptr<CudaModule> helpers_;
+  std::map<TableKey, Table> tables_;
+  Scratch work_, work2_, solver_work_, info_;
+};
+
+}  // namespace
+
+}  // namespace opal::cuda
+
+extern "C" __attribute__((visibility("default"))) int opal_cuda_backend_abi() { return opal::kBackendAbi; }
+
+extern "C" __attribute__((visibility("default"))) opal::Backend* opal_cuda_backend_create(int ordinal, char* error, size_t error_size) {
+  auto fail = [&](const std::string& msg) -> opal::Backend* {
+    std::snprintf(error, error_size, "%s", msg.c_str());
+    return nullptr;
+  };
+  int n = 0;
+  cudaError_t e = cudaGetDeviceCount(&n);
+  if (e != cudaSuccess)
+    return fail(fmt::format("{} ({}){}", cudaGetErrorString(e), cudaGetErrorName(e),
+                            e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice ? "; is there an NVIDIA GPU and driver on this machine?" : ""));
+  if (ordinal < 0 || ordinal >= n) return fail(fmt::format("there {} {} CUDA device{}", n == 1 ? "is" : "are", n, n == 1 ? "" : "s"));
+  try {
+    return new opal::cuda::CudaBackend(ordinal);
+  } catch (const std::exception& ex) {
+    return fail(ex.what());
+  }
+}

@@ -1,0 +1,215 @@
+// The runtime's device code paths, checked on the CPU: a stand-in backend keeps host memory but
+// says it does not (so the runtime batches library calls by shape, copies through
+// upload/download and refuses host views), multiplies with the column-major cuBLAS call the
+// CUDA backend makes (runtime/cuda/gemm_layout.h), and returns eigenvectors with scrambled
+// signs, as any solver may. Every stdlib optimizer must step exactly as on the CPU backend.
+#include <doctest/doctest.h>
+
+#include <Eigen/Dense>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "compiler/ir/bf16.h"
+#include "runtime/backend.h"
+#include "runtime/cpu/linalg.h"
+#include "runtime/cuda/gemm_layout.h"
+#include "runtime/error.h"
+#include "runtime/optimizer.h"
+
+using namespace opal;
+
+namespace {
+
+class DeviceLike final : public Backend {
+ public:
+  int gemm_calls = 0, gemm_matrices = 0, eigh_calls = 0, launches = 0, layout_mismatches = 0;
+  Device device() const override { return {}; }  // CPU kernels: the generated code runs here
+  std::string describe() const override { return "device-like test backend"; }
+  bool host_memory() const override { return false; }
+  float* alloc(size_t n) override { return cpu_->alloc(n); }
+  void release(float* p) override { cpu_->release(p); }
+  void upload(float* d, const float* s, size_t n) override { std::memcpy(d, s, n * 4); }
+  void download(float* d, const float* s, size_t n) override { std::memcpy(d, s, n * 4); }
+  void copy(float* d, const float* s, size_t n) override { std::memmove(d, s, n * 4); }
+  void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu_->zero(b); }
+  std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu_->compile(src, syms); }
+  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
+    ++launches;
+    cpu_->launch(m, i, t, n, nb, mx, u, nu);
+  }
+  // The column-major call (what cuBLAS computes) must equal the row-major product; the
+  // stored result is Eigen's, summed as the CPU backend sums, so that inverse roots, which
+  // amplify rounding differences, see the same numbers on both sides.
+  bool gemm(const GemmBatch& b) override {
+    ++gemm_calls;
+    using M = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    const cuda::ColumnMajorGemm c = cuda::column_major(b);
+    auto rnd = [&](M m) { return b.bf16 ? M(m.unaryExpr([](float x) { return round_bf16(x); })) : m; };
+    using CMap = Eigen::Map<const M>;
+    using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    for (size_t q = 0; q < b.C.size(); ++q) {
+      ++gemm_matrices;
+      const long long ar = b.ta ? b.k : b.m, ac = b.ta ? b.m : b.k, br = b.tb ? b.n : b.k, bc = b.tb ? b.k : b.n;
+      M keepA, keepB;  // bf16: the rounded operands, as the CPU backend keeps them
+      if (b.bf16) {
+        keepA = rnd(CMap(b.A[q], ar, ac));
+        keepB = rnd(CMap(b.B[q], br, bc));
+      }
+      CMap A(b.bf16 ? keepA.data() : b.A[q], ar, ac), B(b.bf16 ? keepB.data() : b.B[q], br, bc);
+      // the reference in double, and the column-major loops cuBLAS would run, also in double
+      MatD Ad = A.cast<double>(), Bd = B.cast<double>();
+      MatD ref = (b.ta ? MatD(Ad.transpose()) : Ad) * (b.tb ? MatD(Bd.transpose()) : Bd);
+      auto X = [&](long long i, long long l) { return at(b.B[q], c.trans_first, i, l, c.ld_first, b.bf16); };
+      auto Y = [&](long long l, long long j) { return at(b.A[q], c.trans_second, l, j, c.ld_second, b.bf16); };
+      const double scale = std::max(1e-30, ref.cwiseAbs().maxCoeff());
+      for (long long i = 0; i < c.m; ++i)
+        for (long long j = 0; j < c.n; ++j) {
+          double s = 0;
+          for (long long l = 0; l < c.k; ++l) s += double(X(i, l)) * double(Y(l, j));
+          // column-major (i, j) of C^T is row-major C(j, i)
+          if (std::abs(s - ref(j, i)) > 1e-9 * scale) ++layout_mismatches;
+        }
+      // the stored result: the CPU backend's own product (Eigen's summation order depends on
+      // the flags it was compiled with), so that inverse roots, which amplify rounding
+      // differences, see the same numbers on both sides
+      cpu::matmul(b.A[q], b.ta, b.B[q], b.tb, b.m, b.n, b.k, b.bf16, b.C[q]);
+    }
+    return true;
+  }
+  bool eigh(long long n, const std::vector<const float*>& in, double* values, double* vectors) override {
+    ++eigh_calls;
+    using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+    for (size_t q = 0; q < in.size(); ++q) {
+      MatD A = Eigen::Map<const Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>(in[q], n, n).cast<double>();
+      A = 0.5 * (A + A.transpose());
+      Eigen::SelfAdjointEigenSolver<MatD> es(A);
+      MatD V = es.eigenvectors();
+      for (long long i = 1; i < n; i += 2) V.col(i) = -V.col(i);  // another solver, other signs
+      Eigen::Map<Eigen::VectorXd>(values + q * n, n) = es.eigenvalues();
+      Eigen::Map<MatD>(vectors + q * n * n, n, n) = V;
+    }
+    return true;
+  }
+  void set_stream(void*) override {}
+  void sync() override {}
+
+ private:
+  static float at(const float* p, bool trans, long long r, long long c, long long ld, bool bf) {
+    float v = trans ? p[c + r * ld] : p[r + c * ld];
+    return bf ? round_bf16(v) : v;
+  }
+  std::unique_ptr<Backend> cpu_ = make_cpu_backend();
+};
+
+std::vector<ParamDesc> params(bool vectors) {
+  std::vector<ParamDesc> ps = {{"h.0.w", {12, 8}}, {"h.1.w", {12, 8}}, {"wide.w", {6, 16}}, {"sq.w", {8, 8}}};
+  if (vectors) ps.push_back({"h.0.b", {8}});
+  return ps;
+}
+
+void run(Optimizer& o, int steps) {
+  for (size_t p = 0; p < o.num_params(); ++p) {
+    std::vector<float> w(o.read_param(o.param_name(p)).size());
+    for (size_t i = 0; i < w.size(); ++i) w[i] = 0.5f * std::sin(0.7f * float(i) + 1.3f * float(p));
+    o.write_param(o.param_name(p), w);
+  }
+  for (int t = 0; t < steps; ++t) {
+    for (size_t p = 0; p < o.num_params(); ++p) {
+      const std::string& n = o.param_name(p);
+      std::vector<float> w = o.read_param(n), g(w.size());
+      for (size_t i = 0; i < w.size(); ++i) g[i] = 0.3f * w[i] + std::sin(0.37f * float(i) + 0.11f * float(t) * float(p + 1));
+      o.write_grad(n, g);
+    }
+    o.step();
+  }
+}
+
+double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    num = std::max(num, std::abs(double(a[i]) - double(b[i])));
+    den = std::max(den, std::abs(double(b[i])));
+  }
+  return num / std::max(den, 1e-12);
+}
+
+}  // namespace
+
+TEST_SUITE("backend") {
+  TEST_CASE("every stdlib optimizer steps on a device-like backend as on the CPU (batched GEMMs, canonical eigenbases)") {
+    Diagnostics d;
+    auto program = load_program({}, d);
+    REQUIRE_FALSE(d.has_errors());
+    int gemms = 0, batched = 0, eighs = 0;
+    for (const auto& [name, _] : program->optimizers) {
+      bool vectors = true;
+      std::unique_ptr<Optimizer> cpu;
+      try {
+        cpu = std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(true));
+      } catch (const Error&) {
+        vectors = false;
+        cpu = std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(false));
+      }
+      auto dev_backend = std::make_unique<DeviceLike>();
+      DeviceLike* dev = dev_backend.get();
+      Optimizer gpu(std::move(dev_backend), SpecRef{name, "", ""}, params(vectors));
+      run(*cpu, 12);
+      run(gpu, 12);
+      for (size_t p = 0; p < cpu->num_params(); ++p) {
+        const std::string& n = cpu->param_name(p);
+        INFO(name << ", parameter " << n);
+        CHECK(rel_err(gpu.read_param(n), cpu->read_param(n)) <= 1e-5);
+        for (const auto& s : cpu->slots(n)) {
+          INFO("state " << s);
+          CHECK(rel_err(gpu.read_state(n, s), cpu->read_state(n, s)) <= 1e-4);
+        }
+      }
+      CHECK(dev->layout_mismatches == 0);
+      gemms += dev->gemm_calls;
+      batched += dev->gemm_matrices - dev->gemm_calls;
+      eighs += dev->eigh_calls;
+    }
+    CHECK(gemms > 0);
+    CHECK(batched > 0);  // h.0.w and h.1.w share a shape: one call for both
+    CHECK(eighs > 0);
+  }
+
+  TEST_CASE("one launch per kernel covers every tensor of a route") {
+    auto b = std::make_unique<DeviceLike>();
+    DeviceLike* dev = b.get();
+    Optimizer o(std::move(b), SpecRef{"adamw", "", ""}, params(true));
+    size_t kernels = 0;
+    for (const auto& r : o.compiled().routes) kernels += r.plan.kernels.size();
+    const int before = dev->launches;
+    o.step();
+    CHECK(size_t(dev->launches - before) <= kernels);
+  }
+
+  TEST_CASE("device memory: host views are refused with a hint, copies are size-checked, checkpoints round-trip") {
+    namespace fs = std::filesystem;
+    Optimizer o(std::make_unique<DeviceLike>(), SpecRef{"soap", "", ""}, params(true));
+    CHECK_THROWS_WITH_AS(o.param("h.0.w"), doctest::Contains("read_param"), Error);
+    CHECK_THROWS_AS(o.grad("h.0.w"), Error);
+    CHECK_THROWS_AS(o.state("h.0.w", o.slots("h.0.w")[0]), Error);
+    CHECK_THROWS_AS(o.set_diagnostics(true), Error);
+    CHECK_THROWS_AS(o.set_nonfinite_policy(NonFinitePolicy::Raise), Error);
+    CHECK_THROWS_AS(o.write_param("h.0.w", std::vector<float>(5)), Error);
+    CHECK_THROWS_AS(o.write_state("h.0.w", o.slots("h.0.w")[0], std::vector<float>(5)), Error);
+    run(o, 5);
+    std::string path = (fs::temp_directory_path() / "opal-backend-test.safetensors").string();
+    o.save(path, {.params = true});
+    Optimizer cpu({"soap", "", ""}, params(true));
+    cpu.load(path);
+    for (const auto& s : o.slots("h.0.w")) CHECK(cpu.read_state("h.0.w", s) == o.read_state("h.0.w", s));
+    CHECK(cpu.read_param("wide.w") == o.read_param("wide.w"));
+    fs::remove(path);
+  }
+
+  TEST_CASE("a CUDA stream given to a CPU optimizer is a DeviceError") {
+    Optimizer o({"adamw", "", ""}, params(true));
+    int fake_stream = 0;
+    CHECK_THROWS_AS(o.step(&fake_stream), DeviceError);
+    CHECK(o.step_count() == 0);
+  }
+}

@@ -549,6 +549,11 @@ std::span<float> Optimizer::state(const std::string& name, const std::string& sl
   return {b.p, b.n};
 }
 
+float* Optimizer::state_data(const std::string& name, const std::string& slot) {
+  auto& t = impl_->get(name);
+  return t.slots[impl_->slot_index(*exe_->optimizer, t, slot)].p;
+}
+
 std::vector<float> Optimizer::read_param(const std::string& name) const {
   auto& t = impl_->get(name);
   std::vector<float> v(t.numel());

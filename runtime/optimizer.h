@@ -89,6 +89,7 @@ class Optimizer {
   // write_* copy on every backend (sizes checked).
   std::span<float> state(const std::string& name, const std::string& slot);
   std::span<const float> state(const std::string& name, const std::string& slot) const;
+  float* state_data(const std::string& name, const std::string& slot);  // in the backend's memory, on any backend
   std::vector<float> read_param(const std::string& name) const;
   std::vector<float> read_state(const std::string& name, const std::string& slot) const;
   void write_param(const std::string& name, std::span<const float> values);

@@ -69,6 +69,7 @@ PYBIND11_MODULE(_opal, m) {
   static py::exception<CheckpointError> checkpoint_error(m, "CheckpointError", error.ptr());
   static py::exception<NotFoundError> not_found(m, "NotFoundError", error.ptr());
   static py::exception<NonFiniteError> nonfinite_error(m, "NonFiniteError", error.ptr());
+  static py::exception<DeviceError> device_error(m, "DeviceError", error.ptr());
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -80,6 +81,8 @@ PYBIND11_MODULE(_opal, m) {
       not_found(e.what());
     } catch (const NonFiniteError& e) {
       nonfinite_error(e.what());
+    } catch (const DeviceError& e) {
+      device_error(e.what());
     } catch (const Error& e) {
       error(e.what());
     }
@@ -127,23 +130,27 @@ PYBIND11_MODULE(_opal, m) {
 
   py::class_<Optimizer, std::shared_ptr<Optimizer>>(m, "Optimizer")
       // params: [(name, shape, data address)]; gradients are bound at each step
-      .def(py::init([](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t>>& params) {
+      // device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
+      .def(py::init([](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t>>& params,
+                       const std::string& device) {
              std::vector<ParamDesc> ps;
              for (const auto& [name, shape, data] : params) ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true});
-             return std::make_shared<Optimizer>(c.exe, std::move(ps));
+             return std::make_shared<Optimizer>(c.exe, std::move(ps), parse_device(device));
            }),
-           py::arg("compiled"), py::arg("params"))
+           py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu")
+      .def_property_readonly("device", &Optimizer::describe_device)
       .def(
           "step",
-          [](Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads) {
+          [](Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads, uintptr_t stream) {
             if (data.size() != o.num_params() || grads.size() != o.num_params())
               throw Error(fmt::format("step needs {} data and gradient addresses, got {} and {}", o.num_params(), data.size(), grads.size()));
             for (size_t i = 0; i < data.size(); ++i)
               o.bind(i, reinterpret_cast<float*>(data[i]), reinterpret_cast<float*>(grads[i]));
             py::gil_scoped_release release;
-            o.step();
+            o.step(reinterpret_cast<void*>(stream));
           },
-          py::arg("data"), py::arg("grads"), "Binds every parameter's memory (grad address 0: sits out) and steps.")
+          py::arg("data"), py::arg("grads"), py::arg("stream") = 0,
+          "Binds every parameter's memory (grad address 0: sits out) and steps (on CUDA: queued on `stream`, a cudaStream_t address).")
       .def_property("step_count", &Optimizer::step_count, &Optimizer::set_step_count)
       .def("set_hparam", &Optimizer::set_hparam)
       .def_property(
@@ -176,6 +183,8 @@ PYBIND11_MODULE(_opal, m) {
       .def("route", &Optimizer::route_of)
       .def("slots", &Optimizer::slots)
       .def("state_shape", &Optimizer::state_shape)
+      // the address of a state slot in the optimizer's device memory (CUDA views are built on it)
+      .def("state_address", [](Optimizer& o, const std::string& name, const std::string& slot) { return reinterpret_cast<uintptr_t>(o.state_data(name, slot)); })
       .def("state_view",
            [](std::shared_ptr<Optimizer> o, const std::string& name, const std::string& slot) {
              auto s = o->state(name, slot);

@@ -8,10 +8,10 @@
     from opal.torch import Optimizer              # a torch.optim.Optimizer
     opt = Optimizer(model.named_parameters(), spec="soap", lr=3e-3)
 """
-from ._opal import CheckpointError, Compiled, NonFiniteError, NotFoundError, OpalError, SpecError, __version__
+from ._opal import CheckpointError, Compiled, DeviceError, NonFiniteError, NotFoundError, OpalError, SpecError, __version__
 from ._opal import check as _check
 
-__all__ = ["check", "compile", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "__version__"]
+__all__ = ["check", "compile", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "DeviceError", "__version__"]
 
 
 def check(spec):

@@ -25,6 +25,21 @@ _GROUP_KEYS = ("params", "param_names", "opal")
 _bump_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
 
 
+def _device_name(device):
+    if device.type == "cuda":
+        return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
+    return "cpu"
+
+
+class _CudaBlock:
+    """A float32 block of an optimizer's CUDA memory, for torch.as_tensor (zero-copy); it keeps
+    the optimizer alive while torch holds the block."""
+
+    def __init__(self, owner, address, shape):
+        self.owner = owner
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": "<f4", "data": (address, False), "version": 2, "strides": None}
+
+
 def _hint(name, candidates):
     close = difflib.get_close_matches(name, list(candidates), n=1)
     return f"; did you mean `{close[0]}`?" if close else f"; it has: {', '.join(candidates)}"
@@ -114,7 +129,12 @@ class Optimizer(torch.optim.Optimizer):
             self._check_tensor(n, p)
         super().add_param_group(group)
         group = self.param_groups[-1]
-        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr()) for n, p in zip(group["param_names"], group["params"])])
+        devices = {p.device for p in group["params"]}
+        if len(devices) > 1:
+            raise ValueError(f"a parameter group has tensors on {sorted(map(str, devices))}: one group steps one device")
+        device = devices.pop() if devices else torch.device("cpu")
+        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr()) for n, p in zip(group["param_names"], group["params"])],
+                                 _device_name(device))
         for k in engine.hparam_names:
             engine.set_hparam(k, float(group[k]))
         engine.nonfinite = self._nonfinite
@@ -128,15 +148,20 @@ class Optimizer(torch.optim.Optimizer):
             raise TypeError(f"parameter `{name}` is a {type(p).__name__}, not a tensor")
         if p.dtype != torch.float32:
             raise TypeError(f"parameter `{name}` is {p.dtype}; Opal steps torch.float32 parameters (keep an fp32 master copy)")
-        if p.device.type != "cpu":
-            raise TypeError(f"parameter `{name}` is on {p.device}; this build of Opal steps CPU tensors only (the CUDA backend is not built in)")
+        if p.device.type not in ("cpu", "cuda"):
+            raise TypeError(f"parameter `{name}` is on {p.device}; Opal steps CPU and CUDA tensors")
         if not p.is_contiguous():
             raise ValueError(f"parameter `{name}` is not contiguous; Opal updates parameters in place and needs contiguous memory")
 
     @staticmethod
     def _view(engine, name, slot):
-        """A live, zero-copy view of one state slot."""
-        return torch.frombuffer(engine.state_view(name, slot), dtype=torch.float32).view(engine.state_shape(name, slot))
+        """A live, zero-copy view of one state slot (host memory, or CUDA memory through
+        __cuda_array_interface__)."""
+        shape = engine.state_shape(name, slot)
+        if engine.device.startswith("cuda"):
+            ordinal = int(engine.device.split()[0].split(":")[1])
+            return torch.as_tensor(_CudaBlock(engine, engine.state_address(name, slot), shape), device=f"cuda:{ordinal}")
+        return torch.frombuffer(engine.state_view(name, slot), dtype=torch.float32).view(shape)
 
     # -- stepping -----------------------------------------------------------------------
     @torch.no_grad()
@@ -166,7 +191,10 @@ class Optimizer(torch.optim.Optimizer):
                         keep.append(g)
                     grads.append(g.data_ptr())
                 data.append(p.data_ptr())
-            engine.step(data, grads)
+            stream = 0
+            if group["params"] and group["params"][0].device.type == "cuda":
+                stream = torch.cuda.current_stream(group["params"][0].device).cuda_stream
+            engine.step(data, grads, stream)
             if _bump_version is not None:
                 for p in group["params"]:
                     _bump_version(p)

@@ -1,0 +1,234 @@
+#!/usr/bin/env python3
+"""Opal against PyTorch on one GPU, in one run: the seed paper's GPT-2 parameter set (162M
+parameters: vocab 50257, d 768, 12 layers, untied head). A benchmark, not a test.
+
+    scripts/bench_gpu.sh                  # build, then this script, on a machine with a GPU
+    python3 bench/gpu_bench.py --lib build/libopal.so [--only adamw,muon,...]
+
+Opal is driven through its C ABI (libopal.so, ctypes), stepping torch's CUDA tensors in place
+on torch's current stream, so any Python with torch runs it. Each line prints Opal's time, the
+peer's, the ratio (peer / Opal: above 1 means Opal is faster), and the achieved GB/s or
+TFLOP/s. `--device cpu --small` runs the same code on small shapes on the CPU (to check the
+script itself where there is no GPU); its numbers mean nothing.
+"""
+import argparse
+import ctypes
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import torch
+
+OPAL_F32, OPAL_CPU, OPAL_CUDA = 0, 0, 1
+
+
+def gpt2_shapes(small=False):
+    vocab, d, layers, ctx = (50257, 768, 12, 1024) if not small else (503, 64, 2, 32)
+    shapes = [("wte", (vocab, d)), ("wpe", (ctx, d))]
+    for l in range(layers):
+        p = f"h.{l}."
+        shapes += [(p + "ln_1.w", (d,)), (p + "ln_1.b", (d,)), (p + "attn.c_attn.w", (d, 3 * d)), (p + "attn.c_attn.b", (3 * d,)),
+                   (p + "attn.c_proj.w", (d, d)), (p + "attn.c_proj.b", (d,)), (p + "ln_2.w", (d,)), (p + "ln_2.b", (d,)),
+                   (p + "mlp.c_fc.w", (d, 4 * d)), (p + "mlp.c_fc.b", (4 * d,)), (p + "mlp.c_proj.w", (4 * d, d)), (p + "mlp.c_proj.b", (d,))]
+    shapes += [("ln_f.w", (d,)), ("ln_f.b", (d,)), ("lm_head", (vocab, d))]
+    return shapes
+
+
+def hidden(shapes):
+    return [(n, s) for n, s in shapes if n.startswith("h.") and len(s) == 2]
+
+
+class Opal:
+    """One Opal optimizer over torch tensors, through the C ABI."""
+
+    def __init__(self, lib, spec, params, device):
+        self.lib = lib
+        self.h = ctypes.c_void_p()
+        self._check(lib.opal_create(spec.encode(), None, ctypes.byref(self.h)))
+        dev = OPAL_CUDA if device.type == "cuda" else OPAL_CPU
+        for name, p in params:
+            shape = (ctypes.c_int64 * max(1, p.dim()))(*p.shape)
+            self._check(lib.opal_add_param(self.h, name.encode(), p.dim(), shape, OPAL_F32, dev, ctypes.c_void_p(p.data_ptr()),
+                                           ctypes.c_void_p(p.grad.data_ptr())))
+        self.stream = (lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)) if dev == OPAL_CUDA else (lambda: None)
+
+    def _check(self, status):
+        if status != 0:
+            raise RuntimeError(self.lib.opal_last_error().decode())
+
+    def set(self, name, value):
+        self._check(self.lib.opal_set_hparam(self.h, name.encode(), ctypes.c_double(value)))
+
+    def step(self):
+        self._check(self.lib.opal_step(self.h, self.stream()))
+
+    def __del__(self):
+        if self.h:
+            self.lib.opal_destroy(self.h)
+
+
+def load_lib(path):
+    lib = ctypes.CDLL(path)
+    lib.opal_last_error.restype = ctypes.c_char_p
+    lib.opal_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.opal_add_param.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_int,
+                                   ctypes.c_void_p, ctypes.c_void_p]
+    lib.opal_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
+    lib.opal_set_hparam.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_double]
+    lib.opal_destroy.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def make_params(shapes, device, seed=0):
+    g = torch.Generator(device="cpu").manual_seed(seed)
+    out = []
+    for name, s in shapes:
+        p = (torch.randn(s, generator=g) * 0.02).to(device)
+        p.grad = (torch.randn(s, generator=g) * 1e-3).to(device)
+        out.append((name, p))
+    return out
+
+
+def timed(fn, device, iters, warmup=3):
+    """Median milliseconds of fn() over iters runs."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(iters):
+        if device.type == "cuda":
+            a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            a.record()
+            fn()
+            b.record()
+            b.synchronize()
+            ts.append(a.elapsed_time(b))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            ts.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(ts)
+
+
+def copy_bandwidth(device, numel):
+    x = torch.empty(numel, device=device)
+    y = torch.empty_like(x)
+    ms = timed(lambda: y.copy_(x), device, 20)
+    return 2 * 4 * numel / (ms * 1e-3) / 1e9
+
+
+def line(what, opal_ms, peer, peer_ms, extra):
+    ratio = f"{peer_ms / opal_ms:6.2f}x" if peer_ms else "   n/a"
+    peer_s = f"{peer} {peer_ms:8.3f} ms" if peer_ms else f"{peer}: not in this torch"
+    print(f"{what:<34} opal {opal_ms:8.3f} ms | {peer_s:<36} | ratio {ratio} | {extra}", flush=True)
+
+
+def ns_flops(shapes, steps=5):
+    total = 0
+    for _, (r, c) in shapes:
+        m, n = min(r, c), max(r, c)
+        total += steps * (4 * m * m * n + 2 * m ** 3)
+    return total
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lib", default=os.path.join(os.path.dirname(__file__), "..", "build", "libopal.so"))
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--small", action="store_true", help="small shapes (to check the script on a CPU)")
+    ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--only", default="adamw,muon,adafactor,soap,compile")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    lib = load_lib(args.lib)
+    shapes = gpt2_shapes(args.small)
+    numel = sum(torch.Size(s).numel() for _, s in shapes)
+    only = set(args.only.split(","))
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    bw = copy_bandwidth(device, numel)
+    print(f"device {name}; torch {torch.__version__}; {len(shapes)} tensors, {numel / 1e6:.1f}M parameters; copy bandwidth {bw:.0f} GB/s")
+
+    if "adamw" in only:
+        params = make_params(shapes, device)
+        opal = Opal(lib, "adamw", params, device)
+        o_ms = timed(opal.step, device, args.iters)
+        tparams = make_params(shapes, device)
+        kw = {"fused": True} if device.type == "cuda" else {}
+        topt = torch.optim.AdamW([p for _, p in tparams], lr=1e-3, weight_decay=0.01, **kw)
+        t_ms = timed(topt.step, device, args.iters)
+        gbs = 28 * numel / (o_ms * 1e-3) / 1e9  # reads w, g, m, v; writes w, m, v
+        line("AdamW step", o_ms, "torch fused AdamW" if kw else "torch AdamW", t_ms, f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
+        adamw_ms = o_ms
+        del opal, params, tparams, topt
+    else:
+        adamw_ms = None
+
+    if "muon" in only:
+        hs = hidden(shapes)
+        params = make_params(hs, device)
+        opal = Opal(lib, "muon", params, device)
+        o_ms = timed(opal.step, device, args.iters)
+        t_ms = None
+        if hasattr(torch.optim, "Muon"):
+            tparams = make_params(hs, device)
+            topt = torch.optim.Muon([p for _, p in tparams], lr=0.02)
+            t_ms = timed(topt.step, device, args.iters)
+        line(f"Muon step ({len(hs)} matrices)", o_ms, "torch.optim.Muon", t_ms, f"{ns_flops(hs) / (o_ms * 1e-3) / 1e12:.1f} TFLOP/s (NS5 flops)")
+        del opal, params
+
+    if "adafactor" in only:
+        params = make_params(shapes, device)
+        opal = Opal(lib, "adafactor", params, device)
+        o_ms = timed(opal.step, device, args.iters)
+        t_ms = None
+        if hasattr(torch.optim, "Adafactor"):
+            tparams = make_params(shapes, device)
+            topt = torch.optim.Adafactor([p for _, p in tparams], lr=1e-2)
+            t_ms = timed(topt.step, device, args.iters)
+        line("Adafactor step", o_ms, "torch.optim.Adafactor", t_ms, f"{16 * numel / (o_ms * 1e-3) / 1e9:.0f} GB/s (w, g read; w written)")
+        del opal, params
+
+    if "soap" in only:
+        hs = hidden(shapes)
+        params = make_params(shapes, device)
+        opal = Opal(lib, "soap", params, device)
+        opal.set("every", 10)
+        opal.step()  # step 1 builds the bases
+        per_step = []
+        for _ in range(20):
+            per_step.append(timed(opal.step, device, 1, warmup=0))
+        # steps 2..21: a refresh where t % 10 == 1 (every(10) from the first step)
+        refresh = [t for i, t in enumerate(per_step) if (i + 2) % 10 == 1]
+        plain = [t for i, t in enumerate(per_step) if (i + 2) % 10 != 1]
+        amortized = statistics.mean(per_step)
+        refresh_ms = statistics.mean(refresh) - statistics.median(plain) if refresh else float("nan")
+        factors = [torch.randn(s[0], s[0], device=device) for _, s in hs] + [torch.randn(s[1], s[1], device=device) for _, s in hs]
+        factors = [f @ f.T for f in factors]
+        eigh_ms = timed(lambda: [torch.linalg.eigh(f) for f in factors], device, 1, warmup=1)
+        line("SOAP-10 amortized step", amortized, "opal AdamW", adamw_ms, "ratio = AdamW / SOAP (goal >= 0.5)")
+        line(f"SOAP basis refresh ({len(factors)} eighs)", refresh_ms, "loop of torch.linalg.eigh", eigh_ms, "goal >= 10x")
+        del opal, params
+
+    if "compile" in only:
+        with tempfile.TemporaryDirectory() as d:
+            old = os.environ.get("OPAL_CACHE_DIR")
+            os.environ["OPAL_CACHE_DIR"] = d
+            small = make_params(gpt2_shapes(True)[:4], device)
+            for label in ("cold", "cached"):
+                t0 = time.perf_counter()
+                o = Opal(lib, "soap", small, device)
+                o.step()
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                print(f"compile soap ({label} cache): create + first step {1e3 * (time.perf_counter() - t0):.0f} ms "
+                      f"(includes the C ABI's CPU compile at create; goal: cold <= 300 ms, cached <= 5 ms)", flush=True)
+                del o
+            if old is None:
+                del os.environ["OPAL_CACHE_DIR"]
+            else:
+                os.environ["OPAL_CACHE_DIR"] = old
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -238,6 +238,10 @@ Optimizer::Optimizer(std::unique_ptr<Backend> backend, const SpecRef& spec, std:
   init(std::move(backend), std::move(exe), std::move(params));
 }
 
+Optimizer::Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
+  init(std::move(backend), std::move(exe), std::move(params));
+}
+
 void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
   impl_ = std::make_unique<Impl>();
   impl_->backend = std::move(backend);
@@ -477,23 +481,20 @@ void Optimizer::set_step_count(int64_t t) {
   t_ = t;
 }
 
-void Optimizer::set_hparam(const std::string& name, double value) {
-  const auto& names = exe_->optimizer->hparams;
+size_t Optimizer::hparam_index(const CompiledOptimizer& co, const std::string& name) {
+  const auto& names = co.hparams;
   auto it = std::find(names.begin(), names.end(), name);
   if (it == names.end()) {
     std::string m = closest_match(name, names);
-    throw NotFoundError(fmt::format("optimizer `{}` has no hyperparameter `{}`{}", exe_->optimizer->name, name,
-                            m.empty() ? fmt::format("; it has: {}", fmt::join(names, ", ")) : fmt::format("; did you mean `{}`?", m)));
+    throw NotFoundError(fmt::format("optimizer `{}` has no hyperparameter `{}`{}", co.name, name,
+                                    m.empty() ? fmt::format("; it has: {}", fmt::join(names, ", ")) : fmt::format("; did you mean `{}`?", m)));
   }
-  impl_->uniforms[1 + (it - names.begin())] = value;
+  return size_t(it - names.begin());
 }
 
-double Optimizer::hparam(const std::string& name) const {
-  const auto& names = exe_->optimizer->hparams;
-  auto it = std::find(names.begin(), names.end(), name);
-  if (it == names.end()) throw NotFoundError(fmt::format("optimizer `{}` has no hyperparameter `{}`", exe_->optimizer->name, name));
-  return impl_->uniforms[1 + (it - names.begin())];
-}
+void Optimizer::set_hparam(const std::string& name, double value) { impl_->uniforms[1 + hparam_index(*exe_->optimizer, name)] = value; }
+
+double Optimizer::hparam(const std::string& name) const { return impl_->uniforms[1 + hparam_index(*exe_->optimizer, name)]; }
 
 const std::vector<std::string>& Optimizer::hparam_names() const { return exe_->optimizer->hparams; }
 size_t Optimizer::num_params() const { return impl_->tensors.size(); }

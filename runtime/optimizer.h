@@ -42,6 +42,7 @@ class Optimizer {
   Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, Device device);
   // On a backend of the caller's (tests drive the device code paths with a host-memory stand-in).
   Optimizer(std::unique_ptr<Backend> backend, const SpecRef& spec, std::vector<ParamDesc> params);
+  Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);  // exe built for it
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
@@ -68,7 +69,9 @@ class Optimizer {
   int64_t step_count() const { return t_; }
   void set_step_count(int64_t t);
 
-  // Hyperparameters are runtime values: changing one never recompiles.
+  // Hyperparameters are runtime values: changing one never recompiles. hparam_index: the
+  // position of one in co.hparams (and co.defaults); NotFoundError with "did you mean".
+  static size_t hparam_index(const CompiledOptimizer& co, const std::string& name);
   void set_hparam(const std::string& name, double value);
   double hparam(const std::string& name) const;
   const std::vector<std::string>& hparam_names() const;

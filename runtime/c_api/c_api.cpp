@@ -16,7 +16,7 @@
 #include "runtime/optimizer.h"
 
 struct opal_optimizer {
-  std::shared_ptr<const opal::Executable> exe;
+  std::shared_ptr<const opal::CompiledOptimizer> compiled;  // kernels are built for the device once it is known
   std::vector<opal::ParamDesc> params;  // until the optimizer is built
   std::map<std::string, double> hparams;  // set before it is built
   opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
@@ -28,7 +28,9 @@ struct opal_optimizer {
   const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
   opal::Optimizer& built() {
     if (!opt) {
-      auto o = std::make_unique<opal::Optimizer>(exe, params, device);
+      auto backend = opal::make_backend(device);
+      auto exe = opal::build_executable(compiled, false, backend.get());
+      auto o = std::make_unique<opal::Optimizer>(std::move(backend), std::move(exe), params);
       for (const auto& [k, v] : hparams) o->set_hparam(k, v);
       o->set_nonfinite_policy(nonfinite);
       opt = std::move(o);
@@ -126,7 +128,7 @@ opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer*
     need(spec, "spec");
     need(out, "out");
     auto h = std::make_unique<opal_optimizer>();
-    h->exe = opal::build_executable({spec, optimizer ? optimizer : "", ""});
+    h->compiled = opal::compile_spec({spec, optimizer ? optimizer : "", ""});
     *out = h.release();
   });
 }
@@ -153,7 +155,7 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
       if (p.name == name) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is given twice", name)};
     opal::ParamDesc p{name, std::vector<int64_t>(shape, shape + ndim), static_cast<float*>(data), static_cast<float*>(grad)};
     // check shape and routing now, so that the error names this call
-    opal::Optimizer::check_param(*opt->exe->optimizer, p);
+    opal::Optimizer::check_param(*opt->compiled, p);
     opt->params.push_back(std::move(p));
     opt->device = dev;
   });
@@ -222,8 +224,7 @@ opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value)
       opt->opt->set_hparam(name, value);
       return;
     }
-    opal::Optimizer probe(opt->exe, {});  // checks the name, with "did you mean"
-    probe.set_hparam(name, value);
+    opal::Optimizer::hparam_index(*opt->compiled, name);  // checks the name, with "did you mean"
     opt->hparams[name] = value;
   });
 }
@@ -238,7 +239,7 @@ opal_status opal_get_hparam(opal_optimizer* opt, const char* name, double* out) 
       return;
     }
     auto it = opt->hparams.find(name);
-    *out = it != opt->hparams.end() ? it->second : opal::Optimizer(opt->exe, {}).hparam(name);
+    *out = it != opt->hparams.end() ? it->second : opt->compiled->defaults[opal::Optimizer::hparam_index(*opt->compiled, name)];
   });
 }
 
@@ -246,7 +247,7 @@ opal_status opal_num_hparams(opal_optimizer* opt, size_t* out) {
   return guarded([&] {
     need(opt, "opt");
     need(out, "out");
-    *out = opt->exe->optimizer->hparams.size();
+    *out = opt->compiled->hparams.size();
   });
 }
 
@@ -254,7 +255,7 @@ opal_status opal_hparam_name(opal_optimizer* opt, size_t index, const char** out
   return guarded([&] {
     need(opt, "opt");
     need(out, "out");
-    const auto& names = opt->exe->optimizer->hparams;
+    const auto& names = opt->compiled->hparams;
     if (index >= names.size())
       throw Failure{OPAL_ERROR_NOT_FOUND, fmt::format("hyperparameter index {} is out of range (there are {})", index, names.size())};
     *out = names[index].c_str();

@@ -116,10 +116,12 @@ class CudaBackend final : public Backend {
     if (p) cudaFree(p);
   }
   void upload(float* dst, const float* src, size_t n) override {
+    current();
     CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
     CK(cudaStreamSynchronize(stream_));
   }
   void download(float* dst, const float* src, size_t n) override {
+    current();
     CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     CK(cudaStreamSynchronize(stream_));
   }
@@ -149,6 +151,7 @@ class CudaBackend final : public Backend {
   }
 
   std::shared_ptr<KernelModule> compile(const std::string& source, const std::vector<std::string>& symbols) override {
+    current();
     return load(source, symbols);
   }
 
@@ -276,15 +279,21 @@ class CudaBackend final : public Backend {
   }
 
   void set_stream(void* stream) override {
+    current();  // every step starts here: launches go to this backend's device, whatever the thread had
     auto s = static_cast<cudaStream_t>(stream);
     if (s != stream_) {
       CK(cudaStreamSynchronize(stream_));  // staging buffers are reused in stream order
       stream_ = s;
     }
   }
-  void sync() override { CK(cudaStreamSynchronize(stream_)); }
+  void sync() override {
+    current();
+    CK(cudaStreamSynchronize(stream_));
+  }
 
  private:
+  void current() { CK(cudaSetDevice(ordinal_)); }
+
   struct TableKey {
     const void* owner;
     size_t index;

@@ -142,7 +142,8 @@ TEST_SUITE("backend") {
     auto program = load_program({}, d);
     REQUIRE_FALSE(d.has_errors());
     int gemms = 0, batched = 0, eighs = 0;
-    for (const auto& [name, _] : program->optimizers) {
+    for (const auto& entry : program->optimizers) {
+    const std::string name = entry.first;  // (not a structured binding: clang 14 cannot capture one in INFO)
       bool vectors = true;
       std::unique_ptr<Optimizer> cpu;
       try {

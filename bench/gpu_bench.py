@@ -155,45 +155,34 @@ def main():
     bw = copy_bandwidth(device, numel)
     print(f"device {name}; torch {torch.__version__}; {len(shapes)} tensors, {numel / 1e6:.1f}M parameters; copy bandwidth {bw:.0f} GB/s")
 
+    def opal_vs_torch(spec, shps, make_peer):
+        """Opal's step time and the peer's (make_peer(params) -> a torch optimizer; None where this
+        torch lacks it), over the same shapes."""
+        params = make_params(shps, device)
+        o_ms = timed(Opal(lib, spec, params, device).step, device, args.iters)
+        if make_peer is None:
+            return o_ms, None
+        tparams = make_params(shps, device)
+        return o_ms, timed(make_peer([p for _, p in tparams]).step, device, args.iters)
+
+    adamw_ms = None
     if "adamw" in only:
-        params = make_params(shapes, device)
-        opal = Opal(lib, "adamw", params, device)
-        o_ms = timed(opal.step, device, args.iters)
-        tparams = make_params(shapes, device)
-        kw = {"fused": True} if device.type == "cuda" else {}
-        topt = torch.optim.AdamW([p for _, p in tparams], lr=1e-3, weight_decay=0.01, **kw)
-        t_ms = timed(topt.step, device, args.iters)
+        fused = device.type == "cuda"
+        o_ms, t_ms = opal_vs_torch("adamw", shapes, lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, **({"fused": True} if fused else {})))
         gbs = 28 * numel / (o_ms * 1e-3) / 1e9  # reads w, g, m, v; writes w, m, v
-        line("AdamW step", o_ms, "torch fused AdamW" if kw else "torch AdamW", t_ms, f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
+        line("AdamW step", o_ms, "torch fused AdamW" if fused else "torch AdamW", t_ms, f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
         adamw_ms = o_ms
-        del opal, params, tparams, topt
-    else:
-        adamw_ms = None
 
     if "muon" in only:
         hs = hidden(shapes)
-        params = make_params(hs, device)
-        opal = Opal(lib, "muon", params, device)
-        o_ms = timed(opal.step, device, args.iters)
-        t_ms = None
-        if hasattr(torch.optim, "Muon"):
-            tparams = make_params(hs, device)
-            topt = torch.optim.Muon([p for _, p in tparams], lr=0.02)
-            t_ms = timed(topt.step, device, args.iters)
+        peer = getattr(torch.optim, "Muon", None)
+        o_ms, t_ms = opal_vs_torch("muon", hs, peer and (lambda ps: peer(ps, lr=0.02)))
         line(f"Muon step ({len(hs)} matrices)", o_ms, "torch.optim.Muon", t_ms, f"{ns_flops(hs) / (o_ms * 1e-3) / 1e12:.1f} TFLOP/s (NS5 flops)")
-        del opal, params
 
     if "adafactor" in only:
-        params = make_params(shapes, device)
-        opal = Opal(lib, "adafactor", params, device)
-        o_ms = timed(opal.step, device, args.iters)
-        t_ms = None
-        if hasattr(torch.optim, "Adafactor"):
-            tparams = make_params(shapes, device)
-            topt = torch.optim.Adafactor([p for _, p in tparams], lr=1e-2)
-            t_ms = timed(topt.step, device, args.iters)
+        peer = getattr(torch.optim, "Adafactor", None)
+        o_ms, t_ms = opal_vs_torch("adafactor", shapes, peer and (lambda ps: peer(ps, lr=1e-2)))
         line("Adafactor step", o_ms, "torch.optim.Adafactor", t_ms, f"{16 * numel / (o_ms * 1e-3) / 1e9:.0f} GB/s (w, g read; w written)")
-        del opal, params
 
     if "soap" in only:
         hs = hidden(shapes)

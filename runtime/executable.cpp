@@ -69,8 +69,7 @@ std::shared_ptr<const Executable> build_executable(std::shared_ptr<const Compile
   exe->optimizer = std::move(compiled);
   exe->check_finite = check_finite;
   exe->device = backend->device();
-  exe->target = exe->device.kind == DeviceKind::Cpu ? Target::Cpu : Target::Cuda;
-  exe->source = emit_optimizer(*exe->optimizer, exe->target, check_finite);
+  exe->source = emit_optimizer(*exe->optimizer, exe->device.kind == DeviceKind::Cpu ? Target::Cpu : Target::Cuda, check_finite);
   std::vector<std::string> symbols;
   for (size_t r = 0; r < exe->optimizer->routes.size(); ++r) {
     exe->route_offset.push_back(symbols.size());

@@ -13,8 +13,7 @@ namespace opal {
 
 struct Executable {
   std::shared_ptr<const CompiledOptimizer> optimizer;
-  Target target = Target::Cpu;
-  Device device;                             // the backend the module was loaded for
+  Device device;                             // the backend the module was loaded for (its target: cpu or cuda)
   std::string source;                        // generated code
   std::shared_ptr<KernelModule> module;
   std::vector<size_t> route_offset;          // kernel k of route r is the module's symbol route_offset[r] + k

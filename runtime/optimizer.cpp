@@ -216,25 +216,17 @@ struct Optimizer::Impl {
   }
 };
 
-Optimizer::Optimizer(const SpecRef& spec, std::vector<ParamDesc> params, Device device) {
+Optimizer::Optimizer(const SpecRef& spec, std::vector<ParamDesc> params, Device device)
+    : Optimizer(compile_spec(spec), std::move(params), device) {}
+
+Optimizer::Optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device) {
   auto backend = make_backend(device);
-  auto exe = build_executable(spec, backend.get());
+  auto exe = build_executable(std::move(compiled), false, backend.get());
   init(std::move(backend), std::move(exe), std::move(params));
 }
 
 Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
   auto backend = make_backend(exe->device);
-  init(std::move(backend), std::move(exe), std::move(params));
-}
-
-Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, Device device) {
-  auto backend = make_backend(device);
-  if (exe->device.kind != device.kind || exe->device.ordinal != device.ordinal) exe = build_executable(exe->optimizer, exe->check_finite, backend.get());
-  init(std::move(backend), std::move(exe), std::move(params));
-}
-
-Optimizer::Optimizer(std::unique_ptr<Backend> backend, const SpecRef& spec, std::vector<ParamDesc> params) {
-  auto exe = build_executable(spec, backend.get());
   init(std::move(backend), std::move(exe), std::move(params));
 }
 

@@ -37,12 +37,12 @@ class Optimizer {
   // bad spec and Error for a parameter no route takes, a vector on a matrix-only route,
   // duplicate names or bad shapes, and for a device this build or machine does not have.
   Optimizer(const SpecRef& spec, std::vector<ParamDesc> params, Device device = {});
-  // On the executable's device, or on `device` (recompiled for it when it differs).
+  // An optimizer compiled already: its kernels are built (or loaded from the cache) for `device`.
+  Optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device = {});
+  // Kernels built already, on the device they were built for.
   Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
-  Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, Device device);
-  // On a backend of the caller's (tests drive the device code paths with a host-memory stand-in).
-  Optimizer(std::unique_ptr<Backend> backend, const SpecRef& spec, std::vector<ParamDesc> params);
-  Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);  // exe built for it
+  // On a backend of the caller's, with kernels built for it (build_executable(..., backend)).
+  Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;

@@ -28,9 +28,7 @@ struct opal_optimizer {
   const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
   opal::Optimizer& built() {
     if (!opt) {
-      auto backend = opal::make_backend(device);
-      auto exe = opal::build_executable(compiled, false, backend.get());
-      auto o = std::make_unique<opal::Optimizer>(std::move(backend), std::move(exe), params);
+      auto o = std::make_unique<opal::Optimizer>(compiled, params, device);
       for (const auto& [k, v] : hparams) o->set_hparam(k, v);
       o->set_nonfinite_policy(nonfinite);
       opt = std::move(o);

@@ -158,30 +158,26 @@ class CudaBackend final : public Backend {
   void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n, const double* uniforms,
               size_t n_uniforms) override {
     const auto& mod = static_cast<const CudaModule&>(m);
-    // opal_uniforms_t { double t; double hp[max(1, H)]; }: pass at least two doubles
-    std::vector<double> U(uniforms, uniforms + n_uniforms);
-    if (U.size() < 2) U.resize(2, 0.0);
+    // opal_uniforms_t { double t; double hp[max(1, H)]; }: at least two doubles
+    double padded[2] = {n_uniforms ? uniforms[0] : 0.0, 0.0};
+    void* U = const_cast<double*>(n_uniforms >= 2 ? uniforms : padded);
     for (size_t at = 0; at < n; at += 65535) {
       const size_t count = std::min<size_t>(65535, n - at);
-      // [count x opal_tensor_t][every tensor's buffer table], tables pointing into the device copy
-      size_t bytes = count * sizeof(KernelTensor);
-      std::vector<size_t> offset(count);
-      for (size_t k = 0; k < count; ++k) {
-        offset[k] = bytes;
-        bytes += n_buffers * sizeof(float*);
-      }
-      TableKey key{&m, i * 1000003 + at, nullptr};
-      std::vector<char> host(bytes);
-      char* base = reserve(key, bytes);
+      // [count x opal_tensor_t][count buffer tables of n_buffers pointers], the structs pointing
+      // into the device copy
+      const size_t head = count * sizeof(KernelTensor), table = n_buffers * sizeof(float*);
+      Table& dev_table = reserve(TableKey{&m, i * 1000003 + at, nullptr}, head + count * table);
+      char* base = static_cast<char*>(dev_table.dev.p);
+      std::vector<char> host(head + count * table);
       for (size_t k = 0; k < count; ++k) {
         KernelTensor t = tensors[at + k];
-        std::memcpy(host.data() + offset[k], t.buf, n_buffers * sizeof(float*));
-        t.buf = reinterpret_cast<float* const*>(base + offset[k]);
+        std::memcpy(host.data() + head + k * table, t.buf, table);
+        t.buf = reinterpret_cast<float* const*>(base + head + k * table);
         t.chk = nullptr;  // the checked kernels are CPU-only for now (Optimizer::set_nonfinite_policy)
         std::memcpy(host.data() + k * sizeof(KernelTensor), &t, sizeof t);
       }
-      const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(stage(key, host));
-      void* args[] = {&dev, U.data()};
+      const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(stage(dev_table, host));
+      void* args[] = {&dev, U};
       CK(cudaLaunchKernel(reinterpret_cast<const void*>(mod.kernels[i]), dim3(blocks_for(max_n), unsigned(count)), dim3(kBlock), args, 0, stream_));
     }
   }
@@ -307,22 +303,23 @@ class CudaBackend final : public Backend {
     std::vector<char> last;  // what the device copy holds
   };
 
-  // Device memory for a launch table, stable across launches with the same key.
-  char* reserve(const TableKey& key, size_t bytes) {
+  // The device table for `key`, holding at least `bytes`; stable across launches with the key.
+  Table& reserve(const TableKey& key, size_t bytes) {
     Table& t = tables_[key];
     if (bytes > t.dev.bytes) t.last.clear();
-    return static_cast<char*>(t.dev.get(bytes));
+    t.dev.get(bytes);
+    return t;
   }
-  // Copies `host` into the key's device table unless it already holds exactly that.
-  char* stage(const TableKey& key, const std::vector<char>& host) {
-    char* dev = reserve(key, host.size());
-    Table& t = tables_[key];
+  // Copies `host` into the table unless it already holds exactly that (steady-state steps
+  // upload nothing).
+  char* stage(Table& t, const std::vector<char>& host) {
     if (t.last != host) {
-      CK(cudaMemcpyAsync(dev, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
+      CK(cudaMemcpyAsync(t.dev.p, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
       t.last = host;
     }
-    return dev;
+    return static_cast<char*>(t.dev.p);
   }
+  char* stage(const TableKey& key, const std::vector<char>& host) { return stage(reserve(key, host.size()), host); }
 
   void to_bf16(const std::vector<const float*>& src, unsigned short* dst, long long n, size_t slot) {
     std::vector<char> host(src.size() * sizeof(float*));

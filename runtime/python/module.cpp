@@ -135,7 +135,7 @@ PYBIND11_MODULE(_opal, m) {
                        const std::string& device) {
              std::vector<ParamDesc> ps;
              for (const auto& [name, shape, data] : params) ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true});
-             return std::make_shared<Optimizer>(c.exe, std::move(ps), parse_device(device));
+             return std::make_shared<Optimizer>(c.exe->optimizer, std::move(ps), parse_device(device));
            }),
            py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu")
       .def_property_readonly("device", &Optimizer::describe_device)

@@ -14,8 +14,13 @@
 #include "runtime/backend.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
+#include "tests/numerics/harness.h"
+#include "tests/unit/trajectory.h"
 
 using namespace opal;
+using opal::testing::init_params;
+using opal::testing::rel_err;
+using opal::testing::run_steps;
 
 namespace {
 
@@ -28,30 +33,12 @@ std::vector<ParamDesc> params(bool vectors) {
   return ps;
 }
 
-float init_value(size_t p, size_t i) { return 0.5f * std::sin(0.7f * float(i) + 1.3f * float(p)); }
-
-// A deterministic gradient that depends on the parameter (a quadratic pull plus a drift).
-std::vector<float> gradient(const std::vector<float>& w, size_t p, int t) {
-  std::vector<float> g(w.size());
-  for (size_t i = 0; i < w.size(); ++i) g[i] = 0.3f * w[i] + std::sin(0.37f * float(i) + 0.11f * float(t) * float(p + 1));
-  return g;
-}
-
 // Any bf16 rounding in the optimizer's matrix work (Newton-Schulz `bf16 = true`)?
 bool uses_bf16(const CompiledOptimizer& co) {
   for (const auto& r : co.routes)
     for (const auto& n : r.plan.graph.nodes)
       if ((n.op == ir::Op::MatMul || n.op == ir::Op::Gram || n.op == ir::Op::GramApply) && (n.iattr & 4)) return true;
   return false;
-}
-
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num = std::max(num, std::abs(double(a[i]) - double(b[i])));
-    den = std::max(den, std::abs(double(b[i])));
-  }
-  return num / std::max(den, 1e-12);
 }
 
 std::unique_ptr<Optimizer> make(const std::string& name, Device d, bool& vectors) {
@@ -62,25 +49,6 @@ std::unique_ptr<Optimizer> make(const std::string& name, Device d, bool& vectors
   } catch (const Error&) {  // a matrix-only optimizer
     vectors = false;
     return std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(false), d);
-  }
-}
-
-void run_steps(Optimizer& o, int steps) {
-  for (int t = 0; t < steps; ++t) {
-    for (size_t p = 0; p < o.num_params(); ++p) {
-      const std::string& n = o.param_name(p);
-      o.write_grad(n, gradient(o.read_param(n), p, t));
-    }
-    o.step();
-  }
-  o.sync();
-}
-
-void init_params(Optimizer& o) {
-  for (size_t p = 0; p < o.num_params(); ++p) {
-    std::vector<float> w(o.read_param(o.param_name(p)).size());
-    for (size_t i = 0; i < w.size(); ++i) w[i] = init_value(p, i);
-    o.write_param(o.param_name(p), w);
   }
 }
 

@@ -16,8 +16,13 @@
 #include "runtime/cuda/gemm_layout.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
+#include "tests/numerics/harness.h"
+#include "tests/unit/trajectory.h"
 
 using namespace opal;
+using opal::testing::init_params;
+using opal::testing::rel_err;
+using opal::testing::run_steps;
 
 namespace {
 
@@ -108,30 +113,15 @@ std::vector<ParamDesc> params(bool vectors) {
   return ps;
 }
 
-void run(Optimizer& o, int steps) {
-  for (size_t p = 0; p < o.num_params(); ++p) {
-    std::vector<float> w(o.read_param(o.param_name(p)).size());
-    for (size_t i = 0; i < w.size(); ++i) w[i] = 0.5f * std::sin(0.7f * float(i) + 1.3f * float(p));
-    o.write_param(o.param_name(p), w);
-  }
-  for (int t = 0; t < steps; ++t) {
-    for (size_t p = 0; p < o.num_params(); ++p) {
-      const std::string& n = o.param_name(p);
-      std::vector<float> w = o.read_param(n), g(w.size());
-      for (size_t i = 0; i < w.size(); ++i) g[i] = 0.3f * w[i] + std::sin(0.37f * float(i) + 0.11f * float(t) * float(p + 1));
-      o.write_grad(n, g);
-    }
-    o.step();
-  }
+// An optimizer on the stand-in backend, its kernels built for it.
+std::unique_ptr<Optimizer> on(std::unique_ptr<Backend> b, const std::string& spec, std::vector<ParamDesc> ps) {
+  auto exe = build_executable(compile_spec({spec, "", ""}), false, b.get());
+  return std::make_unique<Optimizer>(std::move(b), std::move(exe), std::move(ps));
 }
 
-double rel_err(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < a.size(); ++i) {
-    num = std::max(num, std::abs(double(a[i]) - double(b[i])));
-    den = std::max(den, std::abs(double(b[i])));
-  }
-  return num / std::max(den, 1e-12);
+void run(Optimizer& o, int steps) {
+  init_params(o);
+  run_steps(o, steps);
 }
 
 }  // namespace
@@ -154,16 +144,16 @@ TEST_SUITE("backend") {
       }
       auto dev_backend = std::make_unique<DeviceLike>();
       DeviceLike* dev = dev_backend.get();
-      Optimizer gpu(std::move(dev_backend), SpecRef{name, "", ""}, params(vectors));
+      auto gpu = on(std::move(dev_backend), name, params(vectors));
       run(*cpu, 12);
-      run(gpu, 12);
+      run(*gpu, 12);
       for (size_t p = 0; p < cpu->num_params(); ++p) {
         const std::string& n = cpu->param_name(p);
         INFO(name << ", parameter " << n);
-        CHECK(rel_err(gpu.read_param(n), cpu->read_param(n)) <= 1e-5);
+        CHECK(rel_err(gpu->read_param(n), cpu->read_param(n)) <= 1e-5);
         for (const auto& s : cpu->slots(n)) {
           INFO("state " << s);
-          CHECK(rel_err(gpu.read_state(n, s), cpu->read_state(n, s)) <= 1e-4);
+          CHECK(rel_err(gpu->read_state(n, s), cpu->read_state(n, s)) <= 1e-4);
         }
       }
       CHECK(dev->layout_mismatches == 0);
@@ -179,17 +169,18 @@ TEST_SUITE("backend") {
   TEST_CASE("one launch per kernel covers every tensor of a route") {
     auto b = std::make_unique<DeviceLike>();
     DeviceLike* dev = b.get();
-    Optimizer o(std::move(b), SpecRef{"adamw", "", ""}, params(true));
+    auto o = on(std::move(b), "adamw", params(true));
     size_t kernels = 0;
-    for (const auto& r : o.compiled().routes) kernels += r.plan.kernels.size();
+    for (const auto& r : o->compiled().routes) kernels += r.plan.kernels.size();
     const int before = dev->launches;
-    o.step();
+    o->step();
     CHECK(size_t(dev->launches - before) <= kernels);
   }
 
   TEST_CASE("device memory: host views are refused with a hint, copies are size-checked, checkpoints round-trip") {
     namespace fs = std::filesystem;
-    Optimizer o(std::make_unique<DeviceLike>(), SpecRef{"soap", "", ""}, params(true));
+    auto dev = on(std::make_unique<DeviceLike>(), "soap", params(true));
+    Optimizer& o = *dev;
     CHECK_THROWS_WITH_AS(o.param("h.0.w"), doctest::Contains("read_param"), Error);
     CHECK_THROWS_AS(o.grad("h.0.w"), Error);
     CHECK_THROWS_AS(o.state("h.0.w", o.slots("h.0.w")[0]), Error);

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <fstream>
@@ -138,18 +140,25 @@ const RunRecord* Journal::find(const std::string& key) const {
 
 void Journal::append(const RunRecord& r) {
   std::string line = to_json_line(r);
+  const off_t before = ::lseek(fd_, 0, SEEK_END);
+  // A failed write (a full disk) takes back what it wrote: the journal keeps whole lines only.
+  auto fail = [&](int err) {
+    if (before >= 0 && ::ftruncate(fd_, before) == 0) ::fsync(fd_);
+    throw IoError(fmt::format("cannot append to the journal `{}`: {}{}; the runs journaled so far are kept: start `opal ablate` again to resume", path_,
+                              std::strerror(err), err == ENOSPC || err == EDQUOT ? " (the disk is full)" : ""));
+  };
   const char* p = line.data();
   size_t left = line.size();
   while (left > 0) {
     ssize_t w = ::write(fd_, p, left);
     if (w < 0) {
       if (errno == EINTR) continue;
-      throw IoError(fmt::format("cannot write the journal `{}`", path_));
+      fail(errno);
     }
     p += w;
     left -= size_t(w);
   }
-  ::fsync(fd_);
+  if (::fsync(fd_) != 0) fail(errno);
   records_[r.key] = r;
 }
 

@@ -52,6 +52,17 @@ std::string program_hash(const CompiledOptimizer& c) {
 
 SpecRef cell_ref(const GridCellSpec& c) { return SpecRef{c.spec_text, c.name, {}}; }
 
+// A folder of the output, created when missing; IoError when it cannot be (a file in the way,
+// no permission).
+void make_folder(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (!std::filesystem::is_directory(dir)) {
+    throw IoError(fmt::format("cannot use `{}` as an output folder: {}", dir,
+                              std::filesystem::exists(dir) ? "a file of that name is in the way" : ec ? ec.message() : "it cannot be created"));
+  }
+}
+
 // One cell's search over its swept hyperparameters (coordinate-wise, in the grid's order).
 struct Search {
   int cell = -1;
@@ -81,8 +92,8 @@ class Engine {
   Engine(const ExpandedGrid& g, const AblateOptions& o, AblateResult& res) : g_(g), o_(o), res_(res) {}
 
   void run() {
-    std::filesystem::create_directories(o_.out_dir);
-    std::filesystem::create_directories(o_.out_dir + "/cells");
+    make_folder(o_.out_dir);
+    make_folder(o_.out_dir + "/cells");
     res_.journal = std::make_unique<Journal>(o_.out_dir + "/journal.jsonl", res_.warnings);
     external_ = o_.workload.rfind("external:", 0) == 0;
     if (external_) {
@@ -282,7 +293,13 @@ class Engine {
       }
       std::lock_guard lock(mu_);
       --running_;
-      res_.journal->append(r);
+      try {
+        res_.journal->append(r);  // a full disk: the journal keeps its whole lines, and the ablation stops
+      } catch (...) {
+        if (!failure_) failure_ = std::current_exception();
+        cv_.notify_all();
+        return;
+      }
       ++res_.runs_executed;
       Search& s = *search_of_[t.cell];
       record(s, res_.journal->find(r.key), t.point);

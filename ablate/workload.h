@@ -18,6 +18,7 @@ struct WorkloadOptions {
   int steps = 0;       // 0: the workload's default
   int eval_every = 0;  // 0: the workload's default
   std::string data_dir = "data";
+  double timeout_s = 4 * 3600;  // an external trainer's run longer than this is stopped and recorded as failed
 };
 
 // One training run of a built-in workload: its own weights, gradients and data stream.

@@ -33,16 +33,30 @@ std::map<std::string, double> parse_hparams(const std::vector<std::string>& kvs)
   for (const auto& kv : kvs) {
     auto eq = kv.find('=');
     if (eq == std::string::npos || eq == 0) throw Error(fmt::format("--hparam takes NAME=VALUE, got `{}`", kv));
+    std::string name = kv.substr(0, eq), text = kv.substr(eq + 1);
+    double v = 0;
     try {
       size_t used = 0;
-      double v = std::stod(kv.substr(eq + 1), &used);
-      if (used != kv.size() - eq - 1) throw std::invalid_argument("trailing");
-      out[kv.substr(0, eq)] = v;
+      v = std::stod(text, &used);
+      if (used != text.size()) throw std::invalid_argument("trailing");
+    } catch (const std::out_of_range&) {
+      throw Error(fmt::format("--hparam `{}`: `{}` is out of range", name, text));
     } catch (const std::exception&) {
-      throw Error(fmt::format("--hparam `{}`: `{}` is not a number", kv.substr(0, eq), kv.substr(eq + 1)));
+      throw Error(fmt::format("--hparam `{}`: `{}` is not a number", name, text));
     }
+    try {
+      Optimizer::check_hparam_value(name, v);
+    } catch (const Error& e) {
+      throw Error(fmt::format("--hparam {}", e.what()));
+    }
+    out[name] = v;
   }
   return out;
+}
+
+constexpr int kMaxSteps = 100000000;
+void check_steps(int steps) {
+  if (steps < 1 || steps > kMaxSteps) throw Error(fmt::format("--steps {} is out of range: from 1 to {}", steps, kMaxSteps));
 }
 
 // Prints diagnostics; returns the exit code (1 when there are errors).
@@ -107,6 +121,7 @@ int cmd_emit(const SpecRef& ref, const std::string& target, bool check_finite) {
 
 int cmd_run(const SpecRef& ref, ToyConfig cfg, const std::vector<std::string>& hps) {
   auto hp = parse_hparams(hps);
+  check_steps(cfg.steps);
   std::printf("%s on the built-in linear regression (W %dx%d, batch %d, %d steps)\n", ref.spec.c_str(), cfg.out, cfg.in, cfg.batch, cfg.steps);
   ToyResult r = run_toy(ref, cfg, hp, [](int step, double loss) { std::printf("  step %4d  loss %.6f\n", step, loss); });
   std::printf("  final loss %.6f (from %.6f)\n", r.final_loss, r.losses.front().second);
@@ -224,6 +239,8 @@ int main(int argc, char** argv) {
   ablate->add_option("--per-decade", ab.per_decade, "Sweep points per decade (default: each sweep's)");
   ablate->add_option("--max-extensions", ab.max_extensions, "Points added past a sweep edge before warning")->capture_default_str();
   ablate->add_option("-j,--jobs", ab.jobs, "Runs in parallel (default: one per core)");
+  ablate->add_option("--run-timeout", ab.workload_options.timeout_s, "Seconds an external trainer's run may take before it is stopped and recorded as failed")
+      ->capture_default_str();
   ablate->add_option("-o,--out", ab.out_dir, "Folder of the journal and reports (default: ablations/GRID-WORKLOAD)");
   bool no_progress = false;
   ablate->add_flag("--no-progress", no_progress, "No progress bar");
@@ -235,6 +252,7 @@ int main(int argc, char** argv) {
     if (*ir) return cmd_ir(ref, after);
     if (*emit) return cmd_emit(ref, target, check_finite);
     if (*rep) {
+      check_steps(steps);
       ReplayRequest req{ref, read_safetensors(init), read_safetensors(grads), steps, parse_hparams(hps)};
       std::vector<UpdateStats> stats;
       if (!diag_path.empty()) req.diagnostics = &stats;
@@ -278,6 +296,12 @@ int main(int argc, char** argv) {
     std::fputs(e.what(), stderr);
     return 1;
   } catch (const Error& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::fprintf(stderr, "error: out of memory\n");
+    return 1;
+  } catch (const std::exception& e) {  // a library's error that no layer turned into ours
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;
   }

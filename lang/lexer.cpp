@@ -3,6 +3,7 @@
 
 #include <cctype>
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <unordered_map>
 
@@ -90,9 +91,14 @@ std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
       char* stop = nullptr;
       errno = 0;
       double v = std::strtod(text.c_str(), &stop);
-      if (end != i || stop != text.c_str() + text.size() || errno == ERANGE) {
+      if (end != i || stop != text.c_str() + text.size()) {
         diags.report(DiagKind::InvalidNumber, loc(b, end), fmt::format("invalid number `{}`", text),
                      "numbers look like `3`, `0.9` or `1e-8`");
+        v = 0;
+      } else if (errno == ERANGE && (v == 0 || std::isinf(v))) {
+        // (a subnormal result also sets ERANGE; it is a number all the same)
+        diags.report(DiagKind::InvalidNumber, loc(b, end), fmt::format("number `{}` is out of range", text),
+                     "numbers are doubles: from about 2.2e-308 to 1.8e308 in magnitude");
         v = 0;
       }
       i = end;

@@ -2,6 +2,7 @@
 #include "lang/source.h"
 
 #include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -48,14 +49,29 @@ const SourceFile& SourceManager::add(std::string path, std::string text) {
 }
 
 const SourceFile* SourceManager::load(const std::string& path, std::string& error) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) {
+    error = fmt::format("`{}` is a directory, not a spec file", path);
+    return nullptr;
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     error = fmt::format("cannot read `{}`", path);
     return nullptr;
   }
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return &add(path, ss.str());
+  // read at most one chunk past the limit: a device such as /dev/zero has no end
+  std::string text;
+  char chunk[1 << 16];
+  while (text.size() <= kMaxSourceBytes && in.read(chunk, sizeof chunk).gcount() > 0) text.append(chunk, size_t(in.gcount()));
+  if (in.bad()) {
+    error = fmt::format("cannot read `{}`", path);
+    return nullptr;
+  }
+  if (text.size() > kMaxSourceBytes) {
+    error = fmt::format("`{}` is larger than the limit of {} bytes for a spec file", path, kMaxSourceBytes);
+    return nullptr;
+  }
+  return &add(path, std::move(text));
 }
 
 }  // namespace opal

@@ -34,11 +34,15 @@ struct SourceLoc {
   std::string_view text() const;  // the text it spans ("" for nowhere)
 };
 
+// The largest spec file read (SourceLocs address 32-bit offsets; specs are a few KB).
+inline constexpr size_t kMaxSourceBytes = size_t(4) << 20;
+
 // Owns every source file of a compilation so that SourceLocs stay valid.
 class SourceManager {
  public:
   const SourceFile& add(std::string path, std::string text);
-  // Reads a file; returns nullptr and sets `error` when it cannot be read.
+  // Reads a file; returns nullptr and sets `error` when it cannot be read, is a directory or
+  // is larger than kMaxSourceBytes.
   const SourceFile* load(const std::string& path, std::string& error);
   size_t total_bytes() const { return total_bytes_; }
 

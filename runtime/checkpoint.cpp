@@ -93,7 +93,7 @@ SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opt
     if (opts.params) {
       f.tensors[param_key(name)] = {opt.param_shape(name), opt.read_param(name)};
     }
-    params.push_back({{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}});
+    params.push_back({{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}, {"step", opt.step_count(name)}});
   }
   json hp = json::object();
   for (const auto& h : opt.hparam_names()) hp[h] = opt.hparam(h);
@@ -134,11 +134,11 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
     hparams = json::parse(meta("opal.hparams"));
     size_t used = 0;
     r.step = std::stoll(meta("opal.step"), &used);
-    if (used != meta("opal.step").size() || r.step < 0) throw std::invalid_argument("step");
+    if (used != meta("opal.step").size() || r.step < 0 || r.step > kMaxStepCount) throw std::invalid_argument("step");
   } catch (const Error&) {
     throw;
   } catch (const std::exception&) {
-    throw fail("its metadata (opal.params, opal.hparams or opal.step) is malformed");
+    throw fail(fmt::format("its metadata (opal.params, opal.hparams or opal.step) is malformed (a step is a whole number from 0 to 2^53)"));
   }
   if (!params.is_array() || !hparams.is_object()) throw fail("its metadata (opal.params or opal.hparams) is malformed");
   r.spec_changed = meta("opal.program_hash") != program_hash(opt);
@@ -153,8 +153,17 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       if (!d.is_number_integer()) throw fail("its parameter table (opal.params) is malformed");
       shape.push_back(d.get<int64_t>());
     }
-    if (!saved.emplace(e["name"].get<std::string>(), shape).second)
-      throw fail(fmt::format("parameter `{}` appears twice in its table", e["name"].get<std::string>()));
+    const std::string& pname = e["name"].get_ref<const std::string&>();
+    if (!saved.emplace(pname, shape).second) throw fail(fmt::format("parameter `{}` appears twice in its table", pname));
+    // a parameter's own step count (older checkpoints have the optimizer's only)
+    int64_t step = r.step;
+    if (e.contains("step")) {
+      const json& s = e["step"];
+      if (!s.is_number_integer() || (s.is_number_unsigned() ? s.get<uint64_t>() > uint64_t(kMaxStepCount) : s.get<int64_t>() < 0))
+        throw fail(fmt::format("parameter `{}` has a step count that is not a whole number from 0 to 2^53", pname));
+      step = s.get<int64_t>();
+    }
+    p.param_steps[pname] = step;
   }
   std::set<std::string> consumed;
   for (size_t i = 0; i < opt.num_params(); ++i) {
@@ -204,6 +213,11 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
   }
   for (auto& [name, v] : hparams.items()) {
     if (!v.is_number()) throw fail(fmt::format("hyperparameter `{}` is not a number", name));
+    try {
+      Optimizer::check_hparam_value(name, v.get<double>());
+    } catch (const Error& e) {
+      throw fail(e.what());
+    }
     const auto& names = opt.hparam_names();
     if (std::find(names.begin(), names.end(), name) == names.end()) r.hparams_ignored.push_back(name);
     else p.hparams.emplace_back(name, v.get<double>());
@@ -242,10 +256,12 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
     }
   }
   opt.set_step_count(p.report.step);
+  for (const auto& [name, t] : p.param_steps)
+    if (opt.has_param(name)) opt.set_step_count(name, t);
   for (const auto& [name, v] : p.hparams) opt.set_hparam(name, v);
   return std::move(p.report);
 }
 
-LoadReport Optimizer::load(const std::string& path) { return apply_load(*this, prepare_load_bytes(*this, read_file(path), path)); }
+LoadReport Optimizer::load(const std::string& path) { return apply_load(*this, prepare_load_bytes(*this, read_safetensors_bytes(path), path)); }
 
 }  // namespace opal

@@ -7,6 +7,7 @@
 // checksum, dtypes, parameter names and shapes, slot shapes) before it changes anything: a bad
 // file is a clear error and the optimizer is left as it was.
 #pragma once
+#include <map>
 #include <string>
 
 #include "runtime/checkpoint_types.h"
@@ -30,6 +31,7 @@ struct PendingLoad {
   LoadReport report;
   SafetensorsFile file;
   std::vector<std::pair<std::string, double>> hparams;  // the saved ones this spec has
+  std::map<std::string, int64_t> param_steps;            // per-parameter step counts (all of them)
 };
 PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::string& what);
 LoadReport apply_load(Optimizer& opt, PendingLoad&& pending);

@@ -5,6 +5,9 @@
 #include <fnmatch.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cfloat>
+#include <cmath>
 #include <cstring>
 #include <map>
 
@@ -150,6 +153,7 @@ struct Optimizer::Impl {
     std::vector<Buffer> scratch;
     std::vector<float*> bufs;
     size_t route = 0;
+    int64_t t = 0;     // the steps this parameter took part in
     unsigned chk = 0;  // non-finite probe flags of the last checked step
     std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
     std::vector<std::vector<float>> saved_slots;
@@ -171,6 +175,8 @@ struct Optimizer::Impl {
   int64_t skipped = 0;
   std::vector<UpdateStats> stats;
   std::vector<std::vector<float>> before;
+  std::atomic<bool> stepping{false};  // a step() is running (on some thread)
+  bool rebound = true;                // memory was (re)bound since the last aliasing check
 
   ~Impl() {
     for (auto& t : tensors) {
@@ -290,8 +296,48 @@ Device Optimizer::device() const { return impl_->backend->device(); }
 std::string Optimizer::describe_device() const { return impl_->backend->describe(); }
 void Optimizer::sync() { impl_->backend->sync(); }
 
+namespace {
+// Clears a flag when a step ends, however it ends.
+struct StepGuard {
+  std::atomic<bool>& flag;
+  ~StepGuard() { flag.store(false); }
+};
+}  // namespace
+
+// Two parameters whose memory overlaps (one tensor under two names, or a view of another)
+// would be stepped twice or read half-updated: refused, naming both.
+void Optimizer::check_aliasing() {
+  struct Range {
+    uintptr_t begin, end;
+    size_t index;
+  };
+  std::vector<Range> ranges;
+  for (size_t i = 0; i < impl_->tensors.size(); ++i) {
+    const auto& t = impl_->tensors[i];
+    auto b = reinterpret_cast<uintptr_t>(t.desc.data);
+    ranges.push_back({b, b + t.numel() * sizeof(float), i});
+  }
+  std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
+  for (size_t k = 1; k < ranges.size(); ++k)
+    if (ranges[k].begin < ranges[k - 1].end) {
+      const auto& a = impl_->tensors[std::min(ranges[k - 1].index, ranges[k].index)].desc.name;
+      const auto& b = impl_->tensors[std::max(ranges[k - 1].index, ranges[k].index)].desc.name;
+      throw Error(fmt::format("parameters `{}` and `{}` share memory (the same tensor given twice?); each would be stepped twice [AliasedParameters]\n"
+                              "  = help: give every tensor once",
+                              a, b));
+    }
+  impl_->rebound = false;
+}
+
 void Optimizer::step(void* stream) {
+  if (impl_->stepping.exchange(true))
+    throw Error("step() of this optimizer is already running on another thread; one optimizer steps on one thread at a time [ConcurrentStep]");
+  StepGuard guard{impl_->stepping};
+  if (impl_->rebound) check_aliasing();
+  // a step in which no parameter has a gradient changes nothing, not even a step count
+  if (std::none_of(impl_->tensors.begin(), impl_->tensors.end(), [](const Impl::Tensor& t) { return t.desc.grad != nullptr; })) return;
   impl_->backend->set_stream(stream);
+  ++t_;
   if (impl_->diagnostics) {
     impl_->before.resize(impl_->tensors.size());
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
@@ -354,6 +400,7 @@ void Optimizer::step_checked() {
   auto restore = [](Impl::Tensor& t) {
     std::copy(t.saved_w.begin(), t.saved_w.end(), t.desc.data);
     for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), t.slots[s].p);
+    --t.t;
   };
   auto first_stage = [&](const Impl::Tensor& t) {
     const auto& probes = exe_->optimizer->routes[t.route].plan.graph.probes;
@@ -367,12 +414,11 @@ void Optimizer::step_checked() {
   if (bad.empty()) return;
   const char* action = impl_->nonfinite == NonFinitePolicy::Raise ? "raised" : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped" : "gradient zeroed";
   for (size_t i : bad)
-    impl_->events.push_back({t_, ts[i].desc.name, exe_->optimizer->routes[ts[i].route].label, first_stage(ts[i]), action});
+    impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->optimizer->routes[ts[i].route].label, first_stage(ts[i]), action});
   if (impl_->nonfinite != NonFinitePolicy::Zero) {
     for (auto& t : ts)
       if (t.desc.grad) restore(t);
     --t_;
-    impl_->uniforms[0] = double(t_);
     if (impl_->nonfinite == NonFinitePolicy::Raise) {
       std::string msg = describe(impl_->events[0]);
       if (bad.size() > 1) msg += fmt::format(" (and {} more parameter{})", bad.size() - 1, bad.size() > 2 ? "s" : "");
@@ -391,23 +437,30 @@ void Optimizer::step_checked() {
     ts[i].chk = 0;
     only[i] = 1;
   }
-  --t_;
   step_kernels(*impl_->checked, &only);
   for (size_t k = 0; k < bad.size(); ++k) {
     auto& t = ts[bad[k]];
     if (!t.chk) continue;
     restore(t);  // non-finite even from a zero gradient (its state was already): no update
+    ++t.t;       // it took part in the step all the same
     impl_->events[k].action = "left unchanged";
   }
 }
 
+// Launches every kernel and library call of every route for the parameters that step (a
+// gradient bound, and in `only` when given), after advancing their step counts. Kernels run
+// once per distinct step count among their tensors (one launch in the common case where all
+// agree; a parameter that joined late gets its own).
 void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* only) {
-  ++t_;
-  impl_->uniforms[0] = double(t_);
+  for (size_t i = 0; i < impl_->tensors.size(); ++i) {
+    auto& t = impl_->tensors[i];
+    if (t.desc.grad && (!only || (*only)[i])) ++t.t;
+  }
   const CompiledOptimizer& co = *exe_->optimizer;
   Backend& backend = *impl_->backend;
   std::vector<KernelTensor> subset;
-  std::vector<size_t> running;
+  std::vector<size_t> running, group;
+  std::vector<int64_t> counts;
   std::vector<CallTensor> call_tensors;
   std::vector<std::pair<float*, size_t>> zeroed;
   for (size_t r = 0; r < impl_->routes.size(); ++r) {
@@ -415,7 +468,7 @@ void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* onl
     if (R.tensors.empty()) continue;
     const Plan& plan = co.routes[r].plan;
     const ir::Graph& g = plan.graph;
-    auto env_of = [&](const Impl::Tensor& t) { return passes::UniformEnv{double(t_), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)}; };
+    auto env_of = [&](const Impl::Tensor& t) { return passes::UniformEnv{double(t.t), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)}; };
     // the tensors of this route for which a guard holds (all of them for unguarded work)
     auto select = [&](const Guard& gd) {
       running.clear();
@@ -446,31 +499,64 @@ void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* onl
       select(K.guard);
       if (running.empty()) continue;
       zeroed.clear();
-      long long max_n = 1;
+      counts.clear();
       for (size_t k : running) {
         auto& t = impl_->tensors[R.tensors[k]];
-        max_n = std::max(max_n, domain_extent(K.domain, t.rows, t.cols));
+        if (std::find(counts.begin(), counts.end(), t.t) == counts.end()) counts.push_back(t.t);
         for (ir::ValueId red : K.reductions) {
           const Buffer& b = t.scratch[plan.temp_buffer(red)];
           zeroed.push_back({b.p, b.n});
         }
       }
       if (!zeroed.empty()) backend.zero(zeroed);
-      const KernelTensor* table = R.table.data();
-      if (running.size() != R.tensors.size()) {
-        subset.clear();
-        for (size_t k : running) subset.push_back(R.table[k]);
-        table = subset.data();
+      for (int64_t count : counts) {
+        group.clear();
+        long long max_n = 1;
+        for (size_t k : running) {
+          const auto& t = impl_->tensors[R.tensors[k]];
+          if (t.t != count) continue;
+          group.push_back(k);
+          max_n = std::max(max_n, domain_extent(K.domain, t.rows, t.cols));
+        }
+        const KernelTensor* table = R.table.data();
+        if (group.size() != R.tensors.size()) {
+          subset.clear();
+          for (size_t k : group) subset.push_back(R.table[k]);
+          table = subset.data();
+        }
+        impl_->uniforms[0] = double(count);
+        backend.launch(*exe.module, exe.route_offset[r] + L.index, table, group.size(), 2 + g.slots.size() + plan.buffers.size(), max_n,
+                       impl_->uniforms.data(), impl_->uniforms.size());
       }
-      backend.launch(*exe.module, exe.route_offset[r] + L.index, table, running.size(), 2 + g.slots.size() + plan.buffers.size(), max_n,
-                     impl_->uniforms.data(), impl_->uniforms.size());
     }
   }
 }
 
+namespace {
+void check_step_count(int64_t t) {
+  if (t < 0) throw Error(fmt::format("the step count cannot be negative (got {})", t));
+  if (t > kMaxStepCount) throw Error(fmt::format("the step count cannot exceed 2^53 (got {}): `t` reaches the kernels as a double", t));
+}
+}  // namespace
+
 void Optimizer::set_step_count(int64_t t) {
-  if (t < 0) throw Error("the step count cannot be negative");
+  check_step_count(t);
   t_ = t;
+  for (auto& x : impl_->tensors) x.t = t;
+}
+
+int64_t Optimizer::step_count(const std::string& name) const { return impl_->get(name).t; }
+
+void Optimizer::set_step_count(const std::string& name, int64_t t) {
+  check_step_count(t);
+  impl_->get(name).t = t;
+}
+
+void Optimizer::check_hparam_value(const std::string& name, double value) {
+  if (!std::isfinite(value)) throw Error(fmt::format("hyperparameter `{}` cannot be {}: it must be a finite number", name, value));
+  if (std::abs(value) > double(FLT_MAX))
+    throw Error(fmt::format("hyperparameter `{}` = {:g} is out of range: the kernels compute in float32, whose largest value is {:g}", name, value,
+                            double(FLT_MAX)));
 }
 
 size_t Optimizer::hparam_index(const CompiledOptimizer& co, const std::string& name) {
@@ -484,7 +570,11 @@ size_t Optimizer::hparam_index(const CompiledOptimizer& co, const std::string& n
   return size_t(it - names.begin());
 }
 
-void Optimizer::set_hparam(const std::string& name, double value) { impl_->uniforms[1 + hparam_index(*exe_->optimizer, name)] = value; }
+void Optimizer::set_hparam(const std::string& name, double value) {
+  size_t i = hparam_index(*exe_->optimizer, name);
+  check_hparam_value(name, value);
+  impl_->uniforms[1 + i] = value;
+}
 
 double Optimizer::hparam(const std::string& name) const { return impl_->uniforms[1 + hparam_index(*exe_->optimizer, name)]; }
 
@@ -531,6 +621,7 @@ void Optimizer::bind(const std::string& name, float* data, float* grad) {
 void Optimizer::bind(size_t index, float* data, float* grad) {
   auto& t = impl_->tensors.at(index);
   if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", t.desc.name));
+  if (data != t.desc.data) impl_->rebound = true;
   t.desc.data = t.bufs[0] = data;
   t.desc.grad = t.bufs[1] = grad;
 }

@@ -30,6 +30,8 @@ struct ParamDesc {
 inline constexpr int64_t kMaxTensorElements = int64_t(1) << 34;
 // Limit on the side of a square matrix a route keeps per parameter (Kronecker factors, bases).
 inline constexpr int64_t kMaxSideForSquares = 16384;
+// Limit on a step count: `t` reaches the kernels as a double, exact up to 2^53.
+inline constexpr int64_t kMaxStepCount = int64_t(1) << 53;
 
 class Optimizer {
  public:
@@ -54,6 +56,9 @@ class Optimizer {
   // One update of every parameter from its current gradient. Under NonFinitePolicy::Raise a
   // non-finite value undoes the step and throws NonFiniteError. On CUDA the step is queued on
   // `stream` (a cudaStream_t; null: the backend's own) and returns before it has run.
+  // Two parameters bound to overlapping memory are an Error naming both, before anything is
+  // stepped. One optimizer steps on one thread at a time: a step() while another thread's
+  // step() of the same optimizer runs is an Error and changes nothing.
   void step(void* stream = nullptr);
 
   Device device() const;
@@ -66,12 +71,20 @@ class Optimizer {
   NonFinitePolicy nonfinite_policy() const;
   const std::vector<NonFiniteEvent>& nonfinite_events() const;  // of the last step
   int64_t skipped_steps() const;
+  // Steps are counted per parameter, as torch does: a parameter's count (its `t`: bias
+  // corrections, schedules, refresh cadences) advances only on the steps it takes part in, so
+  // one that sits a step out (no gradient) or joins late starts from its own count.
+  // step_count(): the steps that updated at least one parameter.
   int64_t step_count() const { return t_; }
-  void set_step_count(int64_t t);
+  int64_t step_count(const std::string& name) const;
+  void set_step_count(int64_t t);  // every parameter's count, and the optimizer's
+  void set_step_count(const std::string& name, int64_t t);
 
   // Hyperparameters are runtime values: changing one never recompiles. hparam_index: the
   // position of one in co.hparams (and co.defaults); NotFoundError with "did you mean".
   static size_t hparam_index(const CompiledOptimizer& co, const std::string& name);
+  // Error unless `value` is finite and within float32's range (the kernels compute in f32).
+  static void check_hparam_value(const std::string& name, double value);
   void set_hparam(const std::string& name, double value);
   double hparam(const std::string& name) const;
   const std::vector<std::string>& hparam_names() const;
@@ -127,6 +140,7 @@ class Optimizer {
   void step_kernels(const Executable& exe, const std::vector<char>* only);
   void step_checked();
   struct Impl;
+  void check_aliasing();
   std::unique_ptr<Impl> impl_;
   std::shared_ptr<const Executable> exe_;
   int64_t t_ = 0;

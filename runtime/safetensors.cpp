@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -117,15 +118,59 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
   return f;
 }
 
-std::string read_file(const std::string& path) {
+namespace {
+std::ifstream open_for_reading(const std::string& path) {
+  std::error_code ec;
+  if (std::filesystem::is_directory(path, ec)) throw IoError(fmt::format("cannot read `{}`: it is a directory", path));
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw IoError(fmt::format("cannot read `{}`", path));
+  if (!in) throw IoError(fmt::format("cannot read `{}`: {}", path, std::strerror(errno)));
+  return in;
+}
+
+// Appends up to `n` bytes from `in` to `out`; false at the end of the input.
+bool read_up_to(std::ifstream& in, uint64_t n, std::string& out, const std::string& path) {
+  char chunk[1 << 16];
+  while (n > 0) {
+    std::streamsize want = std::streamsize(std::min<uint64_t>(n, sizeof chunk));
+    in.read(chunk, want);
+    if (in.bad()) throw IoError(fmt::format("cannot read `{}`", path));
+    out.append(chunk, size_t(in.gcount()));
+    n -= uint64_t(in.gcount());
+    if (in.gcount() < want) return false;
+  }
+  return true;
+}
+}  // namespace
+
+std::string read_file(const std::string& path) {
+  std::ifstream in = open_for_reading(path);
   std::stringstream ss;
   ss << in.rdbuf();
   return ss.str();
 }
 
-SafetensorsFile read_safetensors(const std::string& path) { return parse_safetensors(read_file(path), path); }
+std::string read_safetensors_bytes(const std::string& path) {
+  std::ifstream in = open_for_reading(path);
+  std::string bytes;
+  if (!read_up_to(in, 8, bytes, path)) return bytes;
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | uint8_t(bytes[i]);
+  if (n > kMaxHeaderBytes || !read_up_to(in, n, bytes, path)) return bytes;  // parse_safetensors says what is wrong
+  // the data section ends where the header's last tensor ends: read that much, no more
+  uint64_t end = 0;
+  json header = json::parse(bytes.begin() + 8, bytes.end(), nullptr, false);
+  if (header.is_object())
+    for (auto& [name, e] : header.items())
+      if (e.is_object() && e.contains("data_offsets") && e["data_offsets"].is_array() && e["data_offsets"].size() == 2 &&
+          e["data_offsets"][1].is_number_unsigned())
+        end = std::max(end, e["data_offsets"][1].get<uint64_t>());
+  if (end > kMaxDataBytes)
+    throw Error(fmt::format("`{}` is not a valid safetensors file: its header declares {} data bytes; the limit is {}", path, end, kMaxDataBytes));
+  read_up_to(in, end, bytes, path);
+  return bytes;
+}
+
+SafetensorsFile read_safetensors(const std::string& path) { return parse_safetensors(read_safetensors_bytes(path), path); }
 
 std::string serialize_safetensors(const SafetensorsFile& f) {
   json header = json::object();
@@ -160,6 +205,7 @@ void remove_stale_temporaries(const std::string& path) {
     std::string name = it->path().filename().string();
     if (name.rfind(prefix, 0) != 0) continue;
     std::string pid = name.substr(prefix.size());
+    pid = pid.substr(0, pid.find('.'));  // PID.SERIAL
     if (pid.empty() || pid.size() > 9 || pid.find_first_not_of("0123456789") != std::string::npos) continue;
     pid_t id = pid_t(std::stol(pid));
     if (id != getpid() && ::kill(id, 0) != 0 && errno == ESRCH) fs::remove(it->path(), ec);
@@ -169,7 +215,9 @@ void remove_stale_temporaries(const std::string& path) {
 
 void write_file_atomically(const std::string& path, std::string_view bytes) {
   remove_stale_temporaries(path);
-  std::string tmp = fmt::format("{}.tmp.{}", path, getpid());
+  // unique per save: two threads of one process may save to the same path at once
+  static std::atomic<uint64_t> serial{0};
+  std::string tmp = fmt::format("{}.tmp.{}.{}", path, getpid(), serial.fetch_add(1));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw IoError(fmt::format("cannot write `{}`: {}", tmp, std::strerror(errno)));
   size_t done = 0;

@@ -26,6 +26,7 @@ struct SafetensorsFile {
 inline constexpr uint64_t kMaxHeaderBytes = 100u << 20;
 inline constexpr size_t kMaxTensorRank = 16;
 inline constexpr uint64_t kMaxFileTensorElements = uint64_t(1) << 40;
+inline constexpr uint64_t kMaxDataBytes = uint64_t(64) << 30;  // the data section of one file
 
 // Throws opal::Error naming the file and what is wrong.
 SafetensorsFile read_safetensors(const std::string& path);
@@ -35,7 +36,10 @@ std::string serialize_safetensors(const SafetensorsFile& f);
 // Writes `bytes` to `path` atomically: a temporary file in the same folder, fsync, rename, and
 // an fsync of the folder, so a crash leaves either the old file or the new one.
 void write_file_atomically(const std::string& path, std::string_view bytes);
-// A whole file's bytes; IoError naming the file when it cannot be read.
+// A whole file's bytes; IoError naming the file when it cannot be read (or is a directory).
 std::string read_file(const std::string& path);
+// The bytes of a safetensors file, read no further than its header says its data ends (a
+// device such as /dev/zero, or a file with gigabytes appended, costs no more than its header).
+std::string read_safetensors_bytes(const std::string& path);
 
 }  // namespace opal

@@ -196,7 +196,12 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       }
     }
   };
-  for (ValueId v : K.scalars) note_temp_reads(v);
+  // a scalar kept in a temp (a total reduction, a norm bound) is read whole from it: its
+  // operands (a rows or cols vector, say) are not this kernel's to load
+  for (ValueId v : K.scalars) {
+    if (p.is_temp(v)) use_buf(buf_of_temp(v));
+    else note_temp_reads(v);
+  }
   for (ValueId v : K.body) note_temp_reads(v);
   for (ValueId v : K.effects) {
     note_temp_reads(v);

@@ -68,6 +68,12 @@ ValueId Lowerer::lower(const Expr& e, const Scope& s, int depth) {
                   "square matrices combine elementwise only with their own kind and scalars; use `@` to multiply");
         return {};
       }
+      if (e.name == "/") {
+        if (auto c = passes::constant_value(g_, b); c && *c == 0) {
+          report_at_stage(DiagKind::DivisionByZero, e.args[1].value->loc, "division by zero: the divisor is the constant 0",
+                          "divide by a non-zero value; a divisor that may reach zero at run time needs an eps, as in `x / (y + eps)`");
+        }
+      }
       return b_.add(ops.at(e.name), sh, {a, b}, 0, 0, e.loc);
     }
     case Expr::Kind::Call: return call(e, s, depth);

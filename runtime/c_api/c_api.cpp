@@ -214,6 +214,15 @@ opal_status opal_step_count(opal_optimizer* opt, int64_t* out) {
   });
 }
 
+opal_status opal_param_step_count(opal_optimizer* opt, const char* param, int64_t* out) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(out, "out");
+    *out = opt->built().step_count(param);
+  });
+}
+
 opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value) {
   return guarded([&] {
     need(opt, "opt");
@@ -223,6 +232,7 @@ opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value)
       return;
     }
     opal::Optimizer::hparam_index(*opt->compiled, name);  // checks the name, with "did you mean"
+    opal::Optimizer::check_hparam_value(name, value);
     opt->hparams[name] = value;
   });
 }

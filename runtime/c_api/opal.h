@@ -8,7 +8,9 @@
  * Lifecycle: opal_create, then opal_add_param for every parameter, then opal_step as often as
  * needed. The parameter list is fixed by the first call that needs it (step, save, load, state,
  * route); adding a parameter after that is OPAL_ERROR_STATE. One optimizer must not be used
- * from two threads at once; different optimizers may.
+ * from two threads at once (a second concurrent opal_step is refused with OPAL_ERROR_ARGUMENT
+ * and changes nothing); different optimizers may. Two parameters whose memory overlaps are
+ * OPAL_ERROR_ARGUMENT at the first step.
  */
 #ifndef OPAL_H
 #define OPAL_H
@@ -78,6 +80,10 @@ OPAL_API opal_status opal_param_data(opal_optimizer* opt, const char* name, floa
  * be NULL for CPU ones (else OPAL_ERROR_UNSUPPORTED). */
 OPAL_API opal_status opal_step(opal_optimizer* opt, void* stream);
 OPAL_API opal_status opal_step_count(opal_optimizer* opt, int64_t* out);
+/* A parameter's own step count: the steps it took part in (a parameter without a gradient sits
+ * a step out and its count stays), as torch counts per parameter. Its bias corrections and
+ * schedules use it. */
+OPAL_API opal_status opal_param_step_count(opal_optimizer* opt, const char* param, int64_t* out);
 
 /* NaN/Inf handling: "off" (default), "raise" (opal_step undoes the step and returns
  * OPAL_ERROR_NONFINITE naming the parameter and the stage), "skip" (the step is undone for every
@@ -86,7 +92,8 @@ OPAL_API opal_status opal_step_count(opal_optimizer* opt, int64_t* out);
 OPAL_API opal_status opal_set_nonfinite(opal_optimizer* opt, const char* policy);
 OPAL_API opal_status opal_skipped_steps(opal_optimizer* opt, int64_t* out);
 
-/* Hyperparameters are run-time values: setting one never recompiles. */
+/* Hyperparameters are run-time values: setting one never recompiles. A value that is not finite
+ * or lies outside float32's range is OPAL_ERROR_ARGUMENT. */
 OPAL_API opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value);
 OPAL_API opal_status opal_get_hparam(opal_optimizer* opt, const char* name, double* out);
 OPAL_API opal_status opal_num_hparams(opal_optimizer* opt, size_t* out);

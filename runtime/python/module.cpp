@@ -151,7 +151,9 @@ PYBIND11_MODULE(_opal, m) {
           },
           py::arg("data"), py::arg("grads"), py::arg("stream") = 0,
           "Binds every parameter's memory (grad address 0: sits out) and steps (on CUDA: queued on `stream`, a cudaStream_t address).")
-      .def_property("step_count", &Optimizer::step_count, &Optimizer::set_step_count)
+      .def_property(
+          "step_count", [](const Optimizer& o) { return o.step_count(); }, [](Optimizer& o, int64_t t) { o.set_step_count(t); })
+      .def("param_step_count", [](const Optimizer& o, const std::string& name) { return o.step_count(name); })
       .def("set_hparam", &Optimizer::set_hparam)
       .def_property(
           "nonfinite", [](const Optimizer& o) { return std::string(nonfinite_policy_name(o.nonfinite_policy())); },

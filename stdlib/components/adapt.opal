@@ -9,15 +9,17 @@ component adapt(beta = 0.999, eps = 1e-8, of = g, bias_correction = true, zero_i
   u = u / select(eps_inside, sqrt(vh + eps), sqrt(vh) + eps)
 }
 
-# Adafactor's factored second moment (Shazeer & Stern): row and column sums of of^2,
-#   V = r c^T / sum(r);  u <- u / sqrt(V + eps). Needs a matrix.
+# Adafactor's factored second moment (Shazeer & Stern, Algorithm 4; optax): row and column sums
+# of of^2 + eps (eps1 of the paper, added before factoring, so an all-zero or tiny gradient
+# gives finite factors, never 0/0), V = r c^T / sum(r);  u <- u / sqrt(V). Needs a matrix.
+# c / sum(r) is formed first: r * c alone underflows float32 for tiny gradients.
 component adapt_factored(beta = 0.999, eps = 1e-30, of = g, bias_correction = false) {
   state r = zeros(rows)
   state c = zeros(cols)
-  r = beta * r + (1 - beta) * row_sum(of * of)
-  c = beta * c + (1 - beta) * col_sum(of * of)
-  let v = r * c / sum(r)
-  u = u / sqrt(select(bias_correction, v / (1 - beta ^ t), v) + eps)
+  r = beta * r + (1 - beta) * row_sum(of * of + eps)
+  c = beta * c + (1 - beta) * col_sum(of * of + eps)
+  let v = r * (c / sum(r))
+  u = u / sqrt(select(bias_correction, v / (1 - beta ^ t), v))
 }
 
 # The seed paper's factored variance, exactly as its reference code (MW adam.py, v_adafactor):
@@ -29,6 +31,7 @@ component adapt_factored_ref(beta = 0.99, eps = 1e-8, of = g) {
   state c = zeros(cols)
   r = beta * r + (1 - beta) * row_mean(of * of)
   c = beta * c + (1 - beta) * col_mean(of * of)
-  let v = rows * r * c / sum(c) / (1 - beta ^ t)
+  # max(.., FLT_MIN): an all-zero signal (c = 0) gives v = 0, not 0/0; otherwise exact
+  let v = rows * r * c / max(sum(c), 1.17549435e-38) / (1 - beta ^ t)
   u = u / (sqrt(v) + eps)
 }

@@ -184,22 +184,23 @@ TEST_CASE("adafactor: factored second moment on matrices, full on vectors") {
     int64_t R = p.rows(), C = p.cols();
     auto& r = slot(st, "adapt_factored.r", R);
     auto& c = slot(st, "adapt_factored.c", C);
+    // eps is added to g^2 before factoring (the paper's eps1, optax)
     for (int64_t i = 0; i < R; ++i) {
       float s = 0;
-      for (int64_t j = 0; j < C; ++j) s += g[i * C + j] * g[i * C + j];
+      for (int64_t j = 0; j < C; ++j) s += g[i * C + j] * g[i * C + j] + eps;
       r[i] = b2 * r[i] + c2 * s;
     }
     for (int64_t j = 0; j < C; ++j) {
       float s = 0;
-      for (int64_t i = 0; i < R; ++i) s += g[i * C + j] * g[i * C + j];
+      for (int64_t i = 0; i < R; ++i) s += g[i * C + j] * g[i * C + j] + eps;
       c[j] = b2 * c[j] + c2 * s;
     }
     double total = 0;
     for (float x : r) total += x;
     for (int64_t i = 0; i < R; ++i)
       for (int64_t j = 0; j < C; ++j) {
-        float V = r[i] * c[j] / float(total);
-        w[i * C + j] -= lr * (g[i * C + j] / std::sqrt(V + eps) + wd * w[i * C + j]);
+        float V = r[i] * (c[j] / float(total));
+        w[i * C + j] -= lr * (g[i * C + j] / std::sqrt(V) + wd * w[i * C + j]);
       }
   };
   compare(run_opal("adafactor", tr, {{"lr", lr}, {"wd", wd}}), run_ref(tr, ref));

@@ -10,6 +10,8 @@ directly: no copies. state_dict() keys state by parameter name and slot name and
 torch.save / torch.load.
 """
 import difflib
+import math
+import threading
 import warnings
 
 import torch
@@ -21,6 +23,8 @@ __all__ = ["Optimizer"]
 # PyTorch's names for hyperparameters Opal specs call otherwise.
 _ALIASES = {"weight_decay": "wd", "momentum": "b1"}
 _GROUP_KEYS = ("params", "param_names", "opal")
+_FLOAT32_MAX = 3.4028234663852886e38
+_MAX_STEP = 2 ** 53
 # Tells autograd that a tensor changed in place (torch >= 2.x; absent in 1.13).
 _bump_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
 
@@ -38,6 +42,19 @@ class _CudaBlock:
     def __init__(self, owner, address, shape):
         self.owner = owner
         self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": "<f4", "data": (address, False), "version": 2, "strides": None}
+
+
+def _check_hparam(name, value, where):
+    """A hyperparameter value: a real number, finite, within float32's range (the kernels
+    compute in float32). Raises TypeError or ValueError naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (isinstance(value, torch.Tensor) and value.numel() == 1):
+        raise TypeError(f"{where}: hyperparameter `{name}` is {value!r} ({type(value).__name__}), not a number")
+    v = float(value)
+    if not math.isfinite(v):
+        raise ValueError(f"{where}: hyperparameter `{name}` is {v}; it must be a finite number")
+    if abs(v) > _FLOAT32_MAX:
+        raise ValueError(f"{where}: hyperparameter `{name}` = {v:g} is out of range (the kernels compute in float32, up to {_FLOAT32_MAX:g})")
+    return v
 
 
 def _hint(name, candidates):
@@ -68,7 +85,9 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
         self._compiled = _opal.Compiled(str(spec), optimizer or "")
         self._spec = str(spec)
+        self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []
+        self._shapes = []  # per group: each parameter's shape, dtype and device when it was added
         self._unnamed = 0
         defaults = dict(self._compiled.hparams)
         defaults.update(self._normalize(hparams, "Optimizer()"))
@@ -86,6 +105,8 @@ class Optimizer(torch.optim.Optimizer):
             if k2 not in names:
                 raise TypeError(f"{where}: optimizer `{self._compiled.name}` has no hyperparameter `{k}`{_hint(k, names)}")
             out[k2] = v
+        for k, v in out.items():
+            _check_hparam(k, v, where)
         return out
 
     def _split_names(self, params):
@@ -127,6 +148,13 @@ class Optimizer(torch.optim.Optimizer):
                 raise ValueError(f"parameter `{n}` appears in two parameter groups")
         for n, p in zip(group["param_names"], group["params"]):
             self._check_tensor(n, p)
+        seen = {}
+        for g in self.param_groups + [group]:
+            for n, p in zip(g["param_names"], g["params"]):
+                other = seen.get(id(p)) or seen.get(("ptr", p.device, p.data_ptr()))
+                if other is not None:
+                    raise ValueError(f"parameters `{other}` and `{n}` are the same tensor: each would be stepped twice; give every tensor once")
+                seen[id(p)] = seen[("ptr", p.device, p.data_ptr())] = n
         super().add_param_group(group)
         group = self.param_groups[-1]
         devices = {p.device for p in group["params"]}
@@ -139,6 +167,7 @@ class Optimizer(torch.optim.Optimizer):
             engine.set_hparam(k, float(group[k]))
         engine.nonfinite = self._nonfinite
         self._engines.append(engine)
+        self._shapes.append([(tuple(p.shape), p.dtype, p.device) for p in group["params"]])
         for n, p in zip(group["param_names"], group["params"]):
             self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
 
@@ -166,39 +195,64 @@ class Optimizer(torch.optim.Optimizer):
     # -- stepping -----------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure=None):
+        """One update of every parameter that has a gradient. Everything is checked first (each
+        parameter's shape, dtype, device and layout against what the optimizer was built with,
+        each gradient, each hyperparameter), so a step that raises has stepped nothing. Steps of
+        one optimizer from several threads run one at a time."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group, engine in zip(self.param_groups, self._engines):
-            for k in engine.hparam_names:
-                v = float(group[k])
-                if v != engine.hparam(k):
-                    engine.set_hparam(k, v)
-            data, grads, keep = [], [], []
-            for n, p in zip(group["param_names"], group["params"]):
-                self._check_tensor(n, p)
-                g = p.grad
-                if g is None:
-                    grads.append(0)
-                else:
-                    if g.is_sparse:
-                        raise TypeError(f"parameter `{n}` has a sparse gradient; Opal needs dense gradients")
-                    if g.shape != p.shape:
-                        raise ValueError(f"parameter `{n}` has shape {list(p.shape)} but its gradient {list(g.shape)}")
-                    if g.dtype != torch.float32 or g.device != p.device or not g.is_contiguous():
-                        g = g.to(device=p.device, dtype=torch.float32).contiguous()
-                        keep.append(g)
-                    grads.append(g.data_ptr())
-                data.append(p.data_ptr())
-            stream = 0
-            if group["params"] and group["params"][0].device.type == "cuda":
-                stream = torch.cuda.current_stream(group["params"][0].device).cuda_stream
-            engine.step(data, grads, stream)
+        with self._lock:
+            seen = {}
+            plans = [self._plan_group(i, group, engine, seen) for i, (group, engine) in enumerate(zip(self.param_groups, self._engines))]
+            for engine, (hps, data, grads, stream, _keep) in zip(self._engines, plans):
+                for k, v in hps.items():
+                    if v != engine.hparam(k):
+                        engine.set_hparam(k, v)
+                engine.step(data, grads, stream)
             if _bump_version is not None:
-                for p in group["params"]:
-                    _bump_version(p)
+                for group in self.param_groups:
+                    for p in group["params"]:
+                        _bump_version(p)
         return loss
+
+    def _plan_group(self, index, group, engine, seen):
+        """The checked addresses of one group's step: (hparams, data, grads, stream, kept
+        tensors). Raises before anything is stepped."""
+        where = f"step (parameter group {index})"
+        hps = {k: _check_hparam(k, group[k], where) for k in engine.hparam_names}
+        data, grads, keep = [], [], []
+        for n, p, (shape, dtype, device) in zip(group["param_names"], group["params"], self._shapes[index]):
+            self._check_tensor(n, p)
+            if tuple(p.shape) != shape:
+                raise ValueError(f"parameter `{n}` has shape {list(p.shape)} now, but the optimizer was built for {list(shape)}; "
+                                 "its state has that shape: build a new optimizer (or load_state_dict into one) for the new shape")
+            if p.device != device:
+                raise ValueError(f"parameter `{n}` is on {p.device} now, but the optimizer was built for {device}; build a new optimizer there")
+            key = (p.device, p.data_ptr())
+            if key in seen:
+                raise ValueError(f"parameters `{seen[key]}` and `{n}` share their memory now: each would be stepped twice")
+            seen[key] = n
+            g = p.grad
+            if g is None:
+                grads.append(0)
+            else:
+                if g.is_sparse:
+                    raise TypeError(f"parameter `{n}` has a sparse gradient; Opal needs dense gradients")
+                if g.shape != p.shape:
+                    raise ValueError(f"parameter `{n}` has shape {list(p.shape)} but its gradient {list(g.shape)}")
+                if not g.dtype.is_floating_point:
+                    raise TypeError(f"the gradient of `{n}` is {g.dtype}, not a floating-point tensor")
+                if g.dtype != torch.float32 or g.device != p.device or not g.is_contiguous():
+                    g = g.to(device=p.device, dtype=torch.float32).contiguous()
+                    keep.append(g)
+                grads.append(g.data_ptr())
+            data.append(p.data_ptr())
+        stream = 0
+        if group["params"] and group["params"][0].device.type == "cuda":
+            stream = torch.cuda.current_stream(group["params"][0].device).cuda_stream
+        return hps, data, grads, stream, keep
 
     # -- introspection ------------------------------------------------------------------
     @property
@@ -220,8 +274,24 @@ class Optimizer(torch.optim.Optimizer):
         """The route a parameter took, e.g. "matrix" or "other>vector"."""
         return self._engine_of(name).route(name)
 
-    def step_count(self):
+    def step_count(self, name=None):
+        """The steps taken: of one parameter (the steps it had a gradient for, as torch counts
+        per parameter; its bias corrections use it), or, without a name, of the optimizer (the
+        steps that updated at least one parameter, of the first group)."""
+        if name is not None:
+            return self._engine_of(name).param_step_count(name)
         return self._engines[0].step_count if self._engines else 0
+
+    # -- copies -------------------------------------------------------------------------
+    def __reduce_ex__(self, protocol):
+        raise TypeError("an opal.torch.Optimizer cannot be pickled or copied: its state lives in compiled engines bound to the "
+                        "model's tensors; save `opt.state_dict()` (torch.save works) and load it into a new Optimizer with load_state_dict()")
+
+    def __copy__(self):
+        self.__reduce_ex__(2)
+
+    def __deepcopy__(self, memo):
+        self.__reduce_ex__(2)
 
     def _engine_of(self, name):
         for g, e in zip(self.param_groups, self._engines):
@@ -258,10 +328,20 @@ class Optimizer(torch.optim.Optimizer):
         if len(saved) != len(self.param_groups):
             raise _opal.CheckpointError(f"cannot load state_dict: it has {len(saved)} parameter groups, this optimizer {len(self.param_groups)}")
         state = state_dict["state"]
+        if not isinstance(state, dict):
+            raise _opal.CheckpointError("cannot load state_dict: its 'state' is not a dict")
         pending, alive = [], []
         for i, (sg, engine) in enumerate(zip(saved, self._engines)):
-            if "opal" not in sg or "param_names" not in sg:
+            if not isinstance(sg, dict) or "opal" not in sg or "param_names" not in sg or not isinstance(sg["opal"], dict):
                 raise _opal.CheckpointError(f"cannot load state_dict: parameter group {i} has no Opal metadata (was it saved by opal.torch.Optimizer?)")
+            for k in engine.hparam_names:
+                if k in sg:
+                    try:
+                        _check_hparam(k, sg[k], f"parameter group {i}")
+                    except (TypeError, ValueError) as e:
+                        raise _opal.CheckpointError(f"cannot load state_dict: {e}") from None
+            if not all(isinstance(k, str) and isinstance(v, str) for k, v in sg["opal"].items()):
+                raise _opal.CheckpointError(f"cannot load state_dict: parameter group {i}'s Opal metadata is not a dict of strings")
             tensors = {}
             for name in sg["param_names"]:
                 for slot, t in state.get(name, {}).items():
@@ -271,7 +351,8 @@ class Optimizer(torch.optim.Optimizer):
                     alive.append(t)
                     tensors[f"state/{name}/{slot}"] = (list(t.shape), str(t.dtype), t.data_ptr(), t.numel())
             pending.append(engine.prepare_load(dict(sg["opal"]), tensors, f"state_dict group {i}"))
-        reports = [engine.apply_load(p) for engine, p in zip(self._engines, pending)]
+        with self._lock:
+            reports = [engine.apply_load(p) for engine, p in zip(self._engines, pending)]
         for group, sg in zip(self.param_groups, saved):
             for k, v in sg.items():
                 if k not in _GROUP_KEYS:

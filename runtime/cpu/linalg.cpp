@@ -62,6 +62,47 @@ void matmul(const float* A, bool ta, const float* B, bool tb, long long m, long 
   if (bf16) round_out(o);
 }
 
+namespace {
+
+// The canonical orthonormal basis of the null space spanned by N's columns (n x k, orthonormal):
+// Gram-Schmidt of the projected unit vectors P e_0, P e_1, ... (P = N N^T) in order, skipping
+// those whose residual is below 1e-6, until k are found. It depends on the subspace alone, not
+// on the basis the solver returned.
+//
+// Since N is orthonormal, P e_j = N a_j with a_j = N^T e_j (row j of N), and inner products of
+// the P e_j equal those of the a_j: the process runs in R^k on the rows of N, and the result is
+// N Q. Blocks of rows are projected against the basis found so far with two matrix products
+// (classical Gram-Schmidt, twice: as exact as the modified kind), then orthonormalized one by
+// one within the block. Cost: O(n k^2) in matrix products, like the decomposition; the
+// vector-at-a-time version was O(n^2 k) in strided dot products (minutes for n = 2048).
+bool canonical_null_basis(const MatD& N, MatD& out) {
+  const long long n = N.rows(), k = N.cols();
+  constexpr long long kBlock = 64;
+  MatD Q(k, k);  // rows: the basis found so far, in R^k
+  long long got = 0;
+  for (long long j0 = 0; j0 < n && got < k; j0 += kBlock) {
+    const long long b = std::min(kBlock, n - j0);
+    MatD X = N.middleRows(j0, b);  // candidates a_j, one per row
+    for (int pass = 0; pass < 2 && got > 0; ++pass) {
+      auto Qg = Q.topRows(got);
+      X.noalias() -= (X * Qg.transpose()) * Qg;
+    }
+    const long long block_start = got;
+    for (long long r = 0; r < b && got < k; ++r) {
+      Eigen::RowVectorXd x = X.row(r);
+      for (int pass = 0; pass < 2; ++pass)
+        for (long long q = block_start; q < got; ++q) x -= x.dot(Q.row(q)) * Q.row(q);
+      double nx = x.norm();
+      if (nx > 1e-6) Q.row(got++) = x / nx;
+    }
+  }
+  if (got < k) return false;
+  out.noalias() = N * Q.transpose();
+  return true;
+}
+
+}  // namespace
+
 void canonicalize_eigh(long long n, const double* raw_values, const double* raw_vectors, bool descending, double* values, double* vectors) {
   Eigen::VectorXd lam = Eigen::Map<const Eigen::VectorXd>(raw_values, n);
   MatD V = Eigen::Map<const MatD>(raw_vectors, n, n);
@@ -81,17 +122,8 @@ void canonicalize_eigh(long long n, const double* raw_values, const double* raw_
     }
   if (hi >= lo) {
     long long k = hi - lo + 1;
-    MatD N = V.middleCols(lo, k);  // orthonormal basis of the null space
-    MatD out(n, k);
-    long long got = 0;
-    for (long long j = 0; j < n && got < k; ++j) {
-      Eigen::VectorXd x = N * N.row(j).transpose();  // P e_j
-      for (long long q = 0; q < got; ++q) x -= out.col(q).dot(x) * out.col(q);
-      for (long long q = 0; q < got; ++q) x -= out.col(q).dot(x) * out.col(q);  // twice is enough
-      double nx = x.norm();
-      if (nx > 1e-6) out.col(got++) = x / nx;
-    }
-    if (got == k) V.middleCols(lo, k) = out;  // else (not seen in practice) keep the solver's basis
+    MatD B;
+    if (canonical_null_basis(V.middleCols(lo, k), B)) V.middleCols(lo, k) = B;  // else (not seen in practice) keep the solver's basis
   }
   // soft threshold: noise maps to exactly 0, and the values stay continuous at the threshold
   for (long long i = 0; i < n; ++i) lam(i) = lam(i) > 0 ? std::max(lam(i) - tol, 0.0) : std::min(lam(i) + tol, 0.0);

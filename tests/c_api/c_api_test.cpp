@@ -212,3 +212,47 @@ TEST_CASE("non-finite policy through the ABI: raise is OPAL_ERROR_NONFINITE and 
   CHECK(w[0] == 0.f);
   opal_destroy(opt);
 }
+
+TEST_CASE("hardening: non-finite hyperparameters, one tensor twice, per-parameter step counts (issue 14)") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("adamw", nullptr, &opt) == OPAL_OK);
+  double lr = 0;
+  REQUIRE(opal_get_hparam(opt, "lr", &lr) == OPAL_OK);
+  // before the optimizer is built (the value is kept pending) and after
+  for (int built = 0; built < 2; ++built) {
+    for (double bad : {double(NAN), double(INFINITY), 1e308}) {
+      CHECK(opal_set_hparam(opt, "lr", bad) == OPAL_ERROR_ARGUMENT);
+      CHECK(err().find("hyperparameter `lr`") != std::string::npos);
+      double now = 0;
+      CHECK(opal_get_hparam(opt, "lr", &now) == OPAL_OK);
+      CHECK(now == lr);
+    }
+    if (!built) {
+      std::vector<float> w(6, 1.f), g(6, 0.5f), g2(6, 0.5f), b(3, 0.f), gb(3, 0.5f);
+      int64_t ws[2] = {2, 3}, bs[1] = {3};
+      REQUIRE(opal_add_param(opt, "w", 2, ws, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_OK);
+      REQUIRE(opal_add_param(opt, "w_again", 2, ws, OPAL_F32, OPAL_CPU, w.data(), g2.data()) == OPAL_OK);
+      std::vector<float> before = w;
+      CHECK(opal_step(opt, nullptr) == OPAL_ERROR_ARGUMENT);
+      CHECK(err().find("`w` and `w_again` share memory") != std::string::npos);
+      CHECK(w == before);
+      opal_destroy(opt);
+      REQUIRE(opal_create("adamw", nullptr, &opt) == OPAL_OK);
+      static std::vector<float> w2(6, 1.f), g3(6, 0.5f), b2(3, 0.f), gb2(3, 0.5f);
+      REQUIRE(opal_add_param(opt, "w", 2, ws, OPAL_F32, OPAL_CPU, w2.data(), g3.data()) == OPAL_OK);
+      REQUIRE(opal_add_param(opt, "b", 1, bs, OPAL_F32, OPAL_CPU, b2.data(), nullptr) == OPAL_OK);
+      REQUIRE(opal_bind_param(opt, "b", b2.data(), nullptr) == OPAL_OK);
+      REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+      REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+      REQUIRE(opal_bind_param(opt, "b", b2.data(), gb2.data()) == OPAL_OK);
+      REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+      int64_t tw = 0, tb = 0;
+      CHECK(opal_param_step_count(opt, "w", &tw) == OPAL_OK);
+      CHECK(opal_param_step_count(opt, "b", &tb) == OPAL_OK);
+      CHECK(tw == 3);
+      CHECK(tb == 1);
+      CHECK(opal_param_step_count(opt, "nope", &tb) == OPAL_ERROR_NOT_FOUND);
+    }
+  }
+  opal_destroy(opt);
+}

@@ -1,0 +1,505 @@
+// Regressions of a hostile trial (issue 14): each case here once crashed, hung, or gave a silent
+// wrong result. Each asserts a clear error that changes nothing, or the right result. (The
+// Python cases are tests/python/test_hardening.py; full disks and noexec mounts are
+// tests/hardening/mounts_test.sh.)
+#include <doctest/doctest.h>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cmath>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include <Eigen/Dense>
+#include <fmt/format.h>
+
+#include "ablate/grid_file.h"
+#include "ablate/runner.h"
+#include "compiler/codegen/c_emitter.h"
+#include "compiler/codegen/cpu/host_compile.h"
+#include "compiler/pipeline.h"
+#include "runtime/backend.h"
+#include "runtime/cpu/linalg.h"
+#include "runtime/error.h"
+#include "runtime/executable.h"
+#include "runtime/optimizer.h"
+#include "runtime/safetensors.h"
+
+#include "error_of.h"
+
+using namespace opal;
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string scratch(const std::string& name) {
+  auto p = fs::temp_directory_path() / fmt::format("opal-hardening-{}-{}", name, ::getpid());
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+std::string write(const std::string& path, const std::string& text, bool executable = false) {
+  std::ofstream(path) << text;
+  if (executable) ::chmod(path.c_str(), 0755);
+  return path;
+}
+
+std::pair<int, std::string> run_cli(const std::string& args) {
+  std::string cmd = std::string(OPAL_BINARY) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  int rc = pclose(p);
+  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc), out};
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// Sets an environment variable for a scope.
+struct ScopedEnv {
+  std::string name, saved;
+  bool had;
+  ScopedEnv(const char* n, const std::string& v) : name(n) {
+    const char* p = std::getenv(n);
+    had = p != nullptr;
+    if (had) saved = p;
+    setenv(n, v.c_str(), 1);
+  }
+  ~ScopedEnv() {
+    if (had) setenv(name.c_str(), saved.c_str(), 1);
+    else unsetenv(name.c_str());
+  }
+};
+
+struct Params {
+  std::vector<std::vector<float>> w, g;
+  std::vector<ParamDesc> descs;
+  Params(const std::vector<std::pair<std::string, std::vector<int64_t>>>& shapes, float grad = 0.1f) {
+    for (const auto& [name, shape] : shapes) {
+      size_t n = 1;
+      for (auto d : shape) n *= size_t(d);
+      w.emplace_back(n, 0.5f);
+      g.emplace_back(n, grad);
+    }
+    for (size_t i = 0; i < shapes.size(); ++i) descs.push_back({shapes[i].first, shapes[i].second, w[i].data(), g[i].data()});
+  }
+};
+
+// A CPU backend whose kernel launches wait at a gate: a step can be held mid-flight.
+class GatedBackend final : public Backend {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = true, waiting = false;
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  Device device() const override { return cpu->device(); }
+  std::string describe() const override { return "gated cpu"; }
+  bool host_memory() const override { return true; }
+  float* alloc(size_t n) override { return cpu->alloc(n); }
+  void release(float* p) override { cpu->release(p); }
+  void upload(float* d, const float* s, size_t n) override { cpu->upload(d, s, n); }
+  void download(float* d, const float* s, size_t n) override { cpu->download(d, s, n); }
+  void copy(float* d, const float* s, size_t n) override { cpu->copy(d, s, n); }
+  void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu->zero(b); }
+  std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu->compile(src, syms); }
+  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
+    std::unique_lock lock(mu);
+    waiting = true;
+    cv.notify_all();
+    cv.wait(lock, [&] { return open; });
+    waiting = false;
+    lock.unlock();
+    cpu->launch(m, i, t, n, nb, mx, u, nu);
+  }
+  bool gemm(const GemmBatch& b) override { return cpu->gemm(b); }
+  bool eigh(long long n, const std::vector<const float*>& in, double* v, double* V) override { return cpu->eigh(n, in, v, V); }
+  void set_stream(void* s) override { cpu->set_stream(s); }
+  void sync() override { cpu->sync(); }
+};
+
+}  // namespace
+
+TEST_SUITE("hardening") {
+
+// ---- the runtime ----
+
+TEST_CASE("a tensor given twice, or overlapping another, is refused naming both (item 9)") {
+  std::vector<float> w(16, 1.f), g(16, 1.f), g2(16, 1.f);
+  std::string e = error_of([&] {
+    Optimizer opt({"adamw", "", ""}, {{"a", {4, 4}, w.data(), g.data()}, {"b", {4, 4}, w.data(), g2.data()}});
+    opt.step();
+  });
+  CHECK(contains(e, "`a` and `b` share memory"));
+  // a view into another parameter, bound later
+  std::vector<float> v(8, 1.f), gv(8, 1.f);
+  Optimizer opt({"adamw", "", ""}, {{"a", {4, 4}, w.data(), g.data()}, {"b", {8}, v.data(), gv.data()}});
+  opt.step();
+  std::vector<float> before = w;
+  opt.bind("b", w.data() + 4, gv.data());
+  CHECK(contains(error_of([&] { opt.step(); }), "`a` and `b` share memory"));
+  CHECK(w == before);
+  CHECK(opt.step_count() == 1);
+  opt.bind("b", v.data(), gv.data());
+  opt.step();
+  CHECK(opt.step_count() == 2);
+}
+
+TEST_CASE("step counts are per parameter: a step without gradients counts nothing, a late joiner starts at 1 (item 10)") {
+  Params p({{"w", {3, 4}}, {"b", {4}}});
+  Optimizer opt({"adamw", "", ""}, p.descs);
+  opt.bind("b", p.w[1].data(), nullptr);
+  for (int i = 0; i < 3; ++i) opt.step();
+  CHECK(opt.step_count("w") == 3);
+  CHECK(opt.step_count("b") == 0);
+  opt.bind("w", p.w[0].data(), nullptr);
+  std::vector<float> w_before = p.w[0], b_before = p.w[1];
+  opt.step();  // nobody has a gradient: nothing changes, not even a count
+  CHECK(opt.step_count() == 3);
+  CHECK(p.w[0] == w_before);
+  opt.bind("b", p.w[1].data(), p.g[1].data());
+  opt.step();
+  CHECK(opt.step_count("b") == 1);
+  CHECK(opt.step_count("w") == 3);
+  // b's first step is Adam's first step: with bias correction, lr * sign(g) (+ decay)
+  Params q({{"b", {4}}});
+  Optimizer fresh({"adamw", "", ""}, q.descs);
+  fresh.step();
+  CHECK(p.w[1] == q.w[0]);
+  // the counts survive a checkpoint
+  auto dir = scratch("steps");
+  opt.save(dir + "/ck.safetensors");
+  Params r({{"w", {3, 4}}, {"b", {4}}});
+  Optimizer back({"adamw", "", ""}, r.descs);
+  back.load(dir + "/ck.safetensors");
+  CHECK(back.step_count("w") == 3);
+  CHECK(back.step_count("b") == 1);
+  CHECK(back.step_count() == 4);
+  fs::remove_all(dir);
+  CHECK(contains(error_of([&] { opt.set_step_count("w", int64_t(1) << 60); }), "2^53"));
+}
+
+TEST_CASE("a second concurrent step() of one optimizer is refused and changes nothing (item 7)") {
+  auto gate = std::make_unique<GatedBackend>();
+  GatedBackend& gb = *gate;
+  auto exe = build_executable(compile_spec({"adamw", "", ""}), false, gate.get());
+  Params p({{"w", {8, 8}}});
+  Optimizer opt(std::move(gate), exe, p.descs);
+  {
+    std::lock_guard lock(gb.mu);
+    gb.open = false;
+  }
+  std::thread first([&] { opt.step(); });
+  {
+    std::unique_lock lock(gb.mu);
+    gb.cv.wait(lock, [&] { return gb.waiting; });
+  }
+  std::string e = error_of([&] { opt.step(); });
+  CHECK(contains(e, "already running on another thread"));
+  {
+    std::lock_guard lock(gb.mu);
+    gb.open = true;
+  }
+  gb.cv.notify_all();
+  first.join();
+  CHECK(opt.step_count() == 1);
+  opt.step();  // free again
+  CHECK(opt.step_count() == 2);
+}
+
+TEST_CASE("non-finite and out-of-range hyperparameters are refused (item 12)") {
+  Params p({{"w", {2, 2}}});
+  Optimizer opt({"adamw", "", ""}, p.descs);
+  double lr = opt.hparam("lr");
+  for (double bad : {double(NAN), double(INFINITY), -double(INFINITY), 1e308, -1e39}) {
+    CAPTURE(bad);
+    CHECK_FALSE(error_of([&] { opt.set_hparam("lr", bad); }).empty());
+    CHECK(opt.hparam("lr") == lr);
+  }
+  opt.set_hparam("lr", 3e38);  // within float32
+  for (const char* arg : {"lr=nan", "lr=inf", "lr=1e308", "lr=-inf"}) {
+    auto [rc, out] = run_cli(fmt::format("run adamw --steps 2 --hparam {}", arg));
+    CAPTURE(out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "hyperparameter `lr`"));
+  }
+  for (const char* arg : {"lr=1e999", "lr=1e-400"}) {
+    auto [rc, out] = run_cli(fmt::format("run adamw --steps 2 --hparam {}", arg));
+    CAPTURE(out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "is out of range"));
+  }
+  auto [rc, out] = run_cli("run adamw --steps 2 --hparam lr=fast");
+  CHECK(contains(out, "is not a number"));
+}
+
+TEST_CASE("every stdlib optimizer stays finite on all-zero, tiny and denormal gradients (item 8)") {
+  Diagnostics d;
+  std::shared_ptr<Program> program(load_program({}, d));
+  REQUIRE(program->optimizers.size() > 30);
+  for (const auto& [name, _] : program->optimizers) {
+    for (float fill : {0.f, 1e-30f, 1e-42f, 1e-20f}) {
+      CAPTURE(name);
+      CAPTURE(fill);
+      Params p({{"w", {6, 5}}, {"b", {5}}}, fill);
+      Optimizer opt({name, "", ""}, p.descs);
+      for (int s = 0; s < 3; ++s) opt.step();
+      bool finite = true;
+      for (const auto& w : p.w)
+        for (float x : w) finite = finite && std::isfinite(x);
+      CHECK(finite);
+    }
+  }
+}
+
+TEST_CASE("two threads saving one optimizer to one path never collide (item 18)") {
+  auto dir = scratch("saves");
+  Params p({{"w", {16, 16}}});
+  Optimizer a({"adamw", "", ""}, p.descs);
+  a.step();
+  std::atomic<int> failures{0};
+  std::string first_error;
+  std::mutex mu;
+  auto saver = [&] {
+    for (int i = 0; i < 40; ++i) {
+      try {
+        a.save(dir + "/ck.safetensors");
+      } catch (const Error& e) {
+        std::lock_guard lock(mu);
+        if (failures++ == 0) first_error = e.what();
+      }
+    }
+  };
+  std::thread t1(saver), t2(saver);
+  t1.join();
+  t2.join();
+  CAPTURE(first_error);
+  CHECK(failures == 0);
+  Params q({{"w", {16, 16}}});
+  Optimizer b({"adamw", "", ""}, q.descs);
+  b.load(dir + "/ck.safetensors");
+  CHECK(b.read_state("w", "adapt.v") == a.read_state("w", "adapt.v"));
+  size_t files = 0;
+  for (auto& e : fs::directory_iterator(dir)) files += e.is_regular_file();
+  CHECK(files == 1);  // no temporary left behind
+  fs::remove_all(dir);
+}
+
+// ---- the kernel cache and the host compiler ----
+
+TEST_CASE("a truncated or altered kernel-cache entry is rebuilt, never mapped (item 2)") {
+  auto dir = scratch("cache");
+  ScopedEnv env("OPAL_CACHE_DIR", dir);
+  std::string src = emit_optimizer(*compile_spec({"lion", "", ""}), Target::Cpu);
+  HostCompileResult a = compile_host(src);
+  REQUIRE(a.module);
+  std::string path = a.path;
+  a.module.reset();
+  auto size = fs::file_size(path);
+  fs::resize_file(path, 5000);  // truncated in place
+  HostCompileResult b = compile_host(src);
+  REQUIRE(b.module);
+  CHECK_FALSE(b.from_cache);
+  CHECK(fs::file_size(path) == size);
+  b.module.reset();
+  {  // one instruction byte altered in the middle of the object
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(std::streamoff(size / 2));
+    char c = 0;
+    f.read(&c, 1);
+    f.seekp(std::streamoff(size / 2));
+    c = char(c ^ 0x5a);
+    f.write(&c, 1);
+  }
+  HostCompileResult c = compile_host(src);
+  REQUIRE(c.module);
+  CHECK_FALSE(c.from_cache);
+  c.module.reset();
+  HostCompileResult d = compile_host(src);
+  CHECK(d.from_cache);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a host compiler that hangs is stopped after OPAL_COMPILE_TIMEOUT, leaving nothing behind (item 6)") {
+  auto dir = scratch("hang");
+  std::string cc = write(dir + "/hanging-cc", "#!/bin/sh\nsleep 60\n", true);
+  ScopedEnv cache("OPAL_CACHE_DIR", dir + "/cache");
+  ScopedEnv cxx("OPAL_CXX", cc);
+  ScopedEnv limit("OPAL_COMPILE_TIMEOUT", "1");
+  auto begin = std::chrono::steady_clock::now();
+  HostCompileResult r = compile_host("extern \"C\" int f() { return 1; }  // hang test");
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  CHECK_FALSE(r.module);
+  CHECK(contains(r.error, "did not finish within 1 s"));
+  CHECK(contains(r.error, "OPAL_COMPILE_TIMEOUT"));
+  CHECK(took < 20);
+  CHECK(fs::is_empty(dir + "/cache"));
+  fs::remove_all(dir);
+}
+
+// ---- files ----
+
+TEST_CASE("directories and endless files are refused quickly (item 13)") {
+  auto dir = scratch("dirs");
+  for (const char* cmd : {"check", "ast"}) {
+    auto [rc, out] = run_cli(fmt::format("{} {}", cmd, dir));
+    CAPTURE(out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "is a directory"));
+  }
+  auto [rc, out] = run_cli("check /dev/zero");
+  CHECK(rc == 1);
+  CHECK(contains(out, "larger than the limit"));
+  CHECK(contains(error_of([] { read_safetensors("/dev/zero"); }), "not a valid safetensors file"));
+  CHECK(contains(error_of([&] { read_safetensors(dir); }), "is a directory"));
+  Params p({{"w", {2, 2}}});
+  Optimizer opt({"adamw", "", ""}, p.descs);
+  CHECK(contains(error_of([&] { opt.load("/dev/zero"); }), "cannot load checkpoint"));
+  // a header that declares more data than the limit is refused before it is read
+  std::string header = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,99999999999999]}})";
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i) bytes[i] = char((header.size() >> (8 * i)) & 0xff);
+  write(dir + "/big.safetensors", bytes + header);
+  CHECK(contains(error_of([&] { read_safetensors(dir + "/big.safetensors"); }), "the limit is"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("opal run and replay refuse zero and negative step counts (item 5)") {
+  for (const char* steps : {"0", "-3"}) {
+    auto [rc, out] = run_cli(fmt::format("run adamw --steps {}", steps));
+    CAPTURE(out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "--steps"));
+    CHECK(contains(out, "out of range"));
+  }
+}
+
+// ---- ablations ----
+
+namespace {
+ExpandedGrid tiny_grid(const std::string& dir) {
+  return load_grid(write(dir + "/g.opal", "grid t(lr = 0.01) { opt = { a: sign }  matrix: opt -> scale(lr)  sweep lr = values(0.01) }\n"));
+}
+
+RunRecord only_run(const AblateResult& r) {
+  REQUIRE(r.journal);
+  REQUIRE(r.journal->records().size() == 1);
+  return r.journal->records().begin()->second;
+}
+
+AblateOptions external(const std::string& dir, const std::string& script_body, double timeout = 60) {
+  AblateOptions o;
+  o.workload = "external:sh " + write(dir + "/trainer.sh", script_body);
+  o.out_dir = dir + "/out";
+  o.jobs = 1;
+  o.progress = false;
+  o.workload_options.timeout_s = timeout;
+  return o;
+}
+}  // namespace
+
+TEST_CASE("an external trainer's malformed output fails its run with the line, never the ablation (items 4, 16)") {
+  struct Case {
+    const char* output;
+    const char* why;
+  };
+  for (const Case& c : {Case{R"({"step": 1, "loss": 1.0, "diverged": "no"})", "`diverged` is \"no\", not true or false"},
+                        Case{R"({"step": 1})", "has a `step` but no `loss` or `val_loss`"},
+                        Case{R"({"step": 1e300, "loss": 1.0})", "`step` is 1e+300, not a whole number"},
+                        Case{R"({"step": "one", "loss": 1.0})", "`step` is \"one\""},
+                        Case{R"({"step": 2, "loss": "low"})", "`loss` is \"low\", not a number"}}) {
+    CAPTURE(c.output);
+    auto dir = scratch("malformed");
+    AblateResult r = run_ablation(tiny_grid(dir), external(dir, fmt::format("echo 'not json'\necho '{}'\n", c.output)));
+    RunRecord run = only_run(r);
+    CHECK(run.status == "failed");
+    CHECK(contains(run.error, "output line 2"));
+    CHECK(contains(run.error, c.why));
+    fs::remove_all(dir);
+  }
+}
+
+TEST_CASE("an external trainer that hangs is stopped after --run-timeout and recorded as failed (item 6)") {
+  auto dir = scratch("hangs");
+  auto begin = std::chrono::steady_clock::now();
+  AblateResult r = run_ablation(tiny_grid(dir), external(dir, "echo '{\"step\": 1, \"loss\": 2.0}'\nsleep 60\n", 1));
+  double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  RunRecord run = only_run(r);
+  CHECK(run.status == "failed");
+  CHECK(contains(run.error, "did not finish within 1 s"));
+  CHECK(took < 20);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("an output folder that cannot be used is a clear error (item 4)") {
+  auto dir = scratch("outdir");
+  ExpandedGrid g = tiny_grid(dir);
+  AblateOptions o;
+  o.workload = "linreg";
+  o.progress = false;
+  o.jobs = 1;
+  write(dir + "/a-file", "x");
+  o.out_dir = dir + "/a-file";
+  CHECK(contains(error_of([&] { run_ablation(g, o); }), "a file of that name is in the way"));
+  fs::create_directories(dir + "/out");
+  write(dir + "/out/cells", "x");
+  o.out_dir = dir + "/out";
+  CHECK(contains(error_of([&] { run_ablation(g, o); }), "/out/cells"));
+  o.out_dir = "/proc/opal-cannot-be-here";
+  CHECK(contains(error_of([&] { run_ablation(g, o); }), "cannot use `/proc/opal-cannot-be-here`"));
+  for (std::string bad : {dir + "/a-file", std::string("/proc/opal-cannot-be-here")}) {
+    auto [rc, out] = run_cli(fmt::format("ablate {} -o {} --workload linreg --no-progress", dir + "/g.opal", bad));
+    CAPTURE(out);
+    CHECK(rc == 1);
+    CHECK(contains(out, "error: cannot use"));
+  }
+  fs::remove_all(dir);
+}
+
+// ---- SOAP's canonical eigenbasis ----
+
+TEST_CASE("the canonical null-space basis depends on the matrix alone, and costs matrix products (item 20)") {
+  // a rank-40 factor of size 300: a 260-dimensional null space, over several blocks of rows
+  const long long n = 300, rank = 40;
+  using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+  std::mt19937_64 rng(3);
+  std::normal_distribution<double> normal;
+  MatD G(n, rank);
+  for (long long i = 0; i < G.size(); ++i) G.data()[i] = normal(rng);
+  G.row(7).setZero();  // e_7 lies in the null space, as a row that got no gradient
+  MatD L = G * G.transpose();
+  Eigen::SelfAdjointEigenSolver<MatD> es(L);
+  MatD V = es.eigenvectors();
+  Eigen::VectorXd lam = es.eigenvalues();
+  // the same null space in another basis, as another solver might return it
+  const long long k = n - rank;
+  MatD R(k, k);
+  for (long long i = 0; i < R.size(); ++i) R.data()[i] = normal(rng);
+  MatD Q = Eigen::HouseholderQR<MatD>(R).householderQ();
+  MatD V2 = V;
+  V2.leftCols(k) = V.leftCols(k) * Q;
+  std::vector<double> a_vals(n), a_vecs(n * n), b_vals(n), b_vecs(n * n);
+  cpu::canonicalize_eigh(n, lam.data(), V.data(), false, a_vals.data(), a_vecs.data());
+  cpu::canonicalize_eigh(n, lam.data(), V2.data(), false, b_vals.data(), b_vecs.data());
+  double worst = 0;
+  for (long long i = 0; i < n * n; ++i) worst = std::max(worst, std::abs(a_vecs[i] - b_vecs[i]));
+  CHECK(worst < 1e-9);
+  Eigen::Map<MatD> A(a_vecs.data(), n, n);
+  CHECK((A.transpose() * A - MatD::Identity(n, n)).cwiseAbs().maxCoeff() < 1e-10);
+  // Gram-Schmidt of P e_0, P e_1, ...: the first null vector is P e_0 normalized, and e_7 (in
+  // the null space) is reached exactly where the process meets it
+  MatD N = A.leftCols(k);
+  MatD P = N * N.transpose();
+  Eigen::VectorXd first = P.col(0) / P.col(0).norm();
+  CHECK((N.col(0) - first).cwiseAbs().maxCoeff() < 1e-10);
+  CHECK(std::abs((P.col(7)).norm() - 1.0) < 1e-10);
+}
+
+}  // TEST_SUITE

@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "compiler/codegen/disk_cache.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -147,17 +148,7 @@ void Journal::append(const RunRecord& r) {
     throw IoError(fmt::format("cannot append to the journal `{}`: {}{}; the runs journaled so far are kept: start `opal ablate` again to resume", path_,
                               std::strerror(err), err == ENOSPC || err == EDQUOT ? " (the disk is full)" : ""));
   };
-  const char* p = line.data();
-  size_t left = line.size();
-  while (left > 0) {
-    ssize_t w = ::write(fd_, p, left);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      fail(errno);
-    }
-    p += w;
-    left -= size_t(w);
-  }
+  if (int err = write_fully(fd_, line)) fail(err);
   if (::fsync(fd_) != 0) fail(errno);
   records_[r.key] = r;
 }

@@ -15,6 +15,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "compiler/codegen/disk_cache.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -220,17 +221,10 @@ void write_file_atomically(const std::string& path, std::string_view bytes) {
   std::string tmp = fmt::format("{}.tmp.{}.{}", path, getpid(), serial.fetch_add(1));
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) throw IoError(fmt::format("cannot write `{}`: {}", tmp, std::strerror(errno)));
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      throw IoError(fmt::format("cannot write `{}`: {}", tmp, std::strerror(err)));
-    }
-    done += size_t(w);
+  if (int err = write_fully(fd, bytes)) {
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    throw IoError(fmt::format("cannot write `{}`: {}", tmp, std::strerror(err)));
   }
   if (::fsync(fd) != 0 || ::close(fd) != 0) {
     ::unlink(tmp.c_str());

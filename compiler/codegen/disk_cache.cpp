@@ -3,6 +3,8 @@
 
 #include <unistd.h>
 
+#include <cerrno>
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -70,6 +72,19 @@ std::optional<std::string> cache_read(const std::string& path, const std::string
   if (in.gcount() != std::streamsize(payload.size()) || in.peek() != std::char_traits<char>::eof()) return std::nullopt;
   if (content_hash(payload) != hash) return std::nullopt;
   return payload;
+}
+
+int write_fully(int fd, std::string_view bytes) {
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    done += size_t(w);
+  }
+  return 0;
 }
 
 }  // namespace opal

@@ -4,6 +4,7 @@
 #pragma once
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace opal {
 
@@ -20,5 +21,9 @@ std::string cache_write(const std::string& path, const std::string& key, const s
 // The payload stored under `path` for `key`; nullopt when the file is missing, truncated,
 // corrupt or written for another key (the caller recompiles and overwrites it).
 std::optional<std::string> cache_read(const std::string& path, const std::string& key);
+
+// Writes all of `bytes` to an open file descriptor (retrying short and interrupted writes).
+// Returns 0, or the errno of the write that failed (ENOSPC for a full disk).
+int write_fully(int fd, std::string_view bytes);
 
 }  // namespace opal

@@ -32,6 +32,7 @@
 #include "runtime/safetensors.h"
 
 #include "error_of.h"
+#include "run_cli.h"
 
 using namespace opal;
 namespace fs = std::filesystem;
@@ -51,17 +52,17 @@ std::string write(const std::string& path, const std::string& text, bool executa
   return path;
 }
 
-std::pair<int, std::string> run_cli(const std::string& args) {
-  std::string cmd = std::string(OPAL_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int rc = pclose(p);
-  return {WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc), out};
-}
-
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// `opal ARGS` exits 1 with every one of `words` in its output.
+void cli_fails(const std::string& args, std::initializer_list<const char*> words) {
+  auto res = run_cli(args);
+  std::string out = res.second;
+  CAPTURE(args);
+  CAPTURE(out);
+  CHECK(res.first == 1);
+  for (const char* w : words) CHECK(contains(out, w));
+}
 
 // Sets an environment variable for a scope.
 struct ScopedEnv {
@@ -224,25 +225,9 @@ TEST_CASE("non-finite and out-of-range hyperparameters are refused (item 12)") {
     CHECK(opt.hparam("lr") == lr);
   }
   opt.set_hparam("lr", 3e38);  // within float32
-  for (const char* arg : {"lr=nan", "lr=inf", "lr=1e308", "lr=-inf"}) {
-    auto res = run_cli(fmt::format("run adamw --steps 2 --hparam {}", arg));
-    int rc = res.first;
-    std::string out = res.second;
-    CAPTURE(out);
-    CHECK(rc == 1);
-    CHECK(contains(out, "hyperparameter `lr`"));
-  }
-  for (const char* arg : {"lr=1e999", "lr=1e-400"}) {
-    auto res = run_cli(fmt::format("run adamw --steps 2 --hparam {}", arg));
-    int rc = res.first;
-    std::string out = res.second;
-    CAPTURE(out);
-    CHECK(rc == 1);
-    CHECK(contains(out, "is out of range"));
-  }
-  auto res = run_cli("run adamw --steps 2 --hparam lr=fast");
-  CHECK(res.first == 1);
-  CHECK(contains(res.second, "is not a number"));
+  for (const char* arg : {"lr=nan", "lr=inf", "lr=1e308", "lr=-inf"}) cli_fails(fmt::format("run adamw --steps 2 --hparam {}", arg), {"hyperparameter `lr`"});
+  for (const char* arg : {"lr=1e999", "lr=1e-400"}) cli_fails(fmt::format("run adamw --steps 2 --hparam {}", arg), {"is out of range"});
+  cli_fails("run adamw --steps 2 --hparam lr=fast", {"is not a number"});
 }
 
 TEST_CASE("every stdlib optimizer stays finite on all-zero, tiny and denormal gradients (item 8)") {
@@ -354,19 +339,8 @@ TEST_CASE("a host compiler that hangs is stopped after OPAL_COMPILE_TIMEOUT, lea
 
 TEST_CASE("directories and endless files are refused quickly (item 13)") {
   auto dir = scratch("dirs");
-  for (const char* cmd : {"check", "ast"}) {
-    auto res = run_cli(fmt::format("{} {}", cmd, dir));
-    int rc = res.first;
-    std::string out = res.second;
-    CAPTURE(out);
-    CHECK(rc == 1);
-    CHECK(contains(out, "is a directory"));
-  }
-  auto res = run_cli("check /dev/zero");
-  int rc = res.first;
-  std::string out = res.second;
-  CHECK(rc == 1);
-  CHECK(contains(out, "larger than the limit"));
+  for (const char* cmd : {"check", "ast"}) cli_fails(fmt::format("{} {}", cmd, dir), {"is a directory"});
+  cli_fails("check /dev/zero", {"larger than the limit"});
   CHECK(contains(error_of([] { read_safetensors("/dev/zero"); }), "not a valid safetensors file"));
   CHECK(contains(error_of([&] { read_safetensors(dir); }), "is a directory"));
   Params p({{"w", {2, 2}}});
@@ -382,15 +356,8 @@ TEST_CASE("directories and endless files are refused quickly (item 13)") {
 }
 
 TEST_CASE("opal run and replay refuse zero and negative step counts (item 5)") {
-  for (const char* steps : {"0", "-3"}) {
-    auto res = run_cli(fmt::format("run adamw --steps {}", steps));
-    int rc = res.first;
-    std::string out = res.second;
-    CAPTURE(out);
-    CHECK(rc == 1);
-    CHECK(contains(out, "--steps"));
-    CHECK(contains(out, "out of range"));
-  }
+  cli_fails("replay adamw --init x --grads y --steps 0 -o z", {"--steps 0 is out of range"});
+  for (const char* steps : {"0", "-3"}) cli_fails(fmt::format("run adamw --steps {}", steps), {"--steps", "out of range"});
 }
 
 // ---- ablations ----
@@ -466,14 +433,8 @@ TEST_CASE("an output folder that cannot be used is a clear error (item 4)") {
   CHECK(contains(error_of([&] { run_ablation(g, o); }), "/out/cells"));
   o.out_dir = "/proc/opal-cannot-be-here";
   CHECK(contains(error_of([&] { run_ablation(g, o); }), "cannot use `/proc/opal-cannot-be-here`"));
-  for (std::string bad : {dir + "/a-file", std::string("/proc/opal-cannot-be-here")}) {
-    auto res = run_cli(fmt::format("ablate {} -o {} --workload linreg --no-progress", dir + "/g.opal", bad));
-    int rc = res.first;
-    std::string out = res.second;
-    CAPTURE(out);
-    CHECK(rc == 1);
-    CHECK(contains(out, "error: cannot use"));
-  }
+  for (std::string bad : {dir + "/a-file", std::string("/proc/opal-cannot-be-here")})
+    cli_fails(fmt::format("ablate {} -o {} --workload linreg --no-progress", dir + "/g.opal", bad), {"error: cannot use"});
   fs::remove_all(dir);
 }
 

@@ -15,21 +15,9 @@
 #include "runtime/replay.h"
 
 #include "error_of.h"
+#include "run_cli.h"
 
 using namespace opal;
-
-namespace {
-// Runs the opal binary; returns (exit code, stdout+stderr).
-std::pair<int, std::string> run_cli(const std::string& args) {
-  std::string cmd = std::string(OPAL_BINARY) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
-  int rc = pclose(p);
-  return {WEXITSTATUS(rc), out};
-}
-}  // namespace
 
 TEST_SUITE("runtime") {
 TEST_CASE("routes: name patterns first, then shape classes, through delegation") {

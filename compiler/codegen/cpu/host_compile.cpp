@@ -194,23 +194,13 @@ std::string io_hint(int err) {
   return "set OPAL_CACHE_DIR to a writable folder";
 }
 
-// Writes all of `bytes` to `path` (created), or returns errno.
+// Writes all of `bytes` to `path` (opened with `flags`), or returns errno.
 int write_all(const std::string& path, const std::string& bytes, int flags) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC | flags, 0644);
   if (fd < 0) return errno;
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      int err = errno;
-      ::close(fd);
-      return err;
-    }
-    done += size_t(w);
-  }
-  if (::close(fd) != 0) return errno;
-  return 0;
+  int err = write_fully(fd, bytes);
+  if (::close(fd) != 0 && !err) err = errno;
+  return err;
 }
 
 }  // namespace

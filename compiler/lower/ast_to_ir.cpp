@@ -5,6 +5,7 @@
 #include "compiler/lower/lowerer.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <map>
 #include <numbers>
@@ -206,6 +207,10 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
     } else if (!eval_constant(*prm.default_value, v)) {
       diags.report(DiagKind::TypeMismatch, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` must be a number", prm.name),
                    "hyperparameters are runtime scalars; compute derived values in the route's arguments");
+    } else if (!(std::abs(v) <= double(FLT_MAX))) {
+      diags.report(DiagKind::InvalidNumber, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` ({:g}) is out of range", prm.name, v),
+                   "the kernels compute in float32: values up to about 3.4e38 in magnitude");
+      v = 0;
     }
     out.hparams.push_back(prm.name);
     out.defaults.push_back(v);

@@ -228,6 +228,10 @@ TEST_CASE("non-finite and out-of-range hyperparameters are refused (item 12)") {
   for (const char* arg : {"lr=nan", "lr=inf", "lr=1e308", "lr=-inf"}) cli_fails(fmt::format("run adamw --steps 2 --hparam {}", arg), {"hyperparameter `lr`"});
   for (const char* arg : {"lr=1e999", "lr=1e-400"}) cli_fails(fmt::format("run adamw --steps 2 --hparam {}", arg), {"is out of range"});
   cli_fails("run adamw --steps 2 --hparam lr=fast", {"is not a number"});
+  // and a spec's default
+  std::string e = error_of([] { compile_spec({"optimizer o(lr = 1e300) { other: scale(lr) }", "", ""}); });
+  CHECK(contains(e, "the default of hyperparameter `lr` (1e+300) is out of range"));
+  CHECK(contains(e, "1:18"));
 }
 
 TEST_CASE("every stdlib optimizer stays finite on all-zero, tiny and denormal gradients (item 8)") {

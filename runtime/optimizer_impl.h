@@ -1,0 +1,91 @@
+// The private state of opal::Optimizer, shared by its two halves: runtime/optimizer.cpp
+// (routing, buffers, access) and runtime/step.cpp (the step loop). Not an interface.
+#pragma once
+#include <atomic>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "runtime/backend.h"
+#include "runtime/error.h"
+#include "runtime/optimizer.h"
+
+namespace opal {
+
+struct Optimizer::Impl {
+  // A buffer of the backend's memory, in floats.
+  struct Buffer {
+    float* p = nullptr;
+    size_t n = 0;
+  };
+  struct Tensor {
+    ParamDesc desc;
+    long long rows = 1, cols = 1;
+    Buffer owned_w, owned_g;
+    std::vector<Buffer> slots;
+    std::vector<Buffer> scratch;
+    std::vector<float*> bufs;
+    size_t route = 0;
+    int64_t t = 0;     // the steps this parameter took part in
+    unsigned chk = 0;  // non-finite probe flags of the last checked step
+    std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
+    std::vector<std::vector<float>> saved_slots;
+    size_t numel() const { return size_t(rows * cols); }
+  };
+  struct RouteExec {
+    std::vector<size_t> tensors;
+    std::vector<KernelTensor> table;
+  };
+  std::unique_ptr<Backend> backend;
+  std::vector<Tensor> tensors;
+  std::map<std::string, size_t> by_name;
+  std::vector<RouteExec> routes;
+  std::vector<double> uniforms;  // [t, hp...], the layout of `opal_uniforms_t`
+  bool diagnostics = false;
+  NonFinitePolicy nonfinite = NonFinitePolicy::Off;
+  std::shared_ptr<const Executable> checked;  // the kernels with fused non-finite checks
+  std::vector<NonFiniteEvent> events;
+  int64_t skipped = 0;
+  std::vector<UpdateStats> stats;
+  std::vector<std::vector<float>> before;
+  std::atomic<bool> stepping{false};  // a step() is running (on some thread)
+  bool rebound = true;                // memory was (re)bound since the last aliasing check
+
+  ~Impl() {
+    for (auto& t : tensors) {
+      for (Buffer* b : {&t.owned_w, &t.owned_g})
+        if (b->p) backend->release(b->p);
+      for (auto& b : t.slots) backend->release(b.p);
+      for (auto& b : t.scratch) backend->release(b.p);
+    }
+  }
+
+  Buffer alloc(size_t n) { return {backend->alloc(n), n}; }
+
+  // The named parameter; NotFoundError with "did you mean" when there is none.
+  Tensor& get(const std::string& name);
+
+  // The position of a state slot in a tensor's slot list; NotFoundError when it has none.
+  size_t slot_index(const CompiledOptimizer& co, const Tensor& t, const std::string& slot) const {
+    const auto& slots = co.routes[t.route].plan.graph.slots;
+    for (size_t i = 0; i < slots.size(); ++i)
+      if (slots[i].name == slot) return i;
+    throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", t.desc.name, slot));
+  }
+
+  // Host views of backend memory exist only on host backends.
+  void need_host(const std::string& what) const {
+    if (!backend->host_memory())
+      throw Error(fmt::format("{} lives on {}, not in host memory: copy it with read_param/read_state and write_param/write_state", what,
+                              backend->describe()));
+  }
+
+  // Starts slot i of t over as the spec initializes it.
+  void reset_slot(const CompiledOptimizer& co, Tensor& t, size_t i);
+};
+
+
+}  // namespace opal

@@ -418,6 +418,9 @@ TEST_CASE("an external trainer that hangs is stopped after --run-timeout and rec
   CHECK(run.status == "failed");
   CHECK(contains(run.error, "did not finish within 1 s"));
   CHECK(took < 20);
+  for (const char* bad : {"0", "-5", "nan"})
+    cli_fails(fmt::format("ablate {} -o {}/o2 --workload 'external:sh {}/trainer.sh' --run-timeout {} --no-progress", dir + "/g.opal", dir, dir, bad),
+              {"--run-timeout must be a positive number of seconds"});
   fs::remove_all(dir);
 }
 

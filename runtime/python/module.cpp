@@ -100,6 +100,10 @@ PYBIND11_MODULE(_opal, m) {
       },
       py::arg("spec"), "Checks every declaration of a spec (name, path or text); raises SpecError, returns warnings.");
 
+  m.def(
+      "check_hparam_value", [](const std::string& name, double value) { Optimizer::check_hparam_value(name, value); }, py::arg("name"), py::arg("value"),
+      "Raises OpalError unless the value is finite and within float32's range (the runtime's own rule).");
+
   py::class_<Compiled>(m, "Compiled")
       .def(py::init([](const std::string& spec, const std::string& optimizer) { return Compiled{build_executable({spec, optimizer, ""})}; }),
            py::arg("spec"), py::arg("optimizer") = "")

@@ -10,7 +10,6 @@ directly: no copies. state_dict() keys state by parameter name and slot name and
 torch.save / torch.load.
 """
 import difflib
-import math
 import threading
 import warnings
 
@@ -23,8 +22,6 @@ __all__ = ["Optimizer"]
 # PyTorch's names for hyperparameters Opal specs call otherwise.
 _ALIASES = {"weight_decay": "wd", "momentum": "b1"}
 _GROUP_KEYS = ("params", "param_names", "opal")
-_FLOAT32_MAX = 3.4028234663852886e38
-_MAX_STEP = 2 ** 53
 # Tells autograd that a tensor changed in place (torch >= 2.x; absent in 1.13).
 _bump_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
 
@@ -50,11 +47,23 @@ def _check_hparam(name, value, where):
     if isinstance(value, bool) or not isinstance(value, (int, float)) and not (isinstance(value, torch.Tensor) and value.numel() == 1):
         raise TypeError(f"{where}: hyperparameter `{name}` is {value!r} ({type(value).__name__}), not a number")
     v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{where}: hyperparameter `{name}` is {v}; it must be a finite number")
-    if abs(v) > _FLOAT32_MAX:
-        raise ValueError(f"{where}: hyperparameter `{name}` = {v:g} is out of range (the kernels compute in float32, up to {_FLOAT32_MAX:g})")
+    try:
+        _opal.check_hparam_value(name, v)
+    except _opal.OpalError as e:
+        raise ValueError(f"{where}: {e}") from None
     return v
+
+
+def _shared(named, seen):
+    """The first (earlier name, name) of `named` (name, tensor) pairs whose tensor's memory
+    starts where an earlier one's does (the same tensor twice), recording into `seen`; or None.
+    Overlaps that start elsewhere are the runtime's to find (runtime/step.cpp)."""
+    for n, p in named:
+        key = (p.device, p.data_ptr())
+        if key in seen:
+            return seen[key], n
+        seen[key] = n
+    return None
 
 
 def _hint(name, candidates):
@@ -87,7 +96,7 @@ class Optimizer(torch.optim.Optimizer):
         self._spec = str(spec)
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []
-        self._shapes = []  # per group: each parameter's shape, dtype and device when it was added
+        self._shapes = []  # per group: each parameter's shape and device when it was added (its dtype is float32)
         self._unnamed = 0
         defaults = dict(self._compiled.hparams)
         defaults.update(self._normalize(hparams, "Optimizer()"))
@@ -150,11 +159,9 @@ class Optimizer(torch.optim.Optimizer):
             self._check_tensor(n, p)
         seen = {}
         for g in self.param_groups + [group]:
-            for n, p in zip(g["param_names"], g["params"]):
-                other = seen.get(id(p)) or seen.get(("ptr", p.device, p.data_ptr()))
-                if other is not None:
-                    raise ValueError(f"parameters `{other}` and `{n}` are the same tensor: each would be stepped twice; give every tensor once")
-                seen[id(p)] = seen[("ptr", p.device, p.data_ptr())] = n
+            pair = _shared(zip(g["param_names"], g["params"]), seen)
+            if pair:
+                raise ValueError(f"parameters `{pair[0]}` and `{pair[1]}` are the same tensor: each would be stepped twice; give every tensor once")
         super().add_param_group(group)
         group = self.param_groups[-1]
         devices = {p.device for p in group["params"]}
@@ -167,7 +174,7 @@ class Optimizer(torch.optim.Optimizer):
             engine.set_hparam(k, float(group[k]))
         engine.nonfinite = self._nonfinite
         self._engines.append(engine)
-        self._shapes.append([(tuple(p.shape), p.dtype, p.device) for p in group["params"]])
+        self._shapes.append([(tuple(p.shape), p.device) for p in group["params"]])
         for n, p in zip(group["param_names"], group["params"]):
             self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
 
@@ -223,17 +230,13 @@ class Optimizer(torch.optim.Optimizer):
         where = f"step (parameter group {index})"
         hps = {k: _check_hparam(k, group[k], where) for k in engine.hparam_names}
         data, grads, keep = [], [], []
-        for n, p, (shape, dtype, device) in zip(group["param_names"], group["params"], self._shapes[index]):
+        for n, p, (shape, device) in zip(group["param_names"], group["params"], self._shapes[index]):
             self._check_tensor(n, p)
             if tuple(p.shape) != shape:
                 raise ValueError(f"parameter `{n}` has shape {list(p.shape)} now, but the optimizer was built for {list(shape)}; "
                                  "its state has that shape: build a new optimizer (or load_state_dict into one) for the new shape")
             if p.device != device:
                 raise ValueError(f"parameter `{n}` is on {p.device} now, but the optimizer was built for {device}; build a new optimizer there")
-            key = (p.device, p.data_ptr())
-            if key in seen:
-                raise ValueError(f"parameters `{seen[key]}` and `{n}` share their memory now: each would be stepped twice")
-            seen[key] = n
             g = p.grad
             if g is None:
                 grads.append(0)
@@ -249,6 +252,9 @@ class Optimizer(torch.optim.Optimizer):
                     keep.append(g)
                 grads.append(g.data_ptr())
             data.append(p.data_ptr())
+        pair = _shared(zip(group["param_names"], group["params"]), seen)
+        if pair:
+            raise ValueError(f"parameters `{pair[0]}` and `{pair[1]}` share their memory now: each would be stepped twice")
         stream = 0
         if group["params"] and group["params"][0].device.type == "cuda":
             stream = torch.cuda.current_stream(group["params"][0].device).cuda_stream

@@ -25,6 +25,7 @@
 #include "compiler/codegen/cpu/host_compile.h"
 #include "compiler/pipeline.h"
 #include "runtime/backend.h"
+#include "runtime/checkpoint.h"
 #include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
 #include "runtime/executable.h"
@@ -185,6 +186,17 @@ TEST_CASE("step counts are per parameter: a step without gradients counts nothin
   CHECK(back.step_count() == 4);
   fs::remove_all(dir);
   CHECK(contains(error_of([&] { opt.set_step_count("w", int64_t(1) << 60); }), "2^53"));
+  // a checkpoint's per-parameter count that is not a whole number from 0 to 2^53 is refused
+  for (const char* bad : {"-1", "\"3\"", "1.5", "1152921504606846976"}) {
+    CAPTURE(bad);
+    SafetensorsFile f = checkpoint_of(opt);
+    std::string& table = f.metadata.at("opal.params");
+    size_t at = table.find("\"step\":");
+    REQUIRE(at != std::string::npos);
+    size_t end = table.find_first_of(",}", at);
+    table.replace(at, end - at, std::string("\"step\":") + bad);
+    CHECK(contains(error_of([&] { prepare_load(opt, f, "edited"); }), "step count that is not a whole number"));
+  }
 }
 
 TEST_CASE("a second concurrent step() of one optimizer is refused and changes nothing (item 7)") {

@@ -14,7 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "compiler/codegen/disk_cache.h"
+#include "support/disk_cache.h"
 #include "runtime/error.h"
 
 namespace opal {

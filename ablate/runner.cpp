@@ -1,8 +1,9 @@
 // The ablation engine: cell compilation and deduplication, the per-cell hyperparameter search,
 // the thread pool, the journal and the progress line.
+#include "driver/build.h"
 #include "ablate/runner.h"
 
-#include "compiler/codegen/disk_cache.h"
+#include "support/disk_cache.h"
 
 #include <omp.h>
 #include <unistd.h>

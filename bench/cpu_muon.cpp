@@ -11,6 +11,7 @@
 
 #include <Eigen/Dense>
 
+#include "driver/build.h"
 #include "runtime/optimizer.h"
 
 namespace {
@@ -45,7 +46,7 @@ int main() {
     double a = double(std::min(shapes[i][0], shapes[i][1])), b = double(std::max(shapes[i][0], shapes[i][1]));
     flops += 5 * (2 * a * a * b + 2 * a * a * a + 2 * a * a * b);  // gram, A^2, B X per step
   }
-  opal::Optimizer opt({"paper_muon", "", ""}, params);
+  opal::Optimizer opt(build_executable(SpecRef{"paper_muon", "", ""}), params);
   opt.set_hparam("warmup", 0);
   opt.step();
   double t_opal = median_ms([&] { opt.step(); }, 5);
@@ -83,7 +84,7 @@ int main() {
   std::vector<std::vector<float>> w2(2, std::vector<float>(768 * 768, 0.01f)), g2(2, std::vector<float>(768 * 768));
   for (auto& gg : g2)
     for (size_t k = 0; k < gg.size(); ++k) gg[k] = float((k * 40503u) % 977) * 1e-6f - 5e-4f;
-  opal::Optimizer soap({"paper_soap10", "", ""}, {{"blocks.0.a", {768, 768}, w2[0].data(), g2[0].data()}, {"blocks.0.b", {768, 768}, w2[1].data(), g2[1].data()}});
+  opal::Optimizer soap(build_executable(SpecRef{"paper_soap10", "", ""}), {{"blocks.0.a", {768, 768}, w2[0].data(), g2[0].data()}, {"blocks.0.b", {768, 768}, w2[1].data(), g2[1].data()}});
   soap.set_hparam("warmup", 0);
   for (int i = 0; i < 10; ++i) soap.step();  // past the step-1 refresh
   auto a = std::chrono::steady_clock::now();

@@ -8,6 +8,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "driver/build.h"
 #include "ablate/grid_file.h"
 #include "ablate/report.h"
 #include "ablate/runner.h"
@@ -16,9 +17,9 @@
 #include "lang/parser.h"
 #include "runtime/error.h"
 #include "runtime/executable.h"
-#include "runtime/replay.h"
-#include "runtime/routes.h"
-#include "runtime/toy_problem.h"
+#include "driver/replay.h"
+#include "driver/routes.h"
+#include "driver/toy_problem.h"
 
 #ifndef OPAL_VERSION
 #define OPAL_VERSION "0.1.0"
@@ -270,8 +271,9 @@ int main(int argc, char** argv) {
       SafetensorsFile pf = read_safetensors(params_path);
       std::vector<ParamDesc> params;
       for (const auto& [name, t] : pf.tensors) params.push_back({name, t.shape, nullptr, nullptr});
-      Optimizer opt(ref, params);
-      std::fputs(format_routes(describe_routes(opt)).c_str(), stdout);
+      auto compiled = compile_spec(ref);
+      Optimizer opt(build_executable(compiled), params);
+      std::fputs(format_routes(describe_routes(opt, *compiled)).c_str(), stdout);
       return 0;
     }
     if (*run) return cmd_run(ref, cfg, hps);

@@ -5,7 +5,8 @@
 
 #include <fmt/format.h>
 
-#include "compiler/check.h"
+#include "compiler/exec/describe.h"
+#include "support/check.h"
 #include "compiler/passes/dce.h"
 #include "compiler/passes/expand_macros.h"
 #include "compiler/passes/fold_constants.h"
@@ -17,7 +18,7 @@
 namespace opal {
 
 const std::vector<std::string>& pass_names() {
-  static const std::vector<std::string> names = {"lower", "expand", "fold", "dce", "fuse", "memory"};
+  static const std::vector<std::string> names = {"lower", "expand", "fold", "dce", "fuse", "memory", "describe"};
   return names;
 }
 
@@ -86,6 +87,10 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
                    fmt::format("hyperparameter `{}` of `{}` is never used", out.hparams[i], decl.name),
                    "remove it, or pass it to a stage: sweeping it would change nothing");
   if (diags.error_count() > errors_before) return std::nullopt;
+  if (want("describe")) {  // the executable description: what the runtime will run
+    exec::Description d = describe(out);
+    for (size_t r = 0; r < d.routes.size(); ++r) dumps->push_back({d.routes[r].label, "describe", exec::print_route(d, r), true});
+  }
   return out;
 }
 

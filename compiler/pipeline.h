@@ -28,7 +28,7 @@ struct CompiledOptimizer {
 };
 
 // Graph passes in order; `fuse` and `memory` follow them and produce the plan.
-const std::vector<std::string>& pass_names();  // lower, expand, fold, dce, fuse, memory
+const std::vector<std::string>& pass_names();  // lower, expand, fold, dce, fuse, memory, describe
 
 struct PassDump {
   std::string route;

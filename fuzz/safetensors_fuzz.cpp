@@ -7,6 +7,7 @@
 #include <memory>
 #include <string>
 
+#include "driver/build.h"
 #include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
@@ -17,7 +18,7 @@ namespace {
 // Never destroyed: unloading its kernel module at exit would unmap the libgomp that module
 // pulled into this (libomp-linked, clang) process and turn libgomp's allocations into leaks.
 opal::Optimizer& optimizer() {
-  static opal::Optimizer* opt = new opal::Optimizer(opal::SpecRef{"adamw", "", OPAL_SOURCE_STDLIB}, {{"w", {4, 3}}, {"b", {3}}});
+  static opal::Optimizer* opt = new opal::Optimizer(opal::build_executable(opal::SpecRef{"adamw", "", OPAL_SOURCE_STDLIB}), {{"w", {4, 3}}, {"b", {3}}});
   return *opt;
 }
 

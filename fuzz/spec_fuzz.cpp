@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
 #include "compiler/lower/ast_to_ir.h"
 #include "compiler/pipeline.h"

@@ -4,13 +4,16 @@
 // memory, kernels from NVRTC, cuBLAS and cuSOLVER), which lives in a plugin (libopal_cuda.so)
 // so that builds and processes without a GPU never load the CUDA libraries.
 //
-// This header is all the plugin shares with the core: plain data and one abstract class.
+// This header and the executable description's plain data are all the plugin shares with the
+// core: plain data and one abstract class.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "compiler/exec/description.h"
 
 namespace opal {
 
@@ -48,8 +51,16 @@ struct GemmBatch {
   std::vector<float*> C;
 };
 
+// One tensor's view of a library call: its buffer table, its size, and the registers of its
+// route's host scalar program for this step (scalar operands: exec::Operand::reg).
+struct CallTensor {
+  float* const* bufs;
+  long long rows, cols;
+  const double* regs;
+};
+
 // Increased whenever this interface changes: a plugin built against another one is refused.
-inline constexpr int kBackendAbi = 1;
+inline constexpr int kBackendAbi = 2;
 
 class Backend {
  public:
@@ -76,8 +87,10 @@ class Backend {
   virtual void launch(const KernelModule& m, size_t symbol_index, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n,
                       const double* uniforms, size_t n_uniforms) = 0;
 
-  // Matrix work on backend memory. Each returns false where this backend has no
-  // implementation; the runtime then runs the host one on copies.
+  // Matrix work on backend memory. run_call runs a whole library call for `n` tensors; false
+  // where the backend leaves it to the runtime's generic path (runtime/library_calls.h), which
+  // uses gemm and eigh where they return true, and the host implementation on copies otherwise.
+  virtual bool run_call(const exec::LibraryCall& call, const CallTensor* tensors, size_t n) { return false; }
   virtual bool gemm(const GemmBatch& b) = 0;
   // Symmetric eigendecompositions of n x n matrices (read as symmetrized), in double: values
   // ascending into `values` (count * n) and eigenvectors as columns, row-major, into `vectors`

@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "compiler/codegen/disk_cache.h"
+#include "support/disk_cache.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 
@@ -58,11 +58,6 @@ std::string checksum(const SafetensorsFile& f) {
 
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
-// The source text of the file that declares the optimizer (the spec a person wrote).
-std::string spec_text(const CompiledOptimizer& co) {
-  return co.decl && co.decl->loc.file ? co.decl->loc.file->text() : std::string();
-}
-
 }  // namespace
 
 std::string LoadReport::summary() const {
@@ -75,10 +70,7 @@ std::string LoadReport::summary() const {
   return s;
 }
 
-std::string program_hash(const Optimizer& opt) {
-  const auto& co = opt.compiled();
-  return content_hash(fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), emit_optimizer(co, Target::Cpu, false)));  // the same on every device
-}
+std::string program_hash(const Optimizer& opt) { return opt.description().fingerprint; }
 
 SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opts) {
   SafetensorsFile f;
@@ -98,9 +90,9 @@ SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opt
   json hp = json::object();
   for (const auto& h : opt.hparam_names()) hp[h] = opt.hparam(h);
   f.metadata["opal.format"] = std::to_string(kCheckpointFormat);
-  f.metadata["opal.optimizer"] = opt.compiled().name;
+  f.metadata["opal.optimizer"] = opt.description().name;
   f.metadata["opal.program_hash"] = program_hash(opt);
-  f.metadata["opal.spec"] = spec_text(opt.compiled());
+  f.metadata["opal.spec"] = opt.description().spec_text;  // the spec a person wrote
   f.metadata["opal.step"] = std::to_string(opt.step_count());
   f.metadata["opal.hparams"] = hp.dump();
   f.metadata["opal.params"] = params.dump();

@@ -1,21 +1,15 @@
-// Library ops (matmul, eigh, qr, ...) of one route, on any backend: in place on host memory
-// through Eigen; on a device through the backend's batched implementations (cuBLAS, cuSOLVER)
-// where it has one, tensors of equal shape in one call, else on host copies.
+// Library calls (matmul, eigh, qr, ...) of one route, on any backend: the backend runs them
+// where it implements them whole (the CPU backend: Eigen, in place); otherwise through its
+// batched GEMM and eigendecomposition (cuBLAS, cuSOLVER), tensors of equal shape in one call,
+// and on host copies for the rest.
 #pragma once
-#include <array>
 #include <vector>
 
-#include "compiler/plan.h"
+#include "compiler/exec/description.h"
 #include "runtime/backend.h"
 
 namespace opal {
 
-struct CallTensor {
-  float* const* bufs;  // the tensor's buffer table (Plan::table_index)
-  long long rows, cols;
-  std::array<double, 3> scalars;  // the uniform scalar operands, evaluated (by operand position)
-};
-
-void run_library_call(Backend& backend, const Plan& plan, const Call& call, const std::vector<CallTensor>& tensors);
+void run_library_call(Backend& backend, const exec::LibraryCall& call, const std::vector<CallTensor>& tensors);
 
 }  // namespace opal

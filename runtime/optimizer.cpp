@@ -11,9 +11,9 @@
 
 #include <fmt/format.h>
 
-#include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
 #include "runtime/optimizer_impl.h"
+#include "support/text.h"
 
 namespace opal {
 
@@ -23,13 +23,13 @@ std::string shape_str(const std::vector<int64_t>& s) {
   return fmt::format("[{}]", fmt::join(s, ", "));
 }
 
-bool route_accepts(const Route& r, const ParamDesc& p) {
-  switch (r.kind) {
-    case Route::Kind::Matrix: return p.shape.size() >= 2;
-    case Route::Kind::Vector: return p.shape.size() <= 1;
-    case Route::Kind::Other: return true;
-    case Route::Kind::Pattern:
-      for (const auto& pat : r.patterns)
+bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
+  switch (s.kind) {
+    case exec::SelectorKind::Matrix: return p.shape.size() >= 2;
+    case exec::SelectorKind::Vector: return p.shape.size() <= 1;
+    case exec::SelectorKind::Other: return true;
+    case exec::SelectorKind::Pattern:
+      for (const auto& pat : s.patterns)
         if (fnmatch(pat.c_str(), p.name.c_str(), FNM_CASEFOLD) == 0) return true;
       return false;
   }
@@ -37,14 +37,14 @@ bool route_accepts(const Route& r, const ParamDesc& p) {
 }
 
 // Name patterns first (in spec order), then the shape classes, then `other`.
-int select_route(const OptimizerDecl& o, const ParamDesc& p) {
+const exec::Selector* select_route(const exec::RoutingTable& table, const ParamDesc& p) {
+  using K = exec::SelectorKind;
   for (int pass = 0; pass < 3; ++pass)
-    for (size_t i = 0; i < o.routes.size(); ++i) {
-      Route::Kind k = o.routes[i].kind;
-      bool in_pass = pass == 0 ? k == Route::Kind::Pattern : pass == 1 ? (k == Route::Kind::Matrix || k == Route::Kind::Vector) : k == Route::Kind::Other;
-      if (in_pass && route_accepts(o.routes[i], p)) return int(i);
+    for (const exec::Selector& s : table.selectors) {
+      bool in_pass = pass == 0 ? s.kind == K::Pattern : pass == 1 ? (s.kind == K::Matrix || s.kind == K::Vector) : s.kind == K::Other;
+      if (in_pass && selector_accepts(s, p)) return &s;
     }
-  return -1;
+  return nullptr;
 }
 
 // Where a parameter goes and how it is viewed, with every check that can fail (names, shapes,
@@ -54,7 +54,7 @@ struct RoutedParam {
   long long rows, cols;
 };
 
-RoutedParam route_param(const CompiledOptimizer& co, const ParamDesc& p) {
+RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
   if (p.name.empty()) throw Error("a parameter has an empty name");
   int64_t numel = 1;
   for (int64_t d : p.shape) {
@@ -63,59 +63,47 @@ RoutedParam route_param(const CompiledOptimizer& co, const ParamDesc& p) {
     numel *= d;
   }
   // route: follow delegations down to a compiled route
-  std::vector<RouteStep> path;
-  const OptimizerDecl* o = co.decl;
+  const exec::RoutingTable* table = &d.tables.at(0);
+  const exec::Selector* sel = nullptr;
   while (true) {
-    int r = select_route(*o, p);
-    if (r < 0) {
+    sel = select_route(*table, p);
+    if (!sel) {
       throw Error(fmt::format("parameter `{}` ({}) matches no route of optimizer `{}` [UnroutedParameter]\n  = help: add an `other:` route, or a "
                               "pattern route such as \"{}\": ...",
-                              p.name, p.shape.size() >= 2 ? "matrix " + shape_str(p.shape) : "vector " + shape_str(p.shape), o->name, p.name));
+                              p.name, p.shape.size() >= 2 ? "matrix " + shape_str(p.shape) : "vector " + shape_str(p.shape), table->optimizer, p.name));
     }
-    path.push_back({o, size_t(r)});
-    const Route& route = o->routes[r];
-    auto inner = co.program->optimizers.find(route.pipeline.size() == 1 ? route.pipeline[0].name : "");
-    if (inner == co.program->optimizers.end() || co.program->components.count(route.pipeline[0].name)) break;
-    o = inner->second;
+    if (sel->table < 0) break;
+    table = &d.tables.at(sel->table);
   }
-  size_t ri = co.routes.size();
-  for (size_t i = 0; i < co.routes.size(); ++i) {
-    const auto& cp = co.routes[i].path;
-    if (cp.size() == path.size() && std::equal(cp.begin(), cp.end(), path.begin(), [](const RouteStep& a, const RouteStep& b) {
-          return a.optimizer == b.optimizer && a.route == b.route;
-        }))
-      ri = i;
-  }
-  if (ri == co.routes.size()) throw Error(fmt::format("internal: no compiled route for parameter `{}`", p.name));
-  const Plan& plan = co.routes[ri].plan;
-  if (plan.graph.matrix_only && p.shape.size() < 2) {
+  const size_t ri = size_t(sel->route);
+  const exec::Route& route = d.routes.at(ri);
+  if (route.matrix_only && p.shape.size() < 2) {
     throw Error(fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route "
                             "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
-                            plan.graph.matrix_reason, p.name, shape_str(p.shape), co.name));
+                            route.matrix_reason, p.name, shape_str(p.shape), d.name));
   }
   RoutedParam rp{ri, 1, numel};
   if (p.shape.size() >= 2) {
     rp.rows = p.shape[0];
     rp.cols = numel / p.shape[0];
   }
-  auto check_size = [&](ir::Shape s) {
-    long long r, c;
-    cpu::shape_dims(s, rp.rows, rp.cols, r, c);
-    if (ir::is_square(s) && r > kMaxSideForSquares)
+  auto check_size = [&](exec::Extent s) {
+    const long long r = exec::dims_of(s, rp.rows, rp.cols).rows;
+    if (exec::is_square(s) && r > kMaxSideForSquares)
       throw Error(fmt::format("parameter `{}` {} would need a {} x {} matrix in route `{}`: the limit is {} [LimitExceeded]\n  = help: route "
                               "it to an elementwise pipeline by name or shape",
-                              p.name, shape_str(p.shape), r, r, co.routes[ri].label, kMaxSideForSquares));
+                              p.name, shape_str(p.shape), r, r, route.label, kMaxSideForSquares));
   };
-  for (const auto& s : plan.graph.slots) check_size(s.shape);
-  for (ir::Shape s : plan.buffers) check_size(s);
+  for (const auto& s : route.slots) check_size(s.extent);
+  for (exec::Extent s : route.scratch) check_size(s);
   return rp;
 }
 
 // A state slot's initial value: zeros, or the identity for `state Q = eye(...)`.
-void init_slot(const ir::Slot& s, long long rows, long long cols, std::vector<float>& v) {
+void init_slot(const exec::Slot& s, long long rows, long long cols, std::vector<float>& v) {
   std::fill(v.begin(), v.end(), 0.f);
-  if (s.identity) {
-    long long n = s.shape == ir::Shape::Left ? rows : cols;
+  if (s.init == exec::Init::Identity) {
+    long long n = exec::dims_of(s.extent, rows, cols).rows;
     for (long long i = 0; i < n; ++i) v[i * n + i] = 1.f;
   }
 }
@@ -134,19 +122,10 @@ Optimizer::Impl::Tensor& Optimizer::Impl::get(const std::string& name) {
   return tensors[it->second];
 }
 
-void Optimizer::Impl::reset_slot(const CompiledOptimizer& co, Tensor& t, size_t i) {
+void Optimizer::Impl::reset_slot(const exec::Description& d, Tensor& t, size_t i) {
   std::vector<float> v(t.slots[i].n);
-  init_slot(co.routes[t.route].plan.graph.slots[i], t.rows, t.cols, v);
+  init_slot(d.routes[t.route].slots[i], t.rows, t.cols, v);
   backend->upload(t.slots[i].p, v.data(), v.size());
-}
-
-Optimizer::Optimizer(const SpecRef& spec, std::vector<ParamDesc> params, Device device)
-    : Optimizer(compile_spec(spec), std::move(params), device) {}
-
-Optimizer::Optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device) {
-  auto backend = make_backend(device);
-  auto exe = build_executable(std::move(compiled), false, backend.get());
-  init(std::move(backend), std::move(exe), std::move(params));
 }
 
 Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
@@ -162,14 +141,14 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
   impl_ = std::make_unique<Impl>();
   impl_->backend = std::move(backend);
   exe_ = std::move(exe);
-  const CompiledOptimizer& co = *exe_->optimizer;
-  impl_->uniforms.assign(1 + co.hparams.size(), 0.0);
-  for (size_t i = 0; i < co.defaults.size(); ++i) impl_->uniforms[1 + i] = co.defaults[i];
-  impl_->routes.resize(co.routes.size());
+  const exec::Description& d = *exe_->desc;
+  impl_->uniforms.assign(d.uniform_count(), 0.0);
+  for (size_t i = 0; i < d.defaults.size(); ++i) impl_->uniforms[1 + i] = d.defaults[i];
+  impl_->routes.resize(d.routes.size());
   for (auto& p : params) {
     if (impl_->by_name.count(p.name)) throw Error(fmt::format("parameter `{}` is given twice", p.name));
-    RoutedParam rp = route_param(co, p);
-    const Plan& plan = co.routes[rp.route].plan;
+    RoutedParam rp = route_param(d, p);
+    const exec::Route& route = d.routes[rp.route];
     impl_->by_name[p.name] = impl_->tensors.size();
     impl_->tensors.emplace_back();  // owned by impl_ from here: released even if a later parameter fails
     Impl::Tensor& t = impl_->tensors.back();
@@ -177,21 +156,21 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     t.route = rp.route;
     t.rows = rp.rows;
     t.cols = rp.cols;
+    t.regs.assign(route.scalars.size(), 0.0);
     if (p.external && !p.data) throw Error(fmt::format("parameter `{}`: the data pointer is null", p.name));
     if (!t.desc.data) t.desc.data = (t.owned_w = impl_->alloc(t.numel())).p;
     if (!t.desc.grad && !p.external) t.desc.grad = (t.owned_g = impl_->alloc(t.numel())).p;
-    auto size_of = [&](ir::Shape s) -> size_t {
-      long long r, c;
-      cpu::shape_dims(s, t.rows, t.cols, r, c);
-      return size_t(r * c);
-    };
-    for (const auto& s : plan.graph.slots) {
-      t.slots.push_back(impl_->alloc(size_of(s.shape)));
-      if (s.identity) impl_->reset_slot(co, t, t.slots.size() - 1);
+    auto size_of = [&](exec::Extent s) { return size_t(exec::dims_of(s, t.rows, t.cols).count()); };
+    for (const auto& s : route.slots) {
+      t.slots.push_back(impl_->alloc(size_of(s.extent)));
+      if (s.init != exec::Init::Zeros) impl_->reset_slot(d, t, t.slots.size() - 1);
     }
-    for (ir::Shape s : plan.buffers) t.scratch.push_back(impl_->alloc(size_of(s)));
+    for (exec::Extent s : route.scratch) t.scratch.push_back(impl_->alloc(size_of(s)));
   }
   // buffer tables: w, g, slots, scratch
+  size_t max_zeroed = 0;
+  for (const auto& r : d.routes)
+    for (const auto& k : r.kernels) max_zeroed = std::max(max_zeroed, k.zeroed.size());
   for (size_t i = 0; i < impl_->tensors.size(); ++i) {
     auto& t = impl_->tensors[i];
     t.bufs = {t.desc.data, t.desc.grad};
@@ -204,11 +183,20 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
       const auto& t = impl_->tensors[i];
       r.table.push_back({t.bufs.data(), t.rows, t.cols, &impl_->tensors[i].chk});
     }
+  // the step loop's working lists, at their largest
+  const size_t n = impl_->tensors.size();
+  auto& S = impl_->scratch;
+  S.subset.reserve(n);
+  S.running.reserve(n);
+  S.group.reserve(n);
+  S.counts.reserve(n);
+  S.call_tensors.reserve(n);
+  S.zeroed.reserve(n * max_zeroed);
 }
 
 Optimizer::~Optimizer() = default;
 
-void Optimizer::check_param(const CompiledOptimizer& co, const ParamDesc& p) { route_param(co, p); }
+void Optimizer::check_param(const exec::Description& d, const ParamDesc& p) { route_param(d, p); }
 
 Device Optimizer::device() const { return impl_->backend->device(); }
 std::string Optimizer::describe_device() const { return impl_->backend->describe(); }
@@ -222,17 +210,25 @@ const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->s
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  const ir::Slot& s = exe_->optimizer->routes[t.route].plan.graph.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
-  if (s.shape == ir::Shape::Full) return t.desc.shape;
-  long long r, c;
-  cpu::shape_dims(s.shape, t.rows, t.cols, r, c);
-  if (s.shape == ir::Shape::Rows || s.shape == ir::Shape::Cols) return {r};
-  return {r, c};
+  const exec::Slot& s = exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
+  if (s.extent == exec::Extent::Full) return t.desc.shape;
+  const exec::Dims dims = exec::dims_of(s.extent, t.rows, t.cols);
+  if (s.extent == exec::Extent::Rows || s.extent == exec::Extent::Cols) return {dims.rows};
+  return {dims.rows, dims.cols};
 }
 
 void Optimizer::set_nonfinite_policy(NonFinitePolicy p) {
   if (p != NonFinitePolicy::Off) impl_->need_host("the non-finite policy: every parameter");
-  if (p != NonFinitePolicy::Off && !impl_->checked) impl_->checked = build_executable(exe_->optimizer, true, impl_->backend.get());
+  if (p != NonFinitePolicy::Off && !impl_->checked) {
+    if (exe_->check_finite) impl_->checked = exe_->module;
+    else {
+      try {
+        impl_->checked = impl_->backend->compile(exe_->checked_source, exe_->desc->symbols);
+      } catch (const Error& e) {
+        throw Error(fmt::format("cannot compile the checked kernels of `{}` for {}: {}", exe_->desc->name, impl_->backend->describe(), e.what()));
+      }
+    }
+  }
   impl_->nonfinite = p;
 }
 NonFinitePolicy Optimizer::nonfinite_policy() const { return impl_->nonfinite; }
@@ -266,26 +262,26 @@ void Optimizer::check_hparam_value(const std::string& name, double value) {
                             double(FLT_MAX)));
 }
 
-size_t Optimizer::hparam_index(const CompiledOptimizer& co, const std::string& name) {
-  const auto& names = co.hparams;
+size_t Optimizer::hparam_index(const exec::Description& d, const std::string& name) {
+  const auto& names = d.hparams;
   auto it = std::find(names.begin(), names.end(), name);
   if (it == names.end()) {
     std::string m = closest_match(name, names);
-    throw NotFoundError(fmt::format("optimizer `{}` has no hyperparameter `{}`{}", co.name, name,
+    throw NotFoundError(fmt::format("optimizer `{}` has no hyperparameter `{}`{}", d.name, name,
                                     m.empty() ? fmt::format("; it has: {}", fmt::join(names, ", ")) : fmt::format("; did you mean `{}`?", m)));
   }
   return size_t(it - names.begin());
 }
 
 void Optimizer::set_hparam(const std::string& name, double value) {
-  size_t i = hparam_index(*exe_->optimizer, name);
+  size_t i = hparam_index(*exe_->desc, name);
   check_hparam_value(name, value);
   impl_->uniforms[1 + i] = value;
 }
 
-double Optimizer::hparam(const std::string& name) const { return impl_->uniforms[1 + hparam_index(*exe_->optimizer, name)]; }
+double Optimizer::hparam(const std::string& name) const { return impl_->uniforms[1 + hparam_index(*exe_->desc, name)]; }
 
-const std::vector<std::string>& Optimizer::hparam_names() const { return exe_->optimizer->hparams; }
+const std::vector<std::string>& Optimizer::hparam_names() const { return exe_->desc->hparams; }
 size_t Optimizer::num_params() const { return impl_->tensors.size(); }
 const std::string& Optimizer::param_name(size_t i) const { return impl_->tensors.at(i).desc.name; }
 const std::vector<int64_t>& Optimizer::param_shape(const std::string& name) const { return impl_->get(name).desc.shape; }
@@ -307,17 +303,17 @@ std::span<float> Optimizer::grad(const std::string& name) {
   if (!t.desc.grad) return {};
   return {t.desc.grad, t.numel()};
 }
-std::string Optimizer::route_of(const std::string& name) const { return exe_->optimizer->routes[impl_->get(name).route].label; }
+std::string Optimizer::route_of(const std::string& name) const { return exe_->desc->routes[impl_->get(name).route].label; }
 
 std::vector<std::string> Optimizer::slots(const std::string& name) const {
   std::vector<std::string> out;
-  for (const auto& s : exe_->optimizer->routes[impl_->get(name).route].plan.graph.slots) out.push_back(s.name);
+  for (const auto& s : exe_->desc->routes[impl_->get(name).route].slots) out.push_back(s.name);
   return out;
 }
 
 void Optimizer::reset_state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  impl_->reset_slot(*exe_->optimizer, t, impl_->slot_index(*exe_->optimizer, t, slot));
+  impl_->reset_slot(*exe_->desc, t, impl_->slot_index(*exe_->desc, t, slot));
 }
 
 void Optimizer::bind(const std::string& name, float* data, float* grad) {
@@ -335,14 +331,14 @@ void Optimizer::bind(size_t index, float* data, float* grad) {
 
 std::span<float> Optimizer::state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
   impl_->need_host(fmt::format("state `{}` of `{}`", slot, name));
   return {b.p, b.n};
 }
 
 float* Optimizer::state_data(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  return t.slots[impl_->slot_index(*exe_->optimizer, t, slot)].p;
+  return t.slots[impl_->slot_index(*exe_->desc, t, slot)].p;
 }
 
 std::vector<float> Optimizer::read_param(const std::string& name) const {
@@ -354,7 +350,7 @@ std::vector<float> Optimizer::read_param(const std::string& name) const {
 
 std::vector<float> Optimizer::read_state(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
   std::vector<float> v(b.n);
   impl_->backend->download(v.data(), b.p, v.size());
   return v;
@@ -377,11 +373,9 @@ void Optimizer::write_grad(const std::string& name, std::span<const float> value
 
 void Optimizer::write_state(const std::string& name, const std::string& slot, std::span<const float> values) {
   auto& t = impl_->get(name);
-  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->optimizer, t, slot)];
+  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
   if (values.size() != b.n) throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, b.n, values.size()));
   impl_->backend->upload(b.p, values.data(), values.size());
 }
-
-const CompiledOptimizer& Optimizer::compiled() const { return *exe_->optimizer; }
 
 }  // namespace opal

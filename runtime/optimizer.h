@@ -1,5 +1,6 @@
-// opal::Optimizer: a compiled spec bound to a set of parameters, stepped on a backend (the CPU,
-// or a CUDA device: runtime/backend.h).
+// opal::Optimizer: an executable (a compiled spec's description and kernels: runtime/
+// executable.h) bound to a set of parameters, stepped on a backend (the CPU, or a CUDA device:
+// runtime/backend.h). To build one from a spec, see driver/build.h.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -35,13 +36,9 @@ inline constexpr int64_t kMaxStepCount = int64_t(1) << 53;
 
 class Optimizer {
  public:
-  // Compiles (or loads from the cache) and routes every parameter. Throws CompileError for a
-  // bad spec and Error for a parameter no route takes, a vector on a matrix-only route,
-  // duplicate names or bad shapes, and for a device this build or machine does not have.
-  Optimizer(const SpecRef& spec, std::vector<ParamDesc> params, Device device = {});
-  // An optimizer compiled already: its kernels are built (or loaded from the cache) for `device`.
-  Optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device = {});
-  // Kernels built already, on the device they were built for.
+  // Routes every parameter, on the device the kernels were built for. Throws Error for a
+  // parameter no route takes, a vector on a matrix-only route, duplicate names or bad shapes,
+  // and for a device this build or machine does not have.
   Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
   // On a backend of the caller's, with kernels built for it (build_executable(..., backend)).
   Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
@@ -51,7 +48,7 @@ class Optimizer {
 
   // The checks the constructor makes of one parameter (name, shape, route, size limits), with
   // its errors, allocating nothing.
-  static void check_param(const CompiledOptimizer& co, const ParamDesc& p);
+  static void check_param(const exec::Description& d, const ParamDesc& p);
 
   // One update of every parameter from its current gradient. Under NonFinitePolicy::Raise a
   // non-finite value undoes the step and throws NonFiniteError. On CUDA the step is queued on
@@ -81,8 +78,8 @@ class Optimizer {
   void set_step_count(const std::string& name, int64_t t);
 
   // Hyperparameters are runtime values: changing one never recompiles. hparam_index: the
-  // position of one in co.hparams (and co.defaults); NotFoundError with "did you mean".
-  static size_t hparam_index(const CompiledOptimizer& co, const std::string& name);
+  // position of one in d.hparams (and d.defaults); NotFoundError with "did you mean".
+  static size_t hparam_index(const exec::Description& d, const std::string& name);
   // Error unless `value` is finite and within float32's range (the kernels compute in f32).
   static void check_hparam_value(const std::string& name, double value);
   void set_hparam(const std::string& name, double value);
@@ -132,12 +129,12 @@ class Optimizer {
   void set_diagnostics(bool on);
   const std::vector<UpdateStats>& diagnostics() const;  // of the last step
 
-  const CompiledOptimizer& compiled() const;
+  const exec::Description& description() const { return *exe_->desc; }
   const Executable& executable() const { return *exe_; }
 
  private:
   void init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
-  void step_kernels(const Executable& exe, const std::vector<char>* only);
+  void step_kernels(const KernelModule& module, const std::vector<char>* only);
   void step_checked();
   struct Impl;
   void check_aliasing();

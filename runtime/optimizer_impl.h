@@ -11,6 +11,7 @@
 
 #include "runtime/backend.h"
 #include "runtime/error.h"
+#include "runtime/library_calls.h"
 #include "runtime/optimizer.h"
 
 namespace opal {
@@ -29,6 +30,7 @@ struct Optimizer::Impl {
     std::vector<Buffer> scratch;
     std::vector<float*> bufs;
     size_t route = 0;
+    std::vector<double> regs;  // the route's host scalar program, evaluated for this tensor's step
     int64_t t = 0;     // the steps this parameter took part in
     unsigned chk = 0;  // non-finite probe flags of the last checked step
     std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
@@ -44,9 +46,17 @@ struct Optimizer::Impl {
   std::map<std::string, size_t> by_name;
   std::vector<RouteExec> routes;
   std::vector<double> uniforms;  // [t, hp...], the layout of `opal_uniforms_t`
+  // Working lists of the step loop, sized at construction so that a step allocates nothing.
+  struct StepScratch {
+    std::vector<KernelTensor> subset;
+    std::vector<size_t> running, group;
+    std::vector<int64_t> counts;
+    std::vector<CallTensor> call_tensors;
+    std::vector<std::pair<float*, size_t>> zeroed;
+  } scratch;
   bool diagnostics = false;
   NonFinitePolicy nonfinite = NonFinitePolicy::Off;
-  std::shared_ptr<const Executable> checked;  // the kernels with fused non-finite checks
+  std::shared_ptr<KernelModule> checked;  // the kernels with fused non-finite checks
   std::vector<NonFiniteEvent> events;
   int64_t skipped = 0;
   std::vector<UpdateStats> stats;
@@ -69,8 +79,8 @@ struct Optimizer::Impl {
   Tensor& get(const std::string& name);
 
   // The position of a state slot in a tensor's slot list; NotFoundError when it has none.
-  size_t slot_index(const CompiledOptimizer& co, const Tensor& t, const std::string& slot) const {
-    const auto& slots = co.routes[t.route].plan.graph.slots;
+  size_t slot_index(const exec::Description& d, const Tensor& t, const std::string& slot) const {
+    const auto& slots = d.routes[t.route].slots;
     for (size_t i = 0; i < slots.size(); ++i)
       if (slots[i].name == slot) return i;
     throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", t.desc.name, slot));
@@ -84,7 +94,7 @@ struct Optimizer::Impl {
   }
 
   // Starts slot i of t over as the spec initializes it.
-  void reset_slot(const CompiledOptimizer& co, Tensor& t, size_t i);
+  void reset_slot(const exec::Description& d, Tensor& t, size_t i);
 };
 
 

@@ -1,31 +1,18 @@
-// The step loop: one step of every parameter that has a gradient, as the compiled plan
-// orders it (kernel launches and library calls on the optimizer's backend: no interpretation),
+// The step loop: one step of every parameter that has a gradient, as the executable description
+// orders it (kernel launches and library calls on the optimizer's backend; guards and call
+// scalars from each route's host scalar program, run once per tensor),
 // with the checks made before anything runs (aliasing, one step at a time) and the non-finite
 // policies' undo.
 #include <algorithm>
 
 #include <fmt/format.h>
 
-#include "compiler/passes/fold_constants.h"
 #include "runtime/library_calls.h"
 #include "runtime/optimizer_impl.h"
 
 namespace opal {
 
 namespace {
-long long domain_extent(Domain d, long long rows, long long cols) {
-  long long k = std::min(rows, cols);
-  switch (d) {
-    case Domain::Full: return rows * cols;
-    case Domain::Rows: return rows;
-    case Domain::Cols: return cols;
-    case Domain::Left: return rows * rows;
-    case Domain::Right: return cols * cols;
-    case Domain::Small: return k * k;
-  }
-  return rows * cols;
-}
-
 // Clears a flag when a step ends, however it ends.
 struct StepGuard {
   std::atomic<bool>& flag;
@@ -74,7 +61,7 @@ void Optimizer::step(void* stream) {
       impl_->before[i].assign(t.desc.data, t.desc.data + t.numel());
     }
   }
-  if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(*exe_, nullptr);
+  if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(*exe_->module, nullptr);
   else step_checked();
   if (impl_->diagnostics) {
     impl_->stats.clear();
@@ -107,9 +94,9 @@ void Optimizer::step_checked() {
     --t.t;
   };
   auto first_stage = [&](const Impl::Tensor& t) {
-    const auto& probes = exe_->optimizer->routes[t.route].plan.graph.probes;
+    const auto& probes = exe_->desc->routes[t.route].probes;
     size_t bit = size_t(__builtin_ctz(t.chk));
-    return bit < probes.size() ? probes[bit].stage : std::string("?");
+    return bit < probes.size() ? probes[bit] : std::string("?");
   };
   step_kernels(*impl_->checked, nullptr);
   std::vector<size_t> bad;
@@ -118,7 +105,7 @@ void Optimizer::step_checked() {
   if (bad.empty()) return;
   const char* action = impl_->nonfinite == NonFinitePolicy::Raise ? "raised" : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped" : "gradient zeroed";
   for (size_t i : bad)
-    impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->optimizer->routes[ts[i].route].label, first_stage(ts[i]), action});
+    impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->desc->routes[ts[i].route].label, first_stage(ts[i]), action});
   if (impl_->nonfinite != NonFinitePolicy::Zero) {
     for (auto& t : ts)
       if (t.desc.grad) restore(t);
@@ -152,85 +139,76 @@ void Optimizer::step_checked() {
 }
 
 // Launches every kernel and library call of every route for the parameters that step (a
-// gradient bound, and in `only` when given), after advancing their step counts. Kernels run
-// once per distinct step count among their tensors (one launch in the common case where all
-// agree; a parameter that joined late gets its own).
-void Optimizer::step_kernels(const Executable& exe, const std::vector<char>* only) {
+// gradient bound, and in `only` when given), after advancing their step counts and running
+// their routes' host scalar programs. Kernels run once per distinct step count among their
+// tensors (one launch in the common case where all agree; a parameter that joined late gets
+// its own). Nothing here allocates: the working lists are sized at construction.
+void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>* only) {
+  const exec::Description& desc = *exe_->desc;
+  const double* hparams = impl_->uniforms.data() + 1;
   for (size_t i = 0; i < impl_->tensors.size(); ++i) {
     auto& t = impl_->tensors[i];
-    if (t.desc.grad && (!only || (*only)[i])) ++t.t;
+    if (!t.desc.grad || (only && !(*only)[i])) continue;
+    ++t.t;
+    desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.rows), double(t.cols), t.regs.data());
   }
-  const CompiledOptimizer& co = *exe_->optimizer;
   Backend& backend = *impl_->backend;
-  std::vector<KernelTensor> subset;
-  std::vector<size_t> running, group;
-  std::vector<int64_t> counts;
-  std::vector<CallTensor> call_tensors;
-  std::vector<std::pair<float*, size_t>> zeroed;
+  auto& S = impl_->scratch;
   for (size_t r = 0; r < impl_->routes.size(); ++r) {
     auto& R = impl_->routes[r];
     if (R.tensors.empty()) continue;
-    const Plan& plan = co.routes[r].plan;
-    const ir::Graph& g = plan.graph;
-    auto env_of = [&](const Impl::Tensor& t) { return passes::UniformEnv{double(t.t), impl_->uniforms.data() + 1, double(t.rows), double(t.cols)}; };
-    // the tensors of this route for which a guard holds (all of them for unguarded work)
-    auto select = [&](const Guard& gd) {
-      running.clear();
+    const exec::Route& route = desc.routes[r];
+    // the tensors of this route that step and for which a guard holds
+    auto select = [&](const exec::Guard& gd) {
+      S.running.clear();
       for (size_t k = 0; k < R.tensors.size(); ++k) {
         const auto& t = impl_->tensors[R.tensors[k]];
-        bool on = t.desc.grad != nullptr && (!only || (*only)[R.tensors[k]]);
-        for (const auto& l : gd.all) on = on && ((passes::eval_uniform(g, l.cond, env_of(t)) != 0) != l.negated);
-        if (on) running.push_back(k);
+        if (t.desc.grad != nullptr && (!only || (*only)[R.tensors[k]]) && gd.holds(t.regs.data())) S.running.push_back(k);
       }
     };
-    for (const Launch& L : plan.schedule) {
-      if (L.is_call) {
-        const Call& C = plan.calls[L.index];
+    for (const exec::ScheduleEntry& E : route.schedule) {
+      if (E.is_call) {
+        const exec::LibraryCall& C = route.calls[E.index];
         select(C.guard);
-        const ir::Node& n = g.at(C.value);
-        call_tensors.clear();
-        for (size_t k : running) {
+        S.call_tensors.clear();
+        for (size_t k : S.running) {
           const auto& t = impl_->tensors[R.tensors[k]];
-          CallTensor ct{t.bufs.data(), t.rows, t.cols, {0, 0, 0}};
-          for (int o = 0; o < n.n_operands; ++o)
-            if (g.at(n.operands[o]).shape == ir::Shape::Scalar) ct.scalars[o] = passes::eval_uniform(g, n.operands[o], env_of(t));
-          call_tensors.push_back(ct);
+          S.call_tensors.push_back({t.bufs.data(), t.rows, t.cols, t.regs.data()});
         }
-        if (!call_tensors.empty()) run_library_call(backend, plan, C, call_tensors);
+        if (!S.call_tensors.empty()) run_library_call(backend, C, S.call_tensors);
         continue;
       }
-      const Kernel& K = plan.kernels[L.index];
+      const exec::KernelLaunch& K = route.kernels[E.index];
       select(K.guard);
-      if (running.empty()) continue;
-      zeroed.clear();
-      counts.clear();
-      for (size_t k : running) {
+      if (S.running.empty()) continue;
+      S.zeroed.clear();
+      S.counts.clear();
+      for (size_t k : S.running) {
         auto& t = impl_->tensors[R.tensors[k]];
-        if (std::find(counts.begin(), counts.end(), t.t) == counts.end()) counts.push_back(t.t);
-        for (ir::ValueId red : K.reductions) {
-          const Impl::Buffer& b = t.scratch[plan.temp_buffer(red)];
-          zeroed.push_back({b.p, b.n});
+        if (std::find(S.counts.begin(), S.counts.end(), t.t) == S.counts.end()) S.counts.push_back(t.t);
+        for (uint32_t b : K.zeroed) {
+          const Impl::Buffer& buf = t.scratch[b - exec::kFirstSlotBuffer - t.slots.size()];
+          S.zeroed.push_back({buf.p, buf.n});
         }
       }
-      if (!zeroed.empty()) backend.zero(zeroed);
-      for (int64_t count : counts) {
-        group.clear();
+      if (!S.zeroed.empty()) backend.zero(S.zeroed);
+      for (int64_t count : S.counts) {
+        S.group.clear();
         long long max_n = 1;
-        for (size_t k : running) {
+        for (size_t k : S.running) {
           const auto& t = impl_->tensors[R.tensors[k]];
           if (t.t != count) continue;
-          group.push_back(k);
-          max_n = std::max(max_n, domain_extent(K.domain, t.rows, t.cols));
+          S.group.push_back(k);
+          max_n = std::max(max_n, exec::dims_of(K.domain, t.rows, t.cols).count());
         }
         const KernelTensor* table = R.table.data();
-        if (group.size() != R.tensors.size()) {
-          subset.clear();
-          for (size_t k : group) subset.push_back(R.table[k]);
-          table = subset.data();
+        if (S.group.size() != R.tensors.size()) {
+          S.subset.clear();
+          for (size_t k : S.group) S.subset.push_back(R.table[k]);
+          table = S.subset.data();
         }
         impl_->uniforms[0] = double(count);
-        backend.launch(*exe.module, exe.route_offset[r] + L.index, table, group.size(), 2 + g.slots.size() + plan.buffers.size(), max_n,
-                       impl_->uniforms.data(), impl_->uniforms.size());
+        backend.launch(module, K.symbol, table, S.group.size(), route.table_size(), max_n, impl_->uniforms.data(), impl_->uniforms.size());
       }
     }
   }

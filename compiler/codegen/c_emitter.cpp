@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "compiler/check.h"
+#include "support/check.h"
 #include "compiler/codegen/targets.h"
 
 namespace opal {

@@ -3,7 +3,7 @@
 
 #include <cstring>
 
-#include "compiler/check.h"
+#include "support/check.h"
 
 namespace opal::ir {
 

@@ -4,7 +4,7 @@
 #include <cmath>
 #include <optional>
 
-#include "compiler/ir/bf16.h"
+#include "compiler/exec/scalar_ops.h"
 #include "compiler/passes/rebuild.h"
 
 namespace opal::passes {
@@ -12,38 +12,9 @@ namespace opal::passes {
 using ir::Op;
 
 std::optional<double> eval_op(Op op, const double* a) {
-  switch (op) {
-    case Op::Neg: return -a[0];
-    case Op::Not: return double(a[0] == 0);
-    case Op::Sqrt: return std::sqrt(a[0]);
-    case Op::Abs: return std::fabs(a[0]);
-    case Op::Sign: return double((a[0] > 0) - (a[0] < 0));
-    case Op::Exp: return std::exp(a[0]);
-    case Op::Log: return std::log(a[0]);
-    case Op::Cos: return std::cos(a[0]);
-    case Op::Sin: return std::sin(a[0]);
-    case Op::Tanh: return std::tanh(a[0]);
-    case Op::Floor: return std::floor(a[0]);
-    case Op::Bf16: return double(round_bf16(float(a[0])));
-    case Op::Mod: return a[0] - a[1] * std::floor(a[0] / a[1]);
-    case Op::Add: return a[0] + a[1];
-    case Op::Sub: return a[0] - a[1];
-    case Op::Mul: return a[0] * a[1];
-    case Op::Div: return a[0] / a[1];
-    case Op::Pow: return std::pow(a[0], a[1]);
-    case Op::Min: return std::fmin(a[0], a[1]);
-    case Op::Max: return std::fmax(a[0], a[1]);
-    case Op::Lt: return double(a[0] < a[1]);
-    case Op::Le: return double(a[0] <= a[1]);
-    case Op::Gt: return double(a[0] > a[1]);
-    case Op::Ge: return double(a[0] >= a[1]);
-    case Op::Eq: return double(a[0] == a[1]);
-    case Op::Ne: return double(a[0] != a[1]);
-    case Op::And: return double(a[0] != 0 && a[1] != 0);
-    case Op::Or: return double(a[0] != 0 || a[1] != 0);
-    case Op::Select: return a[0] != 0 ? a[1] : a[2];
-    default: return std::nullopt;
-  }
+  auto s = host_scalar_op(op);
+  if (!s) return std::nullopt;
+  return exec::eval_scalar(*s, a);
 }
 
 std::optional<double> constant_value(const ir::Graph& g, ir::ValueId v) {
@@ -57,21 +28,6 @@ std::optional<double> constant_value(const ir::Graph& g, ir::ValueId v) {
     a[i] = *x;
   }
   return eval_op(n.op, a);
-}
-
-double eval_uniform(const ir::Graph& g, ir::ValueId v, const UniformEnv& env) {
-  const ir::Node& n = g.at(v);
-  switch (n.op) {
-    case Op::Const: return n.fattr;
-    case Op::HParam: return env.hparams[n.iattr];
-    case Op::Step: return env.t;
-    case Op::Dim: return n.iattr == 0 ? env.rows : n.iattr == 1 ? env.cols : env.rows * env.cols;
-    default: break;
-  }
-  double a[3];
-  for (int i = 0; i < n.n_operands; ++i) a[i] = eval_uniform(g, n.operands[i], env);
-  auto r = eval_op(n.op, a);
-  return r ? *r : 0.0;
 }
 
 ir::Graph fold_constants(const ir::Graph& g) {

@@ -14,12 +14,4 @@ std::optional<double> eval_op(ir::Op op, const double* operands);
 // The value of a scalar subgraph of constants, if it is one.
 std::optional<double> constant_value(const ir::Graph& g, ir::ValueId v);
 
-// Evaluates a uniform scalar (constants, hyperparameters, the step, the sizes) on the host, as
-// the runtime does for guards. `hparams` is indexed like g.hparams.
-struct UniformEnv {
-  double t = 0;
-  const double* hparams = nullptr;
-  double rows = 1, cols = 1;
-};
-double eval_uniform(const ir::Graph& g, ir::ValueId v, const UniformEnv& env);
 }

@@ -26,7 +26,7 @@
 
 #include <fmt/format.h>
 
-#include "compiler/check.h"
+#include "support/check.h"
 
 namespace opal {
 

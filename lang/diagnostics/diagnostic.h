@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "lang/source.h"
+#include "support/text.h"
 
 namespace opal {
 
@@ -43,8 +44,5 @@ class Diagnostics {
 };
 
 std::string render_diagnostic(const Diagnostic& d);
-
-// "did you mean" support: the closest candidate within a small edit distance, or "".
-std::string closest_match(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace opal

@@ -1,12 +1,12 @@
-// The CPU backend: host memory, kernels built by the host compiler and loaded with dlopen.
-// Matrix work has no entry here: the runtime runs the Eigen implementations (runtime/cpu/
-// linalg.h) on host memory directly.
+// The CPU backend: host memory, kernels built by the host compiler and loaded with dlopen
+// (runtime/cpu/host_compile.h), every library call through Eigen in place (runtime/cpu/linalg.h).
 #include <cstring>
 
 #include <fmt/format.h>
 
-#include "compiler/codegen/cpu/host_compile.h"
+#include "runtime/cpu/host_compile.h"
 #include "runtime/backend.h"
+#include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -54,6 +54,15 @@ class CpuBackend final : public Backend {
     static_cast<const CpuModule&>(m).fns[i](tensors, (long long)n, uniforms);
   }
 
+  bool run_call(const exec::LibraryCall& call, const CallTensor* ts, size_t n) override {
+    for (size_t i = 0; i < n; ++i) {
+      const float* in[3] = {nullptr, nullptr, nullptr};
+      for (size_t o = 0; o < call.in.size() && o < 3; ++o)
+        if (call.in[o].buffer >= 0) in[o] = ts[i].bufs[call.in[o].buffer];
+      cpu::run_call(call, in, ts[i].regs, ts[i].bufs[call.out], ts[i].rows, ts[i].cols);
+    }
+    return true;
+  }
   bool gemm(const GemmBatch&) override { return false; }
   bool eigh(long long, const std::vector<const float*>&, double*, double*) override { return false; }
   void set_stream(void* stream) override {

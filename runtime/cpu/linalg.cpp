@@ -9,30 +9,15 @@
 
 #include <Eigen/Dense>
 
-#include "compiler/check.h"
-#include "compiler/ir/bf16.h"
+#include "support/check.h"
+#include "support/bf16.h"
 
 namespace opal::cpu {
 
-using ir::Op;
-using ir::Shape;
 using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MatD = Eigen::Matrix<double, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using MapF = Eigen::Map<MatF>;
 using CMapF = Eigen::Map<const MatF>;
-
-void shape_dims(Shape s, long long rows, long long cols, long long& r, long long& c) {
-  long long k = std::min(rows, cols);
-  switch (s) {
-    case Shape::Full: r = rows; c = cols; return;
-    case Shape::Left: r = c = rows; return;
-    case Shape::Right: r = c = cols; return;
-    case Shape::Small: r = c = k; return;
-    case Shape::Rows: r = rows; c = 1; return;
-    case Shape::Cols: r = cols; c = 1; return;
-    case Shape::Scalar: r = c = 1; return;
-  }
-}
 
 namespace {
 
@@ -140,18 +125,20 @@ void canonicalize_eigh(long long n, const double* raw_values, const double* raw_
   }
 }
 
-void finish_eigh_op(const ir::Node& n, long long r0, const double* raw_values, const double* raw_vectors, const double* scalars, float* out) {
+void finish_eigh_call(const exec::LibraryCall& call, long long r0, const double* raw_values, const double* raw_vectors, const double* regs,
+                      float* out) {
   std::vector<double> lam(r0), V(r0 * r0);
-  if (n.op == Op::Eigh) {
-    canonicalize_eigh(r0, raw_values, raw_vectors, n.iattr & 1, lam.data(), V.data());
+  if (const auto* e = std::get_if<exec::Eigh>(&call.op)) {
+    canonicalize_eigh(r0, raw_values, raw_vectors, e->descending, lam.data(), V.data());
     for (long long i = 0; i < r0 * r0; ++i) out[i] = float(V[i]);
     return;
   }
-  OPAL_CHECK(n.op == Op::InvRoot, "finish_eigh_op of %s", ir::op_name(n.op));
+  const auto* ir = std::get_if<exec::InvRoot>(&call.op);
+  OPAL_CHECK(ir && call.in.size() == 2 && call.in[1].reg >= 0, "finish_eigh_call of %s", exec::call_name(call.op));
   // the canonical (soft-thresholded) eigenvalues: rounding noise is exactly 0, so the large
   // multipliers of a rank-deficient factor's null space do not depend on it
-  const double p = double(n.iattr & 0xff), eps = scalars[1];
-  const bool damped = n.iattr >> 8;
+  const double p = double(ir->p), eps = regs[call.in[1].reg];
+  const bool damped = ir->damped;
   canonicalize_eigh(r0, raw_values, raw_vectors, false, lam.data(), V.data());
   Eigen::Map<MatD> Vm(V.data(), r0, r0);
   Eigen::VectorXd f(r0);
@@ -161,118 +148,95 @@ void finish_eigh_op(const ir::Node& n, long long r0, const double* raw_values, c
   MapF(out, r0, r0) = P.cast<float>();
 }
 
-void run_library_op(const ir::Node& n, const Shape* shapes, const float* const* in, const double* scalars, float* out, long long rows,
-                    long long cols) {
-  long long r0, c0, r1 = 1, c1 = 1, ro, co;
-  shape_dims(shapes[0], rows, cols, r0, c0);
-  if (n.n_operands > 1) shape_dims(shapes[1], rows, cols, r1, c1);
-  shape_dims(n.shape, rows, cols, ro, co);
-  const bool bf = n.iattr & 4;
+void run_call(const exec::LibraryCall& call, const float* const* in, const double* regs, float* out, long long rows, long long cols) {
+  auto dims = [&](size_t o) { return o < call.in.size() ? exec::dims_of(call.in[o].extent, rows, cols) : exec::Dims{}; };
+  const long long r0 = dims(0).rows, c0 = dims(0).cols, r1 = dims(1).rows, c1 = dims(1).cols;
+  const exec::Dims od = exec::dims_of(call.out_extent, rows, cols);
+  const long long ro = od.rows, co = od.cols;
   MatF keep[2];
-  switch (n.op) {
-    case Op::MatMul: {
-      MapF o(out, ro, co);
-      product(o, operand(in[0], r0, c0, bf, keep[0]), n.iattr & 1, operand(in[1], r1, c1, bf, keep[1]), n.iattr & 2);
-      if (bf) round_out(o);
-      return;
+  const exec::CallOp& op = call.op;
+  if (const auto* g = std::get_if<exec::Gemm>(&op)) {
+    MapF o(out, ro, co);
+    product(o, operand(in[0], r0, c0, g->bf16, keep[0]), g->ta, operand(in[1], r1, c1, g->bf16, keep[1]), g->tb);
+    if (g->bf16) round_out(o);
+  } else if (const auto* g = std::get_if<exec::Gram>(&op)) {  // X X^T on the wide side
+    MapF o(out, ro, co);
+    CMapF X = operand(in[0], rows, cols, g->bf16, keep[0]);
+    product(o, X, rows > cols, X, rows <= cols);
+    if (g->bf16) round_out(o);
+  } else if (const auto* g = std::get_if<exec::GramApply>(&op)) {  // B X when wide, X B when tall
+    MapF o(out, rows, cols);
+    CMapF B = operand(in[0], r0, c0, g->bf16, keep[0]), X = operand(in[1], rows, cols, g->bf16, keep[1]);
+    if (rows <= cols) product(o, B, false, X, false);
+    else product(o, X, false, B, false);
+    if (g->bf16) round_out(o);
+  } else if (std::holds_alternative<exec::Eigh>(op) || std::holds_alternative<exec::InvRoot>(op)) {
+    std::vector<double> lam(r0, std::numeric_limits<double>::quiet_NaN()), V(r0 * r0, std::numeric_limits<double>::quiet_NaN());
+    MatD A = CMapF(in[0], r0, r0).cast<double>();
+    if (A.allFinite()) {
+      A = 0.5 * (A + A.transpose());
+      Eigen::SelfAdjointEigenSolver<MatD> es(A);
+      Eigen::Map<Eigen::VectorXd>(lam.data(), r0) = es.eigenvalues();
+      Eigen::Map<MatD>(V.data(), r0, r0) = es.eigenvectors();
     }
-    case Op::Gram: {  // X X^T on the wide side
-      MapF o(out, ro, co);
-      CMapF X = operand(in[0], rows, cols, bf, keep[0]);
-      product(o, X, rows > cols, X, rows <= cols);
-      if (bf) round_out(o);
-      return;
-    }
-    case Op::GramApply: {  // B X when wide, X B when tall
-      MapF o(out, rows, cols);
-      CMapF B = operand(in[0], r0, c0, bf, keep[0]), X = operand(in[1], rows, cols, bf, keep[1]);
-      if (rows <= cols) product(o, B, false, X, false);
-      else product(o, X, false, B, false);
-      if (bf) round_out(o);
-      return;
-    }
-    case Op::Eigh:
-    case Op::InvRoot: {
-      std::vector<double> lam(r0, std::numeric_limits<double>::quiet_NaN()), V(r0 * r0, std::numeric_limits<double>::quiet_NaN());
-      MatD A = CMapF(in[0], r0, r0).cast<double>();
-      if (A.allFinite()) {
-        A = 0.5 * (A + A.transpose());
-        Eigen::SelfAdjointEigenSolver<MatD> es(A);
-        Eigen::Map<Eigen::VectorXd>(lam.data(), r0) = es.eigenvalues();
-        Eigen::Map<MatD>(V.data(), r0, r0) = es.eigenvectors();
+    finish_eigh_call(call, r0, lam.data(), V.data(), regs, out);
+  } else if (std::holds_alternative<exec::Qr>(op)) {
+    MatD A = CMapF(in[0], r0, c0).cast<double>();
+    Eigen::HouseholderQR<MatD> qr(A);
+    MatD Q = qr.householderQ() * MatD::Identity(r0, c0);
+    MapF(out, r0, c0) = Q.cast<float>();
+  } else if (std::holds_alternative<exec::Diag>(op)) {
+    for (long long i = 0; i < r0; ++i) out[i] = in[0][i * r0 + i];
+  } else if (const auto* a = std::get_if<exec::Argsort>(&op)) {
+    std::vector<long long> idx(r0);
+    std::iota(idx.begin(), idx.end(), 0);
+    const float* x = in[0];
+    if (a->descending) std::stable_sort(idx.begin(), idx.end(), [&](long long i, long long j) { return x[i] > x[j]; });
+    else std::stable_sort(idx.begin(), idx.end(), [&](long long i, long long j) { return x[i] < x[j]; });
+    for (long long i = 0; i < r0; ++i) out[i] = float(idx[i]);
+  } else if (std::holds_alternative<exec::PermuteRows>(op) || std::holds_alternative<exec::PermuteCols>(op)) {
+    const bool by_rows = std::holds_alternative<exec::PermuteRows>(op);
+    const float* x = in[0];  // never the output buffer: plan_memory reuses a buffer only after its last reader
+    const float* idx = in[1];
+    for (long long i = 0; i < r0; ++i)
+      for (long long j = 0; j < c0; ++j) {
+        const float fi = by_rows ? idx[i] : float(i), fj = !by_rows ? idx[j] : float(j);
+        // an index that is not one (NaN, out of range) gives NaN rather than a wild read
+        const bool ok = fi >= 0 && fi < float(r0) && fj >= 0 && fj < float(c0);
+        out[i * c0 + j] = ok ? x[(long long)fi * c0 + (long long)fj] : std::numeric_limits<float>::quiet_NaN();
       }
-      finish_eigh_op(n, r0, lam.data(), V.data(), scalars, out);
+  } else if (std::holds_alternative<exec::TriSolveLeft>(op)) {  // Q^-T X, Q upper triangular (only its upper triangle is read)
+    MatD Q = CMapF(in[0], r0, c0).cast<double>(), X = CMapF(in[1], r1, c1).cast<double>();
+    MatD Y = Q.triangularView<Eigen::Upper>().transpose().solve(X);
+    MapF(out, ro, co) = Y.cast<float>();
+  } else if (std::holds_alternative<exec::TriSolveRight>(op)) {  // X Q^-1
+    MatD X = CMapF(in[0], r0, c0).cast<double>(), Q = CMapF(in[1], r1, c1).cast<double>();
+    MatD Y = Q.triangularView<Eigen::Upper>().solve<Eigen::OnTheRight>(X);
+    MapF(out, ro, co) = Y.cast<float>();
+  } else if (std::holds_alternative<exec::NormLowerBound>(op)) {
+    // psgd_jax's _norm_lower_bound: scale by max|A|, take the row or column of largest norm,
+    // one step of power iteration from it
+    MatD A = CMapF(in[0], r0, c0).cast<double>();
+    double s = A.cwiseAbs().maxCoeff();
+    if (!(s > 0)) {
+      out[0] = 0.f;
       return;
     }
-    case Op::Qr: {
-      MatD A = CMapF(in[0], r0, c0).cast<double>();
-      Eigen::HouseholderQR<MatD> qr(A);
-      MatD Q = qr.householderQ() * MatD::Identity(r0, c0);
-      MapF(out, r0, c0) = Q.cast<float>();
-      return;
+    A /= s;
+    Eigen::Index i, j;
+    double v0 = A.cwiseAbs2().colwise().sum().maxCoeff(&i);
+    double v1 = A.cwiseAbs2().rowwise().sum().maxCoeff(&j);
+    double r;
+    if (v0 > v1) {
+      Eigen::RowVectorXd x = A.col(i).transpose() * A;
+      r = (x / x.norm() * A.transpose()).norm();
+    } else {
+      Eigen::VectorXd x = A * A.row(j).transpose();
+      r = (A.transpose() * (x / x.norm())).norm();
     }
-    case Op::Diag:
-      for (long long i = 0; i < r0; ++i) out[i] = in[0][i * r0 + i];
-      return;
-    case Op::Argsort: {
-      std::vector<long long> idx(r0);
-      std::iota(idx.begin(), idx.end(), 0);
-      const float* x = in[0];
-      if (n.iattr & 1) std::stable_sort(idx.begin(), idx.end(), [&](long long a, long long b) { return x[a] > x[b]; });
-      else std::stable_sort(idx.begin(), idx.end(), [&](long long a, long long b) { return x[a] < x[b]; });
-      for (long long i = 0; i < r0; ++i) out[i] = float(idx[i]);
-      return;
-    }
-    case Op::PermuteRows:
-    case Op::PermuteCols: {
-      const float* x = in[0];  // never the output buffer: plan_memory reuses a buffer only after its last reader
-      const float* idx = in[1];
-      for (long long i = 0; i < r0; ++i)
-        for (long long j = 0; j < c0; ++j) {
-          const float fi = n.op == Op::PermuteRows ? idx[i] : float(i), fj = n.op == Op::PermuteCols ? idx[j] : float(j);
-          // an index that is not one (NaN, out of range) gives NaN rather than a wild read
-          const bool ok = fi >= 0 && fi < float(r0) && fj >= 0 && fj < float(c0);
-          out[i * c0 + j] = ok ? x[(long long)fi * c0 + (long long)fj] : std::numeric_limits<float>::quiet_NaN();
-        }
-      return;
-    }
-    case Op::TriSolveLeft: {  // Q^-T X, Q upper triangular (only its upper triangle is read)
-      MatD Q = CMapF(in[0], r0, c0).cast<double>(), X = CMapF(in[1], r1, c1).cast<double>();
-      MatD Y = Q.triangularView<Eigen::Upper>().transpose().solve(X);
-      MapF(out, ro, co) = Y.cast<float>();
-      return;
-    }
-    case Op::TriSolveRight: {  // X Q^-1
-      MatD X = CMapF(in[0], r0, c0).cast<double>(), Q = CMapF(in[1], r1, c1).cast<double>();
-      MatD Y = Q.triangularView<Eigen::Upper>().solve<Eigen::OnTheRight>(X);
-      MapF(out, ro, co) = Y.cast<float>();
-      return;
-    }
-    case Op::NormLowerBound: {
-      // psgd_jax's _norm_lower_bound: scale by max|A|, take the row or column of largest norm,
-      // one step of power iteration from it
-      MatD A = CMapF(in[0], r0, c0).cast<double>();
-      double s = A.cwiseAbs().maxCoeff();
-      if (!(s > 0)) {
-        out[0] = 0.f;
-        return;
-      }
-      A /= s;
-      Eigen::Index i, j;
-      double v0 = A.cwiseAbs2().colwise().sum().maxCoeff(&i);
-      double v1 = A.cwiseAbs2().rowwise().sum().maxCoeff(&j);
-      double r;
-      if (v0 > v1) {
-        Eigen::RowVectorXd x = A.col(i).transpose() * A;
-        r = (x / x.norm() * A.transpose()).norm();
-      } else {
-        Eigen::VectorXd x = A * A.row(j).transpose();
-        r = (A.transpose() * (x / x.norm())).norm();
-      }
-      out[0] = float(s * r);
-      return;
-    }
-    default: OPAL_CHECK(false, "op %s is not a library op", ir::op_name(n.op));
+    out[0] = float(s * r);
+  } else {
+    OPAL_CHECK(false, "no CPU implementation of %s", exec::call_name(op));
   }
 }
 

@@ -1,4 +1,4 @@
-// The CPU backend's matrix work: one function per IR library op, over row-major float
+// The CPU backend's matrix work: every library call of the executable description, over row-major float
 // buffers, through Eigen. Symmetric eigendecompositions run in double precision.
 //
 // Canonical eigenbases (so that results do not depend on solver noise):
@@ -12,17 +12,13 @@
 #pragma once
 #include <cstdint>
 
-#include "compiler/ir/ir.h"
+#include "compiler/exec/description.h"
 
 namespace opal::cpu {
 
-// Rows and columns of a value of shape `s` for a parameter of rows x cols.
-void shape_dims(ir::Shape s, long long rows, long long cols, long long& r, long long& c);
-
-// Runs library op `n` for one tensor: `in` are its operands' buffers, `out` its result buffer.
-// Scalar operands (uniform) arrive evaluated in `scalars`, by operand position.
-void run_library_op(const ir::Node& n, const ir::Shape* in_shapes, const float* const* in, const double* scalars, float* out, long long rows,
-                    long long cols);
+// Runs `call` for one tensor of rows x cols: `in` are its operands' buffers (null for scalar
+// operands, read from `regs`, the tensor's scalar registers), `out` its result buffer.
+void run_call(const exec::LibraryCall& call, const float* const* in, const double* regs, float* out, long long rows, long long cols);
 
 // C = op(A) op(B), row-major, C m x n, inner dimension k (bf16: operands and result rounded),
 // exactly as the MatMul/Gram/GramApply ops compute it.
@@ -32,8 +28,9 @@ void matmul(const float* A, bool ta, const float* B, bool tb, long long m, long 
 // row-major), from any solver: Eigen here, cuSOLVER on the GPU. Non-finite input gives NaN.
 void canonicalize_eigh(long long n, const double* raw_values, const double* raw_vectors, bool descending, double* values, double* vectors);
 
-// The result of an Eigh or InvRoot node from the raw decomposition of its n x n operand
-// (`scalars` as for run_library_op).
-void finish_eigh_op(const ir::Node& n, long long r0, const double* raw_values, const double* raw_vectors, const double* scalars, float* out);
+// The result of an Eigh or InvRoot call from the raw decomposition of its n x n operand (`regs`
+// as for run_call: InvRoot's eps).
+void finish_eigh_call(const exec::LibraryCall& call, long long n, const double* raw_values, const double* raw_vectors, const double* regs,
+                      float* out);
 
 }  // namespace opal::cpu

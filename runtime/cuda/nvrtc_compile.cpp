@@ -1,4 +1,4 @@
-// NVRTC compilation with the shared disk cache (compiler/codegen/disk_cache.h).
+// NVRTC compilation with the shared disk cache (support/disk_cache.h).
 #include "runtime/cuda/nvrtc_compile.h"
 
 #include <nvrtc.h>
@@ -7,7 +7,7 @@
 
 #include <fmt/format.h>
 
-#include "compiler/codegen/disk_cache.h"
+#include "support/disk_cache.h"
 
 namespace opal::cuda {
 

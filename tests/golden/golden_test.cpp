@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
 #include "compiler/pipeline.h"
 #include "runtime/error.h"
@@ -80,7 +81,7 @@ std::string run_golden(const Golden& g) {
   }
   if (g.directives.count("PARAMS")) {
     try {
-      Optimizer opt(SpecRef{g.spec, "", ""}, parse_params(g.directives.at("PARAMS")));
+      Optimizer opt(build_executable(SpecRef{g.spec, "", ""}), parse_params(g.directives.at("PARAMS")));
       return "constructed\n";
     } catch (const Error& e) {
       return std::string("error: ") + e.what() + "\n";

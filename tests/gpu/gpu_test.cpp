@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "driver/build.h"
 #include "runtime/backend.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
@@ -34,21 +35,24 @@ std::vector<ParamDesc> params(bool vectors) {
 }
 
 // Any bf16 rounding in the optimizer's matrix work (Newton-Schulz `bf16 = true`)?
-bool uses_bf16(const CompiledOptimizer& co) {
-  for (const auto& r : co.routes)
-    for (const auto& n : r.plan.graph.nodes)
-      if ((n.op == ir::Op::MatMul || n.op == ir::Op::Gram || n.op == ir::Op::GramApply) && (n.iattr & 4)) return true;
+bool uses_bf16(const exec::Description& d) {
+  for (const auto& r : d.routes)
+    for (const auto& c : r.calls) {
+      if (const auto* g = std::get_if<exec::Gemm>(&c.op); g && g->bf16) return true;
+      if (const auto* g = std::get_if<exec::Gram>(&c.op); g && g->bf16) return true;
+      if (const auto* g = std::get_if<exec::GramApply>(&c.op); g && g->bf16) return true;
+    }
   return false;
 }
 
 std::unique_ptr<Optimizer> make(const std::string& name, Device d, bool& vectors) {
   try {
-    return std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(vectors), d);
+    return make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), d);
   } catch (const DeviceError&) {
     throw;
   } catch (const Error&) {  // a matrix-only optimizer
     vectors = false;
-    return std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(false), d);
+    return make_optimizer(compile_spec(SpecRef{name, "", ""}), params(false), d);
   }
 }
 
@@ -62,12 +66,12 @@ TEST_CASE("every stdlib optimizer: 30 steps on CUDA agree with the CPU (1e-4 rel
     const std::string name = entry.first;  // (not a structured binding: clang 14 cannot capture one in INFO)
     bool vectors = true;
     auto cpu = make(name, {}, vectors);
-    auto gpu = std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(vectors), kCuda);
+    auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), kCuda);
     init_params(*cpu);
     init_params(*gpu);
     run_steps(*cpu, 30);
     run_steps(*gpu, 30);
-    const double tol = uses_bf16(cpu->compiled()) ? 2e-2 : 1e-4;
+    const double tol = uses_bf16(cpu->description()) ? 2e-2 : 1e-4;
     for (size_t p = 0; p < cpu->num_params(); ++p) {
       const std::string& n = cpu->param_name(p);
       INFO(name << " on " << gpu->describe_device() << ", parameter " << n << " (route " << cpu->route_of(n) << ")");
@@ -88,7 +92,7 @@ TEST_CASE("a checkpoint saved on CUDA loads on the CPU and back") {
   run_steps(*gpu, 12);
   std::string path = (fs::temp_directory_path() / "opal-gpu-test.safetensors").string();
   gpu->save(path, {.params = true});
-  auto cpu = std::make_unique<Optimizer>(SpecRef{"soap", "", ""}, params(vectors));
+  auto cpu = make_optimizer(compile_spec(SpecRef{"soap", "", ""}), params(vectors));
   cpu->load(path);
   for (size_t p = 0; p < gpu->num_params(); ++p) {
     const std::string& n = gpu->param_name(p);

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "runtime/replay.h"
+#include "driver/replay.h"
 
 namespace opal::testing {
 

@@ -15,7 +15,7 @@
 #include <limits>
 #include <numeric>
 
-#include "compiler/ir/bf16.h"
+#include "support/bf16.h"
 #include "tests/numerics/harness.h"
 
 using namespace opal::testing;

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
 #include "runtime/backend.h"
 #include "runtime/cuda/nvrtc_compile.h"

@@ -10,7 +10,8 @@
 #include <cstring>
 #include <filesystem>
 
-#include "compiler/ir/bf16.h"
+#include "driver/build.h"
+#include "support/bf16.h"
 #include "runtime/backend.h"
 #include "runtime/cpu/linalg.h"
 #include "runtime/cuda/gemm_layout.h"
@@ -137,10 +138,10 @@ TEST_SUITE("backend") {
       bool vectors = true;
       std::unique_ptr<Optimizer> cpu;
       try {
-        cpu = std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(true));
+        cpu = std::make_unique<Optimizer>(build_executable(SpecRef{name, "", ""}), params(true));
       } catch (const Error&) {
         vectors = false;
-        cpu = std::make_unique<Optimizer>(SpecRef{name, "", ""}, params(false));
+        cpu = std::make_unique<Optimizer>(build_executable(SpecRef{name, "", ""}), params(false));
       }
       auto dev_backend = std::make_unique<DeviceLike>();
       DeviceLike* dev = dev_backend.get();
@@ -171,7 +172,7 @@ TEST_SUITE("backend") {
     DeviceLike* dev = b.get();
     auto o = on(std::move(b), "adamw", params(true));
     size_t kernels = 0;
-    for (const auto& r : o->compiled().routes) kernels += r.plan.kernels.size();
+    for (const auto& r : o->description().routes) kernels += r.kernels.size();
     const int before = dev->launches;
     o->step();
     CHECK(size_t(dev->launches - before) <= kernels);
@@ -191,7 +192,7 @@ TEST_SUITE("backend") {
     run(o, 5);
     std::string path = (fs::temp_directory_path() / "opal-backend-test.safetensors").string();
     o.save(path, {.params = true});
-    Optimizer cpu({"soap", "", ""}, params(true));
+    Optimizer cpu(build_executable(SpecRef{"soap", "", ""}), params(true));
     cpu.load(path);
     for (const auto& s : o.slots("h.0.w")) CHECK(cpu.read_state("h.0.w", s) == o.read_state("h.0.w", s));
     CHECK(cpu.read_param("wide.w") == o.read_param("wide.w"));
@@ -199,7 +200,7 @@ TEST_SUITE("backend") {
   }
 
   TEST_CASE("a CUDA stream given to a CPU optimizer is a DeviceError") {
-    Optimizer o({"adamw", "", ""}, params(true));
+    Optimizer o(build_executable(SpecRef{"adamw", "", ""}), params(true));
     int fake_stream = 0;
     CHECK_THROWS_AS(o.step(&fake_stream), DeviceError);
     CHECK(o.step_count() == 0);

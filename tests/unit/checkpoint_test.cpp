@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "driver/build.h"
 #include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
@@ -77,7 +78,7 @@ std::string temp_path(const std::string& name) {
 
 // A trained optimizer whose checkpoint has non-trivial state in every slot.
 std::unique_ptr<Optimizer> trained(const std::string& spec, int steps) {
-  auto opt = std::make_unique<Optimizer>(SpecRef{spec, "", ""}, model());
+  auto opt = std::make_unique<Optimizer>(build_executable(SpecRef{spec, "", ""}), model());
   for (size_t k = 0; k < opt->num_params(); ++k) {
     auto w = opt->param(opt->param_name(k));
     for (size_t i = 0; i < w.size(); ++i) w[i] = 0.1f * std::cos(float(i + 3 * k));
@@ -99,7 +100,7 @@ TEST_CASE("a round trip mid-training continues bit for bit") {
     a->set_hparam("lr", 3e-3);  // a changed hyperparameter travels with the checkpoint
     std::string path = temp_path(spec + ".safetensors");
     a->save(path, {.params = true});
-    Optimizer b({spec, "", ""}, model());  // fresh, owns its parameters: all come from the file
+    Optimizer b(build_executable(SpecRef{spec, "", ""}), model());  // fresh, owns its parameters: all come from the file
     LoadReport r = b.load(path);
     CHECK(!r.spec_changed);
     CHECK(r.params_restored);
@@ -196,12 +197,12 @@ TEST_CASE("wrong parameters, shapes and dtypes are clear errors that change noth
     rejects(f, "malformed");
   }
   // a model with a parameter the checkpoint lacks, and one with a different shape
-  Optimizer more({"adamw", "", ""}, {{"blocks.0.weight", {6, 4}}, {"blocks.0.bias", {6}}, {"head.weight", {3, 6}}, {"head.bias", {3}}});
+  Optimizer more(build_executable(SpecRef{"adamw", "", ""}), {{"blocks.0.weight", {6, 4}}, {"blocks.0.bias", {6}}, {"head.weight", {3, 6}}, {"head.bias", {3}}});
   CHECK(error_of([&] { prepare_load(more, good, "ck"); }).find("it has no parameter `head.bias`") != std::string::npos);
-  Optimizer fewer({"adamw", "", ""}, {{"blocks.0.weight", {6, 4}}, {"head.weight", {3, 6}}});
+  Optimizer fewer(build_executable(SpecRef{"adamw", "", ""}), {{"blocks.0.weight", {6, 4}}, {"head.weight", {3, 6}}});
   CHECK(error_of([&] { prepare_load(fewer, good, "ck"); }).find("it has parameter `blocks.0.bias`, which this optimizer does not have") !=
         std::string::npos);
-  Optimizer reshaped({"adamw", "", ""}, {{"blocks.0.weight", {4, 6}}, {"blocks.0.bias", {6}}, {"head.weight", {3, 6}}});
+  Optimizer reshaped(build_executable(SpecRef{"adamw", "", ""}), {{"blocks.0.weight", {4, 6}}, {"blocks.0.bias", {6}}, {"head.weight", {3, 6}}});
   CHECK(error_of([&] { prepare_load(reshaped, good, "ck"); }).find("has shape [6, 4] in the checkpoint but [4, 6] here") != std::string::npos);
 }
 
@@ -209,7 +210,7 @@ TEST_CASE("a changed spec keeps matching slots, initializes new ones and reports
   auto a = trained("signum", 3);  // momentum.m
   std::string path = temp_path("signum.safetensors");
   a->save(path);
-  Optimizer b({"adamw", "", ""}, model());  // momentum.m and adapt.v
+  Optimizer b(build_executable(SpecRef{"adamw", "", ""}), model());  // momentum.m and adapt.v
   for (const auto& n : {"blocks.0.weight", "blocks.0.bias", "head.weight"}) {
     auto v = b.state(n, "adapt.v");
     std::fill(v.begin(), v.end(), 7.f);
@@ -229,7 +230,7 @@ TEST_CASE("a changed spec keeps matching slots, initializes new ones and reports
   // the other way: adamw's adapt.v is dropped; a SOAP basis starts as the identity
   auto c = trained("adamw", 2);
   c->save(path);
-  Optimizer d({"paper_soap10", "", ""}, model());
+  Optimizer d(build_executable(SpecRef{"paper_soap10", "", ""}), model());
   LoadReport r2 = d.load(path);
   CHECK(r2.spec_changed);
   CHECK(std::find(r2.dropped.begin(), r2.dropped.end(), "head.weight/adapt.v") == r2.dropped.end());  // soap has adapt.v too
@@ -245,7 +246,7 @@ TEST_CASE("a changed spec keeps matching slots, initializes new ones and reports
 TEST_CASE("killing the process during a save loop never leaves an unreadable checkpoint") {
   // about 8 MB of state, so that a kill lands inside a write often
   std::vector<ParamDesc> big = {{"w", {1024, 1024}}, {"b", {1024}}};
-  Optimizer opt({"adamw", "", ""}, big);
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), big);
   fill_grads(opt, 1);
   opt.step();
   std::string path = temp_path("killed.safetensors");
@@ -267,7 +268,7 @@ TEST_CASE("killing the process during a save loop never leaves an unreadable che
     waitpid(pid, &status, 0);
     CHECK(WIFSIGNALED(status));
     if (!fs::exists(path)) continue;  // killed before the first rename: no file, not a broken one
-    Optimizer fresh({"adamw", "", ""}, big);
+    Optimizer fresh(build_executable(SpecRef{"adamw", "", ""}), big);
     LoadReport r = fresh.load(path);
     CHECK(r.step >= 1);
     ++loaded;

@@ -4,8 +4,9 @@
 #include <filesystem>
 #include <fstream>
 
+#include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
-#include "compiler/codegen/cpu/host_compile.h"
+#include "runtime/cpu/host_compile.h"
 #include "runtime/executable.h"
 
 using namespace opal;

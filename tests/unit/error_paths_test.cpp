@@ -9,6 +9,7 @@
 #include <functional>
 #include <string>
 
+#include "driver/build.h"
 #include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
@@ -36,7 +37,7 @@ std::string thrown(const std::function<void()>& f) {
 
 TEST_SUITE("runtime") {
 TEST_CASE("every runtime error kind names the problem and changes nothing") {
-  Optimizer opt(SpecRef{"adamw", "", ""}, {{"w", {4, 3}}, {"b", {3}}});
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {{"w", {4, 3}}, {"b", {3}}});
   for (int s = 0; s < 2; ++s) {
     for (const char* n : {"w", "b"})
       for (float& g : opt.grad(n)) g = 0.5f - float(s);
@@ -54,7 +55,7 @@ TEST_CASE("every runtime error kind names the problem and changes nothing") {
   fs::create_directories(dir);
 
   SUBCASE("CompileError: a bad spec, with the rendered diagnostics") {
-    CHECK(thrown<CompileError>([] { Optimizer bad(SpecRef{"optimizer o(lr = 1) {\n  other: sclae(lr)\n}\n", "", ""}, {{"w", {2}}}); })
+    CHECK(thrown<CompileError>([] { Optimizer bad(build_executable(SpecRef{"optimizer o(lr = 1) {\n  other: sclae(lr)\n}\n", "", ""}), {{"w", {2}}}); })
               .find("unknown component `sclae`") != std::string::npos);
   }
   SUBCASE("NotFoundError: parameters, slots and hyperparameters, with suggestions") {
@@ -77,7 +78,7 @@ TEST_CASE("every runtime error kind names the problem and changes nothing") {
     bytes[bytes.size() - 3] ^= 0x40;
     std::ofstream((dir / "corrupt.safetensors").string(), std::ios::binary) << bytes;
     CHECK(thrown<CheckpointError>([&] { opt.load((dir / "corrupt.safetensors").string()); }).find("does not match its checksum") != std::string::npos);
-    Optimizer other(SpecRef{"adamw", "", ""}, {{"v", {4, 3}}});
+    Optimizer other(build_executable(SpecRef{"adamw", "", ""}), {{"v", {4, 3}}});
     other.save((dir / "other.safetensors").string());
     CHECK(thrown<CheckpointError>([&] { opt.load((dir / "other.safetensors").string()); }).find("cannot load checkpoint") != std::string::npos);
   }

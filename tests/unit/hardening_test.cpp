@@ -19,10 +19,11 @@
 #include <Eigen/Dense>
 #include <fmt/format.h>
 
+#include "driver/build.h"
 #include "ablate/grid_file.h"
 #include "ablate/runner.h"
 #include "compiler/codegen/c_emitter.h"
-#include "compiler/codegen/cpu/host_compile.h"
+#include "runtime/cpu/host_compile.h"
 #include "compiler/pipeline.h"
 #include "runtime/backend.h"
 #include "runtime/checkpoint.h"
@@ -136,13 +137,13 @@ TEST_SUITE("hardening") {
 TEST_CASE("a tensor given twice, or overlapping another, is refused naming both (item 9)") {
   std::vector<float> w(16, 1.f), g(16, 1.f), g2(16, 1.f);
   std::string e = error_of([&] {
-    Optimizer opt({"adamw", "", ""}, {{"a", {4, 4}, w.data(), g.data()}, {"b", {4, 4}, w.data(), g2.data()}});
+    Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {{"a", {4, 4}, w.data(), g.data()}, {"b", {4, 4}, w.data(), g2.data()}});
     opt.step();
   });
   CHECK(contains(e, "`a` and `b` share memory"));
   // a view into another parameter, bound later
   std::vector<float> v(8, 1.f), gv(8, 1.f);
-  Optimizer opt({"adamw", "", ""}, {{"a", {4, 4}, w.data(), g.data()}, {"b", {8}, v.data(), gv.data()}});
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {{"a", {4, 4}, w.data(), g.data()}, {"b", {8}, v.data(), gv.data()}});
   opt.step();
   std::vector<float> before = w;
   opt.bind("b", w.data() + 4, gv.data());
@@ -156,7 +157,7 @@ TEST_CASE("a tensor given twice, or overlapping another, is refused naming both 
 
 TEST_CASE("step counts are per parameter: a step without gradients counts nothing, a late joiner starts at 1 (item 10)") {
   Params p({{"w", {3, 4}}, {"b", {4}}});
-  Optimizer opt({"adamw", "", ""}, p.descs);
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), p.descs);
   opt.bind("b", p.w[1].data(), nullptr);
   for (int i = 0; i < 3; ++i) opt.step();
   CHECK(opt.step_count("w") == 3);
@@ -172,14 +173,14 @@ TEST_CASE("step counts are per parameter: a step without gradients counts nothin
   CHECK(opt.step_count("w") == 3);
   // b's first step is Adam's first step: with bias correction, lr * sign(g) (+ decay)
   Params q({{"b", {4}}});
-  Optimizer fresh({"adamw", "", ""}, q.descs);
+  Optimizer fresh(build_executable(SpecRef{"adamw", "", ""}), q.descs);
   fresh.step();
   CHECK(p.w[1] == q.w[0]);
   // the counts survive a checkpoint
   auto dir = scratch("steps");
   opt.save(dir + "/ck.safetensors");
   Params r({{"w", {3, 4}}, {"b", {4}}});
-  Optimizer back({"adamw", "", ""}, r.descs);
+  Optimizer back(build_executable(SpecRef{"adamw", "", ""}), r.descs);
   back.load(dir + "/ck.safetensors");
   CHECK(back.step_count("w") == 3);
   CHECK(back.step_count("b") == 1);
@@ -229,7 +230,7 @@ TEST_CASE("a second concurrent step() of one optimizer is refused and changes no
 
 TEST_CASE("non-finite and out-of-range hyperparameters are refused (item 12)") {
   Params p({{"w", {2, 2}}});
-  Optimizer opt({"adamw", "", ""}, p.descs);
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), p.descs);
   double lr = opt.hparam("lr");
   for (double bad : {double(NAN), double(INFINITY), -double(INFINITY), 1e308, -1e39}) {
     CAPTURE(bad);
@@ -256,7 +257,7 @@ TEST_CASE("every stdlib optimizer stays finite on all-zero, tiny and denormal gr
       CAPTURE(name);
       CAPTURE(fill);
       Params p({{"w", {6, 5}}, {"b", {5}}}, fill);
-      Optimizer opt({name, "", ""}, p.descs);
+      Optimizer opt(build_executable(SpecRef{name, "", ""}), p.descs);
       for (int s = 0; s < 3; ++s) opt.step();
       bool finite = true;
       for (const auto& w : p.w)
@@ -269,7 +270,7 @@ TEST_CASE("every stdlib optimizer stays finite on all-zero, tiny and denormal gr
 TEST_CASE("two threads saving one optimizer to one path never collide (item 18)") {
   auto dir = scratch("saves");
   Params p({{"w", {16, 16}}});
-  Optimizer a({"adamw", "", ""}, p.descs);
+  Optimizer a(build_executable(SpecRef{"adamw", "", ""}), p.descs);
   a.step();
   std::atomic<int> failures{0};
   std::string first_error;
@@ -290,7 +291,7 @@ TEST_CASE("two threads saving one optimizer to one path never collide (item 18)"
   CAPTURE(first_error);
   CHECK(failures == 0);
   Params q({{"w", {16, 16}}});
-  Optimizer b({"adamw", "", ""}, q.descs);
+  Optimizer b(build_executable(SpecRef{"adamw", "", ""}), q.descs);
   b.load(dir + "/ck.safetensors");
   CHECK(b.read_state("w", "adapt.v") == a.read_state("w", "adapt.v"));
   size_t files = 0;
@@ -360,7 +361,7 @@ TEST_CASE("directories and endless files are refused quickly (item 13)") {
   CHECK(contains(error_of([] { read_safetensors("/dev/zero"); }), "not a valid safetensors file"));
   CHECK(contains(error_of([&] { read_safetensors(dir); }), "is a directory"));
   Params p({{"w", {2, 2}}});
-  Optimizer opt({"adamw", "", ""}, p.descs);
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), p.descs);
   CHECK(contains(error_of([&] { opt.load("/dev/zero"); }), "cannot load checkpoint"));
   // a header that declares more data than the limit is refused before it is read
   std::string header = R"({"w":{"dtype":"F32","shape":[1],"data_offsets":[0,99999999999999]}})";

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "driver/build.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 
@@ -32,7 +33,7 @@ bool all_finite(std::span<const float> v) {
 // AdamW on a matrix `w` and a vector `b`, two finite steps taken; then a gradient with one NaN
 // in w[1][2].
 struct Fixture {
-  Optimizer opt{SpecRef{"adamw", "", ""}, {{"w", {4, 3}}, {"b", {3}}}};
+  Optimizer opt{build_executable(SpecRef{"adamw", "", ""}), {{"w", {4, 3}}, {"b", {3}}}};
   explicit Fixture(NonFinitePolicy p) {
     set_grads(1.0f);
     opt.step();
@@ -153,7 +154,7 @@ optimizer probe(lr = 0.1, b1 = 0.9) {
 )";
   for (NonFinitePolicy p : {NonFinitePolicy::Raise, NonFinitePolicy::Skip, NonFinitePolicy::Zero}) {
     CAPTURE(nonfinite_policy_name(p));
-    Optimizer opt(SpecRef{spec, "", ""}, {{"w", {2, 2}}, {"b", {2}}});
+    Optimizer opt(build_executable(SpecRef{spec, "", ""}), {{"w", {2, 2}}, {"b", {2}}});
     opt.set_nonfinite_policy(p);
     for (float& x : opt.grad("w")) x = 0.5f;
     for (float& x : opt.grad("b")) x = 1.0f;
@@ -192,7 +193,7 @@ optimizer probe(lr = 0.1) {
   other: ratio -> scale(lr)
 }
 )";
-  Optimizer opt(SpecRef{spec, "", ""}, {{"w", {3}}});
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}), {{"w", {3}}});
   opt.set_nonfinite_policy(NonFinitePolicy::Zero);
   for (float& x : opt.grad("w")) x = 2.0f;
   opt.grad("w")[1] = kNaN;

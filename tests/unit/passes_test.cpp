@@ -1,6 +1,7 @@
 // Passes on small graphs and on stdlib optimizers: folding, DCE, fusion, memory planning.
 #include <doctest/doctest.h>
 
+#include "driver/build.h"
 #include "compiler/passes/dce.h"
 #include "compiler/passes/expand_macros.h"
 #include "compiler/passes/fold_constants.h"

@@ -10,9 +10,10 @@
 #include <memory>
 #include <tuple>
 
+#include "driver/build.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
-#include "runtime/replay.h"
+#include "driver/replay.h"
 
 #include "error_of.h"
 #include "run_cli.h"
@@ -22,7 +23,7 @@ using namespace opal;
 TEST_SUITE("runtime") {
 TEST_CASE("routes: name patterns first, then shape classes, through delegation") {
   std::vector<ParamDesc> ps = {{"h.0.mlp.weight", {4, 6}}, {"embed.weight", {10, 4}}, {"h.0.ln.bias", {4}}, {"head.weight", {3, 4}}};
-  Optimizer opt({"paper_adam", "", ""}, ps);
+  Optimizer opt(build_executable(SpecRef{"paper_adam", "", ""}), ps);
   CHECK(opt.route_of("h.0.mlp.weight") == "matrix");
   CHECK(opt.route_of("embed.weight") == "\"*embed*\",\"*head*\",\"*output*\">\"*bias*\",\"*embed*\",\"*norm*\"");
   CHECK(opt.route_of("h.0.ln.bias") == "other>\"*bias*\",\"*embed*\",\"*norm*\"");
@@ -45,7 +46,7 @@ TEST_CASE("hyperparameters change at run time without recompiling") {
 
 TEST_CASE("schedules are expressions of t: the paper harness warms up linearly") {
   std::vector<float> w(4, 0.f), g(4, 1.f);
-  Optimizer opt({"paper_signum", "", ""}, {{"h.w", {2, 2}, w.data(), g.data()}});
+  Optimizer opt(build_executable(SpecRef{"paper_signum", "", ""}), {{"h.w", {2, 2}, w.data(), g.data()}});
   opt.set_hparam("wd", 0);
   opt.set_hparam("lr", 1.0);
   opt.set_hparam("warmup", 4);
@@ -59,7 +60,7 @@ TEST_CASE("schedules are expressions of t: the paper harness warms up linearly")
 
 TEST_CASE("state is inspectable by slot name") {
   std::vector<float> w(6, 0.f), g(6, 2.f);
-  Optimizer opt({"adamw", "", ""}, {{"p", {2, 3}, w.data(), g.data()}});
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {{"p", {2, 3}, w.data(), g.data()}});
   opt.step();
   CHECK(opt.slots("p") == std::vector<std::string>{"momentum.m", "adapt.v"});
   CHECK(opt.state("p", "momentum.m")[0] == doctest::Approx(0.2f));
@@ -68,10 +69,10 @@ TEST_CASE("state is inspectable by slot name") {
 }
 
 TEST_CASE("bad parameters are refused before anything runs") {
-  CHECK(error_of([] { Optimizer({"adamw", "", ""}, {{"a", {2}}, {"a", {3}}}); }).find("given twice") != std::string::npos);
-  CHECK(error_of([] { Optimizer({"adamw", "", ""}, {{"a", {2, 0}}}); }).find("must be positive") != std::string::npos);
-  CHECK(error_of([] { Optimizer({"adamw", "", ""}, {{"a", {1 << 20, 1 << 20, 1 << 20}}}); }).find("more than") != std::string::npos);
-  CHECK(error_of([] { Optimizer({"adamx", "", ""}, {}); }).find("did you mean `adam") != std::string::npos);
+  CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamw", "", ""}), {{"a", {2}}, {"a", {3}}}); }).find("given twice") != std::string::npos);
+  CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamw", "", ""}), {{"a", {2, 0}}}); }).find("must be positive") != std::string::npos);
+  CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamw", "", ""}), {{"a", {1 << 20, 1 << 20, 1 << 20}}}); }).find("more than") != std::string::npos);
+  CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamx", "", ""}), {}); }).find("did you mean `adam") != std::string::npos);
 }
 
 TEST_CASE("replay refuses a missing or mis-shaped gradient before stepping") {
@@ -187,7 +188,7 @@ TEST_CASE("Table 2 from components: all 15 cells run, and match the stdlib paper
   auto run = [&](const SpecRef& ref) {
     std::vector<float> w(12 * 6), b(6, 0.1f), e(20 * 6, 0.2f);
     for (size_t i = 0; i < w.size(); ++i) w[i] = float(int(i % 9) - 4) * 0.05f;
-    Optimizer opt(ref, {{"blocks.0.w", {12, 6}, w.data(), nullptr}, {"blocks.0.ln.bias", {6}, b.data(), nullptr}, {"wte.embed", {20, 6}, e.data(), nullptr}});
+    Optimizer opt(build_executable(ref), {{"blocks.0.w", {12, 6}, w.data(), nullptr}, {"blocks.0.ln.bias", {6}, b.data(), nullptr}, {"wte.embed", {20, 6}, e.data(), nullptr}});
     for (int t = 1; t <= 6; ++t) {
       auto g = opt.grad("blocks.0.w");
       for (size_t i = 0; i < g.size(); ++i) g[i] = float(int((i * 5 + t * 3) % 13) - 6) * 0.01f;
@@ -229,7 +230,7 @@ TEST_CASE("a NaN gradient at a basis refresh propagates to the state and never a
   for (const char* spec : {"paper_soap10", "soap", "paper_shampoo10", "paper_psgd", "paper_muon"}) {
     INFO(spec);
     std::vector<float> w(6 * 4, 0.1f);
-    Optimizer opt({spec, "", ""}, {{"blocks.0.w", {6, 4}, w.data(), nullptr}});
+    Optimizer opt(build_executable(SpecRef{spec, "", ""}), {{"blocks.0.w", {6, 4}, w.data(), nullptr}});
     for (int t = 1; t <= 3; ++t) {
       auto g = opt.grad("blocks.0.w");
       for (size_t i = 0; i < g.size(); ++i) g[i] = float(i % 5) * 0.01f;

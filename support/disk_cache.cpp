@@ -1,5 +1,5 @@
 // Disk cache entries: "OPALCACHE 1\n<key>\n<length>\n<payload hash>\n" then the payload.
-#include "compiler/codegen/disk_cache.h"
+#include "support/disk_cache.h"
 
 #include <unistd.h>
 

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/pipeline.h"
 #include "runtime/optimizer.h"
 
 namespace opal {
@@ -24,7 +25,8 @@ struct RouteInfo {
   int64_t state_bytes = 0;
 };
 
-std::vector<RouteInfo> describe_routes(const Optimizer& opt);
+// `co`: the optimizer `opt` was built from (for the scale expressions as written).
+std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptimizer& co);
 std::string format_routes(const std::vector<RouteInfo>& routes);
 
 }  // namespace opal

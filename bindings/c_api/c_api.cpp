@@ -1,6 +1,6 @@
 // The C ABI over opal::Optimizer: argument checks, two-phase construction, and every C++
 // exception turned into a status and a thread-local message.
-#include "runtime/c_api/opal.h"
+#include "bindings/c_api/opal.h"
 
 #include <map>
 #include <memory>
@@ -11,12 +11,15 @@
 
 #include <fmt/format.h>
 
+#include "compiler/exec/describe.h"
+#include "driver/build.h"
 #include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 
 struct opal_optimizer {
   std::shared_ptr<const opal::CompiledOptimizer> compiled;  // kernels are built for the device once it is known
+  std::shared_ptr<const opal::exec::Description> desc;     // its executable description (routing, hyperparameters)
   std::vector<opal::ParamDesc> params;  // until the optimizer is built
   std::map<std::string, double> hparams;  // set before it is built
   opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
@@ -28,7 +31,7 @@ struct opal_optimizer {
   const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
   opal::Optimizer& built() {
     if (!opt) {
-      auto o = std::make_unique<opal::Optimizer>(compiled, params, device);
+      auto o = opal::make_optimizer(compiled, params, device);
       for (const auto& [k, v] : hparams) o->set_hparam(k, v);
       o->set_nonfinite_policy(nonfinite);
       opt = std::move(o);
@@ -127,6 +130,7 @@ opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer*
     need(out, "out");
     auto h = std::make_unique<opal_optimizer>();
     h->compiled = opal::compile_spec({spec, optimizer ? optimizer : "", ""});
+    h->desc = std::make_shared<const opal::exec::Description>(opal::describe(*h->compiled));
     *out = h.release();
   });
 }
@@ -153,7 +157,7 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
       if (p.name == name) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is given twice", name)};
     opal::ParamDesc p{name, std::vector<int64_t>(shape, shape + ndim), static_cast<float*>(data), static_cast<float*>(grad)};
     // check shape and routing now, so that the error names this call
-    opal::Optimizer::check_param(*opt->compiled, p);
+    opal::Optimizer::check_param(*opt->desc, p);
     opt->params.push_back(std::move(p));
     opt->device = dev;
   });
@@ -231,7 +235,7 @@ opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value)
       opt->opt->set_hparam(name, value);
       return;
     }
-    opal::Optimizer::hparam_index(*opt->compiled, name);  // checks the name, with "did you mean"
+    opal::Optimizer::hparam_index(*opt->desc, name);  // checks the name, with "did you mean"
     opal::Optimizer::check_hparam_value(name, value);
     opt->hparams[name] = value;
   });
@@ -247,7 +251,7 @@ opal_status opal_get_hparam(opal_optimizer* opt, const char* name, double* out) 
       return;
     }
     auto it = opt->hparams.find(name);
-    *out = it != opt->hparams.end() ? it->second : opt->compiled->defaults[opal::Optimizer::hparam_index(*opt->compiled, name)];
+    *out = it != opt->hparams.end() ? it->second : opt->desc->defaults[opal::Optimizer::hparam_index(*opt->desc, name)];
   });
 }
 
@@ -255,7 +259,7 @@ opal_status opal_num_hparams(opal_optimizer* opt, size_t* out) {
   return guarded([&] {
     need(opt, "opt");
     need(out, "out");
-    *out = opt->compiled->hparams.size();
+    *out = opt->desc->hparams.size();
   });
 }
 
@@ -263,7 +267,7 @@ opal_status opal_hparam_name(opal_optimizer* opt, size_t index, const char** out
   return guarded([&] {
     need(opt, "opt");
     need(out, "out");
-    const auto& names = opt->compiled->hparams;
+    const auto& names = opt->desc->hparams;
     if (index >= names.size())
       throw Failure{OPAL_ERROR_NOT_FOUND, fmt::format("hyperparameter index {} is out of range (there are {})", index, names.size())};
     *out = names[index].c_str();

@@ -1,6 +1,6 @@
 // The `opal._opal` extension: compiled specs, optimizers stepping host memory given by address,
 // zero-copy views of state, and checkpoints. The PyTorch-facing class is Python
-// (runtime/python/opal/torch.py); this layer knows nothing of torch.
+// (bindings/python/opal/torch.py); this layer knows nothing of torch.
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
@@ -8,7 +8,7 @@
 
 #include <fmt/format.h>
 
-#include "compiler/pipeline.h"
+#include "driver/build.h"
 #include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/executable.h"
@@ -21,7 +21,8 @@ namespace {
 
 // A compiled spec: shared by every optimizer built from it (one per PyTorch parameter group).
 struct Compiled {
-  std::shared_ptr<const Executable> exe;
+  std::shared_ptr<const CompiledOptimizer> compiled;
+  std::shared_ptr<const Executable> exe;  // built for the CPU
 };
 
 // A contiguous float32 block owned by an optimizer, exposed through the buffer protocol; it
@@ -105,25 +106,26 @@ PYBIND11_MODULE(_opal, m) {
       "Raises OpalError unless the value is finite and within float32's range (the runtime's own rule).");
 
   py::class_<Compiled>(m, "Compiled")
-      .def(py::init([](const std::string& spec, const std::string& optimizer) { return Compiled{build_executable({spec, optimizer, ""})}; }),
+      .def(py::init([](const std::string& spec, const std::string& optimizer) { auto co = compile_spec({spec, optimizer, ""});
+             return Compiled{co, build_executable(co)}; }),
            py::arg("spec"), py::arg("optimizer") = "")
-      .def_property_readonly("name", [](const Compiled& c) { return c.exe->optimizer->name; })
+      .def_property_readonly("name", [](const Compiled& c) { return c.exe->desc->name; })
       .def_property_readonly("hparams",
                              [](const Compiled& c) {
                                py::dict d;
-                               const auto& co = *c.exe->optimizer;
+                               const auto& co = *c.exe->desc;
                                for (size_t i = 0; i < co.hparams.size(); ++i) d[py::str(co.hparams[i])] = co.defaults[i];
                                return d;
                              })
       .def_property_readonly("routes",
                              [](const Compiled& c) {
                                std::vector<std::string> out;
-                               for (const auto& r : c.exe->optimizer->routes) out.push_back(r.label);
+                               for (const auto& r : c.exe->desc->routes) out.push_back(r.label);
                                return out;
                              })
       .def_property_readonly("source", [](const Compiled& c) { return c.exe->source; })
       .def_property_readonly("from_cache", [](const Compiled& c) { return c.exe->from_cache; })
-      .def("__repr__", [](const Compiled& c) { return fmt::format("<opal.Compiled {}>", c.exe->optimizer->name); });
+      .def("__repr__", [](const Compiled& c) { return fmt::format("<opal.Compiled {}>", c.exe->desc->name); });
 
   py::class_<StateView>(m, "StateView", py::buffer_protocol()).def_buffer([](StateView& v) {
     return py::buffer_info(v.data, sizeof(float), py::format_descriptor<float>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(sizeof(float))});
@@ -139,7 +141,9 @@ PYBIND11_MODULE(_opal, m) {
                        const std::string& device) {
              std::vector<ParamDesc> ps;
              for (const auto& [name, shape, data] : params) ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true});
-             return std::make_shared<Optimizer>(c.exe->optimizer, std::move(ps), parse_device(device));
+             const Device d = parse_device(device);
+             if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps));
+             return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d));
            }),
            py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu")
       .def_property_readonly("device", &Optimizer::describe_device)

@@ -1,10 +1,11 @@
-// Spec reference -> compiled optimizer -> loaded CPU kernels.
-#include "runtime/executable.h"
+// Spec reference -> compiled optimizer -> executable description and kernels, loaded.
+#include "driver/build.h"
 
 #include <filesystem>
 
 #include <fmt/format.h>
 
+#include "compiler/exec/describe.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -58,27 +59,32 @@ std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::s
   return std::make_shared<const CompiledOptimizer>(std::move(*c));
 }
 
-std::shared_ptr<const Executable> build_executable(const SpecRef& ref, Backend* backend) {
-  return build_executable(compile_spec(ref), false, backend);
+std::shared_ptr<const Executable> build_executable(const SpecRef& ref, Device device) {
+  auto compiled = compile_spec(ref);
+  std::unique_ptr<Backend> backend = make_backend(device);
+  return build_executable(std::move(compiled), false, backend.get());
+}
+
+std::unique_ptr<Optimizer> make_optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device) {
+  std::unique_ptr<Backend> backend = make_backend(device);
+  auto exe = build_executable(std::move(compiled), false, backend.get());
+  return std::make_unique<Optimizer>(std::move(backend), std::move(exe), std::move(params));
 }
 
 std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite, Backend* backend) {
   std::unique_ptr<Backend> cpu;
   if (!backend) backend = (cpu = make_cpu_backend()).get();
   auto exe = std::make_shared<Executable>();
-  exe->optimizer = std::move(compiled);
+  exe->desc = std::make_shared<const exec::Description>(describe(*compiled));
   exe->check_finite = check_finite;
   exe->device = backend->device();
-  exe->source = emit_optimizer(*exe->optimizer, exe->device.kind == DeviceKind::Cpu ? Target::Cpu : Target::Cuda, check_finite);
-  std::vector<std::string> symbols;
-  for (size_t r = 0; r < exe->optimizer->routes.size(); ++r) {
-    exe->route_offset.push_back(symbols.size());
-    for (size_t k = 0; k < exe->optimizer->routes[r].plan.kernels.size(); ++k) symbols.push_back(kernel_symbol(r, k));
-  }
+  const Target target = exe->device.kind == DeviceKind::Cpu ? Target::Cpu : Target::Cuda;
+  exe->checked_source = emit_optimizer(*compiled, target, true);
+  exe->source = check_finite ? exe->checked_source : emit_optimizer(*compiled, target, false);
   try {
-    exe->module = backend->compile(exe->source, symbols);
+    exe->module = backend->compile(exe->source, exe->desc->symbols);
   } catch (const Error& e) {
-    throw Error(fmt::format("cannot compile the kernels of `{}` for {}: {}", exe->optimizer->name, backend->describe(), e.what()));
+    throw Error(fmt::format("cannot compile the kernels of `{}` for {}: {}", exe->desc->name, backend->describe(), e.what()));
   }
   exe->from_cache = exe->module->from_cache;
   return exe;

@@ -1,6 +1,6 @@
 // Host compiler invocation (posix_spawn, no shell, a time limit), content-addressed cache whose
 // entries are checked whole before dlopen, and dlopen.
-#include "compiler/codegen/cpu/host_compile.h"
+#include "runtime/cpu/host_compile.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // Linear-regression toy problem (Eigen for the matrix products).
-#include "runtime/toy_problem.h"
+#include "driver/toy_problem.h"
 
 #include <random>
 
@@ -21,7 +21,7 @@ ToyResult run_toy(const SpecRef& spec, const ToyConfig& cfg, const std::map<std:
   Mat W = randn(cfg.out, cfg.in, 0.01f);
   Eigen::VectorXf b = Eigen::VectorXf::Zero(cfg.out), gb(cfg.out);
   Mat gW(cfg.out, cfg.in);
-  Optimizer opt(spec, {{"linear.weight", {cfg.out, cfg.in}, W.data(), gW.data()}, {"linear.bias", {cfg.out}, b.data(), gb.data()}});
+  Optimizer opt(build_executable(spec), {{"linear.weight", {cfg.out, cfg.in}, W.data(), gW.data()}, {"linear.bias", {cfg.out}, b.data(), gb.data()}});
   for (const auto& [k, v] : hparams) opt.set_hparam(k, v);
   ToyResult res;
   for (int step = 1; step <= cfg.steps; ++step) {

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
-#include "runtime/optimizer.h"
+#include <map>
+
+#include "driver/build.h"
 
 namespace opal {
 

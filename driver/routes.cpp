@@ -1,11 +1,12 @@
 // opal routes.
-#include "runtime/routes.h"
+#include "driver/routes.h"
 
 #include <cmath>
 
 #include <fmt/format.h>
 
 #include "lang/ast.h"
+#include "compiler/exec/describe.h"
 
 namespace opal {
 
@@ -57,18 +58,11 @@ std::string text(const Expr& e) {
   return dump_expr(e);
 }
 
-std::string stage_text(const Stage& s) {
-  std::string args;
-  for (const auto& a : s.args) args += (args.empty() ? "" : ", ") + (a.name.empty() ? "" : a.name + " = ") + text(*a.value);
-  std::string call = s.args.empty() ? s.name : fmt::format("{}({})", s.name, args);
-  return s.role == Stage::Role::Rotate ? "rotate(" + call + ")" : call;
-}
-
 }  // namespace
 
-std::vector<RouteInfo> describe_routes(const Optimizer& opt) {
+std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptimizer& co) {
   std::vector<RouteInfo> out;
-  const CompiledOptimizer& co = opt.compiled();
+  const exec::Description& d = opt.description();
   for (size_t i = 0; i < opt.num_params(); ++i) {
     const std::string& name = opt.param_name(i);
     RouteInfo r;
@@ -79,18 +73,13 @@ std::vector<RouteInfo> describe_routes(const Optimizer& opt) {
     for (auto d : r.shape) numel *= d;
     const int64_t rows = r.shape.size() >= 2 ? r.shape[0] : 1, cols = numel / rows;
     r.view = fmt::format("{} {} x {}", r.shape.size() >= 2 ? "matrix" : "vector", rows, cols);
-    for (const auto& cr : co.routes)
-      if (cr.label == r.route) {
-        const RouteStep& last = cr.path.back();
-        const Route& route = last.optimizer->routes[last.route];
-        std::vector<std::string> stages;
-        for (const auto& s : route.pipeline) {
-          stages.push_back(stage_text(s));
+    for (size_t i = 0; i < d.routes.size(); ++i)
+      if (d.routes[i].label == r.route) {
+        r.pipeline = d.routes[i].pipeline;
+        const RouteStep& last = co.routes.at(i).path.back();
+        for (const auto& s : last.optimizer->routes[last.route].pipeline)
           if (s.name == "scale" && s.args.size() == 1)
             r.scales.push_back({text(*s.args[0].value), eval_sized(*s.args[0].value, double(rows), double(cols))});
-        }
-        r.pipeline = fmt::format("{}", fmt::join(stages, " -> "));
-        if (cr.path.size() > 1) r.pipeline = last.optimizer->name + ": " + r.pipeline;
         break;
       }
     for (const auto& slot : opt.slots(name)) {

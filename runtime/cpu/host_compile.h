@@ -5,7 +5,7 @@
 #include <memory>
 #include <string>
 
-#include "compiler/codegen/disk_cache.h"
+#include "support/disk_cache.h"
 
 namespace opal {
 

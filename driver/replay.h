@@ -5,7 +5,7 @@
 #include <string>
 
 #include "runtime/diagnostics.h"
-#include "runtime/executable.h"
+#include "driver/build.h"
 #include "runtime/safetensors.h"
 
 namespace opal {

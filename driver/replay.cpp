@@ -1,5 +1,5 @@
 // opal replay.
-#include "runtime/replay.h"
+#include "driver/replay.h"
 
 #include <fmt/format.h>
 
@@ -23,7 +23,7 @@ SafetensorsFile replay(const ReplayRequest& req) {
   std::vector<ParamDesc> params;
   for (const auto& [name, t] : req.init.tensors) w[name] = t.values;
   for (auto& [name, v] : w) params.push_back({name, req.init.tensors.at(name).shape, v.data(), nullptr});
-  Optimizer opt(req.spec, params);
+  Optimizer opt(build_executable(req.spec), params);
   for (const auto& [k, v] : req.hparams) opt.set_hparam(k, v);
   opt.set_diagnostics(req.diagnostics != nullptr);
   for (int s = 1; s <= req.steps; ++s) {
@@ -43,7 +43,7 @@ SafetensorsFile replay(const ReplayRequest& req) {
       out.tensors[name + "/" + slot] = {opt.state_shape(name, slot), std::vector<float>(s.begin(), s.end())};
     }
   }
-  out.metadata["optimizer"] = opt.compiled().name;
+  out.metadata["optimizer"] = opt.description().name;
   out.metadata["steps"] = std::to_string(req.steps);
   for (const auto& h : opt.hparam_names()) out.metadata["hparam." + h] = fmt::format("{}", opt.hparam(h));
   return out;

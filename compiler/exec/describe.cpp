@@ -1,0 +1,205 @@
+// Compiled optimizer -> executable description: routing tables from the AST's routes, and per
+// route the buffers, the schedule with typed library calls, and the host scalar program that
+// evaluates every guard and library-call scalar.
+#include "compiler/exec/describe.h"
+
+#include <fmt/format.h>
+
+#include "compiler/exec/scalar_ops.h"
+#include "support/check.h"
+#include "support/disk_cache.h"
+
+namespace opal {
+
+namespace {
+
+using ir::Op;
+using exec::ScalarOp;
+
+exec::Extent extent_of(ir::Shape s) { return exec::Extent(uint8_t(s)); }  // the same order
+
+exec::Extent extent_of(Domain d) {
+  switch (d) {
+    case Domain::Full: return exec::Extent::Full;
+    case Domain::Rows: return exec::Extent::Rows;
+    case Domain::Cols: return exec::Extent::Cols;
+    case Domain::Left: return exec::Extent::Left;
+    case Domain::Right: return exec::Extent::Right;
+    case Domain::Small: return exec::Extent::Small;
+  }
+  return exec::Extent::Full;
+}
+
+// Compiles the uniform scalars a route's host work reads into one flat program (each value
+// once: the graph's interning already merged equal subexpressions).
+class ScalarCompiler {
+ public:
+  explicit ScalarCompiler(const ir::Graph& g) : g_(g) {}
+  uint32_t reg(ir::ValueId v) {
+    if (auto it = regs_.find(v.v); it != regs_.end()) return it->second;
+    const ir::Node& n = g_.at(v);
+    OPAL_CHECK(n.shape == ir::Shape::Scalar, "host scalar %%%u is not a scalar", v.v);
+    exec::ScalarInstr in;
+    switch (n.op) {
+      case Op::Const: in.op = ScalarOp::Const, in.imm = n.fattr; break;
+      case Op::HParam: in.op = ScalarOp::HParam, in.a = uint32_t(n.iattr); break;
+      case Op::Step: in.op = ScalarOp::Step; break;
+      case Op::Dim: in.op = n.iattr == 0 ? ScalarOp::Rows : n.iattr == 1 ? ScalarOp::Cols : ScalarOp::Numel; break;
+      default: {
+        OPAL_CHECK(ir::is_elementwise(n.op), "host scalar %%%u is a %s", v.v, ir::op_name(n.op));
+        in.op = *host_scalar_op(n.op);
+        uint32_t ops[3] = {0, 0, 0};
+        for (int i = 0; i < n.n_operands; ++i) ops[i] = reg(n.operands[i]);
+        in.a = ops[0], in.b = ops[1], in.c = ops[2];
+      }
+    }
+    prog_.code.push_back(in);
+    return regs_[v.v] = uint32_t(prog_.code.size() - 1);
+  }
+  exec::Guard guard(const Guard& gd) {
+    exec::Guard out;
+    for (const auto& l : gd.all) out.all.push_back({reg(l.cond), l.negated});
+    return out;
+  }
+  exec::ScalarProgram take() { return std::move(prog_); }
+
+ private:
+  const ir::Graph& g_;
+  std::unordered_map<uint32_t, uint32_t> regs_;
+  exec::ScalarProgram prog_;
+};
+
+exec::CallOp call_op(const ir::Node& n) {
+  const bool bf16 = n.iattr & 4;
+  switch (n.op) {
+    case Op::MatMul: return exec::Gemm{bool(n.iattr & 1), bool(n.iattr & 2), bf16};
+    case Op::Gram: return exec::Gram{bf16};
+    case Op::GramApply: return exec::GramApply{bf16};
+    case Op::Eigh: return exec::Eigh{bool(n.iattr & 1)};
+    case Op::InvRoot: return exec::InvRoot{int(n.iattr & 0xff), (n.iattr >> 8) != 0};
+    case Op::Qr: return exec::Qr{};
+    case Op::Diag: return exec::Diag{};
+    case Op::Argsort: return exec::Argsort{bool(n.iattr & 1)};
+    case Op::PermuteRows: return exec::PermuteRows{};
+    case Op::PermuteCols: return exec::PermuteCols{};
+    case Op::TriSolveLeft: return exec::TriSolveLeft{};
+    case Op::TriSolveRight: return exec::TriSolveRight{};
+    case Op::NormLowerBound: return exec::NormLowerBound{};
+    default: OPAL_CHECK(false, "op %s is not a library call", ir::op_name(n.op));
+  }
+  return exec::Qr{};
+}
+
+exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
+  const Plan& plan = cr.plan;
+  const ir::Graph& g = plan.graph;
+  exec::Route r;
+  r.label = cr.label;
+  const RouteStep& last = cr.path.back();
+  r.pipeline = pipeline_text(last.optimizer->routes[last.route].pipeline);
+  if (cr.path.size() > 1) r.pipeline = last.optimizer->name + ": " + r.pipeline;
+  for (const auto& s : g.slots) r.slots.push_back({s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros});
+  for (ir::Shape s : plan.buffers) r.scratch.push_back(extent_of(s));
+  ScalarCompiler sc(g);
+  for (size_t k = 0; k < plan.kernels.size(); ++k) {
+    const Kernel& K = plan.kernels[k];
+    exec::KernelLaunch L{first_symbol + uint32_t(k), extent_of(K.domain), sc.guard(K.guard), {}};
+    for (ir::ValueId red : K.reductions) L.zeroed.push_back(uint32_t(plan.temp_index(red)));
+    r.kernels.push_back(std::move(L));
+  }
+  for (const Call& C : plan.calls) {
+    const ir::Node& n = g.at(C.value);
+    exec::LibraryCall L{call_op(n), {}, uint32_t(plan.temp_index(C.value)), extent_of(n.shape), sc.guard(C.guard)};
+    for (int o = 0; o < n.n_operands; ++o) {
+      const ir::ValueId v = n.operands[o];
+      exec::Operand op{extent_of(g.at(v).shape)};
+      if (g.at(v).shape == ir::Shape::Scalar) op.reg = int32_t(sc.reg(v));
+      else op.buffer = int32_t(plan.table_index(v));
+      L.in.push_back(op);
+    }
+    r.calls.push_back(std::move(L));
+  }
+  for (const Launch& L : plan.schedule) r.schedule.push_back({L.is_call, uint32_t(L.index)});
+  r.scalars = sc.take();
+  for (const auto& p : g.probes) r.probes.push_back(p.stage);
+  r.matrix_only = g.matrix_only;
+  r.matrix_reason = g.matrix_reason;
+  return r;
+}
+
+exec::SelectorKind selector_kind(Route::Kind k) {
+  switch (k) {
+    case Route::Kind::Pattern: return exec::SelectorKind::Pattern;
+    case Route::Kind::Matrix: return exec::SelectorKind::Matrix;
+    case Route::Kind::Vector: return exec::SelectorKind::Vector;
+    case Route::Kind::Other: return exec::SelectorKind::Other;
+  }
+  return exec::SelectorKind::Other;
+}
+
+// The routing table of optimizer `o` reached by `path`; delegations get tables of their own
+// (one per path: the same inner optimizer compiles to different routes under different paths).
+int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::vector<RouteStep>& path, exec::Description& d) {
+  OPAL_CHECK(path.size() < 64, "routing deeper than 64 delegations in `%s`", co.name.c_str());
+  const int32_t index = int32_t(d.tables.size());
+  d.tables.push_back({o.name, {}});
+  for (size_t i = 0; i < o.routes.size(); ++i) {
+    const Route& route = o.routes[i];
+    exec::Selector sel{selector_kind(route.kind), route.patterns};
+    path.push_back({&o, i});
+    auto inner = co.program->optimizers.find(route.pipeline.size() == 1 ? route.pipeline[0].name : "");
+    if (inner != co.program->optimizers.end() && !co.program->components.count(route.pipeline[0].name)) {
+      sel.table = build_table(co, *inner->second, path, d);
+    } else {
+      for (size_t r = 0; r < co.routes.size(); ++r) {
+        const auto& cp = co.routes[r].path;
+        if (cp.size() == path.size() && std::equal(cp.begin(), cp.end(), path.begin(), [](const RouteStep& a, const RouteStep& b) {
+              return a.optimizer == b.optimizer && a.route == b.route;
+            }))
+          sel.route = int32_t(r);
+      }
+    }
+    path.pop_back();
+    if (sel.route >= 0 || sel.table >= 0) d.tables[index].selectors.push_back(std::move(sel));
+  }
+  return index;
+}
+
+}  // namespace
+
+std::string pipeline_text(const std::vector<Stage>& stages) {
+  std::vector<std::string> out;
+  for (const auto& s : stages) {
+    std::string args;
+    for (const auto& a : s.args) {
+      const SourceLoc& l = a.value->loc;
+      std::string text = l.valid() && l.offset + l.length <= l.file->text().size() ? std::string(l.file->text().substr(l.offset, l.length))
+                                                                                     : dump_expr(*a.value);
+      args += (args.empty() ? "" : ", ") + (a.name.empty() ? "" : a.name + " = ") + text;
+    }
+    std::string call = s.args.empty() ? s.name : fmt::format("{}({})", s.name, args);
+    out.push_back(s.role == Stage::Role::Rotate ? "rotate(" + call + ")" : call);
+  }
+  return fmt::format("{}", fmt::join(out, " -> "));
+}
+
+exec::Description describe(const CompiledOptimizer& co) {
+  exec::Description d;
+  d.name = co.name;
+  d.hparams = co.hparams;
+  d.defaults = co.defaults;
+  for (size_t r = 0; r < co.routes.size(); ++r) {
+    d.routes.push_back(describe_route(co.routes[r], uint32_t(d.symbols.size())));
+    for (size_t k = 0; k < co.routes[r].plan.kernels.size(); ++k) d.symbols.push_back(kernel_symbol(r, k));
+  }
+  std::vector<RouteStep> path;
+  if (co.decl) build_table(co, *co.decl, path, d);
+  if (co.decl && co.decl->loc.file) d.spec_text = std::string(co.decl->loc.file->text());
+  // the checkpoint fingerprint: the same on every device
+  d.fingerprint = content_hash(fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), emit_optimizer(co, Target::Cpu, false)));
+  std::string err = exec::verify(d);
+  OPAL_CHECK(err.empty(), "invalid executable description of `%s`: %s\n%s", co.name.c_str(), err.c_str(), exec::print(d).c_str());
+  return d;
+}
+
+}  // namespace opal

@@ -1,0 +1,234 @@
+// The executable description's helpers: sizes, the host scalar program, printing, verifying.
+#include "compiler/exec/description.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include <fmt/format.h>
+
+#include "support/bf16.h"
+
+namespace opal::exec {
+
+const char* extent_name(Extent e) {
+  static const char* names[] = {"scalar", "rows", "cols", "full", "left", "right", "small"};
+  return names[size_t(e)];
+}
+
+bool is_square(Extent e) { return e == Extent::Left || e == Extent::Right || e == Extent::Small; }
+
+Dims dims_of(Extent e, long long rows, long long cols) {
+  switch (e) {
+    case Extent::Full: return {rows, cols};
+    case Extent::Left: return {rows, rows};
+    case Extent::Right: return {cols, cols};
+    case Extent::Small: return {std::min(rows, cols), std::min(rows, cols)};
+    case Extent::Rows: return {rows, 1};
+    case Extent::Cols: return {cols, 1};
+    case Extent::Scalar: return {1, 1};
+  }
+  return {1, 1};
+}
+
+const char* scalar_op_name(ScalarOp op) {
+  static const char* names[] = {"const", "step", "hparam", "rows", "cols", "numel", "neg",   "not", "sqrt", "abs", "sign", "exp",
+                                "log",   "cos",  "sin",    "tanh", "floor", "bf16", "add",   "sub", "mul",  "div", "pow",  "min",
+                                "max",   "mod",  "lt",     "le",   "gt",   "ge",    "eq",   "ne",  "and", "or",   "select"};
+  return names[size_t(op)];
+}
+
+int scalar_arity(ScalarOp op) {
+  if (op <= ScalarOp::Numel) return 0;
+  if (op <= ScalarOp::Bf16) return 1;
+  if (op <= ScalarOp::Or) return 2;
+  return 3;
+}
+
+double eval_scalar(ScalarOp op, const double* a) {
+  switch (op) {
+    case ScalarOp::Neg: return -a[0];
+    case ScalarOp::Not: return double(a[0] == 0);
+    case ScalarOp::Sqrt: return std::sqrt(a[0]);
+    case ScalarOp::Abs: return std::fabs(a[0]);
+    case ScalarOp::Sign: return double((a[0] > 0) - (a[0] < 0));
+    case ScalarOp::Exp: return std::exp(a[0]);
+    case ScalarOp::Log: return std::log(a[0]);
+    case ScalarOp::Cos: return std::cos(a[0]);
+    case ScalarOp::Sin: return std::sin(a[0]);
+    case ScalarOp::Tanh: return std::tanh(a[0]);
+    case ScalarOp::Floor: return std::floor(a[0]);
+    case ScalarOp::Bf16: return double(round_bf16(float(a[0])));
+    case ScalarOp::Mod: return a[0] - a[1] * std::floor(a[0] / a[1]);
+    case ScalarOp::Add: return a[0] + a[1];
+    case ScalarOp::Sub: return a[0] - a[1];
+    case ScalarOp::Mul: return a[0] * a[1];
+    case ScalarOp::Div: return a[0] / a[1];
+    case ScalarOp::Pow: return std::pow(a[0], a[1]);
+    case ScalarOp::Min: return std::fmin(a[0], a[1]);
+    case ScalarOp::Max: return std::fmax(a[0], a[1]);
+    case ScalarOp::Lt: return double(a[0] < a[1]);
+    case ScalarOp::Le: return double(a[0] <= a[1]);
+    case ScalarOp::Gt: return double(a[0] > a[1]);
+    case ScalarOp::Ge: return double(a[0] >= a[1]);
+    case ScalarOp::Eq: return double(a[0] == a[1]);
+    case ScalarOp::Ne: return double(a[0] != a[1]);
+    case ScalarOp::And: return double(a[0] != 0 && a[1] != 0);
+    case ScalarOp::Or: return double(a[0] != 0 || a[1] != 0);
+    case ScalarOp::Select: return a[0] != 0 ? a[1] : a[2];
+    default: return 0.0;  // the inputs are not arithmetic
+  }
+}
+
+void ScalarProgram::run(double t, const double* hparams, double rows, double cols, double* regs) const {
+  for (size_t i = 0; i < code.size(); ++i) {
+    const ScalarInstr& in = code[i];
+    switch (in.op) {
+      case ScalarOp::Const: regs[i] = in.imm; break;
+      case ScalarOp::Step: regs[i] = t; break;
+      case ScalarOp::HParam: regs[i] = hparams[in.a]; break;
+      case ScalarOp::Rows: regs[i] = rows; break;
+      case ScalarOp::Cols: regs[i] = cols; break;
+      case ScalarOp::Numel: regs[i] = rows * cols; break;
+      default: {
+        const double a[3] = {regs[in.a], regs[in.b], regs[in.c]};
+        regs[i] = eval_scalar(in.op, a);
+      }
+    }
+  }
+}
+
+const char* call_name(const CallOp& op) {
+  static const char* names[] = {"gemm",          "gram",         "gram_apply",    "eigh",           "inv_root",
+                                "qr",            "diag",         "argsort",       "permute_rows",   "permute_cols",
+                                "tri_solve_left", "tri_solve_right", "norm_lower_bound"};
+  return names[op.index()];
+}
+
+namespace {
+
+std::string guard_str(const Guard& g) {
+  if (g.always()) return "";
+  std::string s;
+  for (const auto& t : g.all) s += fmt::format("{}{}r{}", s.empty() ? " if " : " && ", t.negated ? "!" : "", t.reg);
+  return s;
+}
+
+std::string call_attrs(const CallOp& op) {
+  return std::visit(
+      [](const auto& c) -> std::string {
+        using T = std::decay_t<decltype(c)>;
+        if constexpr (std::is_same_v<T, Gemm>) return fmt::format("{{ta={}, tb={}, bf16={}}}", c.ta, c.tb, c.bf16);
+        else if constexpr (std::is_same_v<T, Gram> || std::is_same_v<T, GramApply>) return fmt::format("{{bf16={}}}", c.bf16);
+        else if constexpr (std::is_same_v<T, Eigh> || std::is_same_v<T, Argsort>) return fmt::format("{{descending={}}}", c.descending);
+        else if constexpr (std::is_same_v<T, InvRoot>) return fmt::format("{{p={}, damped={}}}", c.p, c.damped);
+        else return "";
+      },
+      op);
+}
+
+std::string operand_str(const Operand& o) {
+  return o.buffer >= 0 ? fmt::format("b{}:{}", o.buffer, extent_name(o.extent)) : fmt::format("r{}", o.reg);
+}
+
+}  // namespace
+
+std::string print_route(const Description& d, size_t ri) {
+  const Route& r = d.routes[ri];
+  std::string s = fmt::format("route {} `{}`: {}{}\n", ri, r.label, r.pipeline, r.matrix_only ? " (matrix only)" : "");
+  s += "  buffers: b0 w:full, b1 g:full";
+  for (size_t i = 0; i < r.slots.size(); ++i)
+    s += fmt::format(", b{} {}:{}{}", kFirstSlotBuffer + i, r.slots[i].name, extent_name(r.slots[i].extent),
+                     r.slots[i].init == Init::Identity ? "=eye" : "");
+  for (size_t i = 0; i < r.scratch.size(); ++i) s += fmt::format(", b{} scratch:{}", kFirstSlotBuffer + r.slots.size() + i, extent_name(r.scratch[i]));
+  s += "\n";
+  for (size_t i = 0; i < r.scalars.code.size(); ++i) {
+    const ScalarInstr& in = r.scalars.code[i];
+    s += fmt::format("  r{} = {}", i, scalar_op_name(in.op));
+    if (in.op == ScalarOp::Const) s += fmt::format(" {:g}", in.imm);
+    else if (in.op == ScalarOp::HParam) s += fmt::format(" {}", in.a < d.hparams.size() ? d.hparams[in.a] : "?");
+    const uint32_t ops[3] = {in.a, in.b, in.c};
+    for (int k = 0; k < scalar_arity(in.op); ++k) s += fmt::format("{} r{}", k ? "," : "", ops[k]);
+    s += "\n";
+  }
+  for (size_t i = 0; i < r.schedule.size(); ++i) {
+    const ScheduleEntry& e = r.schedule[i];
+    if (e.is_call) {
+      const LibraryCall& c = r.calls[e.index];
+      std::vector<std::string> in;
+      for (const auto& o : c.in) in.push_back(operand_str(o));
+      s += fmt::format("  {}: b{}:{} = {}{}({}){}\n", i, c.out, extent_name(c.out_extent), call_name(c.op), call_attrs(c.op), fmt::join(in, ", "),
+                       guard_str(c.guard));
+    } else {
+      const KernelLaunch& k = r.kernels[e.index];
+      s += fmt::format("  {}: kernel {} over {}", i, d.symbols.at(k.symbol), extent_name(k.domain));
+      if (!k.zeroed.empty()) s += fmt::format(" zeroing b{}", fmt::join(k.zeroed, ", b"));
+      s += guard_str(k.guard) + "\n";
+    }
+  }
+  return s;
+}
+
+std::string print(const Description& d) {
+  std::string s = fmt::format("optimizer {}({})\n", d.name, fmt::join(d.hparams, ", "));
+  for (size_t t = 0; t < d.tables.size(); ++t) {
+    s += fmt::format("table {} ({}):\n", t, d.tables[t].optimizer);
+    for (const auto& sel : d.tables[t].selectors) {
+      static const char* kinds[] = {"pattern", "matrix", "vector", "other"};
+      std::string what = sel.kind == SelectorKind::Pattern ? fmt::format("\"{}\"", fmt::join(sel.patterns, "\", \"")) : kinds[size_t(sel.kind)];
+      s += sel.table >= 0 ? fmt::format("  {} -> table {}\n", what, sel.table) : fmt::format("  {} -> route {}\n", what, sel.route);
+    }
+  }
+  for (size_t r = 0; r < d.routes.size(); ++r) s += print_route(d, r);
+  return s;
+}
+
+std::string verify(const Description& d) {
+  if (d.defaults.size() != d.hparams.size()) return "defaults and hyperparameters differ in number";
+  if (d.tables.empty()) return "no routing table";
+  for (size_t t = 0; t < d.tables.size(); ++t)
+    for (const auto& sel : d.tables[t].selectors) {
+      if ((sel.route >= 0) == (sel.table >= 0)) return fmt::format("a selector of table {} leads to neither one route nor one table", t);
+      if (sel.route >= int32_t(d.routes.size()) || sel.table >= int32_t(d.tables.size()) || (sel.table >= 0 && sel.table <= int32_t(t)))
+        return fmt::format("a selector of table {} leads out of range (or back)", t);
+      if ((sel.kind == SelectorKind::Pattern) == sel.patterns.empty()) return fmt::format("a selector of table {} has the wrong patterns", t);
+    }
+  for (size_t ri = 0; ri < d.routes.size(); ++ri) {
+    const Route& r = d.routes[ri];
+    auto bad = [&](const std::string& what) { return fmt::format("route {} `{}`: {}", ri, r.label, what); };
+    const size_t nregs = r.scalars.code.size(), nbuf = r.table_size();
+    for (size_t i = 0; i < nregs; ++i) {
+      const ScalarInstr& in = r.scalars.code[i];
+      const uint32_t ops[3] = {in.a, in.b, in.c};
+      for (int k = 0; k < scalar_arity(in.op); ++k)
+        if (ops[k] >= i) return bad(fmt::format("r{} reads r{}, not an earlier register", i, ops[k]));
+      if (in.op == ScalarOp::HParam && in.a >= d.hparams.size()) return bad(fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size()));
+    }
+    auto guard_ok = [&](const Guard& g) {
+      return std::all_of(g.all.begin(), g.all.end(), [&](const GuardTerm& t) { return t.reg < nregs; });
+    };
+    std::vector<int> seen_k(r.kernels.size()), seen_c(r.calls.size());
+    for (const auto& e : r.schedule) {
+      if (e.index >= (e.is_call ? r.calls.size() : r.kernels.size())) return bad("a schedule entry is out of range");
+      ++(e.is_call ? seen_c : seen_k)[e.index];
+    }
+    if (std::any_of(seen_k.begin(), seen_k.end(), [](int n) { return n != 1; }) || std::any_of(seen_c.begin(), seen_c.end(), [](int n) { return n != 1; }))
+      return bad("the schedule does not run every kernel and call exactly once");
+    for (const auto& k : r.kernels) {
+      if (k.symbol >= d.symbols.size()) return bad("a kernel's symbol is out of range");
+      if (!guard_ok(k.guard)) return bad("a kernel's guard reads a missing register");
+      for (uint32_t z : k.zeroed)
+        if (z < kFirstSlotBuffer + r.slots.size() || z >= nbuf) return bad(fmt::format("a kernel zeroes b{}, not a scratch buffer", z));
+    }
+    for (const auto& c : r.calls) {
+      if (!guard_ok(c.guard)) return bad("a call's guard reads a missing register");
+      if (c.out < kFirstSlotBuffer + r.slots.size() || c.out >= nbuf) return bad(fmt::format("{} writes b{}, not a scratch buffer", call_name(c.op), c.out));
+      for (const auto& o : c.in) {
+        if (o.buffer >= 0 ? size_t(o.buffer) >= nbuf : (o.reg < 0 || size_t(o.reg) >= nregs)) return bad(fmt::format("an operand of {} is out of range", call_name(c.op)));
+        if (o.buffer >= 0 && uint32_t(o.buffer) == c.out) return bad(fmt::format("{} reads the buffer it writes", call_name(c.op)));
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace opal::exec

@@ -1,0 +1,192 @@
+// The executable description: everything the runtime needs to run a compiled optimizer, as
+// plain data. The compiler produces it (compiler/exec/describe.h); the runtime consumes it and
+// includes nothing else of the compiler, and nothing of the language. It holds:
+//  - the routing table: selectors (name patterns, shape classes) to routes, with delegation;
+//  - per route: its state slots (extent, initial value), scratch buffers, the ordered schedule
+//    of kernel launches and typed library calls (buffer-table indices, no packed attributes),
+//    and the host scalar program (guards, library-call scalars) as a flat instruction list,
+//    run once per tensor and step with no recursion and no allocation.
+// `print` shows it (`opal ir --after describe`); `verify` checks its invariants.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <variant>
+#include <vector>
+
+namespace opal::exec {
+
+// The extent of a buffer or an iteration space, symbolic in the parameter's rows x cols (the
+// order of ir::Shape): one value, one per row [m], one per column [n], every element [m,n], or
+// a square: left [m,m], right [n,n], small [k,k] with k = min(m,n).
+enum class Extent : uint8_t { Scalar, Rows, Cols, Full, Left, Right, Small };
+const char* extent_name(Extent e);
+bool is_square(Extent e);
+// The one shape-to-size rule: rows and columns of an extent for a rows x cols parameter.
+struct Dims {
+  long long rows = 1, cols = 1;
+  long long count() const { return rows * cols; }
+};
+Dims dims_of(Extent e, long long rows, long long cols);
+
+// ---- The host scalar program ----------------------------------------------------------------
+// Instruction i writes register i. Operands name earlier registers. Inputs: the step count t,
+// hyperparameter `index`, the parameter's rows, cols and numel.
+enum class ScalarOp : uint8_t {
+  Const, Step, HParam, Rows, Cols, Numel,
+  Neg, Not, Sqrt, Abs, Sign, Exp, Log, Cos, Sin, Tanh, Floor, Bf16,
+  Add, Sub, Mul, Div, Pow, Min, Max, Mod, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
+  Select,
+};
+const char* scalar_op_name(ScalarOp op);
+int scalar_arity(ScalarOp op);  // register operands (0 for the inputs and Const)
+// The host meaning of an arithmetic op (Neg .. Select) on evaluated operands: the one host
+// evaluator, also used by constant folding.
+double eval_scalar(ScalarOp op, const double* a);
+
+struct ScalarInstr {
+  ScalarOp op = ScalarOp::Const;
+  uint32_t a = 0, b = 0, c = 0;  // operand registers; HParam: a is the index
+  double imm = 0;                // Const: the value
+};
+struct ScalarProgram {
+  std::vector<ScalarInstr> code;
+  size_t size() const { return code.size(); }
+  // Fills regs[0 .. size()).
+  void run(double t, const double* hparams, double rows, double cols, double* regs) const;
+};
+
+// A conjunction over registers: holds when each register is nonzero (zero where negated).
+struct GuardTerm {
+  uint32_t reg = 0;
+  bool negated = false;
+};
+struct Guard {
+  std::vector<GuardTerm> all;
+  bool always() const { return all.empty(); }
+  bool holds(const double* regs) const {
+    for (const GuardTerm& g : all)
+      if ((regs[g.reg] != 0) == g.negated) return false;
+    return true;
+  }
+};
+
+// ---- Buffers --------------------------------------------------------------------------------
+// A tensor's buffer table (the kernel ABI): 0 the parameter w, 1 its gradient g, then the
+// route's state slots, then its scratch buffers.
+inline constexpr uint32_t kParamBuffer = 0, kGradBuffer = 1, kFirstSlotBuffer = 2;
+
+enum class Init : uint8_t { Zeros, Identity };
+struct Slot {
+  std::string name;  // "<stage>.<state>", e.g. "adapt.v": the checkpoint key
+  Extent extent = Extent::Full;
+  Init init = Init::Zeros;
+};
+
+// ---- The schedule ---------------------------------------------------------------------------
+struct KernelLaunch {
+  uint32_t symbol = 0;          // index into Description::symbols
+  Extent domain = Extent::Full;  // iteration space (grid sizing)
+  Guard guard;
+  std::vector<uint32_t> zeroed;  // buffers the kernel accumulates into, zeroed before it runs
+};
+
+// Library calls, one type per operation.
+struct Gemm {  // op(a) op(b)
+  bool ta = false, tb = false, bf16 = false;
+};
+struct Gram {  // X X^T on the wide side (X^T X when tall): small [k,k]
+  bool bf16 = false;
+};
+struct GramApply {  // (B small, X full): B X when wide, X B when tall
+  bool bf16 = false;
+};
+struct Eigh {  // eigenvectors (columns) of a symmetric matrix, canonical (runtime/cpu/linalg.h)
+  bool descending = false;
+};
+struct InvRoot {  // (S, eps): V f(lambda) V^T, f = (|l|^(1/p) + eps)^-1, or (max(l,0) + eps)^(-1/p) damped
+  int p = 2;
+  bool damped = false;
+};
+struct Qr {};
+struct Diag {};
+struct Argsort {
+  bool descending = false;
+};
+struct PermuteRows {};
+struct PermuteCols {};
+struct TriSolveLeft {};   // (Q upper, X): Q^-T X
+struct TriSolveRight {};  // (X, Q upper): X Q^-1
+struct NormLowerBound {};
+using CallOp = std::variant<Gemm, Gram, GramApply, Eigh, InvRoot, Qr, Diag, Argsort, PermuteRows, PermuteCols, TriSolveLeft, TriSolveRight,
+                            NormLowerBound>;
+const char* call_name(const CallOp& op);
+
+// An operand: a buffer of the table, or a scalar register.
+struct Operand {
+  Extent extent = Extent::Full;
+  int32_t buffer = -1;  // table index, or -1 for a scalar
+  int32_t reg = -1;     // scalar register, when a scalar
+};
+struct LibraryCall {
+  CallOp op;
+  std::vector<Operand> in;
+  uint32_t out = 0;  // table index
+  Extent out_extent = Extent::Full;
+  Guard guard;
+};
+
+struct ScheduleEntry {
+  bool is_call = false;
+  uint32_t index = 0;  // into kernels or calls
+};
+
+struct Route {
+  std::string label;     // "matrix", "other>vector"
+  std::string pipeline;  // the stages as written, innermost optimizer ("adam: momentum -> adapt")
+  std::vector<Slot> slots;
+  std::vector<Extent> scratch;
+  std::vector<KernelLaunch> kernels;
+  std::vector<LibraryCall> calls;
+  std::vector<ScheduleEntry> schedule;
+  ScalarProgram scalars;
+  std::vector<std::string> probes;  // stage of each non-finite probe bit (checked kernels)
+  bool matrix_only = false;
+  std::string matrix_reason;
+  size_t table_size() const { return kFirstSlotBuffer + slots.size() + scratch.size(); }
+};
+
+// ---- Routing --------------------------------------------------------------------------------
+// Selectors are tried by kind: name patterns first (in spec order), then the shape classes,
+// then `other`. A selector leads to a compiled route or delegates to another table.
+enum class SelectorKind : uint8_t { Pattern, Matrix, Vector, Other };
+struct Selector {
+  SelectorKind kind = SelectorKind::Other;
+  std::vector<std::string> patterns;  // fnmatch, case-insensitive
+  int32_t route = -1;                 // index into Description::routes
+  int32_t table = -1;                 // delegation: index into Description::tables
+};
+struct RoutingTable {
+  std::string optimizer;
+  std::vector<Selector> selectors;
+};
+
+struct Description {
+  std::string name;
+  std::vector<std::string> hparams;
+  std::vector<double> defaults;
+  std::vector<RoutingTable> tables;  // tables[0]: the optimizer's own routes
+  std::vector<Route> routes;
+  std::vector<std::string> symbols;  // kernel symbols of the generated source, in KernelLaunch::symbol order
+  std::string spec_text;             // the source file the optimizer was declared in
+  std::string fingerprint;           // content hash of the compiled optimizer (checkpoints)
+  // The uniform block of every kernel (`opal_uniforms_t`): t, then the hyperparameters.
+  size_t uniform_count() const { return 1 + hparams.size(); }
+};
+
+std::string print(const Description& d);
+std::string print_route(const Description& d, size_t route);
+// Invariants (indices in range, operand registers earlier, selectors lead somewhere). Returns
+// "" when valid, else the first violation.
+std::string verify(const Description& d);
+
+}  // namespace opal::exec

@@ -73,12 +73,16 @@ double us_per_step(const char* spec, const std::vector<opal::ParamDesc>& params,
 
 int main(int argc, char** argv) {
   int steps = 200;
-  for (int i = 1; i + 1 < argc; ++i)
+  std::string only;  // --only NAME: one optimizer
+  for (int i = 1; i + 1 < argc; ++i) {
     if (!std::strcmp(argv[i], "--steps")) steps = std::atoi(argv[i + 1]);
+    if (!std::strcmp(argv[i], "--only")) only = argv[i + 1];
+  }
   const auto gpt = gpt2_scaled();
   const auto small = tiny(2000);
   std::printf("%-14s %-22s %12s\n", "optimizer", "model", "us/step");
   for (const char* spec : {"adamw", "lion", "adafactor", "soap"}) {
+    if (!only.empty() && only != spec) continue;
     std::printf("%-14s %-22s %12.1f\n", spec, "gpt2/64 (149 tensors)", us_per_step(spec, gpt, spec == std::string("soap") ? steps / 10 : steps));
     if (spec != std::string("soap")) std::printf("%-14s %-22s %12.1f\n", spec, "2000 x [4]", us_per_step(spec, small, steps));
   }

@@ -82,36 +82,11 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
     case Op::Dim: return n.iattr == 0 ? "(double)rows" : n.iattr == 1 ? "(double)cols" : "(double)numel";
     case Op::Sum:
     case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", p.temp_index(v));
-    case Op::Neg: return "-" + a(0);
-    case Op::Not: return fmt::format("({} == 0.0 ? 1.0 : 0.0)", a(0));
-    case Op::Sqrt: return fmt::format("sqrt({})", a(0));
-    case Op::Abs: return fmt::format("fabs({})", a(0));
-    case Op::Sign: return fmt::format("(double)(({0} > 0.0) - ({0} < 0.0))", a(0));
-    case Op::Exp: return fmt::format("exp({})", a(0));
-    case Op::Log: return fmt::format("log({})", a(0));
-    case Op::Cos: return fmt::format("cos({})", a(0));
-    case Op::Sin: return fmt::format("sin({})", a(0));
-    case Op::Tanh: return fmt::format("tanh({})", a(0));
-    case Op::Floor: return fmt::format("floor({})", a(0));
-    case Op::Bf16: return fmt::format("(double)opal_bf16((float){})", a(0));
-    case Op::Mod: return fmt::format("({0} - {1} * floor({0} / {1}))", a(0), a(1));
-    case Op::Add: return fmt::format("{} + {}", a(0), a(1));
-    case Op::Sub: return fmt::format("{} - {}", a(0), a(1));
-    case Op::Mul: return fmt::format("{} * {}", a(0), a(1));
-    case Op::Div: return fmt::format("{} / {}", a(0), a(1));
-    case Op::Pow: return fmt::format("pow({}, {})", a(0), a(1));
-    case Op::Min: return fmt::format("fmin({}, {})", a(0), a(1));
-    case Op::Max: return fmt::format("fmax({}, {})", a(0), a(1));
-    case Op::Lt: return fmt::format("({} < {} ? 1.0 : 0.0)", a(0), a(1));
-    case Op::Le: return fmt::format("({} <= {} ? 1.0 : 0.0)", a(0), a(1));
-    case Op::Gt: return fmt::format("({} > {} ? 1.0 : 0.0)", a(0), a(1));
-    case Op::Ge: return fmt::format("({} >= {} ? 1.0 : 0.0)", a(0), a(1));
-    case Op::Eq: return fmt::format("({} == {} ? 1.0 : 0.0)", a(0), a(1));
-    case Op::Ne: return fmt::format("({} != {} ? 1.0 : 0.0)", a(0), a(1));
-    case Op::And: return fmt::format("({} != 0.0 && {} != 0.0 ? 1.0 : 0.0)", a(0), a(1));
-    case Op::Or: return fmt::format("({} != 0.0 || {} != 0.0 ? 1.0 : 0.0)", a(0), a(1));
-    case Op::Select: return fmt::format("({} != 0.0 ? {} : {})", a(0), a(1), a(2));
-    default: OPAL_CHECK(false, "op %s is not a scalar op", ir::op_name(n.op));
+    default: {
+      const char* c = ir::op_c_double(n.op);  // the registry's expression (ops.def)
+      OPAL_CHECK(*c, "op %s is not a scalar op", ir::op_name(n.op));
+      return fmt::format(fmt::runtime(c), n.n_operands > 0 ? a(0) : "", n.n_operands > 1 ? a(1) : "", n.n_operands > 2 ? a(2) : "");
+    }
   }
   return {};
 }
@@ -125,40 +100,15 @@ std::string CEmitter::element_expr(const ir::Graph& g, ValueId v) const {
   const ir::Node& n = g.at(v);
   auto a = [&](int k) { return operand(g, n.operands[k]); };
   switch (n.op) {
-    case Op::Neg: return "-" + a(0);
-    case Op::Not: return fmt::format("({} == 0.0f ? 1.0f : 0.0f)", a(0));
-    case Op::Sqrt: return fmt::format("sqrtf({})", a(0));
-    case Op::Abs: return fmt::format("fabsf({})", a(0));
-    case Op::Sign: return fmt::format("(float)(({0} > 0.0f) - ({0} < 0.0f))", a(0));
-    case Op::Exp: return fmt::format("expf({})", a(0));
-    case Op::Log: return fmt::format("logf({})", a(0));
-    case Op::Cos: return fmt::format("cosf({})", a(0));
-    case Op::Sin: return fmt::format("sinf({})", a(0));
-    case Op::Tanh: return fmt::format("tanhf({})", a(0));
-    case Op::Floor: return fmt::format("floorf({})", a(0));
-    case Op::Bf16: return fmt::format("opal_bf16({})", a(0));
     case Op::Triu: {
       const char* side = n.shape == Shape::Left ? "rows" : n.shape == Shape::Right ? "cols" : "(rows < cols ? rows : cols)";
       return fmt::format("(e % {0} >= e / {0} ? {1} : 0.0f)", side, a(0));
     }
-    case Op::Mod: return fmt::format("({0} - {1} * floorf({0} / {1}))", a(0), a(1));
-    case Op::Add: return fmt::format("{} + {}", a(0), a(1));
-    case Op::Sub: return fmt::format("{} - {}", a(0), a(1));
-    case Op::Mul: return fmt::format("{} * {}", a(0), a(1));
-    case Op::Div: return fmt::format("{} / {}", a(0), a(1));
-    case Op::Pow: return fmt::format("powf({}, {})", a(0), a(1));
-    case Op::Min: return fmt::format("fminf({}, {})", a(0), a(1));
-    case Op::Max: return fmt::format("fmaxf({}, {})", a(0), a(1));
-    case Op::Lt: return fmt::format("({} < {} ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::Le: return fmt::format("({} <= {} ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::Gt: return fmt::format("({} > {} ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::Ge: return fmt::format("({} >= {} ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::Eq: return fmt::format("({} == {} ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::Ne: return fmt::format("({} != {} ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::And: return fmt::format("({} != 0.0f && {} != 0.0f ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::Or: return fmt::format("({} != 0.0f || {} != 0.0f ? 1.0f : 0.0f)", a(0), a(1));
-    case Op::Select: return fmt::format("({} != 0.0f ? {} : {})", a(0), a(1), a(2));
-    default: OPAL_CHECK(false, "op %s is not elementwise", ir::op_name(n.op));
+    default: {
+      const char* c = ir::op_c_float(n.op);  // the registry's expression (ops.def)
+      OPAL_CHECK(*c, "op %s is not elementwise", ir::op_name(n.op));
+      return fmt::format(fmt::runtime(c), n.n_operands > 0 ? a(0) : "", n.n_operands > 1 ? a(1) : "", n.n_operands > 2 ? a(2) : "");
+    }
   }
   return {};
 }
@@ -235,7 +185,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     if (g.at(r).op == Op::Sum) out += fmt::format("  double acc{} = 0.0;\n", r.v);
   if (checked) out += "  unsigned opal_chk = 0u;\n";
   // the loop
-  out += loop_open(K);
+  std::string body;
+  std::swap(out, body);  // the body is built apart: a target may emit it more than once
   std::string ind = K.indexed && K.domain == Domain::Full ? "      " : "    ";
   auto idx = [&](Shape s) { return index(K.domain, s, K.indexed); };
   for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
@@ -269,7 +220,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
                          comment(g, e));
     else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val, comment(g, e));
   }
-  out += loop_close(K);
+  std::swap(out, body);
+  out += loop(K, body);
   if (checked) out += merge_flags();
   for (ValueId r : K.reductions)
     if (g.at(r).op == Op::Sum) out += finish_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)));

@@ -23,6 +23,8 @@ class CEmitter {
   virtual std::string close_tensor() const = 0;
   virtual std::string loop_open(const Kernel& k) const = 0;
   virtual std::string loop_close(const Kernel& k) const = 0;
+  // The loop over a kernel's space around its body; by default loop_open + body + loop_close.
+  virtual std::string loop(const Kernel& k, const std::string& body) const { return loop_open(k) + body + loop_close(k); }
   virtual std::string restrict_kw() const = 0;
   virtual std::string accumulate(const std::string& lhs, const std::string& val) const = 0;
   virtual std::string accumulate_total(const std::string& acc, const std::string& buf, const std::string& val) const = 0;

@@ -1,7 +1,9 @@
 // Op table, shapes and the interning Builder.
 #include "compiler/ir/ir.h"
 
+#include <cctype>
 #include <cstring>
+#include <iterator>
 
 #include "support/check.h"
 
@@ -12,9 +14,12 @@ struct OpInfo {
   Category cat;
   int arity;
   const char* name;
+  const char* spelling;
+  const char* c_double;
+  const char* c_float;
 };
 constexpr OpInfo kOps[] = {
-#define OPAL_OP(name, cat, arity, str) {Category::cat, arity, str},
+#define OPAL_OP(name, cat, arity, str, spelling, c_double, c_float, host) {Category::cat, arity, str, spelling, c_double, c_float},
 #include "compiler/ir/ops.def"
 #undef OPAL_OP
 };
@@ -23,6 +28,26 @@ constexpr OpInfo kOps[] = {
 Category category(Op op) { return kOps[static_cast<int>(op)].cat; }
 int arity(Op op) { return kOps[static_cast<int>(op)].arity; }
 const char* op_name(Op op) { return kOps[static_cast<int>(op)].name; }
+const char* op_spelling(Op op) { return kOps[static_cast<int>(op)].spelling; }
+const char* op_c_double(Op op) { return kOps[static_cast<int>(op)].c_double; }
+const char* op_c_float(Op op) { return kOps[static_cast<int>(op)].c_float; }
+
+bool op_by_spelling(const std::string& spelling, int arity, Op& out) {
+  for (size_t i = 0; i < std::size(kOps); ++i)
+    if (kOps[i].arity == arity && spelling == kOps[i].spelling && is_elementwise(Op(i))) {
+      out = Op(i);
+      return true;
+    }
+  return false;
+}
+
+std::vector<std::string> function_spellings() {
+  std::vector<std::string> out;
+  for (const auto& o : kOps)
+    if (std::isalpha(static_cast<unsigned char>(o.spelling[0]))) out.push_back(o.spelling);
+  return out;
+}
+
 bool is_elementwise(Op op) {
   Category c = category(op);
   return c == Category::Unary || c == Category::Binary || c == Category::Ternary;

@@ -11,7 +11,7 @@
 namespace opal::ir {
 
 enum class Op : uint8_t {
-#define OPAL_OP(name, cat, arity, str) name,
+#define OPAL_OP(name, cat, arity, str, spelling, c_double, c_float, host) name,
 #include "compiler/ir/ops.def"
 #undef OPAL_OP
 };
@@ -22,6 +22,16 @@ Category category(Op op);
 int arity(Op op);
 const char* op_name(Op op);
 bool is_elementwise(Op op);  // Unary, Binary or Ternary
+// The registry's other columns (ops.def): how a spec spells the op ("" when lowering has a
+// rule of its own), and the emitter's C expression on doubles and on floats ("" likewise).
+const char* op_spelling(Op op);
+const char* op_c_double(Op op);
+const char* op_c_float(Op op);
+// The elementwise op a spec writes as `spelling` with `arity` operands (a builtin function or
+// an operator); false when there is none.
+bool op_by_spelling(const std::string& spelling, int arity, Op& out);
+// Every op's spelling that is a function name (for "did you mean"), in ops.def order.
+std::vector<std::string> function_spellings();
 
 // Shape class of a value, symbolic in the parameter's size m x n: a per-parameter scalar, one
 // value per row [m], one per column [n], the full [m,n], or a square matrix: left [m,m] (a

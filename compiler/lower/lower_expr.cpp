@@ -1,9 +1,12 @@
 // Lowering of expressions: names, operators (`@` included), fns and builtins.
+#include <cctype>
 #include <cmath>
+#include <iterator>
 
 #include <fmt/format.h>
 
 #include "compiler/lower/lowerer.h"
+#include "support/check.h"
 #include "compiler/passes/fold_constants.h"
 #include "compiler/passes/fuse_elementwise.h"
 
@@ -11,19 +14,12 @@ namespace opal::lowering {
 
 namespace {
 
-constexpr BuiltinFn kBuiltins[] = {
-    {"sqrt", 1, Op::Sqrt, BuiltinFn::Elementwise}, {"abs", 1, Op::Abs, BuiltinFn::Elementwise},
-    {"sign", 1, Op::Sign, BuiltinFn::Elementwise}, {"exp", 1, Op::Exp, BuiltinFn::Elementwise},
-    {"log", 1, Op::Log, BuiltinFn::Elementwise},   {"cos", 1, Op::Cos, BuiltinFn::Elementwise},
-    {"sin", 1, Op::Sin, BuiltinFn::Elementwise},   {"tanh", 1, Op::Tanh, BuiltinFn::Elementwise},
-    {"floor", 1, Op::Floor, BuiltinFn::Elementwise}, {"min", 2, Op::Min, BuiltinFn::Elementwise},
-    {"max", 2, Op::Max, BuiltinFn::Elementwise},   {"pow", 2, Op::Pow, BuiltinFn::Elementwise},
-    {"select", 3, Op::Select, BuiltinFn::Elementwise},
+// Builtins with rules of their own; the elementwise ones come from the op registry (ops.def).
+constexpr BuiltinFn kRuleBuiltins[] = {
     {"row_sum", 1, Op::RowSum, BuiltinFn::RowSum}, {"row_mean", 1, Op::RowSum, BuiltinFn::RowMean},
     {"col_sum", 1, Op::ColSum, BuiltinFn::ColSum}, {"col_mean", 1, Op::ColSum, BuiltinFn::ColMean},
     {"sum", 1, Op::Sum, BuiltinFn::Sum},           {"mean", 1, Op::Sum, BuiltinFn::Mean},
     {"norm", 1, Op::Sum, BuiltinFn::Norm},         {"rms", 1, Op::Sum, BuiltinFn::Rms},
-    {"bf16", 1, Op::Bf16, BuiltinFn::Elementwise}, {"mod", 2, Op::Mod, BuiltinFn::Elementwise},
     // matrix work (run by the backend's linear algebra between fused kernels)
     {"eigh", 1, Op::Eigh, BuiltinFn::Matrix},      {"eigh_desc", 1, Op::Eigh, BuiltinFn::Matrix},
     {"inv_root", 3, Op::InvRoot, BuiltinFn::Matrix}, {"inv_root_damped", 3, Op::InvRoot, BuiltinFn::Matrix},
@@ -37,8 +33,23 @@ constexpr BuiltinFn kBuiltins[] = {
     {"randn", 0, Op::RandN, BuiltinFn::Matrix},
 };
 
+// Every builtin: the registry's elementwise functions (ops.def order), then kRuleBuiltins.
+const std::vector<BuiltinFn>& builtins() {
+  static const std::vector<BuiltinFn> all = [] {
+    std::vector<BuiltinFn> v;
+    for (int i = 0; i <= int(Op::ParamWrite); ++i) {
+      const Op op = Op(i);
+      const char* sp = ir::op_spelling(op);
+      if (ir::is_elementwise(op) && std::isalpha(static_cast<unsigned char>(sp[0]))) v.push_back({sp, ir::arity(op), op, BuiltinFn::Elementwise});
+    }
+    v.insert(v.end(), std::begin(kRuleBuiltins), std::end(kRuleBuiltins));
+    return v;
+  }();
+  return all;
+}
+
 const BuiltinFn* find_builtin(const std::string& n) {
-  for (const auto& b : kBuiltins)
+  for (const auto& b : builtins())
     if (n == b.name) return &b;
   return nullptr;
 }
@@ -53,15 +64,14 @@ ValueId Lowerer::lower(const Expr& e, const Scope& s, int depth) {
     case Expr::Kind::Unary: {
       ValueId a = lower(*e.args[0].value, s, depth);
       if (!a.valid()) return a;
-      return b_.add(e.name == "-" ? Op::Neg : Op::Not, shape(a), {a}, 0, 0, e.loc);
+      Op op;
+      OPAL_CHECK(ir::op_by_spelling(e.name, 1, op), "no unary op `%s`", e.name.c_str());
+      return b_.add(op, shape(a), {a}, 0, 0, e.loc);
     }
     case Expr::Kind::Binary: {
       if (e.name == "@") return matmul(e, s, depth);
       ValueId a = lower(*e.args[0].value, s, depth), b = lower(*e.args[1].value, s, depth);
       if (!a.valid() || !b.valid()) return {};
-      static const std::map<std::string, Op> ops = {
-          {"+", Op::Add}, {"-", Op::Sub}, {"*", Op::Mul}, {"/", Op::Div}, {"^", Op::Pow}, {"<", Op::Lt},
-          {"<=", Op::Le}, {">", Op::Gt},  {">=", Op::Ge}, {"==", Op::Eq}, {"!=", Op::Ne}, {"&&", Op::And}, {"||", Op::Or}};
       Shape sh;
       if (!ir::try_broadcast(shape(a), shape(b), sh)) {
         d_.report(DiagKind::TypeMismatch, e.loc, fmt::format("`{}` combines {} with {}", e.name, describe(shape(a)), describe(shape(b))),
@@ -74,7 +84,9 @@ ValueId Lowerer::lower(const Expr& e, const Scope& s, int depth) {
                           "divide by a non-zero value; a divisor that may reach zero at run time needs an eps, as in `x / (y + eps)`");
         }
       }
-      return b_.add(ops.at(e.name), sh, {a, b}, 0, 0, e.loc);
+      Op op = Op::Pow;  // `^`; the other operators are the registry's spellings
+      OPAL_CHECK(e.name == "^" || ir::op_by_spelling(e.name, 2, op), "no binary op `%s`", e.name.c_str());
+      return b_.add(op, sh, {a, b}, 0, 0, e.loc);
     }
     case Expr::Kind::Call: return call(e, s, depth);
   }
@@ -144,7 +156,7 @@ ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
   auto it = p_.fns.find(e.name);
   if (it == p_.fns.end()) {
     std::vector<std::string> cands;
-    for (const auto& b : kBuiltins) cands.push_back(b.name);
+    for (const auto& b : builtins()) cands.push_back(b.name);
     for (const auto& [n, _] : p_.fns) cands.push_back(n);
     std::string m = closest_match(e.name, cands);
     if (p_.components.count(e.name))

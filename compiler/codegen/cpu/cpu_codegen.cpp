@@ -45,9 +45,9 @@ static inline int opal_nonfinite(float x) {{
   std::string open_tensor() const override { return "  for (long long p = 0; p < n; ++p) {\n  const opal_tensor_t T = ts[p];\n"; }
   std::string close_tensor() const override { return "  }\n"; }
   std::string loop_open(const Kernel& k) const override {
-    // the threshold keeps small tensors off the thread pool
+    // (loop() keeps small tensors off the thread pool)
     const std::string chk = checked ? " reduction(|:opal_chk)" : "";
-    std::string par = k.serial ? "" : "  #pragma omp parallel for schedule(static) if(numel >= 65536)" + chk + "\n";
+    std::string par = k.serial ? "" : "  #pragma omp parallel for schedule(static)" + chk + "\n";
     switch (k.domain) {
       case Domain::Left:
       case Domain::Right:
@@ -55,7 +55,7 @@ static inline int opal_nonfinite(float x) {{
       case Domain::Full:
         if (!k.indexed)
           return k.serial ? "  for (long long e = 0; e < n_e; ++e) {\n"
-                          : "  #pragma omp parallel for simd schedule(static) if(n_e >= 65536)" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n";
+                          : "  #pragma omp parallel for simd schedule(static)" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n";
         return par + "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
       case Domain::Rows: return "  for (long long i = 0; i < rows; ++i) {\n";
       case Domain::Cols: return "  for (long long j = 0; j < cols; ++j) {\n";
@@ -64,6 +64,18 @@ static inline int opal_nonfinite(float x) {{
   }
   std::string loop_close(const Kernel& k) const override {
     return k.domain == Domain::Full && k.indexed ? "    }\n  }\n" : "  }\n";
+  }
+  // A parallel loop is entered only by tensors big enough for the thread pool: a small one runs
+  // the same loop (vectorized alike) without an OpenMP region, whose team set-up costs more
+  // than its few elements (an `if` clause still builds a team of one).
+  std::string loop(const Kernel& k, const std::string& body) const override {
+    if (k.serial || k.domain == Domain::Rows || k.domain == Domain::Cols) return loop_open(k) + body + loop_close(k);
+    const bool flat = !k.indexed;
+    const std::string chk = checked ? " reduction(|:opal_chk)" : "";
+    std::string small = flat ? "  #pragma omp simd" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n"
+                             : "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
+    return fmt::format("  if ({} < 65536) {{\n{}{}{}  }} else {{\n{}{}{}  }}\n", flat ? "n_e" : "numel", small, body, loop_close(k), loop_open(k), body,
+                       loop_close(k));
   }
   std::string restrict_kw() const override { return "__restrict__"; }
   std::string merge_flags() const override { return "  if (opal_chk) *T.chk |= opal_chk;\n"; }

@@ -52,7 +52,8 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #   float* __restrict__ sb2 = T.buf[2];
 #   const double s0 = U_hp(1);  // %0 hparam b1
 #   const double s1 = U_hp(0);  // %1 hparam lr
-#   #pragma omp parallel for simd schedule(static) if(n_e >= 65536)
+#   if (n_e < 65536) {
+#   #pragma omp simd
 #   for (long long e = 0; e < n_e; ++e) {
 #     const float v2 = sb1[e];  // %2 grad
 #     const float v3 = sb0[e];  // %3 param
@@ -63,6 +64,20 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #     const float v9 = v3 - v8;  // %9 sub @emit_cpu.opal:3:28
 #     sb0[e] = v9;  // %10 param_write @emit_cpu.opal:3:28
 #     sb2[e] = v6;  // %7 state_write heavy_ball.m @emit_cpu.opal:3:10
+#   }
+#   } else {
+#   #pragma omp parallel for simd schedule(static)
+#   for (long long e = 0; e < n_e; ++e) {
+#     const float v2 = sb1[e];  // %2 grad
+#     const float v3 = sb0[e];  // %3 param
+#     const float v4 = sb2[e];  // %4 state_read heavy_ball.m @momentum.opal:16:9
+#     const float v5 = (float)s0 * v4;  // %5 mul @momentum.opal:17:7
+#     const float v6 = v5 + v2;  // %6 add @momentum.opal:17:7
+#     const float v8 = (float)s1 * v6;  // %8 mul @decay.opal:17:7
+#     const float v9 = v3 - v8;  // %9 sub @emit_cpu.opal:3:28
+#     sb0[e] = v9;  // %10 param_write @emit_cpu.opal:3:28
+#     sb2[e] = v6;  // %7 state_write heavy_ball.m @emit_cpu.opal:3:10
+#   }
 #   }
 #   }
 # }

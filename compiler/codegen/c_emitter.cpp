@@ -1,6 +1,7 @@
 // The shared C emitter. Values are named after their IR ids: `sN` (double, per-parameter
 // scalar, computed before the loop) and `vN` (float, per element). Every statement carries a
 // comment naming its IR value and spec location.
+#include "compiler/ir/attrs.h"
 #include "compiler/codegen/c_emitter.h"
 
 #include <algorithm>
@@ -79,7 +80,7 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
     case Op::Const: return literal(n.fattr);
     case Op::HParam: return fmt::format("U_hp({})", n.iattr);
     case Op::Step: return "U_t";
-    case Op::Dim: return n.iattr == 0 ? "(double)rows" : n.iattr == 1 ? "(double)cols" : "(double)numel";
+    case Op::Dim: return ir::dim_kind(n) == ir::DimKind::Rows ? "(double)rows" : ir::dim_kind(n) == ir::DimKind::Cols ? "(double)cols" : "(double)numel";
     case Op::Sum:
     case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", p.temp_index(v));
     default: {

@@ -1,6 +1,7 @@
 // Compiled optimizer -> executable description: routing tables from the AST's routes, and per
 // route the buffers, the schedule with typed library calls, and the host scalar program that
 // evaluates every guard and library-call scalar.
+#include "compiler/ir/attrs.h"
 #include "compiler/exec/describe.h"
 
 #include <fmt/format.h>
@@ -44,7 +45,11 @@ class ScalarCompiler {
       case Op::Const: in.op = ScalarOp::Const, in.imm = n.fattr; break;
       case Op::HParam: in.op = ScalarOp::HParam, in.a = uint32_t(n.iattr); break;
       case Op::Step: in.op = ScalarOp::Step; break;
-      case Op::Dim: in.op = n.iattr == 0 ? ScalarOp::Rows : n.iattr == 1 ? ScalarOp::Cols : ScalarOp::Numel; break;
+      case Op::Dim: {
+        const ir::DimKind k = ir::dim_kind(n);
+        in.op = k == ir::DimKind::Rows ? ScalarOp::Rows : k == ir::DimKind::Cols ? ScalarOp::Cols : ScalarOp::Numel;
+        break;
+      }
       default: {
         OPAL_CHECK(ir::is_elementwise(n.op), "host scalar %%%u is a %s", v.v, ir::op_name(n.op));
         in.op = *host_scalar_op(n.op);
@@ -70,16 +75,16 @@ class ScalarCompiler {
 };
 
 exec::CallOp call_op(const ir::Node& n) {
-  const bool bf16 = n.iattr & 4;
+  const ir::MatMulAttrs mm = ir::matmul_attrs(n);
   switch (n.op) {
-    case Op::MatMul: return exec::Gemm{bool(n.iattr & 1), bool(n.iattr & 2), bf16};
-    case Op::Gram: return exec::Gram{bf16};
-    case Op::GramApply: return exec::GramApply{bf16};
-    case Op::Eigh: return exec::Eigh{bool(n.iattr & 1)};
-    case Op::InvRoot: return exec::InvRoot{int(n.iattr & 0xff), (n.iattr >> 8) != 0};
+    case Op::MatMul: return exec::Gemm{mm.ta, mm.tb, mm.bf16};
+    case Op::Gram: return exec::Gram{mm.bf16};
+    case Op::GramApply: return exec::GramApply{mm.bf16};
+    case Op::Eigh: return exec::Eigh{ir::order_attrs(n).descending};
+    case Op::InvRoot: return exec::InvRoot{ir::inv_root_attrs(n).p, ir::inv_root_attrs(n).damped};
     case Op::Qr: return exec::Qr{};
     case Op::Diag: return exec::Diag{};
-    case Op::Argsort: return exec::Argsort{bool(n.iattr & 1)};
+    case Op::Argsort: return exec::Argsort{ir::order_attrs(n).descending};
     case Op::PermuteRows: return exec::PermuteRows{};
     case Op::PermuteCols: return exec::PermuteCols{};
     case Op::TriSolveLeft: return exec::TriSolveLeft{};

@@ -1,4 +1,5 @@
 // Op table, shapes and the interning Builder.
+#include "compiler/ir/attrs.h"
 #include "compiler/ir/ir.h"
 
 #include <cctype>
@@ -105,14 +106,24 @@ bool shape_of(Dim r, Dim c, Shape& out) {
 Dim index_dim(Shape idx) { return idx == Shape::Rows ? M : idx == Shape::Cols ? N : None; }
 }  // namespace
 
+bool is_uniform(const Graph& g, ValueId v) {
+  const Node& n = g.at(v);
+  if (n.shape != Shape::Scalar) return false;
+  if (n.op == Op::Const || n.op == Op::HParam || n.op == Op::Step || n.op == Op::Dim) return true;
+  if (!is_elementwise(n.op)) return false;
+  for (int k = 0; k < n.n_operands; ++k)
+    if (!is_uniform(g, n.operands[k])) return false;
+  return true;
+}
+
 bool library_shape(Op op, int64_t iattr, const Shape* in, int n, Shape& out) {
   if (n != arity(op)) return false;
   Dim r0, c0, r1, c1;
   switch (op) {
     case Op::MatMul:
       if (!dims_of(in[0], r0, c0) || !dims_of(in[1], r1, c1)) return false;
-      if (iattr & 1) std::swap(r0, c0);
-      if (iattr & 2) std::swap(r1, c1);
+      if (matmul_attrs(iattr).ta) std::swap(r0, c0);
+      if (matmul_attrs(iattr).tb) std::swap(r1, c1);
       return c0 == r1 && shape_of(r0, c1, out);
     case Op::Gram: out = Shape::Small; return in[0] == Shape::Full;
     case Op::GramApply: out = Shape::Full; return in[0] == Shape::Small && in[1] == Shape::Full;

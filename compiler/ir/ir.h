@@ -117,6 +117,10 @@ class Builder {
 // (the single source of these rules for the lowering and the verifier).
 bool library_shape(Op op, int64_t iattr, const Shape* operands, int n, Shape& out);
 
+// A scalar the host can evaluate before launching anything: built from constants,
+// hyperparameters, the step and the sizes only (guards and library-call scalars must be).
+bool is_uniform(const Graph& g, ValueId v);
+
 // Sets g.matrix_only (and matrix_reason) from the shapes and ops the graph uses.
 void infer_matrix_only(Graph& g);
 

@@ -1,6 +1,7 @@
 // Textual IR: one node a line, with its source location.
 #include <fmt/format.h>
 
+#include "compiler/ir/attrs.h"
 #include "compiler/ir/ir.h"
 
 namespace opal::ir {
@@ -11,22 +12,25 @@ std::string print_node(const Graph& g, ValueId id) {
   switch (n.op) {
     case Op::Const: s += fmt::format(" {}", n.fattr); break;
     case Op::HParam: s += fmt::format(" {}", n.iattr < (int64_t)g.hparams.size() ? g.hparams[n.iattr] : "?"); break;
-    case Op::Dim: s += n.iattr == 0 ? " rows" : n.iattr == 1 ? " cols" : " numel"; break;
+    case Op::Dim: s += dim_kind(n) == DimKind::Rows ? " rows" : dim_kind(n) == DimKind::Cols ? " cols" : " numel"; break;
     case Op::StateRead:
     case Op::StateWrite:
     case Op::StateWriteIf: s += fmt::format(" {}", n.iattr < (int64_t)g.slots.size() ? g.slots[n.iattr].name : "?"); break;
     case Op::MatMul:
     case Op::Gram:
     case Op::GramApply:
-      if (n.iattr & 1) s += " ta";
-      if (n.iattr & 2) s += " tb";
-      if (n.iattr & 4) s += " bf16";
+      if (matmul_attrs(n).ta) s += " ta";
+      if (matmul_attrs(n).tb) s += " tb";
+      if (matmul_attrs(n).bf16) s += " bf16";
       break;
     case Op::Eigh:
-    case Op::Argsort: s += n.iattr & 1 ? " desc" : " asc"; break;
-    case Op::InvRoot: s += fmt::format(" p={}{}", n.iattr & 0xff, n.iattr >> 8 ? " damped" : ""); break;
+    case Op::Argsort: s += order_attrs(n).descending ? " desc" : " asc"; break;
+    case Op::InvRoot: s += fmt::format(" p={}{}", inv_root_attrs(n).p, inv_root_attrs(n).damped ? " damped" : ""); break;
     case Op::NewtonSchulz:
-      s += fmt::format(" steps={} coeffs={} eps={}{}", n.iattr & 0xff, (n.iattr >> 8) & 0xf ? "you" : "keller", n.fattr, (n.iattr >> 12) & 1 ? " bf16" : "");
+    {
+      const NewtonSchulzAttrs a = newton_schulz_attrs(n);
+      s += fmt::format(" steps={} coeffs={} eps={}{}", a.steps, a.coeffs ? "you" : "keller", a.eps, a.bf16 ? " bf16" : "");
+    }
       break;
     default: break;
   }

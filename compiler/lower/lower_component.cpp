@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include "compiler/ir/attrs.h"
 #include "compiler/lower/lowerer.h"
 
 namespace opal::lowering {
@@ -245,9 +246,9 @@ Lowerer::StateInit Lowerer::state_init(const Expr& e, const Scope& s) {
 
 void Lowerer::init_builtins() {
   builtins_.vars["t"] = {b_.add(Op::Step, Shape::Scalar, {}), VarKind::Builtin};
-  builtins_.vars["rows"] = {b_.add(Op::Dim, Shape::Scalar, {}, 0), VarKind::Builtin};
-  builtins_.vars["cols"] = {b_.add(Op::Dim, Shape::Scalar, {}, 1), VarKind::Builtin};
-  builtins_.vars["numel"] = {b_.add(Op::Dim, Shape::Scalar, {}, 2), VarKind::Builtin};
+  builtins_.vars["rows"] = {b_.add(Op::Dim, Shape::Scalar, {}, int64_t(ir::DimKind::Rows)), VarKind::Builtin};
+  builtins_.vars["cols"] = {b_.add(Op::Dim, Shape::Scalar, {}, int64_t(ir::DimKind::Cols)), VarKind::Builtin};
+  builtins_.vars["numel"] = {b_.add(Op::Dim, Shape::Scalar, {}, int64_t(ir::DimKind::Numel)), VarKind::Builtin};
   builtins_.vars["pi"] = {b_.constant(std::numbers::pi), VarKind::Builtin};
   builtins_.vars["true"] = {b_.constant(1), VarKind::Builtin};
   builtins_.vars["false"] = {b_.constant(0), VarKind::Builtin};

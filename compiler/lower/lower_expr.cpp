@@ -5,10 +5,10 @@
 
 #include <fmt/format.h>
 
+#include "compiler/ir/attrs.h"
 #include "compiler/lower/lowerer.h"
 #include "support/check.h"
 #include "compiler/passes/fold_constants.h"
-#include "compiler/passes/fuse_elementwise.h"
 
 namespace opal::lowering {
 
@@ -95,25 +95,25 @@ ValueId Lowerer::lower(const Expr& e, const Scope& s, int depth) {
 
 // `a @ b`, with `transpose(x)` operands folded into the op's flags.
 ValueId Lowerer::matmul(const Expr& e, const Scope& s, int depth) {
-  int flags = 0;
+  ir::MatMulAttrs mm;
   ValueId v[2];
   for (int k = 0; k < 2; ++k) {
     const Expr& x = *e.args[k].value;
     bool t = x.kind == Expr::Kind::Call && x.name == "transpose" && x.args.size() == 1;
     v[k] = lower(t ? *x.args[0].value : x, s, depth);
     if (!v[k].valid()) return {};
-    if (t) flags |= k == 0 ? 1 : 2;
+    if (t) (k == 0 ? mm.ta : mm.tb) = true;
   }
   Shape in[2] = {shape(v[0]), shape(v[1])}, out;
-  if (!ir::library_shape(Op::MatMul, flags, in, 2, out)) {
+  if (!ir::library_shape(Op::MatMul, ir::encode(mm), in, 2, out)) {
     d_.report(DiagKind::TypeMismatch, e.loc,
-              fmt::format("cannot multiply {}{} by {}{}", describe(in[0]), flags & 1 ? " (transposed)" : "", describe(in[1]), flags & 2 ? " (transposed)" : ""),
+              fmt::format("cannot multiply {}{} by {}{}", describe(in[0]), mm.ta ? " (transposed)" : "", describe(in[1]), mm.tb ? " (transposed)" : ""),
               "`@` multiplies matrices whose inner sizes agree: rows x cols by cols x cols, rows x rows by rows x cols, and their "
               "transposes; the result must be rows x cols or square");
     return {};
   }
   note_matrix();
-  return b_.add(Op::MatMul, out, {v[0], v[1]}, flags, 0, e.loc);
+  return b_.add(Op::MatMul, out, {v[0], v[1]}, ir::encode(mm), 0, e.loc);
 }
 
 // A compile-time constant argument (folded from constants), or a NotConstant error.
@@ -193,11 +193,11 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
   }
   int64_t iattr = 0;
   double fattr = 0;
-  if (n == "eigh_desc" || n == "argsort_desc") iattr = 1;
+  if (n == "eigh_desc" || n == "argsort_desc") iattr = ir::encode(ir::OrderAttrs{true});
   if (n == "inv_root" || n == "inv_root_damped") {
     auto p = constant_arg(a[1], arg(1), "the root of `inv_root`");
     if (!p) return {};
-    if (!passes::is_uniform(g_, a[2])) {
+    if (!ir::is_uniform(g_, a[2])) {
       report_at_stage(DiagKind::NotConstant, arg(2).loc, "the epsilon of `inv_root` must be a scalar of hyperparameters and constants",
                       "it is applied on the host before the eigendecomposition; it cannot depend on tensor values");
       return {};
@@ -206,7 +206,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
       d_.report(DiagKind::TypeMismatch, arg(1).loc, "the root of `inv_root` must be a whole number from 1 to 64");
       return {};
     }
-    iattr = int64_t(*p) | (n == "inv_root_damped" ? 256 : 0);
+    iattr = ir::encode(ir::InvRootAttrs{int(*p), n == "inv_root_damped"});
     Shape in2[2] = {shape(a[0]), Shape::Scalar};
     Shape out;
     if (!ir::library_shape(Op::InvRoot, iattr, in2, 2, out)) {
@@ -230,8 +230,9 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
       d_.report(DiagKind::TypeMismatch, arg(2).loc, "the coefficient set is `keller` or `you`");
       return {};
     }
-    iattr = int64_t(*steps) | (int64_t(*coeffs) << 8) | (int64_t(*bf != 0) << 12);
-    fattr = *eps;
+    ir::NewtonSchulzAttrs ns{int(*steps), int(*coeffs), *bf != 0, *eps};
+    iattr = ir::encode(ns);
+    fattr = ns.eps;
   }
   if (n == "randn") return b_.add(Op::RandN, Shape::Full, {}, 0, 0, e.loc);
   if (n == "triu") {
@@ -267,7 +268,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
 }
 
 ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, const Expr& e) {
-  auto dim = [&](int k) { return b_.add(Op::Dim, Shape::Scalar, {}, k); };
+  auto dim = [&](ir::DimKind k) { return b_.add(Op::Dim, Shape::Scalar, {}, int64_t(k)); };
   auto need_full = [&]() {
     if (shape(a[0]) == Shape::Full) return true;
     d_.report(DiagKind::TypeMismatch, e.args[0].value->loc, fmt::format("`{}` reduces a full tensor, but this is {}", bf.name, describe(shape(a[0]))));
@@ -280,15 +281,15 @@ ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, con
   };
   auto count = [&](Shape s) {
     switch (s) {
-      case Shape::Rows: return dim(0);
-      case Shape::Cols: return dim(1);
-      case Shape::Left: return b_.add(Op::Mul, Shape::Scalar, {dim(0), dim(0)});
-      case Shape::Right: return b_.add(Op::Mul, Shape::Scalar, {dim(1), dim(1)});
+      case Shape::Rows: return dim(ir::DimKind::Rows);
+      case Shape::Cols: return dim(ir::DimKind::Cols);
+      case Shape::Left: return b_.add(Op::Mul, Shape::Scalar, {dim(ir::DimKind::Rows), dim(ir::DimKind::Rows)});
+      case Shape::Right: return b_.add(Op::Mul, Shape::Scalar, {dim(ir::DimKind::Cols), dim(ir::DimKind::Cols)});
       case Shape::Small: {
-        ValueId k = b_.add(Op::Min, Shape::Scalar, {dim(0), dim(1)});
+        ValueId k = b_.add(Op::Min, Shape::Scalar, {dim(ir::DimKind::Rows), dim(ir::DimKind::Cols)});
         return b_.add(Op::Mul, Shape::Scalar, {k, k});
       }
-      default: return dim(2);
+      default: return dim(ir::DimKind::Numel);
     }
   };
   switch (bf.rule) {
@@ -309,13 +310,13 @@ ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, con
     case BuiltinFn::RowMean: {
       if (!need_full()) return {};
       ValueId r = b_.add(Op::RowSum, Shape::Rows, {a[0]}, 0, 0, e.loc);
-      return bf.rule == BuiltinFn::RowSum ? r : b_.add(Op::Div, Shape::Rows, {r, dim(1)}, 0, 0, e.loc);
+      return bf.rule == BuiltinFn::RowSum ? r : b_.add(Op::Div, Shape::Rows, {r, dim(ir::DimKind::Cols)}, 0, 0, e.loc);
     }
     case BuiltinFn::ColSum:
     case BuiltinFn::ColMean: {
       if (!need_full()) return {};
       ValueId r = b_.add(Op::ColSum, Shape::Cols, {a[0]}, 0, 0, e.loc);
-      return bf.rule == BuiltinFn::ColSum ? r : b_.add(Op::Div, Shape::Cols, {r, dim(0)}, 0, 0, e.loc);
+      return bf.rule == BuiltinFn::ColSum ? r : b_.add(Op::Div, Shape::Cols, {r, dim(ir::DimKind::Rows)}, 0, 0, e.loc);
     }
     case BuiltinFn::Sum:
     case BuiltinFn::Mean: {

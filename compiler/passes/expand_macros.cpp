@@ -1,4 +1,5 @@
 // Newton-Schulz expansion (see expand_macros.h).
+#include "compiler/ir/attrs.h"
 #include "compiler/passes/expand_macros.h"
 
 #include "compiler/passes/rebuild.h"
@@ -24,16 +25,17 @@ std::vector<std::array<double, 3>> ns_coefficients(int set, int steps) {
 ir::Graph expand_macros(const ir::Graph& g) {
   return rebuild(g, [](ir::Builder& b, const ir::Node& n, const ValueId* ops) -> ValueId {
     if (n.op != Op::NewtonSchulz) return {};
-    const int steps = int(n.iattr & 0xff), set = int((n.iattr >> 8) & 0xf);
-    const bool bf = (n.iattr >> 12) & 1;
-    const int mm = bf ? 4 : 0;
+    const ir::NewtonSchulzAttrs ns = ir::newton_schulz_attrs(n);
+    const int steps = ns.steps, set = ns.coeffs;
+    const bool bf = ns.bf16;
+    const int64_t mm = ir::encode(ir::MatMulAttrs{false, false, bf});
     SourceLoc at = n.loc;
     auto round = [&](ValueId v) { return bf ? b.add(Op::Bf16, b.graph().at(v).shape, {v}, 0, 0, at) : v; };
     auto c = [&](double v) { return b.constant(v, at); };
     // X <- X / (||X||_F + eps), over the whole matrix
     ValueId x = round(ops[0]);
     ValueId nrm = b.add(Op::Sqrt, Shape::Scalar, {b.add(Op::Sum, Shape::Scalar, {b.add(Op::Mul, Shape::Full, {x, x}, 0, 0, at)}, 0, 0, at)}, 0, 0, at);
-    x = round(b.add(Op::Div, Shape::Full, {x, b.add(Op::Add, Shape::Scalar, {nrm, c(n.fattr)}, 0, 0, at)}, 0, 0, at));
+    x = round(b.add(Op::Div, Shape::Full, {x, b.add(Op::Add, Shape::Scalar, {nrm, c(ns.eps)}, 0, 0, at)}, 0, 0, at));
     // quintic steps on the wide orientation: A = X X^T, B = b A + c A^2, X = a X + B X
     for (const auto& [ka, kb, kc] : ns_coefficients(set, steps)) {
       ValueId A = b.add(Op::Gram, Shape::Small, {x}, mm, 0, at);

@@ -1,11 +1,7 @@
 // Kernel formation by level, iteration space and guard, with library calls between kernels.
 //
 // Algorithm:
-//  0. Guards: walking users before operands, each value gets the guard under which it is
-//     needed: a `state_write_if` needs its value only when its uniform condition holds, a
-//     `select` with a uniform condition needs each branch only on its side; a value needed
-//     under different guards is needed always. Library calls and kernels whose sinks are all
-//     guarded run only when their guard holds (every(N) refreshes).
+//  0. Guards (guards.cpp): the steps on which each value is needed.
 //  1. level(v): for an elementwise tensor value, the max over its operands of avail(op, space(v));
 //     avail(x, s) is 0 for leaves; level(x) for a same-space elementwise x (recomputed);
 //     level(x)+1 for another space (materialized), for a reduction result (its kernel is at the
@@ -16,9 +12,12 @@
 //     become temporaries produced by their own kernel or call (worklist until stable).
 //  3. Hazards: a state write placed before a kernel or call that reads the old state is moved to
 //     that reader's level (or the next); repeat from 2.
-//  4. The schedule orders by level; within a level calls run first, then kernels by (space,
-//     guard). Temporaries record producer and last use as schedule positions.
+//  4. The schedule (schedule.cpp) orders by level; within a level calls run first, then kernels
+//     by (space, guard). Temporaries record producer and last use as schedule positions.
 #include "compiler/passes/fuse_elementwise.h"
+
+#include "compiler/passes/guards.h"
+#include "compiler/passes/schedule.h"
 
 #include <algorithm>
 #include <functional>
@@ -29,57 +28,6 @@
 #include "support/check.h"
 
 namespace opal {
-
-const char* domain_name(Domain d) {
-  switch (d) {
-    case Domain::Full: return "full";
-    case Domain::Rows: return "rows";
-    case Domain::Cols: return "cols";
-    case Domain::Left: return "left";
-    case Domain::Right: return "right";
-    case Domain::Small: return "small";
-  }
-  return "?";
-}
-
-namespace {
-std::string guard_str(const Guard& g) {
-  std::string s;
-  for (const auto& l : g.all) s += fmt::format("{}{}%{}", s.empty() ? ", when " : " && ", l.negated ? "!" : "", l.cond.v);
-  return s;
-}
-}  // namespace
-
-std::string print_plan(const Plan& p) {
-  std::string s = ir::print(p.graph);
-  auto ids = [](const std::vector<ir::ValueId>& v) {
-    std::string o;
-    for (auto x : v) o += fmt::format(" %{}", x.v);
-    return o;
-  };
-  for (size_t i = 0; i < p.schedule.size(); ++i) {
-    const Launch& L = p.schedule[i];
-    if (L.is_call) {
-      const Call& C = p.calls[L.index];
-      s += fmt::format("{}: call %{} {} [level {}{}]\n", i, C.value.v, ir::op_name(p.graph.at(C.value).op), C.level, guard_str(C.guard));
-      continue;
-    }
-    const Kernel& K = p.kernels[L.index];
-    s += fmt::format("{}: kernel {} [{}{}{}{}] level {}\n", i, L.index, domain_name(K.domain), K.indexed ? ", indexed" : "", K.serial ? ", serial" : "",
-                     guard_str(K.guard), K.level);
-    if (!K.scalars.empty()) s += "  scalars:" + ids(K.scalars) + "\n";
-    s += "  body:" + ids(K.body) + "\n";
-    if (!K.reductions.empty()) s += "  reduce:" + ids(K.reductions) + "\n";
-    if (!K.stores.empty()) s += "  store:" + ids(K.stores) + "\n";
-    if (!K.effects.empty()) s += "  effects:" + ids(K.effects) + "\n";
-  }
-  for (size_t t = 0; t < p.temps.size(); ++t) {
-    const Temp& T = p.temps[t];
-    s += fmt::format("temp {} = %{} : {} (steps {}..{}){}\n", t, T.value.v, ir::shape_name(T.shape), T.producer, T.last_use,
-                     T.buffer >= 0 ? fmt::format(" -> buffer {}", T.buffer) : "");
-  }
-  return s;
-}
 
 namespace passes {
 
@@ -108,27 +56,17 @@ bool in_place_leaf(const ir::Node& n) { return n.op == Op::Grad || n.op == Op::P
 
 }  // namespace
 
-bool is_uniform(const ir::Graph& g, ValueId v) {
-  const ir::Node& n = g.at(v);
-  if (n.shape != Shape::Scalar) return false;
-  if (n.op == Op::Const || n.op == Op::HParam || n.op == Op::Step || n.op == Op::Dim) return true;
-  if (!ir::is_elementwise(n.op)) return false;
-  for (int k = 0; k < n.n_operands; ++k)
-    if (!is_uniform(g, n.operands[k])) return false;
-  return true;
-}
-
 namespace {
 
 class Fuser {
  public:
-  explicit Fuser(const ir::Graph& g) : g_(g), level_(g.nodes.size(), -1), guard_(g.nodes.size()) { compute_guards(); }
+  explicit Fuser(const ir::Graph& g) : g_(g), level_(g.nodes.size(), -1), guard_(infer_guards(g)) {}
 
   Plan run() {
     std::map<uint32_t, int> min_level;  // effect -> level forced by hazards
     for (int iter = 0; iter < 64; ++iter) {
       build(min_level);
-      order();
+      schedule_ = order_schedule(kernels_, calls_);
       bool changed = false;
       for (size_t pos = 0; pos < schedule_.size() && !changed; ++pos) {
         if (schedule_[pos].is_call) continue;
@@ -155,7 +93,7 @@ class Fuser {
           }
         }
       }
-      if (!changed) return finish();
+      if (!changed) return assemble_plan(g_, kernels_, calls_, schedule_);
     }
     OPAL_CHECK(false, "fusion did not converge for %s", g_.name.c_str());
     return {};
@@ -168,32 +106,6 @@ class Fuser {
   }
   bool leaf(ValueId v) const { return ir::category(g_.at(v).op) == Category::Leaf; }
   bool library(ValueId v) const { return ir::category(g_.at(v).op) == Category::Library; }
-
-  void compute_guards() {
-    std::vector<char> seen(g_.nodes.size(), 0), mixed(g_.nodes.size(), 0);
-    std::vector<Guard> acc(g_.nodes.size());
-    auto use = [&](ValueId v, Guard gd) {
-      if (!seen[v.v]) {
-        seen[v.v] = 1;
-        acc[v.v] = gd;
-      } else if (!(acc[v.v] == gd)) {
-        mixed[v.v] = 1;
-      }
-    };
-    for (size_t i = g_.nodes.size(); i-- > 0;) {
-      const ir::Node& n = g_.nodes[i];
-      Guard mine = (seen[i] && !mixed[i]) ? acc[i] : Guard{};
-      if (n.op == Op::StateWriteIf && is_uniform(g_, n.operands[1])) mine = Guard{}.with({n.operands[1], false});
-      guard_[i] = mine;
-      for (int k = 0; k < n.n_operands; ++k) {
-        Guard gd = mine;
-        // a select on a uniform condition needs each branch on its side only
-        if (n.op == Op::Select && k > 0 && n.shape != Shape::Scalar && is_uniform(g_, n.operands[0])) gd = mine.with({n.operands[0], k == 2});
-        if (n.op == Op::StateWriteIf && k == 1) gd = Guard{};
-        use(n.operands[k], gd);
-      }
-    }
-  }
 
   int level(ValueId v) {
     if (level_[v.v] >= 0) return level_[v.v];
@@ -349,19 +261,6 @@ class Fuser {
     work.push_back({{avail(in, d), d, guard_[v.v]}, v});
   }
 
-  // calls first within a level, then kernels by (space, guard)
-  void order() {
-    schedule_.clear();
-    for (size_t i = 0; i < calls_.size(); ++i) schedule_.push_back({true, int(i)});
-    for (size_t i = 0; i < kernels_.size(); ++i) schedule_.push_back({false, int(i)});
-    auto key = [&](const Launch& L) {
-      if (L.is_call) return std::make_tuple(calls_[L.index].level, 0, 0, int(calls_[L.index].value.v));
-      const Kernel& K = kernels_[L.index];
-      return std::make_tuple(K.level, 1, int(K.domain), L.index);
-    };
-    std::stable_sort(schedule_.begin(), schedule_.end(), [&](const Launch& a, const Launch& b) { return key(a) < key(b); });
-  }
-
   bool reads_slot(const Kernel& K, int slot) const {
     for (ValueId v : K.body)
       if (g_.at(v).op == Op::StateRead && g_.at(v).iattr == slot) return true;
@@ -374,55 +273,6 @@ class Fuser {
       if (o.op == Op::StateRead && o.iattr == slot) return true;
     }
     return false;
-  }
-
-  Plan finish() {
-    Plan p;
-    p.graph = g_;
-    p.kernels = kernels_;
-    p.calls = calls_;
-    p.schedule = schedule_;
-    // temporaries: reductions, stores and call results, with producer and last use
-    for (size_t pos = 0; pos < p.schedule.size(); ++pos) {
-      const Launch& L = p.schedule[pos];
-      if (L.is_call) {
-        add_temp(p, p.calls[L.index].value, int(pos));
-        continue;
-      }
-      for (ValueId v : p.kernels[L.index].reductions) add_temp(p, v, int(pos));
-      for (ValueId v : p.kernels[L.index].stores) add_temp(p, v, int(pos));
-    }
-    auto use = [&](ValueId v, int pos) {
-      if (auto it = p.temp_of.find(v.v); it != p.temp_of.end()) p.temps[it->second].last_use = std::max(p.temps[it->second].last_use, pos);
-    };
-    for (size_t pos = 0; pos < p.schedule.size(); ++pos) {
-      const Launch& L = p.schedule[pos];
-      if (L.is_call) {
-        const ir::Node& n = g_.at(p.calls[L.index].value);
-        for (int i = 0; i < n.n_operands; ++i) use(n.operands[i], int(pos));
-        continue;
-      }
-      const Kernel& K = p.kernels[L.index];
-      // an operand not computed in this kernel's body is read from memory: a temp use
-      auto scan = [&](ValueId v) {
-        const ir::Node& n = g_.at(v);
-        for (int i = 0; i < n.n_operands; ++i)
-          if (!std::binary_search(K.body.begin(), K.body.end(), n.operands[i], [](ValueId a, ValueId b) { return a.v < b.v; }))
-            use(n.operands[i], int(pos));
-      };
-      for (ValueId v : K.scalars) scan(v);
-      for (ValueId v : K.body) scan(v);
-      for (ValueId v : K.effects) scan(v);
-      for (ValueId v : K.reductions) scan(v);
-    }
-    for (auto& t : p.temps) OPAL_CHECK(t.last_use > t.producer, "temp %%%u is never read after step %d", t.value.v, t.producer);
-    return p;
-  }
-
-  static void add_temp(Plan& p, ValueId v, int pos) {
-    if (p.temp_of.count(v.v)) return;
-    p.temp_of[v.v] = int(p.temps.size());
-    p.temps.push_back({v, p.graph.at(v).shape, pos, -1, -1});
   }
 
   const ir::Graph& g_;

@@ -16,7 +16,4 @@
 
 namespace opal::passes {
 Plan fuse_elementwise(const ir::Graph& g);
-// A scalar the host can evaluate before launching anything: built from constants,
-// hyperparameters, the step and the sizes only (guards must be uniform).
-bool is_uniform(const ir::Graph& g, ir::ValueId v);
 }

@@ -1,0 +1,38 @@
+// Guard inference (see guards.h).
+#include "compiler/passes/guards.h"
+
+namespace opal::passes {
+
+using ir::Op;
+using ir::Shape;
+using ir::ValueId;
+
+std::vector<Guard> infer_guards(const ir::Graph& g) {
+  std::vector<Guard> guard(g.nodes.size());
+  std::vector<char> seen(g.nodes.size(), 0), mixed(g.nodes.size(), 0);
+  std::vector<Guard> acc(g.nodes.size());
+  auto use = [&](ValueId v, Guard gd) {
+    if (!seen[v.v]) {
+      seen[v.v] = 1;
+      acc[v.v] = gd;
+    } else if (!(acc[v.v] == gd)) {
+      mixed[v.v] = 1;
+    }
+  };
+  for (size_t i = g.nodes.size(); i-- > 0;) {
+    const ir::Node& n = g.nodes[i];
+    Guard mine = (seen[i] && !mixed[i]) ? acc[i] : Guard{};
+    if (n.op == Op::StateWriteIf && ir::is_uniform(g, n.operands[1])) mine = Guard{}.with({n.operands[1], false});
+    guard[i] = mine;
+    for (int k = 0; k < n.n_operands; ++k) {
+      Guard gd = mine;
+      // a select on a uniform condition needs each branch on its side only
+      if (n.op == Op::Select && k > 0 && n.shape != Shape::Scalar && ir::is_uniform(g, n.operands[0])) gd = mine.with({n.operands[0], k == 2});
+      if (n.op == Op::StateWriteIf && k == 1) gd = Guard{};
+      use(n.operands[k], gd);
+    }
+  }
+  return guard;
+}
+
+}  // namespace opal::passes

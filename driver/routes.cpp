@@ -6,57 +6,25 @@
 #include <fmt/format.h>
 
 #include "lang/ast.h"
+#include "lang/const_eval.h"
 #include "compiler/exec/describe.h"
 
 namespace opal {
 
 namespace {
 
-// Evaluates a scale expression made of numbers, rows, cols, numel and arithmetic.
+// A scale expression's value for a parameter's sizes, when it depends on constants and sizes only.
 std::optional<double> eval_sized(const Expr& e, double rows, double cols) {
-  switch (e.kind) {
-    case Expr::Kind::Number: return e.number;
-    case Expr::Kind::Name:
-      if (e.name == "rows") return rows;
-      if (e.name == "cols") return cols;
-      if (e.name == "numel") return rows * cols;
-      return std::nullopt;
-    case Expr::Kind::Unary: {
-      auto a = eval_sized(*e.args[0].value, rows, cols);
-      if (!a || e.name != "-") return std::nullopt;
-      return -*a;
-    }
-    case Expr::Kind::Binary: {
-      auto a = eval_sized(*e.args[0].value, rows, cols), b = eval_sized(*e.args[1].value, rows, cols);
-      if (!a || !b) return std::nullopt;
-      if (e.name == "+") return *a + *b;
-      if (e.name == "-") return *a - *b;
-      if (e.name == "*") return *a * *b;
-      if (e.name == "/") return *a / *b;
-      if (e.name == "^") return std::pow(*a, *b);
-      return std::nullopt;
-    }
-    case Expr::Kind::Call: {
-      std::vector<double> v;
-      for (const auto& a : e.args) {
-        auto x = eval_sized(*a.value, rows, cols);
-        if (!x) return std::nullopt;
-        v.push_back(*x);
-      }
-      if (e.name == "sqrt" && v.size() == 1) return std::sqrt(v[0]);
-      if (e.name == "max" && v.size() == 2) return std::max(v[0], v[1]);
-      if (e.name == "min" && v.size() == 2) return std::min(v[0], v[1]);
-      return std::nullopt;
-    }
-  }
-  return std::nullopt;
+  return eval_constant(e, [&](const std::string& n) -> std::optional<double> {
+    if (n == "rows") return rows;
+    if (n == "cols") return cols;
+    if (n == "numel") return rows * cols;
+    return std::nullopt;
+  });
 }
 
 // an expression as its source text
-std::string text(const Expr& e) {
-  if (e.loc.valid() && e.loc.offset + e.loc.length <= e.loc.file->text().size()) return std::string(e.loc.file->text().substr(e.loc.offset, e.loc.length));
-  return dump_expr(e);
-}
+std::string text(const Expr& e) { return e.loc.valid() ? std::string(e.loc.text()) : dump_expr(e); }
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "lang/const_eval.h"
 
 namespace opal {
 
@@ -181,22 +182,7 @@ class Expander {
   }
 
   double eval(const Expr& e) {
-    switch (e.kind) {
-      case Expr::Kind::Number: return e.number;
-      case Expr::Kind::Unary:
-        if (e.name == "-") return -eval(*e.args[0].value);
-        break;
-      case Expr::Kind::Binary: {
-        double a = eval(*e.args[0].value), b = eval(*e.args[1].value);
-        if (e.name == "+") return a + b;
-        if (e.name == "-") return a - b;
-        if (e.name == "*") return a * b;
-        if (e.name == "/") return a / b;
-        if (e.name == "^") return std::pow(a, b);
-        break;
-      }
-      default: break;
-    }
+    if (auto v = eval_constant(e)) return *v;
     d_.report(DiagKind::NotConstant, e.loc, "a sweep bound must be a number", "write it out, e.g. `1e-4` or `3 * 1e-4`");
     return NAN;
   }

@@ -37,6 +37,14 @@ std::string SourceLoc::str() const {
   return fmt::format("{}:{}:{}", file->path(), l, c);
 }
 
+std::string SourceLoc::short_str() const {
+  if (!file) return "<builtin>";
+  auto [l, c] = file->line_col(offset);
+  const std::string& path = file->path();
+  auto slash = path.find_last_of('/');
+  return fmt::format("{}:{}:{}", slash == std::string::npos ? path : path.substr(slash + 1), l, c);
+}
+
 std::string_view SourceLoc::text() const {
   if (!file || offset > file->text().size()) return {};
   return std::string_view(file->text()).substr(offset, length);

@@ -30,7 +30,8 @@ struct SourceLoc {
   uint32_t offset = 0;
   uint32_t length = 0;
   bool valid() const { return file != nullptr; }
-  std::string str() const;  // "path:line:col" or "<builtin>"
+  std::string str() const;        // "path:line:col" or "<builtin>"
+  std::string short_str() const;  // "file:line:col" with the file's base name, or "<builtin>"
   std::string_view text() const;  // the text it spans ("" for nowhere)
 };
 

@@ -49,12 +49,7 @@ std::string CEmitter::comment(const ir::Graph& g, ValueId v) {
   std::string s = fmt::format("%{} {}", v.v, ir::op_name(n.op));
   if (n.op == Op::HParam) s += " " + g.hparams[n.iattr];
   if (n.op == Op::StateRead || n.op == Op::StateWrite || n.op == Op::StateWriteIf) s += " " + g.slots[n.iattr].name;
-  if (n.loc.valid()) {
-    std::string path = n.loc.file->path();
-    auto slash = path.find_last_of('/');
-    auto [l, c] = n.loc.file->line_col(n.loc.offset);
-    s += fmt::format(" @{}:{}:{}", slash == std::string::npos ? path : path.substr(slash + 1), l, c);
-  }
+  if (n.loc.valid()) s += " @" + n.loc.short_str();
   return s;
 }
 

@@ -178,8 +178,7 @@ std::string pipeline_text(const std::vector<Stage>& stages) {
     std::string args;
     for (const auto& a : s.args) {
       const SourceLoc& l = a.value->loc;
-      std::string text = l.valid() && l.offset + l.length <= l.file->text().size() ? std::string(l.file->text().substr(l.offset, l.length))
-                                                                                     : dump_expr(*a.value);
+      std::string text = l.valid() ? std::string(l.text()) : dump_expr(*a.value);
       args += (args.empty() ? "" : ", ") + (a.name.empty() ? "" : a.name + " = ") + text;
     }
     std::string call = s.args.empty() ? s.name : fmt::format("{}({})", s.name, args);

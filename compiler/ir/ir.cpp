@@ -162,12 +162,7 @@ static std::string matrix_use(const Graph& g) {
                       category(n.op) == Category::Macro;
     if (!structured) continue;
     std::string r = std::string("`") + op_name(n.op) + "`";
-    if (n.loc.valid()) {
-      auto [l, c] = n.loc.file->line_col(n.loc.offset);
-      std::string path = n.loc.file->path();
-      auto slash = path.find_last_of('/');
-      r += " (" + (slash == std::string::npos ? path : path.substr(slash + 1)) + ":" + std::to_string(l) + ":" + std::to_string(c) + ")";
-    }
+    if (n.loc.valid()) r += " (" + n.loc.short_str() + ")";
     return r;
   }
   return "";

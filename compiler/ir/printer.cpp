@@ -37,12 +37,7 @@ std::string print_node(const Graph& g, ValueId id) {
   bool named = n.op == Op::StateWrite || n.op == Op::StateWriteIf;
   for (int i = 0; i < n.n_operands; ++i) s += fmt::format("{}%{}", i == 0 && !named ? " " : ", ", n.operands[i].v);
   s += fmt::format(" : {}", shape_name(n.shape));
-  if (n.loc.valid()) {
-    auto [l, c] = n.loc.file->line_col(n.loc.offset);
-    std::string path = n.loc.file->path();
-    auto slash = path.find_last_of('/');
-    s += fmt::format("   @{}:{}:{}", slash == std::string::npos ? path : path.substr(slash + 1), l, c);
-  }
+  if (n.loc.valid()) s += "   @" + n.loc.short_str();
   return s;
 }
 

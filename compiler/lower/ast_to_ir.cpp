@@ -1,6 +1,7 @@
 // Lowering of optimizers: one IR graph per leaf route, through delegation. A pipeline starts
 // with u = g; every stage maps u (and may map g), bases are entered by rotate(...) and left by
 // unrotate; the route ends with w <- w - u. Expressions and components: lowerer.h.
+#include "lang/const_eval.h"
 #include "compiler/lower/ast_to_ir.h"
 #include "compiler/lower/lowerer.h"
 
@@ -21,37 +22,6 @@ namespace opal {
 using ir::Op;
 using ir::Shape;
 using ir::ValueId;
-
-bool eval_constant(const Expr& e, double& out) {
-  switch (e.kind) {
-    case Expr::Kind::Number: out = e.number; return true;
-    case Expr::Kind::Name:
-      if (e.name == "true") { out = 1; return true; }
-      if (e.name == "false") { out = 0; return true; }
-      if (e.name == "pi") { out = std::numbers::pi; return true; }
-      return false;
-    case Expr::Kind::Unary: {
-      double a;
-      if (!eval_constant(*e.args[0].value, a)) return false;
-      out = e.name == "-" ? -a : double(a == 0);
-      return true;
-    }
-    case Expr::Kind::Binary: {
-      double a, b;
-      if (!eval_constant(*e.args[0].value, a) || !eval_constant(*e.args[1].value, b)) return false;
-      const std::string& op = e.name;
-      if (op == "+") out = a + b;
-      else if (op == "-") out = a - b;
-      else if (op == "*") out = a * b;
-      else if (op == "/") out = a / b;
-      else if (op == "^") out = std::pow(a, b);
-      else return false;
-      return true;
-    }
-    case Expr::Kind::Call: return false;
-  }
-  return false;
-}
 
 namespace {
 
@@ -204,10 +174,10 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
     if (!prm.default_value) {
       diags.report(DiagKind::WrongArity, prm.loc, fmt::format("hyperparameter `{}` of `{}` needs a default value", prm.name, o.name),
                    fmt::format("write `{} = ...`", prm.name));
-    } else if (!eval_constant(*prm.default_value, v)) {
+    } else if (auto c = eval_constant(*prm.default_value); !c) {
       diags.report(DiagKind::TypeMismatch, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` must be a number", prm.name),
                    "hyperparameters are runtime scalars; compute derived values in the route's arguments");
-    } else if (!(std::abs(v) <= double(FLT_MAX))) {
+    } else if (v = *c, !(std::abs(v) <= double(FLT_MAX))) {
       diags.report(DiagKind::InvalidNumber, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` ({:g}) is out of range", prm.name, v),
                    "the kernels compute in float32: values up to about 3.4e38 in magnitude");
       v = 0;

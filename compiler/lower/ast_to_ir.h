@@ -36,7 +36,4 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
 // hyperparameters) so that `opal check` finds errors in components no optimizer uses yet.
 void check_component(const Program& p, const ComponentDecl& c, Diagnostics& diags);
 
-// Evaluates a constant expression (numbers, arithmetic, true/false, pi); false if not constant.
-bool eval_constant(const Expr& e, double& out);
-
 }  // namespace opal

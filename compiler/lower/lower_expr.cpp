@@ -353,10 +353,7 @@ std::string Lowerer::describe(Shape s) {
 // at the stage that passed them, naming the place inside.
 void Lowerer::report_at_stage(DiagKind k, SourceLoc at, const std::string& msg, const std::string& help) {
   if (stage_loc_.valid() && at.valid() && at.file != stage_loc_.file) {
-    auto [l, c] = at.file->line_col(at.offset);
-    std::string path = at.file->path();
-    auto slash = path.find_last_of('/');
-    d_.report(k, stage_loc_, fmt::format("{} (in `{}`, {}:{}:{})", msg, stage_name_, slash == std::string::npos ? path : path.substr(slash + 1), l, c), help);
+    d_.report(k, stage_loc_, fmt::format("{} (in `{}`, {})", msg, stage_name_, at.short_str()), help);
     return;
   }
   d_.report(k, at, msg, help);

@@ -1,0 +1,51 @@
+// The constant evaluator (see const_eval.h).
+#include "lang/const_eval.h"
+
+#include <cmath>
+#include <numbers>
+#include <vector>
+
+namespace opal {
+
+std::optional<double> eval_constant(const Expr& e, const ConstantNames& names) {
+  switch (e.kind) {
+    case Expr::Kind::Number: return e.number;
+    case Expr::Kind::Name:
+      if (e.name == "true") return 1.0;
+      if (e.name == "false") return 0.0;
+      if (e.name == "pi") return std::numbers::pi;
+      if (names) return names(e.name);
+      return std::nullopt;
+    case Expr::Kind::Unary: {
+      auto a = eval_constant(*e.args[0].value, names);
+      if (!a) return std::nullopt;
+      return e.name == "-" ? -*a : double(*a == 0);
+    }
+    case Expr::Kind::Binary: {
+      auto a = eval_constant(*e.args[0].value, names), b = eval_constant(*e.args[1].value, names);
+      if (!a || !b) return std::nullopt;
+      const std::string& op = e.name;
+      if (op == "+") return *a + *b;
+      if (op == "-") return *a - *b;
+      if (op == "*") return *a * *b;
+      if (op == "/") return *a / *b;
+      if (op == "^") return std::pow(*a, *b);
+      return std::nullopt;
+    }
+    case Expr::Kind::Call: {
+      std::vector<double> v;
+      for (const auto& a : e.args) {
+        auto x = a.name.empty() ? eval_constant(*a.value, names) : std::nullopt;
+        if (!x) return std::nullopt;
+        v.push_back(*x);
+      }
+      if (e.name == "sqrt" && v.size() == 1) return std::sqrt(v[0]);
+      if (e.name == "max" && v.size() == 2) return std::max(v[0], v[1]);
+      if (e.name == "min" && v.size() == 2) return std::min(v[0], v[1]);
+      return std::nullopt;
+    }
+  }
+  return std::nullopt;
+}
+
+}  // namespace opal

@@ -1,0 +1,18 @@
+// The one constant evaluator of spec expressions, for lowering (hyperparameter defaults), grids
+// (sweep bounds) and `opal routes` (scale expressions of the sizes): numbers, `true`, `false`,
+// `pi`, the names the caller binds (rows, cols, numel), unary `-` and `!`, `+ - * / ^`, and
+// sqrt, min, max. Anything else (a hyperparameter, a tensor, another call) is not a constant.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "lang/ast.h"
+
+namespace opal {
+
+using ConstantNames = std::function<std::optional<double>(const std::string&)>;
+
+std::optional<double> eval_constant(const Expr& e, const ConstantNames& names = {});
+
+}  // namespace opal

@@ -1,4 +1,4 @@
-// Report tables and plots (plain SVG, no plotting dependency).
+// Report tables: Markdown, CSV and JSON (summary.cpp: the per-cell summaries; plots.cpp: the SVGs).
 #include "ablate/report.h"
 
 #include <cmath>
@@ -40,90 +40,7 @@ std::string best_text(const CellSummary& c) {
   return parts.empty() ? "—" : fmt::format("{}", fmt::join(parts, ", "));
 }
 
-// Fraction of `steps` at which the curve first reaches `target` (linear between points).
-double steps_to(const std::vector<std::pair<int, double>>& curve, double target, int steps) {
-  double prev_s = 0, prev_v = INFINITY;
-  for (const auto& [s, v] : curve) {
-    if (v <= target) {
-      double at = std::isfinite(prev_v) ? prev_s + (s - prev_s) * (prev_v - target) / (prev_v - v) : s;
-      return at / steps;
-    }
-    prev_s = s;
-    prev_v = v;
-  }
-  return NAN;
-}
-
 }  // namespace
-
-std::vector<CellSummary> summarize(const AblateResult& r) {
-  const auto& g = r.grid;
-  std::vector<CellSummary> out(g.cells.size());
-  for (size_t i = 0; i < g.cells.size(); ++i) {
-    const auto& gc = g.cells[i];
-    auto& c = out[i];
-    c.cell = int(i);
-    c.label = gc.label;
-    c.name = gc.name;
-    c.note = gc.note;
-    c.absent = gc.absent;
-    if (gc.absent) continue;
-    const CellResult* cr = &r.cells[i];
-    c.same_as = cr->same_as;
-    if (cr->same_as >= 0) cr = &r.cells[cr->same_as];
-    for (const auto& h : cr->swept) c.best[h] = cr->best.at(h);
-    c.edge = cr->edge;
-    c.runs = cr->runs_total;
-    c.diverged = cr->diverged;
-    c.sweep = cr->sweep_curve;
-    c.seeds = int(cr->runs.size());
-    std::vector<double> finals, accs, walls;
-    std::map<int, std::pair<double, int>> curve;
-    for (const RunRecord* run : cr->runs) {
-      walls.push_back(run->wall_s);
-      c.state_bytes = run->state_bytes;
-      if (run->status != "ok") continue;
-      finals.push_back(run->final_loss);
-      if (run->final_accuracy >= 0) accs.push_back(run->final_accuracy);
-      for (const auto& p : run->curve) {
-        curve[p.step].first += p.val_loss;
-        curve[p.step].second += 1;
-      }
-    }
-    c.seeds_ok = int(finals.size());
-    if (!finals.empty()) {
-      double m = 0;
-      for (double f : finals) m += f;
-      m /= finals.size();
-      double v = 0;
-      for (double f : finals) v += (f - m) * (f - m);
-      c.loss = m;
-      c.spread = finals.size() > 1 ? std::sqrt(v / (finals.size() - 1)) : 0.0;
-    }
-    if (!accs.empty()) {
-      double a = 0;
-      for (double x : accs) a += x;
-      c.accuracy = a / accs.size();
-    }
-    if (!walls.empty()) {
-      double w = 0;
-      for (double x : walls) w += x;
-      c.wall_s = w / walls.size();
-    }
-    for (const auto& [s, sum] : curve)
-      if (sum.second == c.seeds_ok) c.curve.push_back({s, sum.first / sum.second});
-  }
-  if (g.baseline >= 0 && out[g.baseline].seeds_ok > 0) {
-    const auto& b = out[g.baseline];
-    int steps = r.steps > 0 ? r.steps : (b.curve.empty() ? 0 : b.curve.back().first);
-    for (auto& c : out) {
-      if (c.seeds_ok == 0) continue;
-      if (steps > 0) c.adam_steps = steps_to(c.curve, b.loss, steps);
-      if (b.wall_s > 0) c.wall_rel = c.wall_s / b.wall_s;
-    }
-  }
-  return out;
-}
 
 std::string report_markdown(const AblateResult& r, const std::vector<CellSummary>& s) {
   const auto& g = r.grid;
@@ -256,93 +173,6 @@ std::string report_json(const AblateResult& r, const std::vector<CellSummary>& s
   }
   j["cells"] = cells;
   return j.dump(2) + "\n";
-}
-
-namespace {
-
-struct Series {
-  std::string name;
-  std::vector<std::pair<double, double>> pts;
-  int color = 0, dash = 0;
-};
-
-std::string svg_plot(const std::string& title, const std::string& xlabel, const std::string& ylabel, bool logx, bool logy,
-                     const std::vector<Series>& series) {
-  static const char* colors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
-  static const char* dashes[] = {"", "6,3", "2,2", "8,3,2,3"};
-  const double W = 900, H = 520, L = 70, R = 230, T = 40, B = 50;
-  auto tx = [&](double v) { return logx ? std::log10(v) : v; };
-  auto ty = [&](double v) { return logy ? std::log10(v) : v; };
-  double x0 = INFINITY, x1 = -INFINITY, y0 = INFINITY, y1 = -INFINITY;
-  for (const auto& s : series)
-    for (const auto& [x, y] : s.pts) {
-      if (!std::isfinite(y) || (logy && y <= 0) || (logx && x <= 0)) continue;
-      x0 = std::min(x0, tx(x)), x1 = std::max(x1, tx(x)), y0 = std::min(y0, ty(y)), y1 = std::max(y1, ty(y));
-    }
-  std::string svg = fmt::format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
-  svg += fmt::format("<rect width=\"{}\" height=\"{}\" fill=\"white\"/>\n<text x=\"{}\" y=\"24\" font-size=\"15\">{}</text>\n", W, H, L, title);
-  if (!std::isfinite(x0)) return svg + "<text x=\"100\" y=\"100\">no finite points</text>\n</svg>\n";
-  if (x1 == x0) x1 = x0 + 1;
-  if (y1 == y0) y1 = y0 + 1;
-  auto px = [&](double x) { return L + (tx(x) - x0) / (x1 - x0) * (W - L - R); };
-  auto py = [&](double y) { return H - B - (ty(y) - y0) / (y1 - y0) * (H - T - B); };
-  svg += fmt::format("<rect x=\"{}\" y=\"{}\" width=\"{}\" height=\"{}\" fill=\"none\" stroke=\"#888\"/>\n", L, T, W - L - R, H - T - B);
-  for (int k = 0; k <= 4; ++k) {
-    double fy = y0 + (y1 - y0) * k / 4, fx = x0 + (x1 - x0) * k / 4;
-    double vy = logy ? std::pow(10, fy) : fy, vx = logx ? std::pow(10, fx) : fx;
-    svg += fmt::format("<text x=\"{}\" y=\"{:.1f}\" text-anchor=\"end\">{:.4g}</text>\n", L - 6, py(vy) + 4, vy);
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.3g}</text>\n", px(vx), H - B + 16, vx);
-  }
-  svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", L + (W - L - R) / 2, H - 12, xlabel);
-  svg += fmt::format("<text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">{}</text>\n", T + (H - T - B) / 2, T + (H - T - B) / 2, ylabel);
-  for (size_t i = 0; i < series.size(); ++i) {
-    const auto& s = series[i];
-    std::string pts;
-    for (const auto& [x, y] : s.pts)
-      if (std::isfinite(y) && (!logy || y > 0)) pts += fmt::format("{:.1f},{:.1f} ", px(x), py(std::clamp(y, logy ? std::pow(10, y0) : y0, logy ? std::pow(10, y1) : y1)));
-    const char* c = colors[s.color % 10];
-    const char* d = dashes[s.dash % 4];
-    svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\" stroke-dasharray=\"{}\" points=\"{}\"/>\n", c, d, pts);
-    double ly = T + 14 * i + 6;
-    svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"{}\"/>", W - R + 10, ly, W - R + 34, ly, c, d);
-    svg += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", W - R + 40, ly + 4, s.name);
-  }
-  return svg + "</svg>\n";
-}
-
-// Colour by the last axis (the normalization), dash by the first (the basis).
-void style(const ExpandedGrid& g, int cell, Series& s) {
-  if (g.axes.empty()) return;
-  size_t cols = g.alternatives.back().size();
-  s.color = int(cell % cols);
-  s.dash = g.axes.size() > 1 ? int(cell / cols) : 0;
-}
-
-}  // namespace
-
-std::string plot_curves(const AblateResult& r, const std::vector<CellSummary>& s) {
-  std::vector<Series> series;
-  for (const auto& c : s) {
-    if (c.curve.empty() || c.same_as >= 0) continue;
-    Series x{c.label, {}};
-    for (const auto& [st, v] : c.curve) x.pts.push_back({double(st), v});
-    style(r.grid, c.cell, x);
-    series.push_back(x);
-  }
-  return svg_plot(fmt::format("{} on {}: validation loss at each cell's best hyperparameters", r.grid.name, r.workload), "step", "validation loss",
-                  false, true, series);
-}
-
-std::string plot_sweeps(const AblateResult& r, const std::vector<CellSummary>& s) {
-  std::vector<Series> series;
-  std::string h = r.grid.sweeps.empty() ? "" : r.grid.sweeps[0].hparam;
-  for (const auto& c : s) {
-    if (c.sweep.empty() || c.same_as >= 0) continue;
-    Series x{c.label, c.sweep};
-    style(r.grid, c.cell, x);
-    series.push_back(x);
-  }
-  return svg_plot(fmt::format("{} on {}: final validation loss against {}", r.grid.name, r.workload, h), h, "final validation loss", true, true, series);
 }
 
 void write_reports(const AblateResult& r, const std::string& dir) {

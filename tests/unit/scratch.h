@@ -1,0 +1,30 @@
+// Scratch files for tests: a fresh path under the system's temp folder, and a file written there.
+#pragma once
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <fmt/format.h>
+
+namespace opal::testing {
+
+inline std::string scratch(const std::string& name) {
+  namespace fs = std::filesystem;
+  auto p = fs::temp_directory_path() / fmt::format("opal-hardening-{}-{}", name, ::getpid());
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p.string();
+}
+
+inline std::string write(const std::string& path, const std::string& text, bool executable = false) {
+  std::ofstream(path) << text;
+  if (executable) ::chmod(path.c_str(), 0755);
+  return path;
+}
+
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+}  // namespace opal::testing

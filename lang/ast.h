@@ -88,7 +88,7 @@ struct OptimizerDecl {
   std::vector<Route> routes;
 };
 
-// A grid of optimizers (ablate/grid.h expands it): axes of named alternatives substituted into
+// A grid of optimizers (lang/grid.h expands it): axes of named alternatives substituted into
 // template routes, with per-cell overrides, hyperparameter sweeps and seeds.
 //
 //   grid whitening(lr = 1e-3, b1 = 0.9) {

@@ -12,9 +12,13 @@
 //   fn        := 'fn' IDENT params '=' expr
 //   params    := '(' [IDENT ['=' expr] {',' ...}] ')'
 //   stmt      := 'state' IDENT '=' expr | 'let' IDENT '=' expr | IDENT '=' expr   (';' optional)
+//              | 'every' '(' expr ')' '{' stmt* '}'       a refresh block ('every', 'when' and
+//              | 'when' '(' expr ')' '{' stmt* '}'        'inverse' are contextual words)
+//              | 'inverse' '{' stmt* '}'                  a basis component's map back
 //   route     := selector ':' stage {'->' stage}
 //   selector  := 'matrix' | 'vector' | 'other' | STRING {',' STRING}
-//   stage     := IDENT ['(' args ')']
+//   stage     := IDENT ['(' args ')'] | 'rotate' '(' IDENT ['(' args ')'] ')' | 'unrotate'
+//   args      := [IDENT '='] expr {',' ...}
 //   expr      := precedence climbing over || && (== !=) (< <= > >=) (+ -) (* /) unary ^ primary
 #include "lang/parser.h"
 #include "lang/lexer.h"

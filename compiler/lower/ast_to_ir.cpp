@@ -90,7 +90,7 @@ struct OptimizerLowering {
         else if (b.top_index == -2) v = L.lower(*b.expr, s);  // inner default: its own earlier parameters
         else v = L.lower(*b.expr, *prev);
         if (v.valid() && L.shape(v) != Shape::Scalar) {
-          d.report(DiagKind::TypeMismatch, b.expr->loc, fmt::format("hyperparameter `{}` must be a scalar", name));
+          d.report(DiagKind::ScalarExpected, b.expr->loc, fmt::format("hyperparameter `{}` must be a scalar", name));
           v = {};
         }
         if (v.valid()) s.vars[name] = {v, VarKind::HParam};
@@ -175,7 +175,7 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
       diags.report(DiagKind::WrongArity, prm.loc, fmt::format("hyperparameter `{}` of `{}` needs a default value", prm.name, o.name),
                    fmt::format("write `{} = ...`", prm.name));
     } else if (auto c = eval_constant(*prm.default_value); !c) {
-      diags.report(DiagKind::TypeMismatch, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` must be a number", prm.name),
+      diags.report(DiagKind::NotConstant, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` must be a number", prm.name),
                    "hyperparameters are runtime scalars; compute derived values in the route's arguments");
     } else if (v = *c, !(std::abs(v) <= double(FLT_MAX))) {
       diags.report(DiagKind::InvalidNumber, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` ({:g}) is out of range", prm.name, v),

@@ -27,7 +27,7 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
     if (!v.valid()) continue;
     bool tensor_param = dflt.valid() && shape(dflt) != Shape::Scalar;
     if (bound[i] && !tensor_param && shape(v) != Shape::Scalar)
-      d_.report(DiagKind::TypeMismatch, bound[i]->loc, fmt::format("`{}` of `{}` takes a scalar, but this is {}", prm.name, c.name, describe(shape(v))),
+      d_.report(DiagKind::ScalarExpected, bound[i]->loc, fmt::format("`{}` of `{}` takes a scalar, but this is {}", prm.name, c.name, describe(shape(v))),
                 "pass a hyperparameter or a number");
     scope->vars[prm.name] = {v, VarKind::Param};
   }
@@ -98,7 +98,7 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
       ValueId n = lower(*s.value, scope);
       if (!n.valid()) continue;
       if (shape(n) != Shape::Scalar) {
-        d_.report(DiagKind::TypeMismatch, s.value->loc, fmt::format("the argument of `{}` must be a scalar, but this is {}", s.name, describe(shape(n))));
+        d_.report(DiagKind::ScalarExpected, s.value->loc, fmt::format("the argument of `{}` must be a scalar, but this is {}", s.name, describe(shape(n))));
         continue;
       }
       ValueId cond;
@@ -180,7 +180,7 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
     Shape want = target->kind == VarKind::State ? g_.slots[target->slot].shape : target->kind == VarKind::Stream ? Shape::Full : shape(v);
     Shape got;
     if (!ir::try_broadcast(shape(v), want, got) || got != want) {
-      d_.report(DiagKind::TypeMismatch, s.value->loc, fmt::format("`{}` holds {}, but this is {}", s.name, describe(want), describe(shape(v))));
+      d_.report(DiagKind::StateShapeMismatch, s.value->loc, fmt::format("`{}` holds {}, but this is {}", s.name, describe(want), describe(shape(v))));
       ctx.failed.insert(s.name);
       continue;
     }
@@ -213,7 +213,7 @@ Lowerer::StateInit Lowerer::state_init(const Expr& e, const Scope& s) {
     ValueId av = a.value.valid() ? a.value : b_.constant(0), bv = b.value.valid() ? b.value : b_.constant(0);
     Shape sh;
     if (!ir::try_broadcast(a.shape, b.shape, sh)) {
-      d_.report(DiagKind::TypeMismatch, e.loc, "the two initializations have different shapes");
+      d_.report(DiagKind::StateShapeMismatch, e.loc, "the two initializations have different shapes");
       return {};
     }
     return {true, sh, b_.add(Op::Select, sh, {c, av, bv}, 0, 0, e.loc), false};
@@ -229,7 +229,7 @@ Lowerer::StateInit Lowerer::state_init(const Expr& e, const Scope& s) {
     if (!eye && dims == std::vector<std::string>{"cols", "cols"}) return ok(Shape::Right);
     if (eye && dims == std::vector<std::string>{"rows"}) return ok(Shape::Left, true);
     if (eye && dims == std::vector<std::string>{"cols"}) return ok(Shape::Right, true);
-    d_.report(DiagKind::TypeMismatch, e.loc,
+    d_.report(DiagKind::StateShapeMismatch, e.loc,
               eye ? "`eye` takes `rows` or `cols`" : "`zeros` takes nothing, `rows`, `cols`, `rows, rows` or `cols, cols`",
               "`zeros` is full-sized; `zeros(rows)` holds one value per row; `zeros(rows, rows)` and `eye(rows)` are rows x rows");
     return {};
@@ -237,7 +237,7 @@ Lowerer::StateInit Lowerer::state_init(const Expr& e, const Scope& s) {
   ValueId v = lower(e, s);
   if (!v.valid()) return {};
   if (shape(v) == Shape::Scalar) {
-    d_.report(DiagKind::TypeMismatch, e.loc, "a state must be a tensor, but this is a scalar",
+    d_.report(DiagKind::StateShapeMismatch, e.loc, "a state must be a tensor, but this is a scalar",
               "initialize it with `zeros`, `zeros(rows)`, `zeros(cols)` or a tensor expression such as `g`");
     return {};
   }

@@ -74,7 +74,7 @@ ValueId Lowerer::lower(const Expr& e, const Scope& s, int depth) {
       if (!a.valid() || !b.valid()) return {};
       Shape sh;
       if (!ir::try_broadcast(shape(a), shape(b), sh)) {
-        d_.report(DiagKind::TypeMismatch, e.loc, fmt::format("`{}` combines {} with {}", e.name, describe(shape(a)), describe(shape(b))),
+        d_.report(DiagKind::ShapeMismatch, e.loc, fmt::format("`{}` combines {} with {}", e.name, describe(shape(a)), describe(shape(b))),
                   "square matrices combine elementwise only with their own kind and scalars; use `@` to multiply");
         return {};
       }
@@ -106,7 +106,7 @@ ValueId Lowerer::matmul(const Expr& e, const Scope& s, int depth) {
   }
   Shape in[2] = {shape(v[0]), shape(v[1])}, out;
   if (!ir::library_shape(Op::MatMul, ir::encode(mm), in, 2, out)) {
-    d_.report(DiagKind::TypeMismatch, e.loc,
+    d_.report(DiagKind::MatmulMismatch, e.loc,
               fmt::format("cannot multiply {}{} by {}{}", describe(in[0]), mm.ta ? " (transposed)" : "", describe(in[1]), mm.tb ? " (transposed)" : ""),
               "`@` multiplies matrices whose inner sizes agree: rows x cols by cols x cols, rows x rows by rows x cols, and their "
               "transposes; the result must be rows x cols or square");
@@ -127,7 +127,7 @@ std::optional<double> Lowerer::constant_arg(ValueId v, const Expr& at, const cha
 ValueId Lowerer::name(const Expr& e, const Scope& s) {
   if (const Var* v = s.find(e.name)) return v->value;
   if (e.name == "zeros") {
-    d_.report(DiagKind::TypeMismatch, e.loc, "`zeros` only initializes a state", "write `state m = zeros`");
+    d_.report(DiagKind::MisplacedBuiltin, e.loc, "`zeros` only initializes a state", "write `state m = zeros`");
     return {};
   }
   std::string m = closest_match(e.name, s.names());
@@ -187,7 +187,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
   const std::string& n = e.name;
   auto arg = [&](int k) -> const Expr& { return *e.args[k].value; };
   if (n == "transpose") {
-    d_.report(DiagKind::TypeMismatch, e.loc, "`transpose(x)` is only allowed as an operand of `@`",
+    d_.report(DiagKind::MisplacedBuiltin, e.loc, "`transpose(x)` is only allowed as an operand of `@`",
               "write `transpose(a) @ b` or `a @ transpose(b)`; a transposed rows x cols matrix has no shape class of its own");
     return {};
   }
@@ -203,14 +203,14 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
       return {};
     }
     if (*p < 1 || *p > 64 || *p != std::floor(*p)) {
-      d_.report(DiagKind::TypeMismatch, arg(1).loc, "the root of `inv_root` must be a whole number from 1 to 64");
+      d_.report(DiagKind::ArgumentOutOfRange, arg(1).loc, "the root of `inv_root` must be a whole number from 1 to 64");
       return {};
     }
     iattr = ir::encode(ir::InvRootAttrs{int(*p), n == "inv_root_damped"});
     Shape in2[2] = {shape(a[0]), Shape::Scalar};
     Shape out;
     if (!ir::library_shape(Op::InvRoot, iattr, in2, 2, out)) {
-      d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`{}` takes a square matrix, but this is {}", n, describe(shape(a[0]))));
+      d_.report(DiagKind::WrongArgumentShape, arg(0).loc, fmt::format("`{}` takes a square matrix, but this is {}", n, describe(shape(a[0]))));
       return {};
     }
     note_matrix();
@@ -223,11 +223,11 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
     auto eps = constant_arg(a[4], arg(4), "the epsilon of `newton_schulz`");
     if (!steps || !coeffs || !bf || !eps) return {};
     if (*steps < 1 || *steps > 100 || *steps != std::floor(*steps)) {
-      d_.report(DiagKind::TypeMismatch, arg(1).loc, "Newton-Schulz takes 1 to 100 steps");
+      d_.report(DiagKind::ArgumentOutOfRange, arg(1).loc, "Newton-Schulz takes 1 to 100 steps");
       return {};
     }
     if (*coeffs != 0 && *coeffs != 1) {
-      d_.report(DiagKind::TypeMismatch, arg(2).loc, "the coefficient set is `keller` or `you`");
+      d_.report(DiagKind::ArgumentOutOfRange, arg(2).loc, "the coefficient set is `keller` or `you`");
       return {};
     }
     ir::NewtonSchulzAttrs ns{int(*steps), int(*coeffs), *bf != 0, *eps};
@@ -237,7 +237,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
   if (n == "randn") return b_.add(Op::RandN, Shape::Full, {}, 0, 0, e.loc);
   if (n == "triu") {
     if (!ir::is_square(shape(a[0]))) {
-      d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`triu` takes a square matrix, but this is {}", describe(shape(a[0]))));
+      d_.report(DiagKind::WrongArgumentShape, arg(0).loc, fmt::format("`triu` takes a square matrix, but this is {}", describe(shape(a[0]))));
       return {};
     }
     return b_.add(Op::Triu, shape(a[0]), {a[0]}, 0, 0, e.loc);
@@ -246,7 +246,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
     const Expr& x = arg(0);
     if (x.kind == Expr::Kind::Name && (x.name == "rows" || x.name == "cols"))
       return b_.add(Op::Eye, x.name == "rows" ? Shape::Left : Shape::Right, {}, 0, 0, e.loc);
-    d_.report(DiagKind::TypeMismatch, x.loc, "`eye` takes `rows` or `cols`", "`eye(rows)` is the rows x rows identity");
+    d_.report(DiagKind::WrongArgumentShape, x.loc, "`eye` takes `rows` or `cols`", "`eye(rows)` is the rows x rows identity");
     return {};
   }
   Shape in[1] = {shape(a[0])}, out;
@@ -259,7 +259,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
         {"permute_rows", "a matrix and indices of its rows"}, {"permute_cols", "a matrix and indices of its columns"},
         {"newton_schulz", "a full rows x cols tensor"}, {"tri_solve_left", "an upper-triangular square and a matrix with as many rows"},
         {"tri_solve_right", "a matrix and an upper-triangular square with as many rows as it has columns"}, {"nlb", "a square matrix"}};
-    d_.report(DiagKind::TypeMismatch, arg(0).loc, fmt::format("`{}` takes {}, but this is {}", n, need.at(n), describe(in[0])));
+    d_.report(DiagKind::WrongArgumentShape, arg(0).loc, fmt::format("`{}` takes {}, but this is {}", n, need.at(n), describe(in[0])));
     return {};
   }
   note_matrix();
@@ -271,12 +271,12 @@ ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, con
   auto dim = [&](ir::DimKind k) { return b_.add(Op::Dim, Shape::Scalar, {}, int64_t(k)); };
   auto need_full = [&]() {
     if (shape(a[0]) == Shape::Full) return true;
-    d_.report(DiagKind::TypeMismatch, e.args[0].value->loc, fmt::format("`{}` reduces a full tensor, but this is {}", bf.name, describe(shape(a[0]))));
+    d_.report(DiagKind::WrongArgumentShape, e.args[0].value->loc, fmt::format("`{}` reduces a full tensor, but this is {}", bf.name, describe(shape(a[0]))));
     return false;
   };
   auto need_tensor = [&]() {
     if (shape(a[0]) != Shape::Scalar) return true;
-    d_.report(DiagKind::TypeMismatch, e.args[0].value->loc, fmt::format("`{}` reduces a tensor, but this is a scalar", bf.name));
+    d_.report(DiagKind::WrongArgumentShape, e.args[0].value->loc, fmt::format("`{}` reduces a tensor, but this is a scalar", bf.name));
     return false;
   };
   auto count = [&](Shape s) {
@@ -298,7 +298,7 @@ ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, con
       Shape sh = Shape::Scalar;
       for (ValueId v : a)
         if (!ir::try_broadcast(sh, shape(v), sh)) {
-          d_.report(DiagKind::TypeMismatch, e.loc, fmt::format("the arguments of `{}` do not combine elementwise", bf.name),
+          d_.report(DiagKind::ShapeMismatch, e.loc, fmt::format("the arguments of `{}` do not combine elementwise", bf.name),
                     "square matrices combine only with their own kind and scalars");
           return {};
         }

@@ -9,7 +9,7 @@ optimizer o(lr = 1e-3) {
   other: scale(lr)
 }
 # CHECK:STDERR
-# TypeMismatch_matmul.opal:5:7: error: cannot multiply a full tensor by a rows x rows matrix [TypeMismatch]
+# MatmulMismatch.opal:5:7: error: cannot multiply a full tensor by a rows x rows matrix [MatmulMismatch]
 #  5 |   u = u @ L
 #    |       ^~~~~
 #    = help: `@` multiplies matrices whose inner sizes agree: rows x cols by cols x cols, rows x rows by rows x cols, and their transposes; the result must be rows x cols or square

@@ -6,9 +6,9 @@
 set(rules
   "support|support/"
   "lang|support/,lang/"
-  "compiler/exec/description|support/,compiler/exec/description.h"
+  "compiler/exec/description|support/,compiler/exec/description.h,compiler/exec/kernel_abi.h"
   "compiler|support/,lang/,compiler/"
-  "runtime|support/,runtime/,compiler/exec/description.h"
+  "runtime|support/,runtime/,compiler/exec/description.h,compiler/exec/kernel_abi.h"
   "driver|support/,lang/,compiler/,runtime/,driver/"
   "bindings|support/,runtime/,driver/,compiler/exec/,bindings/"
   "ablate|support/,lang/,compiler/,runtime/,driver/,ablate/"

@@ -17,14 +17,10 @@
 
 namespace opal {
 
-// Mirrors the generated `opal_tensor_t` (compiler/codegen/*_codegen.cpp). `buf` points at the
+// The generated kernels' `opal_tensor_t` (compiler/exec/kernel_abi.h). `buf` points at the
 // tensor's buffer table (w, g, state slots, scratch), in host memory: a device backend copies
 // the tables it launches with.
-struct KernelTensor {
-  float* const* buf;
-  long long rows, cols;
-  unsigned* chk;
-};
+using KernelTensor = exec::KernelTensor;
 
 enum class DeviceKind { Cpu, Cuda };
 struct Device {

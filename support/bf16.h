@@ -1,17 +1,25 @@
-// bfloat16 rounding (round to nearest even), shared by constant folding, the CPU backend's
-// matrix routines and the reference tests. The same bit trick is emitted into kernels.
+// bfloat16 rounding (round to nearest even; a NaN stays NaN), declared once. The C++ function
+// below, the C text of every generated prelude (compiler/exec/kernel_abi.h) and the CUDA
+// backend's helper kernels all expand these macros, so the bit trick cannot drift apart.
 #pragma once
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 
+// On the bits `b` of a float (an unsigned 32-bit integer expression):
+#define OPAL_BF16_IS_NAN(b) ((((b) & 0x7f800000u) == 0x7f800000u) && ((b) & 0x7fffffu))
+#define OPAL_BF16_ROUND(b) (((b) + 0x7fffu + (((b) >> 16) & 1u)) & 0xffff0000u)
+// The text of an expansion, for emitted code: OPAL_XSTR(OPAL_BF16_ROUND(b)).
+#define OPAL_STR(...) #__VA_ARGS__
+#define OPAL_XSTR(...) OPAL_STR(__VA_ARGS__)
+
 namespace opal {
 
 inline float round_bf16(float x) {
-  if (std::isnan(x)) return x;
   uint32_t b;
   std::memcpy(&b, &x, 4);
-  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+  if (OPAL_BF16_IS_NAN(b)) return x;
+  b = OPAL_BF16_ROUND(b);
   std::memcpy(&x, &b, 4);
   return x;
 }

@@ -13,6 +13,8 @@
 #include <variant>
 #include <vector>
 
+#include "compiler/exec/kernel_abi.h"
+
 namespace opal::exec {
 
 // The extent of a buffer or an iteration space, symbolic in the parameter's rows x cols (the
@@ -179,7 +181,8 @@ struct Description {
   std::vector<std::string> symbols;  // kernel symbols of the generated source, in KernelLaunch::symbol order
   std::string spec_text;             // the source file the optimizer was declared in
   std::string fingerprint;           // content hash of the compiled optimizer (checkpoints)
-  // The uniform block of every kernel (`opal_uniforms_t`): t, then the hyperparameters.
+  // The values of the uniform block of every kernel (`opal_uniforms_t`, kernel_abi.h): t, then
+  // the hyperparameters.
   size_t uniform_count() const { return 1 + hparams.size(); }
 };
 

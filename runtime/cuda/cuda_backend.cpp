@@ -15,6 +15,7 @@
 
 #include <fmt/format.h>
 
+#include "support/bf16.h"
 #include "runtime/backend.h"
 #include "runtime/cuda/gemm_layout.h"
 #include "runtime/cuda/nvrtc_compile.h"

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "support/bf16.h"
 #include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
 #include "runtime/backend.h"

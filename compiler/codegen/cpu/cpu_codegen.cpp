@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "compiler/codegen/targets.h"
+#include "compiler/exec/kernel_abi.h"
 
 namespace opal {
 
@@ -10,32 +11,22 @@ namespace {
 class CpuEmitter final : public CEmitter {
  public:
   std::string prelude(size_t n_hparams) const override {
-    return fmt::format(R"(#include <math.h>
-#include <string.h>
-typedef struct {{ float* const* buf; long long rows, cols; unsigned* chk; }} opal_tensor_t;
-typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
-#define U_hp(k) (U->hp[k])
+    return "#include <math.h>\n#include <string.h>\n" + exec::tensor_struct_c() + exec::uniforms_struct_c(n_hparams) + R"(#define U_hp(k) (U->hp[k])
 #define U_t (U->t)
 #ifndef OPAL_CACHE_KEY
 #define OPAL_CACHE_KEY ""
 #endif
-extern "C" const char* opal_cache_key(void) {{ return OPAL_CACHE_KEY; }}
+extern "C" const char* opal_cache_key(void) { return OPAL_CACHE_KEY; }
 
-static inline float opal_bf16(float x) {{
-  unsigned int b;
-  memcpy(&b, &x, 4);
-  if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return x;
-  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
-  memcpy(&x, &b, 4);
-  return x;
-}}
-static inline int opal_nonfinite(float x) {{
+static inline float opal_bf16(float x) {
+)" + exec::bf16_body_c("memcpy(&b, &x, 4);", "memcpy(&x, &b, 4);") + R"(}
+static inline int opal_nonfinite(float x) {
   unsigned int b;
   memcpy(&b, &x, 4);
   return (b & 0x7f800000u) == 0x7f800000u;
-}}
+}
 
-)", n_hparams == 0 ? 1 : n_hparams) + randn_prelude("static inline") + "\n";
+)" + randn_prelude("static inline") + "\n";
   }
 
  protected:

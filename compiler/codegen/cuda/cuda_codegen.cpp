@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "compiler/codegen/targets.h"
+#include "compiler/exec/kernel_abi.h"
 
 namespace opal {
 
@@ -12,19 +13,13 @@ namespace {
 class CudaEmitter final : public CEmitter {
  public:
   std::string prelude(size_t n_hparams) const override {
-    return fmt::format(R"(typedef struct {{ float* const* buf; long long rows, cols; unsigned* chk; }} opal_tensor_t;
-typedef struct {{ double t; double hp[{}]; }} opal_uniforms_t;
-#define U_hp(k) (U.hp[k])
+    return exec::tensor_struct_c() + exec::uniforms_struct_c(n_hparams) + R"(#define U_hp(k) (U.hp[k])
 #define U_t (U.t)
-__device__ static inline float opal_bf16(float x) {{
-  unsigned int b = __float_as_uint(x);
-  if ((b & 0x7f800000u) == 0x7f800000u && (b & 0x7fffffu)) return x;
-  b = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
-  return __uint_as_float(b);
-}}
-__device__ static inline int opal_nonfinite(float x) {{ return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }}
+__device__ static inline float opal_bf16(float x) {
+)" + exec::bf16_body_c("b = __float_as_uint(x);", "x = __uint_as_float(b);") + R"(}
+__device__ static inline int opal_nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
-)", n_hparams == 0 ? 1 : n_hparams) + randn_prelude("__device__ static inline") + "\n";
+)" + randn_prelude("__device__ static inline") + "\n";
   }
 
  protected:

@@ -16,7 +16,7 @@ enum class Op : uint8_t {
 #undef OPAL_OP
 };
 
-enum class Category : uint8_t { Leaf, Unary, Binary, Ternary, Reduce, Library, Macro, Effect };
+enum class Category : uint8_t { Leaf, Unary, Binary, Ternary, Reduce, Library, Macro, Region, Effect };
 
 Category category(Op op);
 int arity(Op op);

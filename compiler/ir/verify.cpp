@@ -51,6 +51,10 @@ std::string verify(const Graph& g) {
         if (out != n.shape) return fmt::format("{}: shape {} but the operands give {}", where(), shape_name(n.shape), shape_name(out));
         break;
       }
+      case Category::Region:
+        if (in[1] != Shape::Scalar || !is_uniform(g, n.operands[1])) return where() + ": the guard's condition is a uniform scalar";
+        if (n.shape != in[0]) return where() + ": a guard has its value's shape";
+        break;
       case Category::Effect:
         if (n.op == Op::StateWriteIf && in[1] != Shape::Scalar) return where() + ": the condition is a scalar";
         if (n.op == Op::StateWrite || n.op == Op::StateWriteIf) {

@@ -72,8 +72,9 @@ void Lowerer::leave_basis(const BasisFrame& f, Stream& st) {
 
 // Lowers a statement list. Inside `every(N)` (guard valid), assignments are kept in a child
 // scope and merged back as select(guard, new, old), so later statements see the refreshed
-// value on refresh steps and the old one otherwise; the fusion pass runs the work that only
-// feeds such selects on refresh steps only.
+// value on refresh steps and the old one otherwise. The new value of a tensor is a region op,
+// guard(new, cond), that the passes keep: guard inference (passes/guards.cpp) runs the work
+// that only feeds it on refresh steps only.
 void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentCtx& ctx, const std::string& stage_key, ValueId guard,
                 bool in_inverse) {
   const ComponentDecl& c = *ctx.decl;
@@ -121,7 +122,8 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
         Var* outer = scope.find_mut(name);
         if (!outer || outer->value == var.value) continue;
         Shape sh = ir::broadcast(shape(var.value), shape(outer->value));
-        outer->value = b_.add(Op::Select, sh, {cond, var.value, outer->value}, 0, 0, s.loc);
+        ValueId fresh = shape(var.value) == Shape::Scalar ? var.value : b_.add(Op::Guard, shape(var.value), {var.value, cond}, 0, 0, s.loc);
+        outer->value = b_.add(Op::Select, sh, {cond, fresh, outer->value}, 0, 0, s.loc);
       }
       continue;
     }

@@ -81,6 +81,9 @@ ir::Graph fold_constants(const ir::Graph& g) {
         default: break;
       }
     }
+    // a region whose condition is a constant: always (the value itself) or never (the select
+    // around it picks the other side)
+    if (n.op == Op::Guard && out.at(ops[1]).op == Op::Const && out.at(ops[1]).fattr != 0) return ops[0];
     // writing back the value just read is a conditional write: no copy on the other steps
     if (n.op == Op::StateWrite) {
       const ir::Node& v = out.at(ops[0]);

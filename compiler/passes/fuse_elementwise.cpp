@@ -1,7 +1,8 @@
 // Kernel formation by level, iteration space and guard, with library calls between kernels.
 //
 // Algorithm:
-//  0. Guards (guards.cpp): the steps on which each value is needed.
+//  0. Guards (guards.cpp): the steps on which each value is needed, from the every/when region
+//     ops, which are then removed.
 //  1. level(v): for an elementwise tensor value, the max over its operands of avail(op, space(v));
 //     avail(x, s) is 0 for leaves; level(x) for a same-space elementwise x (recomputed);
 //     level(x)+1 for another space (materialized), for a reduction result (its kernel is at the
@@ -60,7 +61,7 @@ namespace {
 
 class Fuser {
  public:
-  explicit Fuser(const ir::Graph& g) : g_(g), level_(g.nodes.size(), -1), guard_(infer_guards(g)) {}
+  Fuser(const ir::Graph& g, std::vector<Guard> guards) : g_(g), level_(g.nodes.size(), -1), guard_(std::move(guards)) {}
 
   Plan run() {
     std::map<uint32_t, int> min_level;  // effect -> level forced by hazards
@@ -286,7 +287,10 @@ class Fuser {
 
 }  // namespace
 
-Plan fuse_elementwise(const ir::Graph& g) { return Fuser(g).run(); }
+Plan fuse_elementwise(const ir::Graph& g) {
+  GuardedGraph gg = lower_regions(g);  // kernels are formed without the region ops, under their guards
+  return Fuser(gg.graph, std::move(gg.guards)).run();
+}
 
 }  // namespace passes
 }  // namespace opal

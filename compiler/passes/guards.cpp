@@ -1,6 +1,8 @@
 // Guard inference (see guards.h).
 #include "compiler/passes/guards.h"
 
+#include "compiler/passes/rebuild.h"
+
 namespace opal::passes {
 
 using ir::Op;
@@ -28,11 +30,32 @@ std::vector<Guard> infer_guards(const ir::Graph& g) {
       Guard gd = mine;
       // a select on a uniform condition needs each branch on its side only
       if (n.op == Op::Select && k > 0 && n.shape != Shape::Scalar && ir::is_uniform(g, n.operands[0])) gd = mine.with({n.operands[0], k == 2});
+      if (n.op == Op::Guard) gd = k == 0 ? mine.with({n.operands[1], false}) : Guard{};
       if (n.op == Op::StateWriteIf && k == 1) gd = Guard{};
       use(n.operands[k], gd);
     }
   }
   return guard;
+}
+
+GuardedGraph lower_regions(const ir::Graph& g) {
+  const std::vector<Guard> before = infer_guards(g);
+  std::vector<ValueId> map;
+  GuardedGraph out;
+  out.graph = rebuild(
+      g, [](ir::Builder&, const ir::Node& n, const ValueId* ops) { return n.op == Op::Guard ? ops[0] : ValueId{}; }, {}, &map);
+  // a new node takes the guard of the old ones it stands for; differing guards: always
+  out.guards.assign(out.graph.nodes.size(), Guard{});
+  std::vector<char> seen(out.graph.nodes.size(), 0);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (g.nodes[i].op == Op::Guard) continue;
+    const uint32_t to = map[i].v;
+    Guard gd;
+    for (const GuardLiteral& l : before[i].all) gd = gd.with({map[l.cond.v], l.negated});
+    if (!seen[to]) out.guards[to] = gd, seen[to] = 1;
+    else if (!(out.guards[to] == gd)) out.guards[to] = Guard{};
+  }
+  return out;
 }
 
 }  // namespace opal::passes

@@ -1,7 +1,8 @@
 // Guard inference: the steps on which each value is needed. Walking users before operands,
-// each value gets the guard under which it is needed: a `state_write_if` needs its value only
-// when its uniform condition holds, a `select` with a uniform condition needs each branch only
-// on its side; a value needed under different guards is needed always. Library calls and
+// each value gets the guard under which it is needed: a region op guard(v, cond) (an every/when
+// block's assignment) needs v only when cond holds, as does a `state_write_if` its value; a
+// `select` with a uniform condition needs each branch only on its side; a value needed under
+// different guards is needed always. Library calls and
 // kernels whose sinks are all guarded then run only when their guard holds (every(N)
 // refreshes: the eigendecompositions of an every(100) basis run once per 100 steps).
 #pragma once
@@ -13,5 +14,13 @@ namespace opal::passes {
 
 // One guard per node of `g` (by value id).
 std::vector<Guard> infer_guards(const ir::Graph& g);
+
+// The graph kernels are formed from: `g` with its region ops replaced by their values, and the
+// guard of each of its nodes, inferred while the regions were still there.
+struct GuardedGraph {
+  ir::Graph graph;
+  std::vector<Guard> guards;
+};
+GuardedGraph lower_regions(const ir::Graph& g);
 
 }  // namespace opal::passes

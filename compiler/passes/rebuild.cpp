@@ -6,7 +6,7 @@
 namespace opal::passes {
 
 ir::Graph rebuild(const ir::Graph& g, const std::function<ir::ValueId(ir::Builder&, const ir::Node&, const ir::ValueId*)>& replace,
-                  const std::function<bool(ir::ValueId)>& keep) {
+                  const std::function<bool(ir::ValueId)>& keep, std::vector<ir::ValueId>* map_out) {
   ir::Graph out;
   out.name = g.name;
   out.hparams = g.hparams;
@@ -25,6 +25,7 @@ ir::Graph rebuild(const ir::Graph& g, const std::function<ir::ValueId(ir::Builde
   }
   for (const ir::Probe& pr : g.probes)
     if (map[pr.value.v].valid()) out.probes.push_back({map[pr.value.v], pr.stage});
+  if (map_out) *map_out = std::move(map);
   return out;
 }
 

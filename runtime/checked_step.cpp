@@ -1,0 +1,74 @@
+// The checked step of the non-finite policies (runtime/nonfinite.h): the kernels with fused
+// non-finite checks, and the undo.
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "runtime/optimizer_impl.h"
+
+namespace opal {
+
+// A step through the checked kernels. Each stepped parameter and its state are copied first;
+// where a flag comes back set, the policy decides: undo everything (raise, skip) or zero that
+// parameter's gradient and redo its step alone (zero).
+void Optimizer::step_checked() {
+  auto& ts = impl_->tensors;
+  impl_->events.clear();
+  for (auto& t : ts) {
+    t.chk = 0;
+    if (!t.desc.grad) continue;
+    t.saved_w.assign(t.desc.data, t.desc.data + t.numel());
+    t.saved_slots.resize(t.slots.size());
+    for (size_t s = 0; s < t.slots.size(); ++s) t.saved_slots[s].assign(t.slots[s].p, t.slots[s].p + t.slots[s].n);
+  }
+  auto restore = [](Impl::Tensor& t) {
+    std::copy(t.saved_w.begin(), t.saved_w.end(), t.desc.data);
+    for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), t.slots[s].p);
+    --t.t;
+  };
+  auto first_stage = [&](const Impl::Tensor& t) {
+    const auto& probes = exe_->desc->routes[t.route].probes;
+    size_t bit = size_t(__builtin_ctz(t.chk));
+    return bit < probes.size() ? probes[bit] : std::string("?");
+  };
+  step_kernels(*impl_->checked, nullptr);
+  std::vector<size_t> bad;
+  for (size_t i = 0; i < ts.size(); ++i)
+    if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
+  if (bad.empty()) return;
+  const char* action = impl_->nonfinite == NonFinitePolicy::Raise ? "raised" : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped" : "gradient zeroed";
+  for (size_t i : bad)
+    impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->desc->routes[ts[i].route].label, first_stage(ts[i]), action});
+  if (impl_->nonfinite != NonFinitePolicy::Zero) {
+    for (auto& t : ts)
+      if (t.desc.grad) restore(t);
+    --t_;
+    if (impl_->nonfinite == NonFinitePolicy::Raise) {
+      std::string msg = describe(impl_->events[0]);
+      if (bad.size() > 1) msg += fmt::format(" (and {} more parameter{})", bad.size() - 1, bad.size() > 2 ? "s" : "");
+      throw NonFiniteError(msg + "; the step was undone [NonFinite]\n  = help: " +
+                           (impl_->events[0].stage == "gradient" ? "the gradient came in non-finite: check the loss and its scale"
+                                                                 : "the gradient was finite: the stage divides by or takes the root of something that reached zero or overflowed"));
+    }
+    ++impl_->skipped;
+    return;
+  }
+  // zero: those parameters again, from their saved state, with a zero gradient
+  std::vector<char> only(ts.size(), 0);
+  for (size_t i : bad) {
+    restore(ts[i]);
+    std::fill(ts[i].desc.grad, ts[i].desc.grad + ts[i].rows * ts[i].cols, 0.f);
+    ts[i].chk = 0;
+    only[i] = 1;
+  }
+  step_kernels(*impl_->checked, &only);
+  for (size_t k = 0; k < bad.size(); ++k) {
+    auto& t = ts[bad[k]];
+    if (!t.chk) continue;
+    restore(t);  // non-finite even from a zero gradient (its state was already): no update
+    ++t.t;       // it took part in the step all the same
+    impl_->events[k].action = "left unchanged";
+  }
+}
+
+}  // namespace opal

@@ -1,0 +1,19 @@
+// Routing: which compiled route of an executable description takes a parameter (its selectors:
+// name patterns first, in spec order, then the shape classes, then `other`, following
+// delegations), and how the parameter is viewed (rows x cols: trailing dimensions flattened),
+// with every check that can fail (names, shapes, size limits) and no allocation: the
+// Optimizer's constructor and Optimizer::check_param share it.
+#pragma once
+#include "compiler/exec/description.h"
+#include "runtime/optimizer.h"
+
+namespace opal {
+
+struct RoutedParam {
+  size_t route;
+  long long rows, cols;
+};
+
+RoutedParam route_param(const exec::Description& d, const ParamDesc& p);
+
+}  // namespace opal

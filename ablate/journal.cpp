@@ -145,8 +145,8 @@ void Journal::append(const RunRecord& r) {
   // A failed write (a full disk) takes back what it wrote: the journal keeps whole lines only.
   auto fail = [&](int err) {
     if (before >= 0 && ::ftruncate(fd_, before) == 0) ::fsync(fd_);
-    throw IoError(fmt::format("cannot append to the journal `{}`: {}{}; the runs journaled so far are kept: start `opal ablate` again to resume", path_,
-                              std::strerror(err), err == ENOSPC || err == EDQUOT ? " (the disk is full)" : ""));
+    throw IoError(fmt::format("cannot append to the journal `{}`: {}{}; the runs journaled so far are kept: start `opal ablate` again to resume",
+                              path_, std::strerror(err), err == ENOSPC || err == EDQUOT ? " (the disk is full)" : ""));
   };
   if (int err = write_fully(fd_, line)) fail(err);
   if (::fsync(fd_) != 0) fail(errno);

@@ -14,7 +14,7 @@ struct CurvePoint {
   int step = 0;
   double train_loss = 0;  // mean training loss since the previous point
   double val_loss = 0;
-  double accuracy = -1;   // -1: the workload has none
+  double accuracy = -1;  // -1: the workload has none
 };
 
 struct RunRecord {

@@ -29,7 +29,8 @@ std::string svg_plot(const std::string& title, const std::string& xlabel, const 
       if (!std::isfinite(y) || (logy && y <= 0) || (logx && x <= 0)) continue;
       x0 = std::min(x0, tx(x)), x1 = std::max(x1, tx(x)), y0 = std::min(y0, ty(y)), y1 = std::max(y1, ty(y));
     }
-  std::string svg = fmt::format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
+  std::string svg =
+      fmt::format("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{}\" height=\"{}\" font-family=\"sans-serif\" font-size=\"12\">\n", W, H);
   svg += fmt::format("<rect width=\"{}\" height=\"{}\" fill=\"white\"/>\n<text x=\"{}\" y=\"24\" font-size=\"15\">{}</text>\n", W, H, L, title);
   if (!std::isfinite(x0)) return svg + "<text x=\"100\" y=\"100\">no finite points</text>\n</svg>\n";
   if (x1 == x0) x1 = x0 + 1;
@@ -44,17 +45,20 @@ std::string svg_plot(const std::string& title, const std::string& xlabel, const 
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{}\" text-anchor=\"middle\">{:.3g}</text>\n", px(vx), H - B + 16, vx);
   }
   svg += fmt::format("<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{}</text>\n", L + (W - L - R) / 2, H - 12, xlabel);
-  svg += fmt::format("<text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">{}</text>\n", T + (H - T - B) / 2, T + (H - T - B) / 2, ylabel);
+  svg += fmt::format("<text x=\"16\" y=\"{}\" transform=\"rotate(-90 16 {})\" text-anchor=\"middle\">{}</text>\n", T + (H - T - B) / 2,
+                     T + (H - T - B) / 2, ylabel);
   for (size_t i = 0; i < series.size(); ++i) {
     const auto& s = series[i];
     std::string pts;
     for (const auto& [x, y] : s.pts)
-      if (std::isfinite(y) && (!logy || y > 0)) pts += fmt::format("{:.1f},{:.1f} ", px(x), py(std::clamp(y, logy ? std::pow(10, y0) : y0, logy ? std::pow(10, y1) : y1)));
+      if (std::isfinite(y) && (!logy || y > 0))
+        pts += fmt::format("{:.1f},{:.1f} ", px(x), py(std::clamp(y, logy ? std::pow(10, y0) : y0, logy ? std::pow(10, y1) : y1)));
     const char* c = colors[s.color % 10];
     const char* d = dashes[s.dash % 4];
     svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"1.6\" stroke-dasharray=\"{}\" points=\"{}\"/>\n", c, d, pts);
     double ly = T + 14 * i + 6;
-    svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"{}\"/>", W - R + 10, ly, W - R + 34, ly, c, d);
+    svg += fmt::format("<line x1=\"{}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" stroke=\"{}\" stroke-width=\"2\" stroke-dasharray=\"{}\"/>", W - R + 10, ly,
+                       W - R + 34, ly, c, d);
     svg += fmt::format("<text x=\"{}\" y=\"{}\">{}</text>\n", W - R + 40, ly + 4, s.name);
   }
   return svg + "</svg>\n";
@@ -92,7 +96,8 @@ std::string plot_sweeps(const AblateResult& r, const std::vector<CellSummary>& s
     style(r.grid, c.cell, x);
     series.push_back(x);
   }
-  return svg_plot(fmt::format("{} on {}: final validation loss against {}", r.grid.name, r.workload, h), h, "final validation loss", true, true, series);
+  return svg_plot(fmt::format("{} on {}: final validation loss against {}", r.grid.name, r.workload, h), h, "final validation loss", true, true,
+                  series);
 }
 
 }  // namespace opal

@@ -48,9 +48,10 @@ std::string report_markdown(const AblateResult& r, const std::vector<CellSummary
   md += fmt::format("Workload: {}.\n\n", r.workload_description);
   int seeds = 0;
   for (const auto& c : s) seeds = std::max(seeds, c.seeds);
-  md += fmt::format("Each cell: final validation loss at its best hyperparameters, mean ± standard deviation over {} seed{} "
-                    "(the same data order and initial weights in every cell).",
-                    seeds, seeds == 1 ? "" : "s");
+  md += fmt::format(
+      "Each cell: final validation loss at its best hyperparameters, mean ± standard deviation over {} seed{} "
+      "(the same data order and initial weights in every cell).",
+      seeds, seeds == 1 ? "" : "s");
   if (!g.sweeps.empty()) {
     std::vector<std::string> sw;
     for (const auto& x : g.sweeps) sw.push_back(x.hparam);
@@ -97,15 +98,17 @@ std::string report_markdown(const AblateResult& r, const std::vector<CellSummary
       continue;
     }
     md += fmt::format("| {}{}{} | {} |{} {} | {} | {} | {} | {} ({}) |\n", c.label, c.cell == g.baseline ? " (baseline)" : "", mark(c), loss_text(c),
-                      acc ? (std::isnan(c.accuracy) ? " — |" : fmt::format(" {:.2f}% |", 100 * c.accuracy)) : "", best_text(c), adam_steps_text(c, g.baseline >= 0),
-                      std::isnan(c.wall_rel) ? "—" : fmt::format("{:.2f}x", c.wall_rel), bytes(c.state_bytes), c.runs, c.diverged);
+                      acc ? (std::isnan(c.accuracy) ? " — |" : fmt::format(" {:.2f}% |", 100 * c.accuracy)) : "", best_text(c),
+                      adam_steps_text(c, g.baseline >= 0), std::isnan(c.wall_rel) ? "—" : fmt::format("{:.2f}x", c.wall_rel), bytes(c.state_bytes),
+                      c.runs, c.diverged);
   }
   for (size_t k = 0; k < notes.size(); ++k) md += fmt::format("\n[{}] {}", k + 1, notes[k]);
   md += notes.empty() ? "\n" : "\n\n";
-  md += fmt::format("\"Adam steps\": the fraction of {}'s steps after which the cell's mean validation curve first reaches {}'s final loss "
-                    "(interpolated between evaluations; \"> 1.0\": never within the run). Wall time is per run, relative to {}. "
-                    "State memory: the optimizer state of the whole model, in bytes of float32.\n",
-                    baseline.empty() ? "the baseline" : baseline, baseline.empty() ? "the baseline" : baseline, baseline.empty() ? "the baseline" : baseline);
+  md += fmt::format(
+      "\"Adam steps\": the fraction of {}'s steps after which the cell's mean validation curve first reaches {}'s final loss "
+      "(interpolated between evaluations; \"> 1.0\": never within the run). Wall time is per run, relative to {}. "
+      "State memory: the optimizer state of the whole model, in bytes of float32.\n",
+      baseline.empty() ? "the baseline" : baseline, baseline.empty() ? "the baseline" : baseline, baseline.empty() ? "the baseline" : baseline);
   if (!r.warnings.empty()) {
     md += "\nWarnings:\n";
     for (const auto& w : r.warnings) md += "- " + w + "\n";
@@ -125,8 +128,8 @@ std::string report_csv(const AblateResult& r, const std::vector<CellSummary>& s)
     std::string status = c.absent ? "absent" : c.seeds_ok > 0 ? "ok" : "diverged";
     csv += fmt::format("\"{}\",{}", c.label, c.name);
     for (const auto& a : gc.coords) csv += "," + a;
-    csv += fmt::format(",{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", status, num(c.loss), num(c.spread), c.seeds_ok, c.seeds, num(c.accuracy), best,
-                       num(c.adam_steps), num(c.wall_s), num(c.wall_rel), c.state_bytes, c.runs, c.diverged, c.note);
+    csv += fmt::format(",{},{},{},{},{},{},{},{},{},{},{},{},{},\"{}\"\n", status, num(c.loss), num(c.spread), c.seeds_ok, c.seeds, num(c.accuracy),
+                       best, num(c.adam_steps), num(c.wall_s), num(c.wall_rel), c.state_bytes, c.runs, c.diverged, c.note);
   }
   return csv;
 }

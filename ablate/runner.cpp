@@ -38,7 +38,9 @@ void make_folder(const std::string& dir) {
   std::filesystem::create_directories(dir, ec);
   if (!std::filesystem::is_directory(dir)) {
     throw IoError(fmt::format("cannot use `{}` as an output folder: {}", dir,
-                              std::filesystem::exists(dir) ? "a file of that name is in the way" : ec ? ec.message() : "it cannot be created"));
+                              std::filesystem::exists(dir) ? "a file of that name is in the way"
+                              : ec                         ? ec.message()
+                                                           : "it cannot be created"));
   }
 }
 

@@ -17,12 +17,12 @@ namespace opal {
 struct AblateOptions {
   std::string workload = "quadratic";  // a built-in name or external:COMMAND
   WorkloadOptions workload_options;
-  std::string out_dir;   // journal, cell specs, reports
-  int jobs = 0;          // 0: one per core
-  int seeds = 0;         // 0: the grid's
-  int per_decade = 0;    // 0: each sweep's own
+  std::string out_dir;     // journal, cell specs, reports
+  int jobs = 0;            // 0: one per core
+  int seeds = 0;           // 0: the grid's
+  int per_decade = 0;      // 0: each sweep's own
   int max_extensions = 3;  // points added past an edge, per side, before warning
-  bool progress = true;  // the progress bar on stderr
+  bool progress = true;    // the progress bar on stderr
 };
 
 // Where a cell's search ended.
@@ -30,12 +30,12 @@ struct CellResult {
   int cell = -1;
   int same_as = -1;  // a duplicate: the cell with the same program (its numbers are that cell's)
   std::string hash;
-  std::map<std::string, double> best;  // the chosen hyperparameters (swept and default)
-  std::vector<std::string> swept;      // the hyperparameters swept for this cell
-  std::vector<std::string> edge;       // swept hyperparameters whose best stayed on an edge
-  std::vector<const RunRecord*> runs;  // the best configuration's runs, one per seed
+  std::map<std::string, double> best;                  // the chosen hyperparameters (swept and default)
+  std::vector<std::string> swept;                      // the hyperparameters swept for this cell
+  std::vector<std::string> edge;                       // swept hyperparameters whose best stayed on an edge
+  std::vector<const RunRecord*> runs;                  // the best configuration's runs, one per seed
   std::vector<std::pair<double, double>> sweep_curve;  // (lr, mean final loss) of the first sweep
-  int diverged = 0;                    // runs of the whole search that diverged
+  int diverged = 0;                                    // runs of the whole search that diverged
   int runs_total = 0;
 };
 

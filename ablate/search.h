@@ -27,12 +27,12 @@ double mean_final(const std::vector<const RunRecord*>& runs);
 struct Search {
   int cell = -1;
   std::shared_ptr<const CompiledOptimizer> compiled;
-  HParams base;                      // defaults, then each finished sweep's best
+  HParams base;  // defaults, then each finished sweep's best
   std::vector<const SweepSpec*> sweeps;
-  size_t current = 0;                // index into sweeps
-  std::vector<double> points;        // of the current sweep
+  size_t current = 0;          // index into sweeps
+  std::vector<double> points;  // of the current sweep
   int ext_lo = 0, ext_hi = 0;
-  int pending = 0;                   // runs submitted and not finished
+  int pending = 0;                                          // runs submitted and not finished
   std::map<double, std::vector<const RunRecord*>> results;  // current sweep: point -> runs
   bool final_submitted = false;
   bool done = false;

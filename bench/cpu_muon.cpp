@@ -29,7 +29,8 @@ double median_ms(F&& f, int reps) {
   return ts[ts.size() / 2];
 }
 
-const double kYou[5][3] = {{4.0848, -6.8946, 2.9270}, {3.9505, -6.3029, 2.6377}, {3.7418, -5.5913, 2.3037}, {2.8769, -3.1427, 1.2046}, {2.8366, -3.0525, 1.2012}};
+const double kYou[5][3] = {
+    {4.0848, -6.8946, 2.9270}, {3.9505, -6.3029, 2.6377}, {3.7418, -5.5913, 2.3037}, {2.8769, -3.1427, 1.2046}, {2.8366, -3.0525, 1.2012}};
 }  // namespace
 
 int main() {
@@ -77,14 +78,15 @@ int main() {
   hand();
   double t_hand = median_ms(hand, 5);
   std::printf("Muon (paper variant), 4 matrices of a GPT-2 block (7.1M params), %d threads:\n", Eigen::nbThreads());
-  std::printf("  opal %.1f ms/step (%.1f GFLOP/s)   hand-written Eigen %.1f ms/step   ratio opal/hand %.2f\n", t_opal, flops / t_opal * 1e-6,
-              t_hand, t_opal / t_hand);
+  std::printf("  opal %.1f ms/step (%.1f GFLOP/s)   hand-written Eigen %.1f ms/step   ratio opal/hand %.2f\n", t_opal, flops / t_opal * 1e-6, t_hand,
+              t_opal / t_hand);
 
   // SOAP-10 on two 768 x 768 matrices: amortized over a refresh period
   std::vector<std::vector<float>> w2(2, std::vector<float>(768 * 768, 0.01f)), g2(2, std::vector<float>(768 * 768));
   for (auto& gg : g2)
     for (size_t k = 0; k < gg.size(); ++k) gg[k] = float((k * 40503u) % 977) * 1e-6f - 5e-4f;
-  opal::Optimizer soap(build_executable(SpecRef{"paper_soap10", "", ""}), {{"blocks.0.a", {768, 768}, w2[0].data(), g2[0].data()}, {"blocks.0.b", {768, 768}, w2[1].data(), g2[1].data()}});
+  opal::Optimizer soap(build_executable(SpecRef{"paper_soap10", "", ""}),
+                       {{"blocks.0.a", {768, 768}, w2[0].data(), g2[0].data()}, {"blocks.0.b", {768, 768}, w2[1].data(), g2[1].data()}});
   soap.set_hparam("warmup", 0);
   for (int i = 0; i < 10; ++i) soap.step();  // past the step-1 refresh
   auto a = std::chrono::steady_clock::now();

@@ -18,7 +18,8 @@
 #define OPAL_BUILD(spec) opal::build_executable(opal::SpecRef{spec, "", ""})
 #else
 #include "runtime/optimizer.h"
-#define OPAL_BUILD(spec) opal::SpecRef{spec, "", ""}
+#define OPAL_BUILD(spec) \
+  opal::SpecRef { spec, "", "" }
 #endif
 #include "runtime/optimizer.h"
 

@@ -140,7 +140,8 @@ int cmd_grid(const std::string& file, const std::string& name) {
     if (hashes[i].empty()) continue;
     ++present;
     auto [it, fresh] = first.emplace(hashes[i], i);
-    if (!fresh) std::printf("note: %s compiles to the same program as %s: it runs once\n", g.cells[i].label.c_str(), g.cells[it->second].label.c_str());
+    if (!fresh)
+      std::printf("note: %s compiles to the same program as %s: it runs once\n", g.cells[i].label.c_str(), g.cells[it->second].label.c_str());
   }
   std::printf("ok: %zu cells compile (%zu distinct programs)\n", present, first.size());
   return 0;
@@ -153,8 +154,8 @@ int cmd_ablate(const std::string& file, const std::string& name, AblateOptions o
     o.out_dir = fmt::format("ablations/{}-{}", g.name, wl);
   }
   o.progress = o.progress && isatty(fileno(stderr));
-  std::fprintf(stderr, "opal ablate: grid %s, %zu cells, workload %s; journal and reports in %s/\n", g.name.c_str(), g.cells.size(), o.workload.c_str(),
-               o.out_dir.c_str());
+  std::fprintf(stderr, "opal ablate: grid %s, %zu cells, workload %s; journal and reports in %s/\n", g.name.c_str(), g.cells.size(),
+               o.workload.c_str(), o.out_dir.c_str());
   AblateResult r = run_ablation(g, o);
   write_reports(r, o.out_dir);
   for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
@@ -240,7 +241,9 @@ int main(int argc, char** argv) {
   ablate->add_option("--per-decade", ab.per_decade, "Sweep points per decade (default: each sweep's)");
   ablate->add_option("--max-extensions", ab.max_extensions, "Points added past a sweep edge before warning")->capture_default_str();
   ablate->add_option("-j,--jobs", ab.jobs, "Runs in parallel (default: one per core)");
-  ablate->add_option("--run-timeout", ab.workload_options.timeout_s, "Seconds an external trainer's run may take before it is stopped and recorded as failed")
+  ablate
+      ->add_option("--run-timeout", ab.workload_options.timeout_s,
+                   "Seconds an external trainer's run may take before it is stopped and recorded as failed")
       ->capture_default_str();
   ablate->add_option("-o,--out", ab.out_dir, "Folder of the journal and reports (default: ablations/GRID-WORKLOAD)");
   bool no_progress = false;

@@ -40,8 +40,8 @@ std::string print_plan(const Plan& p) {
       continue;
     }
     const Kernel& K = p.kernels[L.index];
-    s += fmt::format("{}: kernel {} [{}{}{}{}] level {}\n", i, L.index, domain_name(K.domain), K.indexed ? ", indexed" : "", K.serial ? ", serial" : "",
-                     guard_str(K.guard), K.level);
+    s += fmt::format("{}: kernel {} [{}{}{}{}] level {}\n", i, L.index, domain_name(K.domain), K.indexed ? ", indexed" : "",
+                     K.serial ? ", serial" : "", guard_str(K.guard), K.level);
     if (!K.scalars.empty()) s += "  scalars:" + ids(K.scalars) + "\n";
     s += "  body:" + ids(K.body) + "\n";
     if (!K.reductions.empty()) s += "  reduce:" + ids(K.reductions) + "\n";

@@ -43,14 +43,14 @@ struct Guard {
 struct Kernel {
   Domain domain = Domain::Full;
   Guard guard;
-  int level = 0;                      // kernels of a level depend only on earlier levels
-  std::vector<ir::ValueId> scalars;   // per-parameter scalars computed before the loop
-  std::vector<ir::ValueId> body;      // elementwise values computed per iteration, in order
+  int level = 0;                        // kernels of a level depend only on earlier levels
+  std::vector<ir::ValueId> scalars;     // per-parameter scalars computed before the loop
+  std::vector<ir::ValueId> body;        // elementwise values computed per iteration, in order
   std::vector<ir::ValueId> reductions;  // accumulated into temps (zeroed by the runtime first)
-  std::vector<ir::ValueId> stores;    // values written to temps for later kernels
-  std::vector<ir::ValueId> effects;   // state and parameter writes
-  bool indexed = false;               // needs row/column indices (broadcast reads, row/col sums)
-  bool serial = false;                // has column or total reductions: no parallel loop on the CPU
+  std::vector<ir::ValueId> stores;      // values written to temps for later kernels
+  std::vector<ir::ValueId> effects;     // state and parameter writes
+  bool indexed = false;                 // needs row/column indices (broadcast reads, row/col sums)
+  bool serial = false;                  // has column or total reductions: no parallel loop on the CPU
 };
 
 // A library op (matmul, eigh, qr, ...) run by the backend between kernels. Its tensor operands
@@ -70,20 +70,20 @@ struct Launch {
 // A value passed between kernels and calls through memory.
 struct Temp {
   ir::ValueId value;
-  ir::Shape shape;      // Rows, Cols, Full, a square, or Scalar (a total reduction)
-  int producer = -1;    // schedule position
-  int last_use = -1;    // schedule position
-  int buffer = -1;      // assigned by plan_memory
+  ir::Shape shape;    // Rows, Cols, Full, a square, or Scalar (a total reduction)
+  int producer = -1;  // schedule position
+  int last_use = -1;  // schedule position
+  int buffer = -1;    // assigned by plan_memory
 };
 
 struct Plan {
   ir::Graph graph;
   std::vector<Kernel> kernels;
   std::vector<Call> calls;
-  std::vector<Launch> schedule;      // execution order of kernels and calls
+  std::vector<Launch> schedule;  // execution order of kernels and calls
   std::vector<Temp> temps;
-  std::map<uint32_t, int> temp_of;   // value id -> temp index
-  std::vector<ir::Shape> buffers;    // scratch buffers (after plan_memory)
+  std::map<uint32_t, int> temp_of;  // value id -> temp index
+  std::vector<ir::Shape> buffers;   // scratch buffers (after plan_memory)
   int temp_buffer(ir::ValueId v) const { return temps[temp_of.at(v.v)].buffer; }
   // Indices into a tensor's buffer table (the kernel ABI): 0 w, 1 g, 2.. state slots, then
   // scratch buffers. `table_index` maps a value read from memory: w, g, a state read or a temp.

@@ -15,7 +15,7 @@ namespace opal {
 struct SpecRef {
   // A stdlib optimizer name (`adamw`), a path to a .opal file, or spec text (contains `{`).
   std::string spec;
-  std::string optimizer;  // which optimizer of a file; empty: the file's only (or last) one
+  std::string optimizer;   // which optimizer of a file; empty: the file's only (or last) one
   std::string stdlib_dir;  // empty: default_stdlib_dir()
 };
 

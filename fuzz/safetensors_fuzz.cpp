@@ -18,7 +18,8 @@ namespace {
 // Never destroyed: unloading its kernel module at exit would unmap the libgomp that module
 // pulled into this (libomp-linked, clang) process and turn libgomp's allocations into leaks.
 opal::Optimizer& optimizer() {
-  static opal::Optimizer* opt = new opal::Optimizer(opal::build_executable(opal::SpecRef{"adamw", "", OPAL_SOURCE_STDLIB}), {{"w", {4, 3}}, {"b", {3}}});
+  static opal::Optimizer* opt =
+      new opal::Optimizer(opal::build_executable(opal::SpecRef{"adamw", "", OPAL_SOURCE_STDLIB}), {{"w", {4, 3}}, {"b", {3}}});
   return *opt;
 }
 
@@ -41,12 +42,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     opal::SafetensorsFile f = opal::parse_safetensors(bytes, "fuzz.safetensors");
     (void)opal::serialize_safetensors(f);
-  } catch (const opal::Error&) {
-  }
+  } catch (const opal::Error&) {}
   try {
     opal::PendingLoad p = opal::prepare_load_bytes(optimizer(), bytes, "fuzz.safetensors");
     opal::apply_load(optimizer(), std::move(p));
-  } catch (const opal::Error&) {
-  }
+  } catch (const opal::Error&) {}
   return 0;
 }

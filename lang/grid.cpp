@@ -30,10 +30,14 @@ constexpr int kMaxAxisDepth = 16;
 
 // Identifiers of pipeline text that are read as values (not `name =` of a named argument).
 void identifiers_read(const std::string& text, std::set<std::string>& out) {
-  auto ident = [](char ch, bool first) { return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_' || (!first && std::isdigit(static_cast<unsigned char>(ch))); };
+  auto ident = [](char ch, bool first) {
+    return std::isalpha(static_cast<unsigned char>(ch)) || ch == '_' || (!first && std::isdigit(static_cast<unsigned char>(ch)));
+  };
   for (size_t i = 0; i < text.size();) {
     if (std::isdigit(static_cast<unsigned char>(text[i]))) {  // a number such as 1e-3: not a name
-      while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '.' || ((text[i] == '-' || text[i] == '+') && (text[i - 1] == 'e' || text[i - 1] == 'E')))) ++i;
+      while (i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == '.' ||
+                                 ((text[i] == '-' || text[i] == '+') && (text[i - 1] == 'e' || text[i - 1] == 'E'))))
+        ++i;
       continue;
     }
     if (!ident(text[i], true)) {
@@ -97,8 +101,7 @@ class Expander {
     if (!g_.baseline.empty()) {
       for (size_t i = 0; i < out.cells.size(); ++i)
         if (out.cells[i].coords == g_.baseline) out.baseline = int(i);
-      if (out.baseline >= 0 && out.cells[out.baseline].absent)
-        d_.report(DiagKind::BadGrid, g_.baseline_loc, "the baseline cell is marked absent");
+      if (out.baseline >= 0 && out.cells[out.baseline].absent) d_.report(DiagKind::BadGrid, g_.baseline_loc, "the baseline cell is marked absent");
     }
     return out;
   }
@@ -158,8 +161,9 @@ class Expander {
     std::set<std::vector<std::string>> seen;
     auto check_coords = [&](const std::vector<std::string>& coords, const std::vector<SourceLoc>& locs, SourceLoc loc, const char* what) {
       if (coords.size() != g_.axes.size()) {
-        d_.report(DiagKind::BadGrid, loc, fmt::format("{} names {} alternative{}; the grid has {} ax{}", what, coords.size(),
-                                                      coords.size() == 1 ? "" : "s", g_.axes.size(), g_.axes.size() == 1 ? "is" : "es"),
+        d_.report(DiagKind::BadGrid, loc,
+                  fmt::format("{} names {} alternative{}; the grid has {} ax{}", what, coords.size(), coords.size() == 1 ? "" : "s", g_.axes.size(),
+                              g_.axes.size() == 1 ? "is" : "es"),
                   "name one alternative per axis, in the order the axes are declared");
         return;
       }
@@ -168,8 +172,7 @@ class Expander {
         for (const auto& a : g_.axes[k].alts) names.push_back(a.name);
         if (std::find(names.begin(), names.end(), coords[k]) == names.end()) {
           std::string m = closest_match(coords[k], names);
-          d_.report(DiagKind::BadGrid, k < locs.size() ? locs[k] : loc,
-                    fmt::format("axis `{}` has no alternative `{}`", g_.axes[k].name, coords[k]),
+          d_.report(DiagKind::BadGrid, k < locs.size() ? locs[k] : loc, fmt::format("axis `{}` has no alternative `{}`", g_.axes[k].name, coords[k]),
                     m.empty() ? fmt::format("its alternatives: {}", fmt::join(names, ", ")) : fmt::format("did you mean `{}`?", m));
         }
       }
@@ -331,7 +334,8 @@ std::string format_grid(const ExpandedGrid& g) {
   s += "\n";
   for (const auto& sw : g.sweeps) {
     if (sw.kind == SweepSpec::Kind::Values) s += fmt::format("  sweep {} over {}\n", sw.hparam, fmt::join(sw.values, ", "));
-    else if (sw.kind == SweepSpec::Kind::Logspace) s += fmt::format("  sweep {} from {:g} to {:g}, {} per decade\n", sw.hparam, sw.lo, sw.hi, sw.per_decade);
+    else if (sw.kind == SweepSpec::Kind::Logspace)
+      s += fmt::format("  sweep {} from {:g} to {:g}, {} per decade\n", sw.hparam, sw.lo, sw.hi, sw.per_decade);
     else s += fmt::format("  sweep {} from default/{:g} to default*{:g}, {} per decade\n", sw.hparam, sw.hi, sw.hi, sw.per_decade);
   }
   for (const auto& c : g.cells) {

@@ -16,7 +16,7 @@ namespace opal {
 struct SweepSpec {
   std::string hparam;
   enum class Kind { Logspace, Around, Values } kind = Kind::Around;
-  double lo = 0, hi = 0;   // Logspace: bounds; Around: factors (1/f, f)
+  double lo = 0, hi = 0;  // Logspace: bounds; Around: factors (1/f, f)
   int per_decade = 8;
   std::vector<double> values;  // Values
   // The points for a cell whose default is `center` (log-spaced, both ends included).
@@ -33,8 +33,8 @@ struct GridCellSpec {
   bool absent = false;
   std::vector<std::pair<std::string, std::string>> routes;  // (selector text, pipeline text)
   std::vector<std::pair<std::string, std::string>> params;  // (name, default text)
-  std::string optimizer_text;  // `optimizer NAME(...) { ... }`
-  std::string spec_text;       // the grid's file followed by optimizer_text: compiles on its own
+  std::string optimizer_text;                               // `optimizer NAME(...) { ... }`
+  std::string spec_text;                                    // the grid's file followed by optimizer_text: compiles on its own
 };
 
 struct ExpandedGrid {
@@ -42,7 +42,7 @@ struct ExpandedGrid {
   std::string path;  // the grid's file
   std::vector<std::string> axes;
   std::vector<std::vector<std::string>> alternatives;  // per axis
-  std::vector<GridCellSpec> cells;                      // row-major over the axes
+  std::vector<GridCellSpec> cells;                     // row-major over the axes
   std::vector<SweepSpec> sweeps;
   int seeds = 1;
   int baseline = -1;  // index into cells, or -1

@@ -52,8 +52,7 @@ const char* tok_spelling(Tok t) {
 
 std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
   static const std::unordered_map<std::string, Tok> keywords = {
-      {"component", Tok::KwComponent}, {"optimizer", Tok::KwOptimizer}, {"fn", Tok::KwFn},
-      {"state", Tok::KwState},         {"let", Tok::KwLet}};
+      {"component", Tok::KwComponent}, {"optimizer", Tok::KwOptimizer}, {"fn", Tok::KwFn}, {"state", Tok::KwState}, {"let", Tok::KwLet}};
   const std::string& s = file.text();
   std::vector<Token> out;
   size_t i = 0;
@@ -65,7 +64,10 @@ std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
       while (i < s.size() && s[i] != '\n') ++i;
       continue;
     }
-    if (std::isspace(static_cast<unsigned char>(c))) { ++i; continue; }
+    if (std::isspace(static_cast<unsigned char>(c))) {
+      ++i;
+      continue;
+    }
     size_t b = i;
     if (std::isalpha(static_cast<unsigned char>(c)) || c == '_') {
       while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_')) ++i;
@@ -92,8 +94,7 @@ std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
       errno = 0;
       double v = std::strtod(text.c_str(), &stop);
       if (end != i || stop != text.c_str() + text.size()) {
-        diags.report(DiagKind::InvalidNumber, loc(b, end), fmt::format("invalid number `{}`", text),
-                     "numbers look like `3`, `0.9` or `1e-8`");
+        diags.report(DiagKind::InvalidNumber, loc(b, end), fmt::format("invalid number `{}`", text), "numbers look like `3`, `0.9` or `1e-8`");
         v = 0;
       } else if (errno == ERANGE && (v == 0 || std::isinf(v))) {
         // (a subnormal result also sets ERANGE; it is a number all the same)

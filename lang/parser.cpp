@@ -81,8 +81,7 @@ class Parser {
   }
   Token expect(Tok k, const char* context) {
     if (!at(k)) {
-      d_.report(DiagKind::ExpectedToken, peek().loc,
-                fmt::format("expected `{}` {}, found {}", tok_spelling(k), context, describe(peek())));
+      d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected `{}` {}, found {}", tok_spelling(k), context, describe(peek())));
       throw ParseError{};
     }
     return take();
@@ -351,10 +350,17 @@ class Parser {
     switch (k) {
       case Tok::OrOr: return 1;
       case Tok::AndAnd: return 2;
-      case Tok::EqEq: case Tok::NotEq: return 3;
-      case Tok::Lt: case Tok::Le: case Tok::Gt: case Tok::Ge: return 4;
-      case Tok::Plus: case Tok::Minus: return 5;
-      case Tok::Star: case Tok::Slash: case Tok::At: return 6;
+      case Tok::EqEq:
+      case Tok::NotEq: return 3;
+      case Tok::Lt:
+      case Tok::Le:
+      case Tok::Gt:
+      case Tok::Ge: return 4;
+      case Tok::Plus:
+      case Tok::Minus: return 5;
+      case Tok::Star:
+      case Tok::Slash:
+      case Tok::At: return 6;
       default: return 0;
     }
   }
@@ -450,8 +456,6 @@ class Parser {
 
 }  // namespace
 
-Module parse(const SourceFile& file, Diagnostics& diags) {
-  return Parser(file, lex(file, diags), diags).run();
-}
+Module parse(const SourceFile& file, Diagnostics& diags) { return Parser(file, lex(file, diags), diags).run(); }
 
 }  // namespace opal

@@ -32,8 +32,8 @@ std::string default_stdlib_dir();
 
 struct LoadRequest {
   std::string stdlib_dir = default_stdlib_dir();
-  std::vector<std::string> files;                            // user spec files
-  std::vector<std::pair<std::string, std::string>> texts;    // (name, text) given in memory
+  std::vector<std::string> files;                          // user spec files
+  std::vector<std::pair<std::string, std::string>> texts;  // (name, text) given in memory
 };
 
 // Parses the stdlib and the user's specs and resolves names across declarations: duplicate
@@ -50,7 +50,7 @@ inline constexpr size_t kMaxCallDepth = 64;
 // Matches positional and named arguments to parameters. Returns, per parameter, the argument
 // expression or nullptr when the default applies; reports unknown, duplicate, missing and
 // surplus arguments. `ok` is false when anything was reported.
-std::vector<const Expr*> bind_arguments(const std::vector<Param>& params, const std::vector<Arg>& args,
-                                        const std::string& callee, SourceLoc call_loc, Diagnostics& diags, bool& ok);
+std::vector<const Expr*> bind_arguments(const std::vector<Param>& params, const std::vector<Arg>& args, const std::string& callee, SourceLoc call_loc,
+                                        Diagnostics& diags, bool& ok);
 
 }  // namespace opal

@@ -34,8 +34,8 @@ std::vector<std::string> Program::optimizer_names() const {
   return v;
 }
 
-std::vector<const Expr*> bind_arguments(const std::vector<Param>& params, const std::vector<Arg>& args,
-                                        const std::string& callee, SourceLoc call_loc, Diagnostics& diags, bool& ok) {
+std::vector<const Expr*> bind_arguments(const std::vector<Param>& params, const std::vector<Arg>& args, const std::string& callee, SourceLoc call_loc,
+                                        Diagnostics& diags, bool& ok) {
   ok = true;
   std::vector<const Expr*> bound(params.size(), nullptr);
   std::vector<std::string> names;
@@ -109,16 +109,31 @@ class Resolver {
       if (user) user_names_.insert(name);
       insert();
     };
-    for (const auto& c : m.components) add(c.name, c.loc, [&] { p_.components[c.name] = &c; if (user) p_.user_components.push_back(&c); });
-    for (const auto& f : m.fns) add(f.name, f.loc, [&] { p_.fns[f.name] = &f; if (user) p_.user_fns.push_back(&f); });
-    for (const auto& o : m.optimizers) add(o.name, o.loc, [&] { p_.optimizers[o.name] = &o; if (user) p_.user_optimizers.push_back(&o); });
-    for (const auto& g : m.grids) add(g.name, g.loc, [&] { p_.grids[g.name] = &g; if (user) p_.user_grids.push_back(&g); });
+    for (const auto& c : m.components)
+      add(c.name, c.loc, [&] {
+        p_.components[c.name] = &c;
+        if (user) p_.user_components.push_back(&c);
+      });
+    for (const auto& f : m.fns)
+      add(f.name, f.loc, [&] {
+        p_.fns[f.name] = &f;
+        if (user) p_.user_fns.push_back(&f);
+      });
+    for (const auto& o : m.optimizers)
+      add(o.name, o.loc, [&] {
+        p_.optimizers[o.name] = &o;
+        if (user) p_.user_optimizers.push_back(&o);
+      });
+    for (const auto& g : m.grids)
+      add(g.name, g.loc, [&] {
+        p_.grids[g.name] = &g;
+        if (user) p_.user_grids.push_back(&g);
+      });
   }
 
   void check_optimizer(const OptimizerDecl& o) {
     if (o.routes.empty())
-      d_.report(DiagKind::NoRoutes, o.loc, fmt::format("optimizer `{}` has no routes", o.name),
-                "add one, e.g. `other: momentum(0.9) -> scale(lr)`");
+      d_.report(DiagKind::NoRoutes, o.loc, fmt::format("optimizer `{}` has no routes", o.name), "add one, e.g. `other: momentum(0.9) -> scale(lr)`");
     for (const auto& r : o.routes) {
       for (const auto& st : r.pipeline) {
         bool ok;
@@ -134,8 +149,7 @@ class Resolver {
           bind_arguments(c->second->params, st.args, st.name, st.loc, d_, ok);
         } else if (auto inner = p_.optimizers.find(st.name); inner != p_.optimizers.end()) {
           if (r.pipeline.size() != 1)
-            d_.report(DiagKind::DelegationInPipeline, st.loc,
-                      fmt::format("optimizer `{}` cannot be one stage of a pipeline", st.name),
+            d_.report(DiagKind::DelegationInPipeline, st.loc, fmt::format("optimizer `{}` cannot be one stage of a pipeline", st.name),
                       fmt::format("give it a route of its own: `{}: {}(...)`", r.label(), st.name));
           bind_arguments(inner->second->params, st.args, st.name, st.loc, d_, ok);
         } else {
@@ -244,7 +258,8 @@ class Resolver {
       }
     }
     for (size_t i = 0; i < n; ++i)
-      if (height[i] == kMaxCallDepth + 1) d_.report(DiagKind::LimitExceeded, cg.locs[i], fmt::format(fmt::runtime(deep_fmt), cg.names[i], kMaxCallDepth), deep_help);
+      if (height[i] == kMaxCallDepth + 1)
+        d_.report(DiagKind::LimitExceeded, cg.locs[i], fmt::format(fmt::runtime(deep_fmt), cg.names[i], kMaxCallDepth), deep_help);
   }
 
  private:

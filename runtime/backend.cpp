@@ -44,8 +44,8 @@ std::string cuda_plugin_path() {
 std::unique_ptr<Backend> make_backend(Device d) {
   if (d.kind == DeviceKind::Cpu) return make_cpu_backend();
 #ifndef OPAL_HAVE_CUDA
-  throw DeviceError(fmt::format("{} was asked for, but this build of Opal has no CUDA backend (it was configured without the CUDA toolkit)",
-                          device_name(d)));
+  throw DeviceError(
+      fmt::format("{} was asked for, but this build of Opal has no CUDA backend (it was configured without the CUDA toolkit)", device_name(d)));
 #else
   // loaded once and never unloaded: the CUDA libraries do not support being unmapped
   static void* handle = nullptr;

@@ -36,9 +36,10 @@ void Optimizer::step_checked() {
   for (size_t i = 0; i < ts.size(); ++i)
     if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
   if (bad.empty()) return;
-  const char* action = impl_->nonfinite == NonFinitePolicy::Raise ? "raised" : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped" : "gradient zeroed";
-  for (size_t i : bad)
-    impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->desc->routes[ts[i].route].label, first_stage(ts[i]), action});
+  const char* action = impl_->nonfinite == NonFinitePolicy::Raise  ? "raised"
+                       : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped"
+                                                                   : "gradient zeroed";
+  for (size_t i : bad) impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->desc->routes[ts[i].route].label, first_stage(ts[i]), action});
   if (impl_->nonfinite != NonFinitePolicy::Zero) {
     for (auto& t : ts)
       if (t.desc.grad) restore(t);
@@ -47,8 +48,9 @@ void Optimizer::step_checked() {
       std::string msg = describe(impl_->events[0]);
       if (bad.size() > 1) msg += fmt::format(" (and {} more parameter{})", bad.size() - 1, bad.size() > 2 ? "s" : "");
       throw NonFiniteError(msg + "; the step was undone [NonFinite]\n  = help: " +
-                           (impl_->events[0].stage == "gradient" ? "the gradient came in non-finite: check the loss and its scale"
-                                                                 : "the gradient was finite: the stage divides by or takes the root of something that reached zero or overflowed"));
+                           (impl_->events[0].stage == "gradient"
+                                ? "the gradient came in non-finite: check the loss and its scale"
+                                : "the gradient was finite: the stage divides by or takes the root of something that reached zero or overflowed"));
     }
     ++impl_->skipped;
     return;

@@ -85,7 +85,8 @@ SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opt
     if (opts.params) {
       f.tensors[param_key(name)] = {opt.param_shape(name), opt.read_param(name)};
     }
-    params.push_back({{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}, {"step", opt.step_count(name)}});
+    params.push_back(
+        {{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}, {"step", opt.step_count(name)}});
   }
   json hp = json::object();
   for (const auto& h : opt.hparam_names()) hp[h] = opt.hparam(h);
@@ -105,9 +106,7 @@ std::string serialize_checkpoint(const Optimizer& opt, const CheckpointOptions& 
   return serialize_safetensors(f);
 }
 
-void Optimizer::save(const std::string& path, const CheckpointOptions& opts) const {
-  write_file_atomically(path, serialize_checkpoint(*this, opts));
-}
+void Optimizer::save(const std::string& path, const CheckpointOptions& opts) const { write_file_atomically(path, serialize_checkpoint(*this, opts)); }
 
 PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::string& what) {
   auto fail = [&](const std::string& why) { return CheckpointError(fmt::format("cannot load checkpoint `{}`: {}", what, why)); };
@@ -163,7 +162,8 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
     auto it = saved.find(name);
     if (it == saved.end()) throw fail(fmt::format("it has no parameter `{}` (it has {} others)", name, saved.size()));
     if (it->second != opt.param_shape(name))
-      throw fail(fmt::format("parameter `{}` has shape {} in the checkpoint but {} here", name, shape_str(it->second), shape_str(opt.param_shape(name))));
+      throw fail(
+          fmt::format("parameter `{}` has shape {} in the checkpoint but {} here", name, shape_str(it->second), shape_str(opt.param_shape(name))));
     for (const auto& slot : opt.slots(name)) {
       std::string key = state_key(name, slot);
       auto t = file.tensors.find(key);
@@ -176,7 +176,8 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       if (t->second.dtype != "F32") throw fail(fmt::format("state `{}/{}` has dtype {}; Opal state is F32", name, slot, t->second.dtype));
       if (t->second.shape != want) {
         if (!r.spec_changed)
-          throw fail(fmt::format("state `{}/{}` has shape {} in the checkpoint but {} here", name, slot, shape_str(t->second.shape), shape_str(want)));
+          throw fail(
+              fmt::format("state `{}/{}` has shape {} in the checkpoint but {} here", name, slot, shape_str(t->second.shape), shape_str(want)));
         r.initialized.push_back(fmt::format("{}/{} (shape {} now {})", name, slot, shape_str(t->second.shape), shape_str(want)));
         consumed.insert(key);
         continue;
@@ -187,7 +188,8 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
     if (auto w = file.tensors.find(param_key(name)); w != file.tensors.end()) {
       if (w->second.dtype != "F32") throw fail(fmt::format("parameter `{}` has dtype {}; Opal parameters are F32", name, w->second.dtype));
       if (w->second.shape != opt.param_shape(name))
-        throw fail(fmt::format("the values of parameter `{}` have shape {}, not {}", name, shape_str(w->second.shape), shape_str(opt.param_shape(name))));
+        throw fail(
+            fmt::format("the values of parameter `{}` have shape {}, not {}", name, shape_str(w->second.shape), shape_str(opt.param_shape(name))));
       consumed.insert(param_key(name));
       r.params_restored = true;
     } else if (r.params_restored) {
@@ -226,8 +228,10 @@ PendingLoad prepare_load_bytes(const Optimizer& opt, const std::string& bytes, c
     throw CheckpointError(fmt::format("cannot load checkpoint: {}", e.what()));
   }
   auto it = f.metadata.find("opal.checksum");
-  if (it == f.metadata.end()) throw CheckpointError(fmt::format("cannot load checkpoint `{}`: it has no checksum (opal.checksum); is it an Opal checkpoint?", what));
-  if (checksum(f) != it->second) throw CheckpointError(fmt::format("cannot load checkpoint `{}`: its data does not match its checksum (the file is corrupt)", what));
+  if (it == f.metadata.end())
+    throw CheckpointError(fmt::format("cannot load checkpoint `{}`: it has no checksum (opal.checksum); is it an Opal checkpoint?", what));
+  if (checksum(f) != it->second)
+    throw CheckpointError(fmt::format("cannot load checkpoint `{}`: its data does not match its checksum (the file is corrupt)", what));
   return prepare_load(opt, std::move(f), what);
 }
 

@@ -31,7 +31,7 @@ struct PendingLoad {
   LoadReport report;
   SafetensorsFile file;
   std::vector<std::pair<std::string, double>> hparams;  // the saved ones this spec has
-  std::map<std::string, int64_t> param_steps;            // per-parameter step counts (all of them)
+  std::map<std::string, int64_t> param_steps;           // per-parameter step counts (all of them)
 };
 PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::string& what);
 LoadReport apply_load(Optimizer& opt, PendingLoad&& pending);

@@ -19,9 +19,9 @@ struct CheckpointOptions {
 struct LoadReport {
   bool spec_changed = false;
   int64_t step = 0;
-  std::vector<std::string> restored;     // "param/slot"
-  std::vector<std::string> initialized;  // in the optimizer, not (or not with this shape) in the file
-  std::vector<std::string> dropped;      // in the file, not in the optimizer
+  std::vector<std::string> restored;         // "param/slot"
+  std::vector<std::string> initialized;      // in the optimizer, not (or not with this shape) in the file
+  std::vector<std::string> dropped;          // in the file, not in the optimizer
   std::vector<std::string> hparams_ignored;  // saved hyperparameters the spec no longer has
   bool params_restored = false;
   std::string summary() const;  // one paragraph for people

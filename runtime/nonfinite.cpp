@@ -26,9 +26,10 @@ const char* nonfinite_policy_name(NonFinitePolicy p) {
 }
 
 std::string describe(const NonFiniteEvent& e) {
-  std::string what = e.stage == "gradient"        ? "the gradient holds NaN or Inf"
-                     : e.stage == "new parameter" ? "the new parameter value holds NaN or Inf"
-                                                  : fmt::format("the output of stage `{}` holds NaN or Inf, the earliest value checked that does", e.stage);
+  std::string what = e.stage == "gradient" ? "the gradient holds NaN or Inf"
+                     : e.stage == "new parameter"
+                         ? "the new parameter value holds NaN or Inf"
+                         : fmt::format("the output of stage `{}` holds NaN or Inf, the earliest value checked that does", e.stage);
   return fmt::format("step {}: parameter `{}` (route {}): {}", e.step, e.param, e.route, what);
 }
 

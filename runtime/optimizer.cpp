@@ -278,16 +278,14 @@ std::vector<float> Optimizer::read_state(const std::string& name, const std::str
 
 void Optimizer::write_param(const std::string& name, std::span<const float> values) {
   auto& t = impl_->get(name);
-  if (values.size() != t.numel())
-    throw Error(fmt::format("parameter `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
+  if (values.size() != t.numel()) throw Error(fmt::format("parameter `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
   impl_->backend->upload(t.desc.data, values.data(), values.size());
 }
 
 void Optimizer::write_grad(const std::string& name, std::span<const float> values) {
   auto& t = impl_->get(name);
   if (!t.desc.grad) throw Error(fmt::format("parameter `{}` has no gradient bound", name));
-  if (values.size() != t.numel())
-    throw Error(fmt::format("the gradient of `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
+  if (values.size() != t.numel()) throw Error(fmt::format("the gradient of `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
   impl_->backend->upload(t.desc.grad, values.data(), values.size());
 }
 

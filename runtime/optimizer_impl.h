@@ -30,9 +30,9 @@ struct Optimizer::Impl {
     std::vector<Buffer> scratch;
     std::vector<float*> bufs;
     size_t route = 0;
-    std::vector<double> regs;  // the route's host scalar program, evaluated for this tensor's step
-    int64_t t = 0;     // the steps this parameter took part in
-    unsigned chk = 0;  // non-finite probe flags of the last checked step
+    std::vector<double> regs;    // the route's host scalar program, evaluated for this tensor's step
+    int64_t t = 0;               // the steps this parameter took part in
+    unsigned chk = 0;            // non-finite probe flags of the last checked step
     std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
     std::vector<std::vector<float>> saved_slots;
     size_t numel() const { return size_t(rows * cols); }
@@ -96,6 +96,5 @@ struct Optimizer::Impl {
   // Starts slot i of t over as the spec initializes it.
   void reset_slot(const exec::Description& d, Tensor& t, size_t i);
 };
-
 
 }  // namespace opal

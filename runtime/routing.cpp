@@ -12,9 +12,7 @@ namespace opal {
 
 namespace {
 
-std::string shape_str(const std::vector<int64_t>& s) {
-  return fmt::format("[{}]", fmt::join(s, ", "));
-}
+std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
   switch (s.kind) {
@@ -58,9 +56,10 @@ RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
   while (true) {
     sel = select_route(*table, p);
     if (!sel) {
-      throw Error(fmt::format("parameter `{}` ({}) matches no route of optimizer `{}` [UnroutedParameter]\n  = help: add an `other:` route, or a "
-                              "pattern route such as \"{}\": ...",
-                              p.name, p.shape.size() >= 2 ? "matrix " + shape_str(p.shape) : "vector " + shape_str(p.shape), table->optimizer, p.name));
+      throw Error(
+          fmt::format("parameter `{}` ({}) matches no route of optimizer `{}` [UnroutedParameter]\n  = help: add an `other:` route, or a "
+                      "pattern route such as \"{}\": ...",
+                      p.name, p.shape.size() >= 2 ? "matrix " + shape_str(p.shape) : "vector " + shape_str(p.shape), table->optimizer, p.name));
     }
     if (sel->table < 0) break;
     table = &d.tables.at(sel->table);
@@ -68,9 +67,10 @@ RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
   const size_t ri = size_t(sel->route);
   const exec::Route& route = d.routes.at(ri);
   if (route.matrix_only && p.shape.size() < 2) {
-    throw Error(fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route "
-                            "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
-                            route.matrix_reason, p.name, shape_str(p.shape), d.name));
+    throw Error(
+        fmt::format("{} needs a matrix, but parameter `{}` is a vector {} [MatrixOnly]\n  = help: route "
+                    "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
+                    route.matrix_reason, p.name, shape_str(p.shape), d.name));
   }
   RoutedParam rp{ri, 1, numel};
   if (p.shape.size() >= 2) {
@@ -80,9 +80,10 @@ RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
   auto check_size = [&](exec::Extent s) {
     const long long r = exec::dims_of(s, rp.rows, rp.cols).rows;
     if (exec::is_square(s) && r > kMaxSideForSquares)
-      throw Error(fmt::format("parameter `{}` {} would need a {} x {} matrix in route `{}`: the limit is {} [LimitExceeded]\n  = help: route "
-                              "it to an elementwise pipeline by name or shape",
-                              p.name, shape_str(p.shape), r, r, route.label, kMaxSideForSquares));
+      throw Error(
+          fmt::format("parameter `{}` {} would need a {} x {} matrix in route `{}`: the limit is {} [LimitExceeded]\n  = help: route "
+                      "it to an elementwise pipeline by name or shape",
+                      p.name, shape_str(p.shape), r, r, route.label, kMaxSideForSquares));
   };
   for (const auto& s : route.slots) check_size(s.extent);
   for (exec::Extent s : route.scratch) check_size(s);

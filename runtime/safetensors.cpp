@@ -30,7 +30,10 @@ float half_to_float(uint16_t h) {
     if (man == 0) bits = sign;
     else {  // subnormal
       exp = 127 - 15 + 1;
-      while (!(man & 0x400)) { man <<= 1; --exp; }
+      while (!(man & 0x400)) {
+        man <<= 1;
+        --exp;
+      }
       bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
     }
   } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
@@ -90,8 +93,7 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
     }
     uint64_t b = off[0].get<uint64_t>(), e = off[1].get<uint64_t>();
     if (b > e || e > data_size) throw fail(fmt::format("tensor `{}` has data offsets [{}, {}) outside the {} data bytes", name, b, e, data_size));
-    if (e - b != count * width)
-      throw fail(fmt::format("tensor `{}` has {} data bytes, but shape and dtype need {}", name, e - b, count * width));
+    if (e - b != count * width) throw fail(fmt::format("tensor `{}` has {} data bytes, but shape and dtype need {}", name, e - b, count * width));
     ranges.push_back({b, e});
     t.values.resize(count);
     const char* src = data + b;

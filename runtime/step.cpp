@@ -38,9 +38,10 @@ void Optimizer::check_aliasing() {
     if (ranges[k].begin < ranges[k - 1].end) {
       const auto& a = impl_->tensors[std::min(ranges[k - 1].index, ranges[k].index)].desc.name;
       const auto& b = impl_->tensors[std::max(ranges[k - 1].index, ranges[k].index)].desc.name;
-      throw Error(fmt::format("parameters `{}` and `{}` share memory (the same tensor given twice?); each would be stepped twice [AliasedParameters]\n"
-                              "  = help: give every tensor once",
-                              a, b));
+      throw Error(
+          fmt::format("parameters `{}` and `{}` share memory (the same tensor given twice?); each would be stepped twice [AliasedParameters]\n"
+                      "  = help: give every tensor once",
+                      a, b));
     }
   impl_->rebound = false;
 }

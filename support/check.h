@@ -4,13 +4,12 @@
 #include <cstdio>
 #include <cstdlib>
 
-#define OPAL_CHECK(cond, ...)                                                              \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "opal internal error at %s:%d: check `%s` failed: ", __FILE__, \
-                   __LINE__, #cond);                                                       \
-      std::fprintf(stderr, __VA_ARGS__);                                                   \
-      std::fprintf(stderr, "\n");                                                          \
-      std::abort();                                                                        \
-    }                                                                                      \
+#define OPAL_CHECK(cond, ...)                                                                               \
+  do {                                                                                                      \
+    if (!(cond)) {                                                                                          \
+      std::fprintf(stderr, "opal internal error at %s:%d: check `%s` failed: ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                                                                    \
+      std::fprintf(stderr, "\n");                                                                           \
+      std::abort();                                                                                         \
+    }                                                                                                       \
   } while (0)

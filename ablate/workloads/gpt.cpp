@@ -20,7 +20,7 @@ namespace {
 struct Corpus {
   std::vector<int> ids;  // the text as vocabulary ids
   int vocab = 0;
-  size_t split = 0;      // ids[0, split) train, [split, end) validation
+  size_t split = 0;  // ids[0, split) train, [split, end) validation
 };
 
 std::shared_ptr<const Corpus> make_corpus(const std::string& text) {
@@ -289,8 +289,9 @@ class Gpt : public Workload {
       : c_(std::move(c)), cfg_(cfg), steps_(o.steps ? o.steps : 300), every_(o.eval_every ? o.eval_every : 50), source_(std::move(source)) {}
   std::string name() const override { return "gpt"; }
   std::string describe() const override {
-    return fmt::format("char-level GPT ({} layers, d {}, {} heads, context {}, vocab {}) on {}, batch {}, {} steps; validation {} batches of held-out text",
-                       cfg_.layers, cfg_.d, cfg_.heads, cfg_.ctx, c_->vocab, source_, cfg_.batch, steps_, cfg_.val_batches);
+    return fmt::format(
+        "char-level GPT ({} layers, d {}, {} heads, context {}, vocab {}) on {}, batch {}, {} steps; validation {} batches of held-out text",
+        cfg_.layers, cfg_.d, cfg_.heads, cfg_.ctx, c_->vocab, source_, cfg_.batch, steps_, cfg_.val_batches);
   }
   int steps() const override { return steps_; }
   int eval_every() const override { return every_; }
@@ -307,7 +308,8 @@ class Gpt : public Workload {
 
 std::unique_ptr<Workload> make_gpt_from_text(const std::string& text, const GptConfig& cfg, const WorkloadOptions& opts) {
   if (cfg.d % cfg.heads != 0) throw Error(fmt::format("gpt: d {} is not a multiple of heads {}", cfg.d, cfg.heads));
-  if (text.size() < size_t(cfg.ctx) * 20) throw Error(fmt::format("gpt: the corpus has {} characters; it needs at least {}", text.size(), cfg.ctx * 20));
+  if (text.size() < size_t(cfg.ctx) * 20)
+    throw Error(fmt::format("gpt: the corpus has {} characters; it needs at least {}", text.size(), cfg.ctx * 20));
   return std::make_unique<Gpt>(make_corpus(text), cfg, opts, "an in-memory text");
 }
 
@@ -325,7 +327,8 @@ std::unique_ptr<Workload> make_gpt(const WorkloadOptions& opts) {
     if (!in) throw Error(fmt::format("`{}` is missing: run scripts/prepare_brown.sh (it fetches the Brown corpus)", path));
     std::stringstream ss;
     ss << in.rdbuf();
-    if (ss.str().size() < 100000) throw Error(fmt::format("`{}` holds {} bytes; expected the whole Brown corpus (rerun scripts/prepare_brown.sh)", path, ss.str().size()));
+    if (ss.str().size() < 100000)
+      throw Error(fmt::format("`{}` holds {} bytes; expected the whole Brown corpus (rerun scripts/prepare_brown.sh)", path, ss.str().size()));
     c = make_corpus(ss.str());
     std::lock_guard lock(mu);
     cache[path] = c;

@@ -101,8 +101,10 @@ class MlpRun : public WorkloadRun {
     std::shuffle(order_.begin(), order_.end(), o);
   }
   std::vector<ParamDesc> params() override {
-    return {{"fc1.weight", {W1_.rows(), W1_.cols()}, W1_.data(), gW1_.data()}, {"fc1.bias", {b1_.size()}, b1_.data(), gb1_.data()},
-            {"fc2.weight", {W2_.rows(), W2_.cols()}, W2_.data(), gW2_.data()}, {"fc2.bias", {b2_.size()}, b2_.data(), gb2_.data()}};
+    return {{"fc1.weight", {W1_.rows(), W1_.cols()}, W1_.data(), gW1_.data()},
+            {"fc1.bias", {b1_.size()}, b1_.data(), gb1_.data()},
+            {"fc2.weight", {W2_.rows(), W2_.cols()}, W2_.data(), gW2_.data()},
+            {"fc2.bias", {b2_.size()}, b2_.data(), gb2_.data()}};
   }
   double train_step(int step) override {
     Mat X(batch_, 196);

@@ -41,7 +41,9 @@ class LinregRun : public WorkloadRun {
     Xval_ = scale_.asDiagonal() * randn(v, in, 1024, 1.f);
     Yval_ = (teacher_ * Xval_).colwise() + Vec(bias_star_.col(0));
   }
-  std::vector<ParamDesc> params() override { return {{"linear.weight", {out_, in_}, W_.data(), gW_.data()}, {"linear.bias", {out_}, b_.data(), gb_.data()}}; }
+  std::vector<ParamDesc> params() override {
+    return {{"linear.weight", {out_, in_}, W_.data(), gW_.data()}, {"linear.bias", {out_}, b_.data(), gb_.data()}};
+  }
   double train_step(int step) override {
     auto r = stream(seed_, 3, step);
     Mat X = scale_.asDiagonal() * randn(r, in_, batch_, 1.f);
@@ -111,7 +113,9 @@ class SoftmaxRun : public WorkloadRun {
     auto v = stream(seed, 2);
     sample(v, 2048, Xval_, yval_);
   }
-  std::vector<ParamDesc> params() override { return {{"softmax.weight", {f_, c_}, W_.data(), gW_.data()}, {"softmax.bias", {c_}, b_.data(), gb_.data()}}; }
+  std::vector<ParamDesc> params() override {
+    return {{"softmax.weight", {f_, c_}, W_.data(), gW_.data()}, {"softmax.bias", {c_}, b_.data(), gb_.data()}};
+  }
   double train_step(int step) override {
     auto r = stream(seed_, 3, step);
     Mat X;
@@ -150,11 +154,13 @@ class SoftmaxRun : public WorkloadRun {
 
 class Synthetic : public Workload {
  public:
-  Synthetic(std::string kind, const WorkloadOptions& o) : kind_(std::move(kind)), steps_(o.steps ? o.steps : 300), every_(o.eval_every ? o.eval_every : 25) {}
+  Synthetic(std::string kind, const WorkloadOptions& o)
+      : kind_(std::move(kind)), steps_(o.steps ? o.steps : 300), every_(o.eval_every ? o.eval_every : 25) {}
   std::string name() const override { return kind_; }
   std::string describe() const override {
     if (kind_ == "linreg") return fmt::format("linear regression y = Wx + b, W 32x64, anisotropic inputs, batch 64, {} steps", steps_);
-    if (kind_ == "quadratic") return fmt::format("matrix quadratic 1/2 tr(D^T L D R), W 32x48, cond(L) = cond(R) = 100, noisy gradients, {} steps", steps_);
+    if (kind_ == "quadratic")
+      return fmt::format("matrix quadratic 1/2 tr(D^T L D R), W 32x48, cond(L) = cond(R) = 100, noisy gradients, {} steps", steps_);
     return fmt::format("softmax regression, 64 features, 10 classes, batch 64, {} steps", steps_);
   }
   int steps() const override { return steps_; }
@@ -173,8 +179,6 @@ class Synthetic : public Workload {
 
 }  // namespace
 
-std::unique_ptr<Workload> make_synthetic(const std::string& kind, const WorkloadOptions& opts) {
-  return std::make_unique<Synthetic>(kind, opts);
-}
+std::unique_ptr<Workload> make_synthetic(const std::string& kind, const WorkloadOptions& opts) { return std::make_unique<Synthetic>(kind, opts); }
 
 }  // namespace opal::workloads

@@ -18,12 +18,12 @@
 #include "runtime/optimizer.h"
 
 struct opal_optimizer {
-  std::shared_ptr<const opal::CompiledOptimizer> compiled;  // kernels are built for the device once it is known
-  std::shared_ptr<const opal::exec::Description> desc;     // its executable description (routing, hyperparameters)
-  std::vector<opal::ParamDesc> params;  // until the optimizer is built
-  std::map<std::string, double> hparams;  // set before it is built
+  std::shared_ptr<const opal::CompiledOptimizer> compiled;       // kernels are built for the device once it is known
+  std::shared_ptr<const opal::exec::Description> desc;           // its executable description (routing, hyperparameters)
+  std::vector<opal::ParamDesc> params;                           // until the optimizer is built
+  std::map<std::string, double> hparams;                         // set before it is built
   opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
-  opal::Device device;  // of the parameters added so far
+  opal::Device device;                                           // of the parameters added so far
   std::unique_ptr<opal::Optimizer> opt;
   std::set<std::string> strings;  // returned names, alive as long as the handle
   std::string report;
@@ -137,22 +137,24 @@ opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer*
 
 void opal_destroy(opal_optimizer* opt) { delete opt; }
 
-opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype, opal_device device,
-                           void* data, void* grad) {
+opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype, opal_device device, void* data,
+                           void* grad) {
   return guarded([&] {
     need(opt, "opt");
     need(name, "name");
     need(ndim == 0 || shape, "shape");
     if (opt->opt) throw Failure{OPAL_ERROR_STATE, fmt::format("cannot add parameter `{}`: the parameter list was fixed by an earlier call", name)};
     if (ndim < 0 || ndim > 8) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` has {} dimensions; 0 to 8 are allowed", name, ndim)};
-    if (device != OPAL_CPU && device != OPAL_CUDA) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}`: unknown device {}", name, int(device))};
+    if (device != OPAL_CPU && device != OPAL_CUDA)
+      throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}`: unknown device {}", name, int(device))};
     const opal::Device dev{device == OPAL_CUDA ? opal::DeviceKind::Cuda : opal::DeviceKind::Cpu, 0};
     if (!opt->params.empty() && dev.kind != opt->device.kind)
       throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is on {}, and the earlier ones on {}: one optimizer steps one device", name,
                                                      opal::device_name(dev), opal::device_name(opt->device))};
     if (dev.kind == opal::DeviceKind::Cuda && opt->params.empty()) opal::make_backend(dev);  // no CUDA here: say so now (DeviceError)
     if (dtype != OPAL_F32)
-      throw Failure{OPAL_ERROR_UNSUPPORTED, fmt::format("parameter `{}` is {}; Opal steps f32 parameters (keep an f32 master copy)", name, dtype_name(dtype))};
+      throw Failure{OPAL_ERROR_UNSUPPORTED,
+                    fmt::format("parameter `{}` is {}; Opal steps f32 parameters (keep an f32 master copy)", name, dtype_name(dtype))};
     for (const auto& p : opt->params)
       if (p.name == name) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is given twice", name)};
     opal::ParamDesc p{name, std::vector<int64_t>(shape, shape + ndim), static_cast<float*>(data), static_cast<float*>(grad)};

@@ -68,8 +68,8 @@ OPAL_API void opal_destroy(opal_optimizer* opt);
  * OPAL_CPU (host pointers) or OPAL_CUDA (device pointers, device 0; every parameter of one
  * optimizer on the same device). Another dtype, or CUDA where this build has no CUDA backend
  * or the machine no device, is OPAL_ERROR_UNSUPPORTED with the reason. */
-OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype,
-                                    opal_device device, void* data, void* grad);
+OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype, opal_device device,
+                                    void* data, void* grad);
 /* Points a parameter at new memory (a host that reallocates its gradients). A NULL `grad`
  * leaves the parameter out of the following steps until a gradient is bound again. */
 OPAL_API opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, void* grad);

@@ -102,12 +102,14 @@ PYBIND11_MODULE(_opal, m) {
       py::arg("spec"), "Checks every declaration of a spec (name, path or text); raises SpecError, returns warnings.");
 
   m.def(
-      "check_hparam_value", [](const std::string& name, double value) { Optimizer::check_hparam_value(name, value); }, py::arg("name"), py::arg("value"),
-      "Raises OpalError unless the value is finite and within float32's range (the runtime's own rule).");
+      "check_hparam_value", [](const std::string& name, double value) { Optimizer::check_hparam_value(name, value); }, py::arg("name"),
+      py::arg("value"), "Raises OpalError unless the value is finite and within float32's range (the runtime's own rule).");
 
   py::class_<Compiled>(m, "Compiled")
-      .def(py::init([](const std::string& spec, const std::string& optimizer) { auto co = compile_spec({spec, optimizer, ""});
-             return Compiled{co, build_executable(co)}; }),
+      .def(py::init([](const std::string& spec, const std::string& optimizer) {
+             auto co = compile_spec({spec, optimizer, ""});
+             return Compiled{co, build_executable(co)};
+           }),
            py::arg("spec"), py::arg("optimizer") = "")
       .def_property_readonly("name", [](const Compiled& c) { return c.exe->desc->name; })
       .def_property_readonly("hparams",
@@ -131,20 +133,19 @@ PYBIND11_MODULE(_opal, m) {
     return py::buffer_info(v.data, sizeof(float), py::format_descriptor<float>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(sizeof(float))});
   });
 
-  py::class_<Pending>(m, "PendingLoad")
-      .def_property_readonly("report", [](const Pending& p) { return report_dict(p.load->report); });
+  py::class_<Pending>(m, "PendingLoad").def_property_readonly("report", [](const Pending& p) { return report_dict(p.load->report); });
 
   py::class_<Optimizer, std::shared_ptr<Optimizer>>(m, "Optimizer")
       // params: [(name, shape, data address)]; gradients are bound at each step
       // device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
-      .def(py::init([](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t>>& params,
-                       const std::string& device) {
-             std::vector<ParamDesc> ps;
-             for (const auto& [name, shape, data] : params) ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true});
-             const Device d = parse_device(device);
-             if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps));
-             return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d));
-           }),
+      .def(py::init(
+               [](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t>>& params, const std::string& device) {
+                 std::vector<ParamDesc> ps;
+                 for (const auto& [name, shape, data] : params) ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true});
+                 const Device d = parse_device(device);
+                 if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps));
+                 return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d));
+               }),
            py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu")
       .def_property_readonly("device", &Optimizer::describe_device)
       .def(
@@ -152,8 +153,7 @@ PYBIND11_MODULE(_opal, m) {
           [](Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads, uintptr_t stream) {
             if (data.size() != o.num_params() || grads.size() != o.num_params())
               throw Error(fmt::format("step needs {} data and gradient addresses, got {} and {}", o.num_params(), data.size(), grads.size()));
-            for (size_t i = 0; i < data.size(); ++i)
-              o.bind(i, reinterpret_cast<float*>(data[i]), reinterpret_cast<float*>(grads[i]));
+            for (size_t i = 0; i < data.size(); ++i) o.bind(i, reinterpret_cast<float*>(data[i]), reinterpret_cast<float*>(grads[i]));
             py::gil_scoped_release release;
             o.step(reinterpret_cast<void*>(stream));
           },
@@ -194,7 +194,8 @@ PYBIND11_MODULE(_opal, m) {
       .def("slots", &Optimizer::slots)
       .def("state_shape", &Optimizer::state_shape)
       // the address of a state slot in the optimizer's device memory (CUDA views are built on it)
-      .def("state_address", [](Optimizer& o, const std::string& name, const std::string& slot) { return reinterpret_cast<uintptr_t>(o.state_data(name, slot)); })
+      .def("state_address",
+           [](Optimizer& o, const std::string& name, const std::string& slot) { return reinterpret_cast<uintptr_t>(o.state_data(name, slot)); })
       .def("state_view",
            [](std::shared_ptr<Optimizer> o, const std::string& name, const std::string& slot) {
              auto s = o->state(name, slot);
@@ -226,7 +227,9 @@ PYBIND11_MODULE(_opal, m) {
                t.dtype = dtype_code(dtype);
                int64_t want = 1;
                for (int64_t d : shape) want *= d;
-               if (numel != want) throw CheckpointError(fmt::format("cannot load `{}`: tensor `{}` has {} elements for shape [{}]", what, k, numel, fmt::join(shape, ", ")));
+               if (numel != want)
+                 throw CheckpointError(
+                     fmt::format("cannot load `{}`: tensor `{}` has {} elements for shape [{}]", what, k, numel, fmt::join(shape, ", ")));
                if (t.dtype == "F32" && numel > 0) {
                  const float* p = reinterpret_cast<const float*>(addr);
                  t.values.assign(p, p + numel);

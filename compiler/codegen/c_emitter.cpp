@@ -30,7 +30,8 @@ std::string randn_prelude(const std::string& q) {
   const float u2 = ((float)(x & 0xffffffull) + 0.5f) * (1.0f / 16777216.0f);
   return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
 }}
-)", q);
+)",
+                     q);
 }
 
 std::string kernel_symbol(size_t route, size_t kernel) { return fmt::format("opal_r{}_k{}", route, kernel); }
@@ -75,7 +76,8 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
     case Op::Const: return literal(n.fattr);
     case Op::HParam: return fmt::format("U_hp({})", n.iattr);
     case Op::Step: return "U_t";
-    case Op::Dim: return ir::dim_kind(n) == ir::DimKind::Rows ? "(double)rows" : ir::dim_kind(n) == ir::DimKind::Cols ? "(double)cols" : "(double)numel";
+    case Op::Dim:
+      return ir::dim_kind(n) == ir::DimKind::Rows ? "(double)rows" : ir::dim_kind(n) == ir::DimKind::Cols ? "(double)cols" : "(double)numel";
     case Op::Sum:
     case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", p.temp_index(v));
     default: {
@@ -197,14 +199,14 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     else rhs = element_expr(g, v);
     out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
   }
-  for (auto [v, i] : checks)
-    out += fmt::format("{}if (opal_nonfinite(v{})) opal_chk |= {}u;  // {}\n", ind, v.v, 1u << i, g.probes[i].stage);
+  for (auto [v, i] : checks) out += fmt::format("{}if (opal_nonfinite(v{})) opal_chk |= {}u;  // {}\n", ind, v.v, 1u << i, g.probes[i].stage);
   for (ValueId r : K.reductions) {
     const ir::Node& n = g.at(r);
     std::string val = operand(g, n.operands[0]);
     if (n.op == Op::Sum) out += fmt::format("{}{}\n", ind, accumulate_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)), val));
     else
-      out += fmt::format("{}{}  // {}\n", ind, accumulate(fmt::format("sb{}[{}]", buf_of_temp(r), n.op == Op::RowSum ? "i" : "j"), val), comment(g, r));
+      out +=
+          fmt::format("{}{}  // {}\n", ind, accumulate(fmt::format("sb{}[{}]", buf_of_temp(r), n.op == Op::RowSum ? "i" : "j"), val), comment(g, r));
   }
   for (ValueId s : K.stores) out += fmt::format("{}sb{}[{}] = v{};  // temp\n", ind, buf_of_temp(s), idx(g.at(s).shape), s.v);
   for (ValueId e : K.effects) {
@@ -212,8 +214,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     std::string val = operand(g, n.operands[0]);
     if (n.op == Op::ParamWrite) out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, idx(Shape::Full), val, comment(g, e));
     else if (n.op == Op::StateWriteIf)
-      out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val,
-                         comment(g, e));
+      out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr),
+                         idx(g.slots[n.iattr].shape), val, comment(g, e));
     else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val, comment(g, e));
   }
   std::swap(out, body);

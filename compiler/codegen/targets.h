@@ -19,7 +19,7 @@ class CEmitter {
 
  protected:
   virtual std::string signature(const std::string& name) const = 0;
-  virtual std::string open_tensor() const = 0;   // binds `T` (and opens the per-tensor loop)
+  virtual std::string open_tensor() const = 0;  // binds `T` (and opens the per-tensor loop)
   virtual std::string close_tensor() const = 0;
   virtual std::string loop_open(const Kernel& k) const = 0;
   virtual std::string loop_close(const Kernel& k) const = 0;

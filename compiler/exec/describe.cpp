@@ -14,8 +14,8 @@ namespace opal {
 
 namespace {
 
-using ir::Op;
 using exec::ScalarOp;
+using ir::Op;
 
 exec::Extent extent_of(ir::Shape s) { return exec::Extent(uint8_t(s)); }  // the same order
 

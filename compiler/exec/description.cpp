@@ -31,9 +31,9 @@ Dims dims_of(Extent e, long long rows, long long cols) {
 }
 
 const char* scalar_op_name(ScalarOp op) {
-  static const char* names[] = {"const", "step", "hparam", "rows", "cols", "numel", "neg",   "not", "sqrt", "abs", "sign", "exp",
-                                "log",   "cos",  "sin",    "tanh", "floor", "bf16", "add",   "sub", "mul",  "div", "pow",  "min",
-                                "max",   "mod",  "lt",     "le",   "gt",   "ge",    "eq",   "ne",  "and", "or",   "select"};
+  static const char* names[] = {"const", "step", "hparam", "rows", "cols",  "numel", "neg", "not", "sqrt", "abs", "sign",  "exp",
+                                "log",   "cos",  "sin",    "tanh", "floor", "bf16",  "add", "sub", "mul",  "div", "pow",   "min",
+                                "max",   "mod",  "lt",     "le",   "gt",    "ge",    "eq",  "ne",  "and",  "or",  "select"};
   return names[size_t(op)];
 }
 
@@ -98,9 +98,19 @@ void ScalarProgram::run(double t, const double* hparams, double rows, double col
 }
 
 const char* call_name(const CallOp& op) {
-  static const char* names[] = {"gemm",          "gram",         "gram_apply",    "eigh",           "inv_root",
-                                "qr",            "diag",         "argsort",       "permute_rows",   "permute_cols",
-                                "tri_solve_left", "tri_solve_right", "norm_lower_bound"};
+  static const char* names[] = {"gemm",
+                                "gram",
+                                "gram_apply",
+                                "eigh",
+                                "inv_root",
+                                "qr",
+                                "diag",
+                                "argsort",
+                                "permute_rows",
+                                "permute_cols",
+                                "tri_solve_left",
+                                "tri_solve_right",
+                                "norm_lower_bound"};
   return names[op.index()];
 }
 
@@ -139,7 +149,8 @@ std::string print_route(const Description& d, size_t ri) {
   for (size_t i = 0; i < r.slots.size(); ++i)
     s += fmt::format(", b{} {}:{}{}", kFirstSlotBuffer + i, r.slots[i].name, extent_name(r.slots[i].extent),
                      r.slots[i].init == Init::Identity ? "=eye" : "");
-  for (size_t i = 0; i < r.scratch.size(); ++i) s += fmt::format(", b{} scratch:{}", kFirstSlotBuffer + r.slots.size() + i, extent_name(r.scratch[i]));
+  for (size_t i = 0; i < r.scratch.size(); ++i)
+    s += fmt::format(", b{} scratch:{}", kFirstSlotBuffer + r.slots.size() + i, extent_name(r.scratch[i]));
   s += "\n";
   for (size_t i = 0; i < r.scalars.code.size(); ++i) {
     const ScalarInstr& in = r.scalars.code[i];
@@ -201,17 +212,17 @@ std::string verify(const Description& d) {
       const uint32_t ops[3] = {in.a, in.b, in.c};
       for (int k = 0; k < scalar_arity(in.op); ++k)
         if (ops[k] >= i) return bad(fmt::format("r{} reads r{}, not an earlier register", i, ops[k]));
-      if (in.op == ScalarOp::HParam && in.a >= d.hparams.size()) return bad(fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size()));
+      if (in.op == ScalarOp::HParam && in.a >= d.hparams.size())
+        return bad(fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size()));
     }
-    auto guard_ok = [&](const Guard& g) {
-      return std::all_of(g.all.begin(), g.all.end(), [&](const GuardTerm& t) { return t.reg < nregs; });
-    };
+    auto guard_ok = [&](const Guard& g) { return std::all_of(g.all.begin(), g.all.end(), [&](const GuardTerm& t) { return t.reg < nregs; }); };
     std::vector<int> seen_k(r.kernels.size()), seen_c(r.calls.size());
     for (const auto& e : r.schedule) {
       if (e.index >= (e.is_call ? r.calls.size() : r.kernels.size())) return bad("a schedule entry is out of range");
       ++(e.is_call ? seen_c : seen_k)[e.index];
     }
-    if (std::any_of(seen_k.begin(), seen_k.end(), [](int n) { return n != 1; }) || std::any_of(seen_c.begin(), seen_c.end(), [](int n) { return n != 1; }))
+    if (std::any_of(seen_k.begin(), seen_k.end(), [](int n) { return n != 1; }) ||
+        std::any_of(seen_c.begin(), seen_c.end(), [](int n) { return n != 1; }))
       return bad("the schedule does not run every kernel and call exactly once");
     for (const auto& k : r.kernels) {
       if (k.symbol >= d.symbols.size()) return bad("a kernel's symbol is out of range");
@@ -221,9 +232,11 @@ std::string verify(const Description& d) {
     }
     for (const auto& c : r.calls) {
       if (!guard_ok(c.guard)) return bad("a call's guard reads a missing register");
-      if (c.out < kFirstSlotBuffer + r.slots.size() || c.out >= nbuf) return bad(fmt::format("{} writes b{}, not a scratch buffer", call_name(c.op), c.out));
+      if (c.out < kFirstSlotBuffer + r.slots.size() || c.out >= nbuf)
+        return bad(fmt::format("{} writes b{}, not a scratch buffer", call_name(c.op), c.out));
       for (const auto& o : c.in) {
-        if (o.buffer >= 0 ? size_t(o.buffer) >= nbuf : (o.reg < 0 || size_t(o.reg) >= nregs)) return bad(fmt::format("an operand of {} is out of range", call_name(c.op)));
+        if (o.buffer >= 0 ? size_t(o.buffer) >= nbuf : (o.reg < 0 || size_t(o.reg) >= nregs))
+          return bad(fmt::format("an operand of {} is out of range", call_name(c.op)));
         if (o.buffer >= 0 && uint32_t(o.buffer) == c.out) return bad(fmt::format("{} reads the buffer it writes", call_name(c.op)));
       }
     }

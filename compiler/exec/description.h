@@ -34,9 +34,40 @@ Dims dims_of(Extent e, long long rows, long long cols);
 // Instruction i writes register i. Operands name earlier registers. Inputs: the step count t,
 // hyperparameter `index`, the parameter's rows, cols and numel.
 enum class ScalarOp : uint8_t {
-  Const, Step, HParam, Rows, Cols, Numel,
-  Neg, Not, Sqrt, Abs, Sign, Exp, Log, Cos, Sin, Tanh, Floor, Bf16,
-  Add, Sub, Mul, Div, Pow, Min, Max, Mod, Lt, Le, Gt, Ge, Eq, Ne, And, Or,
+  Const,
+  Step,
+  HParam,
+  Rows,
+  Cols,
+  Numel,
+  Neg,
+  Not,
+  Sqrt,
+  Abs,
+  Sign,
+  Exp,
+  Log,
+  Cos,
+  Sin,
+  Tanh,
+  Floor,
+  Bf16,
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Pow,
+  Min,
+  Max,
+  Mod,
+  Lt,
+  Le,
+  Gt,
+  Ge,
+  Eq,
+  Ne,
+  And,
+  Or,
   Select,
 };
 const char* scalar_op_name(ScalarOp op);
@@ -86,7 +117,7 @@ struct Slot {
 
 // ---- The schedule ---------------------------------------------------------------------------
 struct KernelLaunch {
-  uint32_t symbol = 0;          // index into Description::symbols
+  uint32_t symbol = 0;           // index into Description::symbols
   Extent domain = Extent::Full;  // iteration space (grid sizing)
   Guard guard;
   std::vector<uint32_t> zeroed;  // buffers the kernel accumulates into, zeroed before it runs
@@ -119,8 +150,8 @@ struct PermuteCols {};
 struct TriSolveLeft {};   // (Q upper, X): Q^-T X
 struct TriSolveRight {};  // (X, Q upper): X Q^-1
 struct NormLowerBound {};
-using CallOp = std::variant<Gemm, Gram, GramApply, Eigh, InvRoot, Qr, Diag, Argsort, PermuteRows, PermuteCols, TriSolveLeft, TriSolveRight,
-                            NormLowerBound>;
+using CallOp =
+    std::variant<Gemm, Gram, GramApply, Eigh, InvRoot, Qr, Diag, Argsort, PermuteRows, PermuteCols, TriSolveLeft, TriSolveRight, NormLowerBound>;
 const char* call_name(const CallOp& op);
 
 // An operand: a buffer of the table, or a scalar register.

@@ -70,8 +70,14 @@ const char* shape_name(Shape s) {
 bool is_square(Shape s) { return s == Shape::Left || s == Shape::Right || s == Shape::Small; }
 
 bool try_broadcast(Shape a, Shape b, Shape& out) {
-  if (a == b || b == Shape::Scalar) { out = a; return true; }
-  if (a == Shape::Scalar) { out = b; return true; }
+  if (a == b || b == Shape::Scalar) {
+    out = a;
+    return true;
+  }
+  if (a == Shape::Scalar) {
+    out = b;
+    return true;
+  }
   if (is_square(a) || is_square(b)) return false;
   out = Shape::Full;  // rows x cols, or anything with full
   return true;
@@ -88,10 +94,22 @@ namespace {
 enum Dim : uint8_t { M, N, K, None };
 bool dims_of(Shape s, Dim& r, Dim& c) {
   switch (s) {
-    case Shape::Full: r = M; c = N; return true;
-    case Shape::Left: r = M; c = M; return true;
-    case Shape::Right: r = N; c = N; return true;
-    case Shape::Small: r = K; c = K; return true;
+    case Shape::Full:
+      r = M;
+      c = N;
+      return true;
+    case Shape::Left:
+      r = M;
+      c = M;
+      return true;
+    case Shape::Right:
+      r = N;
+      c = N;
+      return true;
+    case Shape::Small:
+      r = K;
+      c = K;
+      return true;
     default: return false;
   }
 }
@@ -130,23 +148,13 @@ bool library_shape(Op op, int64_t iattr, const Shape* in, int n, Shape& out) {
     case Op::Eigh:
     case Op::Qr: out = in[0]; return is_square(in[0]);
     case Op::InvRoot: out = in[0]; return is_square(in[0]) && in[1] == Shape::Scalar;
-    case Op::Diag:
-      out = in[0] == Shape::Left ? Shape::Rows : Shape::Cols;
-      return in[0] == Shape::Left || in[0] == Shape::Right;
+    case Op::Diag: out = in[0] == Shape::Left ? Shape::Rows : Shape::Cols; return in[0] == Shape::Left || in[0] == Shape::Right;
     case Op::Argsort: out = in[0]; return in[0] == Shape::Rows || in[0] == Shape::Cols;
-    case Op::PermuteRows:
-      out = in[0];
-      return dims_of(in[0], r0, c0) && r0 != K && index_dim(in[1]) == r0;
-    case Op::PermuteCols:
-      out = in[0];
-      return dims_of(in[0], r0, c0) && c0 != K && index_dim(in[1]) == c0;
+    case Op::PermuteRows: out = in[0]; return dims_of(in[0], r0, c0) && r0 != K && index_dim(in[1]) == r0;
+    case Op::PermuteCols: out = in[0]; return dims_of(in[0], r0, c0) && c0 != K && index_dim(in[1]) == c0;
     case Op::NewtonSchulz: out = Shape::Full; return in[0] == Shape::Full;
-    case Op::TriSolveLeft:
-      out = in[1];
-      return is_square(in[0]) && dims_of(in[0], r0, c0) && dims_of(in[1], r1, c1) && r0 == r1;
-    case Op::TriSolveRight:
-      out = in[0];
-      return is_square(in[1]) && dims_of(in[0], r0, c0) && dims_of(in[1], r1, c1) && c0 == r1;
+    case Op::TriSolveLeft: out = in[1]; return is_square(in[0]) && dims_of(in[0], r0, c0) && dims_of(in[1], r1, c1) && r0 == r1;
+    case Op::TriSolveRight: out = in[0]; return is_square(in[1]) && dims_of(in[0], r0, c0) && dims_of(in[1], r1, c1) && c0 == r1;
     case Op::NormLowerBound: out = Shape::Scalar; return is_square(in[0]);
     default: return false;
   }
@@ -179,7 +187,14 @@ void infer_matrix_only(Graph& g) {
 size_t Builder::KeyHash::operator()(const Key& k) const {
   uint64_t h = 1469598103934665603ull;
   auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
-  mix(uint64_t(k.op)); mix(uint64_t(k.shape)); mix(k.n); mix(k.a); mix(k.b); mix(k.c); mix(uint64_t(k.i)); mix(k.f);
+  mix(uint64_t(k.op));
+  mix(uint64_t(k.shape));
+  mix(k.n);
+  mix(k.a);
+  mix(k.b);
+  mix(k.c);
+  mix(uint64_t(k.i));
+  mix(k.f);
   return size_t(h);
 }
 
@@ -203,8 +218,7 @@ ValueId Builder::add(Op op, Shape shape, std::initializer_list<ValueId> operands
 
 ValueId Builder::add_node(const Node& n) {
   OPAL_CHECK(n.n_operands == arity(n.op), "op %s takes %d operands, got %d", op_name(n.op), arity(n.op), n.n_operands);
-  for (int i = 0; i < n.n_operands; ++i)
-    OPAL_CHECK(n.operands[i].v < g_.nodes.size(), "operand %d of %s is not in the graph", i, op_name(n.op));
+  for (int i = 0; i < n.n_operands; ++i) OPAL_CHECK(n.operands[i].v < g_.nodes.size(), "operand %d of %s is not in the graph", i, op_name(n.op));
   ValueId id{uint32_t(g_.nodes.size())};
   if (category(n.op) == Category::Effect) {
     g_.nodes.push_back(n);

@@ -82,14 +82,14 @@ struct Probe {
 inline constexpr size_t kMaxProbes = 32;
 
 struct Graph {
-  std::string name;                       // e.g. "adamw.matrix"
-  std::vector<std::string> hparams;       // the optimizer's hyperparameters, by HParam index
+  std::string name;                  // e.g. "adamw.matrix"
+  std::vector<std::string> hparams;  // the optimizer's hyperparameters, by HParam index
   std::vector<Slot> slots;
-  std::vector<Node> nodes;                // operands always precede their users
-  std::vector<ValueId> effects;           // roots, in program order
-  std::vector<Probe> probes;              // in pipeline order; passes keep those still live
-  bool matrix_only = false;               // uses row/column structure: vectors may not use it
-  std::string matrix_reason;              // the op that makes it matrix-only, for errors
+  std::vector<Node> nodes;       // operands always precede their users
+  std::vector<ValueId> effects;  // roots, in program order
+  std::vector<Probe> probes;     // in pipeline order; passes keep those still live
+  bool matrix_only = false;      // uses row/column structure: vectors may not use it
+  std::string matrix_reason;     // the op that makes it matrix-only, for errors
 
   const Node& at(ValueId id) const { return nodes[id.v]; }
 };
@@ -105,10 +105,17 @@ class Builder {
 
  private:
   struct Key {
-    Op op; Shape shape; uint8_t n; uint32_t a, b, c; int64_t i; uint64_t f;
+    Op op;
+    Shape shape;
+    uint8_t n;
+    uint32_t a, b, c;
+    int64_t i;
+    uint64_t f;
     bool operator==(const Key&) const = default;
   };
-  struct KeyHash { size_t operator()(const Key& k) const; };
+  struct KeyHash {
+    size_t operator()(const Key& k) const;
+  };
   Graph& g_;
   std::unordered_map<Key, ValueId, KeyHash> interned_;
 };

@@ -26,12 +26,10 @@ std::string print_node(const Graph& g, ValueId id) {
     case Op::Eigh:
     case Op::Argsort: s += order_attrs(n).descending ? " desc" : " asc"; break;
     case Op::InvRoot: s += fmt::format(" p={}{}", inv_root_attrs(n).p, inv_root_attrs(n).damped ? " damped" : ""); break;
-    case Op::NewtonSchulz:
-    {
+    case Op::NewtonSchulz: {
       const NewtonSchulzAttrs a = newton_schulz_attrs(n);
       s += fmt::format(" steps={} coeffs={} eps={}{}", a.steps, a.coeffs ? "you" : "keller", a.eps, a.bf16 ? " bf16" : "");
-    }
-      break;
+    } break;
     default: break;
   }
   bool named = n.op == Op::StateWrite || n.op == Op::StateWriteIf;

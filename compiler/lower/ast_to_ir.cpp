@@ -16,7 +16,6 @@
 
 #include <fmt/format.h>
 
-
 namespace opal {
 
 using ir::Op;
@@ -178,7 +177,8 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
       diags.report(DiagKind::NotConstant, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` must be a number", prm.name),
                    "hyperparameters are runtime scalars; compute derived values in the route's arguments");
     } else if (v = *c, !(std::abs(v) <= double(FLT_MAX))) {
-      diags.report(DiagKind::InvalidNumber, prm.default_value->loc, fmt::format("the default of hyperparameter `{}` ({:g}) is out of range", prm.name, v),
+      diags.report(DiagKind::InvalidNumber, prm.default_value->loc,
+                   fmt::format("the default of hyperparameter `{}` ({:g}) is out of range", prm.name, v),
                    "the kernels compute in float32: values up to about 3.4e38 in magnitude");
       v = 0;
     }
@@ -225,4 +225,3 @@ void check_component(const Program& p, const ComponentDecl& c, Diagnostics& diag
 }
 
 }  // namespace opal
-

@@ -13,8 +13,8 @@ namespace opal::lowering {
 
 // Lowers one stage; `stage_key` names its state slots ("adapt", "adapt#2"). A basis
 // component fills `frame`.
-void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& bound, const Scope& caller, Stream& st,
-               const std::string& stage_key, SourceLoc call_loc, BasisFrame* frame) {
+void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& bound, const Scope& caller, Stream& st, const std::string& stage_key,
+                        SourceLoc call_loc, BasisFrame* frame) {
   auto scope = std::make_shared<Scope>();
   scope->parent = &builtins_;
   // Parameters: the argument or the default, both evaluated in the caller's scope. A parameter
@@ -27,7 +27,8 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
     if (!v.valid()) continue;
     bool tensor_param = dflt.valid() && shape(dflt) != Shape::Scalar;
     if (bound[i] && !tensor_param && shape(v) != Shape::Scalar)
-      d_.report(DiagKind::ScalarExpected, bound[i]->loc, fmt::format("`{}` of `{}` takes a scalar, but this is {}", prm.name, c.name, describe(shape(v))),
+      d_.report(DiagKind::ScalarExpected, bound[i]->loc,
+                fmt::format("`{}` of `{}` takes a scalar, but this is {}", prm.name, c.name, describe(shape(v))),
                 "pass a hyperparameter or a number");
     scope->vars[prm.name] = {v, VarKind::Param};
   }
@@ -76,7 +77,7 @@ void Lowerer::leave_basis(const BasisFrame& f, Stream& st) {
 // guard(new, cond), that the passes keep: guard inference (passes/guards.cpp) runs the work
 // that only feeds it on refresh steps only.
 void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentCtx& ctx, const std::string& stage_key, ValueId guard,
-                bool in_inverse) {
+                         bool in_inverse) {
   const ComponentDecl& c = *ctx.decl;
   for (const Stmt& s : body) {
     if (s.kind == Stmt::Kind::Inverse) {
@@ -99,7 +100,8 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
       ValueId n = lower(*s.value, scope);
       if (!n.valid()) continue;
       if (shape(n) != Shape::Scalar) {
-        d_.report(DiagKind::ScalarExpected, s.value->loc, fmt::format("the argument of `{}` must be a scalar, but this is {}", s.name, describe(shape(n))));
+        d_.report(DiagKind::ScalarExpected, s.value->loc,
+                  fmt::format("the argument of `{}` must be a scalar, but this is {}", s.name, describe(shape(n))));
         continue;
       }
       ValueId cond;
@@ -129,7 +131,8 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
     }
     if (s.kind == Stmt::Kind::State) {
       if (guard.valid() || in_inverse) {
-        d_.report(DiagKind::Redefinition, s.name_loc, "states are declared at the top level of a component", "move the `state` line out of the block");
+        d_.report(DiagKind::Redefinition, s.name_loc, "states are declared at the top level of a component",
+                  "move the `state` line out of the block");
         continue;
       }
       if (scope.vars.count(s.name) && scope.vars[s.name].kind != VarKind::Param) {
@@ -169,8 +172,9 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
       continue;
     }
     if (target->kind == VarKind::Param || target->kind == VarKind::Builtin || target->kind == VarKind::HParam) {
-      d_.report(DiagKind::AssignToReadOnly, s.name_loc, fmt::format("cannot assign to `{}`", s.name),
-                target->kind == VarKind::Param ? "parameters are read-only: copy it with `let`" : "only states, `let` bindings, u and g can be assigned");
+      d_.report(
+          DiagKind::AssignToReadOnly, s.name_loc, fmt::format("cannot assign to `{}`", s.name),
+          target->kind == VarKind::Param ? "parameters are read-only: copy it with `let`" : "only states, `let` bindings, u and g can be assigned");
       continue;
     }
     if (in_inverse && s.name != "u" && target->kind != VarKind::Local) {
@@ -222,8 +226,7 @@ Lowerer::StateInit Lowerer::state_init(const Expr& e, const Scope& s) {
   }
   if (e.kind == Expr::Kind::Call && (e.name == "zeros" || e.name == "eye")) {
     std::vector<std::string> dims;
-    for (const auto& a : e.args)
-      dims.push_back(a.value->kind == Expr::Kind::Name && a.name.empty() ? a.value->name : "?");
+    for (const auto& a : e.args) dims.push_back(a.value->kind == Expr::Kind::Name && a.name.empty() ? a.value->name : "?");
     bool eye = e.name == "eye";
     if (!eye && dims == std::vector<std::string>{"rows"}) return ok(Shape::Rows);
     if (!eye && dims == std::vector<std::string>{"cols"}) return ok(Shape::Cols);

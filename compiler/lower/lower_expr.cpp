@@ -16,20 +16,31 @@ namespace {
 
 // Builtins with rules of their own; the elementwise ones come from the op registry (ops.def).
 constexpr BuiltinFn kRuleBuiltins[] = {
-    {"row_sum", 1, Op::RowSum, BuiltinFn::RowSum}, {"row_mean", 1, Op::RowSum, BuiltinFn::RowMean},
-    {"col_sum", 1, Op::ColSum, BuiltinFn::ColSum}, {"col_mean", 1, Op::ColSum, BuiltinFn::ColMean},
-    {"sum", 1, Op::Sum, BuiltinFn::Sum},           {"mean", 1, Op::Sum, BuiltinFn::Mean},
-    {"norm", 1, Op::Sum, BuiltinFn::Norm},         {"rms", 1, Op::Sum, BuiltinFn::Rms},
+    {"row_sum", 1, Op::RowSum, BuiltinFn::RowSum},
+    {"row_mean", 1, Op::RowSum, BuiltinFn::RowMean},
+    {"col_sum", 1, Op::ColSum, BuiltinFn::ColSum},
+    {"col_mean", 1, Op::ColSum, BuiltinFn::ColMean},
+    {"sum", 1, Op::Sum, BuiltinFn::Sum},
+    {"mean", 1, Op::Sum, BuiltinFn::Mean},
+    {"norm", 1, Op::Sum, BuiltinFn::Norm},
+    {"rms", 1, Op::Sum, BuiltinFn::Rms},
     // matrix work (run by the backend's linear algebra between fused kernels)
-    {"eigh", 1, Op::Eigh, BuiltinFn::Matrix},      {"eigh_desc", 1, Op::Eigh, BuiltinFn::Matrix},
-    {"inv_root", 3, Op::InvRoot, BuiltinFn::Matrix}, {"inv_root_damped", 3, Op::InvRoot, BuiltinFn::Matrix},
-    {"qr", 1, Op::Qr, BuiltinFn::Matrix},          {"diag", 1, Op::Diag, BuiltinFn::Matrix},
+    {"eigh", 1, Op::Eigh, BuiltinFn::Matrix},
+    {"eigh_desc", 1, Op::Eigh, BuiltinFn::Matrix},
+    {"inv_root", 3, Op::InvRoot, BuiltinFn::Matrix},
+    {"inv_root_damped", 3, Op::InvRoot, BuiltinFn::Matrix},
+    {"qr", 1, Op::Qr, BuiltinFn::Matrix},
+    {"diag", 1, Op::Diag, BuiltinFn::Matrix},
     {"argsort_desc", 1, Op::Argsort, BuiltinFn::Matrix},
-    {"permute_rows", 2, Op::PermuteRows, BuiltinFn::Matrix}, {"permute_cols", 2, Op::PermuteCols, BuiltinFn::Matrix},
-    {"newton_schulz", 5, Op::NewtonSchulz, BuiltinFn::Matrix}, {"eye", 1, Op::Eye, BuiltinFn::Matrix},
+    {"permute_rows", 2, Op::PermuteRows, BuiltinFn::Matrix},
+    {"permute_cols", 2, Op::PermuteCols, BuiltinFn::Matrix},
+    {"newton_schulz", 5, Op::NewtonSchulz, BuiltinFn::Matrix},
+    {"eye", 1, Op::Eye, BuiltinFn::Matrix},
     {"transpose", 1, Op::MatMul, BuiltinFn::Matrix},
-    {"tri_solve_left", 2, Op::TriSolveLeft, BuiltinFn::Matrix}, {"tri_solve_right", 2, Op::TriSolveRight, BuiltinFn::Matrix},
-    {"nlb", 1, Op::NormLowerBound, BuiltinFn::Matrix}, {"triu", 1, Op::Triu, BuiltinFn::Matrix},
+    {"tri_solve_left", 2, Op::TriSolveLeft, BuiltinFn::Matrix},
+    {"tri_solve_right", 2, Op::TriSolveRight, BuiltinFn::Matrix},
+    {"nlb", 1, Op::NormLowerBound, BuiltinFn::Matrix},
+    {"triu", 1, Op::Triu, BuiltinFn::Matrix},
     {"randn", 0, Op::RandN, BuiltinFn::Matrix},
 };
 
@@ -106,10 +117,11 @@ ValueId Lowerer::matmul(const Expr& e, const Scope& s, int depth) {
   }
   Shape in[2] = {shape(v[0]), shape(v[1])}, out;
   if (!ir::library_shape(Op::MatMul, ir::encode(mm), in, 2, out)) {
-    d_.report(DiagKind::MatmulMismatch, e.loc,
-              fmt::format("cannot multiply {}{} by {}{}", describe(in[0]), mm.ta ? " (transposed)" : "", describe(in[1]), mm.tb ? " (transposed)" : ""),
-              "`@` multiplies matrices whose inner sizes agree: rows x cols by cols x cols, rows x rows by rows x cols, and their "
-              "transposes; the result must be rows x cols or square");
+    d_.report(
+        DiagKind::MatmulMismatch, e.loc,
+        fmt::format("cannot multiply {}{} by {}{}", describe(in[0]), mm.ta ? " (transposed)" : "", describe(in[1]), mm.tb ? " (transposed)" : ""),
+        "`@` multiplies matrices whose inner sizes agree: rows x cols by cols x cols, rows x rows by rows x cols, and their "
+        "transposes; the result must be rows x cols or square");
     return {};
   }
   note_matrix();
@@ -131,15 +143,17 @@ ValueId Lowerer::name(const Expr& e, const Scope& s) {
     return {};
   }
   std::string m = closest_match(e.name, s.names());
-  d_.report(DiagKind::UnknownName, e.loc, fmt::format("unknown name `{}`", e.name),
-            m.empty() ? "names in scope are parameters, states, `let` bindings, u, g, w, t, rows, cols, numel" : fmt::format("did you mean `{}`?", m));
+  d_.report(
+      DiagKind::UnknownName, e.loc, fmt::format("unknown name `{}`", e.name),
+      m.empty() ? "names in scope are parameters, states, `let` bindings, u, g, w, t, rows, cols, numel" : fmt::format("did you mean `{}`?", m));
   return {};
 }
 
 ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
   if (const BuiltinFn* bf = find_builtin(e.name)) {
     if ((int)e.args.size() != bf->arity) {
-      d_.report(DiagKind::WrongArity, e.loc, fmt::format("`{}` takes {} argument{}, got {}", e.name, bf->arity, bf->arity == 1 ? "" : "s", e.args.size()));
+      d_.report(DiagKind::WrongArity, e.loc,
+                fmt::format("`{}` takes {} argument{}, got {}", e.name, bf->arity, bf->arity == 1 ? "" : "s", e.args.size()));
       return {};
     }
     std::vector<ValueId> a;
@@ -164,8 +178,9 @@ ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
                 "components are pipeline stages: `a -> " + e.name + "(...) -> b`");
     else
       d_.report(DiagKind::UnknownFunction, e.loc, fmt::format("unknown function `{}`", e.name),
-                m.empty() ? "builtins: sqrt abs sign exp log cos sin tanh floor min max pow select row_sum row_mean col_sum col_mean sum mean norm rms"
-                          : fmt::format("did you mean `{}`?", m));
+                m.empty()
+                    ? "builtins: sqrt abs sign exp log cos sin tanh floor min max pow select row_sum row_mean col_sum col_mean sum mean norm rms"
+                    : fmt::format("did you mean `{}`?", m));
     return {};
   }
   const FnDecl& f = *it->second;
@@ -254,11 +269,19 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
   bool two = bf.op == Op::PermuteRows || bf.op == Op::PermuteCols || bf.op == Op::TriSolveLeft || bf.op == Op::TriSolveRight;
   if (!ir::library_shape(bf.op, iattr, two ? in2 : in, two ? 2 : 1, out)) {
     static const std::map<std::string, std::string> need = {
-        {"eigh", "a square matrix"}, {"eigh_desc", "a square matrix"}, {"inv_root", "a square matrix"}, {"inv_root_damped", "a square matrix"},
-        {"qr", "a square matrix"}, {"diag", "a rows x rows or cols x cols matrix"}, {"argsort_desc", "one value per row or per column"},
-        {"permute_rows", "a matrix and indices of its rows"}, {"permute_cols", "a matrix and indices of its columns"},
-        {"newton_schulz", "a full rows x cols tensor"}, {"tri_solve_left", "an upper-triangular square and a matrix with as many rows"},
-        {"tri_solve_right", "a matrix and an upper-triangular square with as many rows as it has columns"}, {"nlb", "a square matrix"}};
+        {"eigh", "a square matrix"},
+        {"eigh_desc", "a square matrix"},
+        {"inv_root", "a square matrix"},
+        {"inv_root_damped", "a square matrix"},
+        {"qr", "a square matrix"},
+        {"diag", "a rows x rows or cols x cols matrix"},
+        {"argsort_desc", "one value per row or per column"},
+        {"permute_rows", "a matrix and indices of its rows"},
+        {"permute_cols", "a matrix and indices of its columns"},
+        {"newton_schulz", "a full rows x cols tensor"},
+        {"tri_solve_left", "an upper-triangular square and a matrix with as many rows"},
+        {"tri_solve_right", "a matrix and an upper-triangular square with as many rows as it has columns"},
+        {"nlb", "a square matrix"}};
     d_.report(DiagKind::WrongArgumentShape, arg(0).loc, fmt::format("`{}` takes {}, but this is {}", n, need.at(n), describe(in[0])));
     return {};
   }
@@ -271,7 +294,8 @@ ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, con
   auto dim = [&](ir::DimKind k) { return b_.add(Op::Dim, Shape::Scalar, {}, int64_t(k)); };
   auto need_full = [&]() {
     if (shape(a[0]) == Shape::Full) return true;
-    d_.report(DiagKind::WrongArgumentShape, e.args[0].value->loc, fmt::format("`{}` reduces a full tensor, but this is {}", bf.name, describe(shape(a[0]))));
+    d_.report(DiagKind::WrongArgumentShape, e.args[0].value->loc,
+              fmt::format("`{}` reduces a full tensor, but this is {}", bf.name, describe(shape(a[0]))));
     return false;
   };
   auto need_tensor = [&]() {

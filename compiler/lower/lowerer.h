@@ -112,8 +112,8 @@ class Lowerer {
 
   // Lowers one stage; `stage_key` names its state slots ("adapt", "adapt#2"). A basis
   // component fills `frame`.
-  void component(const ComponentDecl& c, const std::vector<const Expr*>& bound, const Scope& caller, Stream& st,
-                 const std::string& stage_key, SourceLoc call_loc, BasisFrame* frame = nullptr);
+  void component(const ComponentDecl& c, const std::vector<const Expr*>& bound, const Scope& caller, Stream& st, const std::string& stage_key,
+                 SourceLoc call_loc, BasisFrame* frame = nullptr);
 
   // The `inverse` block of a basis, at `unrotate`: maps u back; g returns to the outer basis.
   void leave_basis(const BasisFrame& f, Stream& st);

@@ -12,11 +12,8 @@ using ir::ValueId;
 
 std::vector<std::array<double, 3>> ns_coefficients(int set, int steps) {
   static const std::array<double, 3> keller = {3.4445, -4.7750, 2.0315};
-  static const std::array<std::array<double, 3>, 5> you = {{{4.0848, -6.8946, 2.9270},
-                                                            {3.9505, -6.3029, 2.6377},
-                                                            {3.7418, -5.5913, 2.3037},
-                                                            {2.8769, -3.1427, 1.2046},
-                                                            {2.8366, -3.0525, 1.2012}}};
+  static const std::array<std::array<double, 3>, 5> you = {
+      {{4.0848, -6.8946, 2.9270}, {3.9505, -6.3029, 2.6377}, {3.7418, -5.5913, 2.3037}, {2.8769, -3.1427, 1.2046}, {2.8366, -3.0525, 1.2012}}};
   std::vector<std::array<double, 3>> out;
   for (int k = 0; k < steps; ++k) out.push_back(set == 0 ? keller : you[std::min(k, 4)]);
   return out;
@@ -34,7 +31,8 @@ ir::Graph expand_macros(const ir::Graph& g) {
     auto c = [&](double v) { return b.constant(v, at); };
     // X <- X / (||X||_F + eps), over the whole matrix
     ValueId x = round(ops[0]);
-    ValueId nrm = b.add(Op::Sqrt, Shape::Scalar, {b.add(Op::Sum, Shape::Scalar, {b.add(Op::Mul, Shape::Full, {x, x}, 0, 0, at)}, 0, 0, at)}, 0, 0, at);
+    ValueId nrm =
+        b.add(Op::Sqrt, Shape::Scalar, {b.add(Op::Sum, Shape::Scalar, {b.add(Op::Mul, Shape::Full, {x, x}, 0, 0, at)}, 0, 0, at)}, 0, 0, at);
     x = round(b.add(Op::Div, Shape::Full, {x, b.add(Op::Add, Shape::Scalar, {nrm, c(ns.eps)}, 0, 0, at)}, 0, 0, at));
     // quintic steps on the wide orientation: A = X X^T, B = b A + c A^2, X = a X + B X
     for (const auto& [ka, kb, kc] : ns_coefficients(set, steps)) {

@@ -67,8 +67,8 @@ ir::Graph fold_constants(const ir::Graph& g) {
           if (n.shape == ir::Shape::Scalar && (is_const(ops[0], 0) || is_const(ops[1], 0))) return b.constant(0, n.loc);
           break;
         case Op::Or:
-          if (n.shape == ir::Shape::Scalar && ((out.at(ops[0]).op == Op::Const && out.at(ops[0]).fattr != 0) ||
-                                               (out.at(ops[1]).op == Op::Const && out.at(ops[1]).fattr != 0)))
+          if (n.shape == ir::Shape::Scalar &&
+              ((out.at(ops[0]).op == Op::Const && out.at(ops[0]).fattr != 0) || (out.at(ops[1]).op == Op::Const && out.at(ops[1]).fattr != 0)))
             return b.constant(1, n.loc);
           break;
         case Op::Select:
@@ -89,7 +89,8 @@ ir::Graph fold_constants(const ir::Graph& g) {
       const ir::Node& v = out.at(ops[0]);
       if (v.op == Op::Select && v.shape == n.shape) {
         const ir::Node& keep = out.at(v.operands[2]);
-        if (keep.op == Op::StateRead && keep.iattr == n.iattr) return b.add(Op::StateWriteIf, n.shape, {v.operands[1], v.operands[0]}, n.iattr, 0, n.loc);
+        if (keep.op == Op::StateRead && keep.iattr == n.iattr)
+          return b.add(Op::StateWriteIf, n.shape, {v.operands[1], v.operands[0]}, n.iattr, 0, n.loc);
       }
     }
     // a write under a constant condition: always (a plain write) or never (dropped)

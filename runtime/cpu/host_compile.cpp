@@ -47,8 +47,8 @@ std::string compiler() {
 // it fell in a vectorized body or a scalar remainder, nor on whether the kernel carries the
 // non-finite checks (which change how GCC vectorizes).
 const std::vector<std::string>& flags() {
-  static const std::vector<std::string> f = {"-std=c++17", "-O3", "-march=native", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off",
-                                             "-fopenmp", "-fPIC", "-shared", "-w"};
+  static const std::vector<std::string> f = {"-std=c++17",        "-O3",      "-march=native", "-fno-math-errno", "-fno-trapping-math",
+                                             "-ffp-contract=off", "-fopenmp", "-fPIC",         "-shared",         "-w"};
   return f;
 }
 
@@ -116,7 +116,8 @@ int run(const std::vector<std::string>& argv, std::string& output) {
     return -1;
   }
   if (timed_out) {
-    output = fmt::format("`{}` did not finish within {:g} s and was stopped (OPAL_COMPILE_TIMEOUT sets the limit in seconds)\n{}", argv[0], limit, output);
+    output =
+        fmt::format("`{}` did not finish within {:g} s and was stopped (OPAL_COMPILE_TIMEOUT sets the limit in seconds)\n{}", argv[0], limit, output);
     return -1;
   }
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
@@ -249,7 +250,8 @@ HostCompileResult compile_host(const std::string& source) {
   if (rc != 0) {
     cleanup();
     bool full = output.find("No space left on device") != std::string::npos;
-    res.error = rc < 0 ? output : fmt::format("the host compiler failed (exit {}){}:\n{}", rc, full ? fmt::format(" ({})", io_hint(ENOSPC)) : "", output);
+    res.error =
+        rc < 0 ? output : fmt::format("the host compiler failed (exit {}){}:\n{}", rc, full ? fmt::format(" ({})", io_hint(ENOSPC)) : "", output);
     return res;
   }
   std::string object;

@@ -23,9 +23,9 @@ class HostModule {
 
 struct HostCompileResult {
   std::shared_ptr<HostModule> module;
-  std::string error;        // compiler output when it failed
+  std::string error;  // compiler output when it failed
   bool from_cache = false;
-  std::string path;         // the cached shared object
+  std::string path;  // the cached shared object
 };
 
 // The compiler command used: $OPAL_CXX or `c++`, with flags chosen for vectorized loops.

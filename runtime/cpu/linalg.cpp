@@ -36,7 +36,9 @@ void product(MapF& o, const CMapF& A, bool ta, const CMapF& B, bool tb) {
   else o.noalias() = A.transpose() * B.transpose();
 }
 
-void round_out(MapF& m) { m = m.unaryExpr([](float x) { return round_bf16(x); }); }
+void round_out(MapF& m) {
+  m = m.unaryExpr([](float x) { return round_bf16(x); });
+}
 
 }  // namespace
 

@@ -215,8 +215,7 @@ class CudaBackend final : public Backend {
       char* dev = stage(TableKey{&kGemmTables, 0, b.C[0]}, host);
       auto ptrs = reinterpret_cast<const void* const*>(dev);
       CK(cublasGemmBatchedEx(blas_, op1, op2, m, n, k, &one, ptrs, in_type, ld1, ptrs + count, in_type, ld2, &zero,
-                             const_cast<void* const*>(ptrs + 2 * count), CUDA_R_32F, ldc, int(count), CUBLAS_COMPUTE_32F,
-                             CUBLAS_GEMM_DEFAULT));
+                             const_cast<void* const*>(ptrs + 2 * count), CUDA_R_32F, ldc, int(count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     if (b.bf16) {
       std::vector<char> host(count * sizeof(float*));
@@ -246,7 +245,8 @@ class CudaBackend final : public Backend {
     int* info = static_cast<int*>(info_.get(count * sizeof(int)));
     if (n <= 32 && count > 1) {  // batched Jacobi
       int lwork = 0;
-      CK(cusolverDnDsyevjBatched_bufferSize(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork, syevj_, int(count)));
+      CK(cusolverDnDsyevjBatched_bufferSize(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork, syevj_,
+                                            int(count)));
       auto* work = static_cast<double*>(solver_work_.get(size_t(lwork) * sizeof(double)));
       CK(cusolverDnDsyevjBatched(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, work, lwork, info, syevj_,
                                  int(count)));
@@ -269,7 +269,7 @@ class CudaBackend final : public Backend {
       double* v = vectors + b * n * n;
       for (long long r = 0; r < n; ++r)
         for (long long i = 0; i < n; ++i) v[r * n + i] = c[r + i * n];  // column i = eigenvector i
-      if (host_info[b] != 0)  // not converged, or non-finite input: NaN, as the CPU gives
+      if (host_info[b] != 0)                                            // not converged, or non-finite input: NaN, as the CPU gives
         std::fill(values + b * n, values + (b + 1) * n, std::numeric_limits<double>::quiet_NaN());
     }
     return true;
@@ -295,9 +295,7 @@ class CudaBackend final : public Backend {
     const void* owner;
     size_t index;
     const void* first;
-    bool operator<(const TableKey& o) const {
-      return owner != o.owner ? owner < o.owner : index != o.index ? index < o.index : first < o.first;
-    }
+    bool operator<(const TableKey& o) const { return owner != o.owner ? owner < o.owner : index != o.index ? index < o.index : first < o.first; }
   };
   struct Table {
     Scratch dev;
@@ -327,7 +325,8 @@ class CudaBackend final : public Backend {
     std::memcpy(host.data(), src.data(), host.size());
     const float* const* ptrs = reinterpret_cast<const float* const*>(stage(TableKey{&kBf16Tables, slot, src[0]}, host));
     void* args[] = {&ptrs, &dst, &n};
-    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[1]), dim3(blocks_for(n), unsigned(src.size())), dim3(kBlock), args, 0, stream_));
+    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[1]), dim3(blocks_for(n), unsigned(src.size())), dim3(kBlock), args, 0,
+                        stream_));
   }
 
   std::shared_ptr<CudaModule> load(const std::string& source, const std::vector<std::string>& symbols) {
@@ -370,8 +369,9 @@ extern "C" __attribute__((visibility("default"))) opal::Backend* opal_cuda_backe
   int n = 0;
   cudaError_t e = cudaGetDeviceCount(&n);
   if (e != cudaSuccess)
-    return fail(fmt::format("{} ({}){}", cudaGetErrorString(e), cudaGetErrorName(e),
-                            e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice ? "; is there an NVIDIA GPU and driver on this machine?" : ""));
+    return fail(
+        fmt::format("{} ({}){}", cudaGetErrorString(e), cudaGetErrorName(e),
+                    e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice ? "; is there an NVIDIA GPU and driver on this machine?" : ""));
   if (ordinal < 0 || ordinal >= n) return fail(fmt::format("there {} {} CUDA device{}", n == 1 ? "is" : "are", n, n == 1 ? "" : "s"));
   try {
     return new opal::cuda::CudaBackend(ordinal);

@@ -12,8 +12,6 @@ struct ColumnMajorGemm {
   long long ld_first, ld_second, ldc;
 };
 
-inline ColumnMajorGemm column_major(const GemmBatch& b) {
-  return {b.tb, b.ta, b.n, b.m, b.k, b.tb ? b.k : b.n, b.ta ? b.m : b.k, b.n};
-}
+inline ColumnMajorGemm column_major(const GemmBatch& b) { return {b.tb, b.ta, b.n, b.m, b.k, b.tb ? b.k : b.n, b.ta ? b.m : b.k, b.n}; }
 
 }  // namespace opal::cuda

@@ -18,8 +18,8 @@ std::string nvrtc_version() {
 }
 
 const std::vector<std::string>& nvrtc_flags() {
-  static const std::vector<std::string> f = {"--std=c++17", "--fmad=false", "--prec-div=true", "--prec-sqrt=true", "--ftz=false",
-                                             "--extra-device-vectorization"};
+  static const std::vector<std::string> f = {"--std=c++17",      "--fmad=false", "--prec-div=true",
+                                             "--prec-sqrt=true", "--ftz=false",  "--extra-device-vectorization"};
   return f;
 }
 

@@ -12,7 +12,7 @@ struct NvrtcOutput {
   std::string image;  // CUBIN (arch "sm_NN") or PTX text (arch "compute_NN")
   std::string log;    // NVRTC's log: the compile errors when !ok
   bool from_cache = false;
-  std::string key;    // the cache key
+  std::string key;  // the cache key
 };
 
 // "13.0"

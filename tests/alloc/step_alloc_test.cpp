@@ -42,41 +42,41 @@ long allocations_per_steps(Optimizer& opt, int steps) {
 }
 
 std::vector<ParamDesc> model() {
-  return {{"wte", {40, 8}}, {"blocks.0.attn.w", {8, 24}}, {"blocks.0.attn.b", {24}}, {"blocks.0.mlp.w", {8, 32}},
-          {"blocks.0.mlp.b", {32}}, {"blocks.0.ln.w", {8}}, {"blocks.0.ln.b", {8}}, {"head.w", {8, 40}}};
+  return {{"wte", {40, 8}},         {"blocks.0.attn.w", {8, 24}}, {"blocks.0.attn.b", {24}}, {"blocks.0.mlp.w", {8, 32}},
+          {"blocks.0.mlp.b", {32}}, {"blocks.0.ln.w", {8}},       {"blocks.0.ln.b", {8}},    {"head.w", {8, 40}}};
 }
 
 }  // namespace
 
 TEST_SUITE("alloc") {
-  TEST_CASE("a step of an elementwise optimizer allocates nothing on the host") {
-    for (const char* spec : {"adamw", "lion", "signum", "adafactor", "paper_adam"}) {
-      CAPTURE(spec);
-      Optimizer opt(build_executable(SpecRef{spec, "", ""}), model());
-      CHECK(allocations_per_steps(opt, 10) == 0);
-    }
-  }
-
-  TEST_CASE("guarded kernels (every-N refreshes) allocate nothing either") {
-    // the guard is a register of the route's host scalar program, evaluated once per step
-    const char* spec =
-        "component slow(every = 2) {\n"
-        "  state m = zeros\n"
-        "  every(every) { m = sign(u) }\n"
-        "  u = m\n"
-        "}\n"
-        "optimizer every_other(lr = 1e-2, b1 = 0.9) {\n"
-        "  other: momentum(b1) -> slow(3) -> scale(lr)\n"
-        "}\n";
+TEST_CASE("a step of an elementwise optimizer allocates nothing on the host") {
+  for (const char* spec : {"adamw", "lion", "signum", "adafactor", "paper_adam"}) {
+    CAPTURE(spec);
     Optimizer opt(build_executable(SpecRef{spec, "", ""}), model());
     CHECK(allocations_per_steps(opt, 10) == 0);
   }
+}
 
-  TEST_CASE("the counter counts: a parameter added late would allocate, a state read does") {
-    Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), model());
-    const long before = g_allocations.load();
-    auto v = opt.read_state("wte", "adapt.v");  // a host copy: one vector
-    CHECK(g_allocations.load() - before >= 1);
-    CHECK(v.size() == 40 * 8);
-  }
+TEST_CASE("guarded kernels (every-N refreshes) allocate nothing either") {
+  // the guard is a register of the route's host scalar program, evaluated once per step
+  const char* spec =
+      "component slow(every = 2) {\n"
+      "  state m = zeros\n"
+      "  every(every) { m = sign(u) }\n"
+      "  u = m\n"
+      "}\n"
+      "optimizer every_other(lr = 1e-2, b1 = 0.9) {\n"
+      "  other: momentum(b1) -> slow(3) -> scale(lr)\n"
+      "}\n";
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}), model());
+  CHECK(allocations_per_steps(opt, 10) == 0);
+}
+
+TEST_CASE("the counter counts: a parameter added late would allocate, a state read does") {
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), model());
+  const long before = g_allocations.load();
+  auto v = opt.read_state("wte", "adapt.v");  // a host copy: one vector
+  CHECK(g_allocations.load() - before >= 1);
+  CHECK(v.size() == 40 * 8);
+}
 }

@@ -95,7 +95,8 @@ std::string run_golden(const Golden& g) {
     if (args.rfind("ir --after ", 0) == 0) {
       std::vector<PassDump> dumps;
       compile_optimizer(p, *o, d, {args.substr(11)}, &dumps);
-      for (const auto& dump : dumps) out += fmt::format("// after {} (route {}){}\n{}", dump.pass, dump.route, dump.changed ? "" : " (unchanged)", dump.text);
+      for (const auto& dump : dumps)
+        out += fmt::format("// after {} (route {}){}\n{}", dump.pass, dump.route, dump.changed ? "" : " (unchanged)", dump.text);
     } else if (args.rfind("emit --target ", 0) == 0) {
       auto c = compile_optimizer(p, *o, d);
       if (c) {

@@ -59,7 +59,10 @@ Ref adam_ref(float lr, double b1d, double b2d, float eps, float wd, bool decoupl
     auto& v = slot(st, "adapt.v", w.size());
     for (size_t i = 0; i < w.size(); ++i) {
       float g = decoupled ? g0[i] : g0[i] + wd * w[i];
-      if (t == 1 && !zi) { m[i] = g; v[i] = g * g; }
+      if (t == 1 && !zi) {
+        m[i] = g;
+        v[i] = g * g;
+      }
       m[i] = b1 * m[i] + one_minus(b1d) * g;
       v[i] = b2 * v[i] + one_minus(b2d) * g * g;
       float mh = bc ? m[i] / float(1 - std::pow(b1d, t)) : m[i];
@@ -209,9 +212,8 @@ TEST_CASE("adafactor: factored second moment on matrices, full on vectors") {
 // ---- the paper family: the reference harness (MW train.py) ----
 
 namespace {
-const std::vector<ParamCase> kPaperParams = {
-    {"h.0.mlp.weight", {6, 10}}, {"h.0.attn.weight", {8, 5}}, {"embed.weight", {12, 4}},
-    {"head.weight", {5, 4}},     {"h.0.ln.bias", {6}},        {"h.0.norm.scale", {6}}};
+const std::vector<ParamCase> kPaperParams = {{"h.0.mlp.weight", {6, 10}}, {"h.0.attn.weight", {8, 5}}, {"embed.weight", {12, 4}},
+                                             {"head.weight", {5, 4}},     {"h.0.ln.bias", {6}},        {"h.0.norm.scale", {6}}};
 
 struct PaperHP {
   float lr, wd, b1, b2, warmup = 10, total = 40;
@@ -237,7 +239,10 @@ bool is_main(const ParamCase& p) {
 }
 
 // Wraps a main-group direction function into a full harness reference.
-Ref paper_ref(const PaperHP& h, std::function<void(const ParamCase&, const std::vector<float>& g, int t, std::map<std::string, std::vector<float>>&, std::vector<float>& u)> dir) {
+Ref paper_ref(
+    const PaperHP& h,
+    std::function<void(const ParamCase&, const std::vector<float>& g, int t, std::map<std::string, std::vector<float>>&, std::vector<float>& u)>
+        dir) {
   return [=](const ParamCase& p, std::vector<float>& w, const std::vector<float>& g, int t, auto& st) {
     if (!is_main(p)) return paper_other_step(p, w, g, t, st, h);
     std::vector<float> u(w.size());

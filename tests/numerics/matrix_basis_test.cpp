@@ -52,7 +52,8 @@ TEST_CASE("paper_soap10/100, _b1b1, _factored: MW soap.py with refreshes after s
     int variant;  // 0 full, 1 factored
     bool b1b1;
   };
-  for (Case c : {Case{"paper_soap10", 0, false}, Case{"paper_soap100", 0, false}, Case{"paper_soap_b1b1", 0, true}, Case{"paper_soap_factored", 1, false}}) {
+  for (Case c :
+       {Case{"paper_soap10", 0, false}, Case{"paper_soap100", 0, false}, Case{"paper_soap_b1b1", 0, true}, Case{"paper_soap_factored", 1, false}}) {
     Paper h{3.11e-3, 0.316, 0.9, c.b1b1 ? 0.9 : 0.99, 4};
     auto hp = h.hp();
     if (c.b1b1) hp.erase("b2");
@@ -80,8 +81,9 @@ TEST_CASE("eigenbasis(power_qr = true): eigh after step 1, then one power iterat
   // small shapes: on 64x256 the first QR multiplies the 192 null directions of the step-1 basis
   // by an ill-conditioned factor, and fp32 decides the QR's later columns (6e-4 there)
   double err = compare_run(spec, kShapes, {}, [&](const ParamCase& p) -> RefStep {
-    auto st = std::make_shared<std::array<M, 6>>(std::array<M, 6>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.rows()),
-                                                                   M::Zero(p.cols(), p.cols()), M::Identity(p.rows(), p.rows()), M::Identity(p.cols(), p.cols())});
+    auto st = std::make_shared<std::array<M, 6>>(std::array<M, 6>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols()),
+                                                                  M::Zero(p.rows(), p.rows()), M::Zero(p.cols(), p.cols()),
+                                                                  M::Identity(p.rows(), p.rows()), M::Identity(p.cols(), p.cols())});
     return [=](const M& G, const M&, int t) {
       auto& [m, v, L, R, QL, QR] = *st;
       M u = M::Zero(p.rows(), p.cols());
@@ -113,22 +115,26 @@ TEST_CASE("paper_splus10/100 and paper_splus_lookahead: MW splus.py") {
     Paper h{0.1, 0.01, 0.99, 0.968, 4};
     auto hp = h.hp();
     if (lam > 0) hp["b3"] = lam;
-    for (const char* spec : lam > 0 ? std::vector<const char*>{"paper_splus_lookahead"} : std::vector<const char*>{"paper_splus10", "paper_splus100"}) {
+    for (const char* spec :
+         lam > 0 ? std::vector<const char*>{"paper_splus_lookahead"} : std::vector<const char*>{"paper_splus10", "paper_splus100"}) {
       // Sign in an eigenbasis is discontinuous where rotated entries vanish. On 64x256 and
       // 256x64 the first basis (from one gradient) is rank-deficient and rot(g1) has exact
       // zeros off its diagonal, so fp32 noise decides signs there: two exact implementations
       // differ by sign flips (3e-4..2e-2). The small shapes are well-determined.
-      double err = compare_run(spec, kShapes, hp, [&](const ParamCase& p) -> RefStep {
-        auto m = std::make_shared<M>(M::Zero(p.rows(), p.cols()));
-        auto q = std::make_shared<RefBasis>(p);
-        return [=](const M& G, const M& W, int t) {
-          *m = h.b1 * *m + (1 - h.b1) * G;
-          M c = (1 - lam) * *m + lam * G;
-          M u = q->unrot(sgnm(q->rot(c))) * (2.0 / double(p.rows() + p.cols()));
-          q->update(G, h.b2, t, h.every);
-          return M(h.lr_at(t) * (u + h.wd * W));
-        };
-      }, 11, true);
+      double err = compare_run(
+          spec, kShapes, hp,
+          [&](const ParamCase& p) -> RefStep {
+            auto m = std::make_shared<M>(M::Zero(p.rows(), p.cols()));
+            auto q = std::make_shared<RefBasis>(p);
+            return [=](const M& G, const M& W, int t) {
+              *m = h.b1 * *m + (1 - h.b1) * G;
+              M c = (1 - lam) * *m + lam * G;
+              M u = q->unrot(sgnm(q->rot(c))) * (2.0 / double(p.rows() + p.cols()));
+              q->update(G, h.b2, t, h.every);
+              return M(h.lr_at(t) * (u + h.wd * W));
+            };
+          },
+          11, true);
       CHECK(err < 1e-4);
     }
   }
@@ -161,8 +167,8 @@ TEST_CASE("paper_shampoo10/100: MW shampoo.py, computed in the reference's (in, 
     Paper h{1.32e-3, 1.0, 0.9, 0.99, 4};
     double err = compare_run(spec, kShapes, h.hp(), [&](const ParamCase& p) -> RefStep {
       const int64_t mi = p.cols(), no = p.rows();  // fan_in, fan_out
-      auto st = std::make_shared<std::array<M, 6>>(std::array<M, 6>{M::Zero(mi, no), M::Zero(mi, no), M::Zero(mi, mi), M::Zero(no, no),
-                                                                     M::Identity(mi, mi), M::Identity(no, no)});
+      auto st = std::make_shared<std::array<M, 6>>(
+          std::array<M, 6>{M::Zero(mi, no), M::Zero(mi, no), M::Zero(mi, mi), M::Zero(no, no), M::Identity(mi, mi), M::Identity(no, no)});
       return [=](const M& Gt, const M& Wt, int t) {
         auto& [m, v, L, R, PL, PR] = *st;
         M G = Gt.transpose();  // (in, out)
@@ -190,26 +196,28 @@ TEST_CASE("paper_shampoo10/100: MW shampoo.py, computed in the reference's (in, 
 TEST_CASE("shampoo: eq. 4 with damped inverse 4th roots of EMA factors") {
   const double lr = 1e-3, b1 = 0.9, b2 = 0.99, eps = 1e-6, wd = 0.01, every = 4;
   for (const auto* shapes : {&kShapes, &kBigShapes}) {
-  double err = compare_run("shampoo", *shapes, {{"lr", lr}, {"b1", b1}, {"b2", b2}, {"eps", eps}, {"wd", wd}, {"every", every}}, [&](const ParamCase& p) -> RefStep {
-    auto st = std::make_shared<std::array<M, 5>>(std::array<M, 5>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.rows()), M::Zero(p.cols(), p.cols()),
-                                                                   M::Identity(p.rows(), p.rows()), M::Identity(p.cols(), p.cols())});
-    return [=](const M& G, const M& W, int t) {
-      auto& [m, L, R, PL, PR] = *st;
-      m = b1 * m + (1 - b1) * G;
-      L = b2 * L + (1 - b2) * G * G.transpose();
-      R = b2 * R + (1 - b2) * G.transpose() * G;
-      if (refresh(t, every)) {
-        auto root = [&](double l) { return std::pow(std::max(l, 0.0) + eps, -0.25); };
-        PL = ref_matfn(L, root);
-        PR = ref_matfn(R, root);
-      }
-      return M(lr * (PL * m * PR + wd * W));
-    };
-  });
-  // 64x256 and 256x64: after a few steps the 256-sided factor is square-Wishart-like, with
-  // eigenvalues down to the fp32 rounding of the factor itself; the inverse root magnifies
-  // that rounding to 2e-4 (1e-5..6e-5 on the small shapes)
-  CHECK(err < (shapes == &kBigShapes ? 3e-4 : 1e-4));
+    double err = compare_run(
+        "shampoo", *shapes, {{"lr", lr}, {"b1", b1}, {"b2", b2}, {"eps", eps}, {"wd", wd}, {"every", every}}, [&](const ParamCase& p) -> RefStep {
+          auto st = std::make_shared<std::array<M, 5>>(std::array<M, 5>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.rows()),
+                                                                        M::Zero(p.cols(), p.cols()), M::Identity(p.rows(), p.rows()),
+                                                                        M::Identity(p.cols(), p.cols())});
+          return [=](const M& G, const M& W, int t) {
+            auto& [m, L, R, PL, PR] = *st;
+            m = b1 * m + (1 - b1) * G;
+            L = b2 * L + (1 - b2) * G * G.transpose();
+            R = b2 * R + (1 - b2) * G.transpose() * G;
+            if (refresh(t, every)) {
+              auto root = [&](double l) { return std::pow(std::max(l, 0.0) + eps, -0.25); };
+              PL = ref_matfn(L, root);
+              PR = ref_matfn(R, root);
+            }
+            return M(lr * (PL * m * PR + wd * W));
+          };
+        });
+    // 64x256 and 256x64: after a few steps the 256-sided factor is square-Wishart-like, with
+    // eigenvalues down to the fp32 rounding of the factor itself; the inverse root magnifies
+    // that rounding to 2e-4 (1e-5..6e-5 on the small shapes)
+    CHECK(err < (shapes == &kBigShapes ? 3e-4 : 1e-4));
   }
 }
 
@@ -217,52 +225,55 @@ TEST_CASE("soap: the authors' SOAP (descending eigh, power iteration + QR with t
   const double lr = 3e-3, b1 = 0.95, b2 = 0.95, sb = 0.9, eps = 1e-8, wd = 0.01, every = 8;
   std::map<std::string, double> hp = {{"lr", lr}, {"b1", b1}, {"b2", b2}, {"shampoo_beta", sb}, {"eps", eps}, {"wd", wd}, {"every", every}};
   for (const auto* shapes : {&kShapes, &kBigShapes}) {
-    double err = compare_run("soap", *shapes, hp, [&](const ParamCase& p) -> RefStep {
-      auto st = std::make_shared<std::array<M, 6>>(std::array<M, 6>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.rows()),
-                                                                     M::Zero(p.cols(), p.cols()), M(), M()});
-      return [=](const M& G, const M& W, int t) -> M {
-        auto& [m, v, L, R, QL, QR] = *st;
-        if (t == 1) {  // initialise GG and Q only
-          L = (1 - sb) * G * G.transpose();
-          R = (1 - sb) * G.transpose() * G;
-          QL = ref_eigh(L, true);
-          QR = ref_eigh(R, true);
-          return M::Zero(p.rows(), p.cols());
-        }
-        const int s = t - 1;
-        M gr = QL.transpose() * G * QR;
-        M mr = QL.transpose() * m * QR;  // exp_avg kept in the rotated basis: b1 * mr + (1-b1) * gr
-        mr = b1 * mr + (1 - b1) * gr;
-        m = QL * mr * QR.transpose();
-        v = b2 * v + (1 - b2) * gr.cwiseProduct(gr);
-        M n = QL * M(mr.array() / (v.array().sqrt() + eps)) * QR.transpose();
-        double step = lr * std::sqrt(1 - std::pow(b2, s)) / (1 - std::pow(b1, s));
-        M Wn = W - step * n;
-        Wn = Wn - lr * wd * Wn;
-        L = sb * L + (1 - sb) * G * G.transpose();
-        R = sb * R + (1 - sb) * G.transpose() * G;
-        if (s % int(every) == 0) {
-          for (int side = 0; side < 2; ++side) {
-            M& Q = side == 0 ? QL : QR;
-            const M& S = side == 0 ? L : R;
-            Eigen::VectorXd est = (Q.transpose() * S * Q).diagonal();
-            std::vector<int64_t> idx(est.size());
-            std::iota(idx.begin(), idx.end(), 0);
-            std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return est(a) > est(b); });
-            M Qs(Q.rows(), Q.cols()), vs = v;
-            for (size_t k = 0; k < idx.size(); ++k) {
-              Qs.col(k) = Q.col(idx[k]);
-              if (side == 0) vs.row(k) = v.row(idx[k]);
-              else vs.col(k) = v.col(idx[k]);
+    double err = compare_run(
+        "soap", *shapes, hp,
+        [&](const ParamCase& p) -> RefStep {
+          auto st = std::make_shared<std::array<M, 6>>(std::array<M, 6>{M::Zero(p.rows(), p.cols()), M::Zero(p.rows(), p.cols()),
+                                                                        M::Zero(p.rows(), p.rows()), M::Zero(p.cols(), p.cols()), M(), M()});
+          return [=](const M& G, const M& W, int t) -> M {
+            auto& [m, v, L, R, QL, QR] = *st;
+            if (t == 1) {  // initialise GG and Q only
+              L = (1 - sb) * G * G.transpose();
+              R = (1 - sb) * G.transpose() * G;
+              QL = ref_eigh(L, true);
+              QR = ref_eigh(R, true);
+              return M::Zero(p.rows(), p.cols());
             }
-            v = vs;
-            Eigen::HouseholderQR<M> qr(S * Qs);
-            Q = qr.householderQ() * M::Identity(Q.rows(), Q.cols());
-          }
-        }
-        return M(W - Wn);
-      };
-    }, 11, true);
+            const int s = t - 1;
+            M gr = QL.transpose() * G * QR;
+            M mr = QL.transpose() * m * QR;  // exp_avg kept in the rotated basis: b1 * mr + (1-b1) * gr
+            mr = b1 * mr + (1 - b1) * gr;
+            m = QL * mr * QR.transpose();
+            v = b2 * v + (1 - b2) * gr.cwiseProduct(gr);
+            M n = QL * M(mr.array() / (v.array().sqrt() + eps)) * QR.transpose();
+            double step = lr * std::sqrt(1 - std::pow(b2, s)) / (1 - std::pow(b1, s));
+            M Wn = W - step * n;
+            Wn = Wn - lr * wd * Wn;
+            L = sb * L + (1 - sb) * G * G.transpose();
+            R = sb * R + (1 - sb) * G.transpose() * G;
+            if (s % int(every) == 0) {
+              for (int side = 0; side < 2; ++side) {
+                M& Q = side == 0 ? QL : QR;
+                const M& S = side == 0 ? L : R;
+                Eigen::VectorXd est = (Q.transpose() * S * Q).diagonal();
+                std::vector<int64_t> idx(est.size());
+                std::iota(idx.begin(), idx.end(), 0);
+                std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t b) { return est(a) > est(b); });
+                M Qs(Q.rows(), Q.cols()), vs = v;
+                for (size_t k = 0; k < idx.size(); ++k) {
+                  Qs.col(k) = Q.col(idx[k]);
+                  if (side == 0) vs.row(k) = v.row(idx[k]);
+                  else vs.col(k) = v.col(idx[k]);
+                }
+                v = vs;
+                Eigen::HouseholderQR<M> qr(S * Qs);
+                Q = qr.householderQ() * M::Identity(Q.rows(), Q.cols());
+              }
+            }
+            return M(W - Wn);
+          };
+        },
+        11, true);
     // 64x256 and 256x64: the first basis has a large numerical null space, and the first QR
     // refresh orders those directions by estimated eigenvalues computed in fp32; the result
     // agrees to 2e-4 (1e-5 on the full-rank square and small shapes).

@@ -31,8 +31,8 @@ inline constexpr int kSteps = 30;
 inline const std::vector<ParamCase> kShapes = {{"blocks.0.sq", {24, 24}}, {"blocks.0.wide", {16, 40}}, {"blocks.0.tall", {40, 16}}};
 inline const std::vector<ParamCase> kBigShapes = {{"blocks.0.wide", {64, 256}}, {"blocks.0.tall", {256, 64}}};
 // square, wide and tall, small and GPT-like aspect ratios
-inline const std::vector<ParamCase> kAllShapes = {{"blocks.0.sq", {24, 24}},       {"blocks.0.wide", {16, 40}},  {"blocks.0.tall", {40, 16}},
-                                           {"blocks.1.wide", {64, 256}},    {"blocks.1.tall", {256, 64}}};
+inline const std::vector<ParamCase> kAllShapes = {
+    {"blocks.0.sq", {24, 24}}, {"blocks.0.wide", {16, 40}}, {"blocks.0.tall", {40, 16}}, {"blocks.1.wide", {64, 256}}, {"blocks.1.tall", {256, 64}}};
 
 inline M to_mat(const std::vector<float>& v, int64_t r, int64_t c) {
   M m(r, c);
@@ -46,7 +46,9 @@ inline std::vector<float> to_vec(const M& m) {
     for (int64_t j = 0; j < m.cols(); ++j) v[i * m.cols() + j] = float(m(i, j));
   return v;
 }
-inline M sgnm(const M& x) { return x.unaryExpr([](double v) { return double((v > 0) - (v < 0)); }); }
+inline M sgnm(const M& x) {
+  return x.unaryExpr([](double v) { return double((v > 0) - (v < 0)); });
+}
 
 // the canonical eigenbasis (see the file comment), eigenvectors as columns
 inline M ref_eigh(const M& S, bool descending = false) {
@@ -97,7 +99,8 @@ inline M ref_matfn(const M& S, const std::function<double(double)>& f) {
 }
 
 inline const double kKeller[3] = {3.4445, -4.7750, 2.0315};
-inline const double kYou[5][3] = {{4.0848, -6.8946, 2.9270}, {3.9505, -6.3029, 2.6377}, {3.7418, -5.5913, 2.3037}, {2.8769, -3.1427, 1.2046}, {2.8366, -3.0525, 1.2012}};
+inline const double kYou[5][3] = {
+    {4.0848, -6.8946, 2.9270}, {3.9505, -6.3029, 2.6377}, {3.7418, -5.5913, 2.3037}, {2.8769, -3.1427, 1.2046}, {2.8366, -3.0525, 1.2012}};
 
 // algorithms.md 3.1: transpose to wide, normalize by ||X||_F + eps, quintic steps, transpose back
 inline M ref_ns(M X, bool you, double eps, int steps = 5) {
@@ -117,7 +120,9 @@ inline M ref_ns(M X, bool you, double eps, int steps = 5) {
 // The same in bfloat16: every matmul operand and result and every elementwise result rounded
 // (Keller Jordan's Muon runs the iteration in bf16), matmuls accumulating in f32.
 using MF = Eigen::MatrixXf;
-inline MF bf(const MF& x) { return x.unaryExpr([](float v) { return opal::round_bf16(v); }); }
+inline MF bf(const MF& x) {
+  return x.unaryExpr([](float v) { return opal::round_bf16(v); });
+}
 inline M ref_ns_bf16(const M& X0, double eps) {
   MF X = bf(X0.cast<float>());
   bool tall = X.rows() > X.cols();
@@ -150,8 +155,8 @@ struct Result {
 // factors with near-degenerate small eigenvalues, whose eigenvectors fp32 cannot pin down, so
 // two correct implementations differ there by a sign flip. The conditioned trace keeps the
 // comparison meaningful at 1e-4.
-inline double compare_run(const std::string& spec, const std::vector<ParamCase>& shapes, const std::map<std::string, double>& hp, const RefFactory& make,
-                   uint64_t seed = 11, bool conditioned = false) {
+inline double compare_run(const std::string& spec, const std::vector<ParamCase>& shapes, const std::map<std::string, double>& hp,
+                          const RefFactory& make, uint64_t seed = 11, bool conditioned = false) {
   Trace tr = make_trace(shapes, kSteps, seed);
   if (conditioned)
     for (const auto& p : shapes)
@@ -203,6 +208,5 @@ struct FactoredRef {
     return V.transpose();  // back to (out, in)
   }
 };
-
 
 }  // namespace opal::testing::matrix

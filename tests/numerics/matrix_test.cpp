@@ -153,33 +153,36 @@ TEST_CASE("paper_psgd: MW psgd.py (Kronecker factors fitted every step), in the 
   auto hp = h.hp();
   hp.erase("b2");
   hp.erase("every");
-  double err = compare_run("paper_psgd", kAllShapes, hp, [&](const ParamCase& p) -> RefStep {
-    const int64_t m = p.cols(), n = p.rows();  // fan_in, fan_out
-    auto st = std::make_shared<std::array<M, 3>>(std::array<M, 3>{M::Zero(m, n), M::Identity(m, m), M::Identity(n, n)});
-    return [=](const M& Gt, const M& Wt, int t) {
-      auto& [mu, Q1, Q2] = *st;
-      mu = h.b1 * mu + (1 - h.b1) * Gt.transpose();
-      M Mm = mu / (1 - std::pow(h.b1, t));
-      M V(m, n);  // drawn in Opal's (out, in) element order
-      for (int64_t i = 0; i < n; ++i)
-        for (int64_t j = 0; j < m; ++j) V(j, i) = ref_randn(t, i * m + j);
-      M Gh = Mm + 3.4526698e-4 * Mm.cwiseAbs().mean() * V;
-      M B = Q1.triangularView<Eigen::Upper>().transpose().solve(V);
-      B = Q2.triangularView<Eigen::Upper>().solve<Eigen::OnTheRight>(B);
-      M A = Q1 * Gh * Q2.transpose();
-      const double tiny = 1.1754944e-38;
-      M T1 = A * A.transpose(), T2 = B * B.transpose();
-      M T1b = A.transpose() * A, T2b = B.transpose() * B;
-      M nQ1 = Q1 - 0.1 / (ref_nlb(T1 + T2) + tiny) * M((T1 - T2).triangularView<Eigen::Upper>()) * Q1;
-      M nQ2 = Q2 - 0.1 / (ref_nlb(T1b + T2b) + tiny) * M((T1b - T2b).triangularView<Eigen::Upper>()) * Q2;
-      Q1 = nQ1;
-      Q2 = nQ2;
-      M P = Q1.transpose() * Q1 * Mm * Q2.transpose() * Q2;
-      double rms = std::sqrt(P.squaredNorm() / double(P.size()));
-      M u = P / std::max(1.0, rms / 1.1);
-      return M(h.lr_at(t) * (u.transpose() + h.wd * Wt));
-    };
-  }, 11, true);
+  double err = compare_run(
+      "paper_psgd", kAllShapes, hp,
+      [&](const ParamCase& p) -> RefStep {
+        const int64_t m = p.cols(), n = p.rows();  // fan_in, fan_out
+        auto st = std::make_shared<std::array<M, 3>>(std::array<M, 3>{M::Zero(m, n), M::Identity(m, m), M::Identity(n, n)});
+        return [=](const M& Gt, const M& Wt, int t) {
+          auto& [mu, Q1, Q2] = *st;
+          mu = h.b1 * mu + (1 - h.b1) * Gt.transpose();
+          M Mm = mu / (1 - std::pow(h.b1, t));
+          M V(m, n);  // drawn in Opal's (out, in) element order
+          for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = 0; j < m; ++j) V(j, i) = ref_randn(t, i * m + j);
+          M Gh = Mm + 3.4526698e-4 * Mm.cwiseAbs().mean() * V;
+          M B = Q1.triangularView<Eigen::Upper>().transpose().solve(V);
+          B = Q2.triangularView<Eigen::Upper>().solve<Eigen::OnTheRight>(B);
+          M A = Q1 * Gh * Q2.transpose();
+          const double tiny = 1.1754944e-38;
+          M T1 = A * A.transpose(), T2 = B * B.transpose();
+          M T1b = A.transpose() * A, T2b = B.transpose() * B;
+          M nQ1 = Q1 - 0.1 / (ref_nlb(T1 + T2) + tiny) * M((T1 - T2).triangularView<Eigen::Upper>()) * Q1;
+          M nQ2 = Q2 - 0.1 / (ref_nlb(T1b + T2b) + tiny) * M((T1b - T2b).triangularView<Eigen::Upper>()) * Q2;
+          Q1 = nQ1;
+          Q2 = nQ2;
+          M P = Q1.transpose() * Q1 * Mm * Q2.transpose() * Q2;
+          double rms = std::sqrt(P.squaredNorm() / double(P.size()));
+          M u = P / std::max(1.0, rms / 1.1);
+          return M(h.lr_at(t) * (u.transpose() + h.wd * Wt));
+        };
+      },
+      11, true);
   // nlb picks the row or column of largest norm: conditioned gradients keep that argmax
   // away from fp32 ties (on random gradients the two implementations agree to ~3e-4)
   CHECK(err < 1e-4);

@@ -70,7 +70,9 @@ TEST_CASE("the CUDA backend's helper kernels compile to CUBINs for sm_80 and sm_
     INFO(arch << ":\n" << out.log);
     CHECK(out.ok);
     CHECK(out.image.size() > 1000);
-    CHECK(out.image.compare(0, 4, "\x7f" "ELF") == 0);
+    CHECK(out.image.compare(0, 4,
+                            "\x7f"
+                            "ELF") == 0);
   }
 }
 
@@ -117,7 +119,7 @@ TEST_CASE("a CUDA compile error reports NVRTC's log with the line") {
   CHECK_FALSE(out.ok);
   CHECK(out.image.empty());
   CHECK(out.log.find("undefined_name") != std::string::npos);
-  CHECK(out.log.find("(2)") != std::string::npos);  // NVRTC's "opal_kernels.cu(2): error ..."
+  CHECK(out.log.find("(2)") != std::string::npos);             // NVRTC's "opal_kernels.cu(2): error ..."
   CHECK((!fs::exists(cache.dir) || fs::is_empty(cache.dir)));  // nothing cached for a failed compile
 }
 

@@ -230,7 +230,8 @@ TEST_CASE("workloads: analytic gradients match finite differences") {
       // the three largest gradient entries: the finite difference is meaningful there
       std::vector<int64_t> idx(n);
       std::iota(idx.begin(), idx.end(), 0);
-      std::partial_sort(idx.begin(), idx.begin() + std::min<int64_t>(3, n), idx.end(), [&](auto a, auto b) { return std::abs(g[a]) > std::abs(g[b]); });
+      std::partial_sort(idx.begin(), idx.begin() + std::min<int64_t>(3, n), idx.end(),
+                        [&](auto a, auto b) { return std::abs(g[a]) > std::abs(g[b]); });
       for (int k = 0; k < std::min<int64_t>(3, n); ++k) {
         int64_t i = idx[k];
         float w0 = p.data[i], eps = 1e-2f * std::max(1.f, std::abs(w0));

@@ -128,81 +128,81 @@ void run(Optimizer& o, int steps) {
 }  // namespace
 
 TEST_SUITE("backend") {
-  TEST_CASE("every stdlib optimizer steps on a device-like backend as on the CPU (batched GEMMs, canonical eigenbases)") {
-    Diagnostics d;
-    auto program = load_program({}, d);
-    REQUIRE_FALSE(d.has_errors());
-    int gemms = 0, batched = 0, eighs = 0;
-    for (const auto& entry : program->optimizers) {
+TEST_CASE("every stdlib optimizer steps on a device-like backend as on the CPU (batched GEMMs, canonical eigenbases)") {
+  Diagnostics d;
+  auto program = load_program({}, d);
+  REQUIRE_FALSE(d.has_errors());
+  int gemms = 0, batched = 0, eighs = 0;
+  for (const auto& entry : program->optimizers) {
     const std::string name = entry.first;  // (not a structured binding: clang 14 cannot capture one in INFO)
-      bool vectors = true;
-      std::unique_ptr<Optimizer> cpu;
-      try {
-        cpu = std::make_unique<Optimizer>(build_executable(SpecRef{name, "", ""}), params(true));
-      } catch (const Error&) {
-        vectors = false;
-        cpu = std::make_unique<Optimizer>(build_executable(SpecRef{name, "", ""}), params(false));
-      }
-      auto dev_backend = std::make_unique<DeviceLike>();
-      DeviceLike* dev = dev_backend.get();
-      auto gpu = on(std::move(dev_backend), name, params(vectors));
-      run(*cpu, 12);
-      run(*gpu, 12);
-      for (size_t p = 0; p < cpu->num_params(); ++p) {
-        const std::string& n = cpu->param_name(p);
-        INFO(name << ", parameter " << n);
-        CHECK(rel_err(gpu->read_param(n), cpu->read_param(n)) <= 1e-5);
-        for (const auto& s : cpu->slots(n)) {
-          INFO("state " << s);
-          CHECK(rel_err(gpu->read_state(n, s), cpu->read_state(n, s)) <= 1e-4);
-        }
-      }
-      CHECK(dev->layout_mismatches == 0);
-      gemms += dev->gemm_calls;
-      batched += dev->gemm_matrices - dev->gemm_calls;
-      eighs += dev->eigh_calls;
+    bool vectors = true;
+    std::unique_ptr<Optimizer> cpu;
+    try {
+      cpu = std::make_unique<Optimizer>(build_executable(SpecRef{name, "", ""}), params(true));
+    } catch (const Error&) {
+      vectors = false;
+      cpu = std::make_unique<Optimizer>(build_executable(SpecRef{name, "", ""}), params(false));
     }
-    CHECK(gemms > 0);
-    CHECK(batched > 0);  // h.0.w and h.1.w share a shape: one call for both
-    CHECK(eighs > 0);
+    auto dev_backend = std::make_unique<DeviceLike>();
+    DeviceLike* dev = dev_backend.get();
+    auto gpu = on(std::move(dev_backend), name, params(vectors));
+    run(*cpu, 12);
+    run(*gpu, 12);
+    for (size_t p = 0; p < cpu->num_params(); ++p) {
+      const std::string& n = cpu->param_name(p);
+      INFO(name << ", parameter " << n);
+      CHECK(rel_err(gpu->read_param(n), cpu->read_param(n)) <= 1e-5);
+      for (const auto& s : cpu->slots(n)) {
+        INFO("state " << s);
+        CHECK(rel_err(gpu->read_state(n, s), cpu->read_state(n, s)) <= 1e-4);
+      }
+    }
+    CHECK(dev->layout_mismatches == 0);
+    gemms += dev->gemm_calls;
+    batched += dev->gemm_matrices - dev->gemm_calls;
+    eighs += dev->eigh_calls;
   }
+  CHECK(gemms > 0);
+  CHECK(batched > 0);  // h.0.w and h.1.w share a shape: one call for both
+  CHECK(eighs > 0);
+}
 
-  TEST_CASE("one launch per kernel covers every tensor of a route") {
-    auto b = std::make_unique<DeviceLike>();
-    DeviceLike* dev = b.get();
-    auto o = on(std::move(b), "adamw", params(true));
-    size_t kernels = 0;
-    for (const auto& r : o->description().routes) kernels += r.kernels.size();
-    const int before = dev->launches;
-    o->step();
-    CHECK(size_t(dev->launches - before) <= kernels);
-  }
+TEST_CASE("one launch per kernel covers every tensor of a route") {
+  auto b = std::make_unique<DeviceLike>();
+  DeviceLike* dev = b.get();
+  auto o = on(std::move(b), "adamw", params(true));
+  size_t kernels = 0;
+  for (const auto& r : o->description().routes) kernels += r.kernels.size();
+  const int before = dev->launches;
+  o->step();
+  CHECK(size_t(dev->launches - before) <= kernels);
+}
 
-  TEST_CASE("device memory: host views are refused with a hint, copies are size-checked, checkpoints round-trip") {
-    namespace fs = std::filesystem;
-    auto dev = on(std::make_unique<DeviceLike>(), "soap", params(true));
-    Optimizer& o = *dev;
-    CHECK_THROWS_WITH_AS(o.param("h.0.w"), doctest::Contains("read_param"), Error);
-    CHECK_THROWS_AS(o.grad("h.0.w"), Error);
-    CHECK_THROWS_AS(o.state("h.0.w", o.slots("h.0.w")[0]), Error);
-    CHECK_THROWS_AS(o.set_diagnostics(true), Error);
-    CHECK_THROWS_AS(o.set_nonfinite_policy(NonFinitePolicy::Raise), Error);
-    CHECK_THROWS_AS(o.write_param("h.0.w", std::vector<float>(5)), Error);
-    CHECK_THROWS_AS(o.write_state("h.0.w", o.slots("h.0.w")[0], std::vector<float>(5)), Error);
-    run(o, 5);
-    std::string path = (fs::temp_directory_path() / "opal-backend-test.safetensors").string();
-    o.save(path, {.params = true});
-    Optimizer cpu(build_executable(SpecRef{"soap", "", ""}), params(true));
-    cpu.load(path);
-    for (const auto& s : o.slots("h.0.w")) CHECK(cpu.read_state("h.0.w", s) == o.read_state("h.0.w", s));
-    CHECK(cpu.read_param("wide.w") == o.read_param("wide.w"));
-    fs::remove(path);
-  }
+TEST_CASE("device memory: host views are refused with a hint, copies are size-checked, checkpoints round-trip") {
+  namespace fs = std::filesystem;
+  auto dev = on(std::make_unique<DeviceLike>(), "soap", params(true));
+  Optimizer& o = *dev;
+  CHECK_THROWS_WITH_AS(o.param("h.0.w"), doctest::Contains("read_param"), Error);
+  CHECK_THROWS_AS(o.grad("h.0.w"), Error);
+  CHECK_THROWS_AS(o.state("h.0.w", o.slots("h.0.w")[0]), Error);
+  CHECK_THROWS_AS(o.set_diagnostics(true), Error);
+  CHECK_THROWS_AS(o.set_nonfinite_policy(NonFinitePolicy::Raise), Error);
+  CHECK_THROWS_AS(o.write_param("h.0.w", std::vector<float>(5)), Error);
+  CHECK_THROWS_AS(o.write_state("h.0.w", o.slots("h.0.w")[0], std::vector<float>(5)), Error);
+  run(o, 5);
+  std::string path = (fs::temp_directory_path() / "opal-backend-test.safetensors").string();
+  o.save(path, {.params = true});
+  Optimizer cpu(build_executable(SpecRef{"soap", "", ""}), params(true));
+  cpu.load(path);
+  for (const auto& s : o.slots("h.0.w")) CHECK(cpu.read_state("h.0.w", s) == o.read_state("h.0.w", s));
+  CHECK(cpu.read_param("wide.w") == o.read_param("wide.w"));
+  fs::remove(path);
+}
 
-  TEST_CASE("a CUDA stream given to a CPU optimizer is a DeviceError") {
-    Optimizer o(build_executable(SpecRef{"adamw", "", ""}), params(true));
-    int fake_stream = 0;
-    CHECK_THROWS_AS(o.step(&fake_stream), DeviceError);
-    CHECK(o.step_count() == 0);
-  }
+TEST_CASE("a CUDA stream given to a CPU optimizer is a DeviceError") {
+  Optimizer o(build_executable(SpecRef{"adamw", "", ""}), params(true));
+  int fake_stream = 0;
+  CHECK_THROWS_AS(o.step(&fake_stream), DeviceError);
+  CHECK(o.step_count() == 0);
+}
 }

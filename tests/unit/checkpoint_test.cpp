@@ -197,7 +197,8 @@ TEST_CASE("wrong parameters, shapes and dtypes are clear errors that change noth
     rejects(f, "malformed");
   }
   // a model with a parameter the checkpoint lacks, and one with a different shape
-  Optimizer more(build_executable(SpecRef{"adamw", "", ""}), {{"blocks.0.weight", {6, 4}}, {"blocks.0.bias", {6}}, {"head.weight", {3, 6}}, {"head.bias", {3}}});
+  Optimizer more(build_executable(SpecRef{"adamw", "", ""}),
+                 {{"blocks.0.weight", {6, 4}}, {"blocks.0.bias", {6}}, {"head.weight", {3, 6}}, {"head.bias", {3}}});
   CHECK(error_of([&] { prepare_load(more, good, "ck"); }).find("it has no parameter `head.bias`") != std::string::npos);
   Optimizer fewer(build_executable(SpecRef{"adamw", "", ""}), {{"blocks.0.weight", {6, 4}}, {"head.weight", {3, 6}}});
   CHECK(error_of([&] { prepare_load(fewer, good, "ck"); }).find("it has parameter `blocks.0.bias`, which this optimizer does not have") !=

@@ -31,12 +31,12 @@ TEST_CASE("AdamW's CPU code: one vectorizable loop, each buffer read once and wr
   CHECK(count(src, "if (n_e < 65536) {") == 1);
   CHECK(count(src, "#pragma omp simd\n") == 1);
   CHECK(count(src, "#pragma omp parallel for simd") == 1);
-  CHECK(count(src, "= sb0[e]") == 2);  // w read, once in each
-  CHECK(count(src, "= sb1[e]") == 2);  // g read
+  CHECK(count(src, "= sb0[e]") == 2);   // w read, once in each
+  CHECK(count(src, "= sb1[e]") == 2);   // g read
   CHECK(count(src, "sb0[e] = ") == 2);  // w written
   CHECK(count(src, "sb2[e] = ") == 2);  // m written
   CHECK(count(src, "sb3[e] = ") == 2);  // v written
-  CHECK(count(src, "pow(") == 2);      // bias corrections once per tensor, outside the loop
+  CHECK(count(src, "pow(") == 2);       // bias corrections once per tensor, outside the loop
 }
 
 TEST_CASE("the CUDA text wraps the same bodies in grid-stride __global__ kernels") {

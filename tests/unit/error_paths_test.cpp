@@ -55,8 +55,9 @@ TEST_CASE("every runtime error kind names the problem and changes nothing") {
   fs::create_directories(dir);
 
   SUBCASE("CompileError: a bad spec, with the rendered diagnostics") {
-    CHECK(thrown<CompileError>([] { Optimizer bad(build_executable(SpecRef{"optimizer o(lr = 1) {\n  other: sclae(lr)\n}\n", "", ""}), {{"w", {2}}}); })
-              .find("unknown component `sclae`") != std::string::npos);
+    CHECK(thrown<CompileError>([] {
+            Optimizer bad(build_executable(SpecRef{"optimizer o(lr = 1) {\n  other: sclae(lr)\n}\n", "", ""}), {{"w", {2}}});
+          }).find("unknown component `sclae`") != std::string::npos);
   }
   SUBCASE("NotFoundError: parameters, slots and hyperparameters, with suggestions") {
     CHECK(thrown<NotFoundError>([&] { opt.param("ww"); }).find("no parameter `ww`; did you mean `w`?") != std::string::npos);
@@ -77,7 +78,8 @@ TEST_CASE("every runtime error kind names the problem and changes nothing") {
     std::string bytes = serialize_checkpoint(opt);
     bytes[bytes.size() - 3] ^= 0x40;
     std::ofstream((dir / "corrupt.safetensors").string(), std::ios::binary) << bytes;
-    CHECK(thrown<CheckpointError>([&] { opt.load((dir / "corrupt.safetensors").string()); }).find("does not match its checksum") != std::string::npos);
+    CHECK(thrown<CheckpointError>([&] { opt.load((dir / "corrupt.safetensors").string()); }).find("does not match its checksum") !=
+          std::string::npos);
     Optimizer other(build_executable(SpecRef{"adamw", "", ""}), {{"v", {4, 3}}});
     other.save((dir / "other.safetensors").string());
     CHECK(thrown<CheckpointError>([&] { opt.load((dir / "other.safetensors").string()); }).find("cannot load checkpoint") != std::string::npos);

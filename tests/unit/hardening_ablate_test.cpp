@@ -48,11 +48,11 @@ TEST_CASE("an external trainer's malformed output fails its run with the line, n
     const char* output;
     const char* why;
   };
-  for (const Case& c : {Case{R"({"step": 1, "loss": 1.0, "diverged": "no"})", "`diverged` is \"no\", not true or false"},
-                        Case{R"({"step": 1})", "has a `step` but no `loss` or `val_loss`"},
-                        Case{R"({"step": 1e300, "loss": 1.0})", "`step` is 1e+300, not a whole number"},
-                        Case{R"({"step": "one", "loss": 1.0})", "`step` is \"one\""},
-                        Case{R"({"step": 2, "loss": "low"})", "`loss` is \"low\", not a number"}}) {
+  for (const Case& c :
+       {Case{R"({"step": 1, "loss": 1.0, "diverged": "no"})", "`diverged` is \"no\", not true or false"},
+        Case{R"({"step": 1})", "has a `step` but no `loss` or `val_loss`"},
+        Case{R"({"step": 1e300, "loss": 1.0})", "`step` is 1e+300, not a whole number"}, Case{R"({"step": "one", "loss": 1.0})", "`step` is \"one\""},
+        Case{R"({"step": 2, "loss": "low"})", "`loss` is \"low\", not a number"}}) {
     CAPTURE(c.output);
     auto dir = scratch("malformed");
     AblateResult r = run_ablation(tiny_grid(dir), external(dir, fmt::format("echo 'not json'\necho '{}'\n", c.output)));

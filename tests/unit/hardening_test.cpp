@@ -213,7 +213,8 @@ TEST_CASE("non-finite and out-of-range hyperparameters are refused (item 12)") {
     CHECK(opt.hparam("lr") == lr);
   }
   opt.set_hparam("lr", 3e38);  // within float32
-  for (const char* arg : {"lr=nan", "lr=inf", "lr=1e308", "lr=-inf"}) cli_fails(fmt::format("run adamw --steps 2 --hparam {}", arg), {"hyperparameter `lr`"});
+  for (const char* arg : {"lr=nan", "lr=inf", "lr=1e308", "lr=-inf"})
+    cli_fails(fmt::format("run adamw --steps 2 --hparam {}", arg), {"hyperparameter `lr`"});
   for (const char* arg : {"lr=1e999", "lr=1e-400"}) cli_fails(fmt::format("run adamw --steps 2 --hparam {}", arg), {"is out of range"});
   cli_fails("run adamw --steps 2 --hparam lr=fast", {"is not a number"});
   // and a spec's default

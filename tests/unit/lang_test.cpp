@@ -118,7 +118,8 @@ TEST_CASE("chains of fns and of delegating optimizers are bounded (no recursion 
   Diagnostics d2;
   load(opts, d2);
   REQUIRE(d2.error_count() == 1);
-  CHECK(d2.all()[0].message == fmt::format("optimizer `o{}` starts a chain of delegations deeper than the limit of {}", kMaxCallDepth, kMaxCallDepth));
+  CHECK(d2.all()[0].message ==
+        fmt::format("optimizer `o{}` starts a chain of delegations deeper than the limit of {}", kMaxCallDepth, kMaxCallDepth));
 }
 
 TEST_CASE("blocks nested past the limit are an error, not a stack overflow") {

@@ -236,8 +236,8 @@ TEST_CASE("a basis transforms g only when a stage inside reads it") {
 
 TEST_SUITE("passes") {
 TEST_CASE("nested conditions are conjunctions: power-iteration refreshes skip the eigendecomposition") {
-  auto c = compile_spec({"optimizer o(lr = 0.1, every = 10) { matrix: rotate(eigenbasis(0.99, every, power_qr = true)) -> sign -> unrotate -> scale(lr) }",
-                         "", ""});
+  auto c = compile_spec(
+      {"optimizer o(lr = 0.1, every = 10) { matrix: rotate(eigenbasis(0.99, every, power_qr = true)) -> sign -> unrotate -> scale(lr) }", "", ""});
   const Plan& p = route_plan(*c, "matrix");
   int eigh = 0, qr = 0;
   for (const auto& call : p.calls) {

@@ -71,7 +71,9 @@ TEST_CASE("state is inspectable by slot name") {
 TEST_CASE("bad parameters are refused before anything runs") {
   CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamw", "", ""}), {{"a", {2}}, {"a", {3}}}); }).find("given twice") != std::string::npos);
   CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamw", "", ""}), {{"a", {2, 0}}}); }).find("must be positive") != std::string::npos);
-  CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamw", "", ""}), {{"a", {1 << 20, 1 << 20, 1 << 20}}}); }).find("more than") != std::string::npos);
+  CHECK(error_of([] {
+          Optimizer(build_executable(SpecRef{"adamw", "", ""}), {{"a", {1 << 20, 1 << 20, 1 << 20}}});
+        }).find("more than") != std::string::npos);
   CHECK(error_of([] { Optimizer(build_executable(SpecRef{"adamx", "", ""}), {}); }).find("did you mean `adam") != std::string::npos);
 }
 
@@ -111,7 +113,7 @@ TEST_CASE("opal replay end to end, and a corrupt input file") {
   int rc;
   std::string out;
   std::tie(rc, out) = run_cli("replay signum --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
-                           " --steps 3 --hparam lr=0.1 -o " + (dir / "out.safetensors").string());
+                              " --steps 3 --hparam lr=0.1 -o " + (dir / "out.safetensors").string());
   INFO(out);
   REQUIRE(rc == 0);
   SafetensorsFile r = read_safetensors((dir / "out.safetensors").string());
@@ -149,9 +151,9 @@ TEST_CASE("opal replay of a matrix optimizer with --diagnostics, and opal routes
   write_safetensors((dir / "grads.safetensors").string(), grads);
   int rc;
   std::string out;
-  std::tie(rc, out) = run_cli("replay paper_soap10 --init " + (dir / "init.safetensors").string() + " --grads " + (dir / "grads.safetensors").string() +
-                           " --steps 4 --hparam every=2 --hparam warmup=0 -o " + (dir / "out.safetensors").string() + " --diagnostics " +
-                           (dir / "diag.jsonl").string());
+  std::tie(rc, out) = run_cli("replay paper_soap10 --init " + (dir / "init.safetensors").string() + " --grads " +
+                              (dir / "grads.safetensors").string() + " --steps 4 --hparam every=2 --hparam warmup=0 -o " +
+                              (dir / "out.safetensors").string() + " --diagnostics " + (dir / "diag.jsonl").string());
   INFO(out);
   REQUIRE(rc == 0);
   SafetensorsFile r = read_safetensors((dir / "out.safetensors").string());
@@ -188,7 +190,9 @@ TEST_CASE("Table 2 from components: all 15 cells run, and match the stdlib paper
   auto run = [&](const SpecRef& ref) {
     std::vector<float> w(12 * 6), b(6, 0.1f), e(20 * 6, 0.2f);
     for (size_t i = 0; i < w.size(); ++i) w[i] = float(int(i % 9) - 4) * 0.05f;
-    Optimizer opt(build_executable(ref), {{"blocks.0.w", {12, 6}, w.data(), nullptr}, {"blocks.0.ln.bias", {6}, b.data(), nullptr}, {"wte.embed", {20, 6}, e.data(), nullptr}});
+    Optimizer opt(
+        build_executable(ref),
+        {{"blocks.0.w", {12, 6}, w.data(), nullptr}, {"blocks.0.ln.bias", {6}, b.data(), nullptr}, {"wte.embed", {20, 6}, e.data(), nullptr}});
     for (int t = 1; t <= 6; ++t) {
       auto g = opt.grad("blocks.0.w");
       for (size_t i = 0; i < g.size(); ++i) g[i] = float(int((i * 5 + t * 3) % 13) - 6) * 0.01f;
@@ -203,11 +207,21 @@ TEST_CASE("Table 2 from components: all 15 cells run, and match the stdlib paper
     out.insert(out.end(), e.begin(), e.end());
     return out;
   };
-  const std::vector<std::pair<std::string, std::string>> cells = {
-      {"t2_e_sign", "paper_signum"}, {"t2_e_look", "paper_signum_lookahead"}, {"t2_e_var11", "paper_adam_b1b1"}, {"t2_e_fact", "paper_adam_factored"},
-      {"t2_e_var", "paper_adam"},    {"t2_s_sign", "paper_splus100"},         {"t2_s_look", "paper_splus_lookahead"}, {"t2_s_var11", "paper_soap_b1b1"},
-      {"t2_s_fact", "paper_soap_factored"}, {"t2_s_var", "paper_soap100"},   {"t2_n_sign", "paper_muon"},  {"t2_n_look", "paper_muon_lookahead"},
-      {"t2_n_var11", "paper_adamuon_b1b1"}, {"t2_n_fact", "paper_adamuon_factored"}, {"t2_n_var", "paper_adamuon"}};
+  const std::vector<std::pair<std::string, std::string>> cells = {{"t2_e_sign", "paper_signum"},
+                                                                  {"t2_e_look", "paper_signum_lookahead"},
+                                                                  {"t2_e_var11", "paper_adam_b1b1"},
+                                                                  {"t2_e_fact", "paper_adam_factored"},
+                                                                  {"t2_e_var", "paper_adam"},
+                                                                  {"t2_s_sign", "paper_splus100"},
+                                                                  {"t2_s_look", "paper_splus_lookahead"},
+                                                                  {"t2_s_var11", "paper_soap_b1b1"},
+                                                                  {"t2_s_fact", "paper_soap_factored"},
+                                                                  {"t2_s_var", "paper_soap100"},
+                                                                  {"t2_n_sign", "paper_muon"},
+                                                                  {"t2_n_look", "paper_muon_lookahead"},
+                                                                  {"t2_n_var11", "paper_adamuon_b1b1"},
+                                                                  {"t2_n_fact", "paper_adamuon_factored"},
+                                                                  {"t2_n_var", "paper_adamuon"}};
   CHECK(cells.size() == 15);
   for (const auto& cp : cells) {
     const std::string &cell = cp.first, &paper = cp.second;  // named: clang 14 lambdas (INFO) cannot capture bindings

@@ -70,7 +70,8 @@ TEST_CASE("bad headers, dtypes, sizes and overlaps are named") {
 
 TEST_CASE("F64, F16 and BF16 tensors are converted to float") {
   auto with = [](const std::string& dtype, const std::string& data, int n) {
-    std::string h = R"({"a":{"dtype":")" + dtype + R"(","shape":[)" + std::to_string(n) + R"(],"data_offsets":[0,)" + std::to_string(data.size()) + "]}}";
+    std::string h =
+        R"({"a":{"dtype":")" + dtype + R"(","shape":[)" + std::to_string(n) + R"(],"data_offsets":[0,)" + std::to_string(data.size()) + "]}}";
     std::string out(8, '\0');
     for (int i = 0; i < 8; ++i) out[i] = char((h.size() >> (8 * i)) & 0xff);
     return out + h + data;

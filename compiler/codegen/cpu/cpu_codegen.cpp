@@ -19,14 +19,16 @@ class CpuEmitter final : public CEmitter {
 extern "C" const char* opal_cache_key(void) { return OPAL_CACHE_KEY; }
 
 static inline float opal_bf16(float x) {
-)" + exec::bf16_body_c("memcpy(&b, &x, 4);", "memcpy(&x, &b, 4);") + R"(}
+)" + exec::bf16_body_c("memcpy(&b, &x, 4);", "memcpy(&x, &b, 4);") +
+           R"(}
 static inline int opal_nonfinite(float x) {
   unsigned int b;
   memcpy(&b, &x, 4);
   return (b & 0x7f800000u) == 0x7f800000u;
 }
 
-)" + randn_prelude("static inline") + "\n";
+)" + randn_prelude("static inline") +
+           "\n";
   }
 
  protected:
@@ -53,9 +55,7 @@ static inline int opal_nonfinite(float x) {
     }
     return {};
   }
-  std::string loop_close(const Kernel& k) const override {
-    return k.domain == Domain::Full && k.indexed ? "    }\n  }\n" : "  }\n";
-  }
+  std::string loop_close(const Kernel& k) const override { return k.domain == Domain::Full && k.indexed ? "    }\n  }\n" : "  }\n"; }
   // A parallel loop is entered only by tensors big enough for the thread pool: a small one runs
   // the same loop (vectorized alike) without an OpenMP region, whose team set-up costs more
   // than its few elements (an `if` clause still builds a team of one).
@@ -65,8 +65,8 @@ static inline int opal_nonfinite(float x) {
     const std::string chk = checked ? " reduction(|:opal_chk)" : "";
     std::string small = flat ? "  #pragma omp simd" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n"
                              : "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
-    return fmt::format("  if ({} < 65536) {{\n{}{}{}  }} else {{\n{}{}{}  }}\n", flat ? "n_e" : "numel", small, body, loop_close(k), loop_open(k), body,
-                       loop_close(k));
+    return fmt::format("  if ({} < 65536) {{\n{}{}{}  }} else {{\n{}{}{}  }}\n", flat ? "n_e" : "numel", small, body, loop_close(k), loop_open(k),
+                       body, loop_close(k));
   }
   std::string restrict_kw() const override { return "__restrict__"; }
   std::string merge_flags() const override { return "  if (opal_chk) *T.chk |= opal_chk;\n"; }

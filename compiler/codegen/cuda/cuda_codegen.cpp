@@ -16,10 +16,12 @@ class CudaEmitter final : public CEmitter {
     return exec::tensor_struct_c() + exec::uniforms_struct_c(n_hparams) + R"(#define U_hp(k) (U.hp[k])
 #define U_t (U.t)
 __device__ static inline float opal_bf16(float x) {
-)" + exec::bf16_body_c("b = __float_as_uint(x);", "x = __uint_as_float(b);") + R"(}
+)" + exec::bf16_body_c("b = __float_as_uint(x);", "x = __uint_as_float(b);") +
+           R"(}
 __device__ static inline int opal_nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
-)" + randn_prelude("__device__ static inline") + "\n";
+)" + randn_prelude("__device__ static inline") +
+           "\n";
   }
 
  protected:
@@ -32,8 +34,8 @@ __device__ static inline int opal_nonfinite(float x) { return (__float_as_uint(x
     const char* var = k.domain == Domain::Rows ? "i" : k.domain == Domain::Cols ? "j" : "e";
     const char* bound = k.domain == Domain::Rows ? "rows" : k.domain == Domain::Cols ? "cols" : "n_e";
     std::string s = fmt::format(
-        "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * blockDim.x) {{\n",
-        var, bound);
+        "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * blockDim.x) {{\n", var,
+        bound);
     if (k.domain == Domain::Full && k.indexed) s += "    {\n    const long long i = e / cols, j = e % cols;\n";
     return s;
   }

@@ -4,6 +4,7 @@
 #include <iterator>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "compiler/ir/attrs.h"
 #include "compiler/lower/lowerer.h"
@@ -176,11 +177,13 @@ ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
     if (p_.components.count(e.name))
       d_.report(DiagKind::UnknownFunction, e.loc, fmt::format("`{}` is a component, not a function", e.name),
                 "components are pipeline stages: `a -> " + e.name + "(...) -> b`");
-    else
+    else {
+      std::vector<std::string> elementwise;  // the list a user most likely wants, from the registry
+      for (const auto& b : builtins())
+        if (b.rule != BuiltinFn::Matrix) elementwise.push_back(b.name);
       d_.report(DiagKind::UnknownFunction, e.loc, fmt::format("unknown function `{}`", e.name),
-                m.empty()
-                    ? "builtins: sqrt abs sign exp log cos sin tanh floor min max pow select row_sum row_mean col_sum col_mean sum mean norm rms"
-                    : fmt::format("did you mean `{}`?", m));
+                m.empty() ? fmt::format("builtins: {}", fmt::join(elementwise, " ")) : fmt::format("did you mean `{}`?", m));
+    }
     return {};
   }
   const FnDecl& f = *it->second;

@@ -42,6 +42,12 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
   for (auto [slot, decl] : ctx.states) {
     const Var& v = scope->vars[decl->name];
     if (!ctx.assigned.count(slot)) {
+      // initialized from an expression (`state w0 = w`) and never reassigned: it keeps its
+      // initial value (written on step 1 only, once folding makes the write conditional)
+      if (v.value.valid() && g_.at(v.value).op != Op::StateRead) {
+        b_.add(Op::StateWrite, g_.slots[slot].shape, {v.value}, slot, 0, call_loc);
+        continue;
+      }
       if (!ctx.failed.count(decl->name))
         d_.report(DiagKind::UnusedState, decl->name_loc, fmt::format("state `{}` of `{}` is never updated", decl->name, c.name),
                   "assign to it, or make it a `let`");

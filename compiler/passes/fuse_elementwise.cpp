@@ -11,7 +11,7 @@
 //  2. Sinks (effects, reductions, stores) are placed in kernel (level, space, guard); each
 //     kernel's closure is collected; values from another space, reductions and library results
 //     become temporaries produced by their own kernel or call (worklist until stable).
-//  3. Hazards: a state write placed before a kernel or call that reads the old state is moved to
+//  3. Hazards: a state or parameter write placed before a kernel or call that reads the old value is moved to
 //     that reader's level (or the next); repeat from 2.
 //  4. The schedule (schedule.cpp) orders by level; within a level calls run first, then kernels
 //     by (space, guard). Temporaries record producer and last use as schedule positions.
@@ -22,6 +22,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <optional>
 #include <set>
 
 #include <fmt/format.h>
@@ -63,7 +64,9 @@ class Fuser {
  public:
   Fuser(const ir::Graph& g, std::vector<Guard> guards) : g_(g), level_(g.nodes.size(), -1), guard_(std::move(guards)) {}
 
-  Plan run() {
+  // The plan, or nothing when the hazards cannot be ordered (guarded kernels that read the old
+  // value of what an unguarded one writes, and the reverse).
+  std::optional<Plan> run() {
     std::map<uint32_t, int> min_level;  // effect -> level forced by hazards
     for (int iter = 0; iter < 64; ++iter) {
       build(min_level);
@@ -74,16 +77,17 @@ class Fuser {
         const Kernel& W = kernels_[schedule_[pos].index];
         for (ValueId e : W.effects) {
           const ir::Node& n = g_.at(e);
-          if (n.op != Op::StateWrite && n.op != Op::StateWriteIf) continue;
+          // the slot (or the parameter: slot -1) this effect overwrites
+          const int slot = n.op == Op::ParamWrite ? -1 : int(n.iattr);
           for (size_t r = pos + 1; r < schedule_.size(); ++r) {
             int lvl;
             if (schedule_[r].is_call) {
               const Call& C = calls_[schedule_[r].index];
-              if (!call_reads_slot(C, int(n.iattr))) continue;
+              if (!call_reads_slot(C, slot)) continue;
               lvl = C.level;  // calls run first in their level
             } else {
               const Kernel& R = kernels_[schedule_[r].index];
-              if (!reads_slot(R, int(n.iattr))) continue;
+              if (!reads_slot(R, slot)) continue;
               lvl = R.level + (std::make_pair(R.domain, R.guard) < std::make_pair(W.domain, W.guard) ? 0 : 1);
               if (R.domain == W.domain && R.guard == W.guard) lvl = R.level;  // the same kernel: reads come first
             }
@@ -96,8 +100,7 @@ class Fuser {
       }
       if (!changed) return assemble_plan(g_, kernels_, calls_, schedule_);
     }
-    OPAL_CHECK(false, "fusion did not converge for %s", g_.name.c_str());
-    return {};
+    return std::nullopt;
   }
 
  private:
@@ -262,17 +265,17 @@ class Fuser {
     work.push_back({{avail(in, d), d, guard_[v.v]}, v});
   }
 
+  // Whether a node reads the old value of a state slot (slot -1: of the parameter).
+  bool reads(const ir::Node& n, int slot) const { return slot < 0 ? n.op == Op::Param : n.op == Op::StateRead && n.iattr == slot; }
   bool reads_slot(const Kernel& K, int slot) const {
     for (ValueId v : K.body)
-      if (g_.at(v).op == Op::StateRead && g_.at(v).iattr == slot) return true;
+      if (reads(g_.at(v), slot)) return true;
     return false;
   }
   bool call_reads_slot(const Call& C, int slot) const {
     const ir::Node& n = g_.at(C.value);
-    for (int k = 0; k < n.n_operands; ++k) {
-      const ir::Node& o = g_.at(n.operands[k]);
-      if (o.op == Op::StateRead && o.iattr == slot) return true;
-    }
+    for (int k = 0; k < n.n_operands; ++k)
+      if (reads(g_.at(n.operands[k]), slot)) return true;
     return false;
   }
 
@@ -288,8 +291,13 @@ class Fuser {
 }  // namespace
 
 Plan fuse_elementwise(const ir::Graph& g) {
-  GuardedGraph gg = lower_regions(g);  // kernels are formed without the region ops, under their guards
-  return Fuser(gg.graph, std::move(gg.guards)).run();
+  // kernels are formed without the region ops, under their guards
+  for (bool skip_writes : {true, false}) {
+    GuardedGraph gg = lower_regions(g, skip_writes);
+    if (std::optional<Plan> p = Fuser(gg.graph, std::move(gg.guards)).run()) return std::move(*p);
+  }
+  OPAL_CHECK(false, "fusion did not converge for %s", g.name.c_str());
+  return {};
 }
 
 }  // namespace passes

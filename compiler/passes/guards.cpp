@@ -9,7 +9,18 @@ using ir::Op;
 using ir::Shape;
 using ir::ValueId;
 
-std::vector<Guard> infer_guards(const ir::Graph& g) {
+std::vector<Guard> infer_guards(const ir::Graph& g, bool skip_writes) {
+  // work worth skipping: a value that needs a library call or a reduction (an eigenbasis, a
+  // norm); a conditional write of anything cheaper is a conditional store in the kernel that
+  // computes it, so that it never waits in a kernel of its own (which could not both read the
+  // old parameter and run after the kernel that writes the new one)
+  std::vector<char> heavy(g.nodes.size(), 0);
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    const ir::Node& n = g.nodes[i];
+    const ir::Category c = ir::category(n.op);
+    heavy[i] = c == ir::Category::Library || c == ir::Category::Macro || c == ir::Category::Reduce;
+    for (int k = 0; k < n.n_operands; ++k) heavy[i] |= heavy[n.operands[k].v];
+  }
   std::vector<Guard> guard(g.nodes.size());
   std::vector<char> seen(g.nodes.size(), 0), mixed(g.nodes.size(), 0);
   std::vector<Guard> acc(g.nodes.size());
@@ -24,7 +35,8 @@ std::vector<Guard> infer_guards(const ir::Graph& g) {
   for (size_t i = g.nodes.size(); i-- > 0;) {
     const ir::Node& n = g.nodes[i];
     Guard mine = (seen[i] && !mixed[i]) ? acc[i] : Guard{};
-    if (n.op == Op::StateWriteIf && ir::is_uniform(g, n.operands[1])) mine = Guard{}.with({n.operands[1], false});
+    if (n.op == Op::StateWriteIf && ir::is_uniform(g, n.operands[1]) && heavy[n.operands[0].v] && skip_writes)
+      mine = Guard{}.with({n.operands[1], false});
     guard[i] = mine;
     for (int k = 0; k < n.n_operands; ++k) {
       Guard gd = mine;
@@ -38,8 +50,8 @@ std::vector<Guard> infer_guards(const ir::Graph& g) {
   return guard;
 }
 
-GuardedGraph lower_regions(const ir::Graph& g) {
-  const std::vector<Guard> before = infer_guards(g);
+GuardedGraph lower_regions(const ir::Graph& g, bool skip_writes) {
+  const std::vector<Guard> before = infer_guards(g, skip_writes);
   std::vector<ValueId> map;
   GuardedGraph out;
   out.graph = rebuild(

@@ -12,8 +12,10 @@
 
 namespace opal::passes {
 
-// One guard per node of `g` (by value id).
-std::vector<Guard> infer_guards(const ir::Graph& g);
+// One guard per node of `g` (by value id). `skip_writes` false: conditional state writes are
+// never guarded (conditional stores in whichever kernel computes their value; their values are
+// then computed on every step): the fallback for routes whose guarded writes cannot be ordered.
+std::vector<Guard> infer_guards(const ir::Graph& g, bool skip_writes = true);
 
 // The graph kernels are formed from: `g` with its region ops replaced by their values, and the
 // guard of each of its nodes, inferred while the regions were still there.
@@ -21,6 +23,6 @@ struct GuardedGraph {
   ir::Graph graph;
   std::vector<Guard> guards;
 };
-GuardedGraph lower_regions(const ir::Graph& g);
+GuardedGraph lower_regions(const ir::Graph& g, bool skip_writes = true);
 
 }  // namespace opal::passes

@@ -10,6 +10,8 @@
 #include <memory>
 #include <tuple>
 
+#include <fmt/format.h>
+
 #include "driver/build.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
@@ -55,6 +57,65 @@ TEST_CASE("schedules are expressions of t: the paper harness warms up linearly")
     opt.step();
     CHECK(prev - w[0] == doctest::Approx((t - 1) / 4.0));  // lr(k = t - 1) = k / warmup
     prev = w[0];
+  }
+}
+
+TEST_CASE("a refresh that snapshots the parameter reads it before the step writes it") {
+  // `every(2) { m = f(w) }` must see the w this step started from, however its write is placed:
+  // a conditional store in the update's kernel (f cheap), or, with a reduction in f, the update
+  // and the write ordered after it. It read the updated w when the write had a kernel of its own.
+  struct Case {
+    const char* f;
+    std::function<float(float, float)> ref;  // (w, sum of g)
+  };
+  for (const Case& c : {Case{"w", [](float w, float) { return w; }}, Case{"2 * w", [](float w, float) { return 2 * w; }},
+                        Case{"w * sum(g)", [](float w, float sg) { return w * sg; }}}) {
+    CAPTURE(c.f);
+    std::string spec = fmt::format(
+        "component snap() {{\n  state m = zeros\n  every(2) {{ m = {} }}\n  u = u + 0.5 * m\n}}\n"
+        "optimizer o(lr = 0.1) {{\n  other: snap -> scale(lr)\n}}\n",
+        c.f);
+    std::vector<float> w = {1.f, -2.f, 3.f}, g = {0.5f, 0.25f, -1.f};
+    Optimizer opt(build_executable(SpecRef{spec, "", ""}), {{"p", {3}, w.data(), g.data()}});
+    std::vector<float> rw = w, rm(3, 0.f);
+    const float sg = 0.5f + 0.25f - 1.f;
+    for (int t = 1; t <= 5; ++t) {
+      opt.step();
+      const bool refresh = t == 1 || t % 2 == 0;
+      for (size_t i = 0; i < 3; ++i) {
+        if (refresh) rm[i] = c.ref(rw[i], sg);
+        rw[i] -= 0.1f * (g[i] + 0.5f * rm[i]);
+      }
+      CAPTURE(t);
+      auto m = opt.read_state("p", "snap.m");
+      for (size_t i = 0; i < 3; ++i) {
+        CHECK(m[i] == doctest::Approx(rm[i]).epsilon(1e-6));
+        CHECK(w[i] == doctest::Approx(rw[i]).epsilon(1e-6));
+      }
+    }
+  }
+}
+
+TEST_CASE("a state initialized from an expression and never reassigned keeps its initial value") {
+  // `state w0 = w` anchors the weights of step 1; it read 0 after step 1 when it had no write
+  const char* spec =
+      "component anchor(k = 0.5) {\n"
+      "  state w0 = w\n"
+      "  u = u + k * (w - w0)\n"
+      "}\n"
+      "optimizer o(lr = 0.1) {\n"
+      "  other: anchor -> scale(lr)\n"
+      "}\n";
+  std::vector<float> w = {1.f, -2.f, 3.f}, g = {0.5f, 0.5f, -1.f};
+  const std::vector<float> w0 = w;
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}), {{"p", {3}, w.data(), g.data()}});
+  std::vector<float> ref = w;
+  for (int t = 1; t <= 5; ++t) {
+    opt.step();
+    for (size_t i = 0; i < ref.size(); ++i) ref[i] -= 0.1f * (g[i] + 0.5f * (ref[i] - w0[i]));
+    CAPTURE(t);
+    CHECK(opt.read_state("p", "anchor.w0") == w0);
+    for (size_t i = 0; i < ref.size(); ++i) CHECK(w[i] == doctest::Approx(ref[i]).epsilon(1e-6));
   }
 }
 

@@ -67,16 +67,24 @@ int finish(const Diagnostics& d) {
   return d.has_errors() ? 1 : 0;
 }
 
+// Each file is checked on its own, with the stdlib: files are independent specs, so one file's
+// names never clash with another's.
 int cmd_check(const std::vector<std::string>& files) {
-  Diagnostics d;
-  LoadRequest req;
-  req.files = files;
-  std::shared_ptr<Program> p(load_program(req, d));
-  if (!d.has_errors()) check_program(p, d);
-  int rc = finish(d);
-  if (rc == 0)
-    std::printf("ok: %zu optimizer%s, %zu component%s, %zu grid%s checked\n", p->user_optimizers.size(), p->user_optimizers.size() == 1 ? "" : "s",
-                p->user_components.size(), p->user_components.size() == 1 ? "" : "s", p->user_grids.size(), p->user_grids.size() == 1 ? "" : "s");
+  int rc = 0;
+  for (const std::string& file : files) {
+    Diagnostics d;
+    LoadRequest req;
+    req.files = {file};
+    std::shared_ptr<Program> p(load_program(req, d));
+    if (!d.has_errors()) check_program(p, d);
+    if (finish(d) != 0) {
+      rc = 1;
+      continue;
+    }
+    std::printf("%s%sok: %zu optimizer%s, %zu component%s, %zu grid%s checked\n", files.size() > 1 ? file.c_str() : "", files.size() > 1 ? ": " : "",
+                p->user_optimizers.size(), p->user_optimizers.size() == 1 ? "" : "s", p->user_components.size(),
+                p->user_components.size() == 1 ? "" : "s", p->user_grids.size(), p->user_grids.size() == 1 ? "" : "s");
+  }
   return rc;
 }
 

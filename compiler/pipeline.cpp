@@ -40,13 +40,41 @@ void verify_or_die(const ir::Graph& g, const char* after) {
   OPAL_CHECK(err.empty(), "IR invalid after %s: %s\n%s", after, err.c_str(), ir::print(g).c_str());
 }
 
+bool mentions(const Expr& e, const std::string& name) {
+  if (e.kind == Expr::Kind::Name && e.name == name) return true;
+  for (const auto& a : e.args)
+    if (mentions(*a.value, name)) return true;
+  return false;
+}
+
+// Why a hyperparameter does nothing: the first stage it is passed to, and as which parameter,
+// when that stage ignores it (or ignores it with the other arguments given, as `adapt` ignores
+// `eps` under some flags); otherwise that no stage reads it.
+std::string unused_hparam_help(const Program& p, const OptimizerDecl& o, const std::string& name) {
+  for (const Route& r : o.routes)
+    for (const Stage& st : r.pipeline) {
+      const std::vector<Param>* params = nullptr;
+      if (const ComponentDecl* c = p.find_component(st.name, st.loc)) params = &c->params;
+      else if (const OptimizerDecl* inner = p.find_optimizer(st.name, st.loc)) params = &inner->params;
+      if (!params) continue;
+      Diagnostics scratch;
+      bool ok;
+      auto bound = bind_arguments(*params, st.args, st.name, st.loc, scratch, ok);
+      for (size_t i = 0; i < bound.size(); ++i)
+        if (bound[i] && mentions(*bound[i], name))
+          return fmt::format("it is passed to `{}` at {} as `{}`, which `{}` does not use{}: remove it, or pass it to a stage that reads it", st.name,
+                             st.loc.short_str(), (*params)[i].name, st.name, st.args.size() > 1 ? " with these arguments" : "");
+    }
+  return "remove it, or pass it to a stage: sweeping it would change nothing";
+}
+
 }  // namespace
 
 std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program> program, const OptimizerDecl& decl, Diagnostics& diags,
                                                    const CompileOptions& opts, std::vector<PassDump>* dumps) {
-  size_t errors_before = diags.error_count();
+  size_t errors_before = diags.error_events();
   LoweredOptimizer lowered = lower_optimizer(*program, decl, diags);
-  if (diags.error_count() > errors_before) return std::nullopt;
+  if (diags.error_events() > errors_before) return std::nullopt;
   auto want = [&](const std::string& pass) { return dumps && (opts.dump_after == pass || opts.dump_after == "all"); };
   CompiledOptimizer out;
   out.program = program;
@@ -85,8 +113,8 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     if (!used_hparams.count(int64_t(i)))
       diags.report(DiagKind::UnusedHyperparameter, lowered.hparam_locs[i],
                    fmt::format("hyperparameter `{}` of `{}` is never used", out.hparams[i], decl.name),
-                   "remove it, or pass it to a stage: sweeping it would change nothing");
-  if (diags.error_count() > errors_before) return std::nullopt;
+                   unused_hparam_help(*program, decl, out.hparams[i]));
+  if (diags.error_events() > errors_before) return std::nullopt;
   if (want("describe")) {  // the executable description: what the runtime will run
     exec::Description d = describe(out);
     for (size_t r = 0; r < d.routes.size(); ++r) dumps->push_back({d.routes[r].label, "describe", exec::print_route(d, r), true});

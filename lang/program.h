@@ -2,6 +2,7 @@
 #pragma once
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,22 @@ struct Program {
   std::vector<const OptimizerDecl*> user_optimizers;
   std::vector<const GridDecl*> user_grids;
 
+  // Names used inside the stdlib resolve in the stdlib alone, so a user definition of the same
+  // name shadows the stdlib for the user's own specs but never changes a stdlib optimizer (a
+  // user `decay` leaves `adamw` as it is). The lookups below take the location of the use.
+  std::map<std::string, const ComponentDecl*> std_components;
+  std::map<std::string, const FnDecl*> std_fns;
+  std::map<std::string, const OptimizerDecl*> std_optimizers;
+  std::set<const SourceFile*> stdlib_files;
+  bool in_stdlib(SourceLoc at) const { return at.file && stdlib_files.count(at.file); }
+  const ComponentDecl* find_component(const std::string& name, SourceLoc used_at) const;
+  const FnDecl* find_fn(const std::string& name, SourceLoc used_at) const;
+  const OptimizerDecl* find_optimizer(const std::string& name, SourceLoc used_at) const;
+  // The names visible where `used_at` is (for "did you mean" hints).
+  std::vector<std::string> fn_names(SourceLoc used_at) const;
+  std::vector<std::string> stage_names(SourceLoc used_at) const;
+
+  // The user's view (top level: which optimizer a command runs).
   const OptimizerDecl* find_optimizer(const std::string& name) const;
   std::vector<std::string> optimizer_names() const;
 };

@@ -28,6 +28,36 @@ const OptimizerDecl* Program::find_optimizer(const std::string& name) const {
   return it == optimizers.end() ? nullptr : it->second;
 }
 
+namespace {
+template <class Decl>
+const Decl* lookup(const std::map<std::string, const Decl*>& user, const std::map<std::string, const Decl*>& std, const std::string& name,
+                   bool from_stdlib) {
+  const auto& m = from_stdlib ? std : user;
+  auto it = m.find(name);
+  return it == m.end() ? nullptr : it->second;
+}
+template <class Decl>
+std::vector<std::string> keys(const std::map<std::string, const Decl*>& m) {
+  std::vector<std::string> v;
+  for (const auto& [n, _] : m) v.push_back(n);
+  return v;
+}
+}  // namespace
+
+const ComponentDecl* Program::find_component(const std::string& name, SourceLoc used_at) const {
+  return lookup(components, std_components, name, in_stdlib(used_at));
+}
+const FnDecl* Program::find_fn(const std::string& name, SourceLoc used_at) const { return lookup(fns, std_fns, name, in_stdlib(used_at)); }
+const OptimizerDecl* Program::find_optimizer(const std::string& name, SourceLoc used_at) const {
+  return lookup(optimizers, std_optimizers, name, in_stdlib(used_at));
+}
+std::vector<std::string> Program::fn_names(SourceLoc used_at) const { return keys(in_stdlib(used_at) ? std_fns : fns); }
+std::vector<std::string> Program::stage_names(SourceLoc used_at) const {
+  auto v = keys(in_stdlib(used_at) ? std_components : components);
+  for (auto& n : keys(in_stdlib(used_at) ? std_optimizers : optimizers)) v.push_back(n);
+  return v;
+}
+
 std::vector<std::string> Program::optimizer_names() const {
   std::vector<std::string> v;
   for (const auto& [n, _] : optimizers) v.push_back(n);
@@ -98,7 +128,9 @@ class Resolver {
         return;
       }
       if (exists && user_names_.count(name)) {
-        d_.report(DiagKind::Redefinition, loc, fmt::format("`{}` is already defined in another spec file", name));
+        SourceLoc first = user_names_.at(name);
+        d_.report(DiagKind::Redefinition, loc, fmt::format("`{}` is already defined at {}", name, first.short_str()),
+                  "spec files loaded together share one scope: rename one of them (`opal check` checks each file on its own)");
         return;
       }
       // a user definition shadows a stdlib one of any kind
@@ -106,29 +138,48 @@ class Resolver {
       p_.fns.erase(name);
       p_.optimizers.erase(name);
       p_.grids.erase(name);
-      if (user) user_names_.insert(name);
+      if (user) user_names_[name] = loc;
       insert();
     };
+    for (const auto& c : m.components) check_params(c.params, "component", c.name);
+    for (const auto& o : m.optimizers) check_params(o.params, "optimizer", o.name);
+    for (const auto& g : m.grids) check_params(g.params, "grid", g.name);
     for (const auto& c : m.components)
       add(c.name, c.loc, [&] {
         p_.components[c.name] = &c;
         if (user) p_.user_components.push_back(&c);
+        else p_.std_components[c.name] = &c;
       });
     for (const auto& f : m.fns)
       add(f.name, f.loc, [&] {
         p_.fns[f.name] = &f;
         if (user) p_.user_fns.push_back(&f);
+        else p_.std_fns[f.name] = &f;
       });
     for (const auto& o : m.optimizers)
       add(o.name, o.loc, [&] {
         p_.optimizers[o.name] = &o;
         if (user) p_.user_optimizers.push_back(&o);
+        else p_.std_optimizers[o.name] = &o;
       });
     for (const auto& g : m.grids)
       add(g.name, g.loc, [&] {
         p_.grids[g.name] = &g;
         if (user) p_.user_grids.push_back(&g);
       });
+  }
+
+  // `u`, `g` and `w` are the inputs of every stage: a parameter of that name could never be
+  // read (the stream would hide it), so declaring one is an error, not a silent no-op.
+  void check_params(const std::vector<Param>& params, const char* what, const std::string& owner) {
+    for (const Param& prm : params)
+      if (prm.name == "u" || prm.name == "g" || prm.name == "w")
+        d_.report(DiagKind::ReservedName, prm.loc,
+                  fmt::format("parameter `{}` of {} `{}` would be hidden by the {}", prm.name, what, owner,
+                              prm.name == "u"   ? "update stream `u`"
+                              : prm.name == "g" ? "gradient `g`"
+                                                : "parameter tensor `w`"),
+                  "`u`, `g` and `w` are in scope in every stage: give the parameter another name");
   }
 
   void check_optimizer(const OptimizerDecl& o) {
@@ -138,25 +189,22 @@ class Resolver {
       for (const auto& st : r.pipeline) {
         bool ok;
         if (st.role == Stage::Role::Unrotate) continue;  // balanced against `rotate` by the lowering
-        if (auto c = p_.components.find(st.name); c != p_.components.end()) {
-          bool basis = std::any_of(c->second->body.begin(), c->second->body.end(), [](const Stmt& s) { return s.kind == Stmt::Kind::Inverse; });
+        if (const ComponentDecl* c = p_.find_component(st.name, st.loc)) {
+          bool basis = std::any_of(c->body.begin(), c->body.end(), [](const Stmt& s) { return s.kind == Stmt::Kind::Inverse; });
           if (st.role == Stage::Role::Rotate && !basis)
             d_.report(DiagKind::UnbalancedBasis, st.loc, fmt::format("`{}` is not a basis: it has no `inverse {{ ... }}` block", st.name),
                       "`rotate(...)` takes a basis component such as `eigenbasis(b2, every)`");
           if (st.role == Stage::Role::Plain && basis)
             d_.report(DiagKind::UnbalancedBasis, st.loc, fmt::format("`{}` is a basis: enter it with `rotate({}(...))`", st.name, st.name),
                       "a basis changes u and g until the matching `unrotate`");
-          bind_arguments(c->second->params, st.args, st.name, st.loc, d_, ok);
-        } else if (auto inner = p_.optimizers.find(st.name); inner != p_.optimizers.end()) {
+          bind_arguments(c->params, st.args, st.name, st.loc, d_, ok);
+        } else if (const OptimizerDecl* inner = p_.find_optimizer(st.name, st.loc)) {
           if (r.pipeline.size() != 1)
             d_.report(DiagKind::DelegationInPipeline, st.loc, fmt::format("optimizer `{}` cannot be one stage of a pipeline", st.name),
                       fmt::format("give it a route of its own: `{}: {}(...)`", r.label(), st.name));
-          bind_arguments(inner->second->params, st.args, st.name, st.loc, d_, ok);
+          bind_arguments(inner->params, st.args, st.name, st.loc, d_, ok);
         } else {
-          std::vector<std::string> cands;
-          for (const auto& [n, _] : p_.components) cands.push_back(n);
-          for (const auto& [n, _] : p_.optimizers) cands.push_back(n);
-          std::string m = closest_match(st.name, cands);
+          std::string m = closest_match(st.name, p_.stage_names(st.loc));
           d_.report(DiagKind::UnknownComponent, st.loc, fmt::format("unknown component `{}`", st.name),
                     m.empty() ? "components live in stdlib/components/ or in your spec file" : fmt::format("did you mean `{}`?", m));
         }
@@ -169,17 +217,19 @@ class Resolver {
   void check_delegation_cycles() {
     CallGraph cg;
     std::map<const OptimizerDecl*, int> index;
-    for (const auto& [name, o] : p_.optimizers) {
-      index[o] = int(cg.names.size());
-      cg.names.push_back(name);
-      cg.locs.push_back(o->loc);
-    }
+    for (const auto* m : {&p_.std_optimizers, &p_.optimizers})  // the user's and the stdlib's (even shadowed)
+      for (const auto& [name, o] : *m) {
+        if (index.count(o)) continue;
+        index[o] = int(cg.names.size());
+        cg.names.push_back(name);
+        cg.locs.push_back(o->loc);
+      }
     cg.edges.resize(cg.names.size());
     for (const auto& [o, i] : index)
       for (const auto& r : o->routes) {
         if (r.pipeline.size() != 1) continue;
-        auto it = p_.optimizers.find(r.pipeline[0].name);
-        if (it != p_.optimizers.end()) cg.edges[i].push_back({index[it->second], r.pipeline[0].loc});
+        if (const OptimizerDecl* callee = p_.find_optimizer(r.pipeline[0].name, r.pipeline[0].loc))
+          cg.edges[i].push_back({index.at(callee), r.pipeline[0].loc});
       }
     check_call_graph(cg, "optimizers delegate in a cycle", "one of them must route the parameters through components",
                      "optimizer `{}` starts a chain of delegations deeper than the limit of {}",
@@ -191,18 +241,18 @@ class Resolver {
   void check_fn_cycles() {
     CallGraph cg;
     std::map<const FnDecl*, int> index;
-    for (const auto& [name, f] : p_.fns) {
-      index[f] = int(cg.names.size());
-      cg.names.push_back(name);
-      cg.locs.push_back(f->loc);
-    }
+    for (const auto* m : {&p_.std_fns, &p_.fns})
+      for (const auto& [name, f] : *m) {
+        if (index.count(f)) continue;
+        index[f] = int(cg.names.size());
+        cg.names.push_back(name);
+        cg.locs.push_back(f->loc);
+      }
     cg.edges.resize(cg.names.size());
     // expressions nest at most kMaxNesting deep (the parser's limit), so this recursion is bounded
     std::function<void(int, const Expr&)> calls = [&](int i, const Expr& e) {
-      if (e.kind == Expr::Kind::Call) {
-        auto it = p_.fns.find(e.name);
-        if (it != p_.fns.end()) cg.edges[i].push_back({index[it->second], e.loc});
-      }
+      if (e.kind == Expr::Kind::Call)
+        if (const FnDecl* callee = p_.find_fn(e.name, e.loc)) cg.edges[i].push_back({index.at(callee), e.loc});
       for (const auto& a : e.args) calls(i, *a.value);
     };
     for (const auto& [f, i] : index) calls(i, *f->body);
@@ -265,7 +315,7 @@ class Resolver {
  private:
   Program& p_;
   Diagnostics& d_;
-  std::set<std::string> user_names_;
+  std::map<std::string, SourceLoc> user_names_;
 };
 
 std::vector<std::string> stdlib_files(const std::string& dir) {
@@ -296,6 +346,7 @@ std::unique_ptr<Program> load_program(const LoadRequest& req, Diagnostics& diags
     std::string err;
     const SourceFile* sf = p->sources.load(f, err);
     if (!sf) continue;
+    p->stdlib_files.insert(sf);
     p->modules.push_back(std::make_unique<Module>(parse(*sf, diags)));
     r.declare(*p->modules.back(), false);
   }

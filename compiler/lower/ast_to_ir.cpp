@@ -46,9 +46,10 @@ struct OptimizerLowering {
       auto here = path;
       here.push_back({&o, r});
       std::string label = prefix + route.label();
-      if (route.pipeline.size() == 1 && p.optimizers.count(route.pipeline[0].name) && !p.components.count(route.pipeline[0].name)) {
-        const Stage& st = route.pipeline[0];
-        const OptimizerDecl& inner = *p.optimizers.at(st.name);
+      const Stage* only = route.pipeline.size() == 1 ? &route.pipeline[0] : nullptr;
+      if (only && p.find_optimizer(only->name, only->loc) && !p.find_component(only->name, only->loc)) {
+        const Stage& st = *only;
+        const OptimizerDecl& inner = *p.find_optimizer(st.name, st.loc);
         if (std::find_if(path.begin(), path.end(), [&](const RouteStep& s) { return s.optimizer == &inner; }) != path.end() || &inner == &o)
           continue;  // cycle, reported by the resolver
         bool ok;
@@ -92,7 +93,7 @@ struct OptimizerLowering {
           d.report(DiagKind::ScalarExpected, b.expr->loc, fmt::format("hyperparameter `{}` must be a scalar", name));
           v = {};
         }
-        if (v.valid()) s.vars[name] = {v, VarKind::HParam};
+        s.vars[name] = {v, VarKind::HParam};  // invalid when it failed: its uses stay quiet
       }
       storage.push_back(std::move(s));
       prev = &storage.back();
@@ -127,10 +128,10 @@ struct OptimizerLowering {
         probe("unrotate");
         continue;
       }
-      auto it = p.components.find(stage.name);
-      if (it == p.components.end()) continue;  // reported by the resolver
+      const ComponentDecl* comp = p.find_component(stage.name, stage.loc);
+      if (!comp) continue;  // reported by the resolver
       bool ok;
-      auto bound = bind_arguments(it->second->params, stage.args, stage.name, stage.loc, d, ok);
+      auto bound = bind_arguments(comp->params, stage.args, stage.name, stage.loc, d, ok);
       if (!ok) continue;
       int n = ++seen[stage.name];
       std::string key = n == 1 ? stage.name : fmt::format("{}#{}", stage.name, n);
@@ -142,13 +143,13 @@ struct OptimizerLowering {
       if (stage.role == Stage::Role::Rotate) {
         Lowerer::BasisFrame f;
         f.outer_g = st.g;
-        L.component(*it->second, bound, caller, st, key, stage.loc, &f);
+        L.component(*comp, bound, caller, st, key, stage.loc, &f);
         f.loc = stage.loc;
         bases.push_back(std::move(f));
         probe(key);
         continue;
       }
-      L.component(*it->second, bound, caller, st, key, stage.loc);
+      L.component(*comp, bound, caller, st, key, stage.loc);
       probe(key);
     }
     for (const auto& f : bases)

@@ -24,7 +24,10 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
     ValueId dflt;
     if (prm.default_value) dflt = lower(*prm.default_value, caller);
     ValueId v = bound[i] ? lower(*bound[i], caller) : dflt;
-    if (!v.valid()) continue;
+    if (!v.valid()) {  // reported; later uses of the name stay quiet (an invalid value)
+      scope->vars[prm.name] = {{}, VarKind::Param};
+      continue;
+    }
     bool tensor_param = dflt.valid() && shape(dflt) != Shape::Scalar;
     if (bound[i] && !tensor_param && shape(v) != Shape::Scalar)
       d_.report(DiagKind::ScalarExpected, bound[i]->loc,
@@ -127,6 +130,7 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
       statements(s.body, inner, ctx, stage_key, cond);
       for (auto& [name, var] : inner.vars) {
         if (var.kind == VarKind::Local && !scope.find(name)) continue;  // a `let` of the block
+        if (!var.value.valid()) continue;
         Var* outer = scope.find_mut(name);
         if (!outer || outer->value == var.value) continue;
         Shape sh = ir::broadcast(shape(var.value), shape(outer->value));
@@ -146,7 +150,11 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
         continue;
       }
       StateInit init = state_init(*s.value, scope);
-      if (!init.ok) continue;
+      if (!init.ok) {  // reported once: the name stays declared, its uses and assignments quiet
+        scope.vars[s.name] = {{}, VarKind::State};
+        ctx.failed.insert(s.name);
+        continue;
+      }
       int slot = int(g_.slots.size());
       g_.slots.push_back({stage_key + "." + s.name, init.shape, s.name_loc, init.identity});
       ValueId read = b_.add(Op::StateRead, init.shape, {}, slot, 0, s.name_loc);
@@ -167,7 +175,7 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
         d_.report(DiagKind::Redefinition, s.name_loc, fmt::format("`{}` is already defined in `{}`", s.name, c.name), "assign to it without `let`");
         continue;
       }
-      if (v.valid()) scope.vars[s.name] = {v, VarKind::Local};
+      scope.vars[s.name] = {v, VarKind::Local};  // invalid when its expression failed: uses stay quiet
       continue;
     }
     const Var* target = scope.find(s.name);
@@ -177,6 +185,7 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
                 m.empty() ? fmt::format("declare it with `let {0} = ...` or `state {0} = zeros`", s.name) : fmt::format("did you mean `{}`?", m));
       continue;
     }
+    if (!target->value.valid()) continue;  // a declaration that failed, already reported
     if (target->kind == VarKind::Param || target->kind == VarKind::Builtin || target->kind == VarKind::HParam) {
       d_.report(
           DiagKind::AssignToReadOnly, s.name_loc, fmt::format("cannot assign to `{}`", s.name),

@@ -168,13 +168,13 @@ ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
     }
     return builtin(*bf, a, e);
   }
-  auto it = p_.fns.find(e.name);
-  if (it == p_.fns.end()) {
+  const FnDecl* fn = p_.find_fn(e.name, e.loc);
+  if (!fn) {
     std::vector<std::string> cands;
     for (const auto& b : builtins()) cands.push_back(b.name);
-    for (const auto& [n, _] : p_.fns) cands.push_back(n);
+    for (const auto& n : p_.fn_names(e.loc)) cands.push_back(n);
     std::string m = closest_match(e.name, cands);
-    if (p_.components.count(e.name))
+    if (p_.find_component(e.name, e.loc))
       d_.report(DiagKind::UnknownFunction, e.loc, fmt::format("`{}` is a component, not a function", e.name),
                 "components are pipeline stages: `a -> " + e.name + "(...) -> b`");
     else {
@@ -186,7 +186,7 @@ ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
     }
     return {};
   }
-  const FnDecl& f = *it->second;
+  const FnDecl& f = *fn;
   if (depth > 64) return {};  // fn cycles are reported by the resolver
   bool ok;
   auto bound = bind_arguments(f.params, e.args, f.name, e.loc, d_, ok);

@@ -24,6 +24,8 @@ using ir::ValueId;
 
 enum class VarKind { HParam, Param, State, Local, Stream, Builtin };
 
+// A name whose declaration failed (reported once) keeps an invalid value: expressions that use
+// it fail quietly instead of reporting an unknown name at every use.
 struct Var {
   ValueId value;
   VarKind kind;

@@ -24,6 +24,7 @@ const char* diag_kind_name(DiagKind k) { return kKinds[static_cast<int>(k)].name
 Severity diag_kind_severity(DiagKind k) { return kKinds[static_cast<int>(k)].severity; }
 
 void Diagnostics::report(DiagKind kind, SourceLoc loc, std::string message, std::string help) {
+  if (diag_kind_severity(kind) == Severity::Error) ++error_events_;
   for (const auto& d : diags_)
     if (d.kind == kind && d.loc.file == loc.file && d.loc.offset == loc.offset && d.message == message) return;
   if (diag_kind_severity(kind) == Severity::Error) ++errors_;

@@ -34,6 +34,9 @@ class Diagnostics {
   void report(DiagKind kind, SourceLoc loc, std::string message, std::string help = {});
   bool has_errors() const { return errors_ > 0; }
   size_t error_count() const { return errors_; }
+  // Every error reported, repeats included: a pass compares it before and after to learn
+  // whether its own input had errors, even ones reported earlier by another pass.
+  size_t error_events() const { return error_events_; }
   const std::vector<Diagnostic>& all() const { return diags_; }
   // Renders every diagnostic followed by a one-line summary when there are errors.
   std::string render() const;
@@ -41,6 +44,7 @@ class Diagnostics {
  private:
   std::vector<Diagnostic> diags_;
   size_t errors_ = 0;
+  size_t error_events_ = 0;
 };
 
 std::string render_diagnostic(const Diagnostic& d);

@@ -83,6 +83,42 @@ TEST_CASE("resolver: user definitions shadow the stdlib; unknown stages get sugg
   CHECK(p->components.at("sign")->loc.file->path() == "u.opal");
 }
 
+TEST_CASE("a user definition shadows the stdlib for the user's specs only, never inside the stdlib") {
+  // the user's `decay` does nothing; stdlib `adamw` must keep its own `decay`
+  Diagnostics d;
+  LoadRequest req;
+  req.texts.push_back({"u.opal",
+                       "component decay(wd = 0.0) { u = u }\n"
+                       "optimizer mine(lr = 1, wd = 0.5) { other: decay(wd) -> scale(lr) }\n"
+                       "optimizer o(wd = 0.5) { other: adamw(wd = wd) }"});
+  auto p = load_program(req, d);
+  REQUIRE_FALSE(d.has_errors());
+  const OptimizerDecl* mine = p->find_optimizer("mine");
+  const OptimizerDecl* adamw = p->find_optimizer("adamw");
+  REQUIRE(mine);
+  REQUIRE(adamw);
+  const Stage& user_stage = mine->routes[0].pipeline[0];
+  const Stage& std_stage = adamw->routes[0].pipeline[2];
+  REQUIRE(std_stage.name == "decay");
+  CHECK(p->find_component("decay", user_stage.loc)->loc.file->path() == "u.opal");
+  CHECK(p->find_component("decay", std_stage.loc)->loc.file->path().find("decay.opal") != std::string::npos);
+  CHECK(p->in_stdlib(std_stage.loc));
+  CHECK_FALSE(p->in_stdlib(user_stage.loc));
+}
+
+TEST_CASE("a name defined in two spec files loaded together names the first definition") {
+  Diagnostics d;
+  LoadRequest req;
+  req.texts.push_back({"a.opal", "optimizer o(lr = 1) { other: scale(lr) }"});
+  req.texts.push_back({"b.opal", "optimizer o(lr = 1) { other: scale(lr) }"});
+  auto p = load_program(req, d);  // owns the files the locations point into
+  REQUIRE(d.error_count() == 1);
+  CHECK(d.all()[0].kind == DiagKind::Redefinition);
+  CHECK(d.all()[0].loc.file->path() == "b.opal");
+  CHECK(d.all()[0].message == "`o` is already defined at a.opal:1:11");
+  CHECK(d.all()[0].help.find("rename one") != std::string::npos);
+}
+
 TEST_CASE("a spec beyond the size limit is refused with the limit named") {
   Diagnostics d;
   LoadRequest req;

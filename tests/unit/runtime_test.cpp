@@ -160,6 +160,39 @@ TEST_CASE("opal --version and check") {
   CHECK(out.find("did you mean `adapt`?") != std::string::npos);
   auto ok = run_cli(std::string("check ") + OPAL_TESTS_DIR + "/../stdlib/adamw.opal");
   CHECK(ok.first == 0);
+  // files are checked one by one: two specs may use the same names; one bad file fails the run
+  namespace fs = std::filesystem;
+  fs::path dir = fs::temp_directory_path() / "opal-check-files";
+  fs::create_directories(dir);
+  for (const char* f : {"a.opal", "b.opal"}) std::ofstream(dir / f) << "optimizer o(lr = 0.1) { other: scale(lr) }\n";
+  std::ofstream(dir / "bad.opal") << "optimizer o(lr = 0.1) { other: scael(lr) }\n";
+  auto two = run_cli(fmt::format("check {} {}", (dir / "a.opal").string(), (dir / "b.opal").string()));
+  CHECK(two.first == 0);
+  CHECK(two.second.find("a.opal: ok: 1 optimizer") != std::string::npos);
+  CHECK(two.second.find("b.opal: ok: 1 optimizer") != std::string::npos);
+  auto bad = run_cli(fmt::format("check {} {}", (dir / "bad.opal").string(), (dir / "a.opal").string()));
+  CHECK(bad.first == 1);
+  CHECK(bad.second.find("did you mean `scale`?") != std::string::npos);
+  CHECK(bad.second.find("a.opal: ok") != std::string::npos);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("a user component named like a stdlib one leaves the stdlib optimizers unchanged") {
+  // the user's `decay` ignores wd; `adamw(wd = 0.5)` must still decay (it did not: wd was lost)
+  const char* spec =
+      "component decay(wd = 0.0) { u = u }\n"
+      "optimizer o(lr = 1e-2, wd = 0.5) { other: adamw(lr = lr, wd = wd) }\n";
+  std::vector<float> w1 = {1.f, -2.f, 3.f, 0.5f}, g = {0.5f, 0.25f, -1.f, 2.f};
+  std::vector<float> w2 = w1;
+  Optimizer mine(build_executable(SpecRef{spec, "", ""}), {{"p", {4}, w1.data(), g.data()}});
+  Optimizer ref(build_executable(SpecRef{"adamw", "", ""}), {{"p", {4}, w2.data(), g.data()}});
+  ref.set_hparam("lr", 1e-2);
+  ref.set_hparam("wd", 0.5);
+  for (int t = 0; t < 3; ++t) {
+    mine.step();
+    ref.step();
+  }
+  CHECK(w1 == w2);
 }
 
 TEST_CASE("opal replay end to end, and a corrupt input file") {

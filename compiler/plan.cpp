@@ -13,6 +13,7 @@ const char* domain_name(Domain d) {
     case Domain::Left: return "left";
     case Domain::Right: return "right";
     case Domain::Small: return "small";
+    case Domain::One: return "one";
   }
   return "?";
 }

@@ -13,7 +13,8 @@ namespace opal {
 
 // The iteration space of a kernel: every element [m,n], every row [m], every column [n], or
 // every element of a square matrix: left [m,m], right [n,n], small [k,k].
-enum class Domain : uint8_t { Full, Rows, Cols, Left, Right, Small };
+// One: a single element per tensor (the write of a scalar state), after the others in a level.
+enum class Domain : uint8_t { Full, Rows, Cols, Left, Right, Small, One };
 const char* domain_name(Domain d);
 
 // When a kernel or call runs: always (no literals), or on the steps where every literal holds:

@@ -132,6 +132,7 @@ std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::
   auto& t = impl_->get(name);
   const exec::Slot& s = exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
   if (s.extent == exec::Extent::Full) return t.desc.shape;
+  if (s.extent == exec::Extent::Scalar) return {};  // one value per tensor: 0-dimensional, as torch keeps NAdam's mu_product
   const exec::Dims dims = exec::dims_of(s.extent, t.rows, t.cols);
   if (s.extent == exec::Extent::Rows || s.extent == exec::Extent::Cols) return {dims.rows};
   return {dims.rows, dims.cols};

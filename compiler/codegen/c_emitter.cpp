@@ -80,6 +80,7 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
       return ir::dim_kind(n) == ir::DimKind::Rows ? "(double)rows" : ir::dim_kind(n) == ir::DimKind::Cols ? "(double)cols" : "(double)numel";
     case Op::Sum:
     case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", p.temp_index(v));
+    case Op::StateRead: return fmt::format("(double)sb{}[0]", p.slot_index(n.iattr));  // a scalar state
     default: {
       const char* c = ir::op_c_double(n.op);  // the registry's expression (ops.def)
       OPAL_CHECK(*c, "op %s is not a scalar op", ir::op_name(n.op));
@@ -120,7 +121,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   out += signature(kernel_symbol(route, k)) + " {\n";
   out += open_tensor();
   out += "  const long long rows = T.rows, cols = T.cols, numel = rows * cols;\n";
-  static const char* extent[] = {"numel", "rows", "cols", "rows * rows", "cols * cols", "(rows < cols ? rows : cols) * (rows < cols ? rows : cols)"};
+  static const char* extent[] = {"numel", "rows", "cols", "rows * rows", "cols * cols", "(rows < cols ? rows : cols) * (rows < cols ? rows : cols)",
+                                 "1"};
   out += fmt::format("  const long long n_e = {};  // elements of the {} space\n", extent[int(K.domain)], domain_name(K.domain));
   out += "  (void)rows; (void)cols; (void)numel; (void)n_e;\n";
   // buffers this kernel touches
@@ -148,6 +150,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   // operands (a rows or cols vector, say) are not this kernel's to load
   for (ValueId v : K.scalars) {
     if (p.is_temp(v)) use_buf(buf_of_temp(v));
+    else if (g.at(v).op == Op::StateRead) use_buf(buf_of_slot(g.at(v).iattr));
     else note_temp_reads(v);
   }
   for (ValueId v : K.body) note_temp_reads(v);

@@ -27,6 +27,7 @@ exec::Extent extent_of(Domain d) {
     case Domain::Left: return exec::Extent::Left;
     case Domain::Right: return exec::Extent::Right;
     case Domain::Small: return exec::Extent::Small;
+    case Domain::One: return exec::Extent::Scalar;
   }
   return exec::Extent::Full;
 }

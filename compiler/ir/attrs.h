@@ -26,8 +26,7 @@ struct InvRootAttrs {
 struct NewtonSchulzAttrs {
   int steps = 5;
   int coeffs = 0;
-  bool bf16 = false;
-  double eps = 1e-7;  // stored in fattr
+  bool bf16 = false;  // (its second operand is eps, a runtime scalar)
 };
 // Dim: which size of the parameter.
 enum class DimKind : int64_t { Rows = 0, Cols = 1, Numel = 2 };
@@ -43,9 +42,7 @@ inline int64_t encode(const InvRootAttrs& a) { return int64_t(a.p) | int64_t(a.d
 inline InvRootAttrs inv_root_attrs(const Node& n) { return {int(n.iattr & 0xff), (n.iattr >> 8) != 0}; }
 
 inline int64_t encode(const NewtonSchulzAttrs& a) { return int64_t(a.steps) | int64_t(a.coeffs) << 8 | int64_t(a.bf16) << 12; }
-inline NewtonSchulzAttrs newton_schulz_attrs(const Node& n) {
-  return {int(n.iattr & 0xff), int((n.iattr >> 8) & 0xf), ((n.iattr >> 12) & 1) != 0, n.fattr};
-}
+inline NewtonSchulzAttrs newton_schulz_attrs(const Node& n) { return {int(n.iattr & 0xff), int((n.iattr >> 8) & 0xf), ((n.iattr >> 12) & 1) != 0}; }
 
 inline DimKind dim_kind(const Node& n) { return DimKind(n.iattr); }
 

@@ -28,7 +28,7 @@ std::string print_node(const Graph& g, ValueId id) {
     case Op::InvRoot: s += fmt::format(" p={}{}", inv_root_attrs(n).p, inv_root_attrs(n).damped ? " damped" : ""); break;
     case Op::NewtonSchulz: {
       const NewtonSchulzAttrs a = newton_schulz_attrs(n);
-      s += fmt::format(" steps={} coeffs={} eps={}{}", a.steps, a.coeffs ? "you" : "keller", a.eps, a.bf16 ? " bf16" : "");
+      s += fmt::format(" steps={} coeffs={}{}", a.steps, a.coeffs ? "you" : "keller", a.bf16 ? " bf16" : "");
     } break;
     default: break;
   }

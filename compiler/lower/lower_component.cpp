@@ -254,11 +254,41 @@ Lowerer::StateInit Lowerer::state_init(const Expr& e, const Scope& s) {
               "`zeros` is full-sized; `zeros(rows)` holds one value per row; `zeros(rows, rows)` and `eye(rows)` are rows x rows");
     return {};
   }
+  // `full(c)`, `full(c, rows)`, `full(c, cols)`: a tensor holding the scalar c before the first
+  // update; `scalar(x)`: one value per parameter tensor, x before the first update
+  if (e.kind == Expr::Kind::Call && (e.name == "full" || e.name == "scalar")) {
+    const bool full = e.name == "full";
+    const size_t max_args = full ? 2 : 1;
+    if (e.args.empty() || e.args.size() > max_args || !e.args[0].name.empty()) {
+      d_.report(DiagKind::WrongArity, e.loc, full ? "`full` takes a value and optionally `rows` or `cols`" : "`scalar` takes one value",
+                full ? "`state v = full(1e-6)` fills the tensor; `full(0.1, rows)` holds one value per row" : "`state s = scalar(1)`");
+      return {};
+    }
+    Shape sh = full ? Shape::Full : Shape::Scalar;
+    if (e.args.size() == 2) {
+      const Expr& d = *e.args[1].value;
+      if (d.kind == Expr::Kind::Name && (d.name == "rows" || d.name == "cols") && e.args[1].name.empty())
+        sh = d.name == "rows" ? Shape::Rows : Shape::Cols;
+      else {
+        d_.report(DiagKind::StateShapeMismatch, d.loc, "the second argument of `full` is `rows` or `cols`",
+                  "`full(c)` is full-sized; `full(c, rows)` holds one value per row");
+        return {};
+      }
+    }
+    ValueId v = lower(*e.args[0].value, s);
+    if (!v.valid()) return {};
+    if (shape(v) != Shape::Scalar) {
+      d_.report(DiagKind::ScalarExpected, e.args[0].value->loc, fmt::format("`{}` takes a scalar, but this is {}", e.name, describe(shape(v))),
+                full ? "to start from a tensor, write it directly: `state m = g`" : "a scalar state holds one value per parameter tensor");
+      return {};
+    }
+    return {true, sh, v, false};
+  }
   ValueId v = lower(e, s);
   if (!v.valid()) return {};
   if (shape(v) == Shape::Scalar) {
     d_.report(DiagKind::StateShapeMismatch, e.loc, "a state must be a tensor, but this is a scalar",
-              "initialize it with `zeros`, `zeros(rows)`, `zeros(cols)` or a tensor expression such as `g`");
+              "write `full(c)` for a tensor filled with c, or `scalar(c)` for one value per parameter tensor");
     return {};
   }
   return {true, shape(v), v, false};

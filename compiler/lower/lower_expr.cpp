@@ -1,4 +1,5 @@
 // Lowering of expressions: names, operators (`@` included), fns and builtins.
+#include <limits>
 #include <cctype>
 #include <cmath>
 #include <iterator>
@@ -133,12 +134,14 @@ ValueId Lowerer::matmul(const Expr& e, const Scope& s, int depth) {
 std::optional<double> Lowerer::constant_arg(ValueId v, const Expr& at, const char* what) {
   if (auto c = passes::constant_value(g_, v)) return c;
   report_at_stage(DiagKind::NotConstant, at.loc, fmt::format("{} must be known at compile time", what),
-                  "pass a number or a component parameter with a numeric default, not a hyperparameter");
+                  "it decides what is compiled (how many kernels, which algorithm), and hyperparameters change at run time without "
+                  "recompiling: pass a number or a component parameter with a numeric default");
   return std::nullopt;
 }
 
 ValueId Lowerer::name(const Expr& e, const Scope& s) {
   if (const Var* v = s.find(e.name)) return v->value;
+  if (e.name == "inf") return b_.constant(std::numeric_limits<double>::infinity(), e.loc);  // unless shadowed
   if (e.name == "zeros") {
     d_.report(DiagKind::MisplacedBuiltin, e.loc, "`zeros` only initializes a state", "write `state m = zeros`");
     return {};
@@ -238,8 +241,12 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
     auto steps = constant_arg(a[1], arg(1), "the step count of `newton_schulz`");
     auto coeffs = constant_arg(a[2], arg(2), "the coefficient set of `newton_schulz`");
     auto bf = constant_arg(a[3], arg(3), "the bf16 flag of `newton_schulz`");
-    auto eps = constant_arg(a[4], arg(4), "the epsilon of `newton_schulz`");
-    if (!steps || !coeffs || !bf || !eps) return {};
+    if (!steps || !coeffs || !bf) return {};
+    if (shape(a[4]) != Shape::Scalar) {  // eps may be a hyperparameter: it is a runtime scalar
+      d_.report(DiagKind::ScalarExpected, arg(4).loc,
+                fmt::format("the epsilon of `newton_schulz` must be a scalar, but this is {}", describe(shape(a[4]))));
+      return {};
+    }
     if (*steps < 1 || *steps > 100 || *steps != std::floor(*steps)) {
       d_.report(DiagKind::ArgumentOutOfRange, arg(1).loc, "Newton-Schulz takes 1 to 100 steps");
       return {};
@@ -248,9 +255,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
       d_.report(DiagKind::ArgumentOutOfRange, arg(2).loc, "the coefficient set is `keller` or `you`");
       return {};
     }
-    ir::NewtonSchulzAttrs ns{int(*steps), int(*coeffs), *bf != 0, *eps};
-    iattr = ir::encode(ns);
-    fattr = ns.eps;
+    iattr = ir::encode(ir::NewtonSchulzAttrs{int(*steps), int(*coeffs), *bf != 0});
   }
   if (n == "randn") return b_.add(Op::RandN, Shape::Full, {}, 0, 0, e.loc);
   if (n == "triu") {
@@ -268,8 +273,10 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
     return {};
   }
   Shape in[1] = {shape(a[0])}, out;
-  Shape in2[2] = {shape(a[0]), a.size() > 1 ? shape(a[1]) : Shape::Scalar};
-  bool two = bf.op == Op::PermuteRows || bf.op == Op::PermuteCols || bf.op == Op::TriSolveLeft || bf.op == Op::TriSolveRight;
+  const bool ns = bf.op == Op::NewtonSchulz;  // (x, eps)
+  const ValueId second = ns ? a[4] : a.size() > 1 ? a[1] : ValueId{};
+  Shape in2[2] = {shape(a[0]), second.valid() ? shape(second) : Shape::Scalar};
+  bool two = ns || bf.op == Op::PermuteRows || bf.op == Op::PermuteCols || bf.op == Op::TriSolveLeft || bf.op == Op::TriSolveRight;
   if (!ir::library_shape(bf.op, iattr, two ? in2 : in, two ? 2 : 1, out)) {
     static const std::map<std::string, std::string> need = {
         {"eigh", "a square matrix"},
@@ -289,7 +296,7 @@ ValueId Lowerer::matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>&
     return {};
   }
   note_matrix();
-  if (two) return b_.add(bf.op, out, {a[0], a[1]}, iattr, fattr, e.loc);
+  if (two) return b_.add(bf.op, out, {a[0], second}, iattr, fattr, e.loc);
   return b_.add(bf.op, out, {a[0]}, iattr, fattr, e.loc);
 }
 

@@ -33,7 +33,7 @@ ir::Graph expand_macros(const ir::Graph& g) {
     ValueId x = round(ops[0]);
     ValueId nrm =
         b.add(Op::Sqrt, Shape::Scalar, {b.add(Op::Sum, Shape::Scalar, {b.add(Op::Mul, Shape::Full, {x, x}, 0, 0, at)}, 0, 0, at)}, 0, 0, at);
-    x = round(b.add(Op::Div, Shape::Full, {x, b.add(Op::Add, Shape::Scalar, {nrm, c(ns.eps)}, 0, 0, at)}, 0, 0, at));
+    x = round(b.add(Op::Div, Shape::Full, {x, b.add(Op::Add, Shape::Scalar, {nrm, ops[1]}, 0, 0, at)}, 0, 0, at));
     // quintic steps on the wide orientation: A = X X^T, B = b A + c A^2, X = a X + B X
     for (const auto& [ka, kb, kc] : ns_coefficients(set, steps)) {
       ValueId A = b.add(Op::Gram, Shape::Small, {x}, mm, 0, at);

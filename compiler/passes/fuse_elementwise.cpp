@@ -47,9 +47,8 @@ Domain domain_of(Shape s) {
     case Shape::Left: return Domain::Left;
     case Shape::Right: return Domain::Right;
     case Shape::Small: return Domain::Small;
-    case Shape::Scalar: break;
+    case Shape::Scalar: return Domain::One;  // a scalar state's write
   }
-  OPAL_CHECK(false, "scalars have no iteration space");
   return Domain::Full;
 }
 
@@ -269,6 +268,8 @@ class Fuser {
   bool reads(const ir::Node& n, int slot) const { return slot < 0 ? n.op == Op::Param : n.op == Op::StateRead && n.iattr == slot; }
   bool reads_slot(const Kernel& K, int slot) const {
     for (ValueId v : K.body)
+      if (reads(g_.at(v), slot)) return true;
+    for (ValueId v : K.scalars)  // a scalar state, loaded before the loop
       if (reads(g_.at(v), slot)) return true;
     return false;
   }

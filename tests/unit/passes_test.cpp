@@ -117,7 +117,7 @@ TEST_CASE("expand_macros: Newton-Schulz becomes steps x (gram, matmul, gram_appl
   Graph g;
   Builder b(g);
   ValueId x = b.add(Op::Grad, Shape::Full, {});
-  ValueId ns = b.add(Op::NewtonSchulz, Shape::Full, {x}, 5 | (1 << 8), 1e-8);
+  ValueId ns = b.add(Op::NewtonSchulz, Shape::Full, {x, b.constant(1e-8)}, 5 | (1 << 8));
   b.add(Op::ParamWrite, Shape::Full, {ns});
   Graph e = passes::expand_macros(g);
   CHECK(verify(e).empty());
@@ -138,7 +138,7 @@ TEST_CASE("expand_macros: Newton-Schulz becomes steps x (gram, matmul, gram_appl
   Graph g2;
   Builder b2(g2);
   ValueId x2 = b2.add(Op::Grad, Shape::Full, {});
-  b2.add(Op::ParamWrite, Shape::Full, {b2.add(Op::NewtonSchulz, Shape::Full, {x2}, 3 | (1 << 12), 1e-7)});
+  b2.add(Op::ParamWrite, Shape::Full, {b2.add(Op::NewtonSchulz, Shape::Full, {x2, b2.constant(1e-7)}, 3 | (1 << 12))});
   Graph e2 = passes::expand_macros(g2);
   int flagged = 0, r2 = 0;
   for (const auto& n : e2.nodes) {

@@ -119,6 +119,112 @@ TEST_CASE("a state initialized from an expression and never reassigned keeps its
   }
 }
 
+TEST_CASE("a scalar state holds one value per tensor, steps exactly, and survives a checkpoint") {
+  // Novograd's per-tensor second moment: v <- b2 v + (1 - b2) ||g||^2 (v = ||g||^2 at first)
+  const char* spec =
+      "component nv(b2 = 0.5) {\n"
+      "  state v = scalar(sum(g * g))\n"
+      "  state p = scalar(1)\n"
+      "  v = b2 * v + (1 - b2) * sum(g * g)\n"
+      "  p = p * b2\n"
+      "  u = u / (sqrt(v) + 1e-8) * p\n"
+      "}\n"
+      "optimizer o(lr = 0.1) { other: nv -> scale(lr) }\n";
+  std::vector<float> wa = {1.f, -2.f, 3.f, 0.5f, 1.f, 2.f}, ga = {0.5f, 0.25f, -1.f, 2.f, 1.f, -3.f};
+  std::vector<float> wb = {1.f, 2.f}, gb = {3.f, -4.f};
+  auto exe = build_executable(SpecRef{spec, "", ""});
+  Optimizer opt(exe, {{"a", {2, 3}, wa.data(), ga.data()}, {"b", {2}, wb.data(), gb.data()}});
+  CHECK(opt.state_shape("a", "nv.v").empty());
+  CHECK(opt.read_state("b", "nv.v").size() == 1);
+  auto norm2 = [](const std::vector<float>& g) {
+    double s = 0;
+    for (float x : g) s += double(x) * x;
+    return s;
+  };
+  double va = norm2(ga), vb = norm2(gb), p = 1;
+  std::vector<float> ra = wa, rb = wb;
+  for (int t = 1; t <= 3; ++t) {
+    opt.step();
+    va = 0.5 * va + 0.5 * norm2(ga);
+    vb = 0.5 * vb + 0.5 * norm2(gb);
+    p *= 0.5;
+    for (size_t i = 0; i < ra.size(); ++i) ra[i] -= float(0.1 * ga[i] / (std::sqrt(va) + 1e-8) * p);
+    for (size_t i = 0; i < rb.size(); ++i) rb[i] -= float(0.1 * gb[i] / (std::sqrt(vb) + 1e-8) * p);
+    CAPTURE(t);
+    CHECK(opt.read_state("a", "nv.v")[0] == doctest::Approx(va).epsilon(1e-6));
+    CHECK(opt.read_state("b", "nv.v")[0] == doctest::Approx(vb).epsilon(1e-6));
+    CHECK(opt.read_state("b", "nv.p")[0] == doctest::Approx(p).epsilon(1e-6));
+    for (size_t i = 0; i < ra.size(); ++i) CHECK(wa[i] == doctest::Approx(ra[i]).epsilon(1e-5));
+    for (size_t i = 0; i < rb.size(); ++i) CHECK(wb[i] == doctest::Approx(rb[i]).epsilon(1e-5));
+  }
+  // a checkpoint keeps the scalars by name; a fresh optimizer resumes from them
+  namespace fs = std::filesystem;
+  const std::string path = (fs::temp_directory_path() / "opal-scalar-state.ckpt").string();
+  opt.save(path);
+  std::vector<float> wa2 = wa, wb2 = wb;
+  Optimizer again(exe, {{"a", {2, 3}, wa2.data(), ga.data()}, {"b", {2}, wb2.data(), gb.data()}});
+  again.load(path);
+  CHECK(again.read_state("a", "nv.v") == opt.read_state("a", "nv.v"));
+  CHECK(again.read_state("b", "nv.p") == opt.read_state("b", "nv.p"));
+  opt.step();
+  again.step();
+  CHECK(wa2 == wa);
+  CHECK(wb2 == wb);
+  fs::remove(path);
+}
+
+TEST_CASE("full(c) initializes a state to a constant; a non-finite first gradient does not poison it") {
+  // Adagrad's initial accumulator: state s = full(acc0); the `g*0 + c` workaround was NaN forever
+  const char* spec =
+      "component acc(acc0 = 0.25) {\n"
+      "  state s = full(acc0)\n"
+      "  state r = full(2, rows)\n"
+      "  s = s + g * g\n"
+      "  u = u / sqrt(s) * r\n"
+      "}\n"
+      "optimizer o(lr = 0.1, acc0 = 0.25) { matrix: acc(acc0) -> scale(lr) }\n";
+  std::vector<float> w = {1.f, -2.f, 3.f, 0.5f}, g = {0.5f, 0.25f, -1.f, 2.f};
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}), {{"p", {2, 2}, w.data(), g.data()}});
+  opt.set_hparam("acc0", 0.5);
+  std::vector<double> s(4, 0.5);
+  std::vector<float> ref = w;
+  for (int t = 1; t <= 2; ++t) {
+    opt.step();
+    for (size_t i = 0; i < 4; ++i) {
+      s[i] += double(g[i]) * g[i];
+      ref[i] -= float(0.1 * g[i] / std::sqrt(s[i]) * 2);
+    }
+    for (size_t i = 0; i < 4; ++i) CHECK(w[i] == doctest::Approx(ref[i]).epsilon(1e-6));
+  }
+  CHECK(opt.read_state("p", "acc.r") == std::vector<float>{2.f, 2.f});
+  // the initial value does not depend on the gradient: with the workaround, g = inf on step 1
+  // made s NaN (inf * 0) and every later step NaN
+  std::vector<float> w2 = {1.f, 1.f, 1.f, 1.f}, g2 = {INFINITY, 1.f, 1.f, 1.f};
+  Optimizer fresh(build_executable(SpecRef{spec, "", ""}), {{"p", {2, 2}, w2.data(), g2.data()}});
+  fresh.step();
+  CHECK(std::isinf(fresh.read_state("p", "acc.s")[0]));
+  CHECK(fresh.read_state("p", "acc.s")[1] == doctest::Approx(1.25f));
+}
+
+TEST_CASE("Newton-Schulz's eps is a runtime hyperparameter; `inf` is a literal") {
+  const char* spec =
+      "component clip(c = inf) { u = max(min(u, c), -c) }\n"
+      "optimizer o(lr = 0.1, eps = 1e-7) { matrix: ns(eps = eps) -> clip -> scale(lr) }\n";
+  const char* fixed = "optimizer o(lr = 0.1) { matrix: ns(eps = 0.5) -> scale(lr) }\n";
+  std::vector<float> g = {0.5f, 0.25f, -1.f, 2.f, 1.f, -3.f};
+  std::vector<float> w1(6, 1.f), w2(6, 1.f);
+  Optimizer a(build_executable(SpecRef{spec, "", ""}), {{"p", {2, 3}, w1.data(), g.data()}});
+  Optimizer b(build_executable(SpecRef{fixed, "", ""}), {{"p", {2, 3}, w2.data(), g.data()}});
+  a.set_hparam("eps", 0.5);  // a large eps shrinks the normalized input: visibly different
+  a.step();
+  b.step();
+  CHECK(w1 == w2);
+  std::vector<float> w3(6, 1.f);
+  Optimizer c(build_executable(SpecRef{spec, "", ""}), {{"p", {2, 3}, w3.data(), g.data()}});
+  c.step();  // eps = 1e-7
+  CHECK(w3 != w1);
+}
+
 TEST_CASE("state is inspectable by slot name") {
   std::vector<float> w(6, 0.f), g(6, 2.f);
   Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {{"p", {2, 3}, w.data(), g.data()}});

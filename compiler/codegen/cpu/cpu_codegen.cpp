@@ -51,6 +51,7 @@ static inline int opal_nonfinite(float x) {
                           : "  #pragma omp parallel for simd schedule(static)" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n";
         return par + "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
       case Domain::Rows: return "  for (long long i = 0; i < rows; ++i) {\n";
+      case Domain::One: return "  for (long long e = 0; e < 1; ++e) {\n";
       case Domain::Cols: return "  for (long long j = 0; j < cols; ++j) {\n";
     }
     return {};
@@ -60,7 +61,7 @@ static inline int opal_nonfinite(float x) {
   // the same loop (vectorized alike) without an OpenMP region, whose team set-up costs more
   // than its few elements (an `if` clause still builds a team of one).
   std::string loop(const Kernel& k, const std::string& body) const override {
-    if (k.serial || k.domain == Domain::Rows || k.domain == Domain::Cols) return loop_open(k) + body + loop_close(k);
+    if (k.serial || k.domain == Domain::Rows || k.domain == Domain::Cols || k.domain == Domain::One) return loop_open(k) + body + loop_close(k);
     const bool flat = !k.indexed;
     const std::string chk = checked ? " reduction(|:opal_chk)" : "";
     std::string small = flat ? "  #pragma omp simd" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n"

@@ -296,9 +296,11 @@ int main(int argc, char** argv) {
     if (*list) {
       Diagnostics d;
       std::shared_ptr<Program> p(load_program({}, d));
-      std::printf("optimizers:");
-      for (const auto& [n, o] : p->optimizers) std::printf(" %s", n.c_str());
-      std::printf("\ncomponents:");
+      std::map<std::string, std::vector<std::string>> families;  // by stdlib folder
+      for (const auto& [n, o] : p->optimizers) families[p->family(*o)].push_back(n);
+      std::printf("optimizers:\n");
+      for (const auto& [family, names] : families) std::printf("  %s: %s\n", family.c_str(), fmt::format("{}", fmt::join(names, " ")).c_str());
+      std::printf("components:");
       for (const auto& [n, c] : p->components) std::printf(" %s", n.c_str());
       std::printf("\nfns:");
       for (const auto& [n, f] : p->fns) std::printf(" %s", n.c_str());

@@ -39,6 +39,11 @@ struct Program {
   std::vector<std::string> fn_names(SourceLoc used_at) const;
   std::vector<std::string> stage_names(SourceLoc used_at) const;
 
+  // An optimizer's family: its stdlib folder (`canonical` for the top level, `paper`, `torch`,
+  // ...), or `user`.
+  std::string stdlib_dir;
+  std::string family(const OptimizerDecl& o) const;
+
   // The user's view (top level: which optimizer a command runs).
   const OptimizerDecl* find_optimizer(const std::string& name) const;
   std::vector<std::string> optimizer_names() const;

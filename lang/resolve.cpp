@@ -58,6 +58,13 @@ std::vector<std::string> Program::stage_names(SourceLoc used_at) const {
   return v;
 }
 
+std::string Program::family(const OptimizerDecl& o) const {
+  if (!in_stdlib(o.loc)) return "user";
+  const fs::path dir = fs::path(o.loc.file->path()).parent_path();
+  std::error_code ec;
+  return fs::equivalent(dir, stdlib_dir, ec) ? "canonical" : dir.filename().string();
+}
+
 std::vector<std::string> Program::optimizer_names() const {
   std::vector<std::string> v;
   for (const auto& [n, _] : optimizers) v.push_back(n);
@@ -318,11 +325,19 @@ class Resolver {
   std::map<std::string, SourceLoc> user_names_;
 };
 
+// The stdlib's files: components/ first, then the canonical optimizers at the top level, then
+// each family folder (paper/, torch/, ...) in name order.
 std::vector<std::string> stdlib_files(const std::string& dir) {
+  std::vector<std::string> subs = {"components", ""};
+  std::error_code ec;
+  std::vector<std::string> families;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.is_directory() && e.path().filename() != "components") families.push_back(e.path().filename().string());
+  std::sort(families.begin(), families.end());
+  subs.insert(subs.end(), families.begin(), families.end());
   std::vector<std::string> out;
-  for (const char* sub : {"components", "", "paper"}) {
+  for (const std::string& sub : subs) {
     fs::path p = fs::path(dir) / sub;
-    std::error_code ec;
     if (!fs::is_directory(p, ec)) continue;
     std::vector<std::string> here;
     for (const auto& e : fs::directory_iterator(p, ec))
@@ -337,6 +352,7 @@ std::vector<std::string> stdlib_files(const std::string& dir) {
 
 std::unique_ptr<Program> load_program(const LoadRequest& req, Diagnostics& diags) {
   auto p = std::make_unique<Program>();
+  p->stdlib_dir = req.stdlib_dir;
   Resolver r(*p, diags);
   std::vector<std::string> std_files = stdlib_files(req.stdlib_dir);
   if (std_files.empty())

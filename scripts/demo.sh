@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/build.sh
-./build/opal check stdlib/*.opal stdlib/paper/*.opal
+./build/opal check stdlib/*.opal stdlib/*/*.opal
 ./build/opal run adamw --steps 200 --hparam lr=1e-2
 ./build/opal run muon --steps 200 --hparam lr=0.05
 ./build/opal grid examples/whitening.opal | tail -n 1

@@ -20,7 +20,7 @@ case "$target" in
   spec)
     # the stdlib's declarations renamed (loaded next to the stdlib itself, the originals would
     # only be redefinitions), the examples, and every golden test's spec
-    for f in stdlib/*.opal stdlib/components/*.opal; do
+    for f in stdlib/*.opal stdlib/*/*.opal; do
       sed -E 's/^(optimizer|component|fn) ([A-Za-z_][A-Za-z_0-9]*)/\1 \2_seed/' "$f" > "$seeds/$(basename "$(dirname "$f")")_$(basename "$f")"
     done
     cp examples/*.opal tests/golden/errors/*.opal tests/golden/ir/*.opal "$seeds/"

@@ -20,7 +20,9 @@ from . import _opal
 __all__ = ["Optimizer"]
 
 # PyTorch's names for hyperparameters Opal specs call otherwise.
-_ALIASES = {"weight_decay": "wd", "momentum": "b1"}
+_ALIASES = {"weight_decay": "wd", "momentum": "b1", "initial_accumulator_value": "acc0"}
+# torch's pairs of hyperparameters, each split into two of the spec's (when it has them).
+_PAIRS = {"betas": ("b1", "b2"), "etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max")}
 _GROUP_KEYS = ("params", "param_names", "opal")
 # Tells autograd that a tensor changed in place (torch >= 2.x; absent in 1.13).
 _bump_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
@@ -43,8 +45,9 @@ class _CudaBlock:
 
 def _check_hparam(name, value, where):
     """A hyperparameter value: a real number, finite, within float32's range (the kernels
-    compute in float32). Raises TypeError or ValueError naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not (isinstance(value, torch.Tensor) and value.numel() == 1):
+    compute in float32), or a bool for a flag (torch's centered=True, nesterov=True: 1 or 0).
+    Raises TypeError or ValueError naming it."""
+    if not isinstance(value, (int, float)) and not (isinstance(value, torch.Tensor) and value.numel() == 1):
         raise TypeError(f"{where}: hyperparameter `{name}` is {value!r} ({type(value).__name__}), not a number")
     v = float(value)
     try:
@@ -107,8 +110,9 @@ class Optimizer(torch.optim.Optimizer):
         names = self._compiled.hparams
         out = {}
         for k, v in hp.items():
-            if k == "betas" and "b1" in names:
-                out["b1"], out["b2"] = float(v[0]), float(v[1])
+            if k in _PAIRS and _PAIRS[k][0] in names:
+                a, b = _PAIRS[k]
+                out[a], out[b] = float(v[0]), float(v[1])
                 continue
             k2 = _ALIASES.get(k, k) if k not in names else k
             if k2 not in names:

@@ -225,6 +225,24 @@ TEST_CASE("Newton-Schulz's eps is a runtime hyperparameter; `inf` is a literal")
   CHECK(w3 != w1);
 }
 
+TEST_CASE("delegation keeps runtime hyperparameters: muon's AdamW side follows lr and its own adam_* terms") {
+  std::vector<float> w(6, 1.f), g = {0.5f, 0.25f, -1.f, 2.f, 1.f, -3.f}, b(3, 1.f), gb = {1.f, -1.f, 0.5f};
+  Optimizer opt(build_executable(SpecRef{"muon", "", ""}), {{"w", {2, 3}, w.data(), g.data()}, {"b", {3}, b.data(), gb.data()}});
+  REQUIRE(opt.route_of("b") == "other>other");
+  // a scheduler that drives lr to 0 stops both sides (the AdamW side was a constant 3e-4)
+  opt.set_hparam("lr", 0.0);
+  opt.step();
+  CHECK(w == std::vector<float>(6, 1.f));
+  CHECK(b == std::vector<float>(3, 1.f));
+  // the AdamW side runs at lr * adam_lr_ratio: Adam's first step moves each element by that lr
+  opt.set_hparam("lr", 0.02);
+  opt.set_hparam("adam_lr_ratio", 0.5);
+  opt.step();
+  for (float x : b) CHECK(std::abs(x - 1.f) == doctest::Approx(0.01).epsilon(1e-3));
+  opt.set_hparam("adam_wd", 0.5);  // settable at run time: no recompilation
+  CHECK(opt.hparam("adam_wd") == 0.5);
+}
+
 TEST_CASE("state is inspectable by slot name") {
   std::vector<float> w(6, 0.f), g(6, 2.f);
   Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {{"p", {2, 3}, w.data(), g.data()}});

@@ -71,12 +71,14 @@ struct Stage {
   SourceLoc text;  // the whole stage as written, arguments included
 };
 
-// `matrix:`, `vector:`, `other:` or `"pattern", ...:` followed by a pipeline.
+// `matrix:`, `vector:`, `other:`, `"pattern", ...:` or `where(COND):` followed by a pipeline.
+// COND is an expression of the parameter's rank, rows, cols and numel (rows x rest).
 struct Route {
-  enum class Kind { Matrix, Vector, Other, Pattern };
+  enum class Kind { Matrix, Vector, Other, Pattern, Where };
   Kind kind;
   SourceLoc loc;
   std::vector<std::string> patterns;
+  ExprPtr condition;  // Where
   std::vector<Stage> pipeline;
   std::string label() const;  // "matrix", "other", "\"embed*\""
 };

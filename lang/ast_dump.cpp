@@ -29,6 +29,7 @@ std::string Route::label() const {
     case Kind::Matrix: return "matrix";
     case Kind::Vector: return "vector";
     case Kind::Other: return "other";
+    case Kind::Where: return std::string(loc.text());
     case Kind::Pattern: {
       std::string s;
       for (const auto& p : patterns) s += (s.empty() ? "" : ",") + ("\"" + p + "\"");

@@ -30,6 +30,14 @@ std::optional<double> eval_constant(const Expr& e, const ConstantNames& names) {
       if (op == "*") return *a * *b;
       if (op == "/") return *a / *b;
       if (op == "^") return std::pow(*a, *b);
+      if (op == "<") return double(*a < *b);
+      if (op == "<=") return double(*a <= *b);
+      if (op == ">") return double(*a > *b);
+      if (op == ">=") return double(*a >= *b);
+      if (op == "==") return double(*a == *b);
+      if (op == "!=") return double(*a != *b);
+      if (op == "&&") return double(*a != 0 && *b != 0);
+      if (op == "||") return double(*a != 0 || *b != 0);
       return std::nullopt;
     }
     case Expr::Kind::Call: {

@@ -1,7 +1,8 @@
 // The one constant evaluator of spec expressions, for lowering (hyperparameter defaults), grids
-// (sweep bounds) and `opal routes` (scale expressions of the sizes): numbers, `true`, `false`,
-// `pi`, the names the caller binds (rows, cols, numel), unary `-` and `!`, `+ - * / ^`, and
-// sqrt, min, max. Anything else (a hyperparameter, a tensor, another call) is not a constant.
+// (sweep bounds), route conditions (`where(rank == 2)`) and `opal routes` (scale expressions of
+// the sizes): numbers, `true`, `false`, `pi`, the names the caller binds (rank, rows, cols,
+// numel), unary `-` and `!`, `+ - * / ^`, comparisons, `&&`, `||`, and sqrt, min, max. Anything
+// else (a hyperparameter, a tensor, another call) is not a constant.
 #pragma once
 #include <functional>
 #include <optional>

@@ -16,7 +16,8 @@
 //              | 'when' '(' expr ')' '{' stmt* '}'        'inverse' are contextual words)
 //              | 'inverse' '{' stmt* '}'                  a basis component's map back
 //   route     := selector ':' stage {'->' stage}
-//   selector  := 'matrix' | 'vector' | 'other' | STRING {',' STRING}
+//   selector  := 'matrix' | 'vector' | 'other' | STRING {',' STRING} | 'where' '(' expr ')'
+
 //   stage     := IDENT ['(' args ')'] | 'rotate' '(' IDENT ['(' args ')'] ')' | 'unrotate'
 //   args      := [IDENT '='] expr {',' ...}
 //   expr      := precedence climbing over || && (== !=) (< <= > >=) (+ -) (* /) unary ^ primary
@@ -183,9 +184,14 @@ class Parser {
       if (sel.text == "matrix") r.kind = Route::Kind::Matrix;
       else if (sel.text == "vector") r.kind = Route::Kind::Vector;
       else if (sel.text == "other") r.kind = Route::Kind::Other;
-      else {
+      else if (sel.text == "where" && at(Tok::LParen)) {
+        take();
+        r.kind = Route::Kind::Where;
+        r.condition = expr();
+        expect(Tok::RParen, "to close the route's condition");
+      } else {
         d_.report(DiagKind::ExpectedToken, sel.loc, fmt::format("unknown parameter class `{}`", sel.text),
-                  "routes start with `matrix:`, `vector:`, `other:` or a quoted name pattern like \"embed*\":");
+                  "routes start with `matrix:`, `vector:`, `other:`, `where(rank == 2):` or a quoted name pattern like \"embed*\":");
         throw ParseError{};
       }
     }

@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "lang/const_eval.h"
 #include "lang/parser.h"
 #include "lang/program.h"
 
@@ -189,10 +190,24 @@ class Resolver {
                   "`u`, `g` and `w` are in scope in every stage: give the parameter another name");
   }
 
+  // A route condition is decided once per parameter, from its shape: it may read rank, rows,
+  // cols and numel, numbers and the operators const_eval knows; not hyperparameters (routing
+  // does not change at run time) nor tensors.
+  void check_condition(const Expr& c) {
+    const ConstantNames sizes = [](const std::string& n) -> std::optional<double> {
+      if (n == "rank" || n == "rows" || n == "cols" || n == "numel") return 1.0;
+      return std::nullopt;
+    };
+    if (!eval_constant(c, sizes))
+      d_.report(DiagKind::NotConstant, c.loc, "a route's condition must be an expression of the parameter's rank, rows, cols and numel",
+                "routing is decided once per parameter from its shape: compare sizes with numbers, e.g. `where(rank == 2 && rows >= 128):`");
+  }
+
   void check_optimizer(const OptimizerDecl& o) {
     if (o.routes.empty())
       d_.report(DiagKind::NoRoutes, o.loc, fmt::format("optimizer `{}` has no routes", o.name), "add one, e.g. `other: momentum(0.9) -> scale(lr)`");
     for (const auto& r : o.routes) {
+      if (r.kind == Route::Kind::Where) check_condition(*r.condition);
       for (const auto& st : r.pipeline) {
         bool ok;
         if (st.role == Stage::Role::Unrotate) continue;  // balanced against `rotate` by the lowering

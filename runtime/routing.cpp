@@ -14,8 +14,19 @@ namespace {
 
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
+// A route condition on the parameter's shape, seen as rows x rest (a vector: 1 x n).
+bool condition_holds(const exec::ScalarProgram& c, const ParamDesc& p) {
+  double numel = 1;
+  for (int64_t d : p.shape) numel *= double(d);
+  const double rows = p.shape.size() >= 2 ? double(p.shape[0]) : 1.0;
+  double regs[exec::kMaxConditionLength];  // (verify() bounds the program: no allocation here)
+  c.run(0, nullptr, rows, numel / rows, regs, double(p.shape.size()));
+  return regs[c.size() - 1] != 0;
+}
+
 bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
   switch (s.kind) {
+    case exec::SelectorKind::Where: return condition_holds(s.condition, p);
     case exec::SelectorKind::Matrix: return p.shape.size() >= 2;
     case exec::SelectorKind::Vector: return p.shape.size() <= 1;
     case exec::SelectorKind::Other: return true;
@@ -27,12 +38,16 @@ bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
   return false;
 }
 
-// Name patterns first (in spec order), then the shape classes, then `other`.
+// Name patterns first (in spec order), then conditions on the shape (in spec order), then the
+// shape classes, then `other`.
 const exec::Selector* select_route(const exec::RoutingTable& table, const ParamDesc& p) {
   using K = exec::SelectorKind;
-  for (int pass = 0; pass < 3; ++pass)
+  for (int pass = 0; pass < 4; ++pass)
     for (const exec::Selector& s : table.selectors) {
-      bool in_pass = pass == 0 ? s.kind == K::Pattern : pass == 1 ? (s.kind == K::Matrix || s.kind == K::Vector) : s.kind == K::Other;
+      bool in_pass = pass == 0   ? s.kind == K::Pattern
+                     : pass == 1 ? s.kind == K::Where
+                     : pass == 2 ? (s.kind == K::Matrix || s.kind == K::Vector)
+                                 : s.kind == K::Other;
       if (in_pass && selector_accepts(s, p)) return &s;
     }
   return nullptr;

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "compiler/exec/scalar_ops.h"
+#include "lang/const_eval.h"
 #include "support/check.h"
 #include "support/disk_cache.h"
 
@@ -139,8 +140,46 @@ exec::SelectorKind selector_kind(Route::Kind k) {
     case Route::Kind::Matrix: return exec::SelectorKind::Matrix;
     case Route::Kind::Vector: return exec::SelectorKind::Vector;
     case Route::Kind::Other: return exec::SelectorKind::Other;
+    case Route::Kind::Where: return exec::SelectorKind::Where;
   }
   return exec::SelectorKind::Other;
+}
+
+// A route condition (checked by the resolver: sizes, numbers and const_eval's operators) as a
+// host scalar program over rank, rows, cols and numel; its last register is the verdict.
+uint32_t compile_condition(const Expr& e, exec::ScalarProgram& p) {
+  auto push = [&](exec::ScalarInstr in) {
+    p.code.push_back(in);
+    return uint32_t(p.code.size() - 1);
+  };
+  auto op_of = [&](const std::string& spelling, int arity) {
+    Op op;
+    OPAL_CHECK(ir::op_by_spelling(spelling == "^" ? "pow" : spelling, arity, op), "no op `%s` in a route condition", spelling.c_str());
+    return *host_scalar_op(op);
+  };
+  switch (e.kind) {
+    case Expr::Kind::Number: return push({exec::ScalarOp::Const, 0, 0, 0, e.number});
+    case Expr::Kind::Name: {
+      if (e.name == "rows") return push({exec::ScalarOp::Rows});
+      if (e.name == "cols") return push({exec::ScalarOp::Cols});
+      if (e.name == "numel") return push({exec::ScalarOp::Numel});
+      if (e.name == "rank") return push({exec::ScalarOp::Rank});
+      auto c = eval_constant(e);  // true, false, pi
+      OPAL_CHECK(c.has_value(), "name `%s` in a route condition", e.name.c_str());
+      return push({exec::ScalarOp::Const, 0, 0, 0, *c});
+    }
+    case Expr::Kind::Unary: {
+      uint32_t a = compile_condition(*e.args[0].value, p);
+      return push({op_of(e.name, 1), a});
+    }
+    case Expr::Kind::Binary:
+    case Expr::Kind::Call: {
+      uint32_t r[3] = {0, 0, 0};
+      for (size_t k = 0; k < e.args.size() && k < 3; ++k) r[k] = compile_condition(*e.args[k].value, p);
+      return push({op_of(e.name, int(e.args.size())), r[0], r[1], r[2]});
+    }
+  }
+  return 0;
 }
 
 // The routing table of optimizer `o` reached by `path`; delegations get tables of their own
@@ -151,11 +190,16 @@ int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::ve
   d.tables.push_back({o.name, {}});
   for (size_t i = 0; i < o.routes.size(); ++i) {
     const Route& route = o.routes[i];
-    exec::Selector sel{selector_kind(route.kind), route.patterns};
+    exec::Selector sel{selector_kind(route.kind), route.patterns, {}, {}};
+    if (route.kind == Route::Kind::Where) {
+      compile_condition(*route.condition, sel.condition);
+      sel.condition_text = route.label();
+    }
     path.push_back({&o, i});
-    auto inner = co.program->optimizers.find(route.pipeline.size() == 1 ? route.pipeline[0].name : "");
-    if (inner != co.program->optimizers.end() && !co.program->components.count(route.pipeline[0].name)) {
-      sel.table = build_table(co, *inner->second, path, d);
+    const Stage* only = route.pipeline.size() == 1 ? &route.pipeline[0] : nullptr;
+    const OptimizerDecl* inner = only ? co.program->find_optimizer(only->name, only->loc) : nullptr;
+    if (inner && !co.program->find_component(only->name, only->loc)) {
+      sel.table = build_table(co, *inner, path, d);
     } else {
       for (size_t r = 0; r < co.routes.size(); ++r) {
         const auto& cp = co.routes[r].path;

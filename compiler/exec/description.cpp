@@ -31,14 +31,14 @@ Dims dims_of(Extent e, long long rows, long long cols) {
 }
 
 const char* scalar_op_name(ScalarOp op) {
-  static const char* names[] = {"const", "step", "hparam", "rows", "cols",  "numel", "neg", "not", "sqrt", "abs", "sign",  "exp",
+  static const char* names[] = {"const", "step", "hparam", "rows", "cols",  "numel", "rank", "neg", "not", "sqrt", "abs", "sign",  "exp",
                                 "log",   "cos",  "sin",    "tanh", "floor", "bf16",  "add", "sub", "mul",  "div", "pow",   "min",
                                 "max",   "mod",  "lt",     "le",   "gt",    "ge",    "eq",  "ne",  "and",  "or",  "select"};
   return names[size_t(op)];
 }
 
 int scalar_arity(ScalarOp op) {
-  if (op <= ScalarOp::Numel) return 0;
+  if (op <= ScalarOp::Rank) return 0;
   if (op <= ScalarOp::Bf16) return 1;
   if (op <= ScalarOp::Or) return 2;
   return 3;
@@ -79,7 +79,7 @@ double eval_scalar(ScalarOp op, const double* a) {
   }
 }
 
-void ScalarProgram::run(double t, const double* hparams, double rows, double cols, double* regs) const {
+void ScalarProgram::run(double t, const double* hparams, double rows, double cols, double* regs, double rank) const {
   for (size_t i = 0; i < code.size(); ++i) {
     const ScalarInstr& in = code[i];
     switch (in.op) {
@@ -89,6 +89,7 @@ void ScalarProgram::run(double t, const double* hparams, double rows, double col
       case ScalarOp::Rows: regs[i] = rows; break;
       case ScalarOp::Cols: regs[i] = cols; break;
       case ScalarOp::Numel: regs[i] = rows * cols; break;
+      case ScalarOp::Rank: regs[i] = rank; break;
       default: {
         const double a[3] = {regs[in.a], regs[in.b], regs[in.c]};
         regs[i] = eval_scalar(in.op, a);
@@ -184,8 +185,10 @@ std::string print(const Description& d) {
   for (size_t t = 0; t < d.tables.size(); ++t) {
     s += fmt::format("table {} ({}):\n", t, d.tables[t].optimizer);
     for (const auto& sel : d.tables[t].selectors) {
-      static const char* kinds[] = {"pattern", "matrix", "vector", "other"};
-      std::string what = sel.kind == SelectorKind::Pattern ? fmt::format("\"{}\"", fmt::join(sel.patterns, "\", \"")) : kinds[size_t(sel.kind)];
+      static const char* kinds[] = {"pattern", "matrix", "vector", "other", "where"};
+      std::string what = sel.kind == SelectorKind::Pattern ? fmt::format("\"{}\"", fmt::join(sel.patterns, "\", \""))
+                         : sel.kind == SelectorKind::Where ? sel.condition_text
+                                                           : kinds[size_t(sel.kind)];
       s += sel.table >= 0 ? fmt::format("  {} -> table {}\n", what, sel.table) : fmt::format("  {} -> route {}\n", what, sel.route);
     }
   }
@@ -202,6 +205,15 @@ std::string verify(const Description& d) {
       if (sel.route >= int32_t(d.routes.size()) || sel.table >= int32_t(d.tables.size()) || (sel.table >= 0 && sel.table <= int32_t(t)))
         return fmt::format("a selector of table {} leads out of range (or back)", t);
       if ((sel.kind == SelectorKind::Pattern) == sel.patterns.empty()) return fmt::format("a selector of table {} has the wrong patterns", t);
+      const auto& code = sel.condition.code;
+      if ((sel.kind == SelectorKind::Where) == code.empty() || code.size() > kMaxConditionLength)
+        return fmt::format("a selector of table {} has a missing, stray or too long condition", t);
+      for (size_t i = 0; i < code.size(); ++i) {
+        const uint32_t ops[3] = {code[i].a, code[i].b, code[i].c};
+        for (int k = 0; k < scalar_arity(code[i].op); ++k)
+          if (ops[k] >= i) return fmt::format("a condition of table {} reads a later register", t);
+        if (code[i].op == ScalarOp::Step || code[i].op == ScalarOp::HParam) return fmt::format("a condition of table {} reads t or a hyperparameter", t);
+      }
     }
   for (size_t ri = 0; ri < d.routes.size(); ++ri) {
     const Route& r = d.routes[ri];

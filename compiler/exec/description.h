@@ -40,6 +40,7 @@ enum class ScalarOp : uint8_t {
   Rows,
   Cols,
   Numel,
+  Rank,  // the parameter's number of dimensions (route conditions only)
   Neg,
   Not,
   Sqrt,
@@ -85,7 +86,7 @@ struct ScalarProgram {
   std::vector<ScalarInstr> code;
   size_t size() const { return code.size(); }
   // Fills regs[0 .. size()).
-  void run(double t, const double* hparams, double rows, double cols, double* regs) const;
+  void run(double t, const double* hparams, double rows, double cols, double* regs, double rank = 0) const;
 };
 
 // A conjunction over registers: holds when each register is nonzero (zero where negated).
@@ -189,12 +190,16 @@ struct Route {
 };
 
 // ---- Routing --------------------------------------------------------------------------------
-// Selectors are tried by kind: name patterns first (in spec order), then the shape classes,
-// then `other`. A selector leads to a compiled route or delegates to another table.
-enum class SelectorKind : uint8_t { Pattern, Matrix, Vector, Other };
+// Selectors are tried by kind: name patterns first (in spec order), then conditions on the
+// shape (in spec order), then the shape classes, then `other`. A selector leads to a compiled
+// route or delegates to another table.
+enum class SelectorKind : uint8_t { Pattern, Matrix, Vector, Other, Where };
+inline constexpr size_t kMaxConditionLength = 64;  // instructions of a route condition
 struct Selector {
   SelectorKind kind = SelectorKind::Other;
   std::vector<std::string> patterns;  // fnmatch, case-insensitive
+  ScalarProgram condition;            // Where: holds when its last register is nonzero
+  std::string condition_text;         // Where: as written
   int32_t route = -1;                 // index into Description::routes
   int32_t table = -1;                 // delegation: index into Description::tables
 };

@@ -32,6 +32,28 @@ TEST_CASE("routes: name patterns first, then shape classes, through delegation")
   CHECK(opt.route_of("head.weight") == "\"*embed*\",\"*head*\",\"*output*\">other");
 }
 
+TEST_CASE("routes chosen by rank and size: where(...) after name patterns, before the shape classes") {
+  const char* spec =
+      "optimizer o(lr = 0.1) {\n"
+      "  \"*head*\": scale(lr)\n"
+      "  where(rank == 2 && rows >= 4 && cols >= 4): sign -> scale(lr)\n"
+      "  where(numel > 100): scale(lr)\n"
+      "  matrix: scale(lr)\n"
+      "  other: scale(2 * lr)\n"
+      "}\n";
+  std::vector<ParamDesc> ps = {{"big", {8, 5}},   {"head", {8, 5}}, {"small", {2, 5}},
+                               {"conv", {8, 3, 3, 3}}, {"vec", {7}},   {"long", {101}}};
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}), ps);
+  CHECK(opt.route_of("big") == "where(rank == 2 && rows >= 4 && cols >= 4)");
+  CHECK(opt.route_of("head") == "\"*head*\"");                  // a name pattern comes first
+  CHECK(opt.route_of("small") == "matrix");                      // rows < 4
+  CHECK(opt.route_of("conv") == "where(numel > 100)");           // rank 4: 216 elements
+  CHECK(opt.route_of("vec") == "other");
+  CHECK(opt.route_of("long") == "where(numel > 100)");
+  // a condition that reads a hyperparameter is refused at compile time (golden NotConstant_route_condition)
+  CHECK_THROWS(build_executable(SpecRef{"optimizer o(lr = 0.1) { where(rows > lr): scale(lr) other: scale(lr) }", "", ""}));
+}
+
 TEST_CASE("hyperparameters change at run time without recompiling") {
   std::vector<float> w(8, 1.f), g(8, 1.f);
   auto exe = build_executable({"signum", "", ""});

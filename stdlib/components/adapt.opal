@@ -35,3 +35,41 @@ component adapt_factored_ref(beta = 0.99, eps = 1e-8, of = g) {
   let v = rows * r * c / max(sum(c), 1.17549435e-38) / (1 - beta ^ t)
   u = u / (sqrt(v) + eps)
 }
+
+# Adafactor's factored second moment with the decaying beta2_t = 1 - t^-decay (Shazeer & Stern;
+# 0 on step 1, so V starts at the first g^2): r, c the row and column means of g^2 + eps;
+# u <- u / sqrt(r c^T / mean(r)). c / mean(r) is formed first (r * c underflows float32).
+component adapt_factored_decay(decay = 0.8, eps = 1e-30) {
+  state r = zeros(rows)
+  state c = zeros(cols)
+  let b2 = 1 - t ^ (-decay)
+  r = b2 * r + (1 - b2) * row_mean(g * g + eps)
+  c = b2 * c + (1 - b2) * col_mean(g * g + eps)
+  u = u / sqrt(r * (c / mean(r)))
+}
+
+# The same, unfactored (vectors): v <- b2_t v + (1 - b2_t)(g^2 + eps); u <- u / sqrt(v).
+component adapt_decay(decay = 0.8, eps = 1e-30) {
+  state v = zeros
+  let b2 = 1 - t ^ (-decay)
+  v = b2 * v + (1 - b2) * (g * g + eps)
+  u = u / sqrt(v)
+}
+
+# torch.optim.Adafactor's variance: lerp updates of the row and column means of g^2 (no eps
+# inside); V = r c^T / mean(r) clamped below at eps1^2; u <- u / sqrt(V).
+component adapt_factored_torch(decay = 0.8, eps1 = 1.1920928955078125e-07) {
+  state r = zeros(rows)
+  state c = zeros(cols)
+  let b2 = 1 - t ^ (-decay)
+  r = r + (1 - b2) * (row_mean(g * g) - r)
+  c = c + (1 - b2) * (col_mean(g * g) - c)
+  u = u / sqrt(max(r * (c / mean(r)), eps1 * eps1))
+}
+
+component adapt_torch(decay = 0.8, eps1 = 1.1920928955078125e-07) {
+  state v = zeros
+  let b2 = 1 - t ^ (-decay)
+  v = v + (1 - b2) * (g * g - v)
+  u = u / sqrt(max(v, eps1 * eps1))
+}

@@ -23,3 +23,8 @@ component cautious() {
 component skip_first() {
   u = select(t == 1, 0, u)
 }
+
+# Update clipping (Adafactor's d): u <- u / max(1, RMS(u) / d).
+component clip_rms(d = 1.0) {
+  u = u / max(1, rms(u) / d)
+}

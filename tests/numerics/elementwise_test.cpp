@@ -171,7 +171,7 @@ TEST_CASE("cautious_adamw masks AdamW's direction by agreement with g") {
   compare(run_opal("cautious_adamw", tr, {{"lr", lr}}), run_ref(tr, ref));
 }
 
-TEST_CASE("adafactor: factored second moment on matrices, full on vectors") {
+TEST_CASE("adafactor_factored: factored second moment on matrices, full on vectors") {
   Trace tr = make_trace(kShapes, kSteps);
   float lr = 1e-2f, b2 = 0.999f, eps = 1e-30f, wd = 0.01f;
   const float c2 = one_minus(0.999);
@@ -206,7 +206,7 @@ TEST_CASE("adafactor: factored second moment on matrices, full on vectors") {
         w[i * C + j] -= lr * (g[i * C + j] / std::sqrt(V) + wd * w[i * C + j]);
       }
   };
-  compare(run_opal("adafactor", tr, {{"lr", lr}, {"wd", wd}}), run_ref(tr, ref));
+  compare(run_opal("adafactor_factored", tr, {{"lr", lr}, {"wd", wd}}), run_ref(tr, ref));
 }
 
 // ---- the paper family: the reference harness (MW train.py) ----

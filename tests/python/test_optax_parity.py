@@ -112,6 +112,122 @@ class Adan(Reference):
         return h["lr"] * ((mh + (1 - h["b2"]) * vh) / (nh.sqrt() + h["eps"]) + h["wd"] * p)
 
 
+def rms(x):
+    return (x.pow(2).mean()).sqrt()
+
+
+def factored_view(p):
+    """Opal views a tensor of rank >= 2 as rows x rest (torch and Hugging Face factor the last
+    two dims per batch, optax the two largest axes: the specs say so)."""
+    return p.reshape(p.shape[0], -1) if p.dim() >= 2 else p
+
+
+class AdafactorPaper(Reference):
+    """Shazeer & Stern's Adafactor with the relative step size, as Hugging Face's
+    Adafactor(relative_step=True, scale_parameter=True, warmup_init=False)."""
+
+    def update(self, p, g, s, t):
+        h = dict(lr=1e-2, decay=0.8, eps1=1e-30, eps2=1e-3, d=1.0, wd=0.0) | self.hp
+        b2 = 1 - t ** -h["decay"]
+        gv, pv = factored_view(g), factored_view(p)
+        sq = gv * gv + h["eps1"]
+        if gv.dim() == 2:
+            s.setdefault("r", torch.zeros(gv.shape[0]))
+            s.setdefault("c", torch.zeros(gv.shape[1]))
+            s["r"] = b2 * s["r"] + (1 - b2) * sq.mean(1)
+            s["c"] = b2 * s["c"] + (1 - b2) * sq.mean(0)
+            u = gv / (s["r"] / s["r"].mean()).sqrt()[:, None] / s["c"].sqrt()[None, :]
+        else:
+            s.setdefault("v", torch.zeros_like(gv))
+            s["v"] = b2 * s["v"] + (1 - b2) * sq
+            u = gv / s["v"].sqrt()
+        u = u / max(1.0, (rms(u) / h["d"]).item())
+        step = min(h["lr"], t ** -0.5) * max(h["eps2"], rms(pv).item())
+        return (step * (u + h["wd"] * pv)).reshape(p.shape)
+
+
+class AdafactorTorch(Reference):
+    """torch.optim.Adafactor (torch >= 2.5) as its documentation gives it, on the rows x rest view."""
+
+    def update(self, p, g, s, t):
+        h = dict(lr=1e-2, decay=0.8, eps1=torch.finfo(torch.float32).eps, eps2=1e-3, d=1.0, wd=0.0) | self.hp
+        w = t ** -h["decay"]
+        gv, pv = factored_view(g), factored_view(p)
+        if gv.dim() == 2:
+            s.setdefault("r", torch.zeros(gv.shape[0], 1))
+            s.setdefault("c", torch.zeros(1, gv.shape[1]))
+            s["r"].lerp_((gv * gv).mean(1, keepdim=True), w)
+            s["c"].lerp_((gv * gv).mean(0, keepdim=True), w)
+            var = s["r"] @ s["c"] / s["r"].mean()
+        else:
+            s.setdefault("v", torch.zeros_like(gv))
+            s["v"].lerp_(gv * gv, w)
+            var = s["v"].clone()
+        u = var.clamp(min=h["eps1"] ** 2).rsqrt() * gv
+        alpha = max(h["eps2"], rms(pv).item()) * min(h["lr"], t ** -0.5)
+        denom = max(1.0, (rms(u) / h["d"]).item())
+        return (alpha / denom * u + h["lr"] * h["wd"] * pv).reshape(p.shape)
+
+
+class AdafactorOptax(Reference):
+    """optax.adafactor: factored only for 2-D tensors with both sizes >= 128 (the spec's
+    documented view), RMS clipping, lr, parameter scale, decay."""
+
+    def update(self, p, g, s, t):
+        h = dict(lr=1e-2, decay=0.8, eps=1e-30, clip=1.0, wd=0.0) | self.hp
+        b2 = 1 - t ** -h["decay"]
+        sq = g * g + h["eps"]
+        if g.dim() == 2 and min(g.shape) >= 128:
+            s.setdefault("r", torch.zeros(g.shape[0]))
+            s.setdefault("c", torch.zeros(g.shape[1]))
+            s["r"] = b2 * s["r"] + (1 - b2) * sq.mean(1)
+            s["c"] = b2 * s["c"] + (1 - b2) * sq.mean(0)
+            u = g / (s["r"] / s["r"].mean()).sqrt()[:, None] / s["c"].sqrt()[None, :]
+        else:
+            s.setdefault("v", torch.zeros_like(g))
+            s["v"] = b2 * s["v"] + (1 - b2) * sq
+            u = g / s["v"].sqrt()
+        u = u / max(1.0, (rms(u) / h["clip"]).item())
+        u = h["lr"] * u * max(1e-3, rms(p).item())
+        return u + h["wd"] * p
+
+
+class Adafactors(unittest.TestCase):
+    def run_all(self, ref, spec, variants, shapes=None):
+        for kw in ({},) + variants:
+            extra = {"shapes": shapes} if shapes else {}
+            w = replay(self, lambda ps: ref(ps, **kw), spec, kw, **extra)
+            print(f"\n  {spec} {kw} vs {ref.__name__}: worst {w:.1e} of the distance travelled", end="")
+
+    def test_adafactor_is_shazeer_and_stern(self):
+        self.run_all(AdafactorPaper, "adafactor", (dict(lr=0.05, decay=0.5, eps1=1e-20, eps2=1e-2, d=0.5, wd=0.1),))
+
+    def test_adafactor_torch(self):
+        ref = AdafactorTorch
+        if hasattr(torch.optim, "Adafactor"):  # torch >= 2.5 (the device machine): the class itself
+            ref = lambda ps, **kw: torch.optim.Adafactor(ps, **{k: v for k, v in kw.items() if k not in ("decay", "eps1", "eps2")})
+            ref.__name__ = "torch.optim.Adafactor"
+            self.run_all(ref, "adafactor_torch", (dict(lr=0.05, d=0.5, weight_decay=0.1),), shapes=[(7, 5), (16,), (1,)])
+            return
+        self.run_all(ref, "adafactor_torch", (dict(lr=0.05, decay=0.5, eps2=1e-2, d=0.5, wd=0.1),))
+
+    def test_adafactor_optax(self):
+        self.run_all(AdafactorOptax, "adafactor_optax", (dict(lr=0.05, decay=0.5, eps=1e-20, clip=0.5, wd=0.1),),
+                     shapes=[(130, 128), (127, 200), (16,), (3, 4, 2)])
+
+    def test_first_step_is_bounded_by_the_relative_step(self):
+        # the old `adafactor` (the factored moment alone) moved weights by ~31.6 x lr on step 1;
+        # Shazeer & Stern's first step is at most min(lr, 1) * max(eps2, RMS(W)) in RMS
+        from opal.torch import Optimizer
+        torch.manual_seed(0)
+        w = torch.randn(32, 16, requires_grad=True)
+        w0 = w.detach().clone()
+        opt = Optimizer([("w", w)], spec="adafactor")
+        w.grad = torch.randn(32, 16)
+        opt.step()
+        self.assertLessEqual(rms(w.detach() - w0).item(), 1e-2 * rms(w0).item() * (1 + 1e-5))
+
+
 class OptaxParity(unittest.TestCase):
     def check(self, ref, spec, *variants):
         for kw in ({},) + variants:

@@ -19,24 +19,24 @@ TOL = 1e-5
 TORCH2 = int(torch.__version__.split(".")[0]) >= 2
 
 
-def recorded_gradients(steps=STEPS, seed=0):
+def recorded_gradients(steps=STEPS, seed=0, shapes=SHAPES):
     g = torch.Generator().manual_seed(seed)
     # a drifting mean keeps sign agreement between steps (Rprop's both branches) and some noise
-    drift = [torch.randn(s, generator=g) for s in SHAPES]
+    drift = [torch.randn(s, generator=g) for s in shapes]
     return [[0.5 * d + torch.randn(d.shape, generator=g) for d in drift] for _ in range(steps)]
 
 
-def replay(test, make_torch, spec, opal_kw, steps=STEPS, state_pairs=()):
+def replay(test, make_torch, spec, opal_kw, steps=STEPS, state_pairs=(), shapes=SHAPES):
     """Steps a torch optimizer (or a reference with .step()) and Opal on identical gradients;
     returns the worst relative difference seen. state_pairs: (torch state key, opal slot)."""
     torch.manual_seed(1)
-    w0 = [torch.randn(s) for s in SHAPES]
+    w0 = [torch.randn(s) for s in shapes]
     pt = [w.clone().requires_grad_() for w in w0]
     po = [w.clone().requires_grad_() for w in w0]
     ot = make_torch(pt)
     oo = Optimizer([(f"p{i}", p) for i, p in enumerate(po)], spec=spec, **opal_kw)
     worst = 0.0
-    for t, gs in enumerate(recorded_gradients(steps), start=1):
+    for t, gs in enumerate(recorded_gradients(steps, shapes=shapes), start=1):
         for a, b, g in zip(pt, po, gs):
             a.grad = g.clone()
             b.grad = g.clone()

@@ -78,7 +78,7 @@ TEST_CASE("every elementwise-only stdlib optimizer is one kernel per route") {
 }
 
 TEST_CASE("factored variance: reduction, row, column and update kernels; scratch reused by shape") {
-  auto c = compile_spec({"adafactor", "", ""});
+  auto c = compile_spec({"adafactor_factored", "", ""});
   const Plan& p = route_plan(*c, "matrix");
   REQUIRE(p.kernels.size() == 4);
   CHECK(p.kernels[0].reductions.size() == 2);

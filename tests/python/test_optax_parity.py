@@ -268,3 +268,105 @@ class OptaxParity(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+# ---- the research family (stdlib/research/) and optax's Muon, against their references ----
+
+
+def ns5(x, eps, steps=5, coeffs=(3.4445, -4.7750, 2.0315)):
+    a, b, c = coeffs
+    t = x.shape[0] > x.shape[1]
+    X = x.T if t else x
+    X = X / (X.norm() + eps)
+    for _ in range(steps):
+        A = X @ X.T
+        X = a * X + (b * A + c * A @ A) @ X
+    return X.T if t else X
+
+
+class MuonOptax(Reference):
+    """optax.contrib.muon: Muon (Nesterov moment with optax's bias correction, fp32 Newton-Schulz,
+    width scale sqrt(max(1, fan_out / fan_in))) on exactly-2-D tensors, Nesterov Adam elsewhere.
+    Torch's (out, in) layout is optax's kernel transposed; Newton-Schulz commutes with it."""
+
+    def update(self, p, g, s, t):
+        h = dict(lr=0.02, beta=0.95, eps=1e-8, wd=0.0, adam_b1=0.9, adam_b2=0.999, adam_wd=0.0) | self.hp
+        b = h["beta"] if p.dim() == 2 else h["adam_b1"]
+        zeros(s, p, "mu")
+        s["mu"] = (1 - b) * g + b * s["mu"]
+        mh = b * s["mu"] / (1 - b ** (t + 1)) + (1 - b) * g / (1 - b ** t)
+        if p.dim() == 2:
+            u = ns5(mh, h["eps"]) * max(1.0, p.shape[0] / p.shape[1]) ** 0.5
+            return h["lr"] * (u + h["wd"] * p)
+        zeros(s, p, "nu")
+        s["nu"] = h["adam_b2"] * s["nu"] + (1 - h["adam_b2"]) * g * g
+        u = mh / ((s["nu"] / (1 - h["adam_b2"] ** t)).sqrt() + h["eps"])
+        return h["lr"] * (u + h["adam_wd"] * p)
+
+
+class ScheduleFreeAdamW(Reference):
+    """The reference AdamWScheduleFree's train-mode step (the parameter holds y)."""
+
+    def __init__(self, params, **hp):
+        super().__init__(params, **hp)
+        self.lr_max, self.weight_sum = 0.0, 0.0
+
+    @torch.no_grad()
+    def step(self):
+        h = dict(lr=0.0025, b1=0.9, b2=0.999, eps=1e-8, wd=0.0, warmup=0, r=0.0, power=2.0) | self.hp
+        k = self.t
+        self.t += 1
+        lr = h["lr"] * ((k + 1) / h["warmup"] if k < h["warmup"] else 1.0)
+        self.lr_max = max(lr, self.lr_max)
+        weight = (k + 1) ** h["r"] * self.lr_max ** h["power"]
+        self.weight_sum += weight
+        ckp1 = weight / self.weight_sum if self.weight_sum else 0.0
+        for p in self.params:
+            s = self.state[p]
+            s.setdefault("z", p.detach().clone())
+            zeros(s, p, "v")
+            g = p.grad
+            s["v"].mul_(h["b2"]).addcmul_(g, g, value=1 - h["b2"])
+            d = g / ((s["v"] / (1 - h["b2"] ** (k + 1))).sqrt() + h["eps"]) + h["wd"] * p
+            p.lerp_(s["z"], ckp1)
+            p.add_(d, alpha=lr * (h["b1"] * (1 - ckp1) - 1))
+            s["z"].sub_(d, alpha=lr)
+
+
+class MarsAdamW(Reference):
+    """AGI-Arena/MARS's update_fn, mars-adamw, approximate, optimize_1d=False."""
+
+    def update(self, p, g, s, t):
+        h = dict(lr=3e-3, b1=0.95, b2=0.99, eps=1e-8, wd=0.0, gamma=0.025, lr_1d_ratio=1.0, b1_1d=0.9, b2_1d=0.95, wd_1d=0.1) | self.hp
+        zeros(s, p, "m", "v", "last")
+        if p.dim() == 2:
+            b1, b2, lr, wd = h["b1"], h["b2"], h["lr"], h["wd"]
+            c = (g - s["last"]) * (h["gamma"] * b1 / (1 - b1)) + g
+            n = c.norm()
+            if n > 1:
+                c = c / n
+            s["last"] = g.clone()
+        else:
+            b1, b2, lr, wd = h["b1_1d"], h["b2_1d"], h["lr"] * h["lr_1d_ratio"], h["wd_1d"]
+            c = g
+        s["m"] = b1 * s["m"] + (1 - b1) * c
+        s["v"] = b2 * s["v"] + (1 - b2) * c * c
+        denom = (s["v"].sqrt() / (1 - b2 ** t) ** 0.5 + h["eps"]) * (1 - b1 ** t)
+        return lr * (p * wd + s["m"] / denom)
+
+
+class ResearchParity(unittest.TestCase):
+    def run_all(self, ref, spec, variants):
+        for kw in ({},) + variants:
+            w = replay(self, lambda ps: ref(ps, **kw), spec, kw)
+            print(f"\n  {spec} {kw} vs {ref.__name__}: worst {w:.1e} of the distance travelled", end="")
+
+    def test_muon_optax(self):
+        self.run_all(MuonOptax, "muon_optax", (dict(lr=0.01, beta=0.9, eps=1e-7, wd=0.1, adam_b1=0.8, adam_b2=0.99, adam_wd=0.05),))
+
+    def test_schedule_free_adamw(self):
+        self.run_all(ScheduleFreeAdamW, "schedule_free_adamw", (dict(lr=0.01, b1=0.8, b2=0.99, eps=1e-6, wd=0.1, warmup=5, r=0.5, power=1.0),))
+
+    def test_mars_adamw(self):
+        self.run_all(MarsAdamW, "mars_adamw", (dict(lr=1e-2, b1=0.9, b2=0.95, eps=1e-6, wd=0.1, gamma=0.05, lr_1d_ratio=0.5, b1_1d=0.8, b2_1d=0.9,
+                                                     wd_1d=0.05),))

@@ -82,6 +82,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
   out.name = decl.name;
   out.hparams = lowered.hparams;
   out.defaults = lowered.defaults;
+  out.globals = lowered.globals;
   std::set<int64_t> used_hparams;
   for (auto& rg : lowered.routes) {
     ir::Graph g = std::move(rg.graph);
@@ -123,7 +124,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
 }
 
 std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite) {
-  EmitInput in{c.name, c.hparams.size(), {}, check_finite};
+  EmitInput in{c.name, c.hparams.size() + c.globals.size(), {}, check_finite};
   for (const auto& r : c.routes) in.routes.push_back({r.label, &r.plan});
   return emit_program(in, target);
 }

@@ -24,6 +24,7 @@ struct CompiledOptimizer {
   std::string name;
   std::vector<std::string> hparams;
   std::vector<double> defaults;
+  std::vector<std::string> globals;  // global sums, uniforms after the hyperparameters
   std::vector<CompiledRoute> routes;
 };
 

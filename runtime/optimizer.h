@@ -135,6 +135,7 @@ class Optimizer {
  private:
   void init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
   void step_kernels(const KernelModule& module, const std::vector<char>* only);
+  void run_phase(const KernelModule& module, const std::vector<char>* only, bool second);
   void step_checked();
   struct Impl;
   void check_aliasing();

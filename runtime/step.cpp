@@ -84,18 +84,54 @@ void Optimizer::step(void* stream) {
 void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>* only) {
   const exec::Description& desc = *exe_->desc;
   const double* hparams = impl_->uniforms.data() + 1;
-  for (size_t i = 0; i < impl_->tensors.size(); ++i) {
-    auto& t = impl_->tensors[i];
-    if (!t.desc.grad || (only && !(*only)[i])) continue;
-    ++t.t;
-    desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.rows), double(t.cols), t.regs.data());
+  auto steps = [&](size_t i) { return impl_->tensors[i].desc.grad && (!only || (*only)[i]); };
+  auto run_scalars = [&] {
+    for (size_t i = 0; i < impl_->tensors.size(); ++i) {
+      auto& t = impl_->tensors[i];
+      if (steps(i)) desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.rows), double(t.cols), t.regs.data());
+    }
+  };
+  for (size_t i = 0; i < impl_->tensors.size(); ++i)
+    if (steps(i)) ++impl_->tensors[i].t;
+  run_scalars();
+  if (desc.globals.empty()) {
+    run_phase(module, only, false);
+    return;
   }
+  // Two phases: every route's first part writes each tensor's share of the global sums; the
+  // sums are added up on the host in parameter order (deterministic, in double); the second
+  // part reads them as uniforms.
+  run_phase(module, only, false);
+  Backend& backend = *impl_->backend;
+  double* sums = impl_->uniforms.data() + 1 + desc.hparams.size();
+  std::fill(sums, sums + desc.globals.size(), 0.0);
+  for (size_t i = 0; i < impl_->tensors.size(); ++i) {
+    if (!steps(i)) continue;
+    const auto& t = impl_->tensors[i];
+    for (const exec::GlobalShare& sh : desc.routes[t.route].shares) {
+      float v = 0;
+      if (backend.host_memory()) v = t.bufs[sh.buffer][0];
+      else backend.download(&v, t.bufs[sh.buffer], 1);
+      sums[sh.global] += double(v);
+    }
+  }
+  run_scalars();  // guards and call scalars may read the sums
+  run_phase(module, only, true);
+}
+
+// One phase of the step over every route: the whole schedule of a route without global sums
+// (in the first phase), else its part before (first phase) or after (second) the split.
+void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* only, bool second) {
+  const exec::Description& desc = *exe_->desc;
   Backend& backend = *impl_->backend;
   auto& S = impl_->scratch;
   for (size_t r = 0; r < impl_->routes.size(); ++r) {
     auto& R = impl_->routes[r];
     if (R.tensors.empty()) continue;
     const exec::Route& route = desc.routes[r];
+    const bool split = !desc.globals.empty();
+    const size_t begin = second ? route.phase_split : 0;
+    const size_t end = split && !second ? route.phase_split : route.schedule.size();
     // the tensors of this route that step and for which a guard holds
     auto select = [&](const exec::Guard& gd) {
       S.running.clear();
@@ -104,7 +140,8 @@ void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>
         if (t.desc.grad != nullptr && (!only || (*only)[R.tensors[k]]) && gd.holds(t.regs.data())) S.running.push_back(k);
       }
     };
-    for (const exec::ScheduleEntry& E : route.schedule) {
+    for (size_t pos = begin; pos < end; ++pos) {
+      const exec::ScheduleEntry& E = route.schedule[pos];
       if (E.is_call) {
         const exec::LibraryCall& C = route.calls[E.index];
         select(C.guard);

@@ -157,7 +157,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   for (ValueId v : K.effects) {
     note_temp_reads(v);
     const ir::Node& n = g.at(v);
-    use_buf(n.op == Op::ParamWrite ? 0 : buf_of_slot(n.iattr));
+    use_buf(n.op == Op::ParamWrite ? 0 : n.op == Op::GlobalPut ? buf_of_temp(v) : buf_of_slot(n.iattr));
   }
   for (ValueId v : K.reductions) {
     note_temp_reads(v);
@@ -216,6 +216,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     const ir::Node& n = g.at(e);
     std::string val = operand(g, n.operands[0]);
     if (n.op == Op::ParamWrite) out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, idx(Shape::Full), val, comment(g, e));
+    else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
     else if (n.op == Op::StateWriteIf)
       out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr),
                          idx(g.slots[n.iattr].shape), val, comment(g, e));

@@ -126,7 +126,16 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
     }
     r.calls.push_back(std::move(L));
   }
-  for (const Launch& L : plan.schedule) r.schedule.push_back({L.is_call, uint32_t(L.index)});
+  for (size_t pos = 0; pos < plan.schedule.size(); ++pos) {
+    const Launch& L = plan.schedule[pos];
+    r.schedule.push_back({L.is_call, uint32_t(L.index)});
+    if (L.is_call) continue;
+    for (ir::ValueId e : plan.kernels[L.index].effects)
+      if (g.at(e).op == Op::GlobalPut) {
+        r.shares.push_back({uint32_t(g.at(e).iattr), uint32_t(plan.temp_index(e))});
+        r.phase_split = uint32_t(pos + 1);
+      }
+  }
   r.scalars = sc.take();
   for (const auto& p : g.probes) r.probes.push_back(p.stage);
   r.matrix_only = g.matrix_only;
@@ -237,6 +246,7 @@ exec::Description describe(const CompiledOptimizer& co) {
   d.name = co.name;
   d.hparams = co.hparams;
   d.defaults = co.defaults;
+  d.globals = co.globals;
   for (size_t r = 0; r < co.routes.size(); ++r) {
     d.routes.push_back(describe_route(co.routes[r], uint32_t(d.symbols.size())));
     for (size_t k = 0; k < co.routes[r].plan.kernels.size(); ++k) d.symbols.push_back(kernel_symbol(r, k));

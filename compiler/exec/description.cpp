@@ -157,13 +157,21 @@ std::string print_route(const Description& d, size_t ri) {
     const ScalarInstr& in = r.scalars.code[i];
     s += fmt::format("  r{} = {}", i, scalar_op_name(in.op));
     if (in.op == ScalarOp::Const) s += fmt::format(" {:g}", in.imm);
-    else if (in.op == ScalarOp::HParam) s += fmt::format(" {}", in.a < d.hparams.size() ? d.hparams[in.a] : "?");
+    else if (in.op == ScalarOp::HParam)
+      s += fmt::format(" {}", in.a < d.hparams.size()                     ? d.hparams[in.a]
+                              : in.a < d.hparams.size() + d.globals.size() ? d.globals[in.a - d.hparams.size()]
+                                                                           : "?");
     const uint32_t ops[3] = {in.a, in.b, in.c};
     for (int k = 0; k < scalar_arity(in.op); ++k) s += fmt::format("{} r{}", k ? "," : "", ops[k]);
     s += "\n";
   }
   for (size_t i = 0; i < r.schedule.size(); ++i) {
     const ScheduleEntry& e = r.schedule[i];
+    if (!r.shares.empty() && i == r.phase_split) {
+      std::vector<std::string> sh;
+      for (const auto& x : r.shares) sh.push_back(fmt::format("{} += b{}", d.globals.at(x.global), x.buffer));
+      s += fmt::format("  -- every route's first phase ends: {}\n", fmt::join(sh, ", "));
+    }
     if (e.is_call) {
       const LibraryCall& c = r.calls[e.index];
       std::vector<std::string> in;
@@ -224,9 +232,13 @@ std::string verify(const Description& d) {
       const uint32_t ops[3] = {in.a, in.b, in.c};
       for (int k = 0; k < scalar_arity(in.op); ++k)
         if (ops[k] >= i) return bad(fmt::format("r{} reads r{}, not an earlier register", i, ops[k]));
-      if (in.op == ScalarOp::HParam && in.a >= d.hparams.size())
-        return bad(fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size()));
+      if (in.op == ScalarOp::HParam && in.a >= d.hparams.size() + d.globals.size())
+        return bad(fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size() + d.globals.size()));
     }
+    if (r.phase_split > r.schedule.size()) return bad("the phase split is past the schedule");
+    for (const auto& sh : r.shares)
+      if (sh.global >= d.globals.size() || sh.buffer < kFirstSlotBuffer + r.slots.size() || sh.buffer >= nbuf)
+        return bad("a global share is out of range");
     auto guard_ok = [&](const Guard& g) { return std::all_of(g.all.begin(), g.all.end(), [&](const GuardTerm& t) { return t.reg < nregs; }); };
     std::vector<int> seen_k(r.kernels.size()), seen_c(r.calls.size());
     for (const auto& e : r.schedule) {

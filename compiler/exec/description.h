@@ -174,6 +174,13 @@ struct ScheduleEntry {
   uint32_t index = 0;  // into kernels or calls
 };
 
+// A tensor's share of global sum `global`, left in scratch buffer `buffer` (table index) by the
+// first phase of the step.
+struct GlobalShare {
+  uint32_t global = 0;
+  uint32_t buffer = 0;
+};
+
 struct Route {
   std::string label;     // "matrix", "other>vector"
   std::string pipeline;  // the stages as written, innermost optimizer ("adam: momentum -> adapt")
@@ -182,6 +189,10 @@ struct Route {
   std::vector<KernelLaunch> kernels;
   std::vector<LibraryCall> calls;
   std::vector<ScheduleEntry> schedule;
+  // A step with global sums runs in two phases: every route's schedule[0, phase_split) (which
+  // writes the shares), then the sums, then every route's schedule[phase_split, end).
+  std::vector<GlobalShare> shares;
+  uint32_t phase_split = 0;
   ScalarProgram scalars;
   std::vector<std::string> probes;  // stage of each non-finite probe bit (checked kernels)
   bool matrix_only = false;
@@ -212,14 +223,15 @@ struct Description {
   std::string name;
   std::vector<std::string> hparams;
   std::vector<double> defaults;
+  std::vector<std::string> globals;  // global sums: uniforms after the hyperparameters
   std::vector<RoutingTable> tables;  // tables[0]: the optimizer's own routes
   std::vector<Route> routes;
   std::vector<std::string> symbols;  // kernel symbols of the generated source, in KernelLaunch::symbol order
   std::string spec_text;             // the source file the optimizer was declared in
   std::string fingerprint;           // content hash of the compiled optimizer (checkpoints)
   // The values of the uniform block of every kernel (`opal_uniforms_t`, kernel_abi.h): t, then
-  // the hyperparameters.
-  size_t uniform_count() const { return 1 + hparams.size(); }
+  // the hyperparameters, then the global sums of the step.
+  size_t uniform_count() const { return 1 + hparams.size() + globals.size(); }
 };
 
 std::string print(const Description& d);

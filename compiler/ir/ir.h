@@ -88,6 +88,11 @@ struct Graph {
   std::vector<Node> nodes;       // operands always precede their users
   std::vector<ValueId> effects;  // roots, in program order
   std::vector<Probe> probes;     // in pipeline order; passes keep those still live
+  // Global sums (`global_sum(x)`): the last n_globals hparams name them; HParam(first_global() + k)
+  // reads sum k, which the runtime adds up over every tensor's GlobalPut(x) of k in between
+  // the two phases of a step.
+  uint32_t n_globals = 0;
+  int64_t first_global() const { return int64_t(hparams.size()) - n_globals; }
   bool matrix_only = false;      // uses row/column structure: vectors may not use it
   std::string matrix_reason;     // the op that makes it matrix-only, for errors
 

@@ -63,6 +63,9 @@ std::string verify(const Graph& g) {
           if (!try_broadcast(g.nodes[n.operands[0].v].shape, g.slots[n.iattr].shape, b) || b != g.slots[n.iattr].shape)
             return where() + ": value does not fit its slot";
           if (++writes[n.iattr] > 1) return where() + ": slot written twice";
+        } else if (n.op == Op::GlobalPut) {
+          if (in[0] != Shape::Scalar) return where() + ": a share of a global sum is a scalar";
+          if (n.iattr < 0 || n.iattr >= int64_t(g.n_globals)) return where() + ": no such global sum";
         } else if (++param_writes > 1) {
           return where() + ": parameter written twice";
         }

@@ -30,6 +30,7 @@ struct OptimizerLowering {
   const Program& p;
   Diagnostics& d;
   LoweredOptimizer& out;
+  std::map<Lowerer::GlobalKey, int> globals;  // global_sum calls (per stage use) -> k
 
   // `hp` binds the optimizer's parameter names to expressions in the *top-level* hyperparameter
   // space; they are lowered afresh in each route graph.
@@ -105,6 +106,8 @@ struct OptimizerLowering {
                       ir::Graph& g) {
     Lowerer L(p, d, g);
     L.init_builtins();
+    L.globals_ = &globals;
+    L.n_hparams_ = out.hparams.size();
     std::vector<Scope> storage;
     Scope hps = hparam_scope(L, hp, chain, storage);
     ValueId grad = L.builder().add(Op::Grad, Shape::Full, {});
@@ -188,8 +191,18 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
     out.hparam_locs.push_back(prm.loc);
     hp[prm.name] = {prm.default_value.get(), nullptr, int(i)};
   }
-  OptimizerLowering ol{p, diags, out};
+  OptimizerLowering ol{p, diags, out, {}};
   ol.routes(o, hp, {}, "", {});
+  // the global sums are uniforms after the hyperparameters, named by their call
+  out.globals.resize(ol.globals.size());
+  for (const auto& [key, k] : ol.globals) {
+    SourceLoc at{key.file, key.offset, 0};
+    out.globals[size_t(k)] = key.stage + ":global_sum@" + at.short_str();
+  }
+  for (auto& rg : out.routes) {
+    rg.graph.hparams.insert(rg.graph.hparams.end(), out.globals.begin(), out.globals.end());
+    rg.graph.n_globals = uint32_t(out.globals.size());
+  }
   return out;
 }
 
@@ -221,6 +234,9 @@ void check_component(const Program& p, const ComponentDecl& c, Diagnostics& diag
   Lowerer::Stream st{grad, grad, w};
   Lowerer::BasisFrame f;
   f.outer_g = grad;
+  std::map<Lowerer::GlobalKey, int> globals;
+  L.globals_ = &globals;
+  L.n_hparams_ = g.hparams.size();
   L.component(c, bound, caller, st, c.name, c.loc, &f);
   if (f.inverse) L.leave_basis(f, st);
 }

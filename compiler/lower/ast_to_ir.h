@@ -27,6 +27,7 @@ struct LoweredOptimizer {
   std::vector<std::string> hparams;  // runtime hyperparameters, by HParam index
   std::vector<double> defaults;
   std::vector<SourceLoc> hparam_locs;
+  std::vector<std::string> globals;  // `global_sum` k, named by where it is called (file:line:col)
   std::vector<RouteGraph> routes;
 };
 

@@ -41,6 +41,7 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
   ComponentCtx ctx{&c, {}, {}, {}, nullptr};
   stage_name_ = c.name;
   stage_loc_ = call_loc;
+  stage_key_ = stage_key;
   statements(c.body, *scope, ctx, stage_key, {});
   for (auto [slot, decl] : ctx.states) {
     const Var& v = scope->vars[decl->name];

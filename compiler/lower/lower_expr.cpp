@@ -26,6 +26,7 @@ constexpr BuiltinFn kRuleBuiltins[] = {
     {"mean", 1, Op::Sum, BuiltinFn::Mean},
     {"norm", 1, Op::Sum, BuiltinFn::Norm},
     {"rms", 1, Op::Sum, BuiltinFn::Rms},
+    {"global_sum", 1, Op::GlobalPut, BuiltinFn::GlobalSum},
     // matrix work (run by the backend's linear algebra between fused kernels)
     {"eigh", 1, Op::Eigh, BuiltinFn::Matrix},
     {"eigh_desc", 1, Op::Eigh, BuiltinFn::Matrix},
@@ -151,6 +152,21 @@ ValueId Lowerer::name(const Expr& e, const Scope& s) {
       DiagKind::UnknownName, e.loc, fmt::format("unknown name `{}`", e.name),
       m.empty() ? "names in scope are parameters, states, `let` bindings, u, g, w, t, rows, cols, numel" : fmt::format("did you mean `{}`?", m));
   return {};
+}
+
+// Whether a value depends on a global sum (an HParam past the optimizer's hyperparameters).
+bool Lowerer::reads_global(ValueId v) const {
+  std::vector<ValueId> stack{v};
+  std::vector<char> seen(g_.nodes.size(), 0);
+  while (!stack.empty()) {
+    ValueId x = stack.back();
+    stack.pop_back();
+    if (seen[x.v]++) continue;
+    const ir::Node& n = g_.at(x);
+    if (n.op == Op::HParam && size_t(n.iattr) >= n_hparams_) return true;
+    for (int k = 0; k < n.n_operands; ++k) stack.push_back(n.operands[k]);
+  }
+  return false;
 }
 
 ValueId Lowerer::call(const Expr& e, const Scope& s, int depth) {
@@ -351,6 +367,36 @@ ValueId Lowerer::builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, con
       if (!need_full()) return {};
       ValueId r = b_.add(Op::ColSum, Shape::Cols, {a[0]}, 0, 0, e.loc);
       return bf.rule == BuiltinFn::ColSum ? r : b_.add(Op::Div, Shape::Cols, {r, dim(ir::DimKind::Rows)}, 0, 0, e.loc);
+    }
+    case BuiltinFn::GlobalSum: {
+      // this tensor's share goes out; the sum over every tensor comes back as a uniform
+      if (shape(a[0]) != Shape::Scalar) {
+        d_.report(DiagKind::WrongArgumentShape, e.args[0].value->loc,
+                  fmt::format("`global_sum` adds one scalar per tensor, but this is {}", describe(shape(a[0]))),
+                  "reduce the tensor first: `global_sum(sum(g * g))` is the squared global gradient norm");
+        return {};
+      }
+      if (!globals_) {
+        d_.report(DiagKind::MisplacedBuiltin, e.loc, "`global_sum` needs an optimizer step over many tensors");
+        return {};
+      }
+      if (reads_global(a[0])) {
+        d_.report(DiagKind::MisplacedBuiltin, e.args[0].value->loc, "a `global_sum` of a value that depends on another `global_sum`",
+                  "a step has two phases: every tensor's share is summed once, between them");
+        return {};
+      }
+      GlobalKey key{e.loc.file, e.loc.offset, stage_key_};
+      auto it = globals_->find(key);
+      const int k = it != globals_->end() ? it->second : int(globals_->size());
+      if (it == globals_->end()) (*globals_)[key] = k;
+      if (auto put = global_puts_.find(k); put != global_puts_.end() && put->second != a[0]) {
+        d_.report(DiagKind::MisplacedBuiltin, e.loc, "this `global_sum` is reached twice in one stage with different values",
+                  "call it once and bind the result with `let`");
+        return {};
+      }
+      if (!global_puts_.count(k)) b_.add(Op::GlobalPut, Shape::Scalar, {a[0]}, k, 0, e.loc);
+      global_puts_[k] = a[0];
+      return b_.add(Op::HParam, Shape::Scalar, {}, int64_t(n_hparams_ + k), 0, e.loc);
     }
     case BuiltinFn::Sum:
     case BuiltinFn::Mean: {

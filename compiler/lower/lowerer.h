@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 #include <set>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -58,7 +59,7 @@ struct BuiltinFn {
   const char* name;
   int arity;
   Op op;  // for elementwise builtins
-  enum Rule { Elementwise, RowSum, RowMean, ColSum, ColMean, Sum, Mean, Norm, Rms, Matrix } rule;
+  enum Rule { Elementwise, RowSum, RowMean, ColSum, ColMean, Sum, Mean, Norm, Rms, Matrix, GlobalSum } rule;
 };
 
 class Lowerer {
@@ -81,6 +82,7 @@ class Lowerer {
   ValueId name(const Expr& e, const Scope& s);
 
   ValueId call(const Expr& e, const Scope& s, int depth);
+  bool reads_global(ValueId v) const;
 
   ValueId matrix_builtin(const BuiltinFn& bf, const std::vector<ValueId>& a, const Expr& e);
 
@@ -142,6 +144,19 @@ class Lowerer {
   void init_builtins();
 
   Scope builtins_;
+  // Global sums of the optimizer being lowered, keyed by the call's place (one component used
+  // by several routes sums over all their tensors), and its user hyperparameter count: sum k
+  // is read as HParam(n_hparams + k) until the names are appended (ast_to_ir.cpp).
+  struct GlobalKey {
+    const SourceFile* file;
+    uint32_t offset;
+    std::string stage;  // "clip", "clip#2": each use of a component in a pipeline sums apart
+    bool operator<(const GlobalKey& o) const { return std::tie(file, offset, stage) < std::tie(o.file, o.offset, o.stage); }
+  };
+  std::map<GlobalKey, int>* globals_ = nullptr;
+  std::map<int, ValueId> global_puts_;  // this graph's share of each global sum
+  size_t n_hparams_ = 0;
+  std::string stage_key_;  // the stage being lowered
   // The pipeline stage being lowered: errors inside a stdlib component caused by an argument
   // point at it, and it names what makes a route matrix-only.
   std::string stage_name_;

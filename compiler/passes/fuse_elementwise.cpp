@@ -76,6 +76,7 @@ class Fuser {
         const Kernel& W = kernels_[schedule_[pos].index];
         for (ValueId e : W.effects) {
           const ir::Node& n = g_.at(e);
+          if (n.op == Op::GlobalPut) continue;  // a share of a global sum: nothing reads it back
           // the slot (or the parameter: slot -1) this effect overwrites
           const int slot = n.op == Op::ParamWrite ? -1 : int(n.iattr);
           for (size_t r = pos + 1; r < schedule_.size(); ++r) {
@@ -132,10 +133,22 @@ class Fuser {
 
   int avail(ValueId v, Domain d) {
     const ir::Node& n = g_.at(v);
-    if (leaf(v)) return 0;
+    if (leaf(v)) return global_ready(n);
     if (ir::category(n.op) == Category::Reduce || library(v)) return level(v) + 1;
     if (inline_scalar(v)) return level(v);
     return domain_of(n.shape) == d ? level(v) : level(v) + 1;
+  }
+
+  // Every global sum is known one level after the last share of this route is written (the
+  // runtime adds the shares up between the two phases of the step, so every share must come
+  // before every read); any other leaf at once. (A share never depends on a global sum: the
+  // lowering refuses that.)
+  int global_ready(const ir::Node& n) {
+    if (n.op != Op::HParam || n.iattr < g_.first_global()) return 0;
+    int l = 0;
+    for (ValueId e : g_.effects)
+      if (g_.at(e).op == Op::GlobalPut) l = std::max(l, avail(g_.at(e).operands[0], Domain::One) + 1);
+    return l;
   }
 
   struct Key {

@@ -10,6 +10,7 @@ ir::Graph rebuild(const ir::Graph& g, const std::function<ir::ValueId(ir::Builde
   ir::Graph out;
   out.name = g.name;
   out.hparams = g.hparams;
+  out.n_globals = g.n_globals;
   out.slots = g.slots;
   out.matrix_only = g.matrix_only;
   out.matrix_reason = g.matrix_reason;

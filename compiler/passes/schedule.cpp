@@ -70,6 +70,16 @@ Plan assemble_plan(const ir::Graph& g, std::vector<Kernel> kernels, std::vector<
     for (ValueId v : K.effects) scan(v);
     for (ValueId v : K.reductions) scan(v);
   }
+  // a share of a global sum stays until the step's first phase ends: the runtime reads it then
+  for (size_t pos = 0; pos < p.schedule.size(); ++pos) {
+    const Launch& L = p.schedule[pos];
+    if (L.is_call) continue;
+    for (ValueId e : p.kernels[L.index].effects)
+      if (g.at(e).op == ir::Op::GlobalPut) {
+        add_temp(p, e, int(pos));
+        p.temps[p.temp_of.at(e.v)].last_use = int(p.schedule.size());
+      }
+  }
   for (auto& t : p.temps) OPAL_CHECK(t.last_use > t.producer, "temp %%%u is never read after step %d", t.value.v, t.producer);
   return p;
 }

@@ -28,3 +28,13 @@ component skip_first() {
 component clip_rms(d = 1.0) {
   u = u / max(1, rms(u) / d)
 }
+
+# torch.nn.utils.clip_grad_norm_ inside the step: the norm of every gradient of the step
+# together (`global_sum` over all tensors and routes using this stage), and g, u scaled by
+# min(1, max_norm / (norm + 1e-6)), so later statistics see the clipped gradient. A step with a
+# global sum runs in two phases (the shares, then the rest): one extra pass over g.
+component clip_global_norm(max_norm = 1.0) {
+  let c = min(1, max_norm / (sqrt(global_sum(sum(g * g))) + 1e-6))
+  g = g * c
+  u = u * c
+}

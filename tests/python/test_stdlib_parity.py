@@ -107,6 +107,39 @@ class TorchParity(unittest.TestCase):
                    state_pairs=[("max_exp_avg_sq", "adapt_max.vmax")])
 
 
+class ClippedAdamW:
+    """torch.nn.utils.clip_grad_norm_ then torch.optim.AdamW: what adamw_clip does in one step."""
+
+    def __init__(self, params, max_norm=1.0, **kw):
+        self.params, self.max_norm = params, max_norm
+        self.opt = torch.optim.AdamW(params, **kw)
+        self.state = self.opt.state
+
+    def step(self):
+        torch.nn.utils.clip_grad_norm_(self.params, self.max_norm)
+        self.opt.step()
+
+
+class GlobalNorm(unittest.TestCase):
+    def test_adamw_clip_is_clip_grad_norm_then_adamw(self):
+        # max_norm 2 clips the early steps (the gradients' global norm is about 5) but not all
+        for kw in ({}, dict(lr=0.01, weight_decay=0.1, max_norm=2.0), dict(max_norm=100.0)):
+            w = replay(self, lambda ps: ClippedAdamW(ps, **kw), "adamw_clip", kw)
+            print(f"\n  adamw_clip {kw} vs clip_grad_norm_ + torch.optim.AdamW: worst {w:.1e} of the distance travelled", end="")
+
+    def test_the_norm_spans_every_parameter(self):
+        # two parameters whose norms are 3 and 4: each is scaled by 1 / 5, not by its own norm
+        a = torch.zeros(3, 2, requires_grad=True)
+        b = torch.zeros(2, requires_grad=True)
+        opt = Optimizer([("a", a), ("b", b)], spec="adamw_clip", lr=1.0, wd=0.0, b1=0.0, b2=0.0, eps=0.0, max_norm=1.0)
+        a.grad = torch.tensor([[3.0, 0], [0, 0], [0, 0]])
+        b.grad = torch.tensor([0.0, 4.0])
+        opt.step()
+        # with b1 = b2 = 0 Adam's step is g / |g| = sign: the clip is invisible in w, but m holds it
+        self.assertAlmostEqual(opt.state[a]["momentum.m"][0, 0].item(), 3.0 / 5.0, places=5)
+        self.assertAlmostEqual(opt.state[b]["momentum.m"][1].item(), 4.0 / 5.0, places=5)
+
+
 class NAdamReference:
     """torch.optim.NAdam as torch >= 2.0 computes it (1.13 multiplied mu_product_next by mu once
     more, a bug fixed in 2.0), written out from Dozat (2016) and torch's code."""

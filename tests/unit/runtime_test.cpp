@@ -265,6 +265,46 @@ TEST_CASE("delegation keeps runtime hyperparameters: muon's AdamW side follows l
   CHECK(opt.hparam("adam_wd") == 0.5);
 }
 
+TEST_CASE("global_sum: a global gradient norm across every tensor and route of the step, two phases") {
+  const char* spec =
+      "component clip_global(max_norm = 1.0) {\n"
+      "  let gnorm = sqrt(global_sum(sum(g * g)))\n"
+      "  u = u * min(1, max_norm / (gnorm + 1e-6))\n"
+      "}\n"
+      "optimizer o(lr = 0.5, max_norm = 1.0) {\n"
+      "  matrix: clip_global(max_norm) -> sign -> scale(lr * 0 + 1) -> clip_global(max_norm) -> scale(lr)\n"
+      "  other: clip_global(max_norm) -> scale(lr)\n"
+      "}\n";
+  std::vector<float> wa(6, 0.f), ga = {3.f, 0.f, 0.f, 0.f, 0.f, 0.f};  // ||ga|| = 3
+  std::vector<float> wb(2, 0.f), gb = {0.f, 4.f};                        // ||gb|| = 4
+  std::vector<float> wc(3, 0.f);                                         // no gradient: no share
+  auto exe = build_executable(SpecRef{spec, "", ""});
+  // one sum per use of the stage: `clip_global` in both routes (a and b), `clip_global#2` (a only)
+  REQUIRE(exe->desc->globals.size() == 2);
+  Optimizer opt(exe, {{"a", {2, 3}, wa.data(), ga.data()}, {"b", {2}, wb.data(), gb.data()}, {"c", {3}, wc.data(), nullptr}});
+  opt.step();
+  // the first norm, over a and b, is 5: b moves by lr * 4/5; a's sign of its clipped step is 1,
+  // clipped again by its own norm alone (3): a moves by lr / 3 where g != 0
+  CHECK(wb[0] == 0.f);
+  CHECK(wb[1] == doctest::Approx(-0.5 * 4.0 / 5.0).epsilon(1e-5));
+  CHECK(wa[0] == doctest::Approx(-0.5 / 3.0).epsilon(1e-5));
+  CHECK(wa[1] == 0.f);
+  CHECK(wc == std::vector<float>(3, 0.f));
+  // a norm under max_norm leaves the step alone
+  opt.set_hparam("max_norm", 100);
+  std::vector<float> before = wb;
+  opt.step();
+  CHECK(wb[1] == doctest::Approx(before[1] - 0.5 * 4.0).epsilon(1e-5));
+}
+
+TEST_CASE("global_sum: errors for a tensor argument and for a sum of a global sum") {
+  CHECK(error_of([] { build_executable(SpecRef{"optimizer o(lr = 1) { other: scale(global_sum(g) * lr) }", "", ""}); })
+            .find("`global_sum` adds one scalar per tensor") != std::string::npos);
+  CHECK(error_of([] {
+          build_executable(SpecRef{"optimizer o(lr = 1) { other: scale(global_sum(global_sum(sum(g)) * sum(g)) * lr) }", "", ""});
+        }).find("depends on another `global_sum`") != std::string::npos);
+}
+
 TEST_CASE("state is inspectable by slot name") {
   std::vector<float> w(6, 0.f), g(6, 2.f);
   Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {{"p", {2, 3}, w.data(), g.data()}});

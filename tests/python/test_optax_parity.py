@@ -355,6 +355,50 @@ class MarsAdamW(Reference):
         return lr * (p * wd + s["m"] / denom)
 
 
+class Prodigy:
+    """prodigyopt 1.0's Prodigy.step (one param group), transcribed."""
+
+    def __init__(self, params, lr=1.0, b1=0.9, b2=0.999, beta3=-1, eps=1e-8, wd=0.0, decouple=True, d0=1e-6, d_coef=1.0, growth=1e30,
+                 bias_correction=False):
+        self.params, self.lr, self.b1, self.b2, self.eps, self.wd, self.decouple = params, lr, b1, b2, eps, wd, decouple
+        self.beta3 = b2 ** 0.5 if beta3 < 0 else beta3
+        self.d0, self.d_coef, self.growth, self.bc = d0, d_coef, growth, bias_correction
+        self.d, self.d_max, self.numerator, self.k = d0, d0, 0.0, 0
+        self.state = {p: {} for p in params}
+
+    @torch.no_grad()
+    def step(self):
+        b1, b2, b3, d, d0 = self.b1, self.b2, self.beta3, self.d, self.d0
+        bc = ((1 - b2 ** (self.k + 1)) ** 0.5) / (1 - b1 ** (self.k + 1)) if self.bc else 1
+        dlr = d * self.lr * bc
+        numerator = self.numerator * b3
+        denom = 0.0
+        for p in self.params:
+            g = p.grad if self.decouple else p.grad + self.wd * p
+            st = self.state[p]
+            if not st:
+                st.update(s=torch.zeros_like(p), p0=p.detach().clone(), m=torch.zeros_like(p), v=torch.zeros_like(p))
+            numerator += (d / d0) * dlr * torch.dot(g.flatten(), (st["p0"] - p).flatten()).item()
+            st["m"].mul_(b1).add_(g, alpha=d * (1 - b1))
+            st["v"].mul_(b2).addcmul_(g, g, value=d * d * (1 - b2))
+            st["s"].mul_(b3).add_(g, alpha=(d / d0) * dlr)
+            denom += st["s"].abs().sum().item()
+        if denom == 0:
+            return
+        d_hat = self.d_coef * numerator / denom
+        if d == d0:
+            d = max(d, d_hat)
+        self.d_max = max(self.d_max, d_hat)
+        d = min(self.d_max, d * self.growth)
+        self.numerator, self.d = numerator, d
+        for p in self.params:
+            st = self.state[p]
+            if self.wd != 0 and self.decouple:
+                p.add_(p, alpha=-self.wd * dlr)
+            p.addcdiv_(st["m"], st["v"].sqrt().add_(d * self.eps), value=-dlr)
+        self.k += 1
+
+
 class ResearchParity(unittest.TestCase):
     def run_all(self, ref, spec, variants):
         for kw in ({},) + variants:
@@ -366,6 +410,35 @@ class ResearchParity(unittest.TestCase):
 
     def test_schedule_free_adamw(self):
         self.run_all(ScheduleFreeAdamW, "schedule_free_adamw", (dict(lr=0.01, b1=0.8, b2=0.99, eps=1e-6, wd=0.1, warmup=5, r=0.5, power=1.0),))
+
+    def test_prodigy(self):
+        for kw in ({}, dict(lr=0.5, b1=0.8, b2=0.99, beta3=0.9, eps=1e-6, wd=0.1, d0=1e-5, d_coef=0.5, growth=1.05, bias_correction=True),
+                   dict(wd=0.05, decouple=False)):
+            w = replay(self, lambda ps: Prodigy(ps, **kw), "prodigy", kw)
+            print(f"\n  prodigy {kw} vs prodigyopt 1.0: worst {w:.1e} of the distance travelled", end="")
+
+    def test_prodigy_d_is_one_group_scalar(self):
+        # a steady gradient direction: the distance travelled grows faster than the gradients'
+        # sum, so d grows from d0 (by orders of magnitude in a few steps)
+        from opal.torch import Optimizer
+        torch.manual_seed(0)
+        a, b = torch.randn(4, 3, requires_grad=True), torch.randn(5, requires_grad=True)
+        kw = dict(d0=1e-4)
+        opt = Optimizer([("a", a), ("b", b)], spec="prodigy", **kw)
+        ref = Prodigy([x.detach().clone().requires_grad_() for x in (a, b)], **kw)
+        direction = [torch.randn(x.shape) for x in (a, b)]
+        for _ in range(10):
+            for x, y, dvec in zip((a, b), ref.params, direction):
+                g = dvec + 0.1 * torch.randn(x.shape)
+                x.grad, y.grad = g.clone(), g.clone()
+            opt.step()
+            ref.step()
+        da, db = opt.state[a]["prodigy_core.d"].item(), opt.state[b]["prodigy_core.d"].item()
+        self.assertEqual(da, db)  # every tensor holds the same copy of the group's d
+        self.assertGreater(ref.d, 1e-2)  # it grew from d0 = 1e-4
+        self.assertAlmostEqual(da / ref.d, 1.0, places=4)
+        for x, y in zip((a, b), ref.params):
+            self.assertLess((x.detach() - y.detach()).norm().item(), 1e-4 * y.detach().norm().item())
 
     def test_mars_adamw(self):
         self.run_all(MarsAdamW, "mars_adamw", (dict(lr=1e-2, b1=0.9, b2=0.95, eps=1e-6, wd=0.1, gamma=0.05, lr_1d_ratio=0.5, b1_1d=0.8, b2_1d=0.9,

@@ -37,12 +37,12 @@ std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptim
     r.param = name;
     r.shape = opt.param_shape(name);
     r.route = opt.route_of(name);
-    int64_t numel = 1;
-    for (auto d : r.shape) numel *= d;
-    const int64_t rows = r.shape.size() >= 2 ? r.shape[0] : 1, cols = numel / rows;
-    r.view = fmt::format("{} {} x {}", r.shape.size() >= 2 ? "matrix" : "vector", rows, cols);
     for (size_t i = 0; i < d.routes.size(); ++i)
       if (d.routes[i].label == r.route) {
+        const exec::Dims v = exec::matrix_view(r.shape, d.routes[i].last_view);
+        const int64_t rows = v.rows, cols = v.cols;
+        r.view = fmt::format("{} {} x {}{}", r.shape.size() >= 2 ? "matrix" : "vector", rows, cols,
+                             r.shape.size() > 2 ? (d.routes[i].last_view ? " (leading dims x last)" : " (dim 0 x rest)") : "");
         r.pipeline = d.routes[i].pipeline;
         const RouteStep& last = co.routes.at(i).path.back();
         for (const auto& s : last.optimizer->routes[last.route].pipeline)

@@ -79,6 +79,9 @@ struct Route {
   SourceLoc loc;
   std::vector<std::string> patterns;
   ExprPtr condition;  // Where
+  // How a tensor of rank >= 2 is seen as rows x cols: dim 0 by the rest (`first`, the default:
+  // torch's (out, in * kh * kw)) or the leading dims by the last (`view(last)`).
+  enum class View { Default, First, Last } view = View::Default;
   std::vector<Stage> pipeline;
   std::string label() const;  // "matrix", "other", "\"embed*\""
 };

@@ -16,7 +16,7 @@
 //              | 'when' '(' expr ')' '{' stmt* '}'        'inverse' are contextual words)
 //              | 'inverse' '{' stmt* '}'                  a basis component's map back
 //   route     := selector ':' stage {'->' stage}
-//   selector  := 'matrix' | 'vector' | 'other' | STRING {',' STRING} | 'where' '(' expr ')'
+//   selector  := ('matrix' | 'vector' | 'other' | STRING {',' STRING} | 'where' '(' expr ')') ['view' '(' IDENT ')']
 
 //   stage     := IDENT ['(' args ')'] | 'rotate' '(' IDENT ['(' args ')'] ')' | 'unrotate'
 //   args      := [IDENT '='] expr {',' ...}
@@ -196,6 +196,17 @@ class Parser {
       }
     }
     r.loc = span(r.loc, last_loc());
+    if (at(Tok::Ident) && peek().text == "view" && peek(1).kind == Tok::LParen) {
+      take();
+      take();
+      Token v = expect(Tok::Ident, "naming the view (`first` or `last`)");
+      if (v.text == "first") r.view = Route::View::First;
+      else if (v.text == "last") r.view = Route::View::Last;
+      else
+        d_.report(DiagKind::ExpectedToken, v.loc, fmt::format("unknown view `{}`", v.text),
+                  "`view(first)`: dim 0 by the rest (the default); `view(last)`: the leading dims by the last");
+      expect(Tok::RParen, "to close the view");
+    }
     expect(Tok::Colon, "after the route's parameter class");
     r.pipeline = pipeline();
     return r;

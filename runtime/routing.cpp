@@ -16,11 +16,9 @@ std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]"
 
 // A route condition on the parameter's shape, seen as rows x rest (a vector: 1 x n).
 bool condition_holds(const exec::ScalarProgram& c, const ParamDesc& p) {
-  double numel = 1;
-  for (int64_t d : p.shape) numel *= double(d);
-  const double rows = p.shape.size() >= 2 ? double(p.shape[0]) : 1.0;
+  const exec::Dims v = exec::matrix_view(p.shape, false);
   double regs[exec::kMaxConditionLength];  // (verify() bounds the program: no allocation here)
-  c.run(0, nullptr, rows, numel / rows, regs, double(p.shape.size()));
+  c.run(0, nullptr, double(v.rows), double(v.cols), regs, double(p.shape.size()));
   return regs[c.size() - 1] != 0;
 }
 
@@ -87,11 +85,8 @@ RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
                     "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
                     route.matrix_reason, p.name, shape_str(p.shape), d.name));
   }
-  RoutedParam rp{ri, 1, numel};
-  if (p.shape.size() >= 2) {
-    rp.rows = p.shape[0];
-    rp.cols = numel / p.shape[0];
-  }
+  const exec::Dims view = exec::matrix_view(p.shape, route.last_view);
+  RoutedParam rp{ri, view.rows, view.cols};
   auto check_size = [&](exec::Extent s) {
     const long long r = exec::dims_of(s, rp.rows, rp.cols).rows;
     if (exec::is_square(s) && r > kMaxSideForSquares)

@@ -140,6 +140,8 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   for (const auto& p : g.probes) r.probes.push_back(p.stage);
   r.matrix_only = g.matrix_only;
   r.matrix_reason = g.matrix_reason;
+  for (const RouteStep& s : cr.path)  // the innermost explicit view along the delegations
+    if (s.optimizer->routes[s.route].view != Route::View::Default) r.last_view = s.optimizer->routes[s.route].view == Route::View::Last;
   return r;
 }
 

@@ -30,6 +30,14 @@ Dims dims_of(Extent e, long long rows, long long cols) {
   return {1, 1};
 }
 
+Dims matrix_view(const std::vector<int64_t>& shape, bool last_view) {
+  long long numel = 1;
+  for (int64_t d : shape) numel *= d;
+  if (shape.size() < 2) return {1, numel};
+  const long long cols = last_view ? shape.back() : numel / shape[0];
+  return {numel / cols, cols};
+}
+
 const char* scalar_op_name(ScalarOp op) {
   static const char* names[] = {"const", "step", "hparam", "rows", "cols",  "numel", "rank", "neg", "not", "sqrt", "abs", "sign",  "exp",
                                 "log",   "cos",  "sin",    "tanh", "floor", "bf16",  "add", "sub", "mul",  "div", "pow",   "min",

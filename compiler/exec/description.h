@@ -29,6 +29,9 @@ struct Dims {
   long long count() const { return rows * cols; }
 };
 Dims dims_of(Extent e, long long rows, long long cols);
+// A parameter seen as a matrix: rank >= 2 as dim 0 by the rest (last_view: the leading dims by
+// the last dim); a vector or scalar as 1 x n.
+Dims matrix_view(const std::vector<int64_t>& shape, bool last_view);
 
 // ---- The host scalar program ----------------------------------------------------------------
 // Instruction i writes register i. Operands name earlier registers. Inputs: the step count t,
@@ -197,6 +200,7 @@ struct Route {
   std::vector<std::string> probes;  // stage of each non-finite probe bit (checked kernels)
   bool matrix_only = false;
   std::string matrix_reason;
+  bool last_view = false;  // `view(last)`: rows are the leading dims, cols the last
   size_t table_size() const { return kFirstSlotBuffer + slots.size() + scratch.size(); }
 };
 

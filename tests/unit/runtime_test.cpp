@@ -54,6 +54,36 @@ TEST_CASE("routes chosen by rank and size: where(...) after name patterns, befor
   CHECK_THROWS(build_executable(SpecRef{"optimizer o(lr = 0.1) { where(rows > lr): scale(lr) other: scale(lr) }", "", ""}));
 }
 
+TEST_CASE("a route's view of a tensor of rank > 2: dim 0 by the rest, or view(last): the leading dims by the last") {
+  const char* spec =
+      "optimizer o(lr = 0.1) {\n"
+      "  where(rank == 3) view(last): adapt_factored -> scale(lr)\n"
+      "  \"first*\" view(first): adapt_factored -> scale(lr)\n"
+      "  matrix: adapt_factored -> scale(lr)\n"
+      "  other: scale(lr)\n"
+      "}\n";
+  std::vector<ParamDesc> ps = {{"batched", {2, 3, 4}}, {"first", {2, 3, 4}}, {"conv", {5, 2, 3, 3}}};
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}), ps);
+  CHECK(opt.state_shape("batched", "adapt_factored.r") == std::vector<int64_t>{6});  // (2*3) x 4
+  CHECK(opt.state_shape("batched", "adapt_factored.c") == std::vector<int64_t>{4});
+  CHECK(opt.state_shape("first", "adapt_factored.r") == std::vector<int64_t>{2});    // 2 x (3*4)
+  CHECK(opt.state_shape("first", "adapt_factored.c") == std::vector<int64_t>{12});
+  CHECK(opt.state_shape("conv", "adapt_factored.c") == std::vector<int64_t>{18});    // out x in*kh*kw
+  // the factored step on view(last) equals the same step on the tensor reshaped to 6 x 4
+  std::vector<float> w1(24), g(24), w2;
+  for (int i = 0; i < 24; ++i) w1[i] = 0.1f * float(i % 7) - 0.3f, g[i] = 0.05f * float((i * 5) % 11) - 0.2f;
+  w2 = w1;
+  const char* flat = "optimizer o(lr = 0.1) { matrix: adapt_factored -> scale(lr) other: scale(lr) }";
+  Optimizer a(build_executable(SpecRef{spec, "", ""}), {{"batched", {2, 3, 4}, w1.data(), g.data()}});
+  Optimizer b(build_executable(SpecRef{flat, "", ""}), {{"m", {6, 4}, w2.data(), g.data()}});
+  for (int t = 0; t < 3; ++t) {
+    a.step();
+    b.step();
+  }
+  CHECK(w1 == w2);
+  CHECK_THROWS(build_executable(SpecRef{"optimizer o(lr = 1) { matrix view(middle): scale(lr) other: scale(lr) }", "", ""}));
+}
+
 TEST_CASE("hyperparameters change at run time without recompiling") {
   std::vector<float> w(8, 1.f), g(8, 1.f);
   auto exe = build_executable({"signum", "", ""});

@@ -39,9 +39,9 @@ Dims matrix_view(const std::vector<int64_t>& shape, bool last_view) {
 }
 
 const char* scalar_op_name(ScalarOp op) {
-  static const char* names[] = {"const", "step", "hparam", "rows", "cols",  "numel", "rank", "neg", "not", "sqrt", "abs", "sign",  "exp",
-                                "log",   "cos",  "sin",    "tanh", "floor", "bf16",  "add", "sub", "mul",  "div", "pow",   "min",
-                                "max",   "mod",  "lt",     "le",   "gt",    "ge",    "eq",  "ne",  "and",  "or",  "select"};
+  static const char* names[] = {"const", "step", "hparam", "rows", "cols", "numel", "rank", "neg", "not", "sqrt", "abs", "sign",
+                                "exp",   "log",  "cos",    "sin",  "tanh", "floor", "bf16", "add", "sub", "mul",  "div", "pow",
+                                "min",   "max",  "mod",    "lt",   "le",   "gt",    "ge",   "eq",  "ne",  "and",  "or",  "select"};
   return names[size_t(op)];
 }
 
@@ -166,7 +166,7 @@ std::string print_route(const Description& d, size_t ri) {
     s += fmt::format("  r{} = {}", i, scalar_op_name(in.op));
     if (in.op == ScalarOp::Const) s += fmt::format(" {:g}", in.imm);
     else if (in.op == ScalarOp::HParam)
-      s += fmt::format(" {}", in.a < d.hparams.size()                     ? d.hparams[in.a]
+      s += fmt::format(" {}", in.a < d.hparams.size()                      ? d.hparams[in.a]
                               : in.a < d.hparams.size() + d.globals.size() ? d.globals[in.a - d.hparams.size()]
                                                                            : "?");
     const uint32_t ops[3] = {in.a, in.b, in.c};
@@ -228,7 +228,8 @@ std::string verify(const Description& d) {
         const uint32_t ops[3] = {code[i].a, code[i].b, code[i].c};
         for (int k = 0; k < scalar_arity(code[i].op); ++k)
           if (ops[k] >= i) return fmt::format("a condition of table {} reads a later register", t);
-        if (code[i].op == ScalarOp::Step || code[i].op == ScalarOp::HParam) return fmt::format("a condition of table {} reads t or a hyperparameter", t);
+        if (code[i].op == ScalarOp::Step || code[i].op == ScalarOp::HParam)
+          return fmt::format("a condition of table {} reads t or a hyperparameter", t);
       }
     }
   for (size_t ri = 0; ri < d.routes.size(); ++ri) {

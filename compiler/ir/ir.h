@@ -93,8 +93,8 @@ struct Graph {
   // the two phases of a step.
   uint32_t n_globals = 0;
   int64_t first_global() const { return int64_t(hparams.size()) - n_globals; }
-  bool matrix_only = false;      // uses row/column structure: vectors may not use it
-  std::string matrix_reason;     // the op that makes it matrix-only, for errors
+  bool matrix_only = false;   // uses row/column structure: vectors may not use it
+  std::string matrix_reason;  // the op that makes it matrix-only, for errors
 
   const Node& at(ValueId id) const { return nodes[id.v]; }
 };

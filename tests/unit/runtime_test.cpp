@@ -41,13 +41,12 @@ TEST_CASE("routes chosen by rank and size: where(...) after name patterns, befor
       "  matrix: scale(lr)\n"
       "  other: scale(2 * lr)\n"
       "}\n";
-  std::vector<ParamDesc> ps = {{"big", {8, 5}},   {"head", {8, 5}}, {"small", {2, 5}},
-                               {"conv", {8, 3, 3, 3}}, {"vec", {7}},   {"long", {101}}};
+  std::vector<ParamDesc> ps = {{"big", {8, 5}}, {"head", {8, 5}}, {"small", {2, 5}}, {"conv", {8, 3, 3, 3}}, {"vec", {7}}, {"long", {101}}};
   Optimizer opt(build_executable(SpecRef{spec, "", ""}), ps);
   CHECK(opt.route_of("big") == "where(rank == 2 && rows >= 4 && cols >= 4)");
-  CHECK(opt.route_of("head") == "\"*head*\"");                  // a name pattern comes first
-  CHECK(opt.route_of("small") == "matrix");                      // rows < 4
-  CHECK(opt.route_of("conv") == "where(numel > 100)");           // rank 4: 216 elements
+  CHECK(opt.route_of("head") == "\"*head*\"");          // a name pattern comes first
+  CHECK(opt.route_of("small") == "matrix");             // rows < 4
+  CHECK(opt.route_of("conv") == "where(numel > 100)");  // rank 4: 216 elements
   CHECK(opt.route_of("vec") == "other");
   CHECK(opt.route_of("long") == "where(numel > 100)");
   // a condition that reads a hyperparameter is refused at compile time (golden NotConstant_route_condition)
@@ -66,9 +65,9 @@ TEST_CASE("a route's view of a tensor of rank > 2: dim 0 by the rest, or view(la
   Optimizer opt(build_executable(SpecRef{spec, "", ""}), ps);
   CHECK(opt.state_shape("batched", "adapt_factored.r") == std::vector<int64_t>{6});  // (2*3) x 4
   CHECK(opt.state_shape("batched", "adapt_factored.c") == std::vector<int64_t>{4});
-  CHECK(opt.state_shape("first", "adapt_factored.r") == std::vector<int64_t>{2});    // 2 x (3*4)
+  CHECK(opt.state_shape("first", "adapt_factored.r") == std::vector<int64_t>{2});  // 2 x (3*4)
   CHECK(opt.state_shape("first", "adapt_factored.c") == std::vector<int64_t>{12});
-  CHECK(opt.state_shape("conv", "adapt_factored.c") == std::vector<int64_t>{18});    // out x in*kh*kw
+  CHECK(opt.state_shape("conv", "adapt_factored.c") == std::vector<int64_t>{18});  // out x in*kh*kw
   // the factored step on view(last) equals the same step on the tensor reshaped to 6 x 4
   std::vector<float> w1(24), g(24), w2;
   for (int i = 0; i < 24; ++i) w1[i] = 0.1f * float(i % 7) - 0.3f, g[i] = 0.05f * float((i * 5) % 11) - 0.2f;
@@ -306,8 +305,8 @@ TEST_CASE("global_sum: a global gradient norm across every tensor and route of t
       "  other: clip_global(max_norm) -> scale(lr)\n"
       "}\n";
   std::vector<float> wa(6, 0.f), ga = {3.f, 0.f, 0.f, 0.f, 0.f, 0.f};  // ||ga|| = 3
-  std::vector<float> wb(2, 0.f), gb = {0.f, 4.f};                        // ||gb|| = 4
-  std::vector<float> wc(3, 0.f);                                         // no gradient: no share
+  std::vector<float> wb(2, 0.f), gb = {0.f, 4.f};                      // ||gb|| = 4
+  std::vector<float> wc(3, 0.f);                                       // no gradient: no share
   auto exe = build_executable(SpecRef{spec, "", ""});
   // one sum per use of the stage: `clip_global` in both routes (a and b), `clip_global#2` (a only)
   REQUIRE(exe->desc->globals.size() == 2);
@@ -328,8 +327,9 @@ TEST_CASE("global_sum: a global gradient norm across every tensor and route of t
 }
 
 TEST_CASE("global_sum: errors for a tensor argument and for a sum of a global sum") {
-  CHECK(error_of([] { build_executable(SpecRef{"optimizer o(lr = 1) { other: scale(global_sum(g) * lr) }", "", ""}); })
-            .find("`global_sum` adds one scalar per tensor") != std::string::npos);
+  CHECK(error_of([] {
+          build_executable(SpecRef{"optimizer o(lr = 1) { other: scale(global_sum(g) * lr) }", "", ""});
+        }).find("`global_sum` adds one scalar per tensor") != std::string::npos);
   CHECK(error_of([] {
           build_executable(SpecRef{"optimizer o(lr = 1) { other: scale(global_sum(global_sum(sum(g)) * sum(g)) * lr) }", "", ""});
         }).find("depends on another `global_sum`") != std::string::npos);

@@ -122,6 +122,20 @@ def factored_view(p):
     return p.reshape(p.shape[0], -1) if p.dim() >= 2 else p
 
 
+def adafactor_direction(g, s, b2, sq, factored):
+    """G / sqrt(V) with Shazeer & Stern's V: factored r c^T / mean(r) from the row and column
+    means of sq, or the full EMA of sq; the moments decay by b2 (in s)."""
+    if factored:
+        s.setdefault("r", torch.zeros(g.shape[0]))
+        s.setdefault("c", torch.zeros(g.shape[1]))
+        s["r"] = b2 * s["r"] + (1 - b2) * sq.mean(1)
+        s["c"] = b2 * s["c"] + (1 - b2) * sq.mean(0)
+        return g / (s["r"] / s["r"].mean()).sqrt()[:, None] / s["c"].sqrt()[None, :]
+    s.setdefault("v", torch.zeros_like(g))
+    s["v"] = b2 * s["v"] + (1 - b2) * sq
+    return g / s["v"].sqrt()
+
+
 class AdafactorPaper(Reference):
     """Shazeer & Stern's Adafactor with the relative step size, as Hugging Face's
     Adafactor(relative_step=True, scale_parameter=True, warmup_init=False)."""
@@ -130,17 +144,7 @@ class AdafactorPaper(Reference):
         h = dict(lr=1e-2, decay=0.8, eps1=1e-30, eps2=1e-3, d=1.0, wd=0.0) | self.hp
         b2 = 1 - t ** -h["decay"]
         gv, pv = factored_view(g), factored_view(p)
-        sq = gv * gv + h["eps1"]
-        if gv.dim() == 2:
-            s.setdefault("r", torch.zeros(gv.shape[0]))
-            s.setdefault("c", torch.zeros(gv.shape[1]))
-            s["r"] = b2 * s["r"] + (1 - b2) * sq.mean(1)
-            s["c"] = b2 * s["c"] + (1 - b2) * sq.mean(0)
-            u = gv / (s["r"] / s["r"].mean()).sqrt()[:, None] / s["c"].sqrt()[None, :]
-        else:
-            s.setdefault("v", torch.zeros_like(gv))
-            s["v"] = b2 * s["v"] + (1 - b2) * sq
-            u = gv / s["v"].sqrt()
+        u = adafactor_direction(gv, s, b2, gv * gv + h["eps1"], gv.dim() == 2)
         u = u / max(1.0, (rms(u) / h["d"]).item())
         step = min(h["lr"], t ** -0.5) * max(h["eps2"], rms(pv).item())
         return (step * (u + h["wd"] * pv)).reshape(p.shape)
@@ -176,17 +180,7 @@ class AdafactorOptax(Reference):
     def update(self, p, g, s, t):
         h = dict(lr=1e-2, decay=0.8, eps=1e-30, clip=1.0, wd=0.0) | self.hp
         b2 = 1 - t ** -h["decay"]
-        sq = g * g + h["eps"]
-        if g.dim() == 2 and min(g.shape) >= 128:
-            s.setdefault("r", torch.zeros(g.shape[0]))
-            s.setdefault("c", torch.zeros(g.shape[1]))
-            s["r"] = b2 * s["r"] + (1 - b2) * sq.mean(1)
-            s["c"] = b2 * s["c"] + (1 - b2) * sq.mean(0)
-            u = g / (s["r"] / s["r"].mean()).sqrt()[:, None] / s["c"].sqrt()[None, :]
-        else:
-            s.setdefault("v", torch.zeros_like(g))
-            s["v"] = b2 * s["v"] + (1 - b2) * sq
-            u = g / s["v"].sqrt()
+        u = adafactor_direction(g, s, b2, g * g + h["eps"], g.dim() == 2 and min(g.shape) >= 128)
         u = u / max(1.0, (rms(u) / h["clip"]).item())
         u = h["lr"] * u * max(1e-3, rms(p).item())
         return u + h["wd"] * p

@@ -68,6 +68,8 @@ inline constexpr size_t kMaxSpecBytes = 1 << 20;
 // Longest chain of optimizers delegating to one another, and of fns calling one another (both
 // are expanded by recursion in the lowering): LimitExceeded beyond it, never a stack overflow.
 inline constexpr size_t kMaxCallDepth = 64;
+// Terms (numbers, names, operators) of a route condition `where(...)`: LimitExceeded beyond it.
+inline constexpr size_t kMaxConditionNodes = 64;
 
 // Matches positional and named arguments to parameters. Returns, per parameter, the argument
 // expression or nullptr when the default applies; reports unknown, duplicate, missing and

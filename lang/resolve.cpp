@@ -198,9 +198,20 @@ class Resolver {
       if (n == "rank" || n == "rows" || n == "cols" || n == "numel") return 1.0;
       return std::nullopt;
     };
-    if (!eval_constant(c, sizes))
+    if (!eval_constant(c, sizes)) {
       d_.report(DiagKind::NotConstant, c.loc, "a route's condition must be an expression of the parameter's rank, rows, cols and numel",
                 "routing is decided once per parameter from its shape: compare sizes with numbers, e.g. `where(rank == 2 && rows >= 128):`");
+      return;
+    }
+    // one host instruction per expression node (compiler/exec: kMaxConditionLength)
+    std::function<size_t(const Expr&)> nodes = [&](const Expr& e) {
+      size_t n = 1;
+      for (const auto& a : e.args) n += nodes(*a.value);
+      return n;
+    };
+    if (nodes(c) > kMaxConditionNodes)
+      d_.report(DiagKind::LimitExceeded, c.loc, fmt::format("a route's condition has more than {} terms", kMaxConditionNodes),
+                "split the route, or compare fewer sizes");
   }
 
   void check_optimizer(const OptimizerDecl& o) {

@@ -151,6 +151,13 @@ class Fuser {
     return l;
   }
 
+  // Work guarded by a condition that reads a global sum waits for the sum like work that reads
+  // it: a stale guard must never decide a first-phase kernel or call.
+  int guarded_level(int l, const Guard& gd) {
+    for (const auto& lit : gd.all) l = std::max(l, avail(lit.cond, Domain::One));
+    return l;
+  }
+
   struct Key {
     int level;
     Domain d;
@@ -179,12 +186,12 @@ class Fuser {
       const ir::Node& n = g_.at(v);
       if (leaf(v) && (in_place_leaf(n) || n.shape == Shape::Scalar)) return;
       if (ir::category(n.op) == Category::Reduce || library(v)) return;  // already a temp
-      if (materialized.insert(v.v).second) work.push_back({{level(v), domain_of(n.shape), guard_[v.v]}, v});
+      if (materialized.insert(v.v).second) work.push_back({{guarded_level(level(v), guard_[v.v]), domain_of(n.shape), guard_[v.v]}, v});
     };
     std::function<void(ValueId)> place_call = [&](ValueId v) {
       if (!placed_calls.insert(v.v).second) return;
       const ir::Node& n = g_.at(v);
-      calls_.push_back({v, level(v), guard_[v.v]});
+      calls_.push_back({v, guarded_level(level(v), guard_[v.v]), guard_[v.v]});
       for (int k = 0; k < n.n_operands; ++k) {
         ValueId o = n.operands[k];
         if (g_.at(o).shape == Shape::Scalar) continue;  // uniform: evaluated on the host
@@ -197,7 +204,7 @@ class Fuser {
       Domain d = sink_domain(e);
       int l = avail(g_.at(e).operands[0], d);
       if (auto it = min_level.find(e.v); it != min_level.end()) l = std::max(l, it->second);
-      work.push_back({{l, d, guard_[e.v]}, e});
+      work.push_back({{guarded_level(l, guard_[e.v]), d, guard_[e.v]}, e});
     }
     while (!work.empty()) {
       auto [key, sink] = work.back();
@@ -274,7 +281,7 @@ class Fuser {
     if (!placed.insert(v.v).second) return;
     ValueId in = g_.at(v).operands[0];
     Domain d = domain_of(g_.at(in).shape);
-    work.push_back({{avail(in, d), d, guard_[v.v]}, v});
+    work.push_back({{guarded_level(avail(in, d), guard_[v.v]), d, guard_[v.v]}, v});
   }
 
   // Whether a node reads the old value of a state slot (slot -1: of the parameter).

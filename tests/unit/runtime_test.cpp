@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <tuple>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -333,6 +334,38 @@ TEST_CASE("global_sum: errors for a tensor argument and for a sum of a global su
   CHECK(error_of([] {
           build_executable(SpecRef{"optimizer o(lr = 1) { other: scale(global_sum(global_sum(sum(g)) * sum(g)) * lr) }", "", ""});
         }).find("depends on another `global_sum`") != std::string::npos);
+}
+
+TEST_CASE("global_sum: work guarded by a global sum waits for it, as work reading it does") {
+  // the eigendecomposition's guard reads the sum: it must run in the second phase, never with
+  // last step's value
+  const char* spec =
+      "component c() {\n"
+      "  state L = zeros(rows, rows)\n"
+      "  state Q = eye(rows)\n"
+      "  when(global_sum(sum(g * g)) > 4) {\n"
+      "    Q = eigh(L)\n"  // the old L: in memory from the start, so only the guard holds it back
+      "  }\n"
+      "  L = L + g @ transpose(g)\n"
+      "  u = transpose(Q) @ u\n"
+      "}\n"
+      "optimizer o(lr = 0.1) { matrix: c -> scale(lr) other: scale(lr) }\n";
+  auto exe = build_executable(SpecRef{spec, "", ""});
+  const exec::Route& r = exe->desc->routes.at(0);
+  REQUIRE(r.phase_split > 0);
+  bool saw_call = false;
+  for (size_t pos = 0; pos < r.schedule.size(); ++pos)
+    if (r.schedule[pos].is_call && std::holds_alternative<exec::Eigh>(r.calls[r.schedule[pos].index].op)) {
+      saw_call = true;
+      CHECK(pos >= r.phase_split);
+    }
+  CHECK(saw_call);
+  // a route condition past the limit is a clear error, not an internal one
+  std::string cond = "rows";
+  for (int i = 0; i < 40; ++i) cond += " + rows";
+  CHECK(error_of([&] {
+          build_executable(SpecRef{"optimizer o(lr = 1) { where(" + cond + " > 1): scale(lr) other: scale(lr) }", "", ""});
+        }).find("LimitExceeded") != std::string::npos);
 }
 
 TEST_CASE("state is inspectable by slot name") {

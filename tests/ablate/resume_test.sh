@@ -8,7 +8,7 @@ dir=$(mktemp -d)
 pid=
 trap 'if [ -n "$pid" ]; then kill -9 "$pid" 2>/dev/null || true; fi; rm -rf "$dir"' EXIT
 grid=$here/../../examples/whitening.opal
-args=(--workload linreg --steps 120 --eval-every 40 --seeds 2 -j 2 --no-progress)
+args=(--workload linreg --steps 60 --eval-every 20 --seeds 2 -j 2 --no-progress)
 
 "$opal" ablate "$grid" "${args[@]}" -o "$dir/whole" > "$dir/whole.md" 2> "$dir/whole.err"
 total=$(wc -l < "$dir/whole/journal.jsonl")

@@ -14,11 +14,11 @@ namespace opal {
 namespace {
 
 // A scale expression's value for a parameter's sizes, when it depends on constants and sizes only.
-std::optional<double> eval_sized(const Expr& e, double rows, double cols) {
+std::optional<double> eval_sized(const Expr& e, double rows, double cols, double numel) {
   return eval_constant(e, [&](const std::string& n) -> std::optional<double> {
     if (n == "rows") return rows;
     if (n == "cols") return cols;
-    if (n == "numel") return rows * cols;
+    if (n == "numel") return numel;
     return std::nullopt;
   });
 }
@@ -39,15 +39,25 @@ std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptim
     r.route = opt.route_of(name);
     for (size_t i = 0; i < d.routes.size(); ++i)
       if (d.routes[i].label == r.route) {
-        const exec::Dims v = exec::matrix_view(r.shape, d.routes[i].last_view);
+        const exec::View view = d.routes[i].view;
+        const exec::TensorView v = exec::tensor_view(r.shape, view);
         const int64_t rows = v.rows, cols = v.cols;
-        r.view = fmt::format("{} {} x {}{}", r.shape.size() >= 2 ? "matrix" : "vector", rows, cols,
-                             r.shape.size() > 2 ? (d.routes[i].last_view ? " (leading dims x last)" : " (dim 0 x rest)") : "");
+        if (r.shape.size() < 2) r.view = fmt::format("vector 1 x {}", cols);
+        else if (view == exec::View::First || view == exec::View::Last || r.shape.size() == 2)
+          r.view = fmt::format("matrix {} x {}{}", rows, cols,
+                               r.shape.size() > 2 ? (view == exec::View::Last ? " (leading dims x last)" : " (dim 0 x rest)") : "");
+        else {
+          std::vector<int64_t> axes;  // the matrix axes, in the parameter's numbering
+          if (v.perm.empty()) axes = {int64_t(r.shape.size() - 2), int64_t(r.shape.size() - 1)};
+          else axes = {v.perm[v.perm.size() - 2], v.perm.back()};
+          r.view = fmt::format("{} matrices {} x {} (axes {} and {}, one per index of [{}]{})", v.batch, rows, cols, axes[0], axes[1],
+                               fmt::join(v.batch_shape, ", "), v.perm.empty() ? "" : "; stepped in a permuted copy");
+        }
         r.pipeline = d.routes[i].pipeline;
         const RouteStep& last = co.routes.at(i).path.back();
         for (const auto& s : last.optimizer->routes[last.route].pipeline)
           if (s.name == "scale" && s.args.size() == 1)
-            r.scales.push_back({text(*s.args[0].value), eval_sized(*s.args[0].value, double(rows), double(cols))});
+            r.scales.push_back({text(*s.args[0].value), eval_sized(*s.args[0].value, double(rows), double(cols), double(v.numel()))});
         break;
       }
     for (const auto& slot : opt.slots(name)) {

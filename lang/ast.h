@@ -79,9 +79,11 @@ struct Route {
   SourceLoc loc;
   std::vector<std::string> patterns;
   ExprPtr condition;  // Where
-  // How a tensor of rank >= 2 is seen as rows x cols: dim 0 by the rest (`first`, the default:
-  // torch's (out, in * kh * kw)) or the leading dims by the last (`view(last)`).
-  enum class View { Default, First, Last } view = View::Default;
+  // How a tensor of rank >= 2 is seen as matrices (exec::View): dim 0 by the rest (`first`, the
+  // default: torch's (out, in * kh * kw)), the leading dims by the last (`last`), one matrix per
+  // index of the leading dims (`batch`), or one per index of the other dims, each the two
+  // largest axes (`largest`).
+  enum class View { Default, First, Last, Batch, Largest } view = View::Default;
   std::vector<Stage> pipeline;
   std::string label() const;  // "matrix", "other", "\"embed*\""
 };

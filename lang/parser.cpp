@@ -199,12 +199,15 @@ class Parser {
     if (at(Tok::Ident) && peek().text == "view" && peek(1).kind == Tok::LParen) {
       take();
       take();
-      Token v = expect(Tok::Ident, "naming the view (`first` or `last`)");
+      Token v = expect(Tok::Ident, "naming the view (`first`, `last`, `batch` or `largest`)");
       if (v.text == "first") r.view = Route::View::First;
       else if (v.text == "last") r.view = Route::View::Last;
+      else if (v.text == "batch") r.view = Route::View::Batch;
+      else if (v.text == "largest") r.view = Route::View::Largest;
       else
         d_.report(DiagKind::ExpectedToken, v.loc, fmt::format("unknown view `{}`", v.text),
-                  "`view(first)`: dim 0 by the rest (the default); `view(last)`: the leading dims by the last");
+                  "`view(first)`: dim 0 by the rest (the default); `view(last)`: the leading dims by the last; `view(batch)`: a matrix "
+                  "per index of the leading dims; `view(largest)`: a matrix of the two largest axes per index of the others");
       expect(Tok::RParen, "to close the view");
     }
     expect(Tok::Colon, "after the route's parameter class");

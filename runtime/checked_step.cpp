@@ -59,7 +59,7 @@ void Optimizer::step_checked() {
   std::vector<char> only(ts.size(), 0);
   for (size_t i : bad) {
     restore(ts[i]);
-    std::fill(ts[i].desc.grad, ts[i].desc.grad + ts[i].rows * ts[i].cols, 0.f);
+    std::fill(ts[i].desc.grad, ts[i].desc.grad + ts[i].numel(), 0.f);
     ts[i].chk = 0;
     only[i] = 1;
   }

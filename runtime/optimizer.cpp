@@ -19,12 +19,14 @@ namespace opal {
 
 namespace {
 
-// A state slot's initial value: zeros, or the identity for `state Q = eye(...)`.
-void init_slot(const exec::Slot& s, long long rows, long long cols, std::vector<float>& v) {
+// A state slot's initial value, for each of `batch` matrices: zeros, or the identity for
+// `state Q = eye(...)`.
+void init_slot(const exec::Slot& s, long long rows, long long cols, long long batch, std::vector<float>& v) {
   std::fill(v.begin(), v.end(), 0.f);
   if (s.init == exec::Init::Identity) {
-    long long n = exec::dims_of(s.extent, rows, cols).rows;
-    for (long long i = 0; i < n; ++i) v[i * n + i] = 1.f;
+    const long long n = exec::dims_of(s.extent, rows, cols).rows;
+    for (long long b = 0; b < batch; ++b)
+      for (long long i = 0; i < n; ++i) v[size_t(b * n * n + i * n + i)] = 1.f;
   }
 }
 
@@ -44,7 +46,7 @@ Optimizer::Impl::Tensor& Optimizer::Impl::get(const std::string& name) {
 
 void Optimizer::Impl::reset_slot(const exec::Description& d, Tensor& t, size_t i) {
   std::vector<float> v(t.slots[i].n);
-  init_slot(d.routes[t.route].slots[i], t.rows, t.cols, v);
+  init_slot(d.routes[t.route].slots[i], t.rows, t.cols, t.batch, v);
   backend->upload(t.slots[i].p, v.data(), v.size());
 }
 
@@ -74,13 +76,20 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     Impl::Tensor& t = impl_->tensors.back();
     t.desc = p;
     t.route = rp.route;
-    t.rows = rp.rows;
-    t.cols = rp.cols;
+    t.rows = rp.view.rows;
+    t.cols = rp.view.cols;
+    t.batch = rp.view.batch;
+    t.batch_shape = rp.view.batch_shape;
+    t.perm = rp.view.perm;
     t.regs.assign(route.scalars.size(), 0.0);
     if (p.external && !p.data) throw Error(fmt::format("parameter `{}`: the data pointer is null", p.name));
     if (!t.desc.data) t.desc.data = (t.owned_w = impl_->alloc(t.numel())).p;
     if (!t.desc.grad && !p.external) t.desc.grad = (t.owned_g = impl_->alloc(t.numel())).p;
-    auto size_of = [&](exec::Extent s) { return size_t(exec::dims_of(s, t.rows, t.cols).count()); };
+    if (!t.perm.empty()) {
+      t.stage_w = impl_->alloc(t.numel());
+      t.stage_g = impl_->alloc(t.numel());
+    }
+    auto size_of = [&](exec::Extent s) { return size_t(t.batch * exec::dims_of(s, t.rows, t.cols).count()); };
     for (const auto& s : route.slots) {
       t.slots.push_back(impl_->alloc(size_of(s.extent)));
       if (s.init != exec::Init::Zeros) impl_->reset_slot(d, t, t.slots.size() - 1);
@@ -91,26 +100,27 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
   size_t max_zeroed = 0;
   for (const auto& r : d.routes)
     for (const auto& k : r.kernels) max_zeroed = std::max(max_zeroed, k.zeroed.size());
+  size_t matrices = 0;
   for (size_t i = 0; i < impl_->tensors.size(); ++i) {
     auto& t = impl_->tensors[i];
-    t.bufs = {t.desc.data, t.desc.grad};
-    for (auto& s : t.slots) t.bufs.push_back(s.p);
-    for (auto& s : t.scratch) t.bufs.push_back(s.p);
+    t.set_bufs();
     impl_->routes[t.route].tensors.push_back(i);
+    matrices += size_t(t.batch);
   }
   for (auto& r : impl_->routes)
     for (size_t i : r.tensors) {
-      const auto& t = impl_->tensors[i];
-      r.table.push_back({t.bufs.data(), t.rows, t.cols, &impl_->tensors[i].chk});
+      auto& t = impl_->tensors[i];
+      r.first.push_back(r.table.size());
+      for (long long b = 0; b < t.batch; ++b) r.table.push_back({t.matrix_bufs(b), t.rows, t.cols, (long long)t.numel(), &t.chk});
     }
   // the step loop's working lists, at their largest
   const size_t n = impl_->tensors.size();
   auto& S = impl_->scratch;
-  S.subset.reserve(n);
+  S.subset.reserve(matrices);
   S.running.reserve(n);
   S.group.reserve(n);
   S.counts.reserve(n);
-  S.call_tensors.reserve(n);
+  S.call_tensors.reserve(matrices);
   S.zeroed.reserve(n * max_zeroed);
 }
 
@@ -131,11 +141,20 @@ const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->s
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
   const exec::Slot& s = exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
-  if (s.extent == exec::Extent::Full) return t.desc.shape;
-  if (s.extent == exec::Extent::Scalar) return {};  // one value per tensor: 0-dimensional, as torch keeps NAdam's mu_product
+  if (s.extent == exec::Extent::Full) {
+    if (t.perm.empty()) return t.desc.shape;
+    std::vector<int64_t> shape;  // kept in the view's axis order
+    for (int a : t.perm) shape.push_back(t.desc.shape[size_t(a)]);
+    return shape;
+  }
+  // one per matrix: the dims indexing the matrices, then the extent's (a scalar per tensor is
+  // 0-dimensional, as torch keeps NAdam's mu_product)
+  std::vector<int64_t> shape = t.batch_shape;
+  if (s.extent == exec::Extent::Scalar) return shape;
   const exec::Dims dims = exec::dims_of(s.extent, t.rows, t.cols);
-  if (s.extent == exec::Extent::Rows || s.extent == exec::Extent::Cols) return {dims.rows};
-  return {dims.rows, dims.cols};
+  shape.push_back(dims.rows);
+  if (s.extent != exec::Extent::Rows && s.extent != exec::Extent::Cols) shape.push_back(dims.cols);
+  return shape;
 }
 
 void Optimizer::set_nonfinite_policy(NonFinitePolicy p) {
@@ -246,8 +265,9 @@ void Optimizer::bind(size_t index, float* data, float* grad) {
   auto& t = impl_->tensors.at(index);
   if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", t.desc.name));
   if (data != t.desc.data) impl_->rebound = true;
-  t.desc.data = t.bufs[0] = data;
-  t.desc.grad = t.bufs[1] = grad;
+  t.desc.data = data;
+  t.desc.grad = grad;
+  t.set_bufs();
 }
 
 std::span<float> Optimizer::state(const std::string& name, const std::string& slot) {

@@ -22,23 +22,37 @@ struct Optimizer::Impl {
     float* p = nullptr;
     size_t n = 0;
   };
+  // A parameter. Its view (exec::tensor_view) is `batch` matrices of rows x cols: each matrix
+  // is an entry of its own in the kernel table and in library calls, with its part of every
+  // state slot and scratch buffer (each allocation is batch matrices' worth, matrix after
+  // matrix). A view whose axis order is not the parameter's (`perm`) steps copies of w and g
+  // in that order (stage_w, stage_g), permuted in before the step and w permuted back after.
   struct Tensor {
     ParamDesc desc;
     long long rows = 1, cols = 1;
-    Buffer owned_w, owned_g;
+    long long batch = 1;
+    std::vector<int64_t> batch_shape;  // the dims that index the matrices
+    std::vector<int> perm;
+    Buffer owned_w, owned_g, stage_w, stage_g;
     std::vector<Buffer> slots;
     std::vector<Buffer> scratch;
-    std::vector<float*> bufs;
+    size_t nbuf = 0;           // buffers per matrix: w, g, slots, scratch
+    std::vector<float*> bufs;  // matrix b's table: bufs[b * nbuf, (b + 1) * nbuf)
     size_t route = 0;
     std::vector<double> regs;    // the route's host scalar program, evaluated for this tensor's step
     int64_t t = 0;               // the steps this parameter took part in
     unsigned chk = 0;            // non-finite probe flags of the last checked step
     std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
     std::vector<std::vector<float>> saved_slots;
-    size_t numel() const { return size_t(rows * cols); }
+    size_t numel() const { return size_t(batch * rows * cols); }
+    float** matrix_bufs(long long b) { return bufs.data() + size_t(b) * nbuf; }
+    // Points every matrix's table at w and g (or their staged copies) and at its part of the
+    // slots and scratch.
+    void set_bufs();
   };
   struct RouteExec {
     std::vector<size_t> tensors;
+    std::vector<size_t> first;  // tensor k's matrices are table[first[k], first[k] + batch)
     std::vector<KernelTensor> table;
   };
   std::unique_ptr<Backend> backend;
@@ -66,7 +80,7 @@ struct Optimizer::Impl {
 
   ~Impl() {
     for (auto& t : tensors) {
-      for (Buffer* b : {&t.owned_w, &t.owned_g})
+      for (Buffer* b : {&t.owned_w, &t.owned_g, &t.stage_w, &t.stage_g})
         if (b->p) backend->release(b->p);
       for (auto& b : t.slots) backend->release(b.p);
       for (auto& b : t.scratch) backend->release(b.p);
@@ -95,6 +109,16 @@ struct Optimizer::Impl {
 
   // Starts slot i of t over as the spec initializes it.
   void reset_slot(const exec::Description& d, Tensor& t, size_t i);
+
+  // A view in another axis order: w and g into their staged copies (before the step), the
+  // staged w back into w (after it).
+  void stage_in(Tensor& t);
+  void stage_out(Tensor& t);
+  // Adds up a total of full-size values over the matrices of t (table buffer `buffer`), so that
+  // every matrix holds the whole tensor's.
+  void combine_whole(Tensor& t, uint32_t buffer);
+  // The sum of t's share in table buffer `buffer`: each matrix's, or once.
+  double share(Tensor& t, uint32_t buffer, bool per_matrix);
 };
 
 }  // namespace opal

@@ -14,17 +14,18 @@ namespace {
 
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
-// A route condition on the parameter's shape, seen as rows x rest (a vector: 1 x n).
-bool condition_holds(const exec::ScalarProgram& c, const ParamDesc& p) {
-  const exec::Dims v = exec::matrix_view(p.shape, false);
+// A route condition on the parameter's shape, in the view its route states (by default rows x
+// rest; a vector: 1 x n); numel is the whole tensor's.
+bool condition_holds(const exec::Selector& s, const ParamDesc& p) {
+  const exec::TensorView v = exec::tensor_view(p.shape, s.view);
   double regs[exec::kMaxConditionLength];  // (verify() bounds the program: no allocation here)
-  c.run(0, nullptr, double(v.rows), double(v.cols), regs, double(p.shape.size()));
-  return regs[c.size() - 1] != 0;
+  s.condition.run(0, nullptr, double(v.rows), double(v.cols), regs, double(p.shape.size()), double(v.numel()));
+  return regs[s.condition.size() - 1] != 0;
 }
 
 bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
   switch (s.kind) {
-    case exec::SelectorKind::Where: return condition_holds(s.condition, p);
+    case exec::SelectorKind::Where: return condition_holds(s, p);
     case exec::SelectorKind::Matrix: return p.shape.size() >= 2;
     case exec::SelectorKind::Vector: return p.shape.size() <= 1;
     case exec::SelectorKind::Other: return true;
@@ -85,15 +86,20 @@ RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
                     "vectors elsewhere with `vector:` or `other:` in optimizer `{}`",
                     route.matrix_reason, p.name, shape_str(p.shape), d.name));
   }
-  const exec::Dims view = exec::matrix_view(p.shape, route.last_view);
-  RoutedParam rp{ri, view.rows, view.cols};
+  RoutedParam rp{ri, exec::tensor_view(p.shape, route.view)};
   auto check_size = [&](exec::Extent s) {
-    const long long r = exec::dims_of(s, rp.rows, rp.cols).rows;
+    const long long r = exec::dims_of(s, rp.view.rows, rp.view.cols).rows;
     if (exec::is_square(s) && r > kMaxSideForSquares)
       throw Error(
           fmt::format("parameter `{}` {} would need a {} x {} matrix in route `{}`: the limit is {} [LimitExceeded]\n  = help: route "
                       "it to an elementwise pipeline by name or shape",
                       p.name, shape_str(p.shape), r, r, route.label, kMaxSideForSquares));
+    const long long n = exec::dims_of(s, rp.view.rows, rp.view.cols).count();
+    if (rp.view.batch > 1 && n > kMaxTensorElements / rp.view.batch)
+      throw Error(
+          fmt::format("parameter `{}` {} would need {} {} buffers of {} elements in route `{}`: over the limit of {} [LimitExceeded]\n"
+                      "  = help: route it to a pipeline without per-matrix squares",
+                      p.name, shape_str(p.shape), rp.view.batch, exec::extent_name(s), n, route.label, kMaxTensorElements));
   };
   for (const auto& s : route.slots) check_size(s.extent);
   for (exec::Extent s : route.scratch) check_size(s);

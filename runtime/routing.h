@@ -1,6 +1,6 @@
 // Routing: which compiled route of an executable description takes a parameter (its selectors:
 // name patterns first, in spec order, then the shape classes, then `other`, following
-// delegations), and how the parameter is viewed (rows x cols: trailing dimensions flattened),
+// delegations), and how the parameter is viewed (exec::tensor_view: one or many rows x cols matrices),
 // with every check that can fail (names, shapes, size limits) and no allocation: the
 // Optimizer's constructor and Optimizer::check_param share it.
 #pragma once
@@ -11,7 +11,7 @@ namespace opal {
 
 struct RoutedParam {
   size_t route;
-  long long rows, cols;
+  exec::TensorView view;
 };
 
 RoutedParam route_param(const exec::Description& d, const ParamDesc& p);

@@ -68,7 +68,9 @@ void Optimizer::step(void* stream) {
     impl_->stats.clear();
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
       const auto& t = impl_->tensors[i];
-      UpdateStats s = update_stats(impl_->before[i].data(), t.desc.data, t.rows, t.cols, t.desc.shape.size() >= 2);
+      // as stored: the matrices of a view stacked (a permuted view: dim 0 by the rest)
+      const exec::Dims v = t.perm.empty() ? exec::Dims{t.batch * t.rows, t.cols} : exec::matrix_view(t.desc.shape, exec::View::First);
+      UpdateStats s = update_stats(impl_->before[i].data(), t.desc.data, v.rows, v.cols, t.desc.shape.size() >= 2);
       s.param = t.desc.name;
       s.step = t_;
       impl_->stats.push_back(std::move(s));
@@ -88,35 +90,38 @@ void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>
   auto run_scalars = [&] {
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
       auto& t = impl_->tensors[i];
-      if (steps(i)) desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.rows), double(t.cols), t.regs.data());
+      if (steps(i)) desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.rows), double(t.cols), t.regs.data(), 0, double(t.numel()));
     }
   };
   for (size_t i = 0; i < impl_->tensors.size(); ++i)
-    if (steps(i)) ++impl_->tensors[i].t;
+    if (steps(i)) {
+      ++impl_->tensors[i].t;
+      impl_->stage_in(impl_->tensors[i]);
+    }
   run_scalars();
+  auto staged_out = [&] {
+    for (size_t i = 0; i < impl_->tensors.size(); ++i)
+      if (steps(i)) impl_->stage_out(impl_->tensors[i]);
+  };
   if (desc.globals.empty()) {
     run_phase(module, only, false);
+    staged_out();
     return;
   }
   // Two phases: every route's first part writes each tensor's share of the global sums; the
   // sums are added up on the host in parameter order (deterministic, in double); the second
   // part reads them as uniforms.
   run_phase(module, only, false);
-  Backend& backend = *impl_->backend;
   double* sums = impl_->uniforms.data() + 1 + desc.hparams.size();
   std::fill(sums, sums + desc.globals.size(), 0.0);
   for (size_t i = 0; i < impl_->tensors.size(); ++i) {
     if (!steps(i)) continue;
-    const auto& t = impl_->tensors[i];
-    for (const exec::GlobalShare& sh : desc.routes[t.route].shares) {
-      float v = 0;
-      if (backend.host_memory()) v = t.bufs[sh.buffer][0];
-      else backend.download(&v, t.bufs[sh.buffer], 1);
-      sums[sh.global] += double(v);
-    }
+    auto& t = impl_->tensors[i];
+    for (const exec::GlobalShare& sh : desc.routes[t.route].shares) sums[sh.global] += impl_->share(t, sh.buffer, sh.per_matrix);
   }
   run_scalars();  // guards and call scalars may read the sums
   run_phase(module, only, true);
+  staged_out();
 }
 
 // One phase of the step over every route: the whole schedule of a route without global sums
@@ -147,8 +152,8 @@ void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* o
         select(C.guard);
         S.call_tensors.clear();
         for (size_t k : S.running) {
-          const auto& t = impl_->tensors[R.tensors[k]];
-          S.call_tensors.push_back({t.bufs.data(), t.rows, t.cols, t.regs.data()});
+          auto& t = impl_->tensors[R.tensors[k]];
+          for (long long b = 0; b < t.batch; ++b) S.call_tensors.push_back({t.matrix_bufs(b), t.rows, t.cols, t.regs.data()});
         }
         if (!S.call_tensors.empty()) run_library_call(backend, C, S.call_tensors);
         continue;
@@ -177,14 +182,24 @@ void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* o
           max_n = std::max(max_n, exec::dims_of(K.domain, t.rows, t.cols).count());
         }
         const KernelTensor* table = R.table.data();
+        size_t entries = R.table.size();
         if (S.group.size() != R.tensors.size()) {
           S.subset.clear();
-          for (size_t k : S.group) S.subset.push_back(R.table[k]);
+          for (size_t k : S.group)
+            for (long long b = 0; b < impl_->tensors[R.tensors[k]].batch; ++b) S.subset.push_back(R.table[R.first[k] + size_t(b)]);
           table = S.subset.data();
+          entries = S.subset.size();
         }
         impl_->uniforms[0] = double(count);
-        backend.launch(module, K.symbol, table, S.group.size(), route.table_size(), max_n, impl_->uniforms.data(), impl_->uniforms.size());
+        backend.launch(module, K.symbol, table, entries, route.table_size(), max_n, impl_->uniforms.data(), impl_->uniforms.size());
       }
+      // totals of full-size values span the whole tensor, not one matrix
+      if (!K.whole_sums.empty())
+        for (size_t k : S.running) {
+          auto& t = impl_->tensors[R.tensors[k]];
+          if (t.batch > 1)
+            for (uint32_t z : K.whole_sums) impl_->combine_whole(t, z);
+        }
     }
   }
 }

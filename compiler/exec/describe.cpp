@@ -97,6 +97,32 @@ exec::CallOp call_op(const ir::Node& n) {
   return exec::Qr{};
 }
 
+exec::View exec_view(Route::View v) {
+  switch (v) {
+    case Route::View::Last: return exec::View::Last;
+    case Route::View::Batch: return exec::View::Batch;
+    case Route::View::Largest: return exec::View::Largest;
+    default: return exec::View::First;
+  }
+}
+
+// Whether a scalar can differ between the matrices of a view with many: it reads a total of a
+// row or column statistic or of a square, a scalar state, or a library call's result. Totals of
+// full-size values span the whole tensor (KernelLaunch::whole_sums), so they do not.
+bool per_matrix(const ir::Graph& g, ir::ValueId v, std::vector<signed char>& memo) {
+  signed char& m = memo[v.v];
+  if (m >= 0) return m != 0;
+  const ir::Node& n = g.at(v);
+  bool r = false;
+  if (n.op == Op::Sum) r = g.at(n.operands[0]).shape != ir::Shape::Full;  // a full total is added up over the matrices
+  else if (n.op == Op::StateRead) r = n.shape == ir::Shape::Scalar;
+  else if (ir::category(n.op) == ir::Category::Library) r = true;
+  else
+    for (int o = 0; o < n.n_operands && !r; ++o) r = per_matrix(g, n.operands[o], memo);
+  m = r ? 1 : 0;
+  return r;
+}
+
 exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   const Plan& plan = cr.plan;
   const ir::Graph& g = plan.graph;
@@ -108,10 +134,14 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   for (const auto& s : g.slots) r.slots.push_back({s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros});
   for (ir::Shape s : plan.buffers) r.scratch.push_back(extent_of(s));
   ScalarCompiler sc(g);
+  std::vector<signed char> memo(g.nodes.size(), -1);
   for (size_t k = 0; k < plan.kernels.size(); ++k) {
     const Kernel& K = plan.kernels[k];
-    exec::KernelLaunch L{first_symbol + uint32_t(k), extent_of(K.domain), sc.guard(K.guard), {}};
-    for (ir::ValueId red : K.reductions) L.zeroed.push_back(uint32_t(plan.temp_index(red)));
+    exec::KernelLaunch L{first_symbol + uint32_t(k), extent_of(K.domain), sc.guard(K.guard), {}, {}};
+    for (ir::ValueId red : K.reductions) {
+      L.zeroed.push_back(uint32_t(plan.temp_index(red)));
+      if (g.at(red).op == Op::Sum && g.at(g.at(red).operands[0]).shape == ir::Shape::Full) L.whole_sums.push_back(uint32_t(plan.temp_index(red)));
+    }
     r.kernels.push_back(std::move(L));
   }
   for (const Call& C : plan.calls) {
@@ -132,7 +162,7 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
     if (L.is_call) continue;
     for (ir::ValueId e : plan.kernels[L.index].effects)
       if (g.at(e).op == Op::GlobalPut) {
-        r.shares.push_back({uint32_t(g.at(e).iattr), uint32_t(plan.temp_index(e))});
+        r.shares.push_back({uint32_t(g.at(e).iattr), uint32_t(plan.temp_index(e)), per_matrix(g, g.at(e).operands[0], memo)});
         r.phase_split = uint32_t(pos + 1);
       }
   }
@@ -141,7 +171,7 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   r.matrix_only = g.matrix_only;
   r.matrix_reason = g.matrix_reason;
   for (const RouteStep& s : cr.path)  // the innermost explicit view along the delegations
-    if (s.optimizer->routes[s.route].view != Route::View::Default) r.last_view = s.optimizer->routes[s.route].view == Route::View::Last;
+    if (s.optimizer->routes[s.route].view != Route::View::Default) r.view = exec_view(s.optimizer->routes[s.route].view);
   return r;
 }
 
@@ -205,6 +235,7 @@ int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::ve
     if (route.kind == Route::Kind::Where) {
       compile_condition(*route.condition, sel.condition);
       sel.condition_text = route.label();
+      sel.view = exec_view(route.view);
     }
     path.push_back({&o, i});
     const Stage* only = route.pipeline.size() == 1 ? &route.pipeline[0] : nullptr;

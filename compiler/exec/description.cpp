@@ -30,12 +30,52 @@ Dims dims_of(Extent e, long long rows, long long cols) {
   return {1, 1};
 }
 
-Dims matrix_view(const std::vector<int64_t>& shape, bool last_view) {
+const char* view_name(View v) {
+  static const char* names[] = {"first", "last", "batch", "largest"};
+  return names[size_t(v)];
+}
+
+TensorView tensor_view(const std::vector<int64_t>& shape, View v) {
+  TensorView tv;
   long long numel = 1;
   for (int64_t d : shape) numel *= d;
-  if (shape.size() < 2) return {1, numel};
-  const long long cols = last_view ? shape.back() : numel / shape[0];
-  return {numel / cols, cols};
+  const size_t r = shape.size();
+  if (r < 2) {
+    tv.cols = numel;
+    return tv;
+  }
+  if (v == View::First || v == View::Last) {
+    tv.cols = v == View::Last ? shape.back() : numel / shape[0];
+    tv.rows = numel / tv.cols;
+    return tv;
+  }
+  size_t a = r - 2, b = r - 1;  // the matrix axes, in their order
+  if (v == View::Largest) {
+    std::vector<int> order(r);
+    for (size_t i = 0; i < r; ++i) order[i] = int(i);
+    std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return shape[size_t(x)] < shape[size_t(y)]; });
+    a = size_t(std::min(order[r - 2], order[r - 1]));
+    b = size_t(std::max(order[r - 2], order[r - 1]));
+  }
+  for (size_t i = 0; i < r; ++i)
+    if (i != a && i != b) {
+      tv.batch_shape.push_back(shape[i]);
+      tv.perm.push_back(int(i));
+    }
+  tv.perm.push_back(int(a));
+  tv.perm.push_back(int(b));
+  bool identity = true;
+  for (size_t i = 0; i < r; ++i) identity = identity && tv.perm[i] == int(i);
+  if (identity) tv.perm.clear();
+  tv.rows = shape[a];
+  tv.cols = shape[b];
+  tv.batch = numel / (tv.rows * tv.cols);
+  return tv;
+}
+
+Dims matrix_view(const std::vector<int64_t>& shape, View v) {
+  const TensorView tv = tensor_view(shape, v);
+  return {tv.batch * tv.rows, tv.cols};
 }
 
 const char* scalar_op_name(ScalarOp op) {
@@ -87,7 +127,8 @@ double eval_scalar(ScalarOp op, const double* a) {
   }
 }
 
-void ScalarProgram::run(double t, const double* hparams, double rows, double cols, double* regs, double rank) const {
+void ScalarProgram::run(double t, const double* hparams, double rows, double cols, double* regs, double rank, double numel) const {
+  if (numel < 0) numel = rows * cols;
   for (size_t i = 0; i < code.size(); ++i) {
     const ScalarInstr& in = code[i];
     switch (in.op) {
@@ -96,7 +137,7 @@ void ScalarProgram::run(double t, const double* hparams, double rows, double col
       case ScalarOp::HParam: regs[i] = hparams[in.a]; break;
       case ScalarOp::Rows: regs[i] = rows; break;
       case ScalarOp::Cols: regs[i] = cols; break;
-      case ScalarOp::Numel: regs[i] = rows * cols; break;
+      case ScalarOp::Numel: regs[i] = numel; break;
       case ScalarOp::Rank: regs[i] = rank; break;
       default: {
         const double a[3] = {regs[in.a], regs[in.b], regs[in.c]};
@@ -153,7 +194,8 @@ std::string operand_str(const Operand& o) {
 
 std::string print_route(const Description& d, size_t ri) {
   const Route& r = d.routes[ri];
-  std::string s = fmt::format("route {} `{}`: {}{}\n", ri, r.label, r.pipeline, r.matrix_only ? " (matrix only)" : "");
+  std::string s = fmt::format("route {} `{}`: {}{}{}\n", ri, r.label, r.pipeline, r.matrix_only ? " (matrix only)" : "",
+                              r.view == View::First ? "" : fmt::format(" view({})", view_name(r.view)));
   s += "  buffers: b0 w:full, b1 g:full";
   for (size_t i = 0; i < r.slots.size(); ++i)
     s += fmt::format(", b{} {}:{}{}", kFirstSlotBuffer + i, r.slots[i].name, extent_name(r.slots[i].extent),
@@ -177,7 +219,7 @@ std::string print_route(const Description& d, size_t ri) {
     const ScheduleEntry& e = r.schedule[i];
     if (!r.shares.empty() && i == r.phase_split) {
       std::vector<std::string> sh;
-      for (const auto& x : r.shares) sh.push_back(fmt::format("{} += b{}", d.globals.at(x.global), x.buffer));
+      for (const auto& x : r.shares) sh.push_back(fmt::format("{} += b{}{}", d.globals.at(x.global), x.buffer, x.per_matrix ? " per matrix" : ""));
       s += fmt::format("  -- every route's first phase ends: {}\n", fmt::join(sh, ", "));
     }
     if (e.is_call) {
@@ -190,6 +232,7 @@ std::string print_route(const Description& d, size_t ri) {
       const KernelLaunch& k = r.kernels[e.index];
       s += fmt::format("  {}: kernel {} over {}", i, d.symbols.at(k.symbol), extent_name(k.domain));
       if (!k.zeroed.empty()) s += fmt::format(" zeroing b{}", fmt::join(k.zeroed, ", b"));
+      if (!k.whole_sums.empty()) s += fmt::format(" whole b{}", fmt::join(k.whole_sums, ", b"));
       s += guard_str(k.guard) + "\n";
     }
   }
@@ -262,6 +305,9 @@ std::string verify(const Description& d) {
       if (!guard_ok(k.guard)) return bad("a kernel's guard reads a missing register");
       for (uint32_t z : k.zeroed)
         if (z < kFirstSlotBuffer + r.slots.size() || z >= nbuf) return bad(fmt::format("a kernel zeroes b{}, not a scratch buffer", z));
+      for (uint32_t z : k.whole_sums)
+        if (std::find(k.zeroed.begin(), k.zeroed.end(), z) == k.zeroed.end() || r.scratch[z - kFirstSlotBuffer - r.slots.size()] != Extent::Scalar)
+          return bad(fmt::format("a kernel's whole sum b{} is not one of its scalar totals", z));
     }
     for (const auto& c : r.calls) {
       if (!guard_ok(c.guard)) return bad("a call's guard reads a missing register");

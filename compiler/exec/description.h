@@ -29,9 +29,24 @@ struct Dims {
   long long count() const { return rows * cols; }
 };
 Dims dims_of(Extent e, long long rows, long long cols);
-// A parameter seen as a matrix: rank >= 2 as dim 0 by the rest (last_view: the leading dims by
-// the last dim); a vector or scalar as 1 x n.
-Dims matrix_view(const std::vector<int64_t>& shape, bool last_view);
+// How a parameter of rank >= 2 is seen as matrices (a vector or scalar is always one 1 x n):
+//  First:   one matrix, dim 0 by the rest (the default; torch's (out, in * kh * kw));
+//  Last:    one matrix, the leading dims by the last;
+//  Batch:   one matrix per index of the leading dims, each the last two dims (torch's Adafactor);
+//  Largest: one matrix per index of the other dims, each the two largest axes in their order
+//           (optax's factored dims: a stable argsort, ties to the later axis); where those are
+//           not the last two, the runtime steps an axis-permuted copy.
+enum class View : uint8_t { First, Last, Batch, Largest };
+const char* view_name(View v);
+struct TensorView {
+  long long batch = 1, rows = 1, cols = 1;
+  std::vector<int64_t> batch_shape;  // the dims that index the matrices (empty: one matrix)
+  std::vector<int> perm;             // the axis order stepped, when not the identity
+  long long numel() const { return batch * rows * cols; }
+};
+TensorView tensor_view(const std::vector<int64_t>& shape, View v);
+// The one-matrix summary of a view (rows stacked over the batch), for printing and sizes.
+Dims matrix_view(const std::vector<int64_t>& shape, View v);
 
 // ---- The host scalar program ----------------------------------------------------------------
 // Instruction i writes register i. Operands name earlier registers. Inputs: the step count t,
@@ -89,7 +104,8 @@ struct ScalarProgram {
   std::vector<ScalarInstr> code;
   size_t size() const { return code.size(); }
   // Fills regs[0 .. size()).
-  void run(double t, const double* hparams, double rows, double cols, double* regs, double rank = 0) const;
+  // numel: the whole parameter's elements (rows * cols unless a batched view has many matrices).
+  void run(double t, const double* hparams, double rows, double cols, double* regs, double rank = 0, double numel = -1) const;
 };
 
 // A conjunction over registers: holds when each register is nonzero (zero where negated).
@@ -125,6 +141,9 @@ struct KernelLaunch {
   Extent domain = Extent::Full;  // iteration space (grid sizing)
   Guard guard;
   std::vector<uint32_t> zeroed;  // buffers the kernel accumulates into, zeroed before it runs
+  // Its totals of full-size values (scalar buffers): under a view with many matrices, the runtime
+  // adds each up over the matrices after the launch, so they span the whole tensor.
+  std::vector<uint32_t> whole_sums;
 };
 
 // Library calls, one type per operation.
@@ -182,6 +201,10 @@ struct ScheduleEntry {
 struct GlobalShare {
   uint32_t global = 0;
   uint32_t buffer = 0;
+  // The share reads a per-matrix value (a total of row or column statistics, a scalar state, a
+  // library call): under a view with many matrices, each matrix adds its own. Otherwise every
+  // matrix holds the same value and the tensor adds it once.
+  bool per_matrix = false;
 };
 
 struct Route {
@@ -200,7 +223,7 @@ struct Route {
   std::vector<std::string> probes;  // stage of each non-finite probe bit (checked kernels)
   bool matrix_only = false;
   std::string matrix_reason;
-  bool last_view = false;  // `view(last)`: rows are the leading dims, cols the last
+  View view = View::First;  // how a tensor of rank >= 2 is seen (the innermost explicit `view(...)`)
   size_t table_size() const { return kFirstSlotBuffer + slots.size() + scratch.size(); }
 };
 
@@ -215,6 +238,7 @@ struct Selector {
   std::vector<std::string> patterns;  // fnmatch, case-insensitive
   ScalarProgram condition;            // Where: holds when its last register is nonzero
   std::string condition_text;         // Where: as written
+  View view = View::First;            // Where: the view the condition sees (its route's own)
   int32_t route = -1;                 // index into Description::routes
   int32_t table = -1;                 // delegation: index into Description::tables
 };

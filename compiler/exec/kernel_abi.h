@@ -3,7 +3,9 @@
 // preludes (compiler/codegen/cpu, cuda) emit the C text generated from the same field lists.
 //
 //   opal_tensor_t    { buf: the tensor's buffer table (w, g, state slots, scratch: see
-//                      exec::kParamBuffer ...), rows, cols, chk: non-finite probe flags }
+//                      exec::kParamBuffer ...), rows, cols: the matrix stepped, total: the
+//                      whole parameter's elements (`numel`; rows * cols unless a view has many
+//                      matrices, each an entry of its own), chk: non-finite probe flags }
 //   opal_uniforms_t  { t: the step count, hp: the hyperparameters (at least one slot) }
 #pragma once
 #include <cstddef>
@@ -12,7 +14,7 @@
 #include "support/bf16.h"
 
 // (C type, name) of each field of opal_tensor_t, in order.
-#define OPAL_TENSOR_FIELDS(X) X(float* const*, buf) X(long long, rows) X(long long, cols) X(unsigned*, chk)
+#define OPAL_TENSOR_FIELDS(X) X(float* const*, buf) X(long long, rows) X(long long, cols) X(long long, total) X(unsigned*, chk)
 
 namespace opal::exec {
 

@@ -116,21 +116,16 @@ def rms(x):
     return (x.pow(2).mean()).sqrt()
 
 
-def factored_view(p):
-    """Opal views a tensor of rank >= 2 as rows x rest (torch and Hugging Face factor the last
-    two dims per batch, optax the two largest axes: the specs say so)."""
-    return p.reshape(p.shape[0], -1) if p.dim() >= 2 else p
-
-
 def adafactor_direction(g, s, b2, sq, factored):
     """G / sqrt(V) with Shazeer & Stern's V: factored r c^T / mean(r) from the row and column
-    means of sq, or the full EMA of sq; the moments decay by b2 (in s)."""
+    means of sq over the last two dims (per matrix of a batch, as Hugging Face and torch do), or
+    the full EMA of sq; the moments decay by b2 (in s)."""
     if factored:
-        s.setdefault("r", torch.zeros(g.shape[0]))
-        s.setdefault("c", torch.zeros(g.shape[1]))
-        s["r"] = b2 * s["r"] + (1 - b2) * sq.mean(1)
-        s["c"] = b2 * s["c"] + (1 - b2) * sq.mean(0)
-        return g / (s["r"] / s["r"].mean()).sqrt()[:, None] / s["c"].sqrt()[None, :]
+        s.setdefault("r", torch.zeros(g.shape[:-1]))
+        s.setdefault("c", torch.zeros(g.shape[:-2] + g.shape[-1:]))
+        s["r"] = b2 * s["r"] + (1 - b2) * sq.mean(-1)
+        s["c"] = b2 * s["c"] + (1 - b2) * sq.mean(-2)
+        return g / (s["r"] / s["r"].mean(-1, keepdim=True)).sqrt()[..., :, None] / s["c"].sqrt()[..., None, :]
     s.setdefault("v", torch.zeros_like(g))
     s["v"] = b2 * s["v"] + (1 - b2) * sq
     return g / s["v"].sqrt()
@@ -143,44 +138,65 @@ class AdafactorPaper(Reference):
     def update(self, p, g, s, t):
         h = dict(lr=1e-2, decay=0.8, eps1=1e-30, eps2=1e-3, d=1.0, wd=0.0) | self.hp
         b2 = 1 - t ** -h["decay"]
-        gv, pv = factored_view(g), factored_view(p)
-        u = adafactor_direction(gv, s, b2, gv * gv + h["eps1"], gv.dim() == 2)
+        u = adafactor_direction(g, s, b2, g * g + h["eps1"], g.dim() >= 2)
         u = u / max(1.0, (rms(u) / h["d"]).item())
-        step = min(h["lr"], t ** -0.5) * max(h["eps2"], rms(pv).item())
-        return (step * (u + h["wd"] * pv)).reshape(p.shape)
+        step = min(h["lr"], t ** -0.5) * max(h["eps2"], rms(p).item())
+        return step * (u + h["wd"] * p)
 
 
 class AdafactorTorch(Reference):
-    """torch.optim.Adafactor (torch >= 2.5) as its documentation gives it, on the rows x rest view."""
+    """torch.optim.Adafactor (torch >= 2.5) as its documentation and source give it: a >2-D
+    tensor factored per matrix of its last two dims (row_var [..., m, 1], col_var [..., 1, n])."""
 
     def update(self, p, g, s, t):
         h = dict(lr=1e-2, decay=0.8, eps1=torch.finfo(torch.float32).eps, eps2=1e-3, d=1.0, wd=0.0) | self.hp
         w = t ** -h["decay"]
-        gv, pv = factored_view(g), factored_view(p)
-        if gv.dim() == 2:
-            s.setdefault("r", torch.zeros(gv.shape[0], 1))
-            s.setdefault("c", torch.zeros(1, gv.shape[1]))
-            s["r"].lerp_((gv * gv).mean(1, keepdim=True), w)
-            s["c"].lerp_((gv * gv).mean(0, keepdim=True), w)
-            var = s["r"] @ s["c"] / s["r"].mean()
+        if g.dim() >= 2:
+            s.setdefault("r", torch.zeros(g.shape[:-1] + (1,)))
+            s.setdefault("c", torch.zeros(g.shape[:-2] + (1,) + g.shape[-1:]))
+            s["r"].lerp_((g * g).mean(-1, keepdim=True), w)
+            s["c"].lerp_((g * g).mean(-2, keepdim=True), w)
+            var = s["r"] @ s["c"] / s["r"].mean(-2, keepdim=True).clamp(min=h["eps1"])
         else:
-            s.setdefault("v", torch.zeros_like(gv))
-            s["v"].lerp_(gv * gv, w)
+            s.setdefault("v", torch.zeros_like(g))
+            s["v"].lerp_(g * g, w)
             var = s["v"].clone()
-        u = var.clamp(min=h["eps1"] ** 2).rsqrt() * gv
-        alpha = max(h["eps2"], rms(pv).item()) * min(h["lr"], t ** -0.5)
+        u = var.clamp(min=h["eps1"] ** 2).rsqrt() * g
+        alpha = max(h["eps2"], rms(p).item()) * min(h["lr"], t ** -0.5)
         denom = max(1.0, (rms(u) / h["d"]).item())
-        return (alpha / denom * u + h["lr"] * h["wd"] * pv).reshape(p.shape)
+        return alpha / denom * u + h["lr"] * h["wd"] * p
+
+
+def optax_factored_dims(shape, min_dim=128):
+    """optax's _factored_dims: the two largest axes (a stable argsort, as numpy's for so few
+    dims), when the smaller of them reaches min_dim_size_to_factor."""
+    if len(shape) < 2:
+        return None
+    order = sorted(range(len(shape)), key=lambda i: shape[i])
+    return (order[-2], order[-1]) if shape[order[-2]] >= min_dim else None
 
 
 class AdafactorOptax(Reference):
-    """optax.adafactor: factored only for 2-D tensors with both sizes >= 128 (the spec's
-    documented view), RMS clipping, lr, parameter scale, decay."""
+    """optax.adafactor (factorized.scale_by_factored_rms as written there: v_row reduces the
+    largest axis d0, v_col the second d1, row_col_mean over v_row's d1), RMS clipping, lr,
+    parameter scale, decay."""
 
     def update(self, p, g, s, t):
         h = dict(lr=1e-2, decay=0.8, eps=1e-30, clip=1.0, wd=0.0) | self.hp
         b2 = 1 - t ** -h["decay"]
-        u = adafactor_direction(g, s, b2, g * g + h["eps"], g.dim() == 2 and min(g.shape) >= 128)
+        sq = g * g + h["eps"]
+        dims = optax_factored_dims(tuple(g.shape))
+        if dims:
+            d1, d0 = dims
+            s.setdefault("v_row", torch.zeros([n for i, n in enumerate(g.shape) if i != d0]))
+            s.setdefault("v_col", torch.zeros([n for i, n in enumerate(g.shape) if i != d1]))
+            s["v_row"] = b2 * s["v_row"] + (1 - b2) * sq.mean(d0)
+            s["v_col"] = b2 * s["v_col"] + (1 - b2) * sq.mean(d1)
+            reduced_d1 = d1 - 1 if d1 > d0 else d1
+            row_factor = (s["v_row"] / s["v_row"].mean(reduced_d1, keepdim=True)).rsqrt()
+            u = g * row_factor.unsqueeze(d0) * s["v_col"].rsqrt().unsqueeze(d1)
+        else:
+            u = adafactor_direction(g, s, b2, sq, False)
         u = u / max(1.0, (rms(u) / h["clip"]).item())
         u = h["lr"] * u * max(1e-3, rms(p).item())
         return u + h["wd"] * p
@@ -207,7 +223,13 @@ class Adafactors(unittest.TestCase):
 
     def test_adafactor_optax(self):
         self.run_all(AdafactorOptax, "adafactor_optax", (dict(lr=0.05, decay=0.5, eps=1e-20, clip=0.5, wd=0.1),),
-                     shapes=[(130, 128), (127, 200), (16,), (3, 4, 2)])
+                     shapes=[(130, 128), (127, 200), (16,), (3, 4, 2), (2, 130, 128), (129, 3, 128), (128, 130, 2, 2)])
+
+    def test_batched_views_of_torch_and_hugging_face(self):
+        # the last two dims per matrix: a batch of matrices, and a 4-D one
+        shapes = [(3, 7, 5), (2, 2, 4, 6), (7, 5)]
+        self.run_all(AdafactorPaper, "adafactor", (dict(lr=0.05, d=0.5, wd=0.1),), shapes=shapes)
+        self.run_all(AdafactorTorch, "adafactor_torch", (dict(lr=0.05, d=0.5, wd=0.1),), shapes=shapes)
 
     def test_first_step_is_bounded_by_the_relative_step(self):
         # the old `adafactor` (the factored moment alone) moved weights by ~31.6 x lr on step 1;

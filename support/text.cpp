@@ -2,6 +2,7 @@
 #include "support/text.h"
 
 #include <algorithm>
+#include <cctype>
 
 namespace opal {
 
@@ -21,6 +22,12 @@ size_t edit_distance(const std::string& a, const std::string& b) {
 }  // namespace
 
 std::string closest_match(const std::string& word, const std::vector<std::string>& candidates) {
+  auto lower = [](std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+    return s;
+  };
+  for (const auto& c : candidates)  // `adamW` means `adamw`, not the nearer `adam`
+    if (lower(c) == lower(word)) return c;
   std::string best;
   size_t best_d = std::max<size_t>(2, word.size() / 3) + 1;
   for (const auto& c : candidates) {

@@ -174,6 +174,7 @@ TEST_CASE("blocks nested past the limit are an error, not a stack overflow") {
 TEST_CASE("closest_match suggests within a small edit distance only") {
   CHECK(closest_match("adpat", {"adapt", "scale"}) == "adapt");
   CHECK(closest_match("momentun", {"momentum", "sign"}) == "momentum");
+  CHECK(closest_match("adamW", {"adam", "adamw", "lion"}) == "adamw");  // a case slip before a nearer name
   CHECK(closest_match("zzzzzz", {"adapt", "scale"}).empty());
 }
 }

@@ -24,6 +24,20 @@ _ALIASES = {"weight_decay": "wd", "momentum": "b1", "initial_accumulator_value":
 # torch's pairs of hyperparameters, each split into two of the spec's (when it has them).
 _PAIRS = {"betas": ("b1", "b2"), "etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max")}
 _GROUP_KEYS = ("params", "param_names", "opal")
+# torch.optim's group options that are not hyperparameters: maximize steps on the negated
+# gradient (any spec); foreach and fused choose torch's kernels and mean nothing to Opal (its
+# kernels are always fused); capturable and differentiable are not supported.
+_TORCH_FLAGS = {"maximize": False, "foreach": None, "fused": None}
+_UNSUPPORTED = {
+    "capturable": "Opal's step runs host-side scalar programs and cannot be captured as a CUDA graph by torch",
+    "differentiable": "Opal's step is not differentiable through autograd",
+}
+# Group keys shown in torch's spelling and kept in sync with the spec's: logging and scheduler
+# code (OneCycleLR's cycle_momentum) reads and writes `betas` and `weight_decay`.
+_SHOWN = {"betas": ("b1", "b2"), "weight_decay": ("wd",)}
+# Specs with an evaluation sequence: opt.eval() puts it in the parameters, opt.train() puts the
+# training point back (Schedule-Free: x = y + (1 - 1/b1)(z - y), y = x + (1 - b1)(z - x)).
+_EVAL_SEQUENCES = {"schedule_free_adamw_core.z": "b1"}
 # Tells autograd that a tensor changed in place (torch >= 2.x; absent in 1.13).
 _bump_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
 
@@ -88,7 +102,14 @@ class Optimizer(torch.optim.Optimizer):
         with it). Policies act per parameter group: groups stepped before a raise keep
         their step.
     **hparams: the spec's hyperparameters (torch spellings betas=(b1, b2) and weight_decay=
-        are accepted where the spec has b1/b2/wd).
+        are accepted where the spec has b1/b2/wd, and param_groups show them, kept in sync with
+        b1, b2, wd: a scheduler may write either), and torch.optim's options: maximize=True
+        (any spec steps on the negated gradient), foreach= and fused= (hints for torch's own
+        kernels: Opal's are always fused, so they change nothing); capturable=True and
+        differentiable=True are refused.
+
+    eval() / train(): for a spec with an evaluation sequence (schedule_free_adamw), put it in the
+    parameters for evaluation and the training point back, as the reference optimizer does.
     """
 
     def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", **hparams):
@@ -101,8 +122,14 @@ class Optimizer(torch.optim.Optimizer):
         self._engines = []
         self._shapes = []  # per group: each parameter's shape and device when it was added (its dtype is float32)
         self._unnamed = 0
+        self._synced = []  # per group: the torch-spelled keys as last made consistent
+        self._training = True
         defaults = dict(self._compiled.hparams)
         defaults.update(self._normalize(hparams, "Optimizer()"))
+        defaults.update({k: hparams.get(k, v) for k, v in _TORCH_FLAGS.items() if k not in self._compiled.hparams})
+        for alias, keys in _SHOWN.items():  # schedulers look for them in defaults (OneCycleLR's cycle_momentum)
+            if all(k in defaults for k in keys):
+                defaults[alias] = tuple(float(defaults[k]) for k in keys) if alias == "betas" else float(defaults[keys[0]])
         super().__init__(self._split_names(params), defaults)
 
     # -- construction -------------------------------------------------------------------
@@ -110,6 +137,12 @@ class Optimizer(torch.optim.Optimizer):
         names = self._compiled.hparams
         out = {}
         for k, v in hp.items():
+            if k in _UNSUPPORTED:
+                if v:
+                    raise ValueError(f"{where}: {k}=True is not supported: {_UNSUPPORTED[k]}")
+                continue
+            if k in _TORCH_FLAGS and k not in names:
+                continue
             if k in _PAIRS and _PAIRS[k][0] in names:
                 a, b = _PAIRS[k]
                 out[a], out[b] = float(v[0]), float(v[1])
@@ -154,7 +187,8 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group):
         group = param_group if "param_names" in param_group else self._named_group(dict(param_group))
         extra = self._normalize({k: v for k, v in group.items() if k not in _GROUP_KEYS}, "add_param_group")
-        group = {**{k: v for k, v in group.items() if k in _GROUP_KEYS}, **extra}
+        flags = {k: group[k] for k in _TORCH_FLAGS if k in group and k not in self._compiled.hparams}
+        group = {**{k: v for k, v in group.items() if k in _GROUP_KEYS}, **extra, **flags}
         taken = {n for g in self.param_groups for n in g["param_names"]}
         for n in group["param_names"]:
             if n in taken:
@@ -179,6 +213,8 @@ class Optimizer(torch.optim.Optimizer):
         engine.nonfinite = self._nonfinite
         self._engines.append(engine)
         self._shapes.append([(tuple(p.shape), p.device) for p in group["params"]])
+        self._synced.append({})
+        self._sync_shown(len(self.param_groups) - 1, "add_param_group")
         for n, p in zip(group["param_names"], group["params"]):
             self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
 
@@ -203,6 +239,54 @@ class Optimizer(torch.optim.Optimizer):
             return torch.as_tensor(_CudaBlock(engine, engine.state_address(name, slot), shape), device=f"cuda:{ordinal}")
         return torch.frombuffer(engine.state_view(name, slot), dtype=torch.float32).view(shape)
 
+    def _sync_shown(self, index, where):
+        """Keeps `betas` and `weight_decay` and the spec's b1, b2, wd equal: whichever side changed
+        since the last sync wins (a scheduler writes one of them)."""
+        group, synced = self.param_groups[index], self._synced[index]
+        names = self._compiled.hparams
+        for alias, keys in _SHOWN.items():
+            if not all(k in names for k in keys):
+                continue
+            spec_side = tuple(float(group[k]) for k in keys)
+            if alias in group and alias in synced and group[alias] != synced[alias]:
+                value = group[alias]
+                if alias == "betas" and (not isinstance(value, (tuple, list)) or len(value) != 2):
+                    raise TypeError(f"{where}: `betas` is {value!r}, not a pair (b1, b2)")
+                parts = tuple(value) if alias == "betas" else (value,)
+                for k, v in zip(keys, parts):
+                    group[k] = _check_hparam(k, v, where)
+            else:
+                group[alias] = spec_side if alias == "betas" else spec_side[0]
+            synced[alias] = group[alias]
+
+    # -- evaluation sequence ------------------------------------------------------------
+    def eval(self):
+        """Puts the evaluation sequence in the parameters, for specs that have one
+        (schedule_free_adamw: x, the average the method's guarantees are about); train() puts
+        the training point back. Stepping in eval mode is an error, as in the reference."""
+        self._swap(to_eval=True)
+
+    def train(self):
+        """Back to the training point after eval() (a no-op in train mode)."""
+        self._swap(to_eval=False)
+
+    @torch.no_grad()
+    def _swap(self, to_eval):
+        if self._training != to_eval:
+            return
+        pending = []
+        for group, engine in zip(self.param_groups, self._engines):
+            for n, p in zip(group["param_names"], group["params"]):
+                slot = next((s for s in engine.slots(n) if s in _EVAL_SEQUENCES), None)
+                if slot is None:
+                    raise TypeError(f"optimizer `{self._compiled.name}` has no evaluation sequence for parameter `{n}` (route "
+                                    f"{engine.route(n)}): eval() and train() swap the parameters of schedule_free_adamw")
+                pending.append((p, self.state[p][slot], float(group[_EVAL_SEQUENCES[slot]])))
+        with self._lock:
+            for p, z, b1 in pending:
+                p.lerp_(z.to(p.device), 1 - 1 / b1 if to_eval else 1 - b1)
+            self._training = not to_eval
+
     # -- stepping -----------------------------------------------------------------------
     @torch.no_grad()
     def step(self, closure=None):
@@ -215,6 +299,11 @@ class Optimizer(torch.optim.Optimizer):
             with torch.enable_grad():
                 loss = closure()
         with self._lock:
+            if not self._training:
+                raise RuntimeError("the optimizer is in eval mode (its parameters hold the evaluation sequence): call opt.train() "
+                                   "before step(), and opt.eval() after it for evaluation")
+            for i in range(len(self.param_groups)):
+                self._sync_shown(i, f"step (parameter group {i})")
             seen = {}
             plans = [self._plan_group(i, group, engine, seen) for i, (group, engine) in enumerate(zip(self.param_groups, self._engines))]
             for engine, (hps, data, grads, stream, _keep) in zip(self._engines, plans):
@@ -253,6 +342,9 @@ class Optimizer(torch.optim.Optimizer):
                     raise TypeError(f"the gradient of `{n}` is {g.dtype}, not a floating-point tensor")
                 if g.dtype != torch.float32 or g.device != p.device or not g.is_contiguous():
                     g = g.to(device=p.device, dtype=torch.float32).contiguous()
+                    keep.append(g)
+                if group.get("maximize", False):
+                    g = torch.neg(g)  # as torch does: the step descends on -g, p.grad is left as it is
                     keep.append(g)
                 grads.append(g.data_ptr())
             data.append(p.data_ptr())

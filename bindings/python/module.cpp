@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "driver/build.h"
+#include "driver/routes.h"
 #include "runtime/checkpoint.h"
 #include "runtime/error.h"
 #include "runtime/executable.h"
@@ -125,6 +126,14 @@ PYBIND11_MODULE(_opal, m) {
                                for (const auto& r : c.exe->desc->routes) out.push_back(r.label);
                                return out;
                              })
+      .def_property_readonly("name_patterns",
+                             [](const Compiled& c) {
+                               std::vector<std::string> out;  // every name pattern of its routing, delegations included
+                               for (const auto& t : c.exe->desc->tables)
+                                 for (const auto& sel : t.selectors) out.insert(out.end(), sel.patterns.begin(), sel.patterns.end());
+                               return out;
+                             })
+      .def("format_routes", [](const Compiled& c, const Optimizer& o) { return format_routes(describe_routes(o, *c.compiled)); })
       .def_property_readonly("source", [](const Compiled& c) { return c.exe->source; })
       .def_property_readonly("from_cache", [](const Compiled& c) { return c.exe->from_cache; })
       .def("__repr__", [](const Compiled& c) { return fmt::format("<opal.Compiled {}>", c.exe->desc->name); });

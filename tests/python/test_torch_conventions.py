@@ -106,5 +106,26 @@ class Conventions(unittest.TestCase):
             Optimizer([("v", torch.zeros(2, requires_grad=True))], spec="adamw").eval()
 
 
+class Routing(unittest.TestCase):
+    def test_routes_table_before_step_one(self):
+        m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Linear(8, 2))
+        opt = Optimizer(m.named_parameters(), spec="muon")
+        table = opt.routes()
+        for name, p in m.named_parameters():
+            self.assertIn(f"{name} [{', '.join(map(str, p.shape))}]", table)
+        self.assertIn("view:", table)
+        self.assertIn("bytes of optimizer state", table)
+
+    def test_unnamed_parameters_and_name_routes_warn(self):
+        m = torch.nn.Linear(4, 8)
+        with self.assertWarnsRegex(UserWarning, "without names.*cannot match"):
+            Optimizer(m.parameters(), spec="paper_adam")  # routes "*embed*", "*head*"... by name
+        import warnings
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            Optimizer(m.parameters(), spec="adamw")  # no name routes: nothing to say
+            Optimizer(m.named_parameters(), spec="paper_adam")
+
+
 if __name__ == "__main__":
     unittest.main()

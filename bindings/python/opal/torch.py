@@ -179,6 +179,11 @@ class Optimizer(torch.optim.Optimizer):
                 names.append(str(self._unnamed))
                 self._unnamed += 1
             tensors = ps
+            patterns = self._compiled.name_patterns
+            if ps and patterns:
+                warnings.warn(f"opal: {len(ps)} parameters were given without names (model.parameters()), so the name routes of "
+                              f"`{self._compiled.name}` ({', '.join(dict.fromkeys(patterns))}) cannot match them; pass "
+                              "model.named_parameters() to route embeddings, heads and norms by name", stacklevel=4)
         if len(names) != len(tensors):
             raise ValueError(f"a parameter group has {len(tensors)} tensors and {len(names)} names")
         group["params"], group["param_names"] = tensors, names
@@ -371,6 +376,11 @@ class Optimizer(torch.optim.Optimizer):
     @property
     def compiled(self):
         return self._compiled
+
+    def routes(self):
+        """The table `opal routes` prints: each parameter's route, view, pipeline, learning-rate
+        scales and state (with its bytes), group after group; known before step 1."""
+        return "".join(self._compiled.format_routes(engine) for engine in self._engines)
 
     def route(self, name):
         """The route a parameter took, e.g. "matrix" or "other>vector"."""

@@ -9,7 +9,7 @@
 #include <random>
 #include <vector>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 
 #include "runtime/cpu/linalg.h"
 

@@ -9,7 +9,7 @@
 #include <cstdio>
 #include <vector>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 
 #include "driver/build.h"
 #include "runtime/optimizer.h"

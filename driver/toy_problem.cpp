@@ -3,7 +3,7 @@
 
 #include <random>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 
 namespace opal {
 

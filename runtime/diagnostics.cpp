@@ -3,7 +3,7 @@
 
 #include <cmath>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 #include <nlohmann/json.hpp>
 
 namespace opal {

@@ -6,7 +6,7 @@
 #include <random>
 #include <vector>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 
 namespace opal::workloads {
 

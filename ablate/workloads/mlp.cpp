@@ -85,7 +85,7 @@ std::shared_ptr<const Dataset> load_fashion(const std::string& dir) {
 
 class MlpRun : public WorkloadRun {
  public:
-  MlpRun(std::shared_ptr<const Dataset> d, uint64_t seed, int hidden, int batch) : d_(std::move(d)), seed_(seed), batch_(batch) {
+  MlpRun(std::shared_ptr<const Dataset> d, uint64_t seed, int hidden, int batch) : d_(std::move(d)), batch_(batch) {
     auto r = stream(seed, 1);
     W1_ = randn(r, 196, hidden, std::sqrt(2.f / 196));
     W2_ = randn(r, hidden, 10, std::sqrt(1.f / hidden));
@@ -134,7 +134,6 @@ class MlpRun : public WorkloadRun {
 
  private:
   std::shared_ptr<const Dataset> d_;
-  uint64_t seed_;
   int batch_;
   Mat W1_, W2_, gW1_, gW2_;
   Vec b1_, b2_, gb1_, gb2_;

@@ -7,7 +7,7 @@
 #include <numeric>
 #include <vector>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 
 #include "support/check.h"
 #include "support/bf16.h"

@@ -15,7 +15,7 @@
 #pragma once
 #include <doctest/doctest.h>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 #include <functional>
 #include <limits>
 #include <numeric>

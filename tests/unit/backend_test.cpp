@@ -5,7 +5,7 @@
 // signs, as any solver may. Every stdlib optimizer must step exactly as on the CPU backend.
 #include <doctest/doctest.h>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 #include <cmath>
 #include <cstring>
 #include <filesystem>

@@ -16,7 +16,7 @@
 #include <random>
 #include <thread>
 
-#include <Eigen/Dense>
+#include "support/eigen.h"
 #include <fmt/format.h>
 
 #include "driver/build.h"

@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
       for (const auto& [n, c] : p->components) std::printf(" %s", n.c_str());
       std::printf("\nfns:");
       for (const auto& [n, f] : p->fns) std::printf(" %s", n.c_str());
-      std::printf("\n");
+      std::printf("\nstdlib: %s\n", stdlib_dir().c_str());
       return finish(d);
     }
   } catch (const CompileError& e) {

@@ -48,6 +48,8 @@ const OptimizerDecl* pick_optimizer(const Program& p, const SpecRef& ref, Diagno
   return nullptr;
 }
 
+std::string stdlib_dir() { return default_stdlib_dir(); }
+
 std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::string* warnings) {
   Diagnostics diags;
   std::shared_ptr<Program> program = load_spec_program(ref, diags);

@@ -19,6 +19,10 @@ struct SpecRef {
   std::string stdlib_dir;  // empty: default_stdlib_dir()
 };
 
+// The folder the stdlib is read from: $OPAL_STDLIB, else the one installed with Opal (beside
+// the library or tool, or in its prefix's share/opal/stdlib), else the source tree's.
+std::string stdlib_dir();
+
 // Parses, resolves and compiles; throws CompileError with the rendered diagnostics.
 std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::string* warnings = nullptr);
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <vector>
 #include <functional>
 #include <set>
 
@@ -10,6 +11,8 @@
 #include "lang/const_eval.h"
 #include "lang/parser.h"
 #include "lang/program.h"
+
+#include <dlfcn.h>
 
 #ifndef OPAL_SOURCE_STDLIB
 #define OPAL_SOURCE_STDLIB "stdlib"
@@ -21,7 +24,22 @@ namespace fs = std::filesystem;
 
 std::string default_stdlib_dir() {
   if (const char* e = std::getenv("OPAL_STDLIB"); e && *e) return e;
-  return OPAL_SOURCE_STDLIB;
+  // an installed Opal: the stdlib beside the object this code was linked into (the Python
+  // package's opal/stdlib), or its prefix's share/opal/stdlib (from bin/, lib/ or lib/<arch>/)
+  // (linked into the program itself, dladdr may not name it: then /proc/self/exe does; never
+  // the program otherwise, or a Python process would look beside /usr/bin/python3)
+  std::vector<fs::path> objects;
+  std::error_code ec;
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&default_stdlib_dir), &info) && info.dli_fname && *info.dli_fname) objects.push_back(info.dli_fname);
+  else if (fs::path exe = fs::read_symlink("/proc/self/exe", ec); !ec) objects.push_back(exe);
+  for (const fs::path& object : objects) {
+    const fs::path dir = fs::weakly_canonical(fs::absolute(object, ec), ec).parent_path();
+    if (ec) continue;
+    for (const fs::path& d : {dir / "stdlib", dir.parent_path() / "share/opal/stdlib", dir.parent_path().parent_path() / "share/opal/stdlib"})
+      if (fs::is_directory(d / "components", ec)) return d.string();
+  }
+  return OPAL_SOURCE_STDLIB;  // the source tree's, for builds run where they were built
 }
 
 const OptimizerDecl* Program::find_optimizer(const std::string& name) const {

@@ -29,7 +29,8 @@ std::string cuda_plugin_path() {
   Dl_info info;
   if (dladdr(reinterpret_cast<void*>(&cuda_plugin_path), &info) && info.dli_fname) {
     fs::path dir = fs::path(info.dli_fname).parent_path();
-    for (fs::path d : {dir, dir.parent_path()}) {
+    // beside the library or tool, in the build tree's root, or in an installed prefix's libdir
+    for (fs::path d : {dir, dir.parent_path(), dir.parent_path() / OPAL_INSTALL_LIBDIR}) {
       std::error_code ec;
       if (fs::exists(d / "libopal_cuda.so", ec)) return (d / "libopal_cuda.so").string();
     }

@@ -65,6 +65,7 @@ std::string dtype_code(const std::string& torch_dtype) {
 PYBIND11_MODULE(_opal, m) {
   m.doc() = "Opal runtime bindings (use opal.torch.Optimizer from PyTorch)";
   m.attr("__version__") = OPAL_VERSION;
+  m.def("stdlib_dir", &stdlib_dir, "The folder the stdlib is read from: $OPAL_STDLIB, else the one installed with Opal");
 
   static py::exception<Error> error(m, "OpalError", PyExc_RuntimeError);
   static py::exception<CompileError> spec_error(m, "SpecError", error.ptr());

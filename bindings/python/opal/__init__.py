@@ -10,8 +10,9 @@
 """
 from ._opal import CheckpointError, Compiled, DeviceError, NonFiniteError, NotFoundError, OpalError, SpecError, __version__
 from ._opal import check as _check
+from ._opal import stdlib_dir
 
-__all__ = ["check", "compile", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "DeviceError", "__version__"]
+__all__ = ["check", "compile", "stdlib_dir", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "DeviceError", "__version__"]
 
 
 def check(spec):

@@ -10,6 +10,7 @@ from setuptools import Distribution, setup
 from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)  # setup.cfg's egg_base, before any build
 
 
 class CMakeBuild(build_py):

@@ -9,6 +9,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -88,6 +89,9 @@ class Backend {
   // uses gemm and eigh where they return true, and the host implementation on copies otherwise.
   virtual bool run_call(const exec::LibraryCall& call, const CallTensor* tensors, size_t n) { return false; }
   virtual bool gemm(const GemmBatch& b) = 0;
+  // The largest matrix side (and leading dimension) its library calls take: a parameter whose
+  // view is larger cannot go to a route with library calls (refused when the optimizer is built).
+  virtual long long max_call_side() const { return std::numeric_limits<long long>::max(); }
   // Symmetric eigendecompositions of n x n matrices (read as symmetrized), in double: values
   // ascending into `values` (count * n) and eigenvectors as columns, row-major, into `vectors`
   // (count * n * n), both host memory. The runtime makes the basis canonical (runtime/cpu/linalg.h).

@@ -71,6 +71,11 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     if (impl_->by_name.count(p.name)) throw Error(fmt::format("parameter `{}` is given twice", p.name));
     RoutedParam rp = route_param(d, p);
     const exec::Route& route = d.routes[rp.route];
+    if (!route.calls.empty() && std::max(rp.view.rows, rp.view.cols) > impl_->backend->max_call_side())
+      throw Error(
+          fmt::format("parameter `{}` is a {} x {} matrix in route `{}`, whose matrix work on {} takes sides up to {} [LimitExceeded]\n"
+                      "  = help: route it to an elementwise pipeline by name or shape",
+                      p.name, rp.view.rows, rp.view.cols, route.label, impl_->backend->describe(), impl_->backend->max_call_side()));
     impl_->by_name[p.name] = impl_->tensors.size();
     impl_->tensors.emplace_back();  // owned by impl_ from here: released even if a later parameter fails
     Impl::Tensor& t = impl_->tensors.back();

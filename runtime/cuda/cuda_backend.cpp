@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <limits>
 #include <map>
 #include <mutex>
 
@@ -183,6 +184,8 @@ class CudaBackend final : public Backend {
     }
   }
 
+  long long max_call_side() const override { return std::numeric_limits<int>::max(); }  // cuBLAS's and cuSOLVER's int sizes
+
   bool gemm(const GemmBatch& b) override {
     const size_t count = b.C.size();
     if (count == 0) return true;
@@ -190,6 +193,14 @@ class CudaBackend final : public Backend {
     const float one = 1.f, zero = 0.f;
     const ColumnMajorGemm cm = column_major(b);
     const cublasOperation_t op1 = cm.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = cm.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N;
+    // cuBLAS's GemmEx entry points take int sizes: a matrix side or leading dimension past
+    // INT_MAX (possible: a parameter may have 2^34 elements) is refused, never truncated
+    for (long long v : {(long long)cm.m, (long long)cm.n, (long long)cm.k, (long long)cm.ld_first, (long long)cm.ld_second, (long long)cm.ldc})
+      if (v > std::numeric_limits<int>::max())
+        throw Error(
+            fmt::format("a {} x {} by {} x {} matrix product is too large for cuBLAS's 32-bit sizes (a side of {} > {}) [LimitExceeded]\n"
+                        "  = help: route this parameter to an elementwise pipeline, or split it",
+                        b.m, b.k, b.k, b.n, v, std::numeric_limits<int>::max()));
     const int m = int(cm.m), n = int(cm.n), k = int(cm.k), ld1 = int(cm.ld_first), ld2 = int(cm.ld_second), ldc = int(cm.ldc);
     const long long a_n = b.m * b.k, b_n = b.k * b.n;
     std::vector<const void*> A(b.A.begin(), b.A.end()), B(b.B.begin(), b.B.end());
@@ -269,7 +280,10 @@ class CudaBackend final : public Backend {
       double* v = vectors + b * n * n;
       for (long long r = 0; r < n; ++r)
         for (long long i = 0; i < n; ++i) v[r * n + i] = c[r + i * n];  // column i = eigenvector i
-      if (host_info[b] != 0)                                            // not converged, or non-finite input: NaN, as the CPU gives
+      if (host_info[b] < 0)                                             // argument -info was wrong: a bug of ours, not a property of the data
+        throw Error(fmt::format("cuSOLVER's eigensolver rejected its argument {} for a {} x {} matrix (info {}): an internal error", -host_info[b], n,
+                                n, host_info[b]));
+      if (host_info[b] > 0)  // not converged, or non-finite input: NaN, as the CPU gives
         std::fill(values + b * n, values + (b + 1) * n, std::numeric_limits<double>::quiet_NaN());
     }
     return true;

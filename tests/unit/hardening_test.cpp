@@ -103,9 +103,43 @@ class GatedBackend final : public Backend {
   void sync() override { cpu->sync(); }
 };
 
+// A CPU backend whose library calls take matrices up to 8 on a side (as CUDA's take up to INT_MAX).
+class SmallCallsBackend final : public Backend {
+ public:
+  std::unique_ptr<Backend> cpu = make_cpu_backend();
+  Device device() const override { return cpu->device(); }
+  std::string describe() const override { return "small cpu"; }
+  bool host_memory() const override { return true; }
+  float* alloc(size_t n) override { return cpu->alloc(n); }
+  void release(float* p) override { cpu->release(p); }
+  void upload(float* d, const float* s, size_t n) override { cpu->upload(d, s, n); }
+  void download(float* d, const float* s, size_t n) override { cpu->download(d, s, n); }
+  void copy(float* d, const float* s, size_t n) override { cpu->copy(d, s, n); }
+  void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu->zero(b); }
+  std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu->compile(src, syms); }
+  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
+    cpu->launch(m, i, t, n, nb, mx, u, nu);
+  }
+  bool gemm(const GemmBatch& b) override { return cpu->gemm(b); }
+  long long max_call_side() const override { return 8; }
+  bool eigh(long long n, const std::vector<const float*>& in, double* v, double* V) override { return cpu->eigh(n, in, v, V); }
+  void set_stream(void* s) override { cpu->set_stream(s); }
+  void sync() override { cpu->sync(); }
+};
+
 }  // namespace
 
 TEST_SUITE("hardening") {
+
+TEST_CASE("a matrix larger than the backend's library calls take is refused when the optimizer is built") {
+  auto exe = build_executable(SpecRef{"muon", "", ""});
+  std::string e = error_of([&] { Optimizer opt(std::make_unique<SmallCallsBackend>(), exe, {{"big", {16, 4}}, {"v", {32}}}); });
+  CHECK(contains(e, "parameter `big` is a 16 x 4 matrix in route `matrix`"));
+  CHECK(contains(e, "LimitExceeded"));
+  // within the limit, and a long vector on the elementwise route, build and step
+  Optimizer ok(std::make_unique<SmallCallsBackend>(), exe, {{"small", {8, 4}}, {"v", {32}}});
+  ok.step();
+}
 
 // ---- the runtime ----
 

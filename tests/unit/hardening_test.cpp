@@ -71,15 +71,12 @@ struct Params {
   }
 };
 
-// A CPU backend whose kernel launches wait at a gate: a step can be held mid-flight.
-class GatedBackend final : public Backend {
+// The CPU backend, call for call: the fakes below change one behaviour each.
+class ForwardingBackend : public Backend {
  public:
-  std::mutex mu;
-  std::condition_variable cv;
-  bool open = true, waiting = false;
   std::unique_ptr<Backend> cpu = make_cpu_backend();
   Device device() const override { return cpu->device(); }
-  std::string describe() const override { return "gated cpu"; }
+  std::string describe() const override { return "forwarding cpu"; }
   bool host_memory() const override { return true; }
   float* alloc(size_t n) override { return cpu->alloc(n); }
   void release(float* p) override { cpu->release(p); }
@@ -88,6 +85,22 @@ class GatedBackend final : public Backend {
   void copy(float* d, const float* s, size_t n) override { cpu->copy(d, s, n); }
   void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu->zero(b); }
   std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu->compile(src, syms); }
+  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
+    cpu->launch(m, i, t, n, nb, mx, u, nu);
+  }
+  bool gemm(const GemmBatch& b) override { return cpu->gemm(b); }
+  bool eigh(long long n, const std::vector<const float*>& in, double* v, double* V) override { return cpu->eigh(n, in, v, V); }
+  void set_stream(void* s) override { cpu->set_stream(s); }
+  void sync() override { cpu->sync(); }
+};
+
+// Kernel launches wait at a gate: a step can be held mid-flight.
+class GatedBackend final : public ForwardingBackend {
+ public:
+  std::mutex mu;
+  std::condition_variable cv;
+  bool open = true, waiting = false;
+  std::string describe() const override { return "gated cpu"; }
   void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
     std::unique_lock lock(mu);
     waiting = true;
@@ -97,34 +110,13 @@ class GatedBackend final : public Backend {
     lock.unlock();
     cpu->launch(m, i, t, n, nb, mx, u, nu);
   }
-  bool gemm(const GemmBatch& b) override { return cpu->gemm(b); }
-  bool eigh(long long n, const std::vector<const float*>& in, double* v, double* V) override { return cpu->eigh(n, in, v, V); }
-  void set_stream(void* s) override { cpu->set_stream(s); }
-  void sync() override { cpu->sync(); }
 };
 
-// A CPU backend whose library calls take matrices up to 8 on a side (as CUDA's take up to INT_MAX).
-class SmallCallsBackend final : public Backend {
+// Library calls take matrices up to 8 on a side (as CUDA's take up to INT_MAX).
+class SmallCallsBackend final : public ForwardingBackend {
  public:
-  std::unique_ptr<Backend> cpu = make_cpu_backend();
-  Device device() const override { return cpu->device(); }
   std::string describe() const override { return "small cpu"; }
-  bool host_memory() const override { return true; }
-  float* alloc(size_t n) override { return cpu->alloc(n); }
-  void release(float* p) override { cpu->release(p); }
-  void upload(float* d, const float* s, size_t n) override { cpu->upload(d, s, n); }
-  void download(float* d, const float* s, size_t n) override { cpu->download(d, s, n); }
-  void copy(float* d, const float* s, size_t n) override { cpu->copy(d, s, n); }
-  void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu->zero(b); }
-  std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu->compile(src, syms); }
-  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
-    cpu->launch(m, i, t, n, nb, mx, u, nu);
-  }
-  bool gemm(const GemmBatch& b) override { return cpu->gemm(b); }
   long long max_call_side() const override { return 8; }
-  bool eigh(long long n, const std::vector<const float*>& in, double* v, double* V) override { return cpu->eigh(n, in, v, V); }
-  void set_stream(void* s) override { cpu->set_stream(s); }
-  void sync() override { cpu->sync(); }
 };
 
 }  // namespace

@@ -117,6 +117,7 @@ struct Optimizer::Impl {
   // Adds up a total of full-size values over the matrices of t (table buffer `buffer`), so that
   // every matrix holds the whole tensor's.
   void combine_whole(Tensor& t, uint32_t buffer);
+  double sum_scalars(Tensor& t, uint32_t buffer, long long matrices);
   // The sum of t's share in table buffer `buffer`: each matrix's, or once.
   double share(Tensor& t, uint32_t buffer, bool per_matrix);
 };

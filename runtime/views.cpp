@@ -85,25 +85,23 @@ void Optimizer::Impl::stage_out(Tensor& t) {
   backend->upload(t.desc.data, b.data(), n);
 }
 
-void Optimizer::Impl::combine_whole(Tensor& t, uint32_t buffer) {
-  double sum = 0;  // in matrix order, in double: deterministic
-  for (long long b = 0; b < t.batch; ++b) {
-    float v = 0;
-    backend->download(&v, t.matrix_bufs(b)[buffer], 1);
-    sum += double(v);
-  }
-  const float total = float(sum);
-  for (long long b = 0; b < t.batch; ++b) backend->upload(t.matrix_bufs(b)[buffer], &total, 1);
-}
-
-double Optimizer::Impl::share(Tensor& t, uint32_t buffer, bool per_matrix) {
+// The first `matrices` matrices' one-value buffer `buffer`, added in matrix order, in double
+// (deterministic).
+double Optimizer::Impl::sum_scalars(Tensor& t, uint32_t buffer, long long matrices) {
   double sum = 0;
-  for (long long b = 0; b < (per_matrix ? t.batch : 1); ++b) {
+  for (long long b = 0; b < matrices; ++b) {
     float v = 0;
     backend->download(&v, t.matrix_bufs(b)[buffer], 1);
     sum += double(v);
   }
   return sum;
 }
+
+void Optimizer::Impl::combine_whole(Tensor& t, uint32_t buffer) {
+  const float total = float(sum_scalars(t, buffer, t.batch));
+  for (long long b = 0; b < t.batch; ++b) backend->upload(t.matrix_bufs(b)[buffer], &total, 1);
+}
+
+double Optimizer::Impl::share(Tensor& t, uint32_t buffer, bool per_matrix) { return sum_scalars(t, buffer, per_matrix ? t.batch : 1); }
 
 }  // namespace opal

@@ -36,6 +36,18 @@ def gpt2_shapes(small=False):
     return shapes
 
 
+def role(name):
+    """The role opal.torch would give a GPT-2 parameter from its module: SOAP, Muon and Shampoo
+    send embeddings and the head to AdamW, as their users' recipes do."""
+    if name in ("wte", "wpe"):
+        return "embedding"
+    if name == "lm_head":
+        return "head"
+    if ".ln_" in name or name.startswith("ln_"):
+        return "norm"
+    return "bias" if name.endswith(".b") else ""
+
+
 def hidden(shapes):
     return [(n, s) for n, s in shapes if n.startswith("h.") and len(s) == 2]
 
@@ -52,6 +64,7 @@ class Opal:
             shape = (ctypes.c_int64 * max(1, p.dim()))(*p.shape)
             self._check(lib.opal_add_param(self.h, name.encode(), p.dim(), shape, OPAL_F32, dev, ctypes.c_void_p(p.data_ptr()),
                                            ctypes.c_void_p(p.grad.data_ptr())))
+            self._check(lib.opal_set_param_role(self.h, name.encode(), role(name).encode()))
         self.stream = (lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)) if dev == OPAL_CUDA else (lambda: None)
 
     def _check(self, status):
@@ -80,6 +93,7 @@ def load_lib(path):
     lib.opal_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.opal_add_param.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_int,
                                    ctypes.c_void_p, ctypes.c_void_p]
+    lib.opal_set_param_role.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
     lib.opal_step.argtypes = [ctypes.c_void_p, ctypes.c_void_p]
     lib.opal_set_hparam.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_double]
     lib.opal_destroy.argtypes = [ctypes.c_void_p]

@@ -215,12 +215,17 @@ int main(int argc, char** argv) {
   rep->add_option("--steps", steps, "Number of steps")->required();
   rep->add_option("-o,--output", out_path, "Output safetensors (NAME and NAME/slot)")->required();
   rep->add_option("--hparam", hps, "NAME=VALUE, repeatable");
+  std::vector<std::string> roles;
+  const char* kRoleHelp =
+      "PATTERN=ROLE, repeatable: give the parameters named like PATTERN a role (embedding, head, norm, bias, conv) for role routes";
+  rep->add_option("--role", roles, kRoleHelp);
   std::string diag_path;
   rep->add_option("--diagnostics", diag_path, "Write per-parameter, per-step update statistics (JSON lines: update RMS, max/mean singular value)");
 
   std::string params_path;
   auto* routes = app.add_subcommand("routes", "Print the route, pipeline, view, learning-rate scales and state of each parameter");
   add_spec(routes);
+  routes->add_option("--role", roles, kRoleHelp);
   routes->add_option("--params", params_path, "safetensors file whose tensors name and shape the parameters (e.g. a replay --init file)")->required();
 
   ToyConfig cfg;
@@ -265,7 +270,7 @@ int main(int argc, char** argv) {
     if (*emit) return cmd_emit(ref, target, check_finite);
     if (*rep) {
       check_steps(steps);
-      ReplayRequest req{ref, read_safetensors(init), read_safetensors(grads), steps, parse_hparams(hps)};
+      ReplayRequest req{ref, read_safetensors(init), read_safetensors(grads), steps, parse_hparams(hps), roles};
       std::vector<UpdateStats> stats;
       if (!diag_path.empty()) req.diagnostics = &stats;
       write_safetensors(out_path, replay(req));
@@ -282,6 +287,7 @@ int main(int argc, char** argv) {
       SafetensorsFile pf = read_safetensors(params_path);
       std::vector<ParamDesc> params;
       for (const auto& [name, t] : pf.tensors) params.push_back({name, t.shape, nullptr, nullptr});
+      assign_roles(params, roles);
       auto compiled = compile_spec(ref);
       Optimizer opt(build_executable(compiled), params);
       std::fputs(format_routes(describe_routes(opt, *compiled)).c_str(), stdout);

@@ -99,7 +99,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
       if (n.op == ir::Op::HParam) used_hparams.insert(n.iattr);
     // a `vector:` route that needs matrices can never run: say so at compile time
     const Route& route = rg.path.back().optimizer->routes[rg.path.back().route];
-    if (route.kind == Route::Kind::Vector && g.matrix_only) {
+    if (route.has(Route::Kind::Vector) && g.matrix_only) {
       diags.report(DiagKind::MatrixOnly, route.loc, fmt::format("{} needs a matrix, but this route takes vectors", g.matrix_reason),
                    "route vectors through elementwise stages; matrix components belong in `matrix:` routes");
       continue;

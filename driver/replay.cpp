@@ -3,6 +3,7 @@
 
 #include <fmt/format.h>
 
+#include "driver/routes.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 
@@ -23,6 +24,7 @@ SafetensorsFile replay(const ReplayRequest& req) {
   std::vector<ParamDesc> params;
   for (const auto& [name, t] : req.init.tensors) w[name] = t.values;
   for (auto& [name, v] : w) params.push_back({name, req.init.tensors.at(name).shape, v.data(), nullptr});
+  assign_roles(params, req.roles);
   Optimizer opt(build_executable(req.spec), params);
   for (const auto& [k, v] : req.hparams) opt.set_hparam(k, v);
   opt.set_diagnostics(req.diagnostics != nullptr);

@@ -16,6 +16,7 @@ struct ReplayRequest {
   SafetensorsFile grads;  // tensor NAME@t: gradient of step t (1-based)
   int steps = 1;
   std::map<std::string, double> hparams;
+  std::vector<std::string> roles;                   // PATTERN=ROLE (driver/routes.h: assign_roles)
   std::vector<UpdateStats>* diagnostics = nullptr;  // when set: every parameter's stats, every step
 };
 

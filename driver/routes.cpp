@@ -1,6 +1,8 @@
 // opal routes.
 #include "driver/routes.h"
 
+#include <fnmatch.h>
+
 #include <cmath>
 
 #include <fmt/format.h>
@@ -8,6 +10,7 @@
 #include "lang/ast.h"
 #include "lang/const_eval.h"
 #include "compiler/exec/describe.h"
+#include "runtime/error.h"
 
 namespace opal {
 
@@ -28,6 +31,24 @@ std::string text(const Expr& e) { return e.loc.valid() ? std::string(e.loc.text(
 
 }  // namespace
 
+void assign_roles(std::vector<ParamDesc>& params, const std::vector<std::string>& assignments) {
+  std::vector<ParamRole> roles;
+  for (const auto& p : params) roles.push_back(p.role);
+  for (const std::string& a : assignments) {
+    const size_t eq = a.rfind('=');
+    if (eq == std::string::npos || eq == 0) throw Error(fmt::format("role assignment `{}` is not PATTERN=ROLE (e.g. 'wte.weight=embedding')", a));
+    const std::string pattern = a.substr(0, eq), role = a.substr(eq + 1);
+    ParamRole r = ParamRole::None;
+    if (!role.empty() && role != "none" && !exec::role_by_name(role, r))
+      throw Error(fmt::format("role assignment `{}`: {} (or none)", a, exec::unknown_role(role)));
+    bool matched = false;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (fnmatch(pattern.c_str(), params[i].name.c_str(), 0) == 0) roles[i] = r, matched = true;
+    if (!matched) throw Error(fmt::format("role assignment `{}`: no parameter is named like `{}`", a, pattern));
+  }
+  for (size_t i = 0; i < params.size(); ++i) params[i].role = roles[i];
+}
+
 std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptimizer& co) {
   std::vector<RouteInfo> out;
   const exec::Description& d = opt.description();
@@ -36,6 +57,7 @@ std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptim
     RouteInfo r;
     r.param = name;
     r.shape = opt.param_shape(name);
+    r.role = exec::role_name(opt.param_role(name));
     r.route = opt.route_of(name);
     for (size_t i = 0; i < d.routes.size(); ++i)
       if (d.routes[i].label == r.route) {
@@ -76,7 +98,7 @@ std::string format_routes(const std::vector<RouteInfo>& routes) {
   std::string s;
   int64_t total = 0;
   for (const auto& r : routes) {
-    s += fmt::format("{} [{}]\n", r.param, fmt::join(r.shape, ", "));
+    s += fmt::format("{} [{}]{}\n", r.param, fmt::join(r.shape, ", "), r.role.empty() ? "" : " (" + r.role + ")");
     s += fmt::format("  route:    {}\n  view:     {}\n  pipeline: {}\n", r.route, r.view, r.pipeline);
     for (const auto& sc : r.scales)
       s += sc.value ? fmt::format("  scale:    {} = {:.6g}\n", sc.expr, *sc.value) : fmt::format("  scale:    {}\n", sc.expr);

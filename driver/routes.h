@@ -13,6 +13,7 @@ namespace opal {
 struct RouteInfo {
   std::string param;
   std::vector<int64_t> shape;
+  std::string role;      // "embedding", ...; "" when none is known
   std::string route;     // "matrix", "\"*embed*\">other"
   std::string view;      // "matrix 768 x 2304" or "vector 1 x 768"
   std::string pipeline;  // stages as written, innermost route
@@ -24,6 +25,11 @@ struct RouteInfo {
   std::vector<std::string> slots;  // "adapt.v [768, 2304]"
   int64_t state_bytes = 0;
 };
+
+// Gives parameters roles from `PATTERN=ROLE` assignments (`--role 'wte.*=embedding'`; fnmatch
+// patterns, later ones win). Throws Error for a malformed assignment, an unknown role, or a
+// pattern no parameter matches, and then changes nothing.
+void assign_roles(std::vector<ParamDesc>& params, const std::vector<std::string>& assignments);
 
 // `co`: the optimizer `opt` was built from (for the scale expressions as written).
 std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptimizer& co);

@@ -71,13 +71,21 @@ struct Stage {
   SourceLoc text;  // the whole stage as written, arguments included
 };
 
-// `matrix:`, `vector:`, `other:`, `"pattern", ...:` or `where(COND):` followed by a pipeline.
-// COND is an expression of the parameter's rank, rows, cols and numel (rows x rest).
+// A selector followed by a pipeline. The selector is `where(COND):` (COND an expression of the
+// parameter's rank, rows, cols and numel), or a comma list of terms any of which takes a
+// parameter: the classes `matrix`, `vector`, `other`, quoted name patterns ("embed*"), and the
+// roles `embedding`, `head`, `norm`, `bias`, `conv` (what the host says the parameter is).
+// The role names a selector may use (exec::ParamRole's, which a test keeps equal).
+inline constexpr const char* kRouteRoles[] = {"embedding", "head", "norm", "bias", "conv"};
 struct Route {
-  enum class Kind { Matrix, Vector, Other, Pattern, Where };
-  Kind kind;
+  enum class Kind { Matrix, Vector, Other, Pattern, Where, Role };
+  struct Term {
+    Kind kind;
+    std::string text;           // Pattern: the pattern; Role: the role's name
+    std::string label() const;  // "matrix", "\"embed*\"", "head"
+  };
+  std::vector<Term> terms;
   SourceLoc loc;
-  std::vector<std::string> patterns;
   ExprPtr condition;  // Where
   // How a tensor of rank >= 2 is seen as matrices (exec::View): dim 0 by the rest (`first`, the
   // default: torch's (out, in * kh * kw)), the leading dims by the last (`last`), one matrix per
@@ -85,7 +93,12 @@ struct Route {
   // largest axes (`largest`).
   enum class View { Default, First, Last, Batch, Largest } view = View::Default;
   std::vector<Stage> pipeline;
-  std::string label() const;  // "matrix", "other", "\"embed*\""
+  bool has(Kind k) const {
+    for (const Term& t : terms)
+      if (t.kind == k) return true;
+    return false;
+  }
+  std::string label() const;  // "matrix", "other", "\"embed*\"", "embedding,head,other"
 };
 
 struct OptimizerDecl {

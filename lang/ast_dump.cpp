@@ -24,19 +24,23 @@ std::string dump_params(const std::vector<Param>& ps) {
 }
 }  // namespace
 
-std::string Route::label() const {
+std::string Route::Term::label() const {
   switch (kind) {
     case Kind::Matrix: return "matrix";
     case Kind::Vector: return "vector";
     case Kind::Other: return "other";
-    case Kind::Where: return std::string(loc.text());
-    case Kind::Pattern: {
-      std::string s;
-      for (const auto& p : patterns) s += (s.empty() ? "" : ",") + ("\"" + p + "\"");
-      return s;
-    }
+    case Kind::Pattern: return "\"" + text + "\"";
+    case Kind::Role: return text;
+    case Kind::Where: return "where";
   }
   return "?";
+}
+
+std::string Route::label() const {
+  if (has(Kind::Where)) return std::string(loc.text());
+  std::string s;
+  for (const Term& t : terms) s += (s.empty() ? "" : ",") + t.label();
+  return s;
 }
 
 std::string dump_expr(const Expr& e) {

@@ -16,8 +16,8 @@
 //              | 'when' '(' expr ')' '{' stmt* '}'        'inverse' are contextual words)
 //              | 'inverse' '{' stmt* '}'                  a basis component's map back
 //   route     := selector ':' stage {'->' stage}
-//   selector  := ('matrix' | 'vector' | 'other' | STRING {',' STRING} | 'where' '(' expr ')') ['view' '(' IDENT ')']
-
+//   selector  := ('where' '(' expr ')' | term {',' term}) ['view' '(' IDENT ')']
+//   term      := 'matrix' | 'vector' | 'other' | STRING | 'embedding' | 'head' | 'norm' | 'bias' | 'conv'
 //   stage     := IDENT ['(' args ')'] | 'rotate' '(' IDENT ['(' args ')'] ')' | 'unrotate'
 //   args      := [IDENT '='] expr {',' ...}
 //   expr      := precedence climbing over || && (== !=) (< <= > >=) (+ -) (* /) unary ^ primary
@@ -172,28 +172,34 @@ class Parser {
     return o;
   }
 
+  // One term of a selector list: a quoted name pattern, a class or a role.
+  Route::Term selector_term() {
+    if (at(Tok::String)) return {Route::Kind::Pattern, expect(Tok::String, "as a name pattern").text};
+    Token sel = expect(Tok::Ident, "to start a route (`matrix:`, `vector:`, `other:`, a role such as `embedding:` or \"pattern\":)");
+    if (sel.text == "matrix") return {Route::Kind::Matrix, {}};
+    if (sel.text == "vector") return {Route::Kind::Vector, {}};
+    if (sel.text == "other") return {Route::Kind::Other, {}};
+    for (const char* role : kRouteRoles)
+      if (sel.text == role) return {Route::Kind::Role, sel.text};
+    d_.report(DiagKind::ExpectedToken, sel.loc, fmt::format("unknown parameter class `{}`", sel.text),
+              sel.text == "where" ? "`where(COND)` stands alone: give it a route of its own"
+                                  : "routes start with `matrix:`, `vector:`, `other:`, a role (`embedding`, `head`, `norm`, `bias`, `conv`), "
+                                    "`where(rank == 2):` or a quoted name pattern like \"embed*\":; a comma joins several: `embedding, head:`");
+    throw ParseError{};
+  }
+
   Route route() {
     Route r;
     r.loc = peek().loc;
-    if (at(Tok::String)) {
-      r.kind = Route::Kind::Pattern;
-      do r.patterns.push_back(expect(Tok::String, "as a name pattern").text);
-      while (accept(Tok::Comma));
+    if (at(Tok::Ident) && peek().text == "where" && peek(1).kind == Tok::LParen) {
+      take();
+      take();
+      r.terms.push_back({Route::Kind::Where, {}});
+      r.condition = expr();
+      expect(Tok::RParen, "to close the route's condition");
     } else {
-      Token sel = expect(Tok::Ident, "to start a route (`matrix:`, `vector:`, `other:` or \"pattern\":)");
-      if (sel.text == "matrix") r.kind = Route::Kind::Matrix;
-      else if (sel.text == "vector") r.kind = Route::Kind::Vector;
-      else if (sel.text == "other") r.kind = Route::Kind::Other;
-      else if (sel.text == "where" && at(Tok::LParen)) {
-        take();
-        r.kind = Route::Kind::Where;
-        r.condition = expr();
-        expect(Tok::RParen, "to close the route's condition");
-      } else {
-        d_.report(DiagKind::ExpectedToken, sel.loc, fmt::format("unknown parameter class `{}`", sel.text),
-                  "routes start with `matrix:`, `vector:`, `other:`, `where(rank == 2):` or a quoted name pattern like \"embed*\":");
-        throw ParseError{};
-      }
+      do r.terms.push_back(selector_term());
+      while (accept(Tok::Comma));
     }
     r.loc = span(r.loc, last_loc());
     if (at(Tok::Ident) && peek().text == "view" && peek(1).kind == Tok::LParen) {

@@ -232,11 +232,26 @@ class Resolver {
                 "split the route, or compare fewer sizes");
   }
 
+  // A class, role or pattern that an earlier route of the optimizer already names can never
+  // take a parameter here (the first route in spec order wins among terms of a kind).
+  void check_shadowed_terms(const OptimizerDecl& o) {
+    std::set<std::pair<int, std::string>> seen;
+    for (const auto& r : o.routes)
+      for (const auto& t : r.terms) {
+        if (t.kind == Route::Kind::Where) continue;
+        if (!seen.insert({int(t.kind), t.text}).second)
+          d_.report(DiagKind::ShadowedRoute, r.loc,
+                    fmt::format("`{}` is named by an earlier route of `{}`, which takes those parameters first", t.label(), o.name),
+                    "name each class, role and pattern in one route");
+      }
+  }
+
   void check_optimizer(const OptimizerDecl& o) {
     if (o.routes.empty())
       d_.report(DiagKind::NoRoutes, o.loc, fmt::format("optimizer `{}` has no routes", o.name), "add one, e.g. `other: momentum(0.9) -> scale(lr)`");
+    check_shadowed_terms(o);
     for (const auto& r : o.routes) {
-      if (r.kind == Route::Kind::Where) check_condition(*r.condition);
+      if (r.has(Route::Kind::Where)) check_condition(*r.condition);
       for (const auto& st : r.pipeline) {
         bool ok;
         if (st.role == Stage::Role::Unrotate) continue;  // balanced against `rotate` by the lowering

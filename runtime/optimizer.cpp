@@ -230,6 +230,7 @@ const std::vector<std::string>& Optimizer::hparam_names() const { return exe_->d
 size_t Optimizer::num_params() const { return impl_->tensors.size(); }
 const std::string& Optimizer::param_name(size_t i) const { return impl_->tensors.at(i).desc.name; }
 const std::vector<int64_t>& Optimizer::param_shape(const std::string& name) const { return impl_->get(name).desc.shape; }
+ParamRole Optimizer::param_role(const std::string& name) const { return impl_->get(name).desc.role; }
 
 std::span<float> Optimizer::param(const std::string& name) {
   auto& t = impl_->get(name);

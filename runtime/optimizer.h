@@ -15,6 +15,8 @@
 
 namespace opal {
 
+using exec::ParamRole;
+
 // A parameter to optimize, in the memory of the optimizer's device (host pointers on the CPU,
 // device pointers on CUDA). Null `data`/`grad` means the optimizer owns (zeroed) buffers, unless
 // `external`: then the host binds memory later (Optimizer::bind) and a null gradient means the
@@ -25,6 +27,7 @@ struct ParamDesc {
   float* data = nullptr;
   float* grad = nullptr;
   bool external = false;
+  ParamRole role = ParamRole::None;  // what it is in its model, for role routes (`embedding, head: ...`)
 };
 
 // Limit on one tensor's element count (a clear error, never an overflow).
@@ -89,6 +92,7 @@ class Optimizer {
   size_t num_params() const;
   const std::string& param_name(size_t i) const;
   const std::vector<int64_t>& param_shape(const std::string& name) const;
+  ParamRole param_role(const std::string& name) const;
   bool has_param(const std::string& name) const;
   std::span<float> param(const std::string& name);
   std::span<const float> param(const std::string& name) const;

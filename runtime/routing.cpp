@@ -3,6 +3,8 @@
 
 #include <fnmatch.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -29,6 +31,7 @@ bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
     case exec::SelectorKind::Matrix: return p.shape.size() >= 2;
     case exec::SelectorKind::Vector: return p.shape.size() <= 1;
     case exec::SelectorKind::Other: return true;
+    case exec::SelectorKind::Role: return std::find(s.roles.begin(), s.roles.end(), p.role) != s.roles.end();
     case exec::SelectorKind::Pattern:
       for (const auto& pat : s.patterns)
         if (fnmatch(pat.c_str(), p.name.c_str(), FNM_CASEFOLD) == 0) return true;
@@ -37,15 +40,16 @@ bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
   return false;
 }
 
-// Name patterns first (in spec order), then conditions on the shape (in spec order), then the
-// shape classes, then `other`.
+// Name patterns first (in spec order), then roles, then conditions on the shape (in spec
+// order), then the shape classes, then `other`.
 const exec::Selector* select_route(const exec::RoutingTable& table, const ParamDesc& p) {
   using K = exec::SelectorKind;
-  for (int pass = 0; pass < 4; ++pass)
+  for (int pass = 0; pass < 5; ++pass)
     for (const exec::Selector& s : table.selectors) {
       bool in_pass = pass == 0   ? s.kind == K::Pattern
-                     : pass == 1 ? s.kind == K::Where
-                     : pass == 2 ? (s.kind == K::Matrix || s.kind == K::Vector)
+                     : pass == 1 ? s.kind == K::Role
+                     : pass == 2 ? s.kind == K::Where
+                     : pass == 3 ? (s.kind == K::Matrix || s.kind == K::Vector)
                                  : s.kind == K::Other;
       if (in_pass && selector_accepts(s, p)) return &s;
     }

@@ -115,32 +115,36 @@ class GptRun : public WorkloadRun {
     ghead_ = Mat::Zero(d, V);
   }
 
+  // Each parameter with its role, as opal.torch would infer it from the modules: the token and
+  // position embeddings, the output head, the layer norms' weights and biases, the MLP biases.
   std::vector<ParamDesc> params() override {
     std::vector<ParamDesc> ps;
-    auto m = [&](std::string n, Mat& w, Mat& g) { ps.push_back({std::move(n), {w.rows(), w.cols()}, w.data(), g.data()}); };
-    auto v = [&](std::string n, Vec& w, Vec& g) { ps.push_back({std::move(n), {w.size()}, w.data(), g.data()}); };
-    m("embed.tok", tok_, gtok_);
-    m("embed.pos", pos_, gpos_);
+    auto m = [&](std::string n, Mat& w, Mat& g, ParamRole role = ParamRole::None) {
+      ps.push_back({std::move(n), {w.rows(), w.cols()}, w.data(), g.data(), false, role});
+    };
+    auto v = [&](std::string n, Vec& w, Vec& g, ParamRole role) { ps.push_back({std::move(n), {w.size()}, w.data(), g.data(), false, role}); };
+    m("embed.tok", tok_, gtok_, ParamRole::Embedding);
+    m("embed.pos", pos_, gpos_, ParamRole::Embedding);
     for (int l = 0; l < cfg_.layers; ++l) {
       auto& L = layers_[l];
       auto& G = grads_[l];
       std::string p = fmt::format("blocks.{}.", l);
-      v(p + "ln1.weight", L.g1, G.g1);
-      v(p + "ln1.bias", L.b1, G.b1);
+      v(p + "ln1.weight", L.g1, G.g1, ParamRole::Norm);
+      v(p + "ln1.bias", L.b1, G.b1, ParamRole::Norm);
       m(p + "attn.wq", L.wq, G.wq);
       m(p + "attn.wk", L.wk, G.wk);
       m(p + "attn.wv", L.wv, G.wv);
       m(p + "attn.wo", L.wo, G.wo);
-      v(p + "ln2.weight", L.g2, G.g2);
-      v(p + "ln2.bias", L.b2, G.b2);
+      v(p + "ln2.weight", L.g2, G.g2, ParamRole::Norm);
+      v(p + "ln2.bias", L.b2, G.b2, ParamRole::Norm);
       m(p + "mlp.w1", L.w1, G.w1);
-      v(p + "mlp.b1", L.bb1, G.bb1);
+      v(p + "mlp.b1", L.bb1, G.bb1, ParamRole::Bias);
       m(p + "mlp.w2", L.w2, G.w2);
-      v(p + "mlp.b2", L.bb2, G.bb2);
+      v(p + "mlp.b2", L.bb2, G.bb2, ParamRole::Bias);
     }
-    v("ln_f.weight", gf_, ggf_);
-    v("ln_f.bias", bf_, gbf_);
-    m("head.weight", head_, ghead_);
+    v("ln_f.weight", gf_, ggf_, ParamRole::Norm);
+    v("ln_f.bias", bf_, gbf_, ParamRole::Norm);
+    m("head.weight", head_, ghead_, ParamRole::Head);
     return ps;
   }
 

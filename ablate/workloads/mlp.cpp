@@ -102,9 +102,9 @@ class MlpRun : public WorkloadRun {
   }
   std::vector<ParamDesc> params() override {
     return {{"fc1.weight", {W1_.rows(), W1_.cols()}, W1_.data(), gW1_.data()},
-            {"fc1.bias", {b1_.size()}, b1_.data(), gb1_.data()},
+            {"fc1.bias", {b1_.size()}, b1_.data(), gb1_.data(), false, ParamRole::Bias},
             {"fc2.weight", {W2_.rows(), W2_.cols()}, W2_.data(), gW2_.data()},
-            {"fc2.bias", {b2_.size()}, b2_.data(), gb2_.data()}};
+            {"fc2.bias", {b2_.size()}, b2_.data(), gb2_.data(), false, ParamRole::Bias}};
   }
   double train_step(int step) override {
     Mat X(batch_, 196);

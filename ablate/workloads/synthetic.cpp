@@ -42,7 +42,7 @@ class LinregRun : public WorkloadRun {
     Yval_ = (teacher_ * Xval_).colwise() + Vec(bias_star_.col(0));
   }
   std::vector<ParamDesc> params() override {
-    return {{"linear.weight", {out_, in_}, W_.data(), gW_.data()}, {"linear.bias", {out_}, b_.data(), gb_.data()}};
+    return {{"linear.weight", {out_, in_}, W_.data(), gW_.data()}, {"linear.bias", {out_}, b_.data(), gb_.data(), false, ParamRole::Bias}};
   }
   double train_step(int step) override {
     auto r = stream(seed_, 3, step);
@@ -79,7 +79,9 @@ class QuadraticRun : public WorkloadRun {
     gW_.resize(m, n);
     gb_.resize(m);
   }
-  std::vector<ParamDesc> params() override { return {{"quad.weight", {m_, n_}, W_.data(), gW_.data()}, {"quad.bias", {m_}, b_.data(), gb_.data()}}; }
+  std::vector<ParamDesc> params() override {
+    return {{"quad.weight", {m_, n_}, W_.data(), gW_.data()}, {"quad.bias", {m_}, b_.data(), gb_.data(), false, ParamRole::Bias}};
+  }
   double train_step(int step) override {
     double loss = validate(nullptr);
     auto r = stream(seed_, 3, step);
@@ -114,7 +116,7 @@ class SoftmaxRun : public WorkloadRun {
     sample(v, 2048, Xval_, yval_);
   }
   std::vector<ParamDesc> params() override {
-    return {{"softmax.weight", {f_, c_}, W_.data(), gW_.data()}, {"softmax.bias", {c_}, b_.data(), gb_.data()}};
+    return {{"softmax.weight", {f_, c_}, W_.data(), gW_.data()}, {"softmax.bias", {c_}, b_.data(), gb_.data(), false, ParamRole::Bias}};
   }
   double train_step(int step) override {
     auto r = stream(seed_, 3, step);

@@ -2,6 +2,7 @@
 // exception turned into a status and a thread-local message.
 #include "bindings/c_api/opal.h"
 
+#include <algorithm>
 #include <map>
 #include <memory>
 #include <new>
@@ -162,6 +163,23 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
     opal::Optimizer::check_param(*opt->desc, p);
     opt->params.push_back(std::move(p));
     opt->device = dev;
+  });
+}
+
+opal_status opal_set_param_role(opal_optimizer* opt, const char* name, const char* role) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    need(role, "role");
+    if (opt->opt) throw Failure{OPAL_ERROR_STATE, fmt::format("cannot set the role of `{}`: the parameter list was fixed by an earlier call", name)};
+    opal::ParamRole r = opal::ParamRole::None;
+    if (*role && !opal::exec::role_by_name(role, r)) throw Failure{OPAL_ERROR_ARGUMENT, opal::exec::unknown_role(role) + " (or \"\" for none)"};
+    auto it = std::find_if(opt->params.begin(), opt->params.end(), [&](const opal::ParamDesc& p) { return p.name == name; });
+    if (it == opt->params.end()) throw Failure{OPAL_ERROR_NOT_FOUND, fmt::format("no parameter `{}` was added", name)};
+    opal::ParamDesc p = *it;
+    p.role = r;
+    opal::Optimizer::check_param(*opt->desc, p);  // its new route must take it
+    *it = std::move(p);
   });
 }
 

@@ -70,6 +70,12 @@ OPAL_API void opal_destroy(opal_optimizer* opt);
  * or the machine no device, is OPAL_ERROR_UNSUPPORTED with the reason. */
 OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype, opal_device device,
                                     void* data, void* grad);
+/* What a parameter added by opal_add_param is in its model, for specs that route by role
+ * (`embedding, head: adamw(...)`): "embedding", "head" (the output projection), "norm", "bias",
+ * "conv", or "" for none (the default). Call it before the first call that uses the parameter
+ * list. An unknown role is OPAL_ERROR_ARGUMENT, an unknown parameter OPAL_ERROR_NOT_FOUND, a
+ * call after the list was fixed OPAL_ERROR_STATE; each changes nothing. */
+OPAL_API opal_status opal_set_param_role(opal_optimizer* opt, const char* name, const char* role);
 /* Points a parameter at new memory (a host that reallocates its gradients). A NULL `grad`
  * leaves the parameter out of the following steps until a gradient is bound again. */
 OPAL_API opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, void* grad);

@@ -65,6 +65,11 @@ std::string dtype_code(const std::string& torch_dtype) {
 PYBIND11_MODULE(_opal, m) {
   m.doc() = "Opal runtime bindings (use opal.torch.Optimizer from PyTorch)";
   m.attr("__version__") = OPAL_VERSION;
+  m.def("role_names", [] {
+    std::vector<std::string> out;
+    for (ParamRole r : exec::kParamRoles) out.push_back(exec::role_name(r));
+    return out;
+  });
   m.def("stdlib_dir", &stdlib_dir, "The folder the stdlib is read from: $OPAL_STDLIB, else the one installed with Opal");
 
   static py::exception<Error> error(m, "OpalError", PyExc_RuntimeError);
@@ -134,6 +139,14 @@ PYBIND11_MODULE(_opal, m) {
                                  for (const auto& sel : t.selectors) out.insert(out.end(), sel.patterns.begin(), sel.patterns.end());
                                return out;
                              })
+      .def_property_readonly("route_roles",
+                             [](const Compiled& c) {
+                               std::vector<std::string> out;  // every role its routing selects by, delegations included
+                               for (const auto& t : c.exe->desc->tables)
+                                 for (const auto& sel : t.selectors)
+                                   for (ParamRole r : sel.roles) out.push_back(exec::role_name(r));
+                               return out;
+                             })
       .def("format_routes", [](const Compiled& c, const Optimizer& o) { return format_routes(describe_routes(o, *c.compiled)); })
       .def_property_readonly("source", [](const Compiled& c) { return c.exe->source; })
       .def_property_readonly("from_cache", [](const Compiled& c) { return c.exe->from_cache; })
@@ -146,16 +159,20 @@ PYBIND11_MODULE(_opal, m) {
   py::class_<Pending>(m, "PendingLoad").def_property_readonly("report", [](const Pending& p) { return report_dict(p.load->report); });
 
   py::class_<Optimizer, std::shared_ptr<Optimizer>>(m, "Optimizer")
-      // params: [(name, shape, data address)]; gradients are bound at each step
+      // params: [(name, shape, data address, role)] (role "" for none); gradients are bound at each step
       // device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
-      .def(py::init(
-               [](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t>>& params, const std::string& device) {
-                 std::vector<ParamDesc> ps;
-                 for (const auto& [name, shape, data] : params) ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true});
-                 const Device d = parse_device(device);
-                 if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps));
-                 return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d));
-               }),
+      .def(py::init([](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t, std::string>>& params,
+                       const std::string& device) {
+             std::vector<ParamDesc> ps;
+             for (const auto& [name, shape, data, role] : params) {
+               ParamRole r = ParamRole::None;
+               if (!role.empty() && !exec::role_by_name(role, r)) throw Error(fmt::format("parameter `{}`: {}", name, exec::unknown_role(role)));
+               ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true, r});
+             }
+             const Device d = parse_device(device);
+             if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps));
+             return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d));
+           }),
            py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu")
       .def_property_readonly("device", &Optimizer::describe_device)
       .def(
@@ -203,6 +220,7 @@ PYBIND11_MODULE(_opal, m) {
       .def("route", &Optimizer::route_of)
       .def("slots", &Optimizer::slots)
       .def("state_shape", &Optimizer::state_shape)
+      .def("param_role", [](const Optimizer& o, const std::string& name) { return std::string(exec::role_name(o.param_role(name))); })
       // the address of a state slot in the optimizer's device memory (CUDA views are built on it)
       .def("state_address",
            [](Optimizer& o, const std::string& name, const std::string& slot) { return reinterpret_cast<uintptr_t>(o.state_data(name, slot)); })

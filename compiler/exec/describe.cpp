@@ -175,17 +175,6 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   return r;
 }
 
-exec::SelectorKind selector_kind(Route::Kind k) {
-  switch (k) {
-    case Route::Kind::Pattern: return exec::SelectorKind::Pattern;
-    case Route::Kind::Matrix: return exec::SelectorKind::Matrix;
-    case Route::Kind::Vector: return exec::SelectorKind::Vector;
-    case Route::Kind::Other: return exec::SelectorKind::Other;
-    case Route::Kind::Where: return exec::SelectorKind::Where;
-  }
-  return exec::SelectorKind::Other;
-}
-
 // A route condition (checked by the resolver: sizes, numbers and const_eval's operators) as a
 // host scalar program over rank, rows, cols and numel; its last register is the verdict.
 uint32_t compile_condition(const Expr& e, exec::ScalarProgram& p) {
@@ -223,6 +212,39 @@ uint32_t compile_condition(const Expr& e, exec::ScalarProgram& p) {
   return 0;
 }
 
+// The selectors of one route: one per kind of term it names (its patterns together, its roles
+// together), all leading where the route leads.
+std::vector<exec::Selector> route_selectors(const Route& route) {
+  std::vector<exec::Selector> out;
+  auto of_kind = [&](exec::SelectorKind k) -> exec::Selector& {
+    for (auto& s : out)
+      if (s.kind == k) return s;
+    out.push_back({});
+    out.back().kind = k;
+    return out.back();
+  };
+  for (const Route::Term& t : route.terms) switch (t.kind) {
+      case Route::Kind::Pattern: of_kind(exec::SelectorKind::Pattern).patterns.push_back(t.text); break;
+      case Route::Kind::Role: {
+        exec::ParamRole r;
+        OPAL_CHECK(exec::role_by_name(t.text, r), "unknown role `%s`", t.text.c_str());
+        of_kind(exec::SelectorKind::Role).roles.push_back(r);
+        break;
+      }
+      case Route::Kind::Matrix: of_kind(exec::SelectorKind::Matrix); break;
+      case Route::Kind::Vector: of_kind(exec::SelectorKind::Vector); break;
+      case Route::Kind::Other: of_kind(exec::SelectorKind::Other); break;
+      case Route::Kind::Where: {
+        exec::Selector& sel = of_kind(exec::SelectorKind::Where);
+        compile_condition(*route.condition, sel.condition);
+        sel.condition_text = route.label();
+        sel.view = exec_view(route.view);
+        break;
+      }
+    }
+  return out;
+}
+
 // The routing table of optimizer `o` reached by `path`; delegations get tables of their own
 // (one per path: the same inner optimizer compiles to different routes under different paths).
 int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::vector<RouteStep>& path, exec::Description& d) {
@@ -231,28 +253,28 @@ int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::ve
   d.tables.push_back({o.name, {}});
   for (size_t i = 0; i < o.routes.size(); ++i) {
     const Route& route = o.routes[i];
-    exec::Selector sel{selector_kind(route.kind), route.patterns, {}, {}};
-    if (route.kind == Route::Kind::Where) {
-      compile_condition(*route.condition, sel.condition);
-      sel.condition_text = route.label();
-      sel.view = exec_view(route.view);
-    }
+    int32_t to_route = -1, to_table = -1;
     path.push_back({&o, i});
     const Stage* only = route.pipeline.size() == 1 ? &route.pipeline[0] : nullptr;
     const OptimizerDecl* inner = only ? co.program->find_optimizer(only->name, only->loc) : nullptr;
     if (inner && !co.program->find_component(only->name, only->loc)) {
-      sel.table = build_table(co, *inner, path, d);
+      to_table = build_table(co, *inner, path, d);
     } else {
       for (size_t r = 0; r < co.routes.size(); ++r) {
         const auto& cp = co.routes[r].path;
         if (cp.size() == path.size() && std::equal(cp.begin(), cp.end(), path.begin(), [](const RouteStep& a, const RouteStep& b) {
               return a.optimizer == b.optimizer && a.route == b.route;
             }))
-          sel.route = int32_t(r);
+          to_route = int32_t(r);
       }
     }
     path.pop_back();
-    if (sel.route >= 0 || sel.table >= 0) d.tables[index].selectors.push_back(std::move(sel));
+    if (to_route < 0 && to_table < 0) continue;
+    for (exec::Selector& sel : route_selectors(route)) {
+      sel.route = to_route;
+      sel.table = to_table;
+      d.tables[index].selectors.push_back(std::move(sel));
+    }
   }
   return index;
 }

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "support/bf16.h"
+#include "support/text.h"
 
 namespace opal::exec {
 
@@ -33,6 +34,28 @@ Dims dims_of(Extent e, long long rows, long long cols) {
 const char* view_name(View v) {
   static const char* names[] = {"first", "last", "batch", "largest"};
   return names[size_t(v)];
+}
+
+const char* role_name(ParamRole r) {
+  static const char* names[] = {"", "embedding", "head", "norm", "bias", "conv"};
+  return names[size_t(r)];
+}
+
+bool role_by_name(const std::string& name, ParamRole& out) {
+  for (ParamRole r : kParamRoles)
+    if (name == role_name(r)) {
+      out = r;
+      return true;
+    }
+  return false;
+}
+
+std::string unknown_role(const std::string& given) {
+  std::vector<std::string> names;
+  for (ParamRole r : kParamRoles) names.push_back(role_name(r));
+  const std::string close = closest_match(given, names);
+  return fmt::format("`{}` is not a role{}; the roles are {}", given, close.empty() ? "" : " (did you mean `" + close + "`?)",
+                     fmt::join(names, ", "));
 }
 
 TensorView tensor_view(const std::vector<int64_t>& shape, View v) {
@@ -244,9 +267,12 @@ std::string print(const Description& d) {
   for (size_t t = 0; t < d.tables.size(); ++t) {
     s += fmt::format("table {} ({}):\n", t, d.tables[t].optimizer);
     for (const auto& sel : d.tables[t].selectors) {
-      static const char* kinds[] = {"pattern", "matrix", "vector", "other", "where"};
+      static const char* kinds[] = {"pattern", "matrix", "vector", "other", "where", "role"};
+      std::vector<std::string> roles;
+      for (ParamRole r : sel.roles) roles.push_back(role_name(r));
       std::string what = sel.kind == SelectorKind::Pattern ? fmt::format("\"{}\"", fmt::join(sel.patterns, "\", \""))
                          : sel.kind == SelectorKind::Where ? sel.condition_text
+                         : sel.kind == SelectorKind::Role  ? fmt::format("role {}", fmt::join(roles, ", "))
                                                            : kinds[size_t(sel.kind)];
       s += sel.table >= 0 ? fmt::format("  {} -> table {}\n", what, sel.table) : fmt::format("  {} -> route {}\n", what, sel.route);
     }
@@ -264,6 +290,9 @@ std::string verify(const Description& d) {
       if (sel.route >= int32_t(d.routes.size()) || sel.table >= int32_t(d.tables.size()) || (sel.table >= 0 && sel.table <= int32_t(t)))
         return fmt::format("a selector of table {} leads out of range (or back)", t);
       if ((sel.kind == SelectorKind::Pattern) == sel.patterns.empty()) return fmt::format("a selector of table {} has the wrong patterns", t);
+      if ((sel.kind == SelectorKind::Role) == sel.roles.empty()) return fmt::format("a selector of table {} has the wrong roles", t);
+      for (ParamRole r : sel.roles)
+        if (r == ParamRole::None || size_t(r) > size_t(ParamRole::Conv)) return fmt::format("a selector of table {} has an unknown role", t);
       const auto& code = sel.condition.code;
       if ((sel.kind == SelectorKind::Where) == code.empty() || code.size() > kMaxConditionLength)
         return fmt::format("a selector of table {} has a missing, stray or too long condition", t);

@@ -48,6 +48,16 @@ TensorView tensor_view(const std::vector<int64_t>& shape, View v);
 // The one-matrix summary of a view (rows stacked over the batch), for printing and sizes.
 Dims matrix_view(const std::vector<int64_t>& shape, View v);
 
+// What a parameter is in its model, as the host says (opal.torch infers it from the module that
+// holds the parameter): routes can select by it (`embedding, head: adamw(...)`). None: no role
+// known, or none of these.
+enum class ParamRole : uint8_t { None, Embedding, Head, Norm, Bias, Conv };
+inline constexpr ParamRole kParamRoles[] = {ParamRole::Embedding, ParamRole::Head, ParamRole::Norm, ParamRole::Bias, ParamRole::Conv};
+const char* role_name(ParamRole r);  // "embedding", ...; "" for None
+bool role_by_name(const std::string& name, ParamRole& out);
+// "`embeding` is not a role (did you mean `embedding`?); the roles are embedding, head, ..."
+std::string unknown_role(const std::string& given);
+
 // ---- The host scalar program ----------------------------------------------------------------
 // Instruction i writes register i. Operands name earlier registers. Inputs: the step count t,
 // hyperparameter `index`, the parameter's rows, cols and numel.
@@ -228,14 +238,15 @@ struct Route {
 };
 
 // ---- Routing --------------------------------------------------------------------------------
-// Selectors are tried by kind: name patterns first (in spec order), then conditions on the
-// shape (in spec order), then the shape classes, then `other`. A selector leads to a compiled
-// route or delegates to another table.
-enum class SelectorKind : uint8_t { Pattern, Matrix, Vector, Other, Where };
+// Selectors are tried by kind: name patterns first (in spec order), then roles, then conditions
+// on the shape (in spec order), then the shape classes, then `other`. A selector leads to a
+// compiled route or delegates to another table.
+enum class SelectorKind : uint8_t { Pattern, Matrix, Vector, Other, Where, Role };
 inline constexpr size_t kMaxConditionLength = 64;  // instructions of a route condition
 struct Selector {
   SelectorKind kind = SelectorKind::Other;
   std::vector<std::string> patterns;  // fnmatch, case-insensitive
+  std::vector<ParamRole> roles;       // Role: any of these
   ScalarProgram condition;            // Where: holds when its last register is nonzero
   std::string condition_text;         // Where: as written
   View view = View::First;            // Where: the view the condition sees (its route's own)

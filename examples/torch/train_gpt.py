@@ -100,7 +100,9 @@ def make_optimizer(model, spec, hparams):
         return torch.optim.AdamW(model.parameters(), **{({"wd": "weight_decay"}).get(k, k): v for k, v in hparams.items()})
     from opal.torch import Optimizer
 
-    return Optimizer(model.named_parameters(), spec=spec, **hparams)
+    # roles come from the modules (embed: embedding, head: head, ln*: norm, biases); the learned
+    # position table is a bare Parameter, so it is named as the embedding it is
+    return Optimizer(model, spec=spec, roles={"pos": "embedding"}, **hparams)
 
 
 def main():

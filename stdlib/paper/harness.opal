@@ -4,7 +4,7 @@
 #   lr 0.01, weight decay 0.001 except on biases, embeddings and norms. Every paper optimizer
 #   exposes them as its hyperparameters other_lr and other_wd.
 optimizer paper_other(lr = 0.01, wd = 0.001, b1 = 0.9, b2 = 0.99, warmup = 200, total = 10000) {
-  "*bias*", "*embed*", "*norm*":
+  bias, embedding, norm, "*bias*", "*embed*", "*norm*":
     momentum(b1, bias_correction = true) -> adapt(b2, 1e-8) -> scale(warmup_cosine(t - 1, lr, warmup, total))
   other:
     momentum(b1, bias_correction = true) -> adapt(b2, 1e-8) -> decay(wd) -> scale(warmup_cosine(t - 1, lr, warmup, total))

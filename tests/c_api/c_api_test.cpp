@@ -110,6 +110,30 @@ TEST_CASE("parameters: bad ones are refused with a reason, good ones train") {
   opal_destroy(nullptr);  // a no-op, like free
 }
 
+TEST_CASE("roles: opal_set_param_role sends muon's embedding to AdamW; bad roles and late calls change nothing") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("muon", nullptr, &opt) == OPAL_OK);
+  int64_t es[2] = {10, 4}, hs[2] = {4, 4};
+  CHECK(opal_add_param(opt, "wte", 2, es, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  CHECK(opal_add_param(opt, "h", 2, hs, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  CHECK(opal_set_param_role(opt, "wte", "embeding") == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("did you mean `embedding`?") != std::string::npos);
+  CHECK(opal_set_param_role(opt, "wpe", "embedding") == OPAL_ERROR_NOT_FOUND);
+  CHECK(opal_set_param_role(opt, "wte", nullptr) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_set_param_role(opt, "h", "head") == OPAL_OK);
+  CHECK(opal_set_param_role(opt, "h", "") == OPAL_OK);  // back to none
+  CHECK(opal_set_param_role(opt, "wte", "embedding") == OPAL_OK);
+  const char* route = nullptr;
+  CHECK(opal_route(opt, "wte", &route) == OPAL_OK);  // fixes the parameter list
+  CHECK(std::string(route) == "embedding,head,other>other");
+  CHECK(opal_route(opt, "h", &route) == OPAL_OK);
+  CHECK(std::string(route) == "matrix");
+  CHECK(opal_set_param_role(opt, "h", "head") == OPAL_ERROR_STATE);
+  CHECK(opal_route(opt, "h", &route) == OPAL_OK);
+  CHECK(std::string(route) == "matrix");
+  opal_destroy(opt);
+}
+
 TEST_CASE("owned buffers, rebinding, and a parameter without a gradient sits out") {
   opal_optimizer* opt = nullptr;
   REQUIRE(opal_create("signum", nullptr, &opt) == OPAL_OK);

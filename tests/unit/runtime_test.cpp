@@ -28,9 +28,11 @@ TEST_CASE("routes: name patterns first, then shape classes, through delegation")
   std::vector<ParamDesc> ps = {{"h.0.mlp.weight", {4, 6}}, {"embed.weight", {10, 4}}, {"h.0.ln.bias", {4}}, {"head.weight", {3, 4}}};
   Optimizer opt(build_executable(SpecRef{"paper_adam", "", ""}), ps);
   CHECK(opt.route_of("h.0.mlp.weight") == "matrix");
-  CHECK(opt.route_of("embed.weight") == "\"*embed*\",\"*head*\",\"*output*\">\"*bias*\",\"*embed*\",\"*norm*\"");
-  CHECK(opt.route_of("h.0.ln.bias") == "other>\"*bias*\",\"*embed*\",\"*norm*\"");
-  CHECK(opt.route_of("head.weight") == "\"*embed*\",\"*head*\",\"*output*\">other");
+  const std::string to_other = "embedding,head,\"*embed*\",\"*head*\",\"*output*\">",
+                    no_decay = "bias,embedding,norm,\"*bias*\",\"*embed*\",\"*norm*\"";
+  CHECK(opt.route_of("embed.weight") == to_other + no_decay);
+  CHECK(opt.route_of("h.0.ln.bias") == "other>" + no_decay);
+  CHECK(opt.route_of("head.weight") == to_other + "other");
 }
 
 TEST_CASE("routes chosen by rank and size: where(...) after name patterns, before the shape classes") {
@@ -250,7 +252,7 @@ TEST_CASE("Newton-Schulz's eps is a runtime hyperparameter; `inf` is a literal")
 TEST_CASE("delegation keeps runtime hyperparameters: muon's AdamW side follows lr and its own adam_* terms") {
   std::vector<float> w(6, 1.f), g = {0.5f, 0.25f, -1.f, 2.f, 1.f, -3.f}, b(3, 1.f), gb = {1.f, -1.f, 0.5f};
   Optimizer opt(build_executable(SpecRef{"muon", "", ""}), {{"w", {2, 3}, w.data(), g.data()}, {"b", {3}, b.data(), gb.data()}});
-  REQUIRE(opt.route_of("b") == "other>other");
+  REQUIRE(opt.route_of("b") == "embedding,head,other>other");
   // a scheduler that drives lr to 0 stops both sides (the AdamW side was a constant 3e-4)
   opt.set_hparam("lr", 0.0);
   opt.step();

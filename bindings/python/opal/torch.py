@@ -1,15 +1,17 @@
 """opal.torch.Optimizer: an Opal spec as a torch.optim.Optimizer that steps tensors in place.
 
-    opt = opal.torch.Optimizer(model.named_parameters(), spec="adamw", lr=1e-3, wd=0.1)
+    opt = opal.torch.Optimizer(model, spec="muon", lr=0.02)     # or model.named_parameters()
     loss.backward(); opt.step(); opt.zero_grad()
 
-Parameters are routed by name (`"*embed*": ...` routes of the spec) and by shape. Each
+Parameters are routed by role (`embedding, head: ...` routes: given a model, each parameter's
+role comes from the module holding it), by name (`"*embed*": ...`) and by shape. Each
 parameter group is its own Opal optimizer with its own hyperparameters, so PyTorch's LR
 schedulers work through param_groups[i]["lr"]. The kernels read and write the tensors' memory
 directly: no copies. state_dict() keys state by parameter name and slot name and works with
 torch.save / torch.load.
 """
 import difflib
+import fnmatch
 import threading
 import warnings
 
@@ -88,11 +90,57 @@ def _hint(name, candidates):
     return f"; did you mean `{close[0]}`?" if close else f"; it has: {', '.join(candidates)}"
 
 
+def _is_norm(module, param):
+    """A normalization layer's weight or bias: torch's norm layers, and any module whose class
+    name says Norm (LlamaRMSNorm, nanoGPT's LayerNorm, T5LayerNorm) for its vectors."""
+    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm, getattr(torch.nn, "RMSNorm", ()))
+    return isinstance(module, norms) or ("Norm" in type(module).__name__ and param.dim() <= 1)
+
+
+def _module_roles(model):
+    """{id(parameter): role} from the modules that hold the parameters of `model`:
+    - embedding: the weight of an nn.Embedding or nn.EmbeddingBag (a head tied to it, the same
+      tensor, is this one parameter and counts as the embedding);
+    - head: the weight of an nn.Linear with as many outputs as the largest embedding has rows
+      (an untied vocabulary projection: lm_head, output);
+    - norm: the weight and bias of a normalization layer (see _is_norm);
+    - bias: any other module's `bias`;
+    - conv: the weight of an nn.ConvNd (routes see it as (out, in * kh * kw));
+    anything else has no role. roles={...} names a head this cannot see (a classifier)."""
+    embeddings = [m for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
+    embedded = {id(m.weight) for m in embeddings}
+    vocab = max((m.num_embeddings for m in embeddings), default=None)
+    roles = {}
+    for module in model.modules():
+        for name, p in module.named_parameters(recurse=False):
+            if id(p) in embedded:
+                role = "embedding"
+            elif _is_norm(module, p):
+                role = "norm"
+            elif name == "bias":
+                role = "bias"
+            elif isinstance(module, torch.nn.Linear) and name == "weight" and p.shape[0] == vocab:
+                role = "head"
+            elif isinstance(module, torch.nn.modules.conv._ConvNd) and name == "weight":
+                role = "conv"
+            else:
+                continue
+            roles.setdefault(id(p), role)
+    return roles
+
+
 class Optimizer(torch.optim.Optimizer):
     """A torch.optim.Optimizer running an Opal spec.
 
-    params: model.named_parameters(), a list of (name, tensor), a list of tensors (named by
+    params: a model (an nn.Module: its named parameters, each with the role of the module holding
+        it), model.named_parameters(), a list of (name, tensor), a list of tensors (named by
         position), or a list of parameter-group dicts whose "params" are any of those.
+    model: the model the parameters come from, when params is not the model itself (parameter
+        groups): gives them their roles, and names to tensors passed without names.
+    roles: {name or fnmatch pattern: role} over the inferred ones ("embedding", "head",
+        "norm", "bias", "conv", or None for none), e.g. roles={"fc.weight": "head"} for a
+        classifier's output layer. Specs route by role (the stdlib muon, soap, shampoo send
+        embeddings and heads to AdamW); `opt.routes()` shows each parameter's role and route.
     spec: a stdlib optimizer name ("adamw", "soap", "muon"), a path to a .opal file, or spec text.
     optimizer: which optimizer of a file defining several.
     nonfinite: what a step does with a NaN or Inf in a gradient or an update: "off" (no check,
@@ -112,7 +160,7 @@ class Optimizer(torch.optim.Optimizer):
     parameters for evaluation and the training point back, as the reference optimizer does.
     """
 
-    def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", **hparams):
+    def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, **hparams):
         self._nonfinite = str(nonfinite)
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
@@ -124,6 +172,15 @@ class Optimizer(torch.optim.Optimizer):
         self._unnamed = 0
         self._synced = []  # per group: the torch-spelled keys as last made consistent
         self._training = True
+        if isinstance(params, torch.nn.Module):
+            if model is not None and model is not params:
+                raise ValueError("params is a model and model= another one: give one model")
+            model, params = params, list(params.named_parameters())
+        if model is not None and not isinstance(model, torch.nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        self._module_roles = _module_roles(model) if model is not None else {}
+        self._model_names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
+        self._role_patterns = self._check_roles(roles)
         defaults = dict(self._compiled.hparams)
         defaults.update(self._normalize(hparams, "Optimizer()"))
         defaults.update({k: hparams.get(k, v) for k, v in _TORCH_FLAGS.items() if k not in self._compiled.hparams})
@@ -131,6 +188,8 @@ class Optimizer(torch.optim.Optimizer):
             if all(k in defaults for k in keys):
                 defaults[alias] = tuple(float(defaults[k]) for k in keys) if alias == "betas" else float(defaults[keys[0]])
         super().__init__(self._split_names(params), defaults)
+        self._check_role_patterns_used()
+        self._warn_roleless()
 
     # -- construction -------------------------------------------------------------------
     def _normalize(self, hp, where):
@@ -175,12 +234,15 @@ class Optimizer(torch.optim.Optimizer):
             tensors = [p for _, p in ps]
         else:
             names = []
-            for _ in ps:
+            for p in ps:
+                if id(p) in self._model_names:
+                    names.append(self._model_names[id(p)])
+                    continue
                 names.append(str(self._unnamed))
                 self._unnamed += 1
             tensors = ps
             patterns = self._compiled.name_patterns
-            if ps and patterns:
+            if ps and patterns and not all(id(p) in self._model_names for p in ps):
                 warnings.warn(f"opal: {len(ps)} parameters were given without names (model.parameters()), so the name routes of "
                               f"`{self._compiled.name}` ({', '.join(dict.fromkeys(patterns))}) cannot match them; pass "
                               "model.named_parameters() to route embeddings, heads and norms by name", stacklevel=4)
@@ -188,6 +250,48 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"a parameter group has {len(tensors)} tensors and {len(names)} names")
         group["params"], group["param_names"] = tensors, names
         return group
+
+    @staticmethod
+    def _check_roles(roles):
+        """roles={pattern: role} checked: [(pattern, role or "")], in order."""
+        if roles is None:
+            return []
+        if not isinstance(roles, dict):
+            raise TypeError(f"roles must be a dict {{parameter name or pattern: role}}, not {type(roles).__name__}")
+        known = _opal.role_names()
+        out = []
+        for pattern, role in roles.items():
+            if not isinstance(pattern, str):
+                raise TypeError(f"roles: key {pattern!r} is not a parameter name or pattern")
+            if role is not None and role not in known:
+                raise ValueError(f"roles: `{role}` (for `{pattern}`) is not a role{_hint(str(role), known)}")
+            out.append((pattern, role or ""))
+        return out
+
+    def _role_of(self, name, p):
+        role = self._module_roles.get(id(p), "")
+        for pattern, r in self._role_patterns:
+            if fnmatch.fnmatchcase(name, pattern):
+                role = r
+        return role
+
+    def _check_role_patterns_used(self):
+        names = [n for g in self.param_groups for n in g["param_names"]]
+        for pattern, _ in self._role_patterns:
+            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
+                raise ValueError(f"roles: no parameter is named like `{pattern}`{_hint(pattern, names)}")
+
+    def _warn_roleless(self):
+        """A spec that routes by role, given matrices without a model or roles= (named_parameters()
+        alone): its embeddings and heads would take the shape routes; say so."""
+        by_role = list(dict.fromkeys(self._compiled.route_roles))
+        if not by_role or self._compiled.name_patterns or self._model_names or self._role_patterns:
+            return  # (a spec with name patterns too, as the paper family has, finds them by name)
+        if not any(p.dim() >= 2 for g in self.param_groups for p in g["params"]):
+            return
+        warnings.warn(f"opal: `{self._compiled.name}` routes {', '.join(by_role)} parameters by role, but no parameter has a role, so "
+                      "embeddings and heads take the shape routes (matrix: ...); pass the model (opal.torch.Optimizer(model, ...), or "
+                      "model=model with parameter groups) or roles={name: role}", stacklevel=3)
 
     def add_param_group(self, param_group):
         group = param_group if "param_names" in param_group else self._named_group(dict(param_group))
@@ -211,8 +315,8 @@ class Optimizer(torch.optim.Optimizer):
         if len(devices) > 1:
             raise ValueError(f"a parameter group has tensors on {sorted(map(str, devices))}: one group steps one device")
         device = devices.pop() if devices else torch.device("cpu")
-        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr()) for n, p in zip(group["param_names"], group["params"])],
-                                 _device_name(device))
+        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), self._role_of(n, p))
+                                                  for n, p in zip(group["param_names"], group["params"])], _device_name(device))
         for k in engine.hparam_names:
             engine.set_hparam(k, float(group[k]))
         engine.nonfinite = self._nonfinite

@@ -1,6 +1,7 @@
 // The pass pipeline.
 #include "compiler/pipeline.h"
 
+#include <functional>
 #include <set>
 
 #include <fmt/format.h>
@@ -68,6 +69,30 @@ std::string unused_hparam_help(const Program& p, const OptimizerDecl& o, const s
   return "remove it, or pass it to a stage: sweeping it would change nothing";
 }
 
+// The names route conditions of `o` read, through delegation: where a delegated optimizer's
+// condition reads one of its hyperparameters, the names of the argument bound to it.
+std::set<std::string> condition_names(const Program& program, const OptimizerDecl& o, int depth) {
+  std::set<std::string> out;
+  std::function<void(const Expr&)> names = [&](const Expr& e) {
+    if (e.kind == Expr::Kind::Name) out.insert(e.name);
+    for (const auto& a : e.args) names(*a.value);
+  };
+  for (const Route& r : o.routes) {
+    if (r.condition) names(*r.condition);
+    if (r.pipeline.size() != 1 || depth >= 64) continue;  // (cycles are the resolver's errors)
+    const Stage& only = r.pipeline[0];
+    const OptimizerDecl* inner = program.find_optimizer(only.name);
+    if (!inner || program.find_component(only.name, only.loc)) continue;
+    const std::set<std::string> read = condition_names(program, *inner, depth + 1);
+    for (size_t k = 0; k < inner->params.size(); ++k) {
+      if (!read.count(inner->params[k].name)) continue;
+      for (size_t a = 0; a < only.args.size(); ++a)
+        if (only.args[a].name == inner->params[k].name || (only.args[a].name.empty() && a == k)) names(*only.args[a].value);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
 std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program> program, const OptimizerDecl& decl, Diagnostics& diags,
@@ -110,6 +135,10 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     if (want("memory")) dumps->push_back({rg.label, "memory", print_plan(plan), true});
     out.routes.push_back({rg.label, rg.path, std::move(plan)});
   }
+  // a hyperparameter a route condition reads is used (it decides routes)
+  const std::set<std::string> decides = condition_names(*program, decl, 0);
+  for (size_t i = 0; i < out.hparams.size(); ++i)
+    if (decides.count(out.hparams[i])) used_hparams.insert(int64_t(i));
   for (size_t i = 0; i < out.hparams.size(); ++i)
     if (!used_hparams.count(int64_t(i)))
       diags.report(DiagKind::UnusedHyperparameter, lowered.hparam_locs[i],

@@ -67,10 +67,11 @@ std::shared_ptr<const Executable> build_executable(const SpecRef& ref, Device de
   return build_executable(std::move(compiled), false, backend.get());
 }
 
-std::unique_ptr<Optimizer> make_optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device) {
+std::unique_ptr<Optimizer> make_optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device,
+                                          const HParams& hparams) {
   std::unique_ptr<Backend> backend = make_backend(device);
   auto exe = build_executable(std::move(compiled), false, backend.get());
-  return std::make_unique<Optimizer>(std::move(backend), std::move(exe), std::move(params));
+  return std::make_unique<Optimizer>(std::move(backend), std::move(exe), std::move(params), hparams);
 }
 
 std::shared_ptr<const Executable> build_executable(std::shared_ptr<const CompiledOptimizer> compiled, bool check_finite, Backend* backend) {

@@ -36,7 +36,8 @@ std::shared_ptr<const Executable> build_executable(std::shared_ptr<const Compile
 
 // An optimizer of `compiled` on `device`: one backend, the kernels built for it, the
 // parameters routed (Optimizer's errors).
-std::unique_ptr<Optimizer> make_optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device = {});
+std::unique_ptr<Optimizer> make_optimizer(std::shared_ptr<const CompiledOptimizer> compiled, std::vector<ParamDesc> params, Device device = {},
+                                          const HParams& hparams = {});
 
 // Builds the program for `ref` (stdlib + the user's file or text), for the CLI's front-end
 // commands. Diagnostics go to `diags`.

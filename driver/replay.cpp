@@ -25,8 +25,7 @@ SafetensorsFile replay(const ReplayRequest& req) {
   for (const auto& [name, t] : req.init.tensors) w[name] = t.values;
   for (auto& [name, v] : w) params.push_back({name, req.init.tensors.at(name).shape, v.data(), nullptr});
   assign_roles(params, req.roles);
-  Optimizer opt(build_executable(req.spec), params);
-  for (const auto& [k, v] : req.hparams) opt.set_hparam(k, v);
+  Optimizer opt(build_executable(req.spec), params, req.hparams);
   opt.set_diagnostics(req.diagnostics != nullptr);
   for (int s = 1; s <= req.steps; ++s) {
     for (const auto& [name, _] : req.init.tensors) {

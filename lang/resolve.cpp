@@ -208,17 +208,23 @@ class Resolver {
                   "`u`, `g` and `w` are in scope in every stage: give the parameter another name");
   }
 
-  // A route condition is decided once per parameter, from its shape: it may read rank, rows,
-  // cols and numel, numbers and the operators const_eval knows; not hyperparameters (routing
-  // does not change at run time) nor tensors.
-  void check_condition(const Expr& c) {
-    const ConstantNames sizes = [](const std::string& n) -> std::optional<double> {
+  // A route condition is decided once per parameter when the optimizer is built: it may read
+  // rank, rows, cols and numel, the optimizer's hyperparameters (their values at that time:
+  // `where(rows <= max_precond_dim)`, `where(centered)`), numbers and the operators const_eval
+  // knows; not t nor tensors.
+  void check_condition(const OptimizerDecl& o, const Expr& c) {
+    const ConstantNames sizes = [&](const std::string& n) -> std::optional<double> {
       if (n == "rank" || n == "rows" || n == "cols" || n == "numel") return 1.0;
+      for (const auto& prm : o.params)
+        if (prm.name == n) return 1.0;
       return std::nullopt;
     };
     if (!eval_constant(c, sizes)) {
-      d_.report(DiagKind::NotConstant, c.loc, "a route's condition must be an expression of the parameter's rank, rows, cols and numel",
-                "routing is decided once per parameter from its shape: compare sizes with numbers, e.g. `where(rank == 2 && rows >= 128):`");
+      d_.report(DiagKind::NotConstant, c.loc,
+                "a route's condition must be an expression of the parameter's rank, rows, cols and numel and the optimizer's "
+                "hyperparameters",
+                "routing is decided once per parameter when the optimizer is built: compare sizes with numbers or hyperparameters, "
+                "e.g. `where(rank == 2 && rows <= max_dim):`");
       return;
     }
     // one host instruction per expression node (compiler/exec: kMaxConditionLength)
@@ -251,7 +257,7 @@ class Resolver {
       d_.report(DiagKind::NoRoutes, o.loc, fmt::format("optimizer `{}` has no routes", o.name), "add one, e.g. `other: momentum(0.9) -> scale(lr)`");
     check_shadowed_terms(o);
     for (const auto& r : o.routes) {
-      if (r.has(Route::Kind::Where)) check_condition(*r.condition);
+      if (r.has(Route::Kind::Where)) check_condition(o, *r.condition);
       for (const auto& st : r.pipeline) {
         bool ok;
         if (st.role == Stage::Role::Unrotate) continue;  // balanced against `rotate` by the lowering

@@ -133,6 +133,27 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
   }
   if (!params.is_array() || !hparams.is_object()) throw fail("its metadata (opal.params or opal.hparams) is malformed");
   r.spec_changed = meta("opal.program_hash") != program_hash(opt);
+  // hyperparameters first: one that decides routes, saved with a value that routes a parameter
+  // elsewhere, explains every state difference that follows
+  for (auto& [name, v] : hparams.items()) {
+    if (!v.is_number()) throw fail(fmt::format("hyperparameter `{}` is not a number", name));
+    try {
+      Optimizer::check_hparam_value(name, v.get<double>());
+    } catch (const Error& e) {
+      throw fail(e.what());
+    }
+    const auto& names = opt.hparam_names();
+    if (std::find(names.begin(), names.end(), name) == names.end()) {
+      r.hparams_ignored.push_back(name);
+      continue;
+    }
+    try {
+      opt.check_set_hparam(name, v.get<double>());  // one that decides routes must move no parameter
+    } catch (const Error& e) {
+      throw fail(e.what());
+    }
+    p.hparams.emplace_back(name, v.get<double>());
+  }
 
   // parameters: the same names with the same shapes, both ways
   std::map<std::string, std::vector<int64_t>> saved;
@@ -204,17 +225,6 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
     if (key.rfind("state/", 0) != 0) throw fail(fmt::format("it has an unexpected tensor `{}`", key));
     if (!r.spec_changed) throw fail(fmt::format("it has state `{}` that this spec does not keep", key.substr(6)));
     r.dropped.push_back(key.substr(6));
-  }
-  for (auto& [name, v] : hparams.items()) {
-    if (!v.is_number()) throw fail(fmt::format("hyperparameter `{}` is not a number", name));
-    try {
-      Optimizer::check_hparam_value(name, v.get<double>());
-    } catch (const Error& e) {
-      throw fail(e.what());
-    }
-    const auto& names = opt.hparam_names();
-    if (std::find(names.begin(), names.end(), name) == names.end()) r.hparams_ignored.push_back(name);
-    else p.hparams.emplace_back(name, v.get<double>());
   }
   p.file = std::move(file);
   return p;

@@ -50,26 +50,41 @@ void Optimizer::Impl::reset_slot(const exec::Description& d, Tensor& t, size_t i
   backend->upload(t.slots[i].p, v.data(), v.size());
 }
 
-Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
+namespace {
+
+// The hyperparameters' values: the defaults, with `given` over them (checked).
+std::vector<double> hparam_values(const exec::Description& d, const HParams& given) {
+  std::vector<double> v = d.defaults;
+  for (const auto& [k, x] : given) {
+    Optimizer::check_hparam_value(k, x);
+    v[Optimizer::hparam_index(d, k)] = x;
+  }
+  return v;
+}
+
+}  // namespace
+
+Optimizer::Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams) {
   auto backend = make_backend(exe->device);
-  init(std::move(backend), std::move(exe), std::move(params));
+  init(std::move(backend), std::move(exe), std::move(params), hparams);
 }
 
-Optimizer::Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
-  init(std::move(backend), std::move(exe), std::move(params));
+Optimizer::Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams) {
+  init(std::move(backend), std::move(exe), std::move(params), hparams);
 }
 
-void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params) {
+void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams) {
   impl_ = std::make_unique<Impl>();
   impl_->backend = std::move(backend);
   exe_ = std::move(exe);
   const exec::Description& d = *exe_->desc;
   impl_->uniforms.assign(d.uniform_count(), 0.0);
-  for (size_t i = 0; i < d.defaults.size(); ++i) impl_->uniforms[1 + i] = d.defaults[i];
+  const std::vector<double> values = hparam_values(d, hparams);
+  std::copy(values.begin(), values.end(), impl_->uniforms.begin() + 1);
   impl_->routes.resize(d.routes.size());
   for (auto& p : params) {
     if (impl_->by_name.count(p.name)) throw Error(fmt::format("parameter `{}` is given twice", p.name));
-    RoutedParam rp = route_param(d, p);
+    RoutedParam rp = route_param(d, p, values.data());
     const exec::Route& route = d.routes[rp.route];
     if (!route.calls.empty() && std::max(rp.view.rows, rp.view.cols) > impl_->backend->max_call_side())
       throw Error(
@@ -131,7 +146,9 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
 
 Optimizer::~Optimizer() = default;
 
-void Optimizer::check_param(const exec::Description& d, const ParamDesc& p) { route_param(d, p); }
+void Optimizer::check_param(const exec::Description& d, const ParamDesc& p, const HParams& hparams) {
+  route_param(d, p, hparam_values(d, hparams).data());
+}
 
 Device Optimizer::device() const { return impl_->backend->device(); }
 std::string Optimizer::describe_device() const { return impl_->backend->describe(); }
@@ -219,9 +236,28 @@ size_t Optimizer::hparam_index(const exec::Description& d, const std::string& na
 }
 
 void Optimizer::set_hparam(const std::string& name, double value) {
-  size_t i = hparam_index(*exe_->desc, name);
+  check_set_hparam(name, value);
+  impl_->uniforms[1 + hparam_index(*exe_->desc, name)] = value;
+}
+
+// A hyperparameter that decides routes may change only where every parameter keeps its route
+// and view: the state was allocated for them.
+void Optimizer::check_set_hparam(const std::string& name, double value) const {
+  const exec::Description& d = *exe_->desc;
+  const size_t hparam = hparam_index(d, name);
   check_hparam_value(name, value);
-  impl_->uniforms[1 + i] = value;
+  if (value == impl_->uniforms[1 + hparam] || !decides_routes(d, hparam)) return;
+  std::vector<double> values(impl_->uniforms.begin() + 1, impl_->uniforms.begin() + 1 + ptrdiff_t(d.hparams.size()));
+  values[hparam] = value;
+  for (const auto& t : impl_->tensors) {
+    const RoutedParam rp = route_param(d, t.desc, values.data());
+    if (rp.route != t.route || rp.view.rows != t.rows || rp.view.cols != t.cols || rp.view.batch != t.batch)
+      throw Error(
+          fmt::format("hyperparameter `{}` decides routes: with {} parameter `{}` would take route `{}` instead of `{}`, whose state it "
+                      "has; it is fixed once the optimizer is built\n  = help: give it when building the optimizer (opal.torch: to "
+                      "the constructor or the parameter group)",
+                      d.hparams[hparam], value, t.desc.name, d.routes[rp.route].label, d.routes[t.route].label));
+  }
 }
 
 double Optimizer::hparam(const std::string& name) const { return impl_->uniforms[1 + hparam_index(*exe_->desc, name)]; }

@@ -3,6 +3,7 @@
 // runtime/backend.h). To build one from a spec, see driver/build.h.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <span>
 #include <string>
@@ -37,21 +38,26 @@ inline constexpr int64_t kMaxSideForSquares = 16384;
 // Limit on a step count: `t` reaches the kernels as a double, exact up to 2^53.
 inline constexpr int64_t kMaxStepCount = int64_t(1) << 53;
 
+// Hyperparameters given when an optimizer is built (the others keep their defaults). Route
+// conditions read them (`where(rows <= max_precond_dim)`), so those that decide routes are
+// fixed from then on.
+using HParams = std::map<std::string, double>;
+
 class Optimizer {
  public:
   // Routes every parameter, on the device the kernels were built for. Throws Error for a
   // parameter no route takes, a vector on a matrix-only route, duplicate names or bad shapes,
-  // and for a device this build or machine does not have.
-  Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
+  // an unknown or non-finite hyperparameter, and for a device this build or machine does not have.
+  Optimizer(std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams = {});
   // On a backend of the caller's, with kernels built for it (build_executable(..., backend)).
-  Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
+  Optimizer(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams = {});
   ~Optimizer();
   Optimizer(const Optimizer&) = delete;
   Optimizer& operator=(const Optimizer&) = delete;
 
   // The checks the constructor makes of one parameter (name, shape, route, size limits), with
   // its errors, allocating nothing.
-  static void check_param(const exec::Description& d, const ParamDesc& p);
+  static void check_param(const exec::Description& d, const ParamDesc& p, const HParams& hparams = {});
 
   // One update of every parameter from its current gradient. Under NonFinitePolicy::Raise a
   // non-finite value undoes the step and throws NonFiniteError. On CUDA the step is queued on
@@ -85,6 +91,9 @@ class Optimizer {
   static size_t hparam_index(const exec::Description& d, const std::string& name);
   // Error unless `value` is finite and within float32's range (the kernels compute in f32).
   static void check_hparam_value(const std::string& name, double value);
+  // set_hparam's checks, changing nothing: the name, the value, and for a hyperparameter that
+  // decides routes, that the value moves no parameter to another route.
+  void check_set_hparam(const std::string& name, double value) const;
   void set_hparam(const std::string& name, double value);
   double hparam(const std::string& name) const;
   const std::vector<std::string>& hparam_names() const;
@@ -137,7 +146,7 @@ class Optimizer {
   const Executable& executable() const { return *exe_; }
 
  private:
-  void init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params);
+  void init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams);
   void step_kernels(const KernelModule& module, const std::vector<char>* only);
   void run_phase(const KernelModule& module, const std::vector<char>* only, bool second);
   void step_checked();

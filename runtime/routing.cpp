@@ -17,17 +17,17 @@ namespace {
 std::string shape_str(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
 
 // A route condition on the parameter's shape, in the view its route states (by default rows x
-// rest; a vector: 1 x n); numel is the whole tensor's.
-bool condition_holds(const exec::Selector& s, const ParamDesc& p) {
+// rest; a vector: 1 x n), and the hyperparameters; numel is the whole tensor's.
+bool condition_holds(const exec::Selector& s, const ParamDesc& p, const double* hparams) {
   const exec::TensorView v = exec::tensor_view(p.shape, s.view);
   double regs[exec::kMaxConditionLength];  // (verify() bounds the program: no allocation here)
-  s.condition.run(0, nullptr, double(v.rows), double(v.cols), regs, double(p.shape.size()), double(v.numel()));
+  s.condition.run(0, hparams, double(v.rows), double(v.cols), regs, double(p.shape.size()), double(v.numel()));
   return regs[s.condition.size() - 1] != 0;
 }
 
-bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
+bool selector_accepts(const exec::Selector& s, const ParamDesc& p, const double* hparams) {
   switch (s.kind) {
-    case exec::SelectorKind::Where: return condition_holds(s, p);
+    case exec::SelectorKind::Where: return condition_holds(s, p, hparams);
     case exec::SelectorKind::Matrix: return p.shape.size() >= 2;
     case exec::SelectorKind::Vector: return p.shape.size() <= 1;
     case exec::SelectorKind::Other: return true;
@@ -42,7 +42,7 @@ bool selector_accepts(const exec::Selector& s, const ParamDesc& p) {
 
 // Name patterns first (in spec order), then roles, then conditions on the shape (in spec
 // order), then the shape classes, then `other`.
-const exec::Selector* select_route(const exec::RoutingTable& table, const ParamDesc& p) {
+const exec::Selector* select_route(const exec::RoutingTable& table, const ParamDesc& p, const double* hparams) {
   using K = exec::SelectorKind;
   for (int pass = 0; pass < 5; ++pass)
     for (const exec::Selector& s : table.selectors) {
@@ -51,16 +51,23 @@ const exec::Selector* select_route(const exec::RoutingTable& table, const ParamD
                      : pass == 2 ? s.kind == K::Where
                      : pass == 3 ? (s.kind == K::Matrix || s.kind == K::Vector)
                                  : s.kind == K::Other;
-      if (in_pass && selector_accepts(s, p)) return &s;
+      if (in_pass && selector_accepts(s, p, hparams)) return &s;
     }
   return nullptr;
 }
 
-// Where a parameter goes and how it is viewed, with every check that can fail (names, shapes,
-// routes, size limits) and no allocation: the constructor and Optimizer::check_param share it.
 }  // namespace
 
-RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
+bool decides_routes(const exec::Description& d, size_t hparam) {
+  for (const auto& t : d.tables)
+    for (const auto& s : t.selectors)
+      for (const auto& in : s.condition.code)
+        if (in.op == exec::ScalarOp::HParam && in.a == hparam) return true;
+  return false;
+}
+
+RoutedParam route_param(const exec::Description& d, const ParamDesc& p, const double* hparams) {
+  if (!hparams) hparams = d.defaults.data();
   if (p.name.empty()) throw Error("a parameter has an empty name");
   int64_t numel = 1;
   for (int64_t d : p.shape) {
@@ -72,7 +79,7 @@ RoutedParam route_param(const exec::Description& d, const ParamDesc& p) {
   const exec::RoutingTable* table = &d.tables.at(0);
   const exec::Selector* sel = nullptr;
   while (true) {
-    sel = select_route(*table, p);
+    sel = select_route(*table, p, hparams);
     if (!sel) {
       throw Error(
           fmt::format("parameter `{}` ({}) matches no route of optimizer `{}` [UnroutedParameter]\n  = help: add an `other:` route, or a "

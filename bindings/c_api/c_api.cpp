@@ -32,8 +32,7 @@ struct opal_optimizer {
   const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
   opal::Optimizer& built() {
     if (!opt) {
-      auto o = opal::make_optimizer(compiled, params, device);
-      for (const auto& [k, v] : hparams) o->set_hparam(k, v);
+      auto o = opal::make_optimizer(compiled, params, device, hparams);
       o->set_nonfinite_policy(nonfinite);
       opt = std::move(o);
       params.clear();
@@ -160,7 +159,7 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
       if (p.name == name) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is given twice", name)};
     opal::ParamDesc p{name, std::vector<int64_t>(shape, shape + ndim), static_cast<float*>(data), static_cast<float*>(grad)};
     // check shape and routing now, so that the error names this call
-    opal::Optimizer::check_param(*opt->desc, p);
+    opal::Optimizer::check_param(*opt->desc, p, opt->hparams);
     opt->params.push_back(std::move(p));
     opt->device = dev;
   });
@@ -178,7 +177,7 @@ opal_status opal_set_param_role(opal_optimizer* opt, const char* name, const cha
     if (it == opt->params.end()) throw Failure{OPAL_ERROR_NOT_FOUND, fmt::format("no parameter `{}` was added", name)};
     opal::ParamDesc p = *it;
     p.role = r;
-    opal::Optimizer::check_param(*opt->desc, p);  // its new route must take it
+    opal::Optimizer::check_param(*opt->desc, p, opt->hparams);  // its new route must take it
     *it = std::move(p);
   });
 }
@@ -257,7 +256,10 @@ opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value)
     }
     opal::Optimizer::hparam_index(*opt->desc, name);  // checks the name, with "did you mean"
     opal::Optimizer::check_hparam_value(name, value);
-    opt->hparams[name] = value;
+    std::map<std::string, double> next = opt->hparams;
+    next[name] = value;
+    for (const auto& p : opt->params) opal::Optimizer::check_param(*opt->desc, p, next);  // route conditions may read it
+    opt->hparams = std::move(next);
   });
 }
 

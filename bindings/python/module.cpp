@@ -162,7 +162,7 @@ PYBIND11_MODULE(_opal, m) {
       // params: [(name, shape, data address, role)] (role "" for none); gradients are bound at each step
       // device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
       .def(py::init([](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t, std::string>>& params,
-                       const std::string& device) {
+                       const std::string& device, const HParams& hparams) {
              std::vector<ParamDesc> ps;
              for (const auto& [name, shape, data, role] : params) {
                ParamRole r = ParamRole::None;
@@ -170,10 +170,10 @@ PYBIND11_MODULE(_opal, m) {
                ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true, r});
              }
              const Device d = parse_device(device);
-             if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps));
-             return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d));
+             if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps), hparams);
+             return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d, hparams));
            }),
-           py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu")
+           py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu", py::arg("hparams") = HParams{})
       .def_property_readonly("device", &Optimizer::describe_device)
       .def(
           "step",

@@ -4,6 +4,9 @@
 #include "compiler/ir/attrs.h"
 #include "compiler/exec/describe.h"
 
+#include <functional>
+#include <optional>
+
 #include <fmt/format.h>
 
 #include "compiler/exec/scalar_ops.h"
@@ -175,9 +178,14 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   return r;
 }
 
-// A route condition (checked by the resolver: sizes, numbers and const_eval's operators) as a
-// host scalar program over rank, rows, cols and numel; its last register is the verdict.
-uint32_t compile_condition(const Expr& e, exec::ScalarProgram& p) {
+// How a route condition reads a hyperparameter of the optimizer whose routing table it is in:
+// the register holding it, or nullopt for a name that is not one.
+using HParamScope = std::function<std::optional<uint32_t>(const std::string&, exec::ScalarProgram&)>;
+
+// A route condition (checked by the resolver: sizes, hyperparameters, numbers and const_eval's
+// operators) as a host scalar program over rank, rows, cols, numel and the hyperparameters;
+// its last register is the verdict.
+uint32_t compile_condition(const Expr& e, exec::ScalarProgram& p, const HParamScope& scope) {
   auto push = [&](exec::ScalarInstr in) {
     p.code.push_back(in);
     return uint32_t(p.code.size() - 1);
@@ -194,27 +202,56 @@ uint32_t compile_condition(const Expr& e, exec::ScalarProgram& p) {
       if (e.name == "cols") return push({exec::ScalarOp::Cols});
       if (e.name == "numel") return push({exec::ScalarOp::Numel});
       if (e.name == "rank") return push({exec::ScalarOp::Rank});
+      if (auto r = scope(e.name, p)) return *r;
       auto c = eval_constant(e);  // true, false, pi
       OPAL_CHECK(c.has_value(), "name `%s` in a route condition", e.name.c_str());
       return push({exec::ScalarOp::Const, 0, 0, 0, *c});
     }
     case Expr::Kind::Unary: {
-      uint32_t a = compile_condition(*e.args[0].value, p);
+      uint32_t a = compile_condition(*e.args[0].value, p, scope);
       return push({op_of(e.name, 1), a});
     }
     case Expr::Kind::Binary:
     case Expr::Kind::Call: {
       uint32_t r[3] = {0, 0, 0};
-      for (size_t k = 0; k < e.args.size() && k < 3; ++k) r[k] = compile_condition(*e.args[k].value, p);
+      for (size_t k = 0; k < e.args.size() && k < 3; ++k) r[k] = compile_condition(*e.args[k].value, p, scope);
       return push({op_of(e.name, int(e.args.size())), r[0], r[1], r[2]});
     }
   }
   return 0;
 }
 
+// The top-level optimizer's hyperparameters: uniforms.
+HParamScope top_scope(const CompiledOptimizer& co) {
+  return [&co](const std::string& n, exec::ScalarProgram& p) -> std::optional<uint32_t> {
+    for (size_t i = 0; i < co.hparams.size(); ++i)
+      if (co.hparams[i] == n) {
+        p.code.push_back({exec::ScalarOp::HParam, uint32_t(i)});
+        return uint32_t(p.code.size() - 1);
+      }
+    return std::nullopt;
+  };
+}
+
+// A delegated optimizer's hyperparameters: the arguments of the delegating stage (by name or
+// position), read in the delegating optimizer's scope, or their numeric defaults.
+HParamScope delegated_scope(const OptimizerDecl& inner, const Stage& call, HParamScope outer) {
+  return [&inner, &call, outer](const std::string& n, exec::ScalarProgram& p) -> std::optional<uint32_t> {
+    for (size_t k = 0; k < inner.params.size(); ++k) {
+      if (inner.params[k].name != n) continue;
+      const Expr* bound = inner.params[k].default_value.get();
+      for (size_t a = 0; a < call.args.size(); ++a)
+        if (call.args[a].name == n || (call.args[a].name.empty() && a == k)) bound = call.args[a].value.get();
+      OPAL_CHECK(bound, "hyperparameter `%s` of `%s` has neither an argument nor a default", n.c_str(), inner.name.c_str());
+      return compile_condition(*bound, p, outer);
+    }
+    return std::nullopt;
+  };
+}
+
 // The selectors of one route: one per kind of term it names (its patterns together, its roles
 // together), all leading where the route leads.
-std::vector<exec::Selector> route_selectors(const Route& route) {
+std::vector<exec::Selector> route_selectors(const Route& route, const HParamScope& scope) {
   std::vector<exec::Selector> out;
   auto of_kind = [&](exec::SelectorKind k) -> exec::Selector& {
     for (auto& s : out)
@@ -236,7 +273,7 @@ std::vector<exec::Selector> route_selectors(const Route& route) {
       case Route::Kind::Other: of_kind(exec::SelectorKind::Other); break;
       case Route::Kind::Where: {
         exec::Selector& sel = of_kind(exec::SelectorKind::Where);
-        compile_condition(*route.condition, sel.condition);
+        compile_condition(*route.condition, sel.condition, scope);
         sel.condition_text = route.label();
         sel.view = exec_view(route.view);
         break;
@@ -247,7 +284,8 @@ std::vector<exec::Selector> route_selectors(const Route& route) {
 
 // The routing table of optimizer `o` reached by `path`; delegations get tables of their own
 // (one per path: the same inner optimizer compiles to different routes under different paths).
-int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::vector<RouteStep>& path, exec::Description& d) {
+int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::vector<RouteStep>& path, exec::Description& d,
+                    const HParamScope& scope) {
   OPAL_CHECK(path.size() < 64, "routing deeper than 64 delegations in `%s`", co.name.c_str());
   const int32_t index = int32_t(d.tables.size());
   d.tables.push_back({o.name, {}});
@@ -258,7 +296,7 @@ int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::ve
     const Stage* only = route.pipeline.size() == 1 ? &route.pipeline[0] : nullptr;
     const OptimizerDecl* inner = only ? co.program->find_optimizer(only->name, only->loc) : nullptr;
     if (inner && !co.program->find_component(only->name, only->loc)) {
-      to_table = build_table(co, *inner, path, d);
+      to_table = build_table(co, *inner, path, d, delegated_scope(*inner, *only, scope));
     } else {
       for (size_t r = 0; r < co.routes.size(); ++r) {
         const auto& cp = co.routes[r].path;
@@ -270,7 +308,7 @@ int32_t build_table(const CompiledOptimizer& co, const OptimizerDecl& o, std::ve
     }
     path.pop_back();
     if (to_route < 0 && to_table < 0) continue;
-    for (exec::Selector& sel : route_selectors(route)) {
+    for (exec::Selector& sel : route_selectors(route, scope)) {
       sel.route = to_route;
       sel.table = to_table;
       d.tables[index].selectors.push_back(std::move(sel));
@@ -307,7 +345,7 @@ exec::Description describe(const CompiledOptimizer& co) {
     for (size_t k = 0; k < co.routes[r].plan.kernels.size(); ++k) d.symbols.push_back(kernel_symbol(r, k));
   }
   std::vector<RouteStep> path;
-  if (co.decl) build_table(co, *co.decl, path, d);
+  if (co.decl) build_table(co, *co.decl, path, d, top_scope(co));
   if (co.decl && co.decl->loc.file) d.spec_text = std::string(co.decl->loc.file->text());
   // the checkpoint fingerprint: the same on every device
   d.fingerprint = content_hash(fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), emit_optimizer(co, Target::Cpu, false)));

@@ -300,8 +300,9 @@ std::string verify(const Description& d) {
         const uint32_t ops[3] = {code[i].a, code[i].b, code[i].c};
         for (int k = 0; k < scalar_arity(code[i].op); ++k)
           if (ops[k] >= i) return fmt::format("a condition of table {} reads a later register", t);
-        if (code[i].op == ScalarOp::Step || code[i].op == ScalarOp::HParam)
-          return fmt::format("a condition of table {} reads t or a hyperparameter", t);
+        if (code[i].op == ScalarOp::Step) return fmt::format("a condition of table {} reads t", t);
+        if (code[i].op == ScalarOp::HParam && code[i].a >= d.hparams.size())
+          return fmt::format("a condition of table {} reads a hyperparameter out of range", t);
       }
     }
   for (size_t ri = 0; ri < d.routes.size(); ++ri) {

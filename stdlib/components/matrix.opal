@@ -78,6 +78,67 @@ component soap_basis(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8, ever
   }
 }
 
+# SOAP with one factor, for a side past the reference's max_precond_dim (its `GG[i] = []`): the
+# other side keeps its identity basis. `soap_basis_right`: rows too many, u <- u QR; the
+# variance is re-sorted by columns only. `soap_basis_left`: cols too many, u <- QL^T u.
+component soap_basis_right(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8, every = 10) {
+  state R = zeros(cols, cols)
+  state QR = eye(cols)
+  state v = zeros
+  let qr0 = QR
+  let first = t == 1
+  let gr = g @ qr0
+  v = select(first, v, b2 * v + (1 - b2) * gr * gr)
+  let s = t - 1
+  u = select(first, 0, (u @ qr0) / (sqrt(v) + eps) * (sqrt(1 - b2 ^ s) / (1 - b1 ^ s)))
+  R = shampoo_beta * R + (1 - shampoo_beta) * (transpose(g) @ g)
+  when(first) {
+    QR = eigh_desc(R)
+  }
+  when(t > 1 && mod(s, every) == 0) {
+    let pr = argsort_desc(diag(transpose(QR) @ R @ QR))
+    v = permute_cols(v, pr)
+    QR = qr(R @ permute_cols(QR, pr))
+  }
+  inverse {
+    u = u @ transpose(qr0)
+  }
+}
+
+component soap_basis_left(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8, every = 10) {
+  state L = zeros(rows, rows)
+  state QL = eye(rows)
+  state v = zeros
+  let ql0 = QL
+  let first = t == 1
+  let gr = transpose(ql0) @ g
+  v = select(first, v, b2 * v + (1 - b2) * gr * gr)
+  let s = t - 1
+  u = select(first, 0, (transpose(ql0) @ u) / (sqrt(v) + eps) * (sqrt(1 - b2 ^ s) / (1 - b1 ^ s)))
+  L = shampoo_beta * L + (1 - shampoo_beta) * (g @ transpose(g))
+  when(first) {
+    QL = eigh_desc(L)
+  }
+  when(t > 1 && mod(s, every) == 0) {
+    let pl = argsort_desc(diag(transpose(QL) @ L @ QL))
+    v = permute_rows(v, pl)
+    QL = qr(L @ permute_cols(QL, pl))
+  }
+  inverse {
+    u = ql0 @ u
+  }
+}
+
+# SOAP with no factor (both sides past max_precond_dim): Adam in the original basis with SOAP's
+# bias corrections (the first step only sets up, so s = t - 1 steps of statistics).
+component soap_adam(b1 = 0.95, b2 = 0.95, eps = 1e-8) {
+  state v = zeros
+  let first = t == 1
+  v = select(first, v, b2 * v + (1 - b2) * g * g)
+  let s = t - 1
+  u = select(first, 0, u / (sqrt(v) + eps) * (sqrt(1 - b2 ^ s) / (1 - b1 ^ s)))
+}
+
 # Shampoo preconditioning (the seed paper's eq. 4): u <- L^(-1/4) u R^(-1/4) with L = E[g g^T], R = E[g^T g]
 # (EMA with beta) and damping eps I inside the root. The roots are recomputed from the current
 # factors after step 1 and every `every` steps, before they are applied.

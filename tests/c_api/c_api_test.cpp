@@ -134,6 +134,32 @@ TEST_CASE("roles: opal_set_param_role sends muon's embedding to AdamW; bad roles
   opal_destroy(opt);
 }
 
+TEST_CASE("a hyperparameter that decides routes: set before the list is fixed it routes; after, it may not move a parameter") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("soap", nullptr, &opt) == OPAL_OK);
+  int64_t head[2] = {50257, 8};  // a vocabulary projection given no role: no 50257^2 factor past max_precond_dim
+  CHECK(opal_add_param(opt, "lm_head", 2, head, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  CHECK(opal_set_hparam(opt, "max_precond_dim", 100000) == OPAL_ERROR_ARGUMENT);  // 50257^2: over the size limit, refused now
+  CHECK(err().find("LimitExceeded") != std::string::npos);
+  double cap = 0;
+  CHECK(opal_get_hparam(opt, "max_precond_dim", &cap) == OPAL_OK);
+  CHECK(cap == 10000);
+  CHECK(opal_set_hparam(opt, "max_precond_dim", 4096) == OPAL_OK);
+  const char* route = nullptr;
+  CHECK(opal_route(opt, "lm_head", &route) == OPAL_OK);
+  CHECK(std::string(route) == "where(rank >= 2 && cols <= max_precond_dim)");
+  int ndim = 0;
+  int64_t shape[8];
+  CHECK(opal_state_shape(opt, "lm_head", "soap_basis_right.R", &ndim, shape) == OPAL_OK);
+  CHECK((ndim == 2 && shape[0] == 8 && shape[1] == 8));
+  CHECK(opal_set_hparam(opt, "max_precond_dim", 4) == OPAL_ERROR_ARGUMENT);  // would move lm_head
+  CHECK(err().find("decides routes") != std::string::npos);
+  CHECK(opal_get_hparam(opt, "max_precond_dim", &cap) == OPAL_OK);
+  CHECK(cap == 4096);
+  CHECK(opal_set_hparam(opt, "max_precond_dim", 5000) == OPAL_OK);  // moves nothing
+  opal_destroy(opt);
+}
+
 TEST_CASE("owned buffers, rebinding, and a parameter without a gradient sits out") {
   opal_optimizer* opt = nullptr;
   REQUIRE(opal_create("signum", nullptr, &opt) == OPAL_OK);

@@ -229,5 +229,28 @@ class TestRolesFromModules(unittest.TestCase):
             opal.torch.Optimizer(model.named_parameters(), spec="muon", roles={"model.embed_tokens.weight": "embedding"})
 
 
+class TestSoapFactorCap(unittest.TestCase):
+    def test_a_vocabulary_head_without_a_role_gets_one_factor_not_a_vocab_squared_one(self):
+        # named_parameters() (no roles): the 50257-row head takes SOAP's matrix route, whose
+        # max_precond_dim (10000, the reference's) leaves its long side without a factor
+        head = torch.zeros(50257, 8, requires_grad=True)
+        hidden_w = torch.zeros(8, 8, requires_grad=True)
+        opt = opal.torch.Optimizer([("lm_head.weight", head), ("h.w", hidden_w)], spec="soap")
+        self.assertEqual(opt.route("lm_head.weight"), "where(rank >= 2 && cols <= max_precond_dim)")
+        self.assertEqual(sorted(opt.state[head]), ["momentum.m", "soap_basis_right.QR", "soap_basis_right.R", "soap_basis_right.v"])
+        self.assertEqual(tuple(opt.state[head]["soap_basis_right.R"].shape), (8, 8))
+        # a cap given to the constructor routes; a later one that would move a parameter is refused
+        opt = opal.torch.Optimizer([("lm_head.weight", head), ("h.w", hidden_w)], spec="soap", max_precond_dim=4)
+        self.assertEqual(opt.route("h.w"), "matrix")  # both sides past 4: Adam with SOAP's corrections
+        head.grad, hidden_w.grad = torch.ones_like(head), torch.ones_like(hidden_w)
+        opt.param_groups[0]["max_precond_dim"] = 16
+        with self.assertRaisesRegex(Exception, "hyperparameter `max_precond_dim` decides routes: with 16 parameter `lm_head.weight`"):
+            opt.step()
+        self.assertEqual(opt.step_count(), 0)
+        opt.param_groups[0]["max_precond_dim"] = 6  # moves nobody
+        opt.step()
+        self.assertEqual(opt.step_count(), 1)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -85,9 +85,30 @@ class TorchParity(unittest.TestCase):
         self.check(torch.optim.RAdam, kw, "radam", kw)
 
     def test_rmsprop(self):
-        self.check(torch.optim.RMSprop, {}, "rmsprop", {})
-        for extra in (dict(centered=True), dict(momentum=0.9), dict(centered=True, momentum=0.5, weight_decay=0.1, alpha=0.9, eps=1e-6)):
-            self.check(torch.optim.RMSprop, dict(lr=3e-3, **extra), "rmsprop", dict(lr=3e-3, **extra))
+        # each form holds the state torch's does, no more: centered and momentum > 0 choose the
+        # route when the optimizer is built
+        forms = [({}, {"square_avg": "rmsprop_core.s"}),
+                 (dict(centered=True), {"square_avg": "rmsprop_centered.s", "grad_avg": "rmsprop_centered.a"}),
+                 (dict(momentum=0.9), {"square_avg": "rmsprop_core.s", "momentum_buffer": "heavy_ball.m"}),
+                 (dict(centered=True, momentum=0.5, weight_decay=0.1, alpha=0.9, eps=1e-6),
+                  {"square_avg": "rmsprop_centered.s", "grad_avg": "rmsprop_centered.a", "momentum_buffer": "heavy_ball.m"})]
+        for extra, pairs in forms:
+            kw = dict(lr=3e-3, **extra) if extra else {}
+            self.check(torch.optim.RMSprop, kw, "rmsprop", kw, state_pairs=list(pairs.items()))
+            p = torch.zeros(3, 2, requires_grad=True)
+            opt = Optimizer([("p", p)], spec="rmsprop", **kw)
+            self.assertEqual(sorted(opt.state[p]), sorted(pairs.values()), extra)
+        # momentum may change while it stays positive (a scheduler's cycle); not to or from 0
+        p = torch.zeros(3, 2, requires_grad=True)
+        p.grad = torch.ones(3, 2)
+        opt = Optimizer([("p", p)], spec="rmsprop", momentum=0.9)
+        opt.param_groups[0]["momentum"] = 0.85
+        opt.step()
+        opt.param_groups[0]["momentum"] = 0.0
+        before = p.detach().clone()
+        with self.assertRaisesRegex(Exception, "hyperparameter `momentum` decides routes"):
+            opt.step()
+        self.assertTrue(torch.equal(p.detach(), before))
 
     def test_rprop(self):
         self.check(torch.optim.Rprop, {}, "rprop", {})

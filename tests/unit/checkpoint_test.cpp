@@ -207,6 +207,29 @@ TEST_CASE("wrong parameters, shapes and dtypes are clear errors that change noth
   CHECK(error_of([&] { prepare_load(reshaped, good, "ck"); }).find("has shape [6, 4] in the checkpoint but [4, 6] here") != std::string::npos);
 }
 
+TEST_CASE("a saved hyperparameter that decides routes loads where it moves no parameter; else it is refused, changing nothing") {
+  auto exe = build_executable(SpecRef{"soap", "", ""});
+  std::vector<float> w(48, 0.5f), g(48, 0.1f);
+  Optimizer small_cap(exe, {{"w", {6, 8}, w.data(), g.data()}}, {{"max_precond_dim", 7}});  // one factor (rows 6)
+  small_cap.step();
+  small_cap.step();
+  REQUIRE(small_cap.route_of("w") == "where(rank >= 2 && rows <= max_precond_dim)");
+  std::vector<float> w2(48, 0.5f), g2(48, 0.1f);
+  Optimizer other_cap(exe, {{"w", {6, 8}, w2.data(), g2.data()}}, {{"max_precond_dim", 6}});  // the same route
+  apply_load(other_cap, prepare_load(other_cap, checkpoint_of(small_cap), "ck"));
+  CHECK(other_cap.hparam("max_precond_dim") == 7);
+  const auto L = small_cap.state("w", "soap_basis_left.L"), L2 = other_cap.state("w", "soap_basis_left.L");
+  CHECK(std::vector<float>(L.begin(), L.end()) == std::vector<float>(L2.begin(), L2.end()));
+  std::vector<float> w3(48, 0.5f), g3(48, 0.1f);
+  Optimizer full(exe, {{"w", {6, 8}, w3.data(), g3.data()}});  // both factors: another route, other state
+  SafetensorsFile f = checkpoint_of(small_cap);
+  for (auto it = f.tensors.begin(); it != f.tensors.end();)  // (even without the other route's state)
+    it = it->first.rfind("state/", 0) == 0 ? f.tensors.erase(it) : std::next(it);
+  CHECK(error_of([&] { prepare_load(full, f, "ck"); }).find("`max_precond_dim` decides routes") != std::string::npos);
+  CHECK(full.hparam("max_precond_dim") == 10000);
+  CHECK(w3 == std::vector<float>(48, 0.5f));
+}
+
 TEST_CASE("a changed spec keeps matching slots, initializes new ones and reports it") {
   auto a = trained("signum", 3);  // momentum.m
   std::string path = temp_path("signum.safetensors");

@@ -52,8 +52,40 @@ TEST_CASE("routes chosen by rank and size: where(...) after name patterns, befor
   CHECK(opt.route_of("conv") == "where(numel > 100)");  // rank 4: 216 elements
   CHECK(opt.route_of("vec") == "other");
   CHECK(opt.route_of("long") == "where(numel > 100)");
-  // a condition that reads a hyperparameter is refused at compile time (golden NotConstant_route_condition)
-  CHECK_THROWS(build_executable(SpecRef{"optimizer o(lr = 0.1) { where(rows > lr): scale(lr) other: scale(lr) }", "", ""}));
+  // a condition that reads t is refused at compile time (golden NotConstant_route_condition)
+  CHECK_THROWS(build_executable(SpecRef{"optimizer o(lr = 0.1) { where(t > 2): scale(lr) other: scale(lr) }", "", ""}));
+}
+
+TEST_CASE("a route condition reads hyperparameters as they are when the optimizer is built, through delegation") {
+  const char* spec =
+      "optimizer inner(cap = 4, on = true) {\n"
+      "  where(on && rows <= cap): sign -> scale(0.1)\n"
+      "  other: scale(0.1)\n"
+      "}\n"
+      "optimizer o(lr = 0.1, max_dim = 6, flag = false) {\n"
+      "  \"d.*\": inner(cap = max_dim - 2, on = !flag)\n"
+      "  where(rows <= max_dim && lr > 0): scale(lr)\n"
+      "  other: scale(2 * lr)\n"
+      "}\n";
+  auto exe = build_executable(SpecRef{spec, "o", ""});
+  std::vector<ParamDesc> ps = {{"a", {6, 2}}, {"b", {7, 2}}, {"d.x", {4, 3}}, {"d.y", {5, 3}}};
+  Optimizer def(exe, ps);
+  CHECK(def.route_of("a") == "where(rows <= max_dim && lr > 0)");
+  CHECK(def.route_of("b") == "other");
+  CHECK(def.route_of("d.x") == "\"d.*\">where(on && rows <= cap)");  // cap = 6 - 2
+  CHECK(def.route_of("d.y") == "\"d.*\">other");
+  Optimizer built(exe, ps, {{"max_dim", 8}, {"flag", 1}});
+  CHECK(built.route_of("b") == "where(rows <= max_dim && lr > 0)");
+  CHECK(built.route_of("d.x") == "\"d.*\">other");  // on = !flag
+  CHECK(built.hparam("max_dim") == 8);
+  // unknown or non-finite ones are refused, naming them
+  CHECK(error_of([&] { Optimizer(exe, ps, {{"max_dimm", 8}}); }).find("did you mean `max_dim`?") != std::string::npos);
+  CHECK(error_of([&] { Optimizer(exe, ps, {{"max_dim", NAN}}); }).find("max_dim") != std::string::npos);
+  // later, a value that would move a parameter is refused (its state was made for its route)
+  CHECK(error_of([&] { built.set_hparam("lr", 0); }).find("`a` would take route `other` instead of") != std::string::npos);
+  CHECK(built.hparam("lr") == doctest::Approx(0.1));
+  built.set_hparam("lr", 0.5);  // moves nobody
+  CHECK(built.hparam("lr") == 0.5);
 }
 
 TEST_CASE("hyperparameters change at run time without recompiling") {

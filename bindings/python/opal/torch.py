@@ -315,10 +315,10 @@ class Optimizer(torch.optim.Optimizer):
         if len(devices) > 1:
             raise ValueError(f"a parameter group has tensors on {sorted(map(str, devices))}: one group steps one device")
         device = devices.pop() if devices else torch.device("cpu")
+        # the group's hyperparameters at construction: route conditions may read them (soap's max_precond_dim)
         engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), self._role_of(n, p))
-                                                  for n, p in zip(group["param_names"], group["params"])], _device_name(device))
-        for k in engine.hparam_names:
-            engine.set_hparam(k, float(group[k]))
+                                                  for n, p in zip(group["param_names"], group["params"])], _device_name(device),
+                                 {k: float(group[k]) for k in self._compiled.hparams})
         engine.nonfinite = self._nonfinite
         self._engines.append(engine)
         self._shapes.append([(tuple(p.shape), p.device) for p in group["params"]])
@@ -415,10 +415,11 @@ class Optimizer(torch.optim.Optimizer):
                 self._sync_shown(i, f"step (parameter group {i})")
             seen = {}
             plans = [self._plan_group(i, group, engine, seen) for i, (group, engine) in enumerate(zip(self.param_groups, self._engines))]
-            for engine, (hps, data, grads, stream, _keep) in zip(self._engines, plans):
+            for engine, (hps, *_rest) in zip(self._engines, plans):  # all first: one that decides routes may refuse
                 for k, v in hps.items():
                     if v != engine.hparam(k):
                         engine.set_hparam(k, v)
+            for engine, (_hps, data, grads, stream, _keep) in zip(self._engines, plans):
                 engine.step(data, grads, stream)
             if _bump_version is not None:
                 for group in self.param_groups:

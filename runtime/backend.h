@@ -57,7 +57,7 @@ struct CallTensor {
 };
 
 // Increased whenever this interface changes: a plugin built against another one is refused.
-inline constexpr int kBackendAbi = 2;
+inline constexpr int kBackendAbi = 3;
 
 class Backend {
  public:
@@ -97,9 +97,12 @@ class Backend {
   // (count * n * n), both host memory. The runtime makes the basis canonical (runtime/cpu/linalg.h).
   virtual bool eigh(long long n, const std::vector<const float*>& in, double* values, double* vectors) = 0;
 
-  // The stream later work goes on (a cudaStream_t; nullptr: the backend's default). Work is
-  // asynchronous on it; `sync` waits for everything issued.
+  // The stream a step's work goes on (a cudaStream_t; nullptr: the backend's default), after
+  // everything issued before. Work is asynchronous on it; `sync` waits for everything issued.
   virtual void set_stream(void* stream) = 0;
+  // The step's work is issued: the backend keeps no handle to the caller's stream past this
+  // (CUDA: later work waits for the step through an event on it).
+  virtual void end_step() {}
   virtual void sync() = 0;
 };
 
@@ -107,6 +110,9 @@ class Backend {
 // the plugin does not load, or there is no such device, with the reason).
 std::unique_ptr<Backend> make_backend(Device d);
 std::unique_ptr<Backend> make_cpu_backend();
+// The ordinal of the CUDA device whose memory `p` points into (device or managed memory);
+// DeviceError for host memory, an unknown pointer, or a build or machine without CUDA.
+int cuda_device_of(const void* p);
 
 // The path the CUDA plugin is loaded from: $OPAL_CUDA_PLUGIN, else libopal_cuda.so beside the
 // library or executable holding the runtime, else the build tree's.

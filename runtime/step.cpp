@@ -54,6 +54,15 @@ void Optimizer::step(void* stream) {
   // a step in which no parameter has a gradient changes nothing, not even a step count
   if (std::none_of(impl_->tensors.begin(), impl_->tensors.end(), [](const Impl::Tensor& t) { return t.desc.grad != nullptr; })) return;
   impl_->backend->set_stream(stream);
+  struct EndStep {  // however the step ends, the caller's stream is not kept
+    Backend& b;
+    ~EndStep() {
+      try {
+        b.end_step();
+      } catch (const std::exception&) {  // a device error here is sticky: the next call reports it
+      }
+    }
+  } end_step{*impl_->backend};
   ++t_;
   if (impl_->diagnostics) {
     impl_->before.resize(impl_->tensors.size());

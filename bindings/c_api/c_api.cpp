@@ -43,6 +43,15 @@ struct opal_optimizer {
 
 namespace {
 
+// The CUDA device of a parameter's memory (DeviceError, OPAL_ERROR_UNSUPPORTED, naming it).
+int cuda_ordinal(const char* name, const char* what, const void* p) {
+  try {
+    return opal::cuda_device_of(p);
+  } catch (const opal::DeviceError& e) {
+    throw opal::DeviceError(fmt::format("parameter `{}`: its {}: {}", name, what, e.what()));
+  }
+}
+
 thread_local std::string last_error;
 
 struct Failure {
@@ -147,8 +156,15 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
     if (ndim < 0 || ndim > 8) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` has {} dimensions; 0 to 8 are allowed", name, ndim)};
     if (device != OPAL_CPU && device != OPAL_CUDA)
       throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}`: unknown device {}", name, int(device))};
-    const opal::Device dev{device == OPAL_CUDA ? opal::DeviceKind::Cuda : opal::DeviceKind::Cpu, 0};
-    if (!opt->params.empty() && dev.kind != opt->device.kind)
+    opal::Device dev{device == OPAL_CUDA ? opal::DeviceKind::Cuda : opal::DeviceKind::Cpu, 0};
+    if (dev.kind == opal::DeviceKind::Cuda) {  // the device the memory is on (cuda:LOCAL_RANK under DDP), not device 0
+      const int on = data ? cuda_ordinal(name, "data", data) : grad ? cuda_ordinal(name, "gradient", grad) : 0;
+      if (data && grad && cuda_ordinal(name, "gradient", grad) != on)
+        throw Failure{OPAL_ERROR_ARGUMENT,
+                      fmt::format("parameter `{}` is on cuda:{} and its gradient on cuda:{}", name, on, cuda_ordinal(name, "gradient", grad))};
+      dev.ordinal = on;
+    }
+    if (!opt->params.empty() && (dev.kind != opt->device.kind || dev.ordinal != opt->device.ordinal))
       throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is on {}, and the earlier ones on {}: one optimizer steps one device", name,
                                                      opal::device_name(dev), opal::device_name(opt->device))};
     if (dev.kind == opal::DeviceKind::Cuda && opt->params.empty()) opal::make_backend(dev);  // no CUDA here: say so now (DeviceError)

@@ -65,9 +65,11 @@ OPAL_API void opal_destroy(opal_optimizer* opt);
  * scalar; trailing dimensions past the first are flattened for matrix work), dtype and device
  * of its memory, and pointers to its values and gradient. A NULL pointer makes the optimizer
  * own zeroed memory, reachable with opal_param_data (CPU only). OPAL_F32 is stepped, on
- * OPAL_CPU (host pointers) or OPAL_CUDA (device pointers, device 0; every parameter of one
- * optimizer on the same device). Another dtype, or CUDA where this build has no CUDA backend
- * or the machine no device, is OPAL_ERROR_UNSUPPORTED with the reason. */
+ * OPAL_CPU (host pointers) or OPAL_CUDA (device pointers: the optimizer runs on the device they
+ * point into, e.g. cuda:LOCAL_RANK, found from the pointers; every parameter of one optimizer on
+ * the same device). Calls never leave the caller's current CUDA device changed. Another dtype,
+ * CUDA where this build has no CUDA backend or the machine no device, or host memory given as
+ * OPAL_CUDA, is OPAL_ERROR_UNSUPPORTED with the reason. */
 OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype, opal_device device,
                                     void* data, void* grad);
 /* What a parameter added by opal_add_param is in its model, for specs that route by role

@@ -72,6 +72,26 @@ struct Scratch {
 
 constexpr int kBlock = 256;
 
+// Selects a device for the duration of one backend call and gives the caller's thread back
+// the device it had: a host (PyTorch under DDP on cuda:LOCAL_RANK) never finds its current
+// device changed by a step.
+class DeviceScope {
+ public:
+  explicit DeviceScope(int ordinal) {
+    if (cudaGetDevice(&previous_) != cudaSuccess) previous_ = -1;
+    if (previous_ != ordinal) check(cudaSetDevice(ordinal), "cudaSetDevice(ordinal)");
+    else previous_ = -1;  // nothing to restore
+  }
+  ~DeviceScope() {
+    if (previous_ >= 0) cudaSetDevice(previous_);
+  }
+  DeviceScope(const DeviceScope&) = delete;
+  DeviceScope& operator=(const DeviceScope&) = delete;
+
+ private:
+  int previous_ = -1;
+};
+
 // Owners of staged tables other than kernel modules (TableKey::owner).
 const char kZeroTables = 0, kGemmTables = 0, kRoundTables = 0, kEighTables = 0, kBf16Tables = 0;
 
@@ -80,18 +100,21 @@ unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kB
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int ordinal) : ordinal_(ordinal) {
-    CK(cudaSetDevice(ordinal));
+    DeviceScope on(ordinal_);
     CK(cudaGetDeviceProperties(&props_, ordinal));
     CK(cudaFree(nullptr));  // creates the primary context now, not in the first step
     arch_ = fmt::format("sm_{}{}", props_.major, props_.minor);
     CK(cublasCreate(&blas_));
     CK(cusolverDnCreate(&solver_));
     CK(cusolverDnCreateSyevjInfo(&syevj_));
+    CK(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
     helpers_ = load(kHelpers, {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many"});
   }
   ~CudaBackend() override {
-    cudaSetDevice(ordinal_);
-    cudaDeviceSynchronize();
+    DeviceScope on(ordinal_);
+    cudaStreamSynchronize(nullptr);  // the default stream waits for every step (end_step)
+    helpers_.reset();
+    if (queued_) cudaEventDestroy(queued_);
     for (auto& [_, t] : tables_) t.dev.release();
     for (Scratch* s : {&work_, &work2_, &solver_work_, &info_}) s->release();
     if (syevj_) cusolverDnDestroySyevjInfo(syevj_);
@@ -104,7 +127,7 @@ class CudaBackend final : public Backend {
   bool host_memory() const override { return false; }
 
   float* alloc(size_t n) override {
-    CK(cudaSetDevice(ordinal_));
+    DeviceScope on(ordinal_);
     void* p = nullptr;
     size_t bytes = std::max<size_t>(n, 1) * sizeof(float);
     cudaError_t e = cudaMalloc(&p, bytes);
@@ -115,23 +138,26 @@ class CudaBackend final : public Backend {
     return static_cast<float*>(p);
   }
   void release(float* p) override {
+    DeviceScope on(ordinal_);
     if (p) cudaFree(p);
   }
   void upload(float* dst, const float* src, size_t n) override {
-    current();
+    DeviceScope on(ordinal_);
     CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyHostToDevice, stream_));
     CK(cudaStreamSynchronize(stream_));
   }
   void download(float* dst, const float* src, size_t n) override {
-    current();
+    DeviceScope on(ordinal_);
     CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
     CK(cudaStreamSynchronize(stream_));
   }
   void copy(float* dst, const float* src, size_t n) override {
+    DeviceScope on(ordinal_);
     if (n && dst != src) CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
   }
   void zero(const std::vector<std::pair<float*, size_t>>& bufs) override {
     if (bufs.empty()) return;
+    DeviceScope on(ordinal_);
     for (size_t at = 0; at < bufs.size(); at += 65535) {
       const size_t count = std::min<size_t>(65535, bufs.size() - at);
       std::vector<char> host(count * 16);
@@ -153,12 +179,13 @@ class CudaBackend final : public Backend {
   }
 
   std::shared_ptr<KernelModule> compile(const std::string& source, const std::vector<std::string>& symbols) override {
-    current();
+    DeviceScope on(ordinal_);
     return load(source, symbols);
   }
 
   void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n, const double* uniforms,
               size_t n_uniforms) override {
+    DeviceScope on(ordinal_);
     const auto& mod = static_cast<const CudaModule&>(m);
     // opal_uniforms_t { double t; double hp[max(1, H)]; }: at least two doubles
     double padded[2] = {n_uniforms ? uniforms[0] : 0.0, 0.0};
@@ -189,6 +216,7 @@ class CudaBackend final : public Backend {
   bool gemm(const GemmBatch& b) override {
     const size_t count = b.C.size();
     if (count == 0) return true;
+    DeviceScope on(ordinal_);
     CK(cublasSetStream(blas_, stream_));
     const float one = 1.f, zero = 0.f;
     const ColumnMajorGemm cm = column_major(b);
@@ -242,6 +270,7 @@ class CudaBackend final : public Backend {
   bool eigh(long long n, const std::vector<const float*>& in, double* values, double* vectors) override {
     const size_t count = in.size();
     if (count == 0) return true;
+    DeviceScope on(ordinal_);
     CK(cusolverDnSetStream(solver_, stream_));
     auto* A = static_cast<double*>(work_.get(count * n * n * sizeof(double) + count * n * sizeof(double)));
     double* W = A + count * n * n;
@@ -289,22 +318,32 @@ class CudaBackend final : public Backend {
     return true;
   }
 
+  // A step's work goes on the caller's stream, after everything queued before (on whatever
+  // stream: staging tables are reused in stream order), through an event: no host wait. The
+  // handle is kept only until end_step, which returns to the default stream (valid forever)
+  // made to wait for the step: a caller may destroy its stream right after the step.
   void set_stream(void* stream) override {
-    current();  // every step starts here: launches go to this backend's device, whatever the thread had
+    DeviceScope on(ordinal_);
     auto s = static_cast<cudaStream_t>(stream);
     if (s != stream_) {
-      CK(cudaStreamSynchronize(stream_));  // staging buffers are reused in stream order
+      CK(cudaEventRecord(queued_, stream_));
+      CK(cudaStreamWaitEvent(s, queued_, 0));
       stream_ = s;
     }
   }
+  void end_step() override {
+    if (!stream_) return;
+    DeviceScope on(ordinal_);
+    CK(cudaEventRecord(queued_, stream_));
+    CK(cudaStreamWaitEvent(nullptr, queued_, 0));
+    stream_ = nullptr;
+  }
   void sync() override {
-    current();
+    DeviceScope on(ordinal_);
     CK(cudaStreamSynchronize(stream_));
   }
 
  private:
-  void current() { CK(cudaSetDevice(ordinal_)); }
-
   struct TableKey {
     const void* owner;
     size_t index;
@@ -360,7 +399,8 @@ class CudaBackend final : public Backend {
   int ordinal_;
   cudaDeviceProp props_{};
   std::string arch_;
-  cudaStream_t stream_ = nullptr;
+  cudaStream_t stream_ = nullptr;  // the caller's during a step (set_stream .. end_step), else the default stream
+  cudaEvent_t queued_ = nullptr;   // recorded where the work so far was queued, when the stream changes
   cublasHandle_t blas_ = nullptr;
   cusolverDnHandle_t solver_ = nullptr;
   syevjInfo_t syevj_ = nullptr;
@@ -392,4 +432,21 @@ extern "C" __attribute__((visibility("default"))) opal::Backend* opal_cuda_backe
   } catch (const std::exception& ex) {
     return fail(ex.what());
   }
+}
+
+extern "C" __attribute__((visibility("default"))) int opal_cuda_pointer_device(const void* p, int* ordinal, char* error, size_t error_size) {
+  cudaPointerAttributes a{};
+  cudaError_t e = cudaPointerGetAttributes(&a, p);
+  if (e != cudaSuccess) {
+    cudaGetLastError();  // not sticky: clear it
+    std::snprintf(error, error_size, "cannot tell which device %p is on: %s (%s)%s", p, cudaGetErrorString(e), cudaGetErrorName(e),
+                  e == cudaErrorInsufficientDriver || e == cudaErrorNoDevice ? "; is there an NVIDIA GPU and driver on this machine?" : "");
+    return 0;
+  }
+  if (a.type != cudaMemoryTypeDevice && a.type != cudaMemoryTypeManaged) {
+    std::snprintf(error, error_size, "%p is %s memory, not a CUDA device's", p, a.type == cudaMemoryTypeHost ? "pinned host" : "host");
+    return 0;
+  }
+  *ordinal = a.device;
+  return 1;
 }

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <cuda_runtime.h>
+
 #include "driver/build.h"
 #include "runtime/backend.h"
 #include "runtime/error.h"
@@ -115,6 +117,54 @@ TEST_CASE("host views of device memory are refused with a message; copies work")
   CHECK_THROWS_AS(gpu->set_nonfinite_policy(NonFinitePolicy::Skip), Error);
   CHECK_THROWS_AS(gpu->write_param("h.0.w", std::vector<float>(3)), Error);
   CHECK(gpu->read_param("h.0.w").size() == 64u * 48u);
+}
+
+TEST_CASE("a step on a stream the caller then destroys; the caller's current device is left as it was") {
+  int count = 0;
+  REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);
+  const int callers = count > 1 ? 1 : 0;  // with two devices, the caller's thread sits on the other one
+  bool vectors = true;
+  auto cpu = make("adamw", {}, vectors);
+  auto gpu = make("adamw", kCuda, vectors);
+  init_params(*cpu);
+  init_params(*gpu);
+  REQUIRE(cudaSetDevice(callers) == cudaSuccess);
+  for (int t = 0; t < 3; ++t) {
+    for (Optimizer* o : {cpu.get(), gpu.get()})
+      for (size_t p = 0; p < o->num_params(); ++p) {
+        const std::string& n = o->param_name(p);
+        std::vector<float> g(o->read_param(n).size());
+        for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(0.37f * float(i) + float(t));
+        o->write_grad(n, g);
+      }
+    cudaStream_t s = nullptr;
+    REQUIRE(cudaSetDevice(0) == cudaSuccess);
+    REQUIRE(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) == cudaSuccess);
+    REQUIRE(cudaSetDevice(callers) == cudaSuccess);
+    cpu->step();
+    gpu->step(s);
+    REQUIRE(cudaStreamDestroy(s) == cudaSuccess);  // right away: the optimizer keeps no handle to it
+    int now = -1;
+    CHECK(cudaGetDevice(&now) == cudaSuccess);
+    CHECK(now == callers);
+  }
+  gpu->sync();
+  for (size_t p = 0; p < cpu->num_params(); ++p) CHECK(rel_err(gpu->read_param(cpu->param_name(p)), cpu->read_param(cpu->param_name(p))) <= 1e-4);
+  CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {
+  int count = 0;
+  REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);
+  for (int d = 0; d < count; ++d) {
+    void* p = nullptr;
+    REQUIRE(cudaSetDevice(d) == cudaSuccess);
+    REQUIRE(cudaMalloc(&p, 256) == cudaSuccess);
+    CHECK(cuda_device_of(p) == d);
+    cudaFree(p);
+  }
+  std::vector<float> host(4);
+  CHECK_THROWS_WITH_AS(cuda_device_of(host.data()), doctest::Contains("not a CUDA device's"), DeviceError);
 }
 
 int main(int argc, char** argv) {

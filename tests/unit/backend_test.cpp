@@ -4,6 +4,7 @@
 // CUDA backend makes (runtime/cuda/gemm_layout.h), and returns eigenvectors with scrambled
 // signs, as any solver may. Every stdlib optimizer must step exactly as on the CPU backend.
 #include <doctest/doctest.h>
+#include <sys/wait.h>
 
 #include "support/eigen.h"
 #include <cmath>
@@ -30,6 +31,9 @@ namespace {
 class DeviceLike final : public Backend {
  public:
   int gemm_calls = 0, gemm_matrices = 0, eigh_calls = 0, launches = 0, layout_mismatches = 0;
+  void* stream = nullptr;             // as a device backend holds it: the caller's during a step only
+  std::vector<void*> launch_streams;  // where each launch went
+  bool fail_gemm = false;
   Device device() const override { return {}; }  // CPU kernels: the generated code runs here
   std::string describe() const override { return "device-like test backend"; }
   bool host_memory() const override { return false; }
@@ -42,12 +46,14 @@ class DeviceLike final : public Backend {
   std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu_->compile(src, syms); }
   void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
     ++launches;
+    launch_streams.push_back(stream);
     cpu_->launch(m, i, t, n, nb, mx, u, nu);
   }
   // The column-major call (what cuBLAS computes) must equal the row-major product; the
   // stored result is Eigen's, summed as the CPU backend sums, so that inverse roots, which
   // amplify rounding differences, see the same numbers on both sides.
   bool gemm(const GemmBatch& b) override {
+    if (fail_gemm) throw Error("device-like test backend: a GEMM failed");
     ++gemm_calls;
     using M = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
     const cuda::ColumnMajorGemm c = cuda::column_major(b);
@@ -97,7 +103,8 @@ class DeviceLike final : public Backend {
     }
     return true;
   }
-  void set_stream(void*) override {}
+  void set_stream(void* s) override { stream = s; }
+  void end_step() override { stream = nullptr; }
   void sync() override {}
 
  private:
@@ -198,6 +205,42 @@ TEST_CASE("device memory: host views are refused with a hint, copies are size-ch
   CHECK(cpu.read_param("wide.w") == o.read_param("wide.w"));
   fs::remove(path);
 }
+
+TEST_CASE("a step's work goes on the caller's stream, which the backend lets go of when the step ends, even by an error") {
+  auto b = std::make_unique<DeviceLike>();
+  DeviceLike* dev = b.get();
+  auto o = on(std::move(b), "muon", params(true));
+  init_params(*o);
+  int caller_stream = 0;
+  o->step(&caller_stream);
+  REQUIRE_FALSE(dev->launch_streams.empty());
+  for (void* s : dev->launch_streams) CHECK(s == &caller_stream);
+  CHECK(dev->stream == nullptr);  // not kept: the caller may destroy its stream now
+  dev->fail_gemm = true;          // Newton-Schulz's GEMMs: mid-step
+  CHECK_THROWS_WITH_AS(o->step(&caller_stream), doctest::Contains("a GEMM failed"), Error);
+  CHECK(dev->stream == nullptr);
+}
+
+#ifdef OPAL_GPU_TESTS_BINARY
+TEST_CASE("a program run by a relative path finds the CUDA plugin beside it (or says why there is no device)") {
+  namespace fs = std::filesystem;
+  const fs::path bin = OPAL_GPU_TESTS_BINARY;
+  // from the build tree's root, as `tests/opal_gpu_tests`: a relative name whose folder's parent
+  // holds libopal_cuda.so
+  const std::string cmd = "cd '" + bin.parent_path().parent_path().string() + "' && env -u OPAL_CUDA_PLUGIN " +
+                          (bin.parent_path().filename() / bin.filename()).string() + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p);
+  std::string out;
+  char buf[4096];
+  while (size_t n = fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+  const int rc = pclose(p);
+  CAPTURE(out);
+  REQUIRE(WIFEXITED(rc));  // (it crashed here once: a relative plugin path and a null dlerror())
+  CHECK((WEXITSTATUS(rc) == 0 || WEXITSTATUS(rc) == 77));
+  CHECK(out.find("cannot load the CUDA backend") == std::string::npos);
+}
+#endif
 
 TEST_CASE("a CUDA stream given to a CPU optimizer is a DeviceError") {
   Optimizer o(build_executable(SpecRef{"adamw", "", ""}), params(true));

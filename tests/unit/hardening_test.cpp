@@ -91,6 +91,7 @@ class ForwardingBackend : public Backend {
   bool gemm(const GemmBatch& b) override { return cpu->gemm(b); }
   bool eigh(long long n, const std::vector<const float*>& in, double* v, double* V) override { return cpu->eigh(n, in, v, V); }
   void set_stream(void* s) override { cpu->set_stream(s); }
+  void end_step() override { cpu->end_step(); }
   void sync() override { cpu->sync(); }
 };
 

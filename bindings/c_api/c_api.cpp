@@ -167,7 +167,9 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
     if (!opt->params.empty() && (dev.kind != opt->device.kind || dev.ordinal != opt->device.ordinal))
       throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is on {}, and the earlier ones on {}: one optimizer steps one device", name,
                                                      opal::device_name(dev), opal::device_name(opt->device))};
-    if (dev.kind == opal::DeviceKind::Cuda && opt->params.empty()) opal::make_backend(dev);  // no CUDA here: say so now (DeviceError)
+    // no CUDA here: say so now (DeviceError); device pointers were already checked, so only
+    // optimizer-owned memory needs the backend made (it is made again when the list is fixed)
+    if (dev.kind == opal::DeviceKind::Cuda && opt->params.empty() && !data && !grad) opal::make_backend(dev);
     if (dtype != OPAL_F32)
       throw Failure{OPAL_ERROR_UNSUPPORTED,
                     fmt::format("parameter `{}` is {}; Opal steps f32 parameters (keep an f32 master copy)", name, dtype_name(dtype))};

@@ -49,6 +49,36 @@ struct CudaModule final : KernelModule {
   }
 };
 
+// cuBLAS and cuSOLVER handles, one set per device for the whole process, shared by every
+// optimizer there (each handle costs device memory and start-up time). A call sets the
+// handle's stream, so the calls of one backend hold `mu` from that until they are queued.
+struct LibraryHandles {
+  std::mutex mu;
+  cublasHandle_t blas = nullptr;
+  cusolverDnHandle_t solver = nullptr;
+  syevjInfo_t syevj = nullptr;
+  ~LibraryHandles() {
+    if (syevj) cusolverDnDestroySyevjInfo(syevj);
+    if (solver) cusolverDnDestroy(solver);
+    if (blas) cublasDestroy(blas);
+  }
+};
+
+// The device's handles, made on first use (with `ordinal` current); alive while a backend
+// holds them.
+std::shared_ptr<LibraryHandles> library_handles(int ordinal) {
+  static std::mutex mu;
+  static std::map<int, std::weak_ptr<LibraryHandles>> all;
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto h = all[ordinal].lock()) return h;
+  auto h = std::make_shared<LibraryHandles>();
+  check(cublasCreate(&h->blas), "cublasCreate");
+  check(cusolverDnCreate(&h->solver), "cusolverDnCreate");
+  check(cusolverDnCreateSyevjInfo(&h->syevj), "cusolverDnCreateSyevjInfo");
+  all[ordinal] = h;
+  return h;
+}
+
 // Device memory that grows and is reused (staging tables, workspaces).
 struct Scratch {
   void* p = nullptr;
@@ -104,9 +134,7 @@ class CudaBackend final : public Backend {
     CK(cudaGetDeviceProperties(&props_, ordinal));
     CK(cudaFree(nullptr));  // creates the primary context now, not in the first step
     arch_ = fmt::format("sm_{}{}", props_.major, props_.minor);
-    CK(cublasCreate(&blas_));
-    CK(cusolverDnCreate(&solver_));
-    CK(cusolverDnCreateSyevjInfo(&syevj_));
+    lib_ = library_handles(ordinal_);
     CK(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
     helpers_ = load(kHelpers, {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many"});
   }
@@ -117,9 +145,7 @@ class CudaBackend final : public Backend {
     if (queued_) cudaEventDestroy(queued_);
     for (auto& [_, t] : tables_) t.dev.release();
     for (Scratch* s : {&work_, &work2_, &solver_work_, &info_}) s->release();
-    if (syevj_) cusolverDnDestroySyevjInfo(syevj_);
-    if (solver_) cusolverDnDestroy(solver_);
-    if (blas_) cublasDestroy(blas_);
+    lib_.reset();
   }
 
   Device device() const override { return {DeviceKind::Cuda, ordinal_}; }
@@ -217,7 +243,9 @@ class CudaBackend final : public Backend {
     const size_t count = b.C.size();
     if (count == 0) return true;
     DeviceScope on(ordinal_);
-    CK(cublasSetStream(blas_, stream_));
+    std::lock_guard<std::mutex> lock(lib_->mu);
+    cublasHandle_t blas = lib_->blas;
+    CK(cublasSetStream(blas, stream_));
     const float one = 1.f, zero = 0.f;
     const ColumnMajorGemm cm = column_major(b);
     const cublasOperation_t op1 = cm.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, op2 = cm.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -244,7 +272,7 @@ class CudaBackend final : public Backend {
       }
     }
     if (count == 1) {
-      CK(cublasGemmEx(blas_, op1, op2, m, n, k, &one, B[0], in_type, ld1, A[0], in_type, ld2, &zero, b.C[0], CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
+      CK(cublasGemmEx(blas, op1, op2, m, n, k, &one, B[0], in_type, ld1, A[0], in_type, ld2, &zero, b.C[0], CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
                       CUBLAS_GEMM_DEFAULT));
     } else {
       std::vector<char> host(3 * count * sizeof(void*));
@@ -253,7 +281,7 @@ class CudaBackend final : public Backend {
       std::memcpy(host.data() + 2 * count * sizeof(void*), b.C.data(), count * sizeof(void*));
       char* dev = stage(TableKey{&kGemmTables, 0, b.C[0]}, host);
       auto ptrs = reinterpret_cast<const void* const*>(dev);
-      CK(cublasGemmBatchedEx(blas_, op1, op2, m, n, k, &one, ptrs, in_type, ld1, ptrs + count, in_type, ld2, &zero,
+      CK(cublasGemmBatchedEx(blas, op1, op2, m, n, k, &one, ptrs, in_type, ld1, ptrs + count, in_type, ld2, &zero,
                              const_cast<void* const*>(ptrs + 2 * count), CUDA_R_32F, ldc, int(count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     if (b.bf16) {
@@ -271,7 +299,10 @@ class CudaBackend final : public Backend {
     const size_t count = in.size();
     if (count == 0) return true;
     DeviceScope on(ordinal_);
-    CK(cusolverDnSetStream(solver_, stream_));
+    std::lock_guard<std::mutex> lock(lib_->mu);
+    cusolverDnHandle_t solver = lib_->solver;
+    syevjInfo_t syevj = lib_->syevj;
+    CK(cusolverDnSetStream(solver, stream_));
     auto* A = static_cast<double*>(work_.get(count * n * n * sizeof(double) + count * n * sizeof(double)));
     double* W = A + count * n * n;
     {
@@ -285,17 +316,17 @@ class CudaBackend final : public Backend {
     int* info = static_cast<int*>(info_.get(count * sizeof(int)));
     if (n <= 32 && count > 1) {  // batched Jacobi
       int lwork = 0;
-      CK(cusolverDnDsyevjBatched_bufferSize(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork, syevj_,
+      CK(cusolverDnDsyevjBatched_bufferSize(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork, syevj,
                                             int(count)));
       auto* work = static_cast<double*>(solver_work_.get(size_t(lwork) * sizeof(double)));
-      CK(cusolverDnDsyevjBatched(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, work, lwork, info, syevj_,
+      CK(cusolverDnDsyevjBatched(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, work, lwork, info, syevj,
                                  int(count)));
     } else {
       int lwork = 0;
-      CK(cusolverDnDsyevd_bufferSize(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork));
+      CK(cusolverDnDsyevd_bufferSize(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork));
       auto* work = static_cast<double*>(solver_work_.get(size_t(lwork) * sizeof(double)));
       for (size_t b = 0; b < count; ++b)
-        CK(cusolverDnDsyevd(solver_, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A + b * n * n, int(n), W + b * n, work, lwork,
+        CK(cusolverDnDsyevd(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A + b * n * n, int(n), W + b * n, work, lwork,
                             info + b));
     }
     std::vector<double> colmajor(count * n * n);
@@ -399,11 +430,9 @@ class CudaBackend final : public Backend {
   int ordinal_;
   cudaDeviceProp props_{};
   std::string arch_;
-  cudaStream_t stream_ = nullptr;  // the caller's during a step (set_stream .. end_step), else the default stream
-  cudaEvent_t queued_ = nullptr;   // recorded where the work so far was queued, when the stream changes
-  cublasHandle_t blas_ = nullptr;
-  cusolverDnHandle_t solver_ = nullptr;
-  syevjInfo_t syevj_ = nullptr;
+  cudaStream_t stream_ = nullptr;        // the caller's during a step (set_stream .. end_step), else the default stream
+  cudaEvent_t queued_ = nullptr;         // recorded where the work so far was queued, when the stream changes
+  std::shared_ptr<LibraryHandles> lib_;  // shared with the device's other backends
   std::shared_ptr<CudaModule> helpers_;
   std::map<TableKey, Table> tables_;
   Scratch work_, work2_, solver_work_, info_;

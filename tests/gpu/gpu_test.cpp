@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <cuda_runtime.h>
@@ -151,6 +152,39 @@ TEST_CASE("a step on a stream the caller then destroys; the caller's current dev
   gpu->sync();
   for (size_t p = 0; p < cpu->num_params(); ++p) CHECK(rel_err(gpu->read_param(cpu->param_name(p)), cpu->read_param(cpu->param_name(p))) <= 1e-4);
   CHECK(cudaGetLastError() == cudaSuccess);
+}
+
+TEST_CASE("optimizers on one device share its cuBLAS and cuSOLVER handles, stepping from two threads at once") {
+  bool vectors = true;
+  auto cpu = make("soap", {}, vectors);
+  init_params(*cpu);
+  run_steps(*cpu, 12);
+  std::vector<std::unique_ptr<Optimizer>> gpus;
+  for (int i = 0; i < 2; ++i) {
+    gpus.push_back(make("soap", kCuda, vectors));
+    init_params(*gpus.back());
+  }
+  std::vector<std::thread> threads;
+  for (auto& g : gpus)
+    threads.emplace_back([&g] {
+      cudaStream_t s = nullptr;
+      cudaSetDevice(0);
+      cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+      for (int t = 0; t < 12; ++t) {
+        for (size_t p = 0; p < g->num_params(); ++p) {
+          const std::string& n = g->param_name(p);
+          std::vector<float> w = g->read_param(n), grad(w.size());
+          for (size_t i = 0; i < w.size(); ++i) grad[i] = 0.3f * w[i] + std::sin(0.37f * float(i) + 0.11f * float(t) * float(p + 1));
+          g->write_grad(n, grad);
+        }
+        g->step(s);
+      }
+      g->sync();
+      cudaStreamDestroy(s);
+    });
+  for (auto& t : threads) t.join();
+  for (auto& g : gpus)
+    for (size_t p = 0; p < cpu->num_params(); ++p) CHECK(rel_err(g->read_param(cpu->param_name(p)), cpu->read_param(cpu->param_name(p))) <= 1e-4);
 }
 
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {

@@ -153,7 +153,10 @@ TEST_CASE("opal routes --role shows each parameter's role and the route it took"
   f.tensors["lm_head.weight"] = {{10, 4}, std::vector<float>(40)};
   const std::string params = (dir / "p.safetensors").string();
   write_safetensors(params, f);
-  auto [rc, out] = run_cli("routes muon --params " + params + " --role 'wte.*=embedding' --role lm_head.weight=head");
+  // (no structured binding: clang 14 cannot capture one in CAPTURE)
+  const auto res = run_cli("routes muon --params " + params + " --role 'wte.*=embedding' --role lm_head.weight=head");
+  const int rc = res.first;
+  const std::string out = res.second;
   CAPTURE(out);
   CHECK(rc == 0);
   CHECK(out.find("wte.weight [10, 4] (embedding)\n  route:    embedding,head,other>") != std::string::npos);

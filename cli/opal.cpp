@@ -122,9 +122,9 @@ int cmd_ir(const SpecRef& ref, const std::string& after) {
   return finish(d);
 }
 
-int cmd_emit(const SpecRef& ref, const std::string& target, bool check_finite) {
+int cmd_emit(const SpecRef& ref, const std::string& target, bool check_finite, bool mixed) {
   auto c = compile_spec(ref);
-  std::fputs(emit_optimizer(*c, target == "cuda" ? Target::Cuda : Target::Cpu, check_finite).c_str(), stdout);
+  std::fputs(emit_optimizer(*c, target == "cuda" ? Target::Cuda : Target::Cpu, check_finite, mixed).c_str(), stdout);
   return 0;
 }
 
@@ -204,6 +204,8 @@ int main(int argc, char** argv) {
   emit->add_option("--target", target, "cpu or cuda")->check(CLI::IsMember({"cpu", "cuda"}));
   bool check_finite = false;
   emit->add_flag("--check-finite", check_finite, "The kernels with fused NaN/Inf checks (a non-finite policy other than off)");
+  bool mixed = false;
+  emit->add_flag("--mixed", mixed, "The kernels for bf16 and f16 parameters and gradients too (compiled when such a parameter is bound)");
 
   std::string init, grads, out_path;
   int steps = 1;
@@ -267,7 +269,7 @@ int main(int argc, char** argv) {
     if (*check) return cmd_check(check_files);
     if (*ast) return cmd_ast(ast_file);
     if (*ir) return cmd_ir(ref, after);
-    if (*emit) return cmd_emit(ref, target, check_finite);
+    if (*emit) return cmd_emit(ref, target, check_finite, mixed);
     if (*rep) {
       check_steps(steps);
       ReplayRequest req{ref, read_safetensors(init), read_safetensors(grads), steps, parse_hparams(hps), roles};

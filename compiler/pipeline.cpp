@@ -152,8 +152,8 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
   return out;
 }
 
-std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite) {
-  EmitInput in{c.name, c.hparams.size() + c.globals.size(), {}, check_finite};
+std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite, bool mixed) {
+  EmitInput in{c.name, c.hparams.size() + c.globals.size(), {}, check_finite, mixed};
   for (const auto& r : c.routes) in.routes.push_back({r.label, &r.plan});
   return emit_program(in, target);
 }

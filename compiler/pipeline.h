@@ -48,8 +48,9 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
                                                    const CompileOptions& opts = {}, std::vector<PassDump>* dumps = nullptr);
 
 // The generated source of every route's kernels for `target` (emit_program over the routes);
-// `check_finite` adds the fused non-finite checks.
-std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite = false);
+// `check_finite` adds the fused non-finite checks; `mixed` gives every kernel that touches w or
+// g a loop per storage of each (f32, bf16, f16), chosen per tensor.
+std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite = false, bool mixed = false);
 
 // Checks every user declaration of the program (components on their own, every optimizer),
 // as `opal check` does.

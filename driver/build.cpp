@@ -83,6 +83,8 @@ std::shared_ptr<const Executable> build_executable(std::shared_ptr<const Compile
   exe->device = backend->device();
   const Target target = exe->device.kind == DeviceKind::Cpu ? Target::Cpu : Target::Cuda;
   exe->checked_source = emit_optimizer(*compiled, target, true);
+  exe->mixed_source = emit_optimizer(*compiled, target, false, true);
+  exe->checked_mixed_source = emit_optimizer(*compiled, target, true, true);
   exe->source = check_finite ? exe->checked_source : emit_optimizer(*compiled, target, false);
   try {
     exe->module = backend->compile(exe->source, exe->desc->symbols);

@@ -56,8 +56,21 @@ struct CallTensor {
   const double* regs;
 };
 
+// How a conversion into bf16 rounds: to nearest even, or stochastically with the bits the
+// kernels draw for element base + i of tensor `id` at step t (support/half.h), so a staged
+// parameter rounds exactly as one stepped in place.
+struct Rounding {
+  bool stochastic = false;
+  uint64_t id = 0;
+  double t = 0;
+  long long base = 0;
+};
+// dst = src converted, n elements, both in host memory (the CPU backend's convert; the runtime's
+// reads and writes of 16-bit parameters).
+void convert_host(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r = {});
+
 // Increased whenever this interface changes: a plugin built against another one is refused.
-inline constexpr int kBackendAbi = 3;
+inline constexpr int kBackendAbi = 4;
 
 class Backend {
  public:
@@ -72,6 +85,9 @@ class Backend {
   virtual void upload(float* dst, const float* src, size_t n) = 0;    // host -> backend
   virtual void download(float* dst, const float* src, size_t n) = 0;  // backend -> host (waits)
   virtual void copy(float* dst, const float* src, size_t n) = 0;      // backend -> backend
+  // n elements of `from` at src into `to` at dst (backend memory; f32, bf16, f16), ordered with
+  // the kernels. dst and src do not overlap.
+  virtual void convert(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r) = 0;
   // Zeroes every (pointer, length) pair, in one launch where the backend can.
   virtual void zero(const std::vector<std::pair<float*, size_t>>& bufs) = 0;
 

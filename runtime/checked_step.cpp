@@ -1,6 +1,7 @@
 // The checked step of the non-finite policies (runtime/nonfinite.h): the kernels with fused
 // non-finite checks, and the undo.
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -17,12 +18,13 @@ void Optimizer::step_checked() {
   for (auto& t : ts) {
     t.chk = 0;
     if (!t.desc.grad) continue;
-    t.saved_w.assign(t.desc.data, t.desc.data + t.numel());
+    const char* w = static_cast<const char*>(t.desc.data);
+    t.saved_w.assign(w, w + t.bytes());
     t.saved_slots.resize(t.slots.size());
     for (size_t s = 0; s < t.slots.size(); ++s) t.saved_slots[s].assign(t.slots[s].p, t.slots[s].p + t.slots[s].n);
   }
   auto restore = [](Impl::Tensor& t) {
-    std::copy(t.saved_w.begin(), t.saved_w.end(), t.desc.data);
+    std::copy(t.saved_w.begin(), t.saved_w.end(), static_cast<char*>(t.desc.data));
     for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), t.slots[s].p);
     --t.t;
   };
@@ -31,7 +33,8 @@ void Optimizer::step_checked() {
     size_t bit = size_t(__builtin_ctz(t.chk));
     return bit < probes.size() ? probes[bit] : std::string("?");
   };
-  step_kernels(*impl_->checked, nullptr);
+  const KernelModule& module = kernels(true);
+  step_kernels(module, nullptr);
   std::vector<size_t> bad;
   for (size_t i = 0; i < ts.size(); ++i)
     if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
@@ -59,11 +62,11 @@ void Optimizer::step_checked() {
   std::vector<char> only(ts.size(), 0);
   for (size_t i : bad) {
     restore(ts[i]);
-    std::fill(ts[i].desc.grad, ts[i].desc.grad + ts[i].numel(), 0.f);
+    std::memset(ts[i].desc.grad, 0, ts[i].numel() * exec::dtype_size(ts[i].desc.grad_dtype));  // +0 in every dtype
     ts[i].chk = 0;
     only[i] = 1;
   }
-  step_kernels(*impl_->checked, &only);
+  step_kernels(module, &only);
   for (size_t k = 0; k < bad.size(); ++k) {
     auto& t = ts[bad[k]];
     if (!t.chk) continue;

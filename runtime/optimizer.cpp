@@ -13,6 +13,7 @@
 #include "runtime/error.h"
 #include "runtime/optimizer_impl.h"
 #include "runtime/routing.h"
+#include "support/half.h"
 #include "support/text.h"
 
 namespace opal {
@@ -105,10 +106,7 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     if (p.external && !p.data) throw Error(fmt::format("parameter `{}`: the data pointer is null", p.name));
     if (!t.desc.data) t.desc.data = (t.owned_w = impl_->alloc(t.numel())).p;
     if (!t.desc.grad && !p.external) t.desc.grad = (t.owned_g = impl_->alloc(t.numel())).p;
-    if (!t.perm.empty()) {
-      t.stage_w = impl_->alloc(t.numel());
-      t.stage_g = impl_->alloc(t.numel());
-    }
+    impl_->update_staging(d, t);
     auto size_of = [&](exec::Extent s) { return size_t(t.batch * exec::dims_of(s, t.rows, t.cols).count()); };
     for (const auto& s : route.slots) {
       t.slots.push_back(impl_->alloc(size_of(s.extent)));
@@ -127,12 +125,7 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     impl_->routes[t.route].tensors.push_back(i);
     matrices += size_t(t.batch);
   }
-  for (auto& r : impl_->routes)
-    for (size_t i : r.tensors) {
-      auto& t = impl_->tensors[i];
-      r.first.push_back(r.table.size());
-      for (long long b = 0; b < t.batch; ++b) r.table.push_back({t.matrix_bufs(b), t.rows, t.cols, (long long)t.numel(), &t.chk});
-    }
+  refresh_tables();
   // the step loop's working lists, at their largest
   const size_t n = impl_->tensors.size();
   auto& S = impl_->scratch;
@@ -145,6 +138,59 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
 }
 
 Optimizer::~Optimizer() = default;
+
+namespace {
+
+// A tensor's random stream: FNV-1a of its name, mixed with the seed. By name, so that it does
+// not depend on the order or number of parameters (nor, sharded, on the world size).
+uint64_t tensor_id(const std::string& name, uint64_t seed) {
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  return half::opal_mix64(h ^ half::opal_mix64(seed + 0x9e3779b97f4a7c15ull));
+}
+
+}  // namespace
+
+void Optimizer::refresh_tables() {
+  bool mixed = false;
+  for (auto& r : impl_->routes) {
+    r.table.clear();
+    r.first.clear();
+    for (size_t i : r.tensors) {
+      auto& t = impl_->tensors[i];
+      t.id = tensor_id(t.desc.name, impl_->seed);
+      // staged tensors step f32 copies
+      const int dt = t.staged ? 0 : exec::dtype_code(t.desc.dtype, t.desc.grad_dtype, impl_->stochastic);
+      mixed = mixed || (dt & (exec::kStochasticBit - 1)) != 0;
+      r.first.push_back(r.table.size());
+      for (long long b = 0; b < t.batch; ++b)
+        r.table.push_back({t.matrix_bufs(b), t.rows, t.cols, (long long)t.numel(), &t.chk, t.id, b * t.rows * t.cols, dt});
+    }
+  }
+  impl_->needs_mixed = mixed;
+  if (mixed) kernels(impl_->nonfinite != NonFinitePolicy::Off);  // compiled now: an error belongs to this call
+}
+
+const KernelModule& Optimizer::kernels(bool checked) {
+  if (!impl_->needs_mixed) return checked ? *impl_->checked : *exe_->module;
+  std::shared_ptr<KernelModule>& m = checked ? impl_->checked_mixed : impl_->mixed;
+  if (!m) {
+    try {
+      m = impl_->backend->compile(checked ? exe_->checked_mixed_source : exe_->mixed_source, exe_->desc->symbols);
+    } catch (const Error& e) {
+      throw Error(fmt::format("cannot compile the kernels of `{}` for 16-bit parameters on {}: {}", exe_->desc->name, impl_->backend->describe(),
+                              e.what()));
+    }
+  }
+  return *m;
+}
+
+void Optimizer::set_stochastic_rounding(bool on, uint64_t seed) {
+  impl_->stochastic = on;
+  impl_->seed = seed;
+  refresh_tables();
+}
+bool Optimizer::stochastic_rounding() const { return impl_->stochastic; }
 
 void Optimizer::check_param(const exec::Description& d, const ParamDesc& p, const HParams& hparams) {
   route_param(d, p, hparam_values(d, hparams).data());
@@ -192,6 +238,7 @@ void Optimizer::set_nonfinite_policy(NonFinitePolicy p) {
     }
   }
   impl_->nonfinite = p;
+  if (impl_->needs_mixed) kernels(p != NonFinitePolicy::Off);
 }
 NonFinitePolicy Optimizer::nonfinite_policy() const { return impl_->nonfinite; }
 const std::vector<NonFiniteEvent>& Optimizer::nonfinite_events() const { return impl_->events; }
@@ -267,11 +314,20 @@ size_t Optimizer::num_params() const { return impl_->tensors.size(); }
 const std::string& Optimizer::param_name(size_t i) const { return impl_->tensors.at(i).desc.name; }
 const std::vector<int64_t>& Optimizer::param_shape(const std::string& name) const { return impl_->get(name).desc.shape; }
 ParamRole Optimizer::param_role(const std::string& name) const { return impl_->get(name).desc.role; }
+DType Optimizer::param_dtype(const std::string& name) const { return impl_->get(name).desc.dtype; }
+DType Optimizer::grad_dtype(const std::string& name) const { return impl_->get(name).desc.grad_dtype; }
+
+namespace {
+void need_f32(const std::string& what, DType dt) {
+  if (dt != DType::F32) throw Error(fmt::format("{} is {}, not f32: read and write it with read_param and write_param (they convert)", what, exec::dtype_name(dt)));
+}
+}  // namespace
 
 std::span<float> Optimizer::param(const std::string& name) {
   auto& t = impl_->get(name);
   impl_->need_host(fmt::format("parameter `{}`", name));
-  return {t.desc.data, t.numel()};
+  need_f32(fmt::format("parameter `{}`", name), t.desc.dtype);
+  return {static_cast<float*>(t.desc.data), t.numel()};
 }
 std::span<const float> Optimizer::param(const std::string& name) const { return const_cast<Optimizer*>(this)->param(name); }
 std::span<const float> Optimizer::state(const std::string& name, const std::string& slot) const {
@@ -283,7 +339,8 @@ std::span<float> Optimizer::grad(const std::string& name) {
   auto& t = impl_->get(name);
   impl_->need_host(fmt::format("the gradient of `{}`", name));
   if (!t.desc.grad) return {};
-  return {t.desc.grad, t.numel()};
+  need_f32(fmt::format("the gradient of `{}`", name), t.desc.grad_dtype);
+  return {static_cast<float*>(t.desc.grad), t.numel()};
 }
 std::string Optimizer::route_of(const std::string& name) const { return exe_->desc->routes[impl_->get(name).route].label; }
 
@@ -298,15 +355,32 @@ void Optimizer::reset_state(const std::string& name, const std::string& slot) {
   impl_->reset_slot(*exe_->desc, t, impl_->slot_index(*exe_->desc, t, slot));
 }
 
-void Optimizer::bind(const std::string& name, float* data, float* grad) {
+void Optimizer::bind(const std::string& name, void* data, void* grad) {
   impl_->get(name);  // NotFoundError, with "did you mean"
   bind(impl_->by_name.at(name), data, grad);
 }
+void Optimizer::bind(const std::string& name, void* data, void* grad, DType grad_dtype) {
+  impl_->get(name);
+  bind(impl_->by_name.at(name), data, grad, grad_dtype);
+}
+void Optimizer::bind(size_t index, void* data, void* grad) { bind(index, data, grad, impl_->tensors.at(index).desc.grad_dtype); }
 
-void Optimizer::bind(size_t index, float* data, float* grad) {
+void Optimizer::bind(size_t index, void* data, void* grad, DType grad_dtype) {
   auto& t = impl_->tensors.at(index);
   if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", t.desc.name));
   if (data != t.desc.data) impl_->rebound = true;
+  const bool retable = grad_dtype != t.desc.grad_dtype;
+  const DType before = t.desc.grad_dtype;
+  t.desc.grad_dtype = grad_dtype;
+  try {
+    impl_->update_staging(*exe_->desc, t);  // may allocate, or compile the mixed program: may fail
+    if (retable) refresh_tables();
+  } catch (...) {
+    t.desc.grad_dtype = before;
+    impl_->update_staging(*exe_->desc, t);
+    refresh_tables();
+    throw;
+  }
   t.desc.data = data;
   t.desc.grad = grad;
   t.set_bufs();
@@ -326,9 +400,7 @@ float* Optimizer::state_data(const std::string& name, const std::string& slot) {
 
 std::vector<float> Optimizer::read_param(const std::string& name) const {
   auto& t = impl_->get(name);
-  std::vector<float> v(t.numel());
-  impl_->backend->download(v.data(), t.desc.data, v.size());
-  return v;
+  return impl_->read_f32(t.desc.data, t.desc.dtype, t.numel());
 }
 
 std::vector<float> Optimizer::read_state(const std::string& name, const std::string& slot) const {
@@ -342,14 +414,14 @@ std::vector<float> Optimizer::read_state(const std::string& name, const std::str
 void Optimizer::write_param(const std::string& name, std::span<const float> values) {
   auto& t = impl_->get(name);
   if (values.size() != t.numel()) throw Error(fmt::format("parameter `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
-  impl_->backend->upload(t.desc.data, values.data(), values.size());
+  impl_->write_f32(t.desc.data, t.desc.dtype, values.data(), values.size());
 }
 
 void Optimizer::write_grad(const std::string& name, std::span<const float> values) {
   auto& t = impl_->get(name);
   if (!t.desc.grad) throw Error(fmt::format("parameter `{}` has no gradient bound", name));
   if (values.size() != t.numel()) throw Error(fmt::format("the gradient of `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
-  impl_->backend->upload(t.desc.grad, values.data(), values.size());
+  impl_->write_f32(t.desc.grad, t.desc.grad_dtype, values.data(), values.size());
 }
 
 void Optimizer::write_state(const std::string& name, const std::string& slot, std::span<const float> values) {

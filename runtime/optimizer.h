@@ -16,19 +16,25 @@
 
 namespace opal {
 
+using exec::DType;
 using exec::ParamRole;
 
 // A parameter to optimize, in the memory of the optimizer's device (host pointers on the CPU,
 // device pointers on CUDA). Null `data`/`grad` means the optimizer owns (zeroed) buffers, unless
 // `external`: then the host binds memory later (Optimizer::bind) and a null gradient means the
 // parameter sits out of steps (PyTorch, whose gradients come and go).
+// `data` holds `dtype` elements and `grad` `grad_dtype` ones (f32, bf16 or f16, in any
+// combination): the kernels load them into f32, compute in f32 and round the parameter's store
+// (bf16: to nearest even, or stochastically: Optimizer::set_stochastic_rounding).
 struct ParamDesc {
   std::string name;
   std::vector<int64_t> shape;  // [] scalar, [n] vector, [rows, cols...] matrix (trailing dims flattened)
-  float* data = nullptr;
-  float* grad = nullptr;
+  void* data = nullptr;
+  void* grad = nullptr;
   bool external = false;
   ParamRole role = ParamRole::None;  // what it is in its model, for role routes (`embedding, head: ...`)
+  DType dtype = DType::F32;
+  DType grad_dtype = DType::F32;
 };
 
 // Limit on one tensor's element count (a clear error, never an overflow).
@@ -103,6 +109,10 @@ class Optimizer {
   const std::vector<int64_t>& param_shape(const std::string& name) const;
   ParamRole param_role(const std::string& name) const;
   bool has_param(const std::string& name) const;
+  DType param_dtype(const std::string& name) const;
+  DType grad_dtype(const std::string& name) const;
+  // param() and grad() view f32 host memory: a 16-bit parameter or gradient is an Error naming
+  // its dtype (read_param and write_param convert).
   std::span<float> param(const std::string& name);
   std::span<const float> param(const std::string& name) const;
   std::span<float> grad(const std::string& name);
@@ -116,6 +126,8 @@ class Optimizer {
   std::span<float> state(const std::string& name, const std::string& slot);
   std::span<const float> state(const std::string& name, const std::string& slot) const;
   float* state_data(const std::string& name, const std::string& slot);  // in the backend's memory, on any backend
+  // Parameters and gradients are read and written as f32 whatever their storage (a write to a
+  // 16-bit one rounds to nearest even).
   std::vector<float> read_param(const std::string& name) const;
   std::vector<float> read_state(const std::string& name, const std::string& slot) const;
   void write_param(const std::string& name, std::span<const float> values);
@@ -128,9 +140,21 @@ class Optimizer {
 
   // Points a parameter at new memory (a host trainer that reallocates its gradients). A null
   // `grad` leaves the parameter out of the following steps (PyTorch's `grad is None`) until a
-  // gradient is bound again. The memory must hold as many floats as the parameter.
-  void bind(const std::string& name, float* data, float* grad);
-  void bind(size_t index, float* data, float* grad);  // the index-th parameter, as given
+  // gradient is bound again. The memory must hold as many elements as the parameter, of its
+  // dtype (data) and of `grad_dtype` (the gradient's may change from bind to bind: a host that
+  // accumulates in f32 some steps).
+  void bind(const std::string& name, void* data, void* grad);
+  void bind(const std::string& name, void* data, void* grad, DType grad_dtype);
+  void bind(size_t index, void* data, void* grad);  // the index-th parameter, as given
+  void bind(size_t index, void* data, void* grad, DType grad_dtype);
+
+  // Rounding of 16-bit parameter writes: bf16 to nearest even (the default), or stochastically
+  // (up with probability equal to the fraction cut off: small updates, lr * wd * w say, survive
+  // in expectation instead of vanishing below bf16's resolution), from bits keyed by (seed,
+  // step, parameter name, element): the same on every run, backend and world size. The seed
+  // also keys `randn`. f16 writes round to nearest even.
+  void set_stochastic_rounding(bool on, uint64_t seed = 0);
+  bool stochastic_rounding() const;
 
   // Checkpoints (runtime/checkpoint.h): optimizer state keyed by parameter and slot name.
   void save(const std::string& path, const CheckpointOptions& opts = {}) const;
@@ -148,6 +172,8 @@ class Optimizer {
  private:
   void init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams);
   void step_kernels(const KernelModule& module, const std::vector<char>* only);
+  const KernelModule& kernels(bool checked);  // the program the step runs (f32 or mixed)
+  void refresh_tables();                      // after dtypes, rounding or the seed change
   void run_phase(const KernelModule& module, const std::vector<char>* only, bool second);
   void step_checked();
   struct Impl;

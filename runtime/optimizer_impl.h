@@ -25,8 +25,10 @@ struct Optimizer::Impl {
   // A parameter. Its view (exec::tensor_view) is `batch` matrices of rows x cols: each matrix
   // is an entry of its own in the kernel table and in library calls, with its part of every
   // state slot and scratch buffer (each allocation is batch matrices' worth, matrix after
-  // matrix). A view whose axis order is not the parameter's (`perm`) steps copies of w and g
-  // in that order (stage_w, stage_g), permuted in before the step and w permuted back after.
+  // matrix). A tensor is `staged` when its route steps f32 copies of w and g (stage_w,
+  // stage_g), copied in before the step and w copied back after: a view whose axis order is
+  // not the parameter's (`perm`), or a 16-bit w or g in a route with library calls (which take
+  // f32 operands). Otherwise the kernels load and store w and g as they are stored, in place.
   struct Tensor {
     ParamDesc desc;
     long long rows = 1, cols = 1;
@@ -34,6 +36,8 @@ struct Optimizer::Impl {
     std::vector<int64_t> batch_shape;  // the dims that index the matrices
     std::vector<int> perm;
     Buffer owned_w, owned_g, stage_w, stage_g;
+    bool staged = false;
+    uint64_t id = 0;  // its random stream (opal_tensor_t.id): its name and the optimizer's seed
     std::vector<Buffer> slots;
     std::vector<Buffer> scratch;
     size_t nbuf = 0;           // buffers per matrix: w, g, slots, scratch
@@ -42,9 +46,11 @@ struct Optimizer::Impl {
     std::vector<double> regs;    // the route's host scalar program, evaluated for this tensor's step
     int64_t t = 0;               // the steps this parameter took part in
     unsigned chk = 0;            // non-finite probe flags of the last checked step
-    std::vector<float> saved_w;  // a checked step's copy of the parameter and state, to undo it
+    std::vector<char> saved_w;  // a checked step's copy of the parameter (as stored) and state, to undo it
     std::vector<std::vector<float>> saved_slots;
     size_t numel() const { return size_t(batch * rows * cols); }
+    size_t bytes() const { return numel() * exec::dtype_size(desc.dtype); }
+    bool is_f32() const { return desc.dtype == DType::F32 && desc.grad_dtype == DType::F32; }
     float** matrix_bufs(long long b) { return bufs.data() + size_t(b) * nbuf; }
     // Points every matrix's table at w and g (or their staged copies) and at its part of the
     // slots and scratch.
@@ -71,6 +77,12 @@ struct Optimizer::Impl {
   bool diagnostics = false;
   NonFinitePolicy nonfinite = NonFinitePolicy::Off;
   std::shared_ptr<KernelModule> checked;  // the kernels with fused non-finite checks
+  // The mixed program (Executable::mixed_source), and with the checks: compiled when a 16-bit
+  // parameter or gradient is bound.
+  std::shared_ptr<KernelModule> mixed, checked_mixed;
+  bool needs_mixed = false;  // some tensor steps 16-bit w or g in place
+  bool stochastic = false;   // bf16 parameter writes (Optimizer::set_stochastic_rounding)
+  uint64_t seed = 0;
   std::vector<NonFiniteEvent> events;
   int64_t skipped = 0;
   std::vector<UpdateStats> stats;
@@ -110,10 +122,18 @@ struct Optimizer::Impl {
   // Starts slot i of t over as the spec initializes it.
   void reset_slot(const exec::Description& d, Tensor& t, size_t i);
 
-  // A view in another axis order: w and g into their staged copies (before the step), the
-  // staged w back into w (after it).
+  // Whether t steps staged f32 copies (Tensor::staged), allocating them the first time.
+  void update_staging(const exec::Description& d, Tensor& t);
+  // w and g into their staged copies (before the step), the staged w back into w (after it,
+  // rounded as the kernels round).
   void stage_in(Tensor& t);
   void stage_out(Tensor& t);
+  // The rounding of t's parameter writes at its current step (element `base` onward).
+  Rounding rounding(const Tensor& t) const { return {stochastic, t.id, double(t.t), 0}; }
+  // n elements of a tensor's w or g (of dtype `dt`, backend memory) as f32 host values, and back
+  // (rounded to nearest even).
+  std::vector<float> read_f32(const void* src, DType dt, size_t n) const;
+  void write_f32(void* dst, DType dt, const float* src, size_t n);
   // Adds up a total of full-size values over the matrices of t (table buffer `buffer`), so that
   // every matrix holds the whole tensor's.
   void combine_whole(Tensor& t, uint32_t buffer);

@@ -31,7 +31,7 @@ void Optimizer::check_aliasing() {
   for (size_t i = 0; i < impl_->tensors.size(); ++i) {
     const auto& t = impl_->tensors[i];
     auto b = reinterpret_cast<uintptr_t>(t.desc.data);
-    ranges.push_back({b, b + t.numel() * sizeof(float), i});
+    ranges.push_back({b, b + t.bytes(), i});
   }
   std::sort(ranges.begin(), ranges.end(), [](const Range& a, const Range& b) { return a.begin < b.begin; });
   for (size_t k = 1; k < ranges.size(); ++k)
@@ -68,10 +68,10 @@ void Optimizer::step(void* stream) {
     impl_->before.resize(impl_->tensors.size());
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
       const auto& t = impl_->tensors[i];
-      impl_->before[i].assign(t.desc.data, t.desc.data + t.numel());
+      impl_->before[i] = impl_->read_f32(t.desc.data, t.desc.dtype, t.numel());
     }
   }
-  if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(*exe_->module, nullptr);
+  if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(kernels(false), nullptr);
   else step_checked();
   if (impl_->diagnostics) {
     impl_->stats.clear();
@@ -79,7 +79,8 @@ void Optimizer::step(void* stream) {
       const auto& t = impl_->tensors[i];
       // as stored: the matrices of a view stacked (a permuted view: dim 0 by the rest)
       const exec::Dims v = t.perm.empty() ? exec::Dims{t.batch * t.rows, t.cols} : exec::matrix_view(t.desc.shape, exec::View::First);
-      UpdateStats s = update_stats(impl_->before[i].data(), t.desc.data, v.rows, v.cols, t.desc.shape.size() >= 2);
+      const std::vector<float> after = impl_->read_f32(t.desc.data, t.desc.dtype, t.numel());
+      UpdateStats s = update_stats(impl_->before[i].data(), after.data(), v.rows, v.cols, t.desc.shape.size() >= 2);
       s.param = t.desc.name;
       s.step = t_;
       impl_->stats.push_back(std::move(s));

@@ -42,47 +42,99 @@ void Optimizer::Impl::Tensor::set_bufs() {
   nbuf = exec::kFirstSlotBuffer + slots.size() + scratch.size();
   bufs.assign(size_t(batch) * nbuf, nullptr);
   const long long m = rows * cols;
-  float* w = perm.empty() ? desc.data : stage_w.p;
-  float* g = perm.empty() ? desc.grad : (desc.grad ? stage_g.p : nullptr);
+  // a 16-bit w or g stepped in place is addressed in its own elements: the kernels cast
+  // (opal_tensor_t.dt says how)
+  auto* w = static_cast<char*>(staged ? stage_w.p : desc.data);
+  auto* g = static_cast<char*>(staged ? (desc.grad ? stage_g.p : nullptr) : desc.grad);
+  const size_t wsize = staged ? 4 : exec::dtype_size(desc.dtype), gsize = staged ? 4 : exec::dtype_size(desc.grad_dtype);
   for (long long b = 0; b < batch; ++b) {
     float** B = matrix_bufs(b);
-    B[exec::kParamBuffer] = w + b * m;
-    B[exec::kGradBuffer] = g ? g + b * m : nullptr;
+    B[exec::kParamBuffer] = reinterpret_cast<float*>(w + size_t(b * m) * wsize);
+    B[exec::kGradBuffer] = g ? reinterpret_cast<float*>(g + size_t(b * m) * gsize) : nullptr;
     size_t k = exec::kFirstSlotBuffer;
     for (const Buffer& s : slots) B[k++] = s.p + size_t(b) * (s.n / size_t(batch));
     for (const Buffer& s : scratch) B[k++] = s.p + size_t(b) * (s.n / size_t(batch));
   }
 }
 
-void Optimizer::Impl::stage_in(Tensor& t) {
-  if (t.perm.empty() || !t.desc.grad) return;
-  if (backend->host_memory()) {
-    permute(t.desc.data, t.stage_w.p, t.desc.shape, t.perm, false);
-    permute(t.desc.grad, t.stage_g.p, t.desc.shape, t.perm, false);
-    return;
+void Optimizer::Impl::update_staging(const exec::Description& d, Tensor& t) {
+  t.staged = !t.perm.empty() || (!t.is_f32() && !d.routes[t.route].calls.empty());
+  if (t.staged && !t.stage_w.p) {
+    t.stage_w = alloc(t.numel());
+    t.stage_g = alloc(t.numel());
   }
-  // on a device, through the host (a permuted view is for the odd tensor: a conv weight under
-  // optax's Adafactor)
+}
+
+std::vector<float> Optimizer::Impl::read_f32(const void* src, DType dt, size_t n) const {
+  std::vector<float> v(n);
+  if (dt == DType::F32) backend->download(v.data(), static_cast<const float*>(src), n);
+  else if (backend->host_memory()) convert_host(v.data(), DType::F32, src, dt, n);
+  else {
+    float* tmp = backend->alloc(n);
+    try {
+      backend->convert(tmp, DType::F32, src, dt, n, {});
+      backend->download(v.data(), tmp, n);
+    } catch (...) {
+      backend->release(tmp);
+      throw;
+    }
+    backend->release(tmp);
+  }
+  return v;
+}
+
+void Optimizer::Impl::write_f32(void* dst, DType dt, const float* src, size_t n) {
+  if (dt == DType::F32) backend->upload(static_cast<float*>(dst), src, n);
+  else if (backend->host_memory()) convert_host(dst, dt, src, DType::F32, n);
+  else {
+    float* tmp = backend->alloc(n);
+    try {
+      backend->upload(tmp, src, n);
+      backend->convert(dst, dt, tmp, DType::F32, n, {});
+      backend->sync();
+    } catch (...) {
+      backend->release(tmp);
+      throw;
+    }
+    backend->release(tmp);
+  }
+}
+
+// Staged copies: w and g converted to f32, permuted into the view's axis order where it has one
+// (on the host: a permuted view is for the odd tensor, a conv weight under optax's Adafactor).
+void Optimizer::Impl::stage_in(Tensor& t) {
+  if (!t.staged || !t.desc.grad) return;
   const size_t n = t.numel();
-  std::vector<float> a(n), b(n);
-  for (auto [from, to] : {std::pair{t.desc.data, t.stage_w.p}, std::pair{t.desc.grad, t.stage_g.p}}) {
-    backend->download(a.data(), from, n);
-    permute(a.data(), b.data(), t.desc.shape, t.perm, false);
-    backend->upload(to, b.data(), n);
+  const std::pair<const void*, DType> from[] = {{t.desc.data, t.desc.dtype}, {t.desc.grad, t.desc.grad_dtype}};
+  float* to[] = {t.stage_w.p, t.stage_g.p};
+  for (int k = 0; k < 2; ++k) {
+    const auto [src, dt] = from[k];
+    if (t.perm.empty()) backend->convert(to[k], DType::F32, src, dt, n, {});
+    else if (backend->host_memory() && dt == DType::F32) permute(static_cast<const float*>(src), to[k], t.desc.shape, t.perm, false);
+    else {
+      std::vector<float> a = read_f32(src, dt, n), b(n);
+      permute(a.data(), b.data(), t.desc.shape, t.perm, false);
+      backend->upload(to[k], b.data(), n);
+    }
   }
 }
 
 void Optimizer::Impl::stage_out(Tensor& t) {
-  if (t.perm.empty() || !t.desc.grad) return;
-  if (backend->host_memory()) {
-    permute(t.stage_w.p, t.desc.data, t.desc.shape, t.perm, true);
+  if (!t.staged || !t.desc.grad) return;
+  const size_t n = t.numel();
+  if (t.perm.empty()) {
+    backend->convert(t.desc.data, t.desc.dtype, t.stage_w.p, DType::F32, n, rounding(t));
     return;
   }
-  const size_t n = t.numel();
+  if (backend->host_memory() && t.desc.dtype == DType::F32) {
+    permute(t.stage_w.p, static_cast<float*>(t.desc.data), t.desc.shape, t.perm, true);
+    return;
+  }
   std::vector<float> a(n), b(n);
   backend->download(a.data(), t.stage_w.p, n);
   permute(a.data(), b.data(), t.desc.shape, t.perm, true);
-  backend->upload(t.desc.data, b.data(), n);
+  backend->upload(t.stage_g.p, b.data(), n);  // the staged gradient is spent: w in the parameter's order
+  backend->convert(t.desc.data, t.desc.dtype, t.stage_g.p, DType::F32, n, rounding(t));
 }
 
 // The first `matrices` matrices' one-value buffer `buffer`, added in matrix order, in double

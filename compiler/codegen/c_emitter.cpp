@@ -3,6 +3,7 @@
 // comment naming its IR value and spec location.
 #include "compiler/ir/attrs.h"
 #include "compiler/codegen/c_emitter.h"
+#include "compiler/exec/description.h"
 
 #include <algorithm>
 #include <cmath>
@@ -20,12 +21,7 @@ using ir::Shape;
 using ir::ValueId;
 
 std::string randn_prelude(const std::string& q) {
-  return fmt::format(R"({0} float opal_randn(double t, long long e) {{
-  unsigned long long x = ((unsigned long long)t << 40) ^ (unsigned long long)e;
-  x += 0x9e3779b97f4a7c15ull;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  x = x ^ (x >> 31);
+  return fmt::format(R"({0} float opal_randn(unsigned long long x) {{
   const float u1 = ((float)(x >> 40) + 0.5f) * (1.0f / 16777216.0f);
   const float u2 = ((float)(x & 0xffffffull) + 0.5f) * (1.0f / 16777216.0f);
   return sqrtf(-2.0f * logf(u1)) * cosf(6.28318530717958647692f * u2);
@@ -178,52 +174,87 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       if (first && g.at(v).shape != Shape::Scalar && seen(v)) checks.push_back({v, i});
     }
   }
-  for (size_t b : bufs) out += fmt::format("  float* {} sb{} = T.buf[{}];\n", restrict_kw(), b, b);
+  // w and g are typed per variant (the mixed program); state, scratch and temps are f32
+  const bool uses_w = bufs.count(exec::kParamBuffer) != 0, uses_g = bufs.count(exec::kGradBuffer) != 0;
+  for (size_t b : bufs)
+    if (!mixed || b >= exec::kFirstSlotBuffer) out += fmt::format("  float* {} sb{} = T.buf[{}];\n", restrict_kw(), b, b);
   // scalars
   for (ValueId v : K.scalars) out += fmt::format("  const double s{} = {};  // {}\n", v.v, scalar_expr(g, v, p), comment(g, v));
   // total reductions accumulate in double
   for (ValueId r : K.reductions)
     if (g.at(r).op == Op::Sum) out += fmt::format("  double acc{} = 0.0;\n", r.v);
   if (checked) out += "  unsigned opal_chk = 0u;\n";
-  // the loop
-  std::string body;
-  std::swap(out, body);  // the body is built apart: a target may emit it more than once
+  // the loop, for w and g stored as `wt` and `gt`
   std::string ind = K.indexed && K.domain == Domain::Full ? "      " : "    ";
   auto idx = [&](Shape s) { return index(K.domain, s, K.indexed); };
-  for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
-  for (ValueId v : K.body) {
-    const ir::Node& n = g.at(v);
-    std::string rhs;
-    if (n.op == Op::RandN) rhs = fmt::format("opal_randn(U_t, {})", idx(Shape::Full));
-    else if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
-    else if (n.op == Op::Param) rhs = fmt::format("sb0[{}]", idx(Shape::Full));
-    else if (n.op == Op::Grad) rhs = fmt::format("sb1[{}]", idx(Shape::Full));
-    else if (n.op == Op::StateRead) rhs = fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));
-    else rhs = element_expr(g, v);
-    out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
+  auto render = [&](exec::DType wt, exec::DType gt) {
+    auto load = [&](exec::DType t, size_t b) {
+      const std::string at = fmt::format("sb{}[{}]", b, idx(Shape::Full));
+      return t == exec::DType::F32 ? at : fmt::format("{}({})", t == exec::DType::BF16 ? "opal_ld_bf16" : "opal_ld_f16", at);
+    };
+    std::string out;
+    for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
+    for (ValueId v : K.body) {
+      const ir::Node& n = g.at(v);
+      std::string rhs;
+      if (n.op == Op::RandN) rhs = fmt::format("opal_randn(opal_key(T.id, U_t, T.base + {}))", idx(Shape::Full));
+      else if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
+      else if (n.op == Op::Param) rhs = load(wt, exec::kParamBuffer);
+      else if (n.op == Op::Grad) rhs = load(gt, exec::kGradBuffer);
+      else if (n.op == Op::StateRead) rhs = fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));
+      else rhs = element_expr(g, v);
+      out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
+    }
+    for (auto [v, i] : checks) out += fmt::format("{}if (opal_nonfinite(v{})) opal_chk |= {}u;  // {}\n", ind, v.v, 1u << i, g.probes[i].stage);
+    for (ValueId r : K.reductions) {
+      const ir::Node& n = g.at(r);
+      std::string val = operand(g, n.operands[0]);
+      if (n.op == Op::Sum) out += fmt::format("{}{}\n", ind, accumulate_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)), val));
+      else
+        out += fmt::format("{}{}  // {}\n", ind, accumulate(fmt::format("sb{}[{}]", buf_of_temp(r), n.op == Op::RowSum ? "i" : "j"), val),
+                           comment(g, r));
+    }
+    for (ValueId s : K.stores) out += fmt::format("{}sb{}[{}] = v{};  // temp\n", ind, buf_of_temp(s), idx(g.at(s).shape), s.v);
+    for (ValueId e : K.effects) {
+      const ir::Node& n = g.at(e);
+      std::string val = operand(g, n.operands[0]);
+      if (n.op == Op::ParamWrite) {
+        const std::string at = idx(Shape::Full);
+        const std::string stored = wt == exec::DType::F32    ? val
+                                   : wt == exec::DType::BF16 ? fmt::format("opal_to_bf16({}, opal_sr, T.id, U_t, T.base + {})", val, at)
+                                                             : fmt::format("opal_to_f16({})", val);
+        out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
+      } else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
+      else if (n.op == Op::StateWriteIf)
+        out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr),
+                           idx(g.slots[n.iattr].shape), val, comment(g, e));
+      else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val, comment(g, e));
+    }
+    return loop(K, out);  // a target may emit the body more than once
+  };
+  if (!mixed) out += render(exec::DType::F32, exec::DType::F32);
+  else {
+    // one loop per storage of w and g this kernel touches, chosen per tensor
+    const int mask = (uses_w ? 3 : 0) | (uses_g ? 3 << 2 : 0);
+    out += fmt::format("  switch (T.dt & {}) {{\n", mask);
+    for (exec::DType wt : exec::kDTypes) {
+      if (!uses_w && wt != exec::DType::F32) continue;
+      for (exec::DType gt : exec::kDTypes) {
+        if (!uses_g && gt != exec::DType::F32) continue;
+        out += fmt::format("  case {}: {{  // w {}, g {}\n", exec::dtype_code(wt, gt, false), exec::dtype_name(wt), exec::dtype_name(gt));
+        auto decl = [&](exec::DType t, size_t b, bool write) {
+          const char* c = t == exec::DType::F32 ? "float" : "unsigned short";
+          out += fmt::format("  {}{}* {} sb{} = ({}{}*)T.buf[{}];\n", write ? "" : "const ", c, restrict_kw(), b, write ? "" : "const ", c, b);
+        };
+        if (uses_w) decl(wt, exec::kParamBuffer, true);
+        if (uses_g) decl(gt, exec::kGradBuffer, false);
+        if (uses_w && wt == exec::DType::BF16) out += fmt::format("  const int opal_sr = (T.dt & {}) != 0;\n", exec::kStochasticBit);
+        out += render(wt, gt);
+        out += "  } break;\n";
+      }
+    }
+    out += "  default: break;\n  }\n";
   }
-  for (auto [v, i] : checks) out += fmt::format("{}if (opal_nonfinite(v{})) opal_chk |= {}u;  // {}\n", ind, v.v, 1u << i, g.probes[i].stage);
-  for (ValueId r : K.reductions) {
-    const ir::Node& n = g.at(r);
-    std::string val = operand(g, n.operands[0]);
-    if (n.op == Op::Sum) out += fmt::format("{}{}\n", ind, accumulate_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)), val));
-    else
-      out +=
-          fmt::format("{}{}  // {}\n", ind, accumulate(fmt::format("sb{}[{}]", buf_of_temp(r), n.op == Op::RowSum ? "i" : "j"), val), comment(g, r));
-  }
-  for (ValueId s : K.stores) out += fmt::format("{}sb{}[{}] = v{};  // temp\n", ind, buf_of_temp(s), idx(g.at(s).shape), s.v);
-  for (ValueId e : K.effects) {
-    const ir::Node& n = g.at(e);
-    std::string val = operand(g, n.operands[0]);
-    if (n.op == Op::ParamWrite) out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, idx(Shape::Full), val, comment(g, e));
-    else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
-    else if (n.op == Op::StateWriteIf)
-      out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr),
-                         idx(g.slots[n.iattr].shape), val, comment(g, e));
-    else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val, comment(g, e));
-  }
-  std::swap(out, body);
-  out += loop(K, body);
   if (checked) out += merge_flags();
   for (ValueId r : K.reductions)
     if (g.at(r).op == Op::Sum) out += finish_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)));
@@ -234,8 +265,10 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
 std::string emit_program(const EmitInput& in, Target target) {
   std::unique_ptr<CEmitter> em = target == Target::Cpu ? make_cpu_emitter() : make_cuda_emitter();
   em->checked = in.check_finite;
-  std::string out = fmt::format("// Generated by Opal from optimizer `{}` for the {} target{}. Do not edit.\n", in.optimizer,
-                                target == Target::Cpu ? "cpu" : "cuda", in.check_finite ? ", with non-finite checks" : "");
+  em->mixed = in.mixed;
+  std::string out = fmt::format("// Generated by Opal from optimizer `{}` for the {} target{}{}. Do not edit.\n", in.optimizer,
+                                target == Target::Cpu ? "cpu" : "cuda", in.check_finite ? ", with non-finite checks" : "",
+                                in.mixed ? ", for f32, bf16 and f16 parameters and gradients" : "");
   out += em->prelude(in.n_hparams);
   for (size_t r = 0; r < in.routes.size(); ++r)
     for (size_t k = 0; k < in.routes[r].plan->kernels.size(); ++k) em->kernel(out, *in.routes[r].plan, r, k);

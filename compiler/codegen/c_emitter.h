@@ -24,6 +24,9 @@ struct EmitInput {
   // Fused non-finite checks: every kernel ORs bit i into its tensor's flag word (`chk`) where
   // probe i of the route's graph holds a NaN or an infinity. Off: no check is emitted at all.
   bool check_finite = false;
+  // The mixed program (CEmitter::mixed): kernels for w and g stored as f32, bf16 or f16, chosen
+  // per tensor. Off: every tensor is f32, and the code is as small as it can be.
+  bool mixed = false;
 };
 
 // Kernel entry points: `void NAME(const opal_tensor_t* ts, long long n, const opal_uniforms_t* U)`

@@ -16,6 +16,10 @@ class CEmitter {
   // Checked kernels: each probe (ir::Probe) a kernel computes or reads is tested for NaN/Inf,
   // into a per-thread flag word `opal_chk` merged into the tensor's `*T.chk` after the loop.
   bool checked = false;
+  // The mixed program: every kernel touching w or g has one loop per storage of each (f32, bf16,
+  // f16: exec::DType), picked per tensor by `T.dt`, loading into f32 and rounding stores
+  // (bf16 stochastically where T.dt says).
+  bool mixed = false;
 
  protected:
   virtual std::string signature(const std::string& name) const = 0;
@@ -40,9 +44,9 @@ class CEmitter {
 };
 
 // The counter-based normal generator both targets define (`qualifier`: "static inline" or
-// "__device__ static inline"): opal_randn(t, e) = Box-Muller of two 24-bit uniforms taken
-// from splitmix64((t << 40) ^ e). Same numbers on every backend; tensors of equal shape
-// draw equal noise.
+// "__device__ static inline"): opal_randn(key) = Box-Muller of two 24-bit uniforms taken from
+// the key's bits; kernels key it by opal_key(tensor id, t, element) (support/half.h). Same
+// numbers on every backend; every tensor draws its own noise.
 std::string randn_prelude(const std::string& qualifier);
 
 std::unique_ptr<CEmitter> make_cpu_emitter();

@@ -5,18 +5,34 @@
 //   opal_tensor_t    { buf: the tensor's buffer table (w, g, state slots, scratch: see
 //                      exec::kParamBuffer ...), rows, cols: the matrix stepped, total: the
 //                      whole parameter's elements (`numel`; rows * cols unless a view has many
-//                      matrices, each an entry of its own), chk: non-finite probe flags }
+//                      matrices, each an entry of its own), chk: non-finite probe flags,
+//                      id: the tensor's random stream (randn, stochastic rounding: a hash of
+//                      its name and the optimizer's seed), base: this matrix's first element
+//                      in the tensor (random streams are keyed by the tensor's element),
+//                      dt: storage of w and g (dtype_code) }
 //   opal_uniforms_t  { t: the step count, hp: the hyperparameters (at least one slot) }
 #pragma once
 #include <cstddef>
 #include <string>
 
 #include "support/bf16.h"
+#include "support/half.h"
 
 // (C type, name) of each field of opal_tensor_t, in order.
-#define OPAL_TENSOR_FIELDS(X) X(float* const*, buf) X(long long, rows) X(long long, cols) X(long long, total) X(unsigned*, chk)
+#define OPAL_TENSOR_FIELDS(X) X(float* const*, buf) X(long long, rows) X(long long, cols) X(long long, total) X(unsigned*, chk) X(unsigned long long, id) X(long long, base) X(int, dt)
 
 namespace opal::exec {
+
+// How a parameter or its gradient is stored. Arithmetic is f32 in registers whatever the
+// storage: loads widen, stores round (support/half.h).
+enum class DType : uint8_t { F32 = 0, BF16 = 1, F16 = 2 };
+inline constexpr DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};
+inline const char* dtype_name(DType d) { return d == DType::F32 ? "f32" : d == DType::BF16 ? "bf16" : "f16"; }
+inline size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+// opal_tensor_t.dt: w's dtype in bits 0-1, g's in bits 2-3, bit 4 stochastic rounding of bf16
+// writes. Kernels of the f32 program ignore it (every tensor there is f32).
+inline constexpr int kStochasticBit = 16;
+inline int dtype_code(DType w, DType g, bool stochastic) { return int(w) | int(g) << 2 | (stochastic ? kStochasticBit : 0); }
 
 struct KernelTensor {
 #define OPAL_DECLARE_FIELD(type, name) type name;
@@ -46,6 +62,22 @@ inline std::string uniforms_struct_c(size_t n_hparams) {
 inline std::string bf16_body_c(const std::string& load_bits, const std::string& store_bits) {
   return "  unsigned int b;\n  " + load_bits + "\n  if (" OPAL_XSTR(OPAL_BF16_IS_NAN(b)) ") return x;\n  b = " OPAL_XSTR(OPAL_BF16_ROUND(b)) ";\n  " +
          store_bits + "\n  return x;\n";
+}
+
+// The 16-bit conversions and random keys of support/half.h as C text, given the definitions of
+// opal_f2u / opal_u2f and the qualifier of every function ("static inline", "__device__ static
+// inline").
+inline std::string half_c(const std::string& bit_casts, const std::string& qualifier) {
+  std::string body = OPAL_XSTR(OPAL_HALF_FUNCS(OPAL_Q));
+  std::string out;
+  for (size_t at = 0;;) {  // OPAL_Q: the qualifier
+    size_t q = body.find("OPAL_Q", at);
+    out += body.substr(at, q == std::string::npos ? std::string::npos : q - at);
+    if (q == std::string::npos) break;
+    out += "\n" + qualifier;
+    at = q + 6;
+  }
+  return bit_casts + out + "\n";
 }
 
 }  // namespace opal::exec

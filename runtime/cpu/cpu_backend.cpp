@@ -33,6 +33,9 @@ class CpuBackend final : public Backend {
   void copy(float* dst, const float* src, size_t n) override {
     if (n && dst != src) std::memmove(dst, src, n * sizeof(float));
   }
+  void convert(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r) override {
+    convert_host(dst, to, src, from, n, r);
+  }
   void zero(const std::vector<std::pair<float*, size_t>>& bufs) override {
     for (auto [p, n] : bufs) std::memset(p, 0, n * sizeof(float));
   }

@@ -37,9 +37,16 @@ void check(cusolverStatus_t s, const char* what) {
 }
 #define CK(expr) check((expr), #expr)
 
-const char kHelpers[] =
+const char kHelperKernels[] =
 #include "runtime/cuda/helpers.cu.inc"
     ;
+// The helper kernels after support/half.h's conversions, which opal_convert uses.
+std::string helpers_source() {
+  return exec::half_c("__device__ static inline unsigned int opal_f2u(float x) { return __float_as_uint(x); }\n"
+                      "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
+                      "__device__ static inline") +
+         kHelperKernels;
+}
 
 struct CudaModule final : KernelModule {
   cudaLibrary_t lib = nullptr;
@@ -136,7 +143,7 @@ class CudaBackend final : public Backend {
     arch_ = fmt::format("sm_{}{}", props_.major, props_.minor);
     lib_ = library_handles(ordinal_);
     CK(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
-    helpers_ = load(kHelpers, {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many"});
+    helpers_ = load(helpers_source(), {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many", "opal_convert"});
   }
   ~CudaBackend() override {
     DeviceScope on(ordinal_);
@@ -180,6 +187,16 @@ class CudaBackend final : public Backend {
   void copy(float* dst, const float* src, size_t n) override {
     DeviceScope on(ordinal_);
     if (n && dst != src) CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
+  }
+  void convert(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r) override {
+    if (n == 0) return;
+    DeviceScope on(ordinal_);
+    int to_code = int(to), from_code = int(from), sr = r.stochastic ? 1 : 0;
+    long long count = (long long)n, base = r.base;
+    unsigned long long id = r.id;
+    double t = r.t;
+    void* args[] = {&dst, &to_code, &src, &from_code, &count, &id, &t, &base, &sr};
+    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[4]), dim3(blocks_for(count)), dim3(kBlock), args, 0, stream_));
   }
   void zero(const std::vector<std::pair<float*, size_t>>& bufs) override {
     if (bufs.empty()) return;

@@ -226,7 +226,9 @@ TEST_CASE("workloads: analytic gradients match finite differences") {
       CAPTURE(p.name);
       int64_t n = 1;
       for (auto d : p.shape) n *= d;
-      std::vector<float> g(p.grad, p.grad + n);
+      const float* grad = static_cast<const float*>(p.grad);
+      float* data = static_cast<float*>(p.data);
+      std::vector<float> g(grad, grad + n);
       // the three largest gradient entries: the finite difference is meaningful there
       std::vector<int64_t> idx(n);
       std::iota(idx.begin(), idx.end(), 0);
@@ -234,12 +236,12 @@ TEST_CASE("workloads: analytic gradients match finite differences") {
                         [&](auto a, auto b) { return std::abs(g[a]) > std::abs(g[b]); });
       for (int k = 0; k < std::min<int64_t>(3, n); ++k) {
         int64_t i = idx[k];
-        float w0 = p.data[i], eps = 1e-2f * std::max(1.f, std::abs(w0));
-        p.data[i] = w0 + eps;
+        float w0 = data[i], eps = 1e-2f * std::max(1.f, std::abs(w0));
+        data[i] = w0 + eps;
         double lp = run->train_step(3);
-        p.data[i] = w0 - eps;
+        data[i] = w0 - eps;
         double lm = run->train_step(3);
-        p.data[i] = w0;
+        data[i] = w0;
         double fd = (lp - lm) / (2 * eps);
         CHECK(fd == doctest::Approx(g[i]).epsilon(0.05).scale(std::abs(g[i]) + 1e-3));
       }

@@ -84,6 +84,7 @@ class ForwardingBackend : public Backend {
   void download(float* d, const float* s, size_t n) override { cpu->download(d, s, n); }
   void copy(float* d, const float* s, size_t n) override { cpu->copy(d, s, n); }
   void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu->zero(b); }
+  void convert(void* d, exec::DType to, const void* s, exec::DType from, size_t n, const Rounding& r) override { cpu->convert(d, to, s, from, n, r); }
   std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu->compile(src, syms); }
   void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
     cpu->launch(m, i, t, n, nb, mx, u, nu);

@@ -1,0 +1,235 @@
+// Mixed precision (issue 17): f32, bf16 and f16 parameters and gradients, in any combination,
+// stepped in place (elementwise routes) or through staged f32 copies (routes with matrix work);
+// the 16-bit formats' conversions; stochastic rounding (unbiased, reproducible, keyed per
+// tensor); and the weight-decay pitfall it exists for.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "driver/build.h"
+#include "runtime/error.h"
+#include "runtime/optimizer.h"
+#include "support/half.h"
+
+#include "error_of.h"
+
+using namespace opal;
+
+namespace {
+
+float to_dtype(float x, DType dt) {
+  if (dt == DType::BF16) return half::opal_ld_bf16(half::opal_to_bf16(x, 0, 0, 0, 0));
+  if (dt == DType::F16) return half::opal_ld_f16(half::opal_to_f16(x));
+  return x;
+}
+
+std::vector<float> rounded(std::vector<float> v, DType dt) {
+  for (float& x : v) x = to_dtype(x, dt);
+  return v;
+}
+
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) { return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0; }
+
+std::vector<float> randoms(size_t n, unsigned seed, float scale) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.f, scale);
+  std::vector<float> v(n);
+  for (float& x : v) x = d(rng);
+  return v;
+}
+
+size_t numel(const std::vector<int64_t>& shape) {
+  size_t n = 1;
+  for (auto d : shape) n *= size_t(d);
+  return n;
+}
+
+// `spec` stepped on parameters stored as `w` with gradients stored as `g`, against the f32
+// program stepped on f32 copies whose parameters are rounded to `w` after every step and whose
+// gradients hold `g`'s values: the same bits, parameters and state.
+void check_against_rounded_reference(const std::string& spec, DType w, DType g, int steps) {
+  CAPTURE(spec);
+  INFO("w ", exec::dtype_name(w), ", g ", exec::dtype_name(g));
+  const std::vector<ParamDesc> shapes = {{"h.weight", {12, 20}}, {"h.bias", {20}}, {"wte", {30, 12}, nullptr, nullptr, false, ParamRole::Embedding}};
+  auto compiled = compile_spec({spec, "", ""});
+  std::vector<ParamDesc> low = shapes;
+  for (auto& p : low) {
+    p.dtype = w;
+    p.grad_dtype = g;
+  }
+  auto a = make_optimizer(compiled, low);
+  auto ref = make_optimizer(compiled, shapes);
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    const auto w0 = rounded(randoms(numel(shapes[i].shape), unsigned(i + 1), 0.5f), w);
+    a->write_param(shapes[i].name, w0);
+    ref->write_param(shapes[i].name, w0);
+  }
+  for (int s = 0; s < steps; ++s) {
+    for (size_t i = 0; i < shapes.size(); ++i) {
+      const auto gv = randoms(numel(shapes[i].shape), unsigned(100 * s + i), 0.1f);
+      a->write_grad(shapes[i].name, gv);  // rounded to g's storage
+      ref->write_grad(shapes[i].name, rounded(gv, g));
+    }
+    a->step();
+    ref->step();
+    for (const auto& p : shapes) ref->write_param(p.name, rounded(ref->read_param(p.name), w));
+  }
+  for (const auto& p : shapes) {
+    CAPTURE(p.name);
+    CHECK(same_bits(a->read_param(p.name), ref->read_param(p.name)));
+    for (const auto& slot : a->slots(p.name)) {
+      CAPTURE(slot);
+      CHECK(same_bits(a->read_state(p.name, slot), ref->read_state(p.name, slot)));
+    }
+  }
+}
+
+}  // namespace
+
+TEST_SUITE("precision") {
+TEST_CASE("f16 conversions: every half round-trips, and floats round to the nearest half, ties to even") {
+  for (unsigned h = 0; h < 65536; ++h) {
+    const float x = half::opal_ld_f16((unsigned short)h);
+    if (std::isnan(x)) {
+      CHECK(std::isnan(half::opal_ld_f16(half::opal_to_f16(x))));
+      continue;
+    }
+    REQUIRE(half::opal_to_f16(x) == h);
+  }
+  CHECK(half::opal_ld_f16(0x3c00) == 1.0f);
+  CHECK(half::opal_ld_f16(0x0001) == std::ldexp(1.0f, -24));  // the smallest subnormal
+  CHECK(half::opal_ld_f16(0x7bff) == 65504.0f);
+  CHECK(half::opal_to_f16(65519.0f) == 0x7bff);
+  CHECK(half::opal_to_f16(65520.0f) == 0x7c00);  // halfway to 2^16: rounds to infinity
+  CHECK(half::opal_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);        // a tie: to even
+  CHECK(half::opal_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);    // a tie: to even
+  CHECK(half::opal_to_f16(std::ldexp(1.0f, -25)) == 0x0000);               // half the smallest subnormal: to even (zero)
+  CHECK(half::opal_to_f16(std::ldexp(1.5f, -25)) == 0x0001);
+  // random floats: the nearest of the two neighbours
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> u(-70000.f, 70000.f);
+  for (int i = 0; i < 100000; ++i) {
+    const float x = i % 2 ? u(rng) : u(rng) * 1e-6f;
+    const unsigned short h = half::opal_to_f16(x);
+    const double got = half::opal_ld_f16(h);
+    if (std::isinf(got)) {
+      CHECK(std::abs(x) >= 65520.f);
+      continue;
+    }
+    for (int d : {-1, 1}) {
+      const double other = half::opal_ld_f16((unsigned short)(h + d));
+      if (!std::isinf(other) && ((h & 0x7fff) != 0 || d == 1)) CHECK(std::abs(double(x) - got) <= std::abs(double(x) - other));
+    }
+  }
+}
+
+TEST_CASE("bf16 conversions round to nearest even as the Newton-Schulz rounding does, and keep NaN") {
+  for (float x : {1.0f, 1.00390625f, 1.01171875f, 3.14159265f, -2.7182818f, 1e-40f, 3.3e38f, INFINITY, -INFINITY}) {
+    CAPTURE(x);
+    CHECK(half::opal_ld_bf16(half::opal_to_bf16(x, 0, 0, 0, 0)) == round_bf16(x));
+  }
+  CHECK(std::isnan(half::opal_ld_bf16(half::opal_to_bf16(NAN, 0, 0, 0, 0))));
+  CHECK(std::isnan(half::opal_ld_bf16(half::opal_to_bf16(NAN, 1, 7, 3, 5))));
+}
+
+TEST_CASE("16-bit parameters and gradients step as the f32 program with the same roundings, bit for bit") {
+  // elementwise specs step w and g in place; muon and soap stage f32 copies for their matrix work
+  for (const char* spec : {"adamw", "lion", "adafactor", "muon", "soap"})
+    for (auto [w, g] : {std::pair{DType::BF16, DType::BF16}, std::pair{DType::F16, DType::F16}, std::pair{DType::BF16, DType::F32},
+                        std::pair{DType::F32, DType::BF16}})
+      check_against_rounded_reference(spec, w, g, 4);
+}
+
+TEST_CASE("stochastic rounding is unbiased, reproducible, and keyed by seed and tensor") {
+  // w = 1, one SGD step of lr * g: the exact result lies between two bf16 values; rounded
+  // stochastically, the mean error over 10^6 elements is within 3 standard errors of zero
+  const size_t n = 1000000;
+  auto run = [&](uint64_t seed, const std::string& name) {
+    auto opt = make_optimizer(compile_spec({"sgd", "", ""}), {{name, {1000, 1000}, nullptr, nullptr, false, ParamRole::None, DType::BF16, DType::F32}},
+                              {}, {{"lr", 1.0}});
+    opt->set_stochastic_rounding(true, seed);
+    CHECK(opt->stochastic_rounding());
+    opt->write_param(name, std::vector<float>(n, 1.0f));
+    std::vector<float> g(n);
+    for (size_t i = 0; i < n; ++i) g[i] = -std::ldexp(0.05f + 0.9f * float(i % 1000) / 1000.f, -7);  // 0.05 to 0.95 of an ulp at 1
+    opt->write_grad(name, g);
+    opt->step();
+    return std::make_pair(opt->read_param(name), g);
+  };
+  auto [w, g] = run(1, "w");
+  double err = 0, var = 0;
+  const double ulp = std::ldexp(1.0, -7);
+  size_t neighbours = 0, up = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const double exact = 1.0 - double(g[i]);
+    neighbours += w[i] == 1.0f || w[i] == float(1.0 + ulp);
+    up += w[i] != 1.0f;
+    err += double(w[i]) - exact;
+    const double p = (exact - 1.0) / ulp;
+    var += p * (1 - p) * ulp * ulp;
+  }
+  CHECK(neighbours == n);  // every element rounded to one of its two neighbours
+  CHECK(up > n / 3);
+  CHECK(up < 2 * n / 3);
+  const double se = std::sqrt(var) / double(n);
+  CHECK(std::abs(err / double(n)) < 3 * se);
+  CHECK(se > 0);
+  CHECK(same_bits(w, run(1, "w").first));        // the same run again: the same bits
+  CHECK_FALSE(same_bits(w, run(2, "w").first));  // another seed
+  CHECK_FALSE(same_bits(w, run(1, "v").first));  // another tensor
+}
+
+TEST_CASE("weight decay below bf16's resolution: vanishes rounded to nearest, survives rounded stochastically") {
+  // AdamW with a zero gradient decays w by lr * wd = 1e-5 per step: far below bf16's half ulp
+  // (2^-9 at 1). In f32, 1000 steps take w from 1 to 0.99005.
+  const size_t n = 20000;
+  auto run = [&](DType dt, bool stochastic) {
+    auto opt = make_optimizer(compile_spec({"adamw", "", ""}), {{"w", {int64_t(n)}, nullptr, nullptr, false, ParamRole::None, dt, dt}}, {},
+                              {{"lr", 1e-3}, {"wd", 0.01}});
+    opt->set_stochastic_rounding(stochastic, 5);
+    opt->write_param("w", std::vector<float>(n, 1.0f));
+    for (int s = 0; s < 1000; ++s) opt->step();
+    double mean = 0;
+    for (float x : opt->read_param("w")) mean += x;
+    return mean / double(n);
+  };
+  const double f32 = run(DType::F32, false), nearest = run(DType::BF16, false), sr = run(DType::BF16, true);
+  CHECK(f32 == doctest::Approx(std::pow(1 - 1e-5, 1000)).epsilon(1e-6));
+  CHECK(nearest == 1.0);  // not one step of decay survived
+  CHECK(sr == doctest::Approx(f32).epsilon(2e-4));
+}
+
+TEST_CASE("randn gives every tensor its own noise") {
+  // two same-shaped tensors under a spec that adds noise: different updates (the kernel ABI
+  // carries a tensor id)
+  const char* spec = "component noise() {\n  u = randn()\n}\noptimizer o(lr = 0.1) {\n  other: noise -> scale(lr)\n}\n";
+  auto opt = make_optimizer(compile_spec({spec, "", ""}), {{"a", {64}}, {"b", {64}}});
+  opt->step();
+  CHECK_FALSE(same_bits(opt->read_param("a"), opt->read_param("b")));
+}
+
+TEST_CASE("16-bit parameters: host views refuse, reads and writes convert, a gradient's dtype may change from bind to bind") {
+  std::vector<unsigned short> w(8), g(8);
+  std::vector<float> g32(8, 0.5f);
+  for (auto& x : w) x = half::opal_to_bf16(1.0f, 0, 0, 0, 0);
+  for (auto& x : g) x = half::opal_to_bf16(0.5f, 0, 0, 0, 0);
+  auto opt = make_optimizer(compile_spec({"sgd", "", ""}),
+                            {{"w", {8}, w.data(), g.data(), true, ParamRole::None, DType::BF16, DType::BF16}}, {}, {{"lr", 0.5}, {"b1", 0.0}});
+  CHECK(opt->param_dtype("w") == DType::BF16);
+  CHECK(error_of([&] { opt->param("w"); }).find("is bf16, not f32") != std::string::npos);
+  CHECK(error_of([&] { opt->grad("w"); }).find("is bf16, not f32") != std::string::npos);
+  opt->step();
+  CHECK(opt->read_param("w") == std::vector<float>(8, 0.75f));
+  opt->bind("w", w.data(), g32.data(), DType::F32);  // an f32 gradient this time
+  CHECK(opt->grad_dtype("w") == DType::F32);
+  opt->step();
+  CHECK(opt->read_param("w") == std::vector<float>(8, 0.5f));
+  opt->write_param("w", std::vector<float>(8, 1.0f + 1.0f / 1024));  // rounds to nearest even
+  CHECK(opt->read_param("w") == std::vector<float>(8, 1.0f));
+  CHECK(half::opal_ld_bf16(w[3]) == 1.0f);  // in the host's memory, zero-copy
+}
+}  // TEST_SUITE

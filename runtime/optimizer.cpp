@@ -363,6 +363,10 @@ void Optimizer::bind(const std::string& name, void* data, void* grad, DType grad
   impl_->get(name);
   bind(impl_->by_name.at(name), data, grad, grad_dtype);
 }
+void Optimizer::bind_grad(const std::string& name, void* grad, DType grad_dtype) {
+  auto& t = impl_->get(name);
+  bind(impl_->by_name.at(name), t.desc.data, grad, grad_dtype);
+}
 void Optimizer::bind(size_t index, void* data, void* grad) { bind(index, data, grad, impl_->tensors.at(index).desc.grad_dtype); }
 
 void Optimizer::bind(size_t index, void* data, void* grad, DType grad_dtype) {

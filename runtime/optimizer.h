@@ -147,6 +147,7 @@ class Optimizer {
   void bind(const std::string& name, void* data, void* grad, DType grad_dtype);
   void bind(size_t index, void* data, void* grad);  // the index-th parameter, as given
   void bind(size_t index, void* data, void* grad, DType grad_dtype);
+  void bind_grad(const std::string& name, void* grad, DType grad_dtype);  // the parameter's memory stays
 
   // Rounding of 16-bit parameter writes: bf16 to nearest even (the default), or stochastically
   // (up with probability equal to the fraction cut off: small updates, lr * wd * w say, survive

@@ -24,6 +24,8 @@ struct opal_optimizer {
   std::vector<opal::ParamDesc> params;                           // until the optimizer is built
   std::map<std::string, double> hparams;                         // set before it is built
   opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
+  bool stochastic = false;                                       // likewise (opal_set_rounding)
+  uint64_t seed = 0;
   opal::Device device;                                           // of the parameters added so far
   std::unique_ptr<opal::Optimizer> opt;
   std::set<std::string> strings;  // returned names, alive as long as the handle
@@ -34,6 +36,7 @@ struct opal_optimizer {
     if (!opt) {
       auto o = opal::make_optimizer(compiled, params, device, hparams);
       o->set_nonfinite_policy(nonfinite);
+      if (stochastic) o->set_stochastic_rounding(true, seed);
       opt = std::move(o);
       params.clear();
     }
@@ -97,6 +100,20 @@ opal_status guarded(F&& f) noexcept {
 
 void need(bool ok, const char* what) {
   if (!ok) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("{} must not be NULL", what)};
+}
+
+const char* dtype_name(opal_dtype d);
+
+// The storage of a parameter or gradient given as `d`: f32, bf16 and f16 are stepped.
+opal::DType storage(const char* name, opal_dtype d) {
+  switch (d) {
+    case OPAL_F32: return opal::DType::F32;
+    case OPAL_BF16: return opal::DType::BF16;
+    case OPAL_F16: return opal::DType::F16;
+    default: break;
+  }
+  throw Failure{OPAL_ERROR_UNSUPPORTED,
+                fmt::format("parameter `{}` is {}; Opal steps f32, bf16 and f16 parameters and gradients", name, dtype_name(d))};
 }
 
 const char* dtype_name(opal_dtype d) {
@@ -170,12 +187,11 @@ opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, cons
     // no CUDA here: say so now (DeviceError); device pointers were already checked, so only
     // optimizer-owned memory needs the backend made (it is made again when the list is fixed)
     if (dev.kind == opal::DeviceKind::Cuda && opt->params.empty() && !data && !grad) opal::make_backend(dev);
-    if (dtype != OPAL_F32)
-      throw Failure{OPAL_ERROR_UNSUPPORTED,
-                    fmt::format("parameter `{}` is {}; Opal steps f32 parameters (keep an f32 master copy)", name, dtype_name(dtype))};
+    const opal::DType dt = storage(name, dtype);
     for (const auto& p : opt->params)
       if (p.name == name) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` is given twice", name)};
-    opal::ParamDesc p{name, std::vector<int64_t>(shape, shape + ndim), static_cast<float*>(data), static_cast<float*>(grad)};
+    opal::ParamDesc p{name, std::vector<int64_t>(shape, shape + ndim), data, grad};
+    p.dtype = p.grad_dtype = dt;
     // check shape and routing now, so that the error names this call
     opal::Optimizer::check_param(*opt->desc, p, opt->hparams);
     opt->params.push_back(std::move(p));
@@ -205,7 +221,29 @@ opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, v
     need(opt, "opt");
     need(name, "name");
     need(data, "data");
-    opt->built().bind(name, static_cast<float*>(data), static_cast<float*>(grad));
+    opt->built().bind(name, data, grad);
+  });
+}
+
+opal_status opal_bind_grad(opal_optimizer* opt, const char* name, void* grad, opal_dtype dtype) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    const opal::DType dt = storage(name, dtype);
+    opt->built().bind_grad(name, grad, dt);
+  });
+}
+
+opal_status opal_set_rounding(opal_optimizer* opt, const char* mode, uint64_t seed) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(mode, "mode");
+    const std::string m = mode;
+    if (m != "nearest" && m != "stochastic")
+      throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("unknown rounding `{}`: use \"nearest\" or \"stochastic\"", m)};
+    if (opt->opt) opt->opt->set_stochastic_rounding(m == "stochastic", seed);
+    opt->stochastic = m == "stochastic";
+    opt->seed = seed;
   });
 }
 

@@ -64,10 +64,12 @@ OPAL_API void opal_destroy(opal_optimizer* opt);
 /* A parameter: its name (routes match it, checkpoints key by it), its shape (ndim 0 for a
  * scalar; trailing dimensions past the first are flattened for matrix work), dtype and device
  * of its memory, and pointers to its values and gradient. A NULL pointer makes the optimizer
- * own zeroed memory, reachable with opal_param_data (CPU only). OPAL_F32 is stepped, on
+ * own zeroed memory, reachable with opal_param_data (CPU, f32 only). OPAL_F32, OPAL_BF16 and
+ * OPAL_F16 are stepped in place (the gradient in the same dtype, unless opal_bind_grad says
+ * otherwise; arithmetic is f32 in registers, the parameter's store rounds: opal_set_rounding), on
  * OPAL_CPU (host pointers) or OPAL_CUDA (device pointers: the optimizer runs on the device they
  * point into, e.g. cuda:LOCAL_RANK, found from the pointers; every parameter of one optimizer on
- * the same device). Calls never leave the caller's current CUDA device changed. Another dtype,
+ * the same device). Calls never leave the caller's current CUDA device changed. OPAL_F64,
  * CUDA where this build has no CUDA backend or the machine no device, or host memory given as
  * OPAL_CUDA, is OPAL_ERROR_UNSUPPORTED with the reason. */
 OPAL_API opal_status opal_add_param(opal_optimizer* opt, const char* name, int ndim, const int64_t* shape, opal_dtype dtype, opal_device device,
@@ -81,6 +83,18 @@ OPAL_API opal_status opal_set_param_role(opal_optimizer* opt, const char* name, 
 /* Points a parameter at new memory (a host that reallocates its gradients). A NULL `grad`
  * leaves the parameter out of the following steps until a gradient is bound again. */
 OPAL_API opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, void* grad);
+/* Points a parameter's gradient at new memory holding `dtype` elements (OPAL_F32, OPAL_BF16,
+ * OPAL_F16; any combination with the parameter's dtype): a trainer that accumulates gradients in
+ * f32 for a bf16 model. NULL leaves the parameter out of the following steps. */
+OPAL_API opal_status opal_bind_grad(opal_optimizer* opt, const char* name, void* grad, opal_dtype dtype);
+/* How 16-bit parameter writes round: "nearest" (to nearest even, the default) or "stochastic"
+ * (bf16: up with probability equal to the fraction cut off, from bits keyed by seed, step,
+ * parameter name and element: reproducible, and the same on every backend). Weight decay and
+ * small updates below bf16's resolution vanish rounded to nearest and survive stochastically.
+ * `seed` also keys the noise of specs that use randn. Any time; an unknown mode is
+ * OPAL_ERROR_ARGUMENT. */
+OPAL_API opal_status opal_set_rounding(opal_optimizer* opt, const char* mode, uint64_t seed);
+/* f32 parameters only (another dtype is OPAL_ERROR_ARGUMENT naming it). */
 OPAL_API opal_status opal_param_data(opal_optimizer* opt, const char* name, float** data, float** grad, int64_t* numel);
 
 /* One update of every parameter from its gradient. For CUDA parameters the step is queued on

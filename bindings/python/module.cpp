@@ -62,6 +62,15 @@ std::string dtype_code(const std::string& torch_dtype) {
 
 }  // namespace
 
+namespace {
+// "f32", "bf16", "f16" (opal.torch's spellings of torch.float32, bfloat16, float16).
+DType dtype_by_name(const std::string& param, const std::string& name) {
+  for (DType d : exec::kDTypes)
+    if (name == exec::dtype_name(d)) return d;
+  throw Error(fmt::format("parameter `{}`: dtype `{}` is not one Opal steps (f32, bf16, f16)", param, name));
+}
+}  // namespace
+
 PYBIND11_MODULE(_opal, m) {
   m.doc() = "Opal runtime bindings (use opal.torch.Optimizer from PyTorch)";
   m.attr("__version__") = OPAL_VERSION;
@@ -159,15 +168,17 @@ PYBIND11_MODULE(_opal, m) {
   py::class_<Pending>(m, "PendingLoad").def_property_readonly("report", [](const Pending& p) { return report_dict(p.load->report); });
 
   py::class_<Optimizer, std::shared_ptr<Optimizer>>(m, "Optimizer")
-      // params: [(name, shape, data address, role)] (role "" for none); gradients are bound at each step
-      // device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
-      .def(py::init([](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t, std::string>>& params,
+      // params: [(name, shape, data address, role, dtype)] (role "" for none; dtype "f32", "bf16", "f16");
+      // gradients are bound at each step. device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
+      .def(py::init([](const Compiled& c,
+                       const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t, std::string, std::string>>& params,
                        const std::string& device, const HParams& hparams) {
              std::vector<ParamDesc> ps;
-             for (const auto& [name, shape, data, role] : params) {
+             for (const auto& [name, shape, data, role, dtype] : params) {
                ParamRole r = ParamRole::None;
                if (!role.empty() && !exec::role_by_name(role, r)) throw Error(fmt::format("parameter `{}`: {}", name, exec::unknown_role(role)));
-               ps.push_back({name, shape, reinterpret_cast<float*>(data), nullptr, true, r});
+               const DType dt = dtype_by_name(name, dtype);
+               ps.push_back({name, shape, reinterpret_cast<void*>(data), nullptr, true, r, dt, dt});
              }
              const Device d = parse_device(device);
              if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps), hparams);
@@ -177,15 +188,34 @@ PYBIND11_MODULE(_opal, m) {
       .def_property_readonly("device", &Optimizer::describe_device)
       .def(
           "step",
-          [](Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads, uintptr_t stream) {
+          [](Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads, uintptr_t stream,
+             const std::vector<std::string>& grad_dtypes) {
             if (data.size() != o.num_params() || grads.size() != o.num_params())
               throw Error(fmt::format("step needs {} data and gradient addresses, got {} and {}", o.num_params(), data.size(), grads.size()));
-            for (size_t i = 0; i < data.size(); ++i) o.bind(i, reinterpret_cast<float*>(data[i]), reinterpret_cast<float*>(grads[i]));
+            if (!grad_dtypes.empty() && grad_dtypes.size() != o.num_params())
+              throw Error(fmt::format("step needs {} gradient dtypes, got {}", o.num_params(), grad_dtypes.size()));
+            std::vector<DType> dts;
+            for (size_t i = 0; i < grad_dtypes.size(); ++i) dts.push_back(dtype_by_name(o.param_name(i), grad_dtypes[i]));  // all checked first
+            for (size_t i = 0; i < data.size(); ++i) {
+              void* w = reinterpret_cast<void*>(data[i]);
+              void* g = reinterpret_cast<void*>(grads[i]);
+              if (dts.empty()) o.bind(i, w, g);
+              else o.bind(i, w, g, dts[i]);
+            }
             py::gil_scoped_release release;
             o.step(reinterpret_cast<void*>(stream));
           },
-          py::arg("data"), py::arg("grads"), py::arg("stream") = 0,
-          "Binds every parameter's memory (grad address 0: sits out) and steps (on CUDA: queued on `stream`, a cudaStream_t address).")
+          py::arg("data"), py::arg("grads"), py::arg("stream") = 0, py::arg("grad_dtypes") = std::vector<std::string>{},
+          "Binds every parameter's memory (grad address 0: sits out; grad_dtypes: each gradient's \"f32\", \"bf16\" or \"f16\", "
+          "empty: as before) and steps (on CUDA: queued on `stream`, a cudaStream_t address).")
+      .def(
+          "set_rounding",
+          [](Optimizer& o, const std::string& mode, uint64_t seed) {
+            if (mode != "nearest" && mode != "stochastic") throw Error(fmt::format("rounding must be nearest or stochastic, not `{}`", mode));
+            o.set_stochastic_rounding(mode == "stochastic", seed);
+          },
+          py::arg("mode"), py::arg("seed") = 0)
+      .def("param_dtype", [](const Optimizer& o, const std::string& name) { return std::string(exec::dtype_name(o.param_dtype(name))); })
       .def_property(
           "step_count", [](const Optimizer& o) { return o.step_count(); }, [](Optimizer& o, int64_t t) { o.set_step_count(t); })
       .def("param_step_count", [](const Optimizer& o, const std::string& name) { return o.step_count(name); })

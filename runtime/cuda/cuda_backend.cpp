@@ -19,6 +19,7 @@
 #include "support/bf16.h"
 #include "runtime/backend.h"
 #include "runtime/cuda/gemm_layout.h"
+#include "runtime/cuda/helpers.h"
 #include "runtime/cuda/nvrtc_compile.h"
 #include "runtime/error.h"
 
@@ -37,16 +38,7 @@ void check(cusolverStatus_t s, const char* what) {
 }
 #define CK(expr) check((expr), #expr)
 
-const char kHelperKernels[] =
-#include "runtime/cuda/helpers.cu.inc"
-    ;
-// The helper kernels after support/half.h's conversions, which opal_convert uses.
-std::string helpers_source() {
-  return exec::half_c("__device__ static inline unsigned int opal_f2u(float x) { return __float_as_uint(x); }\n"
-                      "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
-                      "__device__ static inline") +
-         kHelperKernels;
-}
+
 
 struct CudaModule final : KernelModule {
   cudaLibrary_t lib = nullptr;

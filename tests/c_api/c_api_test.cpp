@@ -56,8 +56,8 @@ TEST_CASE("parameters: bad ones are refused with a reason, good ones train") {
   REQUIRE(opal_create("muon", nullptr, &opt) == OPAL_OK);
   std::vector<float> w(12, 0.5f), g(12), b(4, 0.f), gb(4);
   int64_t ws[2] = {4, 3}, bs[1] = {4}, bad[2] = {4, 0};
-  CHECK(opal_add_param(opt, "w", 2, ws, OPAL_BF16, OPAL_CPU, w.data(), g.data()) == OPAL_ERROR_UNSUPPORTED);
-  CHECK(err().find("bf16") != std::string::npos);
+  CHECK(opal_add_param(opt, "w", 2, ws, OPAL_F64, OPAL_CPU, w.data(), g.data()) == OPAL_ERROR_UNSUPPORTED);
+  CHECK(err().find("f64; Opal steps f32, bf16 and f16") != std::string::npos);
   CHECK(opal_add_param(opt, "w", 2, ws, OPAL_F32, OPAL_CUDA, w.data(), g.data()) == OPAL_ERROR_UNSUPPORTED);
   CHECK(opal_add_param(opt, "w", 2, bad, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_ERROR_ARGUMENT);
   CHECK(err().find("every dimension must be positive") != std::string::npos);
@@ -108,6 +108,51 @@ TEST_CASE("parameters: bad ones are refused with a reason, good ones train") {
   CHECK(opal_num_slots(nullptr, "w", &n) == OPAL_ERROR_ARGUMENT);
   opal_destroy(opt);
   opal_destroy(nullptr);  // a no-op, like free
+}
+
+namespace {
+// bf16 bits of x, rounded to nearest even (the test's own, not Opal's)
+uint16_t bf16(float x) {
+  uint32_t b;
+  std::memcpy(&b, &x, 4);
+  return uint16_t((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
+}
+float from_bf16(uint16_t h) {
+  uint32_t b = uint32_t(h) << 16;
+  float x;
+  std::memcpy(&x, &b, 4);
+  return x;
+}
+}  // namespace
+
+TEST_CASE("bf16 parameters step in place, with bf16 or f32 gradients; rounding is nearest or stochastic") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("sgd", nullptr, &opt) == OPAL_OK);
+  std::vector<uint16_t> w(1000, bf16(1.0f)), g(1000, bf16(0.5f));
+  std::vector<float> g32(1000, -0.001f);
+  int64_t shape[1] = {1000};
+  REQUIRE(opal_add_param(opt, "w", 1, shape, OPAL_BF16, OPAL_CPU, w.data(), g.data()) == OPAL_OK);
+  REQUIRE(opal_set_hparam(opt, "b1", 0.0) == OPAL_OK);
+  REQUIRE(opal_set_hparam(opt, "lr", 0.5) == OPAL_OK);
+  CHECK(opal_set_rounding(opt, "stochastik", 1) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("use \"nearest\" or \"stochastic\"") != std::string::npos);
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  CHECK(from_bf16(w[7]) == 0.75f);
+  float* data = nullptr;
+  CHECK(opal_param_data(opt, "w", &data, nullptr, nullptr) == OPAL_ERROR_ARGUMENT);  // not f32 memory
+  CHECK(err().find("is bf16, not f32") != std::string::npos);
+  CHECK(opal_bind_grad(opt, "w", g32.data(), OPAL_F64) == OPAL_ERROR_UNSUPPORTED);
+  // an f32 gradient of 0.001: 0.0005 is below bf16's resolution at 0.75 (2^-8)
+  REQUIRE(opal_bind_grad(opt, "w", g32.data(), OPAL_F32) == OPAL_OK);
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  CHECK(from_bf16(w[7]) == 0.75f);  // rounded to nearest: the update vanished
+  REQUIRE(opal_set_rounding(opt, "stochastic", 42) == OPAL_OK);
+  int moved = 0;
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  for (uint16_t x : w) moved += from_bf16(x) != 0.75f;
+  CHECK(moved > 50);  // about 1000 * 0.0005 / 2^-8 = 128 rounded up
+  CHECK(moved < 250);
+  opal_destroy(opt);
 }
 
 TEST_CASE("roles: opal_set_param_role sends muon's embedding to AdamW; bad roles and late calls change nothing") {

@@ -14,6 +14,7 @@
 #include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
 #include "runtime/backend.h"
+#include "runtime/cuda/helpers.h"
 #include "runtime/cuda/nvrtc_compile.h"
 #include "runtime/error.h"
 #include "runtime/executable.h"
@@ -22,9 +23,6 @@ using namespace opal;
 namespace fs = std::filesystem;
 
 namespace {
-const char kHelpers[] =
-#include "runtime/cuda/helpers.cu.inc"
-    ;
 
 // A fresh cache folder for one test, restored afterwards.
 struct TempCache {
@@ -43,7 +41,7 @@ struct TempCache {
 };
 }  // namespace
 
-TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90, with and without non-finite checks") {
+TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90, with and without non-finite checks, f32 and mixed") {
   Diagnostics d;
   auto program = load_program({}, d);
   REQUIRE_FALSE(d.has_errors());
@@ -51,12 +49,15 @@ TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90
   for (const auto& entry : program->optimizers) {
     const std::string name = entry.first;  // (not a structured binding: clang 14 cannot capture one in INFO)
     auto c = compile_spec({name, "", ""});
-    for (bool checked : {false, true}) {
-      std::string src = emit_optimizer(*c, Target::Cuda, checked);
+    for (int variant = 0; variant < 4; ++variant) {
+      const bool checked = variant & 1, mixed = variant & 2;
+      std::string src = emit_optimizer(*c, Target::Cuda, checked, mixed);
       CHECK((src.find("atomicOr(T.chk") != std::string::npos) == checked);
+      CHECK((src.find("opal_to_bf16(v") != std::string::npos) == mixed);  // a bf16 parameter store
       for (const char* arch : {"compute_80", "compute_90"}) {
+        if (mixed && arch == std::string("compute_80")) continue;  // the same text: one architecture keeps the test short
         cuda::NvrtcOutput out = cuda::nvrtc_compile(src, arch, false);
-        INFO(name << (checked ? " (checked)" : "") << " for " << arch << ":\n" << out.log);
+        INFO(name << (checked ? " (checked)" : "") << (mixed ? " (mixed)" : "") << " for " << arch << ":\n" << out.log);
         CHECK(out.ok);
         CHECK(out.image.find(".entry opal_r0_k0") != std::string::npos);  // PTX text with the first kernel
       }
@@ -66,7 +67,7 @@ TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90
 
 TEST_CASE("the CUDA backend's helper kernels compile to CUBINs for sm_80 and sm_90") {
   for (const char* arch : {"sm_80", "sm_90"}) {
-    cuda::NvrtcOutput out = cuda::nvrtc_compile(kHelpers, arch, false);
+    cuda::NvrtcOutput out = cuda::nvrtc_compile(cuda::helpers_source(), arch, false);
     INFO(arch << ":\n" << out.log);
     CHECK(out.ok);
     CHECK(out.image.size() > 1000);

@@ -26,6 +26,8 @@ _ALIASES = {"weight_decay": "wd", "momentum": "b1", "initial_accumulator_value":
 # torch's pairs of hyperparameters, each split into two of the spec's (when it has them).
 _PAIRS = {"betas": ("b1", "b2"), "etas": ("eta_minus", "eta_plus"), "step_sizes": ("step_min", "step_max")}
 _GROUP_KEYS = ("params", "param_names", "opal")
+# The dtypes Opal steps in place, as the engine spells them (arithmetic is f32 in registers).
+_DTYPES = {torch.float32: "f32", torch.bfloat16: "bf16", torch.float16: "f16"}
 # torch.optim's group options that are not hyperparameters: maximize steps on the negated
 # gradient (any spec); foreach and fused choose torch's kernels and mean nothing to Opal (its
 # kernels are always fused); capturable and differentiable are not supported.
@@ -156,19 +158,32 @@ class Optimizer(torch.optim.Optimizer):
         kernels: Opal's are always fused, so they change nothing); capturable=True and
         differentiable=True are refused.
 
+    Parameters may be float32, bfloat16 or float16 (a bf16 model is stepped in place, zero-copy),
+    and so may their gradients, in any combination; optimizer state is float32.
+    rounding: how bf16 parameter writes round: "nearest" (to nearest even, the default) or
+        "stochastic" (up with probability equal to the fraction cut off, so that updates and
+        weight decay below bf16's resolution survive in expectation); reproducible: its bits
+        are keyed by `seed`, the step, the parameter's name and the element.
+
     eval() / train(): for a spec with an evaluation sequence (schedule_free_adamw), put it in the
     parameters for evaluation and the training point back, as the reference optimizer does.
     """
 
-    def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, **hparams):
+    def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, rounding="nearest", seed=0,
+                 **hparams):
         self._nonfinite = str(nonfinite)
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
+        if rounding not in ("nearest", "stochastic"):
+            raise ValueError(f"rounding must be nearest or stochastic, not `{rounding}`")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
+            raise ValueError(f"seed must be an integer in [0, 2^64), not {seed!r}")
+        self._rounding = (rounding, seed)
         self._compiled = _opal.Compiled(str(spec), optimizer or "")
         self._spec = str(spec)
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []
-        self._shapes = []  # per group: each parameter's shape and device when it was added (its dtype is float32)
+        self._shapes = []  # per group: each parameter's shape, device and dtype when it was added
         self._unnamed = 0
         self._synced = []  # per group: the torch-spelled keys as last made consistent
         self._training = True
@@ -316,12 +331,13 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"a parameter group has tensors on {sorted(map(str, devices))}: one group steps one device")
         device = devices.pop() if devices else torch.device("cpu")
         # the group's hyperparameters at construction: route conditions may read them (soap's max_precond_dim)
-        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), self._role_of(n, p))
+        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), self._role_of(n, p), _DTYPES[p.dtype])
                                                   for n, p in zip(group["param_names"], group["params"])], _device_name(device),
                                  {k: float(group[k]) for k in self._compiled.hparams})
         engine.nonfinite = self._nonfinite
+        engine.set_rounding(*self._rounding)
         self._engines.append(engine)
-        self._shapes.append([(tuple(p.shape), p.device) for p in group["params"]])
+        self._shapes.append([(tuple(p.shape), p.device, p.dtype) for p in group["params"]])
         self._synced.append({})
         self._sync_shown(len(self.param_groups) - 1, "add_param_group")
         for n, p in zip(group["param_names"], group["params"]):
@@ -331,8 +347,8 @@ class Optimizer(torch.optim.Optimizer):
     def _check_tensor(name, p):
         if not isinstance(p, torch.Tensor):
             raise TypeError(f"parameter `{name}` is a {type(p).__name__}, not a tensor")
-        if p.dtype != torch.float32:
-            raise TypeError(f"parameter `{name}` is {p.dtype}; Opal steps torch.float32 parameters (keep an fp32 master copy)")
+        if p.dtype not in _DTYPES:
+            raise TypeError(f"parameter `{name}` is {p.dtype}; Opal steps torch.float32, bfloat16 and float16 parameters")
         if p.device.type not in ("cpu", "cuda"):
             raise TypeError(f"parameter `{name}` is on {p.device}; Opal steps CPU and CUDA tensors")
         if not p.is_contiguous():
@@ -419,8 +435,8 @@ class Optimizer(torch.optim.Optimizer):
                 for k, v in hps.items():
                     if v != engine.hparam(k):
                         engine.set_hparam(k, v)
-            for engine, (_hps, data, grads, stream, _keep) in zip(self._engines, plans):
-                engine.step(data, grads, stream)
+            for engine, (_hps, data, (grads, grad_dtypes), stream, _keep) in zip(self._engines, plans):
+                engine.step(data, grads, stream, grad_dtypes)
             if _bump_version is not None:
                 for group in self.param_groups:
                     for p in group["params"]:
@@ -432,9 +448,11 @@ class Optimizer(torch.optim.Optimizer):
         tensors). Raises before anything is stepped."""
         where = f"step (parameter group {index})"
         hps = {k: _check_hparam(k, group[k], where) for k in engine.hparam_names}
-        data, grads, keep = [], [], []
-        for n, p, (shape, device) in zip(group["param_names"], group["params"], self._shapes[index]):
+        data, grads, grad_dtypes, keep = [], [], [], []
+        for n, p, (shape, device, dtype) in zip(group["param_names"], group["params"], self._shapes[index]):
             self._check_tensor(n, p)
+            if p.dtype != dtype:
+                raise ValueError(f"parameter `{n}` is {p.dtype} now, but the optimizer was built for {dtype}; build a new optimizer for it")
             if tuple(p.shape) != shape:
                 raise ValueError(f"parameter `{n}` has shape {list(p.shape)} now, but the optimizer was built for {list(shape)}; "
                                  "its state has that shape: build a new optimizer (or load_state_dict into one) for the new shape")
@@ -443,6 +461,7 @@ class Optimizer(torch.optim.Optimizer):
             g = p.grad
             if g is None:
                 grads.append(0)
+                grad_dtypes.append(_DTYPES[p.dtype])
             else:
                 if g.is_sparse:
                     raise TypeError(f"parameter `{n}` has a sparse gradient; Opal needs dense gradients")
@@ -450,9 +469,11 @@ class Optimizer(torch.optim.Optimizer):
                     raise ValueError(f"parameter `{n}` has shape {list(p.shape)} but its gradient {list(g.shape)}")
                 if not g.dtype.is_floating_point:
                     raise TypeError(f"the gradient of `{n}` is {g.dtype}, not a floating-point tensor")
-                if g.dtype != torch.float32 or g.device != p.device or not g.is_contiguous():
-                    g = g.to(device=p.device, dtype=torch.float32).contiguous()
+                if g.dtype not in _DTYPES or g.device != p.device or not g.is_contiguous():
+                    # float32, bfloat16 and float16 gradients are read as they are, in any combination
+                    g = g.to(device=p.device, dtype=g.dtype if g.dtype in _DTYPES else torch.float32).contiguous()
                     keep.append(g)
+                grad_dtypes.append(_DTYPES[g.dtype])
                 if group.get("maximize", False):
                     g = torch.neg(g)  # as torch does: the step descends on -g, p.grad is left as it is
                     keep.append(g)
@@ -464,7 +485,7 @@ class Optimizer(torch.optim.Optimizer):
         stream = 0
         if group["params"] and group["params"][0].device.type == "cuda":
             stream = torch.cuda.current_stream(group["params"][0].device).cuda_stream
-        return hps, data, grads, stream, keep
+        return hps, data, (grads, grad_dtypes), stream, keep
 
     # -- introspection ------------------------------------------------------------------
     @property

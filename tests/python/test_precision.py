@@ -1,0 +1,88 @@
+"""Mixed precision in opal.torch (issue 17): bf16 and fp16 models stepped in place, zero-copy,
+exactly as the f32 program with the same roundings; stochastic rounding keeps weight decay that
+rounding to nearest loses; a parameter's dtype is fixed once the optimizer is built."""
+import unittest
+import warnings
+
+import torch
+import torch.nn as nn
+
+from opal.torch import Optimizer
+
+
+def make_model(dtype):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(16, 24), nn.Tanh(), nn.Linear(24, 8))
+    return m.to(dtype)
+
+
+def grads_for(model, step):
+    # (torch 1.13 has no float16 matmul on the CPU: the gradients are drawn, in the model's dtype)
+    gen = torch.Generator().manual_seed(100 + step)
+    for p in model.parameters():
+        p.grad = (0.1 * torch.randn(p.shape, generator=gen)).to(p.dtype)
+
+
+class SixteenBit(unittest.TestCase):
+    def check_rounded_reference(self, spec, dtype):
+        """`spec` on a `dtype` model against the f32 program on f32 copies of its parameters and
+        gradients, each parameter rounded to `dtype` after every step: the same bits."""
+        low = make_model(dtype)
+        ref = {n: p.detach().float().clone().requires_grad_() for n, p in low.named_parameters()}
+        opt = Optimizer(low, spec=spec, lr=1e-2)
+        with warnings.catch_warnings():  # (the copies have no roles; neither has this model: no embedding)
+            warnings.simplefilter("ignore")
+            opt_ref = Optimizer(list(ref.items()), spec=spec, lr=1e-2)
+        ptrs = {n: p.data_ptr() for n, p in low.named_parameters()}
+        for step in range(3):
+            grads_for(low, step)
+            for n, p in low.named_parameters():
+                ref[n].grad = p.grad.float()
+            opt.step()
+            opt_ref.step()
+            with torch.no_grad():
+                for p in ref.values():
+                    p.copy_(p.to(dtype).float())
+        for n, p in low.named_parameters():
+            self.assertEqual(p.dtype, dtype)
+            self.assertEqual(p.data_ptr(), ptrs[n], "stepped in place")
+            self.assertTrue(torch.equal(p.float(), ref[n]), f"{spec} {dtype} {n}")
+
+    def test_adamw_lion_muon_match_the_rounded_f32_program(self):
+        for spec in ("adamw", "lion", "muon"):
+            for dtype in (torch.bfloat16, torch.float16):
+                with self.subTest(spec=spec, dtype=dtype):
+                    self.check_rounded_reference(spec, dtype)
+
+    def test_stochastic_rounding_keeps_weight_decay(self):
+        # lr * wd = 1e-5 per step, far below bf16's half ulp at 1 (2^-9)
+        def run(rounding):
+            w = nn.Parameter(torch.ones(4096, dtype=torch.bfloat16))
+            opt = Optimizer([("w", w)], spec="adamw", lr=1e-3, weight_decay=0.01, rounding=rounding, seed=3)
+            for _ in range(500):
+                w.grad = torch.zeros_like(w)
+                opt.step()
+            return w.float().mean().item()
+
+        self.assertEqual(run("nearest"), 1.0)
+        self.assertAlmostEqual(run("stochastic"), (1 - 1e-5) ** 500, delta=2e-4)
+
+    def test_a_parameter_keeps_its_dtype_and_bad_options_are_refused(self):
+        m = make_model(torch.bfloat16)
+        opt = Optimizer(m, spec="adamw")
+        grads_for(m, 0)
+        before = [p.detach().clone() for p in m.parameters()]
+        m[0].weight.data = m[0].weight.data.float()
+        m[0].weight.grad = m[0].weight.grad.float()
+        with self.assertRaisesRegex(ValueError, r"`0.weight` is torch.float32 now, but the optimizer was built for torch.bfloat16"):
+            opt.step()
+        for b, p in zip(before[1:], list(m.parameters())[1:]):
+            self.assertTrue(torch.equal(b, p), "a refused step changed nothing")
+        with self.assertRaisesRegex(ValueError, "rounding must be nearest or stochastic"):
+            Optimizer(m, spec="adamw", rounding="up")
+        with self.assertRaisesRegex(ValueError, "seed must be an integer"):
+            Optimizer(m, spec="adamw", rounding="stochastic", seed=-1)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -121,14 +121,21 @@ TEST_SUITE("numerics") {
 // The seed paper's Figure 1 (left): the singular-value spread max/mean of the update is ~1 for
 // Muon, larger for SOAP, largest for Adam. Gradients: a fixed low-rank signal with a decaying
 // spectrum plus noise, as real layers have; weight decay off so the update is the direction.
-// The documented counter-based generator (see randn_prelude): splitmix64((t << 40) ^ e),
-// two 24-bit uniforms, Box-Muller in float.
-float ref_randn(int t, int64_t e) {
-  uint64_t x = (uint64_t(t) << 40) ^ uint64_t(e);
-  x += 0x9e3779b97f4a7c15ull;
+// The documented counter-based generator (randn_prelude, support/half.h), written out again:
+// the tensor's stream id is splitmix64(FNV-1a(name) ^ splitmix64(seed + golden)) (seed 0), the
+// key of element e at step t splitmix64(splitmix64(id + t * golden) ^ e); two 24-bit uniforms
+// from it, Box-Muller in float.
+uint64_t ref_mix(uint64_t x) {
   x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
   x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-  x = x ^ (x >> 31);
+  return x ^ (x >> 31);
+}
+float ref_randn(const std::string& name, int t, int64_t e) {
+  const uint64_t golden = 0x9e3779b97f4a7c15ull;
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ull;
+  const uint64_t id = ref_mix(h ^ ref_mix(0 + golden));
+  const uint64_t x = ref_mix(ref_mix(id + uint64_t(t) * golden) ^ uint64_t(e));
   float u1 = (float(x >> 40) + 0.5f) / 16777216.0f, u2 = (float(x & 0xffffffull) + 0.5f) / 16777216.0f;
   return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.28318530717958647692f * u2);
 }
@@ -164,7 +171,7 @@ TEST_CASE("paper_psgd: MW psgd.py (Kronecker factors fitted every step), in the 
           M Mm = mu / (1 - std::pow(h.b1, t));
           M V(m, n);  // drawn in Opal's (out, in) element order
           for (int64_t i = 0; i < n; ++i)
-            for (int64_t j = 0; j < m; ++j) V(j, i) = ref_randn(t, i * m + j);
+            for (int64_t j = 0; j < m; ++j) V(j, i) = ref_randn(p.name, t, i * m + j);
           M Gh = Mm + 3.4526698e-4 * Mm.cwiseAbs().mean() * V;
           M B = Q1.triangularView<Eigen::Upper>().transpose().solve(V);
           B = Q2.triangularView<Eigen::Upper>().solve<Eigen::OnTheRight>(B);

@@ -352,10 +352,10 @@ class Cuda(unittest.TestCase):
         c = opal.compile("adamw")
         from opal import _opal
         with self.assertRaises(opal.DeviceError) as e:
-            _opal.Optimizer(c, [("w", [2, 2], 0, "")], "cuda")
+            _opal.Optimizer(c, [("w", [2, 2], 0, "", "f32")], "cuda")
         self.assertIn("cuda:0", str(e.exception))
         with self.assertRaises(opal.OpalError):
-            _opal.Optimizer(c, [("w", [2, 2], 0, "")], "tpu")
+            _opal.Optimizer(c, [("w", [2, 2], 0, "", "f32")], "tpu")
 
     @unittest.skipUnless(torch.cuda.is_available(), "needs a CUDA device (label gpu)")
     def test_cuda_tensors_step_in_place_like_the_cpu(self):

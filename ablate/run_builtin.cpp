@@ -16,7 +16,11 @@ RunRecord run_builtin(const Workload& wl, std::shared_ptr<const Executable> exe,
   Optimizer opt(std::move(exe), run->params());
   for (const auto& [k, v] : r.hparams) opt.set_hparam(k, v);
   for (size_t i = 0; i < opt.num_params(); ++i)
-    for (const auto& slot : opt.slots(opt.param_name(i))) r.state_bytes += int64_t(opt.state(opt.param_name(i), slot).size() * sizeof(float));
+    for (const auto& slot : opt.slots(opt.param_name(i))) {  // at each slot's real storage (`state m: bf16`)
+      int64_t n = int64_t(exec::dtype_size(opt.state_dtype(opt.param_name(i), slot)));
+      for (int64_t d : opt.state_shape(opt.param_name(i), slot)) n *= d;
+      r.state_bytes += n;
+    }
   double train_sum = 0;
   int train_n = 0;
   const int steps = wl.steps(), every = wl.eval_every();

@@ -93,6 +93,23 @@ std::set<std::string> condition_names(const Program& program, const OptimizerDec
   return out;
 }
 
+// Matrix work reads f32 operands in place: a state stored as bf16 must not be one.
+bool check_call_operands(const Plan& plan, Diagnostics& diags) {
+  const ir::Graph& g = plan.graph;
+  for (const Call& c : plan.calls) {
+    const ir::Node& n = g.at(c.value);
+    for (int i = 0; i < n.n_operands; ++i) {
+      const ir::Node& o = g.at(n.operands[i]);
+      if (o.op != ir::Op::StateRead || !g.slots[o.iattr].bf16) continue;
+      const ir::Slot& s = g.slots[o.iattr];
+      diags.report(DiagKind::StorageMismatch, s.loc, fmt::format("state `{}` is stored as bf16, but `{}` reads it as a matrix", s.name, ir::op_name(n.op)),
+                   "matrix work takes f32 operands: store this state as f32 (only elementwise state can be bf16)");
+      return false;
+    }
+  }
+  return true;
+}
+
 }  // namespace
 
 std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program> program, const OptimizerDecl& decl, Diagnostics& diags,
@@ -131,6 +148,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     }
     Plan plan = passes::fuse_elementwise(g);
     if (want("fuse")) dumps->push_back({rg.label, "fuse", print_plan(plan), true});
+    if (!check_call_operands(plan, diags)) continue;
     plan = passes::plan_memory(std::move(plan));
     if (want("memory")) dumps->push_back({rg.label, "memory", print_plan(plan), true});
     out.routes.push_back({rg.label, rg.path, std::move(plan)});

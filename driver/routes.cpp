@@ -86,8 +86,9 @@ std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptim
       auto shape = opt.state_shape(name, slot);
       int64_t n = 1;
       for (auto d : shape) n *= d;
-      r.state_bytes += n * 4;
-      r.slots.push_back(fmt::format("{} [{}]", slot, fmt::join(shape, ", ")));
+      const DType dt = opt.state_dtype(name, slot);
+      r.state_bytes += n * int64_t(exec::dtype_size(dt));  // at the slot's real storage
+      r.slots.push_back(fmt::format("{} [{}]{}", slot, fmt::join(shape, ", "), dt == DType::F32 ? "" : fmt::format(" {}", exec::dtype_name(dt))));
     }
     out.push_back(std::move(r));
   }

@@ -33,8 +33,9 @@ struct Param {
   ExprPtr default_value;  // null: required
 };
 
-// `state v = init`, `let x = e`, `x = e`, `every(N) { ... }` (value = N; name "every"),
-// `when(c) { ... }` (kind Every, value = c, name "when"), `inverse { ... }`
+// `state v = init` (or `state v: bf16 = init`: its storage), `let x = e`, `x = e`,
+// `every(N) { ... }` (value = N; name "every"), `when(c) { ... }` (kind Every, value = c,
+// name "when"), `inverse { ... }`
 struct Stmt {
   enum class Kind { State, Let, Assign, Every, Inverse };
   Kind kind;
@@ -43,6 +44,8 @@ struct Stmt {
   SourceLoc name_loc;
   ExprPtr value;
   std::vector<Stmt> body;  // Every, Inverse
+  std::string storage;     // State: "f32", "bf16" as written; "" when not given (f32)
+  SourceLoc storage_loc;
 };
 
 struct ComponentDecl {

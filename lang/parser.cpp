@@ -135,7 +135,7 @@ class Parser {
                            (peek().text == "inverse" && peek(1).kind == Tok::LBrace))) {
       DepthGuard guard(*this, "`every`/`when`/`inverse` blocks");
       Token kw = take();
-      Stmt st{kw.text == "inverse" ? Stmt::Kind::Inverse : Stmt::Kind::Every, kw.loc, kw.text, kw.loc, nullptr, {}};
+      Stmt st{kw.text == "inverse" ? Stmt::Kind::Inverse : Stmt::Kind::Every, kw.loc, kw.text, kw.loc, nullptr, {}, {}, {}};
       if (st.kind == Stmt::Kind::Every) {
         take();
         st.value = expr();
@@ -154,9 +154,12 @@ class Parser {
     if (accept(Tok::KwState)) kind = Stmt::Kind::State;
     else if (accept(Tok::KwLet)) kind = Stmt::Kind::Let;
     Token n = expect(Tok::Ident, kind == Stmt::Kind::Assign ? "to start a statement (`state`, `let` or `name = ...`)" : "naming the variable");
+    Token storage{};
+    if (kind == Stmt::Kind::State && accept(Tok::Colon)) storage = expect(Tok::Ident, "naming the state's storage (`f32` or `bf16`)");
     expect(Tok::Assign, fmt::format("after `{}`", n.text).c_str());
     ExprPtr e = expr();
-    return Stmt{kind, span(start, e->loc), n.text, n.loc, std::move(e), {}};
+    Stmt st{kind, span(start, e->loc), n.text, n.loc, std::move(e), {}, storage.text, storage.loc};
+    return st;
   }
 
   OptimizerDecl optimizer() {

@@ -21,11 +21,14 @@ void Optimizer::step_checked() {
     const char* w = static_cast<const char*>(t.desc.data);
     t.saved_w.assign(w, w + t.bytes());
     t.saved_slots.resize(t.slots.size());
-    for (size_t s = 0; s < t.slots.size(); ++s) t.saved_slots[s].assign(t.slots[s].p, t.slots[s].p + t.slots[s].n);
+    for (size_t s = 0; s < t.slots.size(); ++s) {
+      const char* p = reinterpret_cast<const char*>(t.slots[s].p);
+      t.saved_slots[s].assign(p, p + t.slots[s].bytes());
+    }
   }
   auto restore = [](Impl::Tensor& t) {
     std::copy(t.saved_w.begin(), t.saved_w.end(), static_cast<char*>(t.desc.data));
-    for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), t.slots[s].p);
+    for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), reinterpret_cast<char*>(t.slots[s].p));
     --t.t;
   };
   auto first_stage = [&](const Impl::Tensor& t) {

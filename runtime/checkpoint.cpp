@@ -67,10 +67,16 @@ std::string LoadReport::summary() const {
   if (!initialized.empty()) s += fmt::format("; initialized as the spec says: {}", fmt::join(initialized, ", "));
   if (!dropped.empty()) s += fmt::format("; dropped (not in this spec): {}", fmt::join(dropped, ", "));
   if (!hparams_ignored.empty()) s += fmt::format("; ignored saved hyperparameters: {}", fmt::join(hparams_ignored, ", "));
+  if (!converted.empty()) s += fmt::format("; converted to this spec's storage: {}", fmt::join(converted, ", "));
   return s;
 }
 
 std::string program_hash(const Optimizer& opt) { return opt.description().fingerprint; }
+
+namespace {
+// safetensors' name of a storage: a slot or parameter is saved as it is stored
+const char* file_dtype(DType d) { return d == DType::F32 ? "F32" : d == DType::BF16 ? "BF16" : "F16"; }
+}  // namespace
 
 SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opts) {
   SafetensorsFile f;
@@ -79,11 +85,11 @@ SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opt
     const std::string& name = opt.param_name(i);
     json slots = json::array();
     for (const auto& slot : opt.slots(name)) {
-      f.tensors[state_key(name, slot)] = {opt.state_shape(name, slot), opt.read_state(name, slot)};
+      f.tensors[state_key(name, slot)] = {opt.state_shape(name, slot), opt.read_state(name, slot), file_dtype(opt.state_dtype(name, slot))};
       slots.push_back(slot);
     }
     if (opts.params) {
-      f.tensors[param_key(name)] = {opt.param_shape(name), opt.read_param(name)};
+      f.tensors[param_key(name)] = {opt.param_shape(name), opt.read_param(name), file_dtype(opt.param_dtype(name))};
     }
     params.push_back(
         {{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}, {"step", opt.step_count(name)}});
@@ -194,7 +200,9 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
         r.initialized.push_back(name + "/" + slot);
         continue;
       }
-      if (t->second.dtype != "F32") throw fail(fmt::format("state `{}/{}` has dtype {}; Opal state is F32", name, slot, t->second.dtype));
+      // any float storage loads, converted (a bf16 run resumes as f32 and back), and is reported
+      if (t->second.dtype != file_dtype(opt.state_dtype(name, slot)))
+        r.converted.push_back(fmt::format("{}/{} ({} -> {})", name, slot, t->second.dtype, file_dtype(opt.state_dtype(name, slot))));
       if (t->second.shape != want) {
         if (!r.spec_changed)
           throw fail(
@@ -207,7 +215,8 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       consumed.insert(key);
     }
     if (auto w = file.tensors.find(param_key(name)); w != file.tensors.end()) {
-      if (w->second.dtype != "F32") throw fail(fmt::format("parameter `{}` has dtype {}; Opal parameters are F32", name, w->second.dtype));
+      if (w->second.dtype != file_dtype(opt.param_dtype(name)))
+        r.converted.push_back(fmt::format("param/{} ({} -> {})", name, w->second.dtype, file_dtype(opt.param_dtype(name))));
       if (w->second.shape != opt.param_shape(name))
         throw fail(
             fmt::format("the values of parameter `{}` have shape {}, not {}", name, shape_str(w->second.shape), shape_str(opt.param_shape(name))));

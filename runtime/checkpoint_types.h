@@ -23,6 +23,7 @@ struct LoadReport {
   std::vector<std::string> initialized;      // in the optimizer, not (or not with this shape) in the file
   std::vector<std::string> dropped;          // in the file, not in the optimizer
   std::vector<std::string> hparams_ignored;  // saved hyperparameters the spec no longer has
+  std::vector<std::string> converted;        // "param/slot (BF16 -> F32)": saved in another storage than this spec keeps
   bool params_restored = false;
   std::string summary() const;  // one paragraph for people
 };

@@ -48,7 +48,7 @@ Optimizer::Impl::Tensor& Optimizer::Impl::get(const std::string& name) {
 void Optimizer::Impl::reset_slot(const exec::Description& d, Tensor& t, size_t i) {
   std::vector<float> v(t.slots[i].n);
   init_slot(d.routes[t.route].slots[i], t.rows, t.cols, t.batch, v);
-  backend->upload(t.slots[i].p, v.data(), v.size());
+  write_f32(t.slots[i].p, t.slots[i].dt, v.data(), v.size());
 }
 
 namespace {
@@ -109,7 +109,7 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     impl_->update_staging(d, t);
     auto size_of = [&](exec::Extent s) { return size_t(t.batch * exec::dims_of(s, t.rows, t.cols).count()); };
     for (const auto& s : route.slots) {
-      t.slots.push_back(impl_->alloc(size_of(s.extent)));
+      t.slots.push_back(impl_->alloc(size_of(s.extent), s.dtype));
       if (s.init != exec::Init::Zeros) impl_->reset_slot(d, t, t.slots.size() - 1);
     }
     for (exec::Extent s : route.scratch) t.scratch.push_back(impl_->alloc(size_of(s)));
@@ -160,7 +160,8 @@ void Optimizer::refresh_tables() {
       auto& t = impl_->tensors[i];
       t.id = tensor_id(t.desc.name, impl_->seed);
       // staged tensors step f32 copies
-      const int dt = t.staged ? 0 : exec::dtype_code(t.desc.dtype, t.desc.grad_dtype, impl_->stochastic);
+      const int dt = t.staged ? exec::dtype_code(DType::F32, DType::F32, impl_->stochastic)
+                              : exec::dtype_code(t.desc.dtype, t.desc.grad_dtype, impl_->stochastic);
       mixed = mixed || (dt & (exec::kStochasticBit - 1)) != 0;
       r.first.push_back(r.table.size());
       for (long long b = 0; b < t.batch; ++b)
@@ -394,7 +395,15 @@ std::span<float> Optimizer::state(const std::string& name, const std::string& sl
   auto& t = impl_->get(name);
   const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
   impl_->need_host(fmt::format("state `{}` of `{}`", slot, name));
+  if (b.dt != DType::F32)
+    throw Error(fmt::format("state `{}` of `{}` is stored as {}: read and write it with read_state and write_state (they convert)", slot, name,
+                            exec::dtype_name(b.dt)));
   return {b.p, b.n};
+}
+
+DType Optimizer::state_dtype(const std::string& name, const std::string& slot) const {
+  auto& t = impl_->get(name);
+  return t.slots[impl_->slot_index(*exe_->desc, t, slot)].dt;
 }
 
 float* Optimizer::state_data(const std::string& name, const std::string& slot) {
@@ -410,9 +419,7 @@ std::vector<float> Optimizer::read_param(const std::string& name) const {
 std::vector<float> Optimizer::read_state(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
   const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
-  std::vector<float> v(b.n);
-  impl_->backend->download(v.data(), b.p, v.size());
-  return v;
+  return impl_->read_f32(b.p, b.dt, b.n);
 }
 
 void Optimizer::write_param(const std::string& name, std::span<const float> values) {
@@ -432,7 +439,7 @@ void Optimizer::write_state(const std::string& name, const std::string& slot, st
   auto& t = impl_->get(name);
   const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
   if (values.size() != b.n) throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, b.n, values.size()));
-  impl_->backend->upload(b.p, values.data(), values.size());
+  impl_->write_f32(b.p, b.dt, values.data(), values.size());
 }
 
 }  // namespace opal

@@ -126,6 +126,7 @@ class Optimizer {
   std::span<float> state(const std::string& name, const std::string& slot);
   std::span<const float> state(const std::string& name, const std::string& slot) const;
   float* state_data(const std::string& name, const std::string& slot);  // in the backend's memory, on any backend
+  DType state_dtype(const std::string& name, const std::string& slot) const;  // its storage (`state m: bf16`)
   // Parameters and gradients are read and written as f32 whatever their storage (a write to a
   // 16-bit one rounds to nearest even).
   std::vector<float> read_param(const std::string& name) const;

@@ -17,10 +17,12 @@
 namespace opal {
 
 struct Optimizer::Impl {
-  // A buffer of the backend's memory, in floats.
+  // A buffer of the backend's memory: n elements of dt (a bf16 state slot holds 16-bit words).
   struct Buffer {
     float* p = nullptr;
     size_t n = 0;
+    DType dt = DType::F32;
+    size_t bytes() const { return n * exec::dtype_size(dt); }
   };
   // A parameter. Its view (exec::tensor_view) is `batch` matrices of rows x cols: each matrix
   // is an entry of its own in the kernel table and in library calls, with its part of every
@@ -47,7 +49,7 @@ struct Optimizer::Impl {
     int64_t t = 0;               // the steps this parameter took part in
     unsigned chk = 0;            // non-finite probe flags of the last checked step
     std::vector<char> saved_w;  // a checked step's copy of the parameter (as stored) and state, to undo it
-    std::vector<std::vector<float>> saved_slots;
+    std::vector<std::vector<char>> saved_slots;
     size_t numel() const { return size_t(batch * rows * cols); }
     size_t bytes() const { return numel() * exec::dtype_size(desc.dtype); }
     bool is_f32() const { return desc.dtype == DType::F32 && desc.grad_dtype == DType::F32; }
@@ -99,7 +101,7 @@ struct Optimizer::Impl {
     }
   }
 
-  Buffer alloc(size_t n) { return {backend->alloc(n), n}; }
+  Buffer alloc(size_t n, DType dt = DType::F32) { return {backend->alloc((n * exec::dtype_size(dt) + 3) / 4), n, dt}; }
 
   // The named parameter; NotFoundError with "did you mean" when there is none.
   Tensor& get(const std::string& name);

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/disk_cache.h"
+#include "support/half.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -23,25 +24,6 @@ namespace opal {
 using json = nlohmann::json;
 
 namespace {
-float half_to_float(uint16_t h) {
-  uint32_t sign = (h & 0x8000u) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-  uint32_t bits;
-  if (exp == 0) {
-    if (man == 0) bits = sign;
-    else {  // subnormal
-      exp = 127 - 15 + 1;
-      while (!(man & 0x400)) {
-        man <<= 1;
-        --exp;
-      }
-      bits = sign | (exp << 23) | ((man & 0x3ff) << 13);
-    }
-  } else if (exp == 31) bits = sign | 0x7f800000u | (man << 13);
-  else bits = sign | ((exp - 15 + 127) << 23) | (man << 13);
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
-}
 }  // namespace
 
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& what) {
@@ -106,7 +88,7 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
       } else {
         uint16_t h;
         std::memcpy(&h, src + 2 * i, 2);
-        if (dtype == "F16") t.values[i] = half_to_float(h);
+        if (dtype == "F16") t.values[i] = half::opal_ld_f16(h);
         else {
           uint32_t bits = uint32_t(h) << 16;
           std::memcpy(&t.values[i], &bits, 4);
@@ -179,8 +161,10 @@ std::string serialize_safetensors(const SafetensorsFile& f) {
   json header = json::object();
   uint64_t offset = 0;
   for (const auto& [name, t] : f.tensors) {
-    uint64_t bytes = t.values.size() * 4;
-    header[name] = {{"dtype", "F32"}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
+      throw Error(fmt::format("cannot write tensor `{}` as {}: Opal writes F32, BF16 and F16", name, t.dtype));
+    uint64_t bytes = t.values.size() * (t.dtype == "F32" ? 4 : 2);
+    header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   if (!f.metadata.empty()) header["__metadata__"] = f.metadata;
@@ -190,7 +174,18 @@ std::string serialize_safetensors(const SafetensorsFile& f) {
   uint64_t n = h.size();
   for (int i = 0; i < 8; ++i) out[i] = char((n >> (8 * i)) & 0xff);
   out += h;
-  for (const auto& [_, t] : f.tensors) out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4);
+  for (const auto& [_, t] : f.tensors) {
+    if (t.dtype == "F32") {
+      out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4);
+      continue;
+    }
+    std::string words(t.values.size() * 2, '\0');  // rounded to nearest even (exact for values of that dtype)
+    for (size_t i = 0; i < t.values.size(); ++i) {
+      const uint16_t h = t.dtype == "BF16" ? half::opal_to_bf16(t.values[i], 0, 0, 0, 0) : half::opal_to_f16(t.values[i]);
+      std::memcpy(&words[2 * i], &h, 2);
+    }
+    out += words;
+  }
   return out;
 }
 

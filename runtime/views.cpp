@@ -52,7 +52,7 @@ void Optimizer::Impl::Tensor::set_bufs() {
     B[exec::kParamBuffer] = reinterpret_cast<float*>(w + size_t(b * m) * wsize);
     B[exec::kGradBuffer] = g ? reinterpret_cast<float*>(g + size_t(b * m) * gsize) : nullptr;
     size_t k = exec::kFirstSlotBuffer;
-    for (const Buffer& s : slots) B[k++] = s.p + size_t(b) * (s.n / size_t(batch));
+    for (const Buffer& s : slots) B[k++] = reinterpret_cast<float*>(reinterpret_cast<char*>(s.p) + size_t(b) * (s.bytes() / size_t(batch)));
     for (const Buffer& s : scratch) B[k++] = s.p + size_t(b) * (s.n / size_t(batch));
   }
 }

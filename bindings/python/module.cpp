@@ -47,6 +47,7 @@ py::dict report_dict(const LoadReport& r) {
   d["initialized"] = r.initialized;
   d["dropped"] = r.dropped;
   d["hparams_ignored"] = r.hparams_ignored;
+  d["converted"] = r.converted;
   d["params_restored"] = r.params_restored;
   d["summary"] = r.summary();
   return d;

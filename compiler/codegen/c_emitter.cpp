@@ -76,7 +76,9 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
       return ir::dim_kind(n) == ir::DimKind::Rows ? "(double)rows" : ir::dim_kind(n) == ir::DimKind::Cols ? "(double)cols" : "(double)T.total";
     case Op::Sum:
     case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", p.temp_index(v));
-    case Op::StateRead: return fmt::format("(double)sb{}[0]", p.slot_index(n.iattr));  // a scalar state
+    case Op::StateRead:  // a scalar state
+      return g.slots[n.iattr].bf16 ? fmt::format("(double)opal_ld_bf16(sb{}[0])", p.slot_index(n.iattr))
+                                   : fmt::format("(double)sb{}[0]", p.slot_index(n.iattr));
     default: {
       const char* c = ir::op_c_double(n.op);  // the registry's expression (ops.def)
       OPAL_CHECK(*c, "op %s is not a scalar op", ir::op_name(n.op));
@@ -176,8 +178,18 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   }
   // w and g are typed per variant (the mixed program); state, scratch and temps are f32
   const bool uses_w = bufs.count(exec::kParamBuffer) != 0, uses_g = bufs.count(exec::kGradBuffer) != 0;
+  // bf16 state slots are addressed as 16-bit words (`state m: bf16`)
+  auto bf16_slot = [&](size_t b) { return b >= exec::kFirstSlotBuffer && b < buf_of_slot(0) + g.slots.size() && g.slots[b - buf_of_slot(0)].bf16; };
+  bool writes_bf16 = mixed && uses_w;
+  for (ValueId e : K.effects) {
+    const ir::Node& n = g.at(e);
+    if ((n.op == Op::StateWrite || n.op == Op::StateWriteIf) && g.slots[n.iattr].bf16) writes_bf16 = true;
+  }
   for (size_t b : bufs)
-    if (!mixed || b >= exec::kFirstSlotBuffer) out += fmt::format("  float* {} sb{} = T.buf[{}];\n", restrict_kw(), b, b);
+    if (bf16_slot(b)) out += fmt::format("  unsigned short* {} sb{} = (unsigned short*)T.buf[{}];\n", restrict_kw(), b, b);
+    else if (!mixed || b >= exec::kFirstSlotBuffer) out += fmt::format("  float* {} sb{} = T.buf[{}];\n", restrict_kw(), b, b);
+  // stochastic rounding of bf16 stores, where the tensor asks for it
+  if (writes_bf16) out += fmt::format("  const int opal_sr = (T.dt & {}) != 0;\n  (void)opal_sr;\n", exec::kStochasticBit);
   // scalars
   for (ValueId v : K.scalars) out += fmt::format("  const double s{} = {};  // {}\n", v.v, scalar_expr(g, v, p), comment(g, v));
   // total reductions accumulate in double
@@ -201,7 +213,9 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       else if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
       else if (n.op == Op::Param) rhs = load(wt, exec::kParamBuffer);
       else if (n.op == Op::Grad) rhs = load(gt, exec::kGradBuffer);
-      else if (n.op == Op::StateRead) rhs = fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));
+      else if (n.op == Op::StateRead)
+        rhs = g.slots[n.iattr].bf16 ? fmt::format("opal_ld_bf16(sb{}[{}])", buf_of_slot(n.iattr), idx(n.shape))
+                                    : fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));
       else rhs = element_expr(g, v);
       out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
     }
@@ -225,10 +239,17 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
                                                              : fmt::format("opal_to_f16({})", val);
         out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
       } else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
-      else if (n.op == Op::StateWriteIf)
-        out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr),
-                           idx(g.slots[n.iattr].shape), val, comment(g, e));
-      else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), idx(g.slots[n.iattr].shape), val, comment(g, e));
+      else {
+        // a bf16 slot rounds its store, stochastically from a stream of its own (the tensor's id
+        // mixed with the slot's index)
+        const std::string at = idx(g.slots[n.iattr].shape);
+        const std::string stored =
+            g.slots[n.iattr].bf16 ? fmt::format("opal_to_bf16({}, opal_sr, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})", val, n.iattr + 1, at)
+                                  : val;
+        if (n.op == Op::StateWriteIf)
+          out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), at, stored, comment(g, e));
+        else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), at, stored, comment(g, e));
+      }
     }
     return loop(K, out);  // a target may emit the body more than once
   };
@@ -248,7 +269,6 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         };
         if (uses_w) decl(wt, exec::kParamBuffer, true);
         if (uses_g) decl(gt, exec::kGradBuffer, false);
-        if (uses_w && wt == exec::DType::BF16) out += fmt::format("  const int opal_sr = (T.dt & {}) != 0;\n", exec::kStochasticBit);
         out += render(wt, gt);
         out += "  } break;\n";
       }

@@ -143,6 +143,7 @@ struct Slot {
   std::string name;  // "<stage>.<state>", e.g. "adapt.v": the checkpoint key
   Extent extent = Extent::Full;
   Init init = Init::Zeros;
+  DType dtype = DType::F32;  // its storage (`state m: bf16`): the kernels widen loads, round stores
 };
 
 // ---- The schedule ---------------------------------------------------------------------------

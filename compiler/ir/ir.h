@@ -69,6 +69,7 @@ struct Slot {
   Shape shape;
   SourceLoc loc;
   bool identity = false;  // starts as the identity (`state Q = eye(rows)`), else zeros
+  bool bf16 = false;      // stored as bf16 (`state m: bf16 = zeros`): loads widen, stores round
 };
 
 // A value worth naming when it goes non-finite: the gradient, each pipeline stage's output u

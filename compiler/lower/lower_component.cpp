@@ -156,8 +156,13 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
         ctx.failed.insert(s.name);
         continue;
       }
+      if (!s.storage.empty() && s.storage != "f32" && s.storage != "bf16") {
+        std::string m = closest_match(s.storage, {"f32", "bf16"});
+        d_.report(DiagKind::UnknownName, s.storage_loc, fmt::format("unknown storage `{}` for state `{}`", s.storage, s.name),
+                  m.empty() ? "a state is stored as `f32` (the default) or `bf16`" : fmt::format("did you mean `{}`?", m));
+      }
       int slot = int(g_.slots.size());
-      g_.slots.push_back({stage_key + "." + s.name, init.shape, s.name_loc, init.identity});
+      g_.slots.push_back({stage_key + "." + s.name, init.shape, s.name_loc, init.identity, s.storage == "bf16"});
       ValueId read = b_.add(Op::StateRead, init.shape, {}, slot, 0, s.name_loc);
       ValueId cur = read;
       if (init.value.valid()) {

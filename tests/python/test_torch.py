@@ -311,8 +311,8 @@ class Checkpoints(unittest.TestCase):
             opt.load_state_dict(bad)
         unchanged()
         bad = copy.deepcopy(good)
-        bad["state"]["2.bias"]["momentum.m"] = bad["state"]["2.bias"]["momentum.m"].bfloat16()
-        with self.assertRaisesRegex(opal.CheckpointError, "has dtype BF16"):
+        bad["state"]["2.bias"]["momentum.m"] = bad["state"]["2.bias"]["momentum.m"].float().numpy()  # not a tensor
+        with self.assertRaises((TypeError, opal.CheckpointError)):
             opt.load_state_dict(bad)
         unchanged()
         bad = copy.deepcopy(good)

@@ -11,11 +11,15 @@
 #include <vector>
 
 #include "driver/build.h"
+#include "driver/routes.h"
+#include "runtime/checkpoint.h"
+#include "runtime/safetensors.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 #include "support/half.h"
 
 #include "error_of.h"
+#include "scratch.h"
 
 using namespace opal;
 
@@ -231,5 +235,91 @@ TEST_CASE("16-bit parameters: host views refuse, reads and writes convert, a gra
   opt->write_param("w", std::vector<float>(8, 1.0f + 1.0f / 1024));  // rounds to nearest even
   CHECK(opt->read_param("w") == std::vector<float>(8, 1.0f));
   CHECK(half::opal_ld_bf16(w[3]) == 1.0f);  // in the host's memory, zero-copy
+}
+
+namespace {
+// Adam's moments in components of their own, stored as `storage` ("" for f32).
+std::string bf16_adam(const std::string& storage) {
+  const std::string st = storage.empty() ? "" : ": " + storage;
+  return "component mom16(beta = 0.9) {\n  state m" + st + " = zeros\n  m = beta * m + (1 - beta) * u\n  u = m / (1 - beta ^ t)\n}\n" +
+         "component adapt16(beta = 0.999, eps = 1e-8) {\n  state v" + st +
+         " = zeros\n  v = beta * v + (1 - beta) * g * g\n  u = u / (sqrt(v / (1 - beta ^ t)) + eps)\n}\n" +
+         "optimizer o(lr = 1e-2) {\n  other: mom16 -> adapt16 -> scale(lr)\n}\n";
+}
+}  // namespace
+
+TEST_CASE("state stored as bf16 steps as the f32 program whose state is rounded after every step, bit for bit") {
+  const std::vector<ParamDesc> ps = {{"w", {8, 16}}, {"b", {16}}};
+  auto low = make_optimizer(compile_spec({bf16_adam("bf16"), "", ""}), ps);
+  auto ref = make_optimizer(compile_spec({bf16_adam(""), "", ""}), ps);
+  CHECK(low->state_dtype("w", "mom16.m") == DType::BF16);
+  CHECK(ref->state_dtype("w", "mom16.m") == DType::F32);
+  for (int s = 0; s < 5; ++s) {
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const auto gv = randoms(numel(ps[i].shape), unsigned(7 * s + i), 0.1f);
+      low->write_grad(ps[i].name, gv);
+      ref->write_grad(ps[i].name, gv);
+    }
+    low->step();
+    ref->step();
+    for (const auto& p : ps)
+      for (const char* slot : {"mom16.m", "adapt16.v"}) ref->write_state(p.name, slot, rounded(ref->read_state(p.name, slot), DType::BF16));
+  }
+  for (const auto& p : ps) {
+    CAPTURE(p.name);
+    CHECK(same_bits(low->read_param(p.name), ref->read_param(p.name)));
+    for (const char* slot : {"mom16.m", "adapt16.v"}) CHECK(same_bits(low->read_state(p.name, slot), ref->read_state(p.name, slot)));
+  }
+  CHECK(error_of([&] { low->state("w", "mom16.m"); }).find("is stored as bf16") != std::string::npos);
+  // `opal routes` counts state at its real storage: 2 bytes per element
+  const std::string report = format_routes(describe_routes(*low, *compile_spec({bf16_adam("bf16"), "", ""})));
+  CHECK(report.find("mom16.m [8, 16] bf16, adapt16.v [8, 16] bf16 (512 bytes)") != std::string::npos);
+  CHECK(report.find("2 parameters, 576 bytes of optimizer state") != std::string::npos);
+  // rounded stochastically: reproducible run to run, and not what rounding to nearest gives
+  auto sr_run = [&] {
+    auto o = make_optimizer(compile_spec({bf16_adam("bf16"), "", ""}), ps);
+    o->set_stochastic_rounding(true, 9);
+    for (int s = 0; s < 3; ++s) {
+      for (const auto& p : ps) o->write_grad(p.name, randoms(numel(p.shape), unsigned(s), 0.1f));
+      o->step();
+    }
+    return o->read_state("w", "adapt16.v");
+  };
+  const auto sr = sr_run();
+  CHECK(same_bits(sr, sr_run()));
+  CHECK_FALSE(same_bits(sr, low->read_state("w", "adapt16.v")));
+}
+
+TEST_CASE("a state's storage: unknown names are errors with a hint") {
+  std::string msg;
+  try {
+    compile_spec({bf16_adam("bf61"), "", ""});
+  } catch (const CompileError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("unknown storage `bf61` for state `m`") != std::string::npos);
+  CHECK(msg.find("did you mean `bf16`?") != std::string::npos);
+}
+
+TEST_CASE("checkpoints keep each slot's storage; a bf16 run resumes as f32 and back, converted and reported") {
+  const std::string dir = testing::scratch("precision-ckpt");
+  const std::vector<ParamDesc> ps = {{"w", {4, 6}}};
+  auto low = make_optimizer(compile_spec({bf16_adam("bf16"), "", ""}), ps);
+  low->write_grad("w", randoms(24, 3, 0.2f));
+  low->step();
+  low->save(dir + "/low.safetensors");
+  CHECK(read_safetensors(dir + "/low.safetensors").tensors.at("state/w/mom16.m").dtype == "BF16");
+  auto f32 = make_optimizer(compile_spec({bf16_adam(""), "", ""}), ps);
+  LoadReport r = f32->load(dir + "/low.safetensors");
+  CHECK(r.converted.size() == 2);
+  CHECK(r.summary().find("w/mom16.m (BF16 -> F32)") != std::string::npos);
+  CHECK(same_bits(f32->read_state("w", "adapt16.v"), low->read_state("w", "adapt16.v")));
+  // and back: f32 values rounded into bf16 storage
+  f32->write_grad("w", randoms(24, 4, 0.2f));
+  f32->step();
+  f32->save(dir + "/f32.safetensors");
+  auto back = make_optimizer(compile_spec({bf16_adam("bf16"), "", ""}), ps);
+  CHECK(back->load(dir + "/f32.safetensors").converted.size() == 2);
+  CHECK(same_bits(back->read_state("w", "mom16.m"), rounded(f32->read_state("w", "mom16.m"), DType::BF16)));
 }
 }  // TEST_SUITE

@@ -180,11 +180,12 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   const bool uses_w = bufs.count(exec::kParamBuffer) != 0, uses_g = bufs.count(exec::kGradBuffer) != 0;
   // bf16 state slots are addressed as 16-bit words (`state m: bf16`)
   auto bf16_slot = [&](size_t b) { return b >= exec::kFirstSlotBuffer && b < buf_of_slot(0) + g.slots.size() && g.slots[b - buf_of_slot(0)].bf16; };
-  bool writes_bf16 = mixed && uses_w;
+  bool stores_bf16_slot = false;
   for (ValueId e : K.effects) {
     const ir::Node& n = g.at(e);
-    if ((n.op == Op::StateWrite || n.op == Op::StateWriteIf) && g.slots[n.iattr].bf16) writes_bf16 = true;
+    if ((n.op == Op::StateWrite || n.op == Op::StateWriteIf) && g.slots[n.iattr].bf16) stores_bf16_slot = true;
   }
+  const bool writes_bf16 = (mixed && uses_w) || stores_bf16_slot;
   for (size_t b : bufs)
     if (bf16_slot(b)) out += fmt::format("  unsigned short* {} sb{} = (unsigned short*)T.buf[{}];\n", restrict_kw(), b, b);
     else if (!mixed || b >= exec::kFirstSlotBuffer) out += fmt::format("  float* {} sb{} = T.buf[{}];\n", restrict_kw(), b, b);
@@ -199,7 +200,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   // the loop, for w and g stored as `wt` and `gt`
   std::string ind = K.indexed && K.domain == Domain::Full ? "      " : "    ";
   auto idx = [&](Shape s) { return index(K.domain, s, K.indexed); };
-  auto render = [&](exec::DType wt, exec::DType gt) {
+  auto render_sr = [&](exec::DType wt, exec::DType gt, const char* sr) {
     auto load = [&](exec::DType t, size_t b) {
       const std::string at = fmt::format("sb{}[{}]", b, idx(Shape::Full));
       return t == exec::DType::F32 ? at : fmt::format("{}({})", t == exec::DType::BF16 ? "opal_ld_bf16" : "opal_ld_f16", at);
@@ -235,7 +236,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       if (n.op == Op::ParamWrite) {
         const std::string at = idx(Shape::Full);
         const std::string stored = wt == exec::DType::F32    ? val
-                                   : wt == exec::DType::BF16 ? fmt::format("opal_to_bf16({}, opal_sr, T.id, U_t, T.base + {})", val, at)
+                                   : wt == exec::DType::BF16 ? fmt::format("opal_to_bf16({}, {}, T.id, U_t, T.base + {})", val, sr, at)
                                                              : fmt::format("opal_to_f16({})", val);
         out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
       } else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
@@ -244,7 +245,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         // mixed with the slot's index)
         const std::string at = idx(g.slots[n.iattr].shape);
         const std::string stored =
-            g.slots[n.iattr].bf16 ? fmt::format("opal_to_bf16({}, opal_sr, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})", val, n.iattr + 1, at)
+            g.slots[n.iattr].bf16 ? fmt::format("opal_to_bf16({}, {}, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})", val, sr, n.iattr + 1, at)
                                   : val;
         if (n.op == Op::StateWriteIf)
           out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), at, stored, comment(g, e));
@@ -252,6 +253,12 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       }
     }
     return loop(K, out);  // a target may emit the body more than once
+  };
+  // A loop storing bf16 is emitted twice, rounding stochastically and to nearest, so that the
+  // common case computes no random bits at all.
+  auto render = [&](exec::DType wt, exec::DType gt) {
+    if (!stores_bf16_slot && wt != exec::DType::BF16) return render_sr(wt, gt, "0");
+    return "  if (opal_sr) {\n" + render_sr(wt, gt, "1") + "  } else {\n" + render_sr(wt, gt, "0") + "  }\n";
   };
   if (!mixed) out += render(exec::DType::F32, exec::DType::F32);
   else {

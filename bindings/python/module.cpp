@@ -26,12 +26,14 @@ struct Compiled {
   std::shared_ptr<const Executable> exe;  // built for the CPU
 };
 
-// A contiguous float32 block owned by an optimizer, exposed through the buffer protocol; it
-// keeps the optimizer alive as long as any view of it is.
+// A contiguous block of state owned by an optimizer (float32, or the 16-bit words of a bf16
+// slot, exposed as int16 for torch to view as bfloat16), through the buffer protocol; it keeps
+// the optimizer alive as long as any view of it is.
 struct StateView {
   std::shared_ptr<Optimizer> owner;
-  float* data;
+  void* data;
   size_t size;
+  bool words = false;  // 16-bit
 };
 
 struct Pending {
@@ -163,6 +165,7 @@ PYBIND11_MODULE(_opal, m) {
       .def("__repr__", [](const Compiled& c) { return fmt::format("<opal.Compiled {}>", c.exe->desc->name); });
 
   py::class_<StateView>(m, "StateView", py::buffer_protocol()).def_buffer([](StateView& v) {
+    if (v.words) return py::buffer_info(v.data, 2, py::format_descriptor<int16_t>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(2)});
     return py::buffer_info(v.data, sizeof(float), py::format_descriptor<float>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(sizeof(float))});
   });
 
@@ -257,9 +260,19 @@ PYBIND11_MODULE(_opal, m) {
            [](Optimizer& o, const std::string& name, const std::string& slot) { return reinterpret_cast<uintptr_t>(o.state_data(name, slot)); })
       .def("state_view",
            [](std::shared_ptr<Optimizer> o, const std::string& name, const std::string& slot) {
-             auto s = o->state(name, slot);
-             return StateView{o, s.data(), s.size()};
+             if (o->state_dtype(name, slot) == DType::F32) {
+               auto s = o->state(name, slot);
+               return StateView{o, s.data(), s.size()};
+             }
+             if (o->device().kind != DeviceKind::Cpu)
+               throw Error(fmt::format("state `{}` of `{}` lives on {}: view it through its address", slot, name, o->describe_device()));
+             size_t n = 1;
+             for (int64_t d : o->state_shape(name, slot)) n *= size_t(d);
+             return StateView{o, o->state_data(name, slot), n, true};
            })
+      .def("state_dtype", [](const Optimizer& o, const std::string& name, const std::string& slot) {
+        return std::string(exec::dtype_name(o.state_dtype(name, slot)));
+      })
       .def(
           "save", [](const Optimizer& o, const std::string& path, bool params) { o.save(path, {.params = params}); }, py::arg("path"),
           py::arg("params") = false)
@@ -269,8 +282,15 @@ PYBIND11_MODULE(_opal, m) {
            [](const Optimizer& o) {
              SafetensorsFile f = checkpoint_of(o);
              py::dict tensors;
-             for (const auto& [k, t] : f.tensors)
-               tensors[py::str(k)] = py::make_tuple(t.shape, py::bytes(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4));
+             for (const auto& [k, t] : f.tensors) {  // (shape, bytes, "F32" or "BF16": as the slot is stored)
+               if (t.dtype == "F32") {
+                 tensors[py::str(k)] = py::make_tuple(t.shape, py::bytes(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4), t.dtype);
+                 continue;
+               }
+               std::string words(t.values.size() * 2, '\0');
+               convert_host(words.data(), t.dtype == "BF16" ? DType::BF16 : DType::F16, t.values.data(), DType::F32, t.values.size());
+               tensors[py::str(k)] = py::make_tuple(t.shape, py::bytes(words), t.dtype);
+             }
              return py::make_tuple(f.metadata, tensors);
            })
       // tensors: {key: (shape, torch dtype name, address, numel)}; checks everything, changes nothing
@@ -289,9 +309,20 @@ PYBIND11_MODULE(_opal, m) {
                if (numel != want)
                  throw CheckpointError(
                      fmt::format("cannot load `{}`: tensor `{}` has {} elements for shape [{}]", what, k, numel, fmt::join(shape, ", ")));
-               if (t.dtype == "F32" && numel > 0) {
+               // any float storage: converted to f32 here, and to the slot's storage when applied
+               t.values.resize(size_t(numel));
+               if (numel == 0) {
+               } else if (t.dtype == "F32") {
                  const float* p = reinterpret_cast<const float*>(addr);
                  t.values.assign(p, p + numel);
+               } else if (t.dtype == "BF16" || t.dtype == "F16") {
+                 convert_host(t.values.data(), DType::F32, reinterpret_cast<const void*>(addr), t.dtype == "BF16" ? DType::BF16 : DType::F16,
+                              size_t(numel));
+               } else if (t.dtype == "F64") {
+                 const double* p = reinterpret_cast<const double*>(addr);
+                 for (int64_t i = 0; i < numel; ++i) t.values[size_t(i)] = float(p[i]);
+               } else {
+                 throw CheckpointError(fmt::format("cannot load `{}`: tensor `{}` is {}, not a floating-point tensor", what, k, dtype));
                }
                f.tensors[k] = std::move(t);
              }

@@ -84,5 +84,38 @@ class SixteenBit(unittest.TestCase):
             Optimizer(m, spec="adamw", rounding="stochastic", seed=-1)
 
 
+def adam_spec(storage):
+    st = f": {storage}" if storage else ""
+    return (f"component mom16(beta = 0.9) {{\n  state m{st} = zeros\n  m = beta * m + (1 - beta) * u\n  u = m / (1 - beta ^ t)\n}}\n"
+            f"component adapt16(beta = 0.999, eps = 1e-8) {{\n  state v{st} = zeros\n  v = beta * v + (1 - beta) * g * g\n"
+            "  u = u / (sqrt(v / (1 - beta ^ t)) + eps)\n}\n"
+            "optimizer o(lr = 1e-2) {\n  other: mom16 -> adapt16 -> scale(lr)\n}\n")
+
+
+class Bf16State(unittest.TestCase):
+    def test_views_are_bfloat16_and_state_dicts_convert_both_ways(self):
+        torch.manual_seed(0)
+        w = nn.Parameter(torch.randn(6, 5))
+        opt = Optimizer([("w", w)], spec=adam_spec("bf16"))
+        w.grad = torch.randn(6, 5)
+        opt.step()
+        m = opt.state[w]["mom16.m"]
+        self.assertEqual(m.dtype, torch.bfloat16)  # a live view of the 16-bit storage
+        self.assertTrue(torch.equal(m.float(), (0.1 * w.grad).bfloat16().float()))
+        sd = opt.state_dict()
+        self.assertEqual(sd["state"]["w"]["adapt16.v"].dtype, torch.bfloat16)
+        # into an optimizer that keeps the state as f32: converted (exactly: bf16 values are f32 values)
+        w32 = nn.Parameter(w.detach().clone())
+        opt32 = Optimizer([("w", w32)], spec=adam_spec(""))
+        opt32.load_state_dict(sd)
+        self.assertEqual(opt32.state[w32]["adapt16.v"].dtype, torch.float32)
+        self.assertTrue(torch.equal(opt32.state[w32]["adapt16.v"], sd["state"]["w"]["adapt16.v"].float()))
+        # and back: f32 state rounded into bf16 storage
+        w32.grad = torch.randn(6, 5)
+        opt32.step()
+        opt.load_state_dict(opt32.state_dict())
+        self.assertTrue(torch.equal(opt.state[w]["mom16.m"], opt32.state[w32]["mom16.m"].bfloat16()))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -15,6 +15,7 @@
 #include "runtime/checkpoint.h"
 #include "runtime/safetensors.h"
 #include "runtime/error.h"
+#include "runtime/nonfinite.h"
 #include "runtime/optimizer.h"
 #include "support/half.h"
 
@@ -235,6 +236,28 @@ TEST_CASE("16-bit parameters: host views refuse, reads and writes convert, a gra
   opt->write_param("w", std::vector<float>(8, 1.0f + 1.0f / 1024));  // rounds to nearest even
   CHECK(opt->read_param("w") == std::vector<float>(8, 1.0f));
   CHECK(half::opal_ld_bf16(w[3]) == 1.0f);  // in the host's memory, zero-copy
+}
+
+TEST_CASE("16-bit parameters under the non-finite policies: a raise undoes the step to the bit, zero steps on") {
+  std::vector<unsigned short> w(32), g(32);
+  for (size_t i = 0; i < w.size(); ++i) {
+    w[i] = half::opal_to_bf16(0.25f * float(i), 0, 0, 0, 0);
+    g[i] = half::opal_to_bf16(0.5f, 0, 0, 0, 0);
+  }
+  auto opt = make_optimizer(compile_spec({"adamw", "", ""}), {{"w", {4, 8}, w.data(), g.data(), true, ParamRole::None, DType::BF16, DType::BF16}});
+  opt->set_nonfinite_policy(NonFinitePolicy::Raise);
+  opt->step();
+  const std::vector<unsigned short> after_one = w;
+  const auto m = opt->read_state("w", "momentum.m");
+  g[5] = half::opal_to_bf16(NAN, 0, 0, 0, 0);
+  CHECK(error_of([&] { opt->step(); }).find("parameter `w`") != std::string::npos);
+  CHECK(w == after_one);  // the parameter's 16-bit words, as they were
+  CHECK(same_bits(opt->read_state("w", "momentum.m"), m));
+  opt->set_nonfinite_policy(NonFinitePolicy::Zero);
+  opt->step();  // the gradient is zeroed (+0 in bf16 too) and the parameter steps on it
+  CHECK(g[5] == 0);
+  CHECK(opt->step_count("w") == 2);
+  for (unsigned short x : w) CHECK(std::isfinite(half::opal_ld_bf16(x)));
 }
 
 namespace {

@@ -56,9 +56,9 @@ class _CudaBlock:
     """A float32 block of an optimizer's CUDA memory, for torch.as_tensor (zero-copy); it keeps
     the optimizer alive while torch holds the block."""
 
-    def __init__(self, owner, address, shape):
+    def __init__(self, owner, address, shape, typestr="<f4"):
         self.owner = owner
-        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": "<f4", "data": (address, False), "version": 2, "strides": None}
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (address, False), "version": 2, "strides": None}
 
 
 def _check_hparam(name, value, where):
@@ -359,10 +359,13 @@ class Optimizer(torch.optim.Optimizer):
         """A live, zero-copy view of one state slot (host memory, or CUDA memory through
         __cuda_array_interface__)."""
         shape = engine.state_shape(name, slot)
+        words = engine.state_dtype(name, slot) == "bf16"  # `state m: bf16`: 16-bit words, viewed as bfloat16
         if engine.device.startswith("cuda"):
             ordinal = int(engine.device.split()[0].split(":")[1])
-            return torch.as_tensor(_CudaBlock(engine, engine.state_address(name, slot), shape), device=f"cuda:{ordinal}")
-        return torch.frombuffer(engine.state_view(name, slot), dtype=torch.float32).view(shape)
+            t = torch.as_tensor(_CudaBlock(engine, engine.state_address(name, slot), shape, "<i2" if words else "<f4"), device=f"cuda:{ordinal}")
+        else:
+            t = torch.frombuffer(engine.state_view(name, slot), dtype=torch.int16 if words else torch.float32).view(shape)
+        return t.view(torch.bfloat16) if words else t
 
     def _sync_shown(self, index, where):
         """Keeps `betas` and `weight_decay` and the spec's b1, b2, wd equal: whichever side changed
@@ -545,9 +548,10 @@ class Optimizer(torch.optim.Optimizer):
         state, groups, index = {}, [], 0
         for group, engine in zip(self.param_groups, self._engines):
             meta, tensors = engine.export_state()
-            for key, (shape, raw) in tensors.items():
+            for key, (shape, raw, dtype) in tensors.items():
                 name, slot = key[len("state/"):].rsplit("/", 1)
-                state.setdefault(name, {})[slot] = torch.frombuffer(bytearray(raw), dtype=torch.float32).view(shape)
+                t = torch.frombuffer(bytearray(raw), dtype=torch.float32 if dtype == "F32" else torch.int16).view(shape)
+                state.setdefault(name, {})[slot] = t if dtype == "F32" else t.view(torch.bfloat16 if dtype == "BF16" else torch.float16)
             g = {k: v for k, v in group.items() if k not in ("params", "opal")}
             g["params"] = list(range(index, index + len(group["params"])))
             g["opal"] = meta

@@ -56,10 +56,11 @@ size_t numel(const std::vector<int64_t>& shape) {
 // `spec` stepped on parameters stored as `w` with gradients stored as `g`, against the f32
 // program stepped on f32 copies whose parameters are rounded to `w` after every step and whose
 // gradients hold `g`'s values: the same bits, parameters and state.
-void check_against_rounded_reference(const std::string& spec, DType w, DType g, int steps) {
+const std::vector<ParamDesc> kShapes = {{"h.weight", {12, 20}}, {"h.bias", {20}}, {"wte", {30, 12}, nullptr, nullptr, false, ParamRole::Embedding}};
+
+void check_against_rounded_reference(const std::string& spec, DType w, DType g, int steps, const std::vector<ParamDesc>& shapes = kShapes) {
   CAPTURE(spec);
   INFO("w ", exec::dtype_name(w), ", g ", exec::dtype_name(g));
-  const std::vector<ParamDesc> shapes = {{"h.weight", {12, 20}}, {"h.bias", {20}}, {"wte", {30, 12}, nullptr, nullptr, false, ParamRole::Embedding}};
   auto compiled = compile_spec({spec, "", ""});
   std::vector<ParamDesc> low = shapes;
   for (auto& p : low) {
@@ -147,6 +148,11 @@ TEST_CASE("16-bit parameters and gradients step as the f32 program with the same
     for (auto [w, g] : {std::pair{DType::BF16, DType::BF16}, std::pair{DType::F16, DType::F16}, std::pair{DType::BF16, DType::F32},
                         std::pair{DType::F32, DType::BF16}})
       check_against_rounded_reference(spec, w, g, 4);
+  // a view in another axis order (optax's Adafactor factors a conv weight's two largest axes,
+  // 1 and 3 here): a permuted f32 copy, rounded back in the parameter's order
+  const std::vector<ParamDesc> conv = {{"conv.weight", {2, 128, 3, 130}}};
+  CHECK(make_optimizer(compile_spec({"adafactor_optax", "", ""}), conv)->route_of("conv.weight").find("where") == 0);
+  check_against_rounded_reference("adafactor_optax", DType::BF16, DType::BF16, 3, conv);
 }
 
 TEST_CASE("stochastic rounding is unbiased, reproducible, and keyed by seed and tensor") {

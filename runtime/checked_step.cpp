@@ -25,10 +25,14 @@ void Optimizer::step_checked() {
       const char* p = reinterpret_cast<const char*>(t.slots[s].p);
       t.saved_slots[s].assign(p, p + t.slots[s].bytes());
     }
+    t.saved_master = t.master_valid;  // a master copy is state too (stage_in leaves it alone then)
+    if (t.master_valid) t.saved_master_values.assign(t.stage_w.p, t.stage_w.p + t.stage_w.n);
   }
   auto restore = [](Impl::Tensor& t) {
     std::copy(t.saved_w.begin(), t.saved_w.end(), static_cast<char*>(t.desc.data));
     for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), reinterpret_cast<char*>(t.slots[s].p));
+    if (t.saved_master) std::copy(t.saved_master_values.begin(), t.saved_master_values.end(), t.stage_w.p);
+    t.master_valid = t.saved_master;
     --t.t;
   };
   auto first_stage = [&](const Impl::Tensor& t) {

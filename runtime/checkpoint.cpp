@@ -196,7 +196,8 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       auto t = file.tensors.find(key);
       std::vector<int64_t> want = opt.state_shape(name, slot);
       if (t == file.tensors.end()) {
-        if (!r.spec_changed) throw fail(fmt::format("state `{}/{}` is missing", name, slot));
+        // a master copy not saved (a run without one): taken from the parameter
+        if (!r.spec_changed && slot != "master") throw fail(fmt::format("state `{}/{}` is missing", name, slot));
         r.initialized.push_back(name + "/" + slot);
         continue;
       }
@@ -232,7 +233,8 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
   for (const auto& [key, _] : file.tensors) {
     if (consumed.count(key)) continue;
     if (key.rfind("state/", 0) != 0) throw fail(fmt::format("it has an unexpected tensor `{}`", key));
-    if (!r.spec_changed) throw fail(fmt::format("it has state `{}` that this spec does not keep", key.substr(6)));
+    const bool master = key.size() > 7 && key.compare(key.size() - 7, 7, "/master") == 0;  // a run with master copies, resumed without
+    if (!r.spec_changed && !master) throw fail(fmt::format("it has state `{}` that this spec does not keep", key.substr(6)));
     r.dropped.push_back(key.substr(6));
   }
   p.file = std::move(file);
@@ -258,6 +260,10 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
   const auto& tensors = p.file.tensors;
   for (size_t i = 0; i < opt.num_params(); ++i) {
     const std::string& name = opt.param_name(i);
+    // the parameter first: a master copy (state `master`) then overrides what writing it set
+    if (auto w = tensors.find(param_key(name)); w != tensors.end()) {
+      opt.write_param(name, w->second.values);
+    }
     for (const auto& slot : opt.slots(name)) {
       auto t = tensors.find(state_key(name, slot));
       if (t != tensors.end() && t->second.shape == opt.state_shape(name, slot)) {
@@ -265,9 +271,6 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
       } else {
         opt.reset_state(name, slot);
       }
-    }
-    if (auto w = tensors.find(param_key(name)); w != tensors.end()) {
-      opt.write_param(name, w->second.values);
     }
   }
   opt.set_step_count(p.report.step);

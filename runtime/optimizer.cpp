@@ -107,6 +107,7 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     if (!t.desc.data) t.desc.data = (t.owned_w = impl_->alloc(t.numel())).p;
     if (!t.desc.grad && !p.external) t.desc.grad = (t.owned_g = impl_->alloc(t.numel())).p;
     impl_->update_staging(d, t);
+    impl_->sync_master(t);
     auto size_of = [&](exec::Extent s) { return size_t(t.batch * exec::dims_of(s, t.rows, t.cols).count()); };
     for (const auto& s : route.slots) {
       t.slots.push_back(impl_->alloc(size_of(s.extent), s.dtype));
@@ -209,8 +210,9 @@ const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->s
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  const exec::Slot& s = exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
-  if (s.extent == exec::Extent::Full) {
+  const bool master = slot == Impl::kMasterSlot && t.has_master();  // full size, as w
+  const exec::Extent extent = master ? exec::Extent::Full : exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)].extent;
+  if (extent == exec::Extent::Full) {
     if (t.perm.empty()) return t.desc.shape;
     std::vector<int64_t> shape;  // kept in the view's axis order
     for (int a : t.perm) shape.push_back(t.desc.shape[size_t(a)]);
@@ -219,10 +221,10 @@ std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::
   // one per matrix: the dims indexing the matrices, then the extent's (a scalar per tensor is
   // 0-dimensional, as torch keeps NAdam's mu_product)
   std::vector<int64_t> shape = t.batch_shape;
-  if (s.extent == exec::Extent::Scalar) return shape;
-  const exec::Dims dims = exec::dims_of(s.extent, t.rows, t.cols);
+  if (extent == exec::Extent::Scalar) return shape;
+  const exec::Dims dims = exec::dims_of(extent, t.rows, t.cols);
   shape.push_back(dims.rows);
-  if (s.extent != exec::Extent::Rows && s.extent != exec::Extent::Cols) shape.push_back(dims.cols);
+  if (extent != exec::Extent::Rows && extent != exec::Extent::Cols) shape.push_back(dims.cols);
   return shape;
 }
 
@@ -347,12 +349,19 @@ std::string Optimizer::route_of(const std::string& name) const { return exe_->de
 
 std::vector<std::string> Optimizer::slots(const std::string& name) const {
   std::vector<std::string> out;
-  for (const auto& s : exe_->desc->routes[impl_->get(name).route].slots) out.push_back(s.name);
+  const auto& t = impl_->get(name);
+  for (const auto& s : exe_->desc->routes[t.route].slots) out.push_back(s.name);
+  if (t.has_master()) out.push_back(Impl::kMasterSlot);
   return out;
 }
 
 void Optimizer::reset_state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
+  if (slot == Impl::kMasterSlot && t.has_master()) {  // again from the parameter
+    t.master_valid = false;
+    impl_->sync_master(t);
+    return;
+  }
   impl_->reset_slot(*exe_->desc, t, impl_->slot_index(*exe_->desc, t, slot));
 }
 
@@ -393,7 +402,7 @@ void Optimizer::bind(size_t index, void* data, void* grad, DType grad_dtype) {
 
 std::span<float> Optimizer::state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
+  const Impl::Buffer& b = impl_->slot_buffer(*exe_->desc, t, slot);
   impl_->need_host(fmt::format("state `{}` of `{}`", slot, name));
   if (b.dt != DType::F32)
     throw Error(fmt::format("state `{}` of `{}` is stored as {}: read and write it with read_state and write_state (they convert)", slot, name,
@@ -403,12 +412,12 @@ std::span<float> Optimizer::state(const std::string& name, const std::string& sl
 
 DType Optimizer::state_dtype(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  return t.slots[impl_->slot_index(*exe_->desc, t, slot)].dt;
+  return impl_->slot_buffer(*exe_->desc, t, slot).dt;
 }
 
 float* Optimizer::state_data(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  return t.slots[impl_->slot_index(*exe_->desc, t, slot)].p;
+  return impl_->slot_buffer(*exe_->desc, t, slot).p;
 }
 
 std::vector<float> Optimizer::read_param(const std::string& name) const {
@@ -418,7 +427,7 @@ std::vector<float> Optimizer::read_param(const std::string& name) const {
 
 std::vector<float> Optimizer::read_state(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
+  const Impl::Buffer& b = impl_->slot_buffer(*exe_->desc, t, slot);
   return impl_->read_f32(b.p, b.dt, b.n);
 }
 
@@ -426,6 +435,10 @@ void Optimizer::write_param(const std::string& name, std::span<const float> valu
   auto& t = impl_->get(name);
   if (values.size() != t.numel()) throw Error(fmt::format("parameter `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
   impl_->write_f32(t.desc.data, t.desc.dtype, values.data(), values.size());
+  if (t.has_master()) {  // the master copy takes the values as written, not rounded
+    if (t.perm.empty()) impl_->backend->upload(t.stage_w.p, values.data(), values.size());
+    t.master_valid = t.perm.empty();
+  }
 }
 
 void Optimizer::write_grad(const std::string& name, std::span<const float> values) {
@@ -437,7 +450,7 @@ void Optimizer::write_grad(const std::string& name, std::span<const float> value
 
 void Optimizer::write_state(const std::string& name, const std::string& slot, std::span<const float> values) {
   auto& t = impl_->get(name);
-  const Impl::Buffer& b = t.slots[impl_->slot_index(*exe_->desc, t, slot)];
+  const Impl::Buffer& b = impl_->slot_buffer(*exe_->desc, t, slot);
   if (values.size() != b.n) throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, b.n, values.size()));
   impl_->write_f32(b.p, b.dt, values.data(), values.size());
 }

@@ -35,6 +35,11 @@ struct ParamDesc {
   ParamRole role = ParamRole::None;  // what it is in its model, for role routes (`embedding, head: ...`)
   DType dtype = DType::F32;
   DType grad_dtype = DType::F32;
+  // A 16-bit parameter with an f32 master copy: the optimizer steps the copy and stores it,
+  // rounded, into `data` after every step, so updates below the parameter's resolution
+  // accumulate. The copy is state slot `master` (checkpoints, state_dict, read_state). No effect
+  // on an f32 parameter.
+  bool master = false;
 };
 
 // Limit on one tensor's element count (a clear error, never an overflow).
@@ -118,7 +123,7 @@ class Optimizer {
   std::span<float> grad(const std::string& name);
   // The route a parameter took, e.g. "matrix" or "other>vector".
   std::string route_of(const std::string& name) const;
-  // State slots of a parameter ("momentum.m", "adapt.v"), their contents and shapes
+  // State slots of a parameter ("momentum.m", "adapt.v"; then "master" for a master copy), their contents and shapes
   // ([rows, cols] for full slots, [rows] per row, [rows, rows] for a left factor, ...).
   std::vector<std::string> slots(const std::string& name) const;
   // param(), grad() and state() view host memory: on a device they throw Error; read_* and

@@ -39,6 +39,7 @@ struct Optimizer::Impl {
     std::vector<int> perm;
     Buffer owned_w, owned_g, stage_w, stage_g;
     bool staged = false;
+    bool master_valid = false;  // stage_w holds the master copy (has_master), in step with the parameter
     uint64_t id = 0;  // its random stream (opal_tensor_t.id): its name and the optimizer's seed
     std::vector<Buffer> slots;
     std::vector<Buffer> scratch;
@@ -50,9 +51,13 @@ struct Optimizer::Impl {
     unsigned chk = 0;            // non-finite probe flags of the last checked step
     std::vector<char> saved_w;  // a checked step's copy of the parameter (as stored) and state, to undo it
     std::vector<std::vector<char>> saved_slots;
+    bool saved_master = false;
+    std::vector<float> saved_master_values;
     size_t numel() const { return size_t(batch * rows * cols); }
     size_t bytes() const { return numel() * exec::dtype_size(desc.dtype); }
     bool is_f32() const { return desc.dtype == DType::F32 && desc.grad_dtype == DType::F32; }
+    // An f32 master copy of a 16-bit parameter: the staged w, kept from step to step.
+    bool has_master() const { return desc.master && desc.dtype != DType::F32; }
     float** matrix_bufs(long long b) { return bufs.data() + size_t(b) * nbuf; }
     // Points every matrix's table at w and g (or their staged copies) and at its part of the
     // slots and scratch.
@@ -106,6 +111,16 @@ struct Optimizer::Impl {
   // The named parameter; NotFoundError with "did you mean" when there is none.
   Tensor& get(const std::string& name);
 
+  // A state slot's memory: one of the route's, or the master copy ("master"); NotFoundError
+  // when it has none. The master copy is brought in step with the parameter first.
+  Buffer& slot_buffer(const exec::Description& d, Tensor& t, const std::string& slot) {
+    if (slot == kMasterSlot && t.has_master()) {
+      sync_master(t);
+      return t.stage_w;
+    }
+    return t.slots[slot_index(d, t, slot)];
+  }
+  static constexpr const char* kMasterSlot = "master";
   // The position of a state slot in a tensor's slot list; NotFoundError when it has none.
   size_t slot_index(const exec::Description& d, const Tensor& t, const std::string& slot) const {
     const auto& slots = d.routes[t.route].slots;
@@ -130,6 +145,9 @@ struct Optimizer::Impl {
   // rounded as the kernels round).
   void stage_in(Tensor& t);
   void stage_out(Tensor& t);
+  // The master copy from the parameter, when it is not in step with it (before the first step,
+  // after reset_state or a write of the parameter).
+  void sync_master(Tensor& t);
   // The rounding of t's parameter writes at its current step (element `base` onward).
   Rounding rounding(const Tensor& t) const { return {stochastic, t.id, double(t.t), 0}; }
   // n elements of a tensor's w or g (of dtype `dt`, backend memory) as f32 host values, and back

@@ -58,7 +58,7 @@ void Optimizer::Impl::Tensor::set_bufs() {
 }
 
 void Optimizer::Impl::update_staging(const exec::Description& d, Tensor& t) {
-  t.staged = !t.perm.empty() || (!t.is_f32() && !d.routes[t.route].calls.empty());
+  t.staged = !t.perm.empty() || (!t.is_f32() && !d.routes[t.route].calls.empty()) || t.has_master();
   if (t.staged && !t.stage_w.p) {
     t.stage_w = alloc(t.numel());
     t.stage_g = alloc(t.numel());
@@ -108,6 +108,7 @@ void Optimizer::Impl::stage_in(Tensor& t) {
   const std::pair<const void*, DType> from[] = {{t.desc.data, t.desc.dtype}, {t.desc.grad, t.desc.grad_dtype}};
   float* to[] = {t.stage_w.p, t.stage_g.p};
   for (int k = 0; k < 2; ++k) {
+    if (k == 0 && t.has_master() && t.master_valid) continue;  // the master copy is w
     const auto [src, dt] = from[k];
     if (t.perm.empty()) backend->convert(to[k], DType::F32, src, dt, n, {});
     else if (backend->host_memory() && dt == DType::F32) permute(static_cast<const float*>(src), to[k], t.desc.shape, t.perm, false);
@@ -117,6 +118,19 @@ void Optimizer::Impl::stage_in(Tensor& t) {
       backend->upload(to[k], b.data(), n);
     }
   }
+  t.master_valid = t.has_master();
+}
+
+void Optimizer::Impl::sync_master(Tensor& t) {
+  if (!t.has_master() || t.master_valid || !t.desc.data) return;
+  const size_t n = t.numel();
+  if (t.perm.empty()) backend->convert(t.stage_w.p, DType::F32, t.desc.data, t.desc.dtype, n, {});
+  else {
+    std::vector<float> a = read_f32(t.desc.data, t.desc.dtype, n), b(n);
+    permute(a.data(), b.data(), t.desc.shape, t.perm, false);
+    backend->upload(t.stage_w.p, b.data(), n);
+  }
+  t.master_valid = true;
 }
 
 void Optimizer::Impl::stage_out(Tensor& t) {

@@ -25,6 +25,7 @@ struct opal_optimizer {
   std::map<std::string, double> hparams;                         // set before it is built
   opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
   bool stochastic = false;                                       // likewise (opal_set_rounding)
+  bool master = false;                                           // opal_set_master_weights
   uint64_t seed = 0;
   opal::Device device;                                           // of the parameters added so far
   std::unique_ptr<opal::Optimizer> opt;
@@ -34,6 +35,7 @@ struct opal_optimizer {
   const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
   opal::Optimizer& built() {
     if (!opt) {
+      for (auto& p : params) p.master = master;
       auto o = opal::make_optimizer(compiled, params, device, hparams);
       o->set_nonfinite_policy(nonfinite);
       if (stochastic) o->set_stochastic_rounding(true, seed);
@@ -231,6 +233,14 @@ opal_status opal_bind_grad(opal_optimizer* opt, const char* name, void* grad, op
     need(name, "name");
     const opal::DType dt = storage(name, dtype);
     opt->built().bind_grad(name, grad, dt);
+  });
+}
+
+opal_status opal_set_master_weights(opal_optimizer* opt, int on) {
+  return guarded([&] {
+    need(opt, "opt");
+    if (opt->opt) throw Failure{OPAL_ERROR_STATE, "cannot change master weights: the parameter list was fixed by an earlier call"};
+    opt->master = on != 0;
   });
 }
 

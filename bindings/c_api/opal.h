@@ -94,6 +94,11 @@ OPAL_API opal_status opal_bind_grad(opal_optimizer* opt, const char* name, void*
  * `seed` also keys the noise of specs that use randn. Any time; an unknown mode is
  * OPAL_ERROR_ARGUMENT. */
 OPAL_API opal_status opal_set_rounding(opal_optimizer* opt, const char* mode, uint64_t seed);
+/* Nonzero: every bf16 and f16 parameter gets an f32 master copy (state slot "master"): the
+ * optimizer steps the copy and stores it, rounded, into the parameter, so that updates below
+ * the parameter's resolution accumulate. Before the first call that uses the parameter list
+ * (after it: OPAL_ERROR_STATE). */
+OPAL_API opal_status opal_set_master_weights(opal_optimizer* opt, int on);
 /* f32 parameters only (another dtype is OPAL_ERROR_ARGUMENT naming it). */
 OPAL_API opal_status opal_param_data(opal_optimizer* opt, const char* name, float** data, float** grad, int64_t* numel);
 

@@ -176,19 +176,19 @@ PYBIND11_MODULE(_opal, m) {
       // gradients are bound at each step. device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
       .def(py::init([](const Compiled& c,
                        const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t, std::string, std::string>>& params,
-                       const std::string& device, const HParams& hparams) {
+                       const std::string& device, const HParams& hparams, bool master) {
              std::vector<ParamDesc> ps;
              for (const auto& [name, shape, data, role, dtype] : params) {
                ParamRole r = ParamRole::None;
                if (!role.empty() && !exec::role_by_name(role, r)) throw Error(fmt::format("parameter `{}`: {}", name, exec::unknown_role(role)));
                const DType dt = dtype_by_name(name, dtype);
-               ps.push_back({name, shape, reinterpret_cast<void*>(data), nullptr, true, r, dt, dt});
+               ps.push_back({name, shape, reinterpret_cast<void*>(data), nullptr, true, r, dt, dt, master});
              }
              const Device d = parse_device(device);
              if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps), hparams);
              return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d, hparams));
            }),
-           py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu", py::arg("hparams") = HParams{})
+           py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu", py::arg("hparams") = HParams{}, py::arg("master") = false)
       .def_property_readonly("device", &Optimizer::describe_device)
       .def(
           "step",

@@ -152,6 +152,24 @@ TEST_CASE("bf16 parameters step in place, with bf16 or f32 gradients; rounding i
   for (uint16_t x : w) moved += from_bf16(x) != 0.75f;
   CHECK(moved > 50);  // about 1000 * 0.0005 / 2^-8 = 128 rounded up
   CHECK(moved < 250);
+  CHECK(opal_set_master_weights(opt, 1) == OPAL_ERROR_STATE);  // the list is fixed
+  opal_destroy(opt);
+}
+
+TEST_CASE("master weights: updates below bf16's resolution accumulate in the f32 copy") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("sgd", nullptr, &opt) == OPAL_OK);
+  std::vector<uint16_t> w(8, bf16(1.0f)), g(8, bf16(-0.001f));
+  int64_t shape[1] = {8};
+  REQUIRE(opal_add_param(opt, "w", 1, shape, OPAL_BF16, OPAL_CPU, w.data(), g.data()) == OPAL_OK);
+  REQUIRE(opal_set_master_weights(opt, 1) == OPAL_OK);
+  REQUIRE(opal_set_hparam(opt, "b1", 0.0) == OPAL_OK);
+  REQUIRE(opal_set_hparam(opt, "lr", 1.0) == OPAL_OK);
+  for (int s = 0; s < 8; ++s) REQUIRE(opal_step(opt, nullptr) == OPAL_OK);  // +0.001 each, below half of 2^-7
+  CHECK(from_bf16(w[0]) == 1.0078125f);  // 1.008 in the copy, rounded to the nearest bf16
+  size_t n = 0;
+  CHECK(opal_num_slots(opt, "w", &n) == OPAL_OK);
+  CHECK(n == 2);  // sgd's momentum, and the copy
   opal_destroy(opt);
 }
 

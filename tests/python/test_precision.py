@@ -67,6 +67,23 @@ class SixteenBit(unittest.TestCase):
         self.assertEqual(run("nearest"), 1.0)
         self.assertAlmostEqual(run("stochastic"), (1 - 1e-5) ** 500, delta=2e-4)
 
+    def test_master_weights_accumulate_small_updates(self):
+        # SGD steps of 1e-3 on bf16 weights at 1: each is below half of bf16's ulp (2^-7)
+        def run(master):
+            w = nn.Parameter(torch.ones(16, dtype=torch.bfloat16))
+            opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=master)
+            for _ in range(8):
+                w.grad = torch.full_like(w, -1e-3)
+                opt.step()
+            return w, opt
+
+        w, _ = run(False)
+        self.assertTrue(torch.equal(w, torch.ones(16, dtype=torch.bfloat16)))
+        w, opt = run(True)
+        self.assertTrue(torch.equal(w.float(), torch.full((16,), 1.0078125)))
+        self.assertEqual(opt.state[w]["master"].dtype, torch.float32)
+        self.assertAlmostEqual(opt.state[w]["master"][0].item(), 1 + 8 * float(torch.tensor(1e-3, dtype=torch.bfloat16)), places=5)
+
     def test_a_parameter_keeps_its_dtype_and_bad_options_are_refused(self):
         m = make_model(torch.bfloat16)
         opt = Optimizer(m, spec="adamw")

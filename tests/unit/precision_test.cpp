@@ -266,6 +266,65 @@ TEST_CASE("16-bit parameters under the non-finite policies: a raise undoes the s
   for (unsigned short x : w) CHECK(std::isfinite(half::opal_ld_bf16(x)));
 }
 
+TEST_CASE("an f32 master copy: the 16-bit parameter is the f32 run's, rounded; checkpoints and undo keep the copy") {
+  for (const char* spec : {"adamw", "muon"}) {
+    CAPTURE(spec);
+    std::vector<ParamDesc> low = kShapes, ref = kShapes;
+    for (auto& p : low) {
+      p.dtype = p.grad_dtype = DType::BF16;
+      p.master = true;
+    }
+    auto compiled = compile_spec({spec, "", ""});
+    auto a = make_optimizer(compiled, low);
+    auto r = make_optimizer(compiled, ref);
+    for (const auto& p : kShapes) {
+      const auto w0 = rounded(randoms(numel(p.shape), 11, 0.5f), DType::BF16);
+      a->write_param(p.name, w0);
+      r->write_param(p.name, w0);
+      CHECK(a->slots(p.name).back() == "master");
+    }
+    for (int s = 0; s < 6; ++s) {
+      for (const auto& p : kShapes) {
+        const auto gv = rounded(randoms(numel(p.shape), unsigned(50 + s), 0.01f), DType::BF16);
+        a->write_grad(p.name, gv);
+        r->write_grad(p.name, gv);
+      }
+      a->step();
+      r->step();
+    }
+    for (const auto& p : kShapes) {
+      CAPTURE(p.name);
+      CHECK(same_bits(a->read_state(p.name, "master"), r->read_param(p.name)));  // the f32 run, exactly
+      CHECK(same_bits(a->read_param(p.name), rounded(r->read_param(p.name), DType::BF16)));
+    }
+  }
+  // saved and restored by name; a checkpoint without copies resumes with them taken from the parameters
+  const std::string dir = testing::scratch("precision-master");
+  std::vector<ParamDesc> ps = {{"w", {4, 8}, nullptr, nullptr, false, ParamRole::None, DType::BF16, DType::BF16, true}};
+  auto a = make_optimizer(compile_spec({"adamw", "", ""}), ps);
+  a->write_grad("w", randoms(32, 1, 0.1f));
+  a->step();
+  a->save(dir + "/m.safetensors", {.params = true});
+  auto b = make_optimizer(compile_spec({"adamw", "", ""}), ps);
+  b->load(dir + "/m.safetensors");
+  CHECK(same_bits(b->read_state("w", "master"), a->read_state("w", "master")));
+  ps[0].master = false;
+  auto plain = make_optimizer(compile_spec({"adamw", "", ""}), ps);
+  CHECK(plain->load(dir + "/m.safetensors").restored.size() == 2);  // the copy is left out
+  plain->save(dir + "/plain.safetensors", {.params = true});
+  auto c = make_optimizer(compile_spec({"adamw", "", ""}), {{"w", {4, 8}, nullptr, nullptr, false, ParamRole::None, DType::BF16, DType::BF16, true}});
+  c->load(dir + "/plain.safetensors");
+  CHECK(same_bits(c->read_state("w", "master"), a->read_param("w")));  // from the (rounded) parameter
+  // a step undone by the non-finite policy leaves the copy as it was
+  c->set_nonfinite_policy(NonFinitePolicy::Raise);
+  const auto before = c->read_state("w", "master");
+  std::vector<float> bad = randoms(32, 2, 0.1f);
+  bad[3] = NAN;
+  c->write_grad("w", bad);
+  CHECK_FALSE(error_of([&] { c->step(); }).empty());
+  CHECK(same_bits(c->read_state("w", "master"), before));
+}
+
 namespace {
 // Adam's moments in components of their own, stored as `storage` ("" for f32).
 std::string bf16_adam(const std::string& storage) {

@@ -164,13 +164,18 @@ class Optimizer(torch.optim.Optimizer):
         "stochastic" (up with probability equal to the fraction cut off, so that updates and
         weight decay below bf16's resolution survive in expectation); reproducible: its bits
         are keyed by `seed`, the step, the parameter's name and the element.
+    master_weights: keep an f32 master copy of every bf16 or float16 parameter (state slot
+        "master"): the optimizer steps the copy and writes it, rounded, into the parameter, so
+        updates below the parameter's resolution accumulate. After changing such a parameter
+        outside the optimizer (loading weights), load the optimizer's state too, or the copy
+        overwrites it at the next step.
 
     eval() / train(): for a spec with an evaluation sequence (schedule_free_adamw), put it in the
     parameters for evaluation and the training point back, as the reference optimizer does.
     """
 
     def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, rounding="nearest", seed=0,
-                 **hparams):
+                 master_weights=False, **hparams):
         self._nonfinite = str(nonfinite)
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
@@ -179,6 +184,7 @@ class Optimizer(torch.optim.Optimizer):
         if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**64:
             raise ValueError(f"seed must be an integer in [0, 2^64), not {seed!r}")
         self._rounding = (rounding, seed)
+        self._master = bool(master_weights)
         self._compiled = _opal.Compiled(str(spec), optimizer or "")
         self._spec = str(spec)
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
@@ -333,7 +339,7 @@ class Optimizer(torch.optim.Optimizer):
         # the group's hyperparameters at construction: route conditions may read them (soap's max_precond_dim)
         engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), self._role_of(n, p), _DTYPES[p.dtype])
                                                   for n, p in zip(group["param_names"], group["params"])], _device_name(device),
-                                 {k: float(group[k]) for k in self._compiled.hparams})
+                                 {k: float(group[k]) for k in self._compiled.hparams}, self._master)
         engine.nonfinite = self._nonfinite
         engine.set_rounding(*self._rounding)
         self._engines.append(engine)

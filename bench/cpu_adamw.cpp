@@ -26,7 +26,7 @@ int main() {
     g.emplace_back(n, 0.001f);
   }
   for (size_t i = 0; i < shapes.size(); ++i) params.push_back({"p" + std::to_string(i), shapes[i], w[i].data(), g[i].data()});
-  opal::Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), params);
+  opal::Optimizer opt(opal::build_executable(opal::SpecRef{"adamw", "", ""}), params);
   auto time_it = [](auto&& f) {
     std::vector<double> ts;
     for (int i = 0; i < 8; ++i) {

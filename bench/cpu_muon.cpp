@@ -14,20 +14,12 @@
 #include "driver/build.h"
 #include "runtime/optimizer.h"
 
+#include "timing.h"
+
 namespace {
+using opal::bench::median_ms;
 using MatF = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-template <class F>
-double median_ms(F&& f, int reps) {
-  std::vector<double> ts;
-  for (int i = 0; i < reps; ++i) {
-    auto a = std::chrono::steady_clock::now();
-    f();
-    ts.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(ts.begin(), ts.end());
-  return ts[ts.size() / 2];
-}
 
 const double kYou[5][3] = {
     {4.0848, -6.8946, 2.9270}, {3.9505, -6.3029, 2.6377}, {3.7418, -5.5913, 2.3037}, {2.8769, -3.1427, 1.2046}, {2.8366, -3.0525, 1.2012}};
@@ -47,7 +39,7 @@ int main() {
     double a = double(std::min(shapes[i][0], shapes[i][1])), b = double(std::max(shapes[i][0], shapes[i][1]));
     flops += 5 * (2 * a * a * b + 2 * a * a * a + 2 * a * a * b);  // gram, A^2, B X per step
   }
-  opal::Optimizer opt(build_executable(SpecRef{"paper_muon", "", ""}), params);
+  opal::Optimizer opt(opal::build_executable(opal::SpecRef{"paper_muon", "", ""}), params);
   opt.set_hparam("warmup", 0);
   opt.step();
   double t_opal = median_ms([&] { opt.step(); }, 5);
@@ -85,7 +77,7 @@ int main() {
   std::vector<std::vector<float>> w2(2, std::vector<float>(768 * 768, 0.01f)), g2(2, std::vector<float>(768 * 768));
   for (auto& gg : g2)
     for (size_t k = 0; k < gg.size(); ++k) gg[k] = float((k * 40503u) % 977) * 1e-6f - 5e-4f;
-  opal::Optimizer soap(build_executable(SpecRef{"paper_soap10", "", ""}),
+  opal::Optimizer soap(opal::build_executable(opal::SpecRef{"paper_soap10", "", ""}),
                        {{"blocks.0.a", {768, 768}, w2[0].data(), g2[0].data()}, {"blocks.0.b", {768, 768}, w2[1].data(), g2[1].data()}});
   soap.set_hparam("warmup", 0);
   for (int i = 0; i < 10; ++i) soap.step();  // past the step-1 refresh

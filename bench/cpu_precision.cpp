@@ -18,7 +18,10 @@
 #include "driver/build.h"
 #include "runtime/optimizer.h"
 
+#include "timing.h"
+
 namespace {
+using opal::bench::median_ms;
 
 // torch's AdamW, as the stdlib's `adamw`, with its moments stored as `storage`.
 std::string adamw_spec(const std::string& storage) {
@@ -30,17 +33,6 @@ std::string adamw_spec(const std::string& storage) {
       storage.empty() ? "" : ": " + storage);
 }
 
-template <class F>
-double median_ms(F&& f, int reps = 7) {
-  std::vector<double> ts;
-  for (int i = 0; i < reps; ++i) {
-    auto a = std::chrono::steady_clock::now();
-    f();
-    ts.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - a).count());
-  }
-  std::sort(ts.begin(), ts.end());
-  return ts[ts.size() / 2];
-}
 
 // GB/s of the better of a += s * b (12 bytes per element moved) and a, b, c += s * d (28 bytes)
 // over n floats, OpenMP as the kernels are.
@@ -61,7 +53,7 @@ double stream_gbs(size_t n) {
     }
   };
   seven();
-  return std::max(double(n) * 12 / median_ms(two) / 1e6, double(n) * 28 / median_ms(seven) / 1e6);
+  return std::max(double(n) * 12 / median_ms(two, 7) / 1e6, double(n) * 28 / median_ms(seven, 7) / 1e6);
 }
 
 }  // namespace
@@ -94,7 +86,7 @@ int main() {
     }
     auto opt = opal::make_optimizer(opal::compile_spec({adamw_spec(m.storage), "", ""}), params);  // owned, zeroed memory
     for (int i = 0; i < 2; ++i) opt->step();
-    const double ms = median_ms([&] { opt->step(); });
+    const double ms = median_ms([&] { opt->step(); }, 7);
     const double gbs = double(total) * m.bytes_per_param / ms / 1e6;
     std::printf("%-12s %4.0f B/param  %8.1f ms  %6.1f GB/s  %5.1f%% of bandwidth\n", m.name, m.bytes_per_param, ms, gbs, 100 * gbs / stream);
   }

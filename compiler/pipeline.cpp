@@ -93,6 +93,24 @@ std::set<std::string> condition_names(const Program& program, const OptimizerDec
   return out;
 }
 
+// A route's `state(bf16)` (the innermost along the delegation path that says one) stores every
+// slot that matrix work does not read as bf16; `state(f32)` keeps all as their lines say.
+void apply_route_storage(const std::vector<RouteStep>& path, Plan& plan) {
+  std::string storage;
+  for (const RouteStep& s : path)
+    if (!s.optimizer->routes[s.route].storage.empty()) storage = s.optimizer->routes[s.route].storage;
+  if (storage != "bf16") return;
+  ir::Graph& g = plan.graph;
+  std::vector<char> operand(g.slots.size(), 0);
+  for (const Call& c : plan.calls) {
+    const ir::Node& n = g.at(c.value);
+    for (int i = 0; i < n.n_operands; ++i)
+      if (g.at(n.operands[i]).op == ir::Op::StateRead) operand[size_t(g.at(n.operands[i]).iattr)] = 1;
+  }
+  for (size_t i = 0; i < g.slots.size(); ++i)
+    if (!operand[i]) g.slots[i].bf16 = true;
+}
+
 // Matrix work reads f32 operands in place: a state stored as bf16 must not be one.
 bool check_call_operands(const Plan& plan, Diagnostics& diags) {
   const ir::Graph& g = plan.graph;
@@ -148,6 +166,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     }
     Plan plan = passes::fuse_elementwise(g);
     if (want("fuse")) dumps->push_back({rg.label, "fuse", print_plan(plan), true});
+    apply_route_storage(rg.path, plan);
     if (!check_call_operands(plan, diags)) continue;
     plan = passes::plan_memory(std::move(plan));
     if (want("memory")) dumps->push_back({rg.label, "memory", print_plan(plan), true});

@@ -95,6 +95,10 @@ struct Route {
   // index of the leading dims (`batch`), or one per index of the other dims, each the two
   // largest axes (`largest`).
   enum class View { Default, First, Last, Batch, Largest } view = View::Default;
+  // How the route's state is stored (`state(bf16)` after the selector): every slot of its
+  // pipeline that matrix work does not read; "" when not given (each `state` line decides).
+  std::string storage;
+  SourceLoc storage_loc;
   std::vector<Stage> pipeline;
   bool has(Kind k) const {
     for (const Term& t : terms)

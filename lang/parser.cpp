@@ -219,6 +219,16 @@ class Parser {
                   "per index of the leading dims; `view(largest)`: a matrix of the two largest axes per index of the others");
       expect(Tok::RParen, "to close the view");
     }
+    if (at(Tok::KwState) && peek(1).kind == Tok::LParen) {  // `state(bf16)`: the route's state storage
+      take();
+      take();
+      Token st = expect(Tok::Ident, "naming the state's storage (`f32` or `bf16`)");
+      if (st.text != "f32" && st.text != "bf16")
+        d_.report(DiagKind::UnknownName, st.loc, fmt::format("unknown storage `{}`", st.text), "a route's state is stored as `f32` or `bf16`");
+      r.storage = st.text;
+      r.storage_loc = st.loc;
+      expect(Tok::RParen, "to close `state(`");
+    }
     expect(Tok::Colon, "after the route's parameter class");
     r.pipeline = pipeline();
     return r;

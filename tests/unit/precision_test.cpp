@@ -378,6 +378,33 @@ TEST_CASE("state stored as bf16 steps as the f32 program whose state is rounded 
   CHECK_FALSE(same_bits(sr, low->read_state("w", "adapt16.v")));
 }
 
+TEST_CASE("a route's state(bf16) stores every slot matrix work does not read; through delegation too") {
+  // Muon's momentum is read by Newton-Schulz only after its update (a temp): bf16. SOAP's
+  // basis is a matrix operand: it stays f32, its Adam moments go bf16.
+  const char* spec =
+      "optimizer o(lr = 0.02) {\n"
+      "  \"h*\" state(bf16): muon(lr = lr)\n"
+      "  \"s*\" state(bf16): soap(lr = lr)\n"
+      "  other: adamw(lr = lr)\n"
+      "}\n";
+  auto opt = make_optimizer(compile_spec({spec, "", ""}), {{"h.w", {16, 8}}, {"s.w", {16, 8}}, {"b", {8}}});
+  for (const auto& slot : opt->slots("h.w")) {
+    CAPTURE(slot);
+    CHECK(opt->state_dtype("h.w", slot) == DType::BF16);
+  }
+  int f32 = 0, bf16 = 0;
+  for (const auto& slot : opt->slots("s.w")) (opt->state_dtype("s.w", slot) == DType::BF16 ? bf16 : f32)++;
+  CHECK(f32 >= 2);  // the two bases
+  CHECK(bf16 >= 2);
+  for (const auto& slot : opt->slots("b")) CHECK(opt->state_dtype("b", slot) == DType::F32);
+  for (int s = 0; s < 3; ++s) {
+    for (const char* n : {"h.w", "s.w", "b"}) opt->write_grad(n, randoms(n[0] == 'b' ? 8 : 128, unsigned(s), 0.1f));
+    opt->step();
+  }
+  for (const char* n : {"h.w", "s.w", "b"})
+    for (float x : opt->read_param(n)) CHECK(std::isfinite(x));
+}
+
 TEST_CASE("a state's storage: unknown names are errors with a hint") {
   std::string msg;
   try {

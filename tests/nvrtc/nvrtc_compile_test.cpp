@@ -65,6 +65,22 @@ TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90
   }
 }
 
+TEST_CASE("state stored as bf16 compiles for CUDA, f32 and mixed, rounding to nearest and stochastically") {
+  const char* spec =
+      "component mom16(beta = 0.9) {\n  state m: bf16 = zeros\n  m = beta * m + (1 - beta) * u\n  u = m / (1 - beta ^ t)\n}\n"
+      "component rms16(beta = 0.99) {\n  state r: bf16 = zeros(rows)\n  r = beta * r + (1 - beta) * row_sum(u * u)\n  u = u / (sqrt(r) + 1e-8)\n}\n"
+      "optimizer o(lr = 1e-2) {\n  matrix: mom16 -> rms16 -> scale(lr)\n  other state(bf16): adamw(lr = lr)\n}\n";
+  auto c = compile_spec({spec, "", ""});
+  for (bool mixed : {false, true}) {
+    std::string src = emit_optimizer(*c, Target::Cuda, false, mixed);
+    CHECK(src.find("opal_ld_bf16(sb") != std::string::npos);
+    CHECK(src.find("if (opal_sr) {") != std::string::npos);
+    cuda::NvrtcOutput out = cuda::nvrtc_compile(src, "compute_90", false);
+    INFO((mixed ? "mixed" : "f32") << ":\n" << out.log);
+    CHECK(out.ok);
+  }
+}
+
 TEST_CASE("the CUDA backend's helper kernels compile to CUBINs for sm_80 and sm_90") {
   for (const char* arch : {"sm_80", "sm_90"}) {
     cuda::NvrtcOutput out = cuda::nvrtc_compile(cuda::helpers_source(), arch, false);

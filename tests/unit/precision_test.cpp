@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include <fmt/format.h>
+
 #include "driver/build.h"
 #include "driver/routes.h"
 #include "runtime/checkpoint.h"
@@ -403,6 +405,30 @@ TEST_CASE("a route's state(bf16) stores every slot matrix work does not read; th
   }
   for (const char* n : {"h.w", "s.w", "b"})
     for (float x : opt->read_param(n)) CHECK(std::isfinite(x));
+}
+
+TEST_CASE("per-row and scalar state stored as bf16 also step as the rounded f32 program") {
+  auto spec = [](const char* st) {
+    return fmt::format(
+        "component rms16(beta = 0.99) {{\n  state r{0} = zeros(rows)\n  state s{0} = scalar(0)\n"
+        "  r = beta * r + (1 - beta) * row_sum(u * u)\n  s = beta * s + (1 - beta) * sum(u * u)\n"
+        "  u = u / (sqrt(r) + sqrt(s) + 1e-8)\n}}\n"
+        "optimizer o(lr = 1e-2) {{\n  matrix: rms16 -> scale(lr)\n}}\n",
+        st);
+  };
+  const std::vector<ParamDesc> ps = {{"w", {6, 10}}};
+  auto low = make_optimizer(compile_spec({spec(": bf16"), "", ""}), ps);
+  auto ref = make_optimizer(compile_spec({spec(""), "", ""}), ps);
+  for (int s = 0; s < 4; ++s) {
+    const auto gv = randoms(60, unsigned(s + 30), 0.3f);
+    low->write_grad("w", gv);
+    ref->write_grad("w", gv);
+    low->step();
+    ref->step();
+    for (const char* slot : {"rms16.r", "rms16.s"}) ref->write_state("w", slot, rounded(ref->read_state("w", slot), DType::BF16));
+  }
+  CHECK(same_bits(low->read_param("w"), ref->read_param("w")));
+  for (const char* slot : {"rms16.r", "rms16.s"}) CHECK(same_bits(low->read_state("w", slot), ref->read_state("w", slot)));
 }
 
 TEST_CASE("a state's storage: unknown names are errors with a hint") {

@@ -97,8 +97,12 @@ std::set<std::string> condition_names(const Program& program, const OptimizerDec
 // slot that matrix work does not read as bf16; `state(f32)` keeps all as their lines say.
 void apply_route_storage(const std::vector<RouteStep>& path, Plan& plan) {
   std::string storage;
+  bool stochastic = false;
   for (const RouteStep& s : path)
-    if (!s.optimizer->routes[s.route].storage.empty()) storage = s.optimizer->routes[s.route].storage;
+    if (!s.optimizer->routes[s.route].storage.empty()) {
+      storage = s.optimizer->routes[s.route].storage;
+      stochastic = s.optimizer->routes[s.route].stochastic;
+    }
   if (storage != "bf16") return;
   ir::Graph& g = plan.graph;
   std::vector<char> operand(g.slots.size(), 0);
@@ -108,7 +112,10 @@ void apply_route_storage(const std::vector<RouteStep>& path, Plan& plan) {
       if (g.at(n.operands[i]).op == ir::Op::StateRead) operand[size_t(g.at(n.operands[i]).iattr)] = 1;
   }
   for (size_t i = 0; i < g.slots.size(); ++i)
-    if (!operand[i]) g.slots[i].bf16 = true;
+    if (!operand[i]) {
+      g.slots[i].bf16 = true;
+      g.slots[i].stochastic = stochastic;
+    }
 }
 
 // Matrix work reads f32 operands in place: a state stored as bf16 must not be one.

@@ -99,6 +99,7 @@ struct Route {
   // pipeline that matrix work does not read; "" when not given (each `state` line decides).
   std::string storage;
   SourceLoc storage_loc;
+  bool stochastic = false;  // `state(bf16, stochastic)`: its bf16 stores round stochastically, whatever the runtime says
   std::vector<Stage> pipeline;
   bool has(Kind k) const {
     for (const Term& t : terms)

@@ -227,6 +227,13 @@ class Parser {
         d_.report(DiagKind::UnknownName, st.loc, fmt::format("unknown storage `{}`", st.text), "a route's state is stored as `f32` or `bf16`");
       r.storage = st.text;
       r.storage_loc = st.loc;
+      if (accept(Tok::Comma)) {
+        Token rounding = expect(Tok::Ident, "naming the rounding (`stochastic`)");
+        if (rounding.text != "stochastic" || st.text != "bf16")
+          d_.report(DiagKind::UnknownName, rounding.loc, fmt::format("unknown option `{}` of `state({}, ...)`", rounding.text, st.text),
+                    "`state(bf16, stochastic)` rounds the route's bf16 stores stochastically");
+        r.stochastic = true;
+      }
       expect(Tok::RParen, "to close `state(`");
     }
     expect(Tok::Colon, "after the route's parameter class");

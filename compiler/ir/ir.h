@@ -70,6 +70,7 @@ struct Slot {
   SourceLoc loc;
   bool identity = false;  // starts as the identity (`state Q = eye(rows)`), else zeros
   bool bf16 = false;      // stored as bf16 (`state m: bf16 = zeros`): loads widen, stores round
+  bool stochastic = false;  // bf16 stores always round stochastically (a route's `state(bf16, stochastic)`)
 };
 
 // A value worth naming when it goes non-finite: the gradient, each pipeline stage's output u

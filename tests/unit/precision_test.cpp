@@ -407,6 +407,28 @@ TEST_CASE("a route's state(bf16) stores every slot matrix work does not read; th
     for (float x : opt->read_param(n)) CHECK(std::isfinite(x));
 }
 
+TEST_CASE("state(bf16, stochastic) rounds the route's state stochastically whatever the runtime says") {
+  auto run = [](const char* modifier) {
+    auto opt = make_optimizer(compile_spec({fmt::format("optimizer o(lr = 1e-2) {{\n  other {}: adamw(lr = lr)\n}}\n", modifier), "", ""}),
+                              {{"w", {64}}});
+    for (int s = 0; s < 3; ++s) {
+      opt->write_grad("w", randoms(64, unsigned(s), 0.1f));
+      opt->step();
+    }
+    return opt->read_state("w", "adapt.v");
+  };
+  const auto nearest = run("state(bf16)"), sr = run("state(bf16, stochastic)");
+  CHECK(same_bits(sr, run("state(bf16, stochastic)")));
+  CHECK_FALSE(same_bits(sr, nearest));
+  std::string msg;
+  try {
+    compile_spec({"optimizer o(lr = 1e-2) {\n  other state(bf16, stochastik): adamw(lr = lr)\n}\n", "", ""});
+  } catch (const CompileError& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("unknown option `stochastik`") != std::string::npos);
+}
+
 TEST_CASE("per-row and scalar state stored as bf16 also step as the rounded f32 program") {
   auto spec = [](const char* st) {
     return fmt::format(

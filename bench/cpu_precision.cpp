@@ -33,7 +33,6 @@ std::string adamw_spec(const std::string& storage) {
       storage.empty() ? "" : ": " + storage);
 }
 
-
 // GB/s of the better of a += s * b (12 bytes per element moved) and a, b, c += s * d (28 bytes)
 // over n floats, OpenMP as the kernels are.
 double stream_gbs(size_t n) {
@@ -76,8 +75,8 @@ int main() {
     const char* storage;
     double bytes_per_param;
   };
-  for (const Model& m : {Model{"f32", opal::DType::F32, "", 28}, Model{"bf16 params", opal::DType::BF16, "", 22},
-                         Model{"all bf16", opal::DType::BF16, "bf16", 14}}) {
+  for (const Model& m :
+       {Model{"f32", opal::DType::F32, "", 28}, Model{"bf16 params", opal::DType::BF16, "", 22}, Model{"all bf16", opal::DType::BF16, "bf16", 14}}) {
     std::vector<opal::ParamDesc> params;
     for (size_t i = 0; i < shapes.size(); ++i) {
       opal::ParamDesc p{"p" + std::to_string(i), shapes[i]};

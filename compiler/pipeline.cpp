@@ -127,7 +127,8 @@ bool check_call_operands(const Plan& plan, Diagnostics& diags) {
       const ir::Node& o = g.at(n.operands[i]);
       if (o.op != ir::Op::StateRead || !g.slots[o.iattr].bf16) continue;
       const ir::Slot& s = g.slots[o.iattr];
-      diags.report(DiagKind::StorageMismatch, s.loc, fmt::format("state `{}` is stored as bf16, but `{}` reads it as a matrix", s.name, ir::op_name(n.op)),
+      diags.report(DiagKind::StorageMismatch, s.loc,
+                   fmt::format("state `{}` is stored as bf16, but `{}` reads it as a matrix", s.name, ir::op_name(n.op)),
                    "matrix work takes f32 operands: store this state as f32 (only elementwise state can be bf16)");
       return false;
     }

@@ -180,8 +180,8 @@ const KernelModule& Optimizer::kernels(bool checked) {
     try {
       m = impl_->backend->compile(checked ? exe_->checked_mixed_source : exe_->mixed_source, exe_->desc->symbols);
     } catch (const Error& e) {
-      throw Error(fmt::format("cannot compile the kernels of `{}` for 16-bit parameters on {}: {}", exe_->desc->name, impl_->backend->describe(),
-                              e.what()));
+      throw Error(
+          fmt::format("cannot compile the kernels of `{}` for 16-bit parameters on {}: {}", exe_->desc->name, impl_->backend->describe(), e.what()));
     }
   }
   return *m;
@@ -322,7 +322,8 @@ DType Optimizer::grad_dtype(const std::string& name) const { return impl_->get(n
 
 namespace {
 void need_f32(const std::string& what, DType dt) {
-  if (dt != DType::F32) throw Error(fmt::format("{} is {}, not f32: read and write it with read_param and write_param (they convert)", what, exec::dtype_name(dt)));
+  if (dt != DType::F32)
+    throw Error(fmt::format("{} is {}, not f32: read and write it with read_param and write_param (they convert)", what, exec::dtype_name(dt)));
 }
 }  // namespace
 

@@ -130,7 +130,7 @@ class Optimizer {
   // write_* copy on every backend (sizes checked).
   std::span<float> state(const std::string& name, const std::string& slot);
   std::span<const float> state(const std::string& name, const std::string& slot) const;
-  float* state_data(const std::string& name, const std::string& slot);  // in the backend's memory, on any backend
+  float* state_data(const std::string& name, const std::string& slot);        // in the backend's memory, on any backend
   DType state_dtype(const std::string& name, const std::string& slot) const;  // its storage (`state m: bf16`)
   // Parameters and gradients are read and written as f32 whatever their storage (a write to a
   // 16-bit one rounds to nearest even).

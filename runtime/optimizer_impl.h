@@ -40,15 +40,15 @@ struct Optimizer::Impl {
     Buffer owned_w, owned_g, stage_w, stage_g;
     bool staged = false;
     bool master_valid = false;  // stage_w holds the master copy (has_master), in step with the parameter
-    uint64_t id = 0;  // its random stream (opal_tensor_t.id): its name and the optimizer's seed
+    uint64_t id = 0;            // its random stream (opal_tensor_t.id): its name and the optimizer's seed
     std::vector<Buffer> slots;
     std::vector<Buffer> scratch;
     size_t nbuf = 0;           // buffers per matrix: w, g, slots, scratch
     std::vector<float*> bufs;  // matrix b's table: bufs[b * nbuf, (b + 1) * nbuf)
     size_t route = 0;
-    std::vector<double> regs;    // the route's host scalar program, evaluated for this tensor's step
-    int64_t t = 0;               // the steps this parameter took part in
-    unsigned chk = 0;            // non-finite probe flags of the last checked step
+    std::vector<double> regs;   // the route's host scalar program, evaluated for this tensor's step
+    int64_t t = 0;              // the steps this parameter took part in
+    unsigned chk = 0;           // non-finite probe flags of the last checked step
     std::vector<char> saved_w;  // a checked step's copy of the parameter (as stored) and state, to undo it
     std::vector<std::vector<char>> saved_slots;
     bool saved_master = false;

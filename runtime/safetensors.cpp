@@ -23,8 +23,7 @@ namespace opal {
 
 using json = nlohmann::json;
 
-namespace {
-}  // namespace
+namespace {}  // namespace
 
 SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& what) {
   auto fail = [&](const std::string& why) { return Error(fmt::format("`{}` is not a valid safetensors file: {}", what, why)); };

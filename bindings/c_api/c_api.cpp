@@ -27,7 +27,7 @@ struct opal_optimizer {
   bool stochastic = false;                                       // likewise (opal_set_rounding)
   bool master = false;                                           // opal_set_master_weights
   uint64_t seed = 0;
-  opal::Device device;                                           // of the parameters added so far
+  opal::Device device;  // of the parameters added so far
   std::unique_ptr<opal::Optimizer> opt;
   std::set<std::string> strings;  // returned names, alive as long as the handle
   std::string report;

@@ -270,9 +270,8 @@ PYBIND11_MODULE(_opal, m) {
              for (int64_t d : o->state_shape(name, slot)) n *= size_t(d);
              return StateView{o, o->state_data(name, slot), n, true};
            })
-      .def("state_dtype", [](const Optimizer& o, const std::string& name, const std::string& slot) {
-        return std::string(exec::dtype_name(o.state_dtype(name, slot)));
-      })
+      .def("state_dtype", [](const Optimizer& o, const std::string& name,
+                             const std::string& slot) { return std::string(exec::dtype_name(o.state_dtype(name, slot))); })
       .def(
           "save", [](const Optimizer& o, const std::string& path, bool params) { o.save(path, {.params = params}); }, py::arg("path"),
           py::arg("params") = false)
@@ -284,7 +283,8 @@ PYBIND11_MODULE(_opal, m) {
              py::dict tensors;
              for (const auto& [k, t] : f.tensors) {  // (shape, bytes, "F32" or "BF16": as the slot is stored)
                if (t.dtype == "F32") {
-                 tensors[py::str(k)] = py::make_tuple(t.shape, py::bytes(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4), t.dtype);
+                 tensors[py::str(k)] =
+                     py::make_tuple(t.shape, py::bytes(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4), t.dtype);
                  continue;
                }
                std::string words(t.values.size() * 2, '\0');

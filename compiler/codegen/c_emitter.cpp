@@ -244,12 +244,12 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         // a bf16 slot rounds its store, stochastically from a stream of its own (the tensor's id
         // mixed with the slot's index)
         const std::string at = idx(g.slots[n.iattr].shape);
-        const std::string stored =
-            g.slots[n.iattr].bf16 ? fmt::format("opal_to_bf16({}, {}, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})", val, g.slots[n.iattr].stochastic ? "1" : sr,
-                                                    n.iattr + 1, at)
-                                  : val;
+        const std::string stored = g.slots[n.iattr].bf16 ? fmt::format("opal_to_bf16({}, {}, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})",
+                                                                       val, g.slots[n.iattr].stochastic ? "1" : sr, n.iattr + 1, at)
+                                                         : val;
         if (n.op == Op::StateWriteIf)
-          out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), at, stored, comment(g, e));
+          out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), at, stored,
+                             comment(g, e));
         else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), at, stored, comment(g, e));
       }
     }

@@ -135,7 +135,8 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   r.pipeline = pipeline_text(last.optimizer->routes[last.route].pipeline);
   if (cr.path.size() > 1) r.pipeline = last.optimizer->name + ": " + r.pipeline;
   for (const auto& s : g.slots)
-    r.slots.push_back({s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros, s.bf16 ? exec::DType::BF16 : exec::DType::F32});
+    r.slots.push_back(
+        {s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros, s.bf16 ? exec::DType::BF16 : exec::DType::F32});
   for (ir::Shape s : plan.buffers) r.scratch.push_back(extent_of(s));
   ScalarCompiler sc(g);
   std::vector<signed char> memo(g.nodes.size(), -1);

@@ -19,7 +19,9 @@
 #include "support/half.h"
 
 // (C type, name) of each field of opal_tensor_t, in order.
-#define OPAL_TENSOR_FIELDS(X) X(float* const*, buf) X(long long, rows) X(long long, cols) X(long long, total) X(unsigned*, chk) X(unsigned long long, id) X(long long, base) X(int, dt)
+#define OPAL_TENSOR_FIELDS(X) \
+  X(float* const*, buf)       \
+  X(long long, rows) X(long long, cols) X(long long, total) X(unsigned*, chk) X(unsigned long long, id) X(long long, base) X(int, dt)
 
 namespace opal::exec {
 

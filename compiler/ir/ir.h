@@ -68,8 +68,8 @@ struct Slot {
   std::string name;  // "<stage>.<state>", e.g. "adapt.v"
   Shape shape;
   SourceLoc loc;
-  bool identity = false;  // starts as the identity (`state Q = eye(rows)`), else zeros
-  bool bf16 = false;      // stored as bf16 (`state m: bf16 = zeros`): loads widen, stores round
+  bool identity = false;    // starts as the identity (`state Q = eye(rows)`), else zeros
+  bool bf16 = false;        // stored as bf16 (`state m: bf16 = zeros`): loads widen, stores round
   bool stochastic = false;  // bf16 stores always round stochastically (a route's `state(bf16, stochastic)`)
 };
 

@@ -38,8 +38,6 @@ void check(cusolverStatus_t s, const char* what) {
 }
 #define CK(expr) check((expr), #expr)
 
-
-
 struct CudaModule final : KernelModule {
   cudaLibrary_t lib = nullptr;
   std::vector<cudaKernel_t> kernels;

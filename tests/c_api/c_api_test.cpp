@@ -166,7 +166,7 @@ TEST_CASE("master weights: updates below bf16's resolution accumulate in the f32
   REQUIRE(opal_set_hparam(opt, "b1", 0.0) == OPAL_OK);
   REQUIRE(opal_set_hparam(opt, "lr", 1.0) == OPAL_OK);
   for (int s = 0; s < 8; ++s) REQUIRE(opal_step(opt, nullptr) == OPAL_OK);  // +0.001 each, below half of 2^-7
-  CHECK(from_bf16(w[0]) == 1.0078125f);  // 1.008 in the copy, rounded to the nearest bf16
+  CHECK(from_bf16(w[0]) == 1.0078125f);                                     // 1.008 in the copy, rounded to the nearest bf16
   size_t n = 0;
   CHECK(opal_num_slots(opt, "w", &n) == OPAL_OK);
   CHECK(n == 2);  // sgd's momentum, and the copy

@@ -43,7 +43,9 @@ class DeviceLike final : public Backend {
   void download(float* d, const float* s, size_t n) override { std::memcpy(d, s, n * 4); }
   void copy(float* d, const float* s, size_t n) override { std::memmove(d, s, n * 4); }
   void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu_->zero(b); }
-  void convert(void* d, exec::DType to, const void* s, exec::DType from, size_t n, const Rounding& r) override { cpu_->convert(d, to, s, from, n, r); }
+  void convert(void* d, exec::DType to, const void* s, exec::DType from, size_t n, const Rounding& r) override {
+    cpu_->convert(d, to, s, from, n, r);
+  }
   std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu_->compile(src, syms); }
   void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu) override {
     ++launches;

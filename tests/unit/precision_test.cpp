@@ -39,7 +39,9 @@ std::vector<float> rounded(std::vector<float> v, DType dt) {
   return v;
 }
 
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) { return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0; }
+bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+}
 
 std::vector<float> randoms(size_t n, unsigned seed, float scale) {
   std::mt19937 rng(seed);
@@ -112,10 +114,10 @@ TEST_CASE("f16 conversions: every half round-trips, and floats round to the near
   CHECK(half::opal_ld_f16(0x0001) == std::ldexp(1.0f, -24));  // the smallest subnormal
   CHECK(half::opal_ld_f16(0x7bff) == 65504.0f);
   CHECK(half::opal_to_f16(65519.0f) == 0x7bff);
-  CHECK(half::opal_to_f16(65520.0f) == 0x7c00);  // halfway to 2^16: rounds to infinity
-  CHECK(half::opal_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);        // a tie: to even
-  CHECK(half::opal_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);    // a tie: to even
-  CHECK(half::opal_to_f16(std::ldexp(1.0f, -25)) == 0x0000);               // half the smallest subnormal: to even (zero)
+  CHECK(half::opal_to_f16(65520.0f) == 0x7c00);                          // halfway to 2^16: rounds to infinity
+  CHECK(half::opal_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3c00);      // a tie: to even
+  CHECK(half::opal_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3c02);  // a tie: to even
+  CHECK(half::opal_to_f16(std::ldexp(1.0f, -25)) == 0x0000);             // half the smallest subnormal: to even (zero)
   CHECK(half::opal_to_f16(std::ldexp(1.5f, -25)) == 0x0001);
   // random floats: the nearest of the two neighbours
   std::mt19937 rng(3);
@@ -162,8 +164,8 @@ TEST_CASE("stochastic rounding is unbiased, reproducible, and keyed by seed and 
   // stochastically, the mean error over 10^6 elements is within 3 standard errors of zero
   const size_t n = 1000000;
   auto run = [&](uint64_t seed, const std::string& name) {
-    auto opt = make_optimizer(compile_spec({"sgd", "", ""}), {{name, {1000, 1000}, nullptr, nullptr, false, ParamRole::None, DType::BF16, DType::F32}},
-                              {}, {{"lr", 1.0}});
+    auto opt = make_optimizer(compile_spec({"sgd", "", ""}),
+                              {{name, {1000, 1000}, nullptr, nullptr, false, ParamRole::None, DType::BF16, DType::F32}}, {}, {{"lr", 1.0}});
     opt->set_stochastic_rounding(true, seed);
     CHECK(opt->stochastic_rounding());
     opt->write_param(name, std::vector<float>(n, 1.0f));
@@ -230,8 +232,8 @@ TEST_CASE("16-bit parameters: host views refuse, reads and writes convert, a gra
   std::vector<float> g32(8, 0.5f);
   for (auto& x : w) x = half::opal_to_bf16(1.0f, 0, 0, 0, 0);
   for (auto& x : g) x = half::opal_to_bf16(0.5f, 0, 0, 0, 0);
-  auto opt = make_optimizer(compile_spec({"sgd", "", ""}),
-                            {{"w", {8}, w.data(), g.data(), true, ParamRole::None, DType::BF16, DType::BF16}}, {}, {{"lr", 0.5}, {"b1", 0.0}});
+  auto opt = make_optimizer(compile_spec({"sgd", "", ""}), {{"w", {8}, w.data(), g.data(), true, ParamRole::None, DType::BF16, DType::BF16}}, {},
+                            {{"lr", 0.5}, {"b1", 0.0}});
   CHECK(opt->param_dtype("w") == DType::BF16);
   CHECK(error_of([&] { opt->param("w"); }).find("is bf16, not f32") != std::string::npos);
   CHECK(error_of([&] { opt->grad("w"); }).find("is bf16, not f32") != std::string::npos);
@@ -409,8 +411,8 @@ TEST_CASE("a route's state(bf16) stores every slot matrix work does not read; th
 
 TEST_CASE("state(bf16, stochastic) rounds the route's state stochastically whatever the runtime says") {
   auto run = [](const char* modifier) {
-    auto opt = make_optimizer(compile_spec({fmt::format("optimizer o(lr = 1e-2) {{\n  other {}: adamw(lr = lr)\n}}\n", modifier), "", ""}),
-                              {{"w", {64}}});
+    auto opt =
+        make_optimizer(compile_spec({fmt::format("optimizer o(lr = 1e-2) {{\n  other {}: adamw(lr = lr)\n}}\n", modifier), "", ""}), {{"w", {64}}});
     for (int s = 0; s < 3; ++s) {
       opt->write_grad("w", randoms(64, unsigned(s), 0.1f));
       opt->step();

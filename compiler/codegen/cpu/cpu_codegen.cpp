@@ -21,9 +21,11 @@ extern "C" const char* opal_cache_key(void) { return OPAL_CACHE_KEY; }
 static inline float opal_bf16(float x) {
 )" + exec::bf16_body_c("memcpy(&b, &x, 4);", "memcpy(&x, &b, 4);") +
            R"(}
-)" + exec::half_c("static inline unsigned int opal_f2u(float x) { unsigned int u; memcpy(&u, &x, 4); return u; }\n"
-                             "static inline float opal_u2f(unsigned int u) { float x; memcpy(&x, &u, 4); return x; }\n",
-                             "static inline") +
+)" +
+           exec::half_c(
+               "static inline unsigned int opal_f2u(float x) { unsigned int u; memcpy(&u, &x, 4); return u; }\n"
+               "static inline float opal_u2f(unsigned int u) { float x; memcpy(&x, &u, 4); return x; }\n",
+               "static inline") +
            R"(static inline int opal_nonfinite(float x) {
   unsigned int b;
   memcpy(&b, &x, 4);

@@ -18,9 +18,11 @@ class CudaEmitter final : public CEmitter {
 __device__ static inline float opal_bf16(float x) {
 )" + exec::bf16_body_c("b = __float_as_uint(x);", "x = __uint_as_float(b);") +
            R"(}
-)" + exec::half_c("__device__ static inline unsigned int opal_f2u(float x) { return __float_as_uint(x); }\n"
-                             "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
-                             "__device__ static inline") +
+)" +
+           exec::half_c(
+               "__device__ static inline unsigned int opal_f2u(float x) { return __float_as_uint(x); }\n"
+               "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
+               "__device__ static inline") +
            R"(__device__ static inline int opal_nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
 )" + randn_prelude("__device__ static inline") +

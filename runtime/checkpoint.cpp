@@ -197,7 +197,7 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       std::vector<int64_t> want = opt.state_shape(name, slot);
       if (t == file.tensors.end()) {
         // a master copy not saved (a run without one): taken from the parameter
-        if (!r.spec_changed && slot != "master") throw fail(fmt::format("state `{}/{}` is missing", name, slot));
+        if (!r.spec_changed && slot != kMasterSlot) throw fail(fmt::format("state `{}/{}` is missing", name, slot));
         r.initialized.push_back(name + "/" + slot);
         continue;
       }
@@ -233,7 +233,8 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
   for (const auto& [key, _] : file.tensors) {
     if (consumed.count(key)) continue;
     if (key.rfind("state/", 0) != 0) throw fail(fmt::format("it has an unexpected tensor `{}`", key));
-    const bool master = key.size() > 7 && key.compare(key.size() - 7, 7, "/master") == 0;  // a run with master copies, resumed without
+    const std::string master_suffix = std::string("/") + kMasterSlot;  // a run with master copies, resumed without
+    const bool master = key.size() > master_suffix.size() && key.compare(key.size() - master_suffix.size(), master_suffix.size(), master_suffix) == 0;
     if (!r.spec_changed && !master) throw fail(fmt::format("it has state `{}` that this spec does not keep", key.substr(6)));
     r.dropped.push_back(key.substr(6));
   }

@@ -210,7 +210,7 @@ const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->s
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  const bool master = slot == Impl::kMasterSlot && t.has_master();  // full size, as w
+  const bool master = slot == kMasterSlot && t.has_master();  // full size, as w
   const exec::Extent extent = master ? exec::Extent::Full : exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)].extent;
   if (extent == exec::Extent::Full) {
     if (t.perm.empty()) return t.desc.shape;
@@ -352,13 +352,13 @@ std::vector<std::string> Optimizer::slots(const std::string& name) const {
   std::vector<std::string> out;
   const auto& t = impl_->get(name);
   for (const auto& s : exe_->desc->routes[t.route].slots) out.push_back(s.name);
-  if (t.has_master()) out.push_back(Impl::kMasterSlot);
+  if (t.has_master()) out.push_back(kMasterSlot);
   return out;
 }
 
 void Optimizer::reset_state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
-  if (slot == Impl::kMasterSlot && t.has_master()) {  // again from the parameter
+  if (slot == kMasterSlot && t.has_master()) {  // again from the parameter
     t.master_valid = false;
     impl_->sync_master(t);
     return;

@@ -42,6 +42,9 @@ struct ParamDesc {
   bool master = false;
 };
 
+// The state slot holding a 16-bit parameter's f32 master copy (ParamDesc::master).
+inline constexpr const char* kMasterSlot = "master";
+
 // Limit on one tensor's element count (a clear error, never an overflow).
 inline constexpr int64_t kMaxTensorElements = int64_t(1) << 34;
 // Limit on the side of a square matrix a route keeps per parameter (Kronecker factors, bases).

@@ -120,7 +120,6 @@ struct Optimizer::Impl {
     }
     return t.slots[slot_index(d, t, slot)];
   }
-  static constexpr const char* kMasterSlot = "master";
   // The position of a state slot in a tensor's slot list; NotFoundError when it has none.
   size_t slot_index(const exec::Description& d, const Tensor& t, const std::string& slot) const {
     const auto& slots = d.routes[t.route].slots;

@@ -95,6 +95,18 @@ class SixteenBit(unittest.TestCase):
             opt.step()
         for b, p in zip(before[1:], list(m.parameters())[1:]):
             self.assertTrue(torch.equal(b, p), "a refused step changed nothing")
+        # the engine below opal.torch: an unknown dtype name, a wrong count of gradient dtypes
+        from opal import _opal
+        c = _opal.Compiled("adamw", "")
+        w = torch.zeros(4)
+        with self.assertRaisesRegex(Exception, r"dtype `f64` is not one Opal steps \(f32, bf16, f16\)"):
+            _opal.Optimizer(c, [("w", [4], w.data_ptr(), "", "f64")])
+        engine = _opal.Optimizer(c, [("w", [4], w.data_ptr(), "", "f32")])
+        g = torch.zeros(4)
+        with self.assertRaisesRegex(Exception, "step needs 1 gradient dtypes, got 2"):
+            engine.step([w.data_ptr()], [g.data_ptr()], 0, ["f32", "f32"])
+        with self.assertRaisesRegex(Exception, "dtype `f8`"):
+            engine.step([w.data_ptr()], [g.data_ptr()], 0, ["f8"])
         with self.assertRaisesRegex(ValueError, "rounding must be nearest or stochastic"):
             Optimizer(m, spec="adamw", rounding="up")
         with self.assertRaisesRegex(ValueError, "seed must be an integer"):

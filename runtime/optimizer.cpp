@@ -413,7 +413,7 @@ std::span<float> Optimizer::state(const std::string& name, const std::string& sl
 
 DType Optimizer::state_dtype(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
-  return impl_->slot_buffer(*exe_->desc, t, slot).dt;
+  return impl_->slot_buffer(*exe_->desc, t, slot, false).dt;  // a query: no conversion of a master copy
 }
 
 float* Optimizer::state_data(const std::string& name, const std::string& slot) {

@@ -112,10 +112,11 @@ struct Optimizer::Impl {
   Tensor& get(const std::string& name);
 
   // A state slot's memory: one of the route's, or the master copy ("master"); NotFoundError
-  // when it has none. The master copy is brought in step with the parameter first.
-  Buffer& slot_buffer(const exec::Description& d, Tensor& t, const std::string& slot) {
+  // when it has none. The master copy is brought in step with the parameter first, unless only
+  // the buffer's description is wanted (`sync` false: its dtype and size).
+  Buffer& slot_buffer(const exec::Description& d, Tensor& t, const std::string& slot, bool sync = true) {
     if (slot == kMasterSlot && t.has_master()) {
-      sync_master(t);
+      if (sync) sync_master(t);
       return t.stage_w;
     }
     return t.slots[slot_index(d, t, slot)];

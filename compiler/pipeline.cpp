@@ -6,6 +6,8 @@
 
 #include <fmt/format.h>
 
+#include "support/q8.h"
+
 #include "compiler/exec/describe.h"
 #include "support/check.h"
 #include "compiler/passes/dce.h"
@@ -94,16 +96,13 @@ std::set<std::string> condition_names(const Program& program, const OptimizerDec
 }
 
 // A route's `state(bf16)` (the innermost along the delegation path that says one) stores every
-// slot that matrix work does not read as bf16; `state(f32)` keeps all as their lines say.
+// slot that matrix work does not read as bf16, and `state(q8)` every such parameter-shaped slot
+// as q8; `state(f32)` keeps all as their lines say.
 void apply_route_storage(const std::vector<RouteStep>& path, Plan& plan) {
-  std::string storage;
-  bool stochastic = false;
+  const Route* decides = nullptr;
   for (const RouteStep& s : path)
-    if (!s.optimizer->routes[s.route].storage.empty()) {
-      storage = s.optimizer->routes[s.route].storage;
-      stochastic = s.optimizer->routes[s.route].stochastic;
-    }
-  if (storage != "bf16") return;
+    if (!s.optimizer->routes[s.route].storage.empty()) decides = &s.optimizer->routes[s.route];
+  if (!decides || decides->storage == "f32") return;
   ir::Graph& g = plan.graph;
   std::vector<char> operand(g.slots.size(), 0);
   for (const Call& c : plan.calls) {
@@ -111,29 +110,49 @@ void apply_route_storage(const std::vector<RouteStep>& path, Plan& plan) {
     for (int i = 0; i < n.n_operands; ++i)
       if (g.at(n.operands[i]).op == ir::Op::StateRead) operand[size_t(g.at(n.operands[i]).iattr)] = 1;
   }
-  for (size_t i = 0; i < g.slots.size(); ++i)
-    if (!operand[i]) {
-      g.slots[i].bf16 = true;
-      g.slots[i].stochastic = stochastic;
+  for (size_t i = 0; i < g.slots.size(); ++i) {
+    ir::Slot& s = g.slots[i];
+    if (operand[i]) continue;
+    if (decides->storage == "q8") {
+      if (s.shape == ir::Shape::Full) s.q8 = decides->storage_block, s.bf16 = false;
+    } else {
+      s.bf16 = true, s.q8 = 0;
+      s.stochastic = decides->stochastic;
     }
+  }
 }
 
-// Matrix work reads f32 operands in place: a state stored as bf16 must not be one.
+// Matrix work reads f32 operands in place: a state stored as bf16 or q8 must not be one.
 bool check_call_operands(const Plan& plan, Diagnostics& diags) {
   const ir::Graph& g = plan.graph;
   for (const Call& c : plan.calls) {
     const ir::Node& n = g.at(c.value);
     for (int i = 0; i < n.n_operands; ++i) {
       const ir::Node& o = g.at(n.operands[i]);
-      if (o.op != ir::Op::StateRead || !g.slots[o.iattr].bf16) continue;
+      if (o.op != ir::Op::StateRead || (!g.slots[o.iattr].bf16 && !g.slots[o.iattr].q8)) continue;
       const ir::Slot& s = g.slots[o.iattr];
+      const char* storage = s.q8 ? "q8" : "bf16";
       diags.report(DiagKind::StorageMismatch, s.loc,
-                   fmt::format("state `{}` is stored as bf16, but `{}` reads it as a matrix", s.name, ir::op_name(n.op)),
-                   "matrix work takes f32 operands: store this state as f32 (only elementwise state can be bf16)");
+                   fmt::format("state `{}` is stored as {}, but `{}` reads it as a matrix", s.name, storage, ir::op_name(n.op)),
+                   fmt::format("matrix work takes f32 operands: store this state as f32 (only elementwise state can be {})", storage));
       return false;
     }
   }
   return true;
+}
+
+// Each q8 slot's scales, one per block: a slot of its own after every other (no op names it).
+void add_q8_scales(Plan& plan) {
+  ir::Graph& g = plan.graph;
+  const size_t n = g.slots.size();
+  for (size_t i = 0; i < n; ++i) {
+    if (!g.slots[i].q8) continue;
+    ir::Slot scales{q8::scales_name(g.slots[i].name), ir::Shape::Full, g.slots[i].loc};
+    scales.q8 = g.slots[i].q8;
+    scales.scales_of = int(i);
+    g.slots[i].scales = int(g.slots.size());
+    g.slots.push_back(scales);
+  }
 }
 
 }  // namespace
@@ -176,6 +195,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     if (want("fuse")) dumps->push_back({rg.label, "fuse", print_plan(plan), true});
     apply_route_storage(rg.path, plan);
     if (!check_call_operands(plan, diags)) continue;
+    add_q8_scales(plan);
     plan = passes::plan_memory(std::move(plan));
     if (want("memory")) dumps->push_back({rg.label, "memory", print_plan(plan), true});
     out.routes.push_back({rg.label, rg.path, std::move(plan)});

@@ -33,7 +33,7 @@ struct Param {
   ExprPtr default_value;  // null: required
 };
 
-// `state v = init` (or `state v: bf16 = init`: its storage), `let x = e`, `x = e`,
+// `state v = init` (or `state v: bf16 = init`, `state v: q8(256) = init`: its storage), `let x = e`, `x = e`,
 // `every(N) { ... }` (value = N; name "every"), `when(c) { ... }` (kind Every, value = c,
 // name "when"), `inverse { ... }`
 struct Stmt {
@@ -44,8 +44,9 @@ struct Stmt {
   SourceLoc name_loc;
   ExprPtr value;
   std::vector<Stmt> body;  // Every, Inverse
-  std::string storage;     // State: "f32", "bf16" as written; "" when not given (f32)
+  std::string storage;     // State: "f32", "bf16", "q8" as written; "" when not given (f32)
   SourceLoc storage_loc;
+  int storage_block = 0;  // q8: its block size (`q8(128)`; `q8` is q8::kDefaultBlock)
 };
 
 struct ComponentDecl {
@@ -95,10 +96,12 @@ struct Route {
   // index of the leading dims (`batch`), or one per index of the other dims, each the two
   // largest axes (`largest`).
   enum class View { Default, First, Last, Batch, Largest } view = View::Default;
-  // How the route's state is stored (`state(bf16)` after the selector): every slot of its
-  // pipeline that matrix work does not read; "" when not given (each `state` line decides).
+  // How the route's state is stored (`state(bf16)`, `state(q8)` after the selector): every slot
+  // of its pipeline that matrix work does not read (q8: every parameter-shaped one); "" when not
+  // given (each `state` line decides).
   std::string storage;
   SourceLoc storage_loc;
+  int storage_block = 0;  // `state(q8(128))`
   bool stochastic = false;  // `state(bf16, stochastic)`: its bf16 stores round stochastically, whatever the runtime says
   std::vector<Stage> pipeline;
   bool has(Kind k) const {

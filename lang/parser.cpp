@@ -11,7 +11,8 @@
 //   optimizer := 'optimizer' IDENT params '{' route* '}'
 //   fn        := 'fn' IDENT params '=' expr
 //   params    := '(' [IDENT ['=' expr] {',' ...}] ')'
-//   stmt      := 'state' IDENT '=' expr | 'let' IDENT '=' expr | IDENT '=' expr   (';' optional)
+//   storage   := 'f32' | 'bf16' | 'q8' ['(' NUMBER ')']   (also a route's `state(storage [, stochastic])`)
+//   stmt      := 'state' IDENT [':' storage] '=' expr | 'let' IDENT '=' expr | IDENT '=' expr   (';' optional)
 //              | 'every' '(' expr ')' '{' stmt* '}'       a refresh block ('every', 'when' and
 //              | 'when' '(' expr ')' '{' stmt* '}'        'inverse' are contextual words)
 //              | 'inverse' '{' stmt* '}'                  a basis component's map back
@@ -25,6 +26,8 @@
 #include "lang/lexer.h"
 
 #include <fmt/format.h>
+
+#include "support/q8.h"
 
 namespace opal {
 
@@ -154,12 +157,35 @@ class Parser {
     if (accept(Tok::KwState)) kind = Stmt::Kind::State;
     else if (accept(Tok::KwLet)) kind = Stmt::Kind::Let;
     Token n = expect(Tok::Ident, kind == Stmt::Kind::Assign ? "to start a statement (`state`, `let` or `name = ...`)" : "naming the variable");
-    Token storage{};
-    if (kind == Stmt::Kind::State && accept(Tok::Colon)) storage = expect(Tok::Ident, "naming the state's storage (`f32` or `bf16`)");
+    Storage storage;
+    if (kind == Stmt::Kind::State && accept(Tok::Colon)) storage = storage_name();
     expect(Tok::Assign, fmt::format("after `{}`", n.text).c_str());
     ExprPtr e = expr();
-    Stmt st{kind, span(start, e->loc), n.text, n.loc, std::move(e), {}, storage.text, storage.loc};
+    Stmt st{kind, span(start, e->loc), n.text, n.loc, std::move(e), {}, storage.name, storage.loc, storage.block};
     return st;
+  }
+
+  // A state's storage: `f32`, `bf16`, `q8` or `q8(BLOCK)`.
+  struct Storage {
+    std::string name;
+    SourceLoc loc;
+    int block = 0;
+  };
+  Storage storage_name() {
+    Token st = expect(Tok::Ident, "naming the state's storage (`f32`, `bf16` or `q8`)");
+    Storage out{st.text, st.loc, st.text == "q8" ? q8::kDefaultBlock : 0};
+    if (st.text == "q8" && accept(Tok::LParen)) {
+      Token b = expect(Tok::Number, "giving the block size of `q8`");
+      if (!q8::valid_block((long long)b.number) || b.number != double((long long)b.number)) {
+        d_.report(DiagKind::ExpectedToken, b.loc, fmt::format("`q8` takes a block size that is a power of two from {} to {}", q8::kMinBlock, q8::kMaxBlock),
+                  fmt::format("the default is `q8` = `q8({})`", q8::kDefaultBlock));
+        throw ParseError{};
+      }
+      out.block = int(b.number);
+      expect(Tok::RParen, "to close the block size");
+      out.loc = span(st.loc, last_loc());
+    }
+    return out;
   }
 
   OptimizerDecl optimizer() {
@@ -222,15 +248,16 @@ class Parser {
     if (at(Tok::KwState) && peek(1).kind == Tok::LParen) {  // `state(bf16)`: the route's state storage
       take();
       take();
-      Token st = expect(Tok::Ident, "naming the state's storage (`f32` or `bf16`)");
-      if (st.text != "f32" && st.text != "bf16")
-        d_.report(DiagKind::UnknownName, st.loc, fmt::format("unknown storage `{}`", st.text), "a route's state is stored as `f32` or `bf16`");
-      r.storage = st.text;
+      Storage st = storage_name();
+      if (st.name != "f32" && st.name != "bf16" && st.name != "q8")
+        d_.report(DiagKind::UnknownName, st.loc, fmt::format("unknown storage `{}`", st.name), "a route's state is stored as `f32`, `bf16` or `q8`");
+      r.storage = st.name;
       r.storage_loc = st.loc;
+      r.storage_block = st.block;
       if (accept(Tok::Comma)) {
         Token rounding = expect(Tok::Ident, "naming the rounding (`stochastic`)");
-        if (rounding.text != "stochastic" || st.text != "bf16")
-          d_.report(DiagKind::UnknownName, rounding.loc, fmt::format("unknown option `{}` of `state({}, ...)`", rounding.text, st.text),
+        if (rounding.text != "stochastic" || st.name != "bf16")
+          d_.report(DiagKind::UnknownName, rounding.loc, fmt::format("unknown option `{}` of `state({}, ...)`", rounding.text, st.name),
                     "`state(bf16, stochastic)` rounds the route's bf16 stores stochastically");
         r.stochastic = true;
       }

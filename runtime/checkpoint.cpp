@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/disk_cache.h"
+#include "support/q8.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 
@@ -75,7 +76,30 @@ std::string program_hash(const Optimizer& opt) { return opt.description().finger
 
 namespace {
 // safetensors' name of a storage: a slot or parameter is saved as it is stored
-const char* file_dtype(DType d) { return d == DType::F32 ? "F32" : d == DType::BF16 ? "BF16" : "F16"; }
+const char* file_dtype(DType d) { return d == DType::F32 ? "F32" : d == DType::BF16 ? "BF16" : d == DType::F16 ? "F16" : "U8"; }
+
+// A q8 slot's storage as the reports say it: "q8(256)".
+std::string q8_name(int block) { return fmt::format("q8({})", block); }
+
+// The slot whose scales `slot` is in this spec (its codes' slot), or "".
+std::string codes_of(const Optimizer& opt, const std::string& name, const std::string& slot) {
+  const std::string suffix = q8::scales_name("");
+  if (slot.size() <= suffix.size() || slot.compare(slot.size() - suffix.size(), suffix.size(), suffix) != 0) return "";
+  const std::string codes = slot.substr(0, slot.size() - suffix.size());
+  const auto slots = opt.slots(name);
+  if (std::find(slots.begin(), slots.end(), codes) == slots.end() || opt.state_dtype(name, codes) != DType::Q8) return "";
+  return codes;
+}
+
+// The values of a q8 slot saved as codes (U8) and scales, per matrix of m elements.
+std::vector<float> dequantize_saved(const TensorData& codes, const TensorData& scales, int block, long long m) {
+  std::vector<unsigned char> bytes(codes.values.begin(), codes.values.end());
+  std::vector<float> out(bytes.size());
+  const size_t per = q8::blocks(size_t(m), block);
+  for (size_t b = 0; b * size_t(m) < bytes.size(); ++b)
+    q8::dequantize(bytes.data() + b * size_t(m), scales.values.data() + b * per, size_t(m), block, out.data() + b * size_t(m));
+  return out;
+}
 }  // namespace
 
 SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opts) {
@@ -83,16 +107,18 @@ SafetensorsFile checkpoint_of(const Optimizer& opt, const CheckpointOptions& opt
   json params = json::array();
   for (size_t i = 0; i < opt.num_params(); ++i) {
     const std::string& name = opt.param_name(i);
-    json slots = json::array();
+    json slots = json::array(), q8 = json::object();
     for (const auto& slot : opt.slots(name)) {
       f.tensors[state_key(name, slot)] = {opt.state_shape(name, slot), opt.read_state(name, slot), file_dtype(opt.state_dtype(name, slot))};
       slots.push_back(slot);
+      if (const auto [block, m] = opt.state_blocks(name, slot); block) q8[slot] = {block, m};  // how its codes tile
     }
     if (opts.params) {
       f.tensors[param_key(name)] = {opt.param_shape(name), opt.read_param(name), file_dtype(opt.param_dtype(name))};
     }
     params.push_back(
         {{"name", name}, {"shape", opt.param_shape(name)}, {"route", opt.route_of(name)}, {"slots", slots}, {"step", opt.step_count(name)}});
+    if (!q8.empty()) params.back()["q8"] = q8;
   }
   json hp = json::object();
   for (const auto& h : opt.hparam_names()) hp[h] = opt.hparam(h);
@@ -182,6 +208,16 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       step = s.get<int64_t>();
     }
     p.param_steps[pname] = step;
+    // its q8 slots: [block, elements per matrix]
+    if (e.contains("q8")) {
+      if (!e["q8"].is_object()) throw fail(fmt::format("parameter `{}` has a malformed q8 table", pname));
+      for (const auto& [slot, bm] : e["q8"].items()) {
+        if (!bm.is_array() || bm.size() != 2 || !bm[0].is_number_integer() || !bm[1].is_number_integer() ||
+            !q8::valid_block(bm[0].get<long long>()) || bm[1].get<long long>() < 1)
+          throw fail(fmt::format("state `{}/{}` has a malformed q8 entry (a block size and the elements per matrix)", pname, slot));
+        p.q8[pname + "/" + slot] = {bm[0].get<int>(), bm[1].get<long long>()};
+      }
+    }
   }
   std::set<std::string> consumed;
   for (size_t i = 0; i < opt.num_params(); ++i) {
@@ -195,15 +231,38 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       std::string key = state_key(name, slot);
       auto t = file.tensors.find(key);
       std::vector<int64_t> want = opt.state_shape(name, slot);
+      // a q8 slot's scales come with codes saved as the same q8, else from quantizing the values
+      if (const std::string codes = codes_of(opt, name, slot); !codes.empty()) {
+        auto c = file.tensors.find(state_key(name, codes));
+        auto saved_q8 = p.q8.find(name + "/" + codes);
+        if (c != file.tensors.end() && (saved_q8 == p.q8.end() || saved_q8->second != opt.state_blocks(name, codes))) continue;
+      }
       if (t == file.tensors.end()) {
         // a master copy not saved (a run without one): taken from the parameter
         if (!r.spec_changed && slot != kMasterSlot) throw fail(fmt::format("state `{}/{}` is missing", name, slot));
         r.initialized.push_back(name + "/" + slot);
         continue;
       }
-      // any float storage loads, converted (a bf16 run resumes as f32 and back), and is reported
-      if (t->second.dtype != file_dtype(opt.state_dtype(name, slot)))
-        r.converted.push_back(fmt::format("{}/{} ({} -> {})", name, slot, t->second.dtype, file_dtype(opt.state_dtype(name, slot))));
+      // any storage loads, converted (a bf16 run resumes as f32, a q8 one as bf16, and back), and
+      // is reported
+      const auto saved_q8 = p.q8.find(name + "/" + slot);
+      const auto spec_q8 = opt.state_blocks(name, slot);
+      if ((t->second.dtype == "U8") != (saved_q8 != p.q8.end()))
+        throw fail(fmt::format("state `{}/{}` is {} but {} a q8 entry in the parameter table", name, slot, t->second.dtype,
+                               saved_q8 == p.q8.end() ? "has no" : "has"));
+      if (saved_q8 != p.q8.end()) {  // codes: their scales and their tiling must be whole
+        const auto [block, m] = saved_q8->second;
+        auto sc = file.tensors.find(state_key(name, q8::scales_name(slot)));
+        const size_t n = t->second.values.size();
+        if (sc == file.tensors.end()) throw fail(fmt::format("state `{}/{}` is saved as q8 codes without their scales `{}`", name, slot, q8::scales_name(slot)));
+        if (n % size_t(m) || sc->second.values.size() != n / size_t(m) * q8::blocks(size_t(m), block))
+          throw fail(fmt::format("state `{}/{}` has {} q8 codes and {} scales, which blocks of {} over matrices of {} do not give", name, slot, n,
+                                 sc->second.values.size(), block, m));
+        if (saved_q8->second != spec_q8) consumed.insert(sc->first);  // dequantized with them
+      }
+      const std::string from = saved_q8 != p.q8.end() ? q8_name(saved_q8->second.first) : t->second.dtype;
+      const std::string to = spec_q8.first ? q8_name(spec_q8.first) : file_dtype(opt.state_dtype(name, slot));
+      if (from != to) r.converted.push_back(fmt::format("{}/{} ({} -> {})", name, slot, from, to));
       if (t->second.shape != want) {
         if (!r.spec_changed)
           throw fail(
@@ -266,12 +325,25 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
       opt.write_param(name, w->second.values);
     }
     for (const auto& slot : opt.slots(name)) {
-      auto t = tensors.find(state_key(name, slot));
-      if (t != tensors.end() && t->second.shape == opt.state_shape(name, slot)) {
-        opt.write_state(name, slot, t->second.values);
-      } else {
-        opt.reset_state(name, slot);
+      // the scales of a converted q8 slot are written with its codes
+      if (const std::string codes = codes_of(opt, name, slot); !codes.empty()) {
+        auto c = tensors.find(state_key(name, codes));
+        auto saved = p.q8.find(name + "/" + codes);
+        if (c != tensors.end() && c->second.shape == opt.state_shape(name, codes) && (saved == p.q8.end() || saved->second != opt.state_blocks(name, codes)))
+          continue;
       }
+      auto t = tensors.find(state_key(name, slot));
+      if (t == tensors.end() || t->second.shape != opt.state_shape(name, slot)) {
+        opt.reset_state(name, slot);
+        continue;
+      }
+      auto saved = p.q8.find(name + "/" + slot);
+      if (saved == p.q8.end() && !opt.state_blocks(name, slot).first) opt.write_state(name, slot, t->second.values);
+      else if (saved != p.q8.end() && saved->second == opt.state_blocks(name, slot)) opt.write_state(name, slot, t->second.values);  // the same codes
+      else if (saved == p.q8.end()) opt.write_state_values(name, slot, t->second.values);  // quantized
+      else
+        opt.write_state_values(name, slot,
+                               dequantize_saved(t->second, tensors.at(state_key(name, q8::scales_name(slot))), saved->second.first, saved->second.second));
     }
   }
   opt.set_step_count(p.report.step);

@@ -32,6 +32,8 @@ struct PendingLoad {
   SafetensorsFile file;
   std::vector<std::pair<std::string, double>> hparams;  // the saved ones this spec has
   std::map<std::string, int64_t> param_steps;           // per-parameter step counts (all of them)
+  // Each q8 slot the file holds ("param/slot"): its block size and the elements of each matrix.
+  std::map<std::string, std::pair<int, long long>> q8;
 };
 PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::string& what);
 LoadReport apply_load(Optimizer& opt, PendingLoad&& pending);

@@ -14,6 +14,7 @@
 #include "runtime/optimizer_impl.h"
 #include "runtime/routing.h"
 #include "support/half.h"
+#include "support/q8.h"
 #include "support/text.h"
 
 namespace opal {
@@ -110,7 +111,7 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     impl_->sync_master(t);
     auto size_of = [&](exec::Extent s) { return size_t(t.batch * exec::dims_of(s, t.rows, t.cols).count()); };
     for (const auto& s : route.slots) {
-      t.slots.push_back(impl_->alloc(size_of(s.extent), s.dtype));
+      t.slots.push_back(impl_->alloc(size_t(t.batch * exec::slot_count(s, t.rows, t.cols)), s.dtype));
       if (s.init != exec::Init::Zeros) impl_->reset_slot(d, t, t.slots.size() - 1);
     }
     for (exec::Extent s : route.scratch) t.scratch.push_back(impl_->alloc(size_of(s)));
@@ -211,7 +212,13 @@ const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->s
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
   auto& t = impl_->get(name);
   const bool master = slot == kMasterSlot && t.has_master();  // full size, as w
-  const exec::Extent extent = master ? exec::Extent::Full : exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)].extent;
+  const exec::Slot* s = master ? nullptr : &exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
+  const exec::Extent extent = s ? s->extent : exec::Extent::Full;
+  if (s && s->is_scales()) {  // one per block of each matrix
+    std::vector<int64_t> shape = t.batch_shape;
+    shape.push_back(exec::slot_count(*s, t.rows, t.cols));
+    return shape;
+  }
   if (extent == exec::Extent::Full) {
     if (t.perm.empty()) return t.desc.shape;
     std::vector<int64_t> shape;  // kept in the view's axis order
@@ -453,7 +460,45 @@ void Optimizer::write_state(const std::string& name, const std::string& slot, st
   auto& t = impl_->get(name);
   const Impl::Buffer& b = impl_->slot_buffer(*exe_->desc, t, slot);
   if (values.size() != b.n) throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, b.n, values.size()));
+  if (b.dt == DType::Q8)
+    for (size_t i = 0; i < values.size(); ++i)
+      if (!(values[i] >= 0 && values[i] <= 255 && values[i] == std::floor(values[i])))
+        throw Error(fmt::format("state `{}` of `{}` holds q8 codes, whole numbers from 0 to 255, and element {} is {}", slot, name, i, values[i]));
   impl_->write_f32(b.p, b.dt, values.data(), values.size());
+}
+
+std::pair<int, long long> Optimizer::state_blocks(const std::string& name, const std::string& slot) const {
+  auto& t = impl_->get(name);
+  if (slot == kMasterSlot && t.has_master()) return {0, 0};
+  const exec::Slot& s = exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
+  return s.dtype == DType::Q8 ? std::pair<int, long long>{int(s.block), t.rows * t.cols} : std::pair<int, long long>{0, 0};
+}
+
+std::vector<float> Optimizer::read_state_values(const std::string& name, const std::string& slot) const {
+  const auto [block, m] = state_blocks(name, slot);
+  std::vector<float> codes = read_state(name, slot);
+  if (!block) return codes;
+  const std::vector<float> scales = read_state(name, q8::scales_name(slot));
+  std::vector<unsigned char> bytes(codes.begin(), codes.end());
+  for (size_t b = 0; b * size_t(m) < codes.size(); ++b)
+    q8::dequantize(bytes.data() + b * size_t(m), scales.data() + b * q8::blocks(size_t(m), block), size_t(m), block, codes.data() + b * size_t(m));
+  return codes;
+}
+
+void Optimizer::write_state_values(const std::string& name, const std::string& slot, std::span<const float> values) {
+  const auto [block, m] = state_blocks(name, slot);
+  if (!block) return write_state(name, slot, values);
+  auto& t = impl_->get(name);
+  if (values.size() != t.numel())
+    throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, t.numel(), values.size()));
+  const size_t per = q8::blocks(size_t(m), block);
+  std::vector<unsigned char> bytes(values.size());
+  std::vector<float> scales(per * size_t(t.batch));
+  for (size_t b = 0; b < size_t(t.batch); ++b)
+    q8::quantize(values.data() + b * size_t(m), size_t(m), block, bytes.data() + b * size_t(m), scales.data() + b * per);
+  const std::vector<float> codes(bytes.begin(), bytes.end());
+  write_state(name, slot, codes);
+  write_state(name, q8::scales_name(slot), scales);
 }
 
 }  // namespace opal

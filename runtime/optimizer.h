@@ -143,6 +143,14 @@ class Optimizer {
   void write_grad(const std::string& name, std::span<const float> values);  // Error when it has none bound
   void write_state(const std::string& name, const std::string& slot, std::span<const float> values);
   std::vector<int64_t> state_shape(const std::string& name, const std::string& slot) const;
+  // A q8 slot (`state m: q8`, state_dtype Q8) reads and writes as its codes, 0..255, and its
+  // scales (one per block of each matrix) as slot q8::scales_name(slot): two ordinary slots, so
+  // checkpoints and state_dicts keep them by name. These two read and write any slot as numbers:
+  // a q8 slot dequantized, or quantized (its scales written too); others as read_state does.
+  std::vector<float> read_state_values(const std::string& name, const std::string& slot) const;
+  void write_state_values(const std::string& name, const std::string& slot, std::span<const float> values);
+  // A q8 slot's block size and the elements of each matrix its blocks tile; {0, 0} for others.
+  std::pair<int, long long> state_blocks(const std::string& name, const std::string& slot) const;
 
   // Starts a slot over as the spec initializes it (zeros, or the identity for `eye` states).
   void reset_state(const std::string& name, const std::string& slot);

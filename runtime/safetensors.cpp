@@ -58,8 +58,8 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
     if (!dt.is_string() || !sh.is_array() || !off.is_array() || off.size() != 2 || !off[0].is_number_unsigned() || !off[1].is_number_unsigned())
       throw fail(fmt::format("tensor `{}` has a malformed entry", name));
     std::string dtype = dt.get<std::string>();
-    size_t width = dtype == "F32" ? 4 : dtype == "F64" ? 8 : (dtype == "F16" || dtype == "BF16") ? 2 : 0;
-    if (!width) throw fail(fmt::format("tensor `{}` has dtype {}; Opal reads F32, F64, F16 and BF16", name, dtype));
+    size_t width = dtype == "F32" ? 4 : dtype == "F64" ? 8 : (dtype == "F16" || dtype == "BF16") ? 2 : dtype == "U8" ? 1 : 0;
+    if (!width) throw fail(fmt::format("tensor `{}` has dtype {}; Opal reads F32, F64, F16, BF16 and U8", name, dtype));
     TensorData t;
     t.dtype = dtype;
     uint64_t count = 1;
@@ -80,6 +80,7 @@ SafetensorsFile parse_safetensors(const std::string& bytes, const std::string& w
     const char* src = data + b;
     for (uint64_t i = 0; i < count; ++i) {
       if (dtype == "F32") std::memcpy(&t.values[i], src + 4 * i, 4);
+      else if (dtype == "U8") t.values[i] = float(static_cast<unsigned char>(src[i]));
       else if (dtype == "F64") {
         double d;
         std::memcpy(&d, src + 8 * i, 8);
@@ -160,9 +161,12 @@ std::string serialize_safetensors(const SafetensorsFile& f) {
   json header = json::object();
   uint64_t offset = 0;
   for (const auto& [name, t] : f.tensors) {
-    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16")
-      throw Error(fmt::format("cannot write tensor `{}` as {}: Opal writes F32, BF16 and F16", name, t.dtype));
-    uint64_t bytes = t.values.size() * (t.dtype == "F32" ? 4 : 2);
+    if (t.dtype != "F32" && t.dtype != "BF16" && t.dtype != "F16" && t.dtype != "U8")
+      throw Error(fmt::format("cannot write tensor `{}` as {}: Opal writes F32, BF16, F16 and U8", name, t.dtype));
+    if (t.dtype == "U8")
+      for (float v : t.values)
+        if (!(v >= 0 && v <= 255 && v == float(int(v)))) throw Error(fmt::format("cannot write tensor `{}` as U8: it holds {}", name, v));
+    uint64_t bytes = t.values.size() * (t.dtype == "F32" ? 4 : t.dtype == "U8" ? 1 : 2);
     header[name] = {{"dtype", t.dtype}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
@@ -176,6 +180,10 @@ std::string serialize_safetensors(const SafetensorsFile& f) {
   for (const auto& [_, t] : f.tensors) {
     if (t.dtype == "F32") {
       out.append(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4);
+      continue;
+    }
+    if (t.dtype == "U8") {
+      for (float v : t.values) out += char(static_cast<unsigned char>(v));
       continue;
     }
     std::string words(t.values.size() * 2, '\0');  // rounded to nearest even (exact for values of that dtype)

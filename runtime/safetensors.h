@@ -12,8 +12,8 @@ namespace opal {
 
 struct TensorData {
   std::vector<int64_t> shape;
-  std::vector<float> values;  // held as f32; F64/F16/BF16 inputs are converted on read
-  std::string dtype = "F32";  // the dtype the file stored; writing stores F32, BF16 or F16 (values rounded to nearest even)
+  std::vector<float> values;  // held as f32; F64/F16/BF16 inputs are converted on read, U8 (q8 codes) as 0..255
+  std::string dtype = "F32";  // the dtype the file stored; writing stores F32, BF16 or F16 (values rounded to nearest even), or U8
 };
 
 struct SafetensorsFile {

@@ -69,6 +69,11 @@ std::vector<float> Optimizer::Impl::read_f32(const void* src, DType dt, size_t n
   std::vector<float> v(n);
   if (dt == DType::F32) backend->download(v.data(), static_cast<const float*>(src), n);
   else if (backend->host_memory()) convert_host(v.data(), DType::F32, src, dt, n);
+  else if (dt == DType::Q8) {  // q8 codes: their bytes, as the words they are allocated in
+    std::vector<float> words((n + 3) / 4);
+    backend->download(words.data(), static_cast<const float*>(src), words.size());
+    convert_host(v.data(), DType::F32, words.data(), dt, n);
+  }
   else {
     float* tmp = backend->alloc(n);
     try {
@@ -86,6 +91,11 @@ std::vector<float> Optimizer::Impl::read_f32(const void* src, DType dt, size_t n
 void Optimizer::Impl::write_f32(void* dst, DType dt, const float* src, size_t n) {
   if (dt == DType::F32) backend->upload(static_cast<float*>(dst), src, n);
   else if (backend->host_memory()) convert_host(dst, dt, src, DType::F32, n);
+  else if (dt == DType::Q8) {
+    std::vector<float> words((n + 3) / 4, 0.f);
+    convert_host(words.data(), dt, src, DType::F32, n);
+    backend->upload(static_cast<float*>(dst), words.data(), words.size());
+  }
   else {
     float* tmp = backend->alloc(n);
     try {

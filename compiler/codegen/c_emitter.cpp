@@ -127,11 +127,16 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   std::set<size_t> bufs;
   std::vector<std::string> decls;
   auto use_buf = [&](size_t b) { bufs.insert(b); };
+  // a q8 slot's codes come with their scales
+  auto use_slot = [&](int64_t s) {
+    use_buf(buf_of_slot(s));
+    if (g.slots[s].q8) use_buf(buf_of_slot(g.slots[s].scales));
+  };
   for (ValueId v : K.body) {
     const ir::Node& n = g.at(v);
     if (n.op == Op::Param) use_buf(0);
     if (n.op == Op::Grad) use_buf(1);
-    if (n.op == Op::StateRead) use_buf(buf_of_slot(n.iattr));
+    if (n.op == Op::StateRead) use_slot(n.iattr);
   }
   std::vector<ValueId> temp_reads;
   auto note_temp_reads = [&](ValueId v) {
@@ -155,7 +160,9 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   for (ValueId v : K.effects) {
     note_temp_reads(v);
     const ir::Node& n = g.at(v);
-    use_buf(n.op == Op::ParamWrite ? 0 : n.op == Op::GlobalPut ? buf_of_temp(v) : buf_of_slot(n.iattr));
+    if (n.op == Op::ParamWrite) use_buf(0);
+    else if (n.op == Op::GlobalPut) use_buf(buf_of_temp(v));
+    else use_slot(n.iattr);
   }
   for (ValueId v : K.reductions) {
     note_temp_reads(v);
@@ -178,17 +185,27 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   }
   // w and g are typed per variant (the mixed program); state, scratch and temps are f32
   const bool uses_w = bufs.count(exec::kParamBuffer) != 0, uses_g = bufs.count(exec::kGradBuffer) != 0;
-  // bf16 state slots are addressed as 16-bit words (`state m: bf16`)
-  auto bf16_slot = [&](size_t b) { return b >= exec::kFirstSlotBuffer && b < buf_of_slot(0) + g.slots.size() && g.slots[b - buf_of_slot(0)].bf16; };
+  // bf16 state slots are addressed as 16-bit words (`state m: bf16`), q8 codes as bytes
+  auto slot_of_buf = [&](size_t b) -> const ir::Slot* {
+    return b >= exec::kFirstSlotBuffer && b < buf_of_slot(0) + g.slots.size() ? &g.slots[b - buf_of_slot(0)] : nullptr;
+  };
   bool stores_bf16_slot = false;
+  std::vector<Q8Store> q8_stores;  // the q8 slots this kernel stores: quantized a block at a time
   for (ValueId e : K.effects) {
     const ir::Node& n = g.at(e);
-    if ((n.op == Op::StateWrite || n.op == Op::StateWriteIf) && g.slots[n.iattr].bf16) stores_bf16_slot = true;
+    if (n.op != Op::StateWrite && n.op != Op::StateWriteIf) continue;
+    const ir::Slot& s = g.slots[n.iattr];
+    if (s.bf16) stores_bf16_slot = true;
+    if (s.q8) q8_stores.push_back({buf_of_slot(n.iattr), buf_of_slot(s.scales), s.q8});
   }
+  OPAL_CHECK(q8_stores.empty() || K.domain == Domain::Full, "a q8 slot stored outside the full space");
   const bool writes_bf16 = (mixed && uses_w) || stores_bf16_slot;
-  for (size_t b : bufs)
-    if (bf16_slot(b)) out += fmt::format("  unsigned short* {} sb{} = (unsigned short*)T.buf[{}];\n", restrict_kw(), b, b);
+  for (size_t b : bufs) {
+    const ir::Slot* s = slot_of_buf(b);
+    if (s && s->bf16) out += fmt::format("  unsigned short* {} sb{} = (unsigned short*)T.buf[{}];\n", restrict_kw(), b, b);
+    else if (s && s->q8 && s->scales_of < 0) out += fmt::format("  unsigned char* {} sb{} = (unsigned char*)T.buf[{}];\n", restrict_kw(), b, b);
     else if (!mixed || b >= exec::kFirstSlotBuffer) out += fmt::format("  float* {} sb{} = T.buf[{}];\n", restrict_kw(), b, b);
+  }
   // stochastic rounding of bf16 stores, where the tensor asks for it
   if (writes_bf16) out += fmt::format("  const int opal_sr = (T.dt & {}) != 0;\n  (void)opal_sr;\n", exec::kStochasticBit);
   // scalars
@@ -205,6 +222,13 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       const std::string at = fmt::format("sb{}[{}]", b, idx(Shape::Full));
       return t == exec::DType::F32 ? at : fmt::format("{}({})", t == exec::DType::BF16 ? "opal_ld_bf16" : "opal_ld_f16", at);
     };
+    auto load_slot = [&](int64_t k) {
+      const ir::Slot& s = g.slots[k];
+      const std::string at = idx(s.shape);
+      if (s.bf16) return fmt::format("opal_ld_bf16(sb{}[{}])", buf_of_slot(k), at);
+      if (s.q8) return fmt::format("opal_ld_q8(sb{}[{}], sb{}[({}) / {}])", buf_of_slot(k), at, buf_of_slot(s.scales), at, s.q8);
+      return fmt::format("sb{}[{}]", buf_of_slot(k), at);
+    };
     std::string out;
     for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
     for (ValueId v : K.body) {
@@ -214,9 +238,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       else if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
       else if (n.op == Op::Param) rhs = load(wt, exec::kParamBuffer);
       else if (n.op == Op::Grad) rhs = load(gt, exec::kGradBuffer);
-      else if (n.op == Op::StateRead)
-        rhs = g.slots[n.iattr].bf16 ? fmt::format("opal_ld_bf16(sb{}[{}])", buf_of_slot(n.iattr), idx(n.shape))
-                                    : fmt::format("sb{}[{}]", buf_of_slot(n.iattr), idx(n.shape));
+      else if (n.op == Op::StateRead) rhs = load_slot(n.iattr);
       else rhs = element_expr(g, v);
       out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
     }
@@ -241,6 +263,14 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
       } else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
       else {
+        // a q8 slot's value waits for its block (q8_loop quantizes it)
+        if (g.slots[n.iattr].q8) {
+          const std::string q = fmt::format("opal_q{}[{}]", buf_of_slot(n.iattr), q8_index());
+          if (n.op == Op::StateWriteIf)
+            out += fmt::format("{}{} = {} != 0.0f ? {} : {};  // {}\n", ind, q, operand(g, n.operands[1]), val, load_slot(n.iattr), comment(g, e));
+          else out += fmt::format("{}{} = {};  // {}\n", ind, q, val, comment(g, e));
+          continue;
+        }
         // a bf16 slot rounds its store, stochastically from a stream of its own (the tensor's id
         // mixed with the slot's index)
         const std::string at = idx(g.slots[n.iattr].shape);
@@ -253,7 +283,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), at, stored, comment(g, e));
       }
     }
-    return loop(K, out);  // a target may emit the body more than once
+    // a target may emit the body more than once
+    return q8_stores.empty() ? loop(K, out) : q8_loop(K, out, q8_stores);
   };
   // A loop storing bf16 is emitted twice, rounding stochastically and to nearest, so that the
   // common case computes no random bits at all.
@@ -294,6 +325,8 @@ std::string emit_program(const EmitInput& in, Target target) {
   std::unique_ptr<CEmitter> em = target == Target::Cpu ? make_cpu_emitter() : make_cuda_emitter();
   em->checked = in.check_finite;
   em->mixed = in.mixed;
+  for (const EmitRoute& r : in.routes)
+    for (const ir::Slot& s : r.plan->graph.slots) em->q8 = em->q8 || s.q8 != 0;
   std::string out = fmt::format("// Generated by Opal from optimizer `{}` for the {} target{}{}. Do not edit.\n", in.optimizer,
                                 target == Target::Cpu ? "cpu" : "cuda", in.check_finite ? ", with non-finite checks" : "",
                                 in.mixed ? ", for f32, bf16 and f16 parameters and gradients" : "");

@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "compiler/codegen/c_emitter.h"
 
@@ -20,8 +21,15 @@ class CEmitter {
   // f16: exec::DType), picked per tensor by `T.dt`, loading into f32 and rounding stores
   // (bf16 stochastically where T.dt says).
   bool mixed = false;
+  // Some slot is stored as q8: the prelude defines support/q8.h's table and functions.
+  bool q8 = false;
 
  protected:
+  // A q8 slot a kernel stores: its codes' and scales' buffers and its block size.
+  struct Q8Store {
+    size_t codes = 0, scales = 0;
+    int block = 0;
+  };
   virtual std::string signature(const std::string& name) const = 0;
   virtual std::string open_tensor() const = 0;  // binds `T` (and opens the per-tensor loop)
   virtual std::string close_tensor() const = 0;
@@ -29,6 +37,11 @@ class CEmitter {
   virtual std::string loop_close(const Kernel& k) const = 0;
   // The loop over a kernel's space around its body; by default loop_open + body + loop_close.
   virtual std::string loop(const Kernel& k, const std::string& body) const { return loop_open(k) + body + loop_close(k); }
+  // The loop of a kernel storing q8 slots (full space): over blocks of the largest block size,
+  // each element's value for slot `codes` kept in `opal_q<codes>[q8_index()]`, then each slot's
+  // blocks quantized (support/q8.h), its scales at element / block.
+  virtual std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const = 0;
+  virtual std::string q8_index() const = 0;
   virtual std::string restrict_kw() const = 0;
   virtual std::string accumulate(const std::string& lhs, const std::string& val) const = 0;
   virtual std::string accumulate_total(const std::string& acc, const std::string& buf, const std::string& val) const = 0;

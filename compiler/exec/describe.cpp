@@ -134,9 +134,10 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   const RouteStep& last = cr.path.back();
   r.pipeline = pipeline_text(last.optimizer->routes[last.route].pipeline);
   if (cr.path.size() > 1) r.pipeline = last.optimizer->name + ": " + r.pipeline;
-  for (const auto& s : g.slots)
-    r.slots.push_back(
-        {s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros, s.bf16 ? exec::DType::BF16 : exec::DType::F32});
+  for (const auto& s : g.slots) {
+    const exec::DType dt = s.bf16 ? exec::DType::BF16 : s.q8 && s.scales_of < 0 ? exec::DType::Q8 : exec::DType::F32;
+    r.slots.push_back({s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros, dt, uint32_t(s.q8)});
+  }
   for (ir::Shape s : plan.buffers) r.scratch.push_back(extent_of(s));
   ScalarCompiler sc(g);
   std::vector<signed char> memo(g.nodes.size(), -1);

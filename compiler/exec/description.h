@@ -144,7 +144,16 @@ struct Slot {
   Extent extent = Extent::Full;
   Init init = Init::Zeros;
   DType dtype = DType::F32;  // its storage (`state m: bf16`): the kernels widen loads, round stores
+  // A q8 slot (`state m: q8`): its codes (dtype Q8, one byte per element) and its scales (F32,
+  // one per block, named q8::scales_name of the codes' slot) both say the block's elements.
+  uint32_t block = 0;
+  bool is_scales() const { return block != 0 && dtype != DType::Q8; }
 };
+// A slot's elements per matrix: its extent's, or one per block for a q8 slot's scales.
+inline long long slot_count(const Slot& s, long long rows, long long cols) {
+  const long long n = dims_of(s.extent, rows, cols).count();
+  return s.is_scales() ? (n + s.block - 1) / s.block : n;
+}
 
 // ---- The schedule ---------------------------------------------------------------------------
 struct KernelLaunch {

@@ -15,8 +15,11 @@
 #include <cstddef>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "support/bf16.h"
 #include "support/half.h"
+#include "support/q8.h"
 
 // (C type, name) of each field of opal_tensor_t, in order.
 #define OPAL_TENSOR_FIELDS(X) \
@@ -25,12 +28,13 @@
 
 namespace opal::exec {
 
-// How a parameter or its gradient is stored. Arithmetic is f32 in registers whatever the
-// storage: loads widen, stores round (support/half.h).
-enum class DType : uint8_t { F32 = 0, BF16 = 1, F16 = 2 };
-inline constexpr DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};
-inline const char* dtype_name(DType d) { return d == DType::F32 ? "f32" : d == DType::BF16 ? "bf16" : "f16"; }
-inline size_t dtype_size(DType d) { return d == DType::F32 ? 4 : 2; }
+// How a parameter, its gradient or a state slot is stored. Arithmetic is f32 in registers
+// whatever the storage: loads widen, stores round (support/half.h). Q8 is a state slot's only:
+// blockwise 8-bit codes, with their scales in a slot of their own (support/q8.h).
+enum class DType : uint8_t { F32 = 0, BF16 = 1, F16 = 2, Q8 = 3 };
+inline constexpr DType kDTypes[] = {DType::F32, DType::BF16, DType::F16};  // of parameters and gradients
+inline const char* dtype_name(DType d) { return d == DType::F32 ? "f32" : d == DType::BF16 ? "bf16" : d == DType::F16 ? "f16" : "q8"; }
+inline size_t dtype_size(DType d) { return d == DType::F32 ? 4 : d == DType::Q8 ? 1 : 2; }
 // opal_tensor_t.dt: w's dtype in bits 0-1, g's in bits 2-3, bit 4 stochastic rounding of bf16
 // writes. Kernels of the f32 program ignore it (every tensor there is f32).
 inline constexpr int kStochasticBit = 16;
@@ -66,11 +70,9 @@ inline std::string bf16_body_c(const std::string& load_bits, const std::string& 
          store_bits + "\n  return x;\n";
 }
 
-// The 16-bit conversions and random keys of support/half.h as C text, given the definitions of
-// opal_f2u / opal_u2f and the qualifier of every function ("static inline", "__device__ static
-// inline").
-inline std::string half_c(const std::string& bit_casts, const std::string& qualifier) {
-  std::string body = OPAL_XSTR(OPAL_HALF_FUNCS(OPAL_Q));
+// A macro body's text (OPAL_XSTR) with each OPAL_Q replaced by a function qualifier
+// ("static inline", "__device__ static inline").
+inline std::string qualified_c(const std::string& body, const std::string& qualifier) {
   std::string out;
   for (size_t at = 0;;) {  // OPAL_Q: the qualifier
     size_t q = body.find("OPAL_Q", at);
@@ -79,7 +81,20 @@ inline std::string half_c(const std::string& bit_casts, const std::string& quali
     out += "\n" + qualifier;
     at = q + 6;
   }
-  return bit_casts + out + "\n";
+  return out + "\n";
+}
+// The 16-bit conversions and random keys of support/half.h as C text, given the definitions of
+// opal_f2u / opal_u2f and the qualifier of every function.
+inline std::string half_c(const std::string& bit_casts, const std::string& qualifier) {
+  return bit_casts + qualified_c(OPAL_XSTR(OPAL_HALF_FUNCS(OPAL_Q)), qualifier);
+}
+
+// The blockwise 8-bit code of support/q8.h as C text: its table (`table_decl`: the declaration
+// up to the name, e.g. "static const float") and its functions.
+inline std::string q8_c(const std::string& table_decl, const std::string& qualifier) {
+  std::string t = table_decl + " opal_q8_tab[512] = {";
+  for (size_t i = 0; i < q8::kTable.size(); ++i) t += fmt::format("{}{:a}f", i == 0 ? "\n  " : i % 8 ? ", " : ",\n  ", q8::kTable[i]);
+  return t + "};\n" + qualified_c(OPAL_XSTR(OPAL_Q8_FUNCS(OPAL_Q)), qualifier);
 }
 
 }  // namespace opal::exec

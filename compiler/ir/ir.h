@@ -71,6 +71,12 @@ struct Slot {
   bool identity = false;    // starts as the identity (`state Q = eye(rows)`), else zeros
   bool bf16 = false;        // stored as bf16 (`state m: bf16 = zeros`): loads widen, stores round
   bool stochastic = false;  // bf16 stores always round stochastically (a route's `state(bf16, stochastic)`)
+  // Stored as blockwise 8-bit codes (`state m: q8(256)`): the block size, else 0. Its scales are
+  // slot `scales`, added after every pass (no op names it: the kernels that load or store the
+  // codes address it), whose `scales_of` names this slot back.
+  int q8 = 0;
+  int scales = -1;
+  int scales_of = -1;
 };
 
 // A value worth naming when it goes non-finite: the gradient, each pipeline stage's output u

@@ -156,13 +156,18 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
         ctx.failed.insert(s.name);
         continue;
       }
-      if (!s.storage.empty() && s.storage != "f32" && s.storage != "bf16") {
-        std::string m = closest_match(s.storage, {"f32", "bf16"});
+      if (!s.storage.empty() && s.storage != "f32" && s.storage != "bf16" && s.storage != "q8") {
+        std::string m = closest_match(s.storage, {"f32", "bf16", "q8"});
         d_.report(DiagKind::UnknownName, s.storage_loc, fmt::format("unknown storage `{}` for state `{}`", s.storage, s.name),
-                  m.empty() ? "a state is stored as `f32` (the default) or `bf16`" : fmt::format("did you mean `{}`?", m));
+                  m.empty() ? "a state is stored as `f32` (the default), `bf16` or `q8`" : fmt::format("did you mean `{}`?", m));
       }
+      if (s.storage == "q8" && init.shape != Shape::Full)
+        d_.report(DiagKind::StorageMismatch, s.storage_loc,
+                  fmt::format("state `{}` has shape {}, and q8 stores parameter-shaped state", s.name, ir::shape_name(init.shape)),
+                  "store it as `f32` or `bf16`: q8 quantizes blocks of a parameter's elements");
       int slot = int(g_.slots.size());
       g_.slots.push_back({stage_key + "." + s.name, init.shape, s.name_loc, init.identity, s.storage == "bf16"});
+      if (s.storage == "q8" && init.shape == Shape::Full) g_.slots.back().q8 = s.storage_block;
       ValueId read = b_.add(Op::StateRead, init.shape, {}, slot, 0, s.name_loc);
       ValueId cur = read;
       if (init.value.valid()) {

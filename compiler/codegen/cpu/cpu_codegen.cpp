@@ -1,4 +1,6 @@
 // CPU target: plain C++ loops over each tensor, OpenMP-parallel and vectorizable.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "compiler/codegen/targets.h"
@@ -26,6 +28,7 @@ static inline float opal_bf16(float x) {
                "static inline unsigned int opal_f2u(float x) { unsigned int u; memcpy(&u, &x, 4); return u; }\n"
                "static inline float opal_u2f(unsigned int u) { float x; memcpy(&x, &u, 4); return x; }\n",
                "static inline") +
+           (q8 ? exec::q8_c("static const float", "static inline") : std::string()) +
            R"(static inline int opal_nonfinite(float x) {
   unsigned int b;
   memcpy(&b, &x, 4);
@@ -73,6 +76,27 @@ static inline float opal_bf16(float x) {
                              : "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
     return fmt::format("  if ({} < 65536) {{\n{}{}{}  }} else {{\n{}{}{}  }}\n", flat ? "n_e" : "numel", small, body, loop_close(k), loop_open(k),
                        body, loop_close(k));
+  }
+  std::string q8_index() const override { return "e - opal_e0"; }
+  std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const override {
+    int B = 0;
+    for (const Q8Store& q : stores) B = std::max(B, q.block);
+    const std::string chk = checked ? " reduction(|:opal_chk)" : "";
+    std::string inner = fmt::format("  for (long long opal_blk = 0; opal_blk < opal_nb; ++opal_blk) {{\n");
+    for (const Q8Store& q : stores) inner += fmt::format("    float opal_q{}[{}];\n", q.codes, B);
+    inner += fmt::format("    const long long opal_e0 = opal_blk * {0}, opal_e1 = opal_e0 + {0} < n_e ? opal_e0 + {0} : n_e;\n", B);
+    inner += "  #pragma omp simd" + chk + "\n  for (long long e = opal_e0; e < opal_e1; ++e) {\n";
+    if (k.indexed) inner += "    const long long i = e / cols, j = e % cols;\n";
+    inner += body + "  }\n";
+    for (const Q8Store& q : stores)
+      inner += fmt::format(
+          "    for (long long opal_s = opal_e0; opal_s < opal_e1; opal_s += {0})\n"
+          "      opal_q8_block(opal_q{1} + (opal_s - opal_e0), opal_e1 - opal_s < {0} ? opal_e1 - opal_s : {0}, sb{1} + opal_s, sb{2} + opal_s / {0});\n",
+          q.block, q.codes, q.scales);
+    inner += "  }\n";
+    std::string out = fmt::format("  const long long opal_nb = (n_e + {0}) / {1};  // blocks of {1}\n", B - 1, B);
+    if (k.serial) return out + inner;
+    return out + "  if (n_e < 65536) {\n" + inner + "  } else {\n  #pragma omp parallel for schedule(static)" + chk + "\n" + inner + "  }\n";
   }
   std::string restrict_kw() const override { return "__restrict__"; }
   std::string merge_flags() const override { return "  if (opal_chk) *T.chk |= opal_chk;\n"; }

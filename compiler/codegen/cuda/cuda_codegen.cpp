@@ -1,6 +1,8 @@
 // CUDA target: the same kernel bodies as `extern "C" __global__` grid-stride loops, one
 // blockIdx.y per tensor (so one launch updates every tensor of a route). Reductions use
 // atomics into buffers the runtime zeroes. Self-contained: NVRTC needs no headers.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "compiler/codegen/targets.h"
@@ -23,6 +25,7 @@ __device__ static inline float opal_bf16(float x) {
                "__device__ static inline unsigned int opal_f2u(float x) { return __float_as_uint(x); }\n"
                "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
                "__device__ static inline") +
+           (q8 ? exec::q8_c("__device__ const float", "__device__ static inline") : std::string()) +
            R"(__device__ static inline int opal_nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
 )" + randn_prelude("__device__ static inline") +
@@ -45,6 +48,50 @@ __device__ static inline float opal_bf16(float x) {
     return s;
   }
   std::string loop_close(const Kernel& k) const override { return k.domain == Domain::Full && k.indexed ? "    }\n  }\n" : "  }\n"; }
+  // One warp per block of B elements, lane l taking elements r * 32 + l (coalesced), each
+  // keeping its B / 32 values in registers; a slot's absmax and sign over each of its blocks are
+  // warp shuffles (opal_q8_join is order-free: the bytes equal the CPU's).
+  std::string q8_index() const override { return "opal_r"; }
+  std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const override {
+    int B = 0;
+    for (const Q8Store& q : stores) B = std::max(B, q.block);
+    const int R = B / 32;
+    std::string s = fmt::format(
+        "  const long long opal_nb = (n_e + {0}) / {1};  // blocks of {1}, a warp each\n"
+        "  const int opal_lane = threadIdx.x & 31;\n"
+        "  for (long long opal_blk = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; opal_blk < opal_nb;"
+        " opal_blk += ((long long)gridDim.x * blockDim.x) >> 5) {{\n",
+        B - 1, B);
+    for (const Q8Store& q : stores) s += fmt::format("    float opal_q{}[{}];\n", q.codes, R);
+    s += fmt::format("    #pragma unroll\n    for (int opal_r = 0; opal_r < {}; ++opal_r) {{\n", R);
+    s += fmt::format("    const long long e = opal_blk * {} + opal_r * 32 + opal_lane;\n", B);
+    for (const Q8Store& q : stores) s += fmt::format("    opal_q{}[opal_r] = 0.0f;\n", q.codes);
+    s += "    if (e < n_e) {\n";
+    if (k.indexed) s += "    const long long i = e / cols, j = e % cols;\n";
+    s += body + "    }\n    }\n";
+    for (const Q8Store& q : stores) {
+      const int r = q.block / 32;  // a warp's values per block of this slot
+      s += fmt::format(
+          "    #pragma unroll\n"
+          "    for (int opal_s = 0; opal_s < {0}; ++opal_s) {{  // {1}'s blocks of {2}\n"
+          "      float opal_a = 0.0f;\n      int opal_neg = 0;\n"
+          "      #pragma unroll\n"
+          "      for (int opal_r = opal_s * {3}; opal_r < (opal_s + 1) * {3}; ++opal_r) {{\n"
+          "        opal_a = opal_q8_join(opal_a, fabsf(opal_q{4}[opal_r]));\n        opal_neg |= opal_q{4}[opal_r] < 0.0f;\n      }}\n"
+          "      for (int opal_o = 16; opal_o > 0; opal_o >>= 1) {{\n"
+          "        opal_a = opal_q8_join(opal_a, __shfl_xor_sync(0xffffffffu, opal_a, opal_o));\n"
+          "        opal_neg |= __shfl_xor_sync(0xffffffffu, opal_neg, opal_o);\n      }}\n"
+          "      const long long opal_sb = opal_blk * {0} + opal_s;\n"
+          "      if (opal_sb * {2} < n_e) {{\n"
+          "        #pragma unroll\n"
+          "        for (int opal_r = opal_s * {3}; opal_r < (opal_s + 1) * {3}; ++opal_r) {{\n"
+          "          const long long opal_e = opal_blk * {5} + opal_r * 32 + opal_lane;\n"
+          "          if (opal_e < n_e) sb{4}[opal_e] = opal_q8_enc(opal_q{4}[opal_r], opal_a, opal_neg);\n        }}\n"
+          "        if (opal_lane == 0) sb{6}[opal_sb] = opal_neg ? -opal_a : opal_a;\n      }}\n    }}\n",
+          B / q.block, q.codes, q.block, r, q.codes, B, q.scales);
+    }
+    return s + "  }\n";
+  }
   std::string restrict_kw() const override { return "__restrict__"; }
   std::string merge_flags() const override { return "  if (opal_chk) atomicOr(T.chk, opal_chk);\n"; }
   std::string accumulate(const std::string& lhs, const std::string& val) const override { return fmt::format("atomicAdd(&{}, {});", lhs, val); }

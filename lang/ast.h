@@ -101,7 +101,7 @@ struct Route {
   // given (each `state` line decides).
   std::string storage;
   SourceLoc storage_loc;
-  int storage_block = 0;  // `state(q8(128))`
+  int storage_block = 0;    // `state(q8(128))`
   bool stochastic = false;  // `state(bf16, stochastic)`: its bf16 stores round stochastically, whatever the runtime says
   std::vector<Stage> pipeline;
   bool has(Kind k) const {

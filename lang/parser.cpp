@@ -177,7 +177,8 @@ class Parser {
     if (st.text == "q8" && accept(Tok::LParen)) {
       Token b = expect(Tok::Number, "giving the block size of `q8`");
       if (!q8::valid_block((long long)b.number) || b.number != double((long long)b.number)) {
-        d_.report(DiagKind::ExpectedToken, b.loc, fmt::format("`q8` takes a block size that is a power of two from {} to {}", q8::kMinBlock, q8::kMaxBlock),
+        d_.report(DiagKind::ExpectedToken, b.loc,
+                  fmt::format("`q8` takes a block size that is a power of two from {} to {}", q8::kMinBlock, q8::kMaxBlock),
                   fmt::format("the default is `q8` = `q8({})`", q8::kDefaultBlock));
         throw ParseError{};
       }

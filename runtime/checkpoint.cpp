@@ -248,13 +248,14 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       const auto saved_q8 = p.q8.find(name + "/" + slot);
       const auto spec_q8 = opt.state_blocks(name, slot);
       if ((t->second.dtype == "U8") != (saved_q8 != p.q8.end()))
-        throw fail(fmt::format("state `{}/{}` is {} but {} a q8 entry in the parameter table", name, slot, t->second.dtype,
-                               saved_q8 == p.q8.end() ? "has no" : "has"));
+        throw fail(fmt::format("state `{}/{}` is {} but {} in the parameter table", name, slot, t->second.dtype,
+                               saved_q8 == p.q8.end() ? "has no q8 entry" : "has a q8 entry"));
       if (saved_q8 != p.q8.end()) {  // codes: their scales and their tiling must be whole
         const auto [block, m] = saved_q8->second;
         auto sc = file.tensors.find(state_key(name, q8::scales_name(slot)));
         const size_t n = t->second.values.size();
-        if (sc == file.tensors.end()) throw fail(fmt::format("state `{}/{}` is saved as q8 codes without their scales `{}`", name, slot, q8::scales_name(slot)));
+        if (sc == file.tensors.end())
+          throw fail(fmt::format("state `{}/{}` is saved as q8 codes without their scales `{}`", name, slot, q8::scales_name(slot)));
         if (n % size_t(m) || sc->second.values.size() != n / size_t(m) * q8::blocks(size_t(m), block))
           throw fail(fmt::format("state `{}/{}` has {} q8 codes and {} scales, which blocks of {} over matrices of {} do not give", name, slot, n,
                                  sc->second.values.size(), block, m));
@@ -329,7 +330,8 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
       if (const std::string codes = codes_of(opt, name, slot); !codes.empty()) {
         auto c = tensors.find(state_key(name, codes));
         auto saved = p.q8.find(name + "/" + codes);
-        if (c != tensors.end() && c->second.shape == opt.state_shape(name, codes) && (saved == p.q8.end() || saved->second != opt.state_blocks(name, codes)))
+        if (c != tensors.end() && c->second.shape == opt.state_shape(name, codes) &&
+            (saved == p.q8.end() || saved->second != opt.state_blocks(name, codes)))
           continue;
       }
       auto t = tensors.find(state_key(name, slot));
@@ -340,10 +342,10 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
       auto saved = p.q8.find(name + "/" + slot);
       if (saved == p.q8.end() && !opt.state_blocks(name, slot).first) opt.write_state(name, slot, t->second.values);
       else if (saved != p.q8.end() && saved->second == opt.state_blocks(name, slot)) opt.write_state(name, slot, t->second.values);  // the same codes
-      else if (saved == p.q8.end()) opt.write_state_values(name, slot, t->second.values);  // quantized
+      else if (saved == p.q8.end()) opt.write_state_values(name, slot, t->second.values);                                            // quantized
       else
-        opt.write_state_values(name, slot,
-                               dequantize_saved(t->second, tensors.at(state_key(name, q8::scales_name(slot))), saved->second.first, saved->second.second));
+        opt.write_state_values(
+            name, slot, dequantize_saved(t->second, tensors.at(state_key(name, q8::scales_name(slot))), saved->second.first, saved->second.second));
     }
   }
   opt.set_step_count(p.report.step);

@@ -73,8 +73,7 @@ std::vector<float> Optimizer::Impl::read_f32(const void* src, DType dt, size_t n
     std::vector<float> words((n + 3) / 4);
     backend->download(words.data(), static_cast<const float*>(src), words.size());
     convert_host(v.data(), DType::F32, words.data(), dt, n);
-  }
-  else {
+  } else {
     float* tmp = backend->alloc(n);
     try {
       backend->convert(tmp, DType::F32, src, dt, n, {});
@@ -95,8 +94,7 @@ void Optimizer::Impl::write_f32(void* dst, DType dt, const float* src, size_t n)
     std::vector<float> words((n + 3) / 4, 0.f);
     convert_host(words.data(), dt, src, DType::F32, n);
     backend->upload(static_cast<float*>(dst), words.data(), words.size());
-  }
-  else {
+  } else {
     float* tmp = backend->alloc(n);
     try {
       backend->upload(tmp, src, n);

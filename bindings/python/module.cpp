@@ -26,14 +26,14 @@ struct Compiled {
   std::shared_ptr<const Executable> exe;  // built for the CPU
 };
 
-// A contiguous block of state owned by an optimizer (float32, or the 16-bit words of a bf16
-// slot, exposed as int16 for torch to view as bfloat16), through the buffer protocol; it keeps
-// the optimizer alive as long as any view of it is.
+// A contiguous block of state owned by an optimizer (float32, the 16-bit words of a bf16 slot
+// exposed as int16 for torch to view as bfloat16, or the bytes of a q8 slot's codes), through
+// the buffer protocol; it keeps the optimizer alive as long as any view of it is.
 struct StateView {
   std::shared_ptr<Optimizer> owner;
   void* data;
   size_t size;
-  bool words = false;  // 16-bit
+  size_t width = 4;  // bytes per element: 4, 2 or 1
 };
 
 struct Pending {
@@ -60,6 +60,7 @@ std::string dtype_code(const std::string& torch_dtype) {
   if (torch_dtype == "torch.float16") return "F16";
   if (torch_dtype == "torch.bfloat16") return "BF16";
   if (torch_dtype == "torch.float64") return "F64";
+  if (torch_dtype == "torch.uint8") return "U8";  // q8 codes
   return torch_dtype;
 }
 
@@ -165,7 +166,8 @@ PYBIND11_MODULE(_opal, m) {
       .def("__repr__", [](const Compiled& c) { return fmt::format("<opal.Compiled {}>", c.exe->desc->name); });
 
   py::class_<StateView>(m, "StateView", py::buffer_protocol()).def_buffer([](StateView& v) {
-    if (v.words) return py::buffer_info(v.data, 2, py::format_descriptor<int16_t>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(2)});
+    if (v.width == 1) return py::buffer_info(v.data, 1, py::format_descriptor<uint8_t>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(1)});
+    if (v.width == 2) return py::buffer_info(v.data, 2, py::format_descriptor<int16_t>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(2)});
     return py::buffer_info(v.data, sizeof(float), py::format_descriptor<float>::format(), 1, {py::ssize_t(v.size)}, {py::ssize_t(sizeof(float))});
   });
 
@@ -268,7 +270,7 @@ PYBIND11_MODULE(_opal, m) {
                throw Error(fmt::format("state `{}` of `{}` lives on {}: view it through its address", slot, name, o->describe_device()));
              size_t n = 1;
              for (int64_t d : o->state_shape(name, slot)) n *= size_t(d);
-             return StateView{o, o->state_data(name, slot), n, true};
+             return StateView{o, o->state_data(name, slot), n, exec::dtype_size(o->state_dtype(name, slot))};
            })
       .def("state_dtype", [](const Optimizer& o, const std::string& name,
                              const std::string& slot) { return std::string(exec::dtype_name(o.state_dtype(name, slot))); })
@@ -281,10 +283,15 @@ PYBIND11_MODULE(_opal, m) {
            [](const Optimizer& o) {
              SafetensorsFile f = checkpoint_of(o);
              py::dict tensors;
-             for (const auto& [k, t] : f.tensors) {  // (shape, bytes, "F32" or "BF16": as the slot is stored)
+             for (const auto& [k, t] : f.tensors) {  // (shape, bytes, "F32", "BF16", "F16" or "U8": as the slot is stored)
                if (t.dtype == "F32") {
                  tensors[py::str(k)] =
                      py::make_tuple(t.shape, py::bytes(reinterpret_cast<const char*>(t.values.data()), t.values.size() * 4), t.dtype);
+                 continue;
+               }
+               if (t.dtype == "U8") {  // q8 codes
+                 std::string bytes(t.values.begin(), t.values.end());
+                 tensors[py::str(k)] = py::make_tuple(t.shape, py::bytes(bytes), t.dtype);
                  continue;
                }
                std::string words(t.values.size() * 2, '\0');
@@ -318,6 +325,9 @@ PYBIND11_MODULE(_opal, m) {
                } else if (t.dtype == "BF16" || t.dtype == "F16") {
                  convert_host(t.values.data(), DType::F32, reinterpret_cast<const void*>(addr), t.dtype == "BF16" ? DType::BF16 : DType::F16,
                               size_t(numel));
+               } else if (t.dtype == "U8") {  // q8 codes
+                 const uint8_t* p = reinterpret_cast<const uint8_t*>(addr);
+                 t.values.assign(p, p + numel);
                } else if (t.dtype == "F64") {
                  const double* p = reinterpret_cast<const double*>(addr);
                  for (int64_t i = 0; i < numel; ++i) t.values[size_t(i)] = float(p[i]);

@@ -222,8 +222,8 @@ std::string print_route(const Description& d, size_t ri) {
   s += "  buffers: b0 w:full, b1 g:full";
   for (size_t i = 0; i < r.slots.size(); ++i)
     s += fmt::format(", b{} {}:{}{}{}", kFirstSlotBuffer + i, r.slots[i].name, extent_name(r.slots[i].extent),
-                     r.slots[i].dtype == DType::Q8 ? fmt::format(":q8({})", r.slots[i].block)
-                     : r.slots[i].is_scales()      ? fmt::format(":per{}", r.slots[i].block)
+                     r.slots[i].dtype == DType::Q8    ? fmt::format(":q8({})", r.slots[i].block)
+                     : r.slots[i].is_scales()         ? fmt::format(":per{}", r.slots[i].block)
                      : r.slots[i].dtype == DType::F32 ? ""
                                                       : fmt::format(":{}", dtype_name(r.slots[i].dtype)),
                      r.slots[i].init == Init::Identity ? "=eye" : "");

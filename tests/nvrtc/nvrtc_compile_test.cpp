@@ -81,6 +81,27 @@ TEST_CASE("state stored as bf16 compiles for CUDA, f32 and mixed, rounding to ne
   }
 }
 
+TEST_CASE("q8 state compiles for CUDA: warp-per-block quantization, every block size, f32 and mixed, with checks") {
+  // a q8(64) slot and a q8(256) one stored by the same kernel (the warp quantizes the smaller
+  // blocks in sub-blocks), an indexed kernel (row statistics) storing q8, and a route's state(q8)
+  const char* spec =
+      "component two() {\n  state m: q8(64) = zeros\n  state v: q8 = zeros\n  m = 0.9 * m + 0.1 * u\n  v = 0.99 * v + 0.01 * u * u\n"
+      "  u = m / (sqrt(v) + 1e-8)\n}\n"
+      "component rowq() {\n  state r = zeros(rows)\n  state m: q8(32) = zeros\n  r = row_sum(u * u)\n  m = u / (sqrt(r) + 1)\n  u = m\n}\n"
+      "optimizer o(lr = 1e-2) {\n  matrix: two -> rowq -> scale(lr)\n  other state(q8(4096)): adamw(lr = lr)\n}\n";
+  auto c = compile_spec({spec, "", ""});
+  for (bool mixed : {false, true})
+    for (bool checked : {false, true}) {
+      std::string src = emit_optimizer(*c, Target::Cuda, checked, mixed);
+      CHECK(src.find("__shfl_xor_sync(0xffffffffu, opal_a, opal_o)") != std::string::npos);
+      CHECK(src.find("opal_ld_q8(sb") != std::string::npos);
+      CHECK(src.find("__device__ const float opal_q8_tab[512]") != std::string::npos);
+      cuda::NvrtcOutput out = cuda::nvrtc_compile(src, "compute_90", false);
+      INFO((mixed ? "mixed" : "f32") << (checked ? " checked" : "") << ":\n" << out.log);
+      CHECK(out.ok);
+    }
+}
+
 TEST_CASE("the CUDA backend's helper kernels compile to CUBINs for sm_80 and sm_90") {
   for (const char* arch : {"sm_80", "sm_90"}) {
     cuda::NvrtcOutput out = cuda::nvrtc_compile(cuda::helpers_source(), arch, false);

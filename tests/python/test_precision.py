@@ -146,5 +146,71 @@ class Bf16State(unittest.TestCase):
         self.assertTrue(torch.equal(opt.state[w]["mom16.m"], opt32.state[w32]["mom16.m"].bfloat16()))
 
 
+class Q8State(unittest.TestCase):
+    """Blockwise 8-bit state (`state(q8)`): the codes are live uint8 views, the scales float32
+    slots of their own; state_dicts keep both and convert to and from f32 state."""
+
+    SPEC = "optimizer o(lr = 1e-2) {\n  other state(q8): adamw(lr = lr, wd = 0)\n}\n"
+
+    def test_views_and_state_dicts(self):
+        torch.manual_seed(0)
+        w = nn.Parameter(torch.randn(30, 20))
+        opt = Optimizer([("w", w)], spec=self.SPEC)
+        w.grad = torch.randn(30, 20)
+        opt.step()
+        codes, scales = opt.state[w]["adapt.v"], opt.state[w]["adapt.v.absmax"]
+        self.assertEqual((codes.dtype, tuple(codes.shape)), (torch.uint8, (30, 20)))
+        self.assertEqual((scales.dtype, tuple(scales.shape)), (torch.float32, (3,)))  # 600 elements, blocks of 256
+        self.assertTrue(bool((scales > 0).all()))  # second moments: the unsigned code
+        before = codes.clone()
+        w.grad = 3 * torch.randn(30, 20)
+        opt.step()
+        self.assertFalse(torch.equal(before, codes))  # live
+        sd = opt.state_dict()
+        self.assertEqual(sd["state"]["w"]["momentum.m"].dtype, torch.uint8)
+        # into f32 state: the values the codes stand for (v dequantized, close to the f32 run's)
+        w32 = nn.Parameter(w.detach().clone())
+        opt32 = Optimizer([("w", w32)], spec=self.SPEC.replace(" state(q8)", ""))
+        opt32.load_state_dict(sd)
+        self.assertTrue(any("(q8(256) -> F32)" in c for c in opt32.last_load_reports[0]["converted"]))
+        v = opt32.state[w32]["adapt.v"]
+        self.assertEqual(v.dtype, torch.float32)
+        self.assertTrue(bool((v > 0).all()))
+        # and back: quantized again to the same codes
+        opt.load_state_dict(opt32.state_dict())
+        self.assertTrue(torch.equal(opt.state[w]["adapt.v"], sd["state"]["w"]["adapt.v"]))
+        # codes that are not uint8 are refused, and nothing changes
+        bad = opt.state_dict()
+        bad["state"]["w"]["adapt.v"] = bad["state"]["w"]["adapt.v"].float()
+        with self.assertRaises(Exception) as e:
+            opt.load_state_dict(bad)
+        self.assertIn("adapt.v", str(e.exception))
+        self.assertTrue(torch.equal(opt.state[w]["adapt.v"], sd["state"]["w"]["adapt.v"]))
+
+    def test_q8_adamw_tracks_f32_adamw_on_a_model(self):
+        def train(spec):
+            torch.manual_seed(1)
+            model = nn.Sequential(nn.Linear(32, 64), nn.Tanh(), nn.Linear(64, 1))
+            opt = Optimizer(model, spec=spec, lr=3e-3)
+            gen = torch.Generator().manual_seed(2)
+            x = torch.randn(512, 32, generator=gen)
+            y = torch.sin(x[:, :1] * 2) + x[:, 1:2] * x[:, 2:3]
+            losses = []
+            for _ in range(200):
+                loss = ((model(x) - y) ** 2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+            return losses
+        # the model fits its data: the losses fall exponentially, and q8 state reaches each level
+        # the f32 run reaches within a tenth more steps
+        f32, q8 = train(self.SPEC.replace(" state(q8)", "")), train(self.SPEC)
+        self.assertLess(q8[-1], 1e-3 * q8[0])
+        for s in (40, 80, 120, 160):
+            reached = next((i for i, x in enumerate(q8) if x <= f32[s]), len(q8))
+            self.assertLessEqual(reached, s + s // 10, f"f32 reached {f32[s]} at step {s}")
+
+
 if __name__ == "__main__":
     unittest.main()

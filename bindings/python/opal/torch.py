@@ -365,12 +365,15 @@ class Optimizer(torch.optim.Optimizer):
         """A live, zero-copy view of one state slot (host memory, or CUDA memory through
         __cuda_array_interface__)."""
         shape = engine.state_shape(name, slot)
-        words = engine.state_dtype(name, slot) == "bf16"  # `state m: bf16`: 16-bit words, viewed as bfloat16
+        # `state m: bf16`: 16-bit words, viewed as bfloat16; `state m: q8`: its codes, uint8
+        storage = engine.state_dtype(name, slot)
+        words = storage == "bf16"
+        typestr, dtype = ("<i2", torch.int16) if words else ("|u1", torch.uint8) if storage == "q8" else ("<f4", torch.float32)
         if engine.device.startswith("cuda"):
             ordinal = int(engine.device.split()[0].split(":")[1])
-            t = torch.as_tensor(_CudaBlock(engine, engine.state_address(name, slot), shape, "<i2" if words else "<f4"), device=f"cuda:{ordinal}")
+            t = torch.as_tensor(_CudaBlock(engine, engine.state_address(name, slot), shape, typestr), device=f"cuda:{ordinal}")
         else:
-            t = torch.frombuffer(engine.state_view(name, slot), dtype=torch.int16 if words else torch.float32).view(shape)
+            t = torch.frombuffer(engine.state_view(name, slot), dtype=dtype).view(shape)
         return t.view(torch.bfloat16) if words else t
 
     def _sync_shown(self, index, where):
@@ -556,8 +559,9 @@ class Optimizer(torch.optim.Optimizer):
             meta, tensors = engine.export_state()
             for key, (shape, raw, dtype) in tensors.items():
                 name, slot = key[len("state/"):].rsplit("/", 1)
-                t = torch.frombuffer(bytearray(raw), dtype=torch.float32 if dtype == "F32" else torch.int16).view(shape)
-                state.setdefault(name, {})[slot] = t if dtype == "F32" else t.view(torch.bfloat16 if dtype == "BF16" else torch.float16)
+                as_stored = {"F32": torch.float32, "U8": torch.uint8}.get(dtype, torch.int16)
+                t = torch.frombuffer(bytearray(raw), dtype=as_stored).view(shape)
+                state.setdefault(name, {})[slot] = t if as_stored != torch.int16 else t.view(torch.bfloat16 if dtype == "BF16" else torch.float16)
             g = {k: v for k, v in group.items() if k not in ("params", "opal")}
             g["params"] = list(range(index, index + len(group["params"])))
             g["opal"] = meta

@@ -73,7 +73,7 @@ __device__ static inline float opal_bf16(float x) {
       const int r = q.block / 32;  // a warp's values per block of this slot
       s += fmt::format(
           "    #pragma unroll\n"
-          "    for (int opal_s = 0; opal_s < {0}; ++opal_s) {{  // {1}'s blocks of {2}\n"
+          "    for (int opal_s = 0; opal_s < {0}; ++opal_s) {{  // sb{1}'s blocks of {2}\n"
           "      float opal_a = 0.0f;\n      int opal_neg = 0;\n"
           "      #pragma unroll\n"
           "      for (int opal_r = opal_s * {3}; opal_r < (opal_s + 1) * {3}; ++opal_r) {{\n"

@@ -6,6 +6,7 @@
 //   f32:          w, g, m, v f32                     28 B/param (read w g m v, write w m v)
 //   bf16 params:  w, g bf16, m, v f32                22 B/param
 //   all bf16:     w, g, m, v bf16 (`state m: bf16`)  14 B/param
+//   q8 state:     w, g bf16, m, v q8 (`state m: q8`) 10 B/param, and a scale per 256 (0.06 B)
 //   cmake --build build --target bench_cpu_precision && ./build/bench/bench_cpu_precision
 #include <algorithm>
 #include <chrono>
@@ -75,8 +76,8 @@ int main() {
     const char* storage;
     double bytes_per_param;
   };
-  for (const Model& m :
-       {Model{"f32", opal::DType::F32, "", 28}, Model{"bf16 params", opal::DType::BF16, "", 22}, Model{"all bf16", opal::DType::BF16, "bf16", 14}}) {
+  for (const Model& m : {Model{"f32", opal::DType::F32, "", 28}, Model{"bf16 params", opal::DType::BF16, "", 22},
+                         Model{"all bf16", opal::DType::BF16, "bf16", 14}, Model{"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256}}) {
     std::vector<opal::ParamDesc> params;
     for (size_t i = 0; i < shapes.size(); ++i) {
       opal::ParamDesc p{"p" + std::to_string(i), shapes[i]};

@@ -11,34 +11,57 @@
 // scale is its absmax, stored negated for the signed code, so a reader needs nothing else. A
 // block holding a NaN or an infinity has a non-finite scale and reads back non-finite.
 //
-//   opal_q8_tab[512]           the codes' values: [0, 256) signed, [256, 512) unsigned, ascending
-//   opal_q8_code(tab, x)       the code of tab nearest x (ties to the lower), by binary search
-//   opal_ld_q8(c, s)           code c of a block with scale s -> float
-//   opal_q8_join(a, b)         the max of two absmaxes, NaN-sticky (order-free: CPU loops and
-//                              CUDA warp shuffles agree)
-//   opal_q8_enc(x, a, neg)     the code of x in a block of absmax a (neg: it has a negative value)
+//   opal_q8_tab[512]        the codes' values: [0, 256) signed, [256, 512) unsigned, ascending
+//   opal_q8_enc(x, r, neg)  the code of x in a block with 1/absmax r (opal_q8_inv) and a negative
+//                           value (neg: the signed code) or none: the nearest value to x * r,
+//                           ties toward zero; the signed code mirrors its positive half
+//                           (-1, absent from it, takes the code of -0.993)
+//   opal_ld_q8(c, s)        code c of a block with scale s -> float
+//   opal_q8_mag(x)          |x|'s bits, ordered as |x| is, a NaN above all: the absmax is
+//   opal_q8_join(a, b)      their max (an integer max: NaN-sticky, order-free, so CPU loops and
+//                           CUDA warp shuffles agree, and it vectorizes)
 //   opal_q8_block(q, n, c, s)  quantizes n values: codes into c[0..n), the scale into *s
+//
+// Finding the nearest code costs two compares, not a binary search: the float's top 16 bits
+// (exponent and 7 mantissa bits) index a bucket table (opal_q8_bkt) holding the code of the
+// bucket's lower edge, and a bucket spans at most two midpoints (opal_q8_mid) of the codes: a
+// bucket is 2^-7 wide relatively, and neighbouring codes lie at least 0.7% apart. Below 2^-23
+// (under half the smallest code) everything is code 0.
 #pragma once
 #include <algorithm>
 #include <array>
+#include <bit>
+#include <cstdint>
 #include <string>
 
-// No `//` comments inside: the body is also emitted as text (OPAL_XSTR), on one line.
+// No `//` comments inside: the body is also emitted as text (OPAL_XSTR), on one line. The
+// includer defines opal_f2u and opal_u2f (support/half.h) and the tables below.
 // clang-format off
 #define OPAL_Q8_FUNCS(Q) \
-Q unsigned char opal_q8_code(const float* tab, float x) { \
-  int lo = 0; \
-  for (int k = 128; k > 0; k >>= 1) if (tab[lo + k] <= x) lo += k; \
-  const int hi = lo < 255 ? lo + 1 : 255; \
-  return (unsigned char)(x - tab[lo] <= tab[hi] - x ? lo : hi); } \
+Q int opal_q8_pos(const float* mid, const int* bkt, float ay) { \
+  const int b = (int)(opal_f2u(ay) >> 16) - OPAL_Q8_BUCKET0; \
+  int c = bkt[b < 0 ? 0 : b > OPAL_Q8_BUCKETS - 1 ? OPAL_Q8_BUCKETS - 1 : b]; \
+  c += ay > mid[c]; \
+  c += ay > mid[c]; \
+  return b < 0 ? 0 : c; } \
+Q unsigned char opal_q8_code(const float* mid, const int* bkt, float y, int neg) { \
+  const int p = opal_q8_pos(mid, bkt, opal_u2f(opal_f2u(y) & 0x7fffffffu)); \
+  const int s = y < 0.0f ? 127 - (p < 127 ? p : 127) : 127 + p; \
+  return (unsigned char)(neg ? s : p); } \
+Q unsigned char opal_q8_enc(float x, float r, int neg) { \
+  return opal_q8_code(neg ? opal_q8_mid : opal_q8_mid + 129, neg ? opal_q8_bkt : opal_q8_bkt + OPAL_Q8_BUCKETS, x * r, neg); } \
 Q float opal_ld_q8(unsigned char c, float s) { return s >= 0.0f ? opal_q8_tab[256 + c] * s : opal_q8_tab[c] * -s; } \
-Q float opal_q8_join(float a, float b) { return (a != a || b != b) ? a + b : (a > b ? a : b); } \
-Q unsigned char opal_q8_enc(float x, float a, int neg) { return a > 0.0f ? opal_q8_code(neg ? opal_q8_tab : opal_q8_tab + 256, x / a) : (unsigned char)0; } \
-Q void opal_q8_block(const float* q, long long n, unsigned char* c, float* s) { \
-  float a = 0.0f; \
+Q unsigned int opal_q8_mag(float x) { return opal_f2u(x) & 0x7fffffffu; } \
+Q unsigned int opal_q8_join(unsigned int a, unsigned int b) { return a > b ? a : b; } \
+Q float opal_q8_inv(float a) { return a > 0.0f ? 1.0f / a : 0.0f; } \
+Q void opal_q8_block(const float* __restrict__ q, long long n, unsigned char* __restrict__ c, float* __restrict__ s) { \
+  unsigned int m = 0u; \
   int neg = 0; \
-  for (long long k = 0; k < n; ++k) { a = opal_q8_join(a, q[k] < 0.0f ? -q[k] : q[k]); neg |= q[k] < 0.0f; } \
-  for (long long k = 0; k < n; ++k) c[k] = opal_q8_enc(q[k], a, neg); \
+  for (long long k = 0; k < n; ++k) { m = opal_q8_join(m, opal_q8_mag(q[k])); neg |= q[k] < 0.0f; } \
+  const float a = opal_u2f(m), r = opal_q8_inv(a); \
+  const float* __restrict__ mid = neg ? opal_q8_mid : opal_q8_mid + 129; \
+  const int* __restrict__ bkt = neg ? opal_q8_bkt : opal_q8_bkt + OPAL_Q8_BUCKETS; \
+  for (long long k = 0; k < n; ++k) c[k] = opal_q8_code(mid, bkt, q[k] * r, neg); \
   *s = neg ? -a : a; }
 // clang-format on
 
@@ -81,7 +104,45 @@ constexpr std::array<float, 512> make_table() {
   return t;
 }
 inline constexpr std::array<float, 512> kTable = make_table();
+
+// The positive halves searched for the nearest code: the signed code from its 0 up (129 values,
+// 1 included), the unsigned code (256). Midpoint k lies between value k and k + 1, in double
+// rounded once; past the last value, +inf.
+inline constexpr size_t kSignedHalf = 129;
+constexpr std::array<float, 385> make_midpoints() {
+  std::array<float, 385> m{};
+  for (size_t k = 0; k < kSignedHalf; ++k)
+    m[k] = k + 1 < kSignedHalf ? static_cast<float>((double(kTable[127 + k]) + double(kTable[128 + k])) / 2) : __builtin_huge_valf();
+  for (size_t k = 0; k < 256; ++k)
+    m[kSignedHalf + k] = k + 1 < 256 ? static_cast<float>((double(kTable[256 + k]) + double(kTable[257 + k])) / 2) : __builtin_huge_valf();
+  return m;
+}
+inline constexpr std::array<float, 385> kMidpoints = make_midpoints();
+
+// Bucket b holds the floats whose top 16 bits are OPAL_Q8_BUCKET0 + b: from 2^-23 to 1.
+#define OPAL_Q8_BUCKET0 13312
+#define OPAL_Q8_BUCKETS 2945
+// (int, not bytes: a vector gather loads 32-bit lanes)
+constexpr std::array<int, 2 * OPAL_Q8_BUCKETS> make_buckets() {
+  std::array<int, 2 * OPAL_Q8_BUCKETS> t{};
+  for (size_t half = 0; half < 2; ++half) {
+    const float* mid = kMidpoints.data() + (half ? kSignedHalf : 0);
+    for (size_t b = 0; b < OPAL_Q8_BUCKETS; ++b) {
+      const float edge = std::bit_cast<float>(uint32_t((OPAL_Q8_BUCKET0 + b) << 16));
+      unsigned c = 0;
+      while (mid[c] < edge) ++c;
+      t[half * OPAL_Q8_BUCKETS + b] = int(c);
+    }
+  }
+  return t;
+}
+inline constexpr std::array<int, 2 * OPAL_Q8_BUCKETS> kBuckets = make_buckets();
+
+inline unsigned int opal_f2u(float x) { return std::bit_cast<unsigned int>(x); }
+inline float opal_u2f(unsigned int u) { return std::bit_cast<float>(u); }
 inline constexpr const float* opal_q8_tab = kTable.data();
+inline constexpr const float* opal_q8_mid = kMidpoints.data();
+inline constexpr const int* opal_q8_bkt = kBuckets.data();
 
 OPAL_Q8_FUNCS(inline)
 

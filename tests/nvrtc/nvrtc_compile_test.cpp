@@ -93,7 +93,7 @@ TEST_CASE("q8 state compiles for CUDA: warp-per-block quantization, every block 
   for (bool mixed : {false, true})
     for (bool checked : {false, true}) {
       std::string src = emit_optimizer(*c, Target::Cuda, checked, mixed);
-      CHECK(src.find("__shfl_xor_sync(0xffffffffu, opal_a, opal_o)") != std::string::npos);
+      CHECK(src.find("__shfl_xor_sync(0xffffffffu, opal_m, opal_o)") != std::string::npos);
       CHECK(src.find("opal_ld_q8(sb") != std::string::npos);
       CHECK(src.find("__device__ const float opal_q8_tab[512]") != std::string::npos);
       cuda::NvrtcOutput out = cuda::nvrtc_compile(src, "compute_90", false);

@@ -3,6 +3,7 @@
 // and reports at the real storage; conversions between q8, bf16 and f32 state on load.
 #include <doctest/doctest.h>
 
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -97,8 +98,34 @@ TEST_CASE("the dynamic code: bitsandbytes' signed and unsigned maps, ascending, 
   for (int i = 0; i < 255; ++i) CHECK(s[i] == -s[254 - i]);  // symmetric about 0 (but for 1)
   // every code is its own nearest value
   for (int i = 0; i < 256; ++i) {
-    CHECK(q8::opal_q8_code(s, s[i]) == i);
-    CHECK(q8::opal_q8_code(u, u[i]) == i);
+    CHECK(q8::opal_q8_enc(u[i], 1.f, 0) == i);
+    if (i < 255) CHECK(q8::opal_q8_enc(s[i], 1.f, 1) == i);
+  }
+  CHECK(q8::opal_q8_enc(1.f, 1.f, 1) == 255);
+  CHECK(q8::opal_q8_enc(-1.f, 1.f, 1) == 0);  // -1 has no code: -0.993's
+}
+
+TEST_CASE("the bucket search finds the nearest code, ties toward zero, as a full search does") {
+  // every midpoint, the floats beside it, every bucket's edges, and log-uniform samples
+  for (size_t half = 0; half < 2; ++half) {
+    const float* mid = q8::opal_q8_mid + (half ? q8::kSignedHalf : 0);
+    const int* bkt = q8::opal_q8_bkt + (half ? OPAL_Q8_BUCKETS : 0);
+    const size_t n = half ? 256 : q8::kSignedHalf;
+    std::vector<float> xs = {0.f, 1.f, 1e-30f, 1.0000001f};
+    for (size_t k = 0; k + 1 < n; ++k)
+      for (float x : {mid[k], std::nextafter(mid[k], 0.f), std::nextafter(mid[k], 2.f)}) xs.push_back(x);
+    for (uint32_t b = 0; b < OPAL_Q8_BUCKETS; ++b)
+      for (uint32_t bits : {(OPAL_Q8_BUCKET0 + b) << 16, ((OPAL_Q8_BUCKET0 + b) << 16) | 0xffffu}) xs.push_back(std::bit_cast<float>(bits));
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<float> lg(-25.f, 0.f);
+    for (int i = 0; i < 100000; ++i) xs.push_back(std::min(1.f, std::exp2(lg(rng))));
+    for (float x : xs) {
+      int want = 0;
+      while (size_t(want) + 1 < n && mid[want] < x) ++want;
+      CAPTURE(x);
+      CAPTURE(half);
+      REQUIRE(q8::opal_q8_pos(mid, bkt, x) == want);
+    }
   }
 }
 

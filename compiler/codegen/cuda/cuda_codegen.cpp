@@ -25,7 +25,7 @@ __device__ static inline float opal_bf16(float x) {
                "__device__ static inline unsigned int opal_f2u(float x) { return __float_as_uint(x); }\n"
                "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
                "__device__ static inline") +
-           (q8 ? exec::q8_c("__device__ const float", "__device__ static inline") : std::string()) +
+           (q8 ? exec::q8_c("__device__ const", "__device__ static inline") : std::string()) +
            R"(__device__ static inline int opal_nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
 )" + randn_prelude("__device__ static inline") +
@@ -74,19 +74,20 @@ __device__ static inline float opal_bf16(float x) {
       s += fmt::format(
           "    #pragma unroll\n"
           "    for (int opal_s = 0; opal_s < {0}; ++opal_s) {{  // sb{1}'s blocks of {2}\n"
-          "      float opal_a = 0.0f;\n      int opal_neg = 0;\n"
+          "      unsigned int opal_m = 0u;\n      int opal_neg = 0;\n"
           "      #pragma unroll\n"
           "      for (int opal_r = opal_s * {3}; opal_r < (opal_s + 1) * {3}; ++opal_r) {{\n"
-          "        opal_a = opal_q8_join(opal_a, fabsf(opal_q{4}[opal_r]));\n        opal_neg |= opal_q{4}[opal_r] < 0.0f;\n      }}\n"
+          "        opal_m = opal_q8_join(opal_m, opal_q8_mag(opal_q{4}[opal_r]));\n        opal_neg |= opal_q{4}[opal_r] < 0.0f;\n      }}\n"
           "      for (int opal_o = 16; opal_o > 0; opal_o >>= 1) {{\n"
-          "        opal_a = opal_q8_join(opal_a, __shfl_xor_sync(0xffffffffu, opal_a, opal_o));\n"
+          "        opal_m = opal_q8_join(opal_m, __shfl_xor_sync(0xffffffffu, opal_m, opal_o));\n"
           "        opal_neg |= __shfl_xor_sync(0xffffffffu, opal_neg, opal_o);\n      }}\n"
           "      const long long opal_sb = opal_blk * {0} + opal_s;\n"
+          "      const float opal_a = opal_u2f(opal_m), opal_inv = opal_q8_inv(opal_a);\n"
           "      if (opal_sb * {2} < n_e) {{\n"
           "        #pragma unroll\n"
           "        for (int opal_r = opal_s * {3}; opal_r < (opal_s + 1) * {3}; ++opal_r) {{\n"
           "          const long long opal_e = opal_blk * {5} + opal_r * 32 + opal_lane;\n"
-          "          if (opal_e < n_e) sb{4}[opal_e] = opal_q8_enc(opal_q{4}[opal_r], opal_a, opal_neg);\n        }}\n"
+          "          if (opal_e < n_e) sb{4}[opal_e] = opal_q8_enc(opal_q{4}[opal_r], opal_inv, opal_neg);\n        }}\n"
           "        if (opal_lane == 0) sb{6}[opal_sb] = opal_neg ? -opal_a : opal_a;\n      }}\n    }}\n",
           B / q.block, q.codes, q.block, r, q.codes, B, q.scales);
     }

@@ -107,7 +107,7 @@ std::string report_markdown(const AblateResult& r, const std::vector<CellSummary
   md += fmt::format(
       "\"Adam steps\": the fraction of {}'s steps after which the cell's mean validation curve first reaches {}'s final loss "
       "(interpolated between evaluations; \"> 1.0\": never within the run). Wall time is per run, relative to {}. "
-      "State memory: the optimizer state of the whole model, in bytes at each slot's storage (4 for f32, 2 for bf16).\n",
+      "State memory: the optimizer state of the whole model, in bytes at each slot's storage (4 for f32, 2 for bf16, 1 for q8 and 4 per block for its scales).\n",
       baseline.empty() ? "the baseline" : baseline, baseline.empty() ? "the baseline" : baseline, baseline.empty() ? "the baseline" : baseline);
   if (!r.warnings.empty()) {
     md += "\nWarnings:\n";

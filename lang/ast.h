@@ -103,6 +103,7 @@ struct Route {
   SourceLoc storage_loc;
   int storage_block = 0;    // `state(q8(128))`
   bool stochastic = false;  // `state(bf16, stochastic)`: its bf16 stores round stochastically, whatever the runtime says
+  bool master = false;      // `state(bf16, master)`: each 16-bit parameter keeps an f32 master copy in its state
   std::vector<Stage> pipeline;
   bool has(Kind k) const {
     for (const Term& t : terms)

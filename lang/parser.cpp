@@ -11,7 +11,7 @@
 //   optimizer := 'optimizer' IDENT params '{' route* '}'
 //   fn        := 'fn' IDENT params '=' expr
 //   params    := '(' [IDENT ['=' expr] {',' ...}] ')'
-//   storage   := 'f32' | 'bf16' | 'q8' ['(' NUMBER ')']   (also a route's `state(storage [, stochastic])`)
+//   storage   := 'f32' | 'bf16' | 'q8' ['(' NUMBER ')']   (also a route's `state(storage {, stochastic | master})`)
 //   stmt      := 'state' IDENT [':' storage] '=' expr | 'let' IDENT '=' expr | IDENT '=' expr   (';' optional)
 //              | 'every' '(' expr ')' '{' stmt* '}'       a refresh block ('every', 'when' and
 //              | 'when' '(' expr ')' '{' stmt* '}'        'inverse' are contextual words)
@@ -255,12 +255,14 @@ class Parser {
       r.storage = st.name;
       r.storage_loc = st.loc;
       r.storage_block = st.block;
-      if (accept(Tok::Comma)) {
-        Token rounding = expect(Tok::Ident, "naming the rounding (`stochastic`)");
-        if (rounding.text != "stochastic" || st.name != "bf16")
-          d_.report(DiagKind::UnknownName, rounding.loc, fmt::format("unknown option `{}` of `state({}, ...)`", rounding.text, st.name),
-                    "`state(bf16, stochastic)` rounds the route's bf16 stores stochastically");
-        r.stochastic = true;
+      while (accept(Tok::Comma)) {  // options: `stochastic` (bf16), `master`
+        Token opt = expect(Tok::Ident, "naming an option (`stochastic`, `master`)");
+        if (opt.text == "master") r.master = true;
+        else if (opt.text == "stochastic" && st.name == "bf16") r.stochastic = true;
+        else
+          d_.report(DiagKind::UnknownName, opt.loc, fmt::format("unknown option `{}` of `state({}, ...)`", opt.text, st.name),
+                    "`state(bf16, stochastic)` rounds the route's bf16 stores stochastically; `state(..., master)` keeps an f32 master "
+                    "copy of each 16-bit parameter");
       }
       expect(Tok::RParen, "to close `state(`");
     }

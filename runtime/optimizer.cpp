@@ -97,6 +97,7 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     impl_->tensors.emplace_back();  // owned by impl_ from here: released even if a later parameter fails
     Impl::Tensor& t = impl_->tensors.back();
     t.desc = p;
+    t.desc.master = p.master || route.master;  // the spec's `state(..., master)`
     t.route = rp.route;
     t.rows = rp.view.rows;
     t.cols = rp.view.cols;

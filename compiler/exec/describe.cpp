@@ -134,6 +134,8 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   const RouteStep& last = cr.path.back();
   r.pipeline = pipeline_text(last.optimizer->routes[last.route].pipeline);
   if (cr.path.size() > 1) r.pipeline = last.optimizer->name + ": " + r.pipeline;
+  for (const RouteStep& s : cr.path)  // the innermost `state(...)` decides, as for the storage
+    if (const Route& rt = s.optimizer->routes[s.route]; !rt.storage.empty()) r.master = rt.master;
   for (const auto& s : g.slots) {
     const exec::DType dt = s.bf16 ? exec::DType::BF16 : s.q8 && s.scales_of < 0 ? exec::DType::Q8 : exec::DType::F32;
     r.slots.push_back({s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros, dt, uint32_t(s.q8)});

@@ -217,8 +217,8 @@ std::string operand_str(const Operand& o) {
 
 std::string print_route(const Description& d, size_t ri) {
   const Route& r = d.routes[ri];
-  std::string s = fmt::format("route {} `{}`: {}{}{}\n", ri, r.label, r.pipeline, r.matrix_only ? " (matrix only)" : "",
-                              r.view == View::First ? "" : fmt::format(" view({})", view_name(r.view)));
+  std::string s = fmt::format("route {} `{}`: {}{}{}{}\n", ri, r.label, r.pipeline, r.matrix_only ? " (matrix only)" : "",
+                              r.view == View::First ? "" : fmt::format(" view({})", view_name(r.view)), r.master ? " (master copies)" : "");
   s += "  buffers: b0 w:full, b1 g:full";
   for (size_t i = 0; i < r.slots.size(); ++i)
     s += fmt::format(", b{} {}:{}{}{}", kFirstSlotBuffer + i, r.slots[i].name, extent_name(r.slots[i].extent),

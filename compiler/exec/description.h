@@ -244,6 +244,7 @@ struct Route {
   bool matrix_only = false;
   std::string matrix_reason;
   View view = View::First;  // how a tensor of rank >= 2 is seen (the innermost explicit `view(...)`)
+  bool master = false;      // its 16-bit parameters keep an f32 master copy (`state(..., master)`)
   size_t table_size() const { return kFirstSlotBuffer + slots.size() + scratch.size(); }
 };
 

@@ -340,6 +340,29 @@ std::string bf16_adam(const std::string& storage) {
 }
 }  // namespace
 
+TEST_CASE("a route's state(..., master) keeps an f32 master copy of each 16-bit parameter it steps") {
+  const char* spec =
+      "optimizer o(lr = 1e-2) {\n  \"h*\" state(bf16, master): adamw(lr = lr)\n  other state(f32, stochastic): adamw(lr = lr)\n}\n";
+  CHECK(error_of([&] { compile_spec({spec, "", ""}); }).find("unknown option `stochastic` of `state(f32, ...)`") != std::string::npos);
+  const char* good = "optimizer o(lr = 1e-2) {\n  \"h*\" state(bf16, master): adamw(lr = lr)\n  other: adamw(lr = lr)\n}\n";
+  std::vector<ParamDesc> ps = {{"h.w", {4, 6}}, {"h.f", {6}}, {"b", {6}}};
+  ps[0].dtype = ps[0].grad_dtype = ps[2].dtype = ps[2].grad_dtype = DType::BF16;  // h.f stays f32
+  auto opt = make_optimizer(compile_spec({good, "", ""}), ps);
+  CHECK(opt->slots("h.w").back() == "master");
+  CHECK(opt->slots("h.f").back() != "master");  // an f32 parameter needs none
+  CHECK(opt->slots("b").back() != "master");    // another route
+  // updates below bf16's resolution accumulate in the copy, and reach the parameter
+  opt->write_param("h.w", std::vector<float>(24, 1.f));
+  for (int s = 0; s < 50; ++s) {
+    opt->write_grad("h.w", std::vector<float>(24, 0.f));
+    opt->write_grad("h.f", std::vector<float>(6, 0.f));
+    opt->write_grad("b", std::vector<float>(6, 0.f));
+    opt->step();
+  }
+  CHECK(opt->read_state("h.w", "master")[0] < 1.f - 45 * 1e-4f);  // lr * wd = 1e-4 a step
+  CHECK(opt->read_param("h.w")[0] == 0.99609375f);                 // 0.995 rounded: bf16's neighbour below 1
+}
+
 TEST_CASE("state stored as bf16 steps as the f32 program whose state is rounded after every step, bit for bit") {
   const std::vector<ParamDesc> ps = {{"w", {8, 16}}, {"b", {16}}};
   auto low = make_optimizer(compile_spec({bf16_adam("bf16"), "", ""}), ps);

@@ -23,8 +23,12 @@
 
 #include "error_of.h"
 #include "scratch.h"
+#include "values.h"
 
 using namespace opal;
+using opal::testing::numel;
+using opal::testing::randoms;
+using opal::testing::same_bits;
 
 namespace {
 
@@ -37,24 +41,6 @@ float to_dtype(float x, DType dt) {
 std::vector<float> rounded(std::vector<float> v, DType dt) {
   for (float& x : v) x = to_dtype(x, dt);
   return v;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
-
-std::vector<float> randoms(size_t n, unsigned seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-size_t numel(const std::vector<int64_t>& shape) {
-  size_t n = 1;
-  for (auto d : shape) n *= size_t(d);
-  return n;
 }
 
 // `spec` stepped on parameters stored as `w` with gradients stored as `g`, against the f32
@@ -341,8 +327,7 @@ std::string bf16_adam(const std::string& storage) {
 }  // namespace
 
 TEST_CASE("a route's state(..., master) keeps an f32 master copy of each 16-bit parameter it steps") {
-  const char* spec =
-      "optimizer o(lr = 1e-2) {\n  \"h*\" state(bf16, master): adamw(lr = lr)\n  other state(f32, stochastic): adamw(lr = lr)\n}\n";
+  const char* spec = "optimizer o(lr = 1e-2) {\n  \"h*\" state(bf16, master): adamw(lr = lr)\n  other state(f32, stochastic): adamw(lr = lr)\n}\n";
   CHECK(error_of([&] { compile_spec({spec, "", ""}); }).find("unknown option `stochastic` of `state(f32, ...)`") != std::string::npos);
   const char* good = "optimizer o(lr = 1e-2) {\n  \"h*\" state(bf16, master): adamw(lr = lr)\n  other: adamw(lr = lr)\n}\n";
   std::vector<ParamDesc> ps = {{"h.w", {4, 6}}, {"h.f", {6}}, {"b", {6}}};
@@ -360,7 +345,7 @@ TEST_CASE("a route's state(..., master) keeps an f32 master copy of each 16-bit 
     opt->step();
   }
   CHECK(opt->read_state("h.w", "master")[0] < 1.f - 45 * 1e-4f);  // lr * wd = 1e-4 a step
-  CHECK(opt->read_param("h.w")[0] == 0.99609375f);                 // 0.995 rounded: bf16's neighbour below 1
+  CHECK(opt->read_param("h.w")[0] == 0.99609375f);                // 0.995 rounded: bf16's neighbour below 1
 }
 
 TEST_CASE("state stored as bf16 steps as the f32 program whose state is rounded after every step, bit for bit") {

@@ -24,28 +24,14 @@
 
 #include "error_of.h"
 #include "scratch.h"
+#include "values.h"
 
 using namespace opal;
+using opal::testing::numel;
+using opal::testing::randoms;
+using opal::testing::same_bits;
 
 namespace {
-
-std::vector<float> randoms(size_t n, unsigned seed, float scale) {
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> d(0.f, scale);
-  std::vector<float> v(n);
-  for (float& x : v) x = d(rng);
-  return v;
-}
-
-size_t numel(const std::vector<int64_t>& shape) {
-  size_t n = 1;
-  for (auto d : shape) n *= size_t(d);
-  return n;
-}
-
-bool same_bits(const std::vector<float>& a, const std::vector<float>& b) {
-  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
-}
 
 // The host quantizer over each matrix of m elements: codes (as floats 0..255) and scales.
 std::pair<std::vector<float>, std::vector<float>> host_q8(const std::vector<float>& x, size_t m, int block) {

@@ -50,7 +50,7 @@ Q unsigned char opal_q8_code(const float* mid, const int* bkt, float y, int neg)
   return (unsigned char)(neg ? s : p); } \
 Q unsigned char opal_q8_enc(float x, float r, int neg) { \
   return opal_q8_code(neg ? opal_q8_mid : opal_q8_mid + 129, neg ? opal_q8_bkt : opal_q8_bkt + OPAL_Q8_BUCKETS, x * r, neg); } \
-Q float opal_ld_q8(unsigned char c, float s) { return s >= 0.0f ? opal_q8_tab[256 + c] * s : opal_q8_tab[c] * -s; } \
+Q float opal_ld_q8(unsigned char c, float s) { return opal_q8_tab[(s >= 0.0f ? 256 : 0) + c] * (s >= 0.0f ? s : -s); } \
 Q unsigned int opal_q8_mag(float x) { return opal_f2u(x) & 0x7fffffffu; } \
 Q unsigned int opal_q8_join(unsigned int a, unsigned int b) { return a > b ? a : b; } \
 Q float opal_q8_inv(float a) { return a > 0.0f ? 1.0f / a : 0.0f; } \

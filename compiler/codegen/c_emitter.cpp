@@ -199,6 +199,14 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     if (s.q8) q8_stores.push_back({buf_of_slot(n.iattr), buf_of_slot(s.scales), s.q8});
   }
   OPAL_CHECK(q8_stores.empty() || K.domain == Domain::Full, "a q8 slot stored outside the full space");
+  // a slot stored here in blocks of the loop's size has one scale per loop block: read once
+  // (`opal_s<scales>`, which q8_loop declares), not per element
+  int q8_loop_block = 0;
+  for (const Q8Store& q : q8_stores) q8_loop_block = std::max(q8_loop_block, q.block);
+  auto hoisted_scale = [&](const ir::Slot& s) {
+    return s.q8 == q8_loop_block &&
+           std::any_of(q8_stores.begin(), q8_stores.end(), [&](const Q8Store& q) { return q.scales == buf_of_slot(s.scales); });
+  };
   const bool writes_bf16 = (mixed && uses_w) || stores_bf16_slot;
   for (size_t b : bufs) {
     const ir::Slot* s = slot_of_buf(b);
@@ -226,6 +234,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       const ir::Slot& s = g.slots[k];
       const std::string at = idx(s.shape);
       if (s.bf16) return fmt::format("opal_ld_bf16(sb{}[{}])", buf_of_slot(k), at);
+      if (s.q8 && hoisted_scale(s)) return fmt::format("opal_ld_q8(sb{}[{}], opal_s{})", buf_of_slot(k), at, buf_of_slot(s.scales));
       if (s.q8) return fmt::format("opal_ld_q8(sb{}[{}], sb{}[({}) / {}])", buf_of_slot(k), at, buf_of_slot(s.scales), at, s.q8);
       return fmt::format("sb{}[{}]", buf_of_slot(k), at);
     };

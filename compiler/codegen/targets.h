@@ -39,7 +39,8 @@ class CEmitter {
   virtual std::string loop(const Kernel& k, const std::string& body) const { return loop_open(k) + body + loop_close(k); }
   // The loop of a kernel storing q8 slots (full space): over blocks of the largest block size,
   // each element's value for slot `codes` kept in `opal_q<codes>[q8_index()]`, then each slot's
-  // blocks quantized (support/q8.h), its scales at element / block.
+  // blocks quantized (support/q8.h), its scales at element / block. A slot whose blocks are
+  // the loop's reads its scale once per block, as `opal_s<scales>`.
   virtual std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const = 0;
   virtual std::string q8_index() const = 0;
   virtual std::string restrict_kw() const = 0;

@@ -90,7 +90,10 @@ static inline float opal_bf16(float x) {
     for (const Q8Store& q : stores) B = std::max(B, q.block);
     const std::string chk = checked ? " reduction(|:opal_chk)" : "";
     std::string inner = fmt::format("  for (long long opal_blk = 0; opal_blk < opal_nb; ++opal_blk) {{\n");
-    for (const Q8Store& q : stores) inner += fmt::format("    float opal_q{}[{}];\n", q.codes, B);
+    for (const Q8Store& q : stores) {
+      inner += fmt::format("    float opal_q{}[{}];\n", q.codes, B);
+      if (q.block == B) inner += fmt::format("    const float opal_s{0} = sb{0}[opal_blk];\n    (void)opal_s{0};\n", q.scales);
+    }
     inner += fmt::format("    const long long opal_e0 = opal_blk * {0}, opal_e1 = opal_e0 + {0} < n_e ? opal_e0 + {0} : n_e;\n", B);
     inner += "  #pragma omp simd" + chk + "\n  for (long long e = opal_e0; e < opal_e1; ++e) {\n";
     if (k.indexed) inner += "    const long long i = e / cols, j = e % cols;\n";

@@ -62,7 +62,10 @@ __device__ static inline float opal_bf16(float x) {
         "  for (long long opal_blk = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; opal_blk < opal_nb;"
         " opal_blk += ((long long)gridDim.x * blockDim.x) >> 5) {{\n",
         B - 1, B);
-    for (const Q8Store& q : stores) s += fmt::format("    float opal_q{}[{}];\n", q.codes, R);
+    for (const Q8Store& q : stores) {
+      s += fmt::format("    float opal_q{}[{}];\n", q.codes, R);
+      if (q.block == B) s += fmt::format("    const float opal_s{0} = sb{0}[opal_blk];\n    (void)opal_s{0};\n", q.scales);
+    }
     s += fmt::format("    #pragma unroll\n    for (int opal_r = 0; opal_r < {}; ++opal_r) {{\n", R);
     s += fmt::format("    const long long e = opal_blk * {} + opal_r * 32 + opal_lane;\n", B);
     for (const Q8Store& q : stores) s += fmt::format("    opal_q{}[opal_r] = 0.0f;\n", q.codes);

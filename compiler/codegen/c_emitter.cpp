@@ -196,7 +196,10 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     if (n.op != Op::StateWrite && n.op != Op::StateWriteIf) continue;
     const ir::Slot& s = g.slots[n.iattr];
     if (s.bf16) stores_bf16_slot = true;
-    if (s.q8) q8_stores.push_back({buf_of_slot(n.iattr), buf_of_slot(s.scales), s.q8});
+    if (!s.q8) continue;
+    Q8Store q{buf_of_slot(n.iattr), buf_of_slot(s.scales), s.q8, ""};
+    if (n.op == Op::StateWriteIf && g.at(n.operands[1]).shape == Shape::Scalar) q.guard = fmt::format("{} != 0.0f", operand(g, n.operands[1]));
+    q8_stores.push_back(q);
   }
   OPAL_CHECK(q8_stores.empty() || K.domain == Domain::Full, "a q8 slot stored outside the full space");
   // a slot stored here in blocks of the loop's size has one scale per loop block: read once

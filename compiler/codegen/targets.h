@@ -29,6 +29,10 @@ class CEmitter {
   struct Q8Store {
     size_t codes = 0, scales = 0;
     int block = 0;
+    // A write under a uniform condition (`every(N)`, `when(c)`): the blocks are quantized only
+    // when it holds, so a step that skips the write keeps the bytes (quantizing a dequantized
+    // block again is not exact: the signed code has no -1).
+    std::string guard;
   };
   virtual std::string signature(const std::string& name) const = 0;
   virtual std::string open_tensor() const = 0;  // binds `T` (and opens the per-tensor loop)

@@ -100,10 +100,10 @@ static inline float opal_bf16(float x) {
     inner += body + "  }\n";
     for (const Q8Store& q : stores)
       inner += fmt::format(
-          "    for (long long opal_s = opal_e0; opal_s < opal_e1; opal_s += {0})\n"
+          "    {3}for (long long opal_s = opal_e0; opal_s < opal_e1; opal_s += {0})\n"
           "      opal_q8_block_cpu(opal_q{1} + (opal_s - opal_e0), opal_e1 - opal_s < {0} ? opal_e1 - opal_s : {0}, sb{1} + opal_s, sb{2} + opal_s / "
           "{0});\n",
-          q.block, q.codes, q.scales);
+          q.block, q.codes, q.scales, q.guard.empty() ? "" : "if (" + q.guard + ") ");
     inner += "  }\n";
     std::string out = fmt::format("  const long long opal_nb = (n_e + {0}) / {1};  // blocks of {1}\n", B - 1, B);
     if (k.serial) return out + inner;

@@ -73,7 +73,8 @@ __device__ static inline float opal_bf16(float x) {
     if (k.indexed) s += "    const long long i = e / cols, j = e % cols;\n";
     s += body + "    }\n    }\n";
     for (const Q8Store& q : stores) {
-      const int r = q.block / 32;  // a warp's values per block of this slot
+      const int r = q.block / 32;                                                                   // a warp's values per block of this slot
+      if (!q.guard.empty()) s += fmt::format("    if ({}) {{  // a conditional write\n", q.guard);  // uniform: the whole warp
       s += fmt::format(
           "    #pragma unroll\n"
           "    for (int opal_s = 0; opal_s < {0}; ++opal_s) {{  // sb{1}'s blocks of {2}\n"
@@ -93,6 +94,7 @@ __device__ static inline float opal_bf16(float x) {
           "          if (opal_e < n_e) sb{4}[opal_e] = opal_q8_enc(opal_q{4}[opal_r], opal_inv, opal_neg);\n        }}\n"
           "        if (opal_lane == 0) sb{6}[opal_sb] = opal_neg ? -opal_a : opal_a;\n      }}\n    }}\n",
           B / q.block, q.codes, q.block, r, q.codes, B, q.scales);
+      if (!q.guard.empty()) s += "    }\n";
     }
     return s + "  }\n";
   }

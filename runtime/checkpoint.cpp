@@ -93,12 +93,22 @@ std::string codes_of(const Optimizer& opt, const std::string& name, const std::s
 
 // The values of a q8 slot saved as codes (U8) and scales, per matrix of m elements.
 std::vector<float> dequantize_saved(const TensorData& codes, const TensorData& scales, int block, long long m) {
-  std::vector<unsigned char> bytes(codes.values.begin(), codes.values.end());
+  const std::vector<unsigned char> bytes(codes.values.begin(), codes.values.end());
   std::vector<float> out(bytes.size());
-  const size_t per = q8::blocks(size_t(m), block);
-  for (size_t b = 0; b * size_t(m) < bytes.size(); ++b)
-    q8::dequantize(bytes.data() + b * size_t(m), scales.values.data() + b * per, size_t(m), block, out.data() + b * size_t(m));
+  q8::dequantize_matrices(bytes.data(), scales.values.data(), bytes.size(), size_t(m), block, out.data());
   return out;
+}
+
+// A q8 slot's scales that loading derives from its codes' values (the file holds the slot in
+// another storage or block size): written with the codes, not restored or reported on their own.
+bool derived_scales(const Optimizer& opt, const std::string& name, const std::string& slot, const std::map<std::string, TensorData>& tensors,
+                    const std::map<std::string, std::pair<int, long long>>& saved_q8) {
+  const std::string codes = codes_of(opt, name, slot);
+  if (codes.empty()) return false;
+  auto c = tensors.find(state_key(name, codes));
+  auto saved = saved_q8.find(name + "/" + codes);
+  return c != tensors.end() && c->second.shape == opt.state_shape(name, codes) &&
+         (saved == saved_q8.end() || saved->second != opt.state_blocks(name, codes));
 }
 }  // namespace
 
@@ -231,12 +241,7 @@ PendingLoad prepare_load(const Optimizer& opt, SafetensorsFile file, const std::
       std::string key = state_key(name, slot);
       auto t = file.tensors.find(key);
       std::vector<int64_t> want = opt.state_shape(name, slot);
-      // a q8 slot's scales come with codes saved as the same q8, else from quantizing the values
-      if (const std::string codes = codes_of(opt, name, slot); !codes.empty()) {
-        auto c = file.tensors.find(state_key(name, codes));
-        auto saved_q8 = p.q8.find(name + "/" + codes);
-        if (c != file.tensors.end() && (saved_q8 == p.q8.end() || saved_q8->second != opt.state_blocks(name, codes))) continue;
-      }
+      if (derived_scales(opt, name, slot, file.tensors, p.q8)) continue;
       if (t == file.tensors.end()) {
         // a master copy not saved (a run without one): taken from the parameter
         if (!r.spec_changed && slot != kMasterSlot) throw fail(fmt::format("state `{}/{}` is missing", name, slot));
@@ -326,14 +331,7 @@ LoadReport apply_load(Optimizer& opt, PendingLoad&& p) {
       opt.write_param(name, w->second.values);
     }
     for (const auto& slot : opt.slots(name)) {
-      // the scales of a converted q8 slot are written with its codes
-      if (const std::string codes = codes_of(opt, name, slot); !codes.empty()) {
-        auto c = tensors.find(state_key(name, codes));
-        auto saved = p.q8.find(name + "/" + codes);
-        if (c != tensors.end() && c->second.shape == opt.state_shape(name, codes) &&
-            (saved == p.q8.end() || saved->second != opt.state_blocks(name, codes)))
-          continue;
-      }
+      if (derived_scales(opt, name, slot, tensors, p.q8)) continue;
       auto t = tensors.find(state_key(name, slot));
       if (t == tensors.end() || t->second.shape != opt.state_shape(name, slot)) {
         opt.reset_state(name, slot);

@@ -480,9 +480,8 @@ std::vector<float> Optimizer::read_state_values(const std::string& name, const s
   std::vector<float> codes = read_state(name, slot);
   if (!block) return codes;
   const std::vector<float> scales = read_state(name, q8::scales_name(slot));
-  std::vector<unsigned char> bytes(codes.begin(), codes.end());
-  for (size_t b = 0; b * size_t(m) < codes.size(); ++b)
-    q8::dequantize(bytes.data() + b * size_t(m), scales.data() + b * q8::blocks(size_t(m), block), size_t(m), block, codes.data() + b * size_t(m));
+  const std::vector<unsigned char> bytes(codes.begin(), codes.end());
+  q8::dequantize_matrices(bytes.data(), scales.data(), bytes.size(), size_t(m), block, codes.data());
   return codes;
 }
 
@@ -492,11 +491,9 @@ void Optimizer::write_state_values(const std::string& name, const std::string& s
   auto& t = impl_->get(name);
   if (values.size() != t.numel())
     throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, t.numel(), values.size()));
-  const size_t per = q8::blocks(size_t(m), block);
   std::vector<unsigned char> bytes(values.size());
-  std::vector<float> scales(per * size_t(t.batch));
-  for (size_t b = 0; b < size_t(t.batch); ++b)
-    q8::quantize(values.data() + b * size_t(m), size_t(m), block, bytes.data() + b * size_t(m), scales.data() + b * per);
+  std::vector<float> scales(q8::blocks(size_t(m), block) * size_t(t.batch));
+  q8::quantize_matrices(values.data(), values.size(), size_t(m), block, bytes.data(), scales.data());
   const std::vector<float> codes(bytes.begin(), bytes.end());
   write_state(name, slot, codes);
   write_state(name, q8::scales_name(slot), scales);

@@ -158,6 +158,15 @@ inline void dequantize(const unsigned char* codes, const float* scales, size_t n
 }
 inline size_t blocks(size_t n, int block) { return (n + size_t(block) - 1) / size_t(block); }
 
+// The same over matrices of m elements each (blocks restart at each matrix, as the kernels
+// tile a batched view): n / m matrices, each with blocks(m, block) scales.
+inline void quantize_matrices(const float* x, size_t n, size_t m, int block, unsigned char* codes, float* scales) {
+  for (size_t b = 0; b * m < n; ++b) quantize(x + b * m, m, block, codes + b * m, scales + b * blocks(m, block));
+}
+inline void dequantize_matrices(const unsigned char* codes, const float* scales, size_t n, size_t m, int block, float* x) {
+  for (size_t b = 0; b * m < n; ++b) dequantize(codes + b * m, scales + b * blocks(m, block), m, block, x + b * m);
+}
+
 // The name of a q8 slot's scales (one per block): an ordinary state slot of its own.
 inline std::string scales_name(const std::string& slot) { return slot + ".absmax"; }
 

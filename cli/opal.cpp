@@ -113,8 +113,9 @@ int cmd_ir(const SpecRef& ref, const std::string& after) {
     return 2;
   }
   std::vector<PassDump> dumps;
-  CompileOptions opts{after};
-  compile_optimizer(program, *o, d, opts, &dumps);
+  CompileOptions opts = compile_options(ref, d);
+  opts.dump_after = after;
+  if (!d.has_errors()) compile_optimizer(program, *o, d, opts, &dumps);
   for (const auto& dump : dumps) {
     std::printf("// after %s (route %s)%s\n", dump.pass.c_str(), dump.route.c_str(), dump.changed ? "" : " (unchanged)");
     std::fputs(dump.text.c_str(), stdout);
@@ -192,6 +193,9 @@ int main(int argc, char** argv) {
   auto add_spec = [&](CLI::App* c) {
     c->add_option("spec", ref.spec, "A stdlib optimizer name, a .opal file, or spec text")->required();
     c->add_option("--optimizer", ref.optimizer, "Which optimizer of the file");
+    c->add_option("--state", ref.state,
+                  "How the optimizer's state is stored where its routes do not say: f32, bf16, q8, q8(BLOCK), with options `bf16, "
+                  "stochastic`, `..., master`");
   };
   std::string after = "memory";
   auto* ir = app.add_subcommand("ir", "Print the IR of an optimizer after a pass");

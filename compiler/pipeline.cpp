@@ -95,14 +95,11 @@ std::set<std::string> condition_names(const Program& program, const OptimizerDec
   return out;
 }
 
-// A route's `state(bf16)` (the innermost along the delegation path that says one) stores every
-// slot that matrix work does not read as bf16, and `state(q8)` every such parameter-shaped slot
-// as q8; `state(f32)` keeps all as their lines say.
-void apply_route_storage(const std::vector<RouteStep>& path, Plan& plan) {
-  const Route* decides = nullptr;
-  for (const RouteStep& s : path)
-    if (!s.optimizer->routes[s.route].storage.empty()) decides = &s.optimizer->routes[s.route];
-  if (!decides || decides->storage == "f32") return;
+// A route's `state(bf16)` (the innermost along the delegation path that says one, else the
+// optimizer's argument) stores every slot that matrix work does not read as bf16, and
+// `state(q8)` every such parameter-shaped slot as q8; `state(f32)` keeps all as their lines say.
+void apply_route_storage(const StateStorage& decides, Plan& plan) {
+  if (!decides.given() || decides.storage == "f32") return;
   ir::Graph& g = plan.graph;
   std::vector<char> operand(g.slots.size(), 0);
   for (const Call& c : plan.calls) {
@@ -113,11 +110,11 @@ void apply_route_storage(const std::vector<RouteStep>& path, Plan& plan) {
   for (size_t i = 0; i < g.slots.size(); ++i) {
     ir::Slot& s = g.slots[i];
     if (operand[i]) continue;
-    if (decides->storage == "q8") {
-      if (s.shape == ir::Shape::Full) s.q8 = decides->storage_block, s.bf16 = false;
+    if (decides.storage == "q8") {
+      if (s.shape == ir::Shape::Full) s.q8 = decides.block, s.bf16 = false;
     } else {
       s.bf16 = true, s.q8 = 0;
-      s.stochastic = decides->stochastic;
+      s.stochastic = decides.stochastic;
     }
   }
 }
@@ -157,6 +154,13 @@ void add_q8_scales(Plan& plan) {
 
 }  // namespace
 
+const StateStorage& route_state(const std::vector<RouteStep>& path, const StateStorage& fallback) {
+  const StateStorage* decides = &fallback;
+  for (const RouteStep& s : path)
+    if (s.optimizer->routes[s.route].state.given()) decides = &s.optimizer->routes[s.route].state;
+  return *decides;
+}
+
 std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program> program, const OptimizerDecl& decl, Diagnostics& diags,
                                                    const CompileOptions& opts, std::vector<PassDump>* dumps) {
   size_t errors_before = diags.error_events();
@@ -170,6 +174,8 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
   out.hparams = lowered.hparams;
   out.defaults = lowered.defaults;
   out.globals = lowered.globals;
+  out.state = opts.state;
+  out.state_source = opts.state_source;
   std::set<int64_t> used_hparams;
   for (auto& rg : lowered.routes) {
     ir::Graph g = std::move(rg.graph);
@@ -193,7 +199,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     }
     Plan plan = passes::fuse_elementwise(g);
     if (want("fuse")) dumps->push_back({rg.label, "fuse", print_plan(plan), true});
-    apply_route_storage(rg.path, plan);
+    apply_route_storage(route_state(rg.path, opts.state), plan);
     if (!check_call_operands(plan, diags)) continue;
     add_q8_scales(plan);
     plan = passes::plan_memory(std::move(plan));

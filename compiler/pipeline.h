@@ -26,7 +26,13 @@ struct CompiledOptimizer {
   std::vector<double> defaults;
   std::vector<std::string> globals;  // global sums, uniforms after the hyperparameters
   std::vector<CompiledRoute> routes;
+  StateStorage state;  // the optimizer's argument (CompileOptions::state)
+  std::shared_ptr<const SourceFile> state_source;
 };
+
+// How a route's state is stored: the innermost `state(...)` along its delegation path, else the
+// optimizer's argument `fallback`.
+const StateStorage& route_state(const std::vector<RouteStep>& path, const StateStorage& fallback);
 
 // Graph passes in order; `fuse` and `memory` follow them and produce the plan.
 const std::vector<std::string>& pass_names();  // lower, expand, fold, dce, fuse, memory, describe
@@ -39,7 +45,9 @@ struct PassDump {
 };
 
 struct CompileOptions {
-  std::string dump_after;  // a pass name, "all", or "" for none
+  std::string dump_after;                               // a pass name, "all", or "" for none
+  StateStorage state = {};                              // stores the routes whose delegation path has no `state(...)` (parse_state_storage)
+  std::shared_ptr<const SourceFile> state_source = {};  // the text `state` points into
 };
 
 // Compiles one optimizer of the program. Reports errors (including unused hyperparameters)

@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "compiler/exec/describe.h"
+#include "lang/parser.h"
 #include "runtime/error.h"
 
 namespace opal {
@@ -50,12 +51,21 @@ const OptimizerDecl* pick_optimizer(const Program& p, const SpecRef& ref, Diagno
 
 std::string stdlib_dir() { return default_stdlib_dir(); }
 
+CompileOptions compile_options(const SpecRef& ref, Diagnostics& diags) {
+  CompileOptions opts;
+  if (ref.state.empty()) return opts;
+  opts.state_source = std::make_shared<const SourceFile>("<state>", ref.state);
+  opts.state = parse_state_storage(*opts.state_source, diags);
+  return opts;
+}
+
 std::shared_ptr<const CompiledOptimizer> compile_spec(const SpecRef& ref, std::string* warnings) {
   Diagnostics diags;
   std::shared_ptr<Program> program = load_spec_program(ref, diags);
   const OptimizerDecl* decl = diags.has_errors() ? nullptr : pick_optimizer(*program, ref, diags);
+  const CompileOptions opts = compile_options(ref, diags);
   std::optional<CompiledOptimizer> c;
-  if (decl) c = compile_optimizer(program, *decl, diags);
+  if (decl && !diags.has_errors()) c = compile_optimizer(program, *decl, diags, opts);
   if (!c || diags.has_errors()) throw CompileError(diags.render());
   if (warnings) *warnings = diags.render();
   return std::make_shared<const CompiledOptimizer>(std::move(*c));

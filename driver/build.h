@@ -17,6 +17,10 @@ struct SpecRef {
   std::string spec;
   std::string optimizer;   // which optimizer of a file; empty: the file's only (or last) one
   std::string stdlib_dir;  // empty: default_stdlib_dir()
+  // The optimizer's state storage, as a route's `state(...)` says it (`q8`, `q8(128)`,
+  // `bf16, stochastic`, `bf16, master`): for the routes whose delegation path says none. Empty:
+  // as the spec says.
+  std::string state = {};
 };
 
 // The folder the stdlib is read from: $OPAL_STDLIB, else the one installed with Opal (beside
@@ -42,6 +46,9 @@ std::unique_ptr<Optimizer> make_optimizer(std::shared_ptr<const CompiledOptimize
 // Builds the program for `ref` (stdlib + the user's file or text), for the CLI's front-end
 // commands. Diagnostics go to `diags`.
 std::shared_ptr<Program> load_spec_program(const SpecRef& ref, Diagnostics& diags);
+
+// The compile options `ref` asks for (its state storage parsed, errors to `diags`).
+CompileOptions compile_options(const SpecRef& ref, Diagnostics& diags);
 
 // Picks the optimizer `ref` names; reports UnknownOptimizer (with "did you mean").
 const OptimizerDecl* pick_optimizer(const Program& p, const SpecRef& ref, Diagnostics& diags);

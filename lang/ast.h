@@ -75,6 +75,18 @@ struct Stage {
   SourceLoc text;  // the whole stage as written, arguments included
 };
 
+// A route's `state(...)`: `storage {, option}`, e.g. `q8(128)`, `bf16, stochastic`, `f32, master`.
+// The same text is an optimizer's argument (SpecRef::state, `opal run --state`, opal.torch's
+// `state=`): it then stores the routes whose delegation path says none.
+struct StateStorage {
+  std::string storage;  // "f32", "bf16", "q8"; "" when not given
+  SourceLoc loc;
+  int block = 0;            // q8: its block size (`q8(128)`; `q8` is q8::kDefaultBlock)
+  bool stochastic = false;  // `bf16, stochastic`: its bf16 stores round stochastically, whatever the runtime says
+  bool master = false;      // `..., master`: each 16-bit parameter keeps an f32 master copy in its state
+  bool given() const { return !storage.empty(); }
+};
+
 // A selector followed by a pipeline. The selector is `where(COND):` (COND an expression of the
 // parameter's rank, rows, cols and numel), or a comma list of terms any of which takes a
 // parameter: the classes `matrix`, `vector`, `other`, quoted name patterns ("embed*"), and the
@@ -97,13 +109,9 @@ struct Route {
   // largest axes (`largest`).
   enum class View { Default, First, Last, Batch, Largest } view = View::Default;
   // How the route's state is stored (`state(bf16)`, `state(q8)` after the selector): every slot
-  // of its pipeline that matrix work does not read (q8: every parameter-shaped one); "" when not
-  // given (each `state` line decides).
-  std::string storage;
-  SourceLoc storage_loc;
-  int storage_block = 0;    // `state(q8(128))`
-  bool stochastic = false;  // `state(bf16, stochastic)`: its bf16 stores round stochastically, whatever the runtime says
-  bool master = false;      // `state(bf16, master)`: each 16-bit parameter keeps an f32 master copy in its state
+  // of its pipeline that matrix work does not read (q8: every parameter-shaped one); not given:
+  // each `state` line decides.
+  StateStorage state;
   std::vector<Stage> pipeline;
   bool has(Kind k) const {
     for (const Term& t : terms)

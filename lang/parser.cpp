@@ -39,6 +39,19 @@ class Parser {
  public:
   Parser(const SourceFile& file, std::vector<Token> toks, Diagnostics& d) : file_(file), toks_(std::move(toks)), d_(d) {}
 
+  // A whole text that is one state storage (an optimizer's argument).
+  StateStorage state_storage_only() {
+    try {
+      StateStorage s = state_storage();
+      if (!at(Tok::Eof))
+        d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected `,` or the end, found {}", describe(peek())),
+                  "a state storage is `f32`, `bf16` or `q8(BLOCK)`, then options: `bf16, stochastic`, `bf16, master`");
+      return s;
+    } catch (ParseError&) {
+      return {};
+    }
+  }
+
   Module run() {
     Module m;
     m.file = &file_;
@@ -189,6 +202,24 @@ class Parser {
     return out;
   }
 
+  // A route's state storage: `storage {, option}` (options `stochastic` for bf16, `master`).
+  StateStorage state_storage() {
+    const Storage st = storage_name();
+    if (st.name != "f32" && st.name != "bf16" && st.name != "q8")
+      d_.report(DiagKind::UnknownName, st.loc, fmt::format("unknown storage `{}`", st.name), "a route's state is stored as `f32`, `bf16` or `q8`");
+    StateStorage out{st.name, st.loc, st.block};
+    while (accept(Tok::Comma)) {
+      Token opt = expect(Tok::Ident, "naming an option (`stochastic`, `master`)");
+      if (opt.text == "master") out.master = true;
+      else if (opt.text == "stochastic" && st.name == "bf16") out.stochastic = true;
+      else
+        d_.report(DiagKind::UnknownName, opt.loc, fmt::format("unknown option `{}` of `state({}, ...)`", opt.text, st.name),
+                  "`state(bf16, stochastic)` rounds the route's bf16 stores stochastically; `state(..., master)` keeps an f32 master "
+                  "copy of each 16-bit parameter");
+    }
+    return out;
+  }
+
   OptimizerDecl optimizer() {
     take();
     Token n = expect(Tok::Ident, "after `optimizer`");
@@ -249,21 +280,7 @@ class Parser {
     if (at(Tok::KwState) && peek(1).kind == Tok::LParen) {  // `state(bf16)`: the route's state storage
       take();
       take();
-      Storage st = storage_name();
-      if (st.name != "f32" && st.name != "bf16" && st.name != "q8")
-        d_.report(DiagKind::UnknownName, st.loc, fmt::format("unknown storage `{}`", st.name), "a route's state is stored as `f32`, `bf16` or `q8`");
-      r.storage = st.name;
-      r.storage_loc = st.loc;
-      r.storage_block = st.block;
-      while (accept(Tok::Comma)) {  // options: `stochastic` (bf16), `master`
-        Token opt = expect(Tok::Ident, "naming an option (`stochastic`, `master`)");
-        if (opt.text == "master") r.master = true;
-        else if (opt.text == "stochastic" && st.name == "bf16") r.stochastic = true;
-        else
-          d_.report(DiagKind::UnknownName, opt.loc, fmt::format("unknown option `{}` of `state({}, ...)`", opt.text, st.name),
-                    "`state(bf16, stochastic)` rounds the route's bf16 stores stochastically; `state(..., master)` keeps an f32 master "
-                    "copy of each 16-bit parameter");
-      }
+      r.state = state_storage();
       expect(Tok::RParen, "to close `state(`");
     }
     expect(Tok::Colon, "after the route's parameter class");
@@ -533,5 +550,7 @@ class Parser {
 }  // namespace
 
 Module parse(const SourceFile& file, Diagnostics& diags) { return Parser(file, lex(file, diags), diags).run(); }
+
+StateStorage parse_state_storage(const SourceFile& file, Diagnostics& diags) { return Parser(file, lex(file, diags), diags).state_storage_only(); }
 
 }  // namespace opal

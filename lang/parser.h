@@ -10,6 +10,10 @@ namespace opal {
 // kMaxNesting is an error, never a stack overflow.
 Module parse(const SourceFile& file, Diagnostics& diags);
 
+// Parses a whole text as one state storage (`q8(128)`, `bf16, stochastic`): an optimizer's
+// argument. Errors go to `diags` (check has_errors()).
+StateStorage parse_state_storage(const SourceFile& file, Diagnostics& diags);
+
 inline constexpr int kMaxNesting = 200;
 
 }  // namespace opal

@@ -152,12 +152,14 @@ const char* opal_status_name(opal_status s) {
   return "an unknown status";
 }
 
-opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer** out) {
+opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer** out) { return opal_create_stored(spec, optimizer, nullptr, out); }
+
+opal_status opal_create_stored(const char* spec, const char* optimizer, const char* state, opal_optimizer** out) {
   return guarded([&] {
     need(spec, "spec");
     need(out, "out");
     auto h = std::make_unique<opal_optimizer>();
-    h->compiled = opal::compile_spec({spec, optimizer ? optimizer : "", ""});
+    h->compiled = opal::compile_spec({spec, optimizer ? optimizer : "", "", state ? state : ""});
     h->desc = std::make_shared<const opal::exec::Description>(opal::describe(*h->compiled));
     *out = h.release();
   });

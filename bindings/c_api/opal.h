@@ -59,6 +59,10 @@ OPAL_API const char* opal_status_name(opal_status status);
 /* `spec` is a stdlib optimizer's name ("adamw"), a path to a .opal file, or spec text.
  * `optimizer` picks one optimizer of a file that defines several; NULL for the only one. */
 OPAL_API opal_status opal_create(const char* spec, const char* optimizer, opal_optimizer** out);
+/* The same with the state's storage given as an argument, as a route's `state(...)` says it:
+ * "q8", "q8(128)", "bf16", "bf16, stochastic", "f32, master". It stores every route whose spec
+ * says none; NULL or "" keeps the spec's. A bad text is OPAL_ERROR_SPEC. */
+OPAL_API opal_status opal_create_stored(const char* spec, const char* optimizer, const char* state, opal_optimizer** out);
 OPAL_API void opal_destroy(opal_optimizer* opt);
 
 /* A parameter: its name (routes match it, checkpoints key by it), its shape (ndim 0 for a

@@ -113,7 +113,7 @@ PYBIND11_MODULE(_opal, m) {
       "check",
       [](const std::string& spec) {
         Diagnostics d;
-        SpecRef ref{spec, "", ""};
+        SpecRef ref{spec, "", "", ""};
         auto program = load_spec_program(ref, d);
         if (program && !d.has_errors()) check_program(program, d);
         if (d.has_errors()) throw CompileError(d.render());
@@ -126,11 +126,11 @@ PYBIND11_MODULE(_opal, m) {
       py::arg("value"), "Raises OpalError unless the value is finite and within float32's range (the runtime's own rule).");
 
   py::class_<Compiled>(m, "Compiled")
-      .def(py::init([](const std::string& spec, const std::string& optimizer) {
-             auto co = compile_spec({spec, optimizer, ""});
+      .def(py::init([](const std::string& spec, const std::string& optimizer, const std::string& state) {
+             auto co = compile_spec({spec, optimizer, "", state});
              return Compiled{co, build_executable(co)};
            }),
-           py::arg("spec"), py::arg("optimizer") = "")
+           py::arg("spec"), py::arg("optimizer") = "", py::arg("state") = "")
       .def_property_readonly("name", [](const Compiled& c) { return c.exe->desc->name; })
       .def_property_readonly("hparams",
                              [](const Compiled& c) {

@@ -126,7 +126,7 @@ bool per_matrix(const ir::Graph& g, ir::ValueId v, std::vector<signed char>& mem
   return r;
 }
 
-exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
+exec::Route describe_route(const CompiledRoute& cr, const StateStorage& state, uint32_t first_symbol) {
   const Plan& plan = cr.plan;
   const ir::Graph& g = plan.graph;
   exec::Route r;
@@ -134,8 +134,7 @@ exec::Route describe_route(const CompiledRoute& cr, uint32_t first_symbol) {
   const RouteStep& last = cr.path.back();
   r.pipeline = pipeline_text(last.optimizer->routes[last.route].pipeline);
   if (cr.path.size() > 1) r.pipeline = last.optimizer->name + ": " + r.pipeline;
-  for (const RouteStep& s : cr.path)  // the innermost `state(...)` decides, as for the storage
-    if (const Route& rt = s.optimizer->routes[s.route]; !rt.storage.empty()) r.master = rt.master;
+  r.master = route_state(cr.path, state).master;  // as for the storage
   for (const auto& s : g.slots) {
     const exec::DType dt = s.bf16 ? exec::DType::BF16 : s.q8 && s.scales_of < 0 ? exec::DType::Q8 : exec::DType::F32;
     r.slots.push_back({s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros, dt, uint32_t(s.q8)});
@@ -346,7 +345,7 @@ exec::Description describe(const CompiledOptimizer& co) {
   d.defaults = co.defaults;
   d.globals = co.globals;
   for (size_t r = 0; r < co.routes.size(); ++r) {
-    d.routes.push_back(describe_route(co.routes[r], uint32_t(d.symbols.size())));
+    d.routes.push_back(describe_route(co.routes[r], co.state, uint32_t(d.symbols.size())));
     for (size_t k = 0; k < co.routes[r].plan.kernels.size(); ++k) d.symbols.push_back(kernel_symbol(r, k));
   }
   std::vector<RouteStep> path;

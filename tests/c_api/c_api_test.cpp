@@ -51,6 +51,30 @@ TEST_CASE("a bad spec is OPAL_ERROR_SPEC with rendered diagnostics; no handle is
   CHECK(err() == "spec must not be NULL");
 }
 
+TEST_CASE("opal_create_stored: the state's storage as an argument; a bad one is OPAL_ERROR_SPEC") {
+  opal_optimizer* opt = nullptr;
+  CHECK(opal_create_stored("adamw", nullptr, "q8(100)", &opt) == OPAL_ERROR_SPEC);
+  CHECK(opt == nullptr);
+  CHECK(err().find("<state>:1:4") != std::string::npos);
+  CHECK(err().find("power of two") != std::string::npos);
+  for (const char* state : std::vector<const char*>{"q8", "bf16", "", nullptr}) {
+    CAPTURE(state ? state : "NULL");
+    REQUIRE(opal_create_stored("adamw", nullptr, state, &opt) == OPAL_OK);
+    std::vector<float> w(64, 1.f), g(64, 0.5f);
+    int64_t shape[1] = {64};
+    REQUIRE(opal_add_param(opt, "w", 1, shape, OPAL_F32, OPAL_CPU, w.data(), g.data()) == OPAL_OK);
+    REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+    CHECK(w[0] < 1.f);
+    float* v = nullptr;
+    int64_t n = 0;
+    const bool f32 = !state || !*state;
+    // f32 state is a view; the 8- and 16-bit slots are refused (the ABI has no read_state)
+    CHECK((opal_state(opt, "w", "adapt.v", &v, &n) == OPAL_OK) == f32);
+    if (!f32) CHECK(err().find(std::string("stored as ") + state) != std::string::npos);
+    opal_destroy(opt);
+  }
+}
+
 TEST_CASE("parameters: bad ones are refused with a reason, good ones train") {
   opal_optimizer* opt = nullptr;
   REQUIRE(opal_create("muon", nullptr, &opt) == OPAL_OK);

@@ -7,6 +7,7 @@ import warnings
 import torch
 import torch.nn as nn
 
+import opal
 from opal.torch import Optimizer
 
 
@@ -186,6 +187,28 @@ class Q8State(unittest.TestCase):
             opt.load_state_dict(bad)
         self.assertIn("adapt.v", str(e.exception))
         self.assertTrue(torch.equal(opt.state[w]["adapt.v"], sd["state"]["w"]["adapt.v"]))
+
+    def test_state_argument(self):
+        # state="q8" stores the stdlib adamw as the spec's own `state(q8)` does, byte for byte
+        torch.manual_seed(0)
+        runs = []
+        for kwargs in ({"spec": self.SPEC}, {"spec": "adamw", "state": "q8", "lr": 1e-2, "weight_decay": 0}):
+            w = nn.Parameter(torch.ones(30, 20))
+            opt = Optimizer([("w", w)], **kwargs)
+            for s in range(3):
+                w.grad = torch.sin(torch.arange(600.0).reshape(30, 20) * (s + 1))
+                opt.step()
+            runs.append((w.detach().clone(), opt.state[w]["adapt.v"].clone(), opt.state[w]["adapt.v.absmax"].clone()))
+        for a, b in zip(*runs):
+            self.assertTrue(torch.equal(a, b))
+        self.assertEqual(runs[1][1].dtype, torch.uint8)
+        w = nn.Parameter(torch.ones(4, 4))
+        for bad, error in (("q8(100)", "power of two"), ("f16", "unknown storage `f16`"), ("bf16, sto", "unknown option `sto`")):
+            with self.assertRaises(opal.SpecError) as e:
+                Optimizer([("w", w)], spec="adamw", state=bad)
+            self.assertIn(error, str(e.exception))
+        with self.assertRaises(TypeError):
+            Optimizer([("w", w)], spec="adamw", state=8)
 
     def test_q8_adamw_tracks_f32_adamw_on_a_model(self):
         def train(spec):

@@ -496,3 +496,38 @@ TEST_CASE("checkpoints keep each slot's storage; a bf16 run resumes as f32 and b
   CHECK(same_bits(back->read_state("w", "mom16.m"), rounded(f32->read_state("w", "mom16.m"), DType::BF16)));
 }
 }  // TEST_SUITE
+
+TEST_CASE("the optimizer's state argument stores every route that says none, as the route's state(...) would") {
+  // `adamw` given "bf16, stochastic" steps as a spec whose route says it, bit for bit
+  auto states = [](SpecRef ref) {
+    auto opt = make_optimizer(compile_spec(ref), {{"w", {64}}});
+    for (int s = 0; s < 3; ++s) {
+      opt->write_grad("w", randoms(64, unsigned(s), 0.1f));
+      opt->step();
+    }
+    CHECK(opt->state_dtype("w", "adapt.v") == DType::BF16);
+    return opt->read_state("w", "adapt.v");
+  };
+  const auto given = states({"adamw", "", "", "bf16, stochastic"});
+  CHECK(same_bits(given, states({"optimizer o(lr = 1e-3) {\n  other state(bf16, stochastic): adamw(lr = lr)\n}\n", "", "", ""})));
+  // a route that says its own storage keeps it; q8 takes the parameter-shaped slots only
+  const char* spec =
+      "optimizer o(lr = 0.02) {\n  \"h*\" state(f32): muon(lr = lr)\n  other: momentum(0.9) -> adapt_factored_decay(0.8, 1e-30) -> scale(lr)\n}\n";
+  auto opt = make_optimizer(compile_spec({spec, "", "", "q8(64)"}), {{"h.w", {16, 8}}, {"f.w", {16, 8}}});
+  for (const auto& slot : opt->slots("h.w")) CHECK(opt->state_dtype("h.w", slot) == DType::F32);
+  int q8 = 0, f32 = 0;
+  for (const auto& slot : opt->slots("f.w")) (opt->state_dtype("f.w", slot) == DType::Q8 ? q8 : f32)++;
+  CHECK(q8 >= 1);   // the momentum
+  CHECK(f32 >= 3);  // the row and column statistics (not parameter-shaped) and the scales
+  CHECK(opt->state_blocks("f.w", "momentum.m").first == 64);
+  // `master` gives a 16-bit parameter its f32 copy
+  std::vector<ParamDesc> ps = {{"w", {4, 6}}};
+  ps[0].dtype = ps[0].grad_dtype = DType::BF16;
+  CHECK(make_optimizer(compile_spec({"adamw", "", "", "f32, master"}), ps)->slots("w").back() == "master");
+  // a bad argument is a compile error pointing into its own text, and compiles nothing
+  CHECK(error_of([] { compile_spec({"adamw", "", "", "q8(100)"}); }).find("<state>:1:4: error: `q8` takes a block size") != std::string::npos);
+  CHECK(error_of([] { compile_spec({"adamw", "", "", "bf16, sto"}); }).find("unknown option `sto`") != std::string::npos);
+  CHECK(error_of([] { compile_spec({"adamw", "", "", "f16"}); }).find("unknown storage `f16`") != std::string::npos);
+  CHECK(error_of([] { compile_spec({"adamw", "", "", "q8 x"}); }).find("expected `,` or the end") != std::string::npos);
+  CHECK(error_of([] { compile_spec({"adamw", "", "", "("}); }).find("<state>:1:1") != std::string::npos);
+}

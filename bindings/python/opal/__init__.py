@@ -23,6 +23,7 @@ def check(spec):
     return _check(str(spec))
 
 
-def compile(spec, optimizer=None):
-    """Compiles a spec (or loads it from the kernel cache) and returns an opal.Compiled."""
-    return Compiled(str(spec), optimizer or "")
+def compile(spec, optimizer=None, state=None):
+    """Compiles a spec (or loads it from the kernel cache) and returns an opal.Compiled; `state`
+    stores the routes that say none, as a route's `state(...)` ("q8", "bf16, stochastic")."""
+    return Compiled(str(spec), optimizer or "", state or "")

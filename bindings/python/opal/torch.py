@@ -159,7 +159,12 @@ class Optimizer(torch.optim.Optimizer):
         differentiable=True are refused.
 
     Parameters may be float32, bfloat16 or float16 (a bf16 model is stepped in place, zero-copy),
-    and so may their gradients, in any combination; optimizer state is float32.
+    and so may their gradients, in any combination; optimizer state is float32 unless the spec
+    or `state` says otherwise.
+    state: how the optimizer state is stored where the spec's routes do not say, as a route's
+        `state(...)` says it: "bf16", "bf16, stochastic", "q8" (blockwise 8-bit, bitsandbytes'
+        dynamic code; "q8(128)" for blocks of 128), "f32, master". q8 state shows in
+        opt.state[p] as uint8 codes plus a float32 "<slot>.absmax" per block.
     rounding: how bf16 parameter writes round: "nearest" (to nearest even, the default) or
         "stochastic" (up with probability equal to the fraction cut off, so that updates and
         weight decay below bf16's resolution survive in expectation); reproducible: its bits
@@ -175,7 +180,7 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, rounding="nearest", seed=0,
-                 master_weights=False, **hparams):
+                 master_weights=False, state=None, **hparams):
         self._nonfinite = str(nonfinite)
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
@@ -185,7 +190,9 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"seed must be an integer in [0, 2^64), not {seed!r}")
         self._rounding = (rounding, seed)
         self._master = bool(master_weights)
-        self._compiled = _opal.Compiled(str(spec), optimizer or "")
+        if state is not None and not isinstance(state, str):
+            raise TypeError(f"state must be a string such as \"q8\" or \"bf16, stochastic\", not {type(state).__name__}")
+        self._compiled = _opal.Compiled(str(spec), optimizer or "", state or "")
         self._spec = str(spec)
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []

@@ -7,7 +7,8 @@
 //   bf16 params:  w, g bf16, m, v f32                22 B/param
 //   all bf16:     w, g, m, v bf16 (`state m: bf16`)  14 B/param
 //   q8 state:     w, g bf16, m, v q8 (`state m: q8`) 10 B/param, and a scale per 256 (0.06 B)
-//   cmake --build build --target bench_cpu_precision && ./build/bench/bench_cpu_precision
+//   cmake --build build --target bench_cpu_precision && ./build/bench/bench_cpu_precision [MODEL...]
+// (MODEL: the byte models to run, e.g. `q8`; default all)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -58,7 +59,7 @@ double stream_gbs(size_t n) {
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
   std::vector<std::vector<int64_t>> shapes = {{50257, 768}, {256, 768}, {768}, {50257, 768}};
   for (int l = 0; l < 12; ++l)
     for (auto s : std::vector<std::vector<int64_t>>{{2304, 768}, {768, 768}, {3072, 768}, {768, 3072}, {768}, {768}}) shapes.push_back(s);
@@ -78,6 +79,9 @@ int main() {
   };
   for (const Model& m : {Model{"f32", opal::DType::F32, "", 28}, Model{"bf16 params", opal::DType::BF16, "", 22},
                          Model{"all bf16", opal::DType::BF16, "bf16", 14}, Model{"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256}}) {
+    bool wanted = argc == 1;
+    for (int a = 1; a < argc; ++a) wanted |= std::string(m.name).find(argv[a]) != std::string::npos;
+    if (!wanted) continue;
     std::vector<opal::ParamDesc> params;
     for (size_t i = 0; i < shapes.size(); ++i) {
       opal::ParamDesc p{"p" + std::to_string(i), shapes[i]};

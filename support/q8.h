@@ -13,20 +13,24 @@
 //
 //   opal_q8_tab[512]        the codes' values: [0, 256) signed, [256, 512) unsigned, ascending
 //   opal_q8_enc(x, r, neg)  the code of x in a block with 1/absmax r (opal_q8_inv) and a negative
-//                           value (neg: the signed code) or none: the nearest value to x * r,
-//                           ties toward zero; the signed code mirrors its positive half
-//                           (-1, absent from it, takes the code of -0.993)
+//                           value (neg: the signed code) or none: the nearest value to x * r
+//                           (up to the last bit of the cell arithmetic below: a value within
+//                           ~1e-6 of a tie may take either neighbour); the signed code mirrors
+//                           its positive half (-1, absent from it, takes the code of -0.993)
 //   opal_ld_q8(c, s)        code c of a block with scale s -> float
 //   opal_q8_mag(x)          |x|'s bits, ordered as |x| is, a NaN above all: the absmax is
 //   opal_q8_join(a, b)      their max (an integer max: NaN-sticky, order-free, so CPU loops and
 //                           CUDA warp shuffles agree, and it vectorizes)
 //   opal_q8_block(q, n, c, s)  quantizes n values: codes into c[0..n), the scale into *s
 //
-// Finding the nearest code costs two compares, not a binary search: the float's top 16 bits
-// (exponent and 7 mantissa bits) index a bucket table (opal_q8_bkt) holding the code of the
-// bucket's lower edge, and a bucket spans at most two midpoints (opal_q8_mid) of the codes: a
-// bucket is 2^-7 wide relatively, and neighbouring codes lie at least 0.7% apart. Below 2^-23
-// (under half the smallest code) everything is code 0.
+// Finding the nearest code is arithmetic, with no table lookup (a vector gather costs more
+// than the rest of the step): a value's decade i is the count of the thresholds t1..t6 it
+// reaches (each the midpoint between a decade's last code and the next one's first), and
+// within a decade the codes are the centres of equal cells, so the nearest is the cell
+// floor((a - 0.1 D_i) * n_i / (0.9 D_i)), clamped to the decade. Below t0 (half the smallest
+// code) is code 0, from t7 up is 1. The constants are hex literals (a macro body cannot
+// compute them); tests/unit/q8_test.cpp derives each from the table. The form (a - f) * c has
+// no multiply-add to contract, so the host, CPU and CUDA compilers round it alike.
 #pragma once
 #include <algorithm>
 #include <array>
@@ -35,21 +39,32 @@
 #include <string>
 
 // No `//` comments inside: the body is also emitted as text (OPAL_XSTR), on one line. The
-// includer defines opal_f2u and opal_u2f (support/half.h) and the tables below.
+// includer defines opal_f2u and opal_u2f (support/half.h) and the table below.
 // clang-format off
 #define OPAL_Q8_FUNCS(Q) \
-Q int opal_q8_pos(const float* mid, const int* bkt, float ay) { \
-  const int b = (int)(opal_f2u(ay) >> 16) - OPAL_Q8_BUCKET0; \
-  int c = bkt[b < 0 ? 0 : b > OPAL_Q8_BUCKETS - 1 ? OPAL_Q8_BUCKETS - 1 : b]; \
-  c += ay > mid[c]; \
-  c += ay > mid[c]; \
-  return b < 0 ? 0 : c; } \
-Q unsigned char opal_q8_code(const float* mid, const int* bkt, float y, int neg) { \
-  const int p = opal_q8_pos(mid, bkt, opal_u2f(opal_f2u(y) & 0x7fffffffu)); \
+Q int opal_q8_pos(float a, int u) { \
+  const float t0 = u ? 0x1.5cf752p-23f : 0x1.27476cp-22f, t1 = u ? 0x1.853b3ep-20f : 0x1.fe07p-20f; \
+  const float t2 = u ? 0x1.9b0ab4p-17f : 0x1.e68a0cp-17f, t3 = u ? 0x1.d29dc8p-14f : 0x1.00e6bp-13f; \
+  const float t4 = u ? 0x1.14e3bcp-10f : 0x1.23a29cp-10f, t5 = u ? 0x1.50e56p-7f : 0x1.5a1cacp-7f; \
+  const float t6 = u ? 0x1.9f5c28p-4f : 0x1.a51eb8p-4f, t7 = u ? 0x1.ff199ap-1f : 0x1.fe3334p-1f; \
+  int i = 0; \
+  float f = 0x1.ad7f2ap-24f, c = 0x1.0f4472p+20f; \
+  { const int g = a >= t1; i = g ? 1 : i; f = g ? 0x1.0c6f7ap-20f : f; c = g ? 0x1.b2071cp+17f : c; } \
+  { const int g = a >= t2; i = g ? 2 : i; f = g ? 0x1.4f8b58p-17f : f; c = g ? 0x1.5b38e4p+15f : c; } \
+  { const int g = a >= t3; i = g ? 3 : i; f = g ? 0x1.a36e2ep-14f : f; c = g ? 0x1.15c71cp+13f : c; } \
+  { const int g = a >= t4; i = g ? 4 : i; f = g ? 0x1.0624dep-10f : f; c = g ? 0x1.bc71c8p+10f : c; } \
+  { const int g = a >= t5; i = g ? 5 : i; f = g ? 0x1.47ae14p-7f : f; c = g ? 0x1.638e38p+8f : c; } \
+  { const int g = a >= t6; i = g ? 6 : i; f = g ? 0x1.99999ap-4f : f; c = g ? 0x1.1c71c8p+6f : c; } \
+  const int n = 1 << (i + u); \
+  float t = (a - f) * c * (u ? 2.0f : 1.0f); \
+  t = t > 0.0f ? t : 0.0f; \
+  t = t < (float)(n - 1) ? t : (float)(n - 1); \
+  return a >= t7 ? 128 + 127 * u : a >= t0 ? n - u + (int)t : 0; } \
+Q unsigned char opal_q8_code(float y, int neg) { \
+  const int p = opal_q8_pos(opal_u2f(opal_f2u(y) & 0x7fffffffu), !neg); \
   const int s = y < 0.0f ? 127 - (p < 127 ? p : 127) : 127 + p; \
   return (unsigned char)(neg ? s : p); } \
-Q unsigned char opal_q8_enc(float x, float r, int neg) { \
-  return opal_q8_code(neg ? opal_q8_mid : opal_q8_mid + 129, neg ? opal_q8_bkt : opal_q8_bkt + OPAL_Q8_BUCKETS, x * r, neg); } \
+Q unsigned char opal_q8_enc(float x, float r, int neg) { return opal_q8_code(x * r, neg); } \
 Q float opal_ld_q8(unsigned char c, float s) { return opal_q8_tab[(s >= 0.0f ? 256 : 0) + c] * (s >= 0.0f ? s : -s); } \
 Q unsigned int opal_q8_mag(float x) { return opal_f2u(x) & 0x7fffffffu; } \
 Q unsigned int opal_q8_join(unsigned int a, unsigned int b) { return a > b ? a : b; } \
@@ -59,9 +74,7 @@ Q void opal_q8_block(const float* __restrict__ q, long long n, unsigned char* __
   int neg = 0; \
   for (long long k = 0; k < n; ++k) { m = opal_q8_join(m, opal_q8_mag(q[k])); neg |= q[k] < 0.0f; } \
   const float a = opal_u2f(m), r = opal_q8_inv(a); \
-  const float* __restrict__ mid = neg ? opal_q8_mid : opal_q8_mid + 129; \
-  const int* __restrict__ bkt = neg ? opal_q8_bkt : opal_q8_bkt + OPAL_Q8_BUCKETS; \
-  for (long long k = 0; k < n; ++k) c[k] = opal_q8_code(mid, bkt, q[k] * r, neg); \
+  for (long long k = 0; k < n; ++k) c[k] = opal_q8_code(q[k] * r, neg); \
   *s = neg ? -a : a; }
 // clang-format on
 
@@ -105,44 +118,9 @@ constexpr std::array<float, 512> make_table() {
 }
 inline constexpr std::array<float, 512> kTable = make_table();
 
-// The positive halves searched for the nearest code: the signed code from its 0 up (129 values,
-// 1 included), the unsigned code (256). Midpoint k lies between value k and k + 1, in double
-// rounded once; past the last value, +inf.
-inline constexpr size_t kSignedHalf = 129;
-constexpr std::array<float, 385> make_midpoints() {
-  std::array<float, 385> m{};
-  for (size_t k = 0; k < kSignedHalf; ++k)
-    m[k] = k + 1 < kSignedHalf ? static_cast<float>((double(kTable[127 + k]) + double(kTable[128 + k])) / 2) : __builtin_huge_valf();
-  for (size_t k = 0; k < 256; ++k)
-    m[kSignedHalf + k] = k + 1 < 256 ? static_cast<float>((double(kTable[256 + k]) + double(kTable[257 + k])) / 2) : __builtin_huge_valf();
-  return m;
-}
-inline constexpr std::array<float, 385> kMidpoints = make_midpoints();
-
-// Bucket b holds the floats whose top 16 bits are OPAL_Q8_BUCKET0 + b: from 2^-23 to 1.
-#define OPAL_Q8_BUCKET0 13312
-#define OPAL_Q8_BUCKETS 2945
-// (int, not bytes: a vector gather loads 32-bit lanes)
-constexpr std::array<int, 2 * OPAL_Q8_BUCKETS> make_buckets() {
-  std::array<int, 2 * OPAL_Q8_BUCKETS> t{};
-  for (size_t half = 0; half < 2; ++half) {
-    const float* mid = kMidpoints.data() + (half ? kSignedHalf : 0);
-    for (size_t b = 0; b < OPAL_Q8_BUCKETS; ++b) {
-      const float edge = std::bit_cast<float>(uint32_t((OPAL_Q8_BUCKET0 + b) << 16));
-      unsigned c = 0;
-      while (mid[c] < edge) ++c;
-      t[half * OPAL_Q8_BUCKETS + b] = int(c);
-    }
-  }
-  return t;
-}
-inline constexpr std::array<int, 2 * OPAL_Q8_BUCKETS> kBuckets = make_buckets();
-
 inline unsigned int opal_f2u(float x) { return std::bit_cast<unsigned int>(x); }
 inline float opal_u2f(unsigned int u) { return std::bit_cast<float>(u); }
 inline constexpr const float* opal_q8_tab = kTable.data();
-inline constexpr const float* opal_q8_mid = kMidpoints.data();
-inline constexpr const int* opal_q8_bkt = kBuckets.data();
 
 OPAL_Q8_FUNCS(inline)
 

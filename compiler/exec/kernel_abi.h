@@ -89,22 +89,12 @@ inline std::string half_c(const std::string& bit_casts, const std::string& quali
   return bit_casts + qualified_c(OPAL_XSTR(OPAL_HALF_FUNCS(OPAL_Q)), qualifier);
 }
 
-// The blockwise 8-bit code of support/q8.h as C text: its tables (declared `storage` float and
-// int: "static const", "__device__ const") and its functions.
+// The blockwise 8-bit code of support/q8.h as C text: its table (declared `storage` float:
+// "static const", "__device__ const") and its functions.
 inline std::string q8_c(const std::string& storage, const std::string& qualifier) {
-  auto floats = [](const char* name, const float* v, size_t n) {
-    std::string t = fmt::format("{} float {}[{}] = {{", "{storage}", name, n);
-    for (size_t i = 0; i < n; ++i) t += fmt::format("{}{:a}f", i == 0 ? "\n  " : i % 8 ? ", " : ",\n  ", v[i]);
-    return t + "};\n";
-  };
-  std::string t = floats("opal_q8_tab", q8::kTable.data(), q8::kTable.size()) + floats("opal_q8_mid", q8::kMidpoints.data(), q8::kMidpoints.size());
-  // (+inf, the midpoints' sentinel, as C spells it)
-  for (size_t at; (at = t.find("inff")) != std::string::npos;) t.replace(at, 4, "(1.0f / 0.0f)");
-  t += fmt::format("{{storage}} int opal_q8_bkt[{}] = {{", q8::kBuckets.size());
-  for (size_t i = 0; i < q8::kBuckets.size(); ++i) t += fmt::format("{}{}", i == 0 ? "\n  " : i % 32 ? "," : ",\n  ", q8::kBuckets[i]);
-  t += "};\n";
-  for (size_t at; (at = t.find("{storage}")) != std::string::npos;) t.replace(at, 9, storage);
-  return t + qualified_c(OPAL_XSTR(OPAL_Q8_FUNCS(OPAL_Q)), qualifier);
+  std::string t = fmt::format("{} float opal_q8_tab[{}] = {{", storage, q8::kTable.size());
+  for (size_t i = 0; i < q8::kTable.size(); ++i) t += fmt::format("{}{:a}f", i == 0 ? "\n  " : i % 8 ? ", " : ",\n  ", q8::kTable[i]);
+  return t + "};\n" + qualified_c(OPAL_XSTR(OPAL_Q8_FUNCS(OPAL_Q)), qualifier);
 }
 
 }  // namespace opal::exec

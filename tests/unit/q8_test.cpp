@@ -91,27 +91,51 @@ TEST_CASE("the dynamic code: bitsandbytes' signed and unsigned maps, ascending, 
   CHECK(q8::opal_q8_enc(-1.f, 1.f, 1) == 0);  // -1 has no code: -0.993's
 }
 
-TEST_CASE("the bucket search finds the nearest code, ties toward zero, as a full search does") {
-  // every midpoint, the floats beside it, every bucket's edges, and log-uniform samples
-  for (size_t half = 0; half < 2; ++half) {
-    const float* mid = q8::opal_q8_mid + (half ? q8::kSignedHalf : 0);
-    const int* bkt = q8::opal_q8_bkt + (half ? OPAL_Q8_BUCKETS : 0);
-    const size_t n = half ? 256 : q8::kSignedHalf;
-    std::vector<float> xs = {0.f, 1.f, 1e-30f, 1.0000001f};
-    for (size_t k = 0; k + 1 < n; ++k)
-      for (float x : {mid[k], std::nextafter(mid[k], 0.f), std::nextafter(mid[k], 2.f)}) xs.push_back(x);
-    for (uint32_t b = 0; b < OPAL_Q8_BUCKETS; ++b)
-      for (uint32_t bits : {(OPAL_Q8_BUCKET0 + b) << 16, ((OPAL_Q8_BUCKET0 + b) << 16) | 0xffffu}) xs.push_back(std::bit_cast<float>(bits));
+TEST_CASE("the arithmetic search finds the nearest code, as a full search of the table does") {
+  for (int u = 0; u < 2; ++u) {
+    // the positive half: positions 0 (value 0) to top (value 1)
+    const float* v = q8::opal_q8_tab + (u ? 256 : 127);
+    const int top = u ? 255 : 128;
+    auto nearest = [&](float x) {
+      int best = 0;
+      for (int p = 1; p <= top; ++p)
+        if (std::fabs(double(x) - v[p]) < std::fabs(double(x) - v[best])) best = p;
+      return best;
+    };
+    CAPTURE(u);
+    for (int p = 0; p < top; ++p) {
+      CAPTURE(p);
+      const double mid = (double(v[p]) + v[p + 1]) / 2;
+      const bool edge = p == 0 || p + 1 == top || std::bit_width(unsigned(p + u)) != std::bit_width(unsigned(p + 1 + u));
+      if (edge) {
+        // between decades (and at 0 and 1) the threshold is a constant: exact to the float
+        const float t = float(mid);
+        CHECK(q8::opal_q8_pos(std::nextafter(t, 0.f), u) == p);
+        CHECK(q8::opal_q8_pos(std::nextafter(t, 2.f), u) == p + 1);
+      } else {
+        // within a decade the cell arithmetic: exact but for the last bits
+        CHECK(q8::opal_q8_pos(float(mid * (1 - 1e-6)), u) == p);
+        CHECK(q8::opal_q8_pos(float(mid * (1 + 1e-6)), u) == p + 1);
+      }
+    }
+    CHECK(q8::opal_q8_pos(0.f, u) == 0);
+    CHECK(q8::opal_q8_pos(1e-30f, u) == 0);
+    CHECK(q8::opal_q8_pos(1.f, u) == top);
+    CHECK(q8::opal_q8_pos(1.0000001f, u) == top);
+    CHECK(q8::opal_q8_pos(std::numeric_limits<float>::infinity(), u) == top);
+    CHECK(q8::opal_q8_pos(std::numeric_limits<float>::quiet_NaN(), u) == 0);
+    // log-uniform samples: the code found is as near as the nearest, to 1e-6 relative
     std::mt19937 rng(7);
     std::uniform_real_distribution<float> lg(-25.f, 0.f);
-    for (int i = 0; i < 100000; ++i) xs.push_back(std::min(1.f, std::exp2(lg(rng))));
-    for (float x : xs) {
-      int want = 0;
-      while (size_t(want) + 1 < n && mid[want] < x) ++want;
+    int exact = 0;
+    for (int i = 0; i < 100000; ++i) {
+      const float x = std::min(1.f, std::exp2(lg(rng)));
+      const int got = q8::opal_q8_pos(x, u), want = nearest(x);
+      exact += got == want;
       CAPTURE(x);
-      CAPTURE(half);
-      REQUIRE(q8::opal_q8_pos(mid, bkt, x) == want);
+      REQUIRE(std::fabs(double(x) - v[got]) <= std::fabs(double(x) - v[want]) + 1e-6 * x);
     }
+    CHECK(exact >= 99990);
   }
 }
 

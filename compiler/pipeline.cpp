@@ -86,11 +86,9 @@ std::set<std::string> condition_names(const Program& program, const OptimizerDec
     const OptimizerDecl* inner = program.find_optimizer(only.name);
     if (!inner || program.find_component(only.name, only.loc)) continue;
     const std::set<std::string> read = condition_names(program, *inner, depth + 1);
-    for (size_t k = 0; k < inner->params.size(); ++k) {
-      if (!read.count(inner->params[k].name)) continue;
-      for (size_t a = 0; a < only.args.size(); ++a)
-        if (only.args[a].name == inner->params[k].name || (only.args[a].name.empty() && a == k)) names(*only.args[a].value);
-    }
+    for (size_t k = 0; k < inner->params.size(); ++k)
+      if (read.count(inner->params[k].name))
+        if (const Expr* bound = bound_argument(*inner, only, k)) names(*bound);
   }
   return out;
 }

@@ -128,6 +128,16 @@ struct OptimizerDecl {
   std::vector<Route> routes;
 };
 
+// The argument a delegation (a route whose only stage `call` names optimizer `inner`) binds to
+// inner's parameter k: the argument of its name, else the one at its position (the last such);
+// null when the call gives none and the parameter's default applies.
+inline const Expr* bound_argument(const OptimizerDecl& inner, const Stage& call, size_t k) {
+  const Expr* bound = nullptr;
+  for (size_t a = 0; a < call.args.size(); ++a)
+    if (call.args[a].name == inner.params[k].name || (call.args[a].name.empty() && a == k)) bound = call.args[a].value.get();
+  return bound;
+}
+
 // A grid of optimizers (lang/grid.h expands it): axes of named alternatives substituted into
 // template routes, with per-cell overrides, hyperparameter sweeps and seeds.
 //

@@ -243,9 +243,8 @@ HParamScope delegated_scope(const OptimizerDecl& inner, const Stage& call, HPara
   return [&inner, &call, outer](const std::string& n, exec::ScalarProgram& p) -> std::optional<uint32_t> {
     for (size_t k = 0; k < inner.params.size(); ++k) {
       if (inner.params[k].name != n) continue;
-      const Expr* bound = inner.params[k].default_value.get();
-      for (size_t a = 0; a < call.args.size(); ++a)
-        if (call.args[a].name == n || (call.args[a].name.empty() && a == k)) bound = call.args[a].value.get();
+      const Expr* bound = bound_argument(inner, call, k);
+      if (!bound) bound = inner.params[k].default_value.get();
       OPAL_CHECK(bound, "hyperparameter `%s` of `%s` has neither an argument nor a default", n.c_str(), inner.name.c_str());
       return compile_condition(*bound, p, outer);
     }

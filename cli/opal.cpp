@@ -1,4 +1,4 @@
-// The `opal` command: check, ast, ir, emit, replay, routes, run, list, grid, ablate.
+// The `opal` command: check, ast, ir, emit, replay, routes, cost, run, list, grid, ablate.
 #include <unistd.h>
 
 #include <cstdio>
@@ -18,6 +18,7 @@
 #include "runtime/error.h"
 #include "runtime/executable.h"
 #include "driver/replay.h"
+#include "driver/cost_report.h"
 #include "driver/routes.h"
 #include "driver/toy_problem.h"
 
@@ -234,6 +235,15 @@ int main(int argc, char** argv) {
   routes->add_option("--role", roles, kRoleHelp);
   routes->add_option("--params", params_path, "safetensors file whose tensors name and shape the parameters (e.g. a replay --init file)")->required();
 
+  int world = 1;
+  auto* cost = app.add_subcommand("cost", "Print each parameter's static step cost (bytes its kernels move, flops of its library calls) and owners");
+  add_spec(cost);
+  cost->add_option("--role", roles, kRoleHelp);
+  cost->add_option("--params", params_path, "safetensors file whose tensors name and shape the parameters")->required();
+  cost->add_option("--world", world, "Ranks to share the parameters among, longest processing time first (shows each one's owner)")
+      ->check(CLI::Range(1, 4096));
+  cost->add_option("--hparam", hps, "NAME=VALUE, repeatable (refresh periods are hyperparameters)");
+
   ToyConfig cfg;
   auto* run = app.add_subcommand("run", "Train the built-in linear regression and print the loss");
   add_spec(run);
@@ -289,14 +299,14 @@ int main(int argc, char** argv) {
       }
       return 0;
     }
-    if (*routes) {
+    if (*routes || *cost) {
       SafetensorsFile pf = read_safetensors(params_path);
       std::vector<ParamDesc> params;
       for (const auto& [name, t] : pf.tensors) params.push_back({name, t.shape, nullptr, nullptr});
       assign_roles(params, roles);
       auto compiled = compile_spec(ref);
-      Optimizer opt(build_executable(compiled), params);
-      std::fputs(format_routes(describe_routes(opt, *compiled)).c_str(), stdout);
+      Optimizer opt(build_executable(compiled), params, *cost ? parse_hparams(hps) : HParams{});
+      std::fputs(*cost ? format_costs(describe_costs(opt, world), world).c_str() : format_routes(describe_routes(opt, *compiled)).c_str(), stdout);
       return 0;
     }
     if (*run) return cmd_run(ref, cfg, hps);

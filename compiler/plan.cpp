@@ -1,6 +1,8 @@
 // The plan's printer (`opal ir --after fuse`, `--after memory`).
 #include "compiler/plan.h"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 namespace opal {
@@ -55,6 +57,54 @@ std::string print_plan(const Plan& p) {
                      T.buffer >= 0 ? fmt::format(" -> buffer {}", T.buffer) : "");
   }
   return s;
+}
+
+KernelBuffers kernel_buffers(const Plan& p, const Kernel& K) {
+  using ir::Op;
+  using ir::ValueId;
+  const ir::Graph& g = p.graph;
+  KernelBuffers out;
+  auto slot = [&](std::set<size_t>& into, int64_t s) {
+    into.insert(p.slot_index(s));
+    if (g.slots[s].q8) into.insert(p.slot_index(g.slots[s].scales));
+  };
+  for (ValueId v : K.body) {
+    const ir::Node& n = g.at(v);
+    if (n.op == Op::Param) out.reads.insert(0);
+    if (n.op == Op::Grad) out.reads.insert(1);
+    if (n.op == Op::StateRead) slot(out.reads, n.iattr);
+  }
+  auto temp_reads = [&](ValueId v) {
+    const ir::Node& n = g.at(v);
+    for (int i = 0; i < n.n_operands; ++i) {
+      ValueId o = n.operands[i];
+      if (p.is_temp(o) && !std::binary_search(K.body.begin(), K.body.end(), o, [](ValueId a, ValueId b) { return a.v < b.v; })) {
+        out.reads.insert(p.temp_index(o));
+        if (g.at(o).shape != ir::Shape::Scalar && std::find(out.temp_reads.begin(), out.temp_reads.end(), o) == out.temp_reads.end())
+          out.temp_reads.push_back(o);
+      }
+    }
+  };
+  for (ValueId v : K.scalars) {
+    if (p.is_temp(v)) out.reads.insert(p.temp_index(v));
+    else if (g.at(v).op == Op::StateRead) slot(out.reads, g.at(v).iattr);
+    else temp_reads(v);
+  }
+  for (ValueId v : K.body) temp_reads(v);
+  for (ValueId v : K.effects) {
+    temp_reads(v);
+    const ir::Node& n = g.at(v);
+    if (n.op == Op::ParamWrite) out.writes.insert(0);
+    else if (n.op == Op::GlobalPut) out.writes.insert(p.temp_index(v));
+    else slot(out.writes, n.iattr);
+  }
+  for (ValueId v : K.reductions) {
+    temp_reads(v);
+    out.writes.insert(p.temp_index(v));
+  }
+  for (ValueId v : K.stores) out.writes.insert(p.temp_index(v));
+  std::sort(out.temp_reads.begin(), out.temp_reads.end(), [](ValueId a, ValueId b) { return a.v < b.v; });
+  return out;
 }
 
 }  // namespace opal

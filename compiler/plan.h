@@ -4,6 +4,7 @@
 #pragma once
 #include <algorithm>
 #include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -101,5 +102,19 @@ struct Plan {
 };
 
 std::string print_plan(const Plan& p);
+
+// What kernel K touches: the buffers (table indices) it reads and writes (a q8 slot's codes
+// with their scales), and the temps it reads element by element (in value order). A scalar kept
+// in a temp (a total reduction, a norm bound) is read whole, not its operands.
+struct KernelBuffers {
+  std::set<size_t> reads, writes;
+  std::vector<ir::ValueId> temp_reads;
+  std::set<size_t> all() const {
+    std::set<size_t> u = reads;
+    u.insert(writes.begin(), writes.end());
+    return u;
+  }
+};
+KernelBuffers kernel_buffers(const Plan& p, const Kernel& K);
 
 }  // namespace opal

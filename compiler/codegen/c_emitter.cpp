@@ -124,52 +124,9 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   out += fmt::format("  const long long n_e = {};  // elements of the {} space\n", extent[int(K.domain)], domain_name(K.domain));
   out += "  (void)rows; (void)cols; (void)numel; (void)n_e;\n";
   // buffers this kernel touches
-  std::set<size_t> bufs;
-  std::vector<std::string> decls;
-  auto use_buf = [&](size_t b) { bufs.insert(b); };
-  // a q8 slot's codes come with their scales
-  auto use_slot = [&](int64_t s) {
-    use_buf(buf_of_slot(s));
-    if (g.slots[s].q8) use_buf(buf_of_slot(g.slots[s].scales));
-  };
-  for (ValueId v : K.body) {
-    const ir::Node& n = g.at(v);
-    if (n.op == Op::Param) use_buf(0);
-    if (n.op == Op::Grad) use_buf(1);
-    if (n.op == Op::StateRead) use_slot(n.iattr);
-  }
-  std::vector<ValueId> temp_reads;
-  auto note_temp_reads = [&](ValueId v) {
-    const ir::Node& n = g.at(v);
-    for (int i = 0; i < n.n_operands; ++i) {
-      ValueId o = n.operands[i];
-      if (p.is_temp(o) && !std::binary_search(K.body.begin(), K.body.end(), o, [](ValueId a, ValueId b) { return a.v < b.v; })) {
-        use_buf(buf_of_temp(o));
-        if (g.at(o).shape != Shape::Scalar && std::find(temp_reads.begin(), temp_reads.end(), o) == temp_reads.end()) temp_reads.push_back(o);
-      }
-    }
-  };
-  // a scalar kept in a temp (a total reduction, a norm bound) is read whole from it: its
-  // operands (a rows or cols vector, say) are not this kernel's to load
-  for (ValueId v : K.scalars) {
-    if (p.is_temp(v)) use_buf(buf_of_temp(v));
-    else if (g.at(v).op == Op::StateRead) use_buf(buf_of_slot(g.at(v).iattr));
-    else note_temp_reads(v);
-  }
-  for (ValueId v : K.body) note_temp_reads(v);
-  for (ValueId v : K.effects) {
-    note_temp_reads(v);
-    const ir::Node& n = g.at(v);
-    if (n.op == Op::ParamWrite) use_buf(0);
-    else if (n.op == Op::GlobalPut) use_buf(buf_of_temp(v));
-    else use_slot(n.iattr);
-  }
-  for (ValueId v : K.reductions) {
-    note_temp_reads(v);
-    use_buf(buf_of_temp(v));
-  }
-  for (ValueId v : K.stores) use_buf(buf_of_temp(v));
-  std::sort(temp_reads.begin(), temp_reads.end(), [](ValueId a, ValueId b) { return a.v < b.v; });
+  const KernelBuffers touched = kernel_buffers(p, K);
+  const std::set<size_t> bufs = touched.all();
+  const std::vector<ValueId>& temp_reads = touched.temp_reads;
   // probes this kernel sees (computed in the body or read from a temp), each value under the
   // first probe that names it: the earliest stage to hold a non-finite value gets the blame
   std::vector<std::pair<ValueId, size_t>> checks;

@@ -164,6 +164,8 @@ struct KernelLaunch {
   // Its totals of full-size values (scalar buffers): under a view with many matrices, the runtime
   // adds each up over the matrices after the launch, so they span the whole tensor.
   std::vector<uint32_t> whole_sums;
+  // The buffers (table indices) it reads and writes: what it moves through memory (exec/cost.h).
+  std::vector<uint32_t> reads, writes;
 };
 
 // Library calls, one type per operation.

@@ -6,31 +6,38 @@
 #include <fmt/format.h>
 
 #include "runtime/error.h"
+#include "runtime/routing.h"
 
 namespace opal {
 
+std::vector<exec::StepCost> param_costs(const exec::Description& d, const std::vector<ParamDesc>& params, const std::vector<double>& hparams) {
+  const std::vector<double>& hp = hparams.empty() ? d.defaults : hparams;
+  std::vector<exec::StepCost> out;
+  for (const ParamDesc& p : params) {
+    const RoutedParam r = route_param(d, p, hp.empty() ? nullptr : hp.data());
+    out.push_back(exec::step_cost(d.routes[r.route], r.view, p.shape.size(), hp, int(exec::dtype_size(p.dtype))));
+  }
+  return out;
+}
+
 std::vector<ParamCost> describe_costs(const Optimizer& opt, int world) {
   if (world < 1) throw Error(fmt::format("a world of {} ranks: give 1 or more", world));
-  const exec::Description& d = opt.description();
   std::vector<double> hparams;
   for (const auto& h : opt.hparam_names()) hparams.push_back(opt.hparam(h));
-  std::vector<ParamCost> out;
-  std::vector<double> seconds;
+  std::vector<ParamDesc> params;
   for (size_t i = 0; i < opt.num_params(); ++i) {
-    ParamCost c;
-    c.param = opt.param_name(i);
-    c.shape = opt.param_shape(c.param);
-    c.route = opt.route_of(c.param);
-    for (const exec::Route& r : d.routes)
-      if (r.label == c.route) {
-        const exec::TensorView v = exec::tensor_view(c.shape, r.view);
-        c.cost = exec::step_cost(r, v, c.shape.size(), hparams, int(exec::dtype_size(opt.param_dtype(c.param))));
-      }
-    seconds.push_back(c.cost.seconds());
-    out.push_back(std::move(c));
+    const std::string& name = opt.param_name(i);
+    ParamDesc p{name, opt.param_shape(name)};
+    p.role = opt.param_role(name);
+    p.dtype = opt.param_dtype(name);
+    params.push_back(std::move(p));
   }
+  const std::vector<exec::StepCost> costs = param_costs(opt.description(), params, hparams);
+  std::vector<double> seconds;
+  for (const auto& c : costs) seconds.push_back(c.seconds());
   const std::vector<int> owners = exec::assign_owners(seconds, world);
-  for (size_t i = 0; i < out.size(); ++i) out[i].owner = owners[i];
+  std::vector<ParamCost> out;
+  for (size_t i = 0; i < params.size(); ++i) out.push_back({params[i].name, params[i].shape, opt.route_of(params[i].name), costs[i], owners[i]});
   return out;
 }
 

@@ -17,6 +17,10 @@ struct ParamCost {
   int owner = 0;
 };
 
+// Each parameter's step cost as `d` routes it (no state is allocated), hyperparameters at
+// `hparams` (one per d.hparams; empty: the defaults). Throws the routing's errors.
+std::vector<exec::StepCost> param_costs(const exec::Description& d, const std::vector<ParamDesc>& params, const std::vector<double>& hparams);
+
 // Every parameter of `opt` at its current hyperparameters, owners over `world` ranks.
 std::vector<ParamCost> describe_costs(const Optimizer& opt, int world = 1);
 std::string format_costs(const std::vector<ParamCost>& costs, int world = 1);

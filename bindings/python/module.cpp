@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "driver/build.h"
+#include "driver/cost_report.h"
 #include "driver/routes.h"
 #include "runtime/checkpoint.h"
 #include "runtime/error.h"
@@ -122,6 +123,16 @@ PYBIND11_MODULE(_opal, m) {
       py::arg("spec"), "Checks every declaration of a spec (name, path or text); raises SpecError, returns warnings.");
 
   m.def(
+      "assign_owners",
+      [](const std::vector<double>& costs, int world, std::vector<double> loads) {
+        if (world < 1) throw Error(fmt::format("a world of {} ranks: give 1 or more", world));
+        std::vector<int> owners = exec::assign_owners(costs, world, &loads);
+        return std::make_pair(owners, loads);
+      },
+      py::arg("costs"), py::arg("world"), py::arg("loads") = std::vector<double>{},
+      "Longest processing time first: (each cost's rank, each rank's load after), from `loads` before.");
+
+  m.def(
       "check_hparam_value", [](const std::string& name, double value) { Optimizer::check_hparam_value(name, value); }, py::arg("name"),
       py::arg("value"), "Raises OpalError unless the value is finite and within float32's range (the runtime's own rule).");
 
@@ -132,6 +143,29 @@ PYBIND11_MODULE(_opal, m) {
            }),
            py::arg("spec"), py::arg("optimizer") = "", py::arg("state") = "")
       .def_property_readonly("name", [](const Compiled& c) { return c.exe->desc->name; })
+      // the compiled program's hash (a checkpoint's opal.program_hash): equal on every rank that runs the same optimizer
+      .def_property_readonly("fingerprint", [](const Compiled& c) { return c.exe->desc->fingerprint; })
+      // each parameter's static step cost in nominal seconds (compiler/exec/cost.h), routed as an
+      // Optimizer would route it, without allocating: params [(name, shape, role, dtype)]
+      .def(
+          "costs",
+          [](const Compiled& c, const std::vector<std::tuple<std::string, std::vector<int64_t>, std::string, std::string>>& params,
+             const HParams& hparams) {
+            const exec::Description& d = *c.exe->desc;
+            std::vector<ParamDesc> ps;
+            for (const auto& [name, shape, role, dtype] : params) {
+              ParamDesc p{name, shape};
+              if (!role.empty() && !exec::role_by_name(role, p.role)) throw Error(fmt::format("parameter `{}`: {}", name, exec::unknown_role(role)));
+              p.dtype = p.grad_dtype = dtype_by_name(name, dtype);
+              ps.push_back(std::move(p));
+            }
+            std::vector<double> hp = d.defaults;
+            for (const auto& [k, v] : hparams) hp[Optimizer::hparam_index(d, k)] = v;
+            std::vector<double> out;
+            for (const exec::StepCost& cost : param_costs(d, ps, hp)) out.push_back(cost.seconds());
+            return out;
+          },
+          py::arg("params"), py::arg("hparams") = HParams{})
       .def_property_readonly("hparams",
                              [](const Compiled& c) {
                                py::dict d;

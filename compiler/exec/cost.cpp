@@ -80,17 +80,19 @@ StepCost step_cost(const Route& route, const TensorView& v, size_t rank, const s
   return out;
 }
 
-std::vector<int> assign_owners(const std::vector<double>& costs, int world) {
+std::vector<int> assign_owners(const std::vector<double>& costs, int world, std::vector<double>* loads) {
   std::vector<size_t> order(costs.size());
   std::iota(order.begin(), order.end(), size_t(0));
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return costs[a] > costs[b]; });
   std::vector<double> load(size_t(std::max(world, 1)), 0.0);
+  if (loads && loads->size() == load.size()) load = *loads;
   std::vector<int> owner(costs.size(), 0);
   for (size_t i : order) {
     const size_t r = size_t(std::min_element(load.begin(), load.end()) - load.begin());  // the first least loaded
     owner[i] = int(r);
     load[r] += costs[i];
   }
+  if (loads) *loads = load;
   return owner;
 }
 

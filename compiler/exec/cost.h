@@ -26,7 +26,9 @@ StepCost step_cost(const Route& route, const TensorView& v, size_t rank, const s
 
 // Longest processing time first: each cost, largest first (ties: the earlier), goes to the
 // rank with the least load so far (ties: the lowest rank). Deterministic, so every rank
-// computes the same owners. Returns each cost's rank.
-std::vector<int> assign_owners(const std::vector<double>& costs, int world);
+// computes the same owners. Returns each cost's rank. `loads` (world entries, or empty for
+// zeros) carries each rank's load from earlier assignments in and out, so that parameter
+// groups added one by one balance together.
+std::vector<int> assign_owners(const std::vector<double>& costs, int world, std::vector<double>* loads = nullptr);
 
 }  // namespace opal::exec

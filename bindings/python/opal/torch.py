@@ -161,6 +161,14 @@ class Optimizer(torch.optim.Optimizer):
     Parameters may be float32, bfloat16 or float16 (a bf16 model is stepped in place, zero-copy),
     and so may their gradients, in any combination; optimizer state is float32 unless the spec
     or `state` says otherwise.
+    process_group: a torch.distributed process group (gloo on CPUs, NCCL on GPUs) to shard over
+        (ZeRO-1 style): each parameter gets one owner rank, longest-processing-time-first over
+        the compiler's static step cost (`opal cost`); a rank keeps state for and steps only the
+        parameters it owns (opt.state holds those), then each owner broadcasts its parameters.
+        Every rank must build the same optimizer (refused otherwise, naming the difference), and
+        the result equals a one-process run. The gradients must already be equal on every rank
+        (DDP reduces them), or reduce_grads=True averages them over the group first.
+        state_dict() and load_state_dict() are not supported yet under a process group.
     state: how the optimizer state is stored where the spec's routes do not say, as a route's
         `state(...)` says it: "bf16", "bf16, stochastic", "q8" (blockwise 8-bit, bitsandbytes'
         dynamic code; "q8(128)" for blocks of 128), "f32, master". q8 state shows in
@@ -180,7 +188,7 @@ class Optimizer(torch.optim.Optimizer):
     """
 
     def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, rounding="nearest", seed=0,
-                 master_weights=False, state=None, **hparams):
+                 master_weights=False, state=None, process_group=None, reduce_grads=False, **hparams):
         self._nonfinite = str(nonfinite)
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
@@ -194,6 +202,12 @@ class Optimizer(torch.optim.Optimizer):
             raise TypeError(f"state must be a string such as \"q8\" or \"bf16, stochastic\", not {type(state).__name__}")
         self._compiled = _opal.Compiled(str(spec), optimizer or "", state or "")
         self._spec = str(spec)
+        self._shard = None
+        if process_group is not None:
+            from ._sharding import Sharding
+            self._shard = Sharding(process_group, reduce_grads)
+        elif reduce_grads:
+            raise ValueError("reduce_grads=True averages gradients over a process group: give process_group= too")
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []
         self._shapes = []  # per group: each parameter's shape, device and dtype when it was added
@@ -215,6 +229,10 @@ class Optimizer(torch.optim.Optimizer):
         for alias, keys in _SHOWN.items():  # schedulers look for them in defaults (OneCycleLR's cycle_momentum)
             if all(k in defaults for k in keys):
                 defaults[alias] = tuple(float(defaults[k]) for k in keys) if alias == "betas" else float(defaults[keys[0]])
+        if self._shard is not None:
+            self._shard.check_same({"compiled program (its hash)": self._compiled.fingerprint, "nonfinite": self._nonfinite,
+                                    "rounding": self._rounding, "master_weights": self._master, "reduce_grads": self._shard.reduce_grads,
+                                    **{f"hyperparameter `{k}`": float(v) for k, v in defaults.items() if k in self._compiled.hparams}})
         super().__init__(self._split_names(params), defaults)
         self._check_role_patterns_used()
         self._warn_roleless()
@@ -344,17 +362,33 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(f"a parameter group has tensors on {sorted(map(str, devices))}: one group steps one device")
         device = devices.pop() if devices else torch.device("cpu")
         # the group's hyperparameters at construction: route conditions may read them (soap's max_precond_dim)
-        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), self._role_of(n, p), _DTYPES[p.dtype])
-                                                  for n, p in zip(group["param_names"], group["params"])], _device_name(device),
-                                 {k: float(group[k]) for k in self._compiled.hparams}, self._master)
+        hps = {k: float(group[k]) for k in self._compiled.hparams}
+        described = [(n, list(p.shape), self._role_of(n, p), _DTYPES[p.dtype]) for n, p in zip(group["param_names"], group["params"])]
+        if self._shard is not None:
+            self._shard.assign(self._compiled, described, hps)
+        engine = _opal.Optimizer(self._compiled, [(n, shape, p.data_ptr(), role, dtype) for (n, shape, role, dtype), p
+                                                  in zip(described, group["params"]) if self._mine(n)], _device_name(device),
+                                 hps, self._master)
         engine.nonfinite = self._nonfinite
         engine.set_rounding(*self._rounding)
         self._engines.append(engine)
         self._shapes.append([(tuple(p.shape), p.device, p.dtype) for p in group["params"]])
         self._synced.append({})
         self._sync_shown(len(self.param_groups) - 1, "add_param_group")
-        for n, p in zip(group["param_names"], group["params"]):
+        for n, p in self._owned(group):
             self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
+
+    def _mine(self, name):
+        return self._shard is None or self._shard.mine(name)
+
+    def _owned(self, group):
+        """The group's (name, tensor) pairs this process steps: all, or under a process group its own."""
+        return [(n, p) for n, p in zip(group["param_names"], group["params"]) if self._mine(n)]
+
+    def _share(self):
+        """Under a process group: each owner's parameters to every rank."""
+        if self._shard is not None:
+            self._shard.share([(n, p) for g in self.param_groups for n, p in zip(g["param_names"], g["params"])])
 
     @staticmethod
     def _check_tensor(name, p):
@@ -420,7 +454,7 @@ class Optimizer(torch.optim.Optimizer):
             return
         pending = []
         for group, engine in zip(self.param_groups, self._engines):
-            for n, p in zip(group["param_names"], group["params"]):
+            for n, p in self._owned(group):
                 slot = next((s for s in engine.slots(n) if s in _EVAL_SEQUENCES), None)
                 if slot is None:
                     raise TypeError(f"optimizer `{self._compiled.name}` has no evaluation sequence for parameter `{n}` (route "
@@ -429,6 +463,7 @@ class Optimizer(torch.optim.Optimizer):
         with self._lock:
             for p, z, b1 in pending:
                 p.lerp_(z.to(p.device), 1 - 1 / b1 if to_eval else 1 - b1)
+            self._share()
             self._training = not to_eval
 
     # -- stepping -----------------------------------------------------------------------
@@ -448,6 +483,8 @@ class Optimizer(torch.optim.Optimizer):
                                    "before step(), and opt.eval() after it for evaluation")
             for i in range(len(self.param_groups)):
                 self._sync_shown(i, f"step (parameter group {i})")
+            if self._shard is not None and self._shard.reduce_grads:
+                self._shard.average_grads([p for g in self.param_groups for p in g["params"]])
             seen = {}
             plans = [self._plan_group(i, group, engine, seen) for i, (group, engine) in enumerate(zip(self.param_groups, self._engines))]
             for engine, (hps, *_rest) in zip(self._engines, plans):  # all first: one that decides routes may refuse
@@ -456,6 +493,7 @@ class Optimizer(torch.optim.Optimizer):
                         engine.set_hparam(k, v)
             for engine, (_hps, data, (grads, grad_dtypes), stream, _keep) in zip(self._engines, plans):
                 engine.step(data, grads, stream, grad_dtypes)
+            self._share()
             if _bump_version is not None:
                 for group in self.param_groups:
                     for p in group["params"]:
@@ -469,6 +507,8 @@ class Optimizer(torch.optim.Optimizer):
         hps = {k: _check_hparam(k, group[k], where) for k in engine.hparam_names}
         data, grads, grad_dtypes, keep = [], [], [], []
         for n, p, (shape, device, dtype) in zip(group["param_names"], group["params"], self._shapes[index]):
+            if not self._mine(n):
+                continue
             self._check_tensor(n, p)
             if p.dtype != dtype:
                 raise ValueError(f"parameter `{n}` is {p.dtype} now, but the optimizer was built for {dtype}; build a new optimizer for it")
@@ -553,14 +593,23 @@ class Optimizer(torch.optim.Optimizer):
     def _engine_of(self, name):
         for g, e in zip(self.param_groups, self._engines):
             if name in g["param_names"]:
+                if not self._mine(name):
+                    raise KeyError(f"parameter `{name}` is owned by rank {self._shard.owner[name]} of the process group: "
+                                   "its state and step count live there")
                 return e
         names = [n for g in self.param_groups for n in g["param_names"]]
         raise KeyError(f"no parameter `{name}`{_hint(name, names)}")
 
     # -- checkpoints --------------------------------------------------------------------
+    def _no_sharded_checkpoints(self, what):
+        if self._shard is not None:
+            raise NotImplementedError(f"{what}() under a process_group is not supported yet: each rank holds the state of the "
+                                      "parameters it owns only (opt.state); consolidated and resharding checkpoints are to come")
+
     def state_dict(self):
         """{"state": {param name: {slot: tensor}}, "param_groups": [...]}: state keyed by names,
         never by position; each group carries its step, hyperparameters, spec text and hash."""
+        self._no_sharded_checkpoints("state_dict")
         state, groups, index = {}, [], 0
         for group, engine in zip(self.param_groups, self._engines):
             meta, tensors = engine.export_state()
@@ -581,6 +630,7 @@ class Optimizer(torch.optim.Optimizer):
         dtype or parameter name raises opal.CheckpointError and leaves the optimizer as it was.
         After a spec change, slots whose name and shape match are kept and the rest start as the
         spec says; `self.last_load_reports` says what happened (and a warning is issued)."""
+        self._no_sharded_checkpoints("load_state_dict")
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise _opal.CheckpointError("cannot load state_dict: it needs 'state' and 'param_groups' (is it an Opal state_dict?)")
         saved = state_dict["param_groups"]

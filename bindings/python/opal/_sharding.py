@@ -1,0 +1,77 @@
+"""Owner-compute sharding of an opal.torch.Optimizer over a torch.distributed process group
+(ZeRO-1 style): every parameter has one owner rank, chosen longest-processing-time-first over
+the compiler's static step cost (`opal cost`); a rank keeps state for, and steps, only what it
+owns; after a step each owner broadcasts its parameters, one flat buffer per dtype. Every
+parameter is updated by the same kernels as in a one-process run, so the result does not
+depend on the world size."""
+
+import torch
+import torch.distributed as dist
+
+from . import _opal
+
+
+def _global_rank(group, rank):
+    if group is None or group is dist.group.WORLD:
+        return rank
+    get = getattr(dist, "get_global_rank", None) or dist.distributed_c10d._get_global_rank
+    return get(group, rank)
+
+
+class Sharding:
+    def __init__(self, group, reduce_grads):
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError("process_group= needs torch.distributed initialized (init_process_group) first")
+        self.group = group
+        self.rank = dist.get_rank(group)
+        self.world = dist.get_world_size(group)
+        self.reduce_grads = bool(reduce_grads)
+        self.owner = {}  # parameter name -> its rank in the group
+        self._loads = []  # each rank's cost so far: groups added later balance with earlier ones
+
+    def check_same(self, signature):
+        """Refuses ranks built differently (spec, storage, hyperparameters, options), naming the
+        first difference, on every rank at once (no rank is left waiting in a later collective)."""
+        everyone = [None] * self.world
+        dist.all_gather_object(everyone, signature, group=self.group)
+        for r, theirs in enumerate(everyone):
+            for key in sorted(set(signature) | set(theirs)):
+                if signature.get(key) != theirs.get(key):
+                    raise ValueError(f"rank {r} of the process group builds a different optimizer than rank {self.rank}: its {key} is "
+                                     f"{theirs.get(key)!r}, here {signature.get(key)!r}; every rank must run the same spec and settings")
+
+    def assign(self, compiled, params, hparams):
+        """Owners for a new group's params [(name, shape, role, dtype)]: returns which are this rank's."""
+        costs = compiled.costs(params, hparams)
+        owners, self._loads = _opal.assign_owners(costs, self.world, self._loads)
+        for (name, *_rest), r in zip(params, owners):
+            self.owner[name] = r
+        return [r == self.rank for r in owners]
+
+    def mine(self, name):
+        return self.owner[name] == self.rank
+
+    @torch.no_grad()
+    def average_grads(self, params):
+        """All-reduces every gradient to the group's mean, in a fixed order (the same on every rank)."""
+        for p in params:
+            if p.grad is not None:
+                dist.all_reduce(p.grad, group=self.group)
+                p.grad.div_(self.world)
+
+    @torch.no_grad()
+    def share(self, named):
+        """Each owner broadcasts its parameters [(name, tensor)]: one flat buffer per owner,
+        dtype and device."""
+        buckets = {}
+        for name, p in named:
+            buckets.setdefault((self.owner[name], p.dtype, p.device), []).append(p)
+        for (owner, dtype, device), ps in sorted(buckets.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), str(kv[0][2]))):
+            flat = torch.cat([p.detach().reshape(-1) for p in ps]) if owner == self.rank else \
+                torch.empty(sum(p.numel() for p in ps), dtype=dtype, device=device)
+            dist.broadcast(flat, src=_global_rank(self.group, owner), group=self.group)
+            if owner != self.rank:
+                at = 0
+                for p in ps:
+                    p.copy_(flat[at:at + p.numel()].view_as(p))
+                    at += p.numel()

@@ -1,0 +1,112 @@
+"""opal.torch.Optimizer(process_group=...): owner-compute sharding over torch.distributed (gloo,
+spawned processes). 2 and 3 ranks give the parameters of 1 rank; each rank holds about 1/world
+of the state; ranks built differently are refused; reduce_grads averages per-rank gradients."""
+
+import os
+import tempfile
+import unittest
+
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+import torch.nn as nn
+
+from opal.torch import Optimizer
+
+STEPS = 4
+
+
+def model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Linear(12, 24), nn.Tanh(), nn.Linear(24, 16), nn.Tanh(), nn.Linear(16, 3))
+
+
+def batch(rank=0, world=1):
+    g = torch.Generator().manual_seed(1)
+    x, y = torch.randn(48, 12, generator=g), torch.randn(48, 3, generator=g)
+    n = 48 // world
+    return x[rank * n:(rank + 1) * n], y[rank * n:(rank + 1) * n]
+
+
+def train(opt, m, rank=0, world=1):
+    x, y = batch(rank, world)
+    for _ in range(STEPS):
+        opt.zero_grad()
+        ((m(x) - y) ** 2).mean().backward()
+        opt.step()
+    return {n: p.detach().clone() for n, p in m.named_parameters()}
+
+
+def worker(rank, world, path, spec, case, out):
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
+    try:
+        m = model()
+        if case == "mismatch":
+            try:
+                Optimizer(m, spec, process_group=dist.group.WORLD, lr=1e-2 if rank == 0 else 2e-2)
+                result = "built"
+            except ValueError as e:
+                result = str(e)
+        elif case == "reduce":
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD, reduce_grads=True)
+            result = train(opt, m, rank, world)
+        else:
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD)
+            params = train(opt, m)
+            state = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values())
+            try:
+                opt.state_dict()
+                refused = ""
+            except NotImplementedError as e:
+                refused = str(e)
+            result = {"params": params, "state_bytes": state, "owned": len(opt.state), "refused": refused}
+        torch.save(result, os.path.join(out, f"{rank}.pt"))
+    finally:
+        dist.destroy_process_group()
+
+
+def run(world, spec, case="plain"):
+    with tempfile.TemporaryDirectory() as d:
+        mp.spawn(worker, args=(world, os.path.join(d, "rendezvous"), spec, case, d), nprocs=world, join=True)
+        return [torch.load(os.path.join(d, f"{r}.pt")) for r in range(world)]
+
+
+class Sharded(unittest.TestCase):
+    def test_every_world_size_gives_the_one_process_result(self):
+        for spec in ("adamw", "muon", "soap", "adafactor"):
+            m = model()
+            alone = Optimizer(m, spec)
+            want = train(alone, m)
+            total = sum(t.numel() * t.element_size() for s in alone.state.values() for t in s.values())
+            for world in (2, 3):
+                with self.subTest(spec=spec, world=world):
+                    ranks = run(world, spec)
+                    for r in ranks:
+                        for n, p in want.items():
+                            torch.testing.assert_close(r["params"][n], p, rtol=1e-6, atol=0)
+                        self.assertIn("not supported yet", r["refused"])
+                    self.assertEqual(sum(r["owned"] for r in ranks), len(want))  # every parameter has one owner
+                    self.assertEqual(sum(r["state_bytes"] for r in ranks), total)
+                    self.assertTrue(all(r["state_bytes"] < total for r in ranks))
+
+    def test_ranks_built_differently_are_refused_naming_the_difference(self):
+        for r in run(2, "adamw", "mismatch"):
+            self.assertIn("its hyperparameter `lr` is 0.0", r)  # 0.02 on rank 1, 0.01 on rank 0: each names the other's
+            self.assertIn("builds a different optimizer", r)
+
+    def test_reduce_grads_averages_each_rank_s_gradient(self):
+        m = model()
+        want = train(Optimizer(m, "adamw"), m)  # the whole batch on one process
+        for r in run(2, "adamw", "reduce"):
+            for n, p in want.items():
+                torch.testing.assert_close(r[n], p, rtol=1e-5, atol=1e-6)
+
+    def test_options_need_a_group(self):
+        with self.assertRaises(ValueError):
+            Optimizer(model(), "adamw", reduce_grads=True)
+        with self.assertRaises(RuntimeError):  # torch.distributed not initialized here
+            Optimizer(model(), "adamw", process_group=object())
+
+
+if __name__ == "__main__":
+    unittest.main()

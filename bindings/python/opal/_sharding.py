@@ -5,6 +5,8 @@ owns; after a step each owner broadcasts its parameters, one flat buffer per dty
 parameter is updated by the same kernels as in a one-process run, so the result does not
 depend on the world size."""
 
+import json
+
 import torch
 import torch.distributed as dist
 
@@ -75,3 +77,43 @@ class Sharding:
                 for p in ps:
                     p.copy_(flat[at:at + p.numel()].view_as(p))
                     at += p.numel()
+
+    def consolidate(self, local, to, param_groups):
+        """Every rank's local state_dict gathered on rank `to` and merged into one optimizer's:
+        the state of all, each group's Opal metadata listing all its parameters in group order
+        (its step count: the largest). None on the other ranks."""
+        everyone = [None] * self.world if self.rank == to else None
+        dist.gather_object(local, everyone, dst=_global_rank(self.group, to), group=self.group)
+        if self.rank != to:
+            return None
+        state = {}
+        for sd in everyone:
+            state.update(sd["state"])
+        groups = []
+        for i, group in enumerate(local["param_groups"]):
+            metas = [sd["param_groups"][i]["opal"] for sd in everyone]
+            entries = {e["name"]: e for m in metas for e in json.loads(m["opal.params"])}
+            meta = dict(metas[0])
+            meta["opal.params"] = json.dumps([entries[n] for n in param_groups[i]["param_names"] if n in entries], separators=(",", ":"))
+            meta["opal.step"] = str(max(int(m["opal.step"]) for m in metas))
+            groups.append({**group, "opal": meta})
+        return {"state": state, "param_groups": groups}
+
+    def own_part(self, state_dict):
+        """The part of a whole optimizer's state_dict this rank owns (its parameters' state, each
+        group's metadata listing them only). Malformed input is passed on for the load's checks."""
+        try:
+            groups = []
+            for g in state_dict["param_groups"]:
+                g = dict(g)
+                if isinstance(g.get("opal"), dict) and isinstance(g["opal"].get("opal.params"), str):
+                    meta = dict(g["opal"])
+                    meta["opal.params"] = json.dumps([e for e in json.loads(meta["opal.params"]) if self.owner.get(e.get("name"), self.rank) == self.rank],
+                                                     separators=(",", ":"))
+                    g["opal"] = meta
+                groups.append(g)
+            # (a name no rank owns stays: the load refuses it, naming it, as a one-process load does)
+            state = {n: s for n, s in state_dict["state"].items() if self.owner.get(n, self.rank) == self.rank}
+            return {"state": state, "param_groups": groups}
+        except (TypeError, AttributeError, KeyError, ValueError):
+            return state_dict

@@ -168,7 +168,9 @@ class Optimizer(torch.optim.Optimizer):
         Every rank must build the same optimizer (refused otherwise, naming the difference), and
         the result equals a one-process run. The gradients must already be equal on every rank
         (DDP reduces them), or reduce_grads=True averages them over the group first.
-        state_dict() and load_state_dict() are not supported yet under a process group.
+        consolidate_state_dict(to=r) then state_dict() on rank r give the whole state (as torch's
+        ZeroRedundancyOptimizer); load_state_dict() takes such a state on every rank, from any
+        world size, each rank keeping what it owns.
     state: how the optimizer state is stored where the spec's routes do not say, as a route's
         `state(...)` says it: "bf16", "bf16, stochastic", "q8" (blockwise 8-bit, bitsandbytes'
         dynamic code; "q8(128)" for blocks of 128), "f32, master". q8 state shows in
@@ -203,6 +205,7 @@ class Optimizer(torch.optim.Optimizer):
         self._compiled = _opal.Compiled(str(spec), optimizer or "", state or "")
         self._spec = str(spec)
         self._shard = None
+        self._consolidated = None  # under a process group: the whole state, gathered by consolidate_state_dict
         if process_group is not None:
             from ._sharding import Sharding
             self._shard = Sharding(process_group, reduce_grads)
@@ -494,6 +497,7 @@ class Optimizer(torch.optim.Optimizer):
             for engine, (_hps, data, (grads, grad_dtypes), stream, _keep) in zip(self._engines, plans):
                 engine.step(data, grads, stream, grad_dtypes)
             self._share()
+            self._consolidated = None  # a gathered state is of the step before
             if _bump_version is not None:
                 for group in self.param_groups:
                     for p in group["params"]:
@@ -601,15 +605,28 @@ class Optimizer(torch.optim.Optimizer):
         raise KeyError(f"no parameter `{name}`{_hint(name, names)}")
 
     # -- checkpoints --------------------------------------------------------------------
-    def _no_sharded_checkpoints(self, what):
-        if self._shard is not None:
-            raise NotImplementedError(f"{what}() under a process_group is not supported yet: each rank holds the state of the "
-                                      "parameters it owns only (opt.state); consolidated and resharding checkpoints are to come")
+    def consolidate_state_dict(self, to=0):
+        """Under a process group (as torch's ZeroRedundancyOptimizer): gathers every rank's
+        state on rank `to`, whose state_dict() then returns the whole optimizer's, the same as a
+        one-process optimizer's (it loads into any world size, sharded or not). Every rank calls it."""
+        if self._shard is None:
+            return
+        with self._lock:
+            self._consolidated = self._shard.consolidate(self._local_state_dict(), to, self.param_groups)
 
     def state_dict(self):
         """{"state": {param name: {slot: tensor}}, "param_groups": [...]}: state keyed by names,
-        never by position; each group carries its step, hyperparameters, spec text and hash."""
-        self._no_sharded_checkpoints("state_dict")
+        never by position; each group carries its step, hyperparameters, spec text and hash.
+        Under a process group: on the rank consolidate_state_dict() gathered to, the whole state."""
+        if self._shard is not None:
+            if self._consolidated is None:
+                raise RuntimeError("under a process group, call consolidate_state_dict(to=RANK) on every rank first; state_dict() "
+                                   "then returns the whole state on that rank")
+            return self._consolidated
+        return self._local_state_dict()
+
+    def _local_state_dict(self):
+        """The state this process holds (under a process group: its own parameters')."""
         state, groups, index = {}, [], 0
         for group, engine in zip(self.param_groups, self._engines):
             meta, tensors = engine.export_state()
@@ -630,9 +647,10 @@ class Optimizer(torch.optim.Optimizer):
         dtype or parameter name raises opal.CheckpointError and leaves the optimizer as it was.
         After a spec change, slots whose name and shape match are kept and the rest start as the
         spec says; `self.last_load_reports` says what happened (and a warning is issued)."""
-        self._no_sharded_checkpoints("load_state_dict")
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise _opal.CheckpointError("cannot load state_dict: it needs 'state' and 'param_groups' (is it an Opal state_dict?)")
+        if self._shard is not None:  # a whole optimizer's state: each rank takes what it owns
+            state_dict = self._shard.own_part(state_dict)
         saved = state_dict["param_groups"]
         if len(saved) != len(self.param_groups):
             raise _opal.CheckpointError(f"cannot load state_dict: it has {len(saved)} parameter groups, this optimizer {len(self.param_groups)}")

@@ -6,6 +6,7 @@ refused; reduce_grads averages per-rank gradients."""
 import os
 import tempfile
 import unittest
+from datetime import timedelta
 
 import torch
 import torch.distributed as dist
@@ -78,6 +79,22 @@ def worker(rank, world, path, spec, case, out):
         dist.destroy_process_group()
 
 
+def dying(rank, path, out):
+    """Rank 1 dies after construction; rank 0's next step must fail, not wait."""
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=2, timeout=timedelta(seconds=60))
+    m = model()
+    opt = Optimizer(m, "adamw", process_group=dist.group.WORLD)
+    if rank == 1:
+        os._exit(3)
+    try:
+        train(opt, m, steps=1)
+        said = "no error"
+    except Exception as e:
+        said = f"{type(e).__name__}: {e}"
+    with open(out, "w") as f:
+        f.write(said)
+
+
 def run(world, spec, case="plain"):
     with tempfile.TemporaryDirectory() as d:
         mp.spawn(worker, args=(world, os.path.join(d, "rendezvous"), spec, case, d), nprocs=world, join=True)
@@ -123,6 +140,21 @@ class Sharded(unittest.TestCase):
                         for params in got:
                             for n, p in want.items():
                                 torch.testing.assert_close(params[n], p, rtol=1e-6, atol=0)
+
+    def test_a_rank_that_dies_ends_the_others_with_an_error(self):
+        ctx = mp.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            out = os.path.join(d, "survivor")
+            ps = [ctx.Process(target=dying, args=(r, os.path.join(d, "rendezvous"), out)) for r in range(2)]
+            for p in ps:
+                p.start()
+            for p in ps:
+                p.join(120)
+            self.assertEqual([p.exitcode for p in ps], [0, 3])  # the survivor returned, it did not hang
+            with open(out) as f:
+                said = f.read()
+            self.assertIn("PeerError", said)
+            self.assertIn("sharing the stepped parameters over the process group failed", said)
 
     def test_ranks_built_differently_are_refused_naming_the_difference(self):
         for r in run(2, "adamw", "mismatch"):

@@ -20,6 +20,19 @@ def _global_rank(group, rank):
     return get(group, rank)
 
 
+class PeerError(RuntimeError):
+    """A collective of the process group failed: a rank died, or the network or the group's
+    timeout ended it. The run cannot go on (the ranks' parameters may now differ)."""
+
+
+def _collective(what, fn, *args, **kwargs):
+    try:
+        return fn(*args, **kwargs)
+    except RuntimeError as e:
+        raise PeerError(f"opal: {what} over the process group failed: another rank is gone, or the group's timeout passed ({e}); "
+                        "the run cannot continue: restart it from the last checkpoint") from e
+
+
 class Sharding:
     def __init__(self, group, reduce_grads):
         if not dist.is_available() or not dist.is_initialized():
@@ -35,7 +48,7 @@ class Sharding:
         """Refuses ranks built differently (spec, storage, hyperparameters, options), naming the
         first difference, on every rank at once (no rank is left waiting in a later collective)."""
         everyone = [None] * self.world
-        dist.all_gather_object(everyone, signature, group=self.group)
+        _collective("comparing the ranks' optimizers", dist.all_gather_object, everyone, signature, group=self.group)
         for r, theirs in enumerate(everyone):
             for key in sorted(set(signature) | set(theirs)):
                 if signature.get(key) != theirs.get(key):
@@ -58,7 +71,7 @@ class Sharding:
         """All-reduces every gradient to the group's mean, in a fixed order (the same on every rank)."""
         for p in params:
             if p.grad is not None:
-                dist.all_reduce(p.grad, group=self.group)
+                _collective("averaging the gradients", dist.all_reduce, p.grad, group=self.group)
                 p.grad.div_(self.world)
 
     @torch.no_grad()
@@ -71,7 +84,7 @@ class Sharding:
         for (owner, dtype, device), ps in sorted(buckets.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), str(kv[0][2]))):
             flat = torch.cat([p.detach().reshape(-1) for p in ps]) if owner == self.rank else \
                 torch.empty(sum(p.numel() for p in ps), dtype=dtype, device=device)
-            dist.broadcast(flat, src=_global_rank(self.group, owner), group=self.group)
+            _collective("sharing the stepped parameters", dist.broadcast, flat, src=_global_rank(self.group, owner), group=self.group)
             if owner != self.rank:
                 at = 0
                 for p in ps:
@@ -83,7 +96,7 @@ class Sharding:
         the state of all, each group's Opal metadata listing all its parameters in group order
         (its step count: the largest). None on the other ranks."""
         everyone = [None] * self.world if self.rank == to else None
-        dist.gather_object(local, everyone, dst=_global_rank(self.group, to), group=self.group)
+        _collective("gathering the state", dist.gather_object, local, everyone, dst=_global_rank(self.group, to), group=self.group)
         if self.rank != to:
             return None
         state = {}

@@ -76,19 +76,36 @@ class Sharding:
 
     @torch.no_grad()
     def share(self, named):
-        """Each owner broadcasts its parameters [(name, tensor)]: one flat buffer per owner,
-        dtype and device."""
+        """Each owner broadcasts its parameters [(name, tensor)]: one flat buffer per owner, dtype
+        and device, kept from step to step (a fresh one would cost page faults each step), all
+        broadcasts in flight at once."""
+        if self.world == 1:
+            return
         buckets = {}
         for name, p in named:
             buckets.setdefault((self.owner[name], p.dtype, p.device), []).append(p)
-        for (owner, dtype, device), ps in sorted(buckets.items(), key=lambda kv: (kv[0][0], str(kv[0][1]), str(kv[0][2]))):
-            flat = torch.cat([p.detach().reshape(-1) for p in ps]) if owner == self.rank else \
-                torch.empty(sum(p.numel() for p in ps), dtype=dtype, device=device)
-            _collective("sharing the stepped parameters", dist.broadcast, flat, src=_global_rank(self.group, owner), group=self.group)
-            if owner != self.rank:
+        keys = sorted(buckets, key=lambda k: (k[0], str(k[1]), str(k[2])))
+        sizes = tuple((k, sum(p.numel() for p in buckets[k])) for k in keys)
+        if getattr(self, "_flat_sizes", None) != sizes:
+            self._flat = {k: torch.empty(n, dtype=k[1], device=k[2]) for k, n in sizes}
+            self._flat_sizes = sizes
+        work = []
+        for k in keys:
+            flat = self._flat[k]
+            if k[0] == self.rank:
                 at = 0
-                for p in ps:
-                    p.copy_(flat[at:at + p.numel()].view_as(p))
+                for p in buckets[k]:
+                    flat[at:at + p.numel()].copy_(p.detach().reshape(-1))
+                    at += p.numel()
+            work.append(_collective("sharing the stepped parameters", dist.broadcast, flat, src=_global_rank(self.group, k[0]),
+                                    group=self.group, async_op=True))
+        for w in work:
+            _collective("sharing the stepped parameters", w.wait)
+        for k in keys:
+            if k[0] != self.rank:
+                at = 0
+                for p in buckets[k]:
+                    p.copy_(self._flat[k][at:at + p.numel()].view_as(p))
                     at += p.numel()
 
     def consolidate(self, local, to, param_groups):

@@ -9,6 +9,18 @@ Prints one JSON line per logged step, {"step":…,"loss":…,"time":…} (and "v
 uses torch.optim.AdamW instead, for comparison. Hyperparameters of the spec are given as
 --hp NAME=VALUE (repeatable); --lr is a shortcut for --hp lr=…. --save/--resume checkpoint the
 model and the optimizer with torch.save.
+
+Many processes (CPU, gloo), started by torchrun, or by hand with its environment variables:
+
+    PYTHONPATH=build/python OMP_NUM_THREADS=1 python3 -m torch.distributed.run --standalone --nproc_per_node 2 \
+        examples/torch/train_gpt.py --spec muon --lr 0.02 --steps 300
+    for r in 0 1; do RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29500 OMP_NUM_THREADS=1 \
+        PYTHONPATH=build/python python3 examples/torch/train_gpt.py --spec muon --lr 0.02 --steps 300 & done; wait
+
+Each rank takes its share of every batch (--batch must divide by the number of ranks); the
+optimizer averages the gradients over the ranks (reduce_grads), each rank steps the parameters it
+owns and keeps only their state (process_group), and rank 0 logs and saves. The losses are those of
+one process on the whole batch, to float rounding.
 """
 import argparse
 import json
@@ -95,14 +107,17 @@ def evaluate(model, data, ctx, batch, n=8):
     return sum(losses) / len(losses)
 
 
-def make_optimizer(model, spec, hparams):
+def make_optimizer(model, spec, hparams, group=None):
     if spec == "torch.adamw":
+        if group is not None:
+            raise SystemExit("many processes run an Opal spec; torch.adamw is the one-process comparison")
         return torch.optim.AdamW(model.parameters(), **{({"wd": "weight_decay"}).get(k, k): v for k, v in hparams.items()})
     from opal.torch import Optimizer
 
     # roles come from the modules (embed: embedding, head: head, ln*: norm, biases); the learned
     # position table is a bare Parameter, so it is named as the embedding it is
-    return Optimizer(model, spec=spec, roles={"pos": "embedding"}, **hparams)
+    sharded = {} if group is None else {"process_group": group, "reduce_grads": True}
+    return Optimizer(model, spec=spec, roles={"pos": "embedding"}, **sharded, **hparams)
 
 
 def main():
@@ -134,10 +149,20 @@ def main():
     if args.lr is not None:
         hparams["lr"] = args.lr
 
+    # under torchrun (WORLD_SIZE > 1): one process group over every rank
+    world, rank, group = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")), None
+    if world > 1:
+        import torch.distributed as dist
+
+        if args.batch % world:
+            raise SystemExit(f"--batch {args.batch} does not divide among {world} ranks")
+        dist.init_process_group("gloo")
+        group = dist.group.WORLD
+
     train, val, vocab = load_text(args.data, args.data_limit)
-    torch.manual_seed(args.seed)  # the same initial weights for every optimizer
+    torch.manual_seed(args.seed)  # the same initial weights for every optimizer (and every rank)
     model = GPT(vocab, d=args.d, layers=args.layers, ctx=args.ctx)
-    opt = make_optimizer(model, args.spec, hparams)
+    opt = make_optimizer(model, args.spec, hparams, group)
     start_step = 0
     if args.resume:
         ck = torch.load(args.resume)
@@ -151,20 +176,31 @@ def main():
     t0 = time.perf_counter()
     for step in range(start_step + 1, args.steps + 1):
         x, y = next(data)
+        if group is not None:  # this rank's share of the batch
+            x, y = x.chunk(world)[rank], y.chunk(world)[rank]
         loss = F.cross_entropy(model(x).flatten(0, 1), y.flatten())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if group is not None:  # the whole batch's loss
+            loss = loss.detach().clone()
+            dist.all_reduce(loss, group=group)
+            loss /= world
         if not math.isfinite(loss.item()):
             print(json.dumps({"step": step, "loss": loss.item(), "diverged": True}), flush=True)
             return 3
-        if step % args.log_every == 0 or step == args.steps or step == start_step + 1:
+        if rank == 0 and (step % args.log_every == 0 or step == args.steps or step == start_step + 1):
             rec = {"step": step, "loss": round(loss.item(), 6), "time": round(time.perf_counter() - t0, 4)}
             if step % args.eval_every == 0 or step == args.steps:
                 rec["val_loss"] = round(evaluate(model, val, args.ctx, args.batch), 6)
             print(json.dumps(rec), flush=True)
     if args.save:
-        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": args.steps}, args.save)
+        if group is not None:
+            opt.consolidate_state_dict(to=0)  # every rank's state, gathered on rank 0
+        if rank == 0:
+            torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": args.steps}, args.save)
+    if group is not None:
+        dist.destroy_process_group()
     return 0
 
 

@@ -13,6 +13,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
+import opal
 from opal.torch import Optimizer
 
 STEPS = 4
@@ -66,6 +67,33 @@ def worker(rank, world, path, spec, case, out):
             opt = Optimizer(m, spec, process_group=dist.group.WORLD)
             opt.load_state_dict(ckpt["opt"])
             result = train(opt, m, steps=2)
+        elif case.startswith("fsave:"):  # two steps, then each rank's own state to a checkpoint folder
+            folder = case[6:]
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD)
+            train(opt, m, steps=2)
+            opt.save_checkpoint(folder)
+            if rank == 0:
+                torch.save(m.state_dict(), folder + ".model")
+            result = sorted(os.listdir(folder))
+        elif case.startswith("fresume:"):
+            folder = case[8:]
+            m.load_state_dict(torch.load(folder + ".model"))
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD)
+            opt.load_checkpoint(folder)
+            result = train(opt, m, steps=2)
+        elif case.startswith("fdie:"):  # a good save, a step, then rank 1 dies before its part of the next save
+            folder = case[5:]
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD)
+            train(opt, m, steps=2)
+            opt.save_checkpoint(folder)
+            train(opt, m, steps=1)
+            if rank == 1:
+                os._exit(3)
+            try:
+                opt.save_checkpoint(folder)
+                result = "saved"
+            except Exception as e:
+                result = f"{type(e).__name__}: {e}"
         elif case == "reduce":
             opt = Optimizer(m, spec, process_group=dist.group.WORLD, reduce_grads=True)
             result = train(opt, m, rank, world)
@@ -155,6 +183,64 @@ class Sharded(unittest.TestCase):
                 said = f.read()
             self.assertIn("PeerError", said)
             self.assertIn("sharing the stepped parameters over the process group failed", said)
+
+    def test_a_checkpoint_folder_of_3_ranks_resumes_on_2_and_on_1(self):
+        m = model()
+        want = train(Optimizer(m, "soap"), m)
+        with tempfile.TemporaryDirectory() as d:
+            folder = os.path.join(d, "ckpt")
+            files = run(3, "soap", "fsave:" + folder)[0]
+            self.assertEqual(files, ["index.json", "rank-0.pt", "rank-1.pt", "rank-2.pt"])
+            for params in run(2, "soap", "fresume:" + folder):
+                for n, p in want.items():
+                    torch.testing.assert_close(params[n], p, rtol=1e-6, atol=0)
+            m = model()
+            m.load_state_dict(torch.load(folder + ".model"))
+            opt = Optimizer(m, "soap")
+            opt.load_checkpoint(folder)  # one process, no group
+            params = train(opt, m, steps=2)
+            for n, p in want.items():
+                torch.testing.assert_close(params[n], p, rtol=1e-6, atol=0)
+
+    def test_a_broken_checkpoint_folder_is_refused_and_changes_nothing(self):
+        m = model()
+        opt = Optimizer(m, "adamw")
+        train(opt, m, steps=2)
+        with tempfile.TemporaryDirectory() as d:
+            folder = os.path.join(d, "ckpt")
+            opt.save_checkpoint(folder)
+            self.assertEqual(sorted(os.listdir(folder)), ["index.json", "rank-0.pt"])
+            before = {n: {k: t.clone() for k, t in s.items()} for n, s in Optimizer(model(), "adamw").state_dict()["state"].items()}
+            fresh = Optimizer(model(), "adamw")
+            with open(os.path.join(folder, "rank-0.pt"), "r+b") as f:
+                f.truncate(100)
+            with self.assertRaises(opal.CheckpointError) as e:
+                fresh.load_checkpoint(folder)
+            self.assertIn("cannot load checkpoint folder", str(e.exception))
+            with self.assertRaises(opal.CheckpointError):
+                fresh.load_checkpoint(os.path.join(d, "nowhere"))
+            self.assertEqual(fresh.step_count(), 0)
+            for n, slots in fresh.state_dict()["state"].items():
+                for k, t in slots.items():
+                    self.assertTrue(torch.equal(t, before[n][k]))
+
+    def test_a_save_a_rank_dies_in_leaves_the_previous_checkpoint(self):
+        ctx = mp.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            folder, out = os.path.join(d, "ckpt"), os.path.join(d, "survivor")
+            ps = [ctx.Process(target=worker, args=(r, 2, os.path.join(d, "rendezvous"), "adamw", "fdie:" + folder, d)) for r in range(2)]
+            for p in ps:
+                p.start()
+            for p in ps:
+                p.join(120)
+            self.assertEqual([p.exitcode for p in ps], [0, 3])
+            said = torch.load(os.path.join(d, "0.pt"))
+            self.assertIn("PeerError", said)
+            self.assertEqual(sorted(os.listdir(folder)), ["index.json", "rank-0.pt", "rank-1.pt"])
+            m = model()
+            opt = Optimizer(m, "adamw")
+            opt.load_checkpoint(folder)
+            self.assertEqual(opt.step_count(), 2)  # the save of step 2, whole
 
     def test_ranks_built_differently_are_refused_naming_the_difference(self):
         for r in run(2, "adamw", "mismatch"):

@@ -6,6 +6,8 @@ parameter is updated by the same kernels as in a one-process run, so the result 
 depend on the world size."""
 
 import json
+import os
+import shutil
 
 import torch
 import torch.distributed as dist
@@ -23,6 +25,83 @@ def _global_rank(group, rank):
 class PeerError(RuntimeError):
     """A collective of the process group failed: a rank died, or the network or the group's
     timeout ended it. The run cannot go on (the ranks' parameters may now differ)."""
+
+
+def merge(parts):
+    """Local state_dicts (each rank's, or each file of a checkpoint folder) as one optimizer's:
+    the state of all, each group's Opal metadata listing all its parameters in group order (its
+    step count: the largest)."""
+    state = {}
+    for sd in parts:
+        state.update(sd["state"])
+    groups = []
+    for i, group in enumerate(parts[0]["param_groups"]):
+        metas = [sd["param_groups"][i]["opal"] for sd in parts]
+        entries = {e["name"]: e for m in metas for e in json.loads(m["opal.params"])}
+        meta = dict(metas[0])
+        meta["opal.params"] = json.dumps([entries[n] for n in group["param_names"] if n in entries], separators=(",", ":"))
+        meta["opal.step"] = str(max(int(m["opal.step"]) for m in metas))
+        groups.append({**group, "opal": meta})
+    return {"state": state, "param_groups": groups}
+
+
+def _durable(path):
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def save_folder(local, folder, rank, world, barrier):
+    """A checkpoint folder: each rank's local state_dict in rank-R.pt, then index.json (the
+    world size and the parameters each file holds), written by rank 0 once every file is. It is
+    built beside the folder and moved into place whole: a save that fails on any rank leaves the
+    previous checkpoint as it was. `barrier` runs a collective (raising when a rank is gone)."""
+    folder = os.path.abspath(folder)
+    building = folder + ".partial"
+    if rank == 0:
+        shutil.rmtree(building, ignore_errors=True)
+        os.makedirs(building)
+    barrier("preparing the checkpoint folder")
+    mine = os.path.join(building, f"rank-{rank}.pt")
+    torch.save(local, mine + ".tmp")
+    _durable(mine + ".tmp")
+    os.replace(mine + ".tmp", mine)
+    barrier("writing the checkpoint files")
+    if rank == 0:
+        files = {}
+        for r in range(world):
+            part = torch.load(os.path.join(building, f"rank-{r}.pt"))
+            files[f"rank-{r}.pt"] = sorted(part["state"])
+        with open(os.path.join(building, "index.json"), "w") as f:
+            json.dump({"format": 1, "world": world, "files": files}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        if os.path.exists(folder):  # the old one aside, the new one in, the old one gone
+            shutil.rmtree(folder + ".old", ignore_errors=True)
+            os.replace(folder, folder + ".old")
+        os.replace(building, folder)
+        shutil.rmtree(folder + ".old", ignore_errors=True)
+    barrier("publishing the checkpoint")
+
+
+def load_folder(folder, wanted):
+    """The state_dict a checkpoint folder holds for the parameters `wanted` (a predicate on
+    names; every file's metadata, merged). A folder caught between the two moves of a save is
+    read from its previous version (FOLDER.old)."""
+    folder = os.path.abspath(folder)
+    if not os.path.exists(os.path.join(folder, "index.json")) and os.path.exists(os.path.join(folder + ".old", "index.json")):
+        folder += ".old"
+    try:
+        with open(os.path.join(folder, "index.json")) as f:
+            index = json.load(f)
+        files = index["files"]
+        parts = [torch.load(os.path.join(folder, name)) for name, names in sorted(files.items()) if any(wanted(n) for n in names)]
+        if not parts:  # none of its parameters is wanted here: the metadata still is
+            parts = [torch.load(os.path.join(folder, sorted(files)[0]))]
+    except Exception as e:  # (a truncated or foreign file fails in pickle, zipfile or torch: all are "not a checkpoint")
+        raise _opal.CheckpointError(f"cannot load checkpoint folder {folder}: {e} (is it a complete save_checkpoint folder?)") from None
+    whole = merge(parts)
+    whole["state"] = {n: s for n, s in whole["state"].items() if wanted(n)}
+    return whole
 
 
 def _collective(what, fn, *args, **kwargs):
@@ -108,26 +187,12 @@ class Sharding:
                     p.copy_(self._flat[k][at:at + p.numel()].view_as(p))
                     at += p.numel()
 
-    def consolidate(self, local, to, param_groups):
-        """Every rank's local state_dict gathered on rank `to` and merged into one optimizer's:
-        the state of all, each group's Opal metadata listing all its parameters in group order
-        (its step count: the largest). None on the other ranks."""
+    def consolidate(self, local, to):
+        """Every rank's local state_dict gathered on rank `to` and merged into one optimizer's
+        (merge). None on the other ranks."""
         everyone = [None] * self.world if self.rank == to else None
         _collective("gathering the state", dist.gather_object, local, everyone, dst=_global_rank(self.group, to), group=self.group)
-        if self.rank != to:
-            return None
-        state = {}
-        for sd in everyone:
-            state.update(sd["state"])
-        groups = []
-        for i, group in enumerate(local["param_groups"]):
-            metas = [sd["param_groups"][i]["opal"] for sd in everyone]
-            entries = {e["name"]: e for m in metas for e in json.loads(m["opal.params"])}
-            meta = dict(metas[0])
-            meta["opal.params"] = json.dumps([entries[n] for n in param_groups[i]["param_names"] if n in entries], separators=(",", ":"))
-            meta["opal.step"] = str(max(int(m["opal.step"]) for m in metas))
-            groups.append({**group, "opal": meta})
-        return {"state": state, "param_groups": groups}
+        return merge(everyone) if self.rank == to else None
 
     def own_part(self, state_dict):
         """The part of a whole optimizer's state_dict this rank owns (its parameters' state, each
@@ -147,3 +212,50 @@ class Sharding:
             return {"state": state, "param_groups": groups}
         except (TypeError, AttributeError, KeyError, ValueError):
             return state_dict
+
+    def barrier(self, what):
+        _collective(what, dist.barrier, group=self.group)
+
+
+class ShardedMethods:
+    """opal.torch.Optimizer's methods for a process group (self._shard: a Sharding, or None) and
+    its checkpoint folders."""
+
+    def _mine(self, name):
+        return self._shard is None or self._shard.mine(name)
+
+    def _owned(self, group):
+        """The group's (name, tensor) pairs this process steps: all, or under a process group its own."""
+        return [(n, p) for n, p in zip(group["param_names"], group["params"]) if self._mine(n)]
+
+    def _share(self):
+        """Under a process group: each owner's parameters to every rank."""
+        if self._shard is not None:
+            self._shard.share([(n, p) for g in self.param_groups for n, p in zip(g["param_names"], g["params"])])
+
+    def consolidate_state_dict(self, to=0):
+        """Under a process group (as torch's ZeroRedundancyOptimizer): gathers every rank's
+        state on rank `to`, whose state_dict() then returns the whole optimizer's, the same as a
+        one-process optimizer's (it loads into any world size, sharded or not). Every rank calls it."""
+        if self._shard is None:
+            return
+        with self._lock:
+            self._consolidated = self._shard.consolidate(self._local_state_dict(), to)
+
+    def save_checkpoint(self, folder):
+        """Saves the state to a checkpoint folder: under a process group each rank writes the
+        state it owns to its own file (every rank calls it), plus an index; the folder appears
+        whole or not at all, so a save that fails on any rank leaves the previous one usable.
+        load_checkpoint reads it on any world size. (The model's parameters are the trainer's
+        to save.)"""
+        with self._lock:
+            local = self._local_state_dict()
+        if self._shard is None:
+            save_folder(local, folder, 0, 1, lambda what: None)
+        else:
+            save_folder(local, folder, self._shard.rank, self._shard.world, self._shard.barrier)
+
+    def load_checkpoint(self, folder):
+        """Loads a save_checkpoint folder written by any number of ranks: each rank reads the
+        files holding the parameters it owns (load_state_dict's checks and reports)."""
+        self.load_state_dict(load_folder(folder, self._mine))

@@ -18,6 +18,7 @@ import warnings
 import torch
 
 from . import _opal
+from ._sharding import Sharding, ShardedMethods
 
 __all__ = ["Optimizer"]
 
@@ -131,7 +132,7 @@ def _module_roles(model):
     return roles
 
 
-class Optimizer(torch.optim.Optimizer):
+class Optimizer(ShardedMethods, torch.optim.Optimizer):
     """A torch.optim.Optimizer running an Opal spec.
 
     params: a model (an nn.Module: its named parameters, each with the role of the module holding
@@ -207,7 +208,6 @@ class Optimizer(torch.optim.Optimizer):
         self._shard = None
         self._consolidated = None  # under a process group: the whole state, gathered by consolidate_state_dict
         if process_group is not None:
-            from ._sharding import Sharding
             self._shard = Sharding(process_group, reduce_grads)
         elif reduce_grads:
             raise ValueError("reduce_grads=True averages gradients over a process group: give process_group= too")
@@ -380,18 +380,6 @@ class Optimizer(torch.optim.Optimizer):
         self._sync_shown(len(self.param_groups) - 1, "add_param_group")
         for n, p in self._owned(group):
             self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
-
-    def _mine(self, name):
-        return self._shard is None or self._shard.mine(name)
-
-    def _owned(self, group):
-        """The group's (name, tensor) pairs this process steps: all, or under a process group its own."""
-        return [(n, p) for n, p in zip(group["param_names"], group["params"]) if self._mine(n)]
-
-    def _share(self):
-        """Under a process group: each owner's parameters to every rank."""
-        if self._shard is not None:
-            self._shard.share([(n, p) for g in self.param_groups for n, p in zip(g["param_names"], g["params"])])
 
     @staticmethod
     def _check_tensor(name, p):
@@ -605,15 +593,6 @@ class Optimizer(torch.optim.Optimizer):
         raise KeyError(f"no parameter `{name}`{_hint(name, names)}")
 
     # -- checkpoints --------------------------------------------------------------------
-    def consolidate_state_dict(self, to=0):
-        """Under a process group (as torch's ZeroRedundancyOptimizer): gathers every rank's
-        state on rank `to`, whose state_dict() then returns the whole optimizer's, the same as a
-        one-process optimizer's (it loads into any world size, sharded or not). Every rank calls it."""
-        if self._shard is None:
-            return
-        with self._lock:
-            self._consolidated = self._shard.consolidate(self._local_state_dict(), to, self.param_groups)
-
     def state_dict(self):
         """{"state": {param name: {slot: tensor}}, "param_groups": [...]}: state keyed by names,
         never by position; each group carries its step, hyperparameters, spec text and hash.

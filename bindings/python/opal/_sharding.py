@@ -50,9 +50,10 @@ def _durable(path):
         os.fsync(f.fileno())
 
 
-def save_folder(local, folder, rank, world, barrier):
+def save_folder(local, folder, rank, owners, barrier):
     """A checkpoint folder: each rank's local state_dict in rank-R.pt, then index.json (the
-    world size and the parameters each file holds), written by rank 0 once every file is. It is
+    world size and the parameters each file holds: `owners`, a list of each rank's parameter
+    names), written by rank 0 once every file is. It is
     built beside the folder and moved into place whole: a save that fails on any rank leaves the
     previous checkpoint as it was. `barrier` runs a collective (raising when a rank is gone)."""
     folder = os.path.abspath(folder)
@@ -67,12 +68,9 @@ def save_folder(local, folder, rank, world, barrier):
     os.replace(mine + ".tmp", mine)
     barrier("writing the checkpoint files")
     if rank == 0:
-        files = {}
-        for r in range(world):
-            part = torch.load(os.path.join(building, f"rank-{r}.pt"))
-            files[f"rank-{r}.pt"] = sorted(part["state"])
+        files = {f"rank-{r}.pt": sorted(names) for r, names in enumerate(owners)}
         with open(os.path.join(building, "index.json"), "w") as f:
-            json.dump({"format": 1, "world": world, "files": files}, f, indent=1)
+            json.dump({"format": 1, "world": len(owners), "files": files}, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         if os.path.exists(folder):  # the old one aside, the new one in, the old one gone
@@ -250,10 +248,12 @@ class ShardedMethods:
         to save.)"""
         with self._lock:
             local = self._local_state_dict()
+        names = [n for g in self.param_groups for n in g["param_names"]]
         if self._shard is None:
-            save_folder(local, folder, 0, 1, lambda what: None)
+            save_folder(local, folder, 0, [names], lambda what: None)
         else:
-            save_folder(local, folder, self._shard.rank, self._shard.world, self._shard.barrier)
+            owners = [[n for n in names if self._shard.owner[n] == r] for r in range(self._shard.world)]
+            save_folder(local, folder, self._shard.rank, owners, self._shard.barrier)
 
     def load_checkpoint(self, folder):
         """Loads a save_checkpoint folder written by any number of ranks: each rank reads the

@@ -14,6 +14,7 @@ struct ParamCost {
   std::vector<int64_t> shape;
   std::string route;
   exec::StepCost cost;
+  int64_t state_bytes = 0;  // its optimizer state, at each slot's storage
   int owner = 0;
 };
 

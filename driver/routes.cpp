@@ -49,6 +49,16 @@ void assign_roles(std::vector<ParamDesc>& params, const std::vector<std::string>
   for (size_t i = 0; i < params.size(); ++i) params[i].role = roles[i];
 }
 
+int64_t state_bytes(const Optimizer& opt, const std::string& name) {
+  int64_t bytes = 0;
+  for (const auto& slot : opt.slots(name)) {
+    int64_t n = 1;
+    for (auto d : opt.state_shape(name, slot)) n *= d;
+    bytes += n * int64_t(exec::dtype_size(opt.state_dtype(name, slot)));  // at the slot's real storage
+  }
+  return bytes;
+}
+
 std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptimizer& co) {
   std::vector<RouteInfo> out;
   const exec::Description& d = opt.description();
@@ -82,13 +92,11 @@ std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptim
             r.scales.push_back({text(*s.args[0].value), eval_sized(*s.args[0].value, double(rows), double(cols), double(v.numel()))});
         break;
       }
+    r.state_bytes = state_bytes(opt, name);
     for (const auto& slot : opt.slots(name)) {
-      auto shape = opt.state_shape(name, slot);
-      int64_t n = 1;
-      for (auto d : shape) n *= d;
       const DType dt = opt.state_dtype(name, slot);
-      r.state_bytes += n * int64_t(exec::dtype_size(dt));  // at the slot's real storage
-      r.slots.push_back(fmt::format("{} [{}]{}", slot, fmt::join(shape, ", "), dt == DType::F32 ? "" : fmt::format(" {}", exec::dtype_name(dt))));
+      r.slots.push_back(fmt::format("{} [{}]{}", slot, fmt::join(opt.state_shape(name, slot), ", "),
+                                    dt == DType::F32 ? "" : fmt::format(" {}", exec::dtype_name(dt))));
     }
     out.push_back(std::move(r));
   }

@@ -31,6 +31,9 @@ struct RouteInfo {
 // pattern no parameter matches, and then changes nothing.
 void assign_roles(std::vector<ParamDesc>& params, const std::vector<std::string>& assignments);
 
+// The bytes of a parameter's optimizer state, each slot at its storage.
+int64_t state_bytes(const Optimizer& opt, const std::string& name);
+
 // `co`: the optimizer `opt` was built from (for the scale expressions as written).
 std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptimizer& co);
 std::string format_routes(const std::vector<RouteInfo>& routes);

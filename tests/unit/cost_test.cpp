@@ -87,6 +87,8 @@ TEST_CASE("opal cost prints each parameter's cost, and its owner over --world ra
   CHECK(out.find("owner") != std::string::npos);
   CHECK(out.find(fmt::format("{:.3f}", 7 * 4 * 64 * 32 / 1e6)) != std::string::npos);  // a's MB a step
   CHECK(out.find("rank 1:") != std::string::npos);
+  CHECK(out.find(fmt::format("{:.3f}", 2 * 4 * 64 * 32 / 1e6)) != std::string::npos);  // a's state: m and v
+  CHECK(out.find("MB of state") != std::string::npos);
   CHECK(out.find("3 parameters") != std::string::npos);
   CHECK(run_cli("cost adamw --params " + params + " --world 0").first != 0);
   cli_fails("cost adamw --params " + params + " --hparam nope=1", {"nope"});

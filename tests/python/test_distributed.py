@@ -41,7 +41,8 @@ def train(opt, m, rank=0, world=1, steps=STEPS):
 
 
 def worker(rank, world, path, spec, case, out):
-    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world)
+    # (a bounded wait: a test that regresses into a hang fails instead)
+    dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
     try:
         m = model()
         if case == "mismatch":
@@ -94,6 +95,15 @@ def worker(rank, world, path, spec, case, out):
                 result = "saved"
             except Exception as e:
                 result = f"{type(e).__name__}: {e}"
+        elif case == "reshaped":  # every rank reshapes the same parameter: each must refuse, owner or not
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD)
+            m[0].weight.data = torch.zeros(24, 6)
+            m[0].weight.grad = torch.zeros(24, 6)
+            try:
+                opt.step()
+                result = "stepped"
+            except ValueError as e:
+                result = str(e)
         elif case == "reduce":
             opt = Optimizer(m, spec, process_group=dist.group.WORLD, reduce_grads=True)
             result = train(opt, m, rank, world)
@@ -241,6 +251,10 @@ class Sharded(unittest.TestCase):
             opt = Optimizer(m, "adamw")
             opt.load_checkpoint(folder)
             self.assertEqual(opt.step_count(), 2)  # the save of step 2, whole
+
+    def test_a_reshaped_parameter_is_refused_on_every_rank_owner_or_not(self):
+        for r in run(3, "adamw", "reshaped"):
+            self.assertIn("parameter `0.weight` has shape [24, 6] now", r)
 
     def test_ranks_built_differently_are_refused_naming_the_difference(self):
         for r in run(2, "adamw", "mismatch"):

@@ -499,8 +499,6 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         hps = {k: _check_hparam(k, group[k], where) for k in engine.hparam_names}
         data, grads, grad_dtypes, keep = [], [], [], []
         for n, p, (shape, device, dtype) in zip(group["param_names"], group["params"], self._shapes[index]):
-            if not self._mine(n):
-                continue
             self._check_tensor(n, p)
             if p.dtype != dtype:
                 raise ValueError(f"parameter `{n}` is {p.dtype} now, but the optimizer was built for {dtype}; build a new optimizer for it")
@@ -509,6 +507,8 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                                  "its state has that shape: build a new optimizer (or load_state_dict into one) for the new shape")
             if p.device != device:
                 raise ValueError(f"parameter `{n}` is on {p.device} now, but the optimizer was built for {device}; build a new optimizer there")
+            if not self._mine(n):  # another rank steps it (and sends it here, at its shape: checked above)
+                continue
             g = p.grad
             if g is None:
                 grads.append(0)

@@ -41,7 +41,7 @@ void Optimizer::step_checked() {
     return bit < probes.size() ? probes[bit] : std::string("?");
   };
   const KernelModule& module = kernels(true);
-  step_kernels(module, nullptr);
+  step_kernels(module, nullptr, 0);
   std::vector<size_t> bad;
   for (size_t i = 0; i < ts.size(); ++i)
     if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
@@ -73,7 +73,7 @@ void Optimizer::step_checked() {
     ts[i].chk = 0;
     only[i] = 1;
   }
-  step_kernels(module, &only);
+  step_kernels(module, &only, 0);
   for (size_t k = 0; k < bad.size(); ++k) {
     auto& t = ts[bad[k]];
     if (!t.chk) continue;

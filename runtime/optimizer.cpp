@@ -86,13 +86,13 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
   impl_->routes.resize(d.routes.size());
   for (auto& p : params) {
     if (impl_->by_name.count(p.name)) throw Error(fmt::format("parameter `{}` is given twice", p.name));
+    if (!p.whole_shape.empty()) {
+      add_sharded(d, p, values.data());
+      continue;
+    }
     RoutedParam rp = route_param(d, p, values.data());
     const exec::Route& route = d.routes[rp.route];
-    if (!route.calls.empty() && std::max(rp.view.rows, rp.view.cols) > impl_->backend->max_call_side())
-      throw Error(
-          fmt::format("parameter `{}` is a {} x {} matrix in route `{}`, whose matrix work on {} takes sides up to {} [LimitExceeded]\n"
-                      "  = help: route it to an elementwise pipeline by name or shape",
-                      p.name, rp.view.rows, rp.view.cols, route.label, impl_->backend->describe(), impl_->backend->max_call_side()));
+    impl_->check_call_side(route, p.name, rp.view);
     impl_->by_name[p.name] = impl_->tensors.size();
     impl_->tensors.emplace_back();  // owned by impl_ from here: released even if a later parameter fails
     Impl::Tensor& t = impl_->tensors.back();
@@ -104,6 +104,9 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     t.batch = rp.view.batch;
     t.batch_shape = rp.view.batch_shape;
     t.perm = rp.view.perm;
+    t.mrows = t.rows;
+    t.mcols = t.cols;
+    t.total = (long long)t.numel();
     t.regs.assign(route.scalars.size(), 0.0);
     if (p.external && !p.data) throw Error(fmt::format("parameter `{}`: the data pointer is null", p.name));
     if (!t.desc.data) t.desc.data = (t.owned_w = impl_->alloc(t.numel())).p;
@@ -117,6 +120,8 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
     }
     for (exec::Extent s : route.scratch) t.scratch.push_back(impl_->alloc(size_of(s)));
   }
+  impl_->n_params = impl_->tensors.size();
+  add_whole_parts(d, values.data());  // the owner's whole matrices of its sharded parameters
   // buffer tables: w, g, slots, scratch
   size_t max_zeroed = 0;
   for (const auto& r : d.routes)
@@ -168,7 +173,7 @@ void Optimizer::refresh_tables() {
       mixed = mixed || (dt & (exec::kStochasticBit - 1)) != 0;
       r.first.push_back(r.table.size());
       for (long long b = 0; b < t.batch; ++b)
-        r.table.push_back({t.matrix_bufs(b), t.rows, t.cols, (long long)t.numel(), &t.chk, t.id, b * t.rows * t.cols, dt});
+        r.table.push_back({t.matrix_bufs(b), t.rows, t.cols, t.total, &t.chk, t.id, t.first + b * t.rows * t.cols, dt, t.mrows, t.mcols});
     }
   }
   impl_->needs_mixed = mixed;
@@ -211,8 +216,9 @@ void Optimizer::set_diagnostics(bool on) {
 const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->stats; }
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
-  auto& t = impl_->get(name);
-  const bool master = slot == kMasterSlot && t.has_master();  // full size, as w
+  auto& t0 = impl_->get(name);
+  const bool master = slot == kMasterSlot && t0.has_master();  // full size, as w
+  auto& t = master ? t0 : impl_->holder(*exe_->desc, t0, slot);
   const exec::Slot* s = master ? nullptr : &exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
   const exec::Extent extent = s ? s->extent : exec::Extent::Full;
   if (s && s->is_scales()) {  // one per block of each matrix
@@ -308,6 +314,13 @@ void Optimizer::check_set_hparam(const std::string& name, double value) const {
   std::vector<double> values(impl_->uniforms.begin() + 1, impl_->uniforms.begin() + 1 + ptrdiff_t(d.hparams.size()));
   values[hparam] = value;
   for (const auto& t : impl_->tensors) {
+    if (t.part != Impl::Tensor::Part::All) {  // a sharded parameter routes as its whole
+      if (t.part == Impl::Tensor::Part::Local && route_param(d, whole_param(t.desc), values.data()).route != t.route)
+        throw Error(fmt::format(
+            "hyperparameter `{}` decides routes: with {} sharded parameter `{}` would take another route; it is fixed once the optimizer is built",
+            d.hparams[hparam], value, t.desc.name));
+      continue;
+    }
     const RoutedParam rp = route_param(d, t.desc, values.data());
     if (rp.route != t.route || rp.view.rows != t.rows || rp.view.cols != t.cols || rp.view.batch != t.batch)
       throw Error(
@@ -321,8 +334,11 @@ void Optimizer::check_set_hparam(const std::string& name, double value) const {
 double Optimizer::hparam(const std::string& name) const { return impl_->uniforms[1 + hparam_index(*exe_->desc, name)]; }
 
 const std::vector<std::string>& Optimizer::hparam_names() const { return exe_->desc->hparams; }
-size_t Optimizer::num_params() const { return impl_->tensors.size(); }
-const std::string& Optimizer::param_name(size_t i) const { return impl_->tensors.at(i).desc.name; }
+size_t Optimizer::num_params() const { return impl_->n_params; }
+const std::string& Optimizer::param_name(size_t i) const {
+  if (i >= impl_->n_params) throw Error(fmt::format("no parameter {}: there are {}", i, impl_->n_params));
+  return impl_->tensors[i].desc.name;
+}
 const std::vector<int64_t>& Optimizer::param_shape(const std::string& name) const { return impl_->get(name).desc.shape; }
 ParamRole Optimizer::param_role(const std::string& name) const { return impl_->get(name).desc.role; }
 DType Optimizer::param_dtype(const std::string& name) const { return impl_->get(name).desc.dtype; }
@@ -359,7 +375,9 @@ std::string Optimizer::route_of(const std::string& name) const { return exe_->de
 std::vector<std::string> Optimizer::slots(const std::string& name) const {
   std::vector<std::string> out;
   const auto& t = impl_->get(name);
-  for (const auto& s : exe_->desc->routes[t.route].slots) out.push_back(s.name);
+  const auto& route = exe_->desc->routes[t.route];
+  for (size_t i = 0; i < route.slots.size(); ++i)  // a sharded parameter's: those this process holds
+    if (t.holds_slot(i) || t.twin != SIZE_MAX) out.push_back(route.slots[i].name);
   if (t.has_master()) out.push_back(kMasterSlot);
   return out;
 }
@@ -371,7 +389,8 @@ void Optimizer::reset_state(const std::string& name, const std::string& slot) {
     impl_->sync_master(t);
     return;
   }
-  impl_->reset_slot(*exe_->desc, t, impl_->slot_index(*exe_->desc, t, slot));
+  auto& h = impl_->holder(*exe_->desc, t, slot);
+  impl_->reset_slot(*exe_->desc, h, impl_->slot_index(*exe_->desc, h, slot));
 }
 
 void Optimizer::bind(const std::string& name, void* data, void* grad) {
@@ -389,7 +408,8 @@ void Optimizer::bind_grad(const std::string& name, void* grad, DType grad_dtype)
 void Optimizer::bind(size_t index, void* data, void* grad) { bind(index, data, grad, impl_->tensors.at(index).desc.grad_dtype); }
 
 void Optimizer::bind(size_t index, void* data, void* grad, DType grad_dtype) {
-  auto& t = impl_->tensors.at(index);
+  if (index >= impl_->n_params) throw Error(fmt::format("no parameter {}: there are {}", index, impl_->n_params));
+  auto& t = impl_->tensors[index];
   if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", t.desc.name));
   if (data != t.desc.data) impl_->rebound = true;
   const bool retable = grad_dtype != t.desc.grad_dtype;
@@ -469,8 +489,9 @@ void Optimizer::write_state(const std::string& name, const std::string& slot, st
 }
 
 std::pair<int, long long> Optimizer::state_blocks(const std::string& name, const std::string& slot) const {
-  auto& t = impl_->get(name);
-  if (slot == kMasterSlot && t.has_master()) return {0, 0};
+  auto& t0 = impl_->get(name);
+  if (slot == kMasterSlot && t0.has_master()) return {0, 0};
+  auto& t = impl_->holder(*exe_->desc, t0, slot);
   const exec::Slot& s = exe_->desc->routes[t.route].slots[impl_->slot_index(*exe_->desc, t, slot)];
   return s.dtype == DType::Q8 ? std::pair<int, long long>{int(s.block), t.rows * t.cols} : std::pair<int, long long>{0, 0};
 }
@@ -488,7 +509,7 @@ std::vector<float> Optimizer::read_state_values(const std::string& name, const s
 void Optimizer::write_state_values(const std::string& name, const std::string& slot, std::span<const float> values) {
   const auto [block, m] = state_blocks(name, slot);
   if (!block) return write_state(name, slot, values);
-  auto& t = impl_->get(name);
+  auto& t = impl_->holder(*exe_->desc, impl_->get(name), slot);
   if (values.size() != t.numel())
     throw Error(fmt::format("state `{}` of `{}` has {} elements, and {} were given", slot, name, t.numel(), values.size()));
   std::vector<unsigned char> bytes(values.size());

@@ -40,6 +40,37 @@ struct ParamDesc {
   // accumulate. The copy is state slot `master` (checkpoints, state_dict, read_state). No effect
   // on an f32 parameter.
   bool master = false;
+  // A parameter sharded by rows across processes (FSDP's dim-0 shards): this process holds
+  // `shape[0]` of the `whole_shape[0]` indices of dim 0, from `shard_row` on, and the other dims
+  // are whole. Empty: not sharded. Its steps run in phases (Optimizer::step_phase); the owner (one
+  // process per parameter) steps the whole matrix where the route needs it.
+  std::vector<int64_t> whole_shape = {};
+  int64_t shard_row = 0;
+  bool shard_owner = false;
+};
+
+// The phases of a step with sharded parameters, in this order, with the host's collectives
+// between them (Optimizer::exchanges):
+//  Local:  every parameter not sharded steps whole; each sharded one its local phase on this
+//          process's rows (exec::ShardPhases);
+//  Whole:  the owner steps the whole matrices it owns (after the host gathered their inputs);
+//  Finish: each sharded parameter's last local phase (after the host scattered the results).
+enum class StepPhase : uint8_t { Local = 0, Whole = 1, Finish = 2 };
+const char* step_phase_name(StepPhase p);
+
+// A buffer of a sharded parameter that the host moves between phases. After Local: each
+// process's `local` part into the owner's `whole`, at byte `shard_row * unit_bytes` (a gather;
+// `whole` is null except on the owner). After Whole: the owner's `whole` back, each process its
+// rows (`split`), or the same value to every process (not split: a broadcast).
+struct Exchange {
+  uint32_t buffer = 0;  // table index: 0 the parameter, 1 its gradient, then slots and scratch
+  std::string what;     // "w", "g", "scratch b7 (per row)"
+  void* local = nullptr;
+  size_t local_bytes = 0;
+  void* whole = nullptr;
+  size_t whole_bytes = 0;
+  size_t unit_bytes = 0;  // bytes per index of dim 0 (split buffers)
+  bool split = true;
 };
 
 // The state slot holding a 16-bit parameter's f32 master copy (ParamDesc::master).
@@ -80,6 +111,14 @@ class Optimizer {
   // stepped. One optimizer steps on one thread at a time: a step() while another thread's
   // step() of the same optimizer runs is an Error and changes nothing.
   void step(void* stream = nullptr);
+  // A step of an optimizer with sharded parameters (ParamDesc::whole_shape), one phase at a
+  // time: Local, then Whole, then Finish (any other order is an Error changing nothing). step()
+  // refuses such an optimizer. The non-finite policies and diagnostics are not available here.
+  void step_phase(StepPhase phase, void* stream = nullptr);
+  // What the host moves after phase `after` (Local: gathers to the owner; Whole: scatters from
+  // it) for a sharded parameter; empty for one with nothing to move (every stage local).
+  std::vector<Exchange> exchanges(const std::string& name, StepPhase after);
+  bool sharded() const;  // some parameter is sharded by rows
 
   Device device() const;
   std::string describe_device() const;  // "cpu", "cuda:0 NVIDIA H100 ... (sm_90)"
@@ -184,17 +223,21 @@ class Optimizer {
   void set_diagnostics(bool on);
   const std::vector<UpdateStats>& diagnostics() const;  // of the last step
 
+  struct Impl;  // the private state (runtime/optimizer_impl.h): not an interface
+
   const exec::Description& description() const { return *exe_->desc; }
   const Executable& executable() const { return *exe_; }
 
  private:
   void init(std::unique_ptr<Backend> backend, std::shared_ptr<const Executable> exe, std::vector<ParamDesc> params, const HParams& hparams);
-  void step_kernels(const KernelModule& module, const std::vector<char>* only);
   const KernelModule& kernels(bool checked);  // the program the step runs (f32 or mixed)
   void refresh_tables();                      // after dtypes, rounding or the seed change
-  void run_phase(const KernelModule& module, const std::vector<char>* only, bool second);
+  // phase: 0 a whole step, else 1 + StepPhase
+  void step_kernels(const KernelModule& module, const std::vector<char>* only, int phase);
+  void run_phase(const KernelModule& module, const std::vector<char>* only, bool second, int phase);
+  void add_sharded(const exec::Description& d, const ParamDesc& p, const double* hparams);
+  void add_whole_parts(const exec::Description& d, const double* hparams);
   void step_checked();
-  struct Impl;
   void check_aliasing();
   std::unique_ptr<Impl> impl_;
   std::shared_ptr<const Executable> exe_;

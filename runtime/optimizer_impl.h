@@ -1,6 +1,7 @@
 // The private state of opal::Optimizer, shared by its two halves: runtime/optimizer.cpp
 // (routing, buffers, access) and runtime/step.cpp (the step loop). Not an interface.
 #pragma once
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -15,6 +16,18 @@
 #include "runtime/optimizer.h"
 
 namespace opal {
+
+// A parameter sharded by rows as a whole (its whole shape, no memory): how it routes.
+inline ParamDesc whole_param(const ParamDesc& p) {
+  ParamDesc w = p;
+  w.shape = p.whole_shape;
+  w.whole_shape.clear();
+  w.data = w.grad = nullptr;
+  w.external = false;
+  w.shard_row = 0;
+  w.shard_owner = false;
+  return w;
+}
 
 struct Optimizer::Impl {
   // A buffer of the backend's memory: n elements of dt (a bf16 state slot holds 16-bit words).
@@ -53,6 +66,16 @@ struct Optimizer::Impl {
     std::vector<std::vector<char>> saved_slots;
     bool saved_master = false;
     std::vector<float> saved_master_values;
+    // A parameter sharded by rows (ParamDesc::whole_shape) is two tensors: its Local part, this
+    // process's rows (rows x cols of the whole matrix's mrows x mcols, from element `first`), and on the
+    // owner its Whole part (the whole matrix, w and g gathered into owned buffers), `twin` of each
+    // other. Each holds the slots `phases` gives it; the kernels and the scalar program see the
+    // whole matrix's mrows x mcols and `total` elements.
+    enum class Part : uint8_t { All, Local, Whole } part = Part::All;
+    exec::ShardPhases phases;
+    size_t twin = SIZE_MAX;
+    long long mrows = 1, mcols = 1, total = 1, first = 0;  // first: this part's first element in the whole tensor
+    bool holds_slot(size_t i) const { return part == Part::All || (part == Part::Whole) == (phases.owner_slot[i] != 0); }
     size_t numel() const { return size_t(batch * rows * cols); }
     size_t bytes() const { return numel() * exec::dtype_size(desc.dtype); }
     bool is_f32() const { return desc.dtype == DType::F32 && desc.grad_dtype == DType::F32; }
@@ -69,7 +92,10 @@ struct Optimizer::Impl {
     std::vector<KernelTensor> table;
   };
   std::unique_ptr<Backend> backend;
-  std::vector<Tensor> tensors;
+  std::vector<Tensor> tensors;  // the parameters as given (n_params), then the Whole parts
+  size_t n_params = 0;
+  bool sharded = false;
+  int next_phase = 0;  // of a sharded step (StepPhase)
   std::map<std::string, size_t> by_name;
   std::vector<RouteExec> routes;
   std::vector<double> uniforms;  // [t, hp...], the layout of `opal_uniforms_t`
@@ -108,6 +134,15 @@ struct Optimizer::Impl {
 
   Buffer alloc(size_t n, DType dt = DType::F32) { return {backend->alloc((n * exec::dtype_size(dt) + 3) / 4), n, dt}; }
 
+  // A route with library calls takes matrices up to the backend's largest side.
+  void check_call_side(const exec::Route& route, const std::string& name, const exec::TensorView& v) const {
+    if (!route.calls.empty() && std::max(v.rows, v.cols) > backend->max_call_side())
+      throw Error(
+          fmt::format("parameter `{}` is a {} x {} matrix in route `{}`, whose matrix work on {} takes sides up to {} [LimitExceeded]\n"
+                      "  = help: route it to an elementwise pipeline by name or shape",
+                      name, v.rows, v.cols, route.label, backend->describe(), backend->max_call_side()));
+  }
+
   // The named parameter; NotFoundError with "did you mean" when there is none.
   Tensor& get(const std::string& name);
 
@@ -119,7 +154,16 @@ struct Optimizer::Impl {
       if (sync) sync_master(t);
       return t.stage_w;
     }
-    return t.slots[slot_index(d, t, slot)];
+    Tensor& h = holder(d, t, slot);
+    return h.slots[slot_index(d, h, slot)];
+  }
+  // The part of a sharded parameter that holds a slot (the owner's whole part, or this
+  // process's rows); NotFoundError on a process that does not hold it.
+  Tensor& holder(const exec::Description& d, Tensor& t, const std::string& slot) {
+    const size_t i = slot_index(d, t, slot);
+    if (t.holds_slot(i)) return t;
+    if (t.twin != SIZE_MAX) return tensors[t.twin];
+    throw NotFoundError(fmt::format("state `{}` of `{}` is kept whole by the parameter's owner process, not this one", slot, t.desc.name));
   }
   // The position of a state slot in a tensor's slot list; NotFoundError when it has none.
   size_t slot_index(const exec::Description& d, const Tensor& t, const std::string& slot) const {

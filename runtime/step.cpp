@@ -50,6 +50,10 @@ void Optimizer::step(void* stream) {
   if (impl_->stepping.exchange(true))
     throw Error("step() of this optimizer is already running on another thread; one optimizer steps on one thread at a time [ConcurrentStep]");
   StepGuard guard{impl_->stepping};
+  if (impl_->sharded)
+    throw Error(
+        "this optimizer has parameters sharded by rows: its steps run in phases, with the host's gathers and scatters between them [Sharded]\n"
+        "  = help: step_phase(Local), the exchanges after it, step_phase(Whole), the exchanges after it, step_phase(Finish)");
   if (impl_->rebound) check_aliasing();
   // a step in which no parameter has a gradient changes nothing, not even a step count
   if (std::none_of(impl_->tensors.begin(), impl_->tensors.end(), [](const Impl::Tensor& t) { return t.desc.grad != nullptr; })) return;
@@ -71,7 +75,7 @@ void Optimizer::step(void* stream) {
       impl_->before[i] = impl_->read_f32(t.desc.data, t.desc.dtype, t.numel());
     }
   }
-  if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(kernels(false), nullptr);
+  if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(kernels(false), nullptr, 0);
   else step_checked();
   if (impl_->diagnostics) {
     impl_->stats.clear();
@@ -88,40 +92,91 @@ void Optimizer::step(void* stream) {
   }
 }
 
+void Optimizer::step_phase(StepPhase phase, void* stream) {
+  if (!impl_->sharded) throw Error("step_phase is for an optimizer with parameters sharded by rows (ParamDesc::whole_shape); step() steps this one");
+  if (impl_->stepping.exchange(true))
+    throw Error("step_phase() of this optimizer is already running on another thread; one optimizer steps on one thread at a time [ConcurrentStep]");
+  StepGuard guard{impl_->stepping};
+  if (int(phase) != impl_->next_phase)
+    throw Error(fmt::format("step_phase({}) is out of order: this step's next phase is {} (a step runs local, whole, finish) [PhaseOrder]",
+                            step_phase_name(phase), step_phase_name(StepPhase(impl_->next_phase))));
+  if (impl_->nonfinite != NonFinitePolicy::Off || impl_->diagnostics)
+    throw Error("the non-finite policies and update diagnostics are not available with sharded parameters [Unsupported]");
+  if (impl_->rebound) check_aliasing();
+  impl_->backend->set_stream(stream);
+  struct EndStep {
+    Backend& b;
+    ~EndStep() {
+      try {
+        b.end_step();
+      } catch (const std::exception&) {}
+    }
+  } end_step{*impl_->backend};
+  if (phase == StepPhase::Local && std::any_of(impl_->tensors.begin(), impl_->tensors.begin() + ptrdiff_t(impl_->n_params),
+                                               [](const Impl::Tensor& t) { return t.desc.grad != nullptr; }))
+    ++t_;
+  step_kernels(kernels(false), nullptr, 1 + int(phase));
+  impl_->next_phase = (int(phase) + 1) % 3;
+}
+
+namespace {
+// Whether tensor t runs schedule entry `pos` in step phase `phase` (0: a whole step; else 1 +
+// StepPhase): a parameter not sharded in the first phase, its rows in the local and finish
+// phases' spans, the owner's whole matrix in the whole phase's.
+using Part = Optimizer::Impl::Tensor::Part;
+bool runs_at(const Optimizer::Impl::Tensor& t, size_t pos, int phase) {
+  switch (t.part) {
+    case Part::All: return phase <= 1;
+    case Part::Local: return (phase == 1 && pos < t.phases.local_end) || (phase == 3 && pos >= t.phases.whole_end);
+    case Part::Whole: return phase == 2 && pos >= t.phases.local_end && pos < t.phases.whole_end;
+  }
+  return false;
+}
+// Whether t takes part in step phase `phase` at all (its count advances in its first).
+bool in_phase(const Optimizer::Impl::Tensor& t, int phase) {
+  return t.part == Part::All ? phase <= 1 : t.part == Part::Local ? phase == 1 || phase == 3 : phase == 2;
+}
+}  // namespace
+
 // Launches every kernel and library call of every route for the parameters that step (a
 // gradient bound, and in `only` when given), after advancing their step counts and running
 // their routes' host scalar programs. Kernels run once per distinct step count among their
 // tensors (one launch in the common case where all agree; a parameter that joined late gets
 // its own). Nothing here allocates: the working lists are sized at construction.
-void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>* only) {
+void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>* only, int phase) {
   const exec::Description& desc = *exe_->desc;
   const double* hparams = impl_->uniforms.data() + 1;
-  auto steps = [&](size_t i) { return impl_->tensors[i].desc.grad && (!only || (*only)[i]); };
+  auto steps = [&](size_t i) {
+    const auto& t = impl_->tensors[i];
+    // a whole part steps when its rows have a gradient
+    const void* grad = t.part == Part::Whole ? impl_->tensors[t.twin].desc.grad : t.desc.grad;
+    return grad && (!only || (*only)[i]) && in_phase(t, phase);
+  };
   auto run_scalars = [&] {
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
       auto& t = impl_->tensors[i];
-      if (steps(i)) desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.rows), double(t.cols), t.regs.data(), 0, double(t.numel()));
+      if (steps(i)) desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.mrows), double(t.mcols), t.regs.data(), 0, double(t.total));
     }
   };
   for (size_t i = 0; i < impl_->tensors.size(); ++i)
-    if (steps(i)) {
+    if (steps(i) && phase != 3) {
       ++impl_->tensors[i].t;
       impl_->stage_in(impl_->tensors[i]);
     }
   run_scalars();
   auto staged_out = [&] {
     for (size_t i = 0; i < impl_->tensors.size(); ++i)
-      if (steps(i)) impl_->stage_out(impl_->tensors[i]);
+      if (steps(i) && !(phase == 1 && impl_->tensors[i].part == Part::Local)) impl_->stage_out(impl_->tensors[i]);
   };
   if (desc.globals.empty()) {
-    run_phase(module, only, false);
+    run_phase(module, only, false, phase);
     staged_out();
     return;
   }
   // Two phases: every route's first part writes each tensor's share of the global sums; the
   // sums are added up on the host in parameter order (deterministic, in double); the second
   // part reads them as uniforms.
-  run_phase(module, only, false);
+  run_phase(module, only, false, phase);
   double* sums = impl_->uniforms.data() + 1 + desc.hparams.size();
   std::fill(sums, sums + desc.globals.size(), 0.0);
   for (size_t i = 0; i < impl_->tensors.size(); ++i) {
@@ -130,13 +185,13 @@ void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>
     for (const exec::GlobalShare& sh : desc.routes[t.route].shares) sums[sh.global] += impl_->share(t, sh.buffer, sh.per_matrix);
   }
   run_scalars();  // guards and call scalars may read the sums
-  run_phase(module, only, true);
+  run_phase(module, only, true, phase);
   staged_out();
 }
 
 // One phase of the step over every route: the whole schedule of a route without global sums
 // (in the first phase), else its part before (first phase) or after (second) the split.
-void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* only, bool second) {
+void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* only, bool second, int phase) {
   const exec::Description& desc = *exe_->desc;
   Backend& backend = *impl_->backend;
   auto& S = impl_->scratch;
@@ -148,14 +203,16 @@ void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* o
     const size_t begin = second ? route.phase_split : 0;
     const size_t end = split && !second ? route.phase_split : route.schedule.size();
     // the tensors of this route that step and for which a guard holds
+    size_t pos = begin;
     auto select = [&](const exec::Guard& gd) {
       S.running.clear();
       for (size_t k = 0; k < R.tensors.size(); ++k) {
         const auto& t = impl_->tensors[R.tensors[k]];
-        if (t.desc.grad != nullptr && (!only || (*only)[R.tensors[k]]) && gd.holds(t.regs.data())) S.running.push_back(k);
+        const void* grad = t.part == Part::Whole ? impl_->tensors[t.twin].desc.grad : t.desc.grad;
+        if (grad != nullptr && (!only || (*only)[R.tensors[k]]) && runs_at(t, pos, phase) && gd.holds(t.regs.data())) S.running.push_back(k);
       }
     };
-    for (size_t pos = begin; pos < end; ++pos) {
+    for (; pos < end; ++pos) {
       const exec::ScheduleEntry& E = route.schedule[pos];
       if (E.is_call) {
         const exec::LibraryCall& C = route.calls[E.index];

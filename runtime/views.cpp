@@ -58,7 +58,8 @@ void Optimizer::Impl::Tensor::set_bufs() {
 }
 
 void Optimizer::Impl::update_staging(const exec::Description& d, Tensor& t) {
-  t.staged = !t.perm.empty() || (!t.is_f32() && !d.routes[t.route].calls.empty()) || t.has_master();
+  // a sharded parameter's rows run no library call: they step in place
+  t.staged = t.part != Tensor::Part::Local && (!t.perm.empty() || (!t.is_f32() && !d.routes[t.route].calls.empty()) || t.has_master());
   if (t.staged && !t.stage_w.p) {
     t.stage_w = alloc(t.numel());
     t.stage_g = alloc(t.numel());

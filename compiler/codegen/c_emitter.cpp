@@ -73,7 +73,7 @@ std::string CEmitter::scalar_expr(const ir::Graph& g, ValueId v, const Plan& p) 
     case Op::HParam: return fmt::format("U_hp({})", n.iattr);
     case Op::Step: return "U_t";
     case Op::Dim:
-      return ir::dim_kind(n) == ir::DimKind::Rows ? "(double)rows" : ir::dim_kind(n) == ir::DimKind::Cols ? "(double)cols" : "(double)T.total";
+      return ir::dim_kind(n) == ir::DimKind::Rows ? "(double)T.mrows" : ir::dim_kind(n) == ir::DimKind::Cols ? "(double)T.mcols" : "(double)T.total";
     case Op::Sum:
     case Op::NormLowerBound: return fmt::format("(double)sb{}[0]", p.temp_index(v));
     case Op::StateRead:  // a scalar state

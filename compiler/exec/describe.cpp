@@ -182,6 +182,7 @@ exec::Route describe_route(const CompiledRoute& cr, const StateStorage& state, u
   r.matrix_reason = g.matrix_reason;
   for (const RouteStep& s : cr.path)  // the innermost explicit view along the delegations
     if (s.optimizer->routes[s.route].view != Route::View::Default) r.view = exec_view(s.optimizer->routes[s.route].view);
+  r.shards = exec::shard_phases(r);
   return r;
 }
 

@@ -242,8 +242,20 @@ std::string print_route(const Description& d, size_t ri) {
     for (int k = 0; k < scalar_arity(in.op); ++k) s += fmt::format("{} r{}", k ? "," : "", ops[k]);
     s += "\n";
   }
+  const ShardPhases& sp = r.shards;
+  auto bufs = [](const std::vector<uint32_t>& v) { return v.empty() ? std::string("nothing") : fmt::format("b{}", fmt::join(v, ", b")); };
+  if (sp.has_whole()) {
+    std::vector<std::string> owner;
+    for (size_t i = 0; i < r.slots.size(); ++i)
+      if (sp.owner_slot[i]) owner.push_back(r.slots[i].name);
+    s += fmt::format("  sharded by rows: local [0, {}), whole [{}, {}) on the owner, finish [{}, {}); the owner keeps {} whole\n", sp.local_end,
+                     sp.local_end, sp.whole_end, sp.whole_end, r.schedule.size(),
+                     owner.empty() ? std::string("no state") : fmt::format("{}", fmt::join(owner, ", ")));
+  } else if (!r.schedule.empty()) s += "  sharded by rows: every stage local\n";
   for (size_t i = 0; i < r.schedule.size(); ++i) {
     const ScheduleEntry& e = r.schedule[i];
+    if (sp.has_whole() && i == sp.local_end) s += fmt::format("  -- local phase ends: gather {} to the owner\n", bufs(sp.gather));
+    if (sp.has_whole() && i == sp.whole_end) s += fmt::format("  -- whole phase ends: scatter {}\n", bufs(sp.scatter));
     if (!r.shares.empty() && i == r.phase_split) {
       std::vector<std::string> sh;
       for (const auto& x : r.shares) sh.push_back(fmt::format("{} += b{}{}", d.globals.at(x.global), x.buffer, x.per_matrix ? " per matrix" : ""));
@@ -263,6 +275,7 @@ std::string print_route(const Description& d, size_t ri) {
       s += guard_str(k.guard) + "\n";
     }
   }
+  if (sp.has_whole() && sp.whole_end == r.schedule.size()) s += fmt::format("  -- whole phase ends: scatter {}\n", bufs(sp.scatter));
   return s;
 }
 
@@ -322,6 +335,9 @@ std::string verify(const Description& d) {
         return bad(fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size() + d.globals.size()));
     }
     if (r.phase_split > r.schedule.size()) return bad("the phase split is past the schedule");
+    if (r.shards.local_end > r.shards.whole_end || r.shards.whole_end > r.schedule.size() ||
+        (!r.shards.owner_slot.empty() && r.shards.owner_slot.size() != r.slots.size()))
+      return bad("its sharded phases are out of range");
     for (const auto& sh : r.shares)
       if (sh.global >= d.globals.size() || sh.buffer < kFirstSlotBuffer + r.slots.size() || sh.buffer >= nbuf)
         return bad("a global share is out of range");

@@ -229,6 +229,25 @@ struct GlobalShare {
   bool per_matrix = false;
 };
 
+// How a route steps a parameter whose rows are split across processes (FSDP's dim-0 shards;
+// the runtime's Optimizer::step_phase). schedule[0, local_end) runs on each process's own rows
+// (the local phase); schedule[local_end, whole_end) on the whole matrix, on the parameter's
+// owner only, after the host gathers `gather` there (the whole phase); schedule[whole_end, end)
+// on each process's rows again, after the host sends `scatter` back (the finish phase). A
+// route whose every stage is elementwise has no whole phase (local_end == whole_end == end).
+struct ShardPhases {
+  uint32_t local_end = 0, whole_end = 0;
+  // Table buffers: gathered, the whole phase's inputs from the local one (w, g, scratch);
+  // scattered, the finish phase's inputs from the whole one (its rows to each process where the
+  // extent is split by rows, full or one per row; else the same value to every process).
+  std::vector<uint32_t> gather, scatter;
+  // Per slot: kept whole by the owner (the whole phase touches it), else split by rows.
+  std::vector<char> owner_slot;
+  bool has_whole() const { return local_end < whole_end; }
+};
+// Whether an extent is split by rows when a parameter's rows are (full, one per row).
+inline bool split_by_rows(Extent e) { return e == Extent::Full || e == Extent::Rows; }
+
 struct Route {
   std::string label;     // "matrix", "other>vector"
   std::string pipeline;  // the stages as written, innermost optimizer ("adam: momentum -> adapt")
@@ -241,6 +260,7 @@ struct Route {
   // writes the shares), then the sums, then every route's schedule[phase_split, end).
   std::vector<GlobalShare> shares;
   uint32_t phase_split = 0;
+  ShardPhases shards;  // its split for parameters sharded by rows (exec::shard_phases)
   ScalarProgram scalars;
   std::vector<std::string> probes;  // stage of each non-finite probe bit (checked kernels)
   bool matrix_only = false;
@@ -285,6 +305,15 @@ struct Description {
   // the hyperparameters, then the global sums of the step.
   size_t uniform_count() const { return 1 + hparams.size() + globals.size(); }
 };
+
+// A table buffer's extent (w and g are full).
+Extent buffer_extent(const Route& r, uint32_t buffer);
+// The phases of a route for a parameter sharded by rows: the longest local prefix and suffix
+// whose kernels are elementwise over rows (a full or per-row space, writing only full or per-row
+// buffers, touching no slot the whole phase touches), and between them every library call,
+// reduction across rows and per-tensor reduction. `rows` false: everything in the whole phase
+// (a parameter whose view is not one matrix split by rows: a vector, a batched or permuted view).
+ShardPhases shard_phases(const Route& r, bool rows = true);
 
 std::string print(const Description& d);
 std::string print_route(const Description& d, size_t route);

@@ -9,7 +9,9 @@
 //                      id: the tensor's random stream (randn, stochastic rounding: a hash of
 //                      its name and the optimizer's seed), base: this matrix's first element
 //                      in the tensor (random streams are keyed by the tensor's element),
-//                      dt: storage of w and g (dtype_code) }
+//                      dt: storage of w and g (dtype_code),
+//                      mrows, mcols: the matrix the spec's `rows` and `cols` read: the one
+//                      stepped, or the whole matrix when a process steps its own rows of it }
 //   opal_uniforms_t  { t: the step count, hp: the hyperparameters (at least one slot) }
 #pragma once
 #include <cstddef>
@@ -22,9 +24,11 @@
 #include "support/q8.h"
 
 // (C type, name) of each field of opal_tensor_t, in order.
-#define OPAL_TENSOR_FIELDS(X) \
-  X(float* const*, buf)       \
-  X(long long, rows) X(long long, cols) X(long long, total) X(unsigned*, chk) X(unsigned long long, id) X(long long, base) X(int, dt)
+#define OPAL_TENSOR_FIELDS(X)                                                                                                          \
+  X(float* const*, buf)                                                                                                                \
+  X(long long, rows)                                                                                                                   \
+  X(long long, cols) X(long long, total) X(unsigned*, chk) X(unsigned long long, id) X(long long, base) X(int, dt) X(long long, mrows) \
+      X(long long, mcols)
 
 namespace opal::exec {
 

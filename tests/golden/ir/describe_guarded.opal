@@ -18,6 +18,8 @@ optimizer guarded(lr = 1e-3, b2 = 0.95, eps = 1e-8) {
 #   r6 = eq r4, r5
 #   r7 = or r2, r6
 #   r8 = hparam eps
+#   sharded by rows: local [0, 0), whole [0, 12) on the owner, finish [12, 13); the owner keeps shampoo_precond.L, shampoo_precond.R, shampoo_precond.PL, shampoo_precond.PR whole
+#   -- local phase ends: gather b1 to the owner
 #   0: b6:left = gemm{ta=false, tb=true, bf16=false}(b1:full, b1:full)
 #   1: b7:right = gemm{ta=true, tb=false, bf16=false}(b1:full, b1:full)
 #   2: kernel opal_r0_k0 over left
@@ -30,4 +32,5 @@ optimizer guarded(lr = 1e-3, b2 = 0.95, eps = 1e-8) {
 #   9: kernel opal_r0_k5 over right if r7
 #   10: b10:full = gemm{ta=false, tb=false, bf16=false}(b8:left, b1:full)
 #   11: b11:full = gemm{ta=false, tb=false, bf16=false}(b10:full, b9:right)
+#   -- whole phase ends: scatter b11
 #   12: kernel opal_r0_k6 over full

@@ -202,7 +202,12 @@ void Optimizer::set_stochastic_rounding(bool on, uint64_t seed) {
 bool Optimizer::stochastic_rounding() const { return impl_->stochastic; }
 
 void Optimizer::check_param(const exec::Description& d, const ParamDesc& p, const HParams& hparams) {
-  route_param(d, p, hparam_values(d, hparams).data());
+  if (p.whole_shape.empty()) {
+    route_param(d, p, hparam_values(d, hparams).data());
+    return;
+  }
+  check_shard(d, p);  // a sharded parameter routes as its whole
+  route_param(d, whole_param(p), hparam_values(d, hparams).data());
 }
 
 Device Optimizer::device() const { return impl_->backend->device(); }

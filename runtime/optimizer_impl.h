@@ -29,6 +29,9 @@ inline ParamDesc whole_param(const ParamDesc& p) {
   return w;
 }
 
+// The checks of a sharded parameter's shard (runtime/sharded.cpp): Error naming what is wrong.
+void check_shard(const exec::Description& d, const ParamDesc& p);
+
 struct Optimizer::Impl {
   // A buffer of the backend's memory: n elements of dt (a bf16 state slot holds 16-bit words).
   struct Buffer {

@@ -20,8 +20,8 @@ const char* step_phase_name(StepPhase p) {
 }
 
 namespace {
-
 std::string dims(const std::vector<int64_t>& s) { return fmt::format("[{}]", fmt::join(s, ", ")); }
+}  // namespace
 
 // A sharded parameter's description, checked: dim 0 split, the others whole, a row range
 // inside the whole.
@@ -47,8 +47,6 @@ void check_shard(const exec::Description& d, const ParamDesc& p) {
                     "sharded [Unsupported]",
                     d.name, fmt::join(d.globals, ", "), p.name));
 }
-
-}  // namespace
 
 // The Local part: this process's rows. Routed as the whole parameter, so that conditions and
 // views see the whole; split by the route's phases where the whole is one matrix whose rows

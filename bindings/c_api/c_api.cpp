@@ -220,6 +220,59 @@ opal_status opal_set_param_role(opal_optimizer* opt, const char* name, const cha
   });
 }
 
+opal_status opal_set_param_shard(opal_optimizer* opt, const char* name, const int64_t* whole_shape, int64_t row, int owner) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(name, "name");
+    need(whole_shape, "whole_shape");
+    if (opt->opt) throw Failure{OPAL_ERROR_STATE, fmt::format("cannot shard `{}`: the parameter list was fixed by an earlier call", name)};
+    auto it = std::find_if(opt->params.begin(), opt->params.end(), [&](const opal::ParamDesc& p) { return p.name == name; });
+    if (it == opt->params.end()) throw Failure{OPAL_ERROR_NOT_FOUND, fmt::format("no parameter `{}` was added", name)};
+    opal::ParamDesc p = *it;
+    p.whole_shape.assign(whole_shape, whole_shape + p.shape.size());
+    p.shard_row = row;
+    p.shard_owner = owner != 0;
+    opal::Optimizer::check_param(*opt->desc, p, opt->hparams);
+    *it = std::move(p);
+  });
+}
+
+namespace {
+std::vector<opal::Exchange> exchanges_of(opal_optimizer* opt, const char* param, opal_phase after) {
+  need(opt, "opt");
+  need(param, "param");
+  if (after != OPAL_PHASE_LOCAL && after != OPAL_PHASE_WHOLE)
+    throw Failure{OPAL_ERROR_ARGUMENT, "exchanges follow OPAL_PHASE_LOCAL (gathers) or OPAL_PHASE_WHOLE (scatters)"};
+  return opt->built().exchanges(param, opal::StepPhase(after));
+}
+}  // namespace
+
+opal_status opal_step_phase(opal_optimizer* opt, opal_phase phase, void* stream) {
+  return guarded([&] {
+    need(opt, "opt");
+    if (phase != OPAL_PHASE_LOCAL && phase != OPAL_PHASE_WHOLE && phase != OPAL_PHASE_FINISH)
+      throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("unknown phase {}: OPAL_PHASE_LOCAL, OPAL_PHASE_WHOLE or OPAL_PHASE_FINISH", int(phase))};
+    opt->built().step_phase(opal::StepPhase(phase), stream);
+  });
+}
+
+opal_status opal_num_exchanges(opal_optimizer* opt, const char* param, opal_phase after, size_t* out) {
+  return guarded([&] {
+    need(out, "out");
+    *out = exchanges_of(opt, param, after).size();
+  });
+}
+
+opal_status opal_get_exchange(opal_optimizer* opt, const char* param, opal_phase after, size_t index, opal_exchange* out) {
+  return guarded([&] {
+    need(out, "out");
+    const auto xs = exchanges_of(opt, param, after);
+    if (index >= xs.size()) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("parameter `{}` has {} exchanges, not {}", param, xs.size(), index + 1)};
+    const opal::Exchange& x = xs[index];
+    *out = {x.buffer, x.split ? 1 : 0, x.local, x.local_bytes, x.whole, x.whole_bytes, x.unit_bytes};
+  });
+}
+
 opal_status opal_bind_param(opal_optimizer* opt, const char* name, void* data, void* grad) {
   return guarded([&] {
     need(opt, "opt");

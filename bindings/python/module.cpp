@@ -74,6 +74,29 @@ DType dtype_by_name(const std::string& param, const std::string& name) {
     if (name == exec::dtype_name(d)) return d;
   throw Error(fmt::format("parameter `{}`: dtype `{}` is not one Opal steps (f32, bf16, f16)", param, name));
 }
+
+StepPhase phase_by_name(const std::string& name) {
+  for (StepPhase p : {StepPhase::Local, StepPhase::Whole, StepPhase::Finish})
+    if (name == step_phase_name(p)) return p;
+  throw Error(fmt::format("no step phase `{}`: local, whole or finish", name));
+}
+
+// Binds every parameter's memory before a step (grad address 0: it sits out; grad_dtypes empty:
+// as before), all checked first.
+void bind_all(Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads, const std::vector<std::string>& grad_dtypes) {
+  if (data.size() != o.num_params() || grads.size() != o.num_params())
+    throw Error(fmt::format("step needs {} data and gradient addresses, got {} and {}", o.num_params(), data.size(), grads.size()));
+  if (!grad_dtypes.empty() && grad_dtypes.size() != o.num_params())
+    throw Error(fmt::format("step needs {} gradient dtypes, got {}", o.num_params(), grad_dtypes.size()));
+  std::vector<DType> dts;
+  for (size_t i = 0; i < grad_dtypes.size(); ++i) dts.push_back(dtype_by_name(o.param_name(i), grad_dtypes[i]));
+  for (size_t i = 0; i < data.size(); ++i) {
+    void* w = reinterpret_cast<void*>(data[i]);
+    void* g = reinterpret_cast<void*>(grads[i]);
+    if (dts.empty()) o.bind(i, w, g);
+    else o.bind(i, w, g, dts[i]);
+  }
+}
 }  // namespace
 
 PYBIND11_MODULE(_opal, m) {
@@ -212,42 +235,59 @@ PYBIND11_MODULE(_opal, m) {
       // gradients are bound at each step. device: "cpu", "cuda", "cuda:N" (the addresses are then device pointers)
       .def(py::init([](const Compiled& c,
                        const std::vector<std::tuple<std::string, std::vector<int64_t>, uintptr_t, std::string, std::string>>& params,
-                       const std::string& device, const HParams& hparams, bool master) {
+                       const std::string& device, const HParams& hparams, bool master,
+                       const std::map<std::string, std::tuple<std::vector<int64_t>, int64_t, bool>>& shards) {
              std::vector<ParamDesc> ps;
              for (const auto& [name, shape, data, role, dtype] : params) {
                ParamRole r = ParamRole::None;
                if (!role.empty() && !exec::role_by_name(role, r)) throw Error(fmt::format("parameter `{}`: {}", name, exec::unknown_role(role)));
                const DType dt = dtype_by_name(name, dtype);
                ps.push_back({name, shape, reinterpret_cast<void*>(data), nullptr, true, r, dt, dt, master});
+               if (auto it = shards.find(name); it != shards.end()) std::tie(ps.back().whole_shape, ps.back().shard_row, ps.back().shard_owner) = it->second;
              }
              const Device d = parse_device(device);
              if (d.kind == DeviceKind::Cpu) return std::make_shared<Optimizer>(c.exe, std::move(ps), hparams);
              return std::shared_ptr<Optimizer>(make_optimizer(c.compiled, std::move(ps), d, hparams));
            }),
-           py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu", py::arg("hparams") = HParams{}, py::arg("master") = false)
+           py::arg("compiled"), py::arg("params"), py::arg("device") = "cpu", py::arg("hparams") = HParams{}, py::arg("master") = false,
+           py::arg("shards") = std::map<std::string, std::tuple<std::vector<int64_t>, int64_t, bool>>{},
+           "shards: {name: (whole shape, first index of dim 0 held here, owner)} for parameters sharded by rows")
       .def_property_readonly("device", &Optimizer::describe_device)
       .def(
           "step",
           [](Optimizer& o, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads, uintptr_t stream,
              const std::vector<std::string>& grad_dtypes) {
-            if (data.size() != o.num_params() || grads.size() != o.num_params())
-              throw Error(fmt::format("step needs {} data and gradient addresses, got {} and {}", o.num_params(), data.size(), grads.size()));
-            if (!grad_dtypes.empty() && grad_dtypes.size() != o.num_params())
-              throw Error(fmt::format("step needs {} gradient dtypes, got {}", o.num_params(), grad_dtypes.size()));
-            std::vector<DType> dts;
-            for (size_t i = 0; i < grad_dtypes.size(); ++i) dts.push_back(dtype_by_name(o.param_name(i), grad_dtypes[i]));  // all checked first
-            for (size_t i = 0; i < data.size(); ++i) {
-              void* w = reinterpret_cast<void*>(data[i]);
-              void* g = reinterpret_cast<void*>(grads[i]);
-              if (dts.empty()) o.bind(i, w, g);
-              else o.bind(i, w, g, dts[i]);
-            }
+            bind_all(o, data, grads, grad_dtypes);
             py::gil_scoped_release release;
             o.step(reinterpret_cast<void*>(stream));
           },
           py::arg("data"), py::arg("grads"), py::arg("stream") = 0, py::arg("grad_dtypes") = std::vector<std::string>{},
           "Binds every parameter's memory (grad address 0: sits out; grad_dtypes: each gradient's \"f32\", \"bf16\" or \"f16\", "
           "empty: as before) and steps (on CUDA: queued on `stream`, a cudaStream_t address).")
+      .def(
+          "step_phase",
+          [](Optimizer& o, const std::string& phase, const std::vector<uintptr_t>& data, const std::vector<uintptr_t>& grads, uintptr_t stream,
+             const std::vector<std::string>& grad_dtypes) {
+            const StepPhase p = phase_by_name(phase);
+            if (p == StepPhase::Local) bind_all(o, data, grads, grad_dtypes);
+            py::gil_scoped_release release;
+            o.step_phase(p, reinterpret_cast<void*>(stream));
+          },
+          py::arg("phase"), py::arg("data") = std::vector<uintptr_t>{}, py::arg("grads") = std::vector<uintptr_t>{}, py::arg("stream") = 0,
+          py::arg("grad_dtypes") = std::vector<std::string>{},
+          "One phase (\"local\", \"whole\", \"finish\") of a step with parameters sharded by rows; \"local\" binds the memory as step does.")
+      .def(
+          "exchanges",
+          [](Optimizer& o, const std::string& name, const std::string& after) {
+            std::vector<std::tuple<uint32_t, bool, uintptr_t, size_t, uintptr_t, size_t, size_t>> out;
+            for (const Exchange& x : o.exchanges(name, phase_by_name(after)))
+              out.emplace_back(x.buffer, x.split, reinterpret_cast<uintptr_t>(x.local), x.local_bytes, reinterpret_cast<uintptr_t>(x.whole),
+                               x.whole_bytes, x.unit_bytes);
+            return out;
+          },
+          "What moves after phase `after` for a sharded parameter: [(buffer, split, local address, local bytes, whole address (0 but "
+          "on the owner), whole bytes, bytes per index of dim 0)]")
+      .def_property_readonly("sharded", &Optimizer::sharded)
       .def(
           "set_rounding",
           [](Optimizer& o, const std::string& mode, uint64_t seed) {

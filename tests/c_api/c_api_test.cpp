@@ -393,3 +393,73 @@ TEST_CASE("hardening: non-finite hyperparameters, one tensor twice, per-paramete
   }
   opal_destroy(opt);
 }
+
+TEST_CASE("parameters sharded by rows through the ABI: two processes' phases and exchanges equal one whole Muon step") {
+  // one process steps the whole 6 x 4 matrix; two hold rows [0, 3) and [3, 6), the first owns it
+  const int64_t whole[2] = {6, 4}, half[2] = {3, 4};
+  std::vector<float> w(24), g(24);
+  for (int i = 0; i < 24; ++i) w[size_t(i)] = 0.1f * float(i % 7) - 0.3f, g[size_t(i)] = std::sin(float(i));
+  std::vector<float> w_ref = w, g_ref = g;
+  opal_optimizer* ref = nullptr;
+  REQUIRE(opal_create("muon", nullptr, &ref) == OPAL_OK);
+  REQUIRE(opal_add_param(ref, "h.weight", 2, whole, OPAL_F32, OPAL_CPU, w_ref.data(), g_ref.data()) == OPAL_OK);
+  opal_optimizer* rank[2] = {nullptr, nullptr};
+  std::vector<float> wr[2] = {std::vector<float>(w.begin(), w.begin() + 12), std::vector<float>(w.begin() + 12, w.end())};
+  std::vector<float> gr[2] = {std::vector<float>(g.begin(), g.begin() + 12), std::vector<float>(g.begin() + 12, g.end())};
+  for (int r = 0; r < 2; ++r) {
+    REQUIRE(opal_create("muon", nullptr, &rank[r]) == OPAL_OK);
+    REQUIRE(opal_add_param(rank[r], "h.weight", 2, half, OPAL_F32, OPAL_CPU, wr[r].data(), gr[r].data()) == OPAL_OK);
+    REQUIRE(opal_set_param_shard(rank[r], "h.weight", whole, 3 * r, r == 0) == OPAL_OK);
+  }
+  // hostile: a bad shard, a parameter not added, a phase out of order, step on a sharded optimizer
+  const int64_t wrong[2] = {6, 5};
+  CHECK(opal_set_param_shard(rank[1], "h.weight", wrong, 3, 0) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("only dim 0 may differ") != std::string::npos);
+  CHECK(opal_set_param_shard(rank[1], "h.weight", whole, 4, 0) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_set_param_shard(rank[1], "nope", whole, 3, 0) == OPAL_ERROR_NOT_FOUND);
+  CHECK(opal_step_phase(rank[1], OPAL_PHASE_WHOLE, nullptr) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("[PhaseOrder]") != std::string::npos);
+  CHECK(opal_step(rank[1], nullptr) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("[Sharded]") != std::string::npos);
+  CHECK(opal_step_phase(rank[1], opal_phase(7), nullptr) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_set_param_shard(rank[1], "h.weight", whole, 3, 0) == OPAL_ERROR_STATE);  // the list is fixed
+  auto move = [&](opal_phase after) {
+    size_t n0 = 0, n1 = 0;
+    REQUIRE(opal_num_exchanges(rank[0], "h.weight", after, &n0) == OPAL_OK);
+    REQUIRE(opal_num_exchanges(rank[1], "h.weight", after, &n1) == OPAL_OK);
+    REQUIRE(n0 == n1);
+    for (size_t k = 0; k < n0; ++k) {
+      opal_exchange owner{}, mine[2]{};
+      REQUIRE(opal_get_exchange(rank[0], "h.weight", after, k, &owner) == OPAL_OK);
+      REQUIRE(owner.whole != nullptr);
+      for (int r = 0; r < 2; ++r) {
+        REQUIRE(opal_get_exchange(rank[r], "h.weight", after, k, &mine[r]) == OPAL_OK);
+        REQUIRE(mine[r].split == 1);
+        char* at = static_cast<char*>(owner.whole) + size_t(3 * r) * mine[r].unit_bytes;
+        if (after == OPAL_PHASE_LOCAL) std::memcpy(at, mine[r].local, mine[r].local_bytes);
+        else std::memcpy(mine[r].local, at, mine[r].local_bytes);
+      }
+      CHECK(mine[1].whole == nullptr);  // not the owner
+    }
+    opal_exchange x{};
+    CHECK(opal_get_exchange(rank[0], "h.weight", after, n0, &x) == OPAL_ERROR_ARGUMENT);
+  };
+  for (int step = 0; step < 3; ++step) {
+    REQUIRE(opal_step(ref, nullptr) == OPAL_OK);
+    for (auto* o : rank) REQUIRE(opal_step_phase(o, OPAL_PHASE_LOCAL, nullptr) == OPAL_OK);
+    move(OPAL_PHASE_LOCAL);
+    for (auto* o : rank) REQUIRE(opal_step_phase(o, OPAL_PHASE_WHOLE, nullptr) == OPAL_OK);
+    move(OPAL_PHASE_WHOLE);
+    for (auto* o : rank) REQUIRE(opal_step_phase(o, OPAL_PHASE_FINISH, nullptr) == OPAL_OK);
+  }
+  CHECK(std::memcmp(wr[0].data(), w_ref.data(), 48) == 0);
+  CHECK(std::memcmp(wr[1].data(), w_ref.data() + 12, 48) == 0);
+  CHECK(wr[0][0] != w[0]);  // it moved
+  size_t slots = 9;
+  CHECK(opal_num_slots(rank[1], "h.weight", &slots) == OPAL_OK);
+  CHECK(slots == 0);  // the owner keeps the momentum
+  CHECK(opal_num_slots(rank[0], "h.weight", &slots) == OPAL_OK);
+  CHECK(slots == 1);
+  opal_destroy(ref);
+  for (auto* o : rank) opal_destroy(o);
+}

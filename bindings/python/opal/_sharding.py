@@ -220,7 +220,12 @@ class ShardedMethods:
     its checkpoint folders."""
 
     def _mine(self, name):
-        return self._shard is None or self._shard.mine(name)
+        # (every rank steps its rows of a parameter sharded by rows)
+        return self._shard is None or self._shard.mine(name) or (self._rows is not None and name in self._rows.layout)
+
+    def _no_rows(self, what):
+        if self._rows is not None and self._rows.layout:
+            raise NotImplementedError(f"{what} of parameters sharded by rows (shards=) is not available yet")
 
     def _owned(self, group):
         """The group's (name, tensor) pairs this process steps: all, or under a process group its own."""
@@ -229,7 +234,8 @@ class ShardedMethods:
     def _share(self):
         """Under a process group: each owner's parameters to every rank."""
         if self._shard is not None:
-            self._shard.share([(n, p) for g in self.param_groups for n, p in zip(g["param_names"], g["params"])])
+            rows = self._rows.layout if self._rows is not None else {}
+            self._shard.share([(n, p) for g in self.param_groups for n, p in zip(g["param_names"], g["params"]) if n not in rows])
 
     def consolidate_state_dict(self, to=0):
         """Under a process group (as torch's ZeroRedundancyOptimizer): gathers every rank's
@@ -237,6 +243,7 @@ class ShardedMethods:
         one-process optimizer's (it loads into any world size, sharded or not). Every rank calls it."""
         if self._shard is None:
             return
+        self._no_rows("consolidate_state_dict")
         with self._lock:
             self._consolidated = self._shard.consolidate(self._local_state_dict(), to)
 
@@ -246,6 +253,7 @@ class ShardedMethods:
         whole or not at all, so a save that fails on any rank leaves the previous one usable.
         load_checkpoint reads it on any world size. (The model's parameters are the trainer's
         to save.)"""
+        self._no_rows("save_checkpoint")
         with self._lock:
             local = self._local_state_dict()
         names = [n for g in self.param_groups for n in g["param_names"]]
@@ -258,4 +266,5 @@ class ShardedMethods:
     def load_checkpoint(self, folder):
         """Loads a save_checkpoint folder written by any number of ranks: each rank reads the
         files holding the parameters it owns (load_state_dict's checks and reports)."""
+        self._no_rows("load_checkpoint")
         self.load_state_dict(load_folder(folder, self._mine))

@@ -18,6 +18,7 @@ import warnings
 import torch
 
 from . import _opal
+from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
 
 __all__ = ["Optimizer"]
@@ -172,6 +173,12 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         consolidate_state_dict(to=r) then state_dict() on rank r give the whole state (as torch's
         ZeroRedundancyOptimizer); load_state_dict() takes such a state on every rank, from any
         world size, each rank keeping what it owns.
+    shards: under a process group, parameters sharded by rows (FSDP's dim-0 shards): {tensor or
+        name: (whole shape, first index of dim 0 held here)}; each rank holds some rows of each
+        and of its gradient. Elementwise stages step every rank's rows where they are; stages
+        that need the whole matrix run on the parameter's owner after a gather, and their result
+        is scattered back (opal ir shows each route's phases). The result equals a one-process
+        run. (State of such parameters is not yet in state_dict or checkpoint folders.)
     state: how the optimizer state is stored where the spec's routes do not say, as a route's
         `state(...)` says it: "bf16", "bf16, stochastic", "q8" (blockwise 8-bit, bitsandbytes'
         dynamic code; "q8(128)" for blocks of 128), "f32, master". q8 state shows in
@@ -191,7 +198,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
     """
 
     def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, rounding="nearest", seed=0,
-                 master_weights=False, state=None, process_group=None, reduce_grads=False, **hparams):
+                 master_weights=False, state=None, process_group=None, reduce_grads=False, shards=None, **hparams):
         self._nonfinite = str(nonfinite)
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
@@ -211,6 +218,14 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             self._shard = Sharding(process_group, reduce_grads)
         elif reduce_grads:
             raise ValueError("reduce_grads=True averages gradients over a process group: give process_group= too")
+        self._rows = None
+        if shards:
+            if self._shard is None:
+                raise ValueError("shards= says which rows each rank holds: give process_group= too")
+            if reduce_grads:
+                raise ValueError("reduce_grads=True averages whole gradients; with shards= each rank holds its own rows of them "
+                                 "(FSDP reduce-scatters them)")
+            self._rows = RowShards(self._shard, shards)
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []
         self._shapes = []  # per group: each parameter's shape, device and dtype when it was added
@@ -366,12 +381,17 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         device = devices.pop() if devices else torch.device("cpu")
         # the group's hyperparameters at construction: route conditions may read them (soap's max_precond_dim)
         hps = {k: float(group[k]) for k in self._compiled.hparams}
-        described = [(n, list(p.shape), self._role_of(n, p), _DTYPES[p.dtype]) for n, p in zip(group["param_names"], group["params"])]
+        rows = {n: self._rows.shard_of(n, p) for n, p in zip(group["param_names"], group["params"])} if self._rows else {}
+        rows = {n: r for n, r in rows.items() if r is not None}
+        described = [(n, list(rows[n][0] if n in rows else p.shape), self._role_of(n, p), _DTYPES[p.dtype])
+                     for n, p in zip(group["param_names"], group["params"])]  # (a sharded parameter's costs are its whole's)
         if self._shard is not None:
             self._shard.assign(self._compiled, described, hps)
-        engine = _opal.Optimizer(self._compiled, [(n, shape, p.data_ptr(), role, dtype) for (n, shape, role, dtype), p
+        if rows:
+            self._rows.add([(n, p, *rows[n]) for n, p in zip(group["param_names"], group["params"]) if n in rows])
+        engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), role, dtype) for (n, _shape, role, dtype), p
                                                   in zip(described, group["params"]) if self._mine(n)], _device_name(device),
-                                 hps, self._master)
+                                 hps, self._master, {n: (w, r, self._shard.owner[n] == self._shard.rank) for n, (w, r) in rows.items()})
         engine.nonfinite = self._nonfinite
         engine.set_rounding(*self._rounding)
         self._engines.append(engine)
@@ -482,8 +502,11 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                 for k, v in hps.items():
                     if v != engine.hparam(k):
                         engine.set_hparam(k, v)
-            for engine, (_hps, data, (grads, grad_dtypes), stream, _keep) in zip(self._engines, plans):
-                engine.step(data, grads, stream, grad_dtypes)
+            for group, engine, (_hps, data, (grads, grad_dtypes), stream, _keep) in zip(self.param_groups, self._engines, plans):
+                if engine.sharded:  # parameters sharded by rows: in phases, with the exchanges between them
+                    self._rows.step(engine, group, data, (grads, grad_dtypes), stream)
+                else:
+                    engine.step(data, grads, stream, grad_dtypes)
             self._share()
             self._consolidated = None  # a gathered state is of the step before
             if _bump_version is not None:
@@ -597,6 +620,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         """{"state": {param name: {slot: tensor}}, "param_groups": [...]}: state keyed by names,
         never by position; each group carries its step, hyperparameters, spec text and hash.
         Under a process group: on the rank consolidate_state_dict() gathered to, the whole state."""
+        self._no_rows("state_dict")
         if self._shard is not None:
             if self._consolidated is None:
                 raise RuntimeError("under a process group, call consolidate_state_dict(to=RANK) on every rank first; state_dict() "
@@ -628,6 +652,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         spec says; `self.last_load_reports` says what happened (and a warning is issued)."""
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise _opal.CheckpointError("cannot load state_dict: it needs 'state' and 'param_groups' (is it an Opal state_dict?)")
+        self._no_rows("load_state_dict")
         if self._shard is not None:  # a whole optimizer's state: each rank takes what it owns
             state_dict = self._shard.own_part(state_dict)
         saved = state_dict["param_groups"]

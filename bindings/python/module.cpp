@@ -329,6 +329,7 @@ PYBIND11_MODULE(_opal, m) {
                              })
       .def("route", &Optimizer::route_of)
       .def("slots", &Optimizer::slots)
+      .def("has_param", &Optimizer::has_param)
       .def("state_shape", &Optimizer::state_shape)
       .def("param_role", [](const Optimizer& o, const std::string& name) { return std::string(exec::role_name(o.param_role(name))); })
       // the address of a state slot in the optimizer's device memory (CUDA views are built on it)

@@ -49,10 +49,14 @@ def chunk(n, world, rank):
     return begin, min(n, begin + per) - begin
 
 
-def sharded(spec, rank, world, tamper=False):
+def sharded(spec, rank, world, tamper=False, steps=STEPS, start=None, save=None):
     """Each rank's rows of every parameter; every step the whole model is put together (as FSDP
-    all-gathers it), its gradient computed on the whole batch and each rank keeps its rows."""
+    all-gathers it), its gradient computed on the whole batch and each rank keeps its rows.
+    start: a checkpoint folder to resume from (the model's parameters beside it); save: one to
+    write at the end (and the consolidated state_dict)."""
     m = model()
+    if start:
+        m.load_state_dict(torch.load(start + ".model"))
     whole = dict(m.named_parameters())
     local, shards = {}, {}
     for n, p in whole.items():
@@ -64,12 +68,18 @@ def sharded(spec, rank, world, tamper=False):
     with warnings.catch_warnings():  # (no model: no roles, as intended)
         warnings.simplefilter("ignore")
         opt = Optimizer(list(local.items()), spec, process_group=dist.group.WORLD, shards=shards)
-    for _ in range(STEPS):
+    if start:
+        opt.load_checkpoint(start)
+
+    def assemble():
         with torch.no_grad():
             for n, p in whole.items():
                 parts = [None] * world
                 dist.all_gather_object(parts, local[n].detach())
                 p.copy_(torch.cat(parts))
+
+    for _ in range(steps):
+        assemble()
         m.zero_grad()
         loss(m).backward()
         for n, p in whole.items():
@@ -77,6 +87,13 @@ def sharded(spec, rank, world, tamper=False):
             local[n].grad = p.grad[row:row + rows].clone()
         opt.step()
     state_bytes = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values())
+    if save:
+        opt.save_checkpoint(save)
+        opt.consolidate_state_dict(to=0)
+        assemble()
+        if rank == 0:
+            torch.save(m.state_dict(), save + ".model")
+            torch.save(opt.state_dict(), save + ".consolidated")
     return {n: t.detach().clone() for n, t in local.items()}, state_bytes, opt
 
 
@@ -89,6 +106,10 @@ def worker(rank, world, path, case, out):
                 result = "built"
             except ValueError as e:
                 result = str(e)
+        elif case.startswith("save:"):  # 2 steps, then a checkpoint folder and a consolidated state_dict
+            result = {spec: sharded(spec, rank, world, steps=2, save=f"{case[5:]}-{spec}")[0] for spec in SPECS}
+        elif case.startswith("resume:"):  # from that folder, one more step
+            result = {spec: sharded(spec, rank, world, steps=1, start=f"{case[7:]}-{spec}")[0] for spec in SPECS}
         else:
             result = {}
             for spec in SPECS:
@@ -96,7 +117,7 @@ def worker(rank, world, path, case, out):
                 try:
                     opt.state_dict()
                     said = "no error"
-                except NotImplementedError as e:
+                except RuntimeError as e:
                     said = str(e)
                 result[spec] = (params, state_bytes, said)
         torch.save(result, os.path.join(out, f"{rank}.pt"))
@@ -122,11 +143,41 @@ class RowShards(unittest.TestCase):
                     for rank, got in enumerate(ranks):
                         params, state_bytes, said = got[spec]
                         self.assertGreater(state_bytes, 0)
-                        self.assertIn("not available yet", said)
+                        self.assertIn("consolidate_state_dict", said)  # (under a process group: consolidate first)
                         for n, p in want[spec][0].items():
                             row, rows = chunk(p.shape[0], world, rank)
                             torch.testing.assert_close(params[n], p[row:row + rows], rtol=0, atol=0)
                             self.assertFalse(torch.equal(params[n], model().state_dict()[n][row:row + rows]))  # it moved
+
+    def test_a_checkpoint_of_3_ranks_resumes_on_2_and_in_one_process(self):
+        want = {spec: alone(spec)[0] for spec in SPECS}  # 3 steps, uninterrupted
+        with tempfile.TemporaryDirectory() as d:
+            folder = os.path.join(d, "ckpt")
+            run(3, "save:" + folder)
+            self.assertEqual(sorted(os.listdir(os.path.join(d, "ckpt-muon"))), ["index.json", "rank-0.pt", "rank-1.pt", "rank-2.pt"])
+            ranks = run(2, "resume:" + folder)
+            for spec in SPECS:
+                for rank, got in enumerate(ranks):
+                    with self.subTest(spec=spec, rank=rank):
+                        for n, p in want[spec].items():
+                            row, rows = chunk(p.shape[0], 2, rank)
+                            torch.testing.assert_close(got[spec][n], p[row:row + rows], rtol=0, atol=0)
+                # one process, no group: the folder, and the consolidated state_dict, load as they are
+                for how in ("folder", "consolidated"):
+                    with self.subTest(spec=spec, how=how):
+                        m = model()
+                        m.load_state_dict(torch.load(f"{folder}-{spec}.model"))
+                        opt = Optimizer(m, spec)
+                        if how == "folder":
+                            opt.load_checkpoint(f"{folder}-{spec}")
+                        else:
+                            opt.load_state_dict(torch.load(f"{folder}-{spec}.consolidated"))
+                        self.assertEqual(opt.step_count(), 2)
+                        opt.zero_grad()
+                        loss(m).backward()
+                        opt.step()
+                        for n, p in m.named_parameters():
+                            torch.testing.assert_close(p.detach(), want[spec][n], rtol=0, atol=0)
 
     def test_rows_that_do_not_tile_a_parameter_are_refused_on_every_rank(self):
         for r in run(2, "tamper"):

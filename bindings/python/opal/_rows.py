@@ -7,6 +7,7 @@ the whole phase's inputs to the owner and scatters its results back, with the gr
 collectives. A route with no whole phase (AdamW) moves nothing: its state stays split by rows."""
 
 import ctypes
+import json
 
 import torch
 import torch.distributed as dist
@@ -38,6 +39,7 @@ class RowShards:
                 raise TypeError(f"shards[{key if isinstance(key, str) else 'a tensor'}] must be (whole shape, first row), not {value!r}") from None
             self._given[key if isinstance(key, str) else id(key)] = (whole, row)
         self.layout = {}  # name -> [(row, rows) of each rank]
+        self._whole = {}  # name -> its whole shape
         self._buffers = {}
 
     def shard_of(self, name, p):
@@ -48,6 +50,7 @@ class RowShards:
         """A new group's sharded parameters [(name, tensor, whole, row)]: every rank's rows, checked
         to tile each parameter's dim 0 exactly (on every rank at once)."""
         mine = {n: (row, int(p.shape[0]) if p.dim() else 0, whole) for n, p, whole, row in named}
+        self._whole.update({n: list(whole) for n, _p, whole, _row in named})
         everyone = [None] * self.sharding.world
         _collective("comparing the ranks' shards", dist.all_gather_object, everyone, mine, group=self.sharding.group)
         for name, (_row, _rows, whole) in mine.items():
@@ -68,6 +71,7 @@ class RowShards:
             if at != whole[0]:
                 raise ValueError(f"the ranks' rows of `{name}` end at {at}, not at its {whole[0]} rows")
             self.layout[name] = parts
+            self.sharding.rows.add(name)
         for name in mine:
             if name not in everyone[0]:
                 raise ValueError(f"parameter `{name}` is sharded by rows here but not on rank 0")
@@ -77,6 +81,63 @@ class RowShards:
         if b is None or b.numel() != nbytes or b.device != device:
             b = self._buffers[key] = torch.zeros(nbytes, dtype=torch.uint8, device=device)
         return b
+
+    def annotate(self, meta):
+        """A group's checkpoint metadata with each sharded parameter's entry saying the rows this
+        rank holds and the whole shape (merge puts the ranks' parts together by them)."""
+        entries = json.loads(meta["opal.params"])
+        for e in entries:
+            if e["name"] in self.layout:
+                e["rows"] = list(self.layout[e["name"]][self.sharding.rank])
+                e["whole"] = self._whole[e["name"]]
+        return {**meta, "opal.params": json.dumps(entries, separators=(",", ":"))}
+
+    def own_rows(self, state_dict, engines):
+        """A whole optimizer's state_dict (own_part's) with each sharded parameter's state cut to
+        this rank's rows: each slot it holds split by rows, its part of the slot's elements (they
+        are contiguous in every storage, a q8 slot's scales too: rows start on block edges); a slot
+        its owner keeps, whole. Malformed input is passed on for the load's checks."""
+        try:
+            state = dict(state_dict["state"])
+            groups = []
+            for g, engine in zip(state_dict["param_groups"], engines):
+                g = dict(g)
+                meta = dict(g["opal"])
+                entries = json.loads(meta["opal.params"])
+                for e in entries:
+                    name = e["name"]
+                    if name not in self.layout or not engine.has_param(name):
+                        continue
+                    row, rows = self.layout[name][self.sharding.rank]
+                    whole = self._whole[name]
+                    if list(e["shape"]) != whole:
+                        continue  # (the load names the mismatch)
+                    per = 1
+                    for d in whole[1:]:
+                        per *= d
+                    e["shape"] = [rows] + whole[1:]
+                    if "q8" in e:
+                        e["q8"] = {slot: [bm[0], rows * per] for slot, bm in e["q8"].items()}
+                    mine = {}
+                    for slot, t in state.get(name, {}).items():
+                        if slot not in engine.slots(name):
+                            continue  # the owner's, held there
+                        want = engine.state_shape(name, slot)
+                        if list(t.shape) == want:
+                            mine[slot] = t
+                            continue
+                        n, count = t.numel(), 1
+                        for d in want:
+                            count *= d
+                        start = n * row // whole[0]
+                        mine[slot] = t.reshape(-1)[start:start + count].view(want)
+                    state[name] = mine
+                meta["opal.params"] = json.dumps(entries, separators=(",", ":"))
+                g["opal"] = meta
+                groups.append(g)
+            return {"state": state, "param_groups": groups}
+        except (TypeError, AttributeError, KeyError, ValueError, RuntimeError):
+            return state_dict
 
     def step(self, engine, group, data, grads, stream):
         """One step of a group's engine with sharded parameters: local, whole, finish."""

@@ -27,17 +27,51 @@ class PeerError(RuntimeError):
     timeout ended it. The run cannot go on (the ranks' parameters may now differ)."""
 
 
+def _whole_entry(entries):
+    """The parameter-table entries of one parameter sharded by rows, one per rank ("rows": [first,
+    count], "whole": its shape), as the whole parameter's: the owner's (it lists every slot), at
+    the whole shape, each q8 slot tiling the whole."""
+    e = dict(max(entries, key=lambda e: len(e.get("slots", []))))
+    whole = e.pop("whole")
+    e.pop("rows")
+    e["shape"] = whole
+    e["step"] = max(x.get("step", 0) for x in entries)
+    if "q8" in e:
+        n = 1
+        for d in whole:
+            n *= d
+        e["q8"] = {slot: [bm[0], n] for slot, bm in e["q8"].items()}
+    return e
+
+
 def merge(parts):
     """Local state_dicts (each rank's, or each file of a checkpoint folder) as one optimizer's:
     the state of all, each group's Opal metadata listing all its parameters in group order (its
-    step count: the largest)."""
+    step count: the largest). A parameter sharded by rows is put together: each slot every part
+    holds is its parts' rows in order, one only its owner holds is the owner's."""
+    rows = {}  # name -> [(first row, part)]
+    for k, sd in enumerate(parts):
+        for g in sd["param_groups"]:
+            for e in json.loads(g["opal"]["opal.params"]):
+                if "rows" in e:
+                    rows.setdefault(e["name"], []).append((e["rows"][0], k))
     state = {}
     for sd in parts:
-        state.update(sd["state"])
+        state.update({n: s for n, s in sd["state"].items() if n not in rows})
+    for name, holders in rows.items():
+        slots = {}
+        for _row, k in sorted(holders):
+            for slot, t in parts[k]["state"].get(name, {}).items():
+                slots.setdefault(slot, []).append(t)
+        state[name] = {slot: ts[0] if len(ts) == 1 else torch.cat(ts) for slot, ts in slots.items()}
     groups = []
     for i, group in enumerate(parts[0]["param_groups"]):
         metas = [sd["param_groups"][i]["opal"] for sd in parts]
-        entries = {e["name"]: e for m in metas for e in json.loads(m["opal.params"])}
+        entries = {}
+        for m in metas:
+            for e in json.loads(m["opal.params"]):
+                entries.setdefault(e["name"], []).append(e)
+        entries = {n: _whole_entry(es) if "rows" in es[0] else es[-1] for n, es in entries.items()}
         meta = dict(metas[0])
         meta["opal.params"] = json.dumps([entries[n] for n in group["param_names"] if n in entries], separators=(",", ":"))
         meta["opal.step"] = str(max(int(m["opal.step"]) for m in metas))
@@ -119,6 +153,7 @@ class Sharding:
         self.world = dist.get_world_size(group)
         self.reduce_grads = bool(reduce_grads)
         self.owner = {}  # parameter name -> its rank in the group
+        self.rows = set()  # parameters sharded by rows: every rank holds some of their state
         self._loads = []  # each rank's cost so far: groups added later balance with earlier ones
 
     def check_same(self, signature):
@@ -201,12 +236,13 @@ class Sharding:
                 g = dict(g)
                 if isinstance(g.get("opal"), dict) and isinstance(g["opal"].get("opal.params"), str):
                     meta = dict(g["opal"])
-                    meta["opal.params"] = json.dumps([e for e in json.loads(meta["opal.params"]) if self.owner.get(e.get("name"), self.rank) == self.rank],
+                    meta["opal.params"] = json.dumps([e for e in json.loads(meta["opal.params"])
+                                                      if self.owner.get(e.get("name"), self.rank) == self.rank or e.get("name") in self.rows],
                                                      separators=(",", ":"))
                     g["opal"] = meta
                 groups.append(g)
             # (a name no rank owns stays: the load refuses it, naming it, as a one-process load does)
-            state = {n: s for n, s in state_dict["state"].items() if self.owner.get(n, self.rank) == self.rank}
+            state = {n: s for n, s in state_dict["state"].items() if self.owner.get(n, self.rank) == self.rank or n in self.rows}
             return {"state": state, "param_groups": groups}
         except (TypeError, AttributeError, KeyError, ValueError):
             return state_dict
@@ -223,9 +259,6 @@ class ShardedMethods:
         # (every rank steps its rows of a parameter sharded by rows)
         return self._shard is None or self._shard.mine(name) or (self._rows is not None and name in self._rows.layout)
 
-    def _no_rows(self, what):
-        if self._rows is not None and self._rows.layout:
-            raise NotImplementedError(f"{what} of parameters sharded by rows (shards=) is not available yet")
 
     def _owned(self, group):
         """The group's (name, tensor) pairs this process steps: all, or under a process group its own."""
@@ -243,7 +276,6 @@ class ShardedMethods:
         one-process optimizer's (it loads into any world size, sharded or not). Every rank calls it."""
         if self._shard is None:
             return
-        self._no_rows("consolidate_state_dict")
         with self._lock:
             self._consolidated = self._shard.consolidate(self._local_state_dict(), to)
 
@@ -253,18 +285,16 @@ class ShardedMethods:
         whole or not at all, so a save that fails on any rank leaves the previous one usable.
         load_checkpoint reads it on any world size. (The model's parameters are the trainer's
         to save.)"""
-        self._no_rows("save_checkpoint")
         with self._lock:
             local = self._local_state_dict()
         names = [n for g in self.param_groups for n in g["param_names"]]
         if self._shard is None:
             save_folder(local, folder, 0, [names], lambda what: None)
         else:
-            owners = [[n for n in names if self._shard.owner[n] == r] for r in range(self._shard.world)]
+            owners = [[n for n in names if self._shard.owner[n] == r or n in self._shard.rows] for r in range(self._shard.world)]
             save_folder(local, folder, self._shard.rank, owners, self._shard.barrier)
 
     def load_checkpoint(self, folder):
         """Loads a save_checkpoint folder written by any number of ranks: each rank reads the
         files holding the parameters it owns (load_state_dict's checks and reports)."""
-        self._no_rows("load_checkpoint")
         self.load_state_dict(load_folder(folder, self._mine))

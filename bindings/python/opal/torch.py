@@ -620,7 +620,6 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         """{"state": {param name: {slot: tensor}}, "param_groups": [...]}: state keyed by names,
         never by position; each group carries its step, hyperparameters, spec text and hash.
         Under a process group: on the rank consolidate_state_dict() gathered to, the whole state."""
-        self._no_rows("state_dict")
         if self._shard is not None:
             if self._consolidated is None:
                 raise RuntimeError("under a process group, call consolidate_state_dict(to=RANK) on every rank first; state_dict() "
@@ -633,6 +632,8 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         state, groups, index = {}, [], 0
         for group, engine in zip(self.param_groups, self._engines):
             meta, tensors = engine.export_state()
+            if self._rows is not None:  # parameters sharded by rows: which rows (merge puts them together)
+                meta = self._rows.annotate(meta)
             for key, (shape, raw, dtype) in tensors.items():
                 name, slot = key[len("state/"):].rsplit("/", 1)
                 as_stored = {"F32": torch.float32, "U8": torch.uint8}.get(dtype, torch.int16)
@@ -652,9 +653,10 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         spec says; `self.last_load_reports` says what happened (and a warning is issued)."""
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise _opal.CheckpointError("cannot load state_dict: it needs 'state' and 'param_groups' (is it an Opal state_dict?)")
-        self._no_rows("load_state_dict")
-        if self._shard is not None:  # a whole optimizer's state: each rank takes what it owns
+        if self._shard is not None:  # a whole optimizer's state: each rank takes what it owns (and its rows)
             state_dict = self._shard.own_part(state_dict)
+            if self._rows is not None:
+                state_dict = self._rows.own_rows(state_dict, self._engines)
         saved = state_dict["param_groups"]
         if len(saved) != len(self.param_groups):
             raise _opal.CheckpointError(f"cannot load state_dict: it has {len(saved)} parameter groups, this optimizer {len(self.param_groups)}")

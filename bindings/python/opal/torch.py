@@ -178,7 +178,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         and of its gradient. Elementwise stages step every rank's rows where they are; stages
         that need the whole matrix run on the parameter's owner after a gather, and their result
         is scattered back (opal ir shows each route's phases). The result equals a one-process
-        run. (State of such parameters is not yet in state_dict or checkpoint folders.)
+        run; their state checkpoints as the whole parameter's (any world size resumes it).
     state: how the optimizer state is stored where the spec's routes do not say, as a route's
         `state(...)` says it: "bf16", "bf16, stochastic", "q8" (blockwise 8-bit, bitsandbytes'
         dynamic code; "q8(128)" for blocks of 128), "f32, master". q8 state shows in

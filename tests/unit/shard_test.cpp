@@ -101,29 +101,21 @@ void check_sharded(const std::string& spec, int world, int steps) {
   Optimizer ref(exe, whole);
   std::vector<std::unique_ptr<Optimizer>> ranks;
   for (int r = 0; r < world; ++r) ranks.push_back(shard_optimizer(exe, world, r));
-  for (size_t i = 0; i < kParams.size(); ++i) {
-    const auto w0 = randoms(size_t(numel(kParams[i].shape)), 100 + unsigned(i), 1.f);
-    ref.write_param(kParams[i].name, w0);
+  // values of parameter i: the whole to the reference, each rank its rows
+  auto write = [&](size_t i, const std::vector<float>& v, bool grad) {
+    const std::string& name = kParams[i].name;
+    grad ? ref.write_grad(name, v) : ref.write_param(name, v);
+    const size_t per = size_t(numel(kParams[i].shape) / kParams[i].shape[0]);
     for (int r = 0; r < world; ++r) {
       const auto [row, rows] = chunk(kParams[i].shape[0], world, r);
       if (rows == 0) continue;
-      const size_t per = size_t(numel(kParams[i].shape) / kParams[i].shape[0]);
-      ranks[size_t(r)]->write_param(kParams[i].name,
-                                    std::vector<float>(w0.begin() + ptrdiff_t(size_t(row) * per), w0.begin() + ptrdiff_t(size_t(row + rows) * per)));
+      const std::vector<float> mine(v.begin() + ptrdiff_t(size_t(row) * per), v.begin() + ptrdiff_t(size_t(row + rows) * per));
+      grad ? ranks[size_t(r)]->write_grad(name, mine) : ranks[size_t(r)]->write_param(name, mine);
     }
-  }
+  };
+  for (size_t i = 0; i < kParams.size(); ++i) write(i, randoms(size_t(numel(kParams[i].shape)), 100 + unsigned(i), 1.f), false);
   for (int s = 0; s < steps; ++s) {
-    for (size_t i = 0; i < kParams.size(); ++i) {
-      const auto g = randoms(size_t(numel(kParams[i].shape)), 1000 * unsigned(s) + unsigned(i), 1.f);
-      ref.write_grad(kParams[i].name, g);
-      for (int r = 0; r < world; ++r) {
-        const auto [row, rows] = chunk(kParams[i].shape[0], world, r);
-        if (rows == 0) continue;
-        const size_t per = size_t(numel(kParams[i].shape) / kParams[i].shape[0]);
-        ranks[size_t(r)]->write_grad(kParams[i].name,
-                                     std::vector<float>(g.begin() + ptrdiff_t(size_t(row) * per), g.begin() + ptrdiff_t(size_t(row + rows) * per)));
-      }
-    }
+    for (size_t i = 0; i < kParams.size(); ++i) write(i, randoms(size_t(numel(kParams[i].shape)), 1000 * unsigned(s) + unsigned(i), 1.f), true);
     ref.step();
     for (auto& o : ranks) o->step_phase(StepPhase::Local);
     exchange(ranks, StepPhase::Local);

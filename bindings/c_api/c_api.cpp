@@ -238,7 +238,7 @@ opal_status opal_set_param_shard(opal_optimizer* opt, const char* name, const in
 }
 
 namespace {
-std::vector<opal::Exchange> exchanges_of(opal_optimizer* opt, const char* param, opal_phase after) {
+std::vector<opal::Exchange> exchanges_of(opal_optimizer* opt, const char* param, int after) {
   need(opt, "opt");
   need(param, "param");
   if (after != OPAL_PHASE_LOCAL && after != OPAL_PHASE_WHOLE)
@@ -247,23 +247,23 @@ std::vector<opal::Exchange> exchanges_of(opal_optimizer* opt, const char* param,
 }
 }  // namespace
 
-opal_status opal_step_phase(opal_optimizer* opt, opal_phase phase, void* stream) {
+opal_status opal_step_phase(opal_optimizer* opt, int phase, void* stream) {
   return guarded([&] {
     need(opt, "opt");
     if (phase != OPAL_PHASE_LOCAL && phase != OPAL_PHASE_WHOLE && phase != OPAL_PHASE_FINISH)
-      throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("unknown phase {}: OPAL_PHASE_LOCAL, OPAL_PHASE_WHOLE or OPAL_PHASE_FINISH", int(phase))};
+      throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("unknown phase {}: OPAL_PHASE_LOCAL, OPAL_PHASE_WHOLE or OPAL_PHASE_FINISH", phase)};
     opt->built().step_phase(opal::StepPhase(phase), stream);
   });
 }
 
-opal_status opal_num_exchanges(opal_optimizer* opt, const char* param, opal_phase after, size_t* out) {
+opal_status opal_num_exchanges(opal_optimizer* opt, const char* param, int after, size_t* out) {
   return guarded([&] {
     need(out, "out");
     *out = exchanges_of(opt, param, after).size();
   });
 }
 
-opal_status opal_get_exchange(opal_optimizer* opt, const char* param, opal_phase after, size_t index, opal_exchange* out) {
+opal_status opal_get_exchange(opal_optimizer* opt, const char* param, int after, size_t index, opal_exchange* out) {
   return guarded([&] {
     need(out, "out");
     const auto xs = exchanges_of(opt, param, after);

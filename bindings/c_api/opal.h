@@ -110,11 +110,12 @@ OPAL_API opal_status opal_set_master_weights(opal_optimizer* opt, int on);
  * statistics). Such an optimizer steps with opal_step_phase, not opal_step. Before the list is
  * fixed (after: OPAL_ERROR_STATE); a bad shard is OPAL_ERROR_ARGUMENT naming it. */
 OPAL_API opal_status opal_set_param_shard(opal_optimizer* opt, const char* name, const int64_t* whole_shape, int64_t row, int owner);
-/* The phases of a step with sharded parameters, in order. Between them the host moves each
- * sharded parameter's exchanges: after LOCAL, every process's `local` bytes into the owner's
- * `whole` at byte row * unit_bytes (a gather); after WHOLE, the owner's `whole` back: each process
- * its rows from row * unit_bytes (`split`), or all of it (not split: a broadcast). A phase out of
- * order is OPAL_ERROR_ARGUMENT and changes nothing. */
+/* The phases of a step with sharded parameters, in order (passed as int: another value is
+ * OPAL_ERROR_ARGUMENT). Between them the host moves each sharded parameter's exchanges: after
+ * LOCAL, every process's `local` bytes into the owner's `whole` at byte row * unit_bytes (a
+ * gather); after WHOLE, the owner's `whole` back: each process its rows from row * unit_bytes
+ * (`split`), or all of it (not split: a broadcast). A phase out of order is OPAL_ERROR_ARGUMENT
+ * and changes nothing. */
 typedef enum opal_phase { OPAL_PHASE_LOCAL = 0, OPAL_PHASE_WHOLE = 1, OPAL_PHASE_FINISH = 2 } opal_phase;
 typedef struct opal_exchange {
   unsigned buffer; /* 0 the parameter, 1 its gradient, then scratch of the route */
@@ -125,9 +126,9 @@ typedef struct opal_exchange {
   size_t whole_bytes;
   size_t unit_bytes; /* bytes per index of dim 0 (split) */
 } opal_exchange;
-OPAL_API opal_status opal_step_phase(opal_optimizer* opt, opal_phase phase, void* stream);
-OPAL_API opal_status opal_num_exchanges(opal_optimizer* opt, const char* param, opal_phase after, size_t* out);
-OPAL_API opal_status opal_get_exchange(opal_optimizer* opt, const char* param, opal_phase after, size_t index, opal_exchange* out);
+OPAL_API opal_status opal_step_phase(opal_optimizer* opt, int phase, void* stream);
+OPAL_API opal_status opal_num_exchanges(opal_optimizer* opt, const char* param, int after, size_t* out);
+OPAL_API opal_status opal_get_exchange(opal_optimizer* opt, const char* param, int after, size_t index, opal_exchange* out);
 
 /* f32 parameters only (another dtype is OPAL_ERROR_ARGUMENT naming it). */
 OPAL_API opal_status opal_param_data(opal_optimizer* opt, const char* name, float** data, float** grad, int64_t* numel);

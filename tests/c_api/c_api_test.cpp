@@ -421,7 +421,11 @@ TEST_CASE("parameters sharded by rows through the ABI: two processes' phases and
   CHECK(err().find("[PhaseOrder]") != std::string::npos);
   CHECK(opal_step(rank[1], nullptr) == OPAL_ERROR_ARGUMENT);
   CHECK(err().find("[Sharded]") != std::string::npos);
-  CHECK(opal_step_phase(rank[1], opal_phase(7), nullptr) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_step_phase(rank[1], 7, nullptr) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("unknown phase 7") != std::string::npos);
+  size_t none = 0;
+  CHECK(opal_num_exchanges(rank[1], "h.weight", OPAL_PHASE_FINISH, &none) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_num_exchanges(rank[1], "h.weight", -1, &none) == OPAL_ERROR_ARGUMENT);
   CHECK(opal_set_param_shard(rank[1], "h.weight", whole, 3, 0) == OPAL_ERROR_STATE);  // the list is fixed
   auto move = [&](opal_phase after) {
     size_t n0 = 0, n1 = 0;

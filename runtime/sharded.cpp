@@ -60,14 +60,19 @@ void Optimizer::add_sharded(const exec::Description& d, const ParamDesc& p, cons
     throw Error(
         fmt::format("parameter `{}`: route `{}` keeps f32 master copies, which sharded parameters cannot (not yet available)", p.name, route.label));
   const long long whole0 = p.whole_shape[0];
-  const bool by_rows = rp.view.batch == 1 && rp.view.perm.empty() && p.shape.size() >= 2 && rp.view.rows % whole0 == 0;
+  const bool one = rp.view.batch == 1 && rp.view.perm.empty();  // one matrix, in the parameter's order
+  const bool by_rows = one && p.shape.size() >= 2 && rp.view.rows % whole0 == 0;
   impl_->by_name[p.name] = impl_->tensors.size();
   impl_->tensors.emplace_back();
   Impl::Tensor& t = impl_->tensors.back();
   t.desc = p;
   t.part = Impl::Tensor::Part::Local;
   t.route = rp.route;
-  t.phases = by_rows && route.shards.owner_slot.size() == route.slots.size() ? route.shards : exec::shard_phases(route, by_rows);
+  // a vector's part is a range of its elements: its elementwise stages are local too
+  t.phases = by_rows && route.shards.owner_slot.size() == route.slots.size() ? route.shards
+                                                                             : exec::shard_phases(route, by_rows ? exec::ShardAxis::Rows
+                                                                                                         : one   ? exec::ShardAxis::Elements
+                                                                                                                 : exec::ShardAxis::Whole);
   t.mrows = rp.view.rows;
   t.mcols = rp.view.cols;
   t.total = rp.view.numel();
@@ -75,7 +80,7 @@ void Optimizer::add_sharded(const exec::Description& d, const ParamDesc& p, cons
   if (by_rows) {
     t.rows = p.shape[0] * (rp.view.rows / whole0);
     t.cols = rp.view.cols;
-  } else {  // its rows as one flat run (no kernel steps it: every stage is the owner's)
+  } else {  // its rows as one flat run of elements (stepped by elementwise stages only)
     t.rows = 1;
     t.cols = p.shape[0] * per_index;
   }

@@ -308,12 +308,15 @@ struct Description {
 
 // A table buffer's extent (w and g are full).
 Extent buffer_extent(const Route& r, uint32_t buffer);
+// How a sharded parameter's part is laid out: Rows, a range of rows of one matrix; Elements, a
+// range of elements of one (a vector's); Whole, neither (a batched or permuted view).
+enum class ShardAxis : uint8_t { Rows, Elements, Whole };
 // The phases of a route for a parameter sharded by rows: the longest local prefix and suffix
 // whose kernels are elementwise over rows (a full or per-row space, writing only full or per-row
 // buffers, touching no slot the whole phase touches), and between them every library call,
-// reduction across rows and per-tensor reduction. `rows` false: everything in the whole phase
-// (a parameter whose view is not one matrix split by rows: a vector, a batched or permuted view).
-ShardPhases shard_phases(const Route& r, bool rows = true);
+// reduction across rows and per-tensor reduction. Elements: local kernels are elementwise over
+// full buffers only. Whole: everything in the whole phase.
+ShardPhases shard_phases(const Route& r, ShardAxis axis = ShardAxis::Rows);
 
 std::string print(const Description& d);
 std::string print_route(const Description& d, size_t route);

@@ -51,15 +51,27 @@ bool row_local(const Route& r, const ScheduleEntry& e) {
   return true;
 }
 
+// Whether an entry can run on a range of elements alone: a kernel over the full space touching
+// full buffers only.
+bool element_local(const Route& r, const ScheduleEntry& e) {
+  if (e.is_call) return false;
+  const KernelLaunch& k = r.kernels[e.index];
+  if (k.domain != Extent::Full || !k.zeroed.empty()) return false;
+  for (const auto* list : {&k.reads, &k.writes})
+    for (uint32_t b : *list)
+      if (buffer_extent(r, b) != Extent::Full) return false;
+  return true;
+}
+
 }  // namespace
 
-ShardPhases shard_phases(const Route& r, bool rows) {
+ShardPhases shard_phases(const Route& r, ShardAxis axis) {
   const size_t n = r.schedule.size();
   std::vector<char> whole(n, 0);
   std::vector<std::vector<uint32_t>> reads(n), writes(n);
   for (size_t i = 0; i < n; ++i) {
     entry_buffers(r, r.schedule[i], reads[i], writes[i]);
-    whole[i] = !rows || !row_local(r, r.schedule[i]);
+    whole[i] = axis == ShardAxis::Whole || !(axis == ShardAxis::Rows ? row_local(r, r.schedule[i]) : element_local(r, r.schedule[i]));
   }
   ShardPhases p;
   p.owner_slot.assign(r.slots.size(), 0);

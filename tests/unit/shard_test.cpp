@@ -179,11 +179,16 @@ TEST_CASE("the compiler splits routes into local and whole phases for parameters
   CHECK(text.find("sharded by rows: local [0, 0), whole [0, 4) on the owner, finish [4, 5)") != std::string::npos);
   CHECK(text.find("-- whole phase ends: scatter") != std::string::npos);
   // everything whole, for a parameter that is not one matrix split by rows
-  const exec::ShardPhases all = exec::shard_phases(adamw->desc->routes[0], false);
+  const exec::ShardPhases all = exec::shard_phases(adamw->desc->routes[0], exec::ShardAxis::Whole);
   CHECK(all.local_end == 0);
   CHECK(all.whole_end == adamw->desc->routes[0].schedule.size());
   CHECK(all.gather == std::vector<uint32_t>{exec::kParamBuffer, exec::kGradBuffer});
   CHECK(all.scatter == std::vector<uint32_t>{exec::kParamBuffer});
+  // a vector's elements: AdamW stays local, Adafactor's norms need the whole vector
+  CHECK_FALSE(exec::shard_phases(adamw->desc->routes[0], exec::ShardAxis::Elements).has_whole());
+  const auto& vec = adafactor->desc->routes[1];
+  REQUIRE(vec.label == "other");
+  CHECK(exec::shard_phases(vec, exec::ShardAxis::Elements).has_whole());
 }
 
 TEST_CASE("a step sharded by rows over 2 and 3 processes equals the whole step, bit for bit") {

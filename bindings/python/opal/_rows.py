@@ -41,6 +41,7 @@ class RowShards:
         self.layout = {}  # name -> [(row, rows) of each rank]
         self._whole = {}  # name -> its whole shape
         self._buffers = {}
+        self.moved = 0  # bytes this rank has sent and received in exchanges (benchmarks read it)
 
     def shard_of(self, name, p):
         """(whole shape, row) for a parameter sharded by rows, or None."""
@@ -162,6 +163,7 @@ class RowShards:
             for k, (_buf, split, local, local_bytes, whole, whole_bytes, unit) in enumerate(engine.exchanges(name, after)):
                 mine = _bytes_at(local, local_bytes, device)
                 full = _bytes_at(whole, whole_bytes, device) if s.rank == owner else None
+                self.moved += local_bytes
                 if not split:  # the same value on every rank: the owner's
                     if after == "whole":
                         if s.rank == owner:

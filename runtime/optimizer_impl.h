@@ -176,6 +176,9 @@ struct Optimizer::Impl {
     throw NotFoundError(fmt::format("parameter `{}` has no state slot `{}`", t.desc.name, slot));
   }
 
+  // Whether t steps this step: a gradient is bound (to a whole part's rows, for a whole part).
+  bool has_grad(const Tensor& t) const { return (t.part == Tensor::Part::Whole ? tensors[t.twin].desc.grad : t.desc.grad) != nullptr; }
+
   // Host views of backend memory exist only on host backends.
   void need_host(const std::string& what) const {
     if (!backend->host_memory())

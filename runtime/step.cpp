@@ -18,6 +18,16 @@ struct StepGuard {
   std::atomic<bool>& flag;
   ~StepGuard() { flag.store(false); }
 };
+// However a step ends, the caller's stream is not kept.
+struct EndStep {
+  Backend& b;
+  ~EndStep() {
+    try {
+      b.end_step();
+    } catch (const std::exception&) {  // a device error here is sticky: the next call reports it
+    }
+  }
+};
 }  // namespace
 
 // Two parameters whose memory overlaps (one tensor under two names, or a view of another)
@@ -58,15 +68,7 @@ void Optimizer::step(void* stream) {
   // a step in which no parameter has a gradient changes nothing, not even a step count
   if (std::none_of(impl_->tensors.begin(), impl_->tensors.end(), [](const Impl::Tensor& t) { return t.desc.grad != nullptr; })) return;
   impl_->backend->set_stream(stream);
-  struct EndStep {  // however the step ends, the caller's stream is not kept
-    Backend& b;
-    ~EndStep() {
-      try {
-        b.end_step();
-      } catch (const std::exception&) {  // a device error here is sticky: the next call reports it
-      }
-    }
-  } end_step{*impl_->backend};
+  EndStep end_step{*impl_->backend};
   ++t_;
   if (impl_->diagnostics) {
     impl_->before.resize(impl_->tensors.size());
@@ -104,14 +106,7 @@ void Optimizer::step_phase(StepPhase phase, void* stream) {
     throw Error("the non-finite policies and update diagnostics are not available with sharded parameters [Unsupported]");
   if (impl_->rebound) check_aliasing();
   impl_->backend->set_stream(stream);
-  struct EndStep {
-    Backend& b;
-    ~EndStep() {
-      try {
-        b.end_step();
-      } catch (const std::exception&) {}
-    }
-  } end_step{*impl_->backend};
+  EndStep end_step{*impl_->backend};
   if (phase == StepPhase::Local && std::any_of(impl_->tensors.begin(), impl_->tensors.begin() + ptrdiff_t(impl_->n_params),
                                                [](const Impl::Tensor& t) { return t.desc.grad != nullptr; }))
     ++t_;
@@ -148,9 +143,7 @@ void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>
   const double* hparams = impl_->uniforms.data() + 1;
   auto steps = [&](size_t i) {
     const auto& t = impl_->tensors[i];
-    // a whole part steps when its rows have a gradient
-    const void* grad = t.part == Part::Whole ? impl_->tensors[t.twin].desc.grad : t.desc.grad;
-    return grad && (!only || (*only)[i]) && in_phase(t, phase);
+    return impl_->has_grad(t) && (!only || (*only)[i]) && in_phase(t, phase);
   };
   auto run_scalars = [&] {
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
@@ -208,8 +201,7 @@ void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* o
       S.running.clear();
       for (size_t k = 0; k < R.tensors.size(); ++k) {
         const auto& t = impl_->tensors[R.tensors[k]];
-        const void* grad = t.part == Part::Whole ? impl_->tensors[t.twin].desc.grad : t.desc.grad;
-        if (grad != nullptr && (!only || (*only)[R.tensors[k]]) && runs_at(t, pos, phase) && gd.holds(t.regs.data())) S.running.push_back(k);
+        if (impl_->has_grad(t) && (!only || (*only)[R.tensors[k]]) && runs_at(t, pos, phase) && gd.holds(t.regs.data())) S.running.push_back(k);
       }
     };
     for (; pos < end; ++pos) {

@@ -136,6 +136,20 @@ def load_folder(folder, wanted):
     return whole
 
 
+def _pack(tensors, flat):
+    at = 0
+    for t in tensors:
+        flat[at:at + t.numel()].copy_(t.reshape(-1))
+        at += t.numel()
+
+
+def _unpack(flat, tensors):
+    at = 0
+    for t in tensors:
+        t.copy_(flat[at:at + t.numel()].view_as(t))
+        at += t.numel()
+
+
 def _collective(what, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -186,26 +200,27 @@ class Sharding:
         buckets = {}
         for p in params:
             if p.grad is not None:
-                buckets.setdefault((p.grad.dtype, p.grad.device), []).append(p.grad)
-        keys = sorted(buckets, key=lambda k: (str(k[0]), str(k[1])))
-        sizes = tuple((k, sum(g.numel() for g in buckets[k])) for k in keys)
-        if getattr(self, "_grad_sizes", None) != sizes:
-            self._grad_flat = {k: torch.empty(n, dtype=k[0], device=k[1]) for k, n in sizes}
-            self._grad_sizes = sizes
+                buckets.setdefault((None, p.grad.dtype, p.grad.device), []).append(p.grad)
+        flats = self._flats("_grad_flat", buckets)
         work = []
-        for k in keys:
-            flat, at = self._grad_flat[k], 0
-            for g in buckets[k]:
-                flat[at:at + g.numel()].copy_(g.reshape(-1))
-                at += g.numel()
+        for k, flat in flats.items():
+            _pack(buckets[k], flat)
             work.append(_collective("averaging the gradients", dist.all_reduce, flat, group=self.group, async_op=True))
         for w in work:
             _collective("averaging the gradients", w.wait)
-        for k in keys:
-            flat, at = self._grad_flat[k].div_(self.world), 0
-            for g in buckets[k]:
-                g.copy_(flat[at:at + g.numel()].view_as(g))
-                at += g.numel()
+        for k, flat in flats.items():
+            _unpack(flat.div_(self.world), buckets[k])
+
+    def _flats(self, attr, buckets):
+        """One flat buffer per bucket key (owner or None, dtype, device), in a fixed order, kept in
+        self.<attr> from step to step (a fresh one would cost page faults each step)."""
+        keys = sorted(buckets, key=lambda k: (-1 if k[0] is None else k[0], str(k[1]), str(k[2])))
+        sizes = tuple((k, sum(t.numel() for t in buckets[k])) for k in keys)
+        kept = getattr(self, attr, None)
+        if kept is None or kept[0] != sizes:
+            kept = (sizes, {k: torch.empty(n, dtype=k[1], device=k[2]) for k, n in sizes})
+            setattr(self, attr, kept)
+        return kept[1]
 
     @torch.no_grad()
     def share(self, named):
@@ -216,30 +231,19 @@ class Sharding:
             return
         buckets = {}
         for name, p in named:
-            buckets.setdefault((self.owner[name], p.dtype, p.device), []).append(p)
-        keys = sorted(buckets, key=lambda k: (k[0], str(k[1]), str(k[2])))
-        sizes = tuple((k, sum(p.numel() for p in buckets[k])) for k in keys)
-        if getattr(self, "_flat_sizes", None) != sizes:
-            self._flat = {k: torch.empty(n, dtype=k[1], device=k[2]) for k, n in sizes}
-            self._flat_sizes = sizes
+            buckets.setdefault((self.owner[name], p.dtype, p.device), []).append(p.detach())
+        flats = self._flats("_param_flat", buckets)
         work = []
-        for k in keys:
-            flat = self._flat[k]
+        for k, flat in flats.items():
             if k[0] == self.rank:
-                at = 0
-                for p in buckets[k]:
-                    flat[at:at + p.numel()].copy_(p.detach().reshape(-1))
-                    at += p.numel()
+                _pack(buckets[k], flat)
             work.append(_collective("sharing the stepped parameters", dist.broadcast, flat, src=_global_rank(self.group, k[0]),
                                     group=self.group, async_op=True))
         for w in work:
             _collective("sharing the stepped parameters", w.wait)
-        for k in keys:
+        for k, flat in flats.items():
             if k[0] != self.rank:
-                at = 0
-                for p in buckets[k]:
-                    p.copy_(self._flat[k][at:at + p.numel()].view_as(p))
-                    at += p.numel()
+                _unpack(flat, buckets[k])
 
     def consolidate(self, local, to):
         """Every rank's local state_dict gathered on rank `to` and merged into one optimizer's

@@ -50,7 +50,8 @@ void check_shard(const exec::Description& d, const ParamDesc& p) {
 
 // The Local part: this process's rows. Routed as the whole parameter, so that conditions and
 // views see the whole; split by the route's phases where the whole is one matrix whose rows
-// the split follows, else stepped whole on the owner (a vector, a batched or permuted view).
+// the split follows; a vector's part is a range of its elements (its elementwise stages stay
+// local); a batched or permuted view steps whole on the owner.
 void Optimizer::add_sharded(const exec::Description& d, const ParamDesc& p, const double* hparams) {
   check_shard(d, p);
   const RoutedParam rp = route_param(d, whole_param(p), hparams);

@@ -100,7 +100,32 @@ def sharded(spec, rank, world, tamper=False, steps=STEPS, start=None, save=None)
 def worker(rank, world, path, case, out):
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
     try:
-        if case == "tamper":
+        if case == "dies":  # rank 1 dies after construction: rank 0's step must fail, not wait
+            m = model()
+            local, shards = [], {}
+            for n, p in m.named_parameters():
+                row, rows = chunk(p.shape[0], 2, rank)
+                local.append((n, p.detach()[row:row + rows].clone()))
+                shards[n] = (list(p.shape), row)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                opt = Optimizer(local, "muon", process_group=dist.group.WORLD, shards=shards)
+            if rank == 1:
+                os._exit(3)
+            for _, t in local:
+                t.grad = torch.ones_like(t)
+            try:
+                opt.step()
+                result = "stepped"
+            except Exception as e:
+                result = f"{type(e).__name__}: {e}"
+        elif case == "malformed":
+            try:
+                Optimizer(model(), "adamw", process_group=dist.group.WORLD, shards={"0.weight": "rows 0 to 12"})
+                result = "built"
+            except TypeError as e:
+                result = str(e)
+        elif case == "tamper":
             try:
                 sharded("muon", rank, world, tamper=True)
                 result = "built"
@@ -178,6 +203,23 @@ class RowShards(unittest.TestCase):
                         opt.step()
                         for n, p in m.named_parameters():
                             torch.testing.assert_close(p.detach(), want[spec][n], rtol=0, atol=0)
+
+    def test_a_rank_that_dies_ends_the_other_s_step_with_an_error(self):
+        ctx = mp.get_context("spawn")
+        with tempfile.TemporaryDirectory() as d:
+            ps = [ctx.Process(target=worker, args=(r, 2, os.path.join(d, "rendezvous"), "dies", d)) for r in range(2)]
+            for p in ps:
+                p.start()
+            for p in ps:
+                p.join(120)
+            self.assertEqual([p.exitcode for p in ps], [0, 3])  # the survivor returned, it did not hang
+            said = torch.load(os.path.join(d, "0.pt"))
+            self.assertIn("PeerError", said)
+            self.assertIn("over the process group failed", said)
+
+    def test_a_malformed_shard_is_refused(self):
+        for r in run(2, "malformed"):
+            self.assertIn("must be (whole shape, first row)", r)
 
     def test_rows_that_do_not_tile_a_parameter_are_refused_on_every_rank(self):
         for r in run(2, "tamper"):

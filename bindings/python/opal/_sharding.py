@@ -150,6 +150,23 @@ def _unpack(flat, tensors):
         at += t.numel()
 
 
+def _wait_all(what, work):
+    """Waits for every async collective, even after one fails (a request left pending when its
+    peer is gone can abort the process from gloo's thread), then raises the first failure."""
+    failed = None
+    for w in work:
+        try:
+            w.wait()
+        except RuntimeError as e:
+            failed = failed or e
+    if failed is not None:
+        _collective(what, _raise, failed)
+
+
+def _raise(e):
+    raise e
+
+
 def _collective(what, fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
@@ -206,8 +223,7 @@ class Sharding:
         for k, flat in flats.items():
             _pack(buckets[k], flat)
             work.append(_collective("averaging the gradients", dist.all_reduce, flat, group=self.group, async_op=True))
-        for w in work:
-            _collective("averaging the gradients", w.wait)
+        _wait_all("averaging the gradients", work)
         for k, flat in flats.items():
             _unpack(flat.div_(self.world), buckets[k])
 
@@ -239,8 +255,7 @@ class Sharding:
                 _pack(buckets[k], flat)
             work.append(_collective("sharing the stepped parameters", dist.broadcast, flat, src=_global_rank(self.group, k[0]),
                                     group=self.group, async_op=True))
-        for w in work:
-            _collective("sharing the stepped parameters", w.wait)
+        _wait_all("sharing the stepped parameters", work)
         for k, flat in flats.items():
             if k[0] != self.rank:
                 _unpack(flat, buckets[k])

@@ -4,13 +4,17 @@
 #define DOCTEST_CONFIG_IMPLEMENT
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
 #include <string>
 #include <thread>
+#include <variant>
 #include <vector>
+
+#include <unistd.h>
 
 #include <cuda_runtime.h>
 
@@ -59,32 +63,69 @@ std::unique_ptr<Optimizer> make(const std::string& name, Device d, bool& vectors
   }
 }
 
+// The eigenbasis optimizers (SOAP, Shampoo, SPlus, ...) cannot be compared from their first
+// step: the first gradients' rotated moments are diagonal in exact arithmetic, their other
+// entries rounding noise that Adam-style normalization turns into updates of size lr, so two
+// correct backends (or two GEMM summation orders) differ by about lr in every element. Seen on
+// the CUDA emulator: 1-2% of the parameters after 30 steps, while both backends started from
+// the same 12-step state agree to 1e-5. Even so, SPlus's sign of the rotated momentum flips
+// where an entry is within rounding of 0: resumed, they get 2e-3, and their states (SPA's second
+// moment of those signs moves by 10-25%) only a check for gross errors.
+bool noise_sensitive(const exec::Description& d) {
+  for (const auto& r : d.routes)
+    for (const auto& c : r.calls)
+      if (std::holds_alternative<exec::Eigh>(c.op) || std::holds_alternative<exec::InvRoot>(c.op) || std::holds_alternative<exec::Qr>(c.op))
+        return true;
+  return false;
+}
+
+void check_agree(Optimizer& gpu, Optimizer& cpu, const std::string& name, double tol, double state_tol) {
+  for (size_t p = 0; p < cpu.num_params(); ++p) {
+    const std::string& n = cpu.param_name(p);
+    INFO(name << " on " << gpu.describe_device() << ", parameter " << n << " (route " << cpu.route_of(n) << ")");
+    CHECK(rel_err(gpu.read_param(n), cpu.read_param(n)) <= tol);
+    for (const auto& s : cpu.slots(n)) {
+      INFO("state " << s);
+      CHECK(rel_err(gpu.read_state(n, s), cpu.read_state(n, s)) <= state_tol);
+    }
+  }
+}
+
 }  // namespace
 
-TEST_CASE("every stdlib optimizer: 30 steps on CUDA agree with the CPU (1e-4 relative in fp32, 2e-2 with bf16 Newton-Schulz)") {
+TEST_CASE("every stdlib optimizer steps on CUDA as on the CPU (1e-4 relative in fp32, 2e-2 with bf16 Newton-Schulz, 2e-3 resumed eigenbases)") {
+  namespace fs = std::filesystem;
   Diagnostics d;
   auto program = load_program({}, d);
   REQUIRE_FALSE(d.has_errors());
+  const std::string path = (fs::temp_directory_path() / ("opal-gpu-test-" + std::to_string(::getpid()) + ".safetensors")).string();
   for (const auto& entry : program->optimizers) {
     const std::string name = entry.first;  // (not a structured binding: clang 14 cannot capture one in INFO)
     bool vectors = true;
     auto cpu = make(name, {}, vectors);
-    auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), kCuda);
-    init_params(*cpu);
-    init_params(*gpu);
-    run_steps(*cpu, 30);
-    run_steps(*gpu, 30);
     const double tol = uses_bf16(cpu->description()) ? 2e-2 : 1e-4;
-    for (size_t p = 0; p < cpu->num_params(); ++p) {
-      const std::string& n = cpu->param_name(p);
-      INFO(name << " on " << gpu->describe_device() << ", parameter " << n << " (route " << cpu->route_of(n) << ")");
-      CHECK(rel_err(gpu->read_param(n), cpu->read_param(n)) <= tol);
-      for (const auto& s : cpu->slots(n)) {
-        INFO("state " << s);
-        CHECK(rel_err(gpu->read_state(n, s), cpu->read_state(n, s)) <= tol * 10);
-      }
+    // from the first step: 30 steps (all but the noise-sensitive ones)
+    if (!noise_sensitive(cpu->description())) {
+      auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), kCuda);
+      init_params(*cpu);
+      init_params(*gpu);
+      run_steps(*cpu, 30);
+      run_steps(*gpu, 30);
+      check_agree(*gpu, *cpu, name, tol, tol * 10);
     }
+    // from the CPU's state after 12 steps: 6 more on each
+    auto warm = make(name, {}, vectors);
+    init_params(*warm);
+    run_steps(*warm, 12);
+    warm->save(path, {.params = true});
+    auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), kCuda);
+    gpu->load(path);
+    run_steps(*warm, 6);
+    run_steps(*gpu, 6);
+    const bool noisy = noise_sensitive(cpu->description());
+    check_agree(*gpu, *warm, name + " (resumed at step 12)", noisy ? std::max(tol, 2e-3) : tol, noisy ? 0.5 : tol * 10);
   }
+  fs::remove(path);
 }
 
 TEST_CASE("a checkpoint saved on CUDA loads on the CPU and back") {
@@ -155,28 +196,40 @@ TEST_CASE("a step on a stream the caller then destroys; the caller's current dev
 }
 
 TEST_CASE("optimizers on one device share its cuBLAS and cuSOLVER handles, stepping from two threads at once") {
+  namespace fs = std::filesystem;
+  // from the CPU's state after 12 steps (SOAP from its first step: see noise_sensitive)
   bool vectors = true;
   auto cpu = make("soap", {}, vectors);
   init_params(*cpu);
   run_steps(*cpu, 12);
+  const std::string path = (fs::temp_directory_path() / ("opal-gpu-threads-" + std::to_string(::getpid()) + ".safetensors")).string();
+  cpu->save(path, {.params = true});
   std::vector<std::unique_ptr<Optimizer>> gpus;
   for (int i = 0; i < 2; ++i) {
     gpus.push_back(make("soap", kCuda, vectors));
-    init_params(*gpus.back());
+    gpus.back()->load(path);
+  }
+  fs::remove(path);
+  auto grads = [](Optimizer& o, int t) {
+    for (size_t p = 0; p < o.num_params(); ++p) {
+      const std::string& n = o.param_name(p);
+      std::vector<float> w = o.read_param(n), grad(w.size());
+      for (size_t i = 0; i < w.size(); ++i) grad[i] = 0.3f * w[i] + std::sin(0.37f * float(i) + 0.11f * float(t) * float(p + 1));
+      o.write_grad(n, grad);
+    }
+  };
+  for (int t = 0; t < 6; ++t) {
+    grads(*cpu, t);
+    cpu->step();
   }
   std::vector<std::thread> threads;
   for (auto& g : gpus)
-    threads.emplace_back([&g] {
+    threads.emplace_back([&g, &grads] {
       cudaStream_t s = nullptr;
       cudaSetDevice(0);
       cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
-      for (int t = 0; t < 12; ++t) {
-        for (size_t p = 0; p < g->num_params(); ++p) {
-          const std::string& n = g->param_name(p);
-          std::vector<float> w = g->read_param(n), grad(w.size());
-          for (size_t i = 0; i < w.size(); ++i) grad[i] = 0.3f * w[i] + std::sin(0.37f * float(i) + 0.11f * float(t) * float(p + 1));
-          g->write_grad(n, grad);
-        }
+      for (int t = 0; t < 6; ++t) {
+        grads(*g, t);
         g->step(s);
       }
       g->sync();

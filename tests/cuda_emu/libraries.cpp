@@ -1,0 +1,192 @@
+// The emulator's cuBLAS and cuSOLVER: the GEMMs and symmetric eigensolvers libopal_cuda.so
+// calls, column-major as the real libraries are (so the backend's row-major mapping is tested),
+// on device memory only (a host pointer is an error, as on a device), with their workspace
+// sizes checked.
+#include <cublas_v2.h>
+#include <cusolverDn.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <vector>
+
+#include <Eigen/Eigenvalues>
+
+#include "tests/cuda_emu/memory.h"
+
+namespace {
+
+using opal::emu::is_device;
+using opal::emu::stream_alive;
+
+struct BlasHandle {
+  cudaStream_t stream = nullptr;
+};
+struct SolverHandle {
+  cudaStream_t stream = nullptr;
+};
+struct JacobiInfo {};
+
+bool complain(const char* what) {
+  std::fprintf(stderr, "[cuda emulator] %s\n", what);
+  return false;
+}
+
+float load(const void* p, cudaDataType t, long long i) {
+  if (t == CUDA_R_32F) return static_cast<const float*>(p)[i];
+  const uint32_t b = uint32_t(static_cast<const uint16_t*>(p)[i]) << 16;  // CUDA_R_16BF
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
+
+// C = alpha op(A) op(B) + beta C, column-major, f32 accumulation in k order.
+cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* alpha, const void* A, cudaDataType at, int lda,
+                    const void* B, cudaDataType bt, int ldb, const void* beta, void* C, cudaDataType ct, int ldc) {
+  if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) || ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m || lda < 1 || ldb < 1 || ldc < 1)
+    return complain("cublasGemmEx: a size or leading dimension is invalid"), CUBLAS_STATUS_INVALID_VALUE;
+  if ((at != CUDA_R_32F && at != CUDA_R_16BF) || bt != at || ct != CUDA_R_32F)
+    return complain("cublasGemmEx: operand types the emulator does not have"), CUBLAS_STATUS_NOT_SUPPORTED;
+  const size_t es = at == CUDA_R_32F ? 4 : 2;
+  const long long a_cols = ta == CUBLAS_OP_N ? k : m, b_cols = tb == CUBLAS_OP_N ? n : k;
+  if (!is_device(A, size_t(lda) * size_t(a_cols) * es) || !is_device(B, size_t(ldb) * size_t(b_cols) * es) ||
+      !is_device(C, size_t(ldc) * size_t(n) * 4))
+    return complain("cublasGemmEx: an operand is not (wholly) in device memory"), CUBLAS_STATUS_INVALID_VALUE;
+  const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
+  float* c = static_cast<float*>(C);
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) {
+      float s = 0.f;
+      for (int l = 0; l < k; ++l) {
+        const float a = ta == CUBLAS_OP_N ? load(A, at, i + (long long)l * lda) : load(A, at, l + (long long)i * lda);
+        const float b = tb == CUBLAS_OP_N ? load(B, bt, l + (long long)j * ldb) : load(B, bt, j + (long long)l * ldb);
+        s += a * b;
+      }
+      float& out = c[i + (long long)j * ldc];
+      out = be == 0.f ? al * s : al * s + be * out;
+    }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+// The symmetric eigensystem of the lower triangle of column-major A (n x n, lda): eigenvectors
+// into A's columns, values ascending into W; info > 0 where the matrix is not finite.
+void eigh(int n, double* A, int lda, double* W, int* info) {
+  Eigen::MatrixXd S(n, n);
+  bool finite = true;
+  for (int j = 0; j < n; ++j)
+    for (int i = j; i < n; ++i) {
+      S(i, j) = S(j, i) = A[i + (long long)j * lda];
+      finite = finite && std::isfinite(S(i, j));
+    }
+  if (!finite) {
+    *info = n + 1;
+    return;
+  }
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(S);
+  for (int j = 0; j < n; ++j) {
+    W[j] = es.eigenvalues()(j);
+    for (int i = 0; i < n; ++i) A[i + (long long)j * lda] = es.eigenvectors()(i, j);
+  }
+  *info = 0;
+}
+
+int eigh_work(int n) { return 2 * n * n + 6 * n + 1; }
+
+}  // namespace
+
+cublasStatus_t cublasCreate_v2(cublasHandle_t* h) {
+  *h = reinterpret_cast<cublasHandle_t>(new BlasHandle);
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
+  delete reinterpret_cast<BlasHandle*>(h);
+  return CUBLAS_STATUS_SUCCESS;
+}
+cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
+  reinterpret_cast<BlasHandle*>(h)->stream = s;
+  return CUBLAS_STATUS_SUCCESS;
+}
+const char* cublasGetStatusString(cublasStatus_t s) {
+  return s == CUBLAS_STATUS_SUCCESS ? "CUBLAS_STATUS_SUCCESS" : "CUBLAS_STATUS_ERROR (CUDA emulator)";
+}
+
+cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* alpha, const void* A,
+                            cudaDataType at, int lda, const void* B, cudaDataType bt, int ldb, const void* beta, void* C, cudaDataType ct, int ldc,
+                            cublasComputeType_t compute, cublasGemmAlgo_t) {
+  if (!stream_alive(reinterpret_cast<BlasHandle*>(h)->stream)) return complain("cublasGemmEx on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
+  if (compute != CUBLAS_COMPUTE_32F) return complain("cublasGemmEx: compute type other than 32F"), CUBLAS_STATUS_NOT_SUPPORTED;
+  return gemm(ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc);
+}
+
+cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* alpha,
+                                   const void* const A[], cudaDataType at, int lda, const void* const B[], cudaDataType bt, int ldb, const void* beta,
+                                   void* const C[], cudaDataType ct, int ldc, int count, cublasComputeType_t compute, cublasGemmAlgo_t) {
+  if (!stream_alive(reinterpret_cast<BlasHandle*>(h)->stream))
+    return complain("cublasGemmBatchedEx on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
+  if (compute != CUBLAS_COMPUTE_32F) return complain("cublasGemmBatchedEx: compute type other than 32F"), CUBLAS_STATUS_NOT_SUPPORTED;
+  if (count < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  const size_t bytes = size_t(count) * sizeof(void*);
+  if (!is_device(A, bytes) || !is_device(B, bytes) || !is_device(C, bytes))
+    return complain("cublasGemmBatchedEx: the pointer arrays must be in device memory"), CUBLAS_STATUS_INVALID_VALUE;
+  for (int b = 0; b < count; ++b)
+    if (cublasStatus_t s = gemm(ta, tb, m, n, k, alpha, A[b], at, lda, B[b], bt, ldb, beta, C[b], ct, ldc)) return s;
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t* h) {
+  *h = reinterpret_cast<cusolverDnHandle_t>(new SolverHandle);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t h) {
+  delete reinterpret_cast<SolverHandle*>(h);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t h, cudaStream_t s) {
+  reinterpret_cast<SolverHandle*>(h)->stream = s;
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnCreateSyevjInfo(syevjInfo_t* info) {
+  *info = reinterpret_cast<syevjInfo_t>(new JacobiInfo);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDestroySyevjInfo(syevjInfo_t info) {
+  delete reinterpret_cast<JacobiInfo*>(info);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnDsyevd_bufferSize(cusolverDnHandle_t, cusolverEigMode_t, cublasFillMode_t, int n, const double*, int, const double*,
+                                             int* lwork) {
+  *lwork = eigh_work(n);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDsyevd(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, double* A, int lda, double* W,
+                                  double* work, int lwork, int* info) {
+  if (!stream_alive(reinterpret_cast<SolverHandle*>(h)->stream))
+    return complain("cusolverDnDsyevd on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
+  if (jobz != CUSOLVER_EIG_MODE_VECTOR || uplo != CUBLAS_FILL_MODE_LOWER || n < 0 || lda < n)
+    return complain("cusolverDnDsyevd: arguments the emulator does not have"), CUSOLVER_STATUS_INVALID_VALUE;
+  if (lwork < eigh_work(n) || !is_device(work, size_t(lwork) * 8) || !is_device(A, size_t(lda) * n * 8) || !is_device(W, size_t(n) * 8) ||
+      !is_device(info, 4))
+    return complain("cusolverDnDsyevd: a workspace is too small or not in device memory"), CUSOLVER_STATUS_INVALID_VALUE;
+  eigh(n, A, lda, W, info);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
+cusolverStatus_t cusolverDnDsyevjBatched_bufferSize(cusolverDnHandle_t, cusolverEigMode_t, cublasFillMode_t, int n, const double*, int, const double*,
+                                                    int* lwork, syevjInfo_t, int count) {
+  *lwork = eigh_work(n) * count;
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDsyevjBatched(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, double* A, int lda, double* W,
+                                         double* work, int lwork, int* info, syevjInfo_t, int count) {
+  if (!stream_alive(reinterpret_cast<SolverHandle*>(h)->stream))
+    return complain("cusolverDnDsyevjBatched on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
+  if (jobz != CUSOLVER_EIG_MODE_VECTOR || uplo != CUBLAS_FILL_MODE_LOWER || n < 1 || n > 32 || lda < n || count < 1)
+    return complain("cusolverDnDsyevjBatched: arguments the real one refuses (n must be at most 32)"), CUSOLVER_STATUS_INVALID_VALUE;
+  if (lwork < eigh_work(n) * count || !is_device(work, size_t(lwork) * 8) || !is_device(A, size_t(lda) * n * count * 8) ||
+      !is_device(W, size_t(n) * count * 8) || !is_device(info, size_t(count) * 4))
+    return complain("cusolverDnDsyevjBatched: a workspace is too small or not in device memory"), CUSOLVER_STATUS_INVALID_VALUE;
+  for (int b = 0; b < count; ++b) eigh(n, A + (long long)b * lda * n, lda, W + (long long)b * n, info + b);
+  return CUSOLVER_STATUS_SUCCESS;
+}

@@ -179,8 +179,12 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   // scalars
   for (ValueId v : K.scalars) out += fmt::format("  const double s{} = {};  // {}\n", v.v, scalar_expr(g, v, p), comment(g, v));
   // total reductions accumulate in double
-  for (ValueId r : K.reductions)
+  reductions_.clear();
+  table_size_ = exec::kFirstSlotBuffer + g.slots.size() + p.buffers.size();
+  for (ValueId r : K.reductions) {
+    reductions_.push_back({buf_of_temp(r), g.at(r).op, fmt::format("acc{}", r.v)});
     if (g.at(r).op == Op::Sum) out += fmt::format("  double acc{} = 0.0;\n", r.v);
+  }
   if (checked) out += "  unsigned opal_chk = 0u;\n";
   // the loop, for w and g stored as `wt` and `gt`
   std::string ind = K.indexed && K.domain == Domain::Full ? "      " : "    ";
@@ -216,9 +220,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       const ir::Node& n = g.at(r);
       std::string val = operand(g, n.operands[0]);
       if (n.op == Op::Sum) out += fmt::format("{}{}\n", ind, accumulate_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)), val));
-      else
-        out += fmt::format("{}{}  // {}\n", ind, accumulate(fmt::format("sb{}[{}]", buf_of_temp(r), n.op == Op::RowSum ? "i" : "j"), val),
-                           comment(g, r));
+      else out += fmt::format("{}{}  // {}\n", ind, accumulate(buf_of_temp(r), n.op == Op::RowSum, val), comment(g, r));
     }
     for (ValueId s : K.stores) out += fmt::format("{}sb{}[{}] = v{};  // temp\n", ind, buf_of_temp(s), idx(g.at(s).shape), s.v);
     for (ValueId e : K.effects) {
@@ -284,8 +286,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     out += "  default: break;\n  }\n";
   }
   if (checked) out += merge_flags();
-  for (ValueId r : K.reductions)
-    if (g.at(r).op == Op::Sum) out += finish_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)));
+  out += finish_reductions();
   out += close_tensor();
   out += "}\n\n";
 }

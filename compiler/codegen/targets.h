@@ -48,9 +48,21 @@ class CEmitter {
   virtual std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const = 0;
   virtual std::string q8_index() const = 0;
   virtual std::string restrict_kw() const = 0;
-  virtual std::string accumulate(const std::string& lhs, const std::string& val) const = 0;
+  // A kernel's reductions (set by kernel() before it renders the loops): the output buffer of
+  // each, its kind, and the per-thread accumulator of a total (`acc<value>`).
+  struct Reduction {
+    size_t buf = 0;
+    ir::Op op = ir::Op::Sum;
+    std::string acc;
+  };
+  mutable std::vector<Reduction> reductions_;
+  mutable size_t table_size_ = 0;  // the route's buffer table: a device's partial sums follow it
+  // Adds `val` to row i (`rows`) or column j of buffer `buf` (RowSum, ColSum).
+  virtual std::string accumulate(size_t buf, bool rows, const std::string& val) const = 0;
   virtual std::string accumulate_total(const std::string& acc, const std::string& buf, const std::string& val) const = 0;
-  virtual std::string finish_total(const std::string& acc, const std::string& buf) const = 0;
+  // After the loops: the totals (and where a target needs it, row and column sums) into their
+  // buffers.
+  virtual std::string finish_reductions() const = 0;
   virtual std::string merge_flags() const = 0;  // after the loop: `opal_chk` into *T.chk
 
   static std::string literal(double v);

@@ -144,11 +144,13 @@ exec::Route describe_route(const CompiledRoute& cr, const StateStorage& state, u
   std::vector<signed char> memo(g.nodes.size(), -1);
   for (size_t k = 0; k < plan.kernels.size(); ++k) {
     const Kernel& K = plan.kernels[k];
-    exec::KernelLaunch L{first_symbol + uint32_t(k), extent_of(K.domain), sc.guard(K.guard), {}, {}, {}, {}};
+    exec::KernelLaunch L{first_symbol + uint32_t(k), extent_of(K.domain), sc.guard(K.guard), {}, {}, {}, {}, {}};
     const KernelBuffers touched = kernel_buffers(plan, K);
     L.reads.assign(touched.reads.begin(), touched.reads.end());
     L.writes.assign(touched.writes.begin(), touched.writes.end());
     for (ir::ValueId red : K.reductions) {
+      const Op op = g.at(red).op;
+      (op == Op::Sum ? L.partials.sums : op == Op::RowSum ? L.partials.rows : L.partials.cols)++;
       L.zeroed.push_back(uint32_t(plan.temp_index(red)));
       if (g.at(red).op == Op::Sum && g.at(g.at(red).operands[0]).shape == ir::Shape::Full) L.whole_sums.push_back(uint32_t(plan.temp_index(red)));
     }

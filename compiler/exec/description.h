@@ -166,6 +166,7 @@ struct KernelLaunch {
   std::vector<uint32_t> whole_sums;
   // The buffers (table indices) it reads and writes: what it moves through memory (exec/cost.h).
   std::vector<uint32_t> reads, writes;
+  Partials partials;  // its reductions: where a device backend adds up in a fixed order
 };
 
 // Library calls, one type per operation.

@@ -24,11 +24,11 @@
 #include "support/q8.h"
 
 // (C type, name) of each field of opal_tensor_t, in order.
-#define OPAL_TENSOR_FIELDS(X)                                                                                                          \
-  X(float* const*, buf)                                                                                                                \
-  X(long long, rows)                                                                                                                   \
-  X(long long, cols) X(long long, total) X(unsigned*, chk) X(unsigned long long, id) X(long long, base) X(int, dt) X(long long, mrows) \
-      X(long long, mcols)
+#define OPAL_TENSOR_FIELDS(X) \
+  X(float* const*, buf)       \
+  X(long long, rows)          \
+  X(long long, cols)          \
+  X(long long, total) X(unsigned*, chk) X(unsigned long long, id) X(long long, base) X(int, dt) X(long long, mrows) X(long long, mcols)
 
 namespace opal::exec {
 
@@ -49,6 +49,34 @@ struct KernelTensor {
   OPAL_TENSOR_FIELDS(OPAL_DECLARE_FIELD)
 #undef OPAL_DECLARE_FIELD
 };
+
+// CUDA launch geometry, shared by the emitter and the backend: threads per block, and the most
+// blocks per tensor entry (grid-stride loops cover the rest).
+inline constexpr int kCudaBlock = 256, kCudaMaxBlocks = 1024;
+
+// A kernel's reductions, counted: totals (Sum), row sums and column sums. On CUDA such a kernel
+// adds up in a fixed order, whatever the order its blocks run in: each block writes partial sums
+// (a total per block; a row sum per 32-column tile, a column sum per 32-row tile) and the last
+// block of the tensor to finish adds them up in index order. The backend gives each tensor entry
+// a buffer of partials_layout(..).end floats, zeroed once, at table index n_buffers (after the
+// tensor's table); the kernel leaves its counter at zero for the next launch.
+struct Partials {
+  uint32_t sums = 0, rows = 0, cols = 0;
+  bool any() const { return sums || rows || cols; }
+};
+inline constexpr long long kReduceTile = 32;
+// Float offsets: the block counter (an unsigned, 2 floats), then per total kCudaMaxBlocks
+// doubles, per row sum rows x ceil(cols / 32) floats, per column sum cols x ceil(rows / 32).
+struct PartialsLayout {
+  long long sums = 2, rows = 0, cols = 0, end = 0;
+};
+inline PartialsLayout partials_layout(const Partials& p, long long rows, long long cols) {
+  PartialsLayout l;
+  l.rows = l.sums + 2LL * kCudaMaxBlocks * p.sums;
+  l.cols = l.rows + (long long)p.rows * rows * ((cols + kReduceTile - 1) / kReduceTile);
+  l.end = l.cols + (long long)p.cols * cols * ((rows + kReduceTile - 1) / kReduceTile);
+  return l;
+}
 
 // The uniform block: t, then max(1, n) hyperparameters (a C array cannot be empty).
 inline size_t uniform_slots(size_t n_hparams) { return 1 + (n_hparams == 0 ? 1 : n_hparams); }

@@ -53,7 +53,8 @@ class CpuBackend final : public Backend {
     }
     return m;
   }
-  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t, long long, const double* uniforms, size_t) override {
+  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t, long long, const double* uniforms, size_t,
+              const exec::Partials&) override {
     static_cast<const CpuModule&>(m).fns[i](tensors, (long long)n, uniforms);
   }
 

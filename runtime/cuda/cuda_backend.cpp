@@ -97,7 +97,7 @@ struct Scratch {
   }
 };
 
-constexpr int kBlock = 256;
+constexpr int kBlock = exec::kCudaBlock;
 
 // Selects a device for the duration of one backend call and gives the caller's thread back
 // the device it had: a host (PyTorch under DDP on cuda:LOCAL_RANK) never finds its current
@@ -122,7 +122,7 @@ class DeviceScope {
 // Owners of staged tables other than kernel modules (TableKey::owner).
 const char kZeroTables = 0, kGemmTables = 0, kRoundTables = 0, kEighTables = 0, kBf16Tables = 0;
 
-unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kBlock - 1) / kBlock, 1, 1024)); }
+unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kBlock - 1) / kBlock, 1, exec::kCudaMaxBlocks)); }
 
 class CudaBackend final : public Backend {
  public:
@@ -141,6 +141,7 @@ class CudaBackend final : public Backend {
     helpers_.reset();
     if (queued_) cudaEventDestroy(queued_);
     for (auto& [_, t] : tables_) t.dev.release();
+    for (auto& [_, p] : partials_) p.release();
     for (Scratch* s : {&work_, &work2_, &solver_work_, &info_}) s->release();
     lib_.reset();
   }
@@ -217,23 +218,29 @@ class CudaBackend final : public Backend {
   }
 
   void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n, const double* uniforms,
-              size_t n_uniforms) override {
+              size_t n_uniforms, const exec::Partials& partials) override {
     DeviceScope on(ordinal_);
     const auto& mod = static_cast<const CudaModule&>(m);
     // opal_uniforms_t { double t; double hp[max(1, H)]; }: at least two doubles
     double padded[2] = {n_uniforms ? uniforms[0] : 0.0, 0.0};
     void* U = const_cast<double*>(n_uniforms >= 2 ? uniforms : padded);
+    // a kernel with reductions finds its partial sums after the tensor's table
+    const size_t entries = n_buffers + (partials.any() ? 1 : 0);
     for (size_t at = 0; at < n; at += 65535) {
       const size_t count = std::min<size_t>(65535, n - at);
-      // [count x opal_tensor_t][count buffer tables of n_buffers pointers], the structs pointing
+      // [count x opal_tensor_t][count buffer tables of `entries` pointers], the structs pointing
       // into the device copy
-      const size_t head = count * sizeof(KernelTensor), table = n_buffers * sizeof(float*);
+      const size_t head = count * sizeof(KernelTensor), table = entries * sizeof(float*);
       Table& dev_table = reserve(TableKey{&m, i * 1000003 + at, nullptr}, head + count * table);
       char* base = static_cast<char*>(dev_table.dev.p);
       std::vector<char> host(head + count * table);
       for (size_t k = 0; k < count; ++k) {
         KernelTensor t = tensors[at + k];
-        std::memcpy(host.data() + head + k * table, t.buf, table);
+        std::memcpy(host.data() + head + k * table, t.buf, n_buffers * sizeof(float*));
+        if (partials.any()) {
+          float* p = partials_for(TableKey{&m, i, t.buf}, exec::partials_layout(partials, t.rows, t.cols).end);
+          std::memcpy(host.data() + head + k * table + n_buffers * sizeof(float*), &p, sizeof p);
+        }
         t.buf = reinterpret_cast<float* const*>(base + head + k * table);
         t.chk = nullptr;  // the checked kernels are CPU-only for now (Optimizer::set_nonfinite_policy)
         std::memcpy(host.data() + k * sizeof(KernelTensor), &t, sizeof t);
@@ -411,6 +418,18 @@ class CudaBackend final : public Backend {
   }
   char* stage(const TableKey& key, const std::vector<char>& host) { return stage(reserve(key, host.size()), host); }
 
+  // The partial-sums buffer of one tensor entry of one kernel (`floats` long): made and zeroed
+  // at its first launch, kept (its counter is left at zero by every launch).
+  float* partials_for(const TableKey& key, long long floats) {
+    Scratch& s = partials_[key];
+    const size_t bytes = size_t(floats) * sizeof(float);
+    if (bytes > s.bytes) {
+      s.get(bytes);
+      CK(cudaMemsetAsync(s.p, 0, s.bytes, stream_));
+    }
+    return static_cast<float*>(s.p);
+  }
+
   void to_bf16(const std::vector<const float*>& src, unsigned short* dst, long long n, size_t slot) {
     std::vector<char> host(src.size() * sizeof(float*));
     std::memcpy(host.data(), src.data(), host.size());
@@ -442,6 +461,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<LibraryHandles> lib_;  // shared with the device's other backends
   std::shared_ptr<CudaModule> helpers_;
   std::map<TableKey, Table> tables_;
+  std::map<TableKey, Scratch> partials_;
   Scratch work_, work2_, solver_work_, info_;
 };
 

@@ -149,6 +149,10 @@ cudaError_t cudaMemset(void* p, int value, size_t bytes) {
   std::memset(p, value, bytes);
   return cudaSuccess;
 }
+cudaError_t cudaMemsetAsync(void* p, int value, size_t bytes, cudaStream_t s) {
+  if (cudaError_t e = check_stream(s, "cudaMemsetAsync")) return e;
+  return cudaMemset(p, value, bytes);
+}
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s) {
   if (cudaError_t e = check_stream(s, "cudaMemcpyAsync")) return e;
   if (bytes == 0) return cudaSuccess;

@@ -24,6 +24,9 @@
 #include "runtime/optimizer.h"
 #include "tests/numerics/harness.h"
 #include "tests/unit/trajectory.h"
+#ifdef OPAL_CUDA_EMULATOR
+#include "tests/cuda_emu/engine.h"
+#endif
 
 using namespace opal;
 using opal::testing::init_params;
@@ -238,6 +241,48 @@ TEST_CASE("optimizers on one device share its cuBLAS and cuSOLVER handles, stepp
   for (auto& t : threads) t.join();
   for (auto& g : gpus)
     for (size_t p = 0; p < cpu->num_params(); ++p) CHECK(rel_err(g->read_param(cpu->param_name(p)), cpu->read_param(cpu->param_name(p))) <= 1e-4);
+}
+
+// Sums (Adafactor's row and column sums, the global norm of adamw_clip, LAMB's trust ratio,
+// cautious masks) add up in a fixed order: two runs give the same bits. On the emulator the
+// second run has its blocks and threads in another order, which changes any result that
+// depends on the order of atomics. A 600 x 512 matrix is more than one grid (1024 blocks of
+// 256 threads): its loops go round twice.
+TEST_CASE("sums are deterministic: two runs give the same bits, blocks run in any order") {
+  for (const char* name : {"adafactor", "adamw_clip", "lamb", "cautious_adamw"}) {
+    std::vector<ParamDesc> ps = {{"big.w", {600, 512}}, {"h.0.w", {64, 48}}, {"h.0.b", {48}}};
+    std::vector<std::vector<std::vector<float>>> runs;
+    for (unsigned long long schedule : {0ull, 0x5eedull}) {
+#ifdef OPAL_CUDA_EMULATOR
+      opal::emu::set_schedule_seed(schedule);
+#endif
+      auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), ps, kCuda);
+      init_params(*gpu);
+      run_steps(*gpu, 3);
+      std::vector<std::vector<float>> values;
+      for (size_t p = 0; p < gpu->num_params(); ++p) {
+        const std::string& n = gpu->param_name(p);
+        values.push_back(gpu->read_param(n));
+        for (const auto& s : gpu->slots(n)) values.push_back(gpu->read_state(n, s));
+      }
+      runs.push_back(std::move(values));
+      if (schedule == 0) {  // and the CPU's, to 1e-4
+        auto cpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), ps);
+        init_params(*cpu);
+        run_steps(*cpu, 3);
+        for (size_t p = 0; p < cpu->num_params(); ++p) {
+          INFO(std::string(name) << " " << cpu->param_name(p));
+          CHECK(rel_err(gpu->read_param(cpu->param_name(p)), cpu->read_param(cpu->param_name(p))) <= 1e-4);
+        }
+      }
+    }
+#ifdef OPAL_CUDA_EMULATOR
+    opal::emu::set_schedule_seed(0);
+#endif
+    INFO(std::string(name));
+    REQUIRE(runs[0].size() == runs[1].size());
+    for (size_t i = 0; i < runs[0].size(); ++i) CHECK(runs[0][i] == runs[1][i]);
+  }
 }
 
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {

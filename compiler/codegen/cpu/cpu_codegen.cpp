@@ -111,12 +111,18 @@ static inline float opal_bf16(float x) {
   }
   std::string restrict_kw() const override { return "__restrict__"; }
   std::string merge_flags() const override { return "  if (opal_chk) *T.chk |= opal_chk;\n"; }
-  std::string accumulate(const std::string& lhs, const std::string& val) const override { return fmt::format("{} += {};", lhs, val); }
+  std::string accumulate(size_t buf, bool rows, const std::string& val) const override {
+    return fmt::format("sb{}[{}] += {};", buf, rows ? "i" : "j", val);
+  }
   std::string accumulate_total(const std::string& acc, const std::string&, const std::string& val) const override {
     return fmt::format("{} += (double){};", acc, val);
   }
-  std::string finish_total(const std::string& acc, const std::string& buf) const override {
-    return fmt::format("  {}[0] = (float)({} + (double){}[0]);\n", buf, acc, buf);
+  // serial loops: row and column sums are done; totals add to their (zeroed) buffer
+  std::string finish_reductions() const override {
+    std::string out;
+    for (const Reduction& r : reductions_)
+      if (r.op == ir::Op::Sum) out += fmt::format("  sb{0}[0] = (float)({1} + (double)sb{0}[0]);\n", r.buf, r.acc);
+    return out;
   }
 };
 

@@ -1,11 +1,17 @@
 // CUDA target: the same kernel bodies as `extern "C" __global__` grid-stride loops, one
-// blockIdx.y per tensor (so one launch updates every tensor of a route). Reductions use
-// atomics into buffers the runtime zeroes. Self-contained: NVRTC needs no headers.
+// blockIdx.y per tensor (so one launch updates every tensor of a route). Reductions add up in
+// a fixed order, whatever order blocks run in (deterministic run to run): a kernel with row or
+// column sums walks 32 x 32 tiles, a block each, summing a tile's rows across lanes (a
+// shuffle tree) and its columns across warps (in warp order); totals are per-thread doubles
+// summed by a block tree; every block leaves its partials in the tensor's partial-sums buffer
+// (exec::Partials) and the last block to finish adds them up in index order. Self-contained:
+// NVRTC needs no headers.
 #include <algorithm>
 
 #include <fmt/format.h>
 
 #include "compiler/codegen/targets.h"
+#include "support/check.h"
 #include "compiler/exec/kernel_abi.h"
 
 namespace opal {
@@ -100,12 +106,126 @@ __device__ static inline float opal_bf16(float x) {
   }
   std::string restrict_kw() const override { return "__restrict__"; }
   std::string merge_flags() const override { return "  if (opal_chk) atomicOr(T.chk, opal_chk);\n"; }
-  std::string accumulate(const std::string& lhs, const std::string& val) const override { return fmt::format("atomicAdd(&{}, {});", lhs, val); }
+  // (the tiled loop's per-element row value and per-thread column value)
+  std::string accumulate(size_t buf, bool rows, const std::string& val) const override {
+    return fmt::format("opal_{}{} += {};", rows ? "rv" : "cv", buf, val);
+  }
   std::string accumulate_total(const std::string& acc, const std::string&, const std::string& val) const override {
     return fmt::format("{} += (double){};", acc, val);
   }
-  std::string finish_total(const std::string& acc, const std::string& buf) const override {
-    return fmt::format("  atomicAdd(&{}[0], (float){});\n", buf, acc);
+
+  // Where a kernel's partial sums start: totals, then row sums, then column sums (exec::partials_layout).
+  std::string partial_offsets() const {
+    exec::Partials n;
+    for (const Reduction& r : reductions_) (r.op == ir::Op::Sum ? n.sums : r.op == ir::Op::RowSum ? n.rows : n.cols)++;
+    return fmt::format(
+        "  const long long opal_tr = (rows + {0}) / {1}, opal_tc = (cols + {0}) / {1};  // tiles\n"
+        "  const long long opal_prow = {2}, opal_pcol = opal_prow + {3}LL * rows * opal_tc;\n"
+        "  (void)opal_tr; (void)opal_pcol;\n",
+        exec::kReduceTile - 1, exec::kReduceTile, exec::partials_layout(n, 0, 0).rows, n.rows);
+  }
+  // The reduction's index among those of its kind.
+  size_t nth(size_t k) const {
+    size_t i = 0;
+    for (size_t q = 0; q < k; ++q) i += reductions_[q].op == reductions_[k].op;
+    return i;
+  }
+
+  std::string loop(const Kernel& k, const std::string& body) const override {
+    bool tiled = false;
+    for (const Reduction& r : reductions_) tiled = tiled || r.op != ir::Op::Sum;
+    if (!tiled) return loop_open(k) + body + loop_close(k);
+    OPAL_CHECK(k.domain == Domain::Full, "row or column sums outside the full space");
+    constexpr int warps = exec::kCudaBlock / 32, per_warp = int(exec::kReduceTile) / warps;
+    std::string s = fmt::format("  {{  // tiles of 32 x 32: lane l takes column l, warp w rows w, w + {0}, ...\n  float* opal_part = T.buf[{1}];\n",
+                                warps, table_size_);
+    s += partial_offsets();
+    s += "  const int opal_lane = threadIdx.x & 31, opal_warp = threadIdx.x >> 5;\n";
+    for (const Reduction& r : reductions_)
+      if (r.op == ir::Op::ColSum) s += fmt::format("  __shared__ float opal_cs{}[{}];\n", r.buf, exec::kCudaBlock);
+    s += "  for (long long opal_t = blockIdx.x; opal_t < opal_tr * opal_tc; opal_t += gridDim.x) {\n";
+    s += "    const long long opal_r0 = (opal_t / opal_tc) * 32, opal_c0 = (opal_t % opal_tc) * 32;\n";
+    s += "    const long long j = opal_c0 + opal_lane;\n";
+    for (const Reduction& r : reductions_)
+      if (r.op == ir::Op::ColSum) s += fmt::format("    float opal_cv{} = 0.0f;\n", r.buf);
+    s += fmt::format("    for (int opal_k = 0; opal_k < {}; ++opal_k) {{\n      const long long i = opal_r0 + opal_warp + {} * opal_k;\n", per_warp,
+                     warps);
+    for (const Reduction& r : reductions_)
+      if (r.op == ir::Op::RowSum) s += fmt::format("      float opal_rv{} = 0.0f;\n", r.buf);
+    s += "      if (i < rows && j < cols) {\n      const long long e = i * cols + j;\n      (void)e;\n" + body + "      }\n";
+    for (size_t q = 0; q < reductions_.size(); ++q) {
+      const Reduction& r = reductions_[q];
+      if (r.op != ir::Op::RowSum) continue;
+      s += fmt::format(
+          "      for (int opal_o = 16; opal_o > 0; opal_o >>= 1) opal_rv{0} += __shfl_xor_sync(0xffffffffu, opal_rv{0}, opal_o);\n"
+          "      if (opal_lane == 0 && i < rows) opal_part[opal_prow + {1}LL * rows * opal_tc + (opal_c0 / 32) * rows + i] = opal_rv{0};\n",
+          r.buf, nth(q));
+    }
+    s += "    }\n";
+    bool cols = false;
+    for (const Reduction& r : reductions_)
+      if (r.op == ir::Op::ColSum) s += fmt::format("    opal_cs{0}[threadIdx.x] = opal_cv{0};\n", r.buf), cols = true;
+    if (cols) {
+      s += "    __syncthreads();\n";
+      for (size_t q = 0; q < reductions_.size(); ++q) {
+        const Reduction& r = reductions_[q];
+        if (r.op != ir::Op::ColSum) continue;
+        s += fmt::format(
+            "    if (opal_warp == 0 && j < cols) {{\n      float opal_s = 0.0f;\n"
+            "      for (int opal_w = 0; opal_w < {2}; ++opal_w) opal_s += opal_cs{0}[opal_w * 32 + opal_lane];\n"
+            "      opal_part[opal_pcol + {1}LL * cols * opal_tr + (opal_r0 / 32) * cols + j] = opal_s;\n    }}\n",
+            r.buf, nth(q), warps);
+      }
+      s += "    __syncthreads();\n";
+    }
+    return s + "  }\n  }\n";
+  }
+
+  std::string finish_reductions() const override {
+    if (reductions_.empty()) return "";
+    std::string s =
+        fmt::format("  {{  // the partial sums, added up by the tensor's last block in index order\n  float* opal_pe = T.buf[{}];\n", table_size_);
+    s += partial_offsets();
+    s += fmt::format("  __shared__ double opal_red[{}];\n  __shared__ int opal_last;\n  double* opal_ps = (double*)(opal_pe + 2);\n",
+                     exec::kCudaBlock);
+    for (size_t q = 0; q < reductions_.size(); ++q) {
+      const Reduction& r = reductions_[q];
+      if (r.op != ir::Op::Sum) continue;
+      s += fmt::format(
+          "  opal_red[threadIdx.x] = {0};\n  __syncthreads();\n"
+          "  for (int opal_o = {1}; opal_o > 0; opal_o >>= 1) {{\n"
+          "    if (threadIdx.x < opal_o) opal_red[threadIdx.x] += opal_red[threadIdx.x + opal_o];\n    __syncthreads();\n  }}\n"
+          "  if (threadIdx.x == 0) opal_ps[{2} * {3} + blockIdx.x] = opal_red[0];\n  __syncthreads();\n",
+          r.acc, exec::kCudaBlock / 2, nth(q), exec::kCudaMaxBlocks);
+    }
+    s += "  __threadfence();\n  __syncthreads();\n"
+         "  if (threadIdx.x == 0) opal_last = atomicAdd((unsigned*)opal_pe, 1u) == gridDim.x - 1;\n"
+         "  __syncthreads();\n"
+         "  if (opal_last) {\n    __threadfence();\n"
+         "    const volatile float* opal_v = opal_pe;\n    const volatile double* opal_vs = opal_ps;\n    (void)opal_v; (void)opal_vs;\n";
+    for (size_t q = 0; q < reductions_.size(); ++q) {
+      const Reduction& r = reductions_[q];
+      if (r.op == ir::Op::Sum)
+        s += fmt::format(
+            "    if (threadIdx.x == 0) {{\n      double opal_s = 0.0;\n"
+            "      for (unsigned opal_b = 0; opal_b < gridDim.x; ++opal_b) opal_s += opal_vs[{1} * {2} + opal_b];\n"
+            "      sb{0}[0] = (float)opal_s;\n    }}\n",
+            r.buf, nth(q), exec::kCudaMaxBlocks);
+      else if (r.op == ir::Op::RowSum)
+        s += fmt::format(
+            "    for (long long i = threadIdx.x; i < rows; i += blockDim.x) {{\n      float opal_s = 0.0f;\n"
+            "      for (long long opal_c = 0; opal_c < opal_tc; ++opal_c) opal_s += opal_v[opal_prow + {1}LL * rows * opal_tc + opal_c * rows + i];\n"
+            "      sb{0}[i] = opal_s;\n    }}\n",
+            r.buf, nth(q));
+      else
+        s += fmt::format(
+            "    for (long long j = threadIdx.x; j < cols; j += blockDim.x) {{\n      float opal_s = 0.0f;\n"
+            "      for (long long opal_r = 0; opal_r < opal_tr; ++opal_r) opal_s += opal_v[opal_pcol + {1}LL * cols * opal_tr + opal_r * cols + j];\n"
+            "      sb{0}[j] = opal_s;\n    }}\n",
+            r.buf, nth(q));
+    }
+    s += "    if (threadIdx.x == 0) *(volatile unsigned*)opal_pe = 0u;  // for the next launch\n  }\n  }\n";
+    return s;
   }
 };
 

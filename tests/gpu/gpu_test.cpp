@@ -37,9 +37,10 @@ namespace {
 
 const Device kCuda{DeviceKind::Cuda, 0};
 
-// Matrices of two shapes (two of one shape: batched launches and GEMMs), a wide one, a vector.
+// Matrices of three shapes (two of each of two shapes: batched launches and GEMMs, and the
+// batched Jacobi eigensolver of two 24 x 24 factors), a square one, a vector.
 std::vector<ParamDesc> params(bool vectors) {
-  std::vector<ParamDesc> ps = {{"h.0.w", {64, 48}}, {"h.1.w", {64, 48}}, {"wide.w", {24, 96}}, {"sq.w", {32, 32}}};
+  std::vector<ParamDesc> ps = {{"h.0.w", {64, 48}}, {"h.1.w", {64, 48}}, {"wide.w", {24, 96}}, {"wide.1.w", {24, 96}}, {"sq.w", {32, 32}}};
   if (vectors) ps.push_back({"h.0.b", {48}});
   return ps;
 }
@@ -123,10 +124,17 @@ TEST_CASE("every stdlib optimizer steps on CUDA as on the CPU (1e-4 relative in 
     warm->save(path, {.params = true});
     auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), kCuda);
     gpu->load(path);
-    run_steps(*warm, 6);
-    run_steps(*gpu, 6);
     const bool noisy = noise_sensitive(cpu->description());
-    check_agree(*gpu, *warm, name + " (resumed at step 12)", noisy ? std::max(tol, 2e-3) : tol, noisy ? 0.5 : tol * 10);
+    // one step from equal states: the state is tight even with bf16 Newton-Schulz (a GEMM's
+    // summation order moves a bf16-rounded product by at most an ulp here and there), so a wrong
+    // momentum shows
+    run_steps(*warm, 1);
+    run_steps(*gpu, 1);
+    const double param_tol = noisy ? std::max(tol, 2e-3) : tol;
+    check_agree(*gpu, *warm, name + " (one step after resuming)", param_tol, noisy ? 0.5 : uses_bf16(cpu->description()) ? 1e-2 : tol * 10);
+    run_steps(*warm, 5);
+    run_steps(*gpu, 5);
+    check_agree(*gpu, *warm, name + " (resumed at step 12)", param_tol, noisy ? 0.5 : tol * 10);
   }
   fs::remove(path);
 }

@@ -2,7 +2,7 @@
 # Sets up, builds and runs every test: the plain build (CTest), then the same suite built with
 # clang + AddressSanitizer + UndefinedBehaviorSanitizer, then a short run of each fuzz target.
 # GPU-only tests carry the `gpu` label and are skipped without a device.
-# OPAL_FUZZ_SECONDS (default 10: CI must stay under 20 minutes) sets the fuzz runs' length; 0 skips them.
+# OPAL_FUZZ_SECONDS (default 6: CI must stay under 20 minutes; the crash corpus replays in CTest) sets the fuzz runs' length; 0 skips them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$SECONDS
@@ -17,7 +17,7 @@ bash scripts/build_san.sh
 (cd build-san && OPAL_CXX=clang++ ctest --output-on-failure -j"$(nproc)")
 echo "test.sh: sanitizer suite passed ($((SECONDS - start)) s)"
 
-secs=${OPAL_FUZZ_SECONDS:-10}
+secs=${OPAL_FUZZ_SECONDS:-6}
 if [ "$secs" -gt 0 ]; then
   for t in spec safetensors journal; do bash scripts/fuzz.sh "$t" "$secs"; done
 fi

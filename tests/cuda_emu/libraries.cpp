@@ -20,12 +20,11 @@ namespace {
 using opal::emu::is_device;
 using opal::emu::stream_alive;
 
-struct BlasHandle {
+// A cuBLAS or cuSOLVER handle: the stream its calls go on.
+struct Handle {
   cudaStream_t stream = nullptr;
 };
-struct SolverHandle {
-  cudaStream_t stream = nullptr;
-};
+bool on_live_stream(const void* handle) { return stream_alive(static_cast<const Handle*>(handle)->stream); }
 struct JacobiInfo {};
 
 bool complain(const char* what) {
@@ -96,15 +95,15 @@ int eigh_work(int n) { return 2 * n * n + 6 * n + 1; }
 }  // namespace
 
 cublasStatus_t cublasCreate_v2(cublasHandle_t* h) {
-  *h = reinterpret_cast<cublasHandle_t>(new BlasHandle);
+  *h = reinterpret_cast<cublasHandle_t>(new Handle);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasDestroy_v2(cublasHandle_t h) {
-  delete reinterpret_cast<BlasHandle*>(h);
+  delete reinterpret_cast<Handle*>(h);
   return CUBLAS_STATUS_SUCCESS;
 }
 cublasStatus_t cublasSetStream_v2(cublasHandle_t h, cudaStream_t s) {
-  reinterpret_cast<BlasHandle*>(h)->stream = s;
+  reinterpret_cast<Handle*>(h)->stream = s;
   return CUBLAS_STATUS_SUCCESS;
 }
 const char* cublasGetStatusString(cublasStatus_t s) {
@@ -114,7 +113,7 @@ const char* cublasGetStatusString(cublasStatus_t s) {
 cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* alpha, const void* A,
                             cudaDataType at, int lda, const void* B, cudaDataType bt, int ldb, const void* beta, void* C, cudaDataType ct, int ldc,
                             cublasComputeType_t compute, cublasGemmAlgo_t) {
-  if (!stream_alive(reinterpret_cast<BlasHandle*>(h)->stream)) return complain("cublasGemmEx on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
+  if (!on_live_stream(h)) return complain("cublasGemmEx on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
   if (compute != CUBLAS_COMPUTE_32F) return complain("cublasGemmEx: compute type other than 32F"), CUBLAS_STATUS_NOT_SUPPORTED;
   return gemm(ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc);
 }
@@ -122,8 +121,7 @@ cublasStatus_t cublasGemmEx(cublasHandle_t h, cublasOperation_t ta, cublasOperat
 cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* alpha,
                                    const void* const A[], cudaDataType at, int lda, const void* const B[], cudaDataType bt, int ldb, const void* beta,
                                    void* const C[], cudaDataType ct, int ldc, int count, cublasComputeType_t compute, cublasGemmAlgo_t) {
-  if (!stream_alive(reinterpret_cast<BlasHandle*>(h)->stream))
-    return complain("cublasGemmBatchedEx on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
+  if (!on_live_stream(h)) return complain("cublasGemmBatchedEx on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
   if (compute != CUBLAS_COMPUTE_32F) return complain("cublasGemmBatchedEx: compute type other than 32F"), CUBLAS_STATUS_NOT_SUPPORTED;
   if (count < 0) return CUBLAS_STATUS_INVALID_VALUE;
   const size_t bytes = size_t(count) * sizeof(void*);
@@ -135,15 +133,15 @@ cublasStatus_t cublasGemmBatchedEx(cublasHandle_t h, cublasOperation_t ta, cubla
 }
 
 cusolverStatus_t cusolverDnCreate(cusolverDnHandle_t* h) {
-  *h = reinterpret_cast<cusolverDnHandle_t>(new SolverHandle);
+  *h = reinterpret_cast<cusolverDnHandle_t>(new Handle);
   return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnDestroy(cusolverDnHandle_t h) {
-  delete reinterpret_cast<SolverHandle*>(h);
+  delete reinterpret_cast<Handle*>(h);
   return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnSetStream(cusolverDnHandle_t h, cudaStream_t s) {
-  reinterpret_cast<SolverHandle*>(h)->stream = s;
+  reinterpret_cast<Handle*>(h)->stream = s;
   return CUSOLVER_STATUS_SUCCESS;
 }
 cusolverStatus_t cusolverDnCreateSyevjInfo(syevjInfo_t* info) {
@@ -162,8 +160,7 @@ cusolverStatus_t cusolverDnDsyevd_bufferSize(cusolverDnHandle_t, cusolverEigMode
 }
 cusolverStatus_t cusolverDnDsyevd(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, double* A, int lda, double* W,
                                   double* work, int lwork, int* info) {
-  if (!stream_alive(reinterpret_cast<SolverHandle*>(h)->stream))
-    return complain("cusolverDnDsyevd on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
+  if (!on_live_stream(h)) return complain("cusolverDnDsyevd on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
   if (jobz != CUSOLVER_EIG_MODE_VECTOR || uplo != CUBLAS_FILL_MODE_LOWER || n < 0 || lda < n)
     return complain("cusolverDnDsyevd: arguments the emulator does not have"), CUSOLVER_STATUS_INVALID_VALUE;
   if (lwork < eigh_work(n) || !is_device(work, size_t(lwork) * 8) || !is_device(A, size_t(lda) * n * 8) || !is_device(W, size_t(n) * 8) ||
@@ -180,8 +177,7 @@ cusolverStatus_t cusolverDnDsyevjBatched_bufferSize(cusolverDnHandle_t, cusolver
 }
 cusolverStatus_t cusolverDnDsyevjBatched(cusolverDnHandle_t h, cusolverEigMode_t jobz, cublasFillMode_t uplo, int n, double* A, int lda, double* W,
                                          double* work, int lwork, int* info, syevjInfo_t, int count) {
-  if (!stream_alive(reinterpret_cast<SolverHandle*>(h)->stream))
-    return complain("cusolverDnDsyevjBatched on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
+  if (!on_live_stream(h)) return complain("cusolverDnDsyevjBatched on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
   if (jobz != CUSOLVER_EIG_MODE_VECTOR || uplo != CUBLAS_FILL_MODE_LOWER || n < 1 || n > 32 || lda < n || count < 1)
     return complain("cusolverDnDsyevjBatched: arguments the real one refuses (n must be at most 32)"), CUSOLVER_STATUS_INVALID_VALUE;
   if (lwork < eigh_work(n) * count || !is_device(work, size_t(lwork) * 8) || !is_device(A, size_t(lda) * n * count * 8) ||

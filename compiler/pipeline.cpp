@@ -204,6 +204,9 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     if (want("memory")) dumps->push_back({rg.label, "memory", print_plan(plan), true});
     out.routes.push_back({rg.label, rg.path, std::move(plan)});
   }
+  std::vector<Plan*> plans;
+  for (auto& r : out.routes) plans.push_back(&r.plan);
+  out.uniforms = assign_host_uniforms(plans, out.hparams.size() + out.globals.size());
   // a hyperparameter a route condition reads is used (it decides routes)
   const std::set<std::string> decides = condition_names(*program, decl, 0);
   for (size_t i = 0; i < out.hparams.size(); ++i)
@@ -216,13 +219,14 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
   if (diags.error_events() > errors_before) return std::nullopt;
   if (want("describe")) {  // the executable description: what the runtime will run
     exec::Description d = describe(out);
+    if (!d.uniform_regs.empty()) dumps->push_back({"uniforms", "describe", exec::print_uniforms(d), true});
     for (size_t r = 0; r < d.routes.size(); ++r) dumps->push_back({d.routes[r].label, "describe", exec::print_route(d, r), true});
   }
   return out;
 }
 
 std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check_finite, bool mixed) {
-  EmitInput in{c.name, c.hparams.size() + c.globals.size(), {}, check_finite, mixed};
+  EmitInput in{c.name, c.hparams.size() + c.globals.size() + c.uniforms.regs.size(), {}, check_finite, mixed};
   for (const auto& r : c.routes) in.routes.push_back({r.label, &r.plan});
   return emit_program(in, target);
 }

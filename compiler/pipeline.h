@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compiler/codegen/c_emitter.h"
+#include "compiler/exec/host_uniforms.h"
 #include "compiler/lower/ast_to_ir.h"
 #include "compiler/plan.h"
 
@@ -26,7 +27,8 @@ struct CompiledOptimizer {
   std::vector<double> defaults;
   std::vector<std::string> globals;  // global sums, uniforms after the hyperparameters
   std::vector<CompiledRoute> routes;
-  StateStorage state;  // the optimizer's argument (CompileOptions::state)
+  HostUniforms uniforms;  // the step-uniform scalars of every route's kernels, computed on the host
+  StateStorage state;     // the optimizer's argument (CompileOptions::state)
   std::shared_ptr<const SourceFile> state_source;
 };
 

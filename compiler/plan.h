@@ -86,6 +86,9 @@ struct Plan {
   std::vector<Temp> temps;
   std::map<uint32_t, int> temp_of;  // value id -> temp index
   std::vector<ir::Shape> buffers;   // scratch buffers (after plan_memory)
+  // The step-uniform scalars computed on the host (exec/host_uniforms.h): value id -> index
+  // into the uniform block's hp[] (after the hyperparameters and global sums).
+  std::map<uint32_t, uint32_t> host_uniforms;
   int temp_buffer(ir::ValueId v) const { return temps[temp_of.at(v.v)].buffer; }
   // Indices into a tensor's buffer table (the kernel ABI): 0 w, 1 g, 2.. state slots, then
   // scratch buffers. `table_index` maps a value read from memory: w, g, a state read or a temp.

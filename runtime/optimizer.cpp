@@ -81,6 +81,7 @@ void Optimizer::init(std::unique_ptr<Backend> backend, std::shared_ptr<const Exe
   exe_ = std::move(exe);
   const exec::Description& d = *exe_->desc;
   impl_->uniforms.assign(d.uniform_count(), 0.0);
+  impl_->uniform_regs.assign(d.uniform_program.size(), 0.0);
   const std::vector<double> values = hparam_values(d, hparams);
   std::copy(values.begin(), values.end(), impl_->uniforms.begin() + 1);
   impl_->routes.resize(d.routes.size());

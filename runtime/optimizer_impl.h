@@ -101,7 +101,8 @@ struct Optimizer::Impl {
   int next_phase = 0;  // of a sharded step (StepPhase)
   std::map<std::string, size_t> by_name;
   std::vector<RouteExec> routes;
-  std::vector<double> uniforms;  // [t, hp...], the layout of `opal_uniforms_t`
+  std::vector<double> uniforms;      // [t, hp...], the layout of `opal_uniforms_t`
+  std::vector<double> uniform_regs;  // registers of the description's uniform program
   // Working lists of the step loop, sized at construction so that a step allocates nothing.
   struct StepScratch {
     std::vector<KernelTensor> subset;

@@ -4,6 +4,7 @@
 #include "compiler/ir/attrs.h"
 #include "compiler/codegen/c_emitter.h"
 #include "compiler/exec/description.h"
+#include "compiler/exec/host_uniforms.h"
 
 #include <algorithm>
 #include <cmath>
@@ -177,7 +178,12 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   // stochastic rounding of bf16 stores, where the tensor asks for it
   if (writes_bf16) out += fmt::format("  const int opal_sr = (T.dt & {}) != 0;\n  (void)opal_sr;\n", exec::kStochasticBit);
   // scalars
-  for (ValueId v : K.scalars) out += fmt::format("  const double s{} = {};  // {}\n", v.v, scalar_expr(g, v, p), comment(g, v));
+  // scalars (the step-uniform ones computed on the host: uniforms after the global sums)
+  for (ValueId v : kernel_scalars(p, K)) {
+    auto hosted = p.host_uniforms.find(v.v);
+    const std::string rhs = hosted != p.host_uniforms.end() ? fmt::format("U_hp({})", hosted->second) : scalar_expr(g, v, p);
+    out += fmt::format("  const double s{} = {};  // {}{}\n", v.v, rhs, comment(g, v), hosted != p.host_uniforms.end() ? " (host)" : "");
+  }
   // total reductions accumulate in double
   reductions_.clear();
   table_size_ = exec::kFirstSlotBuffer + g.slots.size() + p.buffers.size();

@@ -19,7 +19,7 @@ struct EmitRoute {
 
 struct EmitInput {
   std::string optimizer;
-  size_t n_hparams = 0;
+  size_t n_hparams = 0;  // the uniform block's hp[]: hyperparameters, global sums, host-computed uniforms
   std::vector<EmitRoute> routes;
   // Fused non-finite checks: every kernel ORs bit i into its tensor's flag word (`chk`) where
   // probe i of the route's graph holds a NaN or an infinity. Off: no check is emitted at all.

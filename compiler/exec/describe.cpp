@@ -36,49 +36,6 @@ exec::Extent extent_of(Domain d) {
   return exec::Extent::Full;
 }
 
-// Compiles the uniform scalars a route's host work reads into one flat program (each value
-// once: the graph's interning already merged equal subexpressions).
-class ScalarCompiler {
- public:
-  explicit ScalarCompiler(const ir::Graph& g) : g_(g) {}
-  uint32_t reg(ir::ValueId v) {
-    if (auto it = regs_.find(v.v); it != regs_.end()) return it->second;
-    const ir::Node& n = g_.at(v);
-    OPAL_CHECK(n.shape == ir::Shape::Scalar, "host scalar %%%u is not a scalar", v.v);
-    exec::ScalarInstr in;
-    switch (n.op) {
-      case Op::Const: in.op = ScalarOp::Const, in.imm = n.fattr; break;
-      case Op::HParam: in.op = ScalarOp::HParam, in.a = uint32_t(n.iattr); break;
-      case Op::Step: in.op = ScalarOp::Step; break;
-      case Op::Dim: {
-        const ir::DimKind k = ir::dim_kind(n);
-        in.op = k == ir::DimKind::Rows ? ScalarOp::Rows : k == ir::DimKind::Cols ? ScalarOp::Cols : ScalarOp::Numel;
-        break;
-      }
-      default: {
-        OPAL_CHECK(ir::is_elementwise(n.op), "host scalar %%%u is a %s", v.v, ir::op_name(n.op));
-        in.op = *host_scalar_op(n.op);
-        uint32_t ops[3] = {0, 0, 0};
-        for (int i = 0; i < n.n_operands; ++i) ops[i] = reg(n.operands[i]);
-        in.a = ops[0], in.b = ops[1], in.c = ops[2];
-      }
-    }
-    prog_.code.push_back(in);
-    return regs_[v.v] = uint32_t(prog_.code.size() - 1);
-  }
-  exec::Guard guard(const Guard& gd) {
-    exec::Guard out;
-    for (const auto& l : gd.all) out.all.push_back({reg(l.cond), l.negated});
-    return out;
-  }
-  exec::ScalarProgram take() { return std::move(prog_); }
-
- private:
-  const ir::Graph& g_;
-  std::unordered_map<uint32_t, uint32_t> regs_;
-  exec::ScalarProgram prog_;
-};
-
 exec::CallOp call_op(const ir::Node& n) {
   const ir::MatMulAttrs mm = ir::matmul_attrs(n);
   switch (n.op) {
@@ -140,7 +97,7 @@ exec::Route describe_route(const CompiledRoute& cr, const StateStorage& state, u
     r.slots.push_back({s.name, extent_of(s.shape), s.identity ? exec::Init::Identity : exec::Init::Zeros, dt, uint32_t(s.q8)});
   }
   for (ir::Shape s : plan.buffers) r.scratch.push_back(extent_of(s));
-  ScalarCompiler sc(g);
+  ScalarCompiler sc(g, r.scalars);
   std::vector<signed char> memo(g.nodes.size(), -1);
   for (size_t k = 0; k < plan.kernels.size(); ++k) {
     const Kernel& K = plan.kernels[k];
@@ -178,7 +135,6 @@ exec::Route describe_route(const CompiledRoute& cr, const StateStorage& state, u
         r.phase_split = uint32_t(pos + 1);
       }
   }
-  r.scalars = sc.take();
   for (const auto& p : g.probes) r.probes.push_back(p.stage);
   r.matrix_only = g.matrix_only;
   r.matrix_reason = g.matrix_reason;
@@ -349,6 +305,8 @@ exec::Description describe(const CompiledOptimizer& co) {
   d.hparams = co.hparams;
   d.defaults = co.defaults;
   d.globals = co.globals;
+  d.uniform_program = co.uniforms.program;
+  d.uniform_regs = co.uniforms.regs;
   for (size_t r = 0; r < co.routes.size(); ++r) {
     d.routes.push_back(describe_route(co.routes[r], co.state, uint32_t(d.symbols.size())));
     for (size_t k = 0; k < co.routes[r].plan.kernels.size(); ++k) d.symbols.push_back(kernel_symbol(r, k));

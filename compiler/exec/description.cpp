@@ -170,6 +170,13 @@ void ScalarProgram::run(double t, const double* hparams, double rows, double col
   }
 }
 
+void Description::derive_uniforms(double* uniforms, double* regs) const {
+  if (uniform_regs.empty()) return;
+  uniform_program.run(uniforms[0], uniforms + 1, 0, 0, regs);
+  double* out = uniforms + 1 + hparams.size() + globals.size();
+  for (size_t k = 0; k < uniform_regs.size(); ++k) out[k] = regs[uniform_regs[k]];
+}
+
 const char* call_name(const CallOp& op) {
   static const char* names[] = {"gemm",
                                 "gram",
@@ -213,6 +220,37 @@ std::string operand_str(const Operand& o) {
   return o.buffer >= 0 ? fmt::format("b{}:{}", o.buffer, extent_name(o.extent)) : fmt::format("r{}", o.reg);
 }
 
+// A scalar program, an instruction a line: "  r3 = pow r1, r2".
+std::string program_str(const Description& d, const ScalarProgram& p) {
+  std::string s;
+  for (size_t i = 0; i < p.code.size(); ++i) {
+    const ScalarInstr& in = p.code[i];
+    s += fmt::format("  r{} = {}", i, scalar_op_name(in.op));
+    if (in.op == ScalarOp::Const) s += fmt::format(" {:g}", in.imm);
+    else if (in.op == ScalarOp::HParam)
+      s += fmt::format(" {}", in.a < d.hparams.size()                      ? d.hparams[in.a]
+                              : in.a < d.hparams.size() + d.globals.size() ? d.globals[in.a - d.hparams.size()]
+                                                                           : "?");
+    const uint32_t ops[3] = {in.a, in.b, in.c};
+    for (int k = 0; k < scalar_arity(in.op); ++k) s += fmt::format("{} r{}", k ? "," : "", ops[k]);
+    s += "\n";
+  }
+  return s;
+}
+
+// The first problem of a scalar program (operands earlier, hyperparameters in range), or "".
+std::string program_problem(const Description& d, const ScalarProgram& p) {
+  for (size_t i = 0; i < p.code.size(); ++i) {
+    const ScalarInstr& in = p.code[i];
+    const uint32_t ops[3] = {in.a, in.b, in.c};
+    for (int k = 0; k < scalar_arity(in.op); ++k)
+      if (ops[k] >= i) return fmt::format("r{} reads r{}, not an earlier register", i, ops[k]);
+    if (in.op == ScalarOp::HParam && in.a >= d.hparams.size() + d.globals.size())
+      return fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size() + d.globals.size());
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string print_route(const Description& d, size_t ri) {
@@ -230,18 +268,7 @@ std::string print_route(const Description& d, size_t ri) {
   for (size_t i = 0; i < r.scratch.size(); ++i)
     s += fmt::format(", b{} scratch:{}", kFirstSlotBuffer + r.slots.size() + i, extent_name(r.scratch[i]));
   s += "\n";
-  for (size_t i = 0; i < r.scalars.code.size(); ++i) {
-    const ScalarInstr& in = r.scalars.code[i];
-    s += fmt::format("  r{} = {}", i, scalar_op_name(in.op));
-    if (in.op == ScalarOp::Const) s += fmt::format(" {:g}", in.imm);
-    else if (in.op == ScalarOp::HParam)
-      s += fmt::format(" {}", in.a < d.hparams.size()                      ? d.hparams[in.a]
-                              : in.a < d.hparams.size() + d.globals.size() ? d.globals[in.a - d.hparams.size()]
-                                                                           : "?");
-    const uint32_t ops[3] = {in.a, in.b, in.c};
-    for (int k = 0; k < scalar_arity(in.op); ++k) s += fmt::format("{} r{}", k ? "," : "", ops[k]);
-    s += "\n";
-  }
+  s += program_str(d, r.scalars);
   const ShardPhases& sp = r.shards;
   auto bufs = [](const std::vector<uint32_t>& v) { return v.empty() ? std::string("nothing") : fmt::format("b{}", fmt::join(v, ", b")); };
   if (sp.has_whole()) {
@@ -279,6 +306,14 @@ std::string print_route(const Description& d, size_t ri) {
   return s;
 }
 
+std::string print_uniforms(const Description& d) {
+  if (d.uniform_regs.empty()) return "";
+  std::vector<std::string> at;
+  for (size_t k = 0; k < d.uniform_regs.size(); ++k)
+    at.push_back(fmt::format("hp[{}] = r{}", d.hparams.size() + d.globals.size() + k, d.uniform_regs[k]));
+  return fmt::format("uniforms computed on the host: {}\n", fmt::join(at, ", ")) + program_str(d, d.uniform_program);
+}
+
 std::string print(const Description& d) {
   std::string s = fmt::format("optimizer {}({})\n", d.name, fmt::join(d.hparams, ", "));
   for (size_t t = 0; t < d.tables.size(); ++t) {
@@ -294,6 +329,7 @@ std::string print(const Description& d) {
       s += sel.table >= 0 ? fmt::format("  {} -> table {}\n", what, sel.table) : fmt::format("  {} -> route {}\n", what, sel.route);
     }
   }
+  s += print_uniforms(d);
   for (size_t r = 0; r < d.routes.size(); ++r) s += print_route(d, r);
   return s;
 }
@@ -322,18 +358,17 @@ std::string verify(const Description& d) {
           return fmt::format("a condition of table {} reads a hyperparameter out of range", t);
       }
     }
+  if (std::string p = program_problem(d, d.uniform_program); !p.empty()) return "the uniforms' program: " + p;
+  for (const ScalarInstr& in : d.uniform_program.code)
+    if (in.op == ScalarOp::Rows || in.op == ScalarOp::Cols || in.op == ScalarOp::Numel || in.op == ScalarOp::Rank)
+      return "the uniforms' program reads a parameter's size";
+  for (uint32_t reg : d.uniform_regs)
+    if (reg >= d.uniform_program.size()) return "a uniform is out of its program's registers";
   for (size_t ri = 0; ri < d.routes.size(); ++ri) {
     const Route& r = d.routes[ri];
     auto bad = [&](const std::string& what) { return fmt::format("route {} `{}`: {}", ri, r.label, what); };
     const size_t nregs = r.scalars.code.size(), nbuf = r.table_size();
-    for (size_t i = 0; i < nregs; ++i) {
-      const ScalarInstr& in = r.scalars.code[i];
-      const uint32_t ops[3] = {in.a, in.b, in.c};
-      for (int k = 0; k < scalar_arity(in.op); ++k)
-        if (ops[k] >= i) return bad(fmt::format("r{} reads r{}, not an earlier register", i, ops[k]));
-      if (in.op == ScalarOp::HParam && in.a >= d.hparams.size() + d.globals.size())
-        return bad(fmt::format("r{} reads hyperparameter {} of {}", i, in.a, d.hparams.size() + d.globals.size()));
-    }
+    if (std::string p = program_problem(d, r.scalars); !p.empty()) return bad(p);
     if (r.phase_split > r.schedule.size()) return bad("the phase split is past the schedule");
     if (r.shards.local_end > r.shards.whole_end || r.shards.whole_end > r.schedule.size() ||
         (!r.shards.owner_slot.empty() && r.shards.owner_slot.size() != r.slots.size()))

@@ -302,9 +302,18 @@ struct Description {
   std::vector<std::string> symbols;  // kernel symbols of the generated source, in KernelLaunch::symbol order
   std::string spec_text;             // the source file the optimizer was declared in
   std::string fingerprint;           // content hash of the compiled optimizer (checkpoints)
+  // The step-uniform scalars the kernels read rather than compute (bias corrections,
+  // schedules: compiler/exec/host_uniforms.h): the runtime runs `uniform_program` (over t, the
+  // hyperparameters and the global sums) before each launch, and uniform k is its register
+  // uniform_regs[k].
+  ScalarProgram uniform_program;
+  std::vector<uint32_t> uniform_regs;
   // The values of the uniform block of every kernel (`opal_uniforms_t`, kernel_abi.h): t, then
-  // the hyperparameters, then the global sums of the step.
-  size_t uniform_count() const { return 1 + hparams.size() + globals.size(); }
+  // the hyperparameters, then the global sums of the step, then the host-computed uniforms.
+  size_t uniform_count() const { return 1 + hparams.size() + globals.size() + uniform_regs.size(); }
+  // Fills the host-computed uniforms of `uniforms` (uniform_count() values, t and the
+  // hyperparameters and sums set) using `regs` (uniform_program.size() doubles).
+  void derive_uniforms(double* uniforms, double* regs) const;
 };
 
 // A table buffer's extent (w and g are full).
@@ -321,6 +330,7 @@ ShardPhases shard_phases(const Route& r, ShardAxis axis = ShardAxis::Rows);
 
 std::string print(const Description& d);
 std::string print_route(const Description& d, size_t route);
+std::string print_uniforms(const Description& d);  // the host-computed uniforms' program ("" when none)
 // Invariants (indices in range, operand registers earlier, selectors lead somewhere). Returns
 // "" when valid, else the first violation.
 std::string verify(const Description& d);

@@ -18,6 +18,8 @@
 
 #include <cuda_runtime.h>
 
+#include "compiler/exec/describe.h"
+#include "compiler/pipeline.h"
 #include "driver/build.h"
 #include "runtime/backend.h"
 #include "runtime/error.h"
@@ -291,6 +293,56 @@ TEST_CASE("sums are deterministic: two runs give the same bits, blocks run in an
     REQUIRE(runs[0].size() == runs[1].size());
     for (size_t i = 0; i < runs[0].size(); ++i) CHECK(runs[0][i] == runs[1][i]);
   }
+}
+
+// An elementwise optimizer (no library call, no sum, no transcendental function per element)
+// steps bit for bit as on the CPU: both compile with IEEE division and square roots and without
+// fused multiply-adds (--fmad=false, -ffp-contract=off), and both read the step's scalars (bias
+// corrections: pow) from the same host computation instead of the device's and the C library's
+// own pow.
+bool elementwise_exact(const std::string& name) {
+  auto c = compile_spec(SpecRef{name, "", ""});
+  const exec::Description d = describe(*c);
+  for (const auto& r : d.routes) {
+    if (!r.calls.empty()) return false;
+    for (const auto& k : r.kernels)
+      if (k.partials.any()) return false;
+  }
+  const std::string text = emit_optimizer(*c, Target::Cuda);
+  const size_t kernels = text.find("extern \"C\" __global__");
+  for (const char* f : {"expf(", "logf(", "powf(", "tanhf(", "cosf(", "sinf(", "opal_randn(opal_key", "pow("})
+    if (text.find(f, kernels) != std::string::npos) return false;
+  return true;
+}
+
+TEST_CASE("elementwise optimizers step bit for bit as on the CPU") {
+  Diagnostics d;
+  auto program = load_program({}, d);
+  REQUIRE_FALSE(d.has_errors());
+  size_t exact = 0;
+  for (const auto& entry : program->optimizers) {
+    const std::string name = entry.first;
+    if (!elementwise_exact(name)) continue;
+    ++exact;
+    bool vectors = true;
+    auto cpu = make(name, {}, vectors);
+    auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), kCuda);
+    init_params(*cpu);
+    init_params(*gpu);
+    run_steps(*cpu, 30);
+    run_steps(*gpu, 30);
+    for (size_t p = 0; p < cpu->num_params(); ++p) {
+      const std::string& n = cpu->param_name(p);
+      INFO(name << ", parameter " << n);
+      CHECK(gpu->read_param(n) == cpu->read_param(n));
+      for (const auto& s : cpu->slots(n)) {
+        INFO("state " << s);
+        CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
+      }
+    }
+  }
+  MESSAGE(exact << " of " << program->optimizers.size() << " stdlib optimizers are elementwise: compared bit for bit");
+  CHECK(exact >= 5);  // adam, adamw, lion, signum, sgd at least
 }
 
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {

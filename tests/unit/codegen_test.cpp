@@ -1,11 +1,13 @@
 // Codegen: the emitted CPU and CUDA text, and the disk cache of compiled kernels.
 #include <doctest/doctest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
 #include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
+#include "compiler/exec/describe.h"
 #include "runtime/cpu/host_compile.h"
 #include "runtime/executable.h"
 
@@ -36,7 +38,38 @@ TEST_CASE("AdamW's CPU code: one vectorizable loop, each buffer read once and wr
   CHECK(count(src, "sb0[e] = ") == 2);  // w written
   CHECK(count(src, "sb2[e] = ") == 2);  // m written
   CHECK(count(src, "sb3[e] = ") == 2);  // v written
-  CHECK(count(src, "pow(") == 2);       // bias corrections once per tensor, outside the loop
+  // the bias corrections (1 - b1, 1 - b1^t, 1 - b2, 1 - b2^t) are computed on the host once per
+  // launch and read from the uniform block: no pow in the kernels of either target
+  CHECK(count(src, "pow(") == 0);
+  CHECK(count(src, "(host)") == 4);
+  CHECK(count(emit("adamw", Target::Cuda), "pow(") == 0);
+}
+
+TEST_CASE("host uniforms: the step-uniform scalars, one program for every route, equal values shared") {
+  auto co = compile_spec({"adamw", "", ""});
+  REQUIRE(co);
+  const exec::Description d = describe(*co);
+  REQUIRE(d.uniform_regs.size() == 4);
+  CHECK(d.uniform_count() == 1 + d.hparams.size() + 4);
+  CHECK(exec::verify(d).empty());
+  // t = 3, lr, b1, b2, eps, wd as given: the slots are 1 - b1, 1 - b1^3, 1 - b2, 1 - b2^3
+  std::vector<double> u(d.uniform_count(), 0.0), regs(d.uniform_program.size());
+  u[0] = 3;
+  const double hp[] = {1e-3, 0.9, 0.99, 1e-8, 0.1};
+  std::copy(std::begin(hp), std::end(hp), u.begin() + 1);
+  d.derive_uniforms(u.data(), regs.data());
+  const double* got = u.data() + 1 + d.hparams.size();
+  CHECK(got[0] == 1 - 0.9);
+  CHECK(got[1] == 1 - std::pow(0.9, 3.0));
+  CHECK(got[2] == 1 - 0.99);
+  CHECK(got[3] == 1 - std::pow(0.99, 3.0));
+  // the program reads no size: a malformed one is refused by verify
+  exec::Description bad = d;
+  bad.uniform_program.code.push_back({exec::ScalarOp::Rows});
+  CHECK(exec::verify(bad).find("size") != std::string::npos);
+  bad = d;
+  bad.uniform_regs.push_back(uint32_t(bad.uniform_program.size()));
+  CHECK_FALSE(exec::verify(bad).empty());
 }
 
 TEST_CASE("the CUDA text wraps the same bodies in grid-stride __global__ kernels") {

@@ -7,6 +7,16 @@ optimizer clipped(lr = 1e-2, max_norm = 1.0) {
   other:  clip_global_norm(max_norm) -> scale(lr)
 }
 # CHECK:OUT
+# // after describe (route uniforms)
+# uniforms computed on the host: hp[3] = r7
+#   r0 = const 1
+#   r1 = hparam max_norm
+#   r2 = hparam clip_global_norm:global_sum@elementwise.opal:37:35
+#   r3 = sqrt r2
+#   r4 = const 1e-06
+#   r5 = add r3, r4
+#   r6 = div r1, r5
+#   r7 = min r0, r6
 # // after describe (route matrix)
 # route 0 `matrix`: clip_global_norm(max_norm) -> momentum(0.9) -> scale(lr)
 #   buffers: b0 w:full, b1 g:full, b2 momentum.m:full, b3 scratch:scalar, b4 scratch:scalar

@@ -6,6 +6,18 @@ optimizer guarded(lr = 1e-3, b2 = 0.95, eps = 1e-8) {
   matrix: shampoo_precond(b2, eps, every = 10) -> scale(lr)
 }
 # CHECK:OUT
+# // after describe (route uniforms)
+# uniforms computed on the host: hp[3] = r2, hp[4] = r9
+#   r0 = const 1
+#   r1 = hparam b2
+#   r2 = sub r0, r1
+#   r3 = step
+#   r4 = eq r3, r0
+#   r5 = const 10
+#   r6 = mod r3, r5
+#   r7 = const 0
+#   r8 = eq r6, r7
+#   r9 = or r4, r8
 # // after describe (route matrix)
 # route 0 `matrix`: shampoo_precond(b2, eps, every = 10) -> scale(lr) (matrix only)
 #   buffers: b0 w:full, b1 g:full, b2 shampoo_precond.L:left, b3 shampoo_precond.R:right, b4 shampoo_precond.PL:left=eye, b5 shampoo_precond.PR:right=eye, b6 scratch:left, b7 scratch:right, b8 scratch:left, b9 scratch:right, b10 scratch:full, b11 scratch:full

@@ -163,6 +163,11 @@ optimizer tiny(lr = 1e-2, b1 = 0.9) {
 #   scalars: %0 %1 %2 %7
 #   body: %3 %4 %5 %6 %8 %9 %11 %12 %13
 #   effects: %14 %10
+# // after describe (route uniforms)
+# uniforms computed on the host: hp[2] = r2
+#   r0 = const 1
+#   r1 = hparam b1
+#   r2 = sub r0, r1
 # // after describe (route other)
 # route 0 `other`: momentum(b1, bias_correction = false) -> sign -> scale(lr)
 #   buffers: b0 w:full, b1 g:full, b2 momentum.m:full

@@ -107,4 +107,13 @@ KernelBuffers kernel_buffers(const Plan& p, const Kernel& K) {
   return out;
 }
 
+bool chunkable(const Plan& p, const Kernel& K) {
+  if (K.domain != Domain::Full || !K.reductions.empty()) return false;
+  for (ir::ValueId e : K.effects) {
+    const ir::Node& n = p.graph.at(e);
+    if ((n.op == ir::Op::StateWrite || n.op == ir::Op::StateWriteIf) && p.graph.slots[n.iattr].q8) return false;
+  }
+  return true;
+}
+
 }  // namespace opal

@@ -120,4 +120,8 @@ struct KernelBuffers {
 };
 KernelBuffers kernel_buffers(const Plan& p, const Kernel& K);
 
+// Whether K is elementwise over the full space (no reduction, no q8 block to quantize): every
+// element is independent, so a device may run it as a flat list of equal chunks.
+bool chunkable(const Plan& p, const Kernel& K);
+
 }  // namespace opal

@@ -70,7 +70,7 @@ struct Rounding {
 void convert_host(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r = {});
 
 // Increased whenever this interface changes: a plugin built against another one is refused.
-inline constexpr int kBackendAbi = 5;
+inline constexpr int kBackendAbi = 6;
 
 class Backend {
  public:
@@ -94,12 +94,13 @@ class Backend {
   // Compiles the generated translation unit for this backend (cached on disk) and resolves
   // `symbols`; throws opal::Error with the compiler's log when it does not compile.
   virtual std::shared_ptr<KernelModule> compile(const std::string& source, const std::vector<std::string>& symbols) = 0;
-  // Runs kernel `symbol_index` of `m` over `n` tensors (one launch for all of them), each with
-  // a buffer table of `n_buffers` pointers. `max_n` bounds every tensor's iteration space
-  // (grid sizing); `uniforms` is `opal_uniforms_t`. A device backend gives a kernel with
-  // `partials` its partial-sums buffers (exec::Partials); the CPU's kernels add up serially.
-  virtual void launch(const KernelModule& m, size_t symbol_index, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n,
-                      const double* uniforms, size_t n_uniforms, const exec::Partials& partials) = 0;
+  // Runs kernel `k` (its symbol index into `m`) over `n` tensors (one launch for all of them),
+  // each with a buffer table of `n_buffers` pointers. `max_n` bounds every tensor's iteration
+  // space (grid sizing); `uniforms` is `opal_uniforms_t`. A device backend gives a kernel with
+  // reductions its partial-sums buffers (k.partials) and launches a chunked one as a flat list
+  // of chunks (exec::KernelChunk); the CPU's kernels loop over the tensors and add up serially.
+  virtual void launch(const KernelModule& m, const exec::KernelLaunch& k, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n,
+                      const double* uniforms, size_t n_uniforms) = 0;
 
   // Matrix work on backend memory. run_call runs a whole library call for `n` tensors; false
   // where the backend leaves it to the runtime's generic path (runtime/library_calls.h), which

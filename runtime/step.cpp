@@ -251,7 +251,7 @@ void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* o
         }
         impl_->uniforms[0] = double(count);
         desc.derive_uniforms(impl_->uniforms.data(), impl_->uniform_regs.data());
-        backend.launch(module, K.symbol, table, entries, route.table_size(), max_n, impl_->uniforms.data(), impl_->uniforms.size(), K.partials);
+        backend.launch(module, K, table, entries, route.table_size(), max_n, impl_->uniforms.data(), impl_->uniforms.size());
       }
       // totals of full-size values span the whole tensor, not one matrix
       if (!K.whole_sums.empty())

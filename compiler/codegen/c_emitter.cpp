@@ -116,6 +116,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   const Kernel& K = p.kernels[k];
   auto buf_of_slot = [&](int64_t s) { return p.slot_index(s); };
   auto buf_of_temp = [&](ValueId v) { return p.temp_index(v); };
+  chunked_ = chunkable(p, K);
   out += fmt::format("// {} kernel {}: {} space, level {}\n", g.name, k, domain_name(K.domain), K.level);
   out += signature(kernel_symbol(route, k)) + " {\n";
   out += open_tensor();
@@ -260,6 +261,24 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), at, stored, comment(g, e));
       }
     }
+    // the f32 buffers it reads and writes element by element (`sb<b>[e]`): a target may move
+    // them 16 bytes at a time
+    vec_ = {};
+    if (chunked_ && !K.indexed)
+      for (size_t b : bufs) {
+        const ir::Slot* s = slot_of_buf(b);
+        const bool f32 = b == exec::kParamBuffer  ? wt == exec::DType::F32
+                         : b == exec::kGradBuffer ? gt == exec::DType::F32
+                         : s                      ? !s->bf16 && !s->q8 && s->scales_of < 0 && s->shape == Shape::Full
+                                                  : p.buffers[b - table_size_ + p.buffers.size()] == Shape::Full;
+        if (!f32) continue;
+        // a conditional write keeps the old value: load it too
+        bool cond = false;
+        for (ValueId e : K.effects) cond = cond || (g.at(e).op == Op::StateWriteIf && buf_of_slot(g.at(e).iattr) == b);
+        if (touched.reads.count(b) || cond) vec_.load.push_back(b);
+        if (touched.writes.count(b)) vec_.store.push_back(b);
+        if (touched.reads.count(b) || touched.writes.count(b)) vec_.all.push_back(b);
+      }
     // a target may emit the body more than once
     return q8_stores.empty() ? loop(K, out) : q8_loop(K, out, q8_stores);
   };

@@ -57,6 +57,14 @@ class CEmitter {
   };
   mutable std::vector<Reduction> reductions_;
   mutable size_t table_size_ = 0;  // the route's buffer table: a device's partial sums follow it
+  mutable bool chunked_ = false;   // the kernel is chunkable (plan.h): a device launches it as chunks
+  // Of a chunked kernel without row or column indices, for the loop being rendered: its f32
+  // full-size buffers (read as `sb<b>[e]`), those it loads (reads, or writes conditionally) and
+  // those it stores.
+  struct VectorBuffers {
+    std::vector<size_t> all, load, store;
+  };
+  mutable VectorBuffers vec_;
   // Adds `val` to row i (`rows`) or column j of buffer `buf` (RowSum, ColSum).
   virtual std::string accumulate(size_t buf, bool rows, const std::string& val) const = 0;
   virtual std::string accumulate_total(const std::string& acc, const std::string& buf, const std::string& val) const = 0;

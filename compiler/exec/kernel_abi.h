@@ -15,6 +15,7 @@
 //   opal_uniforms_t  { t: the step count, hp: the hyperparameters (at least one slot) }
 #pragma once
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 #include <fmt/format.h>
@@ -53,6 +54,17 @@ struct KernelTensor {
 // CUDA launch geometry, shared by the emitter and the backend: threads per block, and the most
 // blocks per tensor entry (grid-stride loops cover the rest).
 inline constexpr int kCudaBlock = 256, kCudaMaxBlocks = 1024;
+
+// A chunked CUDA launch (KernelLaunch::chunked: an elementwise kernel over the full space): one
+// block per chunk of kCudaChunk elements of one tensor, listed flat for every tensor of the
+// launch (multi-tensor apply), so no block is empty and a large tensor does not leave its
+// blocks looping while the small ones' blocks idle. `opal_chunk_t` in the CUDA text.
+inline constexpr long long kCudaChunk = 16384;  // 64 elements per thread
+struct KernelChunk {
+  uint32_t tensor = 0;  // the launch's tensor entry
+  uint32_t chunk = 0;   // elements [chunk * kCudaChunk, (chunk + 1) * kCudaChunk) of its space
+};
+inline constexpr const char* kChunkStructC = "typedef struct { unsigned tensor; unsigned chunk; } opal_chunk_t;\n";
 
 // A kernel's reductions, counted: totals (Sum), row sums and column sums. On CUDA such a kernel
 // adds up in a fixed order, whatever the order its blocks run in: each block writes partial sums

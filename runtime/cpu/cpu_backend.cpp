@@ -53,9 +53,9 @@ class CpuBackend final : public Backend {
     }
     return m;
   }
-  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t, long long, const double* uniforms, size_t,
-              const exec::Partials&) override {
-    static_cast<const CpuModule&>(m).fns[i](tensors, (long long)n, uniforms);
+  void launch(const KernelModule& m, const exec::KernelLaunch& k, const KernelTensor* tensors, size_t n, size_t, long long, const double* uniforms,
+              size_t) override {
+    static_cast<const CpuModule&>(m).fns[k.symbol](tensors, (long long)n, uniforms);
   }
 
   bool run_call(const exec::LibraryCall& call, const CallTensor* ts, size_t n) override {

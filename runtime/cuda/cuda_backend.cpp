@@ -217,23 +217,38 @@ class CudaBackend final : public Backend {
     return load(source, symbols);
   }
 
-  void launch(const KernelModule& m, size_t i, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n, const double* uniforms,
-              size_t n_uniforms, const exec::Partials& partials) override {
+  void launch(const KernelModule& m, const exec::KernelLaunch& K, const KernelTensor* tensors, size_t n, size_t n_buffers, long long max_n,
+              const double* uniforms, size_t n_uniforms) override {
     DeviceScope on(ordinal_);
     const auto& mod = static_cast<const CudaModule&>(m);
+    const size_t i = K.symbol;
+    const exec::Partials& partials = K.partials;
     // opal_uniforms_t { double t; double hp[max(1, H)]; }: at least two doubles
     double padded[2] = {n_uniforms ? uniforms[0] : 0.0, 0.0};
     void* U = const_cast<double*>(n_uniforms >= 2 ? uniforms : padded);
     // a kernel with reductions finds its partial sums after the tensor's table
     const size_t entries = n_buffers + (partials.any() ? 1 : 0);
-    for (size_t at = 0; at < n; at += 65535) {
-      const size_t count = std::min<size_t>(65535, n - at);
-      // [count x opal_tensor_t][count buffer tables of `entries` pointers], the structs pointing
-      // into the device copy
+    // a chunked kernel takes every tensor in one launch (its blocks index chunks, not tensors)
+    const size_t per_launch = K.chunked ? std::max<size_t>(n, 1) : 65535;
+    for (size_t at = 0; at < n; at += per_launch) {
+      const size_t count = std::min<size_t>(per_launch, n - at);
+      // [count x opal_tensor_t][count buffer tables of `entries` pointers][the chunks], the
+      // structs pointing into the device copy
       const size_t head = count * sizeof(KernelTensor), table = entries * sizeof(float*);
-      Table& dev_table = reserve(TableKey{&m, i * 1000003 + at, nullptr}, head + count * table);
+      size_t chunks = 0;
+      if (K.chunked)
+        for (size_t k = 0; k < count; ++k) chunks += size_t((tensors[at + k].rows * tensors[at + k].cols + exec::kCudaChunk - 1) / exec::kCudaChunk);
+      if (K.chunked && chunks == 0) continue;  // every tensor empty
+      if (chunks > size_t(std::numeric_limits<int>::max())) throw Error(fmt::format("{} chunks in one launch: more than a grid holds", chunks));
+      const size_t chunk_at = head + count * table;
+      Table& dev_table = reserve(TableKey{&m, i * 1000003 + at, nullptr}, chunk_at + chunks * sizeof(exec::KernelChunk));
       char* base = static_cast<char*>(dev_table.dev.p);
-      std::vector<char> host(head + count * table);
+      std::vector<char> host(chunk_at + chunks * sizeof(exec::KernelChunk));
+      for (size_t k = 0, c = 0; k < count && K.chunked; ++k)
+        for (long long e = 0; e < tensors[at + k].rows * tensors[at + k].cols; e += exec::kCudaChunk, ++c) {
+          const exec::KernelChunk ch{uint32_t(k), uint32_t(e / exec::kCudaChunk)};
+          std::memcpy(host.data() + chunk_at + c * sizeof ch, &ch, sizeof ch);
+        }
       for (size_t k = 0; k < count; ++k) {
         KernelTensor t = tensors[at + k];
         std::memcpy(host.data() + head + k * table, t.buf, n_buffers * sizeof(float*));
@@ -246,8 +261,10 @@ class CudaBackend final : public Backend {
         std::memcpy(host.data() + k * sizeof(KernelTensor), &t, sizeof t);
       }
       const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(stage(dev_table, host));
-      void* args[] = {&dev, U};
-      CK(cudaLaunchKernel(reinterpret_cast<const void*>(mod.kernels[i]), dim3(blocks_for(max_n), unsigned(count)), dim3(kBlock), args, 0, stream_));
+      const exec::KernelChunk* dev_chunks = K.chunked ? reinterpret_cast<const exec::KernelChunk*>(base + chunk_at) : nullptr;
+      void* args[] = {&dev, &dev_chunks, U};
+      const dim3 grid = K.chunked ? dim3(unsigned(chunks)) : dim3(blocks_for(max_n), unsigned(count));
+      CK(cudaLaunchKernel(reinterpret_cast<const void*>(mod.kernels[i]), grid, dim3(kBlock), args, 0, stream_));
     }
   }
 

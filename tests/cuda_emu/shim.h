@@ -57,6 +57,23 @@ static inline float __fsqrt_rn(float a) { return sqrtf(a); }
 static inline double __dmul_rn(double a, double b) { return a * b; }
 static inline double __dadd_rn(double a, double b) { return a + b; }
 template <class T> static inline T __ldg(const T* p) { return *p; }
+// A device faults on a 16-byte access to an address that is not 16-byte aligned; x86 does not, so
+// the vector type checks the address of every copy from or to memory.
+#include <stdio.h>
+#include <stdlib.h>
+struct alignas(16) float4 {
+  float x, y, z, w;
+  float4() = default;
+  float4(float a, float b, float c, float d) : x(a), y(b), z(c), w(d) {}
+  static void check(const void* p) {
+    if ((size_t)p & 15) { fprintf(stderr, "opal cuda emulator: misaligned 16-byte access at %p\n", p); abort(); }
+  }
+  float4(const float4& o) : x(o.x), y(o.y), z(o.z), w(o.w) { check(&o); }
+  float4& operator=(const float4& o) { check(this); x = o.x; y = o.y; z = o.z; w = o.w; return *this; }
+};
+static inline float4 make_float4(float x, float y, float z, float w) { return float4(x, y, z, w); }
+static inline unsigned __isGlobal(const void*) { return 1u; }
+#define __builtin_assume(x) ((void)0)
 // a warp's lanes meet twice: every lane publishes its value, then every lane has read its source
 template <class T> static inline T opal_emu_exchange(T v, unsigned src_lane) {
   static_assert(sizeof(T) <= 8, "a shuffled value is at most 8 bytes");

@@ -326,7 +326,11 @@ TEST_CASE("elementwise optimizers step bit for bit as on the CPU") {
     ++exact;
     bool vectors = true;
     auto cpu = make(name, {}, vectors);
-    auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), params(vectors), kCuda);
+    // and one of 2.3 chunks (exec::kCudaChunk): its chunked launches have three blocks, the last partial
+    std::vector<ParamDesc> ps = params(vectors);
+    ps.push_back({"big.w", {300, 128}});
+    cpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), ps);
+    auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), ps, kCuda);
     init_params(*cpu);
     init_params(*gpu);
     run_steps(*cpu, 30);
@@ -343,6 +347,38 @@ TEST_CASE("elementwise optimizers step bit for bit as on the CPU") {
   }
   MESSAGE(exact << " of " << program->optimizers.size() << " stdlib optimizers are elementwise: compared bit for bit");
   CHECK(exact >= 5);  // adam, adamw, lion, signum, sgd at least
+}
+
+// Memory the host owns, 4 bytes past an aligned address (a view into a larger buffer): the
+// chunked kernels' 16-byte loads cannot be used, and their plain loop runs instead.
+TEST_CASE("elementwise kernels on unaligned memory take the plain loop, and agree bit for bit") {
+  for (const char* name : {"adamw", "lion"}) {
+    std::vector<ParamDesc> ps = {{"big.w", {300, 128}}, {"h.0.b", {48}}};
+    std::vector<void*> owned;
+    auto cpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), ps);
+    for (auto& p : ps) {
+      const size_t n = size_t(p.shape[0] * (p.shape.size() > 1 ? p.shape[1] : 1));
+      for (void** at : {&p.data, &p.grad}) {
+        void* base = nullptr;
+        REQUIRE(cudaMalloc(&base, (n + 1) * sizeof(float)) == cudaSuccess);
+        owned.push_back(base);
+        *at = static_cast<float*>(base) + 1;
+      }
+    }
+    auto gpu = make_optimizer(compile_spec(SpecRef{name, "", ""}), ps, kCuda);
+    init_params(*cpu);
+    init_params(*gpu);
+    run_steps(*cpu, 10);
+    run_steps(*gpu, 10);
+    for (size_t p = 0; p < cpu->num_params(); ++p) {
+      const std::string& n = cpu->param_name(p);
+      INFO(name << ", parameter " << n);
+      CHECK(gpu->read_param(n) == cpu->read_param(n));
+      for (const auto& s : cpu->slots(n)) CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
+    }
+    gpu.reset();
+    for (void* b : owned) cudaFree(b);
+  }
 }
 
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {

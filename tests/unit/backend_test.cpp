@@ -47,11 +47,11 @@ class DeviceLike final : public Backend {
     cpu_->convert(d, to, s, from, n, r);
   }
   std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu_->compile(src, syms); }
-  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu,
-              const exec::Partials& pp) override {
+  void launch(const KernelModule& m, const exec::KernelLaunch& k, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u,
+              size_t nu) override {
     ++launches;
     launch_streams.push_back(stream);
-    cpu_->launch(m, i, t, n, nb, mx, u, nu, pp);
+    cpu_->launch(m, k, t, n, nb, mx, u, nu);
   }
   // The column-major call (what cuBLAS computes) must equal the row-major product; the
   // stored result is Eigen's, summed as the CPU backend sums, so that inverse roots, which

@@ -5,6 +5,8 @@
 #include <filesystem>
 #include <fstream>
 
+#include <fmt/format.h>
+
 #include "driver/build.h"
 #include "compiler/codegen/c_emitter.h"
 #include "compiler/exec/describe.h"
@@ -45,6 +47,26 @@ TEST_CASE("AdamW's CPU code: one vectorizable loop, each buffer read once and wr
   CHECK(count(emit("adamw", Target::Cuda), "pow(") == 0);
 }
 
+TEST_CASE("CUDA launches: elementwise kernels are chunked, kernels with sums or q8 blocks are not") {
+  // Adafactor: row and column sums (tiled, one blockIdx.y per tensor) and elementwise kernels
+  auto co = compile_spec({"adafactor", "", ""});
+  const exec::Description d = describe(*co);
+  size_t chunked = 0, whole = 0;
+  for (const auto& r : d.routes)
+    for (const auto& k : r.kernels) {
+      CHECK_FALSE((k.chunked && (k.partials.any() || k.domain != exec::Extent::Full)));
+      (k.chunked ? chunked : whole)++;
+    }
+  CHECK(chunked > 0);
+  CHECK(whole > 0);
+  const std::string cuda = emit_optimizer(*co, Target::Cuda);
+  CHECK(count(cuda, "chunks[blockIdx.x]") == chunked);
+  // a q8 store quantizes a block per warp: a grid-stride loop
+  auto q8 = compile_spec({"adamw", "", "", "q8"});
+  for (const auto& r : describe(*q8).routes)
+    for (const auto& k : r.kernels) CHECK_FALSE(k.chunked);
+}
+
 TEST_CASE("host uniforms: the step-uniform scalars, one program for every route, equal values shared") {
   auto co = compile_spec({"adamw", "", ""});
   REQUIRE(co);
@@ -72,13 +94,26 @@ TEST_CASE("host uniforms: the step-uniform scalars, one program for every route,
   CHECK_FALSE(exec::verify(bad).empty());
 }
 
-TEST_CASE("the CUDA text wraps the same bodies in grid-stride __global__ kernels") {
+TEST_CASE("the CUDA text wraps the same bodies in chunked __global__ kernels, 16 bytes at a time where aligned") {
   std::string cpu = emit("lion", Target::Cpu), cuda = emit("lion", Target::Cuda);
   CHECK(count(cuda, "extern \"C\" __global__ void opal_r0_k0") == 1);
-  CHECK(count(cuda, "blockIdx.y") == 1);
+  // elementwise: one block per chunk of a tensor (multi-tensor apply), not a grid per tensor
+  CHECK(count(cuda, "chunks[blockIdx.x]") == 1);
+  CHECK(count(cuda, "blockIdx.y") == 0);
   CHECK(cuda.find("#include") == std::string::npos);  // NVRTC needs no headers
   auto body = [](const std::string& s) { return s.substr(s.find("const float v"), s.find("sb0[e] = ") - s.find("const float v")); };
-  CHECK(body(cpu) == body(cuda));
+  const std::string plain = body(cpu);
+  // the plain body twice (a chunk's last elements; unaligned memory), and once on registers
+  // filled by 16-byte loads (w, g and the momentum: lion's every buffer)
+  CHECK(count(cuda, plain) == 2);
+  std::string in_regs = plain;
+  for (int b : {0, 1, 2})
+    for (size_t at; (at = in_regs.find(fmt::format("sb{}[e]", b))) != std::string::npos;) in_regs.replace(at, 6, fmt::format("opal_a{}[opal_l]", b));
+  CHECK(count(cuda, in_regs) == 1);
+  CHECK(count(cuda, "= *(const float4*)(sb") == 2);        // w, m
+  CHECK(count(cuda, "= __ldg((const float4*)(sb1") == 1);  // g: read only
+  CHECK(count(cuda, "*(float4*)(sb") == 2);                // w and m stored
+  CHECK(count(cuda, "((((unsigned long long)sb0 | (unsigned long long)sb1 | (unsigned long long)sb2) & 15) == 0)") == 1);
 }
 
 TEST_CASE("the disk cache: a warm build loads without compiling; a corrupt entry is rebuilt") {

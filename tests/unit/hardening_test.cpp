@@ -86,9 +86,9 @@ class ForwardingBackend : public Backend {
   void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu->zero(b); }
   void convert(void* d, exec::DType to, const void* s, exec::DType from, size_t n, const Rounding& r) override { cpu->convert(d, to, s, from, n, r); }
   std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu->compile(src, syms); }
-  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu,
-              const exec::Partials& pp) override {
-    cpu->launch(m, i, t, n, nb, mx, u, nu, pp);
+  void launch(const KernelModule& m, const exec::KernelLaunch& k, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u,
+              size_t nu) override {
+    cpu->launch(m, k, t, n, nb, mx, u, nu);
   }
   bool gemm(const GemmBatch& b) override { return cpu->gemm(b); }
   bool eigh(long long n, const std::vector<const float*>& in, double* v, double* V) override { return cpu->eigh(n, in, v, V); }
@@ -104,15 +104,15 @@ class GatedBackend final : public ForwardingBackend {
   std::condition_variable cv;
   bool open = true, waiting = false;
   std::string describe() const override { return "gated cpu"; }
-  void launch(const KernelModule& m, size_t i, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u, size_t nu,
-              const exec::Partials& pp) override {
+  void launch(const KernelModule& m, const exec::KernelLaunch& k, const KernelTensor* t, size_t n, size_t nb, long long mx, const double* u,
+              size_t nu) override {
     std::unique_lock lock(mu);
     waiting = true;
     cv.notify_all();
     cv.wait(lock, [&] { return open; });
     waiting = false;
     lock.unlock();
-    cpu->launch(m, i, t, n, nb, mx, u, nu, pp);
+    cpu->launch(m, k, t, n, nb, mx, u, nu);
   }
 };
 

@@ -1,5 +1,8 @@
-// CUDA target: the same kernel bodies as `extern "C" __global__` grid-stride loops, one
-// blockIdx.y per tensor (so one launch updates every tensor of a route). Reductions add up in
+// CUDA target: the same kernel bodies as `extern "C" __global__` kernels, one launch updating
+// every tensor of a route. An elementwise kernel (chunkable: full space, no reduction) runs one
+// block per chunk of kCudaChunk elements, from a flat list over the tensors (multi-tensor
+// apply: no empty blocks, no long tail on the largest tensor); any other is a grid-stride loop
+// with one blockIdx.y per tensor. Reductions add up in
 // a fixed order, whatever order blocks run in (deterministic run to run): a kernel with row or
 // column sums walks 32 x 32 tiles, a block each, summing a tile's rows across lanes (a
 // shuffle tree) and its columns across warps (in warp order); totals are per-thread doubles
@@ -21,7 +24,7 @@ namespace {
 class CudaEmitter final : public CEmitter {
  public:
   std::string prelude(size_t n_hparams) const override {
-    return exec::tensor_struct_c() + exec::uniforms_struct_c(n_hparams) + R"(#define U_hp(k) (U.hp[k])
+    return exec::tensor_struct_c() + exec::kChunkStructC + exec::uniforms_struct_c(n_hparams) + R"(#define U_hp(k) (U.hp[k])
 #define U_t (U.t)
 __device__ static inline float opal_bf16(float x) {
 )" + exec::bf16_body_c("b = __float_as_uint(x);", "x = __uint_as_float(b);") +
@@ -40,16 +43,30 @@ __device__ static inline float opal_bf16(float x) {
 
  protected:
   std::string signature(const std::string& name) const override {
-    return fmt::format("extern \"C\" __global__ void {}(const opal_tensor_t* __restrict__ ts, opal_uniforms_t U)", name);
+    return fmt::format(
+        "extern \"C\" __global__ void {}(const opal_tensor_t* __restrict__ ts, const opal_chunk_t* __restrict__ chunks, opal_uniforms_t U)", name);
   }
-  std::string open_tensor() const override { return "  const opal_tensor_t T = ts[blockIdx.y];\n"; }
+  // A chunked kernel's block takes the chunk of its index (the tensor and a range of its
+  // elements); any other's, the tensor of its blockIdx.y (its loops stride over the grid).
+  std::string open_tensor() const override {
+    if (chunked_)
+      return fmt::format("  const opal_chunk_t C = chunks[blockIdx.x];  // {} elements of one tensor\n  const opal_tensor_t T = ts[C.tensor];\n",
+                         exec::kCudaChunk);
+    return "  (void)chunks;\n  const opal_tensor_t T = ts[blockIdx.y];\n";
+  }
   std::string close_tensor() const override { return ""; }
   std::string loop_open(const Kernel& k) const override {
     const char* var = k.domain == Domain::Rows ? "i" : k.domain == Domain::Cols ? "j" : "e";
     const char* bound = k.domain == Domain::Rows ? "rows" : k.domain == Domain::Cols ? "cols" : "n_e";
-    std::string s = fmt::format(
-        "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * blockDim.x) {{\n", var,
-        bound);
+    std::string s = chunked_
+                        ? fmt::format(
+                              "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
+                              "  for (long long e = opal_e0 + threadIdx.x; e < opal_e1; e += blockDim.x) {{\n",
+                              exec::kCudaChunk)
+                        : fmt::format(
+                              "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * "
+                              "blockDim.x) {{\n",
+                              var, bound);
     if (k.domain == Domain::Full && k.indexed) s += "    {\n    const long long i = e / cols, j = e % cols;\n";
     return s;
   }
@@ -114,6 +131,48 @@ __device__ static inline float opal_bf16(float x) {
     return fmt::format("{} += (double){};", acc, val);
   }
 
+  // A chunked kernel's loop moving its f32 buffers 16 bytes at a time (float4), where every one
+  // of them is 16-byte aligned: each thread takes 4 consecutive elements at a time (ILP 4), loads
+  // them into registers, runs the body on each from there, and stores them back. A chunk's last
+  // elements short of 4, and tensors whose pointers are not aligned (a view into a larger
+  // buffer), take the plain loop.
+  std::string vector_loop(const Kernel& k, const std::string& body) const {
+    std::string in_regs = body;
+    for (size_t b : vec_.all) {
+      const std::string from = fmt::format("sb{}[e]", b), to = fmt::format("opal_a{}[opal_l]", b);
+      for (size_t at = in_regs.find(from); at != std::string::npos; at = in_regs.find(from, at + to.size())) in_regs.replace(at, from.size(), to);
+    }
+    std::string aligned;
+    for (size_t b : vec_.all) aligned += fmt::format("{}(unsigned long long)sb{}", aligned.empty() ? "" : " | ", b);
+    // device memory (the backend refuses any other): global loads, not generic ones, although the
+    // alignment test takes the pointers' bits
+    std::string s;
+    for (size_t b : vec_.all) s += fmt::format("  __builtin_assume(__isGlobal(sb{}));\n", b);
+    s += fmt::format("  if ((({}) & 15) == 0) {{  // 16-byte loads and stores\n", aligned);
+    s += fmt::format(
+        "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
+        "  for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_e1; opal_q += 4LL * blockDim.x) {{\n"
+        "    if (opal_q + 4 <= opal_e1) {{\n",
+        exec::kCudaChunk);
+    for (size_t b : vec_.all) {
+      if (std::find(vec_.load.begin(), vec_.load.end(), b) == vec_.load.end()) {
+        s += fmt::format("    float opal_a{}[4];\n", b);
+        continue;
+      }
+      const bool read_only = std::find(vec_.store.begin(), vec_.store.end(), b) == vec_.store.end();
+      s += fmt::format(fmt::runtime(read_only ? "    const float4 opal_l{0} = __ldg((const float4*)(sb{0} + opal_q));\n"
+                                              : "    const float4 opal_l{0} = *(const float4*)(sb{0} + opal_q);\n"),
+                       b);
+      s += fmt::format("    float opal_a{0}[4] = {{opal_l{0}.x, opal_l{0}.y, opal_l{0}.z, opal_l{0}.w}};\n", b);
+    }
+    s += "    #pragma unroll\n    for (int opal_l = 0; opal_l < 4; ++opal_l) {\n    const long long e = opal_q + opal_l;\n    (void)e;\n";
+    s += in_regs + "    }\n";
+    for (size_t b : vec_.store)
+      s += fmt::format("    *(float4*)(sb{0} + opal_q) = make_float4(opal_a{0}[0], opal_a{0}[1], opal_a{0}[2], opal_a{0}[3]);\n", b);
+    s += "    } else {\n    for (long long e = opal_q; e < opal_e1; ++e) {\n" + body + "    }\n    }\n  }\n  } else {\n";
+    return s + loop_open(k) + body + loop_close(k) + "  }\n";
+  }
+
   // Where a kernel's partial sums start: totals, then row sums, then column sums (exec::partials_layout).
   std::string partial_offsets() const {
     exec::Partials n;
@@ -134,7 +193,7 @@ __device__ static inline float opal_bf16(float x) {
   std::string loop(const Kernel& k, const std::string& body) const override {
     bool tiled = false;
     for (const Reduction& r : reductions_) tiled = tiled || r.op != ir::Op::Sum;
-    if (!tiled) return loop_open(k) + body + loop_close(k);
+    if (!tiled) return vec_.all.empty() ? loop_open(k) + body + loop_close(k) : vector_loop(k, body);
     OPAL_CHECK(k.domain == Domain::Full, "row or column sums outside the full space");
     constexpr int warps = exec::kCudaBlock / 32, per_warp = int(exec::kReduceTile) / warps;
     std::string s = fmt::format("  {{  // tiles of 32 x 32: lane l takes column l, warp w rows w, w + {0}, ...\n  float* opal_part = T.buf[{1}];\n",

@@ -97,6 +97,27 @@ struct Scratch {
   }
 };
 
+// Pinned host memory (cudaHostAlloc) that grows: a table's copy source. From pageable memory
+// cudaMemcpyAsync copies synchronously, through a driver buffer; from pinned memory it is a DMA
+// queued on the stream.
+struct Pinned {
+  char* p = nullptr;
+  size_t bytes = 0;
+  void get(size_t n) {
+    if (n <= bytes) return;
+    release();
+    void* q = nullptr;
+    CK(cudaHostAlloc(&q, n, cudaHostAllocDefault));
+    p = static_cast<char*>(q);
+    bytes = n;
+  }
+  void release() {
+    if (p) cudaFreeHost(p);
+    p = nullptr;
+    bytes = 0;
+  }
+};
+
 constexpr int kBlock = exec::kCudaBlock;
 
 // Selects a device for the duration of one backend call and gives the caller's thread back
@@ -140,7 +161,11 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(nullptr);  // the default stream waits for every step (end_step)
     helpers_.reset();
     if (queued_) cudaEventDestroy(queued_);
-    for (auto& [_, t] : tables_) t.dev.release();
+    for (auto& [_, t] : tables_) {
+      t.dev.release();
+      t.host.release();
+      if (t.sent) cudaEventDestroy(t.sent);
+    }
     for (auto& [_, p] : partials_) p.release();
     for (Scratch* s : {&work_, &work2_, &solver_work_, &info_}) s->release();
     lib_.reset();
@@ -414,22 +439,29 @@ class CudaBackend final : public Backend {
   };
   struct Table {
     Scratch dev;
-    std::vector<char> last;  // what the device copy holds
+    Pinned host;                 // what the device copy holds (its first `size` bytes): the copy's source
+    size_t size = 0;             // 0: nothing staged yet
+    cudaEvent_t sent = nullptr;  // recorded after the last copy from `host`
   };
 
   // The device table for `key`, holding at least `bytes`; stable across launches with the key.
   Table& reserve(const TableKey& key, size_t bytes) {
     Table& t = tables_[key];
-    if (bytes > t.dev.bytes) t.last.clear();
+    if (bytes > t.dev.bytes) t.size = 0;
     t.dev.get(bytes);
     return t;
   }
   // Copies `host` into the table unless it already holds exactly that (steady-state steps
-  // upload nothing).
+  // upload nothing), from the table's pinned mirror, once the last copy from it has left.
   char* stage(Table& t, const std::vector<char>& host) {
-    if (t.last != host) {
-      CK(cudaMemcpyAsync(t.dev.p, host.data(), host.size(), cudaMemcpyHostToDevice, stream_));
-      t.last = host;
+    if (t.size != host.size() || std::memcmp(t.host.p, host.data(), host.size()) != 0) {
+      if (t.sent) CK(cudaEventSynchronize(t.sent));  // done long ago but for the first steps
+      else CK(cudaEventCreateWithFlags(&t.sent, cudaEventDisableTiming));
+      t.host.get(host.size());
+      std::memcpy(t.host.p, host.data(), host.size());
+      t.size = host.size();
+      CK(cudaMemcpyAsync(t.dev.p, t.host.p, host.size(), cudaMemcpyHostToDevice, stream_));
+      CK(cudaEventRecord(t.sent, stream_));
     }
     return static_cast<char*>(t.dev.p);
   }

@@ -6,9 +6,11 @@
 #include <cuda_runtime_api.h>
 #include <nvrtc.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <set>
@@ -164,6 +166,30 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
   std::memmove(dst, src, bytes);
   return cudaSuccess;
 }
+// Pinned host memory: host memory CUDA knows of (cudaPointerGetAttributes says "host").
+static std::mutex pinned_mu;
+static std::map<const char*, size_t> pinned;
+static bool is_pinned(const void* p) {
+  std::lock_guard<std::mutex> lock(pinned_mu);
+  auto it = pinned.upper_bound(static_cast<const char*>(p));
+  return it != pinned.begin() && static_cast<const char*>(p) < std::prev(it)->first + std::prev(it)->second;
+}
+cudaError_t cudaHostAlloc(void** p, size_t bytes, unsigned int) {
+  *p = std::aligned_alloc(4096, (std::max<size_t>(bytes, 1) + 4095) / 4096 * 4096);
+  if (!*p) return fail(cudaErrorMemoryAllocation);
+  std::lock_guard<std::mutex> lock(pinned_mu);
+  pinned[static_cast<const char*>(*p)] = bytes;
+  return cudaSuccess;
+}
+cudaError_t cudaMallocHost(void** p, size_t bytes) { return cudaHostAlloc(p, bytes, 0); }
+cudaError_t cudaFreeHost(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(pinned_mu);
+  if (!pinned.erase(static_cast<const char*>(p))) return fail(cudaErrorInvalidValue, "cudaFreeHost of a pointer cudaHostAlloc did not return");
+  std::free(p);
+  return cudaSuccess;
+}
+
 cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
 cudaError_t cudaStreamSynchronize(cudaStream_t s) { return check_stream(s, "cudaStreamSynchronize"); }
 
@@ -200,6 +226,7 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (cudaError_t r = check_event(e, "cudaEventRecord")) return r;
   return check_stream(s, "cudaEventRecord");
 }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) { return check_event(e, "cudaEventSynchronize"); }
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   if (cudaError_t r = check_event(e, "cudaStreamWaitEvent")) return r;
   return check_stream(s, "cudaStreamWaitEvent");
@@ -212,6 +239,10 @@ cudaError_t cudaPointerGetAttributes(cudaPointerAttributes* a, const void* p) {
     a->type = cudaMemoryTypeDevice;
     a->device = d;
     a->devicePointer = const_cast<void*>(p);
+  } else if (is_pinned(p)) {
+    a->type = cudaMemoryTypeHost;
+    a->device = 0;
+    a->hostPointer = const_cast<void*>(p);
   } else {
     a->type = cudaMemoryTypeUnregistered;
     a->device = -2;

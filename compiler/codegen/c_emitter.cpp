@@ -267,11 +267,13 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     if (chunked_ && !K.indexed)
       for (size_t b : bufs) {
         const ir::Slot* s = slot_of_buf(b);
-        const bool f32 = b == exec::kParamBuffer  ? wt == exec::DType::F32
-                         : b == exec::kGradBuffer ? gt == exec::DType::F32
-                         : s                      ? !s->bf16 && !s->q8 && s->scales_of < 0 && s->shape == Shape::Full
-                                                  : p.buffers[b - table_size_ + p.buffers.size()] == Shape::Full;
-        if (!f32) continue;
+        // f32 or 16-bit elements, read and written at [e]
+        const bool full = b <= exec::kGradBuffer ? true
+                          : s                    ? !s->q8 && s->scales_of < 0 && s->shape == Shape::Full
+                                                 : p.buffers[b - table_size_ + p.buffers.size()] == Shape::Full;
+        if (!full) continue;
+        const bool half = b == exec::kParamBuffer ? wt != exec::DType::F32 : b == exec::kGradBuffer ? gt != exec::DType::F32 : s && s->bf16;
+        if (half) vec_.half.push_back(b);
         // a conditional write keeps the old value: load it too
         bool cond = false;
         for (ValueId e : K.effects) cond = cond || (g.at(e).op == Op::StateWriteIf && buf_of_slot(g.at(e).iattr) == b);

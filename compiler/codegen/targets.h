@@ -58,11 +58,11 @@ class CEmitter {
   mutable std::vector<Reduction> reductions_;
   mutable size_t table_size_ = 0;  // the route's buffer table: a device's partial sums follow it
   mutable bool chunked_ = false;   // the kernel is chunkable (plan.h): a device launches it as chunks
-  // Of a chunked kernel without row or column indices, for the loop being rendered: its f32
-  // full-size buffers (read as `sb<b>[e]`), those it loads (reads, or writes conditionally) and
-  // those it stores.
+  // Of a chunked kernel without row or column indices, for the loop being rendered: its
+  // full-size buffers (read as `sb<b>[e]`), those it loads (reads, or writes conditionally),
+  // those it stores, and those of 16-bit elements (bf16, f16; the others are f32).
   struct VectorBuffers {
-    std::vector<size_t> all, load, store;
+    std::vector<size_t> all, load, store, half;
   };
   mutable VectorBuffers vec_;
   // Adds `val` to row i (`rows`) or column j of buffer `buf` (RowSum, ColSum).

@@ -72,6 +72,17 @@ struct alignas(16) float4 {
   float4& operator=(const float4& o) { check(this); x = o.x; y = o.y; z = o.z; w = o.w; return *this; }
 };
 static inline float4 make_float4(float x, float y, float z, float w) { return float4(x, y, z, w); }
+struct alignas(8) uint2 {
+  unsigned x, y;
+  uint2() = default;
+  uint2(unsigned a, unsigned b) : x(a), y(b) {}
+  static void check(const void* p) {
+    if ((size_t)p & 7) { fprintf(stderr, "opal cuda emulator: misaligned 8-byte access at %p\n", p); abort(); }
+  }
+  uint2(const uint2& o) : x(o.x), y(o.y) { check(&o); }
+  uint2& operator=(const uint2& o) { check(this); x = o.x; y = o.y; return *this; }
+};
+static inline uint2 make_uint2(unsigned x, unsigned y) { return uint2(x, y); }
 static inline unsigned __isGlobal(const void*) { return 1u; }
 #define __builtin_assume(x) ((void)0)
 // a warp's lanes meet twice: every lane publishes its value, then every lane has read its source

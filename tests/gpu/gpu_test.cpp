@@ -381,6 +381,35 @@ TEST_CASE("elementwise kernels on unaligned memory take the plain loop, and agre
   }
 }
 
+// The mixed program: 16-bit parameters and gradients (8-byte loads of 4), bf16 state, rounding
+// to nearest and stochastic (keyed by tensor, step and element: the same bits on every backend).
+TEST_CASE("16-bit parameters, gradients and states step bit for bit as on the CPU") {
+  struct Case {
+    const char* name;
+    DType w, g;
+    const char* state;
+    bool stochastic;
+  };
+  for (const Case& c : {Case{"adamw", DType::BF16, DType::BF16, "", false}, Case{"adamw", DType::BF16, DType::F32, "bf16", true},
+                        Case{"lion", DType::F16, DType::F16, "", false}, Case{"adamw", DType::F32, DType::BF16, "bf16", false}}) {
+    std::vector<ParamDesc> ps = {{"big.w", {300, 128}}, {"h.0.w", {64, 48}}, {"h.0.b", {48}}};
+    for (auto& p : ps) p.dtype = c.w, p.grad_dtype = c.g;
+    auto cpu = make_optimizer(compile_spec(SpecRef{c.name, "", "", c.state}), ps);
+    auto gpu = make_optimizer(compile_spec(SpecRef{c.name, "", "", c.state}), ps, kCuda);
+    for (Optimizer* o : {cpu.get(), gpu.get()}) {
+      o->set_stochastic_rounding(c.stochastic, 7);
+      init_params(*o);
+      run_steps(*o, 10);
+    }
+    for (size_t p = 0; p < cpu->num_params(); ++p) {
+      const std::string& n = cpu->param_name(p);
+      INFO(c.name << " w " << exec::dtype_name(c.w) << " g " << exec::dtype_name(c.g) << " state `" << c.state << "`, parameter " << n);
+      CHECK(gpu->read_param(n) == cpu->read_param(n));
+      for (const auto& s : cpu->slots(n)) CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
+    }
+  }
+}
+
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {
   int count = 0;
   REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);

@@ -131,44 +131,62 @@ __device__ static inline float opal_bf16(float x) {
     return fmt::format("{} += (double){};", acc, val);
   }
 
-  // A chunked kernel's loop moving its f32 buffers 16 bytes at a time (float4), where every one
-  // of them is 16-byte aligned: each thread takes 4 consecutive elements at a time (ILP 4), loads
-  // them into registers, runs the body on each from there, and stores them back. A chunk's last
-  // elements short of 4, and tensors whose pointers are not aligned (a view into a larger
-  // buffer), take the plain loop.
+  // A chunked kernel's loop moving 4 elements of each buffer at a time, where every buffer is
+  // aligned for it: f32 buffers by 16-byte loads and stores (float4), 16-bit ones (bf16 and f16
+  // parameters, gradients and states) by 8-byte ones (uint2). Each thread takes 4 consecutive
+  // elements (ILP 4), loads them into registers, runs the body on each from there, and stores
+  // them back. A chunk's last elements short of 4, and tensors whose pointers are not aligned
+  // (a view into a larger buffer), take the plain loop.
   std::string vector_loop(const Kernel& k, const std::string& body) const {
+    auto has = [](const std::vector<size_t>& v, size_t b) { return std::find(v.begin(), v.end(), b) != v.end(); };
     std::string in_regs = body;
     for (size_t b : vec_.all) {
       const std::string from = fmt::format("sb{}[e]", b), to = fmt::format("opal_a{}[opal_l]", b);
       for (size_t at = in_regs.find(from); at != std::string::npos; at = in_regs.find(from, at + to.size())) in_regs.replace(at, from.size(), to);
     }
-    std::string aligned;
-    for (size_t b : vec_.all) aligned += fmt::format("{}(unsigned long long)sb{}", aligned.empty() ? "" : " | ", b);
+    std::string wide, narrow;  // the pointers' bits, f32 and 16-bit
+    for (size_t b : vec_.all) {
+      std::string& to = has(vec_.half, b) ? narrow : wide;
+      to += fmt::format("{}(unsigned long long)sb{}", to.empty() ? "" : " | ", b);
+    }
+    std::string aligned = wide.empty() ? "" : fmt::format("(({}) & 15) == 0", wide);
+    if (!narrow.empty()) aligned += fmt::format("{}(({}) & 7) == 0", aligned.empty() ? "" : " && ", narrow);
     // device memory (the backend refuses any other): global loads, not generic ones, although the
     // alignment test takes the pointers' bits
     std::string s;
     for (size_t b : vec_.all) s += fmt::format("  __builtin_assume(__isGlobal(sb{}));\n", b);
-    s += fmt::format("  if ((({}) & 15) == 0) {{  // 16-byte loads and stores\n", aligned);
+    s += fmt::format("  if ({}) {{  // 4 elements a load and a store\n", aligned);
     s += fmt::format(
         "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
         "  for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_e1; opal_q += 4LL * blockDim.x) {{\n"
         "    if (opal_q + 4 <= opal_e1) {{\n",
         exec::kCudaChunk);
     for (size_t b : vec_.all) {
-      if (std::find(vec_.load.begin(), vec_.load.end(), b) == vec_.load.end()) {
-        s += fmt::format("    float opal_a{}[4];\n", b);
+      const bool half = has(vec_.half, b);
+      if (!has(vec_.load, b)) {
+        s += fmt::format("    {} opal_a{}[4];\n", half ? "unsigned short" : "float", b);
         continue;
       }
-      const bool read_only = std::find(vec_.store.begin(), vec_.store.end(), b) == vec_.store.end();
-      s += fmt::format(fmt::runtime(read_only ? "    const float4 opal_l{0} = __ldg((const float4*)(sb{0} + opal_q));\n"
-                                              : "    const float4 opal_l{0} = *(const float4*)(sb{0} + opal_q);\n"),
-                       b);
-      s += fmt::format("    float opal_a{0}[4] = {{opal_l{0}.x, opal_l{0}.y, opal_l{0}.z, opal_l{0}.w}};\n", b);
+      const char* type = half ? "uint2" : "float4";
+      const std::string at = fmt::format("(const {}*)(sb{} + opal_q)", type, b);
+      s += fmt::format("    const {} opal_l{} = {};\n", type, b, has(vec_.store, b) ? "*" + at : "__ldg(" + at + ")");
+      if (half)
+        s += fmt::format(
+            "    unsigned short opal_a{0}[4] = {{(unsigned short)opal_l{0}.x, (unsigned short)(opal_l{0}.x >> 16), (unsigned short)opal_l{0}.y, "
+            "(unsigned short)(opal_l{0}.y >> 16)}};\n",
+            b);
+      else s += fmt::format("    float opal_a{0}[4] = {{opal_l{0}.x, opal_l{0}.y, opal_l{0}.z, opal_l{0}.w}};\n", b);
     }
     s += "    #pragma unroll\n    for (int opal_l = 0; opal_l < 4; ++opal_l) {\n    const long long e = opal_q + opal_l;\n    (void)e;\n";
     s += in_regs + "    }\n";
-    for (size_t b : vec_.store)
-      s += fmt::format("    *(float4*)(sb{0} + opal_q) = make_float4(opal_a{0}[0], opal_a{0}[1], opal_a{0}[2], opal_a{0}[3]);\n", b);
+    for (size_t b : vec_.store) {
+      if (has(vec_.half, b))
+        s += fmt::format(
+            "    *(uint2*)(sb{0} + opal_q) = make_uint2((unsigned)opal_a{0}[0] | (unsigned)opal_a{0}[1] << 16, (unsigned)opal_a{0}[2] | "
+            "(unsigned)opal_a{0}[3] << 16);\n",
+            b);
+      else s += fmt::format("    *(float4*)(sb{0} + opal_q) = make_float4(opal_a{0}[0], opal_a{0}[1], opal_a{0}[2], opal_a{0}[3]);\n", b);
+    }
     s += "    } else {\n    for (long long e = opal_q; e < opal_e1; ++e) {\n" + body + "    }\n    }\n  }\n  } else {\n";
     return s + loop_open(k) + body + loop_close(k) + "  }\n";
   }

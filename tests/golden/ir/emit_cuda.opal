@@ -49,7 +49,7 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #   __builtin_assume(__isGlobal(sb0));
 #   __builtin_assume(__isGlobal(sb1));
 #   __builtin_assume(__isGlobal(sb2));
-#   if ((((unsigned long long)sb0 | (unsigned long long)sb1 | (unsigned long long)sb2) & 15) == 0) {  // 16-byte loads and stores
+#   if ((((unsigned long long)sb0 | (unsigned long long)sb1 | (unsigned long long)sb2) & 15) == 0) {  // 4 elements a load and a store
 #   const long long opal_e0 = (long long)C.chunk * 16384LL, opal_e1 = n_e < opal_e0 + 16384LL ? n_e : opal_e0 + 16384LL;
 #   for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_e1; opal_q += 4LL * blockDim.x) {
 #     if (opal_q + 4 <= opal_e1) {

@@ -7,8 +7,9 @@
 // column sums walks 32 x 32 tiles, a block each, summing a tile's rows across lanes (a
 // shuffle tree) and its columns across warps (in warp order); totals are per-thread doubles
 // summed by a block tree; every block leaves its partials in the tensor's partial-sums buffer
-// (exec::Partials) and the last block to finish adds them up in index order. Self-contained:
-// NVRTC needs no headers.
+// (exec::Partials) and the last block to finish adds them up in a fixed order (a total: each
+// thread a fixed stride of the blocks' partials, then a block tree; a row or column sum: a
+// thread per row or column, its tiles in index order). Self-contained: NVRTC needs no headers.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -261,7 +262,7 @@ __device__ static inline float opal_bf16(float x) {
   std::string finish_reductions() const override {
     if (reductions_.empty()) return "";
     std::string s =
-        fmt::format("  {{  // the partial sums, added up by the tensor's last block in index order\n  float* opal_pe = T.buf[{}];\n", table_size_);
+        fmt::format("  {{  // the partial sums, added up by the tensor's last block in a fixed order\n  float* opal_pe = T.buf[{}];\n", table_size_);
     s += partial_offsets();
     s += fmt::format("  __shared__ double opal_red[{}];\n  __shared__ int opal_last;\n  double* opal_ps = (double*)(opal_pe + 2);\n",
                      exec::kCudaBlock);
@@ -283,11 +284,15 @@ __device__ static inline float opal_bf16(float x) {
     for (size_t q = 0; q < reductions_.size(); ++q) {
       const Reduction& r = reductions_[q];
       if (r.op == ir::Op::Sum)
+        // every thread adds the blocks' partials of a fixed stride, then a fixed tree
         s += fmt::format(
-            "    if (threadIdx.x == 0) {{\n      double opal_s = 0.0;\n"
-            "      for (unsigned opal_b = 0; opal_b < gridDim.x; ++opal_b) opal_s += opal_vs[{1} * {2} + opal_b];\n"
-            "      sb{0}[0] = (float)opal_s;\n    }}\n",
-            r.buf, nth(q), exec::kCudaMaxBlocks);
+            "    {{\n      double opal_s = 0.0;\n"
+            "      for (unsigned opal_b = threadIdx.x; opal_b < gridDim.x; opal_b += blockDim.x) opal_s += opal_vs[{1} * {2} + opal_b];\n"
+            "      opal_red[threadIdx.x] = opal_s;\n      __syncthreads();\n"
+            "      for (int opal_o = {3}; opal_o > 0; opal_o >>= 1) {{\n"
+            "        if (threadIdx.x < opal_o) opal_red[threadIdx.x] += opal_red[threadIdx.x + opal_o];\n        __syncthreads();\n      }}\n"
+            "      if (threadIdx.x == 0) sb{0}[0] = (float)opal_red[0];\n      __syncthreads();\n    }}\n",
+            r.buf, nth(q), exec::kCudaMaxBlocks, exec::kCudaBlock / 2);
       else if (r.op == ir::Op::RowSum)
         s += fmt::format(
             "    for (long long i = threadIdx.x; i < rows; i += blockDim.x) {{\n      float opal_s = 0.0f;\n"

@@ -58,6 +58,10 @@ TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90
     auto c = compile_spec({name, "", ""});
     for (int variant = 0; variant < 4; ++variant) {
       const bool checked = variant & 1, mixed = variant & 2;
+      // checked and mixed together: their changes to the text are independent (the flag merge
+      // after the loop; the loop's loads and stores), and each is compiled alone for every
+      // optimizer: together, for one in four (CI time: the mixed text is the largest)
+      if (checked && mixed && index % 4 != 0) continue;
       std::string src = emit_optimizer(*c, Target::Cuda, checked, mixed);
       CHECK((src.find("atomicOr(T.chk") != std::string::npos) == checked);
       CHECK((src.find("opal_to_bf16(v") != std::string::npos) == mixed);  // a bf16 parameter store

@@ -103,9 +103,9 @@ TEST_CASE("the CUDA text wraps the same bodies in chunked __global__ kernels, 16
   CHECK(cuda.find("#include") == std::string::npos);  // NVRTC needs no headers
   auto body = [](const std::string& s) { return s.substr(s.find("const float v"), s.find("sb0[e] = ") - s.find("const float v")); };
   const std::string plain = body(cpu);
-  // the plain body twice (a chunk's last elements; unaligned memory), and once on registers
-  // filled by 16-byte loads (w, g and the momentum: lion's every buffer)
-  CHECK(count(cuda, plain) == 2);
+  // the plain body once (a chunk's last elements, or all on unaligned memory), and once on
+  // registers filled by 16-byte loads (w, g and the momentum: lion's every buffer)
+  CHECK(count(cuda, plain) == 1);
   std::string in_regs = plain;
   for (int b : {0, 1, 2})
     for (size_t at; (at = in_regs.find(fmt::format("sb{}[e]", b))) != std::string::npos;) in_regs.replace(at, 6, fmt::format("opal_a{}[opal_l]", b));

@@ -136,8 +136,9 @@ __device__ static inline float opal_bf16(float x) {
   // aligned for it: f32 buffers by 16-byte loads and stores (float4), 16-bit ones (bf16 and f16
   // parameters, gradients and states) by 8-byte ones (uint2). Each thread takes 4 consecutive
   // elements (ILP 4), loads them into registers, runs the body on each from there, and stores
-  // them back. A chunk's last elements short of 4, and tensors whose pointers are not aligned
-  // (a view into a larger buffer), take the plain loop.
+  // them back. The plain loop takes the chunk's last elements short of 4, or all of them where a
+  // pointer is not aligned (a view into a larger buffer): the body is emitted twice, not three
+  // times (NVRTC's time grows with it).
   std::string vector_loop(const Kernel& k, const std::string& body) const {
     auto has = [](const std::vector<size_t>& v, size_t b) { return std::find(v.begin(), v.end(), b) != v.end(); };
     std::string in_regs = body;
@@ -156,12 +157,13 @@ __device__ static inline float opal_bf16(float x) {
     // alignment test takes the pointers' bits
     std::string s;
     for (size_t b : vec_.all) s += fmt::format("  __builtin_assume(__isGlobal(sb{}));\n", b);
-    s += fmt::format("  if ({}) {{  // 4 elements a load and a store\n", aligned);
     s += fmt::format(
         "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
-        "  for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_e1; opal_q += 4LL * blockDim.x) {{\n"
-        "    if (opal_q + 4 <= opal_e1) {{\n",
-        exec::kCudaChunk);
+        "  long long opal_plain = opal_e0;  // where the plain loop starts\n"
+        "  if ({1}) {{  // 4 elements a load and a store, up to the chunk's last multiple of 4\n"
+        "  const long long opal_v1 = opal_e0 + ((opal_e1 - opal_e0) & ~3LL);\n"
+        "  for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_v1; opal_q += 4LL * blockDim.x) {{\n",
+        exec::kCudaChunk, aligned);
     for (size_t b : vec_.all) {
       const bool half = has(vec_.half, b);
       if (!has(vec_.load, b)) {
@@ -188,8 +190,9 @@ __device__ static inline float opal_bf16(float x) {
             b);
       else s += fmt::format("    *(float4*)(sb{0} + opal_q) = make_float4(opal_a{0}[0], opal_a{0}[1], opal_a{0}[2], opal_a{0}[3]);\n", b);
     }
-    s += "    } else {\n    for (long long e = opal_q; e < opal_e1; ++e) {\n" + body + "    }\n    }\n  }\n  } else {\n";
-    return s + loop_open(k) + body + loop_close(k) + "  }\n";
+    s += "  }\n  opal_plain = opal_v1;\n  }\n";
+    // (not unrolled: it is the rare path, and unrolled it would be the larger part of the code)
+    return s + "  #pragma unroll 1\n  for (long long e = opal_plain + threadIdx.x; e < opal_e1; e += blockDim.x) {\n" + body + "  }\n";
   }
 
   // Where a kernel's partial sums start: totals, then row sums, then column sums (exec::partials_layout).

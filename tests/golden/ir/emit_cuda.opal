@@ -49,10 +49,11 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #   __builtin_assume(__isGlobal(sb0));
 #   __builtin_assume(__isGlobal(sb1));
 #   __builtin_assume(__isGlobal(sb2));
-#   if ((((unsigned long long)sb0 | (unsigned long long)sb1 | (unsigned long long)sb2) & 15) == 0) {  // 4 elements a load and a store
 #   const long long opal_e0 = (long long)C.chunk * 16384LL, opal_e1 = n_e < opal_e0 + 16384LL ? n_e : opal_e0 + 16384LL;
-#   for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_e1; opal_q += 4LL * blockDim.x) {
-#     if (opal_q + 4 <= opal_e1) {
+#   long long opal_plain = opal_e0;  // where the plain loop starts
+#   if ((((unsigned long long)sb0 | (unsigned long long)sb1 | (unsigned long long)sb2) & 15) == 0) {  // 4 elements a load and a store, up to the chunk's last multiple of 4
+#   const long long opal_v1 = opal_e0 + ((opal_e1 - opal_e0) & ~3LL);
+#   for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_v1; opal_q += 4LL * blockDim.x) {
 #     const float4 opal_l0 = *(const float4*)(sb0 + opal_q);
 #     float opal_a0[4] = {opal_l0.x, opal_l0.y, opal_l0.z, opal_l0.w};
 #     const float4 opal_l1 = __ldg((const float4*)(sb1 + opal_q));
@@ -75,8 +76,11 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #     }
 #     *(float4*)(sb0 + opal_q) = make_float4(opal_a0[0], opal_a0[1], opal_a0[2], opal_a0[3]);
 #     *(float4*)(sb2 + opal_q) = make_float4(opal_a2[0], opal_a2[1], opal_a2[2], opal_a2[3]);
-#     } else {
-#     for (long long e = opal_q; e < opal_e1; ++e) {
+#   }
+#   opal_plain = opal_v1;
+#   }
+#   #pragma unroll 1
+#   for (long long e = opal_plain + threadIdx.x; e < opal_e1; e += blockDim.x) {
 #     const float v2 = sb1[e];  // %2 grad
 #     const float v3 = sb0[e];  // %3 param
 #     const float v4 = sb2[e];  // %4 state_read heavy_ball.m @momentum.opal:16:9
@@ -86,22 +90,6 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #     const float v9 = v3 - v8;  // %9 sub @emit_cuda.opal:3:28
 #     sb0[e] = v9;  // %10 param_write @emit_cuda.opal:3:28
 #     sb2[e] = v6;  // %7 state_write heavy_ball.m @emit_cuda.opal:3:10
-#     }
-#     }
-#   }
-#   } else {
-#   const long long opal_e0 = (long long)C.chunk * 16384LL, opal_e1 = n_e < opal_e0 + 16384LL ? n_e : opal_e0 + 16384LL;
-#   for (long long e = opal_e0 + threadIdx.x; e < opal_e1; e += blockDim.x) {
-#     const float v2 = sb1[e];  // %2 grad
-#     const float v3 = sb0[e];  // %3 param
-#     const float v4 = sb2[e];  // %4 state_read heavy_ball.m @momentum.opal:16:9
-#     const float v5 = (float)s0 * v4;  // %5 mul @momentum.opal:17:7
-#     const float v6 = v5 + v2;  // %6 add @momentum.opal:17:7
-#     const float v8 = (float)s1 * v6;  // %8 mul @decay.opal:17:7
-#     const float v9 = v3 - v8;  // %9 sub @emit_cuda.opal:3:28
-#     sb0[e] = v9;  // %10 param_write @emit_cuda.opal:3:28
-#     sb2[e] = v6;  // %7 state_write heavy_ball.m @emit_cuda.opal:3:10
-#   }
 #   }
 # }
 #

@@ -1,6 +1,8 @@
 // The plan's printer (`opal ir --after fuse`, `--after memory`).
 #include "compiler/plan.h"
 
+#include "compiler/exec/kernel_abi.h"
+
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -107,13 +109,15 @@ KernelBuffers kernel_buffers(const Plan& p, const Kernel& K) {
   return out;
 }
 
-bool chunkable(const Plan& p, const Kernel& K) {
-  if (K.domain != Domain::Full || !K.reductions.empty()) return false;
+long long chunk_size(const Plan& p, const Kernel& K) {
+  if (K.domain != Domain::Full || !K.reductions.empty()) return 0;
+  long long size = exec::kCudaChunk;
   for (ir::ValueId e : K.effects) {
     const ir::Node& n = p.graph.at(e);
-    if ((n.op == ir::Op::StateWrite || n.op == ir::Op::StateWriteIf) && p.graph.slots[n.iattr].q8) return false;
+    if (n.op == ir::Op::StateWrite || n.op == ir::Op::StateWriteIf)
+      size = std::max<long long>(size, (exec::kCudaBlock / 32) * (long long)p.graph.slots[n.iattr].q8);
   }
-  return true;
+  return size;
 }
 
 }  // namespace opal

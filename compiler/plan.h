@@ -120,8 +120,9 @@ struct KernelBuffers {
 };
 KernelBuffers kernel_buffers(const Plan& p, const Kernel& K);
 
-// Whether K is elementwise over the full space (no reduction, no q8 block to quantize): every
-// element is independent, so a device may run it as a flat list of equal chunks.
-bool chunkable(const Plan& p, const Kernel& K);
+// Where K is elementwise over the full space (no reduction), so that a device may run it as a
+// flat list of equal chunks: their elements (exec::kCudaChunk, or 8 of the largest q8 block K
+// stores where that is more). 0: not so.
+long long chunk_size(const Plan& p, const Kernel& K);
 
 }  // namespace opal

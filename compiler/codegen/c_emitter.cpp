@@ -116,7 +116,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   const Kernel& K = p.kernels[k];
   auto buf_of_slot = [&](int64_t s) { return p.slot_index(s); };
   auto buf_of_temp = [&](ValueId v) { return p.temp_index(v); };
-  chunked_ = chunkable(p, K);
+  chunk_ = chunk_size(p, K);
   out += fmt::format("// {} kernel {}: {} space, level {}\n", g.name, k, domain_name(K.domain), K.level);
   out += signature(kernel_symbol(route, k)) + " {\n";
   out += open_tensor();
@@ -264,7 +264,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
     // the f32 buffers it reads and writes element by element (`sb<b>[e]`): a target may move
     // them 16 bytes at a time
     vec_ = {};
-    if (chunked_ && !K.indexed)
+    if (chunk_ && !K.indexed && q8_stores.empty())
       for (size_t b : bufs) {
         const ir::Slot* s = slot_of_buf(b);
         // f32 or 16-bit elements, read and written at [e]

@@ -101,7 +101,7 @@ exec::Route describe_route(const CompiledRoute& cr, const StateStorage& state, u
   std::vector<signed char> memo(g.nodes.size(), -1);
   for (size_t k = 0; k < plan.kernels.size(); ++k) {
     const Kernel& K = plan.kernels[k];
-    exec::KernelLaunch L{first_symbol + uint32_t(k), extent_of(K.domain), sc.guard(K.guard), {}, {}, {}, {}, {}, chunkable(plan, K)};
+    exec::KernelLaunch L{first_symbol + uint32_t(k), extent_of(K.domain), sc.guard(K.guard), {}, {}, {}, {}, {}, uint32_t(chunk_size(plan, K))};
     const KernelBuffers touched = kernel_buffers(plan, K);
     L.reads.assign(touched.reads.begin(), touched.reads.end());
     L.writes.assign(touched.writes.begin(), touched.writes.end());

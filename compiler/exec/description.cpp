@@ -299,7 +299,7 @@ std::string print_route(const Description& d, size_t ri) {
       s += fmt::format("  {}: kernel {} over {}", i, d.symbols.at(k.symbol), extent_name(k.domain));
       if (!k.zeroed.empty()) s += fmt::format(" zeroing b{}", fmt::join(k.zeroed, ", b"));
       if (!k.whole_sums.empty()) s += fmt::format(" whole b{}", fmt::join(k.whole_sums, ", b"));
-      if (k.chunked) s += " chunked";
+      if (k.chunk) s += fmt::format(" chunks of {}", k.chunk);
       s += guard_str(k.guard) + "\n";
     }
   }
@@ -389,7 +389,7 @@ std::string verify(const Description& d) {
     for (const auto& k : r.kernels) {
       if (k.symbol >= d.symbols.size()) return bad("a kernel's symbol is out of range");
       if (!guard_ok(k.guard)) return bad("a kernel's guard reads a missing register");
-      if (k.chunked && (k.domain != Extent::Full || k.partials.any())) return bad("a chunked kernel is not elementwise over the full space");
+      if (k.chunk && (k.domain != Extent::Full || k.partials.any())) return bad("a chunked kernel is not elementwise over the full space");
       for (uint32_t z : k.zeroed)
         if (z < kFirstSlotBuffer + r.slots.size() || z >= nbuf) return bad(fmt::format("a kernel zeroes b{}, not a scratch buffer", z));
       for (uint32_t z : k.whole_sums)

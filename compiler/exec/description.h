@@ -166,8 +166,8 @@ struct KernelLaunch {
   std::vector<uint32_t> whole_sums;
   // The buffers (table indices) it reads and writes: what it moves through memory (exec/cost.h).
   std::vector<uint32_t> reads, writes;
-  Partials partials;     // its reductions: where a device backend adds up in a fixed order
-  bool chunked = false;  // elementwise over the full space: a device may launch it as equal chunks (KernelChunk)
+  Partials partials;   // its reductions: where a device backend adds up in a fixed order
+  uint32_t chunk = 0;  // elementwise over the full space: a device may launch it as chunks of this many elements (KernelChunk); 0: not
 };
 
 // Library calls, one type per operation.

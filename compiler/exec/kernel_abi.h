@@ -55,14 +55,16 @@ struct KernelTensor {
 // blocks per tensor entry (grid-stride loops cover the rest).
 inline constexpr int kCudaBlock = 256, kCudaMaxBlocks = 1024;
 
-// A chunked CUDA launch (KernelLaunch::chunked: an elementwise kernel over the full space): one
-// block per chunk of kCudaChunk elements of one tensor, listed flat for every tensor of the
-// launch (multi-tensor apply), so no block is empty and a large tensor does not leave its
-// blocks looping while the small ones' blocks idle. `opal_chunk_t` in the CUDA text.
+// A chunked CUDA launch (KernelLaunch::chunk: an elementwise kernel over the full space): one
+// block per chunk of `chunk` elements of one tensor, listed flat for every tensor of the launch
+// (multi-tensor apply), so no block is empty and a large tensor does not leave its blocks
+// looping while the small ones' blocks idle. `opal_chunk_t` in the CUDA text. A chunk is
+// kCudaChunk elements, or 8 q8 blocks where a kernel quantizes blocks larger than 2048 (a warp
+// per block: every warp of a CUDA block has one).
 inline constexpr long long kCudaChunk = 16384;  // 64 elements per thread
 struct KernelChunk {
   uint32_t tensor = 0;  // the launch's tensor entry
-  uint32_t chunk = 0;   // elements [chunk * kCudaChunk, (chunk + 1) * kCudaChunk) of its space
+  uint32_t chunk = 0;   // elements [chunk * size, (chunk + 1) * size) of its space
 };
 inline constexpr const char* kChunkStructC = "typedef struct { unsigned tensor; unsigned chunk; } opal_chunk_t;\n";
 

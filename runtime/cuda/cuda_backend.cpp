@@ -254,24 +254,24 @@ class CudaBackend final : public Backend {
     // a kernel with reductions finds its partial sums after the tensor's table
     const size_t entries = n_buffers + (partials.any() ? 1 : 0);
     // a chunked kernel takes every tensor in one launch (its blocks index chunks, not tensors)
-    const size_t per_launch = K.chunked ? std::max<size_t>(n, 1) : 65535;
+    const size_t per_launch = K.chunk ? std::max<size_t>(n, 1) : 65535;
     for (size_t at = 0; at < n; at += per_launch) {
       const size_t count = std::min<size_t>(per_launch, n - at);
       // [count x opal_tensor_t][count buffer tables of `entries` pointers][the chunks], the
       // structs pointing into the device copy
       const size_t head = count * sizeof(KernelTensor), table = entries * sizeof(float*);
       size_t chunks = 0;
-      if (K.chunked)
-        for (size_t k = 0; k < count; ++k) chunks += size_t((tensors[at + k].rows * tensors[at + k].cols + exec::kCudaChunk - 1) / exec::kCudaChunk);
-      if (K.chunked && chunks == 0) continue;  // every tensor empty
+      if (K.chunk)
+        for (size_t k = 0; k < count; ++k) chunks += size_t((tensors[at + k].rows * tensors[at + k].cols + K.chunk - 1) / K.chunk);
+      if (K.chunk && chunks == 0) continue;  // every tensor empty
       if (chunks > size_t(std::numeric_limits<int>::max())) throw Error(fmt::format("{} chunks in one launch: more than a grid holds", chunks));
       const size_t chunk_at = head + count * table;
       Table& dev_table = reserve(TableKey{&m, i * 1000003 + at, nullptr}, chunk_at + chunks * sizeof(exec::KernelChunk));
       char* base = static_cast<char*>(dev_table.dev.p);
       std::vector<char> host(chunk_at + chunks * sizeof(exec::KernelChunk));
-      for (size_t k = 0, c = 0; k < count && K.chunked; ++k)
-        for (long long e = 0; e < tensors[at + k].rows * tensors[at + k].cols; e += exec::kCudaChunk, ++c) {
-          const exec::KernelChunk ch{uint32_t(k), uint32_t(e / exec::kCudaChunk)};
+      for (size_t k = 0, c = 0; k < count && K.chunk; ++k)
+        for (long long e = 0; e < tensors[at + k].rows * tensors[at + k].cols; e += K.chunk, ++c) {
+          const exec::KernelChunk ch{uint32_t(k), uint32_t(e / K.chunk)};
           std::memcpy(host.data() + chunk_at + c * sizeof ch, &ch, sizeof ch);
         }
       for (size_t k = 0; k < count; ++k) {
@@ -286,9 +286,9 @@ class CudaBackend final : public Backend {
         std::memcpy(host.data() + k * sizeof(KernelTensor), &t, sizeof t);
       }
       const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(stage(dev_table, host));
-      const exec::KernelChunk* dev_chunks = K.chunked ? reinterpret_cast<const exec::KernelChunk*>(base + chunk_at) : nullptr;
+      const exec::KernelChunk* dev_chunks = K.chunk ? reinterpret_cast<const exec::KernelChunk*>(base + chunk_at) : nullptr;
       void* args[] = {&dev, &dev_chunks, U};
-      const dim3 grid = K.chunked ? dim3(unsigned(chunks)) : dim3(blocks_for(max_n), unsigned(count));
+      const dim3 grid = K.chunk ? dim3(unsigned(chunks)) : dim3(blocks_for(max_n), unsigned(count));
       CK(cudaLaunchKernel(reinterpret_cast<const void*>(mod.kernels[i]), grid, dim3(kBlock), args, 0, stream_));
     }
   }

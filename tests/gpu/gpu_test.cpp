@@ -410,6 +410,27 @@ TEST_CASE("16-bit parameters, gradients and states step bit for bit as on the CP
   }
 }
 
+// q8 state: a warp quantizes each block (absmax and sign by shuffles, order-free), in chunks of
+// whole blocks: the codes and scales equal the CPU's byte for byte.
+TEST_CASE("q8 state steps bit for bit as on the CPU, blocks of 256 and of 4096") {
+  for (const char* state : {"q8", "q8(4096)"}) {
+    // 300 x 128: 2.3 chunks of 16384 (150 blocks of 256); 2 chunks of 32768 (10 blocks of 4096)
+    std::vector<ParamDesc> ps = {{"big.w", {300, 128}}, {"h.0.w", {64, 48}}, {"h.0.b", {48}}};
+    auto cpu = make_optimizer(compile_spec(SpecRef{"adamw", "", "", state}), ps);
+    auto gpu = make_optimizer(compile_spec(SpecRef{"adamw", "", "", state}), ps, kCuda);
+    for (Optimizer* o : {cpu.get(), gpu.get()}) {
+      init_params(*o);
+      run_steps(*o, 6);
+    }
+    for (size_t p = 0; p < cpu->num_params(); ++p) {
+      const std::string& n = cpu->param_name(p);
+      INFO(state << ", parameter " << n);
+      CHECK(gpu->read_param(n) == cpu->read_param(n));
+      for (const auto& s : cpu->slots(n)) CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
+    }
+  }
+}
+
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {
   int count = 0;
   REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);

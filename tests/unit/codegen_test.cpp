@@ -47,24 +47,27 @@ TEST_CASE("AdamW's CPU code: one vectorizable loop, each buffer read once and wr
   CHECK(count(emit("adamw", Target::Cuda), "pow(") == 0);
 }
 
-TEST_CASE("CUDA launches: elementwise kernels are chunked, kernels with sums or q8 blocks are not") {
+TEST_CASE("CUDA launches: elementwise kernels are chunked (q8 ones by whole blocks), kernels with sums are not") {
   // Adafactor: row and column sums (tiled, one blockIdx.y per tensor) and elementwise kernels
   auto co = compile_spec({"adafactor", "", ""});
   const exec::Description d = describe(*co);
   size_t chunked = 0, whole = 0;
   for (const auto& r : d.routes)
     for (const auto& k : r.kernels) {
-      CHECK_FALSE((k.chunked && (k.partials.any() || k.domain != exec::Extent::Full)));
-      (k.chunked ? chunked : whole)++;
+      CHECK_FALSE((k.chunk && (k.partials.any() || k.domain != exec::Extent::Full)));
+      (k.chunk ? chunked : whole)++;
     }
   CHECK(chunked > 0);
   CHECK(whole > 0);
   const std::string cuda = emit_optimizer(*co, Target::Cuda);
   CHECK(count(cuda, "chunks[blockIdx.x]") == chunked);
-  // a q8 store quantizes a block per warp: a grid-stride loop
-  auto q8 = compile_spec({"adamw", "", "", "q8"});
-  for (const auto& r : describe(*q8).routes)
-    for (const auto& k : r.kernels) CHECK_FALSE(k.chunked);
+  // a q8 store quantizes a block per warp: a chunk holds 8 blocks at least (a warp each)
+  for (const char* state : {"q8", "q8(4096)"}) {
+    auto q8 = compile_spec({"adamw", "", "", state});
+    for (const auto& r : describe(*q8).routes)
+      for (const auto& k : r.kernels) CHECK(k.chunk == (std::string(state) == "q8" ? exec::kCudaChunk : 8 * 4096));
+    CHECK(count(emit_optimizer(*q8, Target::Cuda), "opal_blk += blockDim.x >> 5") == 1);
+  }
 }
 
 TEST_CASE("host uniforms: the step-uniform scalars, one program for every route, equal values shared") {

@@ -1,6 +1,6 @@
 // CUDA target: the same kernel bodies as `extern "C" __global__` kernels, one launch updating
 // every tensor of a route. An elementwise kernel (chunkable: full space, no reduction) runs one
-// block per chunk of kCudaChunk elements, from a flat list over the tensors (multi-tensor
+// block per chunk of its elements (chunk_size), from a flat list over the tensors (multi-tensor
 // apply: no empty blocks, no long tail on the largest tensor); any other is a grid-stride loop
 // with one blockIdx.y per tensor. Reductions add up in
 // a fixed order, whatever order blocks run in (deterministic run to run): a kernel with row or
@@ -50,24 +50,23 @@ __device__ static inline float opal_bf16(float x) {
   // A chunked kernel's block takes the chunk of its index (the tensor and a range of its
   // elements); any other's, the tensor of its blockIdx.y (its loops stride over the grid).
   std::string open_tensor() const override {
-    if (chunked_)
+    if (chunk_)
       return fmt::format("  const opal_chunk_t C = chunks[blockIdx.x];  // {} elements of one tensor\n  const opal_tensor_t T = ts[C.tensor];\n",
-                         exec::kCudaChunk);
+                         chunk_);
     return "  (void)chunks;\n  const opal_tensor_t T = ts[blockIdx.y];\n";
   }
   std::string close_tensor() const override { return ""; }
   std::string loop_open(const Kernel& k) const override {
     const char* var = k.domain == Domain::Rows ? "i" : k.domain == Domain::Cols ? "j" : "e";
     const char* bound = k.domain == Domain::Rows ? "rows" : k.domain == Domain::Cols ? "cols" : "n_e";
-    std::string s = chunked_
-                        ? fmt::format(
-                              "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
-                              "  for (long long e = opal_e0 + threadIdx.x; e < opal_e1; e += blockDim.x) {{\n",
-                              exec::kCudaChunk)
-                        : fmt::format(
-                              "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * "
-                              "blockDim.x) {{\n",
-                              var, bound);
+    std::string s = chunk_ ? fmt::format(
+                                 "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
+                                 "  for (long long e = opal_e0 + threadIdx.x; e < opal_e1; e += blockDim.x) {{\n",
+                                 chunk_)
+                           : fmt::format(
+                                 "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * "
+                                 "blockDim.x) {{\n",
+                                 var, bound);
     if (k.domain == Domain::Full && k.indexed) s += "    {\n    const long long i = e / cols, j = e % cols;\n";
     return s;
   }
@@ -82,10 +81,16 @@ __device__ static inline float opal_bf16(float x) {
     const int R = B / 32;
     std::string s = fmt::format(
         "  const long long opal_nb = (n_e + {0}) / {1};  // blocks of {1}, a warp each\n"
-        "  const int opal_lane = threadIdx.x & 31;\n"
-        "  for (long long opal_blk = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; opal_blk < opal_nb;"
-        " opal_blk += ((long long)gridDim.x * blockDim.x) >> 5) {{\n",
+        "  const int opal_lane = threadIdx.x & 31;\n",
         B - 1, B);
+    if (chunk_)  // the chunk's blocks (chunk_size is a multiple of every block size), a warp each
+      s += fmt::format(
+          "  const long long opal_b0 = (long long)C.chunk * {0}LL, opal_b1 = opal_nb < opal_b0 + {0}LL ? opal_nb : opal_b0 + {0}LL;\n"
+          "  for (long long opal_blk = opal_b0 + (threadIdx.x >> 5); opal_blk < opal_b1; opal_blk += blockDim.x >> 5) {{\n",
+          chunk_ / B);
+    else
+      s += "  for (long long opal_blk = ((long long)blockIdx.x * blockDim.x + threadIdx.x) >> 5; opal_blk < opal_nb;"
+           " opal_blk += ((long long)gridDim.x * blockDim.x) >> 5) {\n";
     for (const Q8Store& q : stores) {
       s += fmt::format("    float opal_q{}[{}];\n", q.codes, R);
       if (q.block == B) s += fmt::format("    const float opal_s{0} = sb{0}[opal_blk];\n    (void)opal_s{0};\n", q.scales);
@@ -163,7 +168,7 @@ __device__ static inline float opal_bf16(float x) {
         "  if ({1}) {{  // 4 elements a load and a store, up to the chunk's last multiple of 4\n"
         "  const long long opal_v1 = opal_e0 + ((opal_e1 - opal_e0) & ~3LL);\n"
         "  for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_v1; opal_q += 4LL * blockDim.x) {{\n",
-        exec::kCudaChunk, aligned);
+        chunk_, aligned);
     for (size_t b : vec_.all) {
       const bool half = has(vec_.half, b);
       if (!has(vec_.load, b)) {

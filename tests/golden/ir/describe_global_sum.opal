@@ -26,7 +26,7 @@ optimizer clipped(lr = 1e-2, max_norm = 1.0) {
 #   1: kernel opal_r0_k1 over scalar
 #   -- whole phase ends: scatter nothing
 #   -- every route's first phase ends: clip_global_norm:global_sum@elementwise.opal:37:35 += b4
-#   2: kernel opal_r0_k2 over full chunked
+#   2: kernel opal_r0_k2 over full chunks of 16384
 # // after describe (route other)
 # route 1 `other`: clip_global_norm(max_norm) -> scale(lr)
 #   buffers: b0 w:full, b1 g:full, b2 scratch:scalar, b3 scratch:scalar
@@ -36,4 +36,4 @@ optimizer clipped(lr = 1e-2, max_norm = 1.0) {
 #   1: kernel opal_r1_k1 over scalar
 #   -- whole phase ends: scatter nothing
 #   -- every route's first phase ends: clip_global_norm:global_sum@elementwise.opal:37:35 += b3
-#   2: kernel opal_r1_k2 over full chunked
+#   2: kernel opal_r1_k2 over full chunks of 16384

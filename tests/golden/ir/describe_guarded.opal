@@ -45,4 +45,4 @@ optimizer guarded(lr = 1e-3, b2 = 0.95, eps = 1e-8) {
 #   10: b10:full = gemm{ta=false, tb=false, bf16=false}(b8:left, b1:full)
 #   11: b11:full = gemm{ta=false, tb=false, bf16=false}(b10:full, b9:right)
 #   -- whole phase ends: scatter b11
-#   12: kernel opal_r0_k6 over full chunked
+#   12: kernel opal_r0_k6 over full chunks of 16384

@@ -172,4 +172,4 @@ optimizer tiny(lr = 1e-2, b1 = 0.9) {
 # route 0 `other`: momentum(b1, bias_correction = false) -> sign -> scale(lr)
 #   buffers: b0 w:full, b1 g:full, b2 momentum.m:full
 #   sharded by rows: every stage local
-#   0: kernel opal_r0_k0 over full chunked
+#   0: kernel opal_r0_k0 over full chunks of 16384

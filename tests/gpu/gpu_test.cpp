@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <cuda_runtime.h>
+#include <fmt/format.h>
 
 #include "compiler/exec/describe.h"
 #include "compiler/pipeline.h"
@@ -93,6 +94,19 @@ void check_agree(Optimizer& gpu, Optimizer& cpu, const std::string& name, double
     for (const auto& s : cpu.slots(n)) {
       INFO("state " << s);
       CHECK(rel_err(gpu.read_state(n, s), cpu.read_state(n, s)) <= state_tol);
+    }
+  }
+}
+
+// Every parameter and state slot equal bit for bit.
+void check_same(Optimizer& gpu, Optimizer& cpu, const std::string& what) {
+  for (size_t p = 0; p < cpu.num_params(); ++p) {
+    const std::string& n = cpu.param_name(p);
+    INFO(what << ", parameter " << n);
+    CHECK(gpu.read_param(n) == cpu.read_param(n));
+    for (const auto& s : cpu.slots(n)) {
+      INFO("state " << s);
+      CHECK(gpu.read_state(n, s) == cpu.read_state(n, s));
     }
   }
 }
@@ -335,15 +349,7 @@ TEST_CASE("elementwise optimizers step bit for bit as on the CPU") {
     init_params(*gpu);
     run_steps(*cpu, 30);
     run_steps(*gpu, 30);
-    for (size_t p = 0; p < cpu->num_params(); ++p) {
-      const std::string& n = cpu->param_name(p);
-      INFO(name << ", parameter " << n);
-      CHECK(gpu->read_param(n) == cpu->read_param(n));
-      for (const auto& s : cpu->slots(n)) {
-        INFO("state " << s);
-        CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
-      }
-    }
+    check_same(*gpu, *cpu, name);
   }
   MESSAGE(exact << " of " << program->optimizers.size() << " stdlib optimizers are elementwise: compared bit for bit");
   CHECK(exact >= 5);  // adam, adamw, lion, signum, sgd at least
@@ -370,12 +376,7 @@ TEST_CASE("elementwise kernels on unaligned memory take the plain loop, and agre
     init_params(*gpu);
     run_steps(*cpu, 10);
     run_steps(*gpu, 10);
-    for (size_t p = 0; p < cpu->num_params(); ++p) {
-      const std::string& n = cpu->param_name(p);
-      INFO(name << ", parameter " << n);
-      CHECK(gpu->read_param(n) == cpu->read_param(n));
-      for (const auto& s : cpu->slots(n)) CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
-    }
+    check_same(*gpu, *cpu, name);
     gpu.reset();
     for (void* b : owned) cudaFree(b);
   }
@@ -401,12 +402,7 @@ TEST_CASE("16-bit parameters, gradients and states step bit for bit as on the CP
       init_params(*o);
       run_steps(*o, 10);
     }
-    for (size_t p = 0; p < cpu->num_params(); ++p) {
-      const std::string& n = cpu->param_name(p);
-      INFO(c.name << " w " << exec::dtype_name(c.w) << " g " << exec::dtype_name(c.g) << " state `" << c.state << "`, parameter " << n);
-      CHECK(gpu->read_param(n) == cpu->read_param(n));
-      for (const auto& s : cpu->slots(n)) CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
-    }
+    check_same(*gpu, *cpu, fmt::format("{} w {} g {} state `{}`", c.name, exec::dtype_name(c.w), exec::dtype_name(c.g), c.state));
   }
 }
 
@@ -422,12 +418,7 @@ TEST_CASE("q8 state steps bit for bit as on the CPU, blocks of 256 and of 4096")
       init_params(*o);
       run_steps(*o, 6);
     }
-    for (size_t p = 0; p < cpu->num_params(); ++p) {
-      const std::string& n = cpu->param_name(p);
-      INFO(state << ", parameter " << n);
-      CHECK(gpu->read_param(n) == cpu->read_param(n));
-      for (const auto& s : cpu->slots(n)) CHECK(gpu->read_state(n, s) == cpu->read_state(n, s));
-    }
+    check_same(*gpu, *cpu, state);
   }
 }
 

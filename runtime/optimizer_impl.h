@@ -103,6 +103,7 @@ struct Optimizer::Impl {
   std::vector<RouteExec> routes;
   std::vector<double> uniforms;      // [t, hp...], the layout of `opal_uniforms_t`
   std::vector<double> uniform_regs;  // registers of the description's uniform program
+  double derived_for = -1;           // the step count the host-computed uniforms hold (-1: none)
   // Working lists of the step loop, sized at construction so that a step allocates nothing.
   struct StepScratch {
     std::vector<KernelTensor> subset;

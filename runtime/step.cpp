@@ -151,6 +151,7 @@ void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>
       if (steps(i)) desc.routes[t.route].scalars.run(double(t.t), hparams, double(t.mrows), double(t.mcols), t.regs.data(), 0, double(t.total));
     }
   };
+  impl_->derived_for = -1;  // the hyperparameters may have changed since the last step
   for (size_t i = 0; i < impl_->tensors.size(); ++i)
     if (steps(i) && phase != 3) {
       ++impl_->tensors[i].t;
@@ -177,7 +178,8 @@ void Optimizer::step_kernels(const KernelModule& module, const std::vector<char>
     auto& t = impl_->tensors[i];
     for (const exec::GlobalShare& sh : desc.routes[t.route].shares) sums[sh.global] += impl_->share(t, sh.buffer, sh.per_matrix);
   }
-  run_scalars();  // guards and call scalars may read the sums
+  run_scalars();            // guards and call scalars may read the sums
+  impl_->derived_for = -1;  // and the host-computed uniforms
   run_phase(module, only, true, phase);
   staged_out();
 }
@@ -250,7 +252,10 @@ void Optimizer::run_phase(const KernelModule& module, const std::vector<char>* o
           entries = S.subset.size();
         }
         impl_->uniforms[0] = double(count);
-        desc.derive_uniforms(impl_->uniforms.data(), impl_->uniform_regs.data());
+        if (impl_->derived_for != double(count)) {  // once per step count and phase, not per launch
+          desc.derive_uniforms(impl_->uniforms.data(), impl_->uniform_regs.data());
+          impl_->derived_for = double(count);
+        }
         backend.launch(module, K, table, entries, route.table_size(), max_n, impl_->uniforms.data(), impl_->uniforms.size());
       }
       // totals of full-size values span the whole tensor, not one matrix

@@ -270,7 +270,7 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         // f32 or 16-bit elements, read and written at [e]
         const bool full = b <= exec::kGradBuffer ? true
                           : s                    ? !s->q8 && s->scales_of < 0 && s->shape == Shape::Full
-                                                 : p.buffers[b - table_size_ + p.buffers.size()] == Shape::Full;
+                                                 : p.buffers[b - exec::kFirstSlotBuffer - g.slots.size()] == Shape::Full;
         if (!full) continue;
         const bool half = b == exec::kParamBuffer ? wt != exec::DType::F32 : b == exec::kGradBuffer ? gt != exec::DType::F32 : s && s->bf16;
         if (half) vec_.half.push_back(b);

@@ -14,6 +14,8 @@ namespace {
 using ir::Op;
 using ir::ValueId;
 
+bool is_leaf(const ir::Node& n) { return n.op == Op::Const || n.op == Op::HParam || n.op == Op::Step; }
+
 // Whether v is a scalar of constants, hyperparameters, global sums and t only.
 bool step_uniform(const ir::Graph& g, ValueId v, std::vector<signed char>& memo) {
   signed char& m = memo[v.v];
@@ -21,7 +23,7 @@ bool step_uniform(const ir::Graph& g, ValueId v, std::vector<signed char>& memo)
   const ir::Node& n = g.at(v);
   bool r = false;
   if (n.shape == ir::Shape::Scalar) {
-    if (n.op == Op::Const || n.op == Op::HParam || n.op == Op::Step) r = true;
+    if (is_leaf(n)) r = true;
     else if (ir::is_elementwise(n.op) && host_scalar_op(n.op)) {
       r = true;
       for (int o = 0; o < n.n_operands && r; ++o) r = step_uniform(g, n.operands[o], memo);
@@ -30,8 +32,6 @@ bool step_uniform(const ir::Graph& g, ValueId v, std::vector<signed char>& memo)
   m = r ? 1 : 0;
   return r;
 }
-
-bool is_leaf(const ir::Node& n) { return n.op == Op::Const || n.op == Op::HParam || n.op == Op::Step; }
 
 // The scalars kernel K needs, given which are uniform slots (`hosted`): walking its scalars
 // from the last, a needed one that is not hosted needs its operands.

@@ -268,12 +268,8 @@ class CudaBackend final : public Backend {
       const size_t chunk_at = head + count * table;
       Table& dev_table = reserve(TableKey{&m, i * 1000003 + at, nullptr}, chunk_at + chunks * sizeof(exec::KernelChunk));
       char* base = static_cast<char*>(dev_table.dev.p);
-      std::vector<char> host(chunk_at + chunks * sizeof(exec::KernelChunk));
-      for (size_t k = 0, c = 0; k < count && K.chunk; ++k)
-        for (long long e = 0; e < tensors[at + k].rows * tensors[at + k].cols; e += K.chunk, ++c) {
-          const exec::KernelChunk ch{uint32_t(k), uint32_t(e / K.chunk)};
-          std::memcpy(host.data() + chunk_at + c * sizeof ch, &ch, sizeof ch);
-        }
+      std::vector<char>& host = staging_;
+      host.assign(chunk_at, 0);
       for (size_t k = 0; k < count; ++k) {
         KernelTensor t = tensors[at + k];
         std::memcpy(host.data() + head + k * table, t.buf, n_buffers * sizeof(float*));
@@ -285,7 +281,17 @@ class CudaBackend final : public Backend {
         t.chk = nullptr;  // the checked kernels are CPU-only for now (Optimizer::set_nonfinite_policy)
         std::memcpy(host.data() + k * sizeof(KernelTensor), &t, sizeof t);
       }
-      const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(stage(dev_table, host));
+      // the chunks follow from the tensors' sizes: listed again only when the tensors changed
+      const size_t total = chunk_at + chunks * sizeof(exec::KernelChunk);
+      if (K.chunk && !(dev_table.size == total && std::memcmp(dev_table.host.p, host.data(), chunk_at) == 0)) {
+        host.resize(total);
+        for (size_t k = 0, c = 0; k < count; ++k)
+          for (long long e = 0; e < tensors[at + k].rows * tensors[at + k].cols; e += K.chunk, ++c) {
+            const exec::KernelChunk ch{uint32_t(k), uint32_t(e / K.chunk)};
+            std::memcpy(host.data() + chunk_at + c * sizeof ch, &ch, sizeof ch);
+          }
+      }
+      const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(host.size() == total ? stage(dev_table, host) : base);
       const exec::KernelChunk* dev_chunks = K.chunk ? reinterpret_cast<const exec::KernelChunk*>(base + chunk_at) : nullptr;
       void* args[] = {&dev, &dev_chunks, U};
       const dim3 grid = K.chunk ? dim3(unsigned(chunks)) : dim3(blocks_for(max_n), unsigned(count));
@@ -510,6 +516,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<LibraryHandles> lib_;  // shared with the device's other backends
   std::shared_ptr<CudaModule> helpers_;
   std::map<TableKey, Table> tables_;
+  std::vector<char> staging_;  // a launch's table as built on the host (reused: no allocation per launch)
   std::map<TableKey, Scratch> partials_;
   Scratch work_, work2_, solver_work_, info_;
 };

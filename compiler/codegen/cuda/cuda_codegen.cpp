@@ -56,13 +56,14 @@ __device__ static inline float opal_bf16(float x) {
     return "  (void)chunks;\n  const opal_tensor_t T = ts[blockIdx.y];\n";
   }
   std::string close_tensor() const override { return ""; }
+  // A chunked kernel's elements: [opal_e0, opal_e1) of its tensor's space.
+  std::string chunk_range() const {
+    return fmt::format("  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n", chunk_);
+  }
   std::string loop_open(const Kernel& k) const override {
     const char* var = k.domain == Domain::Rows ? "i" : k.domain == Domain::Cols ? "j" : "e";
     const char* bound = k.domain == Domain::Rows ? "rows" : k.domain == Domain::Cols ? "cols" : "n_e";
-    std::string s = chunk_ ? fmt::format(
-                                 "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
-                                 "  for (long long e = opal_e0 + threadIdx.x; e < opal_e1; e += blockDim.x) {{\n",
-                                 chunk_)
+    std::string s = chunk_ ? chunk_range() + "  for (long long e = opal_e0 + threadIdx.x; e < opal_e1; e += blockDim.x) {\n"
                            : fmt::format(
                                  "  for (long long {0} = (long long)blockIdx.x * blockDim.x + threadIdx.x; {0} < {1}; {0} += (long long)gridDim.x * "
                                  "blockDim.x) {{\n",
@@ -162,13 +163,13 @@ __device__ static inline float opal_bf16(float x) {
     // alignment test takes the pointers' bits
     std::string s;
     for (size_t b : vec_.all) s += fmt::format("  __builtin_assume(__isGlobal(sb{}));\n", b);
+    s += chunk_range();
     s += fmt::format(
-        "  const long long opal_e0 = (long long)C.chunk * {0}LL, opal_e1 = n_e < opal_e0 + {0}LL ? n_e : opal_e0 + {0}LL;\n"
         "  long long opal_plain = opal_e0;  // where the plain loop starts\n"
-        "  if ({1}) {{  // 4 elements a load and a store, up to the chunk's last multiple of 4\n"
+        "  if ({}) {{  // 4 elements a load and a store, up to the chunk's last multiple of 4\n"
         "  const long long opal_v1 = opal_e0 + ((opal_e1 - opal_e0) & ~3LL);\n"
         "  for (long long opal_q = opal_e0 + 4LL * threadIdx.x; opal_q < opal_v1; opal_q += 4LL * blockDim.x) {{\n",
-        chunk_, aligned);
+        aligned);
     for (size_t b : vec_.all) {
       const bool half = has(vec_.half, b);
       if (!has(vec_.load, b)) {

@@ -242,4 +242,13 @@ void run_call(const exec::LibraryCall& call, const float* const* in, const doubl
   }
 }
 
+std::vector<double> singular_values(const double* a, long long rows, long long cols) {
+  Eigen::Map<const MatD> A(a, rows, cols);
+  const MatD G = rows <= cols ? MatD(A * A.transpose()) : MatD(A.transpose() * A);
+  Eigen::SelfAdjointEigenSolver<MatD> es(G, Eigen::EigenvaluesOnly);
+  std::vector<double> sv(G.rows());
+  for (long long i = 0; i < G.rows(); ++i) sv[i] = std::sqrt(std::max(es.eigenvalues()[G.rows() - 1 - i], 0.0));
+  return sv;
+}
+
 }  // namespace opal::cpu

@@ -11,6 +11,7 @@
 //  - every other eigenvector is signed so that its largest-magnitude entry is positive.
 #pragma once
 #include <cstdint>
+#include <vector>
 
 #include "compiler/exec/description.h"
 
@@ -32,5 +33,10 @@ void canonicalize_eigh(long long n, const double* raw_values, const double* raw_
 // as for run_call: InvRoot's eps).
 void finish_eigh_call(const exec::LibraryCall& call, long long n, const double* raw_values, const double* raw_vectors, const double* regs,
                       float* out);
+
+// The singular values of a row-major rows x cols matrix, descending: the square roots of the
+// eigenvalues of its smaller Gram matrix (A A^T or A^T A; double precision: a value below
+// ~1e-8 of the largest is noise). For diagnostics, not for an optimizer's step.
+std::vector<double> singular_values(const double* a, long long rows, long long cols);
 
 }  // namespace opal::cpu

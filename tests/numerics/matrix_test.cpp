@@ -1,5 +1,6 @@
 // The Newton-Schulz family (Muon, AdaMuon, NorMuon), PSGD and the seed paper's Figure 1 against
 // naive references (see matrix_reference.h).
+#include "runtime/diagnostics.h"
 #include "tests/numerics/matrix_reference.h"
 
 using namespace opal::testing;
@@ -193,6 +194,33 @@ TEST_CASE("paper_psgd: MW psgd.py (Kronecker factors fitted every step), in the 
   // nlb picks the row or column of largest norm: conditioned gradients keep that argmax
   // away from fp32 ties (on random gradients the two implementations agree to ~3e-4)
   CHECK(err < 1e-4);
+}
+
+TEST_CASE("the diagnostics' singular values are those a matrix was built from, wide or tall; a NaN update has none") {
+  std::mt19937_64 rng(5);
+  std::normal_distribution<double> n01(0, 1);
+  for (auto [r, c] : {std::pair<int64_t, int64_t>{6, 9}, {9, 6}}) {
+    const int64_t k = std::min(r, c);
+    M U = M::NullaryExpr(r, r, [&] { return n01(rng); }).householderQr().householderQ();
+    M V = M::NullaryExpr(c, c, [&] { return n01(rng); }).householderQr().householderQ();
+    M S = M::Zero(r, c);
+    for (int64_t i = 0; i < k; ++i) S(i, i) = 3.0 / double(1 + i);
+    M A = U * S * V.transpose();
+    std::vector<float> before(size_t(r * c)), after(size_t(r * c), 0.f);
+    for (int64_t i = 0; i < r * c; ++i) before[size_t(i)] = float(A(i / c, i % c));  // row-major
+    opal::UpdateStats st = opal::update_stats(before.data(), after.data(), r, c, true);
+    double mean = 0;
+    for (int64_t i = 0; i < k; ++i) mean += 3.0 / double(1 + i) / double(k);
+    CHECK(st.sv_max == doctest::Approx(3.0).epsilon(1e-6));
+    CHECK(st.sv_mean == doctest::Approx(mean).epsilon(1e-6));
+    CHECK(st.update_rms == doctest::Approx(std::sqrt(A.squaredNorm() / double(r * c))).epsilon(1e-6));
+  }
+  std::vector<float> before(12, 1.f), after(12, 0.f);
+  before[5] = std::numeric_limits<float>::quiet_NaN();
+  opal::UpdateStats st = opal::update_stats(before.data(), after.data(), 3, 4, true);
+  CHECK(std::isnan(st.sv_max));
+  CHECK(std::isnan(st.sv_ratio));
+  CHECK(opal::to_json_lines({st}).find("sv_") == std::string::npos);
 }
 
 TEST_CASE("Figure 1 ordering: singular-value spread of the update, Muon < SOAP < Adam") {

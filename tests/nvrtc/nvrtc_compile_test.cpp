@@ -44,7 +44,7 @@ struct TempCache {
 
 // OPAL_NVRTC_PART=k/n: this process compiles the optimizers k, k + n, ... of the stdlib only
 // (CTest runs the halves side by side: NVRTC compiles one program at a time per process).
-TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90, with and without non-finite checks, f32 and mixed") {
+TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_90 (and a sample for sm_80), with and without non-finite checks, f32 and mixed") {
   Diagnostics d;
   auto program = load_program({}, d);
   REQUIRE_FALSE(d.has_errors());
@@ -66,9 +66,9 @@ TEST_CASE("generated CUDA of every stdlib optimizer compiles for sm_80 and sm_90
       CHECK((src.find("atomicOr(T.chk") != std::string::npos) == checked);
       CHECK((src.find("opal_to_bf16(v") != std::string::npos) == mixed);  // a bf16 parameter store
       for (const char* arch : {"compute_80", "compute_90"}) {
-        // the checked and mixed texts differ from the plain one only in ways both take alike:
-        // one architecture keeps the test short
-        if ((mixed || checked) && arch == std::string("compute_80")) continue;
+        // the generated text has no architecture-dependent code: the second architecture is
+        // compiled for the plain text of one optimizer in four (CI time)
+        if ((mixed || checked || index % 4 != 0) && arch == std::string("compute_80")) continue;
         cuda::NvrtcOutput out = cuda::nvrtc_compile(src, arch, false);
         INFO(name << (checked ? " (checked)" : "") << (mixed ? " (mixed)" : "") << " for " << arch << ":\n" << out.log);
         CHECK(out.ok);

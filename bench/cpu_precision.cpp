@@ -2,7 +2,8 @@
 // against this machine's memory bandwidth measured in the same run: the better of two streaming
 // kernels over arrays of the parameters' size with next to no arithmetic, a += s * b (12 B per
 // element) and AdamW's access pattern a, b, c += s * d (read four, write three in place, 28 B).
-// A benchmark, not a test.
+// Each model also runs over a set small enough to stay in cache: its rate there is the
+// ceiling the arithmetic sets on this machine's cores. A benchmark, not a test.
 //   f32:          w, g, m, v f32                     28 B/param (read w g m v, write w m v)
 //   bf16 params:  w, g bf16, m, v f32                22 B/param
 //   all bf16:     w, g, m, v bf16 (`state m: bf16`)  14 B/param
@@ -77,21 +78,34 @@ int main(int argc, char** argv) {
     const char* storage;
     double bytes_per_param;
   };
-  for (const Model& m : {Model{"f32", opal::DType::F32, "", 28}, Model{"bf16 params", opal::DType::BF16, "", 22},
-                         Model{"all bf16", opal::DType::BF16, "bf16", 14}, Model{"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256}}) {
-    bool wanted = argc == 1;
-    for (int a = 1; a < argc; ++a) wanted |= std::string(m.name).find(argv[a]) != std::string::npos;
-    if (!wanted) continue;
+  // The same kernels over four 256x512 tensors (0.5M parameters: at most 15 MB, in cache, and
+  // large enough to run on every thread): the rate the arithmetic allows, whatever the memory
+  std::vector<std::vector<int64_t>> small(4, std::vector<int64_t>{256, 512});
+  const size_t small_total = 4 * 256 * 512;
+  auto step_ms = [&](const Model& m, const std::vector<std::vector<int64_t>>& set, int reps) {
     std::vector<opal::ParamDesc> params;
-    for (size_t i = 0; i < shapes.size(); ++i) {
-      opal::ParamDesc p{"p" + std::to_string(i), shapes[i]};
+    for (size_t i = 0; i < set.size(); ++i) {
+      opal::ParamDesc p{"p" + std::to_string(i), set[i]};
       p.dtype = p.grad_dtype = m.params;
       params.push_back(p);
     }
     auto opt = opal::make_optimizer(opal::compile_spec({adamw_spec(m.storage), "", ""}), params);  // owned, zeroed memory
     for (int i = 0; i < 2; ++i) opt->step();
-    const double ms = median_ms([&] { opt->step(); }, 7);
+    return median_ms([&] { opt->step(); }, reps);
+  };
+  std::printf("%-12s %11s %9s %9s %13s %17s\n", "model", "", "step", "GB/s", "of bandwidth", "in-cache ceiling");
+  for (const Model& m : {Model{"f32", opal::DType::F32, "", 28}, Model{"bf16 params", opal::DType::BF16, "", 22},
+                         Model{"all bf16", opal::DType::BF16, "bf16", 14}, Model{"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256}}) {
+    bool wanted = argc == 1;
+    for (int a = 1; a < argc; ++a) wanted |= std::string(m.name).find(argv[a]) != std::string::npos;
+    if (!wanted) continue;
+    const double ms = step_ms(m, shapes, 7);
     const double gbs = double(total) * m.bytes_per_param / ms / 1e6;
-    std::printf("%-12s %4.0f B/param  %8.1f ms  %6.1f GB/s  %5.1f%% of bandwidth\n", m.name, m.bytes_per_param, ms, gbs, 100 * gbs / stream);
+    const double small_ms = step_ms(m, small, 101);
+    const double ceiling = double(small_total) * m.bytes_per_param / small_ms / 1e6;
+    std::printf("%-12s %4.0f B/param %7.1f ms %9.1f %12.1f%% %11.1f GB/s\n", m.name, m.bytes_per_param, ms, gbs, 100 * gbs / stream, ceiling);
   }
+  std::printf(
+      "(in-cache ceiling: the same step over 0.5M parameters that stay in cache, as GB/s of the same bytes per\n"
+      " parameter: where it is below the bandwidth, the arithmetic, not memory, bounds the step)\n");
 }

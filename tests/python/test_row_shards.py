@@ -4,6 +4,7 @@ gloo, spawned processes. Each rank holds torch.chunk's rows of every parameter a
 gradient; elementwise stages step there, whole-matrix stages on the owner. 2 and 3 ranks give
 the one-process parameters bit for bit; bad shards are refused on every rank."""
 
+import multiprocessing
 import os
 import tempfile
 import unittest
@@ -19,6 +20,9 @@ from opal.torch import Optimizer
 
 STEPS = 3
 SPECS = ("adamw", "muon", "soap", "adafactor")
+
+# ranks start from a server that has imported torch already (test_distributed.py)
+multiprocessing.set_forkserver_preload(["torch", "torch.distributed"])
 
 
 def model():
@@ -152,7 +156,7 @@ def worker(rank, world, path, case, out):
 
 def run(world, case="plain"):
     with tempfile.TemporaryDirectory() as d:
-        mp.spawn(worker, args=(world, os.path.join(d, "rendezvous"), case, d), nprocs=world, join=True)
+        mp.start_processes(worker, args=(world, os.path.join(d, "rendezvous"), case, d), nprocs=world, join=True, start_method="forkserver")
         return [torch.load(os.path.join(d, f"{r}.pt")) for r in range(world)]
 
 
@@ -205,7 +209,7 @@ class RowShards(unittest.TestCase):
                             torch.testing.assert_close(p.detach(), want[spec][n], rtol=0, atol=0)
 
     def test_a_rank_that_dies_ends_the_other_s_step_with_an_error(self):
-        ctx = mp.get_context("spawn")
+        ctx = mp.get_context("forkserver")
         with tempfile.TemporaryDirectory() as d:
             ps = [ctx.Process(target=worker, args=(r, 2, os.path.join(d, "rendezvous"), "dies", d)) for r in range(2)]
             for p in ps:

@@ -70,25 +70,32 @@ inline constexpr const char* kChunkStructC = "typedef struct { unsigned tensor; 
 
 // A kernel's reductions, counted: totals (Sum), row sums and column sums. On CUDA such a kernel
 // adds up in a fixed order, whatever the order its blocks run in: each block writes partial sums
-// (a total per block; a row sum per 32-column tile, a column sum per 32-row tile) and the last
-// block of the tensor to finish adds them up in index order. The backend gives each tensor entry
-// a buffer of partials_layout(..).end floats, zeroed once, at table index n_buffers (after the
-// tensor's table); the kernel leaves its counter at zero for the next launch.
+// (a total per block; a row sum per 32-column tile, a column sum per 32-row tile); the last
+// block of the tensor to finish adds up the totals, and the block finishing the last tile of a
+// strip of 32 rows (columns) adds up the strip's row (column) sums: that work spreads over the
+// grid instead of leaving one block to read rows x cols / 32 partials. Both in a fixed order.
+// The backend gives each tensor entry a buffer of partials_layout(..).end floats, zeroed once,
+// at table index n_buffers (after the tensor's table); the kernel leaves its counters at zero
+// for the next launch.
 struct Partials {
   uint32_t sums = 0, rows = 0, cols = 0;
   bool any() const { return sums || rows || cols; }
 };
 inline constexpr long long kReduceTile = 32;
 // Float offsets: the block counter (an unsigned, 2 floats), then per total kCudaMaxBlocks
-// doubles, per row sum rows x ceil(cols / 32) floats, per column sum cols x ceil(rows / 32).
+// doubles, per row sum rows x ceil(cols / 32) floats, per column sum cols x ceil(rows / 32),
+// then (with row or column sums) one unsigned counter per strip of 32 rows and one per strip of
+// 32 columns: the tiles of the strip finished so far (the block finishing its last adds it up).
 struct PartialsLayout {
-  long long sums = 2, rows = 0, cols = 0, end = 0;
+  long long sums = 2, rows = 0, cols = 0, strips = 0, end = 0;
 };
 inline PartialsLayout partials_layout(const Partials& p, long long rows, long long cols) {
   PartialsLayout l;
+  const long long tr = (rows + kReduceTile - 1) / kReduceTile, tc = (cols + kReduceTile - 1) / kReduceTile;
   l.rows = l.sums + 2LL * kCudaMaxBlocks * p.sums;
-  l.cols = l.rows + (long long)p.rows * rows * ((cols + kReduceTile - 1) / kReduceTile);
-  l.end = l.cols + (long long)p.cols * cols * ((rows + kReduceTile - 1) / kReduceTile);
+  l.cols = l.rows + (long long)p.rows * rows * tc;
+  l.strips = l.cols + (long long)p.cols * cols * tr;
+  l.end = l.strips + (p.rows || p.cols ? tr + tc : 0);
   return l;
 }
 

@@ -143,6 +143,7 @@ class DeviceScope {
 // Owners of staged tables other than kernel modules (TableKey::owner).
 const char kZeroTables = 0, kGemmTables = 0, kRoundTables = 0, kEighTables = 0, kBf16Tables = 0;
 
+long long tiles(long long n) { return (n + exec::kReduceTile - 1) / exec::kReduceTile; }
 unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kBlock - 1) / kBlock, 1, exec::kCudaMaxBlocks)); }
 
 class CudaBackend final : public Backend {
@@ -294,7 +295,14 @@ class CudaBackend final : public Backend {
       const KernelTensor* dev = reinterpret_cast<const KernelTensor*>(host.size() == total ? stage(dev_table, host) : base);
       const exec::KernelChunk* dev_chunks = K.chunk ? reinterpret_cast<const exec::KernelChunk*>(base + chunk_at) : nullptr;
       void* args[] = {&dev, &dev_chunks, U};
-      const dim3 grid = K.chunk ? dim3(unsigned(chunks)) : dim3(blocks_for(max_n), unsigned(count));
+      // a kernel with row or column sums runs a block per 32 x 32 tile (up to the grid's limit)
+      long long blocks = blocks_for(max_n);
+      if (partials.rows || partials.cols) {
+        blocks = 1;
+        for (size_t k = 0; k < count; ++k) blocks = std::max(blocks, tiles(tensors[at + k].rows) * tiles(tensors[at + k].cols));
+        blocks = std::min<long long>(blocks, exec::kCudaMaxBlocks);
+      }
+      const dim3 grid = K.chunk ? dim3(unsigned(chunks)) : dim3(unsigned(blocks), unsigned(count));
       CK(cudaLaunchKernel(reinterpret_cast<const void*>(mod.kernels[i]), grid, dim3(kBlock), args, 0, stream_));
     }
   }

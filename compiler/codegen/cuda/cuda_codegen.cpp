@@ -7,9 +7,12 @@
 // column sums walks 32 x 32 tiles, a block each, summing a tile's rows across lanes (a
 // shuffle tree) and its columns across warps (in warp order); totals are per-thread doubles
 // summed by a block tree; every block leaves its partials in the tensor's partial-sums buffer
-// (exec::Partials) and the last block to finish adds them up in a fixed order (a total: each
-// thread a fixed stride of the blocks' partials, then a block tree; a row or column sum: a
-// thread per row or column, its tiles in index order). Self-contained: NVRTC needs no headers.
+// (exec::Partials), and they are added up in a fixed order: a total by the tensor's last block
+// to finish (each thread a fixed stride of the blocks' partials, then a block tree); the row
+// (column) sums of a strip of 32 rows (columns) by the block finishing the strip's last tile
+// (warp w its tiles w, w + 8, ..., then the warps in order), so that work is spread over the
+// grid. A kernel with row or column sums runs a block per tile, up to 1024 (the backend sizes
+// the grid). Self-contained: NVRTC needs no headers.
 #include <algorithm>
 
 #include <fmt/format.h>
@@ -207,9 +210,9 @@ __device__ static inline float opal_bf16(float x) {
     for (const Reduction& r : reductions_) (r.op == ir::Op::Sum ? n.sums : r.op == ir::Op::RowSum ? n.rows : n.cols)++;
     return fmt::format(
         "  const long long opal_tr = (rows + {0}) / {1}, opal_tc = (cols + {0}) / {1};  // tiles\n"
-        "  const long long opal_prow = {2}, opal_pcol = opal_prow + {3}LL * rows * opal_tc;\n"
-        "  (void)opal_tr; (void)opal_pcol;\n",
-        exec::kReduceTile - 1, exec::kReduceTile, exec::partials_layout(n, 0, 0).rows, n.rows);
+        "  const long long opal_prow = {2}, opal_pcol = opal_prow + {3}LL * rows * opal_tc, opal_pstrip = opal_pcol + {4}LL * cols * opal_tr;\n"
+        "  (void)opal_tr; (void)opal_pcol; (void)opal_pstrip;\n",
+        exec::kReduceTile - 1, exec::kReduceTile, exec::partials_layout(n, 0, 0).rows, n.rows, n.cols);
   }
   // The reduction's index among those of its kind.
   size_t nth(size_t k) const {
@@ -265,14 +268,68 @@ __device__ static inline float opal_bf16(float x) {
       }
       s += "    __syncthreads();\n";
     }
-    return s + "  }\n  }\n";
+    return s + finish_strips() + "  }\n  }\n";
   }
 
+  // After a tile: its row strip and its column strip count one more finished tile; the block
+  // finishing a strip's last tile adds up its 32 row (column) sums over the strip's tiles, warp
+  // w taking tiles w, w + 8, ... and warp 0 adding the warps' sums in warp order (a fixed order,
+  // whichever block it is), and sets the counter back to zero for the next launch.
+  std::string finish_strips() const {
+    constexpr int warps = exec::kCudaBlock / 32;
+    bool rows = false, cols = false;
+    for (const Reduction& r : reductions_) {
+      rows = rows || r.op == ir::Op::RowSum;
+      cols = cols || r.op == ir::Op::ColSum;
+    }
+    std::string s = fmt::format(
+        "    {{  // this tile's strips\n"
+        "    __shared__ int opal_fin[2];\n    __shared__ float opal_fs[{}];\n"
+        "    unsigned* opal_strip = (unsigned*)(opal_part + opal_pstrip);\n"
+        "    const volatile float* opal_v = opal_part;\n"
+        "    __threadfence();\n    __syncthreads();\n"
+        "    if (threadIdx.x == 0) {{\n",
+        exec::kCudaBlock);
+    if (rows) s += "      opal_fin[0] = atomicAdd(&opal_strip[opal_r0 / 32], 1u) == (unsigned)(opal_tc - 1);\n";
+    if (cols) s += "      opal_fin[1] = atomicAdd(&opal_strip[opal_tr + opal_c0 / 32], 1u) == (unsigned)(opal_tr - 1);\n";
+    s += "    }\n    __syncthreads();\n";
+    auto strip = [&](bool by_rows) {
+      // by rows: lane l adds row r0 + l over the strip's tiles (columns); else column c0 + l
+      const char* fin = by_rows ? "opal_fin[0]" : "opal_fin[1]";
+      const char* at = by_rows ? "opal_r0" : "opal_c0";
+      const char* n = by_rows ? "rows" : "cols";
+      const char* tiles = by_rows ? "opal_tc" : "opal_tr";
+      std::string t = fmt::format("    if ({}) {{\n      __threadfence();\n      const long long opal_x = {} + opal_lane;\n", fin, at);
+      for (size_t q = 0; q < reductions_.size(); ++q) {
+        const Reduction& r = reductions_[q];
+        if (r.op != (by_rows ? ir::Op::RowSum : ir::Op::ColSum)) continue;
+        t += fmt::format(
+            "      {{\n        float opal_s = 0.0f;\n"
+            "        if (opal_x < {0})\n"
+            "          for (long long opal_k = opal_warp; opal_k < {1}; opal_k += {2}) opal_s += opal_v[{3} + {4}LL * {0} * {1} + opal_k * {0} + "
+            "opal_x];\n"
+            "        opal_fs[threadIdx.x] = opal_s;\n        __syncthreads();\n"
+            "        if (opal_warp == 0 && opal_x < {0}) {{\n          float opal_w = 0.0f;\n"
+            "          for (int opal_u = 0; opal_u < {2}; ++opal_u) opal_w += opal_fs[opal_u * 32 + opal_lane];\n"
+            "          sb{5}[opal_x] = opal_w;\n        }}\n        __syncthreads();\n      }}\n",
+            n, tiles, warps, by_rows ? "opal_prow" : "opal_pcol", nth(q), r.buf);
+      }
+      return t + fmt::format("      if (threadIdx.x == 0) opal_strip[{}] = 0u;  // for the next launch\n    }}\n",
+                             by_rows ? "opal_r0 / 32" : "opal_tr + opal_c0 / 32");
+    };
+    if (rows) s += strip(true);
+    if (cols) s += strip(false);
+    return s + "    }\n";
+  }
+
+  // The totals: each block's (a block tree of its threads' doubles), then the tensor's last
+  // block adds up the blocks' in a fixed order. (Row and column sums finish per strip: finish_strips.)
   std::string finish_reductions() const override {
-    if (reductions_.empty()) return "";
+    bool totals = false;
+    for (const Reduction& r : reductions_) totals = totals || r.op == ir::Op::Sum;
+    if (!totals) return "";
     std::string s =
-        fmt::format("  {{  // the partial sums, added up by the tensor's last block in a fixed order\n  float* opal_pe = T.buf[{}];\n", table_size_);
-    s += partial_offsets();
+        fmt::format("  {{  // the totals, added up by the tensor's last block in a fixed order\n  float* opal_pe = T.buf[{}];\n", table_size_);
     s += fmt::format("  __shared__ double opal_red[{}];\n  __shared__ int opal_last;\n  double* opal_ps = (double*)(opal_pe + 2);\n",
                      exec::kCudaBlock);
     for (size_t q = 0; q < reductions_.size(); ++q) {
@@ -288,32 +345,19 @@ __device__ static inline float opal_bf16(float x) {
     s += "  __threadfence();\n  __syncthreads();\n"
          "  if (threadIdx.x == 0) opal_last = atomicAdd((unsigned*)opal_pe, 1u) == gridDim.x - 1;\n"
          "  __syncthreads();\n"
-         "  if (opal_last) {\n    __threadfence();\n"
-         "    const volatile float* opal_v = opal_pe;\n    const volatile double* opal_vs = opal_ps;\n    (void)opal_v; (void)opal_vs;\n";
+         "  if (opal_last) {\n    __threadfence();\n    const volatile double* opal_vs = opal_ps;\n";
     for (size_t q = 0; q < reductions_.size(); ++q) {
       const Reduction& r = reductions_[q];
-      if (r.op == ir::Op::Sum)
-        // every thread adds the blocks' partials of a fixed stride, then a fixed tree
-        s += fmt::format(
-            "    {{\n      double opal_s = 0.0;\n"
-            "      for (unsigned opal_b = threadIdx.x; opal_b < gridDim.x; opal_b += blockDim.x) opal_s += opal_vs[{1} * {2} + opal_b];\n"
-            "      opal_red[threadIdx.x] = opal_s;\n      __syncthreads();\n"
-            "      for (int opal_o = {3}; opal_o > 0; opal_o >>= 1) {{\n"
-            "        if (threadIdx.x < opal_o) opal_red[threadIdx.x] += opal_red[threadIdx.x + opal_o];\n        __syncthreads();\n      }}\n"
-            "      if (threadIdx.x == 0) sb{0}[0] = (float)opal_red[0];\n      __syncthreads();\n    }}\n",
-            r.buf, nth(q), exec::kCudaMaxBlocks, exec::kCudaBlock / 2);
-      else if (r.op == ir::Op::RowSum)
-        s += fmt::format(
-            "    for (long long i = threadIdx.x; i < rows; i += blockDim.x) {{\n      float opal_s = 0.0f;\n"
-            "      for (long long opal_c = 0; opal_c < opal_tc; ++opal_c) opal_s += opal_v[opal_prow + {1}LL * rows * opal_tc + opal_c * rows + i];\n"
-            "      sb{0}[i] = opal_s;\n    }}\n",
-            r.buf, nth(q));
-      else
-        s += fmt::format(
-            "    for (long long j = threadIdx.x; j < cols; j += blockDim.x) {{\n      float opal_s = 0.0f;\n"
-            "      for (long long opal_r = 0; opal_r < opal_tr; ++opal_r) opal_s += opal_v[opal_pcol + {1}LL * cols * opal_tr + opal_r * cols + j];\n"
-            "      sb{0}[j] = opal_s;\n    }}\n",
-            r.buf, nth(q));
+      if (r.op != ir::Op::Sum) continue;
+      // every thread adds the blocks' partials of a fixed stride, then a fixed tree
+      s += fmt::format(
+          "    {{\n      double opal_s = 0.0;\n"
+          "      for (unsigned opal_b = threadIdx.x; opal_b < gridDim.x; opal_b += blockDim.x) opal_s += opal_vs[{1} * {2} + opal_b];\n"
+          "      opal_red[threadIdx.x] = opal_s;\n      __syncthreads();\n"
+          "      for (int opal_o = {3}; opal_o > 0; opal_o >>= 1) {{\n"
+          "        if (threadIdx.x < opal_o) opal_red[threadIdx.x] += opal_red[threadIdx.x + opal_o];\n        __syncthreads();\n      }}\n"
+          "      if (threadIdx.x == 0) sb{0}[0] = (float)opal_red[0];\n      __syncthreads();\n    }}\n",
+          r.buf, nth(q), exec::kCudaMaxBlocks, exec::kCudaBlock / 2);
     }
     s += "    if (threadIdx.x == 0) *(volatile unsigned*)opal_pe = 0u;  // for the next launch\n  }\n  }\n";
     return s;

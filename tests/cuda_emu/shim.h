@@ -11,7 +11,12 @@
 namespace opal::emu {
 
 inline constexpr const char kShim[] = R"OPAL_EMU(
-#include <math.h>
+extern "C" {  // the C library's math, declared: <math.h> in C++ is a third of a module's compile
+float sqrtf(float); float expf(float); float logf(float); float powf(float, float); float tanhf(float);
+float cosf(float); float sinf(float); float fabsf(float); float floorf(float); float fmaxf(float, float); float fminf(float, float);
+double sqrt(double); double exp(double); double log(double); double pow(double, double); double tanh(double);
+double cos(double); double sin(double); double fabs(double); double floor(double); double fmax(double, double); double fmin(double, double);
+}
 #include <string.h>
 #include <stddef.h>
 #include <type_traits>

@@ -42,7 +42,8 @@ TEST_CASE("AdamW's CPU code: one vectorizable loop, each buffer read once and wr
   CHECK(count(src, "sb3[e] = ") == 2);  // v written
   // the bias corrections (1 - b1, 1 - b1^t, 1 - b2, 1 - b2^t) are computed on the host once per
   // launch and read from the uniform block: no pow in the kernels of either target
-  CHECK(count(src, "pow(") == 0);
+  const std::string kernels = src.substr(src.find("extern \"C\" void opal_r"));  // (the prelude declares pow)
+  CHECK(count(kernels, "pow(") == 0);
   CHECK(count(src, "(host)") == 4);
   CHECK(count(emit("adamw", Target::Cuda), "pow(") == 0);
 }

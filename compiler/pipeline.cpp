@@ -179,6 +179,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
     ir::Graph g = std::move(rg.graph);
     verify_or_die(g, "lower");
     if (want("lower")) dumps->push_back({rg.label, "lower", ir::print(g), true});
+    out.lowered += fmt::format("route {}\n{}", rg.label, ir::print(g, false));
     for (const auto& pass : kGraphPasses) {
       ir::Graph next = pass.run(g);
       verify_or_die(next, pass.name);

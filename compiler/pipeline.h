@@ -30,6 +30,10 @@ struct CompiledOptimizer {
   HostUniforms uniforms;  // the step-uniform scalars of every route's kernels, computed on the host
   StateStorage state;     // the optimizer's argument (CompileOptions::state)
   std::shared_ptr<const SourceFile> state_source;
+  // Every route's graph as lowered from the spec, printed without source locations: what the
+  // spec computes, independent of the optimization passes and the code generators (the
+  // checkpoint fingerprint hashes it).
+  std::string lowered;
 };
 
 // How a route's state is stored: the innermost `state(...)` along its delegation path, else the

@@ -314,8 +314,25 @@ exec::Description describe(const CompiledOptimizer& co) {
   std::vector<RouteStep> path;
   if (co.decl) build_table(co, *co.decl, path, d, top_scope(co));
   if (co.decl && co.decl->loc.file) d.spec_text = std::string(co.decl->loc.file->text());
-  // the checkpoint fingerprint: the same on every device
-  d.fingerprint = content_hash(fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), emit_optimizer(co, Target::Cpu, false)));
+  // the checkpoint fingerprint: what the spec computes (its lowered graphs, without source
+  // locations) and the state's initial values; the same on every device, and unchanged by a
+  // comment added to the spec file or by a new release's passes and code generators. (The
+  // state's storage is not in it: loading converts, and says so.)
+  std::string meaning = fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), co.lowered);
+  for (const auto& t : d.tables) {  // which parameters go where
+    meaning += fmt::format("table {}\n", t.optimizer);
+    for (const auto& s : t.selectors) {
+      std::string roles;
+      for (exec::ParamRole role : s.roles) roles += fmt::format("{},", exec::role_name(role));
+      meaning += fmt::format("  {} [{}] [{}] {} {} -> {} {}\n", int(s.kind), fmt::join(s.patterns, ","), roles, s.condition_text, int(s.view),
+                             s.route, s.table);
+    }
+  }
+  for (const auto& r : d.routes) {  // how each route sees a tensor, and its state
+    meaning += fmt::format("route {} {} view {} master {}\n", r.label, r.pipeline, int(r.view), r.master);
+    for (const auto& s : r.slots) meaning += fmt::format("  {} {} {}\n", s.name, exec::extent_name(s.extent), int(s.init));
+  }
+  d.fingerprint = content_hash(meaning);
   std::string err = exec::verify(d);
   OPAL_CHECK(err.empty(), "invalid executable description of `%s`: %s\n%s", co.name.c_str(), err.c_str(), exec::print(d).c_str());
   return d;

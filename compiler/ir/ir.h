@@ -144,9 +144,10 @@ bool is_uniform(const Graph& g, ValueId v);
 // Sets g.matrix_only (and matrix_reason) from the shapes and ops the graph uses.
 void infer_matrix_only(Graph& g);
 
-// The textual form: `%7 = mul %3, %5 : full   @adamw.opal:4:12`.
-std::string print(const Graph& g);
-std::string print_node(const Graph& g, ValueId id);
+// The textual form: `%7 = mul %3, %5 : full   @adamw.opal:4:12` (without `   @...` when not
+// `locations`: what the graph computes, wherever its source text sits).
+std::string print(const Graph& g, bool locations = true);
+std::string print_node(const Graph& g, ValueId id, bool locations = true);
 
 // Checks the graph's invariants (operand order, arities, shapes, slots, effects). Returns an
 // empty string when valid, else a description of the first violation.

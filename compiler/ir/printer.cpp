@@ -6,7 +6,7 @@
 
 namespace opal::ir {
 
-std::string print_node(const Graph& g, ValueId id) {
+std::string print_node(const Graph& g, ValueId id, bool locations) {
   const Node& n = g.at(id);
   std::string s = fmt::format("%{} = {}", id.v, op_name(n.op));
   switch (n.op) {
@@ -35,16 +35,16 @@ std::string print_node(const Graph& g, ValueId id) {
   bool named = n.op == Op::StateWrite || n.op == Op::StateWriteIf;
   for (int i = 0; i < n.n_operands; ++i) s += fmt::format("{}%{}", i == 0 && !named ? " " : ", ", n.operands[i].v);
   s += fmt::format(" : {}", shape_name(n.shape));
-  if (n.loc.valid()) s += "   @" + n.loc.short_str();
+  if (locations && n.loc.valid()) s += "   @" + n.loc.short_str();
   return s;
 }
 
-std::string print(const Graph& g) {
+std::string print(const Graph& g, bool locations) {
   std::string s = fmt::format("graph {}", g.name);
   if (g.matrix_only) s += " (matrix only)";
   s += "\n";
   for (size_t i = 0; i < g.slots.size(); ++i) s += fmt::format("  slot {} {} : {}\n", i, g.slots[i].name, shape_name(g.slots[i].shape));
-  for (uint32_t i = 0; i < g.nodes.size(); ++i) s += "  " + print_node(g, ValueId{i}) + "\n";
+  for (uint32_t i = 0; i < g.nodes.size(); ++i) s += "  " + print_node(g, ValueId{i}, locations) + "\n";
   return s;
 }
 

@@ -230,6 +230,24 @@ TEST_CASE("a saved hyperparameter that decides routes loads where it moves no pa
   CHECK(w3 == std::vector<float>(48, 0.5f));
 }
 
+// The fingerprint is what the spec computes: comments and blank lines moving the optimizer in
+// its file leave it (the generated code names source lines, and the fingerprint hashed that
+// code), as does a changed default (a hyperparameter's value); another constant, another
+// optimizer or another state shape change it.
+TEST_CASE("the checkpoint fingerprint follows what the spec computes, not where its text sits") {
+  auto fingerprint = [](const std::string& text) { return build_executable(SpecRef{text, "", ""})->desc->fingerprint; };
+  const std::string body = "optimizer m(lr = 0.1, b1 = 0.9) {\n  matrix: momentum(b1) -> sign -> scale(lr)\n  other: sign -> scale(lr)\n}\n";
+  const std::string base = fingerprint(body);
+  CHECK(fingerprint("# a note about m\n\n\n" + body) == base);
+  CHECK(fingerprint("optimizer m(lr = 0.1, b1 = 0.9) {\n  matrix:   momentum(b1)   ->   sign -> scale(lr)\n\n  other: sign -> scale(lr)\n}\n") ==
+        base);
+  CHECK(fingerprint("optimizer m(lr = 0.3, b1 = 0.95) {\n  matrix: momentum(b1) -> sign -> scale(lr)\n  other: sign -> scale(lr)\n}\n") == base);
+  CHECK(fingerprint("optimizer m(lr = 0.1, b1 = 0.9) {\n  matrix: momentum(b1) -> sign -> scale(2 * lr)\n  other: sign -> scale(lr)\n}\n") != base);
+  CHECK(fingerprint("optimizer m(lr = 0.1, b1 = 0.9) {\n  matrix: momentum(b1) -> scale(lr)\n  other: sign -> scale(lr)\n}\n") != base);
+  CHECK(fingerprint("optimizer m2(lr = 0.1, b1 = 0.9) {\n  matrix: momentum(b1) -> sign -> scale(lr)\n  other: sign -> scale(lr)\n}\n") != base);
+  CHECK(build_executable(SpecRef{"adamw", "", ""})->desc->fingerprint != build_executable(SpecRef{"adam", "", ""})->desc->fingerprint);
+}
+
 TEST_CASE("a changed spec keeps matching slots, initializes new ones and reports it") {
   auto a = trained("signum", 3);  // momentum.m
   std::string path = temp_path("signum.safetensors");

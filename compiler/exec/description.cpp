@@ -18,19 +18,6 @@ const char* extent_name(Extent e) {
 
 bool is_square(Extent e) { return e == Extent::Left || e == Extent::Right || e == Extent::Small; }
 
-Dims dims_of(Extent e, long long rows, long long cols) {
-  switch (e) {
-    case Extent::Full: return {rows, cols};
-    case Extent::Left: return {rows, rows};
-    case Extent::Right: return {cols, cols};
-    case Extent::Small: return {std::min(rows, cols), std::min(rows, cols)};
-    case Extent::Rows: return {rows, 1};
-    case Extent::Cols: return {cols, 1};
-    case Extent::Scalar: return {1, 1};
-  }
-  return {1, 1};
-}
-
 const char* view_name(View v) {
   static const char* names[] = {"first", "last", "batch", "largest"};
   return names[size_t(v)];

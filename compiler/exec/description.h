@@ -23,12 +23,24 @@ namespace opal::exec {
 enum class Extent : uint8_t { Scalar, Rows, Cols, Full, Left, Right, Small };
 const char* extent_name(Extent e);
 bool is_square(Extent e);
-// The one shape-to-size rule: rows and columns of an extent for a rows x cols parameter.
+// The one shape-to-size rule: rows and columns of an extent for a rows x cols parameter (inline:
+// the CUDA plugin shares it).
 struct Dims {
   long long rows = 1, cols = 1;
   long long count() const { return rows * cols; }
 };
-Dims dims_of(Extent e, long long rows, long long cols);
+inline Dims dims_of(Extent e, long long rows, long long cols) {
+  switch (e) {
+    case Extent::Full: return {rows, cols};
+    case Extent::Left: return {rows, rows};
+    case Extent::Right: return {cols, cols};
+    case Extent::Small: return {rows < cols ? rows : cols, rows < cols ? rows : cols};
+    case Extent::Rows: return {rows, 1};
+    case Extent::Cols: return {cols, 1};
+    case Extent::Scalar: return {1, 1};
+  }
+  return {1, 1};
+}
 // How a parameter of rank >= 2 is seen as matrices (a vector or scalar is always one 1 x n):
 //  First:   one matrix, dim 0 by the rest (the default; torch's (out, in * kh * kw));
 //  Last:    one matrix, the leading dims by the last;

@@ -2,7 +2,8 @@
 // CUDA libraries, multi-tensor launches (one launch per kernel for every tensor of a route:
 // blockIdx.y picks the tensor), cuBLAS batched GEMMs (fp32, or bf16 with fp32 accumulation)
 // and cuSOLVER eigendecompositions in double (batched Jacobi for small matrices, syevd for
-// large). Only the CUDA runtime API is used: no libcuda at link time, so this plugin loads on
+// large); diag, argsort and row and column permutations (an eigenbasis refresh's sorting) as
+// kernels of its own. Only the CUDA runtime API is used: no libcuda at link time, so this plugin loads on
 // machines without a driver and reports that cleanly.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -13,6 +14,7 @@
 #include <limits>
 #include <map>
 #include <mutex>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -155,7 +157,8 @@ class CudaBackend final : public Backend {
     arch_ = fmt::format("sm_{}{}", props_.major, props_.minor);
     lib_ = library_handles(ordinal_);
     CK(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
-    helpers_ = load(helpers_source(), {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many", "opal_convert"});
+    helpers_ = load(helpers_source(), {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many", "opal_convert",
+                                       "opal_diag", "opal_argsort", "opal_permute"});
   }
   ~CudaBackend() override {
     DeviceScope on(ordinal_);
@@ -305,6 +308,36 @@ class CudaBackend final : public Backend {
       const dim3 grid = K.chunk ? dim3(unsigned(chunks)) : dim3(unsigned(blocks), unsigned(count));
       CK(cudaLaunchKernel(reinterpret_cast<const void*>(mod.kernels[i]), grid, dim3(kBlock), args, 0, stream_));
     }
+  }
+
+  // Diag, Argsort and the permutations (an eigenbasis refresh's sorting) run here, on the device;
+  // the other calls go the generic way (library_calls.h): GEMMs, eigensolver, host for the rest.
+  bool run_call(const exec::LibraryCall& call, const CallTensor* tensors, size_t n) override {
+    const bool diag = std::holds_alternative<exec::Diag>(call.op), rows = std::holds_alternative<exec::PermuteRows>(call.op);
+    const auto* sort = std::get_if<exec::Argsort>(&call.op);
+    if (!diag && !sort && !rows && !std::holds_alternative<exec::PermuteCols>(call.op)) return false;
+    DeviceScope on(ordinal_);
+    for (size_t t = 0; t < n; ++t) {
+      const CallTensor& T = tensors[t];
+      const exec::Dims d0 = exec::dims_of(call.in[0].extent, T.rows, T.cols);
+      const float* x = T.bufs[call.in[0].buffer];
+      float* out = T.bufs[call.out];
+      long long r = d0.rows, c = d0.cols;
+      if (diag) {
+        void* args[] = {&x, &out, &r};
+        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[5]), dim3(blocks_for(r)), dim3(kBlock), args, 0, stream_));
+      } else if (sort) {
+        int desc = sort->descending ? 1 : 0;
+        void* args[] = {&x, &out, &r, &desc};
+        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[6]), dim3(blocks_for(r)), dim3(kBlock), args, 0, stream_));
+      } else {
+        const float* idx = T.bufs[call.in[1].buffer];
+        int by_rows = rows ? 1 : 0;
+        void* args[] = {&x, &idx, &out, &r, &c, &by_rows};
+        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[7]), dim3(blocks_for(r * c)), dim3(kBlock), args, 0, stream_));
+      }
+    }
+    return true;
   }
 
   long long max_call_side() const override { return std::numeric_limits<int>::max(); }  // cuBLAS's and cuSOLVER's int sizes

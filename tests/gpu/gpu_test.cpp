@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -23,6 +24,7 @@
 #include "compiler/pipeline.h"
 #include "driver/build.h"
 #include "runtime/backend.h"
+#include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 #include "tests/numerics/harness.h"
@@ -426,6 +428,70 @@ TEST_CASE("q8 state steps bit for bit as on the CPU, blocks of 256 and of 4096")
     }
     check_same(*gpu, *cpu, state);
   }
+}
+
+// An eigenbasis refresh sorts its basis (SOAP: argsort(diag(Q^T S Q)), then permutes rows or
+// columns): those calls run on the device (run_call takes them), equal bit for bit to the CPU's,
+// with ties (equal values and -0 / +0) kept in index order, and an index that is not one
+// (NaN, negative, too large) giving NaN.
+TEST_CASE("diag, argsort and the permutations run on the device, bit for bit as on the CPU") {
+  auto be = make_backend(kCuda);
+  const long long rows = 6, cols = 5;
+  std::vector<std::vector<float>> host = {
+      {},
+      {},
+      std::vector<float>(36),                     // 2: a 6 x 6 (left) matrix
+      std::vector<float>(6),                      // 3: its diagonal
+      {0.5f, -1.f, 0.5f, 0.f, -0.f, 3.f},         // 4: values to sort
+      std::vector<float>(30),                     // 5: a 6 x 5 matrix
+      {2.f, 0.f, std::nanf(""), 5.f, 6.f, -1.f},  // 6: row indices
+      {4.f, 1.f, 1.f, 0.f, 7.f},                  // 7: column indices
+      std::vector<float>(30),                     // 8: an output
+  };
+  for (size_t i = 0; i < host[2].size(); ++i) host[2][i] = float(i % 7) - 2.5f;
+  for (size_t i = 0; i < host[5].size(); ++i) host[5][i] = float(i) * 0.25f - 1.f;
+  std::vector<float*> dev(host.size(), nullptr);
+  for (size_t b = 2; b < host.size(); ++b) {
+    dev[b] = be->alloc(host[b].size());
+    be->upload(dev[b], host[b].data(), host[b].size());
+  }
+  auto call_of = [](exec::CallOp op, std::vector<exec::Operand> in, uint32_t out, exec::Extent out_extent) {
+    exec::LibraryCall c;
+    c.op = op;
+    c.in = std::move(in);
+    c.out = out;
+    c.out_extent = out_extent;
+    return c;
+  };
+  using exec::Extent;
+  const std::vector<exec::LibraryCall> calls = {
+      call_of(exec::Diag{}, {{Extent::Left, 2, -1}}, 3, Extent::Rows),
+      call_of(exec::Argsort{false}, {{Extent::Rows, 4, -1}}, 8, Extent::Rows),
+      call_of(exec::Argsort{true}, {{Extent::Rows, 4, -1}}, 8, Extent::Rows),
+      call_of(exec::PermuteRows{}, {{Extent::Full, 5, -1}, {Extent::Rows, 6, -1}}, 8, Extent::Full),
+      call_of(exec::PermuteCols{}, {{Extent::Full, 5, -1}, {Extent::Cols, 7, -1}}, 8, Extent::Full),
+  };
+  for (const auto& call : calls) {
+    INFO(exec::call_name(call.op));
+    const CallTensor t{dev.data(), rows, cols, nullptr};
+    REQUIRE(be->run_call(call, &t, 1));  // on the device, not through host copies
+    const size_t n = size_t(exec::dims_of(call.out_extent, rows, cols).count());
+    std::vector<float> got(n), want(n);
+    be->download(got.data(), dev[call.out], n);
+    const float* in[3] = {nullptr, nullptr, nullptr};
+    for (size_t o = 0; o < call.in.size(); ++o) in[o] = host[call.in[o].buffer].data();
+    cpu::run_call(call, in, nullptr, want.data(), rows, cols);
+    CHECK(std::memcmp(got.data(), want.data(), n * sizeof(float)) == 0);
+  }
+  // a NaN sorts after every number: still a permutation
+  const std::vector<float> with_nan = {1.f, std::nanf(""), -2.f, std::nanf(""), 0.f, 1.f};
+  be->upload(dev[4], with_nan.data(), with_nan.size());
+  const CallTensor t{dev.data(), rows, cols, nullptr};
+  REQUIRE(be->run_call(calls[1], &t, 1));
+  std::vector<float> order(6);
+  be->download(order.data(), dev[8], 6);
+  CHECK(order == std::vector<float>{2.f, 4.f, 0.f, 5.f, 1.f, 3.f});
+  for (size_t b = 2; b < dev.size(); ++b) be->release(dev[b]);
 }
 
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {

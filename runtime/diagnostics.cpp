@@ -1,7 +1,6 @@
 // Update statistics: RMS and the singular values of a matrix update (runtime/cpu/linalg).
 #include "runtime/diagnostics.h"
 
-#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>

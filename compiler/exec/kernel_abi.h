@@ -99,6 +99,19 @@ inline PartialsLayout partials_layout(const Partials& p, long long rows, long lo
   return l;
 }
 
+// The C library's math functions host-compiled kernels may call (ir/ops.def's C forms,
+// opal_randn's), declared rather than included: in C++, <math.h> brings libstdc++'s <cmath>,
+// some 20,000 lines that took a third of a small optimizer's compile (0.24 s of adamw's 0.31 s
+// was parsing). The compilers know them as builtins (sqrtf inlines under -fno-math-errno). The
+// CPU prelude and the CUDA emulator's shim both start with it.
+inline constexpr const char* kCMathDeclarations =
+    "extern \"C\" {\n"
+    "float sqrtf(float); float expf(float); float logf(float); float powf(float, float); float tanhf(float);\n"
+    "float cosf(float); float sinf(float); float fabsf(float); float floorf(float); float fmaxf(float, float); float fminf(float, float);\n"
+    "double sqrt(double); double exp(double); double log(double); double pow(double, double); double tanh(double);\n"
+    "double cos(double); double sin(double); double fabs(double); double floor(double); double fmax(double, double); double fmin(double, double);\n"
+    "}\n";
+
 // The uniform block: t, then max(1, n) hyperparameters (a C array cannot be empty).
 inline size_t uniform_slots(size_t n_hparams) { return 1 + (n_hparams == 0 ? 1 : n_hparams); }
 

@@ -15,6 +15,7 @@
 #include <regex>
 #include <sstream>
 
+#include "compiler/exec/kernel_abi.h"
 #include "tests/cuda_emu/shim.h"
 
 namespace opal::emu {
@@ -204,7 +205,7 @@ std::unique_ptr<Module> load_module(const std::string& source, std::string& log)
   for (std::sregex_iterator it(source.begin(), source.end(), kernel), end; it != end; ++it) names.push_back((*it)[1]);
   const bool cooperative = source.find("__syncthreads") != std::string::npos || source.find("__syncwarp") != std::string::npos ||
                            source.find("__shfl_") != std::string::npos;
-  std::string text = std::string(kShim) + source + "\n";
+  std::string text = std::string(exec::kCMathDeclarations) + kShim + source + "\n";
   for (const auto& n : names)
     text += "extern \"C\" __attribute__((visibility(\"default\"))) void opal_emu_k_" + n + "(void** a) { opal_emu_invoke(" + n + ", a); }\n";
   const char* cxx = std::getenv("OPAL_CXX");

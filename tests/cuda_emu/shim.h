@@ -1,4 +1,5 @@
-// The text the emulator puts before a CUDA translation unit so that the host compiler builds it:
+// The text the emulator puts before a CUDA translation unit (after exec::kCMathDeclarations, the
+// C math it and the kernels call) so that the host compiler builds it:
 // CUDA's qualifiers and built-in variables, the intrinsics Opal's kernels use, and a trampoline
 // per kernel (appended by the engine) that unpacks cudaLaunchKernel's `void** args`.
 //
@@ -11,12 +12,6 @@
 namespace opal::emu {
 
 inline constexpr const char kShim[] = R"OPAL_EMU(
-extern "C" {  // the C library's math, declared: <math.h> in C++ is a third of a module's compile
-float sqrtf(float); float expf(float); float logf(float); float powf(float, float); float tanhf(float);
-float cosf(float); float sinf(float); float fabsf(float); float floorf(float); float fmaxf(float, float); float fminf(float, float);
-double sqrt(double); double exp(double); double log(double); double pow(double, double); double tanh(double);
-double cos(double); double sin(double); double fabs(double); double floor(double); double fmax(double, double); double fmin(double, double);
-}
 #include <string.h>
 #include <stddef.h>
 #include <type_traits>

@@ -17,23 +17,14 @@ const char* kQ8BlockCpu =
     "static __attribute__((noinline)) void opal_q8_block_cpu(const float* __restrict__ q, long long n, unsigned char* __restrict__ c,\n"
     "                                                        float* __restrict__ s) {\n  opal_q8_block(q, n, c, s);\n}\n";
 
-// The C library functions the kernels may call (ir/ops.def's C forms, opal_randn's, memcpy for
-// bit casts), declared rather than included: in C++, <math.h> brings libstdc++'s <cmath>, some
-// 20,000 lines that took a sixth of a small optimizer's compile (0.24 s of adamw's 0.31 s is
-// parsing). The compilers know them as builtins (sqrtf inlines under -fno-math-errno).
-const char* kCDeclarations =
-    "extern \"C\" {\n"
-    "float sqrtf(float); float expf(float); float logf(float); float powf(float, float); float tanhf(float);\n"
-    "float cosf(float); float sinf(float); float fabsf(float); float floorf(float); float fmaxf(float, float); float fminf(float, float);\n"
-    "double sqrt(double); double exp(double); double log(double); double pow(double, double); double tanh(double);\n"
-    "double cos(double); double sin(double); double fabs(double); double floor(double); double fmax(double, double); double fmin(double, double);\n"
-    "void* memcpy(void*, const void*, unsigned long);\n"
-    "}\n";
+// memcpy, for bit casts, declared as the math is (exec::kCMathDeclarations): no header.
+const char* kMemcpyDeclaration = "extern \"C\" void* memcpy(void*, const void*, unsigned long);\n";
 
 class CpuEmitter final : public CEmitter {
  public:
   std::string prelude(size_t n_hparams) const override {
-    return kCDeclarations + exec::tensor_struct_c() + exec::uniforms_struct_c(n_hparams) + R"(#define U_hp(k) (U->hp[k])
+    return std::string(exec::kCMathDeclarations) + kMemcpyDeclaration + exec::tensor_struct_c() + exec::uniforms_struct_c(n_hparams) +
+           R"(#define U_hp(k) (U->hp[k])
 #define U_t (U->t)
 #ifndef OPAL_CACHE_KEY
 #define OPAL_CACHE_KEY ""

@@ -9,8 +9,8 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 # float cosf(float); float sinf(float); float fabsf(float); float floorf(float); float fmaxf(float, float); float fminf(float, float);
 # double sqrt(double); double exp(double); double log(double); double pow(double, double); double tanh(double);
 # double cos(double); double sin(double); double fabs(double); double floor(double); double fmax(double, double); double fmin(double, double);
-# void* memcpy(void*, const void*, unsigned long);
 # }
+# extern "C" void* memcpy(void*, const void*, unsigned long);
 # typedef struct { float* const* buf; long long rows; long long cols; long long total; unsigned* chk; unsigned long long id; long long base; int dt; long long mrows; long long mcols; } opal_tensor_t;
 # typedef struct { double t; double hp[2]; } opal_uniforms_t;
 # #define U_hp(k) (U->hp[k])

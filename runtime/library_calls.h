@@ -1,8 +1,8 @@
 // Library calls (matmul, eigh, qr, ...) of one route, on any backend: the backend runs them
-// where it implements them whole (the CPU backend: Eigen, in place; the CUDA one: diag, argsort
-// and the permutations, with kernels of its own); otherwise through its batched GEMM and
-// eigendecomposition (cuBLAS, cuSOLVER), tensors of equal shape in one call, and on host copies
-// for the rest (QR, triangular solves, the norm bound).
+// where it implements them whole (the CPU backend: Eigen, in place; the CUDA one: an eigenbasis
+// refresh's eigh, inv_root, qr and sorting); otherwise through its batched GEMM (cuBLAS) or
+// eigensolver (a backend that has only that: its raw result made canonical here), tensors of
+// equal shape in one call, and on host copies for the rest (triangular solves, the norm bound).
 #pragma once
 #include <vector>
 

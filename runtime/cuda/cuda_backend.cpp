@@ -1,10 +1,9 @@
 // The CUDA backend (libopal_cuda.so): device memory, kernels compiled by NVRTC and loaded as
 // CUDA libraries, multi-tensor launches (one launch per kernel for every tensor of a route:
 // blockIdx.y picks the tensor), cuBLAS batched GEMMs (fp32, or bf16 with fp32 accumulation)
-// and cuSOLVER eigendecompositions in double (batched Jacobi for small matrices, syevd for
-// large); diag, argsort and row and column permutations (an eigenbasis refresh's sorting) as
-// kernels of its own. Only the CUDA runtime API is used: no libcuda at link time, so this plugin loads on
-// machines without a driver and reports that cleanly.
+// and an eigenbasis refresh's matrix work without host round trips (eigenbasis.h: cuSOLVER's
+// eigensolvers and QR in double, canonical forms, inverse roots, sorting, with kernels of its own). Only the CUDA runtime API is used: no libcuda at
+// link time, so this plugin loads on machines without a driver and reports that cleanly.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
@@ -20,6 +19,8 @@
 
 #include "support/bf16.h"
 #include "runtime/backend.h"
+#include "runtime/cuda/cuda_support.h"
+#include "runtime/cuda/eigenbasis.h"
 #include "runtime/cuda/gemm_layout.h"
 #include "runtime/cuda/helpers.h"
 #include "runtime/cuda/nvrtc_compile.h"
@@ -27,44 +28,6 @@
 
 namespace opal::cuda {
 
-namespace {
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw Error(fmt::format("CUDA: {} failed: {} ({})", what, cudaGetErrorString(e), cudaGetErrorName(e)));
-}
-void check(cublasStatus_t s, const char* what) {
-  if (s != CUBLAS_STATUS_SUCCESS) throw Error(fmt::format("cuBLAS: {} failed: {}", what, cublasGetStatusString(s)));
-}
-void check(cusolverStatus_t s, const char* what) {
-  if (s != CUSOLVER_STATUS_SUCCESS) throw Error(fmt::format("cuSOLVER: {} failed (status {})", what, int(s)));
-}
-#define CK(expr) check((expr), #expr)
-
-struct CudaModule final : KernelModule {
-  cudaLibrary_t lib = nullptr;
-  std::vector<cudaKernel_t> kernels;
-  ~CudaModule() override {
-    if (lib) cudaLibraryUnload(lib);
-  }
-};
-
-// cuBLAS and cuSOLVER handles, one set per device for the whole process, shared by every
-// optimizer there (each handle costs device memory and start-up time). A call sets the
-// handle's stream, so the calls of one backend hold `mu` from that until they are queued.
-struct LibraryHandles {
-  std::mutex mu;
-  cublasHandle_t blas = nullptr;
-  cusolverDnHandle_t solver = nullptr;
-  syevjInfo_t syevj = nullptr;
-  ~LibraryHandles() {
-    if (syevj) cusolverDnDestroySyevjInfo(syevj);
-    if (solver) cusolverDnDestroy(solver);
-    if (blas) cublasDestroy(blas);
-  }
-};
-
-// The device's handles, made on first use (with `ordinal` current); alive while a backend
-// holds them.
 std::shared_ptr<LibraryHandles> library_handles(int ordinal) {
   static std::mutex mu;
   static std::map<int, std::weak_ptr<LibraryHandles>> all;
@@ -78,47 +41,7 @@ std::shared_ptr<LibraryHandles> library_handles(int ordinal) {
   return h;
 }
 
-// Device memory that grows and is reused (staging tables, workspaces).
-struct Scratch {
-  void* p = nullptr;
-  size_t bytes = 0;
-  void* get(size_t n) {
-    if (n > bytes) {
-      if (p) cudaFree(p);
-      p = nullptr;
-      bytes = 0;
-      CK(cudaMalloc(&p, std::max<size_t>(n, 4096)));
-      bytes = std::max<size_t>(n, 4096);
-    }
-    return p;
-  }
-  void release() {
-    if (p) cudaFree(p);
-    p = nullptr;
-    bytes = 0;
-  }
-};
-
-// Pinned host memory (cudaHostAlloc) that grows: a table's copy source. From pageable memory
-// cudaMemcpyAsync copies synchronously, through a driver buffer; from pinned memory it is a DMA
-// queued on the stream.
-struct Pinned {
-  char* p = nullptr;
-  size_t bytes = 0;
-  void get(size_t n) {
-    if (n <= bytes) return;
-    release();
-    void* q = nullptr;
-    CK(cudaHostAlloc(&q, n, cudaHostAllocDefault));
-    p = static_cast<char*>(q);
-    bytes = n;
-  }
-  void release() {
-    if (p) cudaFreeHost(p);
-    p = nullptr;
-    bytes = 0;
-  }
-};
+namespace {
 
 constexpr int kBlock = exec::kCudaBlock;
 
@@ -157,8 +80,7 @@ class CudaBackend final : public Backend {
     arch_ = fmt::format("sm_{}{}", props_.major, props_.minor);
     lib_ = library_handles(ordinal_);
     CK(cudaEventCreateWithFlags(&queued_, cudaEventDisableTiming));
-    helpers_ = load(helpers_source(), {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_sym_to_double_many", "opal_convert",
-                                       "opal_diag", "opal_argsort", "opal_permute"});
+    helpers_ = load(helpers_source(), helper_symbols());
   }
   ~CudaBackend() override {
     DeviceScope on(ordinal_);
@@ -171,7 +93,8 @@ class CudaBackend final : public Backend {
       if (t.sent) cudaEventDestroy(t.sent);
     }
     for (auto& [_, p] : partials_) p.release();
-    for (Scratch* s : {&work_, &work2_, &solver_work_, &info_}) s->release();
+    eigenbasis_.reset();
+    work2_.release();
     lib_.reset();
   }
 
@@ -216,7 +139,7 @@ class CudaBackend final : public Backend {
     unsigned long long id = r.id;
     double t = r.t;
     void* args[] = {&dst, &to_code, &src, &from_code, &count, &id, &t, &base, &sr};
-    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[4]), dim3(blocks_for(count)), dim3(kBlock), args, 0, stream_));
+    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[kConvert]), dim3(blocks_for(count)), dim3(kBlock), args, 0, stream_));
   }
   void zero(const std::vector<std::pair<float*, size_t>>& bufs) override {
     if (bufs.empty()) return;
@@ -236,8 +159,8 @@ class CudaBackend final : public Backend {
       float* const* ptrs = reinterpret_cast<float* const*>(dev);
       const unsigned long long* sizes = reinterpret_cast<const unsigned long long*>(dev + count * 8);
       void* args[] = {&ptrs, &sizes};
-      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[0]), dim3(blocks_for((long long)max_n), unsigned(count)), dim3(kBlock),
-                          args, 0, stream_));
+      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[kZeroMany]), dim3(blocks_for((long long)max_n), unsigned(count)),
+                          dim3(kBlock), args, 0, stream_));
     }
   }
 
@@ -310,9 +233,21 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // Diag, Argsort and the permutations (an eigenbasis refresh's sorting) run here, on the device;
-  // the other calls go the generic way (library_calls.h): GEMMs, eigensolver, host for the rest.
+  // An eigenbasis refresh runs here, on the device: Eigh, InvRoot and QR (Eigenbasis), and the
+  // sorting (diag, argsort, the permutations); GEMMs go the generic way (library_calls.h), the
+  // other calls (triangular solves, the norm bound) on host copies.
   bool run_call(const exec::LibraryCall& call, const CallTensor* tensors, size_t n) override {
+    if (Eigenbasis::takes(call)) {
+      DeviceScope on(ordinal_);
+      if (!eigenbasis_) eigenbasis_ = std::make_unique<Eigenbasis>();
+      const Eigenbasis::Env env{stream_, *lib_,
+                                [this](const std::string& src, const std::vector<std::string>& symbols) { return load(src, symbols); },
+                                [this](size_t slot, const void* first, const std::vector<char>& bytes) {
+                                  return stage(TableKey{&kEighTables, slot, first}, bytes);
+                                }};
+      eigenbasis_->run(env, call, tensors, n);
+      return true;
+    }
     const bool diag = std::holds_alternative<exec::Diag>(call.op), rows = std::holds_alternative<exec::PermuteRows>(call.op);
     const auto* sort = std::get_if<exec::Argsort>(&call.op);
     if (!diag && !sort && !rows && !std::holds_alternative<exec::PermuteCols>(call.op)) return false;
@@ -325,16 +260,16 @@ class CudaBackend final : public Backend {
       long long r = d0.rows, c = d0.cols;
       if (diag) {
         void* args[] = {&x, &out, &r};
-        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[5]), dim3(blocks_for(r)), dim3(kBlock), args, 0, stream_));
+        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[kDiag]), dim3(blocks_for(r)), dim3(kBlock), args, 0, stream_));
       } else if (sort) {
         int desc = sort->descending ? 1 : 0;
         void* args[] = {&x, &out, &r, &desc};
-        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[6]), dim3(blocks_for(r)), dim3(kBlock), args, 0, stream_));
+        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[kArgsort]), dim3(blocks_for(r)), dim3(kBlock), args, 0, stream_));
       } else {
         const float* idx = T.bufs[call.in[1].buffer];
         int by_rows = rows ? 1 : 0;
         void* args[] = {&x, &idx, &out, &r, &c, &by_rows};
-        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[7]), dim3(blocks_for(r * c)), dim3(kBlock), args, 0, stream_));
+        CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[kPermute]), dim3(blocks_for(r * c)), dim3(kBlock), args, 0, stream_));
       }
     }
     return true;
@@ -393,64 +328,14 @@ class CudaBackend final : public Backend {
       float* const* ptrs = reinterpret_cast<float* const*>(stage(TableKey{&kRoundTables, 0, b.C[0]}, host));
       long long n = b.m * b.n;
       void* args[] = {&ptrs, &n};
-      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[2]), dim3(blocks_for(n), unsigned(count)), dim3(kBlock), args, 0, stream_));
+      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[kRoundBf16Many]), dim3(blocks_for(n), unsigned(count)), dim3(kBlock), args,
+                          0, stream_));
     }
     return true;
   }
 
-  bool eigh(long long n, const std::vector<const float*>& in, double* values, double* vectors) override {
-    const size_t count = in.size();
-    if (count == 0) return true;
-    DeviceScope on(ordinal_);
-    std::lock_guard<std::mutex> lock(lib_->mu);
-    cusolverDnHandle_t solver = lib_->solver;
-    syevjInfo_t syevj = lib_->syevj;
-    CK(cusolverDnSetStream(solver, stream_));
-    auto* A = static_cast<double*>(work_.get(count * n * n * sizeof(double) + count * n * sizeof(double)));
-    double* W = A + count * n * n;
-    {
-      std::vector<char> host(count * sizeof(float*));
-      std::memcpy(host.data(), in.data(), host.size());
-      const float* const* S = reinterpret_cast<const float* const*>(stage(TableKey{&kEighTables, 0, in[0]}, host));
-      void* args[] = {&S, &A, &n};
-      CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[3]), dim3(blocks_for(n * n), unsigned(count)), dim3(kBlock), args, 0,
-                          stream_));
-    }
-    int* info = static_cast<int*>(info_.get(count * sizeof(int)));
-    if (n <= 32 && count > 1) {  // batched Jacobi
-      int lwork = 0;
-      CK(cusolverDnDsyevjBatched_bufferSize(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork, syevj,
-                                            int(count)));
-      auto* work = static_cast<double*>(solver_work_.get(size_t(lwork) * sizeof(double)));
-      CK(cusolverDnDsyevjBatched(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, work, lwork, info, syevj,
-                                 int(count)));
-    } else {
-      int lwork = 0;
-      CK(cusolverDnDsyevd_bufferSize(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork));
-      auto* work = static_cast<double*>(solver_work_.get(size_t(lwork) * sizeof(double)));
-      for (size_t b = 0; b < count; ++b)
-        CK(cusolverDnDsyevd(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A + b * n * n, int(n), W + b * n, work, lwork,
-                            info + b));
-    }
-    std::vector<double> colmajor(count * n * n);
-    std::vector<int> host_info(count);
-    CK(cudaMemcpyAsync(colmajor.data(), A, colmajor.size() * sizeof(double), cudaMemcpyDeviceToHost, stream_));
-    CK(cudaMemcpyAsync(values, W, count * n * sizeof(double), cudaMemcpyDeviceToHost, stream_));
-    CK(cudaMemcpyAsync(host_info.data(), info, count * sizeof(int), cudaMemcpyDeviceToHost, stream_));
-    CK(cudaStreamSynchronize(stream_));
-    for (size_t b = 0; b < count; ++b) {
-      const double* c = colmajor.data() + b * n * n;
-      double* v = vectors + b * n * n;
-      for (long long r = 0; r < n; ++r)
-        for (long long i = 0; i < n; ++i) v[r * n + i] = c[r + i * n];  // column i = eigenvector i
-      if (host_info[b] < 0)                                             // argument -info was wrong: a bug of ours, not a property of the data
-        throw Error(fmt::format("cuSOLVER's eigensolver rejected its argument {} for a {} x {} matrix (info {}): an internal error", -host_info[b], n,
-                                n, host_info[b]));
-      if (host_info[b] > 0)  // not converged, or non-finite input: NaN, as the CPU gives
-        std::fill(values + b * n, values + (b + 1) * n, std::numeric_limits<double>::quiet_NaN());
-    }
-    return true;
-  }
+  // Eigh and InvRoot go through run_call (Eigenbasis), whole, on the device
+  bool eigh(long long, const std::vector<const float*>&, double*, double*) override { return false; }
 
   // A step's work goes on the caller's stream, after everything queued before (on whatever
   // stream: staging tables are reused in stream order), through an event: no host wait. The
@@ -475,6 +360,7 @@ class CudaBackend final : public Backend {
   void sync() override {
     DeviceScope on(ordinal_);
     CK(cudaStreamSynchronize(stream_));
+    if (eigenbasis_) eigenbasis_->check_earlier();
   }
 
  private:
@@ -531,8 +417,8 @@ class CudaBackend final : public Backend {
     std::memcpy(host.data(), src.data(), host.size());
     const float* const* ptrs = reinterpret_cast<const float* const*>(stage(TableKey{&kBf16Tables, slot, src[0]}, host));
     void* args[] = {&ptrs, &dst, &n};
-    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[1]), dim3(blocks_for(n), unsigned(src.size())), dim3(kBlock), args, 0,
-                        stream_));
+    CK(cudaLaunchKernel(reinterpret_cast<const void*>(helpers_->kernels[kToBf16Many]), dim3(blocks_for(n), unsigned(src.size())), dim3(kBlock), args,
+                        0, stream_));
   }
 
   std::shared_ptr<CudaModule> load(const std::string& source, const std::vector<std::string>& symbols) {
@@ -559,7 +445,8 @@ class CudaBackend final : public Backend {
   std::map<TableKey, Table> tables_;
   std::vector<char> staging_;  // a launch's table as built on the host (reused: no allocation per launch)
   std::map<TableKey, Scratch> partials_;
-  Scratch work_, work2_, solver_work_, info_;
+  Scratch work2_;                           // bf16 GEMM operands
+  std::unique_ptr<Eigenbasis> eigenbasis_;  // its kernels and workspaces, made at the first refresh
 };
 
 }  // namespace

@@ -2,10 +2,19 @@
 // support/half.h's conversions first, which opal_convert uses. Shared with the NVRTC test.
 #pragma once
 #include <string>
+#include <vector>
 
 #include "compiler/exec/kernel_abi.h"
 
 namespace opal::cuda {
+
+// The helper kernels, in the order helper_symbols() names them.
+enum HelperKernel { kZeroMany, kToBf16Many, kRoundBf16Many, kConvert, kDiag, kArgsort, kPermute };
+inline const std::vector<std::string>& helper_symbols() {
+  static const std::vector<std::string> names = {"opal_zero_many", "opal_to_bf16_many", "opal_round_bf16_many", "opal_convert",
+                                                 "opal_diag",      "opal_argsort",      "opal_permute"};
+  return names;
+}
 
 inline std::string helpers_source() {
   static const char kHelperKernels[] =
@@ -16,6 +25,15 @@ inline std::string helpers_source() {
              "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
              "__device__ static inline") +
          kHelperKernels;
+}
+
+// The kernels of an eigenbasis refresh (runtime/cuda/eigenbasis.cu.inc), a module of their own
+// (loaded at the first refresh; its block-wide reductions make it cooperative on the emulator).
+inline std::string eigenbasis_source() {
+  static const char kKernels[] =
+#include "runtime/cuda/eigenbasis.cu.inc"
+      ;
+  return kKernels;
 }
 
 }  // namespace opal::cuda

@@ -1,10 +1,11 @@
-// The emulator's cuBLAS and cuSOLVER: the GEMMs and symmetric eigensolvers libopal_cuda.so
+// The emulator's cuBLAS and cuSOLVER: the GEMMs, symmetric eigensolvers and QR libopal_cuda.so
 // calls, column-major as the real libraries are (so the backend's row-major mapping is tested),
 // on device memory only (a host pointer is an error, as on a device), with their workspace
 // sizes checked.
 #include <cublas_v2.h>
 #include <cusolverDn.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include <Eigen/Eigenvalues>
+#include <Eigen/QR>
 
 #include "tests/cuda_emu/memory.h"
 
@@ -83,9 +85,22 @@ void eigh(int n, double* A, int lda, double* W, int* info) {
     return;
   }
   Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(S);
+  // Another solver's answer, as valid: every other eigenvector negated, and pairs of vectors of
+  // the numerical null space (|lambda| <= 1e-9 max|lambda|) rotated by 30 degrees into another
+  // basis of it. The backend must make both canonical to agree with the CPU.
+  Eigen::MatrixXd V = es.eigenvectors();
+  for (int j = 1; j < n; j += 2) V.col(j) = -V.col(j);
+  const double mx = es.eigenvalues().cwiseAbs().maxCoeff();
+  for (int j = 0; j + 1 < n; ++j)
+    if (std::abs(es.eigenvalues()(j)) <= 1e-9 * mx && std::abs(es.eigenvalues()(j + 1)) <= 1e-9 * mx) {
+      const Eigen::VectorXd a = V.col(j), b = V.col(j + 1);
+      V.col(j) = std::sqrt(0.75) * a + 0.5 * b;
+      V.col(j + 1) = -0.5 * a + std::sqrt(0.75) * b;
+      ++j;
+    }
   for (int j = 0; j < n; ++j) {
     W[j] = es.eigenvalues()(j);
-    for (int i = 0; i < n; ++i) A[i + (long long)j * lda] = es.eigenvectors()(i, j);
+    for (int i = 0; i < n; ++i) A[i + (long long)j * lda] = V(i, j);
   }
   *info = 0;
 }
@@ -184,5 +199,77 @@ cusolverStatus_t cusolverDnDsyevjBatched(cusolverDnHandle_t h, cusolverEigMode_t
       !is_device(W, size_t(n) * count * 8) || !is_device(info, size_t(count) * 4))
     return complain("cusolverDnDsyevjBatched: a workspace is too small or not in device memory"), CUSOLVER_STATUS_INVALID_VALUE;
   for (int b = 0; b < count; ++b) eigh(n, A + (long long)b * lda * n, lda, W + (long long)b * n, info + b);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasDgemmStridedBatched(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const double* alpha,
+                                         const double* A, int lda, long long sa, const double* B, int ldb, long long sb, const double* beta,
+                                         double* C, int ldc, long long sc, int count) {
+  if (!on_live_stream(h)) return complain("cublasDgemmStridedBatched on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
+  if (m < 0 || n < 0 || k < 0 || count < 0 || lda < std::max(1, ta == CUBLAS_OP_N ? m : k) || ldb < std::max(1, tb == CUBLAS_OP_N ? k : n) ||
+      ldc < std::max(1, m))
+    return complain("cublasDgemmStridedBatched: a size or leading dimension is invalid"), CUBLAS_STATUS_INVALID_VALUE;
+  const long long a_cols = ta == CUBLAS_OP_N ? k : m, b_cols = tb == CUBLAS_OP_N ? n : k;
+  for (int b = 0; b < count; ++b) {
+    const double *a = A + b * sa, *bb = B + b * sb;
+    double* c = C + b * sc;
+    if (!is_device(a, size_t(lda) * a_cols * 8) || !is_device(bb, size_t(ldb) * b_cols * 8) || !is_device(c, size_t(ldc) * n * 8))
+      return complain("cublasDgemmStridedBatched: an operand is not (wholly) in device memory"), CUBLAS_STATUS_INVALID_VALUE;
+    for (int j = 0; j < n; ++j)
+      for (int i = 0; i < m; ++i) {
+        double s = 0.0;
+        for (int l = 0; l < k; ++l)
+          s += (ta == CUBLAS_OP_N ? a[i + (long long)l * lda] : a[l + (long long)i * lda]) *
+               (tb == CUBLAS_OP_N ? bb[l + (long long)j * ldb] : bb[j + (long long)l * ldb]);
+        double& out = c[i + (long long)j * ldc];
+        out = *beta == 0.0 ? *alpha * s : *alpha * s + *beta * out;
+      }
+  }
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+// Householder QR as LAPACK stores it (R on and above the diagonal, the reflectors' essential
+// parts below, tau), which is Eigen's HouseholderQR storage too; orgqr forms Q's first n columns.
+cusolverStatus_t cusolverDnDgeqrf_bufferSize(cusolverDnHandle_t, int m, int n, double*, int, int* lwork) {
+  *lwork = std::max(1, n);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDgeqrf(cusolverDnHandle_t h, int m, int n, double* A, int lda, double* tau, double* work, int lwork, int* info) {
+  if (!on_live_stream(h)) return complain("cusolverDnDgeqrf on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
+  if (m < 0 || n < 0 || lda < std::max(1, m)) return complain("cusolverDnDgeqrf: a size is invalid"), CUSOLVER_STATUS_INVALID_VALUE;
+  if (lwork < std::max(1, n) || !is_device(work, size_t(lwork) * 8) || !is_device(A, size_t(lda) * n * 8) ||
+      !is_device(tau, size_t(std::max(1, std::min(m, n))) * 8) || !is_device(info, 4))
+    return complain("cusolverDnDgeqrf: a workspace is too small or not in device memory"), CUSOLVER_STATUS_INVALID_VALUE;
+  Eigen::MatrixXd M(m, n);
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) M(i, j) = A[i + (long long)j * lda];
+  Eigen::HouseholderQR<Eigen::MatrixXd> qr(M);
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) A[i + (long long)j * lda] = qr.matrixQR()(i, j);
+  for (int i = 0; i < std::min(m, n); ++i) tau[i] = qr.hCoeffs()(i);
+  *info = 0;
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDorgqr_bufferSize(cusolverDnHandle_t, int m, int n, int k, const double*, int, const double*, int* lwork) {
+  *lwork = std::max(1, n);
+  return CUSOLVER_STATUS_SUCCESS;
+}
+cusolverStatus_t cusolverDnDorgqr(cusolverDnHandle_t h, int m, int n, int k, double* A, int lda, const double* tau, double* work, int lwork,
+                                  int* info) {
+  if (!on_live_stream(h)) return complain("cusolverDnDorgqr on a destroyed stream"), CUSOLVER_STATUS_EXECUTION_FAILED;
+  if (m < 0 || n < 0 || n > m || k < 0 || k > n || lda < std::max(1, m))
+    return complain("cusolverDnDorgqr: sizes LAPACK refuses (m >= n >= k >= 0)"), CUSOLVER_STATUS_INVALID_VALUE;
+  if (lwork < std::max(1, n) || !is_device(work, size_t(lwork) * 8) || !is_device(A, size_t(lda) * n * 8) ||
+      !is_device(tau, size_t(std::max(1, k)) * 8) || !is_device(info, 4))
+    return complain("cusolverDnDorgqr: a workspace is too small or not in device memory"), CUSOLVER_STATUS_INVALID_VALUE;
+  Eigen::MatrixXd V(m, k);
+  for (int j = 0; j < k; ++j)
+    for (int i = 0; i < m; ++i) V(i, j) = A[i + (long long)j * lda];
+  Eigen::VectorXd t = Eigen::Map<const Eigen::VectorXd>(tau, k);
+  Eigen::MatrixXd Q = Eigen::MatrixXd::Identity(m, n);
+  if (k > 0) Q.applyOnTheLeft(Eigen::HouseholderSequence<Eigen::MatrixXd, Eigen::VectorXd>(V, t).setLength(k));
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) A[i + (long long)j * lda] = Q(i, j);
+  *info = 0;
   return CUSOLVER_STATUS_SUCCESS;
 }

@@ -494,6 +494,97 @@ TEST_CASE("diag, argsort and the permutations run on the device, bit for bit as 
   for (size_t b = 2; b < dev.size(); ++b) be->release(dev[b]);
 }
 
+// A symmetric n x n matrix: G G^T of a random n x rank G (rank < n: a null space), or a random
+// symmetric one of both signs (rank 0)
+std::vector<float> symmetric(long long n, long long rank, unsigned seed) {
+  std::vector<float> g(size_t(n * std::max(rank, n))), s(size_t(n * n));
+  for (size_t i = 0; i < g.size(); ++i) g[i] = float(int((i * 2654435761u + seed * 40503u) % 1999u) - 999) / 999.f;
+  for (long long i = 0; i < n; ++i)
+    for (long long j = 0; j < n; ++j) {
+      double v = 0;
+      if (rank == 0) v = g[size_t(i * n + j)] + g[size_t(j * n + i)];
+      else
+        for (long long l = 0; l < rank; ++l) v += double(g[size_t(i * rank + l)]) * g[size_t(j * rank + l)];
+      s[size_t(i * n + j)] = float(v);
+    }
+  return s;
+}
+
+TEST_CASE("eigh, inv_root and qr run on the device as on the CPU: canonical bases, null spaces, NaN, batches") {
+  // The emulator's eigensolver negates every other eigenvector and rotates null-space pairs (a
+  // different, equally valid answer): the device's canonical form must undo both to agree.
+  auto be = make_backend(kCuda);
+  struct Case {
+    long long rows, cols, rank;
+    bool nan;
+  };
+  // three 6 x 6 factors in one batch (the batched Jacobi solver), one of them NaN; a 40 x 40
+  // factor of rank 3 (syevd, a null space of 37); a wide QR (zero columns past the rows)
+  const std::vector<Case> cases = {{6, 3, 0, false}, {6, 3, 2, false}, {6, 3, 0, true}, {40, 3, 3, false}, {5, 8, 0, false}};
+  struct Tensor {
+    std::vector<std::vector<float>> host;
+    std::vector<float*> dev;
+    double regs[1] = {1e-3};
+  };
+  std::vector<Tensor> ts(cases.size());
+  for (size_t t = 0; t < cases.size(); ++t) {
+    const Case& c = cases[t];
+    Tensor& T = ts[t];
+    T.host = {symmetric(c.rows, c.rank, unsigned(t) + 1), std::vector<float>(size_t(c.rows * c.rows)),
+              symmetric(std::max(c.rows, c.cols), 0, unsigned(t) + 7), std::vector<float>(size_t(c.rows * c.cols))};
+    T.host[2].resize(size_t(c.rows * c.cols));  // a rows x cols matrix to factor
+    if (c.nan) T.host[0][7] = std::nanf("");
+    for (auto& h : T.host) {
+      T.dev.push_back(be->alloc(h.size()));
+      be->upload(T.dev.back(), h.data(), h.size());
+    }
+  }
+  auto call_of = [](exec::CallOp op, std::vector<exec::Operand> in, uint32_t out, exec::Extent out_extent) {
+    exec::LibraryCall c;
+    c.op = op;
+    c.in = std::move(in);
+    c.out = out;
+    c.out_extent = out_extent;
+    return c;
+  };
+  using exec::Extent;
+  const std::vector<exec::LibraryCall> calls = {
+      call_of(exec::Eigh{false}, {{Extent::Left, 0, -1}}, 1, Extent::Left),
+      call_of(exec::Eigh{true}, {{Extent::Left, 0, -1}}, 1, Extent::Left),
+      call_of(exec::InvRoot{4, false}, {{Extent::Left, 0, -1}, {Extent::Scalar, -1, 0}}, 1, Extent::Left),
+      call_of(exec::InvRoot{2, true}, {{Extent::Left, 0, -1}, {Extent::Scalar, -1, 0}}, 1, Extent::Left),
+      call_of(exec::Qr{}, {{Extent::Full, 2, -1}}, 3, Extent::Full),
+  };
+  for (const auto& call : calls) {
+    std::vector<CallTensor> cts;
+    for (size_t t = 0; t < cases.size(); ++t) cts.push_back({ts[t].dev.data(), cases[t].rows, cases[t].cols, ts[t].regs});
+    REQUIRE(be->run_call(call, cts.data(), cts.size()));  // whole, on the device: no host copies
+    for (size_t t = 0; t < cases.size(); ++t) {
+      INFO(std::string(exec::call_name(call.op)) << " of case " << t << " (" << cases[t].rows << " x " << cases[t].cols << ", rank " << cases[t].rank
+                                                 << ")");
+      const size_t n = size_t(exec::dims_of(call.out_extent, cases[t].rows, cases[t].cols).count());
+      std::vector<float> got(n), want(n);
+      be->download(got.data(), ts[t].dev[call.out], n);
+      const float* in[3] = {ts[t].host[call.in[0].buffer].data(), nullptr, nullptr};
+      cpu::run_call(call, in, ts[t].regs, want.data(), cases[t].rows, cases[t].cols);
+      double scale = 1e-30, worst = 0;
+      size_t nan_mismatch = 0;
+      for (size_t i = 0; i < n; ++i) {
+        if (std::isnan(want[i]) != std::isnan(got[i])) ++nan_mismatch;
+        if (std::isnan(want[i]) || std::isnan(got[i])) continue;
+        scale = std::max(scale, double(std::abs(want[i])));
+        worst = std::max(worst, double(std::abs(want[i] - got[i])));
+      }
+      CHECK(nan_mismatch == 0);
+      CHECK(worst <= 1e-5 * scale);
+      if (cases[t].nan && !std::holds_alternative<exec::Qr>(call.op)) CHECK(std::isnan(got[0]));
+    }
+  }
+  be->sync();  // and no solver reported an argument error
+  for (auto& T : ts)
+    for (float* p : T.dev) be->release(p);
+}
+
 TEST_CASE("which device memory is on: from the pointer, on every device; host memory is refused") {
   int count = 0;
   REQUIRE(cudaGetDeviceCount(&count) == cudaSuccess);

@@ -119,16 +119,17 @@ TEST_CASE("q8 state compiles for CUDA: warp-per-block quantization, every block 
     }
 }
 
-TEST_CASE("the CUDA backend's helper kernels compile to CUBINs for sm_80 and sm_90") {
-  for (const char* arch : {"sm_80", "sm_90"}) {
-    cuda::NvrtcOutput out = cuda::nvrtc_compile(cuda::helpers_source(), arch, false);
-    INFO(arch << ":\n" << out.log);
-    CHECK(out.ok);
-    CHECK(out.image.size() > 1000);
-    CHECK(out.image.compare(0, 4,
-                            "\x7f"
-                            "ELF") == 0);
-  }
+TEST_CASE("the CUDA backend's helper and eigenbasis kernels compile to CUBINs for sm_80 and sm_90") {
+  for (const char* arch : {"sm_80", "sm_90"})
+    for (const std::string& src : {cuda::helpers_source(), cuda::eigenbasis_source()}) {
+      cuda::NvrtcOutput out = cuda::nvrtc_compile(src, arch, false);
+      INFO(arch << ":\n" << out.log);
+      CHECK(out.ok);
+      CHECK(out.image.size() > 1000);
+      CHECK(out.image.compare(0, 4,
+                              "\x7f"
+                              "ELF") == 0);
+    }
 }
 
 TEST_CASE("NVRTC results are cached by source, architecture and NVRTC version; a corrupt entry is recompiled") {

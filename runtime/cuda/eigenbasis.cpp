@@ -1,0 +1,174 @@
+// An eigenbasis refresh on the device (see eigenbasis.h).
+#include "runtime/cuda/eigenbasis.h"
+
+#include <cstring>
+#include <limits>
+#include <map>
+#include <variant>
+
+#include "runtime/cuda/helpers.h"
+#include "support/check.h"
+
+namespace opal::cuda {
+
+namespace {
+
+enum Kernel { kSymToDouble, kPrepare, kSigns, kNullBasis, kVectors, kEighOut, kInvRootScale, kFromDouble, kToDouble };
+const std::vector<std::string> kSymbols = {"opal_sym_to_double",   "opal_eigh_prepare", "opal_eigh_signs",
+                                           "opal_eigh_null_basis", "opal_eigh_vectors", "opal_eigh_out",
+                                           "opal_inv_root_scale",  "opal_from_double",  "opal_to_double"};
+
+constexpr int kBlock = exec::kCudaBlock;
+unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kBlock - 1) / kBlock, 1, exec::kCudaMaxBlocks)); }
+
+}  // namespace
+
+Eigenbasis::~Eigenbasis() {
+  if (info_back_) {
+    cudaEventSynchronize(info_back_);
+    cudaEventDestroy(info_back_);
+  }
+  for (Scratch* s : {&mats_, &work_, &info_}) s->release();
+  info_host_.release();
+}
+
+bool Eigenbasis::takes(const exec::LibraryCall& call) {
+  return std::holds_alternative<exec::Eigh>(call.op) || std::holds_alternative<exec::InvRoot>(call.op) || std::holds_alternative<exec::Qr>(call.op);
+}
+
+void Eigenbasis::check_earlier() {
+  if (!info_back_ || info_used_ == 0) return;
+  CK(cudaEventSynchronize(info_back_));  // long done by the next refresh
+  const int* info = reinterpret_cast<const int*>(info_host_.p);
+  const size_t used = info_used_;
+  info_used_ = 0;
+  for (size_t i = 0; i < used; ++i)
+    if (info[i] < 0)  // argument -info was wrong
+      throw Error(fmt::format("cuSOLVER rejected its argument {} in an eigenbasis refresh (info {}): an internal error", -info[i], info[i]));
+}
+
+void Eigenbasis::run(const Env& env, const exec::LibraryCall& call, const CallTensor* tensors, size_t n) {
+  check_earlier();
+  if (!kernels_) kernels_ = env.load(eigenbasis_source(), kSymbols);
+  const bool is_qr = std::holds_alternative<exec::Qr>(call.op);
+  // tensors whose operand has one shape together
+  std::map<std::pair<long long, long long>, std::vector<const CallTensor*>> groups;
+  for (size_t t = 0; t < n; ++t) {
+    const exec::Dims d = exec::dims_of(call.in[0].extent, tensors[t].rows, tensors[t].cols);
+    groups[{d.rows, d.cols}].push_back(&tensors[t]);
+  }
+  info_host_.get(std::max<size_t>(2 * n * sizeof(int), 64));  // no copy into it is pending (check_earlier)
+  if (!info_back_) CK(cudaEventCreateWithFlags(&info_back_, cudaEventDisableTiming));
+  std::lock_guard<std::mutex> lock(env.lib.mu);
+  CK(cusolverDnSetStream(env.lib.solver, env.stream));
+  CK(cublasSetStream(env.lib.blas, env.stream));
+  for (const auto& [dims, ts] : groups) {
+    if (is_qr) qr(env, call, dims.first, dims.second, ts);
+    else eigh(env, call, dims.first, ts);
+  }
+  CK(cudaEventRecord(info_back_, env.stream));
+}
+
+void Eigenbasis::launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::vector<void*> args) {
+  CK(cudaLaunchKernel(reinterpret_cast<const void*>(kernels_->kernels[size_t(kernel)]), dim3(blocks_x, blocks_y), dim3(kBlock), args.data(), 0,
+                      env.stream));
+}
+
+const float* const* Eigenbasis::in_table(const Env& env, size_t slot, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts) {
+  std::vector<char> host(ts.size() * sizeof(float*));
+  for (size_t i = 0; i < ts.size(); ++i) std::memcpy(host.data() + i * sizeof(float*), &ts[i]->bufs[call.in[0].buffer], sizeof(float*));
+  return reinterpret_cast<const float* const*>(env.stage(slot, ts[0]->bufs[call.in[0].buffer], host));
+}
+float* const* Eigenbasis::out_table(const Env& env, size_t slot, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts) {
+  std::vector<char> host(ts.size() * sizeof(float*));
+  for (size_t i = 0; i < ts.size(); ++i) std::memcpy(host.data() + i * sizeof(float*), &ts[i]->bufs[call.out], sizeof(float*));
+  return reinterpret_cast<float* const*>(env.stage(slot, ts[0]->bufs[call.out], host));
+}
+
+// `count` solver infos on the device, copied back to the host after the solves (check_earlier)
+int* Eigenbasis::solver_info(const Env& env, size_t count, int** host) {
+  *host = reinterpret_cast<int*>(info_host_.p) + info_used_;
+  info_used_ += count;
+  OPAL_CHECK(info_used_ * sizeof(int) <= info_host_.bytes, "solver info past its buffer");
+  return static_cast<int*>(info_.get(count * sizeof(int)));
+}
+
+void Eigenbasis::eigh(const Env& env, const exec::LibraryCall& call, long long n, const std::vector<const CallTensor*>& ts) {
+  const long long count = (long long)ts.size(), nn = n * n;
+  // column-major doubles: A (the solver's matrices, then InvRoot's product), V (canonical
+  // vectors), Q (null bases, then InvRoot's V f); per matrix W (values), signs, inner products;
+  // meta (4 integers per matrix)
+  auto* A = static_cast<double*>(mats_.get(size_t(count) * size_t(3 * nn + 3 * n + 4) * sizeof(double)));
+  double *V = A + count * nn, *Q = V + count * nn, *W = Q + count * nn, *sign = W + count * n, *dots = sign + count * n;
+  auto* meta = reinterpret_cast<long long*>(dots + count * n);
+  const float* const* S = in_table(env, 0, call, ts);
+  launch(env, kSymToDouble, blocks_for(nn), unsigned(count), {&S, &A, &n});
+  int* host_info = nullptr;
+  int* info = solver_info(env, size_t(count), &host_info);
+  cusolverDnHandle_t solver = env.lib.solver;
+  if (n <= 32 && count > 1) {  // batched Jacobi
+    int lwork = 0;
+    CK(cusolverDnDsyevjBatched_bufferSize(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork, env.lib.syevj,
+                                          int(count)));
+    auto* work = static_cast<double*>(work_.get(size_t(lwork) * sizeof(double)));
+    CK(cusolverDnDsyevjBatched(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, work, lwork, info, env.lib.syevj,
+                               int(count)));
+  } else {
+    int lwork = 0;
+    CK(cusolverDnDsyevd_bufferSize(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A, int(n), W, &lwork));
+    auto* work = static_cast<double*>(work_.get(size_t(lwork) * sizeof(double)));
+    for (long long b = 0; b < count; ++b)
+      CK(cusolverDnDsyevd(solver, CUSOLVER_EIG_MODE_VECTOR, CUBLAS_FILL_MODE_LOWER, int(n), A + b * nn, int(n), W + b * n, work, lwork, info + b));
+  }
+  CK(cudaMemcpyAsync(host_info, info, size_t(count) * sizeof(int), cudaMemcpyDeviceToHost, env.stream));
+  // canonical form: checks and null blocks, signs, null bases, vectors
+  launch(env, kPrepare, unsigned(count), 1, {&A, &W, &info, &meta, &n});
+  launch(env, kSigns, blocks_for(n * kBlock), unsigned(count), {&A, &meta, &sign, &n});
+  launch(env, kNullBasis, unsigned(count), 1, {&A, &meta, &Q, &dots, &n});
+  launch(env, kVectors, blocks_for(nn), unsigned(count), {&A, &meta, &sign, &Q, &V, &n});
+  float* const* out = out_table(env, 1, call, ts);
+  if (const auto* e = std::get_if<exec::Eigh>(&call.op)) {
+    int desc = e->descending ? 1 : 0;
+    launch(env, kEighOut, blocks_for(nn), unsigned(count), {&V, &out, &n, &desc});
+    return;
+  }
+  const auto& ir = std::get<exec::InvRoot>(call.op);
+  OPAL_CHECK(call.in.size() == 2 && call.in[1].reg >= 0, "InvRoot without its eps");
+  std::vector<char> host(size_t(count) * sizeof(double));
+  for (long long b = 0; b < count; ++b) std::memcpy(host.data() + b * sizeof(double), &ts[size_t(b)]->regs[call.in[1].reg], sizeof(double));
+  const double* eps_dev = reinterpret_cast<const double*>(env.stage(2, ts[0]->bufs[call.out], host));
+  double p = double(ir.p);
+  int damped = ir.damped ? 1 : 0;
+  double* Vf = Q;
+  launch(env, kInvRootScale, blocks_for(nn), unsigned(count), {&V, &W, &eps_dev, &Vf, &n, &p, &damped});
+  const double one = 1.0, zero = 0.0;  // P = (V f) V^T, into A
+  CK(cublasDgemmStridedBatched(env.lib.blas, CUBLAS_OP_N, CUBLAS_OP_T, int(n), int(n), int(n), &one, Vf, int(n), nn, V, int(n), nn, &zero, A, int(n),
+                               nn, int(count)));
+  launch(env, kFromDouble, blocks_for(nn), unsigned(count), {&A, &out, &n, &n, &n});
+}
+
+void Eigenbasis::qr(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts) {
+  const long long count = (long long)ts.size(), rc = r * c;
+  long long q = std::min(r, c);
+  auto* A = static_cast<double*>(mats_.get(size_t(count) * size_t(rc + q) * sizeof(double)));
+  double* tau = A + count * rc;
+  const float* const* S = in_table(env, 0, call, ts);
+  launch(env, kToDouble, blocks_for(rc), unsigned(count), {&S, &A, &r, &c});
+  int* host_info = nullptr;
+  int* info = solver_info(env, 2 * size_t(count), &host_info);
+  cusolverDnHandle_t solver = env.lib.solver;
+  int l1 = 0, l2 = 0;
+  CK(cusolverDnDgeqrf_bufferSize(solver, int(r), int(c), A, int(r), &l1));
+  CK(cusolverDnDorgqr_bufferSize(solver, int(r), int(q), int(q), A, int(r), tau, &l2));
+  const int lwork = std::max(l1, l2);
+  auto* work = static_cast<double*>(work_.get(size_t(lwork) * sizeof(double)));
+  for (long long b = 0; b < count; ++b) {  // the reflectors, then the first q columns of Q
+    CK(cusolverDnDgeqrf(solver, int(r), int(c), A + b * rc, int(r), tau + b * q, work, lwork, info + 2 * b));
+    CK(cusolverDnDorgqr(solver, int(r), int(q), int(q), A + b * rc, int(r), tau + b * q, work, lwork, info + 2 * b + 1));
+  }
+  CK(cudaMemcpyAsync(host_info, info, 2 * size_t(count) * sizeof(int), cudaMemcpyDeviceToHost, env.stream));
+  float* const* out = out_table(env, 1, call, ts);
+  launch(env, kFromDouble, blocks_for(rc), unsigned(count), {&A, &out, &r, &c, &q});
+}
+
+}  // namespace opal::cuda

@@ -219,6 +219,10 @@ void run_call(const exec::LibraryCall& call, const float* const* in, const doubl
     // psgd_jax's _norm_lower_bound: scale by max|A|, take the row or column of largest norm,
     // one step of power iteration from it
     MatD A = CMapF(in[0], r0, c0).cast<double>();
+    if (!A.allFinite()) {  // (maxCoeff's answer would depend on where the NaN is)
+      out[0] = std::numeric_limits<float>::quiet_NaN();
+      return;
+    }
     double s = A.cwiseAbs().maxCoeff();
     if (!(s > 0)) {
       out[0] = 0.f;

@@ -1,8 +1,9 @@
 // The CUDA backend (libopal_cuda.so): device memory, kernels compiled by NVRTC and loaded as
 // CUDA libraries, multi-tensor launches (one launch per kernel for every tensor of a route:
 // blockIdx.y picks the tensor), cuBLAS batched GEMMs (fp32, or bf16 with fp32 accumulation)
-// and an eigenbasis refresh's matrix work without host round trips (eigenbasis.h: cuSOLVER's
-// eigensolvers and QR in double, canonical forms, inverse roots, sorting, with kernels of its own). Only the CUDA runtime API is used: no libcuda at
+// and the other library calls without host round trips (linalg.h: cuSOLVER's eigensolvers and
+// QR, cuBLAS's triangular solves, in double; canonical forms, inverse roots, norm bounds, sorting
+// with kernels of its own). Only the CUDA runtime API is used: no libcuda at
 // link time, so this plugin loads on machines without a driver and reports that cleanly.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
@@ -20,7 +21,7 @@
 #include "support/bf16.h"
 #include "runtime/backend.h"
 #include "runtime/cuda/cuda_support.h"
-#include "runtime/cuda/eigenbasis.h"
+#include "runtime/cuda/linalg.h"
 #include "runtime/cuda/gemm_layout.h"
 #include "runtime/cuda/helpers.h"
 #include "runtime/cuda/nvrtc_compile.h"
@@ -93,7 +94,7 @@ class CudaBackend final : public Backend {
       if (t.sent) cudaEventDestroy(t.sent);
     }
     for (auto& [_, p] : partials_) p.release();
-    eigenbasis_.reset();
+    linalg_.reset();
     work2_.release();
     lib_.reset();
   }
@@ -233,19 +234,18 @@ class CudaBackend final : public Backend {
     }
   }
 
-  // An eigenbasis refresh runs here, on the device: Eigh, InvRoot and QR (Eigenbasis), and the
-  // sorting (diag, argsort, the permutations); GEMMs go the generic way (library_calls.h), the
-  // other calls (triangular solves, the norm bound) on host copies.
+  // Library calls run here, on the device: Eigh, InvRoot, QR, the triangular solves and the norm
+  // bound (Linalg), and an eigenbasis refresh's sorting (diag, argsort, the permutations); GEMMs
+  // go the generic way (library_calls.h) to gemm().
   bool run_call(const exec::LibraryCall& call, const CallTensor* tensors, size_t n) override {
-    if (Eigenbasis::takes(call)) {
+    if (Linalg::takes(call)) {
       DeviceScope on(ordinal_);
-      if (!eigenbasis_) eigenbasis_ = std::make_unique<Eigenbasis>();
-      const Eigenbasis::Env env{stream_, *lib_,
-                                [this](const std::string& src, const std::vector<std::string>& symbols) { return load(src, symbols); },
-                                [this](size_t slot, const void* first, const std::vector<char>& bytes) {
-                                  return stage(TableKey{&kEighTables, slot, first}, bytes);
-                                }};
-      eigenbasis_->run(env, call, tensors, n);
+      if (!linalg_) linalg_ = std::make_unique<Linalg>();
+      const Linalg::Env env{stream_, *lib_, [this](const std::string& src, const std::vector<std::string>& symbols) { return load(src, symbols); },
+                            [this](size_t slot, const void* first, const std::vector<char>& bytes) {
+                              return stage(TableKey{&kEighTables, slot, first}, bytes);
+                            }};
+      linalg_->run(env, call, tensors, n);
       return true;
     }
     const bool diag = std::holds_alternative<exec::Diag>(call.op), rows = std::holds_alternative<exec::PermuteRows>(call.op);
@@ -334,7 +334,7 @@ class CudaBackend final : public Backend {
     return true;
   }
 
-  // Eigh and InvRoot go through run_call (Eigenbasis), whole, on the device
+  // Eigh and InvRoot go through run_call (Linalg), whole, on the device
   bool eigh(long long, const std::vector<const float*>&, double*, double*) override { return false; }
 
   // A step's work goes on the caller's stream, after everything queued before (on whatever
@@ -360,7 +360,7 @@ class CudaBackend final : public Backend {
   void sync() override {
     DeviceScope on(ordinal_);
     CK(cudaStreamSynchronize(stream_));
-    if (eigenbasis_) eigenbasis_->check_earlier();
+    if (linalg_) linalg_->check_earlier();
   }
 
  private:
@@ -445,8 +445,8 @@ class CudaBackend final : public Backend {
   std::map<TableKey, Table> tables_;
   std::vector<char> staging_;  // a launch's table as built on the host (reused: no allocation per launch)
   std::map<TableKey, Scratch> partials_;
-  Scratch work2_;                           // bf16 GEMM operands
-  std::unique_ptr<Eigenbasis> eigenbasis_;  // its kernels and workspaces, made at the first refresh
+  Scratch work2_;                   // bf16 GEMM operands
+  std::unique_ptr<Linalg> linalg_;  // its kernels and workspaces, made at the first refresh
 };
 
 }  // namespace

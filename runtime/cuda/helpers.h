@@ -27,11 +27,11 @@ inline std::string helpers_source() {
          kHelperKernels;
 }
 
-// The kernels of an eigenbasis refresh (runtime/cuda/eigenbasis.cu.inc), a module of their own
+// The kernels of an eigenbasis refresh (runtime/cuda/linalg.cu.inc), a module of their own
 // (loaded at the first refresh; its block-wide reductions make it cooperative on the emulator).
-inline std::string eigenbasis_source() {
+inline std::string linalg_source() {
   static const char kKernels[] =
-#include "runtime/cuda/eigenbasis.cu.inc"
+#include "runtime/cuda/linalg.cu.inc"
       ;
   return kKernels;
 }

@@ -273,3 +273,32 @@ cusolverStatus_t cusolverDnDorgqr(cusolverDnHandle_t h, int m, int n, int k, dou
   *info = 0;
   return CUSOLVER_STATUS_SUCCESS;
 }
+
+// op(A) X = alpha B (left) or X op(A) = alpha B (right), A triangular (its `uplo` triangle read)
+cublasStatus_t cublasDtrsm_v2(cublasHandle_t h, cublasSideMode_t side, cublasFillMode_t uplo, cublasOperation_t trans, cublasDiagType_t diag, int m,
+                              int n, const double* alpha, const double* A, int lda, double* B, int ldb) {
+  if (!on_live_stream(h)) return complain("cublasDtrsm on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
+  const int na = side == CUBLAS_SIDE_LEFT ? m : n;
+  if (m < 0 || n < 0 || lda < std::max(1, na) || ldb < std::max(1, m))
+    return complain("cublasDtrsm: a size or leading dimension is invalid"), CUBLAS_STATUS_INVALID_VALUE;
+  if (!is_device(A, size_t(lda) * na * 8) || !is_device(B, size_t(ldb) * n * 8))
+    return complain("cublasDtrsm: an operand is not (wholly) in device memory"), CUBLAS_STATUS_INVALID_VALUE;
+  Eigen::MatrixXd T = Eigen::MatrixXd::Zero(na, na), X(m, n);
+  for (int j = 0; j < na; ++j)
+    for (int i = 0; i < na; ++i)
+      if (uplo == CUBLAS_FILL_MODE_LOWER ? i >= j : i <= j) T(i, j) = i == j && diag == CUBLAS_DIAG_UNIT ? 1.0 : A[i + (long long)j * lda];
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) X(i, j) = *alpha * B[i + (long long)j * ldb];
+  if (trans != CUBLAS_OP_N) T.transposeInPlace();
+  const bool lower = (uplo == CUBLAS_FILL_MODE_LOWER) == (trans == CUBLAS_OP_N);
+  if (side == CUBLAS_SIDE_LEFT) {
+    if (lower) T.triangularView<Eigen::Lower>().solveInPlace(X);
+    else T.triangularView<Eigen::Upper>().solveInPlace(X);
+  } else {
+    if (lower) T.triangularView<Eigen::Lower>().solveInPlace<Eigen::OnTheRight>(X);
+    else T.triangularView<Eigen::Upper>().solveInPlace<Eigen::OnTheRight>(X);
+  }
+  for (int j = 0; j < n; ++j)
+    for (int i = 0; i < m; ++i) B[i + (long long)j * ldb] = X(i, j);
+  return CUBLAS_STATUS_SUCCESS;
+}

@@ -510,7 +510,8 @@ std::vector<float> symmetric(long long n, long long rank, unsigned seed) {
   return s;
 }
 
-TEST_CASE("eigh, inv_root and qr run on the device as on the CPU: canonical bases, null spaces, NaN, batches") {
+TEST_CASE(
+    "eigh, inv_root, qr, the triangular solves and the norm bound run on the device as on the CPU: canonical bases, null spaces, NaN, batches") {
   // The emulator's eigensolver negates every other eigenvector and rotates null-space pairs (a
   // different, equally valid answer): the device's canonical form must undo both to agree.
   auto be = make_backend(kCuda);
@@ -519,7 +520,8 @@ TEST_CASE("eigh, inv_root and qr run on the device as on the CPU: canonical base
     bool nan;
   };
   // three 6 x 6 factors in one batch (the batched Jacobi solver), one of them NaN; a 40 x 40
-  // factor of rank 3 (syevd, a null space of 37); a wide QR (zero columns past the rows)
+  // factor of rank 3 (syevd, a null space of 37); a wide QR (zero columns past the rows); a zero
+  // matrix (QR: the identity's columns, norm bound 0)
   const std::vector<Case> cases = {{6, 3, 0, false}, {6, 3, 2, false}, {6, 3, 0, true}, {40, 3, 3, false}, {5, 8, 0, false}};
   struct Tensor {
     std::vector<std::vector<float>> host;
@@ -533,7 +535,16 @@ TEST_CASE("eigh, inv_root and qr run on the device as on the CPU: canonical base
     T.host = {symmetric(c.rows, c.rank, unsigned(t) + 1), std::vector<float>(size_t(c.rows * c.rows)),
               symmetric(std::max(c.rows, c.cols), 0, unsigned(t) + 7), std::vector<float>(size_t(c.rows * c.cols))};
     T.host[2].resize(size_t(c.rows * c.cols));  // a rows x cols matrix to factor
-    if (c.nan) T.host[0][7] = std::nanf("");
+    if (t == 1) std::fill(T.host[2].begin(), T.host[2].end(), 0.f);
+    if (c.nan) T.host[0][7] = T.host[2][3] = std::nanf("");
+    // upper triangular factors (rows x rows, cols x cols); what is below the diagonal is never read
+    for (long long side : {c.rows, c.cols}) {
+      std::vector<float> q(size_t(side * side));
+      for (long long i = 0; i < side; ++i)
+        for (long long j = 0; j < side; ++j) q[size_t(i * side + j)] = i > j ? 1e30f : i == j ? 1.f + 0.1f * float(i % 3) : 0.3f / float(1 + i + j);
+      T.host.push_back(q);
+    }
+    T.host.push_back({0.f});  // a scalar
     for (auto& h : T.host) {
       T.dev.push_back(be->alloc(h.size()));
       be->upload(T.dev.back(), h.data(), h.size());
@@ -554,6 +565,10 @@ TEST_CASE("eigh, inv_root and qr run on the device as on the CPU: canonical base
       call_of(exec::InvRoot{4, false}, {{Extent::Left, 0, -1}, {Extent::Scalar, -1, 0}}, 1, Extent::Left),
       call_of(exec::InvRoot{2, true}, {{Extent::Left, 0, -1}, {Extent::Scalar, -1, 0}}, 1, Extent::Left),
       call_of(exec::Qr{}, {{Extent::Full, 2, -1}}, 3, Extent::Full),
+      call_of(exec::TriSolveLeft{}, {{Extent::Left, 4, -1}, {Extent::Full, 2, -1}}, 3, Extent::Full),
+      call_of(exec::TriSolveRight{}, {{Extent::Full, 2, -1}, {Extent::Right, 5, -1}}, 3, Extent::Full),
+      call_of(exec::NormLowerBound{}, {{Extent::Full, 2, -1}}, 6, Extent::Scalar),
+      call_of(exec::NormLowerBound{}, {{Extent::Left, 0, -1}}, 6, Extent::Scalar),
   };
   for (const auto& call : calls) {
     std::vector<CallTensor> cts;
@@ -565,7 +580,9 @@ TEST_CASE("eigh, inv_root and qr run on the device as on the CPU: canonical base
       const size_t n = size_t(exec::dims_of(call.out_extent, cases[t].rows, cases[t].cols).count());
       std::vector<float> got(n), want(n);
       be->download(got.data(), ts[t].dev[call.out], n);
-      const float* in[3] = {ts[t].host[call.in[0].buffer].data(), nullptr, nullptr};
+      const float* in[3] = {nullptr, nullptr, nullptr};
+      for (size_t o = 0; o < call.in.size(); ++o)
+        if (call.in[o].buffer >= 0) in[o] = ts[t].host[size_t(call.in[o].buffer)].data();
       cpu::run_call(call, in, ts[t].regs, want.data(), cases[t].rows, cases[t].cols);
       double scale = 1e-30, worst = 0;
       size_t nan_mismatch = 0;
@@ -577,7 +594,7 @@ TEST_CASE("eigh, inv_root and qr run on the device as on the CPU: canonical base
       }
       CHECK(nan_mismatch == 0);
       CHECK(worst <= 1e-5 * scale);
-      if (cases[t].nan && !std::holds_alternative<exec::Qr>(call.op)) CHECK(std::isnan(got[0]));
+      if (cases[t].nan) CHECK(std::any_of(got.begin(), got.end(), [](float v) { return std::isnan(v); }));
     }
   }
   be->sync();  // and no solver reported an argument error

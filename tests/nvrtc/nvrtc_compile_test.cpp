@@ -121,7 +121,7 @@ TEST_CASE("q8 state compiles for CUDA: warp-per-block quantization, every block 
 
 TEST_CASE("the CUDA backend's helper and eigenbasis kernels compile to CUBINs for sm_80 and sm_90") {
   for (const char* arch : {"sm_80", "sm_90"})
-    for (const std::string& src : {cuda::helpers_source(), cuda::eigenbasis_source()}) {
+    for (const std::string& src : {cuda::helpers_source(), cuda::linalg_source()}) {
       cuda::NvrtcOutput out = cuda::nvrtc_compile(src, arch, false);
       INFO(arch << ":\n" << out.log);
       CHECK(out.ok);

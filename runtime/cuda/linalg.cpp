@@ -1,5 +1,5 @@
-// An eigenbasis refresh on the device (see eigenbasis.h).
-#include "runtime/cuda/eigenbasis.h"
+// An eigenbasis refresh on the device (see linalg.h).
+#include "runtime/cuda/linalg.h"
 
 #include <cstring>
 #include <limits>
@@ -13,17 +13,19 @@ namespace opal::cuda {
 
 namespace {
 
-enum Kernel { kSymToDouble, kPrepare, kSigns, kNullBasis, kVectors, kEighOut, kInvRootScale, kFromDouble, kToDouble };
-const std::vector<std::string> kSymbols = {"opal_sym_to_double",   "opal_eigh_prepare", "opal_eigh_signs",
-                                           "opal_eigh_null_basis", "opal_eigh_vectors", "opal_eigh_out",
-                                           "opal_inv_root_scale",  "opal_from_double",  "opal_to_double"};
+enum Kernel { kSymToDouble, kPrepare, kSigns, kNullBasis, kVectors, kEighOut, kInvRootScale, kFromDouble, kToDouble, kF2d, kD2f, kNormBound };
+const std::vector<std::string> kSymbols = {"opal_sym_to_double", "opal_eigh_prepare", "opal_eigh_signs",     "opal_eigh_null_basis",
+                                           "opal_eigh_vectors",  "opal_eigh_out",     "opal_inv_root_scale", "opal_from_double",
+                                           "opal_to_double",     "opal_f2d_many",     "opal_d2f_many",       "opal_norm_lower_bound"};
+// table slots (Env::stage): an operand's pointers, the outputs', InvRoot's eps
+constexpr size_t kOutSlot = 4, kEpsSlot = 5;
 
 constexpr int kBlock = exec::kCudaBlock;
 unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kBlock - 1) / kBlock, 1, exec::kCudaMaxBlocks)); }
 
 }  // namespace
 
-Eigenbasis::~Eigenbasis() {
+Linalg::~Linalg() {
   if (info_back_) {
     cudaEventSynchronize(info_back_);
     cudaEventDestroy(info_back_);
@@ -32,11 +34,14 @@ Eigenbasis::~Eigenbasis() {
   info_host_.release();
 }
 
-bool Eigenbasis::takes(const exec::LibraryCall& call) {
-  return std::holds_alternative<exec::Eigh>(call.op) || std::holds_alternative<exec::InvRoot>(call.op) || std::holds_alternative<exec::Qr>(call.op);
+bool Linalg::takes(const exec::LibraryCall& call) {
+  const exec::CallOp& op = call.op;
+  return std::holds_alternative<exec::Eigh>(op) || std::holds_alternative<exec::InvRoot>(op) || std::holds_alternative<exec::Qr>(op) ||
+         std::holds_alternative<exec::TriSolveLeft>(op) || std::holds_alternative<exec::TriSolveRight>(op) ||
+         std::holds_alternative<exec::NormLowerBound>(op);
 }
 
-void Eigenbasis::check_earlier() {
+void Linalg::check_earlier() {
   if (!info_back_ || info_used_ == 0) return;
   CK(cudaEventSynchronize(info_back_));  // long done by the next refresh
   const int* info = reinterpret_cast<const int*>(info_host_.p);
@@ -47,15 +52,15 @@ void Eigenbasis::check_earlier() {
       throw Error(fmt::format("cuSOLVER rejected its argument {} in an eigenbasis refresh (info {}): an internal error", -info[i], info[i]));
 }
 
-void Eigenbasis::run(const Env& env, const exec::LibraryCall& call, const CallTensor* tensors, size_t n) {
+void Linalg::run(const Env& env, const exec::LibraryCall& call, const CallTensor* tensors, size_t n) {
   check_earlier();
-  if (!kernels_) kernels_ = env.load(eigenbasis_source(), kSymbols);
-  const bool is_qr = std::holds_alternative<exec::Qr>(call.op);
-  // tensors whose operand has one shape together
+  if (!kernels_) kernels_ = env.load(linalg_source(), kSymbols);
+  // tensors whose operands have one shape together (eigh's by its factor's side alone)
+  const bool per_operand = std::holds_alternative<exec::Eigh>(call.op) || std::holds_alternative<exec::InvRoot>(call.op);
   std::map<std::pair<long long, long long>, std::vector<const CallTensor*>> groups;
   for (size_t t = 0; t < n; ++t) {
     const exec::Dims d = exec::dims_of(call.in[0].extent, tensors[t].rows, tensors[t].cols);
-    groups[{d.rows, d.cols}].push_back(&tensors[t]);
+    groups[per_operand ? std::pair{d.rows, d.cols} : std::pair{tensors[t].rows, tensors[t].cols}].push_back(&tensors[t]);
   }
   info_host_.get(std::max<size_t>(2 * n * sizeof(int), 64));  // no copy into it is pending (check_earlier)
   if (!info_back_) CK(cudaEventCreateWithFlags(&info_back_, cudaEventDisableTiming));
@@ -63,37 +68,43 @@ void Eigenbasis::run(const Env& env, const exec::LibraryCall& call, const CallTe
   CK(cusolverDnSetStream(env.lib.solver, env.stream));
   CK(cublasSetStream(env.lib.blas, env.stream));
   for (const auto& [dims, ts] : groups) {
-    if (is_qr) qr(env, call, dims.first, dims.second, ts);
-    else eigh(env, call, dims.first, ts);
+    const exec::CallOp& op = call.op;
+    const exec::Dims d0 = exec::dims_of(call.in[0].extent, ts[0]->rows, ts[0]->cols);
+    if (std::holds_alternative<exec::Qr>(op)) qr(env, call, d0.rows, d0.cols, ts);
+    else if (std::holds_alternative<exec::NormLowerBound>(op)) norm_bound(env, call, d0.rows, d0.cols, ts);
+    else if (per_operand) eigh(env, call, d0.rows, ts);
+    else tri_solve(env, call, dims.first, dims.second, ts);
   }
   CK(cudaEventRecord(info_back_, env.stream));
 }
 
-void Eigenbasis::launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::vector<void*> args) {
+void Linalg::launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::vector<void*> args) {
   CK(cudaLaunchKernel(reinterpret_cast<const void*>(kernels_->kernels[size_t(kernel)]), dim3(blocks_x, blocks_y), dim3(kBlock), args.data(), 0,
                       env.stream));
 }
 
-const float* const* Eigenbasis::in_table(const Env& env, size_t slot, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts) {
+const float* const* Linalg::in_table(const Env& env, size_t operand, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts) {
+  const int32_t buf = call.in[operand].buffer;
+  OPAL_CHECK(buf >= 0, "library call operand %zu is not a buffer", operand);
   std::vector<char> host(ts.size() * sizeof(float*));
-  for (size_t i = 0; i < ts.size(); ++i) std::memcpy(host.data() + i * sizeof(float*), &ts[i]->bufs[call.in[0].buffer], sizeof(float*));
-  return reinterpret_cast<const float* const*>(env.stage(slot, ts[0]->bufs[call.in[0].buffer], host));
+  for (size_t i = 0; i < ts.size(); ++i) std::memcpy(host.data() + i * sizeof(float*), &ts[i]->bufs[buf], sizeof(float*));
+  return reinterpret_cast<const float* const*>(env.stage(operand, ts[0]->bufs[buf], host));
 }
-float* const* Eigenbasis::out_table(const Env& env, size_t slot, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts) {
+float* const* Linalg::out_table(const Env& env, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts) {
   std::vector<char> host(ts.size() * sizeof(float*));
   for (size_t i = 0; i < ts.size(); ++i) std::memcpy(host.data() + i * sizeof(float*), &ts[i]->bufs[call.out], sizeof(float*));
-  return reinterpret_cast<float* const*>(env.stage(slot, ts[0]->bufs[call.out], host));
+  return reinterpret_cast<float* const*>(env.stage(kOutSlot, ts[0]->bufs[call.out], host));
 }
 
 // `count` solver infos on the device, copied back to the host after the solves (check_earlier)
-int* Eigenbasis::solver_info(const Env& env, size_t count, int** host) {
+int* Linalg::solver_info(const Env& env, size_t count, int** host) {
   *host = reinterpret_cast<int*>(info_host_.p) + info_used_;
   info_used_ += count;
   OPAL_CHECK(info_used_ * sizeof(int) <= info_host_.bytes, "solver info past its buffer");
   return static_cast<int*>(info_.get(count * sizeof(int)));
 }
 
-void Eigenbasis::eigh(const Env& env, const exec::LibraryCall& call, long long n, const std::vector<const CallTensor*>& ts) {
+void Linalg::eigh(const Env& env, const exec::LibraryCall& call, long long n, const std::vector<const CallTensor*>& ts) {
   const long long count = (long long)ts.size(), nn = n * n;
   // column-major doubles: A (the solver's matrices, then InvRoot's product), V (canonical
   // vectors), Q (null bases, then InvRoot's V f); per matrix W (values), signs, inner products;
@@ -126,7 +137,7 @@ void Eigenbasis::eigh(const Env& env, const exec::LibraryCall& call, long long n
   launch(env, kSigns, blocks_for(n * kBlock), unsigned(count), {&A, &meta, &sign, &n});
   launch(env, kNullBasis, unsigned(count), 1, {&A, &meta, &Q, &dots, &n});
   launch(env, kVectors, blocks_for(nn), unsigned(count), {&A, &meta, &sign, &Q, &V, &n});
-  float* const* out = out_table(env, 1, call, ts);
+  float* const* out = out_table(env, call, ts);
   if (const auto* e = std::get_if<exec::Eigh>(&call.op)) {
     int desc = e->descending ? 1 : 0;
     launch(env, kEighOut, blocks_for(nn), unsigned(count), {&V, &out, &n, &desc});
@@ -136,7 +147,7 @@ void Eigenbasis::eigh(const Env& env, const exec::LibraryCall& call, long long n
   OPAL_CHECK(call.in.size() == 2 && call.in[1].reg >= 0, "InvRoot without its eps");
   std::vector<char> host(size_t(count) * sizeof(double));
   for (long long b = 0; b < count; ++b) std::memcpy(host.data() + b * sizeof(double), &ts[size_t(b)]->regs[call.in[1].reg], sizeof(double));
-  const double* eps_dev = reinterpret_cast<const double*>(env.stage(2, ts[0]->bufs[call.out], host));
+  const double* eps_dev = reinterpret_cast<const double*>(env.stage(kEpsSlot, ts[0]->bufs[call.out], host));
   double p = double(ir.p);
   int damped = ir.damped ? 1 : 0;
   double* Vf = Q;
@@ -147,7 +158,7 @@ void Eigenbasis::eigh(const Env& env, const exec::LibraryCall& call, long long n
   launch(env, kFromDouble, blocks_for(nn), unsigned(count), {&A, &out, &n, &n, &n});
 }
 
-void Eigenbasis::qr(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts) {
+void Linalg::qr(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts) {
   const long long count = (long long)ts.size(), rc = r * c;
   long long q = std::min(r, c);
   auto* A = static_cast<double*>(mats_.get(size_t(count) * size_t(rc + q) * sizeof(double)));
@@ -167,8 +178,43 @@ void Eigenbasis::qr(const Env& env, const exec::LibraryCall& call, long long r, 
     CK(cusolverDnDorgqr(solver, int(r), int(q), int(q), A + b * rc, int(r), tau + b * q, work, lwork, info + 2 * b + 1));
   }
   CK(cudaMemcpyAsync(host_info, info, 2 * size_t(count) * sizeof(int), cudaMemcpyDeviceToHost, env.stream));
-  float* const* out = out_table(env, 1, call, ts);
+  float* const* out = out_table(env, call, ts);
   launch(env, kFromDouble, blocks_for(rc), unsigned(count), {&A, &out, &r, &c, &q});
+}
+
+// Y = Q^-T X (left) or X Q^-1 (right), Q upper triangular (its upper triangle read), in double.
+// Row-major buffers read column-major are transposes: Q is the lower triangular L = Q^T and X
+// is X^T, so the solves are Y^T L^T = X^T (left) and L Y^T = X^T (right), in place in X^T.
+void Linalg::tri_solve(const Env& env, const exec::LibraryCall& call, long long rows, long long cols, const std::vector<const CallTensor*>& ts) {
+  const bool left = std::holds_alternative<exec::TriSolveLeft>(call.op);
+  const size_t qi = left ? 0 : 1, xi = left ? 1 : 0;
+  const exec::Dims dq = exec::dims_of(call.in[qi].extent, rows, cols), dx = exec::dims_of(call.in[xi].extent, rows, cols);
+  long long count = (long long)ts.size(), nq = dq.count(), nx = dx.count();
+  auto* Qd = static_cast<double*>(mats_.get(size_t(count) * size_t(nq + nx) * sizeof(double)));
+  double* Xd = Qd + count * nq;
+  const float* const* Q = in_table(env, qi, call, ts);
+  const float* const* X = in_table(env, xi, call, ts);
+  launch(env, kF2d, blocks_for(nq), unsigned(count), {&Q, &Qd, &nq});
+  launch(env, kF2d, blocks_for(nx), unsigned(count), {&X, &Xd, &nx});
+  const double one = 1.0;
+  const int n = int(dq.rows), m = int(dx.cols), k = int(dx.rows);  // X^T is m x k (ld m)
+  for (long long b = 0; b < count; ++b) {
+    if (left)
+      CK(cublasDtrsm(env.lib.blas, CUBLAS_SIDE_RIGHT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, CUBLAS_DIAG_NON_UNIT, m, k, &one, Qd + b * nq, n,
+                     Xd + b * nx, m));
+    else
+      CK(cublasDtrsm(env.lib.blas, CUBLAS_SIDE_LEFT, CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_N, CUBLAS_DIAG_NON_UNIT, m, k, &one, Qd + b * nq, n,
+                     Xd + b * nx, m));
+  }
+  float* const* out = out_table(env, call, ts);
+  launch(env, kD2f, blocks_for(nx), unsigned(count), {&Xd, &out, &nx});
+}
+
+void Linalg::norm_bound(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts) {
+  auto* work = static_cast<double*>(mats_.get(ts.size() * size_t(std::max(r, c)) * sizeof(double)));
+  const float* const* S = in_table(env, 0, call, ts);
+  float* const* out = out_table(env, call, ts);
+  launch(env, kNormBound, unsigned(ts.size()), 1, {&S, &out, &work, &r, &c});
 }
 
 }  // namespace opal::cuda

@@ -1,8 +1,9 @@
-// An eigenbasis refresh's matrix work on the device, with no host round trip: Eigh and InvRoot
-// (cuSOLVER's symmetric eigensolvers in double, made canonical as runtime/cpu/linalg.h says by
-// kernels of eigenbasis.cu.inc; InvRoot's V f(lambda) V^T as a DGEMM) and QR (cuSOLVER's
-// Householder QR in double, as Eigen's: the same reflectors and signs). Tensors whose operands
-// have one shape go together: one batched solve (Jacobi up to 32 x 32), one launch per kernel.
+// The CUDA backend's library calls beyond GEMMs, on the device with no host round trip, each as
+// runtime/cpu/linalg.h computes it: Eigh and InvRoot (cuSOLVER's symmetric eigensolvers in
+// double, made canonical by kernels of linalg.cu.inc; InvRoot's V f(lambda) V^T as a DGEMM), QR
+// (cuSOLVER's Householder QR in double, as Eigen's: the same reflectors and signs), the
+// triangular solves (cuBLAS's DTRSM) and the norm lower bound (a kernel). Tensors of one shape
+// go together: one batched solve (Jacobi up to 32 x 32), one launch per kernel.
 #pragma once
 #include <functional>
 #include <memory>
@@ -14,7 +15,7 @@
 
 namespace opal::cuda {
 
-class Eigenbasis {
+class Linalg {
  public:
   // What a call runs with: the step's stream, the device's handles (held by the caller), the
   // kernels (loaded on first use by `load`) and the backend's staging of small tables
@@ -25,9 +26,9 @@ class Eigenbasis {
     std::function<std::shared_ptr<CudaModule>(const std::string& source, const std::vector<std::string>& symbols)> load;
     std::function<char*(size_t slot, const void* first, const std::vector<char>& bytes)> stage;
   };
-  ~Eigenbasis();
+  ~Linalg();
 
-  // Whether `call` is one of these (Eigh, InvRoot, Qr); run runs it for n tensors.
+  // Whether `call` is one of these; run runs it for n tensors.
   static bool takes(const exec::LibraryCall& call);
   void run(const Env& env, const exec::LibraryCall& call, const CallTensor* tensors, size_t n);
   // Throws for a solver argument error (info < 0) of an earlier call, found once its result is
@@ -37,9 +38,11 @@ class Eigenbasis {
  private:
   void eigh(const Env& env, const exec::LibraryCall& call, long long n, const std::vector<const CallTensor*>& ts);
   void qr(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts);
+  void tri_solve(const Env& env, const exec::LibraryCall& call, long long rows, long long cols, const std::vector<const CallTensor*>& ts);
+  void norm_bound(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts);
   void launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::vector<void*> args);
-  float* const* out_table(const Env& env, size_t slot, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts);
-  const float* const* in_table(const Env& env, size_t slot, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts);
+  float* const* out_table(const Env& env, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts);
+  const float* const* in_table(const Env& env, size_t operand, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts);
   int* solver_info(const Env& env, size_t count, int** host);
 
   std::shared_ptr<CudaModule> kernels_;

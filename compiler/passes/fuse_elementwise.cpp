@@ -4,7 +4,8 @@
 //  0. Guards (guards.cpp): the steps on which each value is needed, from the every/when region
 //     ops, which are then removed.
 //  1. level(v): for an elementwise tensor value, the max over its operands of avail(op, space(v));
-//     avail(x, s) is 0 for leaves; level(x) for a same-space elementwise x (recomputed);
+//     avail(x, s) is 0 for leaves; level(x) for a same-space elementwise x (recomputed, unless
+//     a library call reads x: then x is stored, and a kernel of a later level loads it);
 //     level(x)+1 for another space (materialized), for a reduction result (its kernel is at the
 //     level of its input) and for a library result (a call runs once its operands are in memory);
 //     for a per-parameter scalar, the max over its operands.
@@ -200,6 +201,20 @@ class Fuser {
         else materialize(o);
       }
     };
+    // elementwise values a library call reads: stored by the kernel that computes them, so a
+    // kernel of a later level in their space loads them rather than recomputing their chain
+    // (Newton-Schulz's X of one step is not recomputed from the gradient in every later step)
+    std::map<uint32_t, Key> stored;
+    for (uint32_t i = 0; i < g_.nodes.size(); ++i) {
+      const ir::Node& n = g_.nodes[i];
+      if (!library(ValueId{i})) continue;
+      for (int k = 0; k < n.n_operands; ++k) {
+        const ValueId o = n.operands[k];
+        const ir::Node& on = g_.at(o);
+        if (on.shape == Shape::Scalar || leaf(o) || library(o) || ir::category(on.op) == Category::Reduce) continue;
+        stored.emplace(o.v, Key{guarded_level(level(o), guard_[o.v]), domain_of(on.shape), guard_[o.v]});
+      }
+    }
     for (ValueId e : g_.effects) {
       Domain d = sink_domain(e);
       int l = avail(g_.at(e).operands[0], d);
@@ -256,6 +271,10 @@ class Fuser {
           K.indexed = true;
           materialize(v);
           continue;  // read from its temp
+        }
+        if (auto it = stored.find(v.v); it != stored.end() && v != sink && it->second.level < key.level && it->second.guard == key.guard) {
+          materialize(v);
+          continue;  // stored by an earlier kernel: read from its temp
         }
         K.body.push_back(v);
         for (int k = 0; k < n.n_operands; ++k) stack.push_back(n.operands[k]);

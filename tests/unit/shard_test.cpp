@@ -161,12 +161,19 @@ TEST_CASE("the compiler splits routes into local and whole phases for parameters
     CHECK(r.shards.local_end == r.schedule.size());
     for (char o : r.shards.owner_slot) CHECK(o == 0);
   }
-  // Muon's Newton-Schulz needs the whole matrix: the owner keeps the momentum, w and g gathered
+  // Muon's Newton-Schulz needs the whole matrix: the owner keeps the momentum, g is gathered, the
+  // last step's two operands (X and B X) are scattered, and each process finishes the step (and
+  // weight decay) on its rows: three full matrices move, as many as gathering w and g and
+  // scattering w would
   auto muon = build_executable(SpecRef{"muon", "", ""});
   const auto& m = muon->desc->routes[0];
   REQUIRE(m.label == "matrix");
   CHECK(m.shards.has_whole());
-  CHECK(m.shards.gather == std::vector<uint32_t>{exec::kParamBuffer, exec::kGradBuffer});
+  CHECK(m.shards.gather == std::vector<uint32_t>{exec::kGradBuffer});
+  INFO(exec::print_route(*muon->desc, 0));
+  CHECK(m.shards.scatter.size() == 2);
+  for (uint32_t b : m.shards.scatter) CHECK(b >= exec::kFirstSlotBuffer + m.slots.size());  // scratch, not w
+  CHECK(m.shards.whole_end + 1 == m.schedule.size());
   // Adafactor: factored statistics whole, the last elementwise update local again
   auto adafactor = build_executable(SpecRef{"adafactor", "", ""});
   const auto& f = adafactor->desc->routes[0];
@@ -259,7 +266,7 @@ TEST_CASE("sharded parameters: wrong shapes, ranges, order and optimizers are re
   Optimizer owner(muon, {notmine});
   CHECK(owner.slots("w") == std::vector<std::string>{"momentum.m"});
   CHECK(owner.state_shape("w", "momentum.m") == std::vector<int64_t>{4, 8});
-  CHECK(owner.exchanges("w", StepPhase::Local).size() == 2);
+  CHECK(owner.exchanges("w", StepPhase::Local).size() == 1);  // g
 }
 
 TEST_SUITE_END();

@@ -70,7 +70,7 @@ struct Rounding {
 void convert_host(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r = {});
 
 // Increased whenever this interface changes: a plugin built against another one is refused.
-inline constexpr int kBackendAbi = 7;
+inline constexpr int kBackendAbi = 8;
 
 class Backend {
  public:

@@ -31,6 +31,8 @@ double call_flops(const LibraryCall& c, long long rows, long long cols) {
           return 11 * k * k * k;  // an eigensolve and V f(L) V^T
         } else if constexpr (std::is_same_v<T, Qr>) {
           return 2 * K * k * k - 2.0 / 3 * k * k * k;
+        } else if constexpr (std::is_same_v<T, NsSteps>) {  // per step: X X^T, A A, B X
+          return double(op.coeffs.size()) * (4 * k * k * K + 2 * k * k * k);
         } else if constexpr (std::is_same_v<T, TriSolveLeft> || std::is_same_v<T, TriSolveRight>) {
           return double(b.count()) * double(std::min(a.rows, a.cols));
         } else {

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "compiler/exec/scalar_ops.h"
+#include "compiler/passes/expand_macros.h"
 #include "lang/const_eval.h"
 #include "support/check.h"
 #include "support/disk_cache.h"
@@ -52,6 +53,10 @@ exec::CallOp call_op(const ir::Node& n) {
     case Op::TriSolveLeft: return exec::TriSolveLeft{};
     case Op::TriSolveRight: return exec::TriSolveRight{};
     case Op::NormLowerBound: return exec::NormLowerBound{};
+    case Op::NsSteps: {
+      const ir::NewtonSchulzAttrs a = ir::newton_schulz_attrs(n);
+      return exec::NsSteps{passes::ns_coefficients(a.coeffs, a.steps), a.bf16};
+    }
     default: OPAL_CHECK(false, "op %s is not a library call", ir::op_name(n.op));
   }
   return exec::Qr{};

@@ -177,7 +177,8 @@ const char* call_name(const CallOp& op) {
                                 "permute_cols",
                                 "tri_solve_left",
                                 "tri_solve_right",
-                                "norm_lower_bound"};
+                                "norm_lower_bound",
+                                "ns_steps"};
   return names[op.index()];
 }
 
@@ -198,6 +199,7 @@ std::string call_attrs(const CallOp& op) {
         else if constexpr (std::is_same_v<T, Gram> || std::is_same_v<T, GramApply>) return fmt::format("{{bf16={}}}", c.bf16);
         else if constexpr (std::is_same_v<T, Eigh> || std::is_same_v<T, Argsort>) return fmt::format("{{descending={}}}", c.descending);
         else if constexpr (std::is_same_v<T, InvRoot>) return fmt::format("{{p={}, damped={}}}", c.p, c.damped);
+        else if constexpr (std::is_same_v<T, NsSteps>) return fmt::format("{{steps={}, bf16={}}}", c.coeffs.size(), c.bf16);
         else return "";
       },
       op);

@@ -8,6 +8,7 @@
 //    run once per tensor and step with no recursion and no allocation.
 // `print` shows it (`opal ir --after describe`); `verify` checks its invariants.
 #pragma once
+#include <array>
 #include <cstdint>
 #include <string>
 #include <variant>
@@ -209,8 +210,16 @@ struct PermuteCols {};
 struct TriSolveLeft {};   // (Q upper, X): Q^-T X
 struct TriSolveRight {};  // (X, Q upper): X Q^-1
 struct NormLowerBound {};
-using CallOp =
-    std::variant<Gemm, Gram, GramApply, Eigh, InvRoot, Qr, Diag, Argsort, PermuteRows, PermuteCols, TriSolveLeft, TriSolveRight, NormLowerBound>;
+// Newton-Schulz's quintic steps on a normalized X (full): per step (a, b, c), on the wide
+// orientation (X^T when tall), A = X X^T, B = c A A + b A, X = B X + a X, each product with its
+// scalars in the GEMM's epilogue (alpha, beta) and, bf16, rounded once when written (operands
+// are bf16 already: X comes rounded, A and B are written rounded).
+struct NsSteps {
+  std::vector<std::array<double, 3>> coeffs;
+  bool bf16 = false;
+};
+using CallOp = std::variant<Gemm, Gram, GramApply, Eigh, InvRoot, Qr, Diag, Argsort, PermuteRows, PermuteCols, TriSolveLeft, TriSolveRight,
+                            NormLowerBound, NsSteps>;
 const char* call_name(const CallOp& op);
 
 // An operand: a buffer of the table, or a scalar register.

@@ -22,7 +22,8 @@ struct InvRootAttrs {
   int p = 2;
   bool damped = false;
 };
-// NewtonSchulz: `steps` quintic iterations with coefficient set `coeffs` (0 keller, 1 you).
+// NewtonSchulz, NsSteps: `steps` quintic iterations with coefficient set `coeffs` (0 keller,
+// 1 you).
 struct NewtonSchulzAttrs {
   int steps = 5;
   int coeffs = 0;

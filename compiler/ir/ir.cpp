@@ -153,6 +153,7 @@ bool library_shape(Op op, int64_t iattr, const Shape* in, int n, Shape& out) {
     case Op::PermuteRows: out = in[0]; return dims_of(in[0], r0, c0) && r0 != K && index_dim(in[1]) == r0;
     case Op::PermuteCols: out = in[0]; return dims_of(in[0], r0, c0) && c0 != K && index_dim(in[1]) == c0;
     case Op::NewtonSchulz: out = Shape::Full; return in[0] == Shape::Full && in[1] == Shape::Scalar;
+    case Op::NsSteps: out = Shape::Full; return in[0] == Shape::Full;
     case Op::TriSolveLeft: out = in[1]; return is_square(in[0]) && dims_of(in[0], r0, c0) && dims_of(in[1], r1, c1) && r0 == r1;
     case Op::TriSolveRight: out = in[0]; return is_square(in[1]) && dims_of(in[0], r0, c0) && dims_of(in[1], r1, c1) && c0 == r1;
     case Op::NormLowerBound: out = Shape::Scalar; return is_square(in[0]);

@@ -26,7 +26,8 @@ std::string print_node(const Graph& g, ValueId id, bool locations) {
     case Op::Eigh:
     case Op::Argsort: s += order_attrs(n).descending ? " desc" : " asc"; break;
     case Op::InvRoot: s += fmt::format(" p={}{}", inv_root_attrs(n).p, inv_root_attrs(n).damped ? " damped" : ""); break;
-    case Op::NewtonSchulz: {
+    case Op::NewtonSchulz:
+    case Op::NsSteps: {
       const NewtonSchulzAttrs a = newton_schulz_attrs(n);
       s += fmt::format(" steps={} coeffs={}{}", a.steps, a.coeffs ? "you" : "keller", a.bf16 ? " bf16" : "");
     } break;

@@ -23,27 +23,17 @@ ir::Graph expand_macros(const ir::Graph& g) {
   return rebuild(g, [](ir::Builder& b, const ir::Node& n, const ValueId* ops) -> ValueId {
     if (n.op != Op::NewtonSchulz) return {};
     const ir::NewtonSchulzAttrs ns = ir::newton_schulz_attrs(n);
-    const int steps = ns.steps, set = ns.coeffs;
     const bool bf = ns.bf16;
-    const int64_t mm = ir::encode(ir::MatMulAttrs{false, false, bf});
     SourceLoc at = n.loc;
     auto round = [&](ValueId v) { return bf ? b.add(Op::Bf16, b.graph().at(v).shape, {v}, 0, 0, at) : v; };
-    auto c = [&](double v) { return b.constant(v, at); };
     // X <- X / (||X||_F + eps), over the whole matrix
     ValueId x = round(ops[0]);
     ValueId nrm =
         b.add(Op::Sqrt, Shape::Scalar, {b.add(Op::Sum, Shape::Scalar, {b.add(Op::Mul, Shape::Full, {x, x}, 0, 0, at)}, 0, 0, at)}, 0, 0, at);
     x = round(b.add(Op::Div, Shape::Full, {x, b.add(Op::Add, Shape::Scalar, {nrm, ops[1]}, 0, 0, at)}, 0, 0, at));
-    // quintic steps on the wide orientation: A = X X^T, B = b A + c A^2, X = a X + B X
-    for (const auto& [ka, kb, kc] : ns_coefficients(set, steps)) {
-      ValueId A = b.add(Op::Gram, Shape::Small, {x}, mm, 0, at);
-      ValueId AA = b.add(Op::MatMul, Shape::Small, {A, A}, mm, 0, at);
-      ValueId B = round(b.add(Op::Add, Shape::Small,
-                              {b.add(Op::Mul, Shape::Small, {c(kb), A}, 0, 0, at), b.add(Op::Mul, Shape::Small, {c(kc), AA}, 0, 0, at)}, 0, 0, at));
-      ValueId BX = b.add(Op::GramApply, Shape::Full, {B, x}, mm, 0, at);
-      x = round(b.add(Op::Add, Shape::Full, {b.add(Op::Mul, Shape::Full, {c(ka), x}, 0, 0, at), BX}, 0, 0, at));
-    }
-    return x;
+    // the quintic steps, one library call (the backend's GEMMs with the scalars in their
+    // epilogues: runtime/cpu/linalg.h)
+    return ns.steps > 0 ? b.add(Op::NsSteps, Shape::Full, {x}, n.iattr, 0, at) : x;
   });
 }
 

@@ -1,8 +1,8 @@
-// Macro expansion: replaces each Newton-Schulz macro-op by its iteration written in matmuls
-// (Gram, MatMul, GramApply) and elementwise ops, so that fusion, batching and precision are
-// decided by the ordinary passes and backends. bf16 compute rounds every matmul operand and
-// result and every elementwise intermediate to bfloat16 (Keller Jordan's Muon runs the whole
-// iteration in bf16).
+// Macro expansion: replaces each Newton-Schulz macro-op by its normalization X / (|X|_F + eps),
+// elementwise ops that fuse with what comes before, and one NsSteps library call for the
+// quintic steps, which a backend runs as three GEMMs a step with the step's scalars in their
+// epilogues (exec::NsSteps: cuBLAS's alpha/beta on a GPU). bf16 compute rounds X and each GEMM's
+// result to bfloat16 once, as torch's addmm form of Muon's iteration does.
 #pragma once
 #include <array>
 #include <vector>

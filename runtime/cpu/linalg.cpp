@@ -40,6 +40,29 @@ void round_out(MapF& m) {
   m = m.unaryExpr([](float x) { return round_bf16(x); });
 }
 
+// Newton-Schulz's steps (exec::NsSteps): each product in f32, its epilogue (alpha P + beta C) in
+// f32, the result rounded to bf16 once when bf16.
+void newton_schulz_steps(const exec::NsSteps& ns, const float* x, float* out, long long rows, long long cols) {
+  const bool wide = rows <= cols;
+  const long long k = wide ? rows : cols;
+  MapF X(out, rows, cols);
+  X = CMapF(x, rows, cols);
+  MatF A(k, k), P(k, k), B(k, k), Y(rows, cols);
+  for (const auto& [ka, kb, kc] : ns.coeffs) {
+    MapF a(A.data(), k, k), p(P.data(), k, k), y(Y.data(), rows, cols);
+    const CMapF Xc(out, rows, cols);
+    product(a, Xc, !wide, Xc, wide);  // X X^T on the wide side, X^T X when tall
+    if (ns.bf16) round_out(a);
+    product(p, CMapF(A.data(), k, k), false, CMapF(A.data(), k, k), false);
+    B = float(kc) * P + float(kb) * A;
+    if (ns.bf16) B = B.unaryExpr([](float v) { return round_bf16(v); });
+    if (wide) product(y, CMapF(B.data(), k, k), false, Xc, false);
+    else product(y, Xc, false, CMapF(B.data(), k, k), false);
+    X = Y + float(ka) * X;
+    if (ns.bf16) round_out(X);
+  }
+}
+
 }  // namespace
 
 void matmul(const float* A, bool ta, const float* B, bool tb, long long m, long long n, long long k, bool bf16, float* C) {
@@ -172,6 +195,8 @@ void run_call(const exec::LibraryCall& call, const float* const* in, const doubl
     if (rows <= cols) product(o, B, false, X, false);
     else product(o, X, false, B, false);
     if (g->bf16) round_out(o);
+  } else if (const auto* ns = std::get_if<exec::NsSteps>(&op)) {
+    newton_schulz_steps(*ns, in[0], out, rows, cols);
   } else if (std::holds_alternative<exec::Eigh>(op) || std::holds_alternative<exec::InvRoot>(op)) {
     std::vector<double> lam(r0, std::numeric_limits<double>::quiet_NaN()), V(r0 * r0, std::numeric_limits<double>::quiet_NaN());
     MatD A = CMapF(in[0], r0, r0).cast<double>();

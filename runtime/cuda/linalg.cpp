@@ -6,6 +6,7 @@
 #include <map>
 #include <variant>
 
+#include "runtime/cuda/gemm_layout.h"
 #include "runtime/cuda/helpers.h"
 #include "support/check.h"
 
@@ -13,10 +14,26 @@ namespace opal::cuda {
 
 namespace {
 
-enum Kernel { kSymToDouble, kPrepare, kSigns, kNullBasis, kVectors, kEighOut, kInvRootScale, kFromDouble, kToDouble, kF2d, kD2f, kNormBound };
+enum Kernel {
+  kSymToDouble,
+  kPrepare,
+  kSigns,
+  kNullBasis,
+  kVectors,
+  kEighOut,
+  kInvRootScale,
+  kFromDouble,
+  kToDouble,
+  kF2d,
+  kD2f,
+  kNormBound,
+  kGather,
+  kScatter
+};
 const std::vector<std::string> kSymbols = {"opal_sym_to_double", "opal_eigh_prepare", "opal_eigh_signs",     "opal_eigh_null_basis",
                                            "opal_eigh_vectors",  "opal_eigh_out",     "opal_inv_root_scale", "opal_from_double",
-                                           "opal_to_double",     "opal_f2d_many",     "opal_d2f_many",       "opal_norm_lower_bound"};
+                                           "opal_to_double",     "opal_f2d_many",     "opal_d2f_many",       "opal_norm_lower_bound",
+                                           "opal_gather_many",   "opal_scatter_many"};
 // table slots (Env::stage): an operand's pointers, the outputs', InvRoot's eps
 constexpr size_t kOutSlot = 4, kEpsSlot = 5;
 
@@ -38,7 +55,7 @@ bool Linalg::takes(const exec::LibraryCall& call) {
   const exec::CallOp& op = call.op;
   return std::holds_alternative<exec::Eigh>(op) || std::holds_alternative<exec::InvRoot>(op) || std::holds_alternative<exec::Qr>(op) ||
          std::holds_alternative<exec::TriSolveLeft>(op) || std::holds_alternative<exec::TriSolveRight>(op) ||
-         std::holds_alternative<exec::NormLowerBound>(op);
+         std::holds_alternative<exec::NormLowerBound>(op) || std::holds_alternative<exec::NsSteps>(op);
 }
 
 void Linalg::check_earlier() {
@@ -72,6 +89,7 @@ void Linalg::run(const Env& env, const exec::LibraryCall& call, const CallTensor
     const exec::Dims d0 = exec::dims_of(call.in[0].extent, ts[0]->rows, ts[0]->cols);
     if (std::holds_alternative<exec::Qr>(op)) qr(env, call, d0.rows, d0.cols, ts);
     else if (std::holds_alternative<exec::NormLowerBound>(op)) norm_bound(env, call, d0.rows, d0.cols, ts);
+    else if (const auto* ns = std::get_if<exec::NsSteps>(&op)) newton_schulz(env, call, *ns, d0.rows, d0.cols, ts);
     else if (per_operand) eigh(env, call, d0.rows, ts);
     else tri_solve(env, call, dims.first, dims.second, ts);
   }
@@ -215,6 +233,58 @@ void Linalg::norm_bound(const Env& env, const exec::LibraryCall& call, long long
   const float* const* S = in_table(env, 0, call, ts);
   float* const* out = out_table(env, call, ts);
   launch(env, kNormBound, unsigned(ts.size()), 1, {&S, &out, &work, &r, &c});
+}
+
+// Newton-Schulz's steps on contiguous per-shape buffers (bf16 or f32), three strided batched
+// GEMMs a step with the step's scalars in their epilogues, written in the buffers' type:
+//   A = X X^T (X^T X when tall);  B = c A A + b A (C: a copy of A);  X' = B X + a X (X B + a X
+// when tall; C: a copy of X), X and X' alternating. Row-major products as column-major calls
+// (gemm_layout.h).
+void Linalg::newton_schulz(const Env& env, const exec::LibraryCall& call, const exec::NsSteps& ns, long long rows, long long cols,
+                           const std::vector<const CallTensor*>& ts) {
+  const long long count = (long long)ts.size(), mn = rows * cols, k = std::min(rows, cols), kk = k * k;
+  const bool wide = rows <= cols;
+  int bf16 = ns.bf16 ? 1 : 0;
+  const size_t es = ns.bf16 ? 2 : 4;
+  const cudaDataType_t type = ns.bf16 ? CUDA_R_16BF : CUDA_R_32F;
+  char* base = static_cast<char*>(mats_.get(size_t(count) * size_t(2 * mn + 2 * kk) * es));
+  char* X[2] = {base, base + size_t(count * mn) * es};
+  char* A = base + size_t(2 * count * mn) * es;
+  char* B = A + size_t(count * kk) * es;
+  long long n = mn;
+  const float* const* S = in_table(env, 0, call, ts);
+  launch(env, kGather, blocks_for(mn), unsigned(count), {&S, &X[0], &n, &bf16});
+  // one row-major product for every tensor: C = alpha op(P) op(Q) + beta C
+  auto gemm = [&](bool tp, bool tq, long long m, long long nn, long long inner, const char* P, long long sp, const char* Q, long long sq, float alpha,
+                  float beta, char* C, long long sc) {
+    GemmBatch g;
+    g.ta = tp;
+    g.tb = tq;
+    g.m = m;
+    g.n = nn;
+    g.k = inner;
+    const ColumnMajorGemm cm = column_major(g);
+    for (long long v : {cm.m, cm.n, cm.k, cm.ld_first, cm.ld_second, cm.ldc})
+      if (v > std::numeric_limits<int>::max())
+        throw Error(fmt::format("a {} x {} Newton-Schulz is too large for cuBLAS's 32-bit sizes [LimitExceeded]", rows, cols));
+    CK(cublasGemmStridedBatchedEx(env.lib.blas, cm.trans_first ? CUBLAS_OP_T : CUBLAS_OP_N, cm.trans_second ? CUBLAS_OP_T : CUBLAS_OP_N, int(cm.m),
+                                  int(cm.n), int(cm.k), &alpha, Q, type, int(cm.ld_first), sq, P, type, int(cm.ld_second), sp, &beta, C, type,
+                                  int(cm.ldc), sc, int(count), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+  };
+  int at = 0;
+  for (const auto& [ka, kb, kc] : ns.coeffs) {
+    const char* x = X[at];
+    char* y = X[1 - at];
+    gemm(!wide, wide, k, k, wide ? cols : rows, x, mn, x, mn, 1.f, 0.f, A, kk);
+    CK(cudaMemcpyAsync(B, A, size_t(count * kk) * es, cudaMemcpyDeviceToDevice, env.stream));
+    gemm(false, false, k, k, k, A, kk, A, kk, float(kc), float(kb), B, kk);
+    CK(cudaMemcpyAsync(y, x, size_t(count * mn) * es, cudaMemcpyDeviceToDevice, env.stream));
+    if (wide) gemm(false, false, rows, cols, rows, B, kk, x, mn, 1.f, float(ka), y, mn);
+    else gemm(false, false, rows, cols, cols, x, mn, B, kk, 1.f, float(ka), y, mn);
+    at = 1 - at;
+  }
+  float* const* out = out_table(env, call, ts);
+  launch(env, kScatter, blocks_for(mn), unsigned(count), {&X[at], &out, &n, &bf16});
 }
 
 }  // namespace opal::cuda

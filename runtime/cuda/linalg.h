@@ -2,8 +2,9 @@
 // runtime/cpu/linalg.h computes it: Eigh and InvRoot (cuSOLVER's symmetric eigensolvers in
 // double, made canonical by kernels of linalg.cu.inc; InvRoot's V f(lambda) V^T as a DGEMM), QR
 // (cuSOLVER's Householder QR in double, as Eigen's: the same reflectors and signs), the
-// triangular solves (cuBLAS's DTRSM) and the norm lower bound (a kernel). Tensors of one shape
-// go together: one batched solve (Jacobi up to 32 x 32), one launch per kernel.
+// triangular solves (cuBLAS's DTRSM), the norm lower bound (a kernel) and Newton-Schulz's steps
+// (strided batched GEMMs with the scalars in their epilogues). Tensors of one shape go together:
+// one batched solve (Jacobi up to 32 x 32) or GEMM, one launch per kernel.
 #pragma once
 #include <functional>
 #include <memory>
@@ -39,6 +40,8 @@ class Linalg {
   void eigh(const Env& env, const exec::LibraryCall& call, long long n, const std::vector<const CallTensor*>& ts);
   void qr(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts);
   void tri_solve(const Env& env, const exec::LibraryCall& call, long long rows, long long cols, const std::vector<const CallTensor*>& ts);
+  void newton_schulz(const Env& env, const exec::LibraryCall& call, const exec::NsSteps& ns, long long rows, long long cols,
+                     const std::vector<const CallTensor*>& ts);
   void norm_bound(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts);
   void launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::vector<void*> args);
   float* const* out_table(const Env& env, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts);

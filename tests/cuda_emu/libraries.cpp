@@ -15,6 +15,7 @@
 #include <Eigen/Eigenvalues>
 #include <Eigen/QR>
 
+#include "support/bf16.h"
 #include "tests/cuda_emu/memory.h"
 
 namespace {
@@ -42,20 +43,26 @@ float load(const void* p, cudaDataType t, long long i) {
   return f;
 }
 
+// bf16 bits, rounded to nearest even (a NaN stays a quiet NaN)
+uint16_t to_bf16(float v) {
+  uint32_t b;
+  std::memcpy(&b, &v, 4);
+  return OPAL_BF16_IS_NAN(b) ? uint16_t((b >> 16) | 0x40u) : uint16_t(OPAL_BF16_ROUND(b) >> 16);
+}
+
 // C = alpha op(A) op(B) + beta C, column-major, f32 accumulation in k order.
 cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* alpha, const void* A, cudaDataType at, int lda,
                     const void* B, cudaDataType bt, int ldb, const void* beta, void* C, cudaDataType ct, int ldc) {
   if (m < 0 || n < 0 || k < 0 || lda < (ta == CUBLAS_OP_N ? m : k) || ldb < (tb == CUBLAS_OP_N ? k : n) || ldc < m || lda < 1 || ldb < 1 || ldc < 1)
     return complain("cublasGemmEx: a size or leading dimension is invalid"), CUBLAS_STATUS_INVALID_VALUE;
-  if ((at != CUDA_R_32F && at != CUDA_R_16BF) || bt != at || ct != CUDA_R_32F)
+  if ((at != CUDA_R_32F && at != CUDA_R_16BF) || bt != at || (ct != CUDA_R_32F && ct != at))
     return complain("cublasGemmEx: operand types the emulator does not have"), CUBLAS_STATUS_NOT_SUPPORTED;
-  const size_t es = at == CUDA_R_32F ? 4 : 2;
+  const size_t es = at == CUDA_R_32F ? 4 : 2, cs = ct == CUDA_R_32F ? 4 : 2;
   const long long a_cols = ta == CUBLAS_OP_N ? k : m, b_cols = tb == CUBLAS_OP_N ? n : k;
   if (!is_device(A, size_t(lda) * size_t(a_cols) * es) || !is_device(B, size_t(ldb) * size_t(b_cols) * es) ||
-      !is_device(C, size_t(ldc) * size_t(n) * 4))
+      !is_device(C, size_t(ldc) * size_t(n) * cs))
     return complain("cublasGemmEx: an operand is not (wholly) in device memory"), CUBLAS_STATUS_INVALID_VALUE;
   const float al = *static_cast<const float*>(alpha), be = *static_cast<const float*>(beta);
-  float* c = static_cast<float*>(C);
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) {
       float s = 0.f;
@@ -64,8 +71,10 @@ cublasStatus_t gemm(cublasOperation_t ta, cublasOperation_t tb, int m, int n, in
         const float b = tb == CUBLAS_OP_N ? load(B, bt, l + (long long)j * ldb) : load(B, bt, j + (long long)l * ldb);
         s += a * b;
       }
-      float& out = c[i + (long long)j * ldc];
-      out = be == 0.f ? al * s : al * s + be * out;
+      const long long at_c = i + (long long)j * ldc;
+      const float v = be == 0.f ? al * s : al * s + be * load(C, ct, at_c);
+      if (ct == CUDA_R_32F) static_cast<float*>(C)[at_c] = v;
+      else static_cast<uint16_t*>(C)[at_c] = to_bf16(v);
     }
   return CUBLAS_STATUS_SUCCESS;
 }
@@ -300,5 +309,20 @@ cublasStatus_t cublasDtrsm_v2(cublasHandle_t h, cublasSideMode_t side, cublasFil
   }
   for (int j = 0; j < n; ++j)
     for (int i = 0; i < m; ++i) B[i + (long long)j * ldb] = X(i, j);
+  return CUBLAS_STATUS_SUCCESS;
+}
+
+cublasStatus_t cublasGemmStridedBatchedEx(cublasHandle_t h, cublasOperation_t ta, cublasOperation_t tb, int m, int n, int k, const void* alpha,
+                                          const void* A, cudaDataType at, int lda, long long sa, const void* B, cudaDataType bt, int ldb,
+                                          long long sb, const void* beta, void* C, cudaDataType ct, int ldc, long long sc, int count,
+                                          cublasComputeType_t compute, cublasGemmAlgo_t) {
+  if (!on_live_stream(h)) return complain("cublasGemmStridedBatchedEx on a destroyed stream"), CUBLAS_STATUS_EXECUTION_FAILED;
+  if (compute != CUBLAS_COMPUTE_32F) return complain("cublasGemmStridedBatchedEx: compute type other than 32F"), CUBLAS_STATUS_NOT_SUPPORTED;
+  if (count < 0) return CUBLAS_STATUS_INVALID_VALUE;
+  const size_t es = at == CUDA_R_32F ? 4 : 2, cs = ct == CUDA_R_32F ? 4 : 2;
+  for (int b = 0; b < count; ++b)
+    if (cublasStatus_t s = gemm(ta, tb, m, n, k, alpha, static_cast<const char*>(A) + b * sa * es, at, lda, static_cast<const char*>(B) + b * sb * es,
+                                bt, ldb, beta, static_cast<char*>(C) + b * sc * cs, ct, ldc))
+      return s;
   return CUBLAS_STATUS_SUCCESS;
 }

@@ -213,14 +213,14 @@ TEST_CASE("device memory: host views are refused with a hint, copies are size-ch
 TEST_CASE("a step's work goes on the caller's stream, which the backend lets go of when the step ends, even by an error") {
   auto b = std::make_unique<DeviceLike>();
   DeviceLike* dev = b.get();
-  auto o = on(std::move(b), "muon", params(true));
+  auto o = on(std::move(b), "soap", params(true));
   init_params(*o);
   int caller_stream = 0;
   o->step(&caller_stream);
   REQUIRE_FALSE(dev->launch_streams.empty());
   for (void* s : dev->launch_streams) CHECK(s == &caller_stream);
   CHECK(dev->stream == nullptr);  // not kept: the caller may destroy its stream now
-  dev->fail_gemm = true;          // Newton-Schulz's GEMMs: mid-step
+  dev->fail_gemm = true;          // SOAP's rotations: GEMMs mid-step
   CHECK_THROWS_WITH_AS(o->step(&caller_stream), doctest::Contains("a GEMM failed"), Error);
   CHECK(dev->stream == nullptr);
 }

@@ -2,6 +2,7 @@
 #include <doctest/doctest.h>
 
 #include "driver/build.h"
+#include "compiler/ir/attrs.h"
 #include "compiler/passes/dce.h"
 #include "compiler/passes/expand_macros.h"
 #include "compiler/passes/fold_constants.h"
@@ -113,7 +114,7 @@ TEST_CASE("a state write waits for a later kernel that reads the old state") {
 }
 
 TEST_SUITE("passes") {
-TEST_CASE("expand_macros: Newton-Schulz becomes steps x (gram, matmul, gram_apply) plus elementwise work") {
+TEST_CASE("expand_macros: Newton-Schulz becomes its normalization (elementwise) and one ns_steps call") {
   Graph g;
   Builder b(g);
   ValueId x = b.add(Op::Grad, Shape::Full, {});
@@ -121,20 +122,24 @@ TEST_CASE("expand_macros: Newton-Schulz becomes steps x (gram, matmul, gram_appl
   b.add(Op::ParamWrite, Shape::Full, {ns});
   Graph e = passes::expand_macros(g);
   CHECK(verify(e).empty());
-  int gram = 0, mm = 0, apply = 0, macro = 0, rounds = 0;
+  int steps = 0, macro = 0, rounds = 0, sums = 0;
   for (const auto& n : e.nodes) {
-    gram += n.op == Op::Gram;
-    mm += n.op == Op::MatMul;
-    apply += n.op == Op::GramApply;
     macro += n.op == Op::NewtonSchulz;
     rounds += n.op == Op::Bf16;
+    sums += n.op == Op::Sum;
+    if (n.op == Op::NsSteps) {
+      ++steps;
+      CHECK(ir::newton_schulz_attrs(n).steps == 5);
+      CHECK(ir::newton_schulz_attrs(n).coeffs == 1);
+      CHECK_FALSE(ir::newton_schulz_attrs(n).bf16);
+      CHECK(e.at(n.operands[0]).op == Op::Div);  // X / (|X|_F + eps)
+    }
   }
   CHECK(macro == 0);
-  CHECK(gram == 5);
-  CHECK(mm == 5);
-  CHECK(apply == 5);
+  CHECK(steps == 1);
+  CHECK(sums == 1);  // the norm: elementwise work that fuses with what comes before
   CHECK(rounds == 0);
-  // bf16: operands and results rounded, matmuls flagged
+  // bf16: the input and the normalized X rounded; the steps flagged (they round what they write)
   Graph g2;
   Builder b2(g2);
   ValueId x2 = b2.add(Op::Grad, Shape::Full, {});
@@ -142,11 +147,16 @@ TEST_CASE("expand_macros: Newton-Schulz becomes steps x (gram, matmul, gram_appl
   Graph e2 = passes::expand_macros(g2);
   int flagged = 0, r2 = 0;
   for (const auto& n : e2.nodes) {
-    flagged += (n.op == Op::Gram || n.op == Op::MatMul || n.op == Op::GramApply) && (n.iattr & 4);
+    flagged += n.op == Op::NsSteps && ir::newton_schulz_attrs(n).bf16 && ir::newton_schulz_attrs(n).steps == 3;
     r2 += n.op == Op::Bf16;
   }
-  CHECK(flagged == 9);
-  CHECK(r2 == 2 + 2 * 3);
+  CHECK(flagged == 1);
+  CHECK(r2 == 2);
+  // no steps: the normalization alone
+  Graph g3;
+  Builder b3(g3);
+  b3.add(Op::ParamWrite, Shape::Full, {b3.add(Op::NewtonSchulz, Shape::Full, {b3.add(Op::Grad, Shape::Full, {}), b3.constant(1e-7)}, 0)});
+  for (const auto& n : passes::expand_macros(g3).nodes) CHECK(n.op != Op::NsSteps);
   CHECK(passes::ns_coefficients(1, 7)[6] == passes::ns_coefficients(1, 5)[4]);  // past the fifth: the last triple
 }
 
@@ -209,10 +219,11 @@ TEST_CASE("every(N) refreshes are guarded: SOAP's eigendecompositions run only o
   for (const auto& sp : first_read) CHECK(write_pos.at(sp.first) > sp.second);
 }
 
-TEST_CASE("Muon: matrix route has 5 x 3 library calls and no library work in the vector route") {
+TEST_CASE("Muon: the matrix route's Newton-Schulz steps are one library call; no library work in the vector route") {
   auto c = compile_spec({"paper_muon", "", ""});
   const Plan& p = route_plan(*c, "matrix");
-  CHECK(p.calls.size() == 15);
+  CHECK(p.calls.size() == 1);
+  CHECK(p.graph.at(p.calls[0].value).op == Op::NsSteps);
   CHECK(p.graph.matrix_only);
   CHECK(p.graph.matrix_reason == "`ns`");
 }

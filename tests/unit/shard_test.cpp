@@ -162,16 +162,15 @@ TEST_CASE("the compiler splits routes into local and whole phases for parameters
     for (char o : r.shards.owner_slot) CHECK(o == 0);
   }
   // Muon's Newton-Schulz needs the whole matrix: the owner keeps the momentum, g is gathered, the
-  // last step's two operands (X and B X) are scattered, and each process finishes the step (and
-  // weight decay) on its rows: three full matrices move, as many as gathering w and g and
-  // scattering w would
+  // orthogonalized update is scattered, and each process applies it (and weight decay) to its
+  // rows: two full matrices move, not three (gathering w and g, scattering w)
   auto muon = build_executable(SpecRef{"muon", "", ""});
   const auto& m = muon->desc->routes[0];
   REQUIRE(m.label == "matrix");
   CHECK(m.shards.has_whole());
   CHECK(m.shards.gather == std::vector<uint32_t>{exec::kGradBuffer});
   INFO(exec::print_route(*muon->desc, 0));
-  CHECK(m.shards.scatter.size() == 2);
+  CHECK(m.shards.scatter.size() == 1);
   for (uint32_t b : m.shards.scatter) CHECK(b >= exec::kFirstSlotBuffer + m.slots.size());  // scratch, not w
   CHECK(m.shards.whole_end + 1 == m.schedule.size());
   // Adafactor: factored statistics whole, the last elementwise update local again

@@ -40,27 +40,41 @@ void round_out(MapF& m) {
   m = m.unaryExpr([](float x) { return round_bf16(x); });
 }
 
-// Newton-Schulz's steps (exec::NsSteps): each product in f32, its epilogue (alpha P + beta C) in
-// f32, the result rounded to bf16 once when bf16.
+// y = s x, and p rounded to bf16, over n elements, on every thread (a full matrix's pass)
+void scale_into(float* y, const float* x, float s, long long n) {
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (long long i = 0; i < n; ++i) y[i] = s * x[i];
+}
+void round_all(float* p, long long n) {
+#pragma omp parallel for schedule(static) if (n >= (1 << 16))
+  for (long long i = 0; i < n; ++i) p[i] = round_bf16(p[i]);
+}
+
+// Newton-Schulz's steps (exec::NsSteps): each product accumulated onto its scaled C by the GEMM
+// itself (Eigen's C += alpha A B, as cuBLAS's alpha and beta), in f32, the result rounded to
+// bf16 once when bf16. X and Y alternate between `out` and a work matrix.
 void newton_schulz_steps(const exec::NsSteps& ns, const float* x, float* out, long long rows, long long cols) {
   const bool wide = rows <= cols;
-  const long long k = wide ? rows : cols;
-  MapF X(out, rows, cols);
-  X = CMapF(x, rows, cols);
-  MatF A(k, k), P(k, k), B(k, k), Y(rows, cols);
+  const long long k = wide ? rows : cols, n = rows * cols;
+  MatF A(k, k), B(k, k), work(rows, cols);
+  float* buf[2] = {out, work.data()};
+  std::copy(x, x + n, out);
+  int at = 0;
   for (const auto& [ka, kb, kc] : ns.coeffs) {
-    MapF a(A.data(), k, k), p(P.data(), k, k), y(Y.data(), rows, cols);
-    const CMapF Xc(out, rows, cols);
-    product(a, Xc, !wide, Xc, wide);  // X X^T on the wide side, X^T X when tall
-    if (ns.bf16) round_out(a);
-    product(p, CMapF(A.data(), k, k), false, CMapF(A.data(), k, k), false);
-    B = float(kc) * P + float(kb) * A;
-    if (ns.bf16) B = B.unaryExpr([](float v) { return round_bf16(v); });
-    if (wide) product(y, CMapF(B.data(), k, k), false, Xc, false);
-    else product(y, Xc, false, CMapF(B.data(), k, k), false);
-    X = Y + float(ka) * X;
-    if (ns.bf16) round_out(X);
+    const CMapF X(buf[at], rows, cols);
+    MapF Y(buf[1 - at], rows, cols), a(A.data(), k, k);
+    product(a, X, !wide, X, wide);  // X X^T on the wide side, X^T X when tall
+    if (ns.bf16) round_all(A.data(), k * k);
+    B = float(kb) * A;
+    B.noalias() += float(kc) * (A * A);
+    if (ns.bf16) round_all(B.data(), k * k);
+    scale_into(Y.data(), X.data(), float(ka), n);
+    if (wide) Y.noalias() += B * X;
+    else Y.noalias() += X * B;
+    if (ns.bf16) round_all(Y.data(), n);
+    at = 1 - at;
   }
+  if (at == 1) std::copy(work.data(), work.data() + n, out);
 }
 
 }  // namespace

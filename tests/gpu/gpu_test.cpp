@@ -437,6 +437,20 @@ TEST_CASE("q8 state steps bit for bit as on the CPU, blocks of 256 and of 4096")
 // columns): those calls run on the device (run_call takes them), equal bit for bit to the CPU's,
 // with ties (equal values and -0 / +0) kept in index order, and an index that is not one
 // (NaN, negative, too large) giving NaN.
+namespace {
+
+// A library call of `op` on operands `in` into buffer `out`
+exec::LibraryCall call_of(exec::CallOp op, std::vector<exec::Operand> in, uint32_t out, exec::Extent out_extent) {
+  exec::LibraryCall c;
+  c.op = std::move(op);
+  c.in = std::move(in);
+  c.out = out;
+  c.out_extent = out_extent;
+  return c;
+}
+
+}  // namespace
+
 TEST_CASE("diag, argsort and the permutations run on the device, bit for bit as on the CPU") {
   auto be = make_backend(kCuda);
   const long long rows = 6, cols = 5;
@@ -458,14 +472,6 @@ TEST_CASE("diag, argsort and the permutations run on the device, bit for bit as 
     dev[b] = be->alloc(host[b].size());
     be->upload(dev[b], host[b].data(), host[b].size());
   }
-  auto call_of = [](exec::CallOp op, std::vector<exec::Operand> in, uint32_t out, exec::Extent out_extent) {
-    exec::LibraryCall c;
-    c.op = op;
-    c.in = std::move(in);
-    c.out = out;
-    c.out_extent = out_extent;
-    return c;
-  };
   using exec::Extent;
   const std::vector<exec::LibraryCall> calls = {
       call_of(exec::Diag{}, {{Extent::Left, 2, -1}}, 3, Extent::Rows),
@@ -497,10 +503,10 @@ TEST_CASE("diag, argsort and the permutations run on the device, bit for bit as 
   for (size_t b = 2; b < dev.size(); ++b) be->release(dev[b]);
 }
 
+namespace {
+
 // Keller Jordan's coefficients, `steps` times
-std::vector<std::array<double, 3>> passes_ns_keller(int steps) {
-  return std::vector<std::array<double, 3>>(size_t(steps), {3.4445, -4.7750, 2.0315});
-}
+std::vector<std::array<double, 3>> keller(int steps) { return std::vector<std::array<double, 3>>(size_t(steps), {3.4445, -4.7750, 2.0315}); }
 
 // A symmetric n x n matrix: G G^T of a random n x rank G (rank < n: a null space), or a random
 // symmetric one of both signs (rank 0)
@@ -517,6 +523,8 @@ std::vector<float> symmetric(long long n, long long rank, unsigned seed) {
     }
   return s;
 }
+
+}  // namespace
 
 TEST_CASE(
     "eigh, inv_root, qr, the triangular solves and the norm bound run on the device as on the CPU: canonical bases, null spaces, NaN, batches") {
@@ -564,14 +572,6 @@ TEST_CASE(
       be->upload(T.dev.back(), h.data(), h.size());
     }
   }
-  auto call_of = [](exec::CallOp op, std::vector<exec::Operand> in, uint32_t out, exec::Extent out_extent) {
-    exec::LibraryCall c;
-    c.op = op;
-    c.in = std::move(in);
-    c.out = out;
-    c.out_extent = out_extent;
-    return c;
-  };
   using exec::Extent;
   const std::vector<exec::LibraryCall> calls = {
       call_of(exec::Eigh{false}, {{Extent::Left, 0, -1}}, 1, Extent::Left),
@@ -583,8 +583,8 @@ TEST_CASE(
       call_of(exec::TriSolveRight{}, {{Extent::Full, 2, -1}, {Extent::Right, 5, -1}}, 3, Extent::Full),
       call_of(exec::NormLowerBound{}, {{Extent::Full, 2, -1}}, 6, Extent::Scalar),
       call_of(exec::NormLowerBound{}, {{Extent::Left, 0, -1}}, 6, Extent::Scalar),
-      call_of(exec::NsSteps{passes_ns_keller(5), false}, {{Extent::Full, 7, -1}}, 3, Extent::Full),
-      call_of(exec::NsSteps{passes_ns_keller(5), true}, {{Extent::Full, 7, -1}}, 3, Extent::Full),
+      call_of(exec::NsSteps{keller(5), false}, {{Extent::Full, 7, -1}}, 3, Extent::Full),
+      call_of(exec::NsSteps{keller(5), true}, {{Extent::Full, 7, -1}}, 3, Extent::Full),
   };
   for (const auto& call : calls) {
     std::vector<CallTensor> cts;

@@ -127,11 +127,13 @@ void Linalg::eigh(const Env& env, const exec::LibraryCall& call, long long n, co
   // column-major doubles: A (the solver's matrices, then InvRoot's product), V (canonical
   // vectors), Q (null bases, then InvRoot's V f); per matrix W (values), signs, inner products;
   // meta (4 integers per matrix)
-  auto* A = static_cast<double*>(mats_.get(size_t(count) * size_t(3 * nn + 3 * n + 4) * sizeof(double)));
+  auto* A = static_cast<double*>(mats_.get(size_t(count) * size_t(3 * nn + 3 * n + 5) * sizeof(double)));
   double *V = A + count * nn, *Q = V + count * nn, *W = Q + count * nn, *sign = W + count * n, *dots = sign + count * n;
   auto* meta = reinterpret_cast<long long*>(dots + count * n);
+  auto* input_bad = reinterpret_cast<int*>(meta + 4 * count);
+  CK(cudaMemsetAsync(input_bad, 0, size_t(count) * sizeof(int), env.stream));
   const float* const* S = in_table(env, 0, call, ts);
-  launch(env, kSymToDouble, blocks_for(nn), unsigned(count), {&S, &A, &n});
+  launch(env, kSymToDouble, blocks_for(nn), unsigned(count), {&S, &A, &input_bad, &n});
   int* host_info = nullptr;
   int* info = solver_info(env, size_t(count), &host_info);
   cusolverDnHandle_t solver = env.lib.solver;
@@ -151,7 +153,7 @@ void Linalg::eigh(const Env& env, const exec::LibraryCall& call, long long n, co
   }
   CK(cudaMemcpyAsync(host_info, info, size_t(count) * sizeof(int), cudaMemcpyDeviceToHost, env.stream));
   // canonical form: checks and null blocks, signs, null bases, vectors
-  launch(env, kPrepare, unsigned(count), 1, {&A, &W, &info, &meta, &n});
+  launch(env, kPrepare, unsigned(count), 1, {&W, &info, &input_bad, &meta, &n});
   launch(env, kSigns, blocks_for(n * kBlock), unsigned(count), {&A, &meta, &sign, &n});
   launch(env, kNullBasis, unsigned(count), 1, {&A, &meta, &Q, &dots, &n});
   launch(env, kVectors, blocks_for(nn), unsigned(count), {&A, &meta, &sign, &Q, &V, &n});

@@ -47,7 +47,7 @@ Linalg::~Linalg() {
     cudaEventSynchronize(info_back_);
     cudaEventDestroy(info_back_);
   }
-  for (Scratch* s : {&mats_, &work_, &info_}) s->release();
+  for (Scratch* s : {&mats_, &work_, &info_, &flags_}) s->release();
   info_host_.release();
 }
 
@@ -127,11 +127,15 @@ void Linalg::eigh(const Env& env, const exec::LibraryCall& call, long long n, co
   // column-major doubles: A (the solver's matrices, then InvRoot's product), V (canonical
   // vectors), Q (null bases, then InvRoot's V f); per matrix W (values), signs, inner products;
   // meta (4 integers per matrix)
-  auto* A = static_cast<double*>(mats_.get(size_t(count) * size_t(3 * nn + 3 * n + 5) * sizeof(double)));
+  auto* A = static_cast<double*>(mats_.get(size_t(count) * size_t(3 * nn + 3 * n + 4) * sizeof(double)));
   double *V = A + count * nn, *Q = V + count * nn, *W = Q + count * nn, *sign = W + count * n, *dots = sign + count * n;
   auto* meta = reinterpret_cast<long long*>(dots + count * n);
-  auto* input_bad = reinterpret_cast<int*>(meta + 4 * count);
-  CK(cudaMemsetAsync(input_bad, 0, size_t(count) * sizeof(int), env.stream));
+  // per matrix: its input is not finite (zero when made; each prepare leaves it zero again)
+  if (size_t(count) * sizeof(int) > flags_.bytes) {
+    flags_.get(size_t(count) * sizeof(int));
+    CK(cudaMemsetAsync(flags_.p, 0, flags_.bytes, env.stream));
+  }
+  int* input_bad = static_cast<int*>(flags_.p);
   const float* const* S = in_table(env, 0, call, ts);
   launch(env, kSymToDouble, blocks_for(nn), unsigned(count), {&S, &A, &input_bad, &n});
   int* host_info = nullptr;

@@ -49,7 +49,7 @@ class Linalg {
   int* solver_info(const Env& env, size_t count, int** host);
 
   std::shared_ptr<CudaModule> kernels_;
-  Scratch mats_, work_, info_;
+  Scratch mats_, work_, info_, flags_;
   Pinned info_host_;  // the last calls' solver info, copied back in stream order
   size_t info_used_ = 0;
   cudaEvent_t info_back_ = nullptr;  // recorded after the copies into info_host_

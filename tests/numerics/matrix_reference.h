@@ -117,8 +117,9 @@ inline M ref_ns(M X, bool you, double eps, int steps = 5) {
   return X;
 }
 
-// The same in bfloat16: every matmul operand and result and every elementwise result rounded
-// (Keller Jordan's Muon runs the iteration in bf16), matmuls accumulating in f32.
+// The same in bfloat16 as Opal defines it (exec::NsSteps, torch's addmm form of Keller Jordan's
+// iteration): X rounded, each product accumulated in f32 with its epilogue (c A A + b A,
+// B X + a X) and rounded once.
 using MF = Eigen::MatrixXf;
 inline MF bf(const MF& x) {
   return x.unaryExpr([](float v) { return opal::round_bf16(v); });
@@ -132,9 +133,10 @@ inline M ref_ns_bf16(const M& X0, double eps) {
   X = bf(X / (std::sqrt(nrm) + float(eps)));
   for (int k = 0; k < 5; ++k) {
     MF A = bf(X * X.transpose());
-    MF AA = bf(A * A);
-    MF B = bf(float(kKeller[1]) * A + float(kKeller[2]) * AA);
-    X = bf(float(kKeller[0]) * X + bf(B * X));
+    MF AA = A * A;  // (in f32: each product is rounded once, after its epilogue)
+    MF B = bf(float(kKeller[2]) * AA + float(kKeller[1]) * A);
+    MF BX = B * X;
+    X = bf(BX + float(kKeller[0]) * X);
   }
   if (tall) X.transposeInPlace();
   return X.cast<double>();

@@ -60,7 +60,8 @@ TEST_CASE("paper_adamuon, _b1b1, _factored: MW adamuon.py (variance of NS(m_hat)
 
 TEST_CASE("muon (Keller Jordan) and muon_moonlight: bf16 Newton-Schulz, Nesterov") {
   // bf16 results depend on the summation order inside each matmul, so the comparison is
-  // within bf16 rounding: 2e-2 relative.
+  // within bf16 rounding: 1e-2 relative (seen: 1.9e-3; 1.1e-2 against the per-op rounding of
+  // the iteration before ns_steps).
   const double lr = 0.02, b1 = 0.95, wd = 0.01;
   for (bool moon : {false, true}) {
     double err = compare_run(moon ? "muon_moonlight" : "muon", kAllShapes, {{"lr", lr}, {"b1", b1}, {"wd", wd}}, [&](const ParamCase& p) -> RefStep {
@@ -73,7 +74,7 @@ TEST_CASE("muon (Keller Jordan) and muon_moonlight: bf16 Newton-Schulz, Nesterov
         return M(lr * (O * scale + wd * W));
       };
     });
-    CHECK(err < 2e-2);
+    CHECK(err < 1e-2);
   }
 }
 

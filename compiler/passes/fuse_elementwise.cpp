@@ -67,6 +67,7 @@ class Fuser {
   // The plan, or nothing when the hazards cannot be ordered (guarded kernels that read the old
   // value of what an unguarded one writes, and the reverse).
   std::optional<Plan> run() {
+    find_stored();
     std::map<uint32_t, int> min_level;  // effect -> level forced by hazards
     for (int iter = 0; iter < 64; ++iter) {
       build(min_level);
@@ -201,20 +202,6 @@ class Fuser {
         else materialize(o);
       }
     };
-    // elementwise values a library call reads: stored by the kernel that computes them, so a
-    // kernel of a later level in their space loads them rather than recomputing their chain
-    // (Newton-Schulz's X of one step is not recomputed from the gradient in every later step)
-    std::map<uint32_t, Key> stored;
-    for (uint32_t i = 0; i < g_.nodes.size(); ++i) {
-      const ir::Node& n = g_.nodes[i];
-      if (!library(ValueId{i})) continue;
-      for (int k = 0; k < n.n_operands; ++k) {
-        const ValueId o = n.operands[k];
-        const ir::Node& on = g_.at(o);
-        if (on.shape == Shape::Scalar || leaf(o) || library(o) || ir::category(on.op) == Category::Reduce) continue;
-        stored.emplace(o.v, Key{guarded_level(level(o), guard_[o.v]), domain_of(on.shape), guard_[o.v]});
-      }
-    }
     for (ValueId e : g_.effects) {
       Domain d = sink_domain(e);
       int l = avail(g_.at(e).operands[0], d);
@@ -272,7 +259,7 @@ class Fuser {
           materialize(v);
           continue;  // read from its temp
         }
-        if (auto it = stored.find(v.v); it != stored.end() && v != sink && it->second.level < key.level && it->second.guard == key.guard) {
+        if (auto it = stored_.find(v.v); it != stored_.end() && v != sink && it->second.level < key.level && it->second.guard == key.guard) {
           materialize(v);
           continue;  // stored by an earlier kernel: read from its temp
         }
@@ -293,6 +280,23 @@ class Fuser {
         if (op == Op::ColSum || op == Op::Sum) K.serial = true;
       }
       kernels_.push_back(std::move(K));
+    }
+  }
+
+  // Elementwise values a library call reads: stored by the kernel that computes them, so a
+  // kernel of a later level in their space loads them rather than recomputing their chain
+  // (Newton-Schulz's X of one step is not recomputed from the gradient in every later step).
+  // Levels and guards do not change with the hazards: found once.
+  void find_stored() {
+    for (uint32_t i = 0; i < g_.nodes.size(); ++i) {
+      const ir::Node& n = g_.nodes[i];
+      if (!library(ValueId{i})) continue;
+      for (int k = 0; k < n.n_operands; ++k) {
+        const ValueId o = n.operands[k];
+        const ir::Node& on = g_.at(o);
+        if (on.shape == Shape::Scalar || leaf(o) || library(o) || ir::category(on.op) == Category::Reduce) continue;
+        stored_.emplace(o.v, Key{guarded_level(level(o), guard_[o.v]), domain_of(on.shape), guard_[o.v]});
+      }
     }
   }
 
@@ -326,6 +330,7 @@ class Fuser {
   std::vector<Call> calls_;
   std::vector<Launch> schedule_;
   std::map<Key, std::vector<uint32_t>> K_seen_;
+  std::map<uint32_t, Key> stored_;  // find_stored
 };
 
 }  // namespace

@@ -36,10 +36,6 @@ void product(MapF& o, const CMapF& A, bool ta, const CMapF& B, bool tb) {
   else o.noalias() = A.transpose() * B.transpose();
 }
 
-void round_out(MapF& m) {
-  m = m.unaryExpr([](float x) { return round_bf16(x); });
-}
-
 // y = s x, and p rounded to bf16, over n elements, on every thread (a full matrix's pass)
 void scale_into(float* y, const float* x, float s, long long n) {
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
@@ -49,6 +45,8 @@ void round_all(float* p, long long n) {
 #pragma omp parallel for schedule(static) if (n >= (1 << 16))
   for (long long i = 0; i < n; ++i) p[i] = round_bf16(p[i]);
 }
+
+void round_out(MapF& m) { round_all(m.data(), m.size()); }
 
 // Newton-Schulz's steps (exec::NsSteps): each product accumulated onto its scaled C by the GEMM
 // itself (Eigen's C += alpha A B, as cuBLAS's alpha and beta), in f32, the result rounded to

@@ -67,7 +67,7 @@ class DeviceScope {
 };
 
 // Owners of staged tables other than kernel modules (TableKey::owner).
-const char kZeroTables = 0, kGemmTables = 0, kRoundTables = 0, kEighTables = 0, kBf16Tables = 0;
+const char kZeroTables = 0, kGemmTables = 0, kRoundTables = 0, kLinalgTables = 0, kBf16Tables = 0;
 
 long long tiles(long long n) { return (n + exec::kReduceTile - 1) / exec::kReduceTile; }
 unsigned blocks_for(long long n) { return unsigned(std::clamp<long long>((n + kBlock - 1) / kBlock, 1, exec::kCudaMaxBlocks)); }
@@ -243,7 +243,7 @@ class CudaBackend final : public Backend {
       if (!linalg_) linalg_ = std::make_unique<Linalg>();
       const Linalg::Env env{stream_, *lib_, [this](const std::string& src, const std::vector<std::string>& symbols) { return load(src, symbols); },
                             [this](size_t slot, const void* first, const std::vector<char>& bytes) {
-                              return stage(TableKey{&kEighTables, slot, first}, bytes);
+                              return stage(TableKey{&kLinalgTables, slot, first}, bytes);
                             }};
       linalg_->run(env, call, tensors, n);
       return true;
@@ -334,7 +334,7 @@ class CudaBackend final : public Backend {
     return true;
   }
 
-  // Eigh and InvRoot go through run_call (Linalg), whole, on the device
+  // Eigh and InvRoot run whole in run_call (Linalg): no raw decomposition for the generic path
   bool eigh(long long, const std::vector<const float*>&, double*, double*) override { return false; }
 
   // A step's work goes on the caller's stream, after everything queued before (on whatever
@@ -446,7 +446,7 @@ class CudaBackend final : public Backend {
   std::vector<char> staging_;  // a launch's table as built on the host (reused: no allocation per launch)
   std::map<TableKey, Scratch> partials_;
   Scratch work2_;                   // bf16 GEMM operands
-  std::unique_ptr<Linalg> linalg_;  // its kernels and workspaces, made at the first refresh
+  std::unique_ptr<Linalg> linalg_;  // its kernels and workspaces, made at the first library call
 };
 
 }  // namespace

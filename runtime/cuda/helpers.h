@@ -27,8 +27,8 @@ inline std::string helpers_source() {
          kHelperKernels;
 }
 
-// The kernels of an eigenbasis refresh (runtime/cuda/linalg.cu.inc), a module of their own
-// (loaded at the first refresh; its block-wide reductions make it cooperative on the emulator).
+// The kernels of the library calls (runtime/cuda/linalg.cu.inc), a module of their own (loaded
+// at the first such call; its block-wide reductions make it cooperative on the emulator).
 inline std::string linalg_source() {
   static const char kKernels[] =
 #include "runtime/cuda/linalg.cu.inc"

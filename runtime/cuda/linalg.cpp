@@ -1,4 +1,4 @@
-// An eigenbasis refresh on the device (see linalg.h).
+// The CUDA backend's library calls beyond GEMMs, on the device (see linalg.h).
 #include "runtime/cuda/linalg.h"
 
 #include <cstring>
@@ -96,9 +96,9 @@ void Linalg::run(const Env& env, const exec::LibraryCall& call, const CallTensor
   CK(cudaEventRecord(info_back_, env.stream));
 }
 
-void Linalg::launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::vector<void*> args) {
-  CK(cudaLaunchKernel(reinterpret_cast<const void*>(kernels_->kernels[size_t(kernel)]), dim3(blocks_x, blocks_y), dim3(kBlock), args.data(), 0,
-                      env.stream));
+void Linalg::launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::initializer_list<void*> args) {
+  CK(cudaLaunchKernel(reinterpret_cast<const void*>(kernels_->kernels[size_t(kernel)]), dim3(blocks_x, blocks_y), dim3(kBlock),
+                      const_cast<void**>(args.begin()), 0, env.stream));
 }
 
 const float* const* Linalg::in_table(const Env& env, size_t operand, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts) {

@@ -7,6 +7,7 @@
 // one batched solve (Jacobi up to 32 x 32) or GEMM, one launch per kernel.
 #pragma once
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <vector>
 
@@ -43,7 +44,7 @@ class Linalg {
   void newton_schulz(const Env& env, const exec::LibraryCall& call, const exec::NsSteps& ns, long long rows, long long cols,
                      const std::vector<const CallTensor*>& ts);
   void norm_bound(const Env& env, const exec::LibraryCall& call, long long r, long long c, const std::vector<const CallTensor*>& ts);
-  void launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::vector<void*> args);
+  void launch(const Env& env, int kernel, unsigned blocks_x, unsigned blocks_y, std::initializer_list<void*> args);
   float* const* out_table(const Env& env, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts);
   const float* const* in_table(const Env& env, size_t operand, const exec::LibraryCall& call, const std::vector<const CallTensor*>& ts);
   int* solver_info(const Env& env, size_t count, int** host);

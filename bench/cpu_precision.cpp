@@ -49,8 +49,14 @@ std::string adamw_spec(const std::string& storage) {
 // A streaming loop with AdamW's accesses over n elements: read w, g, m, v, write w, m, v, with
 // w and g of type W and m and v of type S, and one add each (OpenMP, as the kernels are); and
 // STREAM's triad over three of its arrays, w = g + s * m (12 B an element).
+class Streaming {
+ public:
+  virtual ~Streaming() = default;
+  virtual double round_gbs() = 0;  // one pass of the access pattern: GB/s
+};
+
 template <class W, class S>
-class Stream {
+class Stream : public Streaming {
  public:
   // The four arrays are carved from one allocation, each 4 KiB + 64 B past the last: separate
   // allocations of equal size streamed up to a fifth slower here (72 against 84 GB/s), slower
@@ -65,7 +71,7 @@ class Stream {
     pass();
   }
   static constexpr double kBytes = 3 * sizeof(W) + 4 * sizeof(S);  // w read and written, g read; m, v both
-  double round_gbs() {
+  double round_gbs() override {
     return double(n_) * kBytes / once_ms([&] { pass(); }) / 1e6;
   }
   double triad_gbs() {
@@ -117,18 +123,10 @@ int main(int argc, char** argv) {
     opal::DType params;
     const char* storage;
     double bytes_per_param;
-    std::function<double()> same;  // one round of the loop with the model's accesses: GB/s
+    std::function<std::unique_ptr<Streaming>()> same;  // the streaming loop with the model's accesses
   };
-  using u16 = uint16_t;
-  using u8 = uint8_t;
-  std::unique_ptr<Stream<u16, float>> s22;
-  std::unique_ptr<Stream<u16, u16>> s14;
-  std::unique_ptr<Stream<u16, u8>> s10;
-  auto same_as = [&](auto& p) {
-    return [&p, total] {
-      if (!p) p = std::make_unique<typename std::decay_t<decltype(p)>::element_type>(total);
-      return p->round_gbs();
-    };
+  auto same_as = [total]<class W, class S>(W, S) {
+    return [total]() -> std::unique_ptr<Streaming> { return std::make_unique<Stream<W, S>>(total); };
   };
   // The same kernels over four 256x512 tensors (0.5M parameters: at most 15 MB, in cache, and
   // large enough to run on every thread): the rate the arithmetic allows, whatever the memory
@@ -156,10 +154,10 @@ int main(int argc, char** argv) {
   std::printf("%-12s %11s %9s %7s %11s %6s %13s %6s %16s\n", "model", "", "step", "GB/s", "stream", "of it", "same accesses", "of it",
               "in-cache ceiling");
   std::vector<std::string> bound;
-  const std::vector<Model> models = {{"f32", opal::DType::F32, "", 28, [&] { return stream.round_gbs(); }},  // its own accesses
-                                     {"bf16 params", opal::DType::BF16, "", 22, same_as(s22)},
-                                     {"all bf16", opal::DType::BF16, "bf16", 14, same_as(s14)},
-                                     {"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256, same_as(s10)}};
+  const std::vector<Model> models = {{"f32", opal::DType::F32, "", 28, same_as(float(), float())},
+                                     {"bf16 params", opal::DType::BF16, "", 22, same_as(uint16_t(), float())},
+                                     {"all bf16", opal::DType::BF16, "bf16", 14, same_as(uint16_t(), uint16_t())},
+                                     {"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256, same_as(uint16_t(), uint8_t())}};
   for (const Model& m : models) {
     bool wanted = argc == 1;
     for (int a = 1; a < argc; ++a) wanted |= std::string(m.name).find(argv[a]) != std::string::npos;
@@ -167,13 +165,13 @@ int main(int argc, char** argv) {
     std::vector<double> steps, bands, sames;
     {
       auto opt = make(m, shapes);
+      auto same_loop = m.same();
       for (int r = 0; r < 7; ++r) {
         steps.push_back(1 / once_ms([&] { opt->step(); }));  // a rate, so that the best is the largest
         bands.push_back(std::max(stream.round_gbs(), stream.triad_gbs()));
-        sames.push_back(m.same());
+        sames.push_back(same_loop->round_gbs());
       }
     }
-    s22.reset(), s14.reset(), s10.reset();
     const double ms = 1 / best(steps), band = best(bands), same = best(sames);
     const double gbs = double(total) * m.bytes_per_param / ms / 1e6;
     auto tiny = make(m, small);

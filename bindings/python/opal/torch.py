@@ -10,14 +10,14 @@ schedulers work through param_groups[i]["lr"]. The kernels read and write the te
 directly: no copies. state_dict() keys state by parameter name and slot name and works with
 torch.save / torch.load.
 """
-import difflib
-import fnmatch
 import threading
 import warnings
 
 import torch
 
 from . import _opal
+from ._hints import hint
+from ._roles import Roles
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
 
@@ -87,50 +87,6 @@ def _shared(named, seen):
             return seen[key], n
         seen[key] = n
     return None
-
-
-def _hint(name, candidates):
-    close = difflib.get_close_matches(name, list(candidates), n=1)
-    return f"; did you mean `{close[0]}`?" if close else f"; it has: {', '.join(candidates)}"
-
-
-def _is_norm(module, param):
-    """A normalization layer's weight or bias: torch's norm layers, and any module whose class
-    name says Norm (LlamaRMSNorm, nanoGPT's LayerNorm, T5LayerNorm) for its vectors."""
-    norms = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm, getattr(torch.nn, "RMSNorm", ()))
-    return isinstance(module, norms) or ("Norm" in type(module).__name__ and param.dim() <= 1)
-
-
-def _module_roles(model):
-    """{id(parameter): role} from the modules that hold the parameters of `model`:
-    - embedding: the weight of an nn.Embedding or nn.EmbeddingBag (a head tied to it, the same
-      tensor, is this one parameter and counts as the embedding);
-    - head: the weight of an nn.Linear with as many outputs as the largest embedding has rows
-      (an untied vocabulary projection: lm_head, output);
-    - norm: the weight and bias of a normalization layer (see _is_norm);
-    - bias: any other module's `bias`;
-    - conv: the weight of an nn.ConvNd (routes see it as (out, in * kh * kw));
-    anything else has no role. roles={...} names a head this cannot see (a classifier)."""
-    embeddings = [m for m in model.modules() if isinstance(m, (torch.nn.Embedding, torch.nn.EmbeddingBag))]
-    embedded = {id(m.weight) for m in embeddings}
-    vocab = max((m.num_embeddings for m in embeddings), default=None)
-    roles = {}
-    for module in model.modules():
-        for name, p in module.named_parameters(recurse=False):
-            if id(p) in embedded:
-                role = "embedding"
-            elif _is_norm(module, p):
-                role = "norm"
-            elif name == "bias":
-                role = "bias"
-            elif isinstance(module, torch.nn.Linear) and name == "weight" and p.shape[0] == vocab:
-                role = "head"
-            elif isinstance(module, torch.nn.modules.conv._ConvNd) and name == "weight":
-                role = "conv"
-            else:
-                continue
-            roles.setdefault(id(p), role)
-    return roles
 
 
 class Optimizer(ShardedMethods, torch.optim.Optimizer):
@@ -238,9 +194,8 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             model, params = params, list(params.named_parameters())
         if model is not None and not isinstance(model, torch.nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
-        self._module_roles = _module_roles(model) if model is not None else {}
+        self._roles = Roles(model, roles)
         self._model_names = {id(p): n for n, p in model.named_parameters()} if model is not None else {}
-        self._role_patterns = self._check_roles(roles)
         defaults = dict(self._compiled.hparams)
         defaults.update(self._normalize(hparams, "Optimizer()"))
         defaults.update({k: hparams.get(k, v) for k, v in _TORCH_FLAGS.items() if k not in self._compiled.hparams})
@@ -252,7 +207,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                                     "rounding": self._rounding, "master_weights": self._master, "reduce_grads": self._shard.reduce_grads,
                                     **{f"hyperparameter `{k}`": float(v) for k, v in defaults.items() if k in self._compiled.hparams}})
         super().__init__(self._split_names(params), defaults)
-        self._check_role_patterns_used()
+        self._roles.check_used([n for g in self.param_groups for n in g["param_names"]])
         self._warn_roleless()
 
     # -- construction -------------------------------------------------------------------
@@ -272,7 +227,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                 continue
             k2 = _ALIASES.get(k, k) if k not in names else k
             if k2 not in names:
-                raise TypeError(f"{where}: optimizer `{self._compiled.name}` has no hyperparameter `{k}`{_hint(k, names)}")
+                raise TypeError(f"{where}: optimizer `{self._compiled.name}` has no hyperparameter `{k}`{hint(k, names)}")
             out[k2] = v
         for k, v in out.items():
             _check_hparam(k, v, where)
@@ -315,41 +270,11 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         group["params"], group["param_names"] = tensors, names
         return group
 
-    @staticmethod
-    def _check_roles(roles):
-        """roles={pattern: role} checked: [(pattern, role or "")], in order."""
-        if roles is None:
-            return []
-        if not isinstance(roles, dict):
-            raise TypeError(f"roles must be a dict {{parameter name or pattern: role}}, not {type(roles).__name__}")
-        known = _opal.role_names()
-        out = []
-        for pattern, role in roles.items():
-            if not isinstance(pattern, str):
-                raise TypeError(f"roles: key {pattern!r} is not a parameter name or pattern")
-            if role is not None and role not in known:
-                raise ValueError(f"roles: `{role}` (for `{pattern}`) is not a role{_hint(str(role), known)}")
-            out.append((pattern, role or ""))
-        return out
-
-    def _role_of(self, name, p):
-        role = self._module_roles.get(id(p), "")
-        for pattern, r in self._role_patterns:
-            if fnmatch.fnmatchcase(name, pattern):
-                role = r
-        return role
-
-    def _check_role_patterns_used(self):
-        names = [n for g in self.param_groups for n in g["param_names"]]
-        for pattern, _ in self._role_patterns:
-            if not any(fnmatch.fnmatchcase(n, pattern) for n in names):
-                raise ValueError(f"roles: no parameter is named like `{pattern}`{_hint(pattern, names)}")
-
     def _warn_roleless(self):
         """A spec that routes by role, given matrices without a model or roles= (named_parameters()
         alone): its embeddings and heads would take the shape routes; say so."""
         by_role = list(dict.fromkeys(self._compiled.route_roles))
-        if not by_role or self._compiled.name_patterns or self._model_names or self._role_patterns:
+        if not by_role or self._compiled.name_patterns or self._model_names or self._roles.patterns:
             return  # (a spec with name patterns too, as the paper family has, finds them by name)
         if not any(p.dim() >= 2 for g in self.param_groups for p in g["params"]):
             return
@@ -383,7 +308,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         hps = {k: float(group[k]) for k in self._compiled.hparams}
         rows = {n: self._rows.shard_of(n, p) for n, p in zip(group["param_names"], group["params"])} if self._rows else {}
         rows = {n: r for n, r in rows.items() if r is not None}
-        described = [(n, list(rows[n][0] if n in rows else p.shape), self._role_of(n, p), _DTYPES[p.dtype])
+        described = [(n, list(rows[n][0] if n in rows else p.shape), self._roles.of(n, p), _DTYPES[p.dtype])
                      for n, p in zip(group["param_names"], group["params"])]  # (a sharded parameter's costs are its whole's)
         if self._shard is not None:
             self._shard.assign(self._compiled, described, hps)
@@ -613,7 +538,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                                    "its state and step count live there")
                 return e
         names = [n for g in self.param_groups for n in g["param_names"]]
-        raise KeyError(f"no parameter `{name}`{_hint(name, names)}")
+        raise KeyError(f"no parameter `{name}`{hint(name, names)}")
 
     # -- checkpoints --------------------------------------------------------------------
     def state_dict(self):

@@ -210,6 +210,36 @@ class Q8State(unittest.TestCase):
         with self.assertRaises(TypeError):
             Optimizer([("w", w)], spec="adamw", state=8)
 
+    def test_groups_of_every_dtype_with_q8_state_save_and_resume_as_f32(self):
+        # bf16, f32 and f16 parameters in two groups, all with q8 state: each keeps its dtype, a
+        # step without gradients changes nothing, and the state resumes in an f32-state optimizer
+        torch.manual_seed(0)
+        a = nn.Parameter(torch.randn(16, 8, dtype=torch.bfloat16))
+        b = nn.Parameter(torch.randn(8))
+        c = nn.Parameter(torch.randn(4, 4, dtype=torch.float16))
+        groups = lambda: [{"params": [a], "lr": 1e-2}, {"params": [b, c]}]
+        opt = Optimizer(groups(), spec="adamw", state="q8")
+        for _ in range(3):
+            for p in (a, b, c):
+                p.grad = torch.randn_like(p)
+            opt.step()
+        self.assertEqual([p.dtype for p in (a, b, c)], [torch.bfloat16, torch.float32, torch.float16])
+        self.assertTrue(all(bool(torch.isfinite(p.float()).all()) for p in (a, b, c)))
+        self.assertEqual(opt.state[c]["momentum.m"].dtype, torch.uint8)
+        opt.zero_grad(set_to_none=True)
+        before = [p.detach().clone() for p in (a, b, c)]
+        opt.step()
+        self.assertTrue(all(torch.equal(x, p) for x, p in zip(before, (a, b, c))))
+        sd = opt.state_dict()
+        f32 = Optimizer(groups(), spec="adamw")
+        with warnings.catch_warnings(record=True):
+            warnings.simplefilter("always")
+            f32.load_state_dict(sd)
+        converted = [x for r in f32.last_load_reports for x in r["converted"]]
+        self.assertEqual(len(converted), 6, converted)  # m and v of three parameters
+        self.assertEqual(f32.state[c]["adapt.v"].dtype, torch.float32)
+        self.assertTrue(bool((f32.state[a]["adapt.v"] >= 0).all()))
+
     def test_q8_adamw_tracks_f32_adamw_on_a_model(self):
         def train(spec):
             torch.manual_seed(1)

@@ -47,6 +47,9 @@ class CEmitter {
   // the loop's reads its scale once per block, as `opal_s<scales>`.
   virtual std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const = 0;
   virtual std::string q8_index() const = 0;
+  // Opens a kernel that reads q8 slots: where the target keeps its own copy of the code's table
+  // (`opal_q8_tab`), it loads it here.
+  virtual std::string q8_table_load() const { return ""; }
   virtual std::string restrict_kw() const = 0;
   // A kernel's reductions (set by kernel() before it renders the loops): the output buffer of
   // each, its kind, and the per-thread accumulator of a total (`acc<value>`).

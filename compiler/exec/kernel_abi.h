@@ -155,12 +155,14 @@ inline std::string half_c(const std::string& bit_casts, const std::string& quali
   return bit_casts + qualified_c(OPAL_XSTR(OPAL_HALF_FUNCS(OPAL_Q)), qualifier);
 }
 
-// The blockwise 8-bit code of support/q8.h as C text: its table (declared `storage` float:
-// "static const", "__device__ const") and its functions.
-inline std::string q8_c(const std::string& storage, const std::string& qualifier) {
-  std::string t = fmt::format("{} float opal_q8_tab[{}] = {{", storage, q8::kTable.size());
+// The blockwise 8-bit code of support/q8.h as C text: its table as `storage float name[512]`
+// ("static const", "__device__ const"), and its functions, which read the table as
+// `opal_q8_tab` (the CPU's is the table itself, CUDA's a shared-memory copy).
+inline std::string q8_table_c(const std::string& storage, const std::string& name) {
+  std::string t = fmt::format("{} float {}[{}] = {{", storage, name, q8::kTable.size());
   for (size_t i = 0; i < q8::kTable.size(); ++i) t += fmt::format("{}{:a}f", i == 0 ? "\n  " : i % 8 ? ", " : ",\n  ", q8::kTable[i]);
-  return t + "};\n" + qualified_c(OPAL_XSTR(OPAL_Q8_FUNCS(OPAL_Q)), qualifier);
+  return t + "};\n";
 }
+inline std::string q8_funcs_c(const std::string& qualifier) { return qualified_c(OPAL_XSTR(OPAL_Q8_FUNCS(OPAL_Q)), qualifier); }
 
 }  // namespace opal::exec

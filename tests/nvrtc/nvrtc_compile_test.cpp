@@ -112,10 +112,14 @@ TEST_CASE("q8 state compiles for CUDA: warp-per-block quantization, every block 
       std::string src = emit_optimizer(mixed || checked ? *c512 : *largest, Target::Cuda, checked, mixed);
       CHECK(src.find("__shfl_xor_sync(0xffffffffu, opal_m, opal_o)") != std::string::npos);
       CHECK(src.find("opal_ld_q8(sb") != std::string::npos);
-      CHECK(src.find("__device__ const float opal_q8_tab[512]") != std::string::npos);
+      // the code's values are read from a shared-memory copy each decoding kernel loads first
+      CHECK(src.find("__device__ const float opal_q8_values[512]") != std::string::npos);
+      CHECK(src.find("__shared__ float opal_q8_tab[512];") != std::string::npos);
+      CHECK(src.find("opal_q8_tab[opal_i] = opal_q8_values[opal_i];  // the q8 code\n  __syncthreads();") != std::string::npos);
       cuda::NvrtcOutput out = cuda::nvrtc_compile(src, "compute_90", false);
       INFO((mixed ? "mixed" : "f32") << (checked ? " checked" : "") << ":\n" << out.log);
       CHECK(out.ok);
+      CHECK(out.image.find("ld.shared.f32") != std::string::npos);  // the PTX decodes from shared memory
     }
 }
 

@@ -39,7 +39,7 @@ static inline float opal_bf16(float x) {
                "static inline unsigned int opal_f2u(float x) { unsigned int u; memcpy(&u, &x, 4); return u; }\n"
                "static inline float opal_u2f(unsigned int u) { float x; memcpy(&x, &u, 4); return x; }\n",
                "static inline") +
-           (q8 ? exec::q8_c("static const", "static inline") + kQ8BlockCpu : std::string()) +
+           (q8 ? exec::q8_table_c("static const", "opal_q8_tab") + exec::q8_funcs_c("static inline") + kQ8BlockCpu : std::string()) +
            R"(static inline int opal_nonfinite(float x) {
   unsigned int b;
   memcpy(&b, &x, 4);

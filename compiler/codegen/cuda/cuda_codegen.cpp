@@ -38,7 +38,9 @@ __device__ static inline float opal_bf16(float x) {
                "__device__ static inline unsigned int opal_f2u(float x) { return __float_as_uint(x); }\n"
                "__device__ static inline float opal_u2f(unsigned int u) { return __uint_as_float(u); }\n",
                "__device__ static inline") +
-           (q8 ? exec::q8_c("__device__ const", "__device__ static inline") : std::string()) +
+           (q8 ? exec::q8_table_c("__device__ const", "opal_q8_values") +
+                     fmt::format("__shared__ float opal_q8_tab[{}];\n", ::opal::q8::kTable.size()) + exec::q8_funcs_c("__device__ static inline")
+               : std::string()) +
            R"(__device__ static inline int opal_nonfinite(float x) { return (__float_as_uint(x) & 0x7f800000u) == 0x7f800000u; }
 
 )" + randn_prelude("__device__ static inline") +
@@ -79,6 +81,15 @@ __device__ static inline float opal_bf16(float x) {
   // keeping its B / 32 values in registers; a slot's absmax and sign over each of its blocks are
   // warp shuffles (opal_q8_join is order-free: the bytes equal the CPU's).
   std::string q8_index() const override { return "opal_r"; }
+  // A warp's lookups in the code are at random: from shared memory, not through the L1 from
+  // global memory (bitsandbytes' 8-bit kernels keep their code in shared memory too). Every
+  // thread reaches the barrier: it opens the kernel.
+  std::string q8_table_load() const override {
+    return fmt::format(
+        "  for (int opal_i = threadIdx.x; opal_i < {0}; opal_i += blockDim.x) opal_q8_tab[opal_i] = opal_q8_values[opal_i];  // the q8 code\n"
+        "  __syncthreads();\n",
+        ::opal::q8::kTable.size());
+  }
   std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const override {
     int B = 0;
     for (const Q8Store& q : stores) B = std::max(B, q.block);

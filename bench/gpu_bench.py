@@ -55,10 +55,13 @@ def hidden(shapes):
 class Opal:
     """One Opal optimizer over torch tensors, through the C ABI."""
 
-    def __init__(self, lib, spec, params, device):
+    def __init__(self, lib, spec, params, device, state=None):
         self.lib = lib
         self.h = ctypes.c_void_p()
-        self._check(lib.opal_create(spec.encode(), None, ctypes.byref(self.h)))
+        if state:  # the state's storage, as a route's state(...) says it ("q8", "bf16")
+            self._check(lib.opal_create_stored(spec.encode(), None, state.encode(), ctypes.byref(self.h)))
+        else:
+            self._check(lib.opal_create(spec.encode(), None, ctypes.byref(self.h)))
         dev = OPAL_CUDA if device.type == "cuda" else OPAL_CPU
         for name, p in params:
             shape = (ctypes.c_int64 * max(1, p.dim()))(*p.shape)
@@ -91,6 +94,7 @@ def load_lib(path):
     lib = ctypes.CDLL(path)
     lib.opal_last_error.restype = ctypes.c_char_p
     lib.opal_create.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
+    lib.opal_create_stored.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.POINTER(ctypes.c_void_p)]
     lib.opal_add_param.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_int, ctypes.POINTER(ctypes.c_int64), ctypes.c_int, ctypes.c_int,
                                    ctypes.c_void_p, ctypes.c_void_p]
     lib.opal_set_param_role.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p]
@@ -158,7 +162,7 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="small shapes (to check the script on a CPU)")
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--only", default="adamw,muon,adafactor,soap,compile")
+    ap.add_argument("--only", default="adamw,adamw_q8,muon,adafactor,soap,compile")
     args = ap.parse_args()
     device = torch.device(args.device)
     lib = load_lib(args.lib)
@@ -169,11 +173,11 @@ def main():
     bw = copy_bandwidth(device, numel)
     print(f"device {name}; torch {torch.__version__}; {len(shapes)} tensors, {numel / 1e6:.1f}M parameters; copy bandwidth {bw:.0f} GB/s")
 
-    def opal_vs_torch(spec, shps, make_peer):
+    def opal_vs_torch(spec, shps, make_peer, state=None):
         """Opal's step time and the peer's (make_peer(params) -> a torch optimizer; None where this
         torch lacks it), over the same shapes."""
         params = make_params(shps, device)
-        o_ms = timed(Opal(lib, spec, params, device).step, device, args.iters)
+        o_ms = timed(Opal(lib, spec, params, device, state).step, device, args.iters)
         if make_peer is None:
             return o_ms, None
         tparams = make_params(shps, device)
@@ -186,6 +190,14 @@ def main():
         gbs = 28 * numel / (o_ms * 1e-3) / 1e9  # reads w, g, m, v; writes w, m, v
         line("AdamW step", o_ms, "torch fused AdamW" if fused else "torch AdamW", t_ms, f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
         adamw_ms = o_ms
+
+    if "adamw_q8" in only:  # 8-bit state: a quarter of the state's bytes, against torch's f32 state
+        fused = device.type == "cuda"
+        o_ms, t_ms = opal_vs_torch("adamw", shapes, lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, **({"fused": True} if fused else {})),
+                                   state="q8")
+        gbs = (16 + 16 / 256) * numel / (o_ms * 1e-3) / 1e9  # w, g read, w written (f32); m, v codes read and written; scales
+        line("AdamW step, q8 state", o_ms, "torch fused AdamW (f32 state)" if fused else "torch AdamW (f32 state)", t_ms,
+             f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
 
     if "muon" in only:
         hs = hidden(shapes)

@@ -210,6 +210,20 @@ class Q8State(unittest.TestCase):
         with self.assertRaises(TypeError):
             Optimizer([("w", w)], spec="adamw", state=8)
 
+    def test_a_transposed_bf16_gradient_steps_as_its_contiguous_copy(self):
+        torch.manual_seed(0)
+        g = torch.randn(4, 8, dtype=torch.bfloat16)
+        a = nn.Parameter(torch.randn(8, 4, dtype=torch.bfloat16))
+        b = nn.Parameter(a.detach().clone())
+        oa, ob = Optimizer([a], spec="adamw", state="q8"), Optimizer([b], spec="adamw", state="q8")
+        a.grad, b.grad = g.t(), g.t().contiguous()
+        self.assertFalse(a.grad.is_contiguous())
+        before = a.detach().clone()
+        oa.step()
+        ob.step()
+        self.assertTrue(torch.equal(a, b))
+        self.assertFalse(torch.equal(a, before))  # it stepped
+
     def test_groups_of_every_dtype_with_q8_state_save_and_resume_as_f32(self):
         # bf16, f32 and f16 parameters in two groups, all with q8 state: each keeps its dtype, a
         # step without gradients changes nothing, and the state resumes in an f32-state optimizer

@@ -183,18 +183,17 @@ def main():
         tparams = make_params(shps, device)
         return o_ms, timed(make_peer([p for _, p in tparams]).step, device, args.iters)
 
+    fused = device.type == "cuda"
+    torch_adamw = lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, **({"fused": True} if fused else {}))
     adamw_ms = None
     if "adamw" in only:
-        fused = device.type == "cuda"
-        o_ms, t_ms = opal_vs_torch("adamw", shapes, lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, **({"fused": True} if fused else {})))
+        o_ms, t_ms = opal_vs_torch("adamw", shapes, torch_adamw)
         gbs = 28 * numel / (o_ms * 1e-3) / 1e9  # reads w, g, m, v; writes w, m, v
         line("AdamW step", o_ms, "torch fused AdamW" if fused else "torch AdamW", t_ms, f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
         adamw_ms = o_ms
 
     if "adamw_q8" in only:  # 8-bit state: a quarter of the state's bytes, against torch's f32 state
-        fused = device.type == "cuda"
-        o_ms, t_ms = opal_vs_torch("adamw", shapes, lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, **({"fused": True} if fused else {})),
-                                   state="q8")
+        o_ms, t_ms = opal_vs_torch("adamw", shapes, torch_adamw, state="q8")
         gbs = (16 + 16 / 256) * numel / (o_ms * 1e-3) / 1e9  # w, g read, w written (f32); m, v codes read and written; scales
         line("AdamW step, q8 state", o_ms, "torch fused AdamW (f32 state)" if fused else "torch AdamW (f32 state)", t_ms,
              f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")

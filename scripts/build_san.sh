@@ -7,9 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-cmake -S . -B build-san -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1" \
+bash scripts/configure.sh build-san -DCMAKE_BUILD_TYPE=Debug "-DCMAKE_CXX_FLAGS_DEBUG=-O1 -g1" "-DCMAKE_C_FLAGS_DEBUG=-O1 -g1" \
       -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DOPAL_FUZZ=ON -DOPAL_NATIVE=OFF \
-      -DCUDAToolkit_ROOT=/usr/local/cuda >/dev/null
+      -DCUDAToolkit_ROOT=/usr/local/cuda
 targets=()
 for t in "$@"; do targets+=(--target "$t"); done
 cmake --build build-san -j"$(nproc)" "${targets[@]}"

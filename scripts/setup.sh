@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Opal builds with, when any is missing. Safe to run repeatedly.
 set -euo pipefail
-pkgs=(cmake g++ make libeigen3-dev libfmt-dev nlohmann-json3-dev doctest-dev libcli11-dev
+pkgs=(cmake ninja-build g++ make libeigen3-dev libfmt-dev nlohmann-json3-dev doctest-dev libcli11-dev
       pybind11-dev python3-dev python3-torch libopenblas0-pthread dataset-fashion-mnist
       clang libclang-rt-14-dev libomp-dev pkgconf python3-venv)
+# ninja-build: scripts/configure.sh (CI time).
 # libopenblas0-pthread: Debian's torch calls the reference BLAS otherwise (7x slower on the example trainer).
 # dataset-fashion-mnist: the `mlp` ablation workload (/usr/share/datasets/fashion-mnist).
 # clang, libclang-rt-14-dev (libFuzzer, sanitizer runtimes), libomp-dev: the sanitizer and fuzz

@@ -322,7 +322,9 @@ exec::Description describe(const CompiledOptimizer& co) {
   // the checkpoint fingerprint: what the spec computes (its lowered graphs, without source
   // locations) and the state's initial values; the same on every device, and unchanged by a
   // comment added to the spec file or by a new release's passes and code generators. (The
-  // state's storage is not in it: loading converts, and says so.)
+  // state's storage is not in it, nor are the scales slots that q8 storage adds: loading
+  // converts between storages and says so, and a checkpoint of the same spec at another storage
+  // is checked as strictly as one at the same.)
   std::string meaning = fmt::format("{}\n{}\n{}", co.name, fmt::join(co.hparams, ","), co.lowered);
   for (const auto& t : d.tables) {  // which parameters go where
     meaning += fmt::format("table {}\n", t.optimizer);
@@ -335,7 +337,8 @@ exec::Description describe(const CompiledOptimizer& co) {
   }
   for (const auto& r : d.routes) {  // how each route sees a tensor, and its state
     meaning += fmt::format("route {} {} view {} master {}\n", r.label, r.pipeline, int(r.view), r.master);
-    for (const auto& s : r.slots) meaning += fmt::format("  {} {} {}\n", s.name, exec::extent_name(s.extent), int(s.init));
+    for (const auto& s : r.slots)
+      if (!s.is_scales()) meaning += fmt::format("  {} {} {}\n", s.name, exec::extent_name(s.extent), int(s.init));
   }
   d.fingerprint = content_hash(meaning);
   std::string err = exec::verify(d);

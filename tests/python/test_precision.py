@@ -137,7 +137,9 @@ class Bf16State(unittest.TestCase):
         # into an optimizer that keeps the state as f32: converted (exactly: bf16 values are f32 values)
         w32 = nn.Parameter(w.detach().clone())
         opt32 = Optimizer([("w", w32)], spec=adam_spec(""))
-        opt32.load_state_dict(sd)
+        with self.assertWarnsRegex(UserWarning, r"converted to this spec's storage: .*w/adapt16\.v \(BF16 -> F32\)"):
+            opt32.load_state_dict(sd)
+        self.assertFalse(opt32.last_load_reports[0]["spec_changed"])  # the same spec, stored otherwise
         self.assertEqual(opt32.state[w32]["adapt16.v"].dtype, torch.float32)
         self.assertTrue(torch.equal(opt32.state[w32]["adapt16.v"], sd["state"]["w"]["adapt16.v"].float()))
         # and back: f32 state rounded into bf16 storage
@@ -172,8 +174,10 @@ class Q8State(unittest.TestCase):
         # into f32 state: the values the codes stand for (v dequantized, close to the f32 run's)
         w32 = nn.Parameter(w.detach().clone())
         opt32 = Optimizer([("w", w32)], spec=self.SPEC.replace(" state(q8)", ""))
-        opt32.load_state_dict(sd)
+        with self.assertWarnsRegex(UserWarning, r"w/adapt\.v \(q8\(256\) -> F32\)"):
+            opt32.load_state_dict(sd)
         self.assertTrue(any("(q8(256) -> F32)" in c for c in opt32.last_load_reports[0]["converted"]))
+        self.assertFalse(opt32.last_load_reports[0]["spec_changed"])  # the scales slots are storage, not spec
         v = opt32.state[w32]["adapt.v"]
         self.assertEqual(v.dtype, torch.float32)
         self.assertTrue(bool((v > 0).all()))

@@ -359,6 +359,8 @@ TEST_CASE("checkpoints keep q8 codes and scales by name; q8, bf16 and f32 state 
   auto f32 = make("");
   r = f32->load(dir + "/q8.safetensors");
   CHECK(r.summary().find("w/acc.m (q8(64) -> F32)") != std::string::npos);
+  CHECK(!r.spec_changed);  // the same spec at another storage (the scales slots are storage too)
+  CHECK(program_hash(*f32) == program_hash(*q));
   for (const auto& p : ps) CHECK(same_bits(f32->read_state(p.name, "acc.m"), q->read_state_values(p.name, "acc.m")));
   // into another block size: dequantized and quantized again
   auto q256 = make("q8(256)");
@@ -378,6 +380,14 @@ TEST_CASE("checkpoints keep q8 codes and scales by name; q8, bf16 and f32 state 
   r = back->load(dir + "/f32.safetensors");
   CHECK(r.summary().find("w/acc.m (F32 -> q8(64))") != std::string::npos);
   CHECK(r.initialized.empty());
+  CHECK(!r.spec_changed);
+  {  // so a slot missing from a checkpoint at another storage is an error, not initialized
+    SafetensorsFile g = read_safetensors(dir + "/f32.safetensors");
+    g.tensors.erase("state/c/acc.m");
+    auto q64 = make("q8(64)");
+    CHECK(error_of([&] { apply_load(*q64, prepare_load(*q64, g, "partial")); }).find("state `c/acc.m` is missing") != std::string::npos);
+    CHECK(q64->step_count() == 0);
+  }
   {
     const auto [codes, scales] = host_q8(f32->read_state("w", "acc.m"), 600, 64);
     CHECK(same_bits(back->read_state("w", "acc.m"), codes));

@@ -575,7 +575,9 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         """Restores a state_dict. Everything is checked before anything changes: a wrong shape,
         dtype or parameter name raises opal.CheckpointError and leaves the optimizer as it was.
         After a spec change, slots whose name and shape match are kept and the rest start as the
-        spec says; `self.last_load_reports` says what happened (and a warning is issued)."""
+        spec says; state saved at another storage (f32, bf16, q8 or another q8 block size) is
+        converted to this optimizer's. `self.last_load_reports` says what happened, and either
+        case issues a warning."""
         if not isinstance(state_dict, dict) or "state" not in state_dict or "param_groups" not in state_dict:
             raise _opal.CheckpointError("cannot load state_dict: it needs 'state' and 'param_groups' (is it an Opal state_dict?)")
         if self._shard is not None:  # a whole optimizer's state: each rank takes what it owns (and its rows)
@@ -616,6 +618,6 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                 if k not in _GROUP_KEYS:
                     group[k] = v
         self.last_load_reports = reports
-        for r in reports:
-            if r["spec_changed"]:
+        for r in reports:  # a changed spec, or state converted to this optimizer's storage
+            if r["spec_changed"] or r["converted"]:
                 warnings.warn(f"opal: {r['summary']}")

@@ -461,9 +461,50 @@ opal_status opal_state(opal_optimizer* opt, const char* param, const char* slot,
     need(opt, "opt");
     need(param, "param");
     need(slot, "slot");
-    auto s = opt->built().state(param, slot);
+    opal::Optimizer& o = opt->built();
+    if (const opal::DType d = o.state_dtype(param, slot); d != opal::DType::F32)
+      throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("state `{}` of `{}` is stored as {}, not f32: read and write its values with opal_read_state "
+                                                     "and opal_write_state (they convert)",
+                                                     slot, param, opal::exec::dtype_name(d))};
+    auto s = o.state(param, slot);
     if (data) *data = s.data();
     if (numel) *numel = int64_t(s.size());
+  });
+}
+
+namespace {
+// A slot's element count as opal_read_state and opal_write_state take it: the caller's must match.
+void need_count(opal::Optimizer& o, const char* param, const char* slot, int64_t count) {
+  const auto shape = o.state_shape(param, slot);
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;
+  if (count != n)
+    throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("state `{}` of `{}` has {} values, and count is {}", slot, param, n, count)};
+}
+}  // namespace
+
+opal_status opal_read_state(opal_optimizer* opt, const char* param, const char* slot, float* out, int64_t count) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(slot, "slot");
+    need(out, "out");
+    opal::Optimizer& o = opt->built();
+    need_count(o, param, slot, count);
+    const std::vector<float> v = o.read_state_values(param, slot);
+    std::copy(v.begin(), v.end(), out);
+  });
+}
+
+opal_status opal_write_state(opal_optimizer* opt, const char* param, const char* slot, const float* values, int64_t count) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(param, "param");
+    need(slot, "slot");
+    need(values, "values");
+    opal::Optimizer& o = opt->built();
+    need_count(o, param, slot, count);
+    o.write_state_values(param, slot, {values, size_t(count)});
   });
 }
 

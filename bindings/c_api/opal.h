@@ -165,11 +165,19 @@ OPAL_API opal_status opal_save(opal_optimizer* opt, const char* path, unsigned f
 OPAL_API opal_status opal_load(opal_optimizer* opt, const char* path, const char** report);
 
 /* State slots of a parameter ("momentum.m", "adapt.v"), their memory and shape (at most 8
- * dimensions). Strings returned stay valid until the optimizer is destroyed. */
+ * dimensions). Strings returned stay valid until the optimizer is destroyed. opal_state views
+ * an f32 slot's host memory; a slot stored otherwise (bf16, q8) is OPAL_ERROR_ARGUMENT. */
 OPAL_API opal_status opal_num_slots(opal_optimizer* opt, const char* param, size_t* out);
 OPAL_API opal_status opal_slot_name(opal_optimizer* opt, const char* param, size_t index, const char** out);
 OPAL_API opal_status opal_state(opal_optimizer* opt, const char* param, const char* slot, float** data, int64_t* numel);
 OPAL_API opal_status opal_state_shape(opal_optimizer* opt, const char* param, const char* slot, int* ndim, int64_t shape[8]);
+/* A slot's values as f32, copied whatever its storage and backend: bf16 widened, a q8 slot
+ * dequantized with its scales (its scales slot, "<slot>.absmax", reads as the scales). `count`
+ * must be the slot's element count (the product of opal_state_shape's), else
+ * OPAL_ERROR_ARGUMENT. opal_write_state sets a slot from f32 values, rounded to nearest for bf16
+ * and quantized for q8 (its scales written too); a q8 scales slot takes the scales as given. */
+OPAL_API opal_status opal_read_state(opal_optimizer* opt, const char* param, const char* slot, float* out, int64_t count);
+OPAL_API opal_status opal_write_state(opal_optimizer* opt, const char* param, const char* slot, const float* values, int64_t count);
 /* The route a parameter took ("matrix", "other>vector"). */
 OPAL_API opal_status opal_route(opal_optimizer* opt, const char* param, const char** out);
 

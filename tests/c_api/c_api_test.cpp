@@ -2,6 +2,7 @@
 // message (and no change), checkpoints, and no exception across the boundary.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -68,9 +69,42 @@ TEST_CASE("opal_create_stored: the state's storage as an argument; a bad one is 
     float* v = nullptr;
     int64_t n = 0;
     const bool f32 = !state || !*state;
-    // f32 state is a view; the 8- and 16-bit slots are refused (the ABI has no read_state)
+    // f32 state is a view; the 8- and 16-bit slots are refused, pointing at opal_read_state
     CHECK((opal_state(opt, "w", "adapt.v", &v, &n) == OPAL_OK) == f32);
-    if (!f32) CHECK(err().find(std::string("stored as ") + state) != std::string::npos);
+    if (!f32) CHECK(err().find(std::string("stored as ") + state + ", not f32: read and write its values with opal_read_state") != std::string::npos);
+    // every storage reads as f32 values: v = (1 - 0.999) * 0.5^2 after one step, in every element
+    std::vector<float> vals(64, -1.f);
+    REQUIRE(opal_read_state(opt, "w", "adapt.v", vals.data(), 64) == OPAL_OK);
+    for (float x : vals) CHECK(x == doctest::Approx(2.5e-4).epsilon(4e-3));  // bf16 keeps 8 bits
+    CHECK(std::all_of(vals.begin(), vals.end(), [&](float x) { return x == vals[0]; }));
+    // and writes from f32 values: rounded to bf16, quantized to q8 (with new scales)
+    std::vector<float> in(64);
+    for (int i = 0; i < 64; ++i) in[size_t(i)] = 0.01f * float(i) - 0.3f;
+    REQUIRE(opal_write_state(opt, "w", "momentum.m", in.data(), 64) == OPAL_OK);
+    REQUIRE(opal_read_state(opt, "w", "momentum.m", vals.data(), 64) == OPAL_OK);
+    for (int i = 0; i < 64; ++i) {
+      CAPTURE(i);
+      if (f32) CHECK(vals[size_t(i)] == in[size_t(i)]);
+      CHECK(std::abs(vals[size_t(i)] - in[size_t(i)]) <= (state && state[0] == 'q' ? 0.3f * 0.02f : std::abs(in[size_t(i)]) / 256));
+    }
+    if (state && state[0] == 'q') {  // the block's scale is its absmax, negated for the signed code
+      float scale = 0;
+      REQUIRE(opal_read_state(opt, "w", "momentum.m.absmax", &scale, 1) == OPAL_OK);
+      CHECK(scale == -in[63]);
+    }
+    // a count other than the slot's, a NULL buffer, an unknown slot: refused, nothing written
+    CHECK(opal_read_state(opt, "w", "adapt.v", vals.data(), 63) == OPAL_ERROR_ARGUMENT);
+    CHECK(err() == "state `adapt.v` of `w` has 64 values, and count is 63");
+    CHECK(opal_write_state(opt, "w", "momentum.m", in.data(), 65) == OPAL_ERROR_ARGUMENT);
+    CHECK(opal_write_state(opt, "w", "momentum.m", nullptr, 64) == OPAL_ERROR_ARGUMENT);
+    CHECK(opal_read_state(opt, "w", "momentum.x", vals.data(), 64) == OPAL_ERROR_NOT_FOUND);
+    std::vector<float> again(64);
+    REQUIRE(opal_read_state(opt, "w", "momentum.m", again.data(), 64) == OPAL_OK);
+    CHECK(again == vals);
+    // the next step starts from the written momentum: w moves by about lr where m was set
+    const float w_before = w[63];
+    REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+    CHECK(w[63] < w_before);
     opal_destroy(opt);
   }
 }

@@ -478,8 +478,7 @@ void need_count(opal::Optimizer& o, const char* param, const char* slot, int64_t
   const auto shape = o.state_shape(param, slot);
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
-  if (count != n)
-    throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("state `{}` of `{}` has {} values, and count is {}", slot, param, n, count)};
+  if (count != n) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("state `{}` of `{}` has {} values, and count is {}", slot, param, n, count)};
 }
 }  // namespace
 

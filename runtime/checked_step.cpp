@@ -40,11 +40,25 @@ void Optimizer::step_checked() {
     size_t bit = size_t(__builtin_ctz(t.chk));
     return bit < probes.size() ? probes[bit] : std::string("?");
   };
+  // A 16-bit parameter stepped in place has its store checked by the kernel's probe of the new
+  // value; a staged one is rounded into its memory after the kernels (stage_out), where a
+  // finite f32 value can overflow (f16 from 65520 up): that too is a non-finite new value.
+  auto check_staged_store = [&](Impl::Tensor& t) {
+    if (!t.staged || !t.desc.grad || !t.desc.data || t.desc.dtype == DType::F32 || t.chk) return;
+    const auto& probes = exe_->desc->routes[t.route].probes;
+    const auto probe = std::find(probes.begin(), probes.end(), "new parameter");
+    if (probe == probes.end()) return;
+    const auto* h = static_cast<const uint16_t*>(t.desc.data);
+    const uint16_t exponent = t.desc.dtype == DType::BF16 ? 0x7f80 : 0x7c00;  // all ones: Inf or NaN
+    if (std::any_of(h, h + t.numel(), [&](uint16_t x) { return (x & exponent) == exponent; })) t.chk |= 1u << (probe - probes.begin());
+  };
   const KernelModule& module = kernels(true);
   step_kernels(module, nullptr, 0);
   std::vector<size_t> bad;
-  for (size_t i = 0; i < ts.size(); ++i)
+  for (size_t i = 0; i < ts.size(); ++i) {
+    check_staged_store(ts[i]);
     if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
+  }
   if (bad.empty()) return;
   const char* action = impl_->nonfinite == NonFinitePolicy::Raise  ? "raised"
                        : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped"
@@ -57,10 +71,13 @@ void Optimizer::step_checked() {
     if (impl_->nonfinite == NonFinitePolicy::Raise) {
       std::string msg = describe(impl_->events[0]);
       if (bad.size() > 1) msg += fmt::format(" (and {} more parameter{})", bad.size() - 1, bad.size() > 2 ? "s" : "");
-      throw NonFiniteError(msg + "; the step was undone [NonFinite]\n  = help: " +
-                           (impl_->events[0].stage == "gradient"
-                                ? "the gradient came in non-finite: check the loss and its scale"
-                                : "the gradient was finite: the stage divides by or takes the root of something that reached zero or overflowed"));
+      const Impl::Tensor& first = ts[bad[0]];
+      std::string help = "the gradient was finite: the stage divides by or takes the root of something that reached zero or overflowed";
+      if (impl_->events[0].stage == "gradient") help = "the gradient came in non-finite: check the loss and its scale";
+      else if (impl_->events[0].stage == "new parameter" && first.desc.dtype != DType::F32)
+        help = fmt::format("the gradient was finite: the new value overflowed, in f32 or when stored as {} (largest finite {})",
+                           exec::dtype_name(first.desc.dtype), first.desc.dtype == DType::F16 ? "65504" : "3.39e38");
+      throw NonFiniteError(msg + "; the step was undone [NonFinite]\n  = help: " + help);
     }
     ++impl_->skipped;
     return;

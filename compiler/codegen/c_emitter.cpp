@@ -244,7 +244,16 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         const std::string stored = wt == exec::DType::F32    ? val
                                    : wt == exec::DType::BF16 ? fmt::format("opal_to_bf16({}, {}, T.id, U_t, T.base + {})", val, sr, at)
                                                              : fmt::format("opal_to_f16({})", val);
-        out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
+        // a 16-bit store can overflow a finite f32 value (f16 from 65520 up): the new value's
+        // probe checks what is stored, too
+        const auto probe = std::find_if(checks.begin(), checks.end(), [&](const auto& c) { return c.first == n.operands[0]; });
+        if (wt != exec::DType::F32 && probe != checks.end()) {
+          const char* inf = wt == exec::DType::BF16 ? "0x7f80u" : "0x7c00u";  // the exponent bits all ones: Inf or NaN
+          out += fmt::format("{}const unsigned short opal_w{} = {};\n", ind, e.v, stored);
+          out += fmt::format("{0}if ((opal_w{1} & {2}) == {2}) opal_chk |= {3}u;  // {4}, as stored\n", ind, e.v, inf, 1u << probe->second,
+                             g.probes[probe->second].stage);
+          out += fmt::format("{}sb0[{}] = opal_w{};  // {}\n", ind, at, e.v, comment(g, e));
+        } else out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
       } else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
       else {
         // a q8 slot's value waits for its block (q8_loop quantizes it)

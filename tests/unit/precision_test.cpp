@@ -256,6 +256,36 @@ TEST_CASE("16-bit parameters under the non-finite policies: a raise undoes the s
   for (unsigned short x : w) CHECK(std::isfinite(half::opal_ld_bf16(x)));
 }
 
+TEST_CASE("a 16-bit parameter whose new value overflows its storage counts as non-finite, stepped in place or staged") {
+  // f16's largest finite value is 65504: w = 65000 moved up by more than 520 is a finite f32
+  // value stored as Inf. An elementwise route stores it in its kernel; a matrix route steps f32
+  // copies and rounds them into the parameter afterwards.
+  for (const char* spec : {"optimizer o(lr = 1000) {\n  other: scale(lr)\n}\n", "optimizer o(lr = 10000) {\n  matrix: ns -> scale(lr)\n}\n"}) {
+    CAPTURE(spec);
+    std::vector<unsigned short> w(32), g(32);
+    for (size_t i = 0; i < w.size(); ++i) {
+      w[i] = half::opal_to_f16(i == 5 ? 65000.f : 1.f);
+      g[i] = half::opal_to_f16(-1.f);
+    }
+    const auto before = w;
+    auto opt = make_optimizer(compile_spec({spec, "", ""}), {{"w", {4, 8}, w.data(), g.data(), true, ParamRole::None, DType::F16, DType::F16}});
+    opt->set_nonfinite_policy(NonFinitePolicy::Raise);
+    const std::string err = error_of([&] { opt->step(); });
+    CHECK(err.find("the new parameter value holds NaN or Inf; the step was undone") != std::string::npos);
+    CHECK(err.find("when stored as f16 (largest finite 65504)") != std::string::npos);
+    CHECK(w == before);
+    CHECK(opt->step_count() == 0);
+    opt->set_nonfinite_policy(NonFinitePolicy::Skip);
+    opt->step();
+    CHECK(w == before);
+    CHECK(opt->skipped_steps() == 1);
+    opt->set_nonfinite_policy(NonFinitePolicy::Off);  // unchecked, the overflow is stored
+    opt->step();
+    CHECK(std::isinf(half::opal_ld_f16(w[5])));
+    CHECK(half::opal_ld_f16(w[0]) > 1.f);
+  }
+}
+
 TEST_CASE("an f32 master copy: the 16-bit parameter is the f32 run's, rounded; checkpoints and undo keep the copy") {
   for (const char* spec : {"adamw", "muon"}) {
     CAPTURE(spec);

@@ -93,6 +93,7 @@ void Optimizer::step_checked() {
   step_kernels(module, &only, 0);
   for (size_t k = 0; k < bad.size(); ++k) {
     auto& t = ts[bad[k]];
+    check_staged_store(t);
     if (!t.chk) continue;
     restore(t);  // non-finite even from a zero gradient (its state was already): no update
     ++t.t;       // it took part in the step all the same

@@ -279,6 +279,12 @@ TEST_CASE("a 16-bit parameter whose new value overflows its storage counts as no
     opt->step();
     CHECK(w == before);
     CHECK(opt->skipped_steps() == 1);
+    opt->set_nonfinite_policy(NonFinitePolicy::Zero);  // stepped again on a zero gradient: no move
+    opt->step();
+    CHECK(w == before);
+    REQUIRE(opt->nonfinite_events().size() == 1);
+    CHECK(opt->nonfinite_events()[0].action == "gradient zeroed");
+    for (auto& x : g) x = half::opal_to_f16(-1.f);
     opt->set_nonfinite_policy(NonFinitePolicy::Off);  // unchecked, the overflow is stored
     opt->step();
     CHECK(std::isinf(half::opal_ld_f16(w[5])));

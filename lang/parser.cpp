@@ -210,7 +210,9 @@ class Parser {
     StateStorage out{st.name, st.loc, st.block};
     while (accept(Tok::Comma)) {
       Token opt = expect(Tok::Ident, "naming an option (`stochastic`, `master`)");
-      if (opt.text == "master") out.master = true;
+      if ((opt.text == "master" && out.master) || (opt.text == "stochastic" && out.stochastic))
+        d_.report(DiagKind::DuplicateArgument, opt.loc, fmt::format("option `{}` given twice", opt.text));
+      else if (opt.text == "master") out.master = true;
       else if (opt.text == "stochastic" && st.name == "bf16") out.stochastic = true;
       else
         d_.report(DiagKind::UnknownName, opt.loc, fmt::format("unknown option `{}` of `state({}, ...)`", opt.text, st.name),

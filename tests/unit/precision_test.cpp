@@ -566,4 +566,10 @@ TEST_CASE("the optimizer's state argument stores every route that says none, as 
   CHECK(error_of([] { compile_spec({"adamw", "", "", "f16"}); }).find("unknown storage `f16`") != std::string::npos);
   CHECK(error_of([] { compile_spec({"adamw", "", "", "q8 x"}); }).find("expected `,` or the end") != std::string::npos);
   CHECK(error_of([] { compile_spec({"adamw", "", "", "("}); }).find("<state>:1:1") != std::string::npos);
+  CHECK(error_of([] {
+          compile_spec({"adamw", "", "", "bf16, master, master"});
+        }).find("<state>:1:15: error: option `master` given twice") != std::string::npos);
+  CHECK(error_of([] {
+          compile_spec({"adamw", "", "", "bf16, stochastic, stochastic"});
+        }).find("option `stochastic` given twice") != std::string::npos);
 }

@@ -170,6 +170,7 @@ class Resolver {
     for (const auto& c : m.components) check_params(c.params, "component", c.name);
     for (const auto& o : m.optimizers) check_params(o.params, "optimizer", o.name);
     for (const auto& g : m.grids) check_params(g.params, "grid", g.name);
+    for (const auto& f : m.fns) check_unique(f.params, "fn", f.name);
     for (const auto& c : m.components)
       add(c.name, c.loc, [&] {
         p_.components[c.name] = &c;
@@ -195,9 +196,23 @@ class Resolver {
       });
   }
 
+  // A parameter list names each parameter once: a second `beta` would leave which value a use
+  // reads (and which one an argument sets) to the order of lookups.
+  void check_unique(const std::vector<Param>& params, const char* what, const std::string& owner) {
+    for (size_t i = 0; i < params.size(); ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (params[j].name == params[i].name) {
+          d_.report(DiagKind::Redefinition, params[i].loc,
+                    fmt::format("parameter `{}` of {} `{}` is declared twice (first at {})", params[i].name, what, owner, params[j].loc.short_str()),
+                    "give each parameter its own name");
+          break;
+        }
+  }
+
   // `u`, `g` and `w` are the inputs of every stage: a parameter of that name could never be
   // read (the stream would hide it), so declaring one is an error, not a silent no-op.
   void check_params(const std::vector<Param>& params, const char* what, const std::string& owner) {
+    check_unique(params, what, owner);
     for (const Param& prm : params)
       if (prm.name == "u" || prm.name == "g" || prm.name == "w")
         d_.report(DiagKind::ReservedName, prm.loc,

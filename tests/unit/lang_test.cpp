@@ -119,6 +119,24 @@ TEST_CASE("a name defined in two spec files loaded together names the first defi
   CHECK(d.all()[0].help.find("rename one") != std::string::npos);
 }
 
+TEST_CASE("a parameter declared twice in one list is a redefinition, for components, optimizers, grids and fns") {
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"component c(b = 1, b = 2) {\n  u = b * u\n}\noptimizer o(lr = 1) { other: c -> scale(lr) }", "parameter `b` of component `c`"},
+      {"optimizer o(lr = 1, lr = 2) { other: scale(lr) }", "parameter `lr` of optimizer `o`"},
+      {"fn f(x, y, x) = x * y\ncomponent c() {\n  u = f(u, 2, 3)\n}\noptimizer o(lr = 1) { other: c -> scale(lr) }", "parameter `x` of fn `f`"},
+      {"grid g(lr = 1, lr = 2) {\n  a = {x: adamw, y: sgd}\n  other: a\n}", "parameter `lr` of grid `g`"}};
+  for (const auto& [text, what] : cases) {
+    CAPTURE(text);
+    Diagnostics d;
+    LoadRequest req;
+    req.texts.push_back({"d.opal", text});
+    auto p = load_program(req, d);
+    REQUIRE(d.error_count() >= 1);
+    CHECK(d.all()[0].kind == DiagKind::Redefinition);
+    CHECK(d.all()[0].message.find(what + " is declared twice (first at d.opal:1:") != std::string::npos);
+  }
+}
+
 TEST_CASE("a spec beyond the size limit is refused with the limit named") {
   Diagnostics d;
   LoadRequest req;

@@ -2,12 +2,14 @@
 // every/when blocks (assignments merged as select(cond, new, old)), and basis frames whose
 // `inverse` block runs at `unrotate`.
 #include <algorithm>
+#include <cmath>
 #include <numbers>
 
 #include <fmt/format.h>
 
 #include "compiler/ir/attrs.h"
 #include "compiler/lower/lowerer.h"
+#include "compiler/passes/fold_constants.h"
 
 namespace opal::lowering {
 
@@ -113,6 +115,12 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
         d_.report(DiagKind::ScalarExpected, s.value->loc,
                   fmt::format("the argument of `{}` must be a scalar, but this is {}", s.name, describe(shape(n))));
         continue;
+      }
+      // a constant cadence must be a whole number of steps: every(0) would refresh on step 1
+      // only (t % 0 is NaN), every(2.5) on every fifth step, every(-3) as every(3)
+      if (auto c = passes::constant_value(g_, n); s.name == "every" && c && (*c < 1 || *c != std::floor(*c))) {
+        d_.report(DiagKind::ArgumentOutOfRange, s.value->loc, fmt::format("`every` takes a whole number of steps, 1 or more, not {}", *c),
+                  "every(1) refreshes on every step");  // (its block is still lowered: no cascade of errors)
       }
       ValueId cond;
       if (s.name == "when") {

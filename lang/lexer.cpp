@@ -50,6 +50,21 @@ const char* tok_spelling(Tok t) {
   return "?";
 }
 
+namespace {
+// The hint for a character that starts no token: what the writer most likely meant.
+const char* unexpected_hint(char c) {
+  switch (c) {
+    case '[':
+    case ']': return "the language has no lists or indexing: a sweep lists its values as `values(1e-3, 3e-3, 1e-2)`";
+    case '%': return "the remainder is `mod(a, b)`";
+    case '\'': return "name patterns are strings in double quotes: \"embed*\"";
+    case '&': return "`&&` is logical and";
+    case '|': return "`||` is logical or";
+    default: return "comments start with `#`";
+  }
+}
+}  // namespace
+
 std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
   static const std::unordered_map<std::string, Tok> keywords = {
       {"component", Tok::KwComponent}, {"optimizer", Tok::KwOptimizer}, {"fn", Tok::KwFn}, {"state", Tok::KwState}, {"let", Tok::KwLet}};
@@ -151,8 +166,7 @@ std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
           // skip one whole UTF-8 sequence so the caret covers the character
           size_t e = i + 1;
           while (e < s.size() && (static_cast<unsigned char>(s[e]) & 0xC0) == 0x80) ++e;
-          diags.report(DiagKind::UnexpectedCharacter, loc(b, e), fmt::format("unexpected character `{}`", s.substr(b, e - b)),
-                       "comments start with `#`");
+          diags.report(DiagKind::UnexpectedCharacter, loc(b, e), fmt::format("unexpected character `{}`", s.substr(b, e - b)), unexpected_hint(c));
           i = e;
           continue;
         }

@@ -22,6 +22,24 @@ TEST_CASE("lexer: numbers, arrows, comments and locations") {
   CHECK(!d.has_errors());
 }
 
+TEST_CASE("lexer: a character that starts no token gets the hint for what was likely meant") {
+  const std::vector<std::pair<std::string, std::string>> cases = {{"lr = [1e-3]", "values(1e-3, 3e-3, 1e-2)"},
+                                                                  {"t % 2", "`mod(a, b)`"},
+                                                                  {"'w*':", "strings in double quotes"},
+                                                                  {"a & b", "`&&` is logical and"},
+                                                                  {"a | b", "`||` is logical or"},
+                                                                  {"a $ b", "comments start with `#`"}};
+  for (const auto& [text, hint] : cases) {
+    CAPTURE(text);
+    SourceFile f("t.opal", text);
+    Diagnostics d;
+    lex(f, d);
+    REQUIRE(d.has_errors());
+    CHECK(d.all()[0].kind == DiagKind::UnexpectedCharacter);
+    CHECK(d.all()[0].help.find(hint) != std::string::npos);
+  }
+}
+
 TEST_CASE("parser: precedence and the AST dump") {
   SourceFile f("t.opal", "fn f(x) = -x ^ 2 + 3 * x / 4");
   Diagnostics d;

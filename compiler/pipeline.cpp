@@ -1,6 +1,7 @@
 // The pass pipeline.
 #include "compiler/pipeline.h"
 
+#include <algorithm>
 #include <functional>
 #include <set>
 
@@ -235,8 +236,31 @@ std::string emit_optimizer(const CompiledOptimizer& c, Target target, bool check
 void check_program(const std::shared_ptr<const Program>& program, Diagnostics& diags) {
   for (const ComponentDecl* c : program->user_components) check_component(*program, *c, diags);
   for (const OptimizerDecl* o : program->user_optimizers) compile_optimizer(program, *o, diags);
-  // Grids: their structure (axes, cells, sweeps); `opal grid` compiles every cell.
-  for (const GridDecl* g : program->user_grids) expand_grid(*program, *g, diags);
+  // Grids: their structure (axes, cells, sweeps), then every cell compiled as `opal grid` and
+  // `opal ablate` compile it (a pipeline that puts two optimizers in one route is whole only
+  // in its cells). A cell's error is reported at its grid: its text is generated.
+  const bool clean = !diags.has_errors();
+  for (const GridDecl* g : program->user_grids) {
+    const size_t before = diags.error_events();
+    const ExpandedGrid grid = expand_grid(*program, *g, diags);
+    if (!clean || diags.error_events() > before) continue;
+    for (const GridCellSpec& c : grid.cells) {
+      if (c.absent) continue;
+      Diagnostics cd;
+      LoadRequest req;
+      req.texts.push_back({"<cell>", c.spec_text});
+      std::shared_ptr<const Program> cp(load_program(req, cd));
+      const OptimizerDecl* o = cd.has_errors() ? nullptr : cp->find_optimizer(c.name);
+      if (o) compile_optimizer(cp, *o, cd);
+      const auto error =
+          std::find_if(cd.all().begin(), cd.all().end(), [](const Diagnostic& x) { return diag_kind_severity(x.kind) == Severity::Error; });
+      if (error == cd.all().end()) continue;
+      std::string routes;
+      for (const auto& [sel, pipe] : c.routes) routes += fmt::format("{}`{}: {}`", routes.empty() ? "" : ", ", sel, pipe);
+      diags.report(DiagKind::BadGrid, g->loc, fmt::format("cell `{}` does not compile: {}", c.label, error->message),
+                   fmt::format("its routes are {}; `opal grid` prints every cell", routes));
+    }
+  }
 }
 
 }  // namespace opal

@@ -39,10 +39,9 @@ SafetensorsFile replay(const ReplayRequest& req) {
   SafetensorsFile out;
   for (const auto& [name, t] : req.init.tensors) {
     out.tensors[name] = {t.shape, w[name]};
-    for (const auto& slot : opt.slots(name)) {
-      auto s = opt.state(name, slot);
-      out.tensors[name + "/" + slot] = {opt.state_shape(name, slot), std::vector<float>(s.begin(), s.end())};
-    }
+    // each slot's values as f32, whatever its storage (--state bf16 widened, q8 dequantized;
+    // a q8 slot's scales are a slot of their own)
+    for (const auto& slot : opt.slots(name)) out.tensors[name + "/" + slot] = {opt.state_shape(name, slot), opt.read_state_values(name, slot)};
   }
   out.metadata["optimizer"] = opt.description().name;
   out.metadata["steps"] = std::to_string(req.steps);

@@ -2,6 +2,7 @@
 // the CLI end to end.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <fstream>
@@ -20,6 +21,7 @@
 
 #include "error_of.h"
 #include "run_cli.h"
+#include "values.h"
 
 using namespace opal;
 
@@ -400,6 +402,27 @@ TEST_CASE("replay refuses a missing or mis-shaped gradient before stepping") {
   CHECK(error_of([&] { replay(req); }).find("no tensor `w@2`") != std::string::npos);
   req.grads.tensors["w@2"] = {{3}, {1, 1, 1}};
   CHECK(error_of([&] { replay(req); }).find("has shape [3]") != std::string::npos);
+}
+
+TEST_CASE("replay writes every slot's values whatever its storage (--state bf16, q8)") {
+  ReplayRequest req;
+  req.steps = 3;
+  req.init.tensors["w"] = {{4, 8}, testing::randoms(32, 1, 1.f)};
+  for (int s = 1; s <= 3; ++s) req.grads.tensors[fmt::format("w@{}", s)] = {{4, 8}, testing::randoms(32, 1 + s, 1.f)};
+  req.spec = {"adamw", "", ""};
+  const SafetensorsFile f32 = replay(req);
+  for (const char* storage : {"bf16", "q8"}) {
+    CAPTURE(storage);
+    req.spec = {"adamw", "", "", storage};
+    const SafetensorsFile out = replay(req);  // it refused the non-f32 slots after stepping
+    const auto& m = out.tensors.at("w/momentum.m").values;
+    const auto& ref = f32.tensors.at("w/momentum.m").values;
+    REQUIRE(m.size() == ref.size());
+    float largest = 0;
+    for (float x : ref) largest = std::max(largest, std::abs(x));
+    for (size_t i = 0; i < m.size(); ++i) CHECK(std::abs(m[i] - ref[i]) <= 0.02f * largest);  // values, not codes
+    CHECK(out.tensors.count("w/momentum.m.absmax") == (std::string(storage) == "q8" ? 1u : 0u));
+  }
 }
 }
 

@@ -211,6 +211,9 @@ class Errors(unittest.TestCase):
             Optimizer([("w", torch.zeros(3, 3, dtype=torch.float64, requires_grad=True))], spec="adamw")
         with self.assertRaisesRegex(ValueError, "not contiguous"):
             Optimizer([("w", torch.zeros(4, 3).t().requires_grad_())], spec="adamw")
+        conv = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
+        with self.assertRaisesRegex(ValueError, "channels_last memory format: build the optimizer over model.to"):
+            Optimizer(conv, spec="adamw")
         with self.assertRaisesRegex(opal.SpecError, r"(?s)unknown component `sclae`.*\^~~~~.*did you mean `scale`"):
             Optimizer(m.named_parameters(), spec="optimizer o(lr = 1) {\n  other: sclae(lr)\n}\n")
         with self.assertRaisesRegex(opal.OpalError, "MatrixOnly"):

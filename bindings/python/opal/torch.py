@@ -335,7 +335,9 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         if p.device.type not in ("cpu", "cuda"):
             raise TypeError(f"parameter `{name}` is on {p.device}; Opal steps CPU and CUDA tensors")
         if not p.is_contiguous():
-            raise ValueError(f"parameter `{name}` is not contiguous; Opal updates parameters in place and needs contiguous memory")
+            hint = ("; it is in channels_last memory format: build the optimizer over model.to(memory_format=torch.contiguous_format)"
+                    if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) else "")
+            raise ValueError(f"parameter `{name}` is not contiguous; Opal updates parameters in place and needs contiguous memory{hint}")
 
     @staticmethod
     def _view(engine, name, slot):

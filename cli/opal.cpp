@@ -233,13 +233,16 @@ int main(int argc, char** argv) {
   auto* routes = app.add_subcommand("routes", "Print the route, pipeline, view, learning-rate scales and state of each parameter");
   add_spec(routes);
   routes->add_option("--role", roles, kRoleHelp);
-  routes->add_option("--params", params_path, "safetensors file whose tensors name and shape the parameters (e.g. a replay --init file)")->required();
+  routes
+      ->add_option("--params", params_path,
+                   "safetensors file whose tensors name, shape and type (F32, BF16, F16) the parameters (e.g. a replay --init file)")
+      ->required();
 
   int world = 1;
   auto* cost = app.add_subcommand("cost", "Print each parameter's static step cost (bytes its kernels move, flops of its library calls) and owners");
   add_spec(cost);
   cost->add_option("--role", roles, kRoleHelp);
-  cost->add_option("--params", params_path, "safetensors file whose tensors name and shape the parameters")->required();
+  cost->add_option("--params", params_path, "safetensors file whose tensors name, shape and type (F32, BF16, F16) the parameters")->required();
   cost->add_option("--world", world, "Ranks to share the parameters among, longest processing time first (shows each one's owner)")
       ->check(CLI::Range(1, 4096));
   cost->add_option("--hparam", hps, "NAME=VALUE, repeatable (refresh periods are hyperparameters)");
@@ -302,7 +305,10 @@ int main(int argc, char** argv) {
     if (*routes || *cost) {
       SafetensorsFile pf = read_safetensors(params_path);
       std::vector<ParamDesc> params;
-      for (const auto& [name, t] : pf.tensors) params.push_back({name, t.shape, nullptr, nullptr});
+      for (const auto& [name, t] : pf.tensors) {  // named, shaped and typed as the file's tensors (a bf16 one keeps its master copy)
+        params.push_back({name, t.shape, nullptr, nullptr});
+        params.back().dtype = params.back().grad_dtype = t.dtype == "BF16" ? DType::BF16 : t.dtype == "F16" ? DType::F16 : DType::F32;
+      }
       assign_roles(params, roles);
       auto compiled = compile_spec(ref);
       Optimizer opt(build_executable(compiled), params, *cost ? parse_hparams(hps) : HParams{});

@@ -67,6 +67,7 @@ std::vector<RouteInfo> describe_routes(const Optimizer& opt, const CompiledOptim
     RouteInfo r;
     r.param = name;
     r.shape = opt.param_shape(name);
+    r.dtype = exec::dtype_name(opt.param_dtype(name));
     r.role = exec::role_name(opt.param_role(name));
     r.route = opt.route_of(name);
     for (size_t i = 0; i < d.routes.size(); ++i)
@@ -107,7 +108,8 @@ std::string format_routes(const std::vector<RouteInfo>& routes) {
   std::string s;
   int64_t total = 0;
   for (const auto& r : routes) {
-    s += fmt::format("{} [{}]{}\n", r.param, fmt::join(r.shape, ", "), r.role.empty() ? "" : " (" + r.role + ")");
+    s += fmt::format("{} [{}]{}{}\n", r.param, fmt::join(r.shape, ", "), r.dtype.empty() || r.dtype == "f32" ? "" : " " + r.dtype,
+                     r.role.empty() ? "" : " (" + r.role + ")");
     s += fmt::format("  route:    {}\n  view:     {}\n  pipeline: {}\n", r.route, r.view, r.pipeline);
     for (const auto& sc : r.scales)
       s += sc.value ? fmt::format("  scale:    {} = {:.6g}\n", sc.expr, *sc.value) : fmt::format("  scale:    {}\n", sc.expr);

@@ -13,6 +13,7 @@ namespace opal {
 struct RouteInfo {
   std::string param;
   std::vector<int64_t> shape;
+  std::string dtype;     // its storage: "f32", "bf16", "f16"
   std::string role;      // "embedding", ...; "" when none is known
   std::string route;     // "matrix", "\"*embed*\">other"
   std::string view;      // "matrix 768 x 2304" or "vector 1 x 768"

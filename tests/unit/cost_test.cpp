@@ -93,5 +93,18 @@ TEST_CASE("opal cost prints each parameter's cost, and its owner over --world ra
   CHECK(run_cli("cost adamw --params " + params + " --world 0").first != 0);
   cli_fails("cost adamw --params " + params + " --hparam nope=1", {"nope"});
   cli_fails("cost adamw --params " + params + " --state 'q8(7)'", {"<state>:1:4"});
+  // a BF16 tensor in the file is a bf16 parameter: its bytes a step, and a master copy where the
+  // state keeps one (it was taken as f32, without one)
+  f.tensors["a"].dtype = "BF16";
+  write_safetensors(params, f);
+  const std::string bf = run_cli("cost adamw --params " + params).second;
+  CAPTURE(bf);
+  CHECK(bf.find(fmt::format("{:.3f}", (3 * 2 + 4 * 4) * 64 * 32 / 1e6)) != std::string::npos);  // w, g bf16; m, v f32
+  const auto routes = run_cli("routes adamw --state 'f32, master' --params " + params);
+  CAPTURE(routes.second);
+  CHECK(routes.first == 0);
+  CHECK(routes.second.find("a [64, 32] bf16\n") != std::string::npos);
+  CHECK(routes.second.find("master [64, 32] (") != std::string::npos);
+  CHECK(routes.second.find("b [32, 32]\n") != std::string::npos);  // f32: no copy
 }
 }

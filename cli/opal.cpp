@@ -217,8 +217,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> hps;
   auto* rep = app.add_subcommand("replay", "Apply recorded gradients and write the final parameters and state");
   add_spec(rep);
-  rep->add_option("--init", init, "safetensors with tensor NAME per parameter")->required();
-  rep->add_option("--grads", grads, "safetensors with tensor NAME@t per parameter and step")->required();
+  rep->add_option("--init", init, "safetensors with tensor NAME per parameter, stored as the parameter is (F32, BF16 or F16)")->required();
+  rep->add_option("--grads", grads, "safetensors with tensor NAME@t per parameter and step (the first one's dtype is the gradient's)")->required();
   rep->add_option("--steps", steps, "Number of steps")->required();
   rep->add_option("-o,--output", out_path, "Output safetensors (NAME and NAME/slot)")->required();
   rep->add_option("--hparam", hps, "NAME=VALUE, repeatable");

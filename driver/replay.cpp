@@ -20,25 +20,28 @@ SafetensorsFile replay(const ReplayRequest& req) {
         throw Error(fmt::format("gradient `{}@{}` has shape [{}], but the parameter has [{}]", name, s, fmt::join(it->second.shape, ", "),
                                 fmt::join(t.shape, ", ")));
     }
-  std::map<std::string, std::vector<float>> w;
+  // Each parameter is stored as the init file stores it (F32, BF16, F16; others as f32), in
+  // the optimizer's own memory, and its gradients as the grads file stores the first: a bf16
+  // run replays as bf16.
+  auto storage = [](const std::string& dt) { return dt == "BF16" ? DType::BF16 : dt == "F16" ? DType::F16 : DType::F32; };
   std::vector<ParamDesc> params;
-  for (const auto& [name, t] : req.init.tensors) w[name] = t.values;
-  for (auto& [name, v] : w) params.push_back({name, req.init.tensors.at(name).shape, v.data(), nullptr});
+  for (const auto& [name, t] : req.init.tensors) {
+    params.push_back({name, t.shape, nullptr, nullptr});
+    params.back().dtype = storage(t.dtype);
+    params.back().grad_dtype = req.steps > 0 ? storage(req.grads.tensors.at(fmt::format("{}@1", name)).dtype) : params.back().dtype;
+  }
   assign_roles(params, req.roles);
   Optimizer opt(build_executable(req.spec), params, req.hparams);
+  for (const auto& [name, t] : req.init.tensors) opt.write_param(name, t.values);
   opt.set_diagnostics(req.diagnostics != nullptr);
   for (int s = 1; s <= req.steps; ++s) {
-    for (const auto& [name, _] : req.init.tensors) {
-      const auto& g = req.grads.tensors.at(fmt::format("{}@{}", name, s)).values;
-      auto dst = opt.grad(name);
-      std::copy(g.begin(), g.end(), dst.begin());
-    }
+    for (const auto& [name, _] : req.init.tensors) opt.write_grad(name, req.grads.tensors.at(fmt::format("{}@{}", name, s)).values);
     opt.step();
     if (req.diagnostics) req.diagnostics->insert(req.diagnostics->end(), opt.diagnostics().begin(), opt.diagnostics().end());
   }
   SafetensorsFile out;
   for (const auto& [name, t] : req.init.tensors) {
-    out.tensors[name] = {t.shape, w[name]};
+    out.tensors[name] = {t.shape, opt.read_param(name), t.dtype == "BF16" || t.dtype == "F16" ? t.dtype : "F32"};
     // each slot's values as f32, whatever its storage (--state bf16 widened, q8 dequantized;
     // a q8 slot's scales are a slot of their own)
     for (const auto& slot : opt.slots(name)) out.tensors[name + "/" + slot] = {opt.state_shape(name, slot), opt.read_state_values(name, slot)};

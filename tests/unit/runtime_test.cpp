@@ -18,6 +18,7 @@
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 #include "driver/replay.h"
+#include "support/half.h"
 
 #include "error_of.h"
 #include "run_cli.h"
@@ -422,6 +423,44 @@ TEST_CASE("replay writes every slot's values whatever its storage (--state bf16,
     for (float x : ref) largest = std::max(largest, std::abs(x));
     for (size_t i = 0; i < m.size(); ++i) CHECK(std::abs(m[i] - ref[i]) <= 0.02f * largest);  // values, not codes
     CHECK(out.tensors.count("w/momentum.m.absmax") == (std::string(storage) == "q8" ? 1u : 0u));
+  }
+}
+
+TEST_CASE("replay steps a parameter stored as bf16 in the init file as a bf16 parameter, with the grads file's gradient dtype") {
+  for (const char* grad_dtype : {"BF16", "F32"}) {
+    CAPTURE(grad_dtype);
+    ReplayRequest req;
+    req.spec = {"adamw", "", ""};
+    req.steps = 3;
+    req.hparams["lr"] = 0.01;
+    std::vector<float> w0 = testing::randoms(32, 7, 1.f);
+    for (float& x : w0) x = half::opal_ld_bf16(half::opal_to_bf16(x, 0, 0, 0, 0));  // as a BF16 file holds it
+    req.init.tensors["w"] = {{4, 8}, w0, "BF16"};
+    std::vector<std::vector<float>> gs;
+    for (int s = 1; s <= 3; ++s) {
+      gs.push_back(testing::randoms(32, 10 + s, 1.f));
+      if (std::string(grad_dtype) == "BF16")
+        for (float& x : gs.back()) x = half::opal_ld_bf16(half::opal_to_bf16(x, 0, 0, 0, 0));
+      req.grads.tensors[fmt::format("w@{}", s)] = {{4, 8}, gs.back(), grad_dtype};
+    }
+    const SafetensorsFile out = replay(req);
+    CHECK(out.tensors.at("w").dtype == "BF16");
+    // the same steps through the API, on a bf16 parameter
+    ParamDesc p{"w", {4, 8}};
+    p.dtype = DType::BF16;
+    p.grad_dtype = std::string(grad_dtype) == "BF16" ? DType::BF16 : DType::F32;
+    auto opt = make_optimizer(compile_spec({"adamw", "", ""}), {p});
+    opt->set_hparam("lr", 0.01);
+    opt->write_param("w", w0);
+    for (const auto& g : gs) {
+      opt->write_grad("w", g);
+      opt->step();
+    }
+    CHECK(out.tensors.at("w").values == opt->read_param("w"));
+    CHECK(out.tensors.at("w/momentum.m").values == opt->read_state("w", "momentum.m"));
+    // and not what an f32 parameter would hold
+    req.init.tensors["w"].dtype = "F32";
+    CHECK(replay(req).tensors.at("w").values != out.tensors.at("w").values);
   }
 }
 }

@@ -136,6 +136,10 @@ def load_folder(folder, wanted):
     return whole
 
 
+# 16-bit floating dtypes: moved as their bits, summed in f32
+_SIXTEEN = (torch.bfloat16, torch.float16)
+
+
 def _pack(tensors, flat):
     at = 0
     for t in tensors:
@@ -216,8 +220,8 @@ class Sharding:
         must agree on which parameters have gradients)."""
         buckets = {}
         for p in params:
-            if p.grad is not None:
-                buckets.setdefault((None, p.grad.dtype, p.grad.device), []).append(p.grad)
+            if p.grad is not None:  # 16-bit gradients are summed in f32 (gloo has no bf16 sum), rounded once
+                buckets.setdefault((None, torch.float32 if p.grad.dtype in _SIXTEEN else p.grad.dtype, p.grad.device), []).append(p.grad)
         flats = self._flats("_grad_flat", buckets)
         work = []
         for k, flat in flats.items():
@@ -253,7 +257,8 @@ class Sharding:
         for k, flat in flats.items():
             if k[0] == self.rank:
                 _pack(buckets[k], flat)
-            work.append(_collective("sharing the stepped parameters", dist.broadcast, flat, src=_global_rank(self.group, k[0]),
+            wire = flat.view(torch.uint8) if flat.dtype in _SIXTEEN else flat  # a copy of the bytes (gloo has no bf16 nor int16)
+            work.append(_collective("sharing the stepped parameters", dist.broadcast, wire, src=_global_rank(self.group, k[0]),
                                     group=self.group, async_op=True))
         _wait_all("sharing the stepped parameters", work)
         for k, flat in flats.items():

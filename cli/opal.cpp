@@ -307,7 +307,7 @@ int main(int argc, char** argv) {
       std::vector<ParamDesc> params;
       for (const auto& [name, t] : pf.tensors) {  // named, shaped and typed as the file's tensors (a bf16 one keeps its master copy)
         params.push_back({name, t.shape, nullptr, nullptr});
-        params.back().dtype = params.back().grad_dtype = t.dtype == "BF16" ? DType::BF16 : t.dtype == "F16" ? DType::F16 : DType::F32;
+        params.back().dtype = params.back().grad_dtype = param_storage(t.dtype);
       }
       assign_roles(params, roles);
       auto compiled = compile_spec(ref);

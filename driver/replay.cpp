@@ -23,12 +23,11 @@ SafetensorsFile replay(const ReplayRequest& req) {
   // Each parameter is stored as the init file stores it (F32, BF16, F16; others as f32), in
   // the optimizer's own memory, and its gradients as the grads file stores the first: a bf16
   // run replays as bf16.
-  auto storage = [](const std::string& dt) { return dt == "BF16" ? DType::BF16 : dt == "F16" ? DType::F16 : DType::F32; };
   std::vector<ParamDesc> params;
   for (const auto& [name, t] : req.init.tensors) {
     params.push_back({name, t.shape, nullptr, nullptr});
-    params.back().dtype = storage(t.dtype);
-    params.back().grad_dtype = req.steps > 0 ? storage(req.grads.tensors.at(fmt::format("{}@1", name)).dtype) : params.back().dtype;
+    params.back().dtype = param_storage(t.dtype);
+    params.back().grad_dtype = req.steps > 0 ? param_storage(req.grads.tensors.at(fmt::format("{}@1", name)).dtype) : params.back().dtype;
   }
   assign_roles(params, req.roles);
   Optimizer opt(build_executable(req.spec), params, req.hparams);

@@ -49,6 +49,10 @@ void assign_roles(std::vector<ParamDesc>& params, const std::vector<std::string>
   for (size_t i = 0; i < params.size(); ++i) params[i].role = roles[i];
 }
 
+DType param_storage(const std::string& safetensors_dtype) {
+  return safetensors_dtype == "BF16" ? DType::BF16 : safetensors_dtype == "F16" ? DType::F16 : DType::F32;
+}
+
 int64_t state_bytes(const Optimizer& opt, const std::string& name) {
   int64_t bytes = 0;
   for (const auto& slot : opt.slots(name)) {

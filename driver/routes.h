@@ -32,6 +32,10 @@ struct RouteInfo {
 // pattern no parameter matches, and then changes nothing.
 void assign_roles(std::vector<ParamDesc>& params, const std::vector<std::string>& assignments);
 
+// The storage of a parameter given as a safetensors tensor (--params, replay's --init): BF16
+// and F16 as they are, anything else f32.
+DType param_storage(const std::string& safetensors_dtype);
+
 // The bytes of a parameter's optimizer state, each slot at its storage.
 int64_t state_bytes(const Optimizer& opt, const std::string& name);
 

@@ -299,6 +299,13 @@ PYBIND11_MODULE(_opal, m) {
       .def_property(
           "step_count", [](const Optimizer& o) { return o.step_count(); }, [](Optimizer& o, int64_t t) { o.set_step_count(t); })
       .def("param_step_count", [](const Optimizer& o, const std::string& name) { return o.step_count(name); })
+      // a parameter's state started over (opal.torch's `del opt.state[p]`): every slot as the spec
+      // initializes it, and its step count 0
+      .def("reset_param",
+           [](Optimizer& o, const std::string& name) {
+             for (const auto& slot : o.slots(name)) o.reset_state(name, slot);
+             o.set_step_count(name, 0);
+           })
       .def("set_hparam", &Optimizer::set_hparam)
       .def_property(
           "nonfinite", [](const Optimizer& o) { return std::string(nonfinite_policy_name(o.nonfinite_policy())); },

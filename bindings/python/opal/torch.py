@@ -8,7 +8,9 @@ role comes from the module holding it), by name (`"*embed*": ...`) and by shape.
 parameter group is its own Opal optimizer with its own hyperparameters, so PyTorch's LR
 schedulers work through param_groups[i]["lr"]. The kernels read and write the tensors' memory
 directly: no copies. state_dict() keys state by parameter name and slot name and works with
-torch.save / torch.load.
+torch.save / torch.load. opt.state[p] holds live views of p's slots: assigning a slot copies
+into it, and `del opt.state[p]` (or `opt.state[p] = {}`, `opt.state = {}`) starts p's state over,
+its next step its first (opal/_state.py).
 """
 import threading
 import warnings
@@ -20,6 +22,7 @@ from ._hints import hint
 from ._roles import Roles
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
+from ._state import OptimizerState
 
 __all__ = ["Optimizer"]
 
@@ -210,6 +213,18 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         self._roles.check_used([n for g in self.param_groups for n in g["param_names"]])
         self._warn_roleless()
 
+    def __setattr__(self, name, value):
+        # `state` is the live OptimizerState (opal/_state.py): torch's __init__ sets a plain dict,
+        # which it replaces; a user's `opt.state = {}` (or a dict of some parameters' slots)
+        # starts every parameter's state over
+        if name == "state" and not isinstance(value, OptimizerState):
+            if "state" in self.__dict__:
+                with self._lock:
+                    self.__dict__["state"].restart_all(value)
+                return
+            value = OptimizerState(self)
+        super().__setattr__(name, value)
+
     # -- construction -------------------------------------------------------------------
     def _normalize(self, hp, where):
         names = self._compiled.hparams
@@ -324,7 +339,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         self._synced.append({})
         self._sync_shown(len(self.param_groups) - 1, "add_param_group")
         for n, p in self._owned(group):
-            self.state[p] = {s: self._view(engine, n, s) for s in engine.slots(n)}
+            self.state.attach(p, engine, n, {s: self._view(engine, n, s) for s in engine.slots(n)})
 
     @staticmethod
     def _check_tensor(name, p):

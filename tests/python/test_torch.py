@@ -211,6 +211,20 @@ class Errors(unittest.TestCase):
             Optimizer([("w", torch.zeros(3, 3, dtype=torch.float64, requires_grad=True))], spec="adamw")
         with self.assertRaisesRegex(ValueError, "not contiguous"):
             Optimizer([("w", torch.zeros(4, 3).t().requires_grad_())], spec="adamw")
+        # a group's tensor list changed behind the optimizer's back: refused, nothing stepped (an
+        # appended tensor was left out silently)
+        a, b = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))
+        grown = Optimizer([("a", a)], spec="adamw")
+        grown.param_groups[0]["params"].append(b)
+        a.grad, b.grad = torch.ones(4), torch.ones(4)
+        with self.assertRaisesRegex(ValueError, r"group 0 holds 2 tensors now, but the optimizer was built for 1 \(a\): add new "
+                                    "parameters with add_param_group"):
+            grown.step()
+        self.assertTrue(torch.equal(a, torch.ones(4)))
+        shrunk = Optimizer([("a", a), ("b", b)], spec="adamw")
+        shrunk.param_groups[0]["params"].pop()
+        with self.assertRaisesRegex(ValueError, "holds 1 tensors now, but the optimizer was built for 2"):
+            shrunk.step()
         conv = torch.nn.Conv2d(3, 8, 3).to(memory_format=torch.channels_last)
         with self.assertRaisesRegex(ValueError, "channels_last memory format: build the optimizer over model.to"):
             Optimizer(conv, spec="adamw")

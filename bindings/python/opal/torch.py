@@ -461,6 +461,11 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         """The checked addresses of one group's step: (hparams, data, grads, stream, kept
         tensors). Raises before anything is stepped."""
         where = f"step (parameter group {index})"
+        built = len(self._shapes[index])
+        if len(group["params"]) != built or len(group["param_names"]) != built:
+            raise ValueError(f"parameter group {index} holds {len(group['params'])} tensors now, but the optimizer was built for {built} "
+                             f"({', '.join(group['param_names'][:built])}): add new parameters with add_param_group, and build a new "
+                             "optimizer to drop some")
         hps = {k: _check_hparam(k, group[k], where) for k in engine.hparam_names}
         data, grads, grad_dtypes, keep = [], [], [], []
         for n, p, (shape, device, dtype) in zip(group["param_names"], group["params"], self._shapes[index]):

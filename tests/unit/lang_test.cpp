@@ -29,7 +29,8 @@ TEST_CASE("lexer: a character that starts no token gets the hint for what was li
                                                                   {"a & b", "`&&` is logical and"},
                                                                   {"a | b", "`||` is logical or"},
                                                                   {"a $ b", "comments start with `#`"}};
-  for (const auto& [text, hint] : cases) {
+  for (const auto& c : cases) {  // (not a structured binding: clang cannot capture one in CAPTURE's lambda)
+    const std::string &text = c.first, &hint = c.second;
     CAPTURE(text);
     SourceFile f("t.opal", text);
     Diagnostics d;
@@ -143,7 +144,8 @@ TEST_CASE("a parameter declared twice in one list is a redefinition, for compone
       {"optimizer o(lr = 1, lr = 2) { other: scale(lr) }", "parameter `lr` of optimizer `o`"},
       {"fn f(x, y, x) = x * y\ncomponent c() {\n  u = f(u, 2, 3)\n}\noptimizer o(lr = 1) { other: c -> scale(lr) }", "parameter `x` of fn `f`"},
       {"grid g(lr = 1, lr = 2) {\n  a = {x: adamw, y: sgd}\n  other: a\n}", "parameter `lr` of grid `g`"}};
-  for (const auto& [text, what] : cases) {
+  for (const auto& c : cases) {
+    const std::string &text = c.first, &what = c.second;
     CAPTURE(text);
     Diagnostics d;
     LoadRequest req;

@@ -266,13 +266,17 @@ int main(int argc, char** argv) {
   ablate->add_option("file", grid_file, "Spec file with a `grid` declaration")->required();
   ablate->add_option("--grid", grid_name, "Which grid of the file (default: the last)");
   ablate->add_option("--workload", ab.workload, "linreg, quadratic, softmax, mlp, gpt, or external:COMMAND")->capture_default_str();
-  ablate->add_option("--steps", ab.workload_options.steps, "Training steps per run (default: the workload's)");
-  ablate->add_option("--eval-every", ab.workload_options.eval_every, "Steps between validations (default: the workload's)");
+  // (each option's 0 or empty means "the default"; given, it must be in range)
+  ablate->add_option("--steps", ab.workload_options.steps, "Training steps per run (default: the workload's)")->check(CLI::Range(1, 1000000));
+  ablate->add_option("--eval-every", ab.workload_options.eval_every, "Steps between validations (default: the workload's)")
+      ->check(CLI::Range(1, 1000000));
   ablate->add_option("--data", ab.workload_options.data_dir, "Folder of brown.txt (gpt)")->capture_default_str();
-  ablate->add_option("--seeds", ab.seeds, "Seeds per configuration (default: the grid's)");
-  ablate->add_option("--per-decade", ab.per_decade, "Sweep points per decade (default: each sweep's)");
-  ablate->add_option("--max-extensions", ab.max_extensions, "Points added past a sweep edge before warning")->capture_default_str();
-  ablate->add_option("-j,--jobs", ab.jobs, "Runs in parallel (default: one per core)");
+  ablate->add_option("--seeds", ab.seeds, "Seeds per configuration (default: the grid's)")->check(CLI::Range(1, 1000));
+  ablate->add_option("--per-decade", ab.per_decade, "Sweep points per decade (default: each sweep's)")->check(CLI::Range(1, 64));
+  ablate->add_option("--max-extensions", ab.max_extensions, "Points added past a sweep edge before warning")
+      ->capture_default_str()
+      ->check(CLI::Range(0, 100));
+  ablate->add_option("-j,--jobs", ab.jobs, "Runs in parallel (default: one per core)")->check(CLI::Range(1, 1024));
   ablate
       ->add_option("--run-timeout", ab.workload_options.timeout_s,
                    "Seconds an external trainer's run may take before it is stopped and recorded as failed")

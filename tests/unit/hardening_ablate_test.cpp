@@ -79,6 +79,20 @@ TEST_CASE("an external trainer that hangs is stopped after --run-timeout and rec
   fs::remove_all(dir);
 }
 
+TEST_CASE("opal ablate's numeric options given out of range are refused, not taken as their defaults") {
+  auto dir = scratch("options");
+  tiny_grid(dir);
+  for (const char* bad :
+       {"--steps 0", "--eval-every 0", "--seeds 0", "--seeds 5000", "--per-decade 0", "--per-decade 1000", "-j 0", "-j -1", "--max-extensions -1"}) {
+    const auto res = run_cli(fmt::format("ablate {} -o {}/o --workload linreg {} --no-progress", dir + "/g.opal", dir, bad));
+    CAPTURE(bad);
+    CHECK(res.first != 0);  // (CLI11's exit code for a value it refuses)
+    CHECK(res.second.find("not in range") != std::string::npos);
+  }
+  CHECK_FALSE(fs::exists(dir + "/o/journal.jsonl"));  // nothing ran
+  fs::remove_all(dir);
+}
+
 TEST_CASE("an output folder that cannot be used is a clear error (item 4)") {
   auto dir = scratch("outdir");
   ExpandedGrid g = tiny_grid(dir);

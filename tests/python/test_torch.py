@@ -211,6 +211,11 @@ class Errors(unittest.TestCase):
             Optimizer([("w", torch.zeros(3, 3, dtype=torch.float64, requires_grad=True))], spec="adamw")
         with self.assertRaisesRegex(ValueError, "not contiguous"):
             Optimizer([("w", torch.zeros(4, 3).t().requires_grad_())], spec="adamw")
+        for betas in ((0.9,), (0.9, 0.99, 0.1), "0.9", None):  # (an IndexError, a silently dropped value, ...)
+            with self.assertRaisesRegex(TypeError, r"`betas` is .*, not a pair \(b1, b2\)"):
+                Optimizer(m.named_parameters(), spec="adamw", betas=betas)
+        with self.assertRaisesRegex(TypeError, "spec must be a string"):
+            Optimizer(m.named_parameters(), spec=None)
         # a group's tensor list changed behind the optimizer's back: refused, nothing stepped (an
         # appended tensor was left out silently)
         a, b = torch.nn.Parameter(torch.ones(4)), torch.nn.Parameter(torch.ones(4))

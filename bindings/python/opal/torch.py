@@ -12,6 +12,7 @@ torch.save / torch.load. opt.state[p] holds live views of p's slots: assigning a
 into it, and `del opt.state[p]` (or `opt.state[p] = {}`, `opt.state = {}`) starts p's state over,
 its next step its first (opal/_state.py).
 """
+import os
 import threading
 import warnings
 
@@ -167,6 +168,11 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             raise ValueError(f"seed must be an integer in [0, 2^64), not {seed!r}")
         self._rounding = (rounding, seed)
         self._master = bool(master_weights)
+        if not isinstance(spec, (str, os.PathLike)):
+            raise TypeError(f"spec must be a string (a stdlib optimizer's name, a .opal file or spec text), not {type(spec).__name__}")
+        spec = os.fspath(spec)
+        if optimizer is not None and not isinstance(optimizer, str):
+            raise TypeError(f"optimizer must be a string (the name of one optimizer of the spec), not {type(optimizer).__name__}")
         if state is not None and not isinstance(state, str):
             raise TypeError(f"state must be a string such as \"q8\" or \"bf16, stochastic\", not {type(state).__name__}")
         self._compiled = _opal.Compiled(str(spec), optimizer or "", state or "")
@@ -238,7 +244,9 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                 continue
             if k in _PAIRS and _PAIRS[k][0] in names:
                 a, b = _PAIRS[k]
-                out[a], out[b] = float(v[0]), float(v[1])
+                if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) != 2:
+                    raise TypeError(f"{where}: `{k}` is {v!r}, not a pair ({a}, {b})")
+                out[a], out[b] = v[0], v[1]  # (each checked below as a hyperparameter)
                 continue
             k2 = _ALIASES.get(k, k) if k not in names else k
             if k2 not in names:

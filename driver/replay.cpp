@@ -40,7 +40,7 @@ SafetensorsFile replay(const ReplayRequest& req) {
   }
   SafetensorsFile out;
   for (const auto& [name, t] : req.init.tensors) {
-    out.tensors[name] = {t.shape, opt.read_param(name), t.dtype == "BF16" || t.dtype == "F16" ? t.dtype : "F32"};
+    out.tensors[name] = {t.shape, opt.read_param(name), param_storage(t.dtype) == DType::F32 ? "F32" : t.dtype};
     // each slot's values as f32, whatever its storage (--state bf16 widened, q8 dequantized;
     // a q8 slot's scales are a slot of their own)
     for (const auto& slot : opt.slots(name)) out.tensors[name + "/" + slot] = {opt.state_shape(name, slot), opt.read_state_values(name, slot)};

@@ -4,7 +4,7 @@ torch.optim's ways of changing state doing what they do there. Assigning a slot 
 the spec initializes it, the parameter's step count 0: its next step is its first). Before, a
 replaced entry stayed in the dict while the engine went on with the old state."""
 
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 
 import torch
 
@@ -15,8 +15,8 @@ class ParamState(MutableMapping):
     its storage; a q8 slot takes its codes (uint8) only. Slots cannot be added or deleted: a
     parameter's state starts over as a whole (`del opt.state[p]`)."""
 
-    def __init__(self, owner, name, views):
-        self._owner, self._name, self._views = owner, name, dict(views)
+    def __init__(self, owner, engine, name, views):
+        self._owner, self._engine, self._name, self._views = owner, engine, name, dict(views)
 
     def __getitem__(self, slot):
         return self._views[slot]
@@ -50,6 +50,19 @@ class ParamState(MutableMapping):
                              "does not fit it")
         return value
 
+    def checked(self, values):
+        """{slot: value} as the tensors they become (check), raising before anything changes."""
+        if not isinstance(values, Mapping):
+            raise TypeError(f"the state of a parameter is a dict of its slots, not {type(values).__name__}")
+        return {slot: self.check(slot, v) for slot, v in values.items()}
+
+    def restart(self, checked):
+        """Every slot as the spec initializes it and the step count 0, then `checked` copied in."""
+        with self._owner._lock:
+            self._engine.reset_param(self._name)
+            for slot, v in checked.items():
+                self._views[slot].copy_(v)
+
     def __setitem__(self, slot, value):
         value = self.check(slot, value)
         with self._owner._lock:
@@ -67,12 +80,10 @@ class OptimizerState(MutableMapping):
     def __init__(self, owner):
         self._owner = owner
         self._held = {}  # tensor -> ParamState (the parameters this process steps)
-        self._where = {}  # tensor -> (its engine, its name)
         self._other = {}  # anything else a user keeps here
 
     def attach(self, tensor, engine, name, views):
-        self._held[tensor] = ParamState(self._owner, name, views)
-        self._where[tensor] = (engine, name)
+        self._held[tensor] = ParamState(self._owner, engine, name, views)
 
     def __getitem__(self, tensor):
         if tensor in self._held:
@@ -92,42 +103,23 @@ class OptimizerState(MutableMapping):
     def __repr__(self):
         return repr({**self._held, **self._other})
 
-    def restart(self, tensor, values=None):
-        """Starts a held parameter's state over, then copies `values` ({slot: value}) in; checks
-        every value first, so a bad one changes nothing."""
-        slots = self._held[tensor]
-        values = dict(values or {})
-        checked = {slot: slots.check(slot, v) for slot, v in values.items()}
-        engine, name = self._where[tensor]
-        with self._owner._lock:
-            engine.reset_param(name)
-            for slot, v in checked.items():
-                slots._views[slot].copy_(v)
-
     def __setitem__(self, tensor, value):
-        if tensor in self._held:
-            if value is self._held[tensor]:
-                return
-            if not isinstance(value, (dict, MutableMapping)):
-                raise TypeError(f"the state of a parameter is a dict of its slots, not {type(value).__name__}")
-            self.restart(tensor, value)
-        else:
+        if tensor not in self._held:
             self._other[tensor] = value
+        elif value is not self._held[tensor]:
+            self._held[tensor].restart(self._held[tensor].checked(value))
 
     def __delitem__(self, tensor):
         if tensor in self._held:
-            self.restart(tensor)  # (its slots stay in the dict, started over: they are live views)
+            self._held[tensor].restart({})  # (its slots stay in the dict, started over: they are live views)
         else:
             del self._other[tensor]
 
     def restart_all(self, state=None):
-        """`opt.state = {...}`: every held parameter starts over, taking its entry of `state`."""
+        """`opt.state = {...}`: every held parameter starts over, taking its entry of `state`;
+        every entry is checked before any parameter changes."""
         state = dict(state or {})
-        for tensor in self._held:
-            if tensor in state and not isinstance(state[tensor], (dict, MutableMapping)):
-                raise TypeError(f"the state of a parameter is a dict of its slots, not {type(state[tensor]).__name__}")
-            for slot, v in dict(state.get(tensor, {})).items():
-                self._held[tensor].check(slot, v)
-        for tensor in self._held:
-            self.restart(tensor, state.get(tensor))
+        checked = {t: s.checked(state.get(t, {})) for t, s in self._held.items()}
+        for t, s in self._held.items():
+            s.restart(checked[t])
         self._other = {t: v for t, v in state.items() if t not in self._held}

@@ -172,6 +172,7 @@ std::optional<CompiledOptimizer> compile_optimizer(std::shared_ptr<const Program
   out.name = decl.name;
   out.hparams = lowered.hparams;
   out.defaults = lowered.defaults;
+  out.ranges = lowered.ranges;
   out.globals = lowered.globals;
   out.state = opts.state;
   out.state_source = opts.state_source;

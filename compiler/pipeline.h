@@ -25,7 +25,8 @@ struct CompiledOptimizer {
   std::string name;
   std::vector<std::string> hparams;
   std::vector<double> defaults;
-  std::vector<std::string> globals;  // global sums, uniforms after the hyperparameters
+  std::vector<exec::HParamRange> ranges;  // the values each hyperparameter may take
+  std::vector<std::string> globals;       // global sums, uniforms after the hyperparameters
   std::vector<CompiledRoute> routes;
   HostUniforms uniforms;  // the step-uniform scalars of every route's kernels, computed on the host
   StateStorage state;     // the optimizer's argument (CompileOptions::state)

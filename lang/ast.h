@@ -27,10 +27,21 @@ struct Expr {
   std::vector<Arg> args;  // Call arguments; the operands of Unary (1) and Binary (2)
 };
 
+// `in [0, 1)`, `in (0, inf)`, `in [1, inf) whole`: the values a component's or optimizer's
+// parameter takes. Its ends are constant expressions (`inf` allowed); lang/resolve.cpp
+// evaluates and checks them.
+struct ParamRange {
+  ExprPtr lo, hi;
+  bool lo_open = false, hi_open = false;
+  bool whole = false;  // whole numbers only (a count of steps)
+  SourceLoc loc;       // from `in` to the closing bracket
+};
+
 struct Param {
   std::string name;
   SourceLoc loc;
-  ExprPtr default_value;  // null: required
+  ExprPtr default_value;              // null: required
+  std::shared_ptr<ParamRange> range;  // null: any value
 };
 
 // `state v = init` (or `state v: bf16 = init`, `state v: q8(256) = init`: its storage), `let x = e`, `x = e`,

@@ -19,7 +19,11 @@ std::string dump_args(const std::vector<Arg>& args) {
 
 std::string dump_params(const std::vector<Param>& ps) {
   std::string s = "(params";
-  for (const auto& p : ps) s += " " + p.name + (p.default_value ? "=" + dump_expr(*p.default_value) : "");
+  for (const auto& p : ps) {
+    s += " " + p.name + (p.default_value ? "=" + dump_expr(*p.default_value) : "");
+    if (const ParamRange* r = p.range.get())
+      s += fmt::format(":{}{},{}{}{}", r->lo_open ? '(' : '[', dump_expr(*r->lo), dump_expr(*r->hi), r->hi_open ? ')' : ']', r->whole ? "whole" : "");
+  }
   return s + ")";
 }
 }  // namespace

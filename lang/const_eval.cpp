@@ -2,6 +2,7 @@
 #include "lang/const_eval.h"
 
 #include <cmath>
+#include <limits>
 #include <numbers>
 #include <vector>
 
@@ -54,6 +55,17 @@ std::optional<double> eval_constant(const Expr& e, const ConstantNames& names) {
     }
   }
   return std::nullopt;
+}
+
+std::optional<Interval> param_interval(const Param& p) {
+  if (!p.range) return std::nullopt;
+  const ConstantNames inf = [](const std::string& n) -> std::optional<double> {
+    if (n == "inf") return std::numeric_limits<double>::infinity();
+    return std::nullopt;
+  };
+  auto lo = eval_constant(*p.range->lo, inf), hi = eval_constant(*p.range->hi, inf);
+  if (!lo || !hi) return std::nullopt;
+  return Interval{*lo, *hi, p.range->lo_open, p.range->hi_open, p.range->whole};
 }
 
 }  // namespace opal

@@ -9,11 +9,16 @@
 #include <string>
 
 #include "lang/ast.h"
+#include "support/interval.h"
 
 namespace opal {
 
 using ConstantNames = std::function<std::optional<double>(const std::string&)>;
 
 std::optional<double> eval_constant(const Expr& e, const ConstantNames& names = {});
+
+// A parameter's declared range (`in [0, 1)`), its ends evaluated (`inf` is infinity); nullopt
+// when it has none or an end is not a constant (lang/resolve.cpp reports that).
+std::optional<Interval> param_interval(const Param& p);
 
 }  // namespace opal

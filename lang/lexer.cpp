@@ -26,6 +26,8 @@ const char* tok_spelling(Tok t) {
     case Tok::RParen: return ")";
     case Tok::LBrace: return "{";
     case Tok::RBrace: return "}";
+    case Tok::LBracket: return "[";
+    case Tok::RBracket: return "]";
     case Tok::Comma: return ",";
     case Tok::Semi: return ";";
     case Tok::Colon: return ":";
@@ -54,8 +56,6 @@ namespace {
 // The hint for a character that starts no token: what the writer most likely meant.
 const char* unexpected_hint(char c) {
   switch (c) {
-    case '[':
-    case ']': return "the language has no lists or indexing: a sweep lists its values as `values(1e-3, 3e-3, 1e-2)`";
     case '%': return "the remainder is `mod(a, b)`";
     case '\'': return "name patterns are strings in double quotes: \"embed*\"";
     case '&': return "`&&` is logical and";
@@ -149,6 +149,8 @@ std::vector<Token> lex(const SourceFile& file, Diagnostics& diags) {
         case ')': k = Tok::RParen; break;
         case '{': k = Tok::LBrace; break;
         case '}': k = Tok::RBrace; break;
+        case '[': k = Tok::LBracket; break;  // only a parameter's range: `in [0, 1)`
+        case ']': k = Tok::RBracket; break;
         case ',': k = Tok::Comma; break;
         case ';': k = Tok::Semi; break;
         case ':': k = Tok::Colon; break;

@@ -10,7 +10,8 @@
 //   component := 'component' IDENT params '{' stmt* '}'
 //   optimizer := 'optimizer' IDENT params '{' route* '}'
 //   fn        := 'fn' IDENT params '=' expr
-//   params    := '(' [IDENT ['=' expr] {',' ...}] ')'
+//   params    := '(' [IDENT ['=' expr] [range] {',' ...}] ')'
+//   range     := 'in' ('[' | '(') expr ',' expr (']' | ')') ['whole']   ('in', 'whole' are contextual)
 //   storage   := 'f32' | 'bf16' | 'q8' ['(' NUMBER ')']   (also a route's `state(storage {, stochastic | master})`)
 //   stmt      := 'state' IDENT [':' storage] '=' expr | 'let' IDENT '=' expr | IDENT '=' expr   (';' optional)
 //              | 'every' '(' expr ')' '{' stmt* '}'       a refresh block ('every', 'when' and
@@ -64,7 +65,7 @@ class Parser {
         else {
           d_.report(DiagKind::ExpectedDeclaration, peek().loc,
                     fmt::format("expected `component`, `optimizer`, `fn` or `grid`, found {}", describe(peek())),
-                    "every definition starts with one of these keywords");
+                    bracket_hint(peek()).empty() ? "every definition starts with one of these keywords" : bracket_hint(peek()));
           throw ParseError{};
         }
       } catch (ParseError&) {
@@ -96,9 +97,16 @@ class Parser {
       default: return fmt::format("`{}`", tok_spelling(t.kind));
     }
   }
+  // Square brackets only bound a parameter's range: elsewhere, say what they are not.
+  static std::string bracket_hint(const Token& t) {
+    if (t.kind != Tok::LBracket && t.kind != Tok::RBracket) return {};
+    return "the language has no lists or indexing: a sweep lists its values as `values(1e-3, 3e-3, 1e-2)`; brackets only bound a "
+           "parameter's range (`beta = 0.9 in [0, 1)`)";
+  }
   Token expect(Tok k, const char* context) {
     if (!at(k)) {
-      d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected `{}` {}, found {}", tok_spelling(k), context, describe(peek())));
+      d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected `{}` {}, found {}", tok_spelling(k), context, describe(peek())),
+                bracket_hint(peek()));
       throw ParseError{};
     }
     return take();
@@ -122,13 +130,38 @@ class Parser {
     if (!at(Tok::RParen)) {
       do {
         Token n = expect(Tok::Ident, "naming a parameter");
-        Param p{n.text, n.loc, nullptr};
+        Param p{n.text, n.loc, nullptr, nullptr};
         if (accept(Tok::Assign)) p.default_value = expr();
+        if (at(Tok::Ident) && peek().text == "in") p.range = range();
         ps.push_back(std::move(p));
       } while (accept(Tok::Comma));
     }
     expect(Tok::RParen, "to close the parameter list");
     return ps;
+  }
+
+  // `in [lo, hi)`: a square bracket closes its end, a parenthesis opens it.
+  std::shared_ptr<ParamRange> range() {
+    auto r = std::make_shared<ParamRange>();
+    SourceLoc in = take().loc;
+    if (!at(Tok::LBracket) && !at(Tok::LParen)) {
+      d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected `[` or `(` to open the range, found {}", describe(peek())),
+                "a range is `in [lo, hi]`, each end closed by a bracket or open by a parenthesis: `beta = 0.9 in [0, 1)`");
+      throw ParseError{};
+    }
+    r->lo_open = take().kind == Tok::LParen;
+    r->lo = expr();
+    expect(Tok::Comma, "between the ends of the range");
+    r->hi = expr();
+    if (!at(Tok::RBracket) && !at(Tok::RParen)) {
+      d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected `]` or `)` to close the range, found {}", describe(peek())),
+                "a range is `in [lo, hi]`, each end closed by a bracket or open by a parenthesis: `beta = 0.9 in [0, 1)`");
+      throw ParseError{};
+    }
+    r->hi_open = take().kind == Tok::RParen;
+    if (at(Tok::Ident) && peek().text == "whole") r->whole = take().kind == Tok::Ident;
+    r->loc = span(in, last_loc());
+    return r;
   }
 
   ComponentDecl component() {
@@ -538,7 +571,7 @@ class Parser {
       inner->loc = span(open, last_loc());  // the parentheses belong to the expression's text
       return inner;
     }
-    d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected an expression, found {}", describe(peek())));
+    d_.report(DiagKind::ExpectedToken, peek().loc, fmt::format("expected an expression, found {}", describe(peek())), bracket_hint(peek()));
     throw ParseError{};
   }
 

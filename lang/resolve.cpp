@@ -1,5 +1,6 @@
 // Loading and name resolution of a program (stdlib + user specs).
 #include <algorithm>
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <vector>
@@ -171,6 +172,15 @@ class Resolver {
     for (const auto& o : m.optimizers) check_params(o.params, "optimizer", o.name);
     for (const auto& g : m.grids) check_params(g.params, "grid", g.name);
     for (const auto& f : m.fns) check_unique(f.params, "fn", f.name);
+    for (const auto& c : m.components) check_ranges(c.params, "component", c.name);
+    for (const auto& o : m.optimizers) check_ranges(o.params, "optimizer", o.name);
+    for (const auto& g : m.grids) no_ranges(g.params, "a grid's parameter sets a default: the ranges are the optimizer's");
+    for (const auto& f : m.fns) no_ranges(f.params, "a fn is expanded where it is called: give the range to the parameter that takes its value");
+    for (const auto& g : m.grids)
+      for (const auto& axis : g.axes)
+        for (const auto& alt : axis.alts) no_ranges(alt.params, "an alternative's parameter sets a default: the ranges are the optimizer's");
+    for (const auto& g : m.grids)
+      for (const auto& cell : g.cells) no_ranges(cell.params, "a cell's parameter sets a default: the ranges are the optimizer's");
     for (const auto& c : m.components)
       add(c.name, c.loc, [&] {
         p_.components[c.name] = &c;
@@ -207,6 +217,38 @@ class Resolver {
                     "give each parameter its own name");
           break;
         }
+  }
+
+  // A range (`beta = 0.9 in [0, 1)`) has constant ends, holds some value, and holds the default
+  // when that is a constant (a default computed from earlier parameters is checked where the
+  // lowering knows its value).
+  void check_ranges(const std::vector<Param>& params, const char* what, const std::string& owner) {
+    for (const Param& prm : params) {
+      if (!prm.range) continue;
+      bool constant = true;
+      for (const Expr* end : {prm.range->lo.get(), prm.range->hi.get()})
+        if (!eval_constant(*end, [](const std::string& n) { return n == "inf" ? std::optional<double>(1.0) : std::nullopt; })) {
+          d_.report(DiagKind::NotConstant, end->loc, fmt::format("the ends of the range of `{}` must be numbers", prm.name),
+                    "write them as numbers or `inf`: `in [0, inf)`");
+          constant = false;
+        }
+      if (!constant) continue;
+      const Interval r = *param_interval(prm);
+      if (std::isnan(r.lo) || std::isnan(r.hi) || r.empty()) {
+        d_.report(DiagKind::ArgumentOutOfRange, prm.range->loc, fmt::format("the range {} of `{}` holds no value", r.str(), prm.name),
+                  "write the lower end first: `in [0, 1)`");
+        continue;
+      }
+      if (!prm.default_value) continue;
+      if (auto v = eval_constant(*prm.default_value); v && !r.contains(*v))
+        d_.report(DiagKind::ArgumentOutOfRange, prm.default_value->loc,
+                  fmt::format("the default of `{}` of {} `{}` is {:g}, outside its range {}", prm.name, what, owner, *v, r.str()),
+                  "a default must be a value the parameter takes");
+    }
+  }
+  void no_ranges(const std::vector<Param>& params, const char* why) {
+    for (const Param& prm : params)
+      if (prm.range) d_.report(DiagKind::MisplacedRange, prm.range->loc, fmt::format("`{}` cannot have a range here", prm.name), why);
   }
 
   // `u`, `g` and `w` are the inputs of every stage: a parameter of that name could never be

@@ -20,6 +20,8 @@ enum class Tok {
   RParen,
   LBrace,
   RBrace,
+  LBracket,
+  RBracket,
   Comma,
   Semi,
   Colon,

@@ -23,6 +23,13 @@ class NotFoundError : public Error {
   using Error::Error;
 };
 
+// A hyperparameter value outside the range its spec declares (`beta = 0.9 in [0, 1)`), or not
+// a finite float32: opal.torch raises it as a ValueError, as torch.optim does.
+class HyperparameterError : public Error {
+ public:
+  using Error::Error;
+};
+
 // A checkpoint that cannot be loaded (corrupt, or not of this optimizer's parameters).
 class CheckpointError : public Error {
  public:

@@ -58,7 +58,7 @@ namespace {
 std::vector<double> hparam_values(const exec::Description& d, const HParams& given) {
   std::vector<double> v = d.defaults;
   for (const auto& [k, x] : given) {
-    Optimizer::check_hparam_value(k, x);
+    Optimizer::check_hparam_value(d, k, x);
     v[Optimizer::hparam_index(d, k)] = x;
   }
   return v;
@@ -288,10 +288,19 @@ void Optimizer::set_step_count(const std::string& name, int64_t t) {
 }
 
 void Optimizer::check_hparam_value(const std::string& name, double value) {
-  if (!std::isfinite(value)) throw Error(fmt::format("hyperparameter `{}` cannot be {}: it must be a finite number", name, value));
+  if (!std::isfinite(value)) throw HyperparameterError(fmt::format("hyperparameter `{}` cannot be {}: it must be a finite number", name, value));
   if (std::abs(value) > double(FLT_MAX))
-    throw Error(fmt::format("hyperparameter `{}` = {:g} is out of range: the kernels compute in float32, whose largest value is {:g}", name, value,
-                            double(FLT_MAX)));
+    throw HyperparameterError(fmt::format("hyperparameter `{}` = {:g} is out of range: the kernels compute in float32, whose largest value is {:g}",
+                                          name, value, double(FLT_MAX)));
+}
+
+void Optimizer::check_hparam_value(const exec::Description& d, const std::string& name, double value) {
+  const size_t hparam = hparam_index(d, name);
+  check_hparam_value(name, value);
+  for (const exec::HParamRange& r : d.ranges)
+    if (r.hparam == hparam && !r.range.contains(value))
+      throw HyperparameterError(
+          fmt::format("hyperparameter `{}` = {:g} is out of range: it is {}, which takes values in {}", name, value, r.origin, r.range.str()));
 }
 
 size_t Optimizer::hparam_index(const exec::Description& d, const std::string& name) {
@@ -315,7 +324,7 @@ void Optimizer::set_hparam(const std::string& name, double value) {
 void Optimizer::check_set_hparam(const std::string& name, double value) const {
   const exec::Description& d = *exe_->desc;
   const size_t hparam = hparam_index(d, name);
-  check_hparam_value(name, value);
+  check_hparam_value(d, name, value);
   if (value == impl_->uniforms[1 + hparam] || !decides_routes(d, hparam)) return;
   std::vector<double> values(impl_->uniforms.begin() + 1, impl_->uniforms.begin() + 1 + ptrdiff_t(d.hparams.size()));
   values[hparam] = value;

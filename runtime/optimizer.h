@@ -142,8 +142,11 @@ class Optimizer {
   // Hyperparameters are runtime values: changing one never recompiles. hparam_index: the
   // position of one in d.hparams (and d.defaults); NotFoundError with "did you mean".
   static size_t hparam_index(const exec::Description& d, const std::string& name);
-  // Error unless `value` is finite and within float32's range (the kernels compute in f32).
+  // HyperparameterError unless `value` is finite and within float32's range (the kernels
+  // compute in f32); with the description, also unless it lies in every range the spec gives
+  // the hyperparameter (`beta = 0.9 in [0, 1)`), and NotFoundError for a name it lacks.
   static void check_hparam_value(const std::string& name, double value);
+  static void check_hparam_value(const exec::Description& d, const std::string& name, double value);
   // set_hparam's checks, changing nothing: the name, the value, and for a hyperparameter that
   // decides routes, that the value moves no parameter to another route.
   void check_set_hparam(const std::string& name, double value) const;

@@ -375,8 +375,7 @@ opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value)
       opt->opt->set_hparam(name, value);
       return;
     }
-    opal::Optimizer::hparam_index(*opt->desc, name);  // checks the name, with "did you mean"
-    opal::Optimizer::check_hparam_value(name, value);
+    opal::Optimizer::check_hparam_value(*opt->desc, name, value);  // the name (with "did you mean"), the value, its ranges
     std::map<std::string, double> next = opt->hparams;
     next[name] = value;
     for (const auto& p : opt->params) opal::Optimizer::check_param(*opt->desc, p, next);  // route conditions may read it

@@ -115,6 +115,8 @@ PYBIND11_MODULE(_opal, m) {
   static py::exception<NotFoundError> not_found(m, "NotFoundError", error.ptr());
   static py::exception<NonFiniteError> nonfinite_error(m, "NonFiniteError", error.ptr());
   static py::exception<DeviceError> device_error(m, "DeviceError", error.ptr());
+  // a ValueError as well, as torch.optim raises for a learning rate or beta out of range
+  static py::exception<HyperparameterError> hparam_error(m, "HyperparameterError", py::make_tuple(error, py::handle(PyExc_ValueError)).release());
   py::register_exception_translator([](std::exception_ptr p) {
     try {
       if (p) std::rethrow_exception(p);
@@ -128,6 +130,8 @@ PYBIND11_MODULE(_opal, m) {
       nonfinite_error(e.what());
     } catch (const DeviceError& e) {
       device_error(e.what());
+    } catch (const HyperparameterError& e) {
+      hparam_error(e.what());
     } catch (const Error& e) {
       error(e.what());
     }
@@ -195,6 +199,23 @@ PYBIND11_MODULE(_opal, m) {
                                const auto& co = *c.exe->desc;
                                for (size_t i = 0; i < co.hparams.size(); ++i) d[py::str(co.hparams[i])] = co.defaults[i];
                                return d;
+                             })
+      .def(
+          "check_hparam", [](const Compiled& c, const std::string& name, double value) { Optimizer::check_hparam_value(*c.exe->desc, name, value); },
+          py::arg("name"), py::arg("value"),
+          "Raises HyperparameterError (a ValueError) unless the value is finite, within float32's range and in every range the spec "
+          "gives the hyperparameter; NotFoundError for a name it lacks.")
+      // {name: ["[0, 1): `beta` of `momentum` (momentum.opal:5:31)", ...]}: the ranges each hyperparameter must lie in
+      .def_property_readonly("ranges",
+                             [](const Compiled& c) {
+                               py::dict out;
+                               const auto& d = *c.exe->desc;
+                               for (const auto& r : d.ranges) {
+                                 py::str key(d.hparams[r.hparam]);
+                                 if (!out.contains(key)) out[key] = py::list();
+                                 out[key].cast<py::list>().append(fmt::format("{}: {}", r.range.str(), r.origin));
+                               }
+                               return out;
                              })
       .def_property_readonly("routes",
                              [](const Compiled& c) {

@@ -309,6 +309,7 @@ exec::Description describe(const CompiledOptimizer& co) {
   d.name = co.name;
   d.hparams = co.hparams;
   d.defaults = co.defaults;
+  d.ranges = co.ranges;
   d.globals = co.globals;
   d.uniform_program = co.uniforms.program;
   d.uniform_regs = co.uniforms.regs;

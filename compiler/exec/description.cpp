@@ -306,6 +306,7 @@ std::string print_uniforms(const Description& d) {
 
 std::string print(const Description& d) {
   std::string s = fmt::format("optimizer {}({})\n", d.name, fmt::join(d.hparams, ", "));
+  for (const auto& r : d.ranges) s += fmt::format("range {} in {}: {}\n", d.hparams[r.hparam], r.range.str(), r.origin);
   for (size_t t = 0; t < d.tables.size(); ++t) {
     s += fmt::format("table {} ({}):\n", t, d.tables[t].optimizer);
     for (const auto& sel : d.tables[t].selectors) {
@@ -326,6 +327,8 @@ std::string print(const Description& d) {
 
 std::string verify(const Description& d) {
   if (d.defaults.size() != d.hparams.size()) return "defaults and hyperparameters differ in number";
+  for (const auto& r : d.ranges)
+    if (r.hparam >= d.hparams.size()) return fmt::format("a range of hyperparameter {} of {}", r.hparam, d.hparams.size());
   if (d.tables.empty()) return "no routing table";
   for (size_t t = 0; t < d.tables.size(); ++t)
     for (const auto& sel : d.tables[t].selectors) {

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "compiler/exec/kernel_abi.h"
+#include "support/interval.h"
 
 namespace opal::exec {
 
@@ -314,10 +315,21 @@ struct RoutingTable {
   std::vector<Selector> selectors;
 };
 
+// A range a hyperparameter's values must lie in: declared on the optimizer's own parameter, or
+// on a component's (or a delegated optimizer's) parameter, or an `every(N)` cadence, that takes
+// the hyperparameter as it is. The runtime refuses a value outside any of them.
+struct HParamRange {
+  uint32_t hparam = 0;
+  Interval range;
+  std::string origin;  // what declares it: "`beta` of `momentum` (momentum.opal:5:31)"
+  bool operator==(const HParamRange&) const = default;
+};
+
 struct Description {
   std::string name;
   std::vector<std::string> hparams;
   std::vector<double> defaults;
+  std::vector<HParamRange> ranges;
   std::vector<std::string> globals;  // global sums: uniforms after the hyperparameters
   std::vector<RoutingTable> tables;  // tables[0]: the optimizer's own routes
   std::vector<Route> routes;

@@ -35,9 +35,11 @@ struct OptimizerLowering {
   // `hp` binds the optimizer's parameter names to expressions in the *top-level* hyperparameter
   // space; they are lowered afresh in each route graph.
   struct Binding {
-    const Expr* expr;             // argument or default expression
-    const struct Binding* outer;  // the bindings the expression is evaluated in (null: top level)
-    int top_index = -1;           // top level: HParam index
+    const Expr* expr;              // argument or default expression
+    const struct Binding* outer;   // the bindings the expression is evaluated in (null: top level)
+    int top_index = -1;            // top level: HParam index
+    const Param* param = nullptr;  // the parameter it binds (its range is checked)
+    const OptimizerDecl* owner = nullptr;
   };
 
   void routes(const OptimizerDecl& o, const std::map<std::string, Binding>& hp, std::vector<RouteStep> path, const std::string& prefix,
@@ -61,7 +63,7 @@ struct OptimizerLowering {
         next_chain.push_back(hp);
         for (size_t i = 0; i < inner.params.size(); ++i)
           inner_hp[inner.params[i].name] = {bound[i] ? bound[i] : inner.params[i].default_value.get(), nullptr,
-                                            bound[i] ? int(next_chain.size()) - 1 : -2};
+                                            bound[i] ? int(next_chain.size()) - 1 : -2, &inner.params[i], &inner};
         routes(inner, inner_hp, here, label + ">", next_chain);
         continue;
       }
@@ -94,7 +96,11 @@ struct OptimizerLowering {
           d.report(DiagKind::ScalarExpected, b.expr->loc, fmt::format("hyperparameter `{}` must be a scalar", name));
           v = {};
         }
+        // an argument of a delegation: where its value was written (passed on as it is, the outer one's)
+        const SourceLoc written = lvl > 0 && b.top_index >= 0 ? L.written_at(*b.expr, *prev) : SourceLoc{};
+        if (b.param) L.check_range(*b.param, b.owner->name, v, written.valid() ? written : b.expr->loc);
         s.vars[name] = {v, VarKind::HParam};  // invalid when it failed: its uses stay quiet
+        if (written.valid()) s.written[name] = written;
       }
       storage.push_back(std::move(s));
       prev = &storage.back();
@@ -108,6 +114,7 @@ struct OptimizerLowering {
     L.init_builtins();
     L.globals_ = &globals;
     L.n_hparams_ = out.hparams.size();
+    L.ranges_ = &out.ranges;
     std::vector<Scope> storage;
     Scope hps = hparam_scope(L, hp, chain, storage);
     ValueId grad = L.builder().add(Op::Grad, Shape::Full, {});
@@ -189,10 +196,21 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
     out.hparams.push_back(prm.name);
     out.defaults.push_back(v);
     out.hparam_locs.push_back(prm.loc);
-    hp[prm.name] = {prm.default_value.get(), nullptr, int(i)};
+    hp[prm.name] = {prm.default_value.get(), nullptr, int(i), &prm, &o};
   }
   OptimizerLowering ol{p, diags, out, {}};
   ol.routes(o, hp, {}, "", {});
+  // every default lies in the ranges its stages give it (its own range the resolver checked)
+  for (const exec::HParamRange& r : out.ranges) {
+    const Param& prm = o.params[r.hparam];
+    const double v = out.defaults[r.hparam];
+    if (!prm.default_value || r.range.contains(v)) continue;
+    if (auto own = param_interval(prm); own && !own->contains(v)) continue;  // the resolver reported it
+    diags.report(
+        DiagKind::ArgumentOutOfRange, prm.default_value->loc,
+        fmt::format("the default of `{}` is {:g}, outside {}: it is {}, which takes values in that range", prm.name, v, r.range.str(), r.origin),
+        fmt::format("make the default a value in {}", r.range.str()));
+  }
   // the global sums are uniforms after the hyperparameters, named by their call
   out.globals.resize(ol.globals.size());
   for (const auto& [key, k] : ol.globals) {

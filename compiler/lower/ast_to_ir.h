@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/exec/description.h"
 #include "compiler/ir/ir.h"
 #include "lang/program.h"
 
@@ -27,7 +28,8 @@ struct LoweredOptimizer {
   std::vector<std::string> hparams;  // runtime hyperparameters, by HParam index
   std::vector<double> defaults;
   std::vector<SourceLoc> hparam_locs;
-  std::vector<std::string> globals;  // `global_sum` k, named by where it is called (file:line:col)
+  std::vector<exec::HParamRange> ranges;  // the ranges its hyperparameters must lie in
+  std::vector<std::string> globals;       // `global_sum` k, named by where it is called (file:line:col)
   std::vector<RouteGraph> routes;
 };
 

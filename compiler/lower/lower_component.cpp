@@ -3,6 +3,7 @@
 // `inverse` block runs at `unrotate`.
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <numbers>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 #include "compiler/ir/attrs.h"
 #include "compiler/lower/lowerer.h"
 #include "compiler/passes/fold_constants.h"
+#include "lang/const_eval.h"
 
 namespace opal::lowering {
 
@@ -35,6 +37,7 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
       d_.report(DiagKind::ScalarExpected, bound[i]->loc,
                 fmt::format("`{}` of `{}` takes a scalar, but this is {}", prm.name, c.name, describe(shape(v))),
                 "pass a hyperparameter or a number");
+    else check_range(prm, c.name, v, bound[i] ? written_at(*bound[i], caller) : call_loc);
     scope->vars[prm.name] = {v, VarKind::Param};
   }
   scope->vars["u"] = {st.u, VarKind::Stream};
@@ -69,6 +72,37 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
     frame->scope = scope;
     frame->loc = call_loc;
   }
+}
+
+SourceLoc Lowerer::written_at(const Expr& arg, const Scope& s) const {
+  if (arg.kind != Expr::Kind::Name) return arg.loc;
+  for (const Scope* sc = &s; sc; sc = sc->parent) {
+    if (auto it = sc->written.find(arg.name); it != sc->written.end()) return it->second;
+    if (sc->vars.count(arg.name)) break;  // (a nearer name hides it)
+  }
+  return arg.loc;
+}
+
+void Lowerer::check_range(const Param& prm, const std::string& owner, ValueId v, SourceLoc at) {
+  const std::optional<Interval> r = param_interval(prm);
+  if (!r || !v.valid()) return;  // (a bad range is the resolver's error)
+  if (auto c = passes::constant_value(g_, v)) {
+    if (r->contains(*c)) return;
+    // where the user wrote the value: the argument, else (inside the stdlib) the stage
+    SourceLoc where = at;
+    if (p_.in_stdlib(where) && stage_loc_.valid() && !p_.in_stdlib(stage_loc_)) where = stage_loc_;
+    d_.report(DiagKind::ArgumentOutOfRange, where, fmt::format("`{}` of `{}` takes values in {}, not {:g}", prm.name, owner, r->str(), *c),
+              fmt::format("its range is declared at {}", prm.range->loc.short_str()));
+    return;
+  }
+  attach_range(v, *r, fmt::format("`{}` of `{}` ({})", prm.name, owner, prm.range->loc.short_str()));
+}
+
+void Lowerer::attach_range(ValueId v, const Interval& r, const std::string& origin) {
+  const ir::Node& n = g_.at(v);
+  if (!ranges_ || n.op != Op::HParam || n.iattr < 0 || size_t(n.iattr) >= n_hparams_) return;
+  exec::HParamRange hr{uint32_t(n.iattr), r, origin};
+  if (std::find(ranges_->begin(), ranges_->end(), hr) == ranges_->end()) ranges_->push_back(std::move(hr));
 }
 
 // The `inverse` block of a basis, at `unrotate`: maps u back; g returns to the outer basis.
@@ -121,6 +155,9 @@ void Lowerer::statements(const std::vector<Stmt>& body, Scope& scope, ComponentC
       if (auto c = passes::constant_value(g_, n); s.name == "every" && c && (*c < 1 || *c != std::floor(*c))) {
         d_.report(DiagKind::ArgumentOutOfRange, s.value->loc, fmt::format("`every` takes a whole number of steps, 1 or more, not {}", *c),
                   "every(1) refreshes on every step");  // (its block is still lowered: no cascade of errors)
+      } else if (s.name == "every") {                   // a hyperparameter cadence is checked when it is set
+        Interval steps{1, std::numeric_limits<double>::infinity(), false, true, true};
+        attach_range(n, steps, fmt::format("the cadence of `every` in `{}` ({})", ctx.decl->name, s.value->loc.short_str()));
       }
       ValueId cond;
       if (s.name == "when") {

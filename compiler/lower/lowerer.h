@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "compiler/exec/description.h"
 #include "compiler/ir/ir.h"
 #include "lang/program.h"
 
@@ -36,6 +37,7 @@ struct Var {
 // A chain of name -> Var maps.
 struct Scope {
   std::map<std::string, Var> vars;
+  std::map<std::string, SourceLoc> written;  // a delegated optimizer's hyperparameter: the argument that gave its value
   const Scope* parent = nullptr;
   const Var* find(const std::string& n) const {
     for (const Scope* s = this; s; s = s->parent)
@@ -143,7 +145,21 @@ class Lowerer {
   StateInit state_init(const Expr& e, const Scope& s);
   void init_builtins();
 
+  // A value a parameter with a range (`beta = 0.9 in [0, 1)`) takes, from `owner`'s call: a
+  // constant is checked here (an error at `at`, or where the constant was written), a
+  // hyperparameter taken as it is gets the range (the runtime checks every value set); a value
+  // computed otherwise is not checked.
+  void check_range(const Param& prm, const std::string& owner, ValueId v, SourceLoc at);
+  // Where the value of argument `arg` was written: the argument, or for a delegated optimizer's
+  // hyperparameter passed on as it is, the argument of the delegation.
+  SourceLoc written_at(const Expr& arg, const Scope& s) const;
+  // Gives the range to v when v is one of the optimizer's hyperparameters as it is.
+  void attach_range(ValueId v, const Interval& r, const std::string& origin);
+
   Scope builtins_;
+  // The ranges given to the optimizer's hyperparameters (ast_to_ir.cpp collects them); null
+  // where a component is lowered alone.
+  std::vector<exec::HParamRange>* ranges_ = nullptr;
   // Global sums of the optimizer being lowered, keyed by the call's place (one component used
   // by several routes sums over all their tensors), and its user hyperparameter count: sum k
   // is read as HParam(n_hparams + k) until the names are appended (ast_to_ir.cpp).

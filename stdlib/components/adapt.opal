@@ -2,7 +2,7 @@
 #   v <- beta*v + (1-beta)*of^2;  u <- u / (sqrt(v / (1 - beta^t)) + eps)
 # `of` names the signal whose second moment is tracked: g (the gradient in the current basis,
 # the default: Adam, SOAP) or u (the stream: AdaMuon, SPA). eps_inside puts eps under the root.
-component adapt(beta = 0.999, eps = 1e-8, of = g, bias_correction = true, zero_init = true, eps_inside = false) {
+component adapt(beta = 0.999 in [0, 1), eps = 1e-8 in [0, inf), of = g, bias_correction = true, zero_init = true, eps_inside = false) {
   state v = select(zero_init, zeros, of * of)
   v = beta * v + (1 - beta) * of * of
   let vh = select(bias_correction, v / (1 - beta ^ t), v)
@@ -13,7 +13,7 @@ component adapt(beta = 0.999, eps = 1e-8, of = g, bias_correction = true, zero_i
 # of of^2 + eps (eps1 of the paper, added before factoring, so an all-zero or tiny gradient
 # gives finite factors, never 0/0), V = r c^T / sum(r);  u <- u / sqrt(V). Needs a matrix.
 # c / sum(r) is formed first: r * c alone underflows float32 for tiny gradients.
-component adapt_factored(beta = 0.999, eps = 1e-30, of = g, bias_correction = false) {
+component adapt_factored(beta = 0.999 in [0, 1), eps = 1e-30 in [0, inf), of = g, bias_correction = false) {
   state r = zeros(rows)
   state c = zeros(cols)
   r = beta * r + (1 - beta) * row_sum(of * of + eps)
@@ -26,7 +26,7 @@ component adapt_factored(beta = 0.999, eps = 1e-30, of = g, bias_correction = fa
 # row and column *means* of of^2, V = rows * r c^T / sum(c) in Opal's (out, in) layout, which
 # is n/m times true Adafactor (a quirk included in the paper's numbers), bias-corrected like a
 # full v, eps after the root.
-component adapt_factored_ref(beta = 0.99, eps = 1e-8, of = g) {
+component adapt_factored_ref(beta = 0.99 in [0, 1), eps = 1e-8 in [0, inf), of = g) {
   state r = zeros(rows)
   state c = zeros(cols)
   r = beta * r + (1 - beta) * row_mean(of * of)
@@ -39,7 +39,7 @@ component adapt_factored_ref(beta = 0.99, eps = 1e-8, of = g) {
 # Adafactor's factored second moment with the decaying beta2_t = 1 - t^-decay (Shazeer & Stern;
 # 0 on step 1, so V starts at the first g^2): r, c the row and column means of g^2 + eps;
 # u <- u / sqrt(r c^T / mean(r)). c / mean(r) is formed first (r * c underflows float32).
-component adapt_factored_decay(decay = 0.8, eps = 1e-30) {
+component adapt_factored_decay(decay = 0.8, eps = 1e-30 in [0, inf)) {
   state r = zeros(rows)
   state c = zeros(cols)
   let b2 = 1 - t ^ (-decay)
@@ -49,7 +49,7 @@ component adapt_factored_decay(decay = 0.8, eps = 1e-30) {
 }
 
 # The same, unfactored (vectors): v <- b2_t v + (1 - b2_t)(g^2 + eps); u <- u / sqrt(v).
-component adapt_decay(decay = 0.8, eps = 1e-30) {
+component adapt_decay(decay = 0.8, eps = 1e-30 in [0, inf)) {
   state v = zeros
   let b2 = 1 - t ^ (-decay)
   v = b2 * v + (1 - b2) * (g * g + eps)
@@ -58,7 +58,7 @@ component adapt_decay(decay = 0.8, eps = 1e-30) {
 
 # torch.optim.Adafactor's variance: lerp updates of the row and column means of g^2 (no eps
 # inside); V = r c^T / mean(r) clamped below at eps1^2; u <- u / sqrt(V).
-component adapt_factored_torch(decay = 0.8, eps1 = 1.1920928955078125e-07) {
+component adapt_factored_torch(decay = 0.8, eps1 = 1.1920928955078125e-07 in [0, inf)) {
   state r = zeros(rows)
   state c = zeros(cols)
   let b2 = 1 - t ^ (-decay)
@@ -67,7 +67,7 @@ component adapt_factored_torch(decay = 0.8, eps1 = 1.1920928955078125e-07) {
   u = u / sqrt(max(r * (c / mean(r)), eps1 * eps1))
 }
 
-component adapt_torch(decay = 0.8, eps1 = 1.1920928955078125e-07) {
+component adapt_torch(decay = 0.8, eps1 = 1.1920928955078125e-07 in [0, inf)) {
   state v = zeros
   let b2 = 1 - t ^ (-decay)
   v = v + (1 - b2) * (g * g - v)

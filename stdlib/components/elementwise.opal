@@ -6,7 +6,7 @@ component sign() {
 }
 
 # Lookahead (Lion, Nesterov): u <- (1-l)*u + l*g. Momentum state keeps its own value.
-component lookahead(l = 0.0) {
+component lookahead(l = 0.0 in [0, 1]) {
   u = (1 - l) * u + l * g
 }
 
@@ -25,7 +25,7 @@ component skip_first() {
 }
 
 # Update clipping (Adafactor's d): u <- u / max(1, RMS(u) / d).
-component clip_rms(d = 1.0) {
+component clip_rms(d = 1.0 in (0, inf)) {
   u = u / max(1, rms(u) / d)
 }
 
@@ -33,7 +33,7 @@ component clip_rms(d = 1.0) {
 # together (`global_sum` over all tensors and routes using this stage), and g, u scaled by
 # min(1, max_norm / (norm + 1e-6)), so later statistics see the clipped gradient. A step with a
 # global sum runs in two phases (the shares, then the rest): one extra pass over g.
-component clip_global_norm(max_norm = 1.0) {
+component clip_global_norm(max_norm = 1.0 in [0, inf)) {
   let c = min(1, max_norm / (sqrt(global_sum(sum(g * g))) + 1e-6))
   g = g * c
   u = u * c

@@ -8,7 +8,7 @@
 # Keller Jordan's Muon). bf16 runs the iteration in bfloat16 as Muon does.
 # shape_scale multiplies by sqrt(max(1, rows/cols)) (fan_out/fan_in), as both references do.
 # A nonlinear basis: it maps u only; g is unchanged.
-component ns(steps = 5, coeffs = you, bf16 = false, eps = 1e-8, shape_scale = true) {
+component ns(steps = 5, coeffs = you, bf16 = false, eps = 1e-8 in [0, inf), shape_scale = true) {
   u = newton_schulz(u, steps, coeffs, bf16, eps) * select(shape_scale, sqrt(max(1, rows / cols)), 1)
 }
 
@@ -19,7 +19,7 @@ component ns(steps = 5, coeffs = you, bf16 = false, eps = 1e-8, shape_scale = tr
 # zero_first passes g = 0 inward on step 1 (the seed paper's SOAP zeroes its variance then).
 # power_qr refreshes after the first by one power iteration and QR (SOAP's authors' method)
 # instead of a full eigendecomposition.
-component eigenbasis(beta = 0.99, every = 10, zero_first = false, power_qr = false) {
+component eigenbasis(beta = 0.99 in [0, 1), every = 10 in [1, inf) whole, zero_first = false, power_qr = false) {
   state L = zeros(rows, rows)
   state R = zeros(cols, cols)
   state QL = eye(rows)
@@ -47,7 +47,7 @@ component eigenbasis(beta = 0.99, every = 10, zero_first = false, power_qr = fal
 # (uncorrected) momentum entering the basis. Refreshes after steps where s % every == 0 sort the
 # basis by its estimated eigenvalues diag(Q^T S Q) (descending), permute the variance with it,
 # and take one power iteration S Q and a QR.
-component soap_basis(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8, every = 10) {
+component soap_basis(b1 = 0.95 in [0, 1), b2 = 0.95 in [0, 1), shampoo_beta = 0.95 in [0, 1), eps = 1e-8 in [0, inf), every = 10 in [1, inf) whole) {
   state L = zeros(rows, rows)
   state R = zeros(cols, cols)
   state QL = eye(rows)
@@ -81,7 +81,7 @@ component soap_basis(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8, ever
 # SOAP with one factor, for a side past the reference's max_precond_dim (its `GG[i] = []`): the
 # other side keeps its identity basis. `soap_basis_right`: rows too many, u <- u QR; the
 # variance is re-sorted by columns only. `soap_basis_left`: cols too many, u <- QL^T u.
-component soap_basis_right(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8, every = 10) {
+component soap_basis_right(b1 = 0.95 in [0, 1), b2 = 0.95 in [0, 1), shampoo_beta = 0.95 in [0, 1), eps = 1e-8 in [0, inf), every = 10 in [1, inf) whole) {
   state R = zeros(cols, cols)
   state QR = eye(cols)
   state v = zeros
@@ -105,7 +105,7 @@ component soap_basis_right(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8
   }
 }
 
-component soap_basis_left(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8, every = 10) {
+component soap_basis_left(b1 = 0.95 in [0, 1), b2 = 0.95 in [0, 1), shampoo_beta = 0.95 in [0, 1), eps = 1e-8 in [0, inf), every = 10 in [1, inf) whole) {
   state L = zeros(rows, rows)
   state QL = eye(rows)
   state v = zeros
@@ -131,7 +131,7 @@ component soap_basis_left(b1 = 0.95, b2 = 0.95, shampoo_beta = 0.95, eps = 1e-8,
 
 # SOAP with no factor (both sides past max_precond_dim): Adam in the original basis with SOAP's
 # bias corrections (the first step only sets up, so s = t - 1 steps of statistics).
-component soap_adam(b1 = 0.95, b2 = 0.95, eps = 1e-8) {
+component soap_adam(b1 = 0.95 in [0, 1), b2 = 0.95 in [0, 1), eps = 1e-8 in [0, inf)) {
   state v = zeros
   let first = t == 1
   v = select(first, v, b2 * v + (1 - b2) * g * g)
@@ -142,7 +142,7 @@ component soap_adam(b1 = 0.95, b2 = 0.95, eps = 1e-8) {
 # Shampoo preconditioning (the seed paper's eq. 4): u <- L^(-1/4) u R^(-1/4) with L = E[g g^T], R = E[g^T g]
 # (EMA with beta) and damping eps I inside the root. The roots are recomputed from the current
 # factors after step 1 and every `every` steps, before they are applied.
-component shampoo_precond(beta = 0.99, eps = 1e-12, every = 10) {
+component shampoo_precond(beta = 0.99 in [0, 1), eps = 1e-12 in [0, inf), every = 10 in [1, inf) whole) {
   state L = zeros(rows, rows)
   state R = zeros(cols, cols)
   state PL = eye(rows)
@@ -162,7 +162,7 @@ component shampoo_precond(beta = 0.99, eps = 1e-12, every = 10) {
 # mean square root of the right factor's diagonal before its update (zero on step 1). Roots:
 # 1 / (|lambda|^(1/4) + eps) of the bias-corrected factors, refreshed after step 1 and every
 # `every` steps. The reference's fan-in side is Opal's right side.
-component shampoo_ref(b1 = 0.9, b2 = 0.99, every = 10, eps = 1e-8) {
+component shampoo_ref(b1 = 0.9 in [0, 1), b2 = 0.99 in [0, 1), every = 10 in [1, inf) whole, eps = 1e-8 in [0, inf)) {
   state m = zeros
   state v = zeros
   state L = zeros(rows, rows)
@@ -186,14 +186,14 @@ component shampoo_ref(b1 = 0.9, b2 = 0.99, every = 10, eps = 1e-8) {
 # RMS matching. Moonlight: u <- rms * sqrt(max(rows, cols)) * u (for an orthogonalized u, RMS
 # about rms). align = true is AdaMuon's alignment: u <- u * rms * sqrt(rows * cols) / (||u||_F + eps),
 # an RMS of exactly rms.
-component rms_match(rms = 0.2, align = false, eps = 1e-8) {
+component rms_match(rms = 0.2 in [0, inf), align = false, eps = 1e-8 in [0, inf)) {
   u = select(align, u * (rms * sqrt(numel) / (norm(u) + eps)), u * (rms * sqrt(max(rows, cols))))
 }
 
 # NorMuon's row-wise second moment (official code): v <- beta*v + (1-beta)*row_mean(u^2),
 # one value per output row; u <- u / (sqrt(v) + eps), then rescaled to keep its Frobenius norm
 # (preserve_norm, the official code) instead of the paper's 0.2*sqrt(mn).
-component adapt_rows(beta = 0.95, eps = 1e-10, preserve_norm = true) {
+component adapt_rows(beta = 0.95 in [0, 1), eps = 1e-10 in [0, inf), preserve_norm = true) {
   state v = zeros(rows)
   v = beta * v + (1 - beta) * row_mean(u * u)
   let o = u

@@ -4,7 +4,7 @@
 # m_hat = beta m / (1 - beta^(t+1)) + (1-beta) g / (1 - beta^t); Newton-Schulz in fp32 with
 # Keller Jordan's triple on m_hat / (||m_hat|| + eps), scaled by sqrt(max(1, fan_out/fan_in));
 # decay(wd), lr. The Adam side: the same Nesterov moment with adam_b1, Adam's v with adam_b2.
-component momentum_nesterov_bc(beta = 0.9) {
+component momentum_nesterov_bc(beta = 0.9 in [0, 1)) {
   state m = zeros
   m = (1 - beta) * u + beta * m
   u = beta * m / (1 - beta ^ (t + 1)) + (1 - beta) * u / (1 - beta ^ t)

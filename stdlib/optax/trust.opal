@@ -1,6 +1,6 @@
 # The layer-wise trust ratio of LARS and LAMB (optax.scale_by_trust_ratio): u <- u * coeff ||w|| /
 # (||u|| + eps), and u unchanged where either norm is 0 (a parameter that would never move).
-component trust_ratio(coeff = 1.0, eps = 0.0) {
+component trust_ratio(coeff = 1.0, eps = 0.0 in [0, inf)) {
   let pn = norm(w)
   let un = norm(u)
   u = u * select(pn == 0 || un == 0, 1, coeff * pn / (un + eps))

@@ -3,7 +3,7 @@
 # scaled to norm 1 where longer, drives AdamW (b1, b2, eps, wd, lr); every other tensor takes
 # plain AdamW with b1_1d, b2_1d, wd_1d at lr * lr_1d_ratio (the reference's lr_1d / lr, so a
 # scheduler on lr moves both).
-component mars_correction(beta = 0.95, gamma = 0.025) {
+component mars_correction(beta = 0.95 in [0, 1), gamma = 0.025) {
   state prev = zeros
   let c = u + gamma * beta / (1 - beta) * (u - prev)
   let n = norm(c)

@@ -5,7 +5,7 @@
 # W <- W + t^r lr_max^power are per-tensor `scalar` states (a late-joining tensor keeps its own);
 # c = weight / W; v <- b2 v + (1-b2) g^2; d = g / (sqrt(v / (1 - b2^t)) + eps) + wd y;
 # y <- lerp(y, z, c) + lr_t (b1 (1 - c) - 1) d; z <- z - lr_t d.
-component schedule_free_adamw_core(lr = 0.0025, b1 = 0.9, b2 = 0.999, eps = 1e-8, wd = 0.0, warmup = 0, r = 0.0, power = 2.0) {
+component schedule_free_adamw_core(lr = 0.0025, b1 = 0.9 in [0, 1), b2 = 0.999 in [0, 1), eps = 1e-8 in [0, inf), wd = 0.0 in [0, inf), warmup = 0, r = 0.0, power = 2.0) {
   state z = w
   state v = zeros
   state lr_max = scalar(0)

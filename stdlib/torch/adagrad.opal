@@ -1,6 +1,6 @@
 # Adagrad (Duchi et al. 2011) as torch.optim.Adagrad: g <- g + wd*w; s <- s + g^2 (s starts at
 # initial_accumulator_value, here acc0); w <- w - lr / (1 + (t-1)*lr_decay) * g / (sqrt(s) + eps).
-component adagrad_norm(acc0 = 0.0, eps = 1e-10) {
+component adagrad_norm(acc0 = 0.0 in [0, inf), eps = 1e-10 in [0, inf)) {
   state s = full(acc0)
   s = s + g * g
   u = u / (sqrt(s) + eps)

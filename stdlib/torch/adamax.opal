@@ -1,6 +1,6 @@
 # Adamax (Kingma & Ba 2015, sec. 7.1) as torch.optim.Adamax: g <- g + wd*w; m <- b1*m + (1-b1)*g;
 # e <- max(b2*e, |g| + eps); w <- w - lr / (1 - b1^t) * m / e.
-component adapt_inf(beta = 0.999, eps = 1e-8) {
+component adapt_inf(beta = 0.999 in [0, 1), eps = 1e-8 in [0, inf)) {
   state e = zeros
   e = max(beta * e, abs(g) + eps)
   u = u / e

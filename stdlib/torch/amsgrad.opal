@@ -1,6 +1,6 @@
 # AMSGrad (Reddi et al. 2018) as torch.optim.AdamW(amsgrad=True): Adam's v, its running max
 # vmax <- max(vmax, v), and the step m_hat / (sqrt(vmax / (1 - b2^t)) + eps), decoupled decay.
-component adapt_max(beta = 0.999, eps = 1e-8) {
+component adapt_max(beta = 0.999 in [0, 1), eps = 1e-8 in [0, inf)) {
   state v = zeros
   state vmax = zeros
   v = beta * v + (1 - beta) * g * g

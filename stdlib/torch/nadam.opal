@@ -3,7 +3,7 @@
 # mu_t = b1 (1 - 0.5 * 0.96^(t psi)); P <- P * mu_t (a per-tensor scalar, 1 at first);
 # m <- b1 m + (1-b1) g; v <- b2 v + (1-b2) g^2; d = sqrt(v / (1 - b2^t)) + eps;
 # w <- w - lr ((1 - mu_t) / (1 - P) g / d + mu_{t+1} / (1 - P mu_{t+1}) m / d).
-component nadam_core(b1 = 0.9, b2 = 0.999, eps = 1e-8, psi = 4e-3) {
+component nadam_core(b1 = 0.9 in [0, 1), b2 = 0.999 in [0, 1), eps = 1e-8 in [0, inf), psi = 4e-3 in [0, inf)) {
   state m = zeros
   state v = zeros
   state mu_product = scalar(1)

@@ -4,13 +4,13 @@
 # else w <- w - lr*g/d. `centered` and `momentum > 0` choose the route when the optimizer is
 # built, so each parameter holds only the state its form needs, as torch's does (they are then
 # fixed; momentum's value may still change while it stays positive).
-component rmsprop_core(alpha = 0.99, eps = 1e-8) {
+component rmsprop_core(alpha = 0.99 in [0, inf), eps = 1e-8 in [0, inf)) {
   state s = zeros
   s = alpha * s + (1 - alpha) * g * g
   u = u / (sqrt(s) + eps)
 }
 
-component rmsprop_centered(alpha = 0.99, eps = 1e-8) {
+component rmsprop_centered(alpha = 0.99 in [0, inf), eps = 1e-8 in [0, inf)) {
   state s = zeros
   state a = zeros
   s = alpha * s + (1 - alpha) * g * g

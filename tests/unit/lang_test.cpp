@@ -1,8 +1,12 @@
 // Front end: lexer, parser (with recovery), resolver, limits.
 #include <doctest/doctest.h>
 
+#include <cmath>
+#include <limits>
+
 #include <fmt/format.h>
 
+#include "lang/const_eval.h"
 #include "lang/lexer.h"
 #include "lang/parser.h"
 #include "lang/program.h"
@@ -23,8 +27,7 @@ TEST_CASE("lexer: numbers, arrows, comments and locations") {
 }
 
 TEST_CASE("lexer: a character that starts no token gets the hint for what was likely meant") {
-  const std::vector<std::pair<std::string, std::string>> cases = {{"lr = [1e-3]", "values(1e-3, 3e-3, 1e-2)"},
-                                                                  {"t % 2", "`mod(a, b)`"},
+  const std::vector<std::pair<std::string, std::string>> cases = {{"t % 2", "`mod(a, b)`"},
                                                                   {"'w*':", "strings in double quotes"},
                                                                   {"a & b", "`&&` is logical and"},
                                                                   {"a | b", "`||` is logical or"},
@@ -38,6 +41,49 @@ TEST_CASE("lexer: a character that starts no token gets the hint for what was li
     REQUIRE(d.has_errors());
     CHECK(d.all()[0].kind == DiagKind::UnexpectedCharacter);
     CHECK(d.all()[0].help.find(hint) != std::string::npos);
+  }
+}
+
+TEST_CASE("parser: a square bracket outside a range gets the hint that there are no lists") {
+  for (const std::string text : {"fn f(x) = [1e-3]", "fn f(x) = x[0]", "optimizer o(lr = 1) { other: scale([lr]) }"}) {
+    CAPTURE(text);
+    SourceFile f("t.opal", text);
+    Diagnostics d;
+    parse(f, d);
+    REQUIRE(d.has_errors());
+    CHECK((d.all()[0].kind == DiagKind::ExpectedToken || d.all()[0].kind == DiagKind::ExpectedDeclaration));
+    CHECK(d.all()[0].help.find("values(1e-3, 3e-3, 1e-2)") != std::string::npos);
+  }
+}
+
+TEST_CASE("parser: a parameter's range, each end open or closed") {
+  SourceFile f("t.opal", "component c(a = 0.5 in [0, 1), b in (0, inf], c = 2 in [-1, 2 * 3] whole, d = 1) { u = u }");
+  Diagnostics d;
+  Module m = parse(f, d);
+  REQUIRE(!d.has_errors());
+  REQUIRE(m.components.size() == 1);
+  CHECK(dump_ast(m).find("(params a=0.5:[0,1) b:(0,inf] c=2:[(- 1),(* 2 3)]whole d=1)") != std::string::npos);
+  const auto& ps = m.components[0].params;
+  CHECK(param_interval(ps[0]) == Interval{0, 1, false, true});
+  CHECK(param_interval(ps[1])->hi == std::numeric_limits<double>::infinity());
+  CHECK(param_interval(ps[2]) == Interval{-1, 6, false, false, true});
+  CHECK(!param_interval(ps[3]));
+  CHECK(Interval{0, 1, false, true}.contains(0));
+  CHECK(!Interval{0, 1, false, true}.contains(1));
+  CHECK(!Interval{0, 1, true, true}.contains(0));
+  CHECK(!Interval{0, 1, false, false}.contains(std::nan("")));
+  CHECK(Interval{1, 1e9, false, true, true}.contains(3));
+  CHECK(!Interval{1, 1e9, false, true, true}.contains(2.5));
+  CHECK(Interval{1, std::numeric_limits<double>::infinity(), false, true, true}.str() == "whole numbers in [1, inf)");
+  // a range that is not closed says what it expected
+  for (const std::string bad :
+       {"component c(a = 0.5 in 0, 1) { u = u }", "component c(a = 0.5 in [0, 1}) { u = u }", "component c(a = 0.5 in [0 1)) { u = u }"}) {
+    CAPTURE(bad);
+    SourceFile fb("t.opal", bad);
+    Diagnostics db;
+    parse(fb, db);
+    REQUIRE(db.has_errors());
+    CHECK(db.all()[0].kind == DiagKind::ExpectedToken);
   }
 }
 

@@ -8,11 +8,11 @@
     from opal.torch import Optimizer              # a torch.optim.Optimizer
     opt = Optimizer(model.named_parameters(), spec="soap", lr=3e-3)
 """
-from ._opal import CheckpointError, Compiled, DeviceError, NonFiniteError, NotFoundError, OpalError, SpecError, __version__
+from ._opal import CheckpointError, Compiled, DeviceError, HyperparameterError, NonFiniteError, NotFoundError, OpalError, SpecError, __version__
 from ._opal import check as _check
 from ._opal import stdlib_dir
 
-__all__ = ["check", "compile", "stdlib_dir", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "DeviceError", "__version__"]
+__all__ = ["check", "compile", "stdlib_dir", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "DeviceError", "HyperparameterError", "__version__"]
 
 
 def check(spec):

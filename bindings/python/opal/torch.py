@@ -67,15 +67,16 @@ class _CudaBlock:
         self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (address, False), "version": 2, "strides": None}
 
 
-def _check_hparam(name, value, where):
+def _check_hparam(compiled, name, value, where):
     """A hyperparameter value: a real number, finite, within float32's range (the kernels
-    compute in float32), or a bool for a flag (torch's centered=True, nesterov=True: 1 or 0).
-    Raises TypeError or ValueError naming it."""
+    compute in float32) and in the ranges the spec gives it (`beta = 0.9 in [0, 1)`), or a bool
+    for a flag (torch's centered=True, nesterov=True: 1 or 0). Raises TypeError or ValueError
+    naming it."""
     if not isinstance(value, (int, float)) and not (isinstance(value, torch.Tensor) and value.numel() == 1):
         raise TypeError(f"{where}: hyperparameter `{name}` is {value!r} ({type(value).__name__}), not a number")
     v = float(value)
     try:
-        _opal.check_hparam_value(name, v)
+        compiled.check_hparam(name, v)
     except _opal.OpalError as e:
         raise ValueError(f"{where}: {e}") from None
     return v
@@ -253,7 +254,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                 raise TypeError(f"{where}: optimizer `{self._compiled.name}` has no hyperparameter `{k}`{hint(k, names)}")
             out[k2] = v
         for k, v in out.items():
-            _check_hparam(k, v, where)
+            _check_hparam(self._compiled, k, v, where)
         return out
 
     def _split_names(self, params):
@@ -393,7 +394,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                     raise TypeError(f"{where}: `betas` is {value!r}, not a pair (b1, b2)")
                 parts = tuple(value) if alias == "betas" else (value,)
                 for k, v in zip(keys, parts):
-                    group[k] = _check_hparam(k, v, where)
+                    group[k] = _check_hparam(self._compiled, k, v, where)
             else:
                 group[alias] = spec_side if alias == "betas" else spec_side[0]
             synced[alias] = group[alias]
@@ -474,7 +475,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             raise ValueError(f"parameter group {index} holds {len(group['params'])} tensors now, but the optimizer was built for {built} "
                              f"({', '.join(group['param_names'][:built])}): add new parameters with add_param_group, and build a new "
                              "optimizer to drop some")
-        hps = {k: _check_hparam(k, group[k], where) for k in engine.hparam_names}
+        hps = {k: _check_hparam(self._compiled, k, group[k], where) for k in engine.hparam_names}
         data, grads, grad_dtypes, keep = [], [], [], []
         for n, p, (shape, device, dtype) in zip(group["param_names"], group["params"], self._shapes[index]):
             self._check_tensor(n, p)
@@ -627,7 +628,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             for k in engine.hparam_names:
                 if k in sg:
                     try:
-                        _check_hparam(k, sg[k], f"parameter group {i}")
+                        _check_hparam(self._compiled, k, sg[k], f"parameter group {i}")
                     except (TypeError, ValueError) as e:
                         raise _opal.CheckpointError(f"cannot load state_dict: {e}") from None
             if not all(isinstance(k, str) and isinstance(v, str) for k, v in sg["opal"].items()):

@@ -13,7 +13,7 @@ optimizer fact(lr = 1e-2, b2 = 0.999) {
 #   %2 = hparam lr : scalar
 #   %3 = grad : full
 #   %4 = param : full
-#   %5 = const 1e-30 : scalar   @adapt.opal:16:46
+#   %5 = const 1e-30 : scalar   @adapt.opal:16:56
 #   %6 = state_read adapt_factored.r : rows   @adapt.opal:17:9
 #   %7 = state_read adapt_factored.c : cols   @adapt.opal:18:9
 #   %8 = mul %1, %6 : rows   @adapt.opal:19:7

@@ -150,8 +150,9 @@ OPAL_API opal_status opal_param_step_count(opal_optimizer* opt, const char* para
 OPAL_API opal_status opal_set_nonfinite(opal_optimizer* opt, const char* policy);
 OPAL_API opal_status opal_skipped_steps(opal_optimizer* opt, int64_t* out);
 
-/* Hyperparameters are run-time values: setting one never recompiles. A value that is not finite
- * or lies outside float32's range is OPAL_ERROR_ARGUMENT. */
+/* Hyperparameters are run-time values: setting one never recompiles. A value that is not finite,
+ * lies outside float32's range or outside a range the spec declares (`beta = 0.9 in [0, 1)`: the
+ * message names it) is OPAL_ERROR_ARGUMENT and changes nothing. */
 OPAL_API opal_status opal_set_hparam(opal_optimizer* opt, const char* name, double value);
 OPAL_API opal_status opal_get_hparam(opal_optimizer* opt, const char* name, double* out);
 OPAL_API opal_status opal_num_hparams(opal_optimizer* opt, size_t* out);

@@ -384,16 +384,17 @@ TEST_CASE("non-finite policy through the ABI: raise is OPAL_ERROR_NONFINITE and 
   opal_destroy(opt);
 }
 
-TEST_CASE("hardening: non-finite hyperparameters, one tensor twice, per-parameter step counts (issue 14)") {
+TEST_CASE("hardening: non-finite and out-of-range hyperparameters, one tensor twice, per-parameter step counts (issue 14)") {
   opal_optimizer* opt = nullptr;
   REQUIRE(opal_create("adamw", nullptr, &opt) == OPAL_OK);
   double lr = 0;
   REQUIRE(opal_get_hparam(opt, "lr", &lr) == OPAL_OK);
   // before the optimizer is built (the value is kept pending) and after
   for (int built = 0; built < 2; ++built) {
-    for (double bad : {double(NAN), double(INFINITY), 1e308}) {
+    for (double bad : {double(NAN), double(INFINITY), 1e308, -1e-3}) {  // the last: outside the range the spec gives lr
       CHECK(opal_set_hparam(opt, "lr", bad) == OPAL_ERROR_ARGUMENT);
       CHECK(err().find("hyperparameter `lr`") != std::string::npos);
+      if (bad < 0) CHECK(err().find("takes values in [0, inf)") != std::string::npos);
       double now = 0;
       CHECK(opal_get_hparam(opt, "lr", &now) == OPAL_OK);
       CHECK(now == lr);

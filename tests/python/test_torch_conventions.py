@@ -1,7 +1,8 @@
 """opal.torch.Optimizer follows torch.optim's conventions: `betas` and `weight_decay` in
 param_groups (kept in sync with the spec's b1, b2, wd, so OneCycleLR's momentum cycling works),
 maximize=True for any spec, foreach/fused accepted as hints, capturable/differentiable refused,
-step hooks where torch has them, and Schedule-Free's eval()/train() swap.
+step hooks where torch has them, Schedule-Free's eval()/train() swap, and the ValueError torch.optim
+raises for a learning rate, beta, eps or weight decay out of range (the spec's ranges).
 
 Run: PYTHONPATH=build/python:tests/python python3 -m unittest tests/python/test_torch_conventions.py -v
 """
@@ -9,6 +10,7 @@ import unittest
 
 import torch
 
+import opal
 from opal.torch import Optimizer
 from test_torch import make_model, train_step, worst_rel
 
@@ -104,6 +106,50 @@ class Conventions(unittest.TestCase):
         opt.step()  # training goes on
         with self.assertRaisesRegex(TypeError, "no evaluation sequence"):
             Optimizer([("v", torch.zeros(2, requires_grad=True))], spec="adamw").eval()
+
+
+class HyperparameterRanges(unittest.TestCase):
+    """torch.optim.AdamW(lr=-1) raises ValueError; so does Opal, from the ranges its stdlib
+    declares (`beta = 0.9 in [0, 1)`), wherever a value comes in, changing nothing."""
+
+    def test_constructor_refuses_what_torch_refuses(self):
+        for kwargs, names in [({"lr": -1e-3}, "`lr` = -0.001"), ({"betas": (1.0, 0.999)}, "`b1` = 1"), ({"betas": (0.9, -0.5)}, "`b2` = -0.5"),
+                              ({"eps": -1e-8}, "`eps` = -1e-08"), ({"weight_decay": -0.1}, "`wd` = -0.1")]:
+            with self.subTest(kwargs=kwargs):
+                with self.assertRaises(ValueError):  # torch's own check agrees
+                    torch.optim.AdamW(make_model().parameters(), **kwargs)
+                with self.assertRaisesRegex(ValueError, f"{names} is out of range"):
+                    Optimizer(make_model().named_parameters(), spec="adamw", **kwargs)
+
+    def test_a_group_value_out_of_range_is_refused_at_step_changing_nothing(self):
+        m = make_model()
+        opt = Optimizer(m.named_parameters(), spec="adamw", lr=1e-2)
+        train_step(m, opt, 1)
+        before = [p.detach().clone() for p in m.parameters()]
+        opt.param_groups[0]["betas"] = (0.9, 1.0)
+        with self.assertRaisesRegex(ValueError, r"step \(parameter group 0\).*`b2` = 1 is out of range.*\[0, 1\)"):
+            train_step(m, opt, 2)
+        for b, p in zip(before, m.parameters()):
+            self.assertTrue(torch.equal(b, p))
+        self.assertEqual(opt.state_dict()["param_groups"][0]["b2"], 0.999)  # the engine kept its value
+        opt.param_groups[0]["betas"] = (0.9, 0.99)
+        train_step(m, opt, 3)  # and steps on once the value is back in range
+
+    def test_ranges_are_shown_and_the_error_is_a_value_error(self):
+        compiled = opal.Compiled("adamw")
+        self.assertTrue(any("[0, 1)" in r and "`beta` of `momentum`" in r for r in compiled.ranges["b1"]))
+        self.assertTrue(issubclass(opal.HyperparameterError, ValueError))
+        self.assertTrue(issubclass(opal.HyperparameterError, opal.OpalError))
+        with self.assertRaises(opal.HyperparameterError):
+            compiled.check_hparam("b1", 1.0)
+        with self.assertRaises(opal.NotFoundError):
+            compiled.check_hparam("bb1", 0.5)
+        # a spec's own range, with a cadence that must be whole
+        spec = "optimizer o(lr = 0.1 in (0, 1], every = 2 in [1, inf) whole) { other: scale(lr / every) }"
+        with self.assertRaisesRegex(ValueError, r"whole numbers in \[1, inf\)"):
+            Optimizer(make_model().named_parameters(), spec=spec, every=2.5)
+        with self.assertRaisesRegex(ValueError, r"\(0, 1\]"):
+            Optimizer(make_model().named_parameters(), spec=spec, lr=0)
 
 
 class Routing(unittest.TestCase):

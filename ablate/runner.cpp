@@ -237,6 +237,7 @@ class Engine final : public SearchHost {
       for (const auto& h : cr.edge)
         res_.warnings.push_back(fmt::format("{}: the best {} is on the edge of its sweep after {} extensions; widen the sweep",
                                             g_.cells[s.cell].label, h, o_.max_extensions));
+      for (const auto& n : cr.notes) res_.warnings.push_back(fmt::format("{}: {}", g_.cells[s.cell].label, n));
     }
   }
 

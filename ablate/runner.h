@@ -33,6 +33,7 @@ struct CellResult {
   std::map<std::string, double> best;                  // the chosen hyperparameters (swept and default)
   std::vector<std::string> swept;                      // the hyperparameters swept for this cell
   std::vector<std::string> edge;                       // swept hyperparameters whose best stayed on an edge
+  std::vector<std::string> notes;                      // what the search left out (sweep points outside a range)
   std::vector<const RunRecord*> runs;                  // the best configuration's runs, one per seed
   std::vector<std::pair<double, double>> sweep_curve;  // (lr, mean final loss) of the first sweep
   int diverged = 0;                                    // runs of the whole search that diverged

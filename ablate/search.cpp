@@ -7,6 +7,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "compiler/pipeline.h"
+
 namespace opal {
 
 double round6(double v) { return std::stod(fmt::format("{:.6g}", v)); }
@@ -27,6 +29,14 @@ double mean_final(const std::vector<const RunRecord*>& runs) {
 }
 
 namespace {
+// The range of hyperparameter h that v lies outside (the spec's `in [0, 1)`), or null.
+const exec::HParamRange* outside(const Search& s, const std::string& h, double v) {
+  if (!s.compiled) return nullptr;
+  for (const exec::HParamRange& r : s.compiled->ranges)
+    if (s.compiled->hparams[r.hparam] == h && !r.range.contains(v)) return &r;
+  return nullptr;
+}
+
 void submit_point(Search& s, int seeds, const std::string& h, double point, SearchHost& host) {
   HParams hp = s.base;
   hp[h] = point;
@@ -39,7 +49,22 @@ void advance(Search& s, int seeds, int max_extensions, SearchHost& host) {
     if (s.current < s.sweeps.size()) {
       const SweepSpec& sw = *s.sweeps[s.current];
       if (s.points.empty()) {
-        for (double p : sw.points(s.base[sw.hparam])) s.points.push_back(round6(p));
+        // points the spec's ranges refuse (a beta of 1 or more around 0.9) are left out, and said so
+        std::vector<double> left_out;
+        const exec::HParamRange* range = nullptr;
+        for (double p : sw.points(s.base[sw.hparam])) {
+          const exec::HParamRange* r = outside(s, sw.hparam, round6(p));
+          if (r) left_out.push_back(round6(p)), range = r;
+          else s.points.push_back(round6(p));
+        }
+        if (range)
+          s.out.notes.push_back(fmt::format("{} point{} of the {} sweep ({}) outside {}, the values {} takes, {} left out{}", left_out.size(),
+                                            left_out.size() == 1 ? "" : "s", sw.hparam, fmt::join(left_out, ", "), range->range.str(), range->origin,
+                                            left_out.size() == 1 ? "was" : "were", s.points.empty() ? ": no point is left, so it is not swept" : ""));
+        if (s.points.empty()) {
+          s.current++;
+          continue;
+        }
         for (double p : s.points) submit_point(s, seeds, sw.hparam, p, host);
         continue;
       }
@@ -54,16 +79,20 @@ void advance(Search& s, int seeds, int max_extensions, SearchHost& host) {
       bool finite = std::isfinite(means[best]);
       bool at_lo = finite && best == 0 && s.points.size() > 1, at_hi = finite && best + 1 == s.points.size() && s.points.size() > 1;
       double step = sw.log_step();
+      // past a range's end there is nothing to try: the best is as far as the spec allows
+      const double below = round6(s.points.front() * std::exp(-step)), above = round6(s.points.back() * std::exp(step));
+      if (at_lo && step > 0 && outside(s, sw.hparam, below)) at_lo = false;
+      if (at_hi && step > 0 && outside(s, sw.hparam, above)) at_hi = false;
       if (step > 0 && at_lo && s.ext_lo < max_extensions) {
         ++s.ext_lo;
-        double p = round6(s.points.front() * std::exp(-step));
+        double p = below;
         s.points.insert(s.points.begin(), p);
         submit_point(s, seeds, sw.hparam, p, host);
         continue;
       }
       if (step > 0 && at_hi && s.ext_hi < max_extensions) {
         ++s.ext_hi;
-        double p = round6(s.points.back() * std::exp(step));
+        double p = above;
         s.points.push_back(p);
         submit_point(s, seeds, sw.hparam, p, host);
         continue;

@@ -302,6 +302,37 @@ grid div(lr = 100) { opt = { a: sign }  matrix: opt -> scale(lr)  sweep lr = val
   std::filesystem::remove_all(dir);
 }
 
+TEST_CASE("ablation: sweep points outside a hyperparameter's range are left out, said so, and no sweep extends past the range") {
+  auto dir = scratch("ranged");
+  std::string trainer = std::string(OPAL_TESTS_DIR) + "/ablate/fake_trainer.py";
+  // the trainer's loss is smallest at lr = 0.01, which the range leaves out
+  ExpandedGrid g = load_grid(write(dir, "g.opal", R"(
+component step(lr = 1 in [0.05, 100]) {
+  u = lr * u
+}
+grid ranged(lr = 0.1) {
+  opt = { a: sign }
+  matrix: opt -> step(lr)
+  sweep lr = around(10, per_decade = 1)
+  seeds = 1
+}
+)"));
+  AblateOptions o;
+  o.workload = "external:python3 " + trainer;
+  o.out_dir = dir + "/out";
+  o.progress = false;
+  AblateResult r = run_ablation(g, o);
+  const auto& cr = r.cells[0];
+  CHECK(cr.best.at("lr") == doctest::Approx(0.1));
+  CHECK(cr.edge.empty());     // the best sits on the range's end: nothing further to try
+  CHECK(cr.runs_total == 2);  // 0.1 and 1; 0.01 was never run
+  REQUIRE(cr.notes.size() == 1);
+  CHECK(cr.notes[0].find("1 point of the lr sweep (0.01) outside [0.05, 100]") != std::string::npos);
+  CHECK(std::find_if(r.warnings.begin(), r.warnings.end(), [](const std::string& w) { return w.find("(0.01) outside") != std::string::npos; }) !=
+        r.warnings.end());
+  std::filesystem::remove_all(dir);
+}
+
 TEST_CASE("ablation: built-in workloads run in process, and diverging runs are recorded, not crashed") {
   auto dir = scratch("builtin");
   ExpandedGrid g = load_grid(write(dir, "g.opal", R"(

@@ -33,6 +33,9 @@ void Lowerer::component(const ComponentDecl& c, const std::vector<const Expr*>& 
       continue;
     }
     bool tensor_param = dflt.valid() && shape(dflt) != Shape::Scalar;
+    if (tensor_param && prm.range)  // (a range bounds a scalar: no tensor is checked element by element)
+      d_.report(DiagKind::MisplacedRange, prm.range->loc, fmt::format("`{}` of `{}` takes tensors: a range bounds a scalar", prm.name, c.name),
+                "drop the range, or clamp the values in the body: `min(max(x, 0), 1)`");
     if (bound[i] && !tensor_param && shape(v) != Shape::Scalar)
       d_.report(DiagKind::ScalarExpected, bound[i]->loc,
                 fmt::format("`{}` of `{}` takes a scalar, but this is {}", prm.name, c.name, describe(shape(v))),

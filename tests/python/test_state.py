@@ -1,7 +1,9 @@
 """opal.torch.Optimizer.state: live views of the engine's slots, changed the ways torch.optim's
 state is changed. Assigning a slot copies into it; `del opt.state[p]`, `opt.state[p] = {...}` and
 `opt.state = {}` start the state over. Before, each of these changed the dict and not the
-engine: the next step went on with the old state, and state_dict() disagreed with opt.state."""
+engine: the next step went on with the old state, and state_dict() disagreed with opt.state.
+A group's tensor replaced by another starts fresh, as torch.optim's state is keyed by tensor
+(before, the new tensor stepped on with the old one's state)."""
 import unittest
 
 import torch
@@ -98,6 +100,58 @@ class LiveState(unittest.TestCase):
         self.assertNotIn(other, opt.state)
         self.assertIn(w, opt.state)
 
+
+class ReplacedTensors(unittest.TestCase):
+    def fresh_step(self, w, g):
+        """A fresh optimizer's first step of a copy of w with gradient g."""
+        fresh_w = torch.nn.Parameter(w.detach().clone())
+        fresh = Optimizer([("w", fresh_w)], "adamw", lr=1e-2)
+        fresh_w.grad = g.clone()
+        fresh.step()
+        return fresh_w
+
+    def test_a_new_tensor_in_a_group_starts_fresh_and_takes_the_state_key(self):
+        torch.manual_seed(1)
+        w, b = torch.nn.Parameter(torch.randn(4, 6)), torch.nn.Parameter(torch.randn(6))
+        opt = Optimizer([("w", w), ("b", b)], "adamw", lr=1e-2)
+        for _ in range(3):
+            w.grad, b.grad = torch.randn(4, 6), torch.randn(6)
+            opt.step()
+        b_state = {k: v.clone() for k, v in opt.state[b].items()}
+        new_w = torch.nn.Parameter(torch.randn(4, 6))  # a re-initialized layer, put where w was
+        opt.param_groups[0]["params"][0] = new_w
+        g = torch.randn(4, 6)
+        new_w.grad, b.grad = g.clone(), torch.randn(6)
+        expected = self.fresh_step(new_w, g)
+        opt.step()
+        self.assertTrue(torch.equal(new_w, expected))  # bias corrections from t = 1, zero moments
+        self.assertNotIn(w, opt.state)
+        self.assertIn(new_w, opt.state)
+        torch.testing.assert_close(opt.state[new_w]["momentum.m"], 0.1 * g)
+        self.assertFalse(torch.equal(opt.state[b]["momentum.m"], b_state["momentum.m"]))  # b stepped on from its own state
+        self.assertFalse(bool((opt.state[b]["adapt.v"] == 0).any()))
+
+    def test_the_same_parameter_with_new_data_keeps_its_state(self):
+        w, opt = stepped()
+        m = opt.state[w]["momentum.m"].clone()
+        with torch.no_grad():
+            w.data = torch.randn(4, 6)  # the same Parameter: torch keeps its state too
+        g = torch.randn(4, 6)
+        w.grad = g.clone()
+        opt.step()
+        torch.testing.assert_close(opt.state[w]["momentum.m"], 0.9 * m + 0.1 * g, rtol=1e-6, atol=0)
+
+    def test_a_state_dict_loaded_after_the_replacement_is_the_new_tensors(self):
+        w, opt = stepped(steps=3)
+        saved = opt.state_dict()
+        new_w = torch.nn.Parameter(w.detach().clone())
+        opt.param_groups[0]["params"][0] = new_w
+        opt.load_state_dict(saved)  # torch.optim maps saved state onto the group's tensors as they are now
+        torch.testing.assert_close(opt.state[new_w]["momentum.m"], saved["state"]["w"]["momentum.m"])
+        g = torch.randn(4, 6)
+        new_w.grad = g.clone()
+        opt.step()  # steps on from the loaded state, not restarted
+        torch.testing.assert_close(opt.state[new_w]["momentum.m"], 0.9 * saved["state"]["w"]["momentum.m"] + 0.1 * g, rtol=1e-6, atol=0)
 
 if __name__ == "__main__":
     unittest.main()

@@ -115,6 +115,18 @@ class OptimizerState(MutableMapping):
         else:
             del self._other[tensor]
 
+    def rekey(self, name, tensor, restart=False):
+        """The state of parameter `name`, now held by `tensor` (a group's tensor replaced by
+        another): under the new key, and with `restart` started over (torch.optim keys its state
+        by tensor, so a new one steps from fresh state)."""
+        for old, s in list(self._held.items()):
+            if s._name == name:
+                if restart:
+                    s.restart({})
+                del self._held[old]
+                self._held[tensor] = s
+                return
+
     def restart_all(self, state=None):
         """`opt.state = {...}`: every held parameter starts over, taking its entry of `state`;
         every entry is checked before any parameter changes."""

@@ -15,6 +15,7 @@ its next step its first (opal/_state.py).
 import os
 import threading
 import warnings
+import weakref
 
 import torch
 
@@ -195,6 +196,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []
         self._shapes = []  # per group: each parameter's shape, device and dtype when it was added
+        self._tensors = []  # per group: (weak references to) the tensors its state belongs to
         self._unnamed = 0
         self._synced = []  # per group: the torch-spelled keys as last made consistent
         self._training = True
@@ -345,6 +347,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         engine.set_rounding(*self._rounding)
         self._engines.append(engine)
         self._shapes.append([(tuple(p.shape), p.device, p.dtype) for p in group["params"]])
+        self._tensors.append([weakref.ref(p) for p in group["params"]])
         self._synced.append({})
         self._sync_shown(len(self.param_groups) - 1, "add_param_group")
         for n, p in self._owned(group):
@@ -453,7 +456,12 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                 for k, v in hps.items():
                     if v != engine.hparam(k):
                         engine.set_hparam(k, v)
-            for group, engine, (_hps, data, (grads, grad_dtypes), stream, _keep) in zip(self.param_groups, self._engines, plans):
+            for i, (*_rest, replaced) in enumerate(plans):  # a tensor put in a group in place of another starts fresh, as in torch
+                for k, n, p in replaced:
+                    if self._mine(n):
+                        self.state.rekey(n, p, restart=True)
+                    self._tensors[i][k] = weakref.ref(p)
+            for group, engine, (_hps, data, (grads, grad_dtypes), stream, _keep, _replaced) in zip(self.param_groups, self._engines, plans):
                 if engine.sharded:  # parameters sharded by rows: in phases, with the exchanges between them
                     self._rows.step(engine, group, data, (grads, grad_dtypes), stream)
                 else:
@@ -468,7 +476,8 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
 
     def _plan_group(self, index, group, engine, seen):
         """The checked addresses of one group's step: (hparams, data, grads, stream, kept
-        tensors). Raises before anything is stepped."""
+        tensors, tensors that replaced the group's earlier ones). Raises before anything is
+        stepped."""
         where = f"step (parameter group {index})"
         built = len(self._shapes[index])
         if len(group["params"]) != built or len(group["param_names"]) != built:
@@ -515,7 +524,8 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         stream = 0
         if group["params"] and group["params"][0].device.type == "cuda":
             stream = torch.cuda.current_stream(group["params"][0].device).cuda_stream
-        return hps, data, (grads, grad_dtypes), stream, keep
+        replaced = [(k, n, p) for k, (n, p, ref) in enumerate(zip(group["param_names"], group["params"], self._tensors[index])) if ref() is not p]
+        return hps, data, (grads, grad_dtypes), stream, keep, replaced
 
     # -- introspection ------------------------------------------------------------------
     @property
@@ -644,6 +654,12 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             pending.append(engine.prepare_load(dict(sg["opal"]), tensors, f"state_dict group {i}"))
         with self._lock:
             reports = [engine.apply_load(p) for engine, p in zip(self._engines, pending)]
+            for i, group in enumerate(self.param_groups):  # the state loaded is the group's tensors' now
+                for k, (n, p) in enumerate(zip(group["param_names"], group["params"])):
+                    if self._tensors[i][k]() is not p:
+                        if self._mine(n):
+                            self.state.rekey(n, p)
+                        self._tensors[i][k] = weakref.ref(p)
         for group, sg in zip(self.param_groups, saved):
             for k, v in sg.items():
                 if k not in _GROUP_KEYS:

@@ -285,7 +285,14 @@ int main(int argc, char** argv) {
   bool no_progress = false;
   ablate->add_flag("--no-progress", no_progress, "No progress bar");
 
-  CLI11_PARSE(app, argc, argv);
+  // a command line CLI11 refuses (an unknown option, a value out of range) exits with 2, as
+  // argparse and getopt tools do; --help and --version with 0; Opal's own errors with 1
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
   try {
     if (*check) return cmd_check(check_files);
     if (*ast) return cmd_ast(ast_file);

@@ -114,6 +114,13 @@ def worker(rank, world, path, spec, case, out):
                 result = "stepped"
             except ValueError as e:
                 result = str(e)
+        elif case == "empty":  # a parameter with no elements: no rank owns or steps it, the others as without it
+            m.register_parameter("adapter", nn.Parameter(torch.zeros(0, 5)))
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD)
+            result = train(opt, m)
+            opt.consolidate_state_dict(to=0)
+            if rank == 0:
+                result["state"] = sorted(opt.state_dict()["state"])
         elif case == "reduce":
             opt = Optimizer(m, spec, process_group=dist.group.WORLD, reduce_grads=True)
             result = train(opt, m, rank, world)
@@ -169,6 +176,16 @@ class Sharded(unittest.TestCase):
                     self.assertEqual(sum(r["owned"] for r in ranks), len(want))  # every parameter has one owner
                     self.assertEqual(sum(r["state_bytes"] for r in ranks), total)
                     self.assertTrue(all(r["state_bytes"] < total for r in ranks))
+
+    def test_a_parameter_with_no_elements_is_passed_over_on_every_rank(self):
+        m = model()
+        want = train(Optimizer(m, "muon"), m)
+        ranks = run(2, "muon", "empty")
+        for r in ranks:
+            for n, p in want.items():
+                torch.testing.assert_close(r[n], p, rtol=1e-6, atol=0)
+            self.assertEqual(tuple(r["adapter"].shape), (0, 5))
+        self.assertEqual(ranks[0]["state"], sorted(want))  # the consolidated state: every other parameter's, none for it
 
     def test_bf16_parameters_with_q8_state_step_as_in_one_process(self):
         # the stepped parameters travel as their bytes, 16-bit gradients are averaged in f32

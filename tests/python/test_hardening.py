@@ -330,5 +330,46 @@ class ZeroGradients(unittest.TestCase):
                     self.assertTrue(bool(torch.isfinite(t).all()), f"{spec}: `{name}` went non-finite on gradients of {fill}")
 
 
+class EmptyParameters(unittest.TestCase):
+    """A parameter with no elements (shape [0, n]: a rank-0 adapter, an empty embedding) is
+    passed over as torch.optim passes over it; it was refused ("every dimension must be
+    positive"), so such a model could not be trained at all."""
+
+    def test_an_empty_parameter_is_passed_over(self):
+        for spec in ("adamw", "muon", "soap"):
+            with self.subTest(spec=spec):
+                model, opt = model_and_opt(spec)
+                torch.manual_seed(0)
+                ref_model = copy.deepcopy(model)
+                ref = Optimizer(ref_model.named_parameters(), spec=spec)
+                empty = torch.nn.Parameter(torch.zeros(0, 16))
+                opt.add_param_group({"params": [empty], "param_names": ["adapter.weight"]})
+                for step in range(3):
+                    backward(model, step)
+                    backward(ref_model, step)
+                    empty.grad = torch.zeros(0, 16)
+                    opt.step()
+                    ref.step()
+                for a, b in zip(model.parameters(), ref_model.parameters()):
+                    self.assertTrue(torch.equal(a, b))  # the others step exactly as without it
+                self.assertEqual(opt.state[empty], {})
+                sd = opt.state_dict()
+                self.assertNotIn("adapter.weight", sd["state"])
+                self.assertIn("adapter.weight", sd["param_groups"][1]["param_names"])
+                opt.load_state_dict(sd)
+                with self.assertRaisesRegex(KeyError, "has no elements: it is never stepped and has no state"):
+                    opt.route("adapter.weight")
+
+    def test_an_empty_parameter_among_others_in_one_group(self):
+        w, e = torch.nn.Parameter(torch.randn(3, 4)), torch.nn.Parameter(torch.zeros(2, 0, 5))
+        opt = Optimizer([("w", w), ("e", e)], spec="adamw", lr=1e-2)
+        w.grad, e.grad = torch.ones(3, 4), torch.zeros(2, 0, 5)
+        opt.step()
+        self.assertEqual(opt.step_count("w"), 1)
+        self.assertIn("1 parameter", opt.routes())
+        e.grad = None
+        opt.step()
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -301,7 +301,9 @@ class ShardedMethods:
     its checkpoint folders."""
 
     def _mine(self, name):
-        # (every rank steps its rows of a parameter sharded by rows)
+        # (every rank steps its rows of a parameter sharded by rows; no rank steps a parameter with no elements)
+        if name in self._empty:
+            return False
         return self._shard is None or self._shard.mine(name) or (self._rows is not None and name in self._rows.layout)
 
 
@@ -313,7 +315,8 @@ class ShardedMethods:
         """Under a process group: each owner's parameters to every rank."""
         if self._shard is not None:
             rows = self._rows.layout if self._rows is not None else {}
-            self._shard.share([(n, p) for g in self.param_groups for n, p in zip(g["param_names"], g["params"]) if n not in rows])
+            self._shard.share([(n, p) for g in self.param_groups for n, p in zip(g["param_names"], g["params"])
+                               if n not in rows and n not in self._empty])
 
     def consolidate_state_dict(self, to=0):
         """Under a process group (as torch's ZeroRedundancyOptimizer): gathers every rank's

@@ -198,6 +198,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         self._shapes = []  # per group: each parameter's shape, device and dtype when it was added
         self._tensors = []  # per group: (weak references to) the tensors its state belongs to
         self._unnamed = 0
+        self._empty = set()  # names of parameters with no elements: kept in their groups, never stepped, no state (as torch)
         self._synced = []  # per group: the torch-spelled keys as last made consistent
         self._training = True
         if isinstance(params, torch.nn.Module):
@@ -332,16 +333,20 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         device = devices.pop() if devices else torch.device("cpu")
         # the group's hyperparameters at construction: route conditions may read them (soap's max_precond_dim)
         hps = {k: float(group[k]) for k in self._compiled.hparams}
+        # a parameter with no elements (a rank-0 adapter, an empty embedding) has nothing to step: torch's
+        # optimizers pass over it, and so does every rank here (it takes no owner, route or state)
+        self._empty.update(n for n, p in zip(group["param_names"], group["params"]) if p.numel() == 0)
         rows = {n: self._rows.shard_of(n, p) for n, p in zip(group["param_names"], group["params"])} if self._rows else {}
-        rows = {n: r for n, r in rows.items() if r is not None}
+        rows = {n: r for n, r in rows.items() if r is not None and n not in self._empty}
         described = [(n, list(rows[n][0] if n in rows else p.shape), self._roles.of(n, p), _DTYPES[p.dtype])
-                     for n, p in zip(group["param_names"], group["params"])]  # (a sharded parameter's costs are its whole's)
+                     for n, p in zip(group["param_names"], group["params"]) if n not in self._empty]  # (a sharded parameter's costs are its whole's)
         if self._shard is not None:
             self._shard.assign(self._compiled, described, hps)
         if rows:
             self._rows.add([(n, p, *rows[n]) for n, p in zip(group["param_names"], group["params"]) if n in rows])
+        stepped = [p for n, p in zip(group["param_names"], group["params"]) if n not in self._empty]
         engine = _opal.Optimizer(self._compiled, [(n, list(p.shape), p.data_ptr(), role, dtype) for (n, _shape, role, dtype), p
-                                                  in zip(described, group["params"]) if self._mine(n)], _device_name(device),
+                                                  in zip(described, stepped) if self._mine(n)], _device_name(device),
                                  hps, self._master, {n: (w, r, self._shard.owner[n] == self._shard.rank) for n, (w, r) in rows.items()})
         engine.nonfinite = self._nonfinite
         engine.set_rounding(*self._rounding)
@@ -574,6 +579,8 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
     def _engine_of(self, name):
         for g, e in zip(self.param_groups, self._engines):
             if name in g["param_names"]:
+                if name in self._empty:
+                    raise KeyError(f"parameter `{name}` has no elements: it is never stepped and has no state")
                 if not self._mine(name):
                     raise KeyError(f"parameter `{name}` is owned by rank {self._shard.owner[name]} of the process group: "
                                    "its state and step count live there")

@@ -57,13 +57,16 @@ std::optional<double> eval_constant(const Expr& e, const ConstantNames& names) {
   return std::nullopt;
 }
 
-std::optional<Interval> param_interval(const Param& p) {
-  if (!p.range) return std::nullopt;
-  const ConstantNames inf = [](const std::string& n) -> std::optional<double> {
+std::optional<double> eval_range_end(const Expr& e) {
+  return eval_constant(e, [](const std::string& n) -> std::optional<double> {
     if (n == "inf") return std::numeric_limits<double>::infinity();
     return std::nullopt;
-  };
-  auto lo = eval_constant(*p.range->lo, inf), hi = eval_constant(*p.range->hi, inf);
+  });
+}
+
+std::optional<Interval> param_interval(const Param& p) {
+  if (!p.range) return std::nullopt;
+  auto lo = eval_range_end(*p.range->lo), hi = eval_range_end(*p.range->hi);
   if (!lo || !hi) return std::nullopt;
   return Interval{*lo, *hi, p.range->lo_open, p.range->hi_open, p.range->whole};
 }

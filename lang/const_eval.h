@@ -17,8 +17,10 @@ using ConstantNames = std::function<std::optional<double>(const std::string&)>;
 
 std::optional<double> eval_constant(const Expr& e, const ConstantNames& names = {});
 
-// A parameter's declared range (`in [0, 1)`), its ends evaluated (`inf` is infinity); nullopt
-// when it has none or an end is not a constant (lang/resolve.cpp reports that).
+// An end of a parameter's range: a constant, where `inf` is infinity.
+std::optional<double> eval_range_end(const Expr& e);
+// A parameter's declared range (`in [0, 1)`), its ends evaluated; nullopt when it has none or
+// an end is not a constant (lang/resolve.cpp reports that).
 std::optional<Interval> param_interval(const Param& p);
 
 }  // namespace opal

@@ -227,7 +227,7 @@ class Resolver {
       if (!prm.range) continue;
       bool constant = true;
       for (const Expr* end : {prm.range->lo.get(), prm.range->hi.get()})
-        if (!eval_constant(*end, [](const std::string& n) { return n == "inf" ? std::optional<double>(1.0) : std::nullopt; })) {
+        if (!eval_range_end(*end)) {
           d_.report(DiagKind::NotConstant, end->loc, fmt::format("the ends of the range of `{}` must be numbers", prm.name),
                     "write them as numbers or `inf`: `in [0, inf)`");
           constant = false;

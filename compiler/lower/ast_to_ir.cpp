@@ -35,11 +35,11 @@ struct OptimizerLowering {
   // `hp` binds the optimizer's parameter names to expressions in the *top-level* hyperparameter
   // space; they are lowered afresh in each route graph.
   struct Binding {
-    const Expr* expr;              // argument or default expression
-    const struct Binding* outer;   // the bindings the expression is evaluated in (null: top level)
-    int top_index = -1;            // top level: HParam index
-    const Param* param = nullptr;  // the parameter it binds (its range is checked)
-    const OptimizerDecl* owner = nullptr;
+    const Expr* expr;                      // argument or default expression
+    const struct Binding* outer;           // the bindings the expression is evaluated in (null: top level)
+    int top_index = -1;                    // top level: HParam index
+    const Param* param = nullptr;          // the parameter it binds (its range is checked)
+    const OptimizerDecl* owner = nullptr;  // the optimizer declaring it
   };
 
   void routes(const OptimizerDecl& o, const std::map<std::string, Binding>& hp, std::vector<RouteStep> path, const std::string& prefix,

@@ -146,9 +146,9 @@ class Lowerer {
   void init_builtins();
 
   // A value a parameter with a range (`beta = 0.9 in [0, 1)`) takes, from `owner`'s call: a
-  // constant is checked here (an error at `at`, or where the constant was written), a
-  // hyperparameter taken as it is gets the range (the runtime checks every value set); a value
-  // computed otherwise is not checked.
+  // constant is checked here (an error at `at`, where the value was written, or at the stage
+  // when that is inside the stdlib), a hyperparameter taken as it is gets the range (the
+  // runtime checks every value set); a value computed otherwise is not checked.
   void check_range(const Param& prm, const std::string& owner, ValueId v, SourceLoc at);
   // Where the value of argument `arg` was written: the argument, or for a delegated optimizer's
   // hyperparameter passed on as it is, the argument of the delegation.

@@ -330,6 +330,25 @@ grid ranged(lr = 0.1) {
   CHECK(cr.notes[0].find("1 point of the lr sweep (0.01) outside [0.05, 100]") != std::string::npos);
   CHECK(std::find_if(r.warnings.begin(), r.warnings.end(), [](const std::string& w) { return w.find("(0.01) outside") != std::string::npos; }) !=
         r.warnings.end());
+  // a sweep with no point in range is not swept: the cell runs at its default
+  ExpandedGrid none = load_grid(write(dir, "none.opal", R"(
+component step(lr = 1 in [0.05, 100]) {
+  u = lr * u
+}
+grid none(lr = 0.1) {
+  opt = { a: sign }
+  matrix: opt -> step(lr)
+  sweep lr = values(0.001, 0.01)
+  seeds = 1
+}
+)"));
+  o.out_dir = dir + "/none";
+  AblateResult rn = run_ablation(none, o);
+  CHECK(rn.cells[0].best.at("lr") == doctest::Approx(0.1));
+  CHECK(rn.cells[0].runs_total == 1);
+  REQUIRE(rn.cells[0].notes.size() == 1);
+  CHECK(rn.cells[0].notes[0].find("2 points of the lr sweep (0.001, 0.01) outside [0.05, 100]") != std::string::npos);
+  CHECK(rn.cells[0].notes[0].find("no point is left, so it is not swept") != std::string::npos);
   std::filesystem::remove_all(dir);
 }
 

@@ -300,7 +300,7 @@ void Optimizer::check_hparam_value(const exec::Description& d, const std::string
   for (const exec::HParamRange& r : d.ranges)
     if (r.hparam == hparam && !r.range.contains(value))
       throw HyperparameterError(
-          fmt::format("hyperparameter `{}` = {:g} is out of range: it is {}, which takes values in {}", name, value, r.origin, r.range.str()));
+          fmt::format("hyperparameter `{}` = {:g} is out of range: it is {}, which takes {}", name, value, r.origin, r.range.takes()));
 }
 
 size_t Optimizer::hparam_index(const exec::Description& d, const std::string& name) {

@@ -31,6 +31,8 @@ struct Interval {
     std::string s = fmt::format("{}{}, {}{}", lo_open ? '(' : '[', end(lo), end(hi), hi_open ? ')' : ']');
     return whole ? "whole numbers in " + s : s;
   }
+  // what a parameter with this range takes: "values in [0, 1)", "whole numbers in [1, inf)"
+  std::string takes() const { return whole ? str() : "values in " + str(); }
   bool operator==(const Interval&) const = default;
 };
 

@@ -208,7 +208,7 @@ LoweredOptimizer lower_optimizer(const Program& p, const OptimizerDecl& o, Diagn
     if (auto own = param_interval(prm); own && !own->contains(v)) continue;  // the resolver reported it
     diags.report(
         DiagKind::ArgumentOutOfRange, prm.default_value->loc,
-        fmt::format("the default of `{}` is {:g}, outside {}: it is {}, which takes values in that range", prm.name, v, r.range.str(), r.origin),
+        fmt::format("the default of `{}` is {:g}, outside {}: it is {}, which takes {}", prm.name, v, r.range.str(), r.origin, r.range.takes()),
         fmt::format("make the default a value in {}", r.range.str()));
   }
   // the global sums are uniforms after the hyperparameters, named by their call

@@ -94,7 +94,7 @@ void Lowerer::check_range(const Param& prm, const std::string& owner, ValueId v,
     // where the user wrote the value: the argument, else (inside the stdlib) the stage
     SourceLoc where = at;
     if (p_.in_stdlib(where) && stage_loc_.valid() && !p_.in_stdlib(stage_loc_)) where = stage_loc_;
-    d_.report(DiagKind::ArgumentOutOfRange, where, fmt::format("`{}` of `{}` takes values in {}, not {:g}", prm.name, owner, r->str(), *c),
+    d_.report(DiagKind::ArgumentOutOfRange, where, fmt::format("`{}` of `{}` takes {}, not {:g}", prm.name, owner, r->takes(), *c),
               fmt::format("its range is declared at {}", prm.range->loc.short_str()));
     return;
   }

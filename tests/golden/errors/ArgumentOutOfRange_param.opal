@@ -26,7 +26,7 @@ optimizer stdlib_arg(b1 = 0.9) {
 #  13 |   other: mom(1) -> scale(lr)
 #     |              ^
 #     = help: its range is declared at ArgumentOutOfRange_param.opal:4:26
-# ArgumentOutOfRange_param.opal:15:35: error: the default of `b1` is 1.5, outside [0, 1): it is `beta` of `mom` (ArgumentOutOfRange_param.opal:4:26), which takes values in that range [ArgumentOutOfRange]
+# ArgumentOutOfRange_param.opal:15:35: error: the default of `b1` is 1.5, outside [0, 1): it is `beta` of `mom` (ArgumentOutOfRange_param.opal:4:26), which takes values in [0, 1) [ArgumentOutOfRange]
 #  15 | optimizer default(lr = 1e-3, b1 = 1.5) {
 #     |                                   ^~~
 #     = help: make the default a value in [0, 1)

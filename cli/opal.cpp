@@ -254,6 +254,9 @@ int main(int argc, char** argv) {
   run->add_option("--seed", cfg.seed, "Seed of data and initial weights");
   run->add_option("--hparam", hps, "NAME=VALUE, repeatable");
 
+  auto* hparams = app.add_subcommand("hparams", "Print each hyperparameter, its default and the ranges its values must lie in");
+  add_spec(hparams);
+
   auto* list = app.add_subcommand("list", "List the stdlib optimizers and components");
 
   std::string grid_file, grid_name;
@@ -324,6 +327,10 @@ int main(int argc, char** argv) {
       auto compiled = compile_spec(ref);
       Optimizer opt(build_executable(compiled), params, *cost ? parse_hparams(hps) : HParams{});
       std::fputs(*cost ? format_costs(describe_costs(opt, world), world).c_str() : format_routes(describe_routes(opt, *compiled)).c_str(), stdout);
+      return 0;
+    }
+    if (*hparams) {
+      std::fputs(exec::print_hparams(*build_executable(compile_spec(ref))->desc).c_str(), stdout);
       return 0;
     }
     if (*run) return cmd_run(ref, cfg, hps);

@@ -304,6 +304,18 @@ std::string print_uniforms(const Description& d) {
   return fmt::format("uniforms computed on the host: {}\n", fmt::join(at, ", ")) + program_str(d, d.uniform_program);
 }
 
+std::string print_hparams(const Description& d) {
+  size_t width = 0;
+  for (const auto& h : d.hparams) width = std::max(width, h.size());
+  std::string s = fmt::format("optimizer {}: {} hyperparameter{}\n", d.name, d.hparams.size(), d.hparams.size() == 1 ? "" : "s");
+  for (size_t i = 0; i < d.hparams.size(); ++i) {
+    s += fmt::format("  {:<{}} = {:g}\n", d.hparams[i], width, d.defaults[i]);
+    for (const auto& r : d.ranges)
+      if (r.hparam == i) s += fmt::format("  {:<{}}   takes {}: {}\n", "", width, r.range.takes(), r.origin);
+  }
+  return s;
+}
+
 std::string print(const Description& d) {
   std::string s = fmt::format("optimizer {}({})\n", d.name, fmt::join(d.hparams, ", "));
   for (const auto& r : d.ranges) s += fmt::format("range {} in {}: {}\n", d.hparams[r.hparam], r.range.str(), r.origin);

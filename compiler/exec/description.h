@@ -365,6 +365,8 @@ ShardPhases shard_phases(const Route& r, ShardAxis axis = ShardAxis::Rows);
 std::string print(const Description& d);
 std::string print_route(const Description& d, size_t route);
 std::string print_uniforms(const Description& d);  // the host-computed uniforms' program ("" when none)
+// `opal hparams`: each hyperparameter, its default and the ranges its values must lie in.
+std::string print_hparams(const Description& d);
 // Invariants (indices in range, operand registers earlier, selectors lead somewhere). Returns
 // "" when valid, else the first violation.
 std::string verify(const Description& d);

@@ -66,6 +66,13 @@ TEST_CASE("hyperparameter ranges: the stdlib's refuse what torch.optim refuses, 
   CHECK(says(range_error_of([] { Optimizer o(build_executable(SpecRef{"adamw", "", ""}), {{"w", {4}}}, {{"b2", 1.0}}); }), "`b2` = 1"));
   // and so is the CLI's --hparam
   cli_fails("run adamw --steps 2 --hparam b1=1", {"hyperparameter `b1` = 1 is out of range"});
+  // `opal hparams` lists each with its default and ranges
+  const auto res = run_cli("hparams adamw");
+  const std::string& out = res.second;
+  CHECK(res.first == 0);
+  CHECK(says(out, "optimizer adamw: 5 hyperparameters"));
+  CHECK(says(out, "b1  = 0.9\n        takes values in [0, 1): `beta` of `momentum` (momentum.opal:"));
+  CHECK(says(out, "wd  = 0.01\n        takes values in [0, inf): `wd` of `decay`"));
 }
 
 TEST_CASE("hyperparameter ranges follow a hyperparameter through delegation, and leave computed values alone") {

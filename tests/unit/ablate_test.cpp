@@ -302,26 +302,31 @@ grid div(lr = 100) { opt = { a: sign }  matrix: opt -> scale(lr)  sweep lr = val
   std::filesystem::remove_all(dir);
 }
 
+// A grid whose lr is a component's parameter with a range, swept as `sweep`.
+static ExpandedGrid ranged_grid(const std::string& dir, const std::string& name, const std::string& sweep) {
+  return load_grid(write(dir, name + ".opal",
+                         fmt::format(R"(
+component step(lr = 1 in [0.05, 100]) {{
+  u = lr * u
+}}
+grid {}(lr = 0.1) {{
+  opt = {{ a: sign }}
+  matrix: opt -> step(lr)
+  sweep lr = {}
+  seeds = 1
+}}
+)",
+                                     name, sweep)));
+}
+
 TEST_CASE("ablation: sweep points outside a hyperparameter's range are left out, said so, and no sweep extends past the range") {
   auto dir = scratch("ranged");
-  std::string trainer = std::string(OPAL_TESTS_DIR) + "/ablate/fake_trainer.py";
-  // the trainer's loss is smallest at lr = 0.01, which the range leaves out
-  ExpandedGrid g = load_grid(write(dir, "g.opal", R"(
-component step(lr = 1 in [0.05, 100]) {
-  u = lr * u
-}
-grid ranged(lr = 0.1) {
-  opt = { a: sign }
-  matrix: opt -> step(lr)
-  sweep lr = around(10, per_decade = 1)
-  seeds = 1
-}
-)"));
   AblateOptions o;
-  o.workload = "external:python3 " + trainer;
+  o.workload = "external:python3 " + std::string(OPAL_TESTS_DIR) + "/ablate/fake_trainer.py";
   o.out_dir = dir + "/out";
   o.progress = false;
-  AblateResult r = run_ablation(g, o);
+  // the trainer's loss is smallest at lr = 0.01, which the range leaves out
+  AblateResult r = run_ablation(ranged_grid(dir, "ranged", "around(10, per_decade = 1)"), o);
   const auto& cr = r.cells[0];
   CHECK(cr.best.at("lr") == doctest::Approx(0.1));
   CHECK(cr.edge.empty());     // the best sits on the range's end: nothing further to try
@@ -331,19 +336,8 @@ grid ranged(lr = 0.1) {
   CHECK(std::find_if(r.warnings.begin(), r.warnings.end(), [](const std::string& w) { return w.find("(0.01) outside") != std::string::npos; }) !=
         r.warnings.end());
   // a sweep with no point in range is not swept: the cell runs at its default
-  ExpandedGrid none = load_grid(write(dir, "none.opal", R"(
-component step(lr = 1 in [0.05, 100]) {
-  u = lr * u
-}
-grid none(lr = 0.1) {
-  opt = { a: sign }
-  matrix: opt -> step(lr)
-  sweep lr = values(0.001, 0.01)
-  seeds = 1
-}
-)"));
   o.out_dir = dir + "/none";
-  AblateResult rn = run_ablation(none, o);
+  AblateResult rn = run_ablation(ranged_grid(dir, "none", "values(0.001, 0.01)"), o);
   CHECK(rn.cells[0].best.at("lr") == doctest::Approx(0.1));
   CHECK(rn.cells[0].runs_total == 1);
   REQUIRE(rn.cells[0].notes.size() == 1);

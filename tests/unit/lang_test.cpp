@@ -44,15 +44,21 @@ TEST_CASE("lexer: a character that starts no token gets the hint for what was li
   }
 }
 
+// The first diagnostic of parsing `text`, which must have one.
+static Diagnostic first_parse_error(const std::string& text) {
+  SourceFile f("t.opal", text);
+  Diagnostics d;
+  parse(f, d);
+  REQUIRE(d.has_errors());
+  return d.all()[0];
+}
+
 TEST_CASE("parser: a square bracket outside a range gets the hint that there are no lists") {
   for (const std::string text : {"fn f(x) = [1e-3]", "fn f(x) = x[0]", "optimizer o(lr = 1) { other: scale([lr]) }"}) {
     CAPTURE(text);
-    SourceFile f("t.opal", text);
-    Diagnostics d;
-    parse(f, d);
-    REQUIRE(d.has_errors());
-    CHECK((d.all()[0].kind == DiagKind::ExpectedToken || d.all()[0].kind == DiagKind::ExpectedDeclaration));
-    CHECK(d.all()[0].help.find("values(1e-3, 3e-3, 1e-2)") != std::string::npos);
+    const Diagnostic e = first_parse_error(text);
+    CHECK((e.kind == DiagKind::ExpectedToken || e.kind == DiagKind::ExpectedDeclaration));
+    CHECK(e.help.find("values(1e-3, 3e-3, 1e-2)") != std::string::npos);
   }
 }
 
@@ -79,11 +85,7 @@ TEST_CASE("parser: a parameter's range, each end open or closed") {
   for (const std::string bad :
        {"component c(a = 0.5 in 0, 1) { u = u }", "component c(a = 0.5 in [0, 1}) { u = u }", "component c(a = 0.5 in [0 1)) { u = u }"}) {
     CAPTURE(bad);
-    SourceFile fb("t.opal", bad);
-    Diagnostics db;
-    parse(fb, db);
-    REQUIRE(db.has_errors());
-    CHECK(db.all()[0].kind == DiagKind::ExpectedToken);
+    CHECK(first_parse_error(bad).kind == DiagKind::ExpectedToken);
   }
 }
 

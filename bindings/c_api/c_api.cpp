@@ -472,23 +472,25 @@ opal_status opal_state(opal_optimizer* opt, const char* param, const char* slot,
 }
 
 namespace {
-// A slot's element count as opal_read_state and opal_write_state take it: the caller's must match.
-void need_count(opal::Optimizer& o, const char* param, const char* slot, int64_t count) {
+// The checks opal_read_state and opal_write_state open with: the arguments, and the slot's
+// element count, which the caller's must match. Returns the built optimizer.
+opal::Optimizer& state_access(opal_optimizer* opt, const char* param, const char* slot, const void* buffer, const char* buffer_name, int64_t count) {
+  need(opt, "opt");
+  need(param, "param");
+  need(slot, "slot");
+  need(buffer, buffer_name);
+  opal::Optimizer& o = opt->built();
   const auto shape = o.state_shape(param, slot);
   int64_t n = 1;
   for (int64_t d : shape) n *= d;
   if (count != n) throw Failure{OPAL_ERROR_ARGUMENT, fmt::format("state `{}` of `{}` has {} values, and count is {}", slot, param, n, count)};
+  return o;
 }
 }  // namespace
 
 opal_status opal_read_state(opal_optimizer* opt, const char* param, const char* slot, float* out, int64_t count) {
   return guarded([&] {
-    need(opt, "opt");
-    need(param, "param");
-    need(slot, "slot");
-    need(out, "out");
-    opal::Optimizer& o = opt->built();
-    need_count(o, param, slot, count);
+    opal::Optimizer& o = state_access(opt, param, slot, out, "out", count);
     const std::vector<float> v = o.read_state_values(param, slot);
     std::copy(v.begin(), v.end(), out);
   });
@@ -496,12 +498,7 @@ opal_status opal_read_state(opal_optimizer* opt, const char* param, const char* 
 
 opal_status opal_write_state(opal_optimizer* opt, const char* param, const char* slot, const float* values, int64_t count) {
   return guarded([&] {
-    need(opt, "opt");
-    need(param, "param");
-    need(slot, "slot");
-    need(values, "values");
-    opal::Optimizer& o = opt->built();
-    need_count(o, param, slot, count);
+    opal::Optimizer& o = state_access(opt, param, slot, values, "values", count);
     o.write_state_values(param, slot, {values, size_t(count)});
   });
 }

@@ -200,6 +200,10 @@ def main():
         if rank == 0:
             torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": args.steps}, args.save)
     if group is not None:
+        # every rank done (rank 0's save included) before the group goes: a rank that tore its
+        # gloo connections down while another still used them aborted it ("terminate called
+        # without an active exception"), seen once under a loaded CI machine
+        dist.barrier(group=group)
         dist.destroy_process_group()
     return 0
 

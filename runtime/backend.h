@@ -70,7 +70,7 @@ struct Rounding {
 void convert_host(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r = {});
 
 // Increased whenever this interface changes: a plugin built against another one is refused.
-inline constexpr int kBackendAbi = 8;
+inline constexpr int kBackendAbi = 9;
 
 class Backend {
  public:
@@ -85,6 +85,11 @@ class Backend {
   virtual void upload(float* dst, const float* src, size_t n) = 0;    // host -> backend
   virtual void download(float* dst, const float* src, size_t n) = 0;  // backend -> host (waits)
   virtual void copy(float* dst, const float* src, size_t n) = 0;      // backend -> backend
+  // The same in bytes, for memory that need not end on a whole float: a caller's 16-bit tensor
+  // of odd length, q8 codes. Ordered with the kernels, as above.
+  virtual void copy_bytes(void* dst, const void* src, size_t bytes) = 0;      // backend -> backend
+  virtual void download_bytes(void* dst, const void* src, size_t bytes) = 0;  // backend -> host (waits)
+  virtual void zero_bytes(void* dst, size_t bytes) = 0;
   // n elements of `from` at src into `to` at dst (backend memory; f32, bf16, f16), ordered with
   // the kernels. dst and src do not overlap.
   virtual void convert(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r) = 0;

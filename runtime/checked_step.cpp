@@ -1,5 +1,5 @@
 // The checked step of the non-finite policies (runtime/nonfinite.h): the kernels with fused
-// non-finite checks, and the undo.
+// non-finite checks, and the undo, on any backend (the copies and flags live in its memory).
 #include <algorithm>
 #include <cstring>
 
@@ -14,26 +14,42 @@ namespace opal {
 // parameter's gradient and redo its step alone (zero).
 void Optimizer::step_checked() {
   auto& ts = impl_->tensors;
+  Backend& be = *impl_->backend;
   impl_->events.clear();
+  // The copies are made in the backend's memory (a device step stays on the device until its
+  // flags come back), sized as what they copy each time: a parameter rebound at another dtype
+  // keeps its name.
+  auto fit = [&](Impl::Buffer& saved, size_t n, DType dt) {
+    if (saved.p && saved.bytes() >= n * exec::dtype_size(dt)) return;
+    if (saved.p) be.release(saved.p);
+    saved = {};
+    saved = impl_->alloc(n, dt);
+  };
   for (auto& t : ts) {
-    t.chk = 0;
     if (!t.desc.grad) continue;
-    const char* w = static_cast<const char*>(t.desc.data);
-    t.saved_w.assign(w, w + t.bytes());
+    fit(t.saved_w, t.numel(), t.desc.dtype);
+    for (size_t s = t.slots.size(); s < t.saved_slots.size(); ++s) be.release(t.saved_slots[s].p);
     t.saved_slots.resize(t.slots.size());
-    for (size_t s = 0; s < t.slots.size(); ++s) {
-      const char* p = reinterpret_cast<const char*>(t.slots[s].p);
-      t.saved_slots[s].assign(p, p + t.slots[s].bytes());
-    }
+    for (size_t s = 0; s < t.slots.size(); ++s) fit(t.saved_slots[s], t.slots[s].n, t.slots[s].dt);
+    if (t.master_valid) fit(t.saved_master_values, t.stage_w.n, DType::F32);
+    be.copy_bytes(t.saved_w.p, t.desc.data, t.bytes());
+    for (size_t s = 0; s < t.slots.size(); ++s) be.copy_bytes(t.saved_slots[s].p, t.slots[s].p, t.slots[s].bytes());
     t.saved_master = t.master_valid;  // a master copy is state too (stage_in leaves it alone then)
-    if (t.master_valid) t.saved_master_values.assign(t.stage_w.p, t.stage_w.p + t.stage_w.n);
+    if (t.master_valid) be.copy_bytes(t.saved_master_values.p, t.stage_w.p, t.stage_w.bytes());
   }
-  auto restore = [](Impl::Tensor& t) {
-    std::copy(t.saved_w.begin(), t.saved_w.end(), static_cast<char*>(t.desc.data));
-    for (size_t s = 0; s < t.slots.size(); ++s) std::copy(t.saved_slots[s].begin(), t.saved_slots[s].end(), reinterpret_cast<char*>(t.slots[s].p));
-    if (t.saved_master) std::copy(t.saved_master_values.begin(), t.saved_master_values.end(), t.stage_w.p);
+  auto restore = [&](Impl::Tensor& t) {
+    be.copy_bytes(t.desc.data, t.saved_w.p, t.bytes());
+    for (size_t s = 0; s < t.slots.size(); ++s) be.copy_bytes(t.slots[s].p, t.saved_slots[s].p, t.slots[s].bytes());
+    if (t.saved_master) be.copy_bytes(t.stage_w.p, t.saved_master_values.p, t.stage_w.bytes());
     t.master_valid = t.saved_master;
     --t.t;
+  };
+  // The kernels' flags, zeroed before they run and read back after (waiting for them).
+  std::vector<unsigned> flags(impl_->flags.n);
+  auto clear_flags = [&] { be.zero_bytes(impl_->flags.p, flags.size() * sizeof(unsigned)); };
+  auto read_flags = [&] {
+    be.download_bytes(flags.data(), impl_->flags.p, flags.size() * sizeof(unsigned));
+    for (size_t i = 0; i < ts.size(); ++i) ts[i].chk = flags[i];
   };
   auto first_stage = [&](const Impl::Tensor& t) {
     const auto& probes = exe_->desc->routes[t.route].probes;
@@ -43,17 +59,21 @@ void Optimizer::step_checked() {
   // A 16-bit parameter stepped in place has its store checked by the kernel's probe of the new
   // value; a staged one is rounded into its memory after the kernels (stage_out), where a
   // finite f32 value can overflow (f16 from 65520 up): that too is a non-finite new value.
+  std::vector<uint16_t> stored;
   auto check_staged_store = [&](Impl::Tensor& t) {
     if (!t.staged || !t.desc.grad || !t.desc.data || t.desc.dtype == DType::F32 || t.chk) return;
     const auto& probes = exe_->desc->routes[t.route].probes;
     const auto probe = std::find(probes.begin(), probes.end(), "new parameter");
     if (probe == probes.end()) return;
-    const auto* h = static_cast<const uint16_t*>(t.desc.data);
+    stored.resize(t.numel());
+    be.download_bytes(stored.data(), t.desc.data, t.bytes());
     const uint16_t exponent = t.desc.dtype == DType::BF16 ? 0x7f80 : 0x7c00;  // all ones: Inf or NaN
-    if (std::any_of(h, h + t.numel(), [&](uint16_t x) { return (x & exponent) == exponent; })) t.chk |= 1u << (probe - probes.begin());
+    if (std::any_of(stored.begin(), stored.end(), [&](uint16_t x) { return (x & exponent) == exponent; })) t.chk |= 1u << (probe - probes.begin());
   };
   const KernelModule& module = kernels(true);
+  clear_flags();
   step_kernels(module, nullptr, 0);
+  read_flags();
   std::vector<size_t> bad;
   for (size_t i = 0; i < ts.size(); ++i) {
     check_staged_store(ts[i]);
@@ -86,11 +106,12 @@ void Optimizer::step_checked() {
   std::vector<char> only(ts.size(), 0);
   for (size_t i : bad) {
     restore(ts[i]);
-    std::memset(ts[i].desc.grad, 0, ts[i].numel() * exec::dtype_size(ts[i].desc.grad_dtype));  // +0 in every dtype
-    ts[i].chk = 0;
+    be.zero_bytes(ts[i].desc.grad, ts[i].numel() * exec::dtype_size(ts[i].desc.grad_dtype));  // +0 in every dtype
     only[i] = 1;
   }
+  clear_flags();
   step_kernels(module, &only, 0);
+  read_flags();
   for (size_t k = 0; k < bad.size(); ++k) {
     auto& t = ts[bad[k]];
     check_staged_store(t);

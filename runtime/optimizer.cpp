@@ -162,6 +162,12 @@ uint64_t tensor_id(const std::string& name, uint64_t seed) {
 
 void Optimizer::refresh_tables() {
   bool mixed = false;
+  if (impl_->flags.n < impl_->tensors.size()) {
+    if (impl_->flags.p) impl_->backend->release(impl_->flags.p);
+    impl_->flags = {};
+    impl_->flags = impl_->alloc(impl_->tensors.size());
+  }
+  unsigned* flags = reinterpret_cast<unsigned*>(impl_->flags.p);
   for (auto& r : impl_->routes) {
     r.table.clear();
     r.first.clear();
@@ -174,7 +180,7 @@ void Optimizer::refresh_tables() {
       mixed = mixed || (dt & (exec::kStochasticBit - 1)) != 0;
       r.first.push_back(r.table.size());
       for (long long b = 0; b < t.batch; ++b)
-        r.table.push_back({t.matrix_bufs(b), t.rows, t.cols, t.total, &t.chk, t.id, t.first + b * t.rows * t.cols, dt, t.mrows, t.mcols});
+        r.table.push_back({t.matrix_bufs(b), t.rows, t.cols, t.total, flags + i, t.id, t.first + b * t.rows * t.cols, dt, t.mrows, t.mcols});
     }
   }
   impl_->needs_mixed = mixed;
@@ -215,10 +221,7 @@ Device Optimizer::device() const { return impl_->backend->device(); }
 std::string Optimizer::describe_device() const { return impl_->backend->describe(); }
 void Optimizer::sync() { impl_->backend->sync(); }
 
-void Optimizer::set_diagnostics(bool on) {
-  if (on) impl_->need_host("update diagnostics: every parameter");
-  impl_->diagnostics = on;
-}
+void Optimizer::set_diagnostics(bool on) { impl_->diagnostics = on; }
 const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->stats; }
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {
@@ -249,7 +252,6 @@ std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::
 }
 
 void Optimizer::set_nonfinite_policy(NonFinitePolicy p) {
-  if (p != NonFinitePolicy::Off) impl_->need_host("the non-finite policy: every parameter");
   if (p != NonFinitePolicy::Off && !impl_->checked) {
     if (exe_->check_finite) impl_->checked = exe_->module;
     else {

@@ -125,7 +125,9 @@ class Optimizer {
   void sync();                          // waits for queued device work
 
   // NaN/Inf handling (runtime/nonfinite.h). Turning it on compiles the checked kernels once;
-  // raise, skip and zero keep a copy of each stepped parameter and its state per step, to undo.
+  // raise, skip and zero keep a copy of each stepped parameter and its state per step, to undo,
+  // in the backend's memory. On CUDA a checked step waits for its kernels (their flags decide
+  // what happens next), so it no longer returns before it has run.
   void set_nonfinite_policy(NonFinitePolicy p);
   NonFinitePolicy nonfinite_policy() const;
   const std::vector<NonFiniteEvent>& nonfinite_events() const;  // of the last step
@@ -221,8 +223,8 @@ class Optimizer {
   LoadReport load(const std::string& path);
 
   // Update statistics of every parameter after each step (update RMS; singular-value spread
-  // of matrices), off by default: it copies each parameter before the step and runs an SVD.
-  // CPU only for now.
+  // of matrices), off by default: it copies each parameter to the host before and after the
+  // step (on CUDA: waiting for the step) and runs an SVD there.
   void set_diagnostics(bool on);
   const std::vector<UpdateStats>& diagnostics() const;  // of the last step
 

@@ -62,13 +62,14 @@ struct Optimizer::Impl {
     size_t nbuf = 0;           // buffers per matrix: w, g, slots, scratch
     std::vector<float*> bufs;  // matrix b's table: bufs[b * nbuf, (b + 1) * nbuf)
     size_t route = 0;
-    std::vector<double> regs;   // the route's host scalar program, evaluated for this tensor's step
-    int64_t t = 0;              // the steps this parameter took part in
-    unsigned chk = 0;           // non-finite probe flags of the last checked step
-    std::vector<char> saved_w;  // a checked step's copy of the parameter (as stored) and state, to undo it
-    std::vector<std::vector<char>> saved_slots;
+    std::vector<double> regs;  // the route's host scalar program, evaluated for this tensor's step
+    int64_t t = 0;             // the steps this parameter took part in
+    unsigned chk = 0;          // non-finite probe flags of the last checked step (a copy of its word of Impl::flags)
+    // A checked step's copies of the parameter (as stored), its state and its master copy, in
+    // the backend's memory, to undo the step: allocated at the first checked step, then kept.
+    Buffer saved_w, saved_master_values;
+    std::vector<Buffer> saved_slots;
     bool saved_master = false;
-    std::vector<float> saved_master_values;
     // A parameter sharded by rows (ParamDesc::whole_shape) is two tensors: its Local part, this
     // process's rows (rows x cols of the whole matrix's mrows x mcols, from element `first`), and on the
     // owner its Whole part (the whole matrix, w and g gathered into owned buffers), `twin` of each
@@ -115,6 +116,9 @@ struct Optimizer::Impl {
   bool diagnostics = false;
   NonFinitePolicy nonfinite = NonFinitePolicy::Off;
   std::shared_ptr<KernelModule> checked;  // the kernels with fused non-finite checks
+  // Their probe flags, a word per tensor (opal_tensor_t.chk), in the backend's memory: the
+  // checked step zeroes them before its kernels and copies them into Tensor::chk after.
+  Buffer flags;
   // The mixed program (Executable::mixed_source), and with the checks: compiled when a 16-bit
   // parameter or gradient is bound.
   std::shared_ptr<KernelModule> mixed, checked_mixed;
@@ -134,7 +138,11 @@ struct Optimizer::Impl {
         if (b->p) backend->release(b->p);
       for (auto& b : t.slots) backend->release(b.p);
       for (auto& b : t.scratch) backend->release(b.p);
+      for (Buffer* b : {&t.saved_w, &t.saved_master_values})
+        if (b->p) backend->release(b->p);
+      for (auto& b : t.saved_slots) backend->release(b.p);
     }
+    if (flags.p) backend->release(flags.p);
   }
 
   Buffer alloc(size_t n, DType dt = DType::F32) { return {backend->alloc((n * exec::dtype_size(dt) + 3) / 4), n, dt}; }

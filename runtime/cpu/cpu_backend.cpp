@@ -33,6 +33,11 @@ class CpuBackend final : public Backend {
   void copy(float* dst, const float* src, size_t n) override {
     if (n && dst != src) std::memmove(dst, src, n * sizeof(float));
   }
+  void copy_bytes(void* dst, const void* src, size_t bytes) override {
+    if (bytes && dst != src) std::memmove(dst, src, bytes);
+  }
+  void download_bytes(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
+  void zero_bytes(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
   void convert(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r) override {
     convert_host(dst, to, src, from, n, r);
   }

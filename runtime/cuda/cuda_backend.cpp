@@ -132,6 +132,19 @@ class CudaBackend final : public Backend {
     DeviceScope on(ordinal_);
     if (n && dst != src) CK(cudaMemcpyAsync(dst, src, n * sizeof(float), cudaMemcpyDeviceToDevice, stream_));
   }
+  void copy_bytes(void* dst, const void* src, size_t bytes) override {
+    DeviceScope on(ordinal_);
+    if (bytes && dst != src) CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
+  }
+  void download_bytes(void* dst, const void* src, size_t bytes) override {
+    DeviceScope on(ordinal_);
+    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    CK(cudaStreamSynchronize(stream_));
+  }
+  void zero_bytes(void* dst, size_t bytes) override {
+    DeviceScope on(ordinal_);
+    if (bytes) CK(cudaMemsetAsync(dst, 0, bytes, stream_));
+  }
   void convert(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r) override {
     if (n == 0) return;
     DeviceScope on(ordinal_);
@@ -206,7 +219,6 @@ class CudaBackend final : public Backend {
           std::memcpy(host.data() + head + k * table + n_buffers * sizeof(float*), &p, sizeof p);
         }
         t.buf = reinterpret_cast<float* const*>(base + head + k * table);
-        t.chk = nullptr;  // the checked kernels are CPU-only for now (Optimizer::set_nonfinite_policy)
         std::memcpy(host.data() + k * sizeof(KernelTensor), &t, sizeof t);
       }
       // the chunks follow from the tensors' sizes: listed again only when the tensors changed

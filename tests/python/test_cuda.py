@@ -44,6 +44,33 @@ class Cuda(unittest.TestCase):
         v = og.state[gpu.weight]["adapt.v"] if "adapt.v" in og.state[gpu.weight] else next(iter(og.state[gpu.weight].values()))
         self.assertEqual(v.device.type, "cuda")
 
+    @unittest.skipUnless(torch.cuda.is_available(), "needs a CUDA device (label gpu)")
+    def test_nonfinite_policies_on_cuda_tensors(self):
+        torch.manual_seed(0)
+        for policy in ("raise", "skip", "zero"):
+            model = torch.nn.Linear(16, 8).cuda().to(torch.bfloat16)
+            opt = Optimizer(model.parameters(), spec="adamw", nonfinite=policy, lr=1e-2)
+            for p in model.parameters():
+                p.grad = torch.full_like(p, 0.25)
+            opt.step()
+            before = [p.detach().clone() for p in model.parameters()]
+            model.weight.grad[3, 4] = float("nan")
+            if policy == "raise":
+                with self.assertRaises(opal.NonFiniteError):
+                    opt.step()
+            else:
+                opt.step()
+            torch.cuda.synchronize()
+            events = opt.nonfinite_events
+            self.assertEqual(len(events), 1, policy)
+            if policy == "zero":
+                self.assertTrue(bool((model.weight.grad == 0).all()))
+                self.assertFalse(torch.equal(model.weight.detach(), before[0]))
+                self.assertTrue(bool(torch.isfinite(model.weight).all()))
+            else:  # undone: every parameter as it was, to the bit
+                for p, b in zip(model.parameters(), before):
+                    self.assertTrue(torch.equal(p.detach(), b), policy)
+
 
 if __name__ == "__main__":
     if not torch.cuda.is_available():

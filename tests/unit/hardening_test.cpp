@@ -83,6 +83,9 @@ class ForwardingBackend : public Backend {
   void upload(float* d, const float* s, size_t n) override { cpu->upload(d, s, n); }
   void download(float* d, const float* s, size_t n) override { cpu->download(d, s, n); }
   void copy(float* d, const float* s, size_t n) override { cpu->copy(d, s, n); }
+  void copy_bytes(void* d, const void* s, size_t n) override { cpu->copy_bytes(d, s, n); }
+  void download_bytes(void* d, const void* s, size_t n) override { cpu->download_bytes(d, s, n); }
+  void zero_bytes(void* d, size_t n) override { cpu->zero_bytes(d, n); }
   void zero(const std::vector<std::pair<float*, size_t>>& b) override { cpu->zero(b); }
   void convert(void* d, exec::DType to, const void* s, exec::DType from, size_t n, const Rounding& r) override { cpu->convert(d, to, s, from, n, r); }
   std::shared_ptr<KernelModule> compile(const std::string& src, const std::vector<std::string>& syms) override { return cpu->compile(src, syms); }

@@ -25,24 +25,51 @@ void Optimizer::step_checked() {
     saved = {};
     saved = impl_->alloc(n, dt);
   };
-  for (auto& t : ts) {
-    if (!t.desc.grad) continue;
-    fit(t.saved_w, t.numel(), t.desc.dtype);
-    for (size_t s = t.slots.size(); s < t.saved_slots.size(); ++s) be.release(t.saved_slots[s].p);
-    t.saved_slots.resize(t.slots.size());
-    for (size_t s = 0; s < t.slots.size(); ++s) fit(t.saved_slots[s], t.slots[s].n, t.slots[s].dt);
-    if (t.master_valid) fit(t.saved_master_values, t.stage_w.n, DType::F32);
-    be.copy_bytes(t.saved_w.p, t.desc.data, t.bytes());
-    for (size_t s = 0; s < t.slots.size(); ++s) be.copy_bytes(t.saved_slots[s].p, t.slots[s].p, t.slots[s].bytes());
-    t.saved_master = t.master_valid;  // a master copy is state too (stage_in leaves it alone then)
-    if (t.master_valid) be.copy_bytes(t.saved_master_values.p, t.stage_w.p, t.stage_w.bytes());
+  auto save_for_undo = [&] {
+    for (auto& t : ts) {
+      if (!t.desc.grad) continue;
+      fit(t.saved_w, t.numel(), t.desc.dtype);
+      for (size_t s = t.slots.size(); s < t.saved_slots.size(); ++s) be.release(t.saved_slots[s].p);
+      t.saved_slots.resize(t.slots.size());
+      for (size_t s = 0; s < t.slots.size(); ++s) fit(t.saved_slots[s], t.slots[s].n, t.slots[s].dt);
+      if (t.master_valid) fit(t.saved_master_values, t.stage_w.n, DType::F32);
+      be.copy_bytes(t.saved_w.p, t.desc.data, t.bytes());
+      for (size_t s = 0; s < t.slots.size(); ++s) be.copy_bytes(t.saved_slots[s].p, t.slots[s].p, t.slots[s].bytes());
+      t.saved_master = t.master_valid;  // a master copy is state too (stage_in leaves it alone then)
+      if (t.master_valid) be.copy_bytes(t.saved_master_values.p, t.stage_w.p, t.stage_w.bytes());
+    }
+  };
+  std::vector<int64_t> counts(ts.size());  // each parameter's step count before the step
+  try {
+    for (size_t i = 0; i < ts.size(); ++i) counts[i] = ts[i].t;
+    save_for_undo();
+  } catch (...) {  // (nothing has changed but the count step() advanced)
+    --t_;
+    throw;
   }
-  auto restore = [&](Impl::Tensor& t) {
+  auto restore = [&](size_t i) {
+    Impl::Tensor& t = ts[i];
     be.copy_bytes(t.desc.data, t.saved_w.p, t.bytes());
     for (size_t s = 0; s < t.slots.size(); ++s) be.copy_bytes(t.slots[s].p, t.saved_slots[s].p, t.slots[s].bytes());
     if (t.saved_master) be.copy_bytes(t.stage_w.p, t.saved_master_values.p, t.stage_w.bytes());
     t.master_valid = t.saved_master;
-    --t.t;
+    t.t = counts[i];
+  };
+  // Runs part of the step; should it throw (a library call or a device failing mid-step), the
+  // parameters in `which` (null: every stepped one) are put back as they were, so that a checked
+  // step is all or nothing, whatever stops it.
+  auto or_undo = [&](const std::vector<size_t>* which, auto&& part) {
+    try {
+      part();
+    } catch (...) {
+      if (!which) --t_;
+      try {
+        for (size_t i = 0; i < ts.size(); ++i)
+          if (ts[i].desc.grad && (!which || std::find(which->begin(), which->end(), i) != which->end())) restore(i);
+      } catch (...) {  // a device that failed may refuse the copies too: its error is the one to report
+      }
+      throw;
+    }
   };
   // The kernels' flags, zeroed before they run and read back after (waiting for them).
   std::vector<unsigned> flags(impl_->flags.n);
@@ -70,23 +97,26 @@ void Optimizer::step_checked() {
     const uint16_t exponent = t.desc.dtype == DType::BF16 ? 0x7f80 : 0x7c00;  // all ones: Inf or NaN
     if (std::any_of(stored.begin(), stored.end(), [&](uint16_t x) { return (x & exponent) == exponent; })) t.chk |= 1u << (probe - probes.begin());
   };
-  const KernelModule& module = kernels(true);
-  clear_flags();
-  step_kernels(module, nullptr, 0);
-  read_flags();
+  const KernelModule* module = nullptr;
   std::vector<size_t> bad;
-  for (size_t i = 0; i < ts.size(); ++i) {
-    check_staged_store(ts[i]);
-    if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
-  }
+  or_undo(nullptr, [&] {
+    module = &kernels(true);
+    clear_flags();
+    step_kernels(*module, nullptr, 0);
+    read_flags();
+    for (size_t i = 0; i < ts.size(); ++i) {
+      check_staged_store(ts[i]);
+      if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
+    }
+  });
   if (bad.empty()) return;
   const char* action = impl_->nonfinite == NonFinitePolicy::Raise  ? "raised"
                        : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped"
                                                                    : "gradient zeroed";
   for (size_t i : bad) impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->desc->routes[ts[i].route].label, first_stage(ts[i]), action});
   if (impl_->nonfinite != NonFinitePolicy::Zero) {
-    for (auto& t : ts)
-      if (t.desc.grad) restore(t);
+    for (size_t i = 0; i < ts.size(); ++i)
+      if (ts[i].desc.grad) restore(i);
     --t_;
     if (impl_->nonfinite == NonFinitePolicy::Raise) {
       std::string msg = describe(impl_->events[0]);
@@ -105,19 +135,21 @@ void Optimizer::step_checked() {
   // zero: those parameters again, from their saved state, with a zero gradient
   std::vector<char> only(ts.size(), 0);
   for (size_t i : bad) {
-    restore(ts[i]);
+    restore(i);
     be.zero_bytes(ts[i].desc.grad, ts[i].numel() * exec::dtype_size(ts[i].desc.grad_dtype));  // +0 in every dtype
     only[i] = 1;
   }
-  clear_flags();
-  step_kernels(module, &only, 0);
-  read_flags();
+  or_undo(&bad, [&] {
+    clear_flags();
+    step_kernels(*module, &only, 0);
+    read_flags();
+  });
   for (size_t k = 0; k < bad.size(); ++k) {
     auto& t = ts[bad[k]];
     check_staged_store(t);
     if (!t.chk) continue;
-    restore(t);  // non-finite even from a zero gradient (its state was already): no update
-    ++t.t;       // it took part in the step all the same
+    restore(bad[k]);  // non-finite even from a zero gradient (its state was already): no update
+    ++t.t;            // it took part in the step all the same
     impl_->events[k].action = "left unchanged";
   }
 }

@@ -29,6 +29,7 @@ using opal::testing::overflow_with;
 using opal::testing::PolicyStep;
 using opal::testing::rel_err;
 using opal::testing::run_steps;
+using opal::testing::state_of;
 using opal::testing::step_with;
 
 namespace {
@@ -270,6 +271,29 @@ TEST_CASE("non-finite policies and update diagnostics on device memory: as on th
     CHECK(x.update_rms == y.update_rms);
     CHECK(x.update_rms > 0);
     CHECK(bits_of({float(x.sv_max)}) == bits_of({float(y.sv_max)}));
+  }
+}
+
+// A checked step is all or nothing: a library call failing mid-step (SOAP's rotations are GEMMs
+// between its kernels) puts every parameter and its state back, and no count advances. The
+// unchecked step has no copies to go back to.
+TEST_CASE("a checked step that fails midway is undone: parameters, state and step counts as before") {
+  for (NonFinitePolicy p : {NonFinitePolicy::Raise, NonFinitePolicy::Skip, NonFinitePolicy::Zero}) {
+    INFO(nonfinite_policy_name(p));
+    auto b = std::make_unique<DeviceLike>();
+    DeviceLike* dev = b.get();
+    auto o = on(std::move(b), "soap", params(true));
+    init_params(*o);
+    run_steps(*o, 3);
+    o->set_nonfinite_policy(p);
+    const PolicyStep before = state_of(*o);
+    dev->fail_gemm = true;
+    CHECK_THROWS_WITH_AS(o->step(), doctest::Contains("a GEMM failed"), Error);
+    CHECK(state_of(*o) == before);
+    dev->fail_gemm = false;
+    o->step();
+    CHECK(o->step_count() == before.steps + 1);
+    CHECK(state_of(*o).bits != before.bits);
   }
 }
 

@@ -44,32 +44,41 @@ inline std::vector<uint32_t> bits_of(const std::vector<float>& v) {
 }
 
 // What one step under a non-finite policy did, read through copies: the bits of every parameter
-// and state slot after it, the step count, the events (described) and the error it threw, if any.
+// and state slot after it, the step counts, the events (described) and the error it threw, if any.
 struct PolicyStep {
   std::map<std::string, std::vector<uint32_t>> bits;
   int64_t steps = 0;
+  std::vector<int64_t> counts;
   std::vector<std::string> events;
   std::string error;
   bool operator==(const PolicyStep&) const = default;
 };
 
-// One step of o, and what it did.
-inline PolicyStep outcome_of_step(Optimizer& o) {
+// Where o stands: its parameters, state, step counts (each parameter's too) and last events.
+inline PolicyStep state_of(Optimizer& o, std::string error = "") {
   PolicyStep r;
-  try {
-    o.step();
-    o.sync();
-  } catch (const std::exception& e) {
-    r.error = e.what();
-  }
+  r.error = std::move(error);
   r.steps = o.step_count();
   for (const auto& e : o.nonfinite_events()) r.events.push_back(describe(e) + " -> " + e.action);
   for (size_t k = 0; k < o.num_params(); ++k) {
     const std::string& n = o.param_name(k);
     r.bits[n] = bits_of(o.read_param(n));
     for (const auto& s : o.slots(n)) r.bits[n + "." + s] = bits_of(o.read_state(n, s));
+    r.counts.push_back(o.step_count(n));
   }
   return r;
+}
+
+// One step of o, and what it did.
+inline PolicyStep outcome_of_step(Optimizer& o) {
+  std::string error;
+  try {
+    o.step();
+    o.sync();
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  return state_of(o, error);
 }
 
 // Two steps of the trajectory, then policy `p` and a step whose gradient is the trajectory's but

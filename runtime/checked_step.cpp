@@ -12,6 +12,14 @@ namespace opal {
 // A step through the checked kernels. Each stepped parameter and its state are copied first;
 // where a flag comes back set, the policy decides: undo everything (raise, skip) or zero that
 // parameter's gradient and redo its step alone (zero).
+void Optimizer::Impl::restore_saved(Tensor& t, int64_t count) {
+  backend->copy_bytes(t.desc.data, t.saved_w.p, t.bytes());
+  for (size_t s = 0; s < t.slots.size(); ++s) backend->copy_bytes(t.slots[s].p, t.saved_slots[s].p, t.slots[s].bytes());
+  if (t.saved_master) backend->copy_bytes(t.stage_w.p, t.saved_master_values.p, t.stage_w.bytes());
+  t.master_valid = t.saved_master;
+  t.t = count;
+}
+
 void Optimizer::step_checked() {
   auto& ts = impl_->tensors;
   Backend& be = *impl_->backend;
@@ -47,14 +55,7 @@ void Optimizer::step_checked() {
     --t_;
     throw;
   }
-  auto restore = [&](size_t i) {
-    Impl::Tensor& t = ts[i];
-    be.copy_bytes(t.desc.data, t.saved_w.p, t.bytes());
-    for (size_t s = 0; s < t.slots.size(); ++s) be.copy_bytes(t.slots[s].p, t.saved_slots[s].p, t.slots[s].bytes());
-    if (t.saved_master) be.copy_bytes(t.stage_w.p, t.saved_master_values.p, t.stage_w.bytes());
-    t.master_valid = t.saved_master;
-    t.t = counts[i];
-  };
+  auto restore = [&](size_t i) { impl_->restore_saved(ts[i], counts[i]); };
   // Runs part of the step; should it throw (a library call or a device failing mid-step), the
   // parameters in `which` (null: every stepped one) are put back as they were, so that a checked
   // step is all or nothing, whatever stops it.
@@ -109,7 +110,14 @@ void Optimizer::step_checked() {
       if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
     }
   });
-  if (bad.empty()) return;
+  // a step that stays can still be put back (undo_step), from the same copies
+  auto keep_undo = [&] {
+    impl_->undo.counts = counts;
+    impl_->undo.stepped.assign(ts.size(), 0);
+    for (size_t i = 0; i < ts.size(); ++i) impl_->undo.stepped[i] = ts[i].desc.grad != nullptr;
+    impl_->undo.valid = true;
+  };
+  if (bad.empty()) return keep_undo();
   const char* action = impl_->nonfinite == NonFinitePolicy::Raise  ? "raised"
                        : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped"
                                                                    : "gradient zeroed";
@@ -152,6 +160,7 @@ void Optimizer::step_checked() {
     ++t.t;            // it took part in the step all the same
     impl_->events[k].action = "left unchanged";
   }
+  keep_undo();
 }
 
 }  // namespace opal

@@ -278,6 +278,7 @@ void check_step_count(int64_t t) {
 
 void Optimizer::set_step_count(int64_t t) {
   check_step_count(t);
+  impl_->undo.valid = false;
   t_ = t;
   for (auto& x : impl_->tensors) x.t = t;
 }
@@ -286,6 +287,7 @@ int64_t Optimizer::step_count(const std::string& name) const { return impl_->get
 
 void Optimizer::set_step_count(const std::string& name, int64_t t) {
   check_step_count(t);
+  impl_->undo.valid = false;
   impl_->get(name).t = t;
 }
 
@@ -401,6 +403,7 @@ std::vector<std::string> Optimizer::slots(const std::string& name) const {
 
 void Optimizer::reset_state(const std::string& name, const std::string& slot) {
   auto& t = impl_->get(name);
+  impl_->undo.valid = false;
   if (slot == kMasterSlot && t.has_master()) {  // again from the parameter
     t.master_valid = false;
     impl_->sync_master(t);
@@ -428,7 +431,7 @@ void Optimizer::bind(size_t index, void* data, void* grad, DType grad_dtype) {
   if (index >= impl_->n_params) throw Error(fmt::format("no parameter {}: there are {}", index, impl_->n_params));
   auto& t = impl_->tensors[index];
   if (!data) throw Error(fmt::format("parameter `{}`: the data pointer is null", t.desc.name));
-  if (data != t.desc.data) impl_->rebound = true;
+  if (data != t.desc.data) impl_->rebound = true, impl_->undo.valid = false;
   const bool retable = grad_dtype != t.desc.grad_dtype;
   const DType before = t.desc.grad_dtype;
   t.desc.grad_dtype = grad_dtype;
@@ -480,6 +483,7 @@ std::vector<float> Optimizer::read_state(const std::string& name, const std::str
 void Optimizer::write_param(const std::string& name, std::span<const float> values) {
   auto& t = impl_->get(name);
   if (values.size() != t.numel()) throw Error(fmt::format("parameter `{}` has {} elements, and {} were given", name, t.numel(), values.size()));
+  impl_->undo.valid = false;
   impl_->write_f32(t.desc.data, t.desc.dtype, values.data(), values.size());
   if (t.has_master()) {  // the master copy takes the values as written, not rounded
     if (t.perm.empty()) impl_->backend->upload(t.stage_w.p, values.data(), values.size());
@@ -502,6 +506,7 @@ void Optimizer::write_state(const std::string& name, const std::string& slot, st
     for (size_t i = 0; i < values.size(); ++i)
       if (!(values[i] >= 0 && values[i] <= 255 && values[i] == std::floor(values[i])))
         throw Error(fmt::format("state `{}` of `{}` holds q8 codes, whole numbers from 0 to 255, and element {} is {}", slot, name, i, values[i]));
+  impl_->undo.valid = false;
   impl_->write_f32(b.p, b.dt, values.data(), values.size());
 }
 

@@ -132,6 +132,14 @@ class Optimizer {
   NonFinitePolicy nonfinite_policy() const;
   const std::vector<NonFiniteEvent>& nonfinite_events() const;  // of the last step
   int64_t skipped_steps() const;
+  // Puts the last step back, as the skip policy does: every parameter that stepped, its state
+  // and the step counts, from the copies a checked step keeps (under skip it counts as a skipped
+  // step; under raise the host is expected to raise). For
+  // a host that learns after the step that the whole step must go (another parameter group or
+  // another process met a NaN). An Error changing nothing when there is no such step: the last
+  // one ran with the policy off, was already undone, or a parameter, state or count was written
+  // since (through this API: a write through a host view, param() or state(), is not seen).
+  void undo_step();
   // Steps are counted per parameter, as torch does: a parameter's count (its `t`: bias
   // corrections, schedules, refresh cadences) advances only on the steps it takes part in, so
   // one that sits a step out (no gradient) or joins late starts from its own count.

@@ -127,6 +127,16 @@ struct Optimizer::Impl {
   uint64_t seed = 0;
   std::vector<NonFiniteEvent> events;
   int64_t skipped = 0;
+  // What Optimizer::undo_step needs, kept by a checked step that stepped: each tensor's count
+  // before it and whether it stepped (its copies are Tensor::saved_*). Valid until anything else
+  // changes a parameter, its state or a count.
+  struct Undo {
+    bool valid = false;
+    std::vector<int64_t> counts;
+    std::vector<char> stepped;
+  } undo;
+  // Puts t back from its saved copies, at step count `count`.
+  void restore_saved(Tensor& t, int64_t count);
   std::vector<UpdateStats> stats;
   std::vector<std::vector<float>> before;
   std::atomic<bool> stepping{false};  // a step() is running (on some thread)

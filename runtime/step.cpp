@@ -60,6 +60,7 @@ void Optimizer::step(void* stream) {
   if (impl_->stepping.exchange(true))
     throw Error("step() of this optimizer is already running on another thread; one optimizer steps on one thread at a time [ConcurrentStep]");
   StepGuard guard{impl_->stepping};
+  impl_->undo.valid = false;  // (a checked step that steps makes it valid again)
   if (impl_->sharded)
     throw Error(
         "this optimizer has parameters sharded by rows: its steps run in phases, with the host's gathers and scatters between them [Sharded]\n"
@@ -99,6 +100,7 @@ void Optimizer::step_phase(StepPhase phase, void* stream) {
   if (impl_->stepping.exchange(true))
     throw Error("step_phase() of this optimizer is already running on another thread; one optimizer steps on one thread at a time [ConcurrentStep]");
   StepGuard guard{impl_->stepping};
+  impl_->undo.valid = false;
   if (int(phase) != impl_->next_phase)
     throw Error(fmt::format("step_phase({}) is out of order: this step's next phase is {} (a step runs local, whole, finish) [PhaseOrder]",
                             step_phase_name(phase), step_phase_name(StepPhase(impl_->next_phase))));
@@ -112,6 +114,24 @@ void Optimizer::step_phase(StepPhase phase, void* stream) {
     ++t_;
   step_kernels(kernels(false), nullptr, 1 + int(phase));
   impl_->next_phase = (int(phase) + 1) % 3;
+}
+
+void Optimizer::undo_step() {
+  if (impl_->stepping.exchange(true))
+    throw Error("undo_step() while a step() of this optimizer runs on another thread; one optimizer steps on one thread at a time [ConcurrentStep]");
+  StepGuard guard{impl_->stepping};
+  if (!impl_->undo.valid)
+    throw Error(
+        "there is no step to undo: only the last step, taken under a non-finite policy other than off (which keeps the copies), "
+        "and only until a parameter, its state or a step count is written [NoUndo]\n"
+        "  = help: set_nonfinite_policy(raise, skip or zero) before the step you may want to undo");
+  impl_->undo.valid = false;
+  auto& ts = impl_->tensors;
+  for (size_t i = 0; i < ts.size(); ++i)
+    if (impl_->undo.stepped[i]) impl_->restore_saved(ts[i], impl_->undo.counts[i]);
+  impl_->backend->sync();
+  --t_;
+  if (impl_->nonfinite == NonFinitePolicy::Skip) ++impl_->skipped;  // (under raise the host raises)
 }
 
 namespace {

@@ -350,6 +350,13 @@ opal_status opal_skipped_steps(opal_optimizer* opt, int64_t* out) {
   });
 }
 
+opal_status opal_undo_step(opal_optimizer* opt) {
+  return guarded([&] {
+    need(opt, "opt");
+    opt->built().undo_step();
+  });
+}
+
 opal_status opal_step_count(opal_optimizer* opt, int64_t* out) {
   return guarded([&] {
     need(opt, "opt");

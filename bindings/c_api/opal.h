@@ -149,6 +149,12 @@ OPAL_API opal_status opal_param_step_count(opal_optimizer* opt, const char* para
  * parameter steps with it). The checks are fused into the kernels; "off" runs none. */
 OPAL_API opal_status opal_set_nonfinite(opal_optimizer* opt, const char* policy);
 OPAL_API opal_status opal_skipped_steps(opal_optimizer* opt, int64_t* out);
+/* Puts the last step back, as "skip" does (every parameter that stepped, its state, the step
+ * counts; under "skip" counted in opal_skipped_steps): for a host that learns after the step that the whole
+ * step must go, e.g. another process met a NaN. Only the last step, taken under a policy other
+ * than "off", and only until a parameter, state or count is written: otherwise
+ * OPAL_ERROR_ARGUMENT, changing nothing. */
+OPAL_API opal_status opal_undo_step(opal_optimizer* opt);
 
 /* Hyperparameters are run-time values: setting one never recompiles. A value that is not finite,
  * lies outside float32's range or outside a range the spec declares (`beta = 0.9 in [0, 1)`: the

@@ -332,6 +332,8 @@ PYBIND11_MODULE(_opal, m) {
           "nonfinite", [](const Optimizer& o) { return std::string(nonfinite_policy_name(o.nonfinite_policy())); },
           [](Optimizer& o, const std::string& p) { o.set_nonfinite_policy(parse_nonfinite_policy(p)); })
       .def_property_readonly("skipped_steps", &Optimizer::skipped_steps)
+      .def("undo_step", &Optimizer::undo_step, py::call_guard<py::gil_scoped_release>(),
+           "Puts the last step back, as the skip policy does (a step taken under a policy other than off)")
       .def_property_readonly("nonfinite_events",
                              [](const Optimizer& o) {
                                py::list out;

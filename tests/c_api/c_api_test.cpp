@@ -381,6 +381,20 @@ TEST_CASE("non-finite policy through the ABI: raise is OPAL_ERROR_NONFINITE and 
   REQUIRE(opal_skipped_steps(opt, &skipped) == OPAL_OK);
   CHECK(skipped == 1);
   CHECK(w[0] == 0.f);
+  // undo: nothing to undo after a skipped step; a step that stayed goes back, once
+  CHECK(opal_undo_step(opt) == OPAL_ERROR_ARGUMENT);
+  CHECK(err().find("[NoUndo]") != std::string::npos);
+  g[1] = 1.f;
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  CHECK(w[0] != 0.f);
+  CHECK(opal_undo_step(opt) == OPAL_OK);
+  CHECK(w[0] == 0.f);
+  REQUIRE(opal_step_count(opt, &t) == OPAL_OK);
+  CHECK(t == 0);
+  REQUIRE(opal_skipped_steps(opt, &skipped) == OPAL_OK);
+  CHECK(skipped == 2);
+  CHECK(opal_undo_step(opt) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_undo_step(nullptr) == OPAL_ERROR_ARGUMENT);
   opal_destroy(opt);
 }
 

@@ -50,6 +50,23 @@ def train(opt, m, rank=0, world=1, steps=STEPS):
     return {n: p.detach().clone() for n, p in m.named_parameters()}
 
 
+def nan_step(opt, m):
+    """Two steps, then one whose gradient of the second layer's weight (owned by one rank of a
+    group) holds a NaN: the parameters after it, the skipped steps and what it raised."""
+    train(opt, m, steps=2)
+    x, y = batch()
+    opt.zero_grad()
+    ((m(x) - y) ** 2).mean().backward()
+    m[2].weight.grad[1, 2] = float("nan")
+    try:
+        opt.step()
+        said = ""
+    except opal.NonFiniteError as e:
+        said = str(e)
+    return {"params": {n: p.detach().clone() for n, p in m.named_parameters()}, "skipped": opt.skipped_steps, "said": said,
+            "steps": opt._engines[0].step_count}
+
+
 def worker(rank, world, path, spec, case, out):
     # (a bounded wait: a test that regresses into a hang fails instead)
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
@@ -121,6 +138,8 @@ def worker(rank, world, path, spec, case, out):
             opt.consolidate_state_dict(to=0)
             if rank == 0:
                 result["state"] = sorted(opt.state_dict()["state"])
+        elif case.startswith("nan:"):  # a NaN in one rank's parameter under a policy
+            result = nan_step(Optimizer(m, spec, process_group=dist.group.WORLD, nonfinite=case[4:]), m)
         elif case == "reduce":
             opt = Optimizer(m, spec, process_group=dist.group.WORLD, reduce_grads=True)
             result = train(opt, m, rank, world)
@@ -304,6 +323,24 @@ class Sharded(unittest.TestCase):
         for r in run(2, "adamw", "mismatch"):
             self.assertIn("its hyperparameter `lr` is 0.0", r)  # 0.02 on rank 1, 0.01 on rank 0: each names the other's
             self.assertIn("builds a different optimizer", r)
+
+    def test_a_nan_on_one_rank_skips_or_raises_the_step_on_every_rank(self):
+        # as in one process: skip leaves every parameter as it was on every rank (not only the
+        # owner's), raise raises on every rank (no rank left waiting in the broadcast)
+        for policy in ("skip", "raise"):
+            m = model()
+            want = nan_step(Optimizer(m, "adamw", nonfinite=policy), m)
+            with self.subTest(policy=policy):
+                ranks = run(2, "adamw", "nan:" + policy)
+                for r in ranks:
+                    for n, p in want["params"].items():
+                        self.assertTrue(torch.equal(r["params"][n], p), n)
+                    self.assertEqual(r["skipped"], want["skipped"])
+                    self.assertEqual(r["steps"], 2)
+                    self.assertEqual(bool(r["said"]), policy == "raise")
+                if policy == "raise":  # the owner names the parameter, the other says where to look
+                    self.assertEqual(sorted("`2.weight`" in r["said"] for r in ranks), [False, True])
+                    self.assertTrue(any("another process of the group" in r["said"] for r in ranks))
 
     def test_reduce_grads_averages_each_rank_s_gradient(self):
         m = model()

@@ -239,6 +239,36 @@ class AllOrNothingSteps(unittest.TestCase):
         self.assertIn("`lr`", str(cm.exception))
         self.assertTrue(torch.equal(a.detach(), before))
 
+    def test_a_nan_in_the_second_group_skips_or_raises_the_whole_step(self):
+        # as with one group: skip and raise undo every group's step, so the outcome does not
+        # depend on how the parameters are grouped (the first group used to keep its step)
+        for policy in ("skip", "raise", "zero"):
+            with self.subTest(policy=policy):
+                torch.manual_seed(0)
+                a = torch.randn(4, 4, requires_grad=True)
+                b = torch.randn(4, requires_grad=True)
+                opt = Optimizer([{"params": [("a", a)]}, {"params": [("b", b)], "lr": 1e-2}], spec="adamw", nonfinite=policy)
+                a.grad, b.grad = torch.ones(4, 4), torch.ones(4)
+                opt.step()
+                before = a.detach().clone(), b.detach().clone(), {k: v.clone() for k, v in opt.state[a].items()}
+                b.grad[2] = float("nan")
+                if policy == "raise":
+                    with self.assertRaises(opal.NonFiniteError):
+                        opt.step()
+                else:
+                    opt.step()
+                moved = not torch.equal(a.detach(), before[0])
+                self.assertEqual(moved, policy == "zero")  # zero: only b's gradient is zeroed, a steps as usual
+                self.assertEqual(not torch.equal(b.detach(), before[1]), policy == "zero")
+                if policy != "zero":
+                    self.assertTrue(all(torch.equal(v, before[2][k]) for k, v in opt.state[a].items()))
+                    self.assertEqual(opt.step_count("a"), 1)
+                self.assertEqual(opt.skipped_steps, 1 if policy == "skip" else 0)
+                self.assertEqual(len(opt.nonfinite_events), 1)
+                a.grad, b.grad = torch.ones(4, 4), torch.ones(4)  # and the next step goes on
+                opt.step()
+                self.assertEqual(opt.step_count("a"), 2 if policy != "zero" else 3)
+
 
 class NonFiniteHyperparameters(unittest.TestCase):
     """Item 12: NaN, Inf and values past float32 are refused."""

@@ -204,4 +204,46 @@ optimizer probe(lr = 0.1) {
   CHECK(opt.nonfinite_events()[0].action == "left unchanged");
   CHECK(opt.nonfinite_events()[0].stage == "gradient");
 }
+
+// undo_step: a host that learns after the step that the whole step must go (another parameter
+// group or process met a NaN) puts a kept checked step back from the same copies.
+TEST_CASE("undo_step puts back a checked step that stayed, once, until something is written") {
+  for (NonFinitePolicy p : {NonFinitePolicy::Skip, NonFinitePolicy::Raise, NonFinitePolicy::Zero}) {
+    CAPTURE(nonfinite_policy_name(p));
+    Fixture f(p);
+    if (p != NonFinitePolicy::Zero) f.opt.grad("w")[5] = 0.5f;  // finite: the step stays
+    const auto before = snapshot(f.opt);
+    f.opt.step();
+    CHECK(f.opt.step_count() == 3);
+    CHECK_FALSE(same(before, snapshot(f.opt)));
+    f.opt.undo_step();
+    CHECK(same(before, snapshot(f.opt)));  // w too, stepped again on a zeroed gradient under zero
+    CHECK(f.opt.step_count() == 2);
+    CHECK(f.opt.step_count("w") == 2);
+    CHECK(f.opt.skipped_steps() == (p == NonFinitePolicy::Skip ? 1 : 0));
+    // once: a second undo is refused and changes nothing
+    CHECK(error_of([&] { f.opt.undo_step(); }).find("there is no step to undo") != std::string::npos);
+    CHECK(same(before, snapshot(f.opt)));
+    CHECK(f.opt.step_count() == 2);
+  }
+  // nothing to undo: a step under off, one skipped already, or one written over since
+  Fixture off(NonFinitePolicy::Off);
+  off.opt.grad("w")[5] = 0.5f;
+  off.opt.step();
+  CHECK(error_of([&] { off.opt.undo_step(); }).find("[NoUndo]") != std::string::npos);
+  Fixture skipped(NonFinitePolicy::Skip);
+  skipped.opt.step();  // the NaN: skipped
+  CHECK(error_of([&] { skipped.opt.undo_step(); }).find("[NoUndo]") != std::string::npos);
+  for (int k = 0; k < 3; ++k) {
+    Fixture f(NonFinitePolicy::Skip);
+    f.opt.grad("w")[5] = 0.5f;
+    f.opt.step();
+    if (k == 0) f.opt.write_param("b", std::vector<float>{1, 2, 3});
+    if (k == 1) f.opt.set_step_count("w", 7);
+    if (k == 2) f.opt.reset_state("w", f.opt.slots("w")[0]);
+    const auto after = snapshot(f.opt);
+    CHECK(error_of([&] { f.opt.undo_step(); }).find("[NoUndo]") != std::string::npos);
+    CHECK(same(after, snapshot(f.opt)));
+  }
+}
 }

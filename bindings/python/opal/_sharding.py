@@ -214,6 +214,13 @@ class Sharding:
         return self.owner[name] == self.rank
 
     @torch.no_grad()
+    def any_rank(self, flag):
+        """Whether `flag` holds on any rank: one number all-reduced, on every rank."""
+        nccl = dist.get_backend(self.group) == "nccl"
+        t = torch.tensor([1.0 if flag else 0.0], device=torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu")
+        _collective("agreeing whether a rank met a NaN or Inf", dist.all_reduce, t, op=dist.ReduceOp.MAX, group=self.group)
+        return bool(t.item() > 0)
+
     def average_grads(self, params):
         """All-reduces every gradient to the group's mean: one flat buffer per dtype and device
         (kept from step to step), all in flight at once, in the same order on every rank (which

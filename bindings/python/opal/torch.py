@@ -22,6 +22,7 @@ import torch
 from . import _opal
 from ._hints import hint
 from ._roles import Roles
+from ._nonfinite import skip_whole
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
 from ._state import OptimizerState
@@ -110,11 +111,11 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
     spec: a stdlib optimizer name ("adamw", "soap", "muon"), a path to a .opal file, or spec text.
     optimizer: which optimizer of a file defining several.
     nonfinite: what a step does with a NaN or Inf in a gradient or an update: "off" (no check,
-        the default), "raise" (opal.NonFiniteError naming the parameter and the stage; that
-        group's step is undone), "skip" (the group's step is undone and counted in
-        skipped_steps), "zero" (the offending gradient is zeroed and that parameter steps
-        with it). Policies act per parameter group: groups stepped before a raise keep
-        their step.
+        the default), "raise" (opal.NonFiniteError naming the parameter and the stage; the
+        whole step is undone), "skip" (the whole step is undone and counted in skipped_steps),
+        "zero" (the offending gradient is zeroed and that parameter steps with it). The whole
+        step: every parameter group's, and under process_group= every rank's (one all-reduce of
+        a flag a step), so the outcome depends on neither the grouping nor the world size.
     **hparams: the spec's hyperparameters (torch spellings betas=(b1, b2) and weight_decay=
         are accepted where the spec has b1/b2/wd, and param_groups show them, kept in sync with
         b1, b2, wd: a scheduler may write either), and torch.optim's options: maximize=True
@@ -466,11 +467,18 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                     if self._mine(n):
                         self.state.rekey(n, p, restart=True)
                     self._tensors[i][k] = weakref.ref(p)
-            for group, engine, (_hps, data, (grads, grad_dtypes), stream, _keep, _replaced) in zip(self.param_groups, self._engines, plans):
-                if engine.sharded:  # parameters sharded by rows: in phases, with the exchanges between them
-                    self._rows.step(engine, group, data, (grads, grad_dtypes), stream)
-                else:
-                    engine.step(data, grads, stream, grad_dtypes)
+            stepped, raised = [], None
+            try:
+                for group, engine, (_hps, data, (grads, grad_dtypes), stream, _keep, _replaced) in zip(self.param_groups, self._engines, plans):
+                    if engine.sharded:  # parameters sharded by rows: in phases, with the exchanges between them
+                        self._rows.step(engine, group, data, (grads, grad_dtypes), stream)
+                    else:
+                        engine.step(data, grads, stream, grad_dtypes)
+                    stepped.append(engine)
+            except _opal.NonFiniteError as e:
+                raised = e  # (its engine undid its own step)
+            if skip_whole(self._nonfinite, stepped, raised, self._shard):
+                return loss
             self._share()
             self._consolidated = None  # a gathered state is of the step before
             if _bump_version is not None:
@@ -535,7 +543,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
     # -- introspection ------------------------------------------------------------------
     @property
     def skipped_steps(self):
-        """Steps undone under nonfinite="skip" (of the first group; all groups skip alike)."""
+        """Steps undone under nonfinite="skip" (every group skips a step together)."""
         return self._engines[0].skipped_steps if self._engines else 0
 
     @property

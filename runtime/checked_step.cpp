@@ -1,5 +1,7 @@
 // The checked step of the non-finite policies (runtime/nonfinite.h): the kernels with fused
 // non-finite checks, and the undo, on any backend (the copies and flags live in its memory).
+// A whole step is checked_begin, checked_kernels, checked_end; a step in phases (parameters
+// sharded by rows) begins with its local phase and ends with its finish phase.
 #include <algorithm>
 #include <cstring>
 
@@ -9,9 +11,6 @@
 
 namespace opal {
 
-// A step through the checked kernels. Each stepped parameter and its state are copied first;
-// where a flag comes back set, the policy decides: undo everything (raise, skip) or zero that
-// parameter's gradient and redo its step alone (zero).
 void Optimizer::Impl::restore_saved(Tensor& t, int64_t count) {
   backend->copy_bytes(t.desc.data, t.saved_w.p, t.bytes());
   for (size_t s = 0; s < t.slots.size(); ++s) backend->copy_bytes(t.slots[s].p, t.saved_slots[s].p, t.slots[s].bytes());
@@ -21,21 +20,37 @@ void Optimizer::Impl::restore_saved(Tensor& t, int64_t count) {
 }
 
 void Optimizer::step_checked() {
+  checked_begin(true);
+  checked_kernels(nullptr, 0, nullptr);
+  checked_end();
+}
+
+// Before the checked kernels: each parameter that steps, its state and its count are copied
+// (in the backend's memory: a device step stays on the device until its flags come back), and
+// the flags zeroed. `advanced`: the step already advanced the optimizer's count. Should a copy
+// fail, nothing has changed but that count, which goes back.
+void Optimizer::checked_begin(bool advanced) {
   auto& ts = impl_->tensors;
+  auto& u = impl_->undo;
   Backend& be = *impl_->backend;
   impl_->events.clear();
-  // The copies are made in the backend's memory (a device step stays on the device until its
-  // flags come back), sized as what they copy each time: a parameter rebound at another dtype
-  // keeps its name.
+  u.valid = false;
+  u.advanced = advanced;
+  // each copy sized as what it copies, each time: a parameter rebound at another dtype keeps its name
   auto fit = [&](Impl::Buffer& saved, size_t n, DType dt) {
     if (saved.p && saved.bytes() >= n * exec::dtype_size(dt)) return;
     if (saved.p) be.release(saved.p);
     saved = {};
     saved = impl_->alloc(n, dt);
   };
-  auto save_for_undo = [&] {
-    for (auto& t : ts) {
-      if (!t.desc.grad) continue;
+  try {
+    u.counts.resize(ts.size());
+    u.stepped.assign(ts.size(), 0);
+    for (size_t i = 0; i < ts.size(); ++i) {
+      Impl::Tensor& t = ts[i];
+      u.counts[i] = t.t;
+      if (!impl_->has_grad(t)) continue;
+      u.stepped[i] = 1;
       fit(t.saved_w, t.numel(), t.desc.dtype);
       for (size_t s = t.slots.size(); s < t.saved_slots.size(); ++s) be.release(t.saved_slots[s].p);
       t.saved_slots.resize(t.slots.size());
@@ -46,35 +61,43 @@ void Optimizer::step_checked() {
       t.saved_master = t.master_valid;  // a master copy is state too (stage_in leaves it alone then)
       if (t.master_valid) be.copy_bytes(t.saved_master_values.p, t.stage_w.p, t.stage_w.bytes());
     }
-  };
-  std::vector<int64_t> counts(ts.size());  // each parameter's step count before the step
-  try {
-    for (size_t i = 0; i < ts.size(); ++i) counts[i] = ts[i].t;
-    save_for_undo();
-  } catch (...) {  // (nothing has changed but the count step() advanced)
-    --t_;
+    be.zero_bytes(impl_->flags.p, impl_->flags.n * sizeof(unsigned));
+  } catch (...) {
+    if (advanced) --t_;
     throw;
   }
-  auto restore = [&](size_t i) { impl_->restore_saved(ts[i], counts[i]); };
-  // Runs part of the step; should it throw (a library call or a device failing mid-step), the
-  // parameters in `which` (null: every stepped one) are put back as they were, so that a checked
-  // step is all or nothing, whatever stops it.
-  auto or_undo = [&](const std::vector<size_t>* which, auto&& part) {
+}
+
+// Puts back every parameter that stepped, or those in `which`, from the copies.
+void Optimizer::checked_undo(const std::vector<size_t>* which) {
+  auto& u = impl_->undo;
+  for (size_t i = 0; i < impl_->tensors.size(); ++i)
+    if (u.stepped[i] && (!which || std::find(which->begin(), which->end(), i) != which->end())) impl_->restore_saved(impl_->tensors[i], u.counts[i]);
+}
+
+// The checked kernels of a step (phase as step_kernels takes it). Should they throw (a library
+// call or a device failing mid-step), the step is put back as it was (those in `which` only,
+// when given), so that a checked step is all or nothing, whatever stops it.
+void Optimizer::checked_kernels(const std::vector<char>* only, int phase, const std::vector<size_t>* which) {
+  try {
+    step_kernels(kernels(true), only, phase);
+  } catch (...) {
+    if (!which && impl_->undo.advanced) --t_;
+    impl_->next_phase = 0;  // a step in phases starts over
     try {
-      part();
-    } catch (...) {
-      if (!which) --t_;
-      try {
-        for (size_t i = 0; i < ts.size(); ++i)
-          if (ts[i].desc.grad && (!which || std::find(which->begin(), which->end(), i) != which->end())) restore(i);
-      } catch (...) {  // a device that failed may refuse the copies too: its error is the one to report
-      }
-      throw;
+      checked_undo(which);
+    } catch (...) {  // a device that failed may refuse the copies too: its error is the one to report
     }
-  };
-  // The kernels' flags, zeroed before they run and read back after (waiting for them).
+    throw;
+  }
+}
+
+// After the checked kernels: the flags, and what the policy makes of them. A step that stays can
+// still be put back (undo_step), from the same copies.
+void Optimizer::checked_end() {
+  auto& ts = impl_->tensors;
+  Backend& be = *impl_->backend;
   std::vector<unsigned> flags(impl_->flags.n);
-  auto clear_flags = [&] { be.zero_bytes(impl_->flags.p, flags.size() * sizeof(unsigned)); };
   auto read_flags = [&] {
     be.download_bytes(flags.data(), impl_->flags.p, flags.size() * sizeof(unsigned));
     for (size_t i = 0; i < ts.size(); ++i) ts[i].chk = flags[i];
@@ -89,7 +112,7 @@ void Optimizer::step_checked() {
   // finite f32 value can overflow (f16 from 65520 up): that too is a non-finite new value.
   std::vector<uint16_t> stored;
   auto check_staged_store = [&](Impl::Tensor& t) {
-    if (!t.staged || !t.desc.grad || !t.desc.data || t.desc.dtype == DType::F32 || t.chk) return;
+    if (!t.staged || !impl_->has_grad(t) || !t.desc.data || t.desc.dtype == DType::F32 || t.chk) return;
     const auto& probes = exe_->desc->routes[t.route].probes;
     const auto probe = std::find(probes.begin(), probes.end(), "new parameter");
     if (probe == probes.end()) return;
@@ -98,34 +121,32 @@ void Optimizer::step_checked() {
     const uint16_t exponent = t.desc.dtype == DType::BF16 ? 0x7f80 : 0x7c00;  // all ones: Inf or NaN
     if (std::any_of(stored.begin(), stored.end(), [&](uint16_t x) { return (x & exponent) == exponent; })) t.chk |= 1u << (probe - probes.begin());
   };
-  const KernelModule* module = nullptr;
   std::vector<size_t> bad;
-  or_undo(nullptr, [&] {
-    module = &kernels(true);
-    clear_flags();
-    step_kernels(*module, nullptr, 0);
+  try {
     read_flags();
     for (size_t i = 0; i < ts.size(); ++i) {
       check_staged_store(ts[i]);
-      if (ts[i].desc.grad && ts[i].chk) bad.push_back(i);
+      if (impl_->undo.stepped[i] && ts[i].chk) bad.push_back(i);
     }
-  });
-  // a step that stays can still be put back (undo_step), from the same copies
-  auto keep_undo = [&] {
-    impl_->undo.counts = counts;
-    impl_->undo.stepped.assign(ts.size(), 0);
-    for (size_t i = 0; i < ts.size(); ++i) impl_->undo.stepped[i] = ts[i].desc.grad != nullptr;
+  } catch (...) {
+    if (impl_->undo.advanced) --t_;
+    try {
+      checked_undo(nullptr);
+    } catch (...) {  // (as in checked_kernels)
+    }
+    throw;
+  }
+  if (bad.empty()) {
     impl_->undo.valid = true;
-  };
-  if (bad.empty()) return keep_undo();
+    return;
+  }
   const char* action = impl_->nonfinite == NonFinitePolicy::Raise  ? "raised"
                        : impl_->nonfinite == NonFinitePolicy::Skip ? "step skipped"
                                                                    : "gradient zeroed";
   for (size_t i : bad) impl_->events.push_back({ts[i].t, ts[i].desc.name, exe_->desc->routes[ts[i].route].label, first_stage(ts[i]), action});
   if (impl_->nonfinite != NonFinitePolicy::Zero) {
-    for (size_t i = 0; i < ts.size(); ++i)
-      if (ts[i].desc.grad) restore(i);
-    --t_;
+    checked_undo(nullptr);
+    if (impl_->undo.advanced) --t_;
     if (impl_->nonfinite == NonFinitePolicy::Raise) {
       std::string msg = describe(impl_->events[0]);
       if (bad.size() > 1) msg += fmt::format(" (and {} more parameter{})", bad.size() - 1, bad.size() > 2 ? "s" : "");
@@ -140,27 +161,25 @@ void Optimizer::step_checked() {
     ++impl_->skipped;
     return;
   }
-  // zero: those parameters again, from their saved state, with a zero gradient
+  // zero (whole steps only): those parameters again, from their saved state, with a zero gradient
   std::vector<char> only(ts.size(), 0);
+  checked_undo(&bad);
   for (size_t i : bad) {
-    restore(i);
     be.zero_bytes(ts[i].desc.grad, ts[i].numel() * exec::dtype_size(ts[i].desc.grad_dtype));  // +0 in every dtype
     only[i] = 1;
   }
-  or_undo(&bad, [&] {
-    clear_flags();
-    step_kernels(*module, &only, 0);
-    read_flags();
-  });
+  be.zero_bytes(impl_->flags.p, flags.size() * sizeof(unsigned));
+  checked_kernels(&only, 0, &bad);
+  read_flags();
   for (size_t k = 0; k < bad.size(); ++k) {
     auto& t = ts[bad[k]];
     check_staged_store(t);
     if (!t.chk) continue;
-    restore(bad[k]);  // non-finite even from a zero gradient (its state was already): no update
-    ++t.t;            // it took part in the step all the same
+    impl_->restore_saved(t, impl_->undo.counts[bad[k]]);  // non-finite even from a zero gradient (its state was already): no update
+    ++t.t;                                                // it took part in the step all the same
     impl_->events[k].action = "left unchanged";
   }
-  keep_undo();
+  impl_->undo.valid = true;
 }
 
 }  // namespace opal

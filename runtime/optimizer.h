@@ -113,7 +113,9 @@ class Optimizer {
   void step(void* stream = nullptr);
   // A step of an optimizer with sharded parameters (ParamDesc::whole_shape), one phase at a
   // time: Local, then Whole, then Finish (any other order is an Error changing nothing). step()
-  // refuses such an optimizer. The non-finite policies and diagnostics are not available here.
+  // refuses such an optimizer. Under the raise and skip policies the copies are made before the
+  // local phase and the flags read after the finish phase (which raises, or undoes the step);
+  // `zero` and update diagnostics are refused here.
   void step_phase(StepPhase phase, void* stream = nullptr);
   // What the host moves after phase `after` (Local: gathers to the owner; Whole: scatters from
   // it) for a sharded parameter; empty for one with nothing to move (every stage local).
@@ -250,7 +252,12 @@ class Optimizer {
   void run_phase(const KernelModule& module, const std::vector<char>* only, bool second, int phase);
   void add_sharded(const exec::Description& d, const ParamDesc& p, const double* hparams);
   void add_whole_parts(const exec::Description& d, const double* hparams);
+  // The checked step of the non-finite policies (runtime/checked_step.cpp).
   void step_checked();
+  void checked_begin(bool advanced);
+  void checked_kernels(const std::vector<char>* only, int phase, const std::vector<size_t>* which);
+  void checked_end();
+  void checked_undo(const std::vector<size_t>* which);
   void check_aliasing();
   std::unique_ptr<Impl> impl_;
   std::shared_ptr<const Executable> exe_;

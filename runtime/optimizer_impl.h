@@ -127,11 +127,12 @@ struct Optimizer::Impl {
   uint64_t seed = 0;
   std::vector<NonFiniteEvent> events;
   int64_t skipped = 0;
-  // What Optimizer::undo_step needs, kept by a checked step that stepped: each tensor's count
-  // before it and whether it stepped (its copies are Tensor::saved_*). Valid until anything else
+  // A checked step's record (its copies are Tensor::saved_*): each tensor's count before it and
+  // whether it steps. Valid for Optimizer::undo_step once the step stayed, until anything else
   // changes a parameter, its state or a count.
   struct Undo {
     bool valid = false;
+    bool advanced = false;  // the step advanced the optimizer's count (one in phases may not)
     std::vector<int64_t> counts;
     std::vector<char> stepped;
   } undo;

@@ -104,15 +104,27 @@ void Optimizer::step_phase(StepPhase phase, void* stream) {
   if (int(phase) != impl_->next_phase)
     throw Error(fmt::format("step_phase({}) is out of order: this step's next phase is {} (a step runs local, whole, finish) [PhaseOrder]",
                             step_phase_name(phase), step_phase_name(StepPhase(impl_->next_phase))));
-  if (impl_->nonfinite != NonFinitePolicy::Off || impl_->diagnostics)
-    throw Error("the non-finite policies and update diagnostics are not available with sharded parameters [Unsupported]");
+  if (impl_->diagnostics) throw Error("update diagnostics are not available with sharded parameters [Unsupported]");
+  if (impl_->nonfinite == NonFinitePolicy::Zero)
+    throw Error(
+        "the non-finite policy `zero` redoes one parameter's step, which a step in phases cannot (its exchanges have run) "
+        "[Unsupported]\n  = help: raise or skip undo the whole step, which works with sharded parameters");
   if (impl_->rebound) check_aliasing();
   impl_->backend->set_stream(stream);
   EndStep end_step{*impl_->backend};
-  if (phase == StepPhase::Local && std::any_of(impl_->tensors.begin(), impl_->tensors.begin() + ptrdiff_t(impl_->n_params),
-                                               [](const Impl::Tensor& t) { return t.desc.grad != nullptr; }))
-    ++t_;
-  step_kernels(kernels(false), nullptr, 1 + int(phase));
+  const bool advances = phase == StepPhase::Local && std::any_of(impl_->tensors.begin(), impl_->tensors.begin() + ptrdiff_t(impl_->n_params),
+                                                                 [](const Impl::Tensor& t) { return t.desc.grad != nullptr; });
+  if (advances) ++t_;
+  if (impl_->nonfinite == NonFinitePolicy::Off) {
+    step_kernels(kernels(false), nullptr, 1 + int(phase));
+  } else {  // checked: copies before the local phase, flags read after the finish
+    if (phase == StepPhase::Local) checked_begin(advances);
+    checked_kernels(nullptr, 1 + int(phase), nullptr);
+    if (phase == StepPhase::Finish) {
+      impl_->next_phase = 0;  // (whatever the policy makes of the flags, this step is over)
+      checked_end();
+    }
+  }
   impl_->next_phase = (int(phase) + 1) % 3;
 }
 
@@ -130,7 +142,7 @@ void Optimizer::undo_step() {
   for (size_t i = 0; i < ts.size(); ++i)
     if (impl_->undo.stepped[i]) impl_->restore_saved(ts[i], impl_->undo.counts[i]);
   impl_->backend->sync();
-  --t_;
+  if (impl_->undo.advanced) --t_;
   if (impl_->nonfinite == NonFinitePolicy::Skip) ++impl_->skipped;  // (under raise the host raises)
 }
 

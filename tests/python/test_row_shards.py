@@ -16,6 +16,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
 
+import opal
 from opal.torch import Optimizer
 
 STEPS = 3
@@ -36,10 +37,10 @@ def loss(m):
     return ((m(x) - y) ** 2).mean()
 
 
-def alone(spec):
+def alone(spec, steps=STEPS):
     m = model()
     opt = Optimizer(m, spec)
-    for _ in range(STEPS):
+    for _ in range(steps):
         opt.zero_grad()
         loss(m).backward()
         opt.step()
@@ -53,11 +54,13 @@ def chunk(n, world, rank):
     return begin, min(n, begin + per) - begin
 
 
-def sharded(spec, rank, world, tamper=False, steps=STEPS, start=None, save=None):
+def sharded(spec, rank, world, tamper=False, steps=STEPS, start=None, save=None, nonfinite="off"):
     """Each rank's rows of every parameter; every step the whole model is put together (as FSDP
     all-gathers it), its gradient computed on the whole batch and each rank keeps its rows.
     start: a checkpoint folder to resume from (the model's parameters beside it); save: one to
-    write at the end (and the consolidated state_dict)."""
+    write at the end (and the consolidated state_dict). nonfinite other than off: the last
+    step's gradient holds a NaN in rank 0's rows of one parameter (what that step raised is in
+    opt.said)."""
     m = model()
     if start:
         m.load_state_dict(torch.load(start + ".model"))
@@ -71,7 +74,8 @@ def sharded(spec, rank, world, tamper=False, steps=STEPS, start=None, save=None)
         shards[n] = (list(p.shape), row)
     with warnings.catch_warnings():  # (no model: no roles, as intended)
         warnings.simplefilter("ignore")
-        opt = Optimizer(list(local.items()), spec, process_group=dist.group.WORLD, shards=shards)
+        opt = Optimizer(list(local.items()), spec, process_group=dist.group.WORLD, shards=shards, nonfinite=nonfinite)
+    opt.said = ""
     if start:
         opt.load_checkpoint(start)
 
@@ -82,14 +86,19 @@ def sharded(spec, rank, world, tamper=False, steps=STEPS, start=None, save=None)
                 dist.all_gather_object(parts, local[n].detach())
                 p.copy_(torch.cat(parts))
 
-    for _ in range(steps):
+    for _ in range(steps):  # (the count is read below)
         assemble()
         m.zero_grad()
         loss(m).backward()
         for n, p in whole.items():
             row, rows = shards[n][1], local[n].shape[0]
             local[n].grad = p.grad[row:row + rows].clone()
-        opt.step()
+        if nonfinite != "off" and _ == steps - 1 and rank == 0:
+            local["2.weight"].grad[0, 1] = float("nan")
+        try:
+            opt.step()
+        except opal.NonFiniteError as e:
+            opt.said = str(e)
     state_bytes = sum(t.numel() * t.element_size() for s in opt.state.values() for t in s.values())
     if save:
         opt.save_checkpoint(save)
@@ -129,12 +138,24 @@ def worker(rank, world, path, case, out):
                 result = "built"
             except TypeError as e:
                 result = str(e)
+        elif case == "zero":
+            m = model()
+            try:
+                Optimizer(m, "adamw", process_group=dist.group.WORLD, shards={m[0].weight: ([24, 12], 12 * rank)}, nonfinite="zero")
+                result = "built"
+            except ValueError as e:
+                result = str(e)
         elif case == "tamper":
             try:
                 sharded("muon", rank, world, tamper=True)
                 result = "built"
             except ValueError as e:
                 result = str(e)
+        elif case.startswith("nan:"):  # a NaN in rank 0's rows under a policy: the whole step goes, on every rank
+            result = {}
+            for spec in ("adamw", "muon"):
+                params, _bytes, opt = sharded(spec, rank, world, nonfinite=case[4:])
+                result[spec] = (params, opt.skipped_steps, opt.said)
         elif case.startswith("save:"):  # 2 steps, then a checkpoint folder and a consolidated state_dict
             result = {spec: sharded(spec, rank, world, steps=2, save=f"{case[5:]}-{spec}")[0] for spec in SPECS}
         elif case.startswith("resume:"):  # from that folder, one more step
@@ -177,6 +198,26 @@ class RowShards(unittest.TestCase):
                             row, rows = chunk(p.shape[0], world, rank)
                             torch.testing.assert_close(params[n], p[row:row + rows], rtol=0, atol=0)
                             self.assertFalse(torch.equal(params[n], model().state_dict()[n][row:row + rows]))  # it moved
+
+    def test_a_nan_in_one_rank_s_rows_skips_or_raises_the_whole_step_on_every_rank(self):
+        # the checked kernels run in every phase; the flags are read after the finish phase, and
+        # the ranks agree (one all-reduce) before any keeps its step: as one process skipping it
+        for policy in ("skip", "raise"):
+            want = {spec: alone(spec, steps=STEPS - 1)[0] for spec in ("adamw", "muon")}
+            ranks = run(2, "nan:" + policy)
+            for spec in ("adamw", "muon"):
+                with self.subTest(policy=policy, spec=spec):
+                    for rank, got in enumerate(ranks):
+                        params, skipped, said = got[spec]
+                        for n, p in want[spec].items():
+                            row, rows = chunk(p.shape[0], 2, rank)
+                            torch.testing.assert_close(params[n], p[row:row + rows], rtol=0, atol=0)
+                        self.assertEqual(skipped, 1 if policy == "skip" else 0)
+                        self.assertEqual(bool(said), policy == "raise")
+                        if policy == "raise" and rank == 0:  # (muon's owner may meet it too, in its whole phase)
+                            self.assertIn("`2.weight`", said)
+                if policy == "raise" and spec == "adamw":  # rows only: the other rank saw nothing
+                    self.assertIn("another process of the group", ranks[1][spec][2])
 
     def test_a_checkpoint_of_3_ranks_resumes_on_2_and_in_one_process(self):
         want = {spec: alone(spec)[0] for spec in SPECS}  # 3 steps, uninterrupted
@@ -228,6 +269,10 @@ class RowShards(unittest.TestCase):
     def test_rows_that_do_not_tile_a_parameter_are_refused_on_every_rank(self):
         for r in run(2, "tamper"):
             self.assertIn("the ranks' rows of `0.weight` do not tile its 24 rows", r)
+
+    def test_the_zero_policy_is_refused_with_shards_on_every_rank(self):
+        for said in run(2, "zero"):
+            self.assertIn('nonfinite="zero" redoes one parameter\'s step', said)
 
     def test_shards_need_a_process_group(self):
         m = model()

@@ -5,6 +5,7 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -89,6 +90,15 @@ void exchange(std::vector<std::unique_ptr<Optimizer>>& ranks, StepPhase after) {
   }
 }
 
+// One step of every process in phases, with the host's exchanges between them.
+void phased_step(std::vector<std::unique_ptr<Optimizer>>& ranks) {
+  for (auto& o : ranks) o->step_phase(StepPhase::Local);
+  exchange(ranks, StepPhase::Local);
+  for (auto& o : ranks) o->step_phase(StepPhase::Whole);
+  exchange(ranks, StepPhase::Whole);
+  for (auto& o : ranks) o->step_phase(StepPhase::Finish);
+}
+
 // `spec` stepped `steps` times on whole parameters, and sharded over `world` processes: the
 // same bits in every parameter and every slot (each process's rows of a split slot, the owner's
 // whole one).
@@ -117,11 +127,7 @@ void check_sharded(const std::string& spec, int world, int steps) {
   for (int s = 0; s < steps; ++s) {
     for (size_t i = 0; i < kParams.size(); ++i) write(i, randoms(size_t(numel(kParams[i].shape)), 1000 * unsigned(s) + unsigned(i), 1.f), true);
     ref.step();
-    for (auto& o : ranks) o->step_phase(StepPhase::Local);
-    exchange(ranks, StepPhase::Local);
-    for (auto& o : ranks) o->step_phase(StepPhase::Whole);
-    exchange(ranks, StepPhase::Whole);
-    for (auto& o : ranks) o->step_phase(StepPhase::Finish);
+    phased_step(ranks);
   }
   for (size_t i = 0; i < kParams.size(); ++i) {
     const std::string& name = kParams[i].name;
@@ -200,6 +206,74 @@ TEST_CASE("the compiler splits routes into local and whole phases for parameters
 TEST_CASE("a step sharded by rows over 2 and 3 processes equals the whole step, bit for bit") {
   for (const char* spec : {"adamw", "muon", "soap", "adafactor", "lion"})
     for (int world : {2, 3}) check_sharded(spec, world, 4);
+}
+
+// The checked kernels run in every phase, the flags are read after the finish phase: a NaN in one
+// process's rows undoes the step there (and on the owner, whose whole phase meets it), and the
+// host has the others undo theirs (undo_step), so every process is back where it was. `zero`,
+// which redoes one parameter's step, is refused.
+TEST_CASE("a step in phases under skip or raise is undone on every process") {
+  for (NonFinitePolicy policy : {NonFinitePolicy::Skip, NonFinitePolicy::Raise}) {
+    INFO(nonfinite_policy_name(policy));
+    auto exe = build_executable(SpecRef{"muon", "", ""});
+    std::vector<std::unique_ptr<Optimizer>> ranks;
+    for (int r = 0; r < 2; ++r) ranks.push_back(shard_optimizer(exe, 2, r));
+    auto grads = [&](unsigned seed) {
+      for (int r = 0; r < 2; ++r)
+        for (size_t i = 0; i < kParams.size(); ++i)
+          if (ranks[size_t(r)]->has_param(kParams[i].name))
+            ranks[size_t(r)]->write_grad(kParams[i].name, randoms(ranks[size_t(r)]->read_param(kParams[i].name).size(), seed + unsigned(i), 1.f));
+    };
+    for (auto& o : ranks) o->set_nonfinite_policy(policy);
+    grads(1);
+    phased_step(ranks);
+    std::vector<std::vector<float>> before;
+    for (auto& o : ranks)
+      for (size_t i = 0; i < o->num_params(); ++i) {
+        before.push_back(o->read_param(o->param_name(i)));
+        for (const auto& slot : o->slots(o->param_name(i))) before.push_back(o->read_state(o->param_name(i), slot));
+      }
+    grads(2);
+    std::vector<float> g = ranks[0]->read_param("a.weight");
+    g.assign(g.size(), 0.5f);
+    g[3] = std::numeric_limits<float>::quiet_NaN();
+    ranks[0]->write_grad("a.weight", g);
+    for (auto& o : ranks) o->step_phase(StepPhase::Local);
+    exchange(ranks, StepPhase::Local);
+    for (auto& o : ranks) o->step_phase(StepPhase::Whole);
+    exchange(ranks, StepPhase::Whole);
+    std::vector<bool> undid;
+    for (auto& o : ranks) {
+      const std::string err = error_of([&] { o->step_phase(StepPhase::Finish); });
+      undid.push_back(!o->nonfinite_events().empty());
+      CHECK(err.empty() == (policy == NonFinitePolicy::Skip || o->nonfinite_events().empty()));
+    }
+    CHECK(undid[0]);  // rank 0 holds the NaN's rows
+    for (size_t r = 0; r < 2; ++r)
+      if (!undid[r]) ranks[r]->undo_step();  // what the host does once the ranks agree
+    std::vector<std::vector<float>> after;
+    for (auto& o : ranks) {
+      CHECK(o->step_count() == 1);
+      for (size_t i = 0; i < o->num_params(); ++i) {
+        CHECK(o->step_count(o->param_name(i)) == 1);
+        after.push_back(o->read_param(o->param_name(i)));
+        for (const auto& slot : o->slots(o->param_name(i))) after.push_back(o->read_state(o->param_name(i), slot));
+      }
+    }
+    CHECK(after == before);
+    // and the next step goes on, from local
+    grads(3);
+    phased_step(ranks);
+    CHECK(ranks[0]->step_count() == 2);
+  }
+  auto exe = build_executable(SpecRef{"adamw", "", ""});
+  auto o = shard_optimizer(exe, 2, 0);
+  o->set_nonfinite_policy(NonFinitePolicy::Zero);
+  CHECK(error_of([&] { o->step_phase(StepPhase::Local); }).find("the non-finite policy `zero` redoes one parameter's step") != std::string::npos);
+  CHECK(o->step_count() == 0);
+  o->set_diagnostics(true);
+  o->set_nonfinite_policy(NonFinitePolicy::Skip);
+  CHECK(error_of([&] { o->step_phase(StepPhase::Local); }).find("update diagnostics are not available") != std::string::npos);
 }
 
 TEST_CASE("sharded parameters: wrong shapes, ranges, order and optimizers are refused, changing nothing") {

@@ -142,6 +142,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         that need the whole matrix run on the parameter's owner after a gather, and their result
         is scattered back (opal ir shows each route's phases). The result equals a one-process
         run; their state checkpoints as the whole parameter's (any world size resumes it).
+        nonfinite="zero" is refused with them (raise and skip work).
     state: how the optimizer state is stored where the spec's routes do not say, as a route's
         `state(...)` says it: "bf16", "bf16, stochastic", "q8" (blockwise 8-bit, bitsandbytes'
         dynamic code; "q8(128)" for blocks of 128), "f32, master". q8 state shows in
@@ -193,6 +194,8 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             if reduce_grads:
                 raise ValueError("reduce_grads=True averages whole gradients; with shards= each rank holds its own rows of them "
                                  "(FSDP reduce-scatters them)")
+            if self._nonfinite == "zero":
+                raise ValueError('nonfinite="zero" redoes one parameter\'s step, which a step in phases cannot: with shards= use "raise" or "skip"')
             self._rows = RowShards(self._shard, shards)
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
         self._engines = []

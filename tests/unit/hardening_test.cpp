@@ -225,6 +225,8 @@ TEST_CASE("a second concurrent step() of one optimizer is refused and changes no
   }
   std::string e = error_of([&] { opt.step(); });
   CHECK(contains(e, "already running on another thread"));
+  // nor may the last step be undone while one runs
+  CHECK(contains(error_of([&] { opt.undo_step(); }), "[ConcurrentStep]"));
   {
     std::lock_guard lock(gb.mu);
     gb.open = true;

@@ -31,14 +31,16 @@
 #include "support/bf16.h"
 #include "runtime/optimizer.h"
 #include "tests/numerics/harness.h"
+#include "tests/unit/policy_cases.h"
 #include "tests/unit/trajectory.h"
 #ifdef OPAL_CUDA_EMULATOR
 #include "tests/cuda_emu/engine.h"
 #endif
 
 using namespace opal;
+using opal::testing::diagnostics_agree;
 using opal::testing::init_params;
-using opal::testing::overflow_with;
+using opal::testing::overflow_cases;
 using opal::testing::PolicyStep;
 using opal::testing::rel_err;
 using opal::testing::run_steps;
@@ -495,33 +497,15 @@ TEST_CASE("non-finite policies and update diagnostics step, undo and report as o
       CHECK(a.events.size() == (p == NonFinitePolicy::Off ? 0u : 1u));
       if (p == NonFinitePolicy::Raise) CHECK(a.error.find("[NonFinite]") != std::string::npos);
     }
-  for (const char* spec : {"optimizer o(lr = 1000) {\n  other: scale(lr)\n}\n", "optimizer o(lr = 10000) {\n  matrix: ns -> scale(lr)\n}\n"})
-    for (NonFinitePolicy p : {NonFinitePolicy::Raise, NonFinitePolicy::Skip, NonFinitePolicy::Zero}) {
-      INFO(spec << ", policy " << nonfinite_policy_name(p));
-      const std::vector<ParamDesc> ps = {{"w", {4, 8}, nullptr, nullptr, false, ParamRole::None, DType::F16, DType::F16}};
-      auto gpu = make_optimizer(compile_spec(SpecRef{spec, "", ""}), ps, kCuda);
-      auto cpu = make_optimizer(compile_spec(SpecRef{spec, "", ""}), ps);
-      const PolicyStep a = overflow_with(*gpu, p), b = overflow_with(*cpu, p);
-      agree(a, b, 1e-5);
-      REQUIRE(a.events.size() == 1u);
-      CHECK(a.events[0].find("the new parameter value holds NaN or Inf") != std::string::npos);
-    }
+  overflow_cases(
+      [](const char* spec, const std::vector<ParamDesc>& ps) {
+        return make_optimizer(compile_spec(SpecRef{spec, "", ""}), ps, kCuda);
+      },
+      [](const PolicyStep& a, const PolicyStep& b) { agree(a, b, 1e-5); });
   bool vectors = true;
   auto gpu = make("muon", kCuda, vectors);
   auto cpu = make("muon", {}, vectors);
-  for (Optimizer* o : {gpu.get(), cpu.get()}) {
-    init_params(*o);
-    o->set_diagnostics(true);
-    run_steps(*o, 2);
-  }
-  REQUIRE(gpu->diagnostics().size() == cpu->diagnostics().size());
-  for (size_t i = 0; i < cpu->diagnostics().size(); ++i) {
-    const UpdateStats &x = gpu->diagnostics()[i], &y = cpu->diagnostics()[i];
-    CHECK(x.param == y.param);
-    CHECK(x.step == y.step);
-    CHECK(x.update_rms == doctest::Approx(y.update_rms).epsilon(1e-3));
-    CHECK(x.update_rms > 0);
-  }
+  diagnostics_agree(*gpu, *cpu, 1e-3);
 }
 
 // An eigenbasis refresh sorts its basis (SOAP: argsort(diag(Q^T S Q)), then permutes rows or

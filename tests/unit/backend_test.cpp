@@ -20,12 +20,13 @@
 #include "runtime/error.h"
 #include "runtime/optimizer.h"
 #include "tests/numerics/harness.h"
+#include "tests/unit/policy_cases.h"
 #include "tests/unit/trajectory.h"
 
 using namespace opal;
-using opal::testing::bits_of;
+using opal::testing::diagnostics_agree;
 using opal::testing::init_params;
-using opal::testing::overflow_with;
+using opal::testing::overflow_cases;
 using opal::testing::PolicyStep;
 using opal::testing::rel_err;
 using opal::testing::run_steps;
@@ -245,33 +246,11 @@ TEST_CASE("non-finite policies and update diagnostics on device memory: as on th
       CHECK(a.events.size() == (p == NonFinitePolicy::Off ? 0u : 1u));
       if (p == NonFinitePolicy::Raise) CHECK(a.error.find("[NonFinite]") != std::string::npos);
     }
-  for (const char* spec : {"optimizer o(lr = 1000) {\n  other: scale(lr)\n}\n", "optimizer o(lr = 10000) {\n  matrix: ns -> scale(lr)\n}\n"})
-    for (NonFinitePolicy p : {NonFinitePolicy::Raise, NonFinitePolicy::Skip, NonFinitePolicy::Zero}) {
-      INFO(spec << ", policy " << nonfinite_policy_name(p));
-      const std::vector<ParamDesc> ps = {{"w", {4, 8}, nullptr, nullptr, false, ParamRole::None, DType::F16, DType::F16}};
-      auto dev = on(std::make_unique<DeviceLike>(), spec, ps);
-      auto cpu = make_optimizer(compile_spec({spec, "", ""}), ps);
-      const PolicyStep a = overflow_with(*dev, p), b = overflow_with(*cpu, p);
-      CHECK(a == b);
-      REQUIRE(a.events.size() == 1u);
-      CHECK(a.events[0].find("the new parameter value holds NaN or Inf") != std::string::npos);
-    }
+  overflow_cases([](const char* spec, const std::vector<ParamDesc>& ps) { return on(std::make_unique<DeviceLike>(), spec, ps); },
+                 [](const PolicyStep& a, const PolicyStep& b) { CHECK(a == b); });
   auto dev = on(std::make_unique<DeviceLike>(), "muon", params(true));
   auto cpu = make_optimizer(compile_spec({"muon", "", ""}), params(true));
-  for (Optimizer* o : {dev.get(), cpu.get()}) {
-    init_params(*o);
-    o->set_diagnostics(true);
-    run_steps(*o, 2);
-  }
-  REQUIRE(dev->diagnostics().size() == cpu->diagnostics().size());
-  for (size_t i = 0; i < cpu->diagnostics().size(); ++i) {
-    const UpdateStats &x = dev->diagnostics()[i], &y = cpu->diagnostics()[i];
-    CHECK(x.param == y.param);
-    CHECK(x.step == y.step);
-    CHECK(x.update_rms == y.update_rms);
-    CHECK(x.update_rms > 0);
-    CHECK(bits_of({float(x.sv_max)}) == bits_of({float(y.sv_max)}));
-  }
+  diagnostics_agree(*dev, *cpu, 0);
 }
 
 // A checked step is all or nothing: a library call failing mid-step (SOAP's rotations are GEMMs

@@ -222,6 +222,7 @@ std::string Optimizer::describe_device() const { return impl_->backend->describe
 void Optimizer::sync() { impl_->backend->sync(); }
 
 void Optimizer::set_diagnostics(bool on) { impl_->diagnostics = on; }
+bool Optimizer::diagnostics_on() const { return impl_->diagnostics; }
 const std::vector<UpdateStats>& Optimizer::diagnostics() const { return impl_->stats; }
 
 std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::string& slot) const {

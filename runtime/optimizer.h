@@ -236,6 +236,7 @@ class Optimizer {
   // of matrices), off by default: it copies each parameter to the host before and after the
   // step (on CUDA: waiting for the step) and runs an SVD there.
   void set_diagnostics(bool on);
+  bool diagnostics_on() const;
   const std::vector<UpdateStats>& diagnostics() const;  // of the last step
 
   struct Impl;  // the private state (runtime/optimizer_impl.h): not an interface

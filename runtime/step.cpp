@@ -78,10 +78,10 @@ void Optimizer::step(void* stream) {
       impl_->before[i] = impl_->read_f32(t.desc.data, t.desc.dtype, t.numel());
     }
   }
+  impl_->stats.clear();  // (of the last step: none when it recorded none)
   if (impl_->nonfinite == NonFinitePolicy::Off) step_kernels(kernels(false), nullptr, 0);
   else step_checked();
   if (impl_->diagnostics) {
-    impl_->stats.clear();
     for (size_t i = 0; i < impl_->tensors.size(); ++i) {
       const auto& t = impl_->tensors[i];
       // as stored: the matrices of a view stacked (a permuted view: dim 0 by the rest)

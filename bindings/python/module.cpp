@@ -4,6 +4,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <cmath>
 #include <memory>
 
 #include <fmt/format.h>
@@ -332,6 +333,25 @@ PYBIND11_MODULE(_opal, m) {
           "nonfinite", [](const Optimizer& o) { return std::string(nonfinite_policy_name(o.nonfinite_policy())); },
           [](Optimizer& o, const std::string& p) { o.set_nonfinite_policy(parse_nonfinite_policy(p)); })
       .def_property_readonly("skipped_steps", &Optimizer::skipped_steps)
+      .def_property(
+          "diagnostics", [](const Optimizer& o) { return o.diagnostics_on(); }, &Optimizer::set_diagnostics)
+      .def_property_readonly("update_stats",
+                             [](const Optimizer& o) {
+                               py::list out;
+                               for (const UpdateStats& s : o.diagnostics()) {
+                                 py::dict d;
+                                 d["param"] = s.param;
+                                 d["step"] = s.step;
+                                 d["update_rms"] = s.update_rms;
+                                 if (!std::isnan(s.sv_ratio)) {  // matrices
+                                   d["sv_max"] = s.sv_max;
+                                   d["sv_mean"] = s.sv_mean;
+                                   d["sv_ratio"] = s.sv_ratio;
+                                 }
+                                 out.append(d);
+                               }
+                               return out;
+                             })
       .def("undo_step", &Optimizer::undo_step, py::call_guard<py::gil_scoped_release>(),
            "Puts the last step back, as the skip policy does (a step taken under a policy other than off)")
       .def_property_readonly("nonfinite_events",

@@ -202,6 +202,40 @@ class InPlace(unittest.TestCase):
             opt.route("h.1.weight")
 
 
+class UpdateStatistics(unittest.TestCase):
+    def test_each_step_s_update_rms_and_singular_value_spread(self):
+        torch.manual_seed(0)
+        m = torch.nn.Sequential(torch.nn.Linear(8, 6), torch.nn.Tanh(), torch.nn.Linear(6, 3))
+        opt = Optimizer(m, "adamw", lr=1e-2)
+        x = torch.randn(16, 8)
+        m(x).square().mean().backward()
+        opt.step()
+        self.assertFalse(opt.diagnostics)
+        self.assertEqual(opt.update_stats, [])  # off: nothing recorded
+        opt.diagnostics = True
+        for step in (2, 3):
+            opt.zero_grad()
+            m(x).square().mean().backward()
+            before = {n: p.detach().double().clone() for n, p in m.named_parameters()}
+            opt.step()
+            stats = {s["param"]: s for s in opt.update_stats}
+            self.assertEqual(sorted(stats), sorted(before))
+            for n, p in m.named_parameters():
+                u = before[n] - p.detach().double()
+                s = stats[n]
+                self.assertEqual(s["step"], step)
+                self.assertAlmostEqual(s["update_rms"], u.square().mean().sqrt().item(), delta=1e-6 * s["update_rms"])
+                if p.dim() == 2:  # the seed paper's Figure 1 metric: largest singular value over their mean
+                    sv = torch.linalg.svdvals(u)
+                    self.assertAlmostEqual(s["sv_max"], sv.max().item(), delta=1e-5 * sv.max().item())
+                    self.assertAlmostEqual(s["sv_ratio"], (sv.max() / sv.mean()).item(), delta=1e-4)
+                else:
+                    self.assertNotIn("sv_ratio", s)
+        opt.diagnostics = False
+        opt.step()
+        self.assertEqual(opt.update_stats, [])
+
+
 class Errors(unittest.TestCase):
     def test_bad_input_is_refused_clearly(self):
         m = make_model()

@@ -22,6 +22,7 @@ import torch
 from . import _opal
 from ._hints import hint
 from ._roles import Roles
+from ._eval import EvalSequenceMethods
 from ._nonfinite import skip_whole
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
@@ -47,9 +48,6 @@ _UNSUPPORTED = {
 # Group keys shown in torch's spelling and kept in sync with the spec's: logging and scheduler
 # code (OneCycleLR's cycle_momentum) reads and writes `betas` and `weight_decay`.
 _SHOWN = {"betas": ("b1", "b2"), "weight_decay": ("wd",)}
-# Specs with an evaluation sequence: opt.eval() puts it in the parameters, opt.train() puts the
-# training point back (Schedule-Free: x = y + (1 - 1/b1)(z - y), y = x + (1 - b1)(z - x)).
-_EVAL_SEQUENCES = {"schedule_free_adamw_core.z": "b1"}
 # Tells autograd that a tensor changed in place (torch >= 2.x; absent in 1.13).
 _bump_version = getattr(getattr(torch.autograd, "graph", None), "increment_version", None)
 
@@ -96,7 +94,7 @@ def _shared(named, seen):
     return None
 
 
-class Optimizer(ShardedMethods, torch.optim.Optimizer):
+class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
     """A torch.optim.Optimizer running an Opal spec.
 
     params: a model (an nn.Module: its named parameters, each with the role of the module holding
@@ -205,6 +203,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
         self._empty = set()  # names of parameters with no elements: kept in their groups, never stepped, no state (as torch)
         self._synced = []  # per group: the torch-spelled keys as last made consistent
         self._training = True
+        self._diagnostics = False
         if isinstance(params, torch.nn.Module):
             if model is not None and model is not params:
                 raise ValueError("params is a model and model= another one: give one model")
@@ -353,6 +352,7 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
                                                   in zip(described, stepped) if self._mine(n)], _device_name(device),
                                  hps, self._master, {n: (w, r, self._shard.owner[n] == self._shard.rank) for n, (w, r) in rows.items()})
         engine.nonfinite = self._nonfinite
+        engine.diagnostics = self._diagnostics
         engine.set_rounding(*self._rounding)
         self._engines.append(engine)
         self._shapes.append([(tuple(p.shape), p.device, p.dtype) for p in group["params"]])
@@ -410,35 +410,6 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
             else:
                 group[alias] = spec_side if alias == "betas" else spec_side[0]
             synced[alias] = group[alias]
-
-    # -- evaluation sequence ------------------------------------------------------------
-    def eval(self):
-        """Puts the evaluation sequence in the parameters, for specs that have one
-        (schedule_free_adamw: x, the average the method's guarantees are about); train() puts
-        the training point back. Stepping in eval mode is an error, as in the reference."""
-        self._swap(to_eval=True)
-
-    def train(self):
-        """Back to the training point after eval() (a no-op in train mode)."""
-        self._swap(to_eval=False)
-
-    @torch.no_grad()
-    def _swap(self, to_eval):
-        if self._training != to_eval:
-            return
-        pending = []
-        for group, engine in zip(self.param_groups, self._engines):
-            for n, p in self._owned(group):
-                slot = next((s for s in engine.slots(n) if s in _EVAL_SEQUENCES), None)
-                if slot is None:
-                    raise TypeError(f"optimizer `{self._compiled.name}` has no evaluation sequence for parameter `{n}` (route "
-                                    f"{engine.route(n)}): eval() and train() swap the parameters of schedule_free_adamw")
-                pending.append((p, self.state[p][slot], float(group[_EVAL_SEQUENCES[slot]])))
-        with self._lock:
-            for p, z, b1 in pending:
-                p.lerp_(z.to(p.device), 1 - 1 / b1 if to_eval else 1 - b1)
-            self._share()
-            self._training = not to_eval
 
     # -- stepping -----------------------------------------------------------------------
     @torch.no_grad()
@@ -548,6 +519,27 @@ class Optimizer(ShardedMethods, torch.optim.Optimizer):
     def skipped_steps(self):
         """Steps undone under nonfinite="skip" (every group skips a step together)."""
         return self._engines[0].skipped_steps if self._engines else 0
+
+    @property
+    def diagnostics(self):
+        """Whether each step records update statistics (update_stats). Off by default: it copies
+        every parameter before and after the step and takes each matrix update's singular values."""
+        return self._diagnostics
+
+    @diagnostics.setter
+    def diagnostics(self, on):
+        if on and self._rows is not None:
+            raise ValueError("update statistics need whole parameters: with shards= each rank holds some rows")
+        self._diagnostics = bool(on)
+        for engine in self._engines:
+            engine.diagnostics = self._diagnostics
+
+    @property
+    def update_stats(self):
+        """The last step's update statistics, a dict per parameter this process stepped: param,
+        step, update_rms and, for matrices, sv_max, sv_mean and sv_ratio (the update's largest
+        singular value over their mean: the seed paper's Figure 1)."""
+        return [s for engine in self._engines for s in engine.update_stats]
 
     @property
     def nonfinite_events(self):

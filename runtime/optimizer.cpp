@@ -253,6 +253,11 @@ std::vector<int64_t> Optimizer::state_shape(const std::string& name, const std::
 }
 
 void Optimizer::set_nonfinite_policy(NonFinitePolicy p) {
+  // (a checked step in phases makes its copies before the local phase and reads its flags after
+  // the finish phase: the policy holds from one to the other)
+  if (impl_->next_phase != 0 && p != impl_->nonfinite)
+    throw Error(fmt::format("the non-finite policy cannot change between the phases of a step (its next phase is {}): finish the step first",
+                            step_phase_name(StepPhase(impl_->next_phase))));
   if (p != NonFinitePolicy::Off && !impl_->checked) {
     if (exe_->check_finite) impl_->checked = exe_->module;
     else {

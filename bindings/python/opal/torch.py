@@ -20,10 +20,10 @@ import weakref
 import torch
 
 from . import _opal
-from ._hints import hint
-from ._roles import Roles
 from ._eval import EvalSequenceMethods
+from ._hints import hint
 from ._nonfinite import skip_whole
+from ._roles import Roles
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
 from ._state import OptimizerState

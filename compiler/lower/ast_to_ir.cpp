@@ -98,7 +98,9 @@ struct OptimizerLowering {
         }
         // an argument of a delegation: where its value was written (passed on as it is, the outer one's)
         const SourceLoc written = lvl > 0 && b.top_index >= 0 ? L.written_at(*b.expr, *prev) : SourceLoc{};
-        if (b.param) L.check_range(*b.param, b.owner->name, v, written.valid() ? written : b.expr->loc);
+        // (a required hyperparameter has no expression: its declaration)
+        const SourceLoc at = written.valid() ? written : b.expr ? b.expr->loc : b.param ? b.param->loc : SourceLoc{};
+        if (b.param) L.check_range(*b.param, b.owner->name, v, at);
         s.vars[name] = {v, VarKind::HParam};  // invalid when it failed: its uses stay quiet
         if (written.valid()) s.written[name] = written;
       }

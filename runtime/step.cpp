@@ -138,9 +138,7 @@ void Optimizer::undo_step() {
         "and only until a parameter, its state or a step count is written [NoUndo]\n"
         "  = help: set_nonfinite_policy(raise, skip or zero) before the step you may want to undo");
   impl_->undo.valid = false;
-  auto& ts = impl_->tensors;
-  for (size_t i = 0; i < ts.size(); ++i)
-    if (impl_->undo.stepped[i]) impl_->restore_saved(ts[i], impl_->undo.counts[i]);
+  checked_undo(nullptr);
   impl_->backend->sync();
   if (impl_->undo.advanced) --t_;
   if (impl_->nonfinite == NonFinitePolicy::Skip) ++impl_->skipped;  // (under raise the host raises)

@@ -21,7 +21,7 @@ import time
 
 import torch
 
-OPAL_F32, OPAL_CPU, OPAL_CUDA = 0, 0, 1
+OPAL_F32, OPAL_BF16, OPAL_CPU, OPAL_CUDA = 0, 2, 0, 1
 
 
 def gpt2_shapes(small=False):
@@ -65,7 +65,8 @@ class Opal:
         dev = OPAL_CUDA if device.type == "cuda" else OPAL_CPU
         for name, p in params:
             shape = (ctypes.c_int64 * max(1, p.dim()))(*p.shape)
-            self._check(lib.opal_add_param(self.h, name.encode(), p.dim(), shape, OPAL_F32, dev, ctypes.c_void_p(p.data_ptr()),
+            dtype = OPAL_BF16 if p.dtype == torch.bfloat16 else OPAL_F32
+            self._check(lib.opal_add_param(self.h, name.encode(), p.dim(), shape, dtype, dev, ctypes.c_void_p(p.data_ptr()),
                                            ctypes.c_void_p(p.grad.data_ptr())))
             self._check(lib.opal_set_param_role(self.h, name.encode(), role(name).encode()))
         self.stream = (lambda: ctypes.c_void_p(torch.cuda.current_stream().cuda_stream)) if dev == OPAL_CUDA else (lambda: None)
@@ -105,12 +106,12 @@ def load_lib(path):
     return lib
 
 
-def make_params(shapes, device, seed=0):
+def make_params(shapes, device, seed=0, dtype=torch.float32):
     g = torch.Generator(device="cpu").manual_seed(seed)
     out = []
     for name, s in shapes:
-        p = (torch.randn(s, generator=g) * 0.02).to(device)
-        p.grad = (torch.randn(s, generator=g) * 1e-3).to(device)
+        p = (torch.randn(s, generator=g) * 0.02).to(device=device, dtype=dtype)
+        p.grad = (torch.randn(s, generator=g) * 1e-3).to(device=device, dtype=dtype)
         out.append((name, p))
     return out
 
@@ -144,7 +145,7 @@ def copy_bandwidth(device, numel):
 
 def line(what, opal_ms, peer, peer_ms, extra):
     ratio = f"{peer_ms / opal_ms:6.2f}x" if peer_ms else "   n/a"
-    peer_s = f"{peer} {peer_ms:8.3f} ms" if peer_ms else f"{peer}: not in this torch"
+    peer_s = f"{peer} {peer_ms:8.3f} ms" if peer_ms else f"{peer}: not timed"
     print(f"{what:<34} opal {opal_ms:8.3f} ms | {peer_s:<36} | ratio {ratio} | {extra}", flush=True)
 
 
@@ -162,7 +163,8 @@ def main():
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--small", action="store_true", help="small shapes (to check the script on a CPU)")
     ap.add_argument("--iters", type=int, default=20)
-    ap.add_argument("--only", default="adamw,adamw_q8,muon,adafactor,soap,compile")
+    ap.add_argument("--no-peer", action="store_true", help="time Opal only (the peers' numbers come from another run)")
+    ap.add_argument("--only", default="adamw,adamw_bf16,adamw_q8,muon,adafactor,soap,compile")
     args = ap.parse_args()
     device = torch.device(args.device)
     lib = load_lib(args.lib)
@@ -173,14 +175,14 @@ def main():
     bw = copy_bandwidth(device, numel)
     print(f"device {name}; torch {torch.__version__}; {len(shapes)} tensors, {numel / 1e6:.1f}M parameters; copy bandwidth {bw:.0f} GB/s")
 
-    def opal_vs_torch(spec, shps, make_peer, state=None):
+    def opal_vs_torch(spec, shps, make_peer, state=None, dtype=torch.float32):
         """Opal's step time and the peer's (make_peer(params) -> a torch optimizer; None where this
-        torch lacks it), over the same shapes."""
-        params = make_params(shps, device)
+        torch lacks it), over the same shapes and parameter dtype."""
+        params = make_params(shps, device, dtype=dtype)
         o_ms = timed(Opal(lib, spec, params, device, state).step, device, args.iters)
-        if make_peer is None:
+        if make_peer is None or args.no_peer:
             return o_ms, None
-        tparams = make_params(shps, device)
+        tparams = make_params(shps, device, dtype=dtype)
         return o_ms, timed(make_peer([p for _, p in tparams]).step, device, args.iters)
 
     fused = device.type == "cuda"
@@ -191,6 +193,16 @@ def main():
         gbs = 28 * numel / (o_ms * 1e-3) / 1e9  # reads w, g, m, v; writes w, m, v
         line("AdamW step", o_ms, "torch fused AdamW" if fused else "torch AdamW", t_ms, f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
         adamw_ms = o_ms
+
+    if "adamw_bf16" in only:  # bf16 parameters and gradients (issue 17's byte models)
+        # torch keeps a bf16 parameter's state in bf16 (all bf16, 14 B); Opal's "bf16" state is the same model
+        o_ms, t_ms = opal_vs_torch("adamw", shapes, torch_adamw, state="bf16", dtype=torch.bfloat16)
+        gbs = 14 * numel / (o_ms * 1e-3) / 1e9
+        line("AdamW step, all bf16", o_ms, "torch fused AdamW (bf16)" if fused else "torch AdamW (bf16)", t_ms,
+             f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
+        o_ms, _ = opal_vs_torch("adamw", shapes, None, dtype=torch.bfloat16)
+        gbs = 22 * numel / (o_ms * 1e-3) / 1e9  # w, g bf16; m, v f32
+        line("AdamW step, bf16 params, f32 state", o_ms, "no torch peer", None, f"{gbs:.0f} GB/s = {100 * gbs / bw:.0f}% of copy")
 
     if "adamw_q8" in only:  # 8-bit state: a quarter of the state's bytes, against torch's f32 state
         o_ms, t_ms = opal_vs_torch("adamw", shapes, torch_adamw, state="q8")

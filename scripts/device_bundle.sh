@@ -6,10 +6,11 @@
 #
 #   bash scripts/device_bundle.sh            # -> build-device/bundle (checked to be under 64 MiB)
 #   # carry build-device/bundle to the device machine, then there:
-#   bash build-device/bundle/run.sh          # GPU tests, then bench/gpu_bench.py; fails loudly
+#   bash build-device/bundle/run.sh          # GPU tests, then bench/gpu_bench.py (scripts/device_run.sh)
 #
 # The bundle: lib/libopal.so* (the C ABI, for the benchmark's ctypes), lib/libopal_cuda.so (the
-# plugin), lib/libgomp.so.1, bin/opal_gpu_tests, stdlib/, bench/gpu_bench.py and run.sh. The GPU
+# plugin), lib/libgomp.so.1, bin/opal_gpu_tests, stdlib/, bench/gpu_bench.py, bench/gpu_profile.py, run.sh (the GPU
+# tests and the benchmark), tuning.sh (bench/gpu_tuning.sh, an experiment) and env.sh. The GPU
 # tests compare CUDA with the CPU backend, whose kernels are compiled at run time by the
 # machine's C++ compiler (`c++`, or $OPAL_CXX): the device machine needs one for the GPU tests (the
 # benchmark needs none).
@@ -32,29 +33,13 @@ cp -P "$build"/libopal.so* "$out/lib/"
 cp "$build/libopal_cuda.so" "$out/lib/"
 cp "$build/tests/opal_gpu_tests" "$out/bin/"
 cp -r stdlib "$out/stdlib"
-cp bench/gpu_bench.py "$out/bench/"
+cp bench/gpu_bench.py bench/gpu_profile.py "$out/bench/"
 cp "$(gcc -print-file-name=libgomp.so.1)" "$out/lib/"  # OpenMP for the CPU kernels (PyTorch's own is renamed)
 strip --strip-unneeded "$out"/lib/libopal.so.* "$out/lib/libopal_cuda.so" "$out/bin/opal_gpu_tests"
-cat > "$out/run.sh" <<'EOF'
-#!/usr/bin/env bash
-# On the GPU machine: the GPU tests (every stdlib optimizer on CUDA against the CPU, checkpoints,
-# streams, devices), then the benchmark against PyTorch in the same run. Any failure, or no GPU,
-# fails the script. Extra arguments go to the benchmark (e.g. --only adamw,muon).
-set -euo pipefail
-here="$(cd "$(dirname "$0")" && pwd)"
-export OPAL_STDLIB="$here/stdlib" OPAL_CUDA_PLUGIN="$here/lib/libopal_cuda.so"
-export OPAL_CACHE_DIR="${OPAL_CACHE_DIR:-${TMPDIR:-/tmp}/opal-kernel-cache}"
-export LD_LIBRARY_PATH="$here/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-set +e
-"$here/bin/opal_gpu_tests"
-rc=$?
-set -e
-if [ "$rc" = 77 ]; then echo "run.sh: FAILED: no CUDA device could be used (see above)" >&2; exit 1; fi
-if [ "$rc" != 0 ]; then echo "run.sh: FAILED: the GPU tests failed (exit $rc)" >&2; exit "$rc"; fi
-echo "run.sh: GPU tests passed"
-python3 "$here/bench/gpu_bench.py" --lib "$here/lib/libopal.so" "$@"
-EOF
-chmod +x "$out/run.sh"
+cp scripts/device_run.sh "$out/run.sh"  # the GPU tests, then the benchmark, logs to $OUT
+cp scripts/device_env.sh "$out/env.sh"  # (sourced by run.sh and tuning.sh)
+cp bench/gpu_tuning.sh "$out/tuning.sh"  # an experiment: variants, Nsight Compute, a profile
+chmod +x "$out/run.sh" "$out/tuning.sh"
 size=$(du -sb "$out" | cut -f1)
 echo "device_bundle.sh: $out is $((size / 1024 / 1024)) MiB"
 if [ "$size" -ge $((64 * 1024 * 1024)) ]; then

@@ -117,13 +117,15 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   auto buf_of_slot = [&](int64_t s) { return p.slot_index(s); };
   auto buf_of_temp = [&](ValueId v) { return p.temp_index(v); };
   chunk_ = chunk_size(p, K);
-  out += fmt::format("// {} kernel {}: {} space, level {}\n", g.name, k, domain_name(K.domain), K.level);
-  out += signature(kernel_symbol(route, k)) + " {\n";
   // a kernel decoding q8 slots (reads, and conditional writes keeping the old value) may need
   // the code's table loaded first
   const bool decodes_q8 =
       std::any_of(K.body.begin(), K.body.end(), [&](ValueId v) { return g.at(v).op == Op::StateRead && g.slots[g.at(v).iattr].q8; }) ||
       std::any_of(K.effects.begin(), K.effects.end(), [&](ValueId v) { return g.at(v).op == Op::StateWriteIf && g.slots[g.at(v).iattr].q8; });
+  q8_kernel_ = decodes_q8 ||
+               std::any_of(K.effects.begin(), K.effects.end(), [&](ValueId v) { return g.at(v).op == Op::StateWrite && g.slots[g.at(v).iattr].q8; });
+  out += fmt::format("// {} kernel {}: {} space, level {}\n", g.name, k, domain_name(K.domain), K.level);
+  out += signature(kernel_symbol(route, k)) + " {\n";
   if (decodes_q8) out += q8_table_load();
   out += open_tensor();
   out += "  const long long rows = T.rows, cols = T.cols, numel = rows * cols;\n";

@@ -59,8 +59,9 @@ class CEmitter {
     std::string acc;
   };
   mutable std::vector<Reduction> reductions_;
-  mutable size_t table_size_ = 0;  // the route's buffer table: a device's partial sums follow it
-  mutable long long chunk_ = 0;    // chunk_size (plan.h): a device launches the kernel as chunks of this many elements; 0: not
+  mutable size_t table_size_ = 0;   // the route's buffer table: a device's partial sums follow it
+  mutable bool q8_kernel_ = false;  // the kernel being rendered reads or writes a q8 slot
+  mutable long long chunk_ = 0;     // chunk_size (plan.h): a device launches the kernel as chunks of this many elements; 0: not
   // Of a chunked kernel without row or column indices, for the loop being rendered: its
   // full-size buffers (read as `sb<b>[e]`), those it loads (reads, or writes conditionally),
   // those it stores, and those of 16-bit elements (bf16, f16; the others are f32).

@@ -201,7 +201,7 @@ void set_schedule_seed(unsigned long long s) {
 
 std::unique_ptr<Module> load_module(const std::string& source, std::string& log) {
   std::vector<std::string> names;
-  static const std::regex kernel(R"(__global__\s+void\s+([A-Za-z_]\w*)\s*\()");
+  static const std::regex kernel(R"(__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?([A-Za-z_]\w*)\s*\()");
   for (std::sregex_iterator it(source.begin(), source.end(), kernel), end; it != end; ++it) names.push_back((*it)[1]);
   const bool cooperative = source.find("__syncthreads") != std::string::npos || source.find("__syncwarp") != std::string::npos ||
                            source.find("__shfl_") != std::string::npos;

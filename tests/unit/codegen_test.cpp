@@ -120,6 +120,28 @@ TEST_CASE("the CUDA text wraps the same bodies in chunked __global__ kernels, 16
   CHECK(count(cuda, "((((unsigned long long)sb0 | (unsigned long long)sb1 | (unsigned long long)sb2) & 15) == 0)") == 1);
 }
 
+TEST_CASE("chunked CUDA kernels for 16-bit parameters or q8 state ask for more blocks per multiprocessor") {
+  auto bounds = [](const std::string& spec, const std::string& state, bool mixed) {
+    const std::string s = emit_optimizer(*compile_spec({spec, "", "", state}), Target::Cuda, false, mixed);
+    std::vector<std::string> out;
+    for (size_t at = s.find("__global__ void "); at != std::string::npos; at = s.find("__global__ void ", at + 1)) {
+      const size_t from = at + 16;
+      out.push_back(s.compare(from, 18, "__launch_bounds__(") == 0 ? s.substr(from, s.find(')', from) - from + 1) : "");
+    }
+    return out;
+  };
+  // f32: as ptxas chooses (AdamW's 52 registers fit 4 blocks)
+  for (const std::string& b : bounds("adamw", "", false)) CHECK(b.empty());
+  // the program for 16-bit parameters: the registers of its heaviest dtype case would leave 2
+  for (const std::string& b : bounds("adamw", "bf16", true)) CHECK(b == "__launch_bounds__(256, 5)");
+  for (const std::string& b : bounds("adamw", "q8", false)) CHECK(b == "__launch_bounds__(256, 8)");
+  for (const std::string& b : bounds("adamw", "q8", true)) CHECK(b == "__launch_bounds__(256, 5)");
+  // Adafactor's tiled kernels (row and column sums) are not chunked: none; its chunked ones are
+  const auto af = bounds("adafactor", "", true);
+  CHECK(std::count(af.begin(), af.end(), "") > 0);
+  CHECK(std::count(af.begin(), af.end(), "__launch_bounds__(256, 5)") > 0);
+}
+
 TEST_CASE("the disk cache: a warm build loads without compiling; a corrupt entry is rebuilt") {
   auto tmp = std::filesystem::temp_directory_path() / "opal-cache-test";
   std::filesystem::remove_all(tmp);

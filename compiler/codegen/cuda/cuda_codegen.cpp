@@ -14,6 +14,7 @@
 // grid. A kernel with row or column sums runs a block per tile, up to 1024 (the backend sizes
 // the grid). Self-contained: NVRTC needs no headers.
 #include <algorithm>
+#include <cstdlib>
 
 #include <fmt/format.h>
 
@@ -24,6 +25,16 @@
 namespace opal {
 
 namespace {
+
+// $OPAL_CUDA_MIN_BLOCKS: every chunked kernel's minimum blocks per multiprocessor (0: no
+// launch bounds), in place of the measured choice below; for experiments (bench/gpu_tuning.sh).
+int min_blocks_override() {
+  static const int n = [] {
+    const char* v = std::getenv("OPAL_CUDA_MIN_BLOCKS");
+    return v && *v ? std::max(0, std::atoi(v)) : -1;
+  }();
+  return n;
+}
 
 class CudaEmitter final : public CEmitter {
  public:
@@ -48,9 +59,27 @@ __device__ static inline float opal_bf16(float x) {
   }
 
  protected:
+  // How many blocks of 256 threads a chunked kernel asks ptxas to fit on a multiprocessor
+  // (__launch_bounds__), so that enough loads are in flight: such a kernel is bound by memory,
+  // and left alone ptxas gives the program for 16-bit parameters the registers of its heaviest
+  // case (a switch over the dtypes, with stochastic rounding: 94 registers for AdamW, 2 blocks).
+  // Measured on an H200 over GPT-2's 163M parameters (bench/gpu_notes.md): 5 took AdamW with
+  // all-bf16 from 0.92 to 0.60 ms (60% to 97% of the copy bandwidth) and bf16 parameters with
+  // f32 state from 0.96 to 0.93 ms; q8 state's kernel (65 registers, 3 blocks) went from 2.81 to
+  // 1.71 ms with 8; the f32 program (52 registers, 4 blocks) gained nothing (1.15-1.18 ms with
+  // none, 1.16 with 5, 1.21 with 6) and keeps its registers. A q8 kernel of the program for
+  // 16-bit parameters takes 5: 8 would spill a kilobyte a thread.
+  int min_blocks() const {
+    if (!chunk_) return 0;
+    if (min_blocks_override() >= 0) return min_blocks_override();
+    if (mixed) return 5;
+    return q8_kernel_ ? 8 : 0;
+  }
   std::string signature(const std::string& name) const override {
+    const int n = min_blocks();
     return fmt::format(
-        "extern \"C\" __global__ void {}(const opal_tensor_t* __restrict__ ts, const opal_chunk_t* __restrict__ chunks, opal_uniforms_t U)", name);
+        "extern \"C\" __global__ void {}{}(const opal_tensor_t* __restrict__ ts, const opal_chunk_t* __restrict__ chunks, opal_uniforms_t U)",
+        n ? fmt::format("__launch_bounds__({}, {}) ", exec::kCudaBlock, n) : "", name);
   }
   // A chunked kernel's block takes the chunk of its index (the tensor and a range of its
   // elements); any other's, the tensor of its blockIdx.y (its loops stride over the grid).
@@ -158,7 +187,9 @@ __device__ static inline float opal_bf16(float x) {
   // elements (ILP 4), loads them into registers, runs the body on each from there, and stores
   // them back. The plain loop takes the chunk's last elements short of 4, or all of them where a
   // pointer is not aligned (a view into a larger buffer): the body is emitted twice, not three
-  // times (NVRTC's time grows with it).
+  // times (NVRTC's time grows with it). (8 elements a thread where every buffer is 16-bit, by
+  // 16-byte loads, was no faster on an H200: all-bf16 AdamW took 1.24 ms with no launch bounds
+  // and 0.64 with 3 blocks, against 0.60 for this loop with 5; bench/gpu_notes.md.)
   std::string vector_loop(const Kernel& k, const std::string& body) const {
     auto has = [](const std::vector<size_t>& v, size_t b) { return std::find(v.begin(), v.end(), b) != v.end(); };
     std::string in_regs = body;

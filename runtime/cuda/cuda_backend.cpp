@@ -10,6 +10,7 @@
 #include <cusolverDn.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <limits>
 #include <map>
@@ -88,10 +89,10 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(nullptr);  // the default stream waits for every step (end_step)
     helpers_.reset();
     if (queued_) cudaEventDestroy(queued_);
-    for (auto& [_, t] : tables_) {
-      t.dev.release();
-      t.host.release();
-      if (t.sent) cudaEventDestroy(t.sent);
+    for (auto& [_, t] : tables_) t.dev.release();
+    for (Upload& u : uploads_) {
+      u.mem.release();
+      if (u.sent) cudaEventDestroy(u.sent);
     }
     for (auto& [_, p] : partials_) p.release();
     linalg_.reset();
@@ -223,7 +224,7 @@ class CudaBackend final : public Backend {
       }
       // the chunks follow from the tensors' sizes: listed again only when the tensors changed
       const size_t total = chunk_at + chunks * sizeof(exec::KernelChunk);
-      if (K.chunk && !(dev_table.size == total && std::memcmp(dev_table.host.p, host.data(), chunk_at) == 0)) {
+      if (K.chunk && !(dev_table.size == total && std::memcmp(dev_table.held.data(), host.data(), chunk_at) == 0)) {
         host.resize(total);
         for (size_t k = 0, c = 0; k < count; ++k)
           for (long long e = 0; e < tensors[at + k].rows * tensors[at + k].cols; e += K.chunk, ++c) {
@@ -384,9 +385,8 @@ class CudaBackend final : public Backend {
   };
   struct Table {
     Scratch dev;
-    Pinned host;                 // what the device copy holds (its first `size` bytes): the copy's source
-    size_t size = 0;             // 0: nothing staged yet
-    cudaEvent_t sent = nullptr;  // recorded after the last copy from `host`
+    std::vector<char> held;  // what the device copy holds (its first `size` bytes)
+    size_t size = 0;         // 0: nothing staged yet
   };
 
   // The device table for `key`, holding at least `bytes`; stable across launches with the key.
@@ -397,18 +397,39 @@ class CudaBackend final : public Backend {
     return t;
   }
   // Copies `host` into the table unless it already holds exactly that (steady-state steps
-  // upload nothing), from the table's pinned mirror, once the last copy from it has left.
+  // upload nothing).
   char* stage(Table& t, const std::vector<char>& host) {
-    if (t.size != host.size() || std::memcmp(t.host.p, host.data(), host.size()) != 0) {
-      if (t.sent) CK(cudaEventSynchronize(t.sent));  // done long ago but for the first steps
-      else CK(cudaEventCreateWithFlags(&t.sent, cudaEventDisableTiming));
-      t.host.get(host.size());
-      std::memcpy(t.host.p, host.data(), host.size());
+    if (t.size != host.size() || std::memcmp(t.held.data(), host.data(), host.size()) != 0) {
+      t.held.assign(host.begin(), host.end());
       t.size = host.size();
-      CK(cudaMemcpyAsync(t.dev.p, t.host.p, host.size(), cudaMemcpyHostToDevice, stream_));
-      CK(cudaEventRecord(t.sent, stream_));
+      send(t.dev.p, host.data(), host.size());
     }
     return static_cast<char*>(t.dev.p);
+  }
+  // An asynchronous copy to the device, from the next of a ring of pinned buffers (from pageable
+  // memory cudaMemcpyAsync would copy synchronously). A buffer is reused once the copy from it
+  // has left, so the host waits only when the device is kUploads copies behind. (A table per key
+  // with its own pinned mirror made the host wait at every change of contents: a batch of GEMMs
+  // into a scratch output that several products of a step share, SOAP's rotations, changes its
+  // pointer table each time; 6 waits a step on a small model, about 26 on GPT-2, seen on an H200.)
+  void send(void* dst, const char* src, size_t bytes) {
+    Upload& u = uploads_[next_upload_];
+    next_upload_ = (next_upload_ + 1) % uploads_.size();
+    if (!u.sent) {
+      CK(cudaEventCreateWithFlags(&u.sent, cudaEventDisableTiming));
+    } else {
+      const cudaError_t q = cudaEventQuery(u.sent);
+      if (q == cudaErrorNotReady) {
+        (void)cudaGetLastError();  // (not an error: the copy is still queued)
+        CK(cudaEventSynchronize(u.sent));
+      } else {
+        CK(q);
+      }
+    }
+    u.mem.get(bytes);
+    std::memcpy(u.mem.p, src, bytes);
+    CK(cudaMemcpyAsync(dst, u.mem.p, bytes, cudaMemcpyHostToDevice, stream_));
+    CK(cudaEventRecord(u.sent, stream_));
   }
   char* stage(const TableKey& key, const std::vector<char>& host) { return stage(reserve(key, host.size()), host); }
 
@@ -455,6 +476,12 @@ class CudaBackend final : public Backend {
   std::shared_ptr<LibraryHandles> lib_;  // shared with the device's other backends
   std::shared_ptr<CudaModule> helpers_;
   std::map<TableKey, Table> tables_;
+  struct Upload {
+    Pinned mem;
+    cudaEvent_t sent = nullptr;  // recorded after the last copy from `mem`
+  };
+  std::array<Upload, 64> uploads_;  // the ring send() copies from
+  size_t next_upload_ = 0;
   std::vector<char> staging_;  // a launch's table as built on the host (reused: no allocation per launch)
   std::map<TableKey, Scratch> partials_;
   Scratch work2_;                   // bf16 GEMM operands

@@ -7,6 +7,7 @@
 #include <nvrtc.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -70,7 +71,11 @@ struct Program {
   std::string source;
 };
 
+std::atomic<unsigned long long> g_host_waits{0};
+
 }  // namespace
+
+unsigned long long host_waits() { return g_host_waits.load(); }
 
 }  // namespace opal::emu
 
@@ -190,8 +195,14 @@ cudaError_t cudaFreeHost(void* p) {
   return cudaSuccess;
 }
 
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
-cudaError_t cudaStreamSynchronize(cudaStream_t s) { return check_stream(s, "cudaStreamSynchronize"); }
+cudaError_t cudaDeviceSynchronize(void) {
+  ++g_host_waits;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t s) {
+  ++g_host_waits;
+  return check_stream(s, "cudaStreamSynchronize");
+}
 
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned int) {
   *s = reinterpret_cast<cudaStream_t>(new Handle{current_device});
@@ -226,7 +237,12 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t s) {
   if (cudaError_t r = check_event(e, "cudaEventRecord")) return r;
   return check_stream(s, "cudaEventRecord");
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t e) { return check_event(e, "cudaEventSynchronize"); }
+// (the emulator runs work as it is queued: an event is always complete)
+cudaError_t cudaEventQuery(cudaEvent_t e) { return check_event(e, "cudaEventQuery"); }
+cudaError_t cudaEventSynchronize(cudaEvent_t e) {
+  ++g_host_waits;
+  return check_event(e, "cudaEventSynchronize");
+}
 cudaError_t cudaStreamWaitEvent(cudaStream_t s, cudaEvent_t e, unsigned int) {
   if (cudaError_t r = check_event(e, "cudaStreamWaitEvent")) return r;
   return check_stream(s, "cudaStreamWaitEvent");

@@ -37,4 +37,9 @@ std::string run(const Kernel& k, Dim3 grid, Dim3 block, void** args);
 // The order blocks and threads run in: 0 (the default: in order) or a seed ($OPAL_EMU_SCHEDULE).
 void set_schedule_seed(unsigned long long seed);
 
+// How many times the host has waited for the device so far (cudaEventSynchronize,
+// cudaStreamSynchronize, cudaDeviceSynchronize): a step that waits stops the host from queueing
+// the trainer's next work while the device is busy.
+unsigned long long host_waits();
+
 }  // namespace opal::emu

@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "compiler/exec/kernel_abi.h"
 #include "driver/build.h"
 #include "runtime/optimizer.h"
 #include "tests/unit/trajectory.h"
@@ -39,8 +40,17 @@ TEST_CASE("steady-state steps on CUDA never wait for the device") {
   // matrices of two shapes (two of one: batched GEMMs and kernels), a vector; SOAP and Shampoo
   // refresh every 10 steps (steps 1, 11, ...): steps 4 to 6 are plain
   const std::vector<ParamDesc> ps = {{"h.0.w", {64, 48}}, {"h.1.w", {64, 48}}, {"wide.w", {24, 96}}, {"h.0.b", {48}}};
-  for (const char* name : {"adamw", "lion", "adafactor", "muon", "soap", "shampoo", "adamuon"}) {
-    auto o = make_optimizer(compile_spec(SpecRef{name, "", ""}), ps, Device{DeviceKind::Cuda, 0});
+  struct Case {
+    const char* name;
+    const char* state;
+    DType dtype;
+  };
+  for (const Case& c : {Case{"adamw", "", DType::F32}, Case{"lion", "", DType::F32}, Case{"adafactor", "", DType::F32}, Case{"muon", "", DType::F32},
+                        Case{"soap", "", DType::F32}, Case{"shampoo", "", DType::F32}, Case{"adamuon", "", DType::F32},
+                        Case{"adamw", "q8", DType::BF16}, Case{"muon", "bf16", DType::BF16}, Case{"soap", "", DType::BF16}}) {
+    std::vector<ParamDesc> typed = ps;
+    for (ParamDesc& p : typed) p.dtype = p.grad_dtype = c.dtype;
+    auto o = make_optimizer(compile_spec(SpecRef{c.name, "", "", c.state}), typed, Device{DeviceKind::Cuda, 0});
     testing::init_params(*o);
     for (int t = 1; t <= 3; ++t) {
       write_grads(*o, t);
@@ -53,7 +63,7 @@ TEST_CASE("steady-state steps on CUDA never wait for the device") {
       o->step();
       waits += emu::host_waits() - before;
     }
-    INFO(std::string(name));
+    INFO(fmt::format("{} state `{}` {}", c.name, c.state, exec::dtype_name(c.dtype)));
     CHECK(waits == 0);
   }
 }

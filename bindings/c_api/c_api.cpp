@@ -26,11 +26,13 @@ struct opal_optimizer {
   opal::NonFinitePolicy nonfinite = opal::NonFinitePolicy::Off;  // likewise
   bool stochastic = false;                                       // likewise (opal_set_rounding)
   bool master = false;                                           // opal_set_master_weights
+  bool diagnostics = false;                                      // opal_set_diagnostics
   uint64_t seed = 0;
   opal::Device device;  // of the parameters added so far
   std::unique_ptr<opal::Optimizer> opt;
   std::set<std::string> strings;  // returned names, alive as long as the handle
   std::string report;
+  std::string stats;  // opal_update_stats's text
 
   const char* keep(const std::string& s) { return strings.insert(s).first->c_str(); }
   opal::Optimizer& built() {
@@ -38,6 +40,7 @@ struct opal_optimizer {
       for (auto& p : params) p.master = master;
       auto o = opal::make_optimizer(compiled, params, device, hparams);
       o->set_nonfinite_policy(nonfinite);
+      o->set_diagnostics(diagnostics);
       if (stochastic) o->set_stochastic_rounding(true, seed);
       opt = std::move(o);
       params.clear();
@@ -354,6 +357,23 @@ opal_status opal_undo_step(opal_optimizer* opt) {
   return guarded([&] {
     need(opt, "opt");
     opt->built().undo_step();
+  });
+}
+
+opal_status opal_set_diagnostics(opal_optimizer* opt, int on) {
+  return guarded([&] {
+    need(opt, "opt");
+    if (opt->opt) opt->opt->set_diagnostics(on != 0);
+    opt->diagnostics = on != 0;
+  });
+}
+
+opal_status opal_update_stats(opal_optimizer* opt, const char** json) {
+  return guarded([&] {
+    need(opt, "opt");
+    need(json, "json");
+    opt->stats = opt->opt ? opal::to_json_lines(opt->opt->diagnostics()) : std::string();
+    *json = opt->stats.c_str();
   });
 }
 

@@ -156,6 +156,17 @@ OPAL_API opal_status opal_skipped_steps(opal_optimizer* opt, int64_t* out);
  * OPAL_ERROR_ARGUMENT, changing nothing. */
 OPAL_API opal_status opal_undo_step(opal_optimizer* opt);
 
+/* Update statistics (the seed paper's Figure 1), off by default: on (`on` non-zero), each step
+ * records per parameter the update's RMS and, for a matrix, its largest singular value over
+ * their mean. It copies every parameter to the host before and after the step and runs an SVD
+ * there: for studies, not for speed. Refused with parameters sharded by rows. */
+OPAL_API opal_status opal_set_diagnostics(opal_optimizer* opt, int on);
+/* The last step's statistics as JSON lines, one object per parameter: {"param", "step",
+ * "update_rms", and for a matrix "sv_max", "sv_mean", "sv_ratio"}. Empty
+ * when diagnostics are off, or before a step; a step taken with them off clears them. Valid
+ * until the next call of this function on `opt`. */
+OPAL_API opal_status opal_update_stats(opal_optimizer* opt, const char** json);
+
 /* Hyperparameters are run-time values: setting one never recompiles. A value that is not finite,
  * lies outside float32's range or outside a range the spec declares (`beta = 0.9 in [0, 1)`: the
  * message names it) is OPAL_ERROR_ARGUMENT and changes nothing. */

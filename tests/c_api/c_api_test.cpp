@@ -516,3 +516,47 @@ TEST_CASE("parameters sharded by rows through the ABI: two processes' phases and
   opal_destroy(ref);
   for (auto* o : rank) opal_destroy(o);
 }
+
+TEST_CASE("update statistics through the ABI: per parameter JSON lines, singular values for matrices only; off clears them") {
+  opal_optimizer* opt = nullptr;
+  REQUIRE(opal_create("adamw", nullptr, &opt) == OPAL_OK);
+  int64_t ms[2] = {3, 4}, vs[1] = {5};
+  REQUIRE(opal_add_param(opt, "w", 2, ms, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  REQUIRE(opal_add_param(opt, "b", 1, vs, OPAL_F32, OPAL_CPU, nullptr, nullptr) == OPAL_OK);
+  const char* json = nullptr;
+  REQUIRE(opal_update_stats(opt, &json) == OPAL_OK);  // before any step: nothing
+  CHECK(std::string(json).empty());
+  REQUIRE(opal_set_diagnostics(opt, 1) == OPAL_OK);  // before the optimizer is built
+  float *w, *gw, *b, *gb;
+  int64_t nw, nb;
+  REQUIRE(opal_param_data(opt, "w", &w, &gw, &nw) == OPAL_OK);
+  REQUIRE(opal_param_data(opt, "b", &b, &gb, &nb) == OPAL_OK);
+  for (int64_t i = 0; i < nw; ++i) w[i] = 0.1f * float(i), gw[i] = std::sin(float(i) + 1.f);
+  for (int64_t i = 0; i < nb; ++i) b[i] = 1.f, gb[i] = float(i) - 2.f;
+  const std::vector<float> before(w, w + nw);
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  double sq = 0;
+  for (int64_t i = 0; i < nw; ++i) sq += double(before[size_t(i)] - w[i]) * double(before[size_t(i)] - w[i]);
+  REQUIRE(opal_update_stats(opt, &json) == OPAL_OK);
+  const std::string text = json;
+  INFO(text);
+  const size_t wline = text.find("{\"param\":\"w\""), bline = text.find("{\"param\":\"b\"");
+  REQUIRE(wline != std::string::npos);
+  REQUIRE(bline != std::string::npos);
+  const std::string wl = text.substr(wline, text.find('\n', wline) - wline), bl = text.substr(bline, text.find('\n', bline) - bline);
+  const size_t at = wl.find("\"update_rms\":");
+  REQUIRE(at != std::string::npos);
+  CHECK(std::strtod(wl.c_str() + at + 13, nullptr) == doctest::Approx(std::sqrt(sq / double(nw))).epsilon(1e-6));
+  CHECK(wl.find("\"sv_ratio\":") != std::string::npos);  // a matrix
+  CHECK(bl.find("\"sv_ratio\":") == std::string::npos);  // a vector
+  CHECK(wl.find("\"step\":1") != std::string::npos);
+  // off: the next step records nothing, and the last step's are gone
+  REQUIRE(opal_set_diagnostics(opt, 0) == OPAL_OK);
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  REQUIRE(opal_update_stats(opt, &json) == OPAL_OK);
+  CHECK(std::string(json).empty());
+  CHECK(opal_update_stats(opt, nullptr) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_update_stats(nullptr, &json) == OPAL_ERROR_ARGUMENT);
+  CHECK(opal_set_diagnostics(nullptr, 1) == OPAL_ERROR_ARGUMENT);
+  opal_destroy(opt);
+}

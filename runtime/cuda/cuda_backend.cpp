@@ -36,11 +36,29 @@ std::shared_ptr<LibraryHandles> library_handles(int ordinal) {
   std::lock_guard<std::mutex> lock(mu);
   if (auto h = all[ordinal].lock()) return h;
   auto h = std::make_shared<LibraryHandles>();
-  check(cublasCreate(&h->blas), "cublasCreate");
-  check(cusolverDnCreate(&h->solver), "cusolverDnCreate");
-  check(cusolverDnCreateSyevjInfo(&h->syevj), "cusolverDnCreateSyevjInfo");
   all[ordinal] = h;
   return h;
+}
+
+void LibraryHandles::make() {
+  if (!blas) check(cublasCreate(&blas), "cublasCreate");
+  if (!solver) check(cusolverDnCreate(&solver), "cusolverDnCreate");
+  if (!syevj) check(cusolverDnCreateSyevjInfo(&syevj), "cusolverDnCreateSyevjInfo");
+}
+
+// The device's properties, read once a process (cudaGetDeviceProperties is slow: it reads every
+// attribute, some through the driver's management library).
+const cudaDeviceProp& device_props(int ordinal) {
+  static std::mutex mu;
+  static std::map<int, cudaDeviceProp> all;
+  std::lock_guard<std::mutex> lock(mu);
+  auto it = all.find(ordinal);
+  if (it == all.end()) {
+    cudaDeviceProp p{};
+    CK(cudaGetDeviceProperties(&p, ordinal));
+    it = all.emplace(ordinal, p).first;
+  }
+  return it->second;
 }
 
 namespace {
@@ -77,7 +95,7 @@ class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int ordinal) : ordinal_(ordinal) {
     DeviceScope on(ordinal_);
-    CK(cudaGetDeviceProperties(&props_, ordinal));
+    props_ = device_props(ordinal);
     CK(cudaFree(nullptr));  // creates the primary context now, not in the first step
     arch_ = fmt::format("sm_{}{}", props_.major, props_.minor);
     lib_ = library_handles(ordinal_);
@@ -295,6 +313,7 @@ class CudaBackend final : public Backend {
     if (count == 0) return true;
     DeviceScope on(ordinal_);
     std::lock_guard<std::mutex> lock(lib_->mu);
+    lib_->make();
     cublasHandle_t blas = lib_->blas;
     CK(cublasSetStream(blas, stream_));
     const float one = 1.f, zero = 0.f;

@@ -44,6 +44,9 @@ struct LibraryHandles {
   cublasHandle_t blas = nullptr;
   cusolverDnHandle_t solver = nullptr;
   syevjInfo_t syevj = nullptr;
+  // Makes the handles at their first use, with `mu` held and the device current: an optimizer
+  // without library calls (AdamW, Lion) never pays for them.
+  void make();
   ~LibraryHandles() {
     if (syevj) cusolverDnDestroySyevjInfo(syevj);
     if (solver) cusolverDnDestroy(solver);
@@ -51,8 +54,7 @@ struct LibraryHandles {
   }
 };
 
-// The device's handles, made on first use (with `ordinal` current); alive while a backend
-// holds them.
+// The device's handles (made by make() at their first use); alive while a backend holds them.
 std::shared_ptr<LibraryHandles> library_handles(int ordinal);
 
 // Device memory that grows and is reused (staging tables, workspaces).

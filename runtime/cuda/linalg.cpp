@@ -82,6 +82,7 @@ void Linalg::run(const Env& env, const exec::LibraryCall& call, const CallTensor
   info_host_.get(std::max<size_t>(2 * n * sizeof(int), 64));  // no copy into it is pending (check_earlier)
   if (!info_back_) CK(cudaEventCreateWithFlags(&info_back_, cudaEventDisableTiming));
   std::lock_guard<std::mutex> lock(env.lib.mu);
+  env.lib.make();
   CK(cusolverDnSetStream(env.lib.solver, env.stream));
   CK(cublasSetStream(env.lib.blas, env.stream));
   for (const auto& [dims, ts] : groups) {

@@ -71,6 +71,37 @@ class Cuda(unittest.TestCase):
                 for p, b in zip(model.parameters(), before):
                     self.assertTrue(torch.equal(p.detach(), b), policy)
 
+    @unittest.skipUnless(torch.cuda.is_available(), "needs a CUDA device (label gpu)")
+    def test_bf16_models_step_as_on_the_cpu(self):
+        """A bf16 model stepped in place on CUDA: AdamW (elementwise: to the bit, f32 or bf16
+        state), and Muon (cuBLAS's products, bf16 Newton-Schulz) close to the CPU."""
+        for spec, state, exact in (("adamw", None, True), ("adamw", "bf16", True), ("muon", None, False)):
+            torch.manual_seed(1)
+            cpu = torch.nn.Sequential(torch.nn.Linear(48, 64), torch.nn.ReLU(), torch.nn.Linear(64, 16)).to(torch.bfloat16)
+            gpu = copy.deepcopy(cpu).cuda()
+            kw = {"state": state} if state else {}
+            oc, og = Optimizer(cpu, spec=spec, lr=1e-2, **kw), Optimizer(gpu, spec=spec, lr=1e-2, **kw)
+            for _ in range(8):
+                x = torch.randn(32, 48).to(torch.bfloat16)
+                grads = []
+                for m, o, xx in ((cpu, oc, x), (gpu, og, x.cuda())):
+                    o.zero_grad()
+                    m(xx).float().square().mean().backward()
+                    grads.append([p.grad.detach().cpu() for p in m.parameters()])
+                # the same gradients on both (the forward passes round differently)
+                for p, g in zip(gpu.parameters(), grads[0]):
+                    p.grad.copy_(g)
+                oc.step()
+                og.step()
+            torch.cuda.synchronize()
+            for a, b in zip(cpu.parameters(), gpu.parameters()):
+                self.assertEqual(b.dtype, torch.bfloat16)
+                self.assertEqual(b.device.type, "cuda")
+                if exact:
+                    self.assertTrue(torch.equal(a.detach(), b.detach().cpu()), f"{spec} state {state}")
+                else:
+                    self.assertLess((a.float() - b.float().cpu()).abs().max().item(), 5e-2 * max(1.0, a.float().abs().max().item()), spec)
+
 
 if __name__ == "__main__":
     if not torch.cuda.is_available():

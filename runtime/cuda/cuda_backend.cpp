@@ -427,7 +427,7 @@ class CudaBackend final : public Backend {
   }
   // An asynchronous copy to the device, from the next of a ring of pinned buffers (from pageable
   // memory cudaMemcpyAsync would copy synchronously). A buffer is reused once the copy from it
-  // has left, so the host waits only when the device is kUploads copies behind. (A table per key
+  // has left, so the host waits only when the device is 64 copies behind. (A table per key
   // with its own pinned mirror made the host wait at every change of contents: a batch of GEMMs
   // into a scratch output that several products of a step share, SOAP's rotations, changes its
   // pointer table each time; 6 waits a step on a small model, about 26 on GPT-2, seen on an H200.)

@@ -46,9 +46,13 @@ std::string compiler() {
 // -ffp-contract=off: no fused multiply-adds, so an element's result does not depend on whether
 // it fell in a vectorized body or a scalar remainder, nor on whether the kernel carries the
 // non-finite checks (which change how GCC vectorizes).
-const std::vector<std::string>& flags() {
-  static const std::vector<std::string> f = {"-std=c++17",        "-O3",      "-march=native", "-fno-math-errno", "-fno-trapping-math",
-                                             "-ffp-contract=off", "-fopenmp", "-fPIC",         "-shared",         "-w"};
+// $OPAL_CXXFLAGS (split at whitespace) come after these, and are part of the cache key.
+std::vector<std::string> flags() {
+  std::vector<std::string> f = {"-std=c++17",        "-O3",      "-march=native", "-fno-math-errno", "-fno-trapping-math",
+                                "-ffp-contract=off", "-fopenmp", "-fPIC",         "-shared",         "-w"};
+  const char* extra = std::getenv("OPAL_CXXFLAGS");
+  std::istringstream in(extra ? extra : "");
+  for (std::string w; in >> w;) f.push_back(w);
   return f;
 }
 
@@ -210,8 +214,9 @@ HostCompileResult compile_host(const std::string& source) {
   static std::mutex mu;  // one compile at a time per process keeps 2-core machines responsive
   std::lock_guard<std::mutex> lock(mu);
   HostCompileResult res;
+  const std::vector<std::string> cflags = flags();
   std::string flagline;
-  for (const auto& f : flags()) flagline += f + " ";
+  for (const auto& f : cflags) flagline += f + " ";
   std::string key = content_hash(source + "\n--\n" + flagline + "\n--\n" + toolchain_identity());
   std::string dir = cache_dir();
   std::error_code ec;
@@ -241,7 +246,7 @@ HostCompileResult compile_host(const std::string& source) {
     return res;
   }
   std::vector<std::string> argv = {compiler()};
-  argv.insert(argv.end(), flags().begin(), flags().end());
+  argv.insert(argv.end(), cflags.begin(), cflags.end());
   argv.push_back(fmt::format("-DOPAL_CACHE_KEY=\"{}\"", key));
   argv.insert(argv.end(), {"-x", "c++", src, "-o", tmp});
   std::string output;

@@ -363,6 +363,44 @@ TEST_CASE("a host compiler that hangs is stopped after OPAL_COMPILE_TIMEOUT, lea
   fs::remove_all(dir);
 }
 
+TEST_CASE("OPAL_CXXFLAGS reach the host compiler after Opal's flags, and key the cache") {
+  auto dir = scratch("cxxflags");
+  ScopedEnv cache("OPAL_CACHE_DIR", dir + "/cache");
+  const std::string src =  // a module with the cache key the loader checks, and the flag's value
+      "extern \"C\" const char* opal_cache_key(void) { return OPAL_CACHE_KEY; }\n"
+      "extern \"C\" int opal_flag_value() { return OPAL_TEST_FLAG; }\n";
+  auto value = [&](const HostCompileResult& r) { return reinterpret_cast<int (*)()>(r.module->symbol("opal_flag_value"))(); };
+  {
+    ScopedEnv extra("OPAL_CXXFLAGS", "  -DOPAL_TEST_FLAG=3\t-O1 ");
+    HostCompileResult a = compile_host(src);
+    INFO(a.error);
+    REQUIRE(a.module);
+    CHECK_FALSE(a.from_cache);
+    CHECK(value(a) == 3);
+  }
+  {
+    ScopedEnv extra("OPAL_CXXFLAGS", "-DOPAL_TEST_FLAG=4");  // other flags: another entry
+    HostCompileResult b = compile_host(src);
+    REQUIRE(b.module);
+    CHECK_FALSE(b.from_cache);
+    CHECK(value(b) == 4);
+  }
+  {
+    ScopedEnv extra("OPAL_CXXFLAGS", "-DOPAL_TEST_FLAG=3 -O1");  // the same words: the first entry
+    HostCompileResult c = compile_host(src);
+    REQUIRE(c.module);
+    CHECK(c.from_cache);
+    CHECK(value(c) == 3);
+  }
+  {
+    ScopedEnv extra("OPAL_CXXFLAGS", "--no-such-flag-for-opal");  // refused by the compiler: its message
+    HostCompileResult d = compile_host(src);
+    CHECK_FALSE(d.module);
+    CHECK(contains(d.error, "no-such-flag-for-opal"));
+  }
+  fs::remove_all(dir);
+}
+
 // ---- files ----
 
 TEST_CASE("directories and endless files are refused quickly (item 13)") {

@@ -270,6 +270,53 @@ class AllOrNothingSteps(unittest.TestCase):
                 self.assertEqual(opt.step_count("a"), 2 if policy != "zero" else 3)
 
 
+    def test_an_error_in_a_later_group_undoes_the_earlier_groups_steps(self):
+        # an error that is not about the values (a device's, a peer's, memory) stops the step in
+        # group 1 of 3: under the policies that keep copies group 0 undoes its step, so the step
+        # raises having changed nothing and the next one goes on; under "off" the error names the
+        # group that keeps its step
+        class DeviceLost:  # engine 1 fails as a lost device would, once its inputs are checked
+            def __init__(self, engine):
+                self.engine, self.fail = engine, True
+
+            def __getattr__(self, name):
+                return getattr(self.engine, name)
+
+            def step(self, *args):
+                if self.fail:
+                    raise RuntimeError("CUDA error: device lost")
+                return self.engine.step(*args)
+
+        for policy in ("off", "raise", "skip", "zero"):
+            with self.subTest(policy=policy):
+                torch.manual_seed(0)
+                ps = [torch.randn(4, 4, requires_grad=True), torch.randn(4, requires_grad=True), torch.randn(3, requires_grad=True)]
+                opt = Optimizer([{"params": [(n, p)]} for n, p in zip("abc", ps)], spec="adamw", nonfinite=policy)
+                for p in ps:
+                    p.grad = torch.ones_like(p)
+                opt.step()
+                before = [p.detach().clone() for p in ps], [{k: v.clone() for k, v in opt.state[p].items()} for p in ps]
+                opt._engines[1] = DeviceLost(opt._engines[1])
+                with self.assertRaises(RuntimeError) as cm:
+                    opt.step()
+                notes = "\n".join(getattr(cm.exception, "__notes__", []))
+                self.assertEqual(not torch.equal(ps[0].detach(), before[0][0]), policy == "off")  # group 0 keeps it only under off
+                self.assertTrue(torch.equal(ps[1].detach(), before[0][1]) and torch.equal(ps[2].detach(), before[0][2]))
+                if policy == "off":
+                    self.assertEqual(opt.step_count("a"), 2)
+                    self.assertIn("parameter group 0 of 3 had stepped before this error in group 1", notes)
+                else:
+                    self.assertTrue(all(torch.equal(v, before[1][0][k]) for k, v in opt.state[ps[0]].items()))
+                    self.assertEqual(opt.step_count("a"), 1)
+                    self.assertIn("undid it: the step changed nothing", notes)
+                self.assertEqual([opt.step_count(n) for n in "bc"], [1, 1])
+                self.assertEqual(opt.skipped_steps, 0)  # an error is not a skipped step
+                opt._engines[1].fail = False
+                opt.step()  # the next step goes on
+                self.assertEqual([opt.step_count(n) for n in "abc"], [3 if policy == "off" else 2, 2, 2])
+                self.assertEqual(opt.skipped_steps, 0)
+
+
 class NonFiniteHyperparameters(unittest.TestCase):
     """Item 12: NaN, Inf and values past float32 are refused."""
 

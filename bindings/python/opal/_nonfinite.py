@@ -28,3 +28,35 @@ def skip_whole(policy, stepped, raised, shard):
         raise _opal.NonFiniteError("another process of the group met a NaN or Inf; this process's step was undone too [NonFinite]\n"
                                    "  = help: that process's NonFiniteError names the parameter and the stage")
     return True
+
+
+def abandon_step(policy, stepped, groups, error):
+    """After an error that is not about the step's values (a device's, a peer's, memory) stopped
+    a step partway, at parameter group len(stepped) of `groups`: the engines that had stepped
+    undo their steps where the policy keeps the copies (any but "off"), so that the step raises
+    having stepped nothing; under "off" the error says which groups keep their step. Adds that
+    to the error's notes. Returns 1 when engine 0's undo counted as a skipped step, else 0."""
+    if not stepped:
+        return 0
+    done = "parameter group 0" if len(stepped) == 1 else f"parameter groups 0 to {len(stepped) - 1}"
+    if policy == "off":
+        _note(error, f"opal: {done} of {groups} had stepped before this error in group {len(stepped)}, and keep that step: nonfinite=\"off\" keeps "
+              "no copies to undo it\n  = help: under nonfinite=\"raise\" or \"skip\" a step that raises is undone whole")
+        return 0
+    failed = []
+    for i, engine in enumerate(stepped):
+        try:
+            engine.undo_step()
+        except Exception as e:  # (reported with the error that stopped the step)
+            failed.append((i, f"group {i}: {e}"))
+    if failed:
+        _note(error, f"opal: undoing the step of {done} failed too: " + "; ".join(m for _, m in failed))
+    else:
+        _note(error, f"opal: {done} had stepped before this error in group {len(stepped)}, and undid it: the step changed nothing")
+    return 1 if policy == "skip" and (not failed or failed[0][0] != 0) else 0
+
+
+def _note(error, text):
+    add = getattr(error, "add_note", None)  # (Python 3.11)
+    if add is not None:
+        add(text)

@@ -22,7 +22,7 @@ import torch
 from . import _opal
 from ._eval import EvalSequenceMethods
 from ._hints import hint
-from ._nonfinite import skip_whole
+from ._nonfinite import abandon_step, skip_whole
 from ._roles import Roles
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
@@ -162,6 +162,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
     def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, rounding="nearest", seed=0,
                  master_weights=False, state=None, process_group=None, reduce_grads=False, shards=None, **hparams):
         self._nonfinite = str(nonfinite)
+        self._skipped_by_errors = 0  # undone after an error (abandon_step): not skipped steps
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
         if rounding not in ("nearest", "stochastic"):
@@ -416,8 +417,11 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
     def step(self, closure=None):
         """One update of every parameter that has a gradient. Everything is checked first (each
         parameter's shape, dtype, device and layout against what the optimizer was built with,
-        each gradient, each hyperparameter), so a step that raises has stepped nothing. Steps of
-        one optimizer from several threads run one at a time."""
+        each gradient, each hyperparameter), so a step that raises has stepped nothing. An error
+        past those checks (a device's, a peer's, memory) in a later parameter group undoes the
+        earlier groups' steps under a nonfinite policy other than "off" (which keeps no copies:
+        there the error's note names the groups that stepped). Steps of one optimizer from
+        several threads run one at a time."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -451,6 +455,9 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                     stepped.append(engine)
             except _opal.NonFiniteError as e:
                 raised = e  # (its engine undid its own step)
+            except BaseException as e:  # not the step's values: a device, a peer, memory
+                self._skipped_by_errors += abandon_step(self._nonfinite, stepped, len(self.param_groups), e)
+                raise
             if skip_whole(self._nonfinite, stepped, raised, self._shard):
                 return loss
             self._share()
@@ -518,7 +525,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
     @property
     def skipped_steps(self):
         """Steps undone under nonfinite="skip" (every group skips a step together)."""
-        return self._engines[0].skipped_steps if self._engines else 0
+        return self._engines[0].skipped_steps - self._skipped_by_errors if self._engines else 0
 
     @property
     def diagnostics(self):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds the sanitizer build in build-san/: clang, AddressSanitizer +
 # UndefinedBehaviorSanitizer (every report fatal) and libFuzzer's instrumentation, so the same
-# folder runs the test suite (OPAL_CXX=clang++ ctest) and the fuzz targets (scripts/fuzz.sh).
+# folder runs the test suite (ctest, as scripts/test.sh runs it) and the fuzz targets (scripts/fuzz.sh).
 # -O1: sanitized code runs fast enough, and builds in a fraction of the time -O2 takes.
 # -openmp-opt-disable: clang 14's OpenMP optimization pass took a third of the compile time of
 # the Eigen-heavy files (34 of 98 s for runtime/cpu/linalg.cpp, -ftime-trace), for no gain here.

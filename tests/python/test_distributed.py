@@ -67,6 +67,19 @@ def nan_step(opt, m):
             "steps": opt._engines[0].step_count}
 
 
+class DeviceLost:
+    """An engine whose step fails as a lost device's would, after the step's checks."""
+
+    def __init__(self, engine):
+        self.engine = engine
+
+    def __getattr__(self, name):
+        return getattr(self.engine, name)
+
+    def step(self, *args):
+        raise RuntimeError("CUDA error: device lost")
+
+
 def worker(rank, world, path, spec, case, out):
     # (a bounded wait: a test that regresses into a hang fails instead)
     dist.init_process_group("gloo", init_method=f"file://{path}", rank=rank, world_size=world, timeout=timedelta(seconds=60))
@@ -138,6 +151,27 @@ def worker(rank, world, path, spec, case, out):
             opt.consolidate_state_dict(to=0)
             if rank == 0:
                 result["state"] = sorted(opt.state_dict()["state"])
+        elif case.startswith("fail:"):  # rank 1's step fails with an error (a lost device) under a policy; then a retry
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD, nonfinite=case[5:])
+            train(opt, m, steps=2)
+            before = {n: p.detach().clone() for n, p in m.named_parameters()}
+            x, y = batch()
+            opt.zero_grad()
+            ((m(x) - y) ** 2).mean().backward()
+            if rank == 1:
+                opt._engines[0] = DeviceLost(opt._engines[0])
+            try:
+                opt.step()
+                said = ""
+            except Exception as e:
+                said = f"{type(e).__name__}: {e}\n" + "\n".join(getattr(e, "__notes__", []))
+            unchanged = all(torch.equal(p.detach(), before[n]) for n, p in m.named_parameters())
+            steps = opt._engines[0].step_count
+            if rank == 1:
+                opt._engines[0] = opt._engines[0].engine
+            opt.step()  # the retry, on every rank
+            result = {"said": said, "unchanged": unchanged, "steps": steps, "skipped": opt.skipped_steps,
+                      "params": {n: p.detach().clone() for n, p in m.named_parameters()}}
         elif case.startswith("nan:"):  # a NaN in one rank's parameter under a policy
             result = nan_step(Optimizer(m, spec, process_group=dist.group.WORLD, nonfinite=case[4:]), m)
         elif case == "reduce":
@@ -341,6 +375,27 @@ class Sharded(unittest.TestCase):
                 if policy == "raise":  # the owner names the parameter, the other says where to look
                     self.assertEqual(sorted("`2.weight`" in r["said"] for r in ranks), [False, True])
                     self.assertTrue(any("another process of the group" in r["said"] for r in ranks))
+
+    def test_an_error_on_one_rank_undoes_the_step_on_every_rank_and_a_retry_goes_on(self):
+        # an error past the checks (a lost device) on rank 1: under the policies that agree on
+        # every step, rank 1 raises it, rank 0 undoes its own step and raises PeerStepError (it
+        # used to wait in the agreement until the group's timeout); the retry then steps every
+        # rank as one process would
+        m = model()
+        want = Optimizer(m, "adamw")
+        train(want, m, steps=3)
+        for policy in ("skip", "raise"):
+            with self.subTest(policy=policy):
+                ranks = run(2, "adamw", "fail:" + policy)
+                self.assertIn("RuntimeError: CUDA error: device lost", ranks[1]["said"])
+                self.assertIn("the other processes of the group undid their steps too", ranks[1]["said"])
+                self.assertIn("PeerStepError: another process of the group failed in this step", ranks[0]["said"])
+                for r in ranks:
+                    self.assertTrue(r["unchanged"])
+                    self.assertEqual(r["steps"], 2)
+                    self.assertEqual(r["skipped"], 0)  # an error is not a skipped step
+                    for n, p in m.named_parameters():
+                        self.assertTrue(torch.equal(r["params"][n], p.detach()), n)
 
     def test_reduce_grads_averages_each_rank_s_gradient(self):
         m = model()

@@ -9,10 +9,11 @@
     opt = Optimizer(model.named_parameters(), spec="soap", lr=3e-3)
 """
 from ._opal import CheckpointError, Compiled, DeviceError, HyperparameterError, NonFiniteError, NotFoundError, OpalError, SpecError, __version__
+from ._nonfinite import PeerStepError
 from ._opal import check as _check
 from ._opal import stdlib_dir
 
-__all__ = ["check", "compile", "stdlib_dir", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "DeviceError", "HyperparameterError", "__version__"]
+__all__ = ["check", "compile", "stdlib_dir", "Compiled", "OpalError", "SpecError", "CheckpointError", "NotFoundError", "NonFiniteError", "DeviceError", "HyperparameterError", "PeerStepError", "__version__"]
 
 
 def check(spec):

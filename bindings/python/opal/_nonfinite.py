@@ -5,6 +5,18 @@ the outcome depends neither on how parameters are grouped nor on the world size.
 
 from . import _opal
 
+# What a rank met in a step, agreed as the largest over the ranks of a process group.
+NONFINITE, FAILED = 1, 2
+
+
+class PeerStepError(RuntimeError):
+    """Another process of the group failed in this step with an error (not a NaN or an Inf), and
+    this one undid its step too. `undone`: the engines that undid theirs."""
+
+    def __init__(self, undone, message):
+        super().__init__(message)
+        self.undone = undone
+
 
 def skip_whole(policy, stepped, raised, shard):
     """After a step's engines ran (`stepped`: those that stepped, in order; `raised`: the
@@ -15,27 +27,38 @@ def skip_whole(policy, stepped, raised, shard):
     if policy not in ("raise", "skip"):
         return False
     kept = [e for e in stepped if not any(ev["action"] == "step skipped" for ev in e.nonfinite_events)]
-    skip = raised is not None or len(kept) < len(stepped)
+    level = NONFINITE if raised is not None or len(kept) < len(stepped) else 0
     if shard is not None:
-        skip = shard.any_rank(skip)
-    if not skip:
+        level = shard.most(level)
+    if not level:
         return False
     for engine in kept:
         engine.undo_step()
     if raised is not None:
         raise raised
+    if level == FAILED:
+        raise PeerStepError(kept, "another process of the group failed in this step (an error, not a NaN or Inf); this process's step was "
+                            "undone too, so every process can retry it\n  = help: that process's error says what failed")
     if policy == "raise":
         raise _opal.NonFiniteError("another process of the group met a NaN or Inf; this process's step was undone too [NonFinite]\n"
                                    "  = help: that process's NonFiniteError names the parameter and the stage")
     return True
 
 
-def abandon_step(policy, stepped, groups, error):
+def abandon_step(policy, stepped, groups, error, shard=None):
     """After an error that is not about the step's values (a device's, a peer's, memory) stopped
     a step partway, at parameter group len(stepped) of `groups`: the engines that had stepped
     undo their steps where the policy keeps the copies (any but "off"), so that the step raises
     having stepped nothing; under "off" the error says which groups keep their step. Adds that
-    to the error's notes. Returns 1 when engine 0's undo counted as a skipped step, else 0."""
+    to the error's notes. Under a process group (`shard`) with a policy that agrees on every step
+    (raise, skip), the other processes learn of it in that agreement, and undo their steps too.
+    Returns 1 when engine 0's undo counted as a skipped step, else 0."""
+    if shard is not None and policy in ("raise", "skip"):
+        try:
+            shard.most(FAILED)
+            _note(error, "opal: the other processes of the group undid their steps too (opal.PeerStepError there)")
+        except Exception as e:
+            _note(error, f"opal: telling the other processes of the group failed too: {e}")
     if not stepped:
         return 0
     done = "parameter group 0" if len(stepped) == 1 else f"parameter groups 0 to {len(stepped) - 1}"

@@ -216,10 +216,14 @@ class Sharding:
     @torch.no_grad()
     def any_rank(self, flag):
         """Whether `flag` holds on any rank: one number all-reduced, on every rank."""
+        return self.most(1 if flag else 0) > 0
+
+    def most(self, level):
+        """The largest of every rank's `level` (a small int): one number all-reduced, on every rank."""
         nccl = dist.get_backend(self.group) == "nccl"
-        t = torch.tensor([1.0 if flag else 0.0], device=torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu")
-        _collective("agreeing whether a rank met a NaN or Inf", dist.all_reduce, t, op=dist.ReduceOp.MAX, group=self.group)
-        return bool(t.item() > 0)
+        t = torch.tensor([float(level)], device=torch.device("cuda", torch.cuda.current_device()) if nccl else "cpu")
+        _collective("agreeing whether a rank met a NaN, an Inf or an error", dist.all_reduce, t, op=dist.ReduceOp.MAX, group=self.group)
+        return int(t.item())
 
     def average_grads(self, params):
         """All-reduces every gradient to the group's mean: one flat buffer per dtype and device

@@ -22,7 +22,7 @@ import torch
 from . import _opal
 from ._eval import EvalSequenceMethods
 from ._hints import hint
-from ._nonfinite import abandon_step, skip_whole
+from ._nonfinite import PeerStepError, abandon_step, skip_whole
 from ._roles import Roles
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
@@ -420,8 +420,9 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
         each gradient, each hyperparameter), so a step that raises has stepped nothing. An error
         past those checks (a device's, a peer's, memory) in a later parameter group undoes the
         earlier groups' steps under a nonfinite policy other than "off" (which keeps no copies:
-        there the error's note names the groups that stepped). Steps of one optimizer from
-        several threads run one at a time."""
+        there the error's note names the groups that stepped); under a process group with
+        "raise" or "skip", the other processes undo theirs and raise opal.PeerStepError, so every
+        process can retry the step. Steps of one optimizer from several threads run one at a time."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -456,10 +457,15 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
             except _opal.NonFiniteError as e:
                 raised = e  # (its engine undid its own step)
             except BaseException as e:  # not the step's values: a device, a peer, memory
-                self._skipped_by_errors += abandon_step(self._nonfinite, stepped, len(self.param_groups), e)
+                self._skipped_by_errors += abandon_step(self._nonfinite, stepped, len(self.param_groups), e, self._shard)
                 raise
-            if skip_whole(self._nonfinite, stepped, raised, self._shard):
-                return loss
+            try:
+                if skip_whole(self._nonfinite, stepped, raised, self._shard):
+                    return loss
+            except PeerStepError as e:  # undone for another process's error: not a skipped step
+                if self._nonfinite == "skip" and any(u is self._engines[0] for u in e.undone):
+                    self._skipped_by_errors += 1
+                raise
             self._share()
             self._consolidated = None  # a gathered state is of the step before
             if _bump_version is not None:

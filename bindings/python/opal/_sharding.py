@@ -214,10 +214,6 @@ class Sharding:
         return self.owner[name] == self.rank
 
     @torch.no_grad()
-    def any_rank(self, flag):
-        """Whether `flag` holds on any rank: one number all-reduced, on every rank."""
-        return self.most(1 if flag else 0) > 0
-
     def most(self, level):
         """The largest of every rank's `level` (a small int): one number all-reduced, on every rank."""
         nccl = dist.get_backend(self.group) == "nccl"

@@ -438,14 +438,16 @@ TEST_CASE("the canonical null-space basis depends on the matrix alone, and costs
   for (long long i = 0; i < G.size(); ++i) G.data()[i] = normal(rng);
   G.row(7).setZero();  // e_7 lies in the null space, as a row that got no gradient
   MatD L = G * G.transpose();
-  Eigen::SelfAdjointEigenSolver<MatD> es(L);
+  // (the column-major solvers, as the numerics references in this file's unity group use: their
+  // templates are compiled once, not again for row-major matrices)
+  Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> es(L);
   MatD V = es.eigenvectors();
   Eigen::VectorXd lam = es.eigenvalues();
   // the same null space in another basis, as another solver might return it
   const long long k = n - rank;
   MatD R(k, k);
   for (long long i = 0; i < R.size(); ++i) R.data()[i] = normal(rng);
-  MatD Q = Eigen::HouseholderQR<MatD>(R).householderQ();
+  MatD Q = Eigen::HouseholderQR<Eigen::MatrixXd>(R).householderQ();
   MatD V2 = V;
   V2.leftCols(k) = V.leftCols(k) * Q;
   std::vector<double> a_vals(n), a_vecs(n * n), b_vals(n), b_vecs(n * n);

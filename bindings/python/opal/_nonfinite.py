@@ -52,7 +52,7 @@ def abandon_step(policy, stepped, groups, error, shard=None):
     having stepped nothing; under "off" the error says which groups keep their step. Adds that
     to the error's notes. Under a process group (`shard`) with a policy that agrees on every step
     (raise, skip), the other processes learn of it in that agreement, and undo their steps too.
-    Returns 1 when engine 0's undo counted as a skipped step, else 0."""
+    Returns the engines that undid their steps."""
     if shard is not None and policy in ("raise", "skip"):
         try:
             shard.most(FAILED)
@@ -60,23 +60,24 @@ def abandon_step(policy, stepped, groups, error, shard=None):
         except Exception as e:
             _note(error, f"opal: telling the other processes of the group failed too: {e}")
     if not stepped:
-        return 0
+        return []
     done = "parameter group 0" if len(stepped) == 1 else f"parameter groups 0 to {len(stepped) - 1}"
     if policy == "off":
         _note(error, f"opal: {done} of {groups} had stepped before this error in group {len(stepped)}, and keep that step: nonfinite=\"off\" keeps "
               "no copies to undo it\n  = help: under nonfinite=\"raise\" or \"skip\" a step that raises is undone whole")
-        return 0
-    failed = []
+        return []
+    undone, failed = [], []
     for i, engine in enumerate(stepped):
         try:
             engine.undo_step()
+            undone.append(engine)
         except Exception as e:  # (reported with the error that stopped the step)
-            failed.append((i, f"group {i}: {e}"))
+            failed.append(f"group {i}: {e}")
     if failed:
-        _note(error, f"opal: undoing the step of {done} failed too: " + "; ".join(m for _, m in failed))
+        _note(error, f"opal: undoing the step of {done} failed too: " + "; ".join(failed))
     else:
         _note(error, f"opal: {done} had stepped before this error in group {len(stepped)}, and undid it: the step changed nothing")
-    return 1 if policy == "skip" and (not failed or failed[0][0] != 0) else 0
+    return undone
 
 
 def _note(error, text):

@@ -162,7 +162,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
     def __init__(self, params, spec="adamw", optimizer=None, nonfinite="off", model=None, roles=None, rounding="nearest", seed=0,
                  master_weights=False, state=None, process_group=None, reduce_grads=False, shards=None, **hparams):
         self._nonfinite = str(nonfinite)
-        self._skipped_by_errors = 0  # undone after an error (abandon_step): not skipped steps
+        self._skipped_by_errors = 0  # undone after an error (_not_skipped): not skipped steps
         if self._nonfinite not in ("off", "raise", "skip", "zero"):
             raise ValueError(f"nonfinite must be off, raise, skip or zero, not `{nonfinite}`")
         if rounding not in ("nearest", "stochastic"):
@@ -457,14 +457,13 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
             except _opal.NonFiniteError as e:
                 raised = e  # (its engine undid its own step)
             except BaseException as e:  # not the step's values: a device, a peer, memory
-                self._skipped_by_errors += abandon_step(self._nonfinite, stepped, len(self.param_groups), e, self._shard)
+                self._not_skipped(abandon_step(self._nonfinite, stepped, len(self.param_groups), e, self._shard))
                 raise
             try:
                 if skip_whole(self._nonfinite, stepped, raised, self._shard):
                     return loss
-            except PeerStepError as e:  # undone for another process's error: not a skipped step
-                if self._nonfinite == "skip" and any(u is self._engines[0] for u in e.undone):
-                    self._skipped_by_errors += 1
+            except PeerStepError as e:  # undone for another process's error
+                self._not_skipped(e.undone)
                 raise
             self._share()
             self._consolidated = None  # a gathered state is of the step before
@@ -473,6 +472,12 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                     for p in group["params"]:
                         _bump_version(p)
         return loss
+
+    def _not_skipped(self, undone):
+        """Engines' undos after an error, not a NaN: under "skip" each engine counted a skipped
+        step (skipped_steps reads engine 0's count), which this step was not."""
+        if self._nonfinite == "skip" and any(u is self._engines[0] for u in undone):
+            self._skipped_by_errors += 1
 
     def _plan_group(self, index, group, engine, seen):
         """The checked addresses of one group's step: (hparams, data, grads, stream, kept

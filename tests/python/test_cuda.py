@@ -103,6 +103,31 @@ class Cuda(unittest.TestCase):
                     self.assertLess((a.float() - b.float().cpu()).abs().max().item(), 5e-2 * max(1.0, a.float().abs().max().item()), spec)
 
 
+    @unittest.skipUnless(torch.cuda.is_available(), "needs a CUDA device (label gpu)")
+    def test_master_copies_follow_weights_loaded_after_building(self):
+        """As on the CPU (test_precision.MasterCopiesFollowTheirParameters): the copies in CUDA
+        memory take weights loaded after the optimizer was built; elements left alone keep theirs."""
+        torch.manual_seed(2)
+        model = torch.nn.Linear(32, 16).to(torch.bfloat16).cuda()
+        opt = Optimizer(model, spec="adamw", lr=1e-3, master_weights=True)
+        for _ in range(3):
+            for p in model.parameters():
+                p.grad = (0.1 * torch.randn_like(p.float())).to(p.dtype)
+            opt.step()
+        kept = opt.state[model.bias]["master"].clone()
+        pretrained = {k: torch.randn_like(v.float()).to(v.dtype) for k, v in model.state_dict().items()}
+        pretrained["bias"] = model.bias.detach().clone()  # the same values: the copy keeps its bits
+        model.load_state_dict(pretrained)
+        for p in model.parameters():
+            p.grad = torch.zeros_like(p)
+        with torch.no_grad():
+            opt.param_groups[0]["lr"] = 0.0
+        opt.step()
+        torch.cuda.synchronize()
+        self.assertTrue(torch.equal(model.weight, pretrained["weight"]))
+        self.assertTrue(torch.equal(opt.state[model.weight]["master"], pretrained["weight"].float()))
+        self.assertTrue(torch.equal(opt.state[model.bias]["master"], kept))
+
 if __name__ == "__main__":
     if not torch.cuda.is_available():
         print("skipped: torch sees no CUDA device")

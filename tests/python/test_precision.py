@@ -283,5 +283,123 @@ class Q8State(unittest.TestCase):
             self.assertLessEqual(reached, s + s // 10, f"f32 reached {f32[s]} at step {s}")
 
 
+class MasterCopiesFollowTheirParameters(unittest.TestCase):
+    """A 16-bit parameter with an f32 master copy, written outside the optimizer (pretrained
+    weights loaded after it was built): the copy takes the new values, where they are not its own
+    roundings (opal/_master.py). Before, the next step wrote the copy back over them."""
+
+    DTYPES = (torch.bfloat16, torch.float16)
+
+    def train(self, model, opt, steps, first=0):
+        for s in range(first, first + steps):
+            grads_for(model, s)
+            opt.step()
+
+    def run_of(self, model, opt):
+        return [p.detach().clone() for p in model.parameters()] + [opt.state[p]["master"].clone() for p in model.parameters()]
+
+    def assert_same(self, a, b, what):
+        for x, y in zip(a, b):
+            self.assertTrue(torch.equal(x, y), what)
+
+    def test_weights_loaded_after_building_are_stepped_not_overwritten(self):
+        for dtype in self.DTYPES:
+            for rounding in ("nearest", "stochastic"):
+                with self.subTest(dtype=dtype, rounding=rounding):
+                    torch.manual_seed(5)
+                    pretrained = {k: 0.5 * torch.randn(v.shape).to(dtype) for k, v in make_model(dtype).state_dict().items()}
+                    after = make_model(dtype)  # built, then the weights loaded, as a fine-tuning script may
+                    opt_after = Optimizer(after, spec="adamw", lr=1e-2, master_weights=True, rounding=rounding, seed=1)
+                    after.load_state_dict(pretrained)
+                    before = make_model(dtype)  # the weights loaded first
+                    before.load_state_dict(pretrained)
+                    opt_before = Optimizer(before, spec="adamw", lr=1e-2, master_weights=True, rounding=rounding, seed=1)
+                    self.train(after, opt_after, 3)
+                    self.train(before, opt_before, 3)
+                    self.assert_same(self.run_of(after, opt_after), self.run_of(before, opt_before), "built before or after loading: the same run")
+                    # new memory for a parameter (`p.data = ...`) is followed too
+                    w = after[0].weight
+                    w.data = torch.full_like(w, 2.0)
+                    w.grad = torch.zeros_like(w)
+                    opt_after.step()
+                    self.assertLess((w.float() - 2.0).abs().max().item(), 0.05, "stepped from the new values")
+
+    def test_loading_the_optimizer_before_or_after_the_model_resumes_exactly(self):
+        for dtype in self.DTYPES:
+            with self.subTest(dtype=dtype):
+                model = make_model(dtype)
+                opt = Optimizer(model, spec="adamw", lr=1e-3, master_weights=True)
+                self.train(model, opt, 3)
+                weights, state = {k: v.clone() for k, v in model.state_dict().items()}, opt.state_dict()
+                self.train(model, opt, 3, first=3)
+                whole = self.run_of(model, opt)
+                for model_first in (True, False):
+                    resumed = make_model(dtype)
+                    with torch.no_grad():
+                        for p in resumed.parameters():
+                            p.mul_(-3)  # not the weights saved
+                    ropt = Optimizer(resumed, spec="adamw", lr=1e-3, master_weights=True)
+                    if model_first:
+                        resumed.load_state_dict(weights)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore")
+                        ropt.load_state_dict(state)
+                    if not model_first:  # the weights are the copies' roundings: the copies keep their bits
+                        resumed.load_state_dict(weights)
+                    self.train(resumed, ropt, 3, first=3)
+                    self.assert_same(self.run_of(resumed, ropt), whole, f"resumed, the model loaded {'first' if model_first else 'last'}")
+
+    def test_only_the_elements_written_take_the_parameter_s_value(self):
+        # SGD steps of 1e-3 on bf16 weights at 1 leave the copies 4e-3 above their roundings
+        w = nn.Parameter(torch.ones(16, dtype=torch.bfloat16))
+        opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=True)
+        for _ in range(4):
+            w.grad = torch.full_like(w, -1e-3)
+            opt.step()
+        kept = opt.state[w]["master"].clone()
+        self.assertTrue(bool((kept != w.float()).all()))
+        with torch.no_grad():
+            w[3] = 5.0
+            w[7] = w[7].item()  # written, to the value it has: its copy keeps its bits
+        w.grad = torch.zeros_like(w)
+        opt.step()
+        master = opt.state[w]["master"]
+        self.assertEqual(master[3].item(), 5.0)
+        self.assertTrue(torch.equal(master[torch.arange(16) != 3], kept[torch.arange(16) != 3]))
+        # a copy gone non-finite takes finite weights loaded over it
+        with torch.no_grad():
+            master[0] = float("nan")
+            w.copy_(torch.full_like(w, 0.25))
+        opt.step()
+        self.assertTrue(torch.equal(opt.state[w]["master"], torch.full((16,), 0.25)))
+
+    def test_which_values_are_a_copy_s_roundings(self):
+        from opal._master import rounds_from
+        torch.manual_seed(0)
+        for dtype in self.DTYPES:
+            info = torch.finfo(dtype)
+            # copies from the dtype's subnormals to past its largest value, both signs, and exact ones
+            mags = torch.cat([torch.exp(torch.empty(4000).uniform_(-110, 100)), torch.tensor([0.0, info.tiny, info.max, info.max * 1.0001])])
+            master = torch.cat([mags, -mags, torch.randn(300).to(dtype).float()]).float()
+            master = master[(master.abs() <= 3e38)]
+            rne = master.to(dtype)
+            words = rne.view(torch.int16).to(torch.int32)
+            for step in (-2, -1, 0, 1, 2):  # the rounding to nearest and the dtype's values around it
+                cand = (words + step).to(torch.int16).view(dtype)
+                pf = cand.float()
+                nearest = (step == 0) & (torch.isfinite(pf) | (master.abs() > info.max))  # (an infinity past the largest value)
+                self.assertTrue(torch.equal(rounds_from(cand, master), nearest), f"{dtype} step {step}")
+                # rounding stochastically (bf16): also the next value on the copy's side
+                lo, hi = torch.minimum(rne.float(), pf), torch.maximum(rne.float(), pf)
+                beside = (abs(step) == 1) & (lo <= master) & (master <= hi) & (rne.float() != master)
+                beside &= torch.isfinite(pf) | (master.abs() > info.max)
+                want = nearest | beside if dtype == torch.bfloat16 else nearest
+                self.assertTrue(torch.equal(rounds_from(cand, master, stochastic=True), want), f"{dtype} step {step}, stochastic")
+            self.assertTrue(bool(rounds_from(torch.tensor([float("inf"), float("-inf")]).to(dtype), torch.tensor([3.4e38, -3.4e38])).all()))
+            self.assertFalse(bool(rounds_from(torch.tensor([float("inf")]).to(dtype), torch.tensor([1.0])).any()))
+            self.assertTrue(bool(rounds_from(torch.tensor([float("nan")]).to(dtype), torch.tensor([float("nan")])).all()))
+            self.assertFalse(bool(rounds_from(torch.tensor([1.0]).to(dtype), torch.tensor([float("nan")])).any()))
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -13,6 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ._sharding import _collective, _global_rank
+from ._state import CudaBlock
 
 
 def _bytes_at(address, nbytes, device):
@@ -20,8 +21,7 @@ def _bytes_at(address, nbytes, device):
     if nbytes == 0:
         return torch.empty(0, dtype=torch.uint8, device=device)
     if device.type == "cuda":
-        from .torch import _CudaBlock  # (a late import: torch.py imports this module)
-        return torch.as_tensor(_CudaBlock(None, address, (nbytes,), "|u1"), device=device)
+        return torch.as_tensor(CudaBlock(None, address, (nbytes,), "|u1"), device=device)
     return torch.frombuffer((ctypes.c_uint8 * nbytes).from_address(address), dtype=torch.uint8)
 
 

@@ -9,6 +9,31 @@ from collections.abc import Mapping, MutableMapping
 import torch
 
 
+class CudaBlock:
+    """A block of an optimizer's CUDA memory, for torch.as_tensor (zero-copy); it keeps the
+    optimizer alive while torch holds the block."""
+
+    def __init__(self, owner, address, shape, typestr="<f4"):
+        self.owner = owner
+        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (address, False), "version": 2, "strides": None}
+
+
+def slot_view(engine, name, slot):
+    """A live, zero-copy view of one state slot (host memory, or CUDA memory through
+    __cuda_array_interface__)."""
+    shape = engine.state_shape(name, slot)
+    # `state m: bf16`: 16-bit words, viewed as bfloat16; `state m: q8`: its codes, uint8
+    storage = engine.state_dtype(name, slot)
+    words = storage == "bf16"
+    typestr, dtype = ("<i2", torch.int16) if words else ("|u1", torch.uint8) if storage == "q8" else ("<f4", torch.float32)
+    if engine.device.startswith("cuda"):
+        ordinal = int(engine.device.split()[0].split(":")[1])
+        t = torch.as_tensor(CudaBlock(engine, engine.state_address(name, slot), shape, typestr), device=f"cuda:{ordinal}")
+    else:
+        t = torch.frombuffer(engine.state_view(name, slot), dtype=dtype).view(shape)
+    return t.view(torch.bfloat16) if words else t
+
+
 class ParamState(MutableMapping):
     """One parameter's slots ({slot: live tensor}). `state[slot] = value` copies value (a tensor,
     or anything torch.as_tensor takes; broadcast to the slot's shape) into the slot, converted to
@@ -26,6 +51,10 @@ class ParamState(MutableMapping):
 
     def __len__(self):
         return len(self._views)
+
+    @property
+    def name(self):
+        return self._name
 
     def __repr__(self):
         return repr(self._views)
@@ -80,10 +109,16 @@ class OptimizerState(MutableMapping):
     def __init__(self, owner):
         self._owner = owner
         self._held = {}  # tensor -> ParamState (the parameters this process steps)
+        self.changes = 0  # counts changes to _held (for caches of it)
         self._other = {}  # anything else a user keeps here
 
     def attach(self, tensor, engine, name, views):
         self._held[tensor] = ParamState(self._owner, engine, name, views)
+        self.changes += 1
+
+    def held(self):
+        """(tensor, its ParamState) of each parameter this process steps."""
+        return list(self._held.items())
 
     def __getitem__(self, tensor):
         if tensor in self._held:
@@ -125,6 +160,7 @@ class OptimizerState(MutableMapping):
                     s.restart({})
                 del self._held[old]
                 self._held[tensor] = s
+                self.changes += 1
                 return
 
     def restart_all(self, state=None):

@@ -22,11 +22,12 @@ import torch
 from . import _opal
 from ._eval import EvalSequenceMethods
 from ._hints import hint
+from ._master import MasterCopies
 from ._nonfinite import PeerStepError, abandon_step, skip_whole
 from ._roles import Roles
 from ._rows import RowShards
 from ._sharding import Sharding, ShardedMethods
-from ._state import OptimizerState
+from ._state import OptimizerState, slot_view
 
 __all__ = ["Optimizer"]
 
@@ -56,15 +57,6 @@ def _device_name(device):
     if device.type == "cuda":
         return f"cuda:{device.index if device.index is not None else torch.cuda.current_device()}"
     return "cpu"
-
-
-class _CudaBlock:
-    """A float32 block of an optimizer's CUDA memory, for torch.as_tensor (zero-copy); it keeps
-    the optimizer alive while torch holds the block."""
-
-    def __init__(self, owner, address, shape, typestr="<f4"):
-        self.owner = owner
-        self.__cuda_array_interface__ = {"shape": tuple(shape), "typestr": typestr, "data": (address, False), "version": 2, "strides": None}
 
 
 def _check_hparam(compiled, name, value, where):
@@ -151,9 +143,11 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
         are keyed by `seed`, the step, the parameter's name and the element.
     master_weights: keep an f32 master copy of every bf16 or float16 parameter (state slot
         "master"): the optimizer steps the copy and writes it, rounded, into the parameter, so
-        updates below the parameter's resolution accumulate. After changing such a parameter
-        outside the optimizer (loading weights), load the optimizer's state too, or the copy
-        overwrites it at the next step.
+        updates below the parameter's resolution accumulate. A parameter changed outside the
+        optimizer (pretrained weights loaded after building it, an in-place op, `p.data = ...`)
+        gives its copy the new values before the next step, at each element that no longer holds
+        the copy as rounded (opal/_master.py); writes torch does not count (into `p.data`'s
+        memory) are not seen.
 
     eval() / train(): for a spec with an evaluation sequence (schedule_free_adamw), put it in the
     parameters for evaluation and the training point back, as the reference optimizer does.
@@ -197,6 +191,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                 raise ValueError('nonfinite="zero" redoes one parameter\'s step, which a step in phases cannot: with shards= use "raise" or "skip"')
             self._rows = RowShards(self._shard, shards)
         self._lock = threading.RLock()  # one step (or load) at a time: the engines are not reentrant
+        self._masters = MasterCopies(rounding == "stochastic")  # the parameters' versions, for master copies that follow them
         self._engines = []
         self._shapes = []  # per group: each parameter's shape, device and dtype when it was added
         self._tensors = []  # per group: (weak references to) the tensors its state belongs to
@@ -361,7 +356,8 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
         self._synced.append({})
         self._sync_shown(len(self.param_groups) - 1, "add_param_group")
         for n, p in self._owned(group):
-            self.state.attach(p, engine, n, {s: self._view(engine, n, s) for s in engine.slots(n)})
+            self.state.attach(p, engine, n, {s: slot_view(engine, n, s) for s in engine.slots(n)})
+        self._masters.watch(self.state)
 
     @staticmethod
     def _check_tensor(name, p):
@@ -375,22 +371,6 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
             hint = ("; it is in channels_last memory format: build the optimizer over model.to(memory_format=torch.contiguous_format)"
                     if p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) else "")
             raise ValueError(f"parameter `{name}` is not contiguous; Opal updates parameters in place and needs contiguous memory{hint}")
-
-    @staticmethod
-    def _view(engine, name, slot):
-        """A live, zero-copy view of one state slot (host memory, or CUDA memory through
-        __cuda_array_interface__)."""
-        shape = engine.state_shape(name, slot)
-        # `state m: bf16`: 16-bit words, viewed as bfloat16; `state m: q8`: its codes, uint8
-        storage = engine.state_dtype(name, slot)
-        words = storage == "bf16"
-        typestr, dtype = ("<i2", torch.int16) if words else ("|u1", torch.uint8) if storage == "q8" else ("<f4", torch.float32)
-        if engine.device.startswith("cuda"):
-            ordinal = int(engine.device.split()[0].split(":")[1])
-            t = torch.as_tensor(_CudaBlock(engine, engine.state_address(name, slot), shape, typestr), device=f"cuda:{ordinal}")
-        else:
-            t = torch.frombuffer(engine.state_view(name, slot), dtype=dtype).view(shape)
-        return t.view(torch.bfloat16) if words else t
 
     def _sync_shown(self, index, where):
         """Keeps `betas` and `weight_decay` and the spec's b1, b2, wd equal: whichever side changed
@@ -446,6 +426,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                     if self._mine(n):
                         self.state.rekey(n, p, restart=True)
                     self._tensors[i][k] = weakref.ref(p)
+            self._masters.follow(self.state)  # a parameter written since the last step: its master copy takes the new values
             stepped, raised = [], None
             try:
                 for group, engine, (_hps, data, (grads, grad_dtypes), stream, _keep, _replaced) in zip(self.param_groups, self._engines, plans):
@@ -471,6 +452,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                 for group in self.param_groups:
                     for p in group["params"]:
                         _bump_version(p)
+            self._masters.watch(self.state)
         return loss
 
     def _not_skipped(self, undone):
@@ -688,6 +670,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                         if self._mine(n):
                             self.state.rekey(n, p)
                         self._tensors[i][k] = weakref.ref(p)
+            self._masters.watch(self.state)  # the copies loaded go with the parameters as they are now
         for group, sg in zip(self.param_groups, saved):
             for k, v in sg.items():
                 if k not in _GROUP_KEYS:

@@ -38,7 +38,9 @@ struct ParamDesc {
   // A 16-bit parameter with an f32 master copy: the optimizer steps the copy and stores it,
   // rounded, into `data` after every step, so updates below the parameter's resolution
   // accumulate. The copy is state slot `master` (checkpoints, state_dict, read_state). No effect
-  // on an f32 parameter.
+  // on an f32 parameter. Memory written outside the optimizer after the first step (external
+  // `data`) needs the copy written too (write_param does both; or write_state of `master`),
+  // or the next step stores the old copy over it.
   bool master = false;
   // A parameter sharded by rows across processes (FSDP's dim-0 shards): this process holds
   // `shape[0]` of the `whole_shape[0]` indices of dim 0, from `shard_row` on, and the other dims

@@ -101,7 +101,10 @@ OPAL_API opal_status opal_set_rounding(opal_optimizer* opt, const char* mode, ui
 /* Nonzero: every bf16 and f16 parameter gets an f32 master copy (state slot "master"): the
  * optimizer steps the copy and stores it, rounded, into the parameter, so that updates below
  * the parameter's resolution accumulate. Before the first call that uses the parameter list
- * (after it: OPAL_ERROR_STATE). */
+ * (after it: OPAL_ERROR_STATE). The copy is taken from the parameter's memory at that first
+ * call; a parameter written by the caller after it (weights loaded, a layer reset) needs its copy
+ * written too (opal_write_state(opt, name, "master", ...)), or the next step stores the old copy
+ * over it. */
 OPAL_API opal_status opal_set_master_weights(opal_optimizer* opt, int on);
 /* A parameter sharded by rows across processes (FSDP's dim-0 shards): the one added as `name`
  * holds indices [row, row + shape[0]) of dim 0 of a parameter whose whole shape is `whole_shape`

@@ -228,6 +228,16 @@ TEST_CASE("master weights: updates below bf16's resolution accumulate in the f32
   size_t n = 0;
   CHECK(opal_num_slots(opt, "w", &n) == OPAL_OK);
   CHECK(n == 2);  // sgd's momentum, and the copy
+  // weights the caller writes into the parameter's memory need the copy written too: the step
+  // stores the copy, so the parameter then goes on from the new weights
+  std::fill(w.begin(), w.end(), bf16(2.0f));
+  const std::vector<float> copy(8, 2.0f);
+  REQUIRE(opal_write_state(opt, "w", "master", copy.data(), 8) == OPAL_OK);
+  REQUIRE(opal_step(opt, nullptr) == OPAL_OK);
+  CHECK(from_bf16(w[0]) == 2.0f);
+  std::vector<float> now(8);
+  REQUIRE(opal_read_state(opt, "w", "master", now.data(), 8) == OPAL_OK);
+  CHECK(now[0] == doctest::Approx(2.0 + 0.001).epsilon(1e-4));
   opal_destroy(opt);
 }
 

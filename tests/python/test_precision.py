@@ -324,6 +324,27 @@ class MasterCopiesFollowTheirParameters(unittest.TestCase):
                     opt_after.step()
                     self.assertLess((w.float() - 2.0).abs().max().item(), 0.05, "stepped from the new values")
 
+    def test_writes_torch_does_not_count_are_seen_before_the_first_step(self):
+        # DDP's broadcast of rank 0's weights and writes through `.data` leave no version: they
+        # are seen at the first step after building the optimizer or loading its state, not later
+        w = nn.Parameter(torch.zeros(8, dtype=torch.bfloat16))
+        opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=True)
+        w.data.copy_(torch.full((8,), 3.0))  # (no version)
+        w.grad = torch.zeros_like(w)
+        opt.step()
+        self.assertTrue(torch.equal(w.float(), torch.full((8,), 3.0)))
+        self.assertTrue(torch.equal(opt.state[w]["master"], torch.full((8,), 3.0)))
+        w.data.copy_(torch.full((8,), 4.0))  # later, unseen: the copy's value comes back
+        opt.step()
+        self.assertTrue(torch.equal(w.float(), torch.full((8,), 3.0)))
+        state = opt.state_dict()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            opt.load_state_dict(state)
+        w.data.copy_(torch.full((8,), 5.0))
+        opt.step()
+        self.assertTrue(torch.equal(w.float(), torch.full((8,), 5.0)), "seen at the first step after a load")
+
     def test_loading_the_optimizer_before_or_after_the_model_resumes_exactly(self):
         for dtype in self.DTYPES:
             with self.subTest(dtype=dtype):

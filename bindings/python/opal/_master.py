@@ -9,7 +9,9 @@ element by element: where the parameter is no longer the copy as the optimizer r
 nearest; or, rounding bf16 stochastically, either of the two values around it), the copy takes the
 parameter's value; elsewhere it keeps its extra bits, so that loading the optimizer's state before
 the model's (whose weights are the copy's roundings) resumes as exactly as the other order. Writes
-torch does not count (into `p.data`'s memory, by another library's kernels) are not seen."""
+torch does not count (into `p.data`'s memory, by collectives, by another library's kernels) are
+seen only at the first step after building the optimizer or loading its state, when every copy is
+compared with its parameter."""
 
 import torch
 
@@ -45,6 +47,7 @@ class MasterCopies:
     def __init__(self, stochastic):
         self._stochastic = stochastic  # how bf16 parameters are written: rounds_from
         self._seen = {}  # parameter name -> the tensor's (_version, data_ptr()) then
+        self._checked = set()  # the names whose copies were compared with them since building or loading
         self._held = (-1, [])  # (state.changes, [(tensor, ParamState)] of those with copies)
 
     def _copies(self, state):
@@ -53,18 +56,24 @@ class MasterCopies:
                                           if MASTER in slots and slots[MASTER].shape == tensor.shape])  # (rows: whole)
         return self._held[1]
 
-    def watch(self, state):
-        """The parameters are as the optimizer left them: after building, a step, a load."""
+    def watch(self, state, loaded=False):
+        """The parameters are as the optimizer left them: after building, a step, a load (whose
+        copies are compared with the parameters at the next step, as after building)."""
+        if loaded:
+            self._checked.clear()
         for tensor, slots in self._copies(state):
             self._seen[slots.name] = _mark(tensor)
 
     def follow(self, state):
         """Before a step: the copy of each parameter written since takes the parameter's new
-        values (rounds_from)."""
+        values (rounds_from); at the first step after building or loading, every copy is compared
+        (writes torch does not count happen then: DDP's broadcast of rank 0's weights, a
+        checkpoint library writing through `.data`)."""
         for tensor, slots in self._copies(state):
             mark = _mark(tensor)
-            if self._seen.get(slots.name, mark) != mark:
+            if self._seen.get(slots.name, mark) != mark or slots.name not in self._checked:
                 copy = slots[MASTER]
                 with torch.no_grad():
                     copy.copy_(torch.where(rounds_from(tensor, copy, self._stochastic), copy, tensor.detach().float()))
                 self._seen[slots.name] = mark
+                self._checked.add(slots.name)

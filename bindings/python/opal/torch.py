@@ -147,7 +147,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
         optimizer (pretrained weights loaded after building it, an in-place op, `p.data = ...`)
         gives its copy the new values before the next step, at each element that no longer holds
         the copy as rounded (opal/_master.py); writes torch does not count (into `p.data`'s
-        memory) are not seen.
+        memory, DDP's broadcast) are seen at the first step after building or loading only.
 
     eval() / train(): for a spec with an evaluation sequence (schedule_free_adamw), put it in the
     parameters for evaluation and the training point back, as the reference optimizer does.
@@ -670,7 +670,7 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                         if self._mine(n):
                             self.state.rekey(n, p)
                         self._tensors[i][k] = weakref.ref(p)
-            self._masters.watch(self.state)  # the copies loaded go with the parameters as they are now
+            self._masters.watch(self.state, loaded=True)  # the copies loaded: compared with the parameters at the next step
         for group, sg in zip(self.param_groups, saved):
             for k, v in sg.items():
                 if k not in _GROUP_KEYS:

@@ -52,8 +52,8 @@ class MasterCopies:
 
     def _copies(self, state):
         if self._held[0] != state.changes:  # (a step's cost: most optimizers keep no copies)
-            self._held = (state.changes, [(tensor, slots) for tensor, slots in state.held()  # (not a parameter sharded by
-                                          if MASTER in slots and slots[MASTER].shape == tensor.shape])  # rows: its copy is whole)
+            self._held = (state.changes, [(tensor, slots) for tensor, slots in state.held()
+                                          if MASTER in slots and slots[MASTER].shape == tensor.shape])
         return self._held[1]
 
     def watch(self, state, loaded=False):

@@ -345,6 +345,24 @@ class MasterCopiesFollowTheirParameters(unittest.TestCase):
         opt.step()
         self.assertTrue(torch.equal(w.float(), torch.full((8,), 5.0)), "seen at the first step after a load")
 
+    def test_a_skipped_step_keeps_the_copy_of_the_new_weights(self):
+        # nonfinite="skip" undoes a step from copies made after the master copy took the weights
+        w = nn.Parameter(torch.zeros(8, dtype=torch.bfloat16))
+        opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=True, nonfinite="skip")
+        w.grad = torch.full_like(w, -1e-3)
+        opt.step()
+        with torch.no_grad():
+            w.copy_(torch.full((8,), 3.0))
+        w.grad = torch.zeros_like(w)
+        w.grad[2] = float("nan")
+        opt.step()
+        self.assertEqual(opt.skipped_steps, 1)
+        self.assertTrue(torch.equal(w.float(), torch.full((8,), 3.0)))
+        self.assertTrue(torch.equal(opt.state[w]["master"], torch.full((8,), 3.0)))
+        w.grad = torch.full_like(w, -1e-3)
+        opt.step()
+        self.assertTrue(torch.equal(opt.state[w]["master"], torch.full((8,), 3.0) + float(torch.tensor(1e-3, dtype=torch.bfloat16))))
+
     def test_loading_the_optimizer_before_or_after_the_model_resumes_exactly(self):
         for dtype in self.DTYPES:
             with self.subTest(dtype=dtype):

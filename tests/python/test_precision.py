@@ -24,6 +24,17 @@ def grads_for(model, step):
         p.grad = (0.1 * torch.randn(p.shape, generator=gen)).to(p.dtype)
 
 
+def sgd_steps(value, n, steps, master, **options):
+    """A bf16 vector of n `value`s after `steps` SGD steps of +1e-3 (lr 1, no momentum): each
+    below half of bf16's ulp at 1 (2^-7)."""
+    w = nn.Parameter(torch.full((n,), value, dtype=torch.bfloat16))
+    opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=master, **options)
+    for _ in range(steps):
+        w.grad = torch.full_like(w, -1e-3)
+        opt.step()
+    return w, opt
+
+
 class SixteenBit(unittest.TestCase):
     def check_rounded_reference(self, spec, dtype):
         """`spec` on a `dtype` model against the f32 program on f32 copies of its parameters and
@@ -69,18 +80,9 @@ class SixteenBit(unittest.TestCase):
         self.assertAlmostEqual(run("stochastic"), (1 - 1e-5) ** 500, delta=2e-4)
 
     def test_master_weights_accumulate_small_updates(self):
-        # SGD steps of 1e-3 on bf16 weights at 1: each is below half of bf16's ulp (2^-7)
-        def run(master):
-            w = nn.Parameter(torch.ones(16, dtype=torch.bfloat16))
-            opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=master)
-            for _ in range(8):
-                w.grad = torch.full_like(w, -1e-3)
-                opt.step()
-            return w, opt
-
-        w, _ = run(False)
+        w, _ = sgd_steps(1.0, 16, 8, master=False)
         self.assertTrue(torch.equal(w, torch.ones(16, dtype=torch.bfloat16)))
-        w, opt = run(True)
+        w, opt = sgd_steps(1.0, 16, 8, master=True)
         self.assertTrue(torch.equal(w.float(), torch.full((16,), 1.0078125)))
         self.assertEqual(opt.state[w]["master"].dtype, torch.float32)
         self.assertAlmostEqual(opt.state[w]["master"][0].item(), 1 + 8 * float(torch.tensor(1e-3, dtype=torch.bfloat16)), places=5)
@@ -347,10 +349,7 @@ class MasterCopiesFollowTheirParameters(unittest.TestCase):
 
     def test_a_skipped_step_keeps_the_copy_of_the_new_weights(self):
         # nonfinite="skip" undoes a step from copies made after the master copy took the weights
-        w = nn.Parameter(torch.zeros(8, dtype=torch.bfloat16))
-        opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=True, nonfinite="skip")
-        w.grad = torch.full_like(w, -1e-3)
-        opt.step()
+        w, opt = sgd_steps(0.0, 8, 1, master=True, nonfinite="skip")
         with torch.no_grad():
             w.copy_(torch.full((8,), 3.0))
         w.grad = torch.zeros_like(w)
@@ -389,12 +388,7 @@ class MasterCopiesFollowTheirParameters(unittest.TestCase):
                     self.assert_same(self.run_of(resumed, ropt), whole, f"resumed, the model loaded {'first' if model_first else 'last'}")
 
     def test_only_the_elements_written_take_the_parameter_s_value(self):
-        # SGD steps of 1e-3 on bf16 weights at 1 leave the copies 4e-3 above their roundings
-        w = nn.Parameter(torch.ones(16, dtype=torch.bfloat16))
-        opt = Optimizer([("w", w)], spec="sgd", lr=1.0, b1=0.0, master_weights=True)
-        for _ in range(4):
-            w.grad = torch.full_like(w, -1e-3)
-            opt.step()
+        w, opt = sgd_steps(1.0, 16, 4, master=True)  # the copies 4e-3 above their roundings
         kept = opt.state[w]["master"].clone()
         self.assertTrue(bool((kept != w.float()).all()))
         with torch.no_grad():

@@ -20,17 +20,12 @@
 #include "runtime/error.h"
 
 #include "error_of.h"
+#include "scratch.h"
 
 using namespace opal;
+using opal::testing::scratch;
 
 namespace {
-
-std::string scratch(const std::string& name) {
-  auto p = std::filesystem::temp_directory_path() / ("opal-ablate-test-" + name + "-" + std::to_string(::getpid()));
-  std::filesystem::remove_all(p);
-  std::filesystem::create_directories(p);
-  return p.string();
-}
 
 std::string write(const std::string& dir, const std::string& name, const std::string& text) {
   std::string path = dir + "/" + name;

@@ -204,6 +204,9 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   // the loop, for w and g stored as `wt` and `gt`
   std::string ind = K.indexed && K.domain == Domain::Full ? "      " : "    ";
   auto idx = [&](Shape s) { return index(K.domain, s, K.indexed); };
+  // A flat parallel loop may stage its bf16 stores rounded to nearest (stages_bf16): each value
+  // goes to the chunk's `opal_h<b>`, converted a vector at a time after it.
+  const bool stageable = stages_bf16() && !K.indexed && !K.serial && K.domain == Domain::Full && K.reductions.empty() && q8_stores.empty();
   auto render_sr = [&](exec::DType wt, exec::DType gt, const char* sr) {
     auto load = [&](exec::DType t, size_t b) {
       const std::string at = fmt::format("sb{}[{}]", b, idx(Shape::Full));
@@ -217,67 +220,83 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       if (s.q8) return fmt::format("opal_ld_q8(sb{}[{}], sb{}[({}) / {}])", buf_of_slot(k), at, buf_of_slot(s.scales), at, s.q8);
       return fmt::format("sb{}[{}]", buf_of_slot(k), at);
     };
-    std::string out;
-    for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
-    for (ValueId v : K.body) {
-      const ir::Node& n = g.at(v);
-      std::string rhs;
-      if (n.op == Op::RandN) rhs = fmt::format("opal_randn(opal_key(T.id, U_t, T.base + {}))", idx(Shape::Full));
-      else if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
-      else if (n.op == Op::Param) rhs = load(wt, exec::kParamBuffer);
-      else if (n.op == Op::Grad) rhs = load(gt, exec::kGradBuffer);
-      else if (n.op == Op::StateRead) rhs = load_slot(n.iattr);
-      else rhs = element_expr(g, v);
-      out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
-    }
-    for (auto [v, i] : checks) out += fmt::format("{}if (opal_nonfinite(v{})) opal_chk |= {}u;  // {}\n", ind, v.v, 1u << i, g.probes[i].stage);
-    for (ValueId r : K.reductions) {
-      const ir::Node& n = g.at(r);
-      std::string val = operand(g, n.operands[0]);
-      if (n.op == Op::Sum) out += fmt::format("{}{}\n", ind, accumulate_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)), val));
-      else out += fmt::format("{}{}  // {}\n", ind, accumulate(buf_of_temp(r), n.op == Op::RowSum, val), comment(g, r));
-    }
-    for (ValueId s : K.stores) out += fmt::format("{}sb{}[{}] = v{};  // temp\n", ind, buf_of_temp(s), idx(g.at(s).shape), s.v);
-    for (ValueId e : K.effects) {
-      const ir::Node& n = g.at(e);
-      std::string val = operand(g, n.operands[0]);
-      if (n.op == Op::ParamWrite) {
-        const std::string at = idx(Shape::Full);
-        const std::string stored = wt == exec::DType::F32    ? val
-                                   : wt == exec::DType::BF16 ? fmt::format("opal_to_bf16({}, {}, T.id, U_t, T.base + {})", val, sr, at)
-                                                             : fmt::format("opal_to_f16({})", val);
-        // a 16-bit store can overflow a finite f32 value (f16 from 65520 up): the new value's
-        // probe checks what is stored, too
-        const auto probe = std::find_if(checks.begin(), checks.end(), [&](const auto& c) { return c.first == n.operands[0]; });
-        if (wt != exec::DType::F32 && probe != checks.end()) {
-          const char* inf = wt == exec::DType::BF16 ? "0x7f80u" : "0x7c00u";  // the exponent bits all ones: Inf or NaN
-          out += fmt::format("{}const unsigned short opal_w{} = {};\n", ind, e.v, stored);
-          out += fmt::format("{0}if ((opal_w{1} & {2}) == {2}) opal_chk |= {3}u;  // {4}, as stored\n", ind, e.v, inf, 1u << probe->second,
-                             g.probes[probe->second].stage);
-          out += fmt::format("{}sb0[{}] = opal_w{};  // {}\n", ind, at, e.v, comment(g, e));
-        } else out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
-      } else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
-      else {
-        // a q8 slot's value waits for its block (q8_loop quantizes it)
-        if (g.slots[n.iattr].q8) {
-          const std::string q = fmt::format("opal_q{}[{}]", buf_of_slot(n.iattr), q8_index());
-          if (n.op == Op::StateWriteIf)
-            out += fmt::format("{}{} = {} != 0.0f ? {} : {};  // {}\n", ind, q, operand(g, n.operands[1]), val, load_slot(n.iattr), comment(g, e));
-          else out += fmt::format("{}{} = {};  // {}\n", ind, q, val, comment(g, e));
-          continue;
-        }
-        // a bf16 slot rounds its store, stochastically from a stream of its own (the tensor's id
-        // mixed with the slot's index)
-        const std::string at = idx(g.slots[n.iattr].shape);
-        const std::string stored = g.slots[n.iattr].bf16 ? fmt::format("opal_to_bf16({}, {}, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})",
-                                                                       val, g.slots[n.iattr].stochastic ? "1" : sr, n.iattr + 1, at)
-                                                         : val;
-        if (n.op == Op::StateWriteIf)
-          out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), at, stored,
-                             comment(g, e));
-        else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), at, stored, comment(g, e));
+    const bool nearest = std::string(sr) == "0";
+    // the body; `staged`: where given, the bf16 stores it may stage, and it collects their buffers
+    auto body = [&](std::vector<size_t>* staged) {
+      std::string out;
+      for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
+      for (ValueId v : K.body) {
+        const ir::Node& n = g.at(v);
+        std::string rhs;
+        if (n.op == Op::RandN) rhs = fmt::format("opal_randn(opal_key(T.id, U_t, T.base + {}))", idx(Shape::Full));
+        else if (n.op == Op::Eye) rhs = n.shape == Shape::Left ? "(float)(e % (rows + 1) == 0)" : "(float)(e % (cols + 1) == 0)";
+        else if (n.op == Op::Param) rhs = load(wt, exec::kParamBuffer);
+        else if (n.op == Op::Grad) rhs = load(gt, exec::kGradBuffer);
+        else if (n.op == Op::StateRead) rhs = load_slot(n.iattr);
+        else rhs = element_expr(g, v);
+        out += fmt::format("{}const float v{} = {};  // {}\n", ind, v.v, rhs, comment(g, v));
       }
-    }
+      for (auto [v, i] : checks) out += fmt::format("{}if (opal_nonfinite(v{})) opal_chk |= {}u;  // {}\n", ind, v.v, 1u << i, g.probes[i].stage);
+      for (ValueId r : K.reductions) {
+        const ir::Node& n = g.at(r);
+        std::string val = operand(g, n.operands[0]);
+        if (n.op == Op::Sum) out += fmt::format("{}{}\n", ind, accumulate_total(fmt::format("acc{}", r.v), fmt::format("sb{}", buf_of_temp(r)), val));
+        else out += fmt::format("{}{}  // {}\n", ind, accumulate(buf_of_temp(r), n.op == Op::RowSum, val), comment(g, r));
+      }
+      for (ValueId s : K.stores) out += fmt::format("{}sb{}[{}] = v{};  // temp\n", ind, buf_of_temp(s), idx(g.at(s).shape), s.v);
+      for (ValueId e : K.effects) {
+        const ir::Node& n = g.at(e);
+        std::string val = operand(g, n.operands[0]);
+        if (n.op == Op::ParamWrite) {
+          const std::string at = idx(Shape::Full);
+          const std::string stored = wt == exec::DType::F32    ? val
+                                     : wt == exec::DType::BF16 ? fmt::format("opal_to_bf16({}, {}, T.id, U_t, T.base + {})", val, sr, at)
+                                                               : fmt::format("opal_to_f16({})", val);
+          // a 16-bit store can overflow a finite f32 value (f16 from 65520 up): the new value's
+          // probe checks what is stored, too
+          const auto probe = std::find_if(checks.begin(), checks.end(), [&](const auto& c) { return c.first == n.operands[0]; });
+          if (staged && wt == exec::DType::BF16 && nearest && probe == checks.end()) {
+            staged->push_back(exec::kParamBuffer);
+            out += fmt::format("{}opal_h{}[e - opal_c] = {};  // {}\n", ind, exec::kParamBuffer, val, comment(g, e));
+          } else if (wt != exec::DType::F32 && probe != checks.end()) {
+            const char* inf = wt == exec::DType::BF16 ? "0x7f80u" : "0x7c00u";  // the exponent bits all ones: Inf or NaN
+            out += fmt::format("{}const unsigned short opal_w{} = {};\n", ind, e.v, stored);
+            out += fmt::format("{0}if ((opal_w{1} & {2}) == {2}) opal_chk |= {3}u;  // {4}, as stored\n", ind, e.v, inf, 1u << probe->second,
+                               g.probes[probe->second].stage);
+            out += fmt::format("{}sb0[{}] = opal_w{};  // {}\n", ind, at, e.v, comment(g, e));
+          } else out += fmt::format("{}sb0[{}] = {};  // {}\n", ind, at, stored, comment(g, e));
+        } else if (n.op == Op::GlobalPut) out += fmt::format("{}sb{}[0] = {};  // {}\n", ind, buf_of_temp(e), val, comment(g, e));
+        else {
+          // a q8 slot's value waits for its block (q8_loop quantizes it)
+          if (g.slots[n.iattr].q8) {
+            const std::string q = fmt::format("opal_q{}[{}]", buf_of_slot(n.iattr), q8_index());
+            if (n.op == Op::StateWriteIf)
+              out += fmt::format("{}{} = {} != 0.0f ? {} : {};  // {}\n", ind, q, operand(g, n.operands[1]), val, load_slot(n.iattr), comment(g, e));
+            else out += fmt::format("{}{} = {};  // {}\n", ind, q, val, comment(g, e));
+            continue;
+          }
+          // a bf16 slot rounds its store, stochastically from a stream of its own (the tensor's id
+          // mixed with the slot's index)
+          const ir::Slot& slot = g.slots[n.iattr];
+          const std::string at = idx(slot.shape);
+          if (staged && slot.bf16 && !slot.stochastic && nearest && n.op == Op::StateWrite && slot.shape == Shape::Full) {
+            staged->push_back(buf_of_slot(n.iattr));
+            out += fmt::format("{}opal_h{}[e - opal_c] = {};  // {}\n", ind, buf_of_slot(n.iattr), val, comment(g, e));
+            continue;
+          }
+          const std::string stored = g.slots[n.iattr].bf16
+                                         ? fmt::format("opal_to_bf16({}, {}, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})", val,
+                                                       g.slots[n.iattr].stochastic ? "1" : sr, n.iattr + 1, at)
+                                         : val;
+          if (n.op == Op::StateWriteIf)
+            out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), at, stored,
+                               comment(g, e));
+          else out += fmt::format("{}sb{}[{}] = {};  // {}\n", ind, buf_of_slot(n.iattr), at, stored, comment(g, e));
+        }
+      }
+      return out;
+    };
+    const std::string out = body(nullptr);
     // the f32 buffers it reads and writes element by element (`sb<b>[e]`): a target may move
     // them 16 bytes at a time
     vec_ = {};
@@ -298,8 +317,13 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         if (touched.writes.count(b)) vec_.store.push_back(b);
         if (touched.reads.count(b) || touched.writes.count(b)) vec_.all.push_back(b);
       }
+    if (!q8_stores.empty()) return q8_loop(K, out, q8_stores);
+    std::vector<size_t> staged;
+    const std::string staged_body = stageable && nearest ? body(&staged) : std::string();
+    std::sort(staged.begin(), staged.end());
+    staged.erase(std::unique(staged.begin(), staged.end()), staged.end());
     // a target may emit the body more than once
-    return q8_stores.empty() ? loop(K, out) : q8_loop(K, out, q8_stores);
+    return staged.empty() ? loop(K, out) : staged_loop(K, out, staged_body, staged);
   };
   // A loop storing bf16 is emitted twice, rounding stochastically and to nearest, so that the
   // common case computes no random bits at all.
@@ -339,8 +363,9 @@ std::string emit_program(const EmitInput& in, Target target) {
   std::unique_ptr<CEmitter> em = target == Target::Cpu ? make_cpu_emitter() : make_cuda_emitter();
   em->checked = in.check_finite;
   em->mixed = in.mixed;
+  em->bf16 = in.mixed;
   for (const EmitRoute& r : in.routes)
-    for (const ir::Slot& s : r.plan->graph.slots) em->q8 = em->q8 || s.q8 != 0;
+    for (const ir::Slot& s : r.plan->graph.slots) em->q8 = em->q8 || s.q8 != 0, em->bf16 = em->bf16 || s.bf16;
   std::string out = fmt::format("// Generated by Opal from optimizer `{}` for the {} target{}{}. Do not edit.\n", in.optimizer,
                                 target == Target::Cpu ? "cpu" : "cuda", in.check_finite ? ", with non-finite checks" : "",
                                 in.mixed ? ", for f32, bf16 and f16 parameters and gradients" : "");

@@ -23,6 +23,9 @@ class CEmitter {
   bool mixed = false;
   // Some slot is stored as q8: the prelude defines support/q8.h's table and functions.
   bool q8 = false;
+  // Some store is bf16 (a slot, or w in the mixed program): a target may define what staging
+  // them needs (stages_bf16).
+  bool bf16 = false;
 
  protected:
   // A q8 slot a kernel stores: its codes' and scales' buffers and its block size.
@@ -47,6 +50,17 @@ class CEmitter {
   // the loop's reads its scale once per block, as `opal_s<scales>`.
   virtual std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const = 0;
   virtual std::string q8_index() const = 0;
+  // Staged bf16 stores. A target converting bf16 faster a vector at a time says so here; then
+  // the flat, parallel loops of the full space without reductions get staged_loop() with two
+  // bodies: `body` as loop() takes it, and `staged_body`, which writes each value it would
+  // store as bf16 rounded to nearest (unconditionally) into `opal_h<b>[e - opal_c]` instead,
+  // e running over a chunk that starts at opal_c. `staged`: those buffers b (16-bit words),
+  // each once. The target stores the chunk, rounding as opal_to_bf16 does, bit for bit.
+  virtual bool stages_bf16() const { return false; }
+  virtual std::string staged_loop(const Kernel& k, const std::string& body, const std::string& staged_body, const std::vector<size_t>& staged) const {
+    (void)staged_body, (void)staged;
+    return loop(k, body);
+  }
   // Opens a kernel that reads q8 slots: where the target keeps its own copy of the code's table
   // (`opal_q8_tab`), it loads it here.
   virtual std::string q8_table_load() const { return ""; }

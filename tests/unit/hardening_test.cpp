@@ -33,6 +33,7 @@
 
 #include "error_of.h"
 #include "run_cli.h"
+#include "scoped_env.h"
 #include "scratch.h"
 
 using namespace opal;
@@ -40,22 +41,6 @@ using namespace opal::testing;
 namespace fs = std::filesystem;
 
 namespace {
-
-// Sets an environment variable for a scope.
-struct ScopedEnv {
-  std::string name, saved;
-  bool had;
-  ScopedEnv(const char* n, const std::string& v) : name(n) {
-    const char* p = std::getenv(n);
-    had = p != nullptr;
-    if (had) saved = p;
-    setenv(n, v.c_str(), 1);
-  }
-  ~ScopedEnv() {
-    if (had) setenv(name.c_str(), saved.c_str(), 1);
-    else unsetenv(name.c_str());
-  }
-};
 
 struct Params {
   std::vector<std::vector<float>> w, g;

@@ -17,6 +17,25 @@ const char* kQ8BlockCpu =
     "static __attribute__((noinline)) void opal_q8_block_cpu(const float* __restrict__ q, long long n, unsigned char* __restrict__ c,\n"
     "                                                        float* __restrict__ s) {\n  opal_q8_block(q, n, c, s);\n}\n";
 
+// Staged bf16 stores (CEmitter::staged_loop): where the compiler targets AVX512-BF16, 64 values
+// at a time through its conversion, which rounds to nearest even as opal_to_bf16 does, bit for
+// bit, except that it flushes subnormals to zero: a run of 32 values holding one is rounded
+// value by value (checked over every float by tests/unit/cpu_staging_test.cpp). Elsewhere
+// OPAL_STAGE_BF16 is undefined and the loops store value by value.
+const char* kStageBf16 = R"(#if defined(__AVX512BF16__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+#define OPAL_STAGE_BF16 1
+static inline void opal_st_bf16x64(unsigned short* __restrict__ d, const float* __restrict__ x) {
+  for (int q = 0; q < 64; q += 32) {
+    const __m512 a = _mm512_loadu_ps(x + q), b = _mm512_loadu_ps(x + q + 16);
+    if (__builtin_expect((_mm512_fpclass_ps_mask(a, 0x20) | _mm512_fpclass_ps_mask(b, 0x20)) != 0, 0))
+      for (int k = q; k < q + 32; ++k) d[k] = opal_to_bf16(x[k], 0, 0ull, 0.0, 0ll);
+    else _mm512_storeu_si512((void*)(d + q), (__m512i)_mm512_cvtne2ps_pbh(b, a));
+  }
+}
+#endif
+)";
+
 // memcpy, for bit casts, declared as the math is (exec::kCMathDeclarations): no header.
 const char* kMemcpyDeclaration = "extern \"C\" void* memcpy(void*, const void*, unsigned long);\n";
 
@@ -39,6 +58,7 @@ static inline float opal_bf16(float x) {
                "static inline unsigned int opal_f2u(float x) { unsigned int u; memcpy(&u, &x, 4); return u; }\n"
                "static inline float opal_u2f(unsigned int u) { float x; memcpy(&x, &u, 4); return x; }\n",
                "static inline") +
+           (bf16 ? kStageBf16 : "") +
            (q8 ? exec::q8_table_c("static const", "opal_q8_tab") + exec::q8_funcs_c("static inline") + kQ8BlockCpu : std::string()) +
            R"(static inline int opal_nonfinite(float x) {
   unsigned int b;
@@ -81,12 +101,34 @@ static inline float opal_bf16(float x) {
   // than its few elements (an `if` clause still builds a team of one).
   std::string loop(const Kernel& k, const std::string& body) const override {
     if (k.serial || k.domain == Domain::Rows || k.domain == Domain::Cols || k.domain == Domain::One) return loop_open(k) + body + loop_close(k);
-    const bool flat = !k.indexed;
+    if (!k.indexed) return flat_loop(body, "0");
+    const std::string small = "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
+    return fmt::format("  if (numel < 65536) {{\n{}{}{}  }} else {{\n{}{}{}  }}\n", small, body, loop_close(k), loop_open(k), body, loop_close(k));
+  }
+  // The elements from `start` on, one by one (vectorized).
+  std::string flat_loop(const std::string& body, const std::string& start) const {
     const std::string chk = checked ? " reduction(|:opal_chk)" : "";
-    std::string small = flat ? "  #pragma omp simd" + chk + "\n  for (long long e = 0; e < n_e; ++e) {\n"
-                             : "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
-    return fmt::format("  if ({} < 65536) {{\n{}{}{}  }} else {{\n{}{}{}  }}\n", flat ? "n_e" : "numel", small, body, loop_close(k), loop_open(k),
-                       body, loop_close(k));
+    const std::string head = fmt::format("  for (long long e = {}; e < n_e; ++e) {{\n", start);
+    return fmt::format(
+        "  if ({0} < 65536) {{\n  #pragma omp simd{1}\n{2}{3}  }}\n  }} else {{\n  #pragma omp parallel for simd schedule(static){1}\n{2}{3}  }}\n  "
+        "}}\n",
+        start == "0" ? "n_e" : "n_e - " + start, chk, head, body);
+  }
+  // Chunks of 64 elements, each computed into `opal_h<b>` and stored by opal_st_bf16x64; the
+  // last n_e % 64 as loop() runs them. The chunks are parallel as loop() is: over 65536
+  // elements.
+  bool stages_bf16() const override { return true; }
+  std::string staged_loop(const Kernel&, const std::string& body, const std::string& staged_body, const std::vector<size_t>& staged) const override {
+    const std::string chk = checked ? " reduction(|:opal_chk)" : "";
+    std::string chunk = "  for (long long opal_c = 0; opal_c < opal_n; opal_c += 64) {\n";
+    for (size_t b : staged) chunk += fmt::format("    float opal_h{}[64];\n", b);
+    chunk += "  #pragma omp simd" + chk + "\n  for (long long e = opal_c; e < opal_c + 64; ++e) {\n" + staged_body + "  }\n";
+    for (size_t b : staged) chunk += fmt::format("    opal_st_bf16x64(sb{0} + opal_c, opal_h{0});\n", b);
+    chunk += "  }\n";
+    return "  {\n  long long opal_n = 0;  // the elements of whole chunks\n#ifdef OPAL_STAGE_BF16\n  opal_n = n_e / 64 * 64;\n  if (opal_n < 65536) "
+           "{\n" +
+           chunk + "  } else {\n  #pragma omp parallel for schedule(static)" + chk + "\n" + chunk + "  }\n#endif\n" + flat_loop(body, "opal_n") +
+           "  }\n";
   }
   std::string q8_index() const override { return "e - opal_e0"; }
   std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const override {

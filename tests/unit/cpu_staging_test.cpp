@@ -1,0 +1,133 @@
+// The CPU target's staged bf16 stores (cpu_codegen.cpp, CEmitter::staged_loop): on a CPU with
+// AVX512-BF16 the flat loops round their bf16 stores to nearest a vector at a time, and must
+// store what opal_to_bf16 stores, bit for bit, for every float.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "driver/build.h"
+#include "runtime/cpu/host_compile.h"
+#include "runtime/optimizer.h"
+
+#include "scoped_env.h"
+#include "values.h"
+
+using namespace opal;
+using opal::testing::numel;
+using opal::testing::randoms;
+using opal::testing::same_bits;
+using opal::testing::ScopedEnv;
+
+namespace {
+
+size_t count(const std::string& s, const std::string& what) {
+  size_t n = 0;
+  for (size_t p = s.find(what); p != std::string::npos; p = s.find(what, p + 1)) ++n;
+  return n;
+}
+
+// Whether this CPU has the instructions the staged stores use (Linux's names).
+bool cpu_stages_bf16() {
+  std::ifstream in("/proc/cpuinfo");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("flags", 0) == 0)
+      return (line + " ").find(" avx512_bf16 ") != std::string::npos && (line + " ").find(" avx512dq ") != std::string::npos;
+  return false;
+}
+
+// Every float through opal_st_bf16x64 against opal_to_bf16, in order (runs of 32 alike: all
+// subnormal or none) and in a scrambled order (subnormals among normal values): the number of
+// stores that differ, or -1 where the prelude does not stage (OPAL_STAGE_BF16 undefined).
+const char* kEveryFloat = R"(
+extern "C" long long opal_test_every_float(void) {
+#ifdef OPAL_STAGE_BF16
+  static unsigned int bits[1 << 16];
+  static unsigned short out[1 << 16];
+  long long bad = 0;
+  for (int pass = 0; pass < 2; ++pass)
+    for (unsigned long long hi = 0; hi < (pass == 0 ? 65536ull : 4096ull); ++hi) {
+      for (unsigned int i = 0; i < 65536u; ++i) {
+        const unsigned int u = (unsigned int)(hi << 16 | i);
+        bits[i] = pass == 0 ? u : u * 0x9e3779b1u;
+      }
+      for (unsigned int i = 0; i < 65536u; i += 64) opal_st_bf16x64(out + i, (const float*)bits + i);
+      for (unsigned int i = 0; i < 65536u; ++i) bad += out[i] != opal_to_bf16(opal_u2f(bits[i]), 0, 0ull, 0.0, 0ll);
+    }
+  return bad;
+#else
+  return -1;
+#endif
+}
+)";
+
+// m = u stored as bf16, then w -= lr * m: both stores round the values as given
+const char* kCopySpec =
+    "component copy(beta = 0) {\n  state m: bf16 = zeros\n  m = beta * m + (1 - beta) * u\n  u = m\n}\n"
+    "optimizer o(lr = 1) {\n  other: copy -> scale(lr)\n}\n";
+
+// Gradients with the values a conversion gets wrong first: NaNs, infinities, subnormals (of
+// f32 and of bf16), ties to even both ways, overflow past bf16's largest value, signed zeros.
+std::vector<float> hostile(size_t n, unsigned seed) {
+  std::vector<float> v = randoms(n, seed, 0.5f);
+  const float nan = std::numeric_limits<float>::quiet_NaN(), inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> special = {nan, -nan, inf, -inf, 1e-39f, -3e-41f, 1.4e-45f, 1.00390625f, -1.01171875f, 3.4e38f, 0.0f, -0.0f, 1e-20f};
+  for (size_t e = 0; e < n; e += 7) v[e] = special[(e / 7 + seed) % special.size()];
+  return v;
+}
+
+}  // namespace
+
+TEST_SUITE("precision") {
+TEST_CASE("staged bf16 stores round every float as opal_to_bf16 does, where the CPU can stage them") {
+  const std::string src = emit_optimizer(*compile_spec({"adamw", "", ""}), Target::Cpu, false, true) + kEveryFloat;
+  // the nearest-rounding loops stage w's stores; the stochastic ones do not
+  CHECK(count(src, "opal_st_bf16x64(sb0 + opal_c, opal_h0);") == 6);  // (w bf16) x (g f32, bf16, f16) x (small, parallel)
+  CHECK(count(src, "opal_to_bf16(v") > 0);
+  const HostCompileResult r = compile_host(src);
+  REQUIRE_MESSAGE(r.module, r.error);
+  void* sym = r.module->symbol("opal_test_every_float");
+  REQUIRE(sym != nullptr);
+  auto every_float = reinterpret_cast<long long (*)()>(sym);
+  CHECK(every_float() == (cpu_stages_bf16() ? 0 : -1));
+}
+
+TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel chunks, tails, NaN, subnormals, ties") {
+  // tensors with parallel chunks and a tail (70037), chunks and a tail (129), one chunk (64),
+  // and none (63); parameters, gradients and state stored as bf16
+  const std::vector<std::vector<int64_t>> shapes = {{70037}, {3, 43}, {64}, {63}};
+  std::vector<ParamDesc> ps;
+  for (size_t i = 0; i < shapes.size(); ++i) {
+    ParamDesc p{"p" + std::to_string(i), shapes[i]};
+    p.dtype = p.grad_dtype = DType::BF16;
+    ps.push_back(p);
+  }
+  for (const std::string& spec : {std::string(kCopySpec), std::string("adamw")}) {
+    CAPTURE(spec);
+    auto run = [&](bool staged) {
+      // -mno-avx512bf16: the same program stored value by value (another cache entry)
+      ScopedEnv flags("OPAL_CXXFLAGS", staged ? "" : "-mno-avx512bf16");
+      auto o = make_optimizer(compile_spec({spec, "", "", spec == "adamw" ? "bf16" : ""}), ps);
+      for (size_t i = 0; i < ps.size(); ++i) o->write_param(ps[i].name, randoms(numel(ps[i].shape), unsigned(i), 1.0f));
+      for (int s = 0; s < 3; ++s) {
+        for (size_t i = 0; i < ps.size(); ++i) o->write_grad(ps[i].name, hostile(numel(ps[i].shape), unsigned(10 * s + i)));
+        o->step();
+      }
+      return o;
+    };
+    auto a = run(true), b = run(false);
+    for (const auto& p : ps) {
+      CAPTURE(p.name);
+      CHECK(same_bits(a->read_param(p.name), b->read_param(p.name)));
+      for (const auto& slot : a->slots(p.name)) {
+        CAPTURE(slot);
+        CHECK(a->state_dtype(p.name, slot) == DType::BF16);
+        CHECK(same_bits(a->read_state(p.name, slot), b->read_state(p.name, slot)));
+      }
+    }
+  }
+}
+}

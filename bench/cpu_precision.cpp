@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
     const char* storage;
     double bytes_per_param;
     std::function<std::unique_ptr<Streaming>()> same;  // the streaming loop with the model's accesses
+    bool master = false;                               // an f32 master copy of each bf16 parameter
   };
   auto same_as = [total]<class W, class S>(W, S) {
     return [total]() -> std::unique_ptr<Streaming> { return std::make_unique<Stream<W, S>>(total); };
@@ -137,6 +138,7 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < set.size(); ++i) {
       opal::ParamDesc p{"p" + std::to_string(i), set[i]};
       p.dtype = p.grad_dtype = m.params;
+      p.master = m.master;
       params.push_back(p);
     }
     auto opt = opal::make_optimizer(opal::compile_spec({adamw_spec(m.storage), "", ""}), params);  // owned memory
@@ -156,6 +158,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> bound;
   const std::vector<Model> models = {{"f32", opal::DType::F32, "", 28, same_as(float(), float())},
                                      {"bf16 params", opal::DType::BF16, "", 22, same_as(uint16_t(), float())},
+                                     {"bf16 + master", opal::DType::BF16, "", 28, same_as(float(), float()), true},
                                      {"all bf16", opal::DType::BF16, "bf16", 14, same_as(uint16_t(), uint16_t())},
                                      {"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256, same_as(uint16_t(), uint8_t())}};
   for (const Model& m : models) {

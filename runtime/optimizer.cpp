@@ -174,9 +174,8 @@ void Optimizer::refresh_tables() {
     for (size_t i : r.tensors) {
       auto& t = impl_->tensors[i];
       t.id = tensor_id(t.desc.name, impl_->seed);
-      // staged tensors step f32 copies
-      const int dt = t.staged ? exec::dtype_code(DType::F32, DType::F32, impl_->stochastic)
-                              : exec::dtype_code(t.desc.dtype, t.desc.grad_dtype, impl_->stochastic);
+      // staged tensors step f32 copies (of w, and of g where it is staged too)
+      const int dt = exec::dtype_code(t.staged ? DType::F32 : t.desc.dtype, t.staged_g ? DType::F32 : t.desc.grad_dtype, impl_->stochastic);
       mixed = mixed || (dt & (exec::kStochasticBit - 1)) != 0;
       r.first.push_back(r.table.size());
       for (long long b = 0; b < t.batch; ++b)

@@ -55,6 +55,10 @@ struct Optimizer::Impl {
     std::vector<int> perm;
     Buffer owned_w, owned_g, stage_w, stage_g;
     bool staged = false;
+    // A staged tensor's gradient is staged too, except where only the master copy stages it (an
+    // elementwise route, the parameter's own axis order): its kernels load the 16-bit gradient
+    // where it is, as they do unstaged (one pass over it less a step).
+    bool staged_g = false;
     bool master_valid = false;  // stage_w holds the master copy (has_master), in step with the parameter
     uint64_t id = 0;            // its random stream (opal_tensor_t.id): its name and the optimizer's seed
     std::vector<Buffer> slots;

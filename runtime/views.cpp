@@ -45,8 +45,8 @@ void Optimizer::Impl::Tensor::set_bufs() {
   // a 16-bit w or g stepped in place is addressed in its own elements: the kernels cast
   // (opal_tensor_t.dt says how)
   auto* w = static_cast<char*>(staged ? stage_w.p : desc.data);
-  auto* g = static_cast<char*>(staged ? (desc.grad ? stage_g.p : nullptr) : desc.grad);
-  const size_t wsize = staged ? 4 : exec::dtype_size(desc.dtype), gsize = staged ? 4 : exec::dtype_size(desc.grad_dtype);
+  auto* g = static_cast<char*>(staged_g ? (desc.grad ? stage_g.p : nullptr) : desc.grad);
+  const size_t wsize = staged ? 4 : exec::dtype_size(desc.dtype), gsize = staged_g ? 4 : exec::dtype_size(desc.grad_dtype);
   for (long long b = 0; b < batch; ++b) {
     float** B = matrix_bufs(b);
     B[exec::kParamBuffer] = reinterpret_cast<float*>(w + size_t(b * m) * wsize);
@@ -59,11 +59,11 @@ void Optimizer::Impl::Tensor::set_bufs() {
 
 void Optimizer::Impl::update_staging(const exec::Description& d, Tensor& t) {
   // a sharded parameter's rows run no library call: they step in place
-  t.staged = t.part != Tensor::Part::Local && (!t.perm.empty() || (!t.is_f32() && !d.routes[t.route].calls.empty()) || t.has_master());
-  if (t.staged && !t.stage_w.p) {
-    t.stage_w = alloc(t.numel());
-    t.stage_g = alloc(t.numel());
-  }
+  const bool views = !t.perm.empty() || (!t.is_f32() && !d.routes[t.route].calls.empty());
+  t.staged = t.part != Tensor::Part::Local && (views || t.has_master());
+  t.staged_g = t.staged && (views || t.part != Tensor::Part::All);
+  if (t.staged && !t.stage_w.p) t.stage_w = alloc(t.numel());
+  if (t.staged_g && !t.stage_g.p) t.stage_g = alloc(t.numel());
 }
 
 std::vector<float> Optimizer::Impl::read_f32(const void* src, DType dt, size_t n) const {
@@ -118,6 +118,7 @@ void Optimizer::Impl::stage_in(Tensor& t) {
   float* to[] = {t.stage_w.p, t.stage_g.p};
   for (int k = 0; k < 2; ++k) {
     if (k == 0 && t.has_master() && t.master_valid) continue;  // the master copy is w
+    if (k == 1 && !t.staged_g) continue;                       // the kernels load g where it is
     const auto [src, dt] = from[k];
     if (t.perm.empty()) backend->convert(to[k], DType::F32, src, dt, n, {});
     else if (backend->host_memory() && dt == DType::F32) permute(static_cast<const float*>(src), to[k], t.desc.shape, t.perm, false);

@@ -8,17 +8,18 @@
 #include <cstring>
 
 #include "runtime/backend.h"
+#include "runtime/host_pool.h"
 #include "support/half.h"
 
 namespace opal {
 
 namespace {
 
-// out[i] = f(i) for i < n: vectorizable, and parallel where n is large.
+// out[i] = f(i) for i < n: vectorizable, and parallel where n is large (outside a forked child).
 template <class F>
 void each(size_t n, F f) {
   const long long m = (long long)n;
-  if (m < 65536) {
+  if (m < 65536 || !host_pool_usable()) {
 #pragma omp simd
     for (long long i = 0; i < m; ++i) f(i);
     return;

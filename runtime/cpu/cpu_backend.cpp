@@ -6,6 +6,7 @@
 
 #include "runtime/cpu/host_compile.h"
 #include "runtime/backend.h"
+#include "runtime/host_pool.h"
 #include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
 
@@ -14,6 +15,26 @@ namespace opal {
 namespace {
 
 using KernelFn = void (*)(const void* tensors, long long n, const double* uniforms);
+
+// memmove, on the thread pool for buffers of 4 MiB and more that do not overlap (a checked
+// step's copies of parameters and state: one thread copies at a fraction of the bandwidth),
+// outside a forked child (runtime/host_pool.h).
+void move_bytes(void* dst, const void* src, size_t bytes) {
+  auto* d = static_cast<char*>(dst);
+  const auto* s = static_cast<const char*>(src);
+  if (bytes == 0 || d == s) return;
+  constexpr size_t kChunk = size_t(1) << 20;
+  if (bytes < 4 * kChunk || (d < s + bytes && s < d + bytes) || !host_pool_usable()) {
+    std::memmove(d, s, bytes);
+    return;
+  }
+  const long long chunks = (long long)((bytes + kChunk - 1) / kChunk);
+#pragma omp parallel for schedule(static)
+  for (long long c = 0; c < chunks; ++c) {
+    const size_t at = size_t(c) * kChunk;
+    std::memcpy(d + at, s + at, bytes - at < kChunk ? bytes - at : kChunk);
+  }
+}
 
 struct CpuModule final : KernelModule {
   std::shared_ptr<HostModule> so;
@@ -30,12 +51,8 @@ class CpuBackend final : public Backend {
   void release(float* p) override { delete[] p; }
   void upload(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
   void download(float* dst, const float* src, size_t n) override { copy(dst, src, n); }
-  void copy(float* dst, const float* src, size_t n) override {
-    if (n && dst != src) std::memmove(dst, src, n * sizeof(float));
-  }
-  void copy_bytes(void* dst, const void* src, size_t bytes) override {
-    if (bytes && dst != src) std::memmove(dst, src, bytes);
-  }
+  void copy(float* dst, const float* src, size_t n) override { move_bytes(dst, src, n * sizeof(float)); }
+  void copy_bytes(void* dst, const void* src, size_t bytes) override { move_bytes(dst, src, bytes); }
   void download_bytes(void* dst, const void* src, size_t bytes) override { copy_bytes(dst, src, bytes); }
   void zero_bytes(void* dst, size_t bytes) override { std::memset(dst, 0, bytes); }
   void convert(void* dst, exec::DType to, const void* src, exec::DType from, size_t n, const Rounding& r) override {

@@ -13,6 +13,7 @@
 
 #include "driver/build.h"
 #include "runtime/cpu/host_compile.h"
+#include "runtime/nonfinite.h"
 #include "runtime/optimizer.h"
 
 #include "scoped_env.h"
@@ -107,8 +108,12 @@ TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel ch
     p.dtype = p.grad_dtype = DType::BF16;
     ps.push_back(p);
   }
-  for (const std::string& spec : {std::string(kCopySpec), std::string("adamw")}) {
+  // unchecked, and checked kernels (their flags reduced across the staged chunks too): under
+  // `skip`, a parameter whose step meets a NaN keeps its old values
+  for (auto [spec, policy] : {std::pair{std::string(kCopySpec), NonFinitePolicy::Off}, std::pair{std::string("adamw"), NonFinitePolicy::Off},
+                              std::pair{std::string("adamw"), NonFinitePolicy::Skip}}) {
     CAPTURE(spec);
+    CAPTURE(nonfinite_policy_name(policy));
     // the largest parameter in the caller's memory, off the vectors' alignment by one element
     std::vector<uint16_t> memory[2][2];
     auto run = [&](bool staged) {
@@ -119,11 +124,16 @@ TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel ch
       descs[0].data = memory[staged][0].data() + 1;
       descs[0].grad = memory[staged][1].data() + 1;
       auto o = make_optimizer(compile_spec({spec, "", "", spec == "adamw" ? "bf16" : ""}), descs);
+      o->set_nonfinite_policy(policy);
       for (size_t i = 0; i < ps.size(); ++i) o->write_param(ps[i].name, randoms(numel(ps[i].shape), unsigned(i), 1.0f));
       for (int s = 0; s < 3; ++s) {
-        for (size_t i = 0; i < ps.size(); ++i) o->write_grad(ps[i].name, hostile(numel(ps[i].shape), unsigned(10 * s + i)));
+        // under skip, the NaNs in one step of p0 and p1 only (parallel chunks, and a small tensor): the other steps run
+        for (size_t i = 0; i < ps.size(); ++i)
+          o->write_grad(ps[i].name, policy == NonFinitePolicy::Off || (s == 1 && i <= 1) ? hostile(numel(ps[i].shape), unsigned(10 * s + i))
+                                                                                         : randoms(numel(ps[i].shape), unsigned(10 * s + i), 0.5f));
         o->step();
       }
+      CHECK(o->skipped_steps() == (policy == NonFinitePolicy::Skip ? 1 : 0));
       return o;
     };
     auto a = run(true), b = run(false);

@@ -109,7 +109,7 @@ TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel ch
     ps.push_back(p);
   }
   // unchecked, and checked kernels (their flags reduced across the staged chunks too): under
-  // `skip`, a parameter whose step meets a NaN keeps its old values
+  // `skip`, the step whose gradients hold NaNs is undone (skipped_steps)
   for (auto [spec, policy] : {std::pair{std::string(kCopySpec), NonFinitePolicy::Off}, std::pair{std::string("adamw"), NonFinitePolicy::Off},
                               std::pair{std::string("adamw"), NonFinitePolicy::Skip}}) {
     CAPTURE(spec);

@@ -110,8 +110,10 @@ TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel ch
   }
   // unchecked, and checked kernels (their flags reduced across the staged chunks too): under
   // `skip`, the step whose gradients hold NaNs is undone (skipped_steps)
-  for (auto [spec, policy] : {std::pair{std::string(kCopySpec), NonFinitePolicy::Off}, std::pair{std::string("adamw"), NonFinitePolicy::Off},
-                              std::pair{std::string("adamw"), NonFinitePolicy::Skip}}) {
+  for (const auto& c : {std::pair{std::string(kCopySpec), NonFinitePolicy::Off}, std::pair{std::string("adamw"), NonFinitePolicy::Off},
+                        std::pair{std::string("adamw"), NonFinitePolicy::Skip}}) {
+    const std::string& spec = c.first;  // (not a structured binding: the lambda below captures it)
+    const NonFinitePolicy policy = c.second;
     CAPTURE(spec);
     CAPTURE(nonfinite_policy_name(policy));
     // the largest parameter in the caller's memory, off the vectors' alignment by one element

@@ -1,13 +1,29 @@
 // The host thread pool (OpenMP) across fork(): libgomp's worker threads do not survive it, so a
-// parallel region in a child forked from a process that ran one waits for them forever. The
-// runtime's own host loops (conversions, copies: what a save reads) ask here and run on the
-// calling thread in such a child, as a process that forks to write a checkpoint needs. The
-// generated kernels do not: a step in a forked child still needs a pool of its own (exec).
+// parallel region of more than one thread in a child forked from a process that ran one waits
+// for them forever. In such a child the runtime's own host loops (conversions, copies: what a
+// save reads) run on the calling thread, and so does everything a step runs (the generated
+// kernels and Eigen's products): ForkedChildSerial sets the calling thread's OpenMP team size
+// to one for its lifetime. A trainer that forks to write a checkpoint, or a sweep forking its
+// trials from a process that stepped, keeps working, on one thread in the child.
 #pragma once
 
 namespace opal {
 
 // False in a process forked from one that had loaded Opal (pthread_atfork).
 bool host_pool_usable();
+
+// In a forked child, one thread for the OpenMP regions the calling thread opens while this
+// lives (the kernels' `omp parallel`, Eigen's): the thread's team size is restored on exit.
+// Nothing anywhere else.
+class ForkedChildSerial {
+ public:
+  ForkedChildSerial();
+  ~ForkedChildSerial();
+  ForkedChildSerial(const ForkedChildSerial&) = delete;
+  ForkedChildSerial& operator=(const ForkedChildSerial&) = delete;
+
+ private:
+  int saved_ = 0;  // the team size to restore; 0 outside a forked child
+};
 
 }  // namespace opal

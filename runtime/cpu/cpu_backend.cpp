@@ -77,10 +77,12 @@ class CpuBackend final : public Backend {
   }
   void launch(const KernelModule& m, const exec::KernelLaunch& k, const KernelTensor* tensors, size_t n, size_t, long long, const double* uniforms,
               size_t) override {
+    ForkedChildSerial serial;  // the kernels' parallel loops (runtime/host_pool.h)
     static_cast<const CpuModule&>(m).fns[k.symbol](tensors, (long long)n, uniforms);
   }
 
   bool run_call(const exec::LibraryCall& call, const CallTensor* ts, size_t n) override {
+    ForkedChildSerial serial;  // Eigen's parallel products (runtime/host_pool.h)
     for (size_t i = 0; i < n; ++i) {
       const float* in[3] = {nullptr, nullptr, nullptr};
       for (size_t o = 0; o < call.in.size() && o < 3; ++o)

@@ -335,41 +335,4 @@ TEST_CASE("killing the process during a save loop never leaves an unreadable che
     if (e.path().filename().string().rfind("killed.safetensors.tmp.", 0) == 0) ++stale;
   CHECK(stale == 0);
 }
-
-TEST_CASE("a process forked after steps saves: bf16 parameters and master copies, past the host pool's sizes") {
-  // the child has no OpenMP pool (its threads stay in the parent): the conversions and copies a
-  // save runs must not wait for it (4 MiB of f32 and 1M elements: both past where they go parallel)
-  ParamDesc w{"w", {1024, 1024}};
-  w.dtype = w.grad_dtype = DType::BF16;
-  w.master = true;
-  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {w, {"b", {1024, 1024}}});
-  for (int s = 1; s <= 2; ++s) {
-    for (const char* name : {"w", "b"}) opt.write_grad(name, std::vector<float>(1024 * 1024, 0.01f * float(s)));
-    opt.step();
-  }
-  const std::string path = temp_path("forked.safetensors");
-  fs::remove(path);
-  const pid_t pid = fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    alarm(120);  // a save that waits for the pool forever dies here, as a failure
-    try {
-      opt.save(path);
-    } catch (...) {
-      _exit(2);
-    }
-    _exit(0);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
-  REQUIRE(WIFEXITED(status));
-  CHECK(WEXITSTATUS(status) == 0);
-  Optimizer fresh(build_executable(SpecRef{"adamw", "", ""}), {w, {"b", {1024, 1024}}});
-  fresh.load(path);
-  for (const std::string name : {"w", "b"}) {  // the optimizer's state (the parameters are the model's)
-    CAPTURE(name);
-    CHECK(opt.slots(name).size() == (name == "w" ? 3u : 2u));  // m, v; and w's master copy
-    for (const auto& slot : opt.slots(name)) CHECK(fresh.read_state(name, slot) == opt.read_state(name, slot));
-  }
-}
 }

@@ -1,0 +1,167 @@
+// Processes forked from one that stepped (runtime/host_pool.h): libgomp's worker threads stay
+// in the parent, so a child that opens a parallel region of more than one thread waits for them
+// forever. A trainer forking to write a checkpoint, and a sweep forking its trials from a
+// process that stepped, must keep working: the child saves, and steps on one thread.
+#include <doctest/doctest.h>
+
+#include <omp.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "driver/build.h"
+#include "runtime/optimizer.h"
+
+#include "scratch.h"
+
+using namespace opal;
+namespace fs = std::filesystem;
+
+namespace {
+
+// Parameters and state of every tensor, as f32 (bf16 parameters and q8 slots converted).
+std::vector<float> everything_of(const Optimizer& opt) {
+  std::vector<float> out;
+  for (size_t k = 0; k < opt.num_params(); ++k) {
+    const std::string& n = opt.param_name(k);
+    for (float x : opt.read_param(n)) out.push_back(x);
+    for (const auto& slot : opt.slots(n))
+      for (float x : opt.read_state(n, slot)) out.push_back(x);
+  }
+  return out;
+}
+
+// Gradients that depend on the step and the weights, so that any difference carries on.
+void forked_grads(Optimizer& opt, int s) {
+  for (size_t k = 0; k < opt.num_params(); ++k) {
+    const std::string& n = opt.param_name(k);
+    std::vector<float> g = opt.read_param(n);
+    for (size_t i = 0; i < g.size(); ++i) g[i] = std::sin(0.37f * float(i % 4099 + 1) * float(s) + float(k)) + 0.5f * g[i];
+    opt.write_grad(n, g);
+  }
+}
+
+// Steps s in [from, to] in a child forked now; returns what it then holds; *status says how it
+// ended (2: an error, 3: a short write, 4: its OpenMP team size changed, SIGALRM: it hung). The parent reads the pipe while the child writes it.
+std::vector<float> steps_in_child(Optimizer& opt, int from, int to, int* status) {
+  int fd[2];
+  REQUIRE(pipe(fd) == 0);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    close(fd[0]);
+    alarm(120);  // a step waiting for the parent's threads dies here, as a failure
+    try {
+      const int team = omp_get_max_threads();
+      for (int s = from; s <= to; ++s) {
+        forked_grads(opt, s);
+        opt.step();
+      }
+      if (omp_get_max_threads() != team) _exit(4);  // the caller's OpenMP setting is left as it was
+      const std::vector<float> v = everything_of(opt);
+      const char* p = reinterpret_cast<const char*>(v.data());
+      size_t left = v.size() * sizeof(float);
+      while (left > 0) {
+        const ssize_t w = write(fd[1], p, left);
+        if (w <= 0) _exit(3);
+        p += w, left -= size_t(w);
+      }
+    } catch (...) {
+      _exit(2);
+    }
+    _exit(0);
+  }
+  close(fd[1]);
+  std::vector<char> bytes;
+  char buf[65536];
+  for (ssize_t r; (r = read(fd[0], buf, sizeof buf)) > 0;) bytes.insert(bytes.end(), buf, buf + r);
+  close(fd[0]);
+  waitpid(pid, status, 0);
+  std::vector<float> v(bytes.size() / sizeof(float));
+  std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
+  return v;
+}
+
+}  // namespace
+
+TEST_SUITE("hardening") {
+TEST_CASE("a child forked after steps steps on one thread, as its parent does on one") {
+  // big enough that the kernels and the copies run on the pool in the parent: AdamW over 1M
+  // bf16 parameters with master copies and 1M f32 ones; Muon's Newton-Schulz products (Eigen)
+  // on a 512x512 matrix; SOAP's eigendecompositions
+  ParamDesc w{"w", {1024, 1024}};
+  w.dtype = w.grad_dtype = DType::BF16;
+  w.master = true;
+  const std::vector<std::pair<std::string, std::vector<ParamDesc>>> runs = {
+      {"adamw", {w, {"b", {1024, 1024}}}},
+      {"muon", {{"blocks.0.weight", {512, 512}}, {"blocks.0.bias", {512}}}},
+      {"paper_soap10", {{"blocks.0.weight", {96, 64}}, {"blocks.0.bias", {64}}}},
+  };
+  for (const auto& [spec, params] : runs) {
+    CAPTURE(spec);
+    Optimizer opt(build_executable(SpecRef{spec, "", ""}), params);
+    for (int s = 1; s <= 2; ++s) {  // the parent's pool starts here
+      forked_grads(opt, s);
+      opt.step();
+    }
+    int status = 0;
+    const std::vector<float> child = steps_in_child(opt, 3, 5, &status);
+    REQUIRE(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+    // the same steps here on one thread: Eigen blocks its products by the team size, so a
+    // matrix step's bits depend on it (an elementwise one's do not)
+    const int team = omp_get_max_threads();
+    omp_set_num_threads(1);
+    for (int s = 3; s <= 5; ++s) {
+      forked_grads(opt, s);
+      opt.step();
+    }
+    omp_set_num_threads(team);
+    const std::vector<float> parent = everything_of(opt);
+    REQUIRE(child.size() == parent.size());
+    CHECK(std::memcmp(child.data(), parent.data(), parent.size() * sizeof(float)) == 0);
+  }
+}
+
+TEST_CASE("a child saves: bf16 parameters and master copies, past the host pool's sizes") {
+  // the child has no OpenMP pool (its threads stay in the parent): the conversions and copies a
+  // save runs must not wait for it (4 MiB of f32 and 1M elements: both past where they go parallel)
+  ParamDesc w{"w", {1024, 1024}};
+  w.dtype = w.grad_dtype = DType::BF16;
+  w.master = true;
+  Optimizer opt(build_executable(SpecRef{"adamw", "", ""}), {w, {"b", {1024, 1024}}});
+  for (int s = 1; s <= 2; ++s) {
+    for (const char* name : {"w", "b"}) opt.write_grad(name, std::vector<float>(1024 * 1024, 0.01f * float(s)));
+    opt.step();
+  }
+  const std::string path = opal::testing::scratch("fork-save") + "/forked.safetensors";
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    alarm(120);  // a save that waits for the pool forever dies here, as a failure
+    try {
+      opt.save(path);
+    } catch (...) {
+      _exit(2);
+    }
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFEXITED(status));
+  CHECK(WEXITSTATUS(status) == 0);
+  Optimizer fresh(build_executable(SpecRef{"adamw", "", ""}), {w, {"b", {1024, 1024}}});
+  fresh.load(path);
+  for (const std::string name : {"w", "b"}) {  // the optimizer's state (the parameters are the model's)
+    CAPTURE(name);
+    CHECK(opt.slots(name).size() == (name == "w" ? 3u : 2u));  // m, v; and w's master copy
+    for (const auto& slot : opt.slots(name)) CHECK(fresh.read_state(name, slot) == opt.read_state(name, slot));
+  }
+}
+}

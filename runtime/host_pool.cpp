@@ -18,14 +18,17 @@ bool host_pool_usable() {
   return !forked;
 }
 
-ForkedChildSerial::ForkedChildSerial() {
-  if (host_pool_usable()) return;
-  saved_ = omp_get_max_threads();
-  omp_set_num_threads(1);
+ForkedChildSerial::ForkedChildSerial() : ForkedChildSerial(omp_set_num_threads, omp_get_max_threads) {}
+
+ForkedChildSerial::ForkedChildSerial(SetThreads set, GetThreads get) {
+  if (host_pool_usable() || !set || !get) return;
+  set_ = set;
+  saved_ = get();
+  set(1);
 }
 
 ForkedChildSerial::~ForkedChildSerial() {
-  if (saved_ > 0) omp_set_num_threads(saved_);
+  if (saved_ > 0) set_(saved_);
 }
 
 }  // namespace opal

@@ -14,15 +14,22 @@ bool host_pool_usable();
 
 // In a forked child, one thread for the OpenMP regions the calling thread opens while this
 // lives (the kernels' `omp parallel`, Eigen's): the thread's team size is restored on exit.
-// Nothing anywhere else.
+// Nothing anywhere else. `set` and `get` are the OpenMP runtime's omp_set_num_threads and
+// omp_get_max_threads: by default the one Opal was built with; for the generated kernels, the
+// one they load (runtime/cpu/cpu_backend.cpp: the host compiler's, which may be another: a
+// runtime built by clang on libomp, kernels by g++ on libgomp).
 class ForkedChildSerial {
  public:
+  using SetThreads = void (*)(int);
+  using GetThreads = int (*)();
   ForkedChildSerial();
+  ForkedChildSerial(SetThreads set, GetThreads get);
   ~ForkedChildSerial();
   ForkedChildSerial(const ForkedChildSerial&) = delete;
   ForkedChildSerial& operator=(const ForkedChildSerial&) = delete;
 
  private:
+  SetThreads set_ = nullptr;
   int saved_ = 0;  // the team size to restore; 0 outside a forked child
 };
 

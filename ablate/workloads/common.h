@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "support/eigen.h"
+#include "support/eigen_product.h"
 
 namespace opal::workloads {
 

@@ -200,14 +200,16 @@ class GptRun : public WorkloadRun {
       auto& C = cache[l];
       C.x = x;
       layer_norm(x, L.g1, L.b1, C.h, C.xhat1, C.rstd1);
-      C.q = C.h * L.wq;
-      C.k = C.h * L.wk;
-      C.v = C.h * L.wv;
+      C.q = product_of(C.h, L.wq);
+      C.k = product_of(C.h, L.wk);
+      C.v = product_of(C.h, L.wv);
       C.o.resize(N, d);
       C.p.resize(size_t(B) * H);
+      // one head a thread: its products run whole on that thread (support/eigen_product.h)
+#pragma omp parallel for collapse(2) schedule(static)
       for (int b = 0; b < B; ++b)
         for (int h = 0; h < H; ++h) {
-          Mat s = C.q.block(b * T, h * hd, T, hd) * C.k.block(b * T, h * hd, T, hd).transpose() * scale;
+          Mat s = product_of(C.q.block(b * T, h * hd, T, hd), C.k.block(b * T, h * hd, T, hd).transpose()) * scale;
           Mat& p = C.p[size_t(b) * H + h];
           p.setZero(T, T);
           for (int i = 0; i < T; ++i) {
@@ -215,59 +217,62 @@ class GptRun : public WorkloadRun {
             p.row(i).head(i + 1) = (s.row(i).head(i + 1).array() - mx).exp();
             p.row(i).head(i + 1) /= p.row(i).head(i + 1).sum();
           }
-          C.o.block(b * T, h * hd, T, hd) = p * C.v.block(b * T, h * hd, T, hd);
+          product_into(C.o.block(b * T, h * hd, T, hd), p, C.v.block(b * T, h * hd, T, hd));
         }
-      C.x1 = x + C.o * L.wo;
+      C.x1 = x + product_of(C.o, L.wo);
       layer_norm(C.x1, L.g2, L.b2, C.h2, C.xhat2, C.rstd2);
-      C.u = (C.h2 * L.w1).rowwise() + L.bb1.transpose();
+      C.u = product_of(C.h2, L.w1).rowwise() + L.bb1.transpose();
       C.gu = C.u.unaryExpr([](float u) { return gelu(u); });
-      x = C.x1 + ((C.gu * L.w2).rowwise() + L.bb2.transpose());
+      x = C.x1 + (product_of(C.gu, L.w2).rowwise() + L.bb2.transpose());
     }
     Mat hf, xhatf;
     Vec rstdf;
     layer_norm(x, gf_, bf_, hf, xhatf, rstdf);
     Mat G;
-    double loss = softmax_xent(hf * head_, targets, grad ? &G : nullptr);
+    double loss = softmax_xent(product_of(hf, head_), targets, grad ? &G : nullptr);
     if (!grad) return loss;
 
-    ghead_ = hf.transpose() * G;
+    product_into(ghead_, hf.transpose(), G);
     ggf_.setZero();
     gbf_.setZero();
-    Mat dx = layer_norm_back(G * head_.transpose(), xhatf, rstdf, gf_, ggf_, gbf_);
+    Mat dx = layer_norm_back(product_of(G, head_.transpose()), xhatf, rstdf, gf_, ggf_, gbf_);
     for (int l = cfg_.layers - 1; l >= 0; --l) {
       auto& L = layers_[l];
       auto& D = grads_[l];
       auto& C = cache[l];
       // MLP
-      D.w2 = C.gu.transpose() * dx;
+      product_into(D.w2, C.gu.transpose(), dx);
       D.bb2 = dx.colwise().sum().transpose();
-      Mat du = (dx * L.w2.transpose()).cwiseProduct(C.u.unaryExpr([](float u) { return gelu_grad(u); }));
-      D.w1 = C.h2.transpose() * du;
+      Mat du = product_of(dx, L.w2.transpose()).cwiseProduct(C.u.unaryExpr([](float u) { return gelu_grad(u); }));
+      product_into(D.w1, C.h2.transpose(), du);
       D.bb1 = du.colwise().sum().transpose();
       D.g2.setZero();
       D.b2.setZero();
-      Mat dx1 = dx + layer_norm_back(du * L.w1.transpose(), C.xhat2, C.rstd2, L.g2, D.g2, D.b2);
+      Mat dx1 = dx + layer_norm_back(product_of(du, L.w1.transpose()), C.xhat2, C.rstd2, L.g2, D.g2, D.b2);
       // attention
-      D.wo = C.o.transpose() * dx1;
-      Mat dO = dx1 * L.wo.transpose();
+      product_into(D.wo, C.o.transpose(), dx1);
+      Mat dO = product_of(dx1, L.wo.transpose());
       Mat dq(N, d), dk(N, d), dv(N, d);
+#pragma omp parallel for collapse(2) schedule(static)
       for (int b = 0; b < B; ++b)
         for (int h = 0; h < H; ++h) {
           const Mat& p = C.p[size_t(b) * H + h];
           Mat dOb = dO.block(b * T, h * hd, T, hd);
-          Mat dp = dOb * C.v.block(b * T, h * hd, T, hd).transpose();
-          dv.block(b * T, h * hd, T, hd) = p.transpose() * dOb;
+          Mat dp = product_of(dOb, C.v.block(b * T, h * hd, T, hd).transpose());
+          product_into(dv.block(b * T, h * hd, T, hd), p.transpose(), dOb);
           Vec rs = dp.cwiseProduct(p).rowwise().sum();
           Mat ds = p.cwiseProduct(dp.colwise() - rs) * scale;
-          dq.block(b * T, h * hd, T, hd) = ds * C.k.block(b * T, h * hd, T, hd);
-          dk.block(b * T, h * hd, T, hd) = ds.transpose() * C.q.block(b * T, h * hd, T, hd);
+          product_into(dq.block(b * T, h * hd, T, hd), ds, C.k.block(b * T, h * hd, T, hd));
+          product_into(dk.block(b * T, h * hd, T, hd), ds.transpose(), C.q.block(b * T, h * hd, T, hd));
         }
-      D.wq = C.h.transpose() * dq;
-      D.wk = C.h.transpose() * dk;
-      D.wv = C.h.transpose() * dv;
+      product_into(D.wq, C.h.transpose(), dq);
+      product_into(D.wk, C.h.transpose(), dk);
+      product_into(D.wv, C.h.transpose(), dv);
       D.g1.setZero();
       D.b1.setZero();
-      Mat dh = dq * L.wq.transpose() + dk * L.wk.transpose() + dv * L.wv.transpose();
+      Mat dh = product_of(dq, L.wq.transpose());
+      product_into(dh, dk, L.wk.transpose(), 1.f, true);
+      product_into(dh, dv, L.wv.transpose(), 1.f, true);
       dx = dx1 + layer_norm_back(dh, C.xhat1, C.rstd1, L.g1, D.g1, D.b1);
     }
     gtok_.setZero();

@@ -114,20 +114,20 @@ class MlpRun : public WorkloadRun {
       X.row(i) = d_->train_x.row(k);
       y[i] = d_->train_y[k];
     }
-    Mat H = ((X * W1_).rowwise() + b1_.transpose()).cwiseMax(0.f);
+    Mat H = (product_of(X, W1_).rowwise() + b1_.transpose()).cwiseMax(0.f);
     Mat G;
-    double loss = softmax_xent((H * W2_).rowwise() + b2_.transpose(), y, &G);
-    gW2_ = H.transpose() * G;
+    double loss = softmax_xent(product_of(H, W2_).rowwise() + b2_.transpose(), y, &G);
+    product_into(gW2_, H.transpose(), G);
     gb2_ = G.colwise().sum().transpose();
-    Mat dH = (G * W2_.transpose()).cwiseProduct((H.array() > 0.f).cast<float>().matrix());
-    gW1_ = X.transpose() * dH;
+    Mat dH = product_of(G, W2_.transpose()).cwiseProduct((H.array() > 0.f).cast<float>().matrix());
+    product_into(gW1_, X.transpose(), dH);
     gb1_ = dH.colwise().sum().transpose();
     return loss;
   }
   double validate(double* acc) override {
-    Mat H = ((d_->test_x * W1_).rowwise() + b1_.transpose()).cwiseMax(0.f);
+    Mat H = (product_of(d_->test_x, W1_).rowwise() + b1_.transpose()).cwiseMax(0.f);
     int ok = 0;
-    double loss = softmax_xent((H * W2_).rowwise() + b2_.transpose(), d_->test_y, nullptr, &ok);
+    double loss = softmax_xent(product_of(H, W2_).rowwise() + b2_.transpose(), d_->test_y, nullptr, &ok);
     if (acc) *acc = double(ok) / d_->test_y.size();
     return loss;
   }

@@ -21,9 +21,9 @@ Vec scales(int n, float cond) {
 // A random SPD matrix with eigenvalues log-spaced in [1/cond, 1].
 Mat spd(std::mt19937_64& rng, int n, float cond) {
   Mat a = randn(rng, n, n, 1.f);
-  Eigen::HouseholderQR<Mat> qr(a);
-  Mat q = qr.householderQ();
-  return q * scales(n, cond).asDiagonal() * q.transpose();
+  Mat q;
+  eigen_unsplit([&] { q = Eigen::HouseholderQR<Mat>(a).householderQ(); });
+  return product_of(Mat(q * scales(n, cond).asDiagonal()), q.transpose());
 }
 
 class LinregRun : public WorkloadRun {
@@ -39,7 +39,7 @@ class LinregRun : public WorkloadRun {
     scale_ = scales(in, 10.f);
     auto v = stream(seed, 2);
     Xval_ = scale_.asDiagonal() * randn(v, in, 1024, 1.f);
-    Yval_ = (teacher_ * Xval_).colwise() + Vec(bias_star_.col(0));
+    Yval_ = product_of(teacher_, Xval_).colwise() + Vec(bias_star_.col(0));
   }
   std::vector<ParamDesc> params() override {
     return {{"linear.weight", {out_, in_}, W_.data(), gW_.data()}, {"linear.bias", {out_}, b_.data(), gb_.data(), false, ParamRole::Bias}};
@@ -47,9 +47,9 @@ class LinregRun : public WorkloadRun {
   double train_step(int step) override {
     auto r = stream(seed_, 3, step);
     Mat X = scale_.asDiagonal() * randn(r, in_, batch_, 1.f);
-    Mat Y = ((teacher_ * X).colwise() + Vec(bias_star_.col(0))) + randn(r, out_, batch_, 0.3f);
-    Mat E = ((W_ * X).colwise() + b_) - Y;
-    gW_ = E * X.transpose() / float(batch_);
+    Mat Y = (product_of(teacher_, X).colwise() + Vec(bias_star_.col(0))) + randn(r, out_, batch_, 0.3f);
+    Mat E = (product_of(W_, X).colwise() + b_) - Y;
+    gW_ = product_of(E, X.transpose()) / float(batch_);
     gb_ = E.rowwise().sum() / float(batch_);
     return 0.5 * E.squaredNorm() / batch_;
   }

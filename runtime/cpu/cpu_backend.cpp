@@ -1,6 +1,10 @@
 // The CPU backend: host memory, kernels built by the host compiler and loaded with dlopen
 // (runtime/cpu/host_compile.h), every library call through Eigen in place (runtime/cpu/linalg.h).
+#include <omp.h>
+
 #include <cstring>
+#include <exception>
+#include <variant>
 
 #include <fmt/format.h>
 
@@ -39,6 +43,9 @@ void move_bytes(void* dst, const void* src, size_t bytes) {
 struct CpuModule final : KernelModule {
   std::shared_ptr<HostModule> so;
   std::vector<KernelFn> fns;
+  // the OpenMP runtime the kernels load (none for kernels without parallel loops)
+  ForkedChildSerial::SetThreads set_threads = nullptr;
+  ForkedChildSerial::GetThreads get_threads = nullptr;
 };
 
 class CpuBackend final : public Backend {
@@ -68,6 +75,8 @@ class CpuBackend final : public Backend {
     auto m = std::make_shared<CpuModule>();
     m->so = hc.module;
     m->from_cache = hc.from_cache;
+    m->set_threads = reinterpret_cast<ForkedChildSerial::SetThreads>(hc.module->symbol("omp_set_num_threads"));
+    m->get_threads = reinterpret_cast<ForkedChildSerial::GetThreads>(hc.module->symbol("omp_get_max_threads"));
     for (const auto& s : symbols) {
       auto fn = reinterpret_cast<KernelFn>(hc.module->symbol(s));
       if (!fn) throw Error(fmt::format("kernel `{}` is missing from `{}`", s, hc.path));
@@ -77,18 +86,41 @@ class CpuBackend final : public Backend {
   }
   void launch(const KernelModule& m, const exec::KernelLaunch& k, const KernelTensor* tensors, size_t n, size_t, long long, const double* uniforms,
               size_t) override {
-    ForkedChildSerial serial;  // the kernels' parallel loops (runtime/host_pool.h)
-    static_cast<const CpuModule&>(m).fns[k.symbol](tensors, (long long)n, uniforms);
+    const auto& cm = static_cast<const CpuModule&>(m);
+    ForkedChildSerial serial(cm.set_threads, cm.get_threads);  // the kernels' parallel loops (runtime/host_pool.h)
+    cm.fns[k.symbol](tensors, (long long)n, uniforms);
   }
 
+  // Products split themselves into panels on the thread pool (support/eigen_product.h). The
+  // other calls (eigensolvers, QR, triangular solves) run one tensor a thread, in a team of more
+  // than one thread, where Eigen does not split the products inside them: either way a call's
+  // bits do not depend on the number of threads.
   bool run_call(const exec::LibraryCall& call, const CallTensor* ts, size_t n) override {
-    ForkedChildSerial serial;  // Eigen's parallel products (runtime/host_pool.h)
-    for (size_t i = 0; i < n; ++i) {
+    ForkedChildSerial serial;  // (runtime/host_pool.h)
+    auto one = [&](size_t i) {
       const float* in[3] = {nullptr, nullptr, nullptr};
       for (size_t o = 0; o < call.in.size() && o < 3; ++o)
         if (call.in[o].buffer >= 0) in[o] = ts[i].bufs[call.in[o].buffer];
       cpu::run_call(call, in, ts[i].regs, ts[i].bufs[call.out], ts[i].rows, ts[i].cols);
+    };
+    const bool product = std::holds_alternative<exec::Gemm>(call.op) || std::holds_alternative<exec::Gram>(call.op) ||
+                         std::holds_alternative<exec::GramApply>(call.op) || std::holds_alternative<exec::NsSteps>(call.op);
+    const int team = omp_get_max_threads();
+    if (product || team == 1 || omp_in_parallel()) {
+      for (size_t i = 0; i < n; ++i) one(i);
+      return true;
     }
+    std::exception_ptr failed;
+#pragma omp parallel for schedule(dynamic) num_threads(team)
+    for (long long i = 0; i < (long long)n; ++i) {
+      try {
+        one(size_t(i));
+      } catch (...) {
+#pragma omp critical(opal_run_call)
+        if (!failed) failed = std::current_exception();
+      }
+    }
+    if (failed) std::rethrow_exception(failed);
     return true;
   }
   bool gemm(const GemmBatch&) override { return false; }

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "support/eigen.h"
+#include "support/eigen_product.h"
 
 #include "support/check.h"
 #include "support/bf16.h"
@@ -28,12 +29,12 @@ CMapF operand(const float* p, long long r, long long c, bool bf, MatF& keep) {
   return CMapF(keep.data(), r, c);
 }
 
-// o = op(A) op(B)
+// o = op(A) op(B) (support/eigen_product.h: the same bits on any number of threads)
 void product(MapF& o, const CMapF& A, bool ta, const CMapF& B, bool tb) {
-  if (!ta && !tb) o.noalias() = A * B;
-  else if (ta && !tb) o.noalias() = A.transpose() * B;
-  else if (!ta && tb) o.noalias() = A * B.transpose();
-  else o.noalias() = A.transpose() * B.transpose();
+  if (!ta && !tb) product_into(o, A, B);
+  else if (ta && !tb) product_into(o, A.transpose(), B);
+  else if (!ta && tb) product_into(o, A, B.transpose());
+  else product_into(o, A.transpose(), B.transpose());
 }
 
 // y = s x, and p rounded to bf16, over n elements, on every thread (a full matrix's pass)
@@ -64,11 +65,11 @@ void newton_schulz_steps(const exec::NsSteps& ns, const float* x, float* out, lo
     product(a, X, !wide, X, wide);  // X X^T on the wide side, X^T X when tall
     if (ns.bf16) round_all(A.data(), k * k);
     B = float(kb) * A;
-    B.noalias() += float(kc) * (A * A);
+    product_into(B, A, A, float(kc), true);
     if (ns.bf16) round_all(B.data(), k * k);
     scale_into(Y.data(), X.data(), float(ka), n);
-    if (wide) Y.noalias() += B * X;
-    else Y.noalias() += X * B;
+    if (wide) product_into(Y, B, X, 1.f, true);
+    else product_into(Y, X, B, 1.f, true);
     if (ns.bf16) round_all(Y.data(), n);
     at = 1 - at;
   }
@@ -107,7 +108,8 @@ bool canonical_null_basis(const MatD& N, MatD& out) {
     MatD X = N.middleRows(j0, b);  // candidates a_j, one per row
     for (int pass = 0; pass < 2 && got > 0; ++pass) {
       auto Qg = Q.topRows(got);
-      X.noalias() -= (X * Qg.transpose()) * Qg;
+      const MatD XQ = product_of(X, Qg.transpose());
+      product_into(X, XQ, Qg, -1.0, true);
     }
     const long long block_start = got;
     for (long long r = 0; r < b && got < k; ++r) {
@@ -119,7 +121,8 @@ bool canonical_null_basis(const MatD& N, MatD& out) {
     }
   }
   if (got < k) return false;
-  out.noalias() = N * Q.transpose();
+  out.resize(n, k);
+  product_into(out, N, Q.transpose());
   return true;
 }
 
@@ -181,7 +184,9 @@ void finish_eigh_call(const exec::LibraryCall& call, long long r0, const double*
   Eigen::VectorXd f(r0);
   for (long long i = 0; i < r0; ++i)
     f(i) = damped ? std::pow(std::max(lam[i], 0.0) + eps, -1.0 / p) : 1.0 / (std::pow(std::abs(lam[i]), 1.0 / p) + eps);
-  MatD P = Vm * f.asDiagonal() * Vm.transpose();
+  const MatD VF = Vm * f.asDiagonal();
+  MatD P(r0, r0);
+  product_into(P, VF, Vm.transpose());
   MapF(out, r0, r0) = P.cast<float>();
 }
 
@@ -285,7 +290,7 @@ void run_call(const exec::LibraryCall& call, const float* const* in, const doubl
 
 std::vector<double> singular_values(const double* a, long long rows, long long cols) {
   Eigen::Map<const MatD> A(a, rows, cols);
-  const MatD G = rows <= cols ? MatD(A * A.transpose()) : MatD(A.transpose() * A);
+  const MatD G = rows <= cols ? product_of(A, A.transpose()) : product_of(A.transpose(), A);
   Eigen::SelfAdjointEigenSolver<MatD> es(G, Eigen::EigenvaluesOnly);
   std::vector<double> sv(G.rows());
   for (long long i = 0; i < G.rows(); ++i) sv[i] = std::sqrt(std::max(es.eigenvalues()[G.rows() - 1 - i], 0.0));

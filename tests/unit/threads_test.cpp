@@ -1,7 +1,10 @@
-// Processes forked from one that stepped (runtime/host_pool.h): libgomp's worker threads stay
-// in the parent, so a child that opens a parallel region of more than one thread waits for them
-// forever. A trainer forking to write a checkpoint, and a sweep forking its trials from a
-// process that stepped, must keep working: the child saves, and steps on one thread.
+// Threads. The bits of a step, and of a built-in workload's gradients, do not depend on the
+// OpenMP team size (support/eigen_product.h): a grid run on one thread of `--jobs 4` gives what
+// the same run alone on every core gives. And processes forked from one that stepped
+// (runtime/host_pool.h): libgomp's worker threads stay in the parent, so a child that opens a
+// parallel region of more than one thread waits for them forever. A trainer forking to write a
+// checkpoint, and a sweep forking its trials from a process that stepped, must keep working: the
+// child saves, and steps on one thread.
 #include <doctest/doctest.h>
 
 #include <omp.h>
@@ -10,11 +13,14 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
 
+#include "ablate/workload.h"
+#include "ablate/workloads/builtin.h"
 #include "driver/build.h"
 #include "runtime/optimizer.h"
 
@@ -84,14 +90,76 @@ std::vector<float> steps_in_child(Optimizer& opt, int from, int to, int* status)
   close(fd[0]);
   waitpid(pid, status, 0);
   std::vector<float> v(bytes.size() / sizeof(float));
-  std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
+  if (!v.empty()) std::memcpy(v.data(), bytes.data(), v.size() * sizeof(float));
   return v;
+}
+
+// The calling thread's OpenMP team size, for a scope.
+struct ScopedTeam {
+  int saved = omp_get_max_threads();
+  explicit ScopedTeam(int n) { omp_set_num_threads(n); }
+  ~ScopedTeam() { omp_set_num_threads(saved); }
+};
+
+// Three steps of `spec` over a matrix whose products, eigensolvers and QR (SOAP's refresh after
+// the first) are big enough to run on the pool, on a team of `team` threads. (Sums over 512
+// terms: over fewer, Eigen's split of a product gave the same bits on any team.)
+std::vector<float> stepped_on(const std::string& spec, int team) {
+  ScopedTeam scoped(team);
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}),
+                {{"blocks.0.weight", {384, 512}}, {"blocks.0.bias", {192}}});
+  const auto& names = opt.hparam_names();
+  if (std::find(names.begin(), names.end(), "every") != names.end()) opt.set_hparam("every", 2);  // refreshes at steps 1 and 3
+  for (int s = 1; s <= 3; ++s) {
+    forked_grads(opt, s);
+    opt.step();
+  }
+  return everything_of(opt);
+}
+
+bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+}
+
+// A workload's loss and gradients after its third step's batch, on a team of `team` threads.
+std::vector<float> gradients_on(Workload& wl, int team) {
+  ScopedTeam scoped(team);
+  auto run = wl.start(11);
+  std::vector<float> out = {float(run->train_step(3))};
+  for (const auto& p : run->params()) {
+    int64_t n = 1;
+    for (auto d : p.shape) n *= d;
+    const float* g = static_cast<const float*>(p.grad);
+    out.insert(out.end(), g, g + n);
+  }
+  return out;
 }
 
 }  // namespace
 
 TEST_SUITE("hardening") {
-TEST_CASE("a child forked after steps steps on one thread, as its parent does on one") {
+TEST_CASE("a step gives the same bits on 1 and 3 threads: products, eigensolvers, QR") {
+  for (const std::string spec : {"muon", "soap", "shampoo"}) {
+    CAPTURE(spec);
+    CHECK(bitwise_equal(stepped_on(spec, 1), stepped_on(spec, 3)));
+  }
+}
+
+TEST_CASE("a workload's gradients are the same bits on 1 and 3 threads") {
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "the quick brown fox jumps over the lazy dog. ";
+  // 768 rows of 64: the projections, the head and their gradients (sums over 768) run as panels
+  std::vector<std::pair<std::string, std::unique_ptr<Workload>>> wls;
+  wls.emplace_back("gpt", workloads::make_gpt_from_text(text, workloads::GptConfig{2, 64, 4, 32, 24, 1}, {}));
+  for (const char* n : {"linreg", "softmax", "quadratic"}) wls.emplace_back(n, make_workload(n, {}));
+  for (auto& entry : wls) {
+    const std::string name = entry.first;
+    CAPTURE(name);
+    CHECK(bitwise_equal(gradients_on(*entry.second, 1), gradients_on(*entry.second, 3)));
+  }
+}
+
+TEST_CASE("a child forked after steps steps on one thread, with its parent's bits") {
   // big enough that the kernels and the copies run on the pool in the parent: AdamW over 1M
   // bf16 parameters with master copies and 1M f32 ones; Muon's Newton-Schulz products (Eigen)
   // on a 512x512 matrix; SOAP's eigendecompositions
@@ -103,9 +171,10 @@ TEST_CASE("a child forked after steps steps on one thread, as its parent does on
       {"muon", {{"blocks.0.weight", {512, 512}}, {"blocks.0.bias", {512}}}},
       {"paper_soap10", {{"blocks.0.weight", {96, 64}}, {"blocks.0.bias", {64}}}},
   };
-  for (const auto& [spec, params] : runs) {
+  for (const auto& run : runs) {
+    const std::string spec = run.first;  // named: clang 14 lambdas (CAPTURE) cannot capture bindings
     CAPTURE(spec);
-    Optimizer opt(build_executable(SpecRef{spec, "", ""}), params);
+    Optimizer opt(build_executable(SpecRef{spec, "", ""}), run.second);
     for (int s = 1; s <= 2; ++s) {  // the parent's pool starts here
       forked_grads(opt, s);
       opt.step();
@@ -114,15 +183,10 @@ TEST_CASE("a child forked after steps steps on one thread, as its parent does on
     const std::vector<float> child = steps_in_child(opt, 3, 5, &status);
     REQUIRE(WIFEXITED(status));
     CHECK(WEXITSTATUS(status) == 0);
-    // the same steps here on one thread: Eigen blocks its products by the team size, so a
-    // matrix step's bits depend on it (an elementwise one's do not)
-    const int team = omp_get_max_threads();
-    omp_set_num_threads(1);
-    for (int s = 3; s <= 5; ++s) {
+    for (int s = 3; s <= 5; ++s) {  // the same steps here, on every thread
       forked_grads(opt, s);
       opt.step();
     }
-    omp_set_num_threads(team);
     const std::vector<float> parent = everything_of(opt);
     REQUIRE(child.size() == parent.size());
     CHECK(std::memcmp(child.data(), parent.data(), parent.size() * sizeof(float)) == 0);

@@ -106,8 +106,7 @@ struct ScopedTeam {
 // terms: over fewer, Eigen's split of a product gave the same bits on any team.)
 std::vector<float> stepped_on(const std::string& spec, int team) {
   ScopedTeam scoped(team);
-  Optimizer opt(build_executable(SpecRef{spec, "", ""}),
-                {{"blocks.0.weight", {384, 512}}, {"blocks.0.bias", {192}}});
+  Optimizer opt(build_executable(SpecRef{spec, "", ""}), {{"blocks.0.weight", {384, 512}}, {"blocks.0.bias", {192}}});
   const auto& names = opt.hparam_names();
   if (std::find(names.begin(), names.end(), "every") != names.end()) opt.set_hparam("every", 2);  // refreshes at steps 1 and 3
   for (int s = 1; s <= 3; ++s) {
@@ -139,7 +138,8 @@ std::vector<float> gradients_on(Workload& wl, int team) {
 
 TEST_SUITE("hardening") {
 TEST_CASE("a step gives the same bits on 1 and 3 threads: products, eigensolvers, QR") {
-  for (const std::string spec : {"muon", "soap", "shampoo"}) {
+  // Muon: Newton-Schulz's products; SOAP: the eigensolver at step 1, QR at step 3, the rotations
+  for (const std::string spec : {"muon", "soap"}) {
     CAPTURE(spec);
     CHECK(bitwise_equal(stepped_on(spec, 1), stepped_on(spec, 3)));
   }
@@ -162,13 +162,13 @@ TEST_CASE("a workload's gradients are the same bits on 1 and 3 threads") {
 TEST_CASE("a child forked after steps steps on one thread, with its parent's bits") {
   // big enough that the kernels and the copies run on the pool in the parent: AdamW over 1M
   // bf16 parameters with master copies and 1M f32 ones; Muon's Newton-Schulz products (Eigen)
-  // on a 512x512 matrix; SOAP's eigendecompositions
+  // on a 256x256 matrix; SOAP's eigendecompositions
   ParamDesc w{"w", {1024, 1024}};
   w.dtype = w.grad_dtype = DType::BF16;
   w.master = true;
   const std::vector<std::pair<std::string, std::vector<ParamDesc>>> runs = {
       {"adamw", {w, {"b", {1024, 1024}}}},
-      {"muon", {{"blocks.0.weight", {512, 512}}, {"blocks.0.bias", {512}}}},
+      {"muon", {{"blocks.0.weight", {256, 256}}, {"blocks.0.bias", {256}}}},
       {"paper_soap10", {{"blocks.0.weight", {96, 64}}, {"blocks.0.bias", {64}}}},
   };
   for (const auto& run : runs) {

@@ -447,6 +447,43 @@ class EmptyParameters(unittest.TestCase):
         e.grad = None
         opt.step()
 
+    def test_a_process_forked_after_steps_steps_on_with_the_same_bits(self):
+        # multiprocessing's default on Linux: a sweep forking trials from a process that stepped.
+        # libgomp's threads stay in the parent: the child's first parallel loop used to wait for
+        # them forever. Big enough that the kernels, copies and Muon's products use the pool.
+        import multiprocessing
+        import signal
+        threads = torch.get_num_threads()
+        self.addCleanup(torch.set_num_threads, threads)
+        torch.set_num_threads(2)  # the OpenMP team of this thread, Opal's too (torch takes one per physical core)
+        torch.manual_seed(0)
+        w, b = torch.nn.Parameter(torch.randn(1024, 1024)), torch.nn.Parameter(torch.randn(256, 256))
+        opts = [Optimizer([("w", w)], spec="adamw", lr=1e-2, nonfinite="skip"), Optimizer([("b", b)], spec="muon", lr=0.02)]
+
+        def steps(first, last):
+            for s in range(first, last + 1):
+                g = torch.Generator().manual_seed(s)
+                w.grad, b.grad = torch.randn(w.shape, generator=g), torch.randn(b.shape, generator=g)
+                for o in opts:
+                    o.step()
+            # (no torch.cat: torch's own parallel loops wait for the parent's threads in the child)
+            return w.detach().numpy().tobytes() + b.detach().numpy().tobytes()
+
+        steps(1, 2)
+        ctx = multiprocessing.get_context("fork")
+        queue = ctx.Queue()
+
+        def child():
+            signal.alarm(60)  # a child waiting for the parent's threads dies here
+            queue.put(steps(3, 4))
+
+        proc = ctx.Process(target=child)
+        proc.start()
+        got = queue.get(timeout=90)
+        proc.join(60)
+        self.assertEqual(proc.exitcode, 0)
+        self.assertEqual(got, steps(3, 4))
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -10,8 +10,7 @@
 //
 // Eigen's algorithms that use products inside (the eigensolver's back-transformation, QR) are
 // deterministic the same way when called in a team of more than one thread, or with one thread:
-// the CPU backend runs them over its tensors in such a team (runtime/cpu/cpu_backend.cpp), and
-// eigen_unsplit runs one there.
+// unsplit_each runs them (the CPU backend: over its tensors) in such a team, eigen_unsplit one.
 #pragma once
 #include <omp.h>
 
@@ -34,6 +33,31 @@ inline long long panel_extent(long long extent, bool cols) {
 // thread pool either.
 inline constexpr double kSerialProductWork = 65536;
 
+// f(i) for i < n on the thread pool, at most `most` at once (0: the whole team), in a team of
+// at least two threads, where Eigen does not split the products f runs; on the calling thread
+// where Eigen would not split them either (one thread, or inside a team already). An exception
+// from f is rethrown here, the first one caught.
+template <class F>
+void unsplit_each(long long n, int most, F&& f) {
+  const int threads = omp_get_max_threads();
+  if (threads == 1 || omp_in_parallel()) {
+    for (long long i = 0; i < n; ++i) f(i);
+    return;
+  }
+  const int team = std::max(2, most > 0 ? std::min(most, threads) : threads);
+  std::exception_ptr failed;
+#pragma omp parallel for schedule(dynamic) num_threads(team)
+  for (long long i = 0; i < n; ++i) {
+    try {
+      f(i);
+    } catch (...) {
+#pragma omp critical(opal_unsplit_each)
+      if (!failed) failed = std::current_exception();
+    }
+  }
+  if (failed) std::rethrow_exception(failed);
+}
+
 // out = alpha * lhs * rhs, or out += alpha * lhs * rhs with `accumulate` (out sized already;
 // lhs and rhs any Eigen expressions, transposed or blocks, not aliasing out).
 template <class Out, class L, class R>
@@ -53,38 +77,20 @@ void product_into(Out&& out, const L& lhs, const R& rhs, typename std::decay_t<O
     else if (alpha == Scalar(1)) o.noalias() = l * r;
     else o.noalias() = alpha * (l * r);
   };
-  const double work = double(m) * double(n) * double(lhs.cols());
-  const int team = omp_get_max_threads();
-  // small, one thread, or in a team already (an eigensolver's tensors, a caller's loop): Eigen
-  // does not split any of these
-  if (work < kSerialProductWork || team == 1 || omp_in_parallel()) {
-    for (long long at = 0; at < extent; at += P) panel(at, std::min(P, extent - at));
+  const long long panels = (extent + P - 1) / P;
+  auto each = [&](long long p) { panel(p * P, std::min(P, extent - p * P)); };
+  if (double(m) * double(n) * double(lhs.cols()) < kSerialProductWork) {  // Eigen does not split it either
+    for (long long p = 0; p < panels; ++p) each(p);
     return;
   }
-  // the whole team even for one panel: a team of one would let Eigen split the product
-  const long long panels = (extent + P - 1) / P;
-#pragma omp parallel for schedule(static) num_threads(team)
-  for (long long p = 0; p < panels; ++p) panel(p * P, std::min(P, extent - p * P));
+  unsplit_each(panels, 0, each);  // the whole team even for one panel: alone, Eigen would split it
 }
 
-// f() on the calling thread, in a team of two (the other thread waits) so that Eigen does not
-// split the products inside it: for Eigen's algorithms (QR, eigensolvers) off the thread pool.
+// f(), in a team of two (the other thread waits), so that Eigen does not split the products
+// inside it: for Eigen's algorithms (QR, eigensolvers) off the thread pool.
 template <class F>
 void eigen_unsplit(F&& f) {
-  if (omp_get_max_threads() == 1 || omp_in_parallel()) {
-    f();
-    return;
-  }
-  std::exception_ptr failed;
-#pragma omp parallel num_threads(2)
-  if (omp_get_thread_num() == 0) {
-    try {
-      f();
-    } catch (...) {
-      failed = std::current_exception();
-    }
-  }
-  if (failed) std::rethrow_exception(failed);
+  unsplit_each(1, 1, [&](long long) { f(); });
 }
 
 // lhs * rhs as a new row-major matrix. Assigned to a matrix, it moves its buffer in: a buffer

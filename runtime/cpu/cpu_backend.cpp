@@ -1,10 +1,7 @@
 // The CPU backend: host memory, kernels built by the host compiler and loaded with dlopen
 // (runtime/cpu/host_compile.h), every library call through Eigen in place (runtime/cpu/linalg.h).
-#include <omp.h>
-
 #include <algorithm>
 #include <cstring>
-#include <exception>
 #include <variant>
 
 #include <fmt/format.h>
@@ -14,6 +11,7 @@
 #include "runtime/host_pool.h"
 #include "runtime/cpu/linalg.h"
 #include "runtime/error.h"
+#include "support/eigen_product.h"
 
 namespace opal {
 
@@ -106,31 +104,20 @@ class CpuBackend final : public Backend {
     };
     const bool product = std::holds_alternative<exec::Gemm>(call.op) || std::holds_alternative<exec::Gram>(call.op) ||
                          std::holds_alternative<exec::GramApply>(call.op) || std::holds_alternative<exec::NsSteps>(call.op);
-    int team = omp_get_max_threads();
-    if (product || team == 1 || omp_in_parallel()) {
+    if (product) {
       for (size_t i = 0; i < n; ++i) one(i);
       return true;
     }
     // a solver holds about four n x n doubles (its input, vectors, work, ours): no more of them
-    // at once than kSolverBytes hold, and still a team of two (one thread would let Eigen split)
+    // at once than kSolverBytes hold (unsplit_each keeps a team of two at least)
     long long side = 1;
     for (size_t i = 0; i < n && !call.in.empty(); ++i) {
       const exec::Dims d = exec::dims_of(call.in[0].extent, ts[i].rows, ts[i].cols);
       side = std::max({side, d.rows, d.cols});
     }
     constexpr double kSolverBytes = double(1 << 30);
-    team = int(std::clamp(kSolverBytes / (32.0 * double(side) * double(side)), 2.0, double(team)));
-    std::exception_ptr failed;
-#pragma omp parallel for schedule(dynamic) num_threads(team)
-    for (long long i = 0; i < (long long)n; ++i) {
-      try {
-        one(size_t(i));
-      } catch (...) {
-#pragma omp critical(opal_run_call)
-        if (!failed) failed = std::current_exception();
-      }
-    }
-    if (failed) std::rethrow_exception(failed);
+    const int most = int(std::clamp(kSolverBytes / (32.0 * double(side) * double(side)), 1.0, 1024.0));
+    unsplit_each((long long)n, most, [&](long long i) { one(size_t(i)); });
     return true;
   }
   bool gemm(const GemmBatch&) override { return false; }

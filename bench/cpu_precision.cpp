@@ -11,6 +11,8 @@
 //   f32:          w, g, m, v f32                     28 B/param (read w g m v, write w m v)
 //   bf16 params:  w, g bf16, m, v f32                22 B/param
 //   all bf16:     w, g, m, v bf16 (`state m: bf16`)  14 B/param
+//   bf16 + SR:    the same, every bf16 store rounded stochastically (`state(bf16, stochastic)`
+//                 and set_stochastic_rounding)        14 B/param
 //   q8 state:     w, g bf16, m, v q8 (`state m: q8`) 10 B/param, and a scale per 256 (0.06 B)
 //   cmake --build build --target bench_cpu_precision && ./build/bench/bench_cpu_precision [MODEL...]
 // (MODEL: the byte models to run, e.g. `q8`; default all)
@@ -125,6 +127,8 @@ int main(int argc, char** argv) {
     double bytes_per_param;
     std::function<std::unique_ptr<Streaming>()> same;  // the streaming loop with the model's accesses
     bool master = false;                               // an f32 master copy of each bf16 parameter
+    const char* route_state = "";                      // the route's state storage (SpecRef::storage)
+    bool stochastic = false;                           // bf16 parameter writes rounded stochastically
   };
   auto same_as = [total]<class W, class S>(W, S) {
     return [total]() -> std::unique_ptr<Streaming> { return std::make_unique<Stream<W, S>>(total); };
@@ -141,7 +145,8 @@ int main(int argc, char** argv) {
       p.master = m.master;
       params.push_back(p);
     }
-    auto opt = opal::make_optimizer(opal::compile_spec({adamw_spec(m.storage), "", ""}), params);  // owned memory
+    auto opt = opal::make_optimizer(opal::compile_spec({adamw_spec(m.storage), "", "", m.route_state}), params);  // owned memory
+    opt->set_stochastic_rounding(m.stochastic, 1);
     for (size_t i = 0; i < set.size(); ++i) {  // GPT-2-like magnitudes, not zeros: q8 blocks of real values
       size_t n = 1;
       for (auto d : set[i]) n *= size_t(d);
@@ -160,6 +165,7 @@ int main(int argc, char** argv) {
                                      {"bf16 params", opal::DType::BF16, "", 22, same_as(uint16_t(), float())},
                                      {"bf16 + master", opal::DType::BF16, "", 28, same_as(float(), float()), true},
                                      {"all bf16", opal::DType::BF16, "bf16", 14, same_as(uint16_t(), uint16_t())},
+                                     {"bf16 + SR", opal::DType::BF16, "", 14, same_as(uint16_t(), uint16_t()), false, "bf16, stochastic", true},
                                      {"q8 state", opal::DType::BF16, "q8", 10 + 4.0 * 4 / 256, same_as(uint16_t(), uint8_t())}};
   for (const Model& m : models) {
     bool wanted = argc == 1;

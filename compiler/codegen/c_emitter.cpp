@@ -204,8 +204,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
   // the loop, for w and g stored as `wt` and `gt`
   std::string ind = K.indexed && K.domain == Domain::Full ? "      " : "    ";
   auto idx = [&](Shape s) { return index(K.domain, s, K.indexed); };
-  // A flat parallel loop may stage its bf16 stores rounded to nearest (stages_bf16): each value
-  // goes to the chunk's `opal_h<b>`, converted a vector at a time after it.
+  // A flat parallel loop may stage its bf16 stores (stages_bf16): each value goes to the
+  // chunk's `opal_h<b>`, rounded a vector at a time after it (to nearest, or stochastically).
   const bool stageable = stages_bf16() && !K.indexed && !K.serial && K.domain == Domain::Full && K.reductions.empty() && q8_stores.empty();
   auto render_sr = [&](exec::DType wt, exec::DType gt, const char* sr) {
     auto load = [&](exec::DType t, size_t b) {
@@ -221,8 +221,11 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
       return fmt::format("sb{}[{}]", buf_of_slot(k), at);
     };
     const bool nearest = std::string(sr) == "0";
-    // the body; `staged`: where given, the bf16 stores it may stage, and it collects their buffers
-    auto body = [&](std::vector<size_t>* staged) {
+    // the random stream of a bf16 slot's stochastic rounding: the tensor's id mixed with the
+    // slot's index (w's is the tensor's id)
+    auto slot_stream = [](int64_t k) { return fmt::format("T.id + {}ull * 0x632be59bd9b4e019ull", k + 1); };
+    // the body; `staged`: where given, the bf16 stores it may stage, and it collects them
+    auto body = [&](std::vector<StagedStore>* staged) {
       std::string out;
       for (ValueId t : temp_reads) out += fmt::format("{}const float v{} = sb{}[{}];  // temp\n", ind, t.v, buf_of_temp(t), idx(g.at(t).shape));
       for (ValueId v : K.body) {
@@ -255,8 +258,8 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
           // a 16-bit store can overflow a finite f32 value (f16 from 65520 up): the new value's
           // probe checks what is stored, too
           const auto probe = std::find_if(checks.begin(), checks.end(), [&](const auto& c) { return c.first == n.operands[0]; });
-          if (staged && wt == exec::DType::BF16 && nearest && probe == checks.end()) {
-            staged->push_back(exec::kParamBuffer);
+          if (staged && wt == exec::DType::BF16 && probe == checks.end()) {
+            staged->push_back({exec::kParamBuffer, nearest ? "" : "T.id"});
             out += fmt::format("{}opal_h{}[e - opal_c] = {};  // {}\n", ind, exec::kParamBuffer, val, comment(g, e));
           } else if (wt != exec::DType::F32 && probe != checks.end()) {
             const char* inf = wt == exec::DType::BF16 ? "0x7f80u" : "0x7c00u";  // the exponent bits all ones: Inf or NaN
@@ -275,19 +278,17 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
             else out += fmt::format("{}{} = {};  // {}\n", ind, q, val, comment(g, e));
             continue;
           }
-          // a bf16 slot rounds its store, stochastically from a stream of its own (the tensor's id
-          // mixed with the slot's index)
+          // a bf16 slot rounds its store, stochastically from a stream of its own
           const ir::Slot& slot = g.slots[n.iattr];
           const std::string at = idx(slot.shape);
-          if (staged && slot.bf16 && !slot.stochastic && nearest && n.op == Op::StateWrite && slot.shape == Shape::Full) {
-            staged->push_back(buf_of_slot(n.iattr));
+          const bool stochastic = slot.stochastic || !nearest;
+          if (staged && slot.bf16 && n.op == Op::StateWrite && slot.shape == Shape::Full) {
+            staged->push_back({buf_of_slot(n.iattr), stochastic ? slot_stream(n.iattr) : ""});
             out += fmt::format("{}opal_h{}[e - opal_c] = {};  // {}\n", ind, buf_of_slot(n.iattr), val, comment(g, e));
             continue;
           }
-          const std::string stored = g.slots[n.iattr].bf16
-                                         ? fmt::format("opal_to_bf16({}, {}, T.id + {}ull * 0x632be59bd9b4e019ull, U_t, T.base + {})", val,
-                                                       g.slots[n.iattr].stochastic ? "1" : sr, n.iattr + 1, at)
-                                         : val;
+          const std::string stored =
+              slot.bf16 ? fmt::format("opal_to_bf16({}, {}, {}, U_t, T.base + {})", val, stochastic ? "1" : "0", slot_stream(n.iattr), at) : val;
           if (n.op == Op::StateWriteIf)
             out += fmt::format("{}if ({} != 0.0f) sb{}[{}] = {};  // {}\n", ind, operand(g, n.operands[1]), buf_of_slot(n.iattr), at, stored,
                                comment(g, e));
@@ -318,10 +319,11 @@ void CEmitter::kernel(std::string& out, const Plan& p, size_t route, size_t k) c
         if (touched.reads.count(b) || touched.writes.count(b)) vec_.all.push_back(b);
       }
     if (!q8_stores.empty()) return q8_loop(K, out, q8_stores);
-    std::vector<size_t> staged;
-    const std::string staged_body = stageable && nearest ? body(&staged) : std::string();
-    std::sort(staged.begin(), staged.end());
-    staged.erase(std::unique(staged.begin(), staged.end()), staged.end());
+    std::vector<StagedStore> staged;
+    const std::string staged_body = stageable ? body(&staged) : std::string();
+    auto by_buf = [](const StagedStore& a, const StagedStore& b) { return a.buf < b.buf; };
+    std::sort(staged.begin(), staged.end(), by_buf);
+    staged.erase(std::unique(staged.begin(), staged.end(), [](const auto& a, const auto& b) { return a.buf == b.buf; }), staged.end());
     // a target may emit the body more than once
     return staged.empty() ? loop(K, out) : staged_loop(K, out, staged_body, staged);
   };

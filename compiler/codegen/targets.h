@@ -53,11 +53,17 @@ class CEmitter {
   // Staged bf16 stores. A target converting bf16 faster a vector at a time says so here; then
   // the flat, parallel loops of the full space without reductions get staged_loop() with two
   // bodies: `body` as loop() takes it, and `staged_body`, which writes each value it would
-  // store as bf16 rounded to nearest (unconditionally) into `opal_h<b>[e - opal_c]` instead,
-  // e running over a chunk that starts at opal_c. `staged`: those buffers b (16-bit words),
-  // each once. The target stores the chunk, rounding as opal_to_bf16 does, bit for bit.
+  // store as bf16 (unconditionally) into `opal_h<b>[e - opal_c]` instead, e running over a
+  // chunk that starts at opal_c. `staged`: those buffers b (16-bit words), each once, with the
+  // stream of their stochastic rounding (empty: to nearest). The target stores the chunk,
+  // rounding as opal_to_bf16 does, bit for bit.
+  struct StagedStore {
+    size_t buf = 0;
+    std::string stream;  // the id opal_to_bf16 rounds stochastically with (`T.id`), or empty
+  };
   virtual bool stages_bf16() const { return false; }
-  virtual std::string staged_loop(const Kernel& k, const std::string& body, const std::string& staged_body, const std::vector<size_t>& staged) const {
+  virtual std::string staged_loop(const Kernel& k, const std::string& body, const std::string& staged_body,
+                                  const std::vector<StagedStore>& staged) const {
     (void)staged_body, (void)staged;
     return loop(k, body);
   }

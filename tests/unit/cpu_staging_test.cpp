@@ -1,6 +1,6 @@
 // The CPU target's staged bf16 stores (cpu_codegen.cpp, CEmitter::staged_loop): on a CPU with
-// AVX512-BF16 the flat loops round their bf16 stores to nearest a vector at a time, and must
-// store what opal_to_bf16 stores, bit for bit, for every float.
+// AVX512-BF16 the flat loops round their bf16 stores a vector at a time, to nearest or
+// stochastically, and must store what opal_to_bf16 stores, bit for bit, for every float.
 #include <doctest/doctest.h>
 
 #include <algorithm>
@@ -65,6 +65,29 @@ extern "C" long long opal_test_every_float(void) {
   return -1;
 #endif
 }
+
+// The same through opal_st_bf16x64_sr against opal_to_bf16's stochastic rounding: every float,
+// each run of 65536 under its own stream and step, its chunks starting at every offset from a
+// multiple of four (an element's bits are a quarter of a hash: see support/half.h).
+extern "C" long long opal_test_every_float_sr(void) {
+#ifdef OPAL_STAGE_BF16
+  static unsigned int bits[1 << 16];
+  static unsigned short out[1 << 16];
+  long long bad = 0;
+  for (unsigned long long hi = 0; hi < 65536ull; ++hi) {
+    for (unsigned int i = 0; i < 65536u; ++i) bits[i] = (unsigned int)(hi << 16 | i);
+    const unsigned long long id = hi * 0x9e3779b97f4a7c15ull;
+    const double t = (double)(hi % 1000 + 1);
+    const long long base = (long long)(hi << 16) + (long long)(hi % 4);
+    const unsigned long long k = opal_sr_key(id, t);
+    for (unsigned int i = 0; i < 65536u; i += 64) opal_st_bf16x64_sr(out + i, (const float*)bits + i, k, base + i);
+    for (unsigned int i = 0; i < 65536u; ++i) bad += out[i] != opal_to_bf16(opal_u2f(bits[i]), 1, id, t, base + i);
+  }
+  return bad;
+#else
+  return -1;
+#endif
+}
 )";
 
 // m = u stored as bf16, then w -= lr * m: both stores round the values as given
@@ -87,15 +110,19 @@ std::vector<float> hostile(size_t n, unsigned seed) {
 TEST_SUITE("precision") {
 TEST_CASE("staged bf16 stores round every float as opal_to_bf16 does, where the CPU can stage them") {
   const std::string src = emit_optimizer(*compile_spec({"adamw", "", ""}), Target::Cpu, false, true) + kEveryFloat;
-  // the nearest-rounding loops stage w's stores; the stochastic ones do not
-  CHECK(count(src, "opal_st_bf16x64(sb0 + opal_c, opal_h0);") == 6);  // (w bf16) x (g f32, bf16, f16) x (small, parallel)
+  // the loops stage w's stores, rounding to nearest and stochastically: (w bf16) x (g f32, bf16,
+  // f16) x (small, parallel) each; the tails store value by value
+  CHECK(count(src, "opal_st_bf16x64(sb0 + opal_c, opal_h0);") == 6);
+  CHECK(count(src, "opal_st_bf16x64_sr(sb0 + opal_c, opal_h0, opal_k0, T.base + opal_c);") == 6);
   CHECK(count(src, "opal_to_bf16(v") > 0);
   const HostCompileResult r = compile_host(src);
   REQUIRE_MESSAGE(r.module, r.error);
-  void* sym = r.module->symbol("opal_test_every_float");
-  REQUIRE(sym != nullptr);
-  auto every_float = reinterpret_cast<long long (*)()>(sym);
-  CHECK(every_float() == (cpu_stages_bf16() ? 0 : -1));
+  for (const char* name : {"opal_test_every_float", "opal_test_every_float_sr"}) {
+    CAPTURE(name);
+    void* sym = r.module->symbol(name);
+    REQUIRE(sym != nullptr);
+    CHECK(reinterpret_cast<long long (*)()>(sym)() == (cpu_stages_bf16() ? 0 : -1));
+  }
 }
 
 TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel chunks, tails, NaN, subnormals, ties") {
@@ -109,12 +136,22 @@ TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel ch
     ps.push_back(p);
   }
   // unchecked, and checked kernels (their flags reduced across the staged chunks too): under
-  // `skip`, the step whose gradients hold NaNs is undone (skipped_steps)
-  for (const auto& c : {std::pair{std::string(kCopySpec), NonFinitePolicy::Off}, std::pair{std::string("adamw"), NonFinitePolicy::Off},
-                        std::pair{std::string("adamw"), NonFinitePolicy::Skip}}) {
-    const std::string& spec = c.first;  // (not a structured binding: the lambda below captures it)
-    const NonFinitePolicy policy = c.second;
+  // `skip`, the step whose gradients hold NaNs is undone (skipped_steps). Rounding to nearest,
+  // and stochastically: the state's by the route (`bf16, stochastic`) and w's by the runtime,
+  // and w's alone (the state to nearest).
+  struct Case {
+    std::string spec, state;
+    NonFinitePolicy policy;
+    bool stochastic;
+  };
+  for (const Case& c : {Case{kCopySpec, "", NonFinitePolicy::Off, false}, Case{"adamw", "bf16", NonFinitePolicy::Off, false},
+                        Case{"adamw", "bf16", NonFinitePolicy::Skip, false}, Case{"adamw", "bf16, stochastic", NonFinitePolicy::Off, true},
+                        Case{"adamw", "bf16, stochastic", NonFinitePolicy::Skip, true}, Case{kCopySpec, "", NonFinitePolicy::Off, true}}) {
+    const std::string& spec = c.spec;
+    const NonFinitePolicy policy = c.policy;
     CAPTURE(spec);
+    CAPTURE(c.state);
+    CAPTURE(c.stochastic);
     CAPTURE(nonfinite_policy_name(policy));
     // the largest parameter in the caller's memory, off the vectors' alignment by one element
     std::vector<uint16_t> memory[2][2];
@@ -125,8 +162,9 @@ TEST_CASE("staged and value-by-value bf16 stores give the same bits: parallel ch
       for (int k = 0; k < 2; ++k) memory[staged][k].assign(numel(ps[0].shape) + 1, 0);
       descs[0].data = memory[staged][0].data() + 1;
       descs[0].grad = memory[staged][1].data() + 1;
-      auto o = make_optimizer(compile_spec({spec, "", "", spec == "adamw" ? "bf16" : ""}), descs);
+      auto o = make_optimizer(compile_spec({spec, "", "", c.state}), descs);
       o->set_nonfinite_policy(policy);
+      o->set_stochastic_rounding(c.stochastic, 7);
       for (size_t i = 0; i < ps.size(); ++i) o->write_param(ps[i].name, randoms(numel(ps[i].shape), unsigned(i), 1.0f));
       for (int s = 0; s < 3; ++s) {
         // under skip, the NaNs in one step of p0 and p1 only (parallel chunks, and a small tensor): the other steps run

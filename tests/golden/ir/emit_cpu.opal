@@ -33,8 +33,10 @@ optimizer sgdm(lr = 1e-2, b1 = 0.9) {
 #
 # static inline unsigned long long opal_mix64(unsigned long long x) { x ^= x >> 30; x *= 0xbf58476d1ce4e5b9ull; x ^= x >> 27; x *= 0x94d049bb133111ebull; return x ^ (x >> 31); } 
 # static inline unsigned long long opal_key(unsigned long long id, double t, long long e) { return opal_mix64(opal_mix64(id + (unsigned long long)t * 0x9e3779b97f4a7c15ull) ^ (unsigned long long)e); } 
+# static inline unsigned long long opal_sr_key(unsigned long long id, double t) { return opal_mix64((id ^ 0x5352ull) + (unsigned long long)t * 0x9e3779b97f4a7c15ull); } 
+# static inline unsigned int opal_sr_bits(unsigned long long k, long long e) { return (unsigned int)(opal_mix64(k ^ ((unsigned long long)e >> 2)) >> (16 * ((unsigned long long)e & 3u))) & 0xffffu; } 
 # static inline float opal_ld_bf16(unsigned short h) { return opal_u2f((unsigned int)h << 16); } 
-# static inline unsigned short opal_to_bf16(float x, int sr, unsigned long long id, double t, long long e) { const unsigned int b = opal_f2u(x); const unsigned int r = sr ? (unsigned int)(opal_key(id ^ 0x5352ull, t, e) >> 48) : 0x7fffu + ((b >> 16) & 1u); return x != x ? (unsigned short)((b >> 16) | 0x40u) : (unsigned short)((b + r) >> 16); } 
+# static inline unsigned short opal_to_bf16(float x, int sr, unsigned long long id, double t, long long e) { const unsigned int b = opal_f2u(x); const unsigned int r = sr ? opal_sr_bits(opal_sr_key(id, t), e) : 0x7fffu + ((b >> 16) & 1u); return x != x ? (unsigned short)((b >> 16) | 0x40u) : (unsigned short)((b + r) >> 16); } 
 # static inline float opal_ld_f16(unsigned short h) { const unsigned int s = ((unsigned int)h & 0x8000u) << 16, m = ((unsigned int)h & 0x7fffu) << 13, e = m & 0x0f800000u; float f; if (e == 0x0f800000u) f = opal_u2f(m + 0x70000000u); else if (e == 0u) f = opal_u2f(m + 0x38800000u) - opal_u2f(0x38800000u); else f = opal_u2f(m + 0x38000000u); return opal_u2f(opal_f2u(f) | s); } 
 # static inline unsigned short opal_to_f16(float x) { const unsigned int b = opal_f2u(x), s = (b >> 16) & 0x8000u, a = b & 0x7fffffffu; unsigned int o; if (a >= 0x47800000u) o = a > 0x7f800000u ? 0x7e00u : 0x7c00u; else if (a < 0x38800000u) o = opal_f2u(opal_u2f(a) + 0.5f) - 0x3f000000u; else o = (a + 0xc8000fffu + ((a >> 13) & 1u)) >> 13; return (unsigned short)(o | s); }
 # static inline int opal_nonfinite(float x) {

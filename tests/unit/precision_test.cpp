@@ -179,6 +179,22 @@ TEST_CASE("stochastic rounding is unbiased, reproducible, and keyed by seed and 
   const double se = std::sqrt(var) / double(n);
   CHECK(std::abs(err / double(n)) < 3 * se);
   CHECK(se > 0);
+  // and independent of a neighbour's, whose bits come from the same hash (offsets 0 to 2 mod
+  // 4: a quarter of one splitmix64 each) or the next (3): the mean of (up_i - p_i)(up_i+1 -
+  // p_i+1) is within 4 standard errors of zero. The same 16 bits for four elements would
+  // correlate them (their p differ by a thousandth), and the mean above would not see it.
+  for (size_t k = 0; k < 4; ++k) {
+    CAPTURE(k);
+    double cov = 0, cvar = 0;
+    size_t pairs = 0;
+    for (size_t i = k; i + 1 < n; i += 4) {
+      const double p0 = -double(g[i]) / ulp, p1 = -double(g[i + 1]) / ulp;
+      cov += (double(w[i] != 1.0f) - p0) * (double(w[i + 1] != 1.0f) - p1);
+      cvar += p0 * (1 - p0) * p1 * (1 - p1);
+      ++pairs;
+    }
+    CHECK(std::abs(cov / double(pairs)) < 4 * std::sqrt(cvar) / double(pairs));
+  }
   CHECK(same_bits(w, run(1, "w").first));        // the same run again: the same bits
   CHECK_FALSE(same_bits(w, run(2, "w").first));  // another seed
   CHECK_FALSE(same_bits(w, run(1, "v").first));  // another tensor

@@ -23,6 +23,7 @@
 #include "ablate/workloads/builtin.h"
 #include "driver/build.h"
 #include "runtime/optimizer.h"
+#include "support/eigen_product.h"
 
 #include "scratch.h"
 
@@ -156,6 +157,33 @@ TEST_CASE("a workload's gradients are the same bits on 1 and 3 threads") {
     const std::string name = entry.first;
     CAPTURE(name);
     CHECK(bitwise_equal(gradients_on(*entry.second, 1), gradients_on(*entry.second, 3)));
+  }
+}
+
+TEST_CASE("unsplit_each: an exception from one item reaches the caller; the others run; no thread is lost") {
+  // the CPU backend runs its eigensolvers and QRs through it, and product_into its panels
+  for (const int team : {1, 3}) {
+    CAPTURE(team);
+    ScopedTeam scoped(team);
+    const Eigen::MatrixXf a = Eigen::MatrixXf::Random(300, 700), b = Eigen::MatrixXf::Random(700, 200);
+    Eigen::MatrixXf before(300, 200), after(300, 200);
+    product_into(before, a, b);
+    std::vector<int> ran(16, 0);
+    std::string what;
+    try {
+      unsplit_each(16, 0, [&](long long i) {
+        ran[size_t(i)] = 1;
+        if (i == 5 || i == 11) throw std::runtime_error("item " + std::to_string(i) + " failed");
+      });
+    } catch (const std::runtime_error& e) {
+      what = e.what();
+    }
+    CHECK((what == "item 5 failed" || what == "item 11 failed"));
+    CHECK(std::count(ran.begin(), ran.end(), 1) == (team == 1 ? 6 : 16));  // one thread stops at the first
+    // the pool still works afterwards: a product through it, in panels on the team, as before
+    product_into(after, a, b);
+    CHECK(std::memcmp(before.data(), after.data(), sizeof(float) * 300 * 200) == 0);
+    CHECK(omp_get_max_threads() == team);
   }
 }
 

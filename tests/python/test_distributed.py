@@ -151,15 +151,18 @@ def worker(rank, world, path, spec, case, out):
             opt.consolidate_state_dict(to=0)
             if rank == 0:
                 result["state"] = sorted(opt.state_dict()["state"])
-        elif case.startswith("fail:"):  # rank 1's step fails with an error (a lost device) under a policy; then a retry
-            opt = Optimizer(m, spec, process_group=dist.group.WORLD, nonfinite=case[5:])
+        elif case.startswith(("fail:", "refuse:")):  # rank 1's step fails (a lost device) or is refused under a policy; then a retry
+            opt = Optimizer(m, spec, process_group=dist.group.WORLD, nonfinite=case.split(":")[1])
             train(opt, m, steps=2)
             before = {n: p.detach().clone() for n, p in m.named_parameters()}
             x, y = batch()
             opt.zero_grad()
             ((m(x) - y) ** 2).mean().backward()
-            if rank == 1:
+            if rank == 1 and case.startswith("fail:"):
                 opt._engines[0] = DeviceLost(opt._engines[0])
+            lr = opt.param_groups[0]["lr"]
+            if rank == 1 and case.startswith("refuse:"):  # refused in the step's checks, on this rank only
+                opt.param_groups[0]["lr"] = float("nan")
             try:
                 opt.step()
                 said = ""
@@ -167,8 +170,9 @@ def worker(rank, world, path, spec, case, out):
                 said = f"{type(e).__name__}: {e}\n" + "\n".join(getattr(e, "__notes__", []))
             unchanged = all(torch.equal(p.detach(), before[n]) for n, p in m.named_parameters())
             steps = opt._engines[0].step_count
-            if rank == 1:
+            if rank == 1 and case.startswith("fail:"):
                 opt._engines[0] = opt._engines[0].engine
+            opt.param_groups[0]["lr"] = lr
             opt.step()  # the retry, on every rank
             result = {"said": said, "unchanged": unchanged, "steps": steps, "skipped": opt.skipped_steps,
                       "params": {n: p.detach().clone() for n, p in m.named_parameters()}}
@@ -289,7 +293,8 @@ class Sharded(unittest.TestCase):
             with open(out) as f:
                 said = f.read()
             self.assertIn("PeerError", said)
-            self.assertIn("sharing the stepped parameters over the process group failed", said)
+            # (the step's first collective: the ranks' agreement on whether one failed)
+            self.assertIn("agreeing whether a rank met a NaN, an Inf or an error over the process group failed", said)
 
     def test_a_checkpoint_folder_of_3_ranks_resumes_on_2_and_on_1(self):
         m = model()
@@ -384,11 +389,16 @@ class Sharded(unittest.TestCase):
         m = model()
         want = Optimizer(m, "adamw")
         train(want, m, steps=3)
-        for policy in ("skip", "raise"):
-            with self.subTest(policy=policy):
-                ranks = run(2, "adamw", "fail:" + policy)
-                self.assertIn("RuntimeError: CUDA error: device lost", ranks[1]["said"])
-                self.assertIn("the other processes of the group undid their steps too", ranks[1]["said"])
+        # A step refused by its checks on rank 1 alone (its lr a NaN) likewise: rank 0 used
+        # to wait until the group's timeout. Under zero too (it keeps copies), which did not agree.
+        for case in ("fail:skip", "fail:raise", "fail:zero", "refuse:skip", "refuse:zero"):
+            with self.subTest(case=case):
+                ranks = run(2, "adamw", case)
+                if case.startswith("fail:"):
+                    self.assertIn("RuntimeError: CUDA error: device lost", ranks[1]["said"])
+                    self.assertIn("the other processes of the group undid their steps too", ranks[1]["said"])
+                else:
+                    self.assertIn("`lr`", ranks[1]["said"])
                 self.assertIn("PeerStepError: another process of the group failed in this step", ranks[0]["said"])
                 for r in ranks:
                     self.assertTrue(r["unchanged"])
@@ -396,6 +406,19 @@ class Sharded(unittest.TestCase):
                     self.assertEqual(r["skipped"], 0)  # an error is not a skipped step
                     for n, p in m.named_parameters():
                         self.assertTrue(torch.equal(r["params"][n], p.detach()), n)
+
+    def test_an_error_on_one_rank_under_off_ends_the_step_on_every_rank_which_keeps_it(self):
+        # off keeps no copies: rank 0 keeps its step, and says the ranks now differ, instead of
+        # waiting in the broadcast until the group's timeout (or, when rank 1 retried, taking the
+        # retry's broadcast for this step's, silently one step apart)
+        ranks = run(2, "adamw", "fail:off")
+        self.assertIn("RuntimeError: CUDA error: device lost", ranks[1]["said"])
+        self.assertIn("kept their steps", ranks[1]["said"])
+        self.assertIn("PeerStepError: another process of the group failed in this step", ranks[0]["said"])
+        self.assertIn("this process keeps its step", ranks[0]["said"])
+        self.assertIn("resume every process from a checkpoint", ranks[0]["said"])
+        self.assertEqual([r["steps"] for r in ranks], [3, 2])
+        self.assertEqual([r["unchanged"] for r in ranks], [False, True])
 
     def test_reduce_grads_averages_each_rank_s_gradient(self):
         m = model()

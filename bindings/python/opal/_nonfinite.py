@@ -1,7 +1,10 @@
 """A step under the nonfinite policies "raise" and "skip" is skipped as a whole, as one engine
 skips it: when the engine of one parameter group, or of one process of a process group, met a
 NaN or an Inf and undid its step, every other engine undoes its own (Optimizer::undo_step), so
-the outcome depends neither on how parameters are grouped nor on the world size."""
+the outcome depends neither on how parameters are grouped nor on the world size. Under a
+process group every policy agrees on each step, so that an error on one process (not a NaN)
+reaches the others before they share their parameters, instead of leaving them waiting in the
+broadcast (or, when the failed process retries, taking its retry's broadcast for this step's)."""
 
 from . import _opal
 
@@ -22,16 +25,23 @@ def skip_whole(policy, stepped, raised, shard):
     """After a step's engines ran (`stepped`: those that stepped, in order; `raised`: the
     NonFiniteError that stopped the rest, if one did): True when the whole step was skipped.
     Under a process group (`shard`) every rank takes part in one all-reduce per step, whatever
-    it saw, so that no rank is left waiting. Raises `raised` again, or on a rank that saw nothing
-    a NonFiniteError saying another process did."""
-    if policy not in ("raise", "skip"):
+    it saw and whatever the policy, so that no rank is left waiting. Raises `raised` again, on a
+    rank that saw nothing a NonFiniteError saying another process did, or PeerStepError where
+    another process failed with an error."""
+    agrees = policy in ("raise", "skip")
+    if not agrees and shard is None:
         return False
-    kept = [e for e in stepped if not any(ev["action"] == "step skipped" for ev in e.nonfinite_events)]
-    level = NONFINITE if raised is not None or len(kept) < len(stepped) else 0
+    kept = [e for e in stepped if not any(ev["action"] == "step skipped" for ev in e.nonfinite_events)] if agrees else stepped
+    level = NONFINITE if agrees and (raised is not None or len(kept) < len(stepped)) else 0
     if shard is not None:
         level = shard.most(level)
     if not level:
         return False
+    if level == FAILED and policy == "off":  # no copies to undo the step with
+        raise PeerStepError([], "another process of the group failed in this step (an error, not a NaN or Inf); this process keeps its "
+                            "step (nonfinite=\"off\" keeps no copies to undo it), so the processes' parameters now differ: resume "
+                            "every process from a checkpoint\n  = help: under nonfinite=\"raise\" or \"skip\" every process undoes "
+                            "such a step, and can retry it; that process's error says what failed")
     for engine in kept:
         engine.undo_step()
     if raised is not None:
@@ -50,13 +60,14 @@ def abandon_step(policy, stepped, groups, error, shard=None):
     a step partway, at parameter group len(stepped) of `groups`: the engines that had stepped
     undo their steps where the policy keeps the copies (any but "off"), so that the step raises
     having stepped nothing; under "off" the error says which groups keep their step. Adds that
-    to the error's notes. Under a process group (`shard`) with a policy that agrees on every step
-    (raise, skip), the other processes learn of it in that agreement, and undo their steps too.
-    Returns the engines that undid their steps."""
-    if shard is not None and policy in ("raise", "skip"):
+    to the error's notes. Under a process group (`shard`) the other processes learn of it in the
+    step's agreement, and undo their steps too (they keep them under "off"). Returns the engines
+    that undid their steps."""
+    if shard is not None:
         try:
             shard.most(FAILED)
-            _note(error, "opal: the other processes of the group undid their steps too (opal.PeerStepError there)")
+            _note(error, "opal: the other processes of the group kept their steps (nonfinite=\"off\"), and raise opal.PeerStepError"
+                  if policy == "off" else "opal: the other processes of the group undid their steps too (opal.PeerStepError there)")
         except Exception as e:
             _note(error, f"opal: telling the other processes of the group failed too: {e}")
     if not stepped:

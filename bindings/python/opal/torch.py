@@ -415,18 +415,11 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                 self._sync_shown(i, f"step (parameter group {i})")
             if self._shard is not None and self._shard.reduce_grads:
                 self._shard.average_grads([p for g in self.param_groups for p in g["params"]])
-            seen = {}
-            plans = [self._plan_group(i, group, engine, seen) for i, (group, engine) in enumerate(zip(self.param_groups, self._engines))]
-            for engine, (hps, *_rest) in zip(self._engines, plans):  # all first: one that decides routes may refuse
-                for k, v in hps.items():
-                    if v != engine.hparam(k):
-                        engine.set_hparam(k, v)
-            for i, (*_rest, replaced) in enumerate(plans):  # a tensor put in a group in place of another starts fresh, as in torch
-                for k, n, p in replaced:
-                    if self._mine(n):
-                        self.state.rekey(n, p, restart=True)
-                    self._tensors[i][k] = weakref.ref(p)
-            self._masters.follow(self.state)  # a parameter written since the last step: its master copy takes the new values
+            try:
+                plans = self._plan_step()
+            except BaseException as e:  # refused before anything stepped: under a process group the others learn of it
+                abandon_step(self._nonfinite, [], len(self.param_groups), e, self._shard)
+                raise
             stepped, raised = [], None
             try:
                 for group, engine, (_hps, data, (grads, grad_dtypes), stream, _keep, _replaced) in zip(self.param_groups, self._engines, plans):
@@ -454,6 +447,22 @@ class Optimizer(ShardedMethods, EvalSequenceMethods, torch.optim.Optimizer):
                         _bump_version(p)
             self._masters.watch(self.state)
         return loss
+
+    def _plan_step(self):
+        """Checks every group's step and sets its hyperparameters: the plans _plan_group gives."""
+        seen = {}
+        plans = [self._plan_group(i, group, engine, seen) for i, (group, engine) in enumerate(zip(self.param_groups, self._engines))]
+        for engine, (hps, *_rest) in zip(self._engines, plans):  # all first: one that decides routes may refuse
+            for k, v in hps.items():
+                if v != engine.hparam(k):
+                    engine.set_hparam(k, v)
+        for i, (*_rest, replaced) in enumerate(plans):  # a tensor put in a group in place of another starts fresh, as in torch
+            for k, n, p in replaced:
+                if self._mine(n):
+                    self.state.rekey(n, p, restart=True)
+                self._tensors[i][k] = weakref.ref(p)
+        self._masters.follow(self.state)  # a parameter written since the last step: its master copy takes the new values
+        return plans
 
     def _not_skipped(self, undone):
         """Engines' undos after an error, not a NaN: under "skip" each engine counted a skipped

@@ -17,25 +17,20 @@ const char* kQ8BlockCpu =
     "static __attribute__((noinline)) void opal_q8_block_cpu(const float* __restrict__ q, long long n, unsigned char* __restrict__ c,\n"
     "                                                        float* __restrict__ s) {\n  opal_q8_block(q, n, c, s);\n}\n";
 
-// Staged bf16 stores (CEmitter::staged_loop): where the compiler targets AVX512-BF16, 64 values
-// at a time. To nearest through its conversion, which rounds to nearest even as opal_to_bf16
-// does, bit for bit, except that it flushes subnormals to zero: a run of 32 values holding one
-// is rounded value by value. Stochastically (opal_st_bf16x64_sr) with the chunk's random bits
-// hashed 17 at a time (support/half.h: opal_sr_bits, four elements' words a hash) and read in
-// place, in one vectorized loop: 0.47 ns an element for AdamW with all three stores stochastic,
-// against 0.66 value by value. Both checked over every float by tests/unit/cpu_staging_test.cpp.
-// Elsewhere OPAL_STAGE_BF16 is undefined and the loops store value by value.
-const char* kStageBf16 = R"(#if defined(__AVX512BF16__) && defined(__AVX512DQ__)
-#include <immintrin.h>
-#define OPAL_STAGE_BF16 1
-static inline void opal_st_bf16x64(unsigned short* __restrict__ d, const float* __restrict__ x) {
-  for (int q = 0; q < 64; q += 32) {
-    const __m512 a = _mm512_loadu_ps(x + q), b = _mm512_loadu_ps(x + q + 16);
-    if (__builtin_expect((_mm512_fpclass_ps_mask(a, 0x20) | _mm512_fpclass_ps_mask(b, 0x20)) != 0, 0))
-      for (int k = q; k < q + 32; ++k) d[k] = opal_to_bf16(x[k], 0, 0ull, 0.0, 0ll);
-    else _mm512_storeu_si512((void*)(d + q), (__m512i)_mm512_cvtne2ps_pbh(b, a));
-  }
-}
+// Staged bf16 stores (CEmitter::staged_loop), 64 values at a time. Stochastically
+// (opal_st_bf16x64_sr, OPAL_STAGE_SR) on every CPU: the chunk's random bits hashed 17 at a time
+// (support/half.h: opal_sr_bits, four elements' words a hash), then one vectorized loop. AdamW
+// with its three stores stochastic, one thread: 0.46 ns an element against 0.65 value by value
+// with AVX512-BF16, 0.46 against 0.73 with AVX-512 alone, 1.33 against 2.71 with AVX2 alone
+// (no 64-bit vector multiply: a hash costs more). To nearest (opal_st_bf16x64, OPAL_STAGE_BF16)
+// where the compiler targets AVX512-BF16, through its conversion, which rounds to nearest even
+// as opal_to_bf16 does, bit for bit, except that it flushes subnormals to zero: a run of 32
+// values holding one is rounded value by value. Without the conversion, staging stores to
+// nearest gains nothing (0.39 against 0.38, 0.87 against 0.91), so a loop storing any value to
+// nearest stages only with it. Both checked over every float by tests/unit/cpu_staging_test.cpp;
+// -DOPAL_NO_STAGING (OPAL_CXXFLAGS) leaves every loop storing value by value.
+const char* kStageBf16 = R"(#ifndef OPAL_NO_STAGING
+#define OPAL_STAGE_SR 1
 static inline void opal_st_bf16x64_sr(unsigned short* __restrict__ d, const float* __restrict__ x, unsigned long long k, long long e0) {
   unsigned long long h[17];
   for (int j = 0; j < 17; ++j) h[j] = opal_mix64(k ^ ((unsigned long long)e0 / 4 + j));
@@ -46,6 +41,18 @@ static inline void opal_st_bf16x64_sr(unsigned short* __restrict__ d, const floa
     d[i] = x[i] != x[i] ? (unsigned short)((b >> 16) | 0x40u) : (unsigned short)((b + r[i]) >> 16);
   }
 }
+#if defined(__AVX512BF16__) && defined(__AVX512DQ__)
+#include <immintrin.h>
+#define OPAL_STAGE_BF16 1
+static inline void opal_st_bf16x64(unsigned short* __restrict__ d, const float* __restrict__ x) {
+  for (int q = 0; q < 64; q += 32) {
+    const __m512 a = _mm512_loadu_ps(x + q), b = _mm512_loadu_ps(x + q + 16);
+    if (__builtin_expect((_mm512_fpclass_ps_mask(a, 0x20) | _mm512_fpclass_ps_mask(b, 0x20)) != 0, 0))
+      for (int k = q; k < q + 32; ++k) d[k] = opal_to_bf16(x[k], 0, 0ull, 0.0, 0ll);
+    else _mm512_storeu_si512((void*)(d + q), (__m512i)_mm512_cvtne2ps_pbh(b, a));
+  }
+}
+#endif
 #endif
 )";
 
@@ -127,9 +134,10 @@ static inline float opal_bf16(float x) {
         "}}\n",
         start == "0" ? "n_e" : "n_e - " + start, chk, head, body);
   }
-  // Chunks of 64 elements, each computed into `opal_h<b>` and stored by opal_st_bf16x64; the
-  // last n_e % 64 as loop() runs them. The chunks are parallel as loop() is: over 65536
-  // elements.
+  // Chunks of 64 elements, each computed into `opal_h<b>` and stored by opal_st_bf16x64 (to
+  // nearest) or opal_st_bf16x64_sr (stochastically, with the stream's key `opal_k<b>`, once a
+  // tensor); the last n_e % 64 as loop() runs them. The chunks are parallel as loop() is: over
+  // 65536 elements.
   bool stages_bf16() const override { return true; }
   std::string staged_loop(const Kernel&, const std::string& body, const std::string& staged_body,
                           const std::vector<StagedStore>& staged) const override {
@@ -145,9 +153,11 @@ static inline float opal_bf16(float x) {
       chunk += s.stream.empty() ? fmt::format("    opal_st_bf16x64(sb{0} + opal_c, opal_h{0});\n", s.buf)
                                 : fmt::format("    opal_st_bf16x64_sr(sb{0} + opal_c, opal_h{0}, opal_k{0}, T.base + opal_c);\n", s.buf);
     chunk += "  }\n";
-    return "  {\n  long long opal_n = 0;  // the elements of whole chunks\n#ifdef OPAL_STAGE_BF16\n" + keys +
-           "  opal_n = n_e / 64 * 64;\n  if (opal_n < 65536) {\n" + chunk + "  } else {\n  #pragma omp parallel for schedule(static)" + chk + "\n" +
-           chunk + "  }\n#endif\n" + flat_loop(body, "opal_n") + "  }\n";
+    // stores to nearest need the hardware conversion; stochastic ones stage on every CPU
+    const bool nearest = std::any_of(staged.begin(), staged.end(), [](const StagedStore& s) { return s.stream.empty(); });
+    return fmt::format("  {{\n  long long opal_n = 0;  // the elements of whole chunks\n#ifdef {}\n", nearest ? "OPAL_STAGE_BF16" : "OPAL_STAGE_SR") +
+           keys + "  opal_n = n_e / 64 * 64;\n  if (opal_n < 65536) {\n" + chunk + "  } else {\n  #pragma omp parallel for schedule(static)" + chk +
+           "\n" + chunk + "  }\n#endif\n" + flat_loop(body, "opal_n") + "  }\n";
   }
   std::string q8_index() const override { return "e - opal_e0"; }
   std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const override {

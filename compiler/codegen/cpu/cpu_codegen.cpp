@@ -121,23 +121,24 @@ static inline float opal_bf16(float x) {
   // than its few elements (an `if` clause still builds a team of one).
   std::string loop(const Kernel& k, const std::string& body) const override {
     if (k.serial || k.domain == Domain::Rows || k.domain == Domain::Cols || k.domain == Domain::One) return loop_open(k) + body + loop_close(k);
-    if (!k.indexed) return flat_loop(body, "0");
+    if (!k.indexed) return flat_loop(body);
     const std::string small = "  for (long long i = 0; i < rows; ++i) {\n    for (long long j = 0; j < cols; ++j) {\n";
     return fmt::format("  if (numel < 65536) {{\n{}{}{}  }} else {{\n{}{}{}  }}\n", small, body, loop_close(k), loop_open(k), body, loop_close(k));
   }
-  // The elements from `start` on, one by one (vectorized).
-  std::string flat_loop(const std::string& body, const std::string& start) const {
+  // The elements one by one (vectorized).
+  std::string flat_loop(const std::string& body) const {
     const std::string chk = checked ? " reduction(|:opal_chk)" : "";
-    const std::string head = fmt::format("  for (long long e = {}; e < n_e; ++e) {{\n", start);
+    const std::string head = "  for (long long e = 0; e < n_e; ++e) {\n";
     return fmt::format(
-        "  if ({0} < 65536) {{\n  #pragma omp simd{1}\n{2}{3}  }}\n  }} else {{\n  #pragma omp parallel for simd schedule(static){1}\n{2}{3}  }}\n  "
+        "  if (n_e < 65536) {{\n  #pragma omp simd{0}\n{1}{2}  }}\n  }} else {{\n  #pragma omp parallel for simd schedule(static){0}\n{1}{2}  }}\n  "
         "}}\n",
-        start == "0" ? "n_e" : "n_e - " + start, chk, head, body);
+        chk, head, body);
   }
   // Chunks of 64 elements, each computed into `opal_h<b>` and stored by opal_st_bf16x64 (to
   // nearest) or opal_st_bf16x64_sr (stochastically, with the stream's key `opal_k<b>`, once a
-  // tensor); the last n_e % 64 as loop() runs them. The chunks are parallel as loop() is: over
-  // 65536 elements.
+  // tensor), then the last n_e % 64 one by one. The chunks are parallel as loop() is: over 65536
+  // elements. Where the target does not stage them, loop()'s loop instead (the preprocessor
+  // keeps one of the two: a compiler sees the body three times, not five).
   bool stages_bf16() const override { return true; }
   std::string staged_loop(const Kernel&, const std::string& body, const std::string& staged_body,
                           const std::vector<StagedStore>& staged) const override {
@@ -155,9 +156,10 @@ static inline float opal_bf16(float x) {
     chunk += "  }\n";
     // stores to nearest need the hardware conversion; stochastic ones stage on every CPU
     const bool nearest = std::any_of(staged.begin(), staged.end(), [](const StagedStore& s) { return s.stream.empty(); });
-    return fmt::format("  {{\n  long long opal_n = 0;  // the elements of whole chunks\n#ifdef {}\n", nearest ? "OPAL_STAGE_BF16" : "OPAL_STAGE_SR") +
-           keys + "  opal_n = n_e / 64 * 64;\n  if (opal_n < 65536) {\n" + chunk + "  } else {\n  #pragma omp parallel for schedule(static)" + chk +
-           "\n" + chunk + "  }\n#endif\n" + flat_loop(body, "opal_n") + "  }\n";
+    return fmt::format("#ifdef {}\n  {{\n", nearest ? "OPAL_STAGE_BF16" : "OPAL_STAGE_SR") + keys +
+           "  const long long opal_n = n_e / 64 * 64;  // the elements of whole chunks\n  if (opal_n < 65536) {\n" + chunk +
+           "  } else {\n  #pragma omp parallel for schedule(static)" + chk + "\n" + chunk + "  }\n  #pragma omp simd" + chk +
+           "\n  for (long long e = opal_n; e < n_e; ++e) {\n" + body + "  }\n  }\n#else\n" + flat_loop(body) + "#endif\n";
   }
   std::string q8_index() const override { return "e - opal_e0"; }
   std::string q8_loop(const Kernel& k, const std::string& body, const std::vector<Q8Store>& stores) const override {
